@@ -1,0 +1,40 @@
+"""Typed exceptions. The CLI turns every one of them into a single line and a non-zero exit."""
+
+
+class TinypatchError(Exception):
+    """Base class of every error tinypatch raises on purpose."""
+
+
+class ModelLoadError(TinypatchError):
+    """A model file is missing, truncated, corrupted or not a model at all."""
+
+
+class UnsupportedOperatorError(TinypatchError):
+    """The model uses an operator (or an operator option) that tinypatch cannot run."""
+
+    def __init__(self, op_type: str, index: int | None = None, detail: str = ""):
+        where = f" at operator index {index}" if index is not None else ""
+        extra = f": {detail}" if detail else ""
+        super().__init__(f"unsupported operator {op_type}{where}{extra}")
+        self.op_type = op_type
+        self.index = index
+
+
+class GraphError(TinypatchError):
+    """The graph is inconsistent (bad shapes, dangling tensors, cycles)."""
+
+
+class PlanError(TinypatchError):
+    """A schedule cannot be built, loaded or executed for this model."""
+
+
+class BudgetError(PlanError):
+    """No schedule fits the requested budget; ``best`` holds the smallest achievable figure."""
+
+    def __init__(self, message: str, best: int | float | None = None):
+        super().__init__(message)
+        self.best = best
+
+
+class InputError(TinypatchError):
+    """An input file (image, .npy) cannot be read or does not match the model input."""

@@ -1,0 +1,201 @@
+"""Read an int8 (or float32) ``.tflite`` flatbuffer into the Graph IR.
+
+Only the first subgraph is read. Every failure of the flatbuffer reader on a truncated or
+corrupted file is turned into :class:`~tinypatch.errors.ModelLoadError`; operators outside
+``tinypatch.ir.ops.SUPPORTED_OPS`` raise :class:`~tinypatch.errors.UnsupportedOperatorError`
+naming the operator and its index.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import tflite
+
+from tinypatch.errors import ModelLoadError, TinypatchError, UnsupportedOperatorError
+from tinypatch.ir import Graph, Op, QuantParams, Tensor
+from tinypatch.ir.ops import SUPPORTED_OPS
+
+_TENSOR_TYPES = {
+    tflite.TensorType.FLOAT32: "float32", tflite.TensorType.INT8: "int8",
+    tflite.TensorType.UINT8: "uint8", tflite.TensorType.INT16: "int16",
+    tflite.TensorType.INT32: "int32", tflite.TensorType.INT64: "int64",
+    tflite.TensorType.BOOL: "bool",
+}
+_OP_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+_PADDING = {tflite.Padding.SAME: "SAME", tflite.Padding.VALID: "VALID"}
+_ACT = {v: k for k, v in vars(tflite.ActivationFunctionType).items() if not k.startswith("_")}
+
+# op type -> (options class, [(attr name, getter name, converter)])
+_OPTIONS: dict[str, tuple[type, list[tuple[str, str, Any]]]] = {
+    "CONV_2D": (tflite.Conv2DOptions, [
+        ("padding", "Padding", _PADDING.get), ("stride_w", "StrideW", int), ("stride_h", "StrideH", int),
+        ("dilation_w", "DilationWFactor", int), ("dilation_h", "DilationHFactor", int),
+        ("fused_activation_function", "FusedActivationFunction", _ACT.get)]),
+    "DEPTHWISE_CONV_2D": (tflite.DepthwiseConv2DOptions, [
+        ("padding", "Padding", _PADDING.get), ("stride_w", "StrideW", int), ("stride_h", "StrideH", int),
+        ("depth_multiplier", "DepthMultiplier", int),
+        ("dilation_w", "DilationWFactor", int), ("dilation_h", "DilationHFactor", int),
+        ("fused_activation_function", "FusedActivationFunction", _ACT.get)]),
+    "AVERAGE_POOL_2D": (tflite.Pool2DOptions, [
+        ("padding", "Padding", _PADDING.get), ("stride_w", "StrideW", int), ("stride_h", "StrideH", int),
+        ("filter_w", "FilterWidth", int), ("filter_h", "FilterHeight", int),
+        ("fused_activation_function", "FusedActivationFunction", _ACT.get)]),
+    "FULLY_CONNECTED": (tflite.FullyConnectedOptions, [
+        ("fused_activation_function", "FusedActivationFunction", _ACT.get),
+        ("keep_num_dims", "KeepNumDims", bool)]),
+    "ADD": (tflite.AddOptions, [("fused_activation_function", "FusedActivationFunction", _ACT.get)]),
+    "MUL": (tflite.MulOptions, [("fused_activation_function", "FusedActivationFunction", _ACT.get)]),
+    "CONCATENATION": (tflite.ConcatenationOptions, [
+        ("axis", "Axis", int), ("fused_activation_function", "FusedActivationFunction", _ACT.get)]),
+    "SOFTMAX": (tflite.SoftmaxOptions, [("beta", "Beta", float)]),
+    "MEAN": (tflite.ReducerOptions, [("keep_dims", "KeepDims", bool)]),
+    "RESIZE_NEAREST_NEIGHBOR": (tflite.ResizeNearestNeighborOptions, [
+        ("align_corners", "AlignCorners", bool), ("half_pixel_centers", "HalfPixelCenters", bool)]),
+}
+_OPTIONS["MAX_POOL_2D"] = _OPTIONS["AVERAGE_POOL_2D"]
+
+
+def load_tflite(path: str | os.PathLike[str]) -> Graph:
+    """Read ``path`` into a :class:`Graph`. Raises ModelLoadError / UnsupportedOperatorError."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelLoadError(f"model file not found: {path}")
+    if os.path.isdir(path):
+        raise ModelLoadError(f"{path} is a directory, not a .tflite model file")
+    with open(path, "rb") as f:
+        buf = f.read()
+    return parse_tflite(buf, name=os.path.splitext(os.path.basename(path))[0], source=path)
+
+
+def parse_tflite(buf: bytes, name: str = "model", source: str = "<bytes>") -> Graph:
+    """Parse flatbuffer bytes into a :class:`Graph`."""
+    if len(buf) == 0:
+        raise ModelLoadError(f"{source} is empty (0 bytes): not a TFLite model")
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise ModelLoadError(f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)")
+    try:
+        return _Reader(buf, name).read()
+    except TinypatchError:
+        raise
+    except Exception as exc:  # the flatbuffer reader fails in many ways on corrupted bytes
+        raise ModelLoadError(f"{source} is truncated or corrupted ({type(exc).__name__}: {exc})") from None
+
+
+class _Reader:
+    def __init__(self, buf: bytes, name: str) -> None:
+        self.buf = buf
+        self.model = tflite.Model.GetRootAs(buf, 0)
+        self.graph = Graph(name)
+        self.names: dict[int, str] = {}
+
+    def read(self) -> Graph:
+        m = self.model
+        if m.SubgraphsLength() < 1:
+            raise ModelLoadError("model has no subgraph")
+        sg = m.Subgraphs(0)
+        g = self.graph
+        op_types = [self._op_name(i) for i in range(m.OperatorCodesLength())]
+        used = {int(sg.Operators(i).OpcodeIndex()) for i in range(sg.OperatorsLength())}
+        for k in sorted(used):
+            if k >= len(op_types):
+                raise ModelLoadError(f"operator code index {k} out of range")
+        for i in range(sg.OperatorsLength()):
+            t = op_types[sg.Operators(i).OpcodeIndex()]
+            if t not in SUPPORTED_OPS:
+                raise UnsupportedOperatorError(t, i)
+        for i in range(sg.TensorsLength()):
+            self._tensor(sg, i)
+        g.inputs = [self.names[int(i)] for i in sg.InputsAsNumpy()]
+        g.outputs = [self.names[int(i)] for i in sg.OutputsAsNumpy()]
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            t = op_types[op.OpcodeIndex()]
+            ins = [self.names[int(k)] if k >= 0 else "" for k in _ints(op, "Inputs")]
+            outs = [self.names[int(k)] for k in _ints(op, "Outputs")]
+            g.add_op(Op(t, ins, outs, self._attrs(t, op), name=f"{i}_{t.lower()}"))
+        # drop tensors nobody uses (e.g. stale buffers) so accounting only sees real ones
+        used_t = set(g.inputs) | set(g.outputs) | {x for o in g.ops for x in (*o.inputs, *o.outputs)}
+        for n in [n for n in g.tensors if n not in used_t]:
+            del g.tensors[n]
+        g.meta["tflite_index"] = {v: k for k, v in self.names.items() if v in g.tensors}
+        g.meta["description"] = (m.Description() or b"").decode("utf-8", "replace")
+        g.validate()
+        return g
+
+    def _op_name(self, i: int) -> str:
+        oc = self.model.OperatorCodes(i)
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        if code == tflite.BuiltinOperator.CUSTOM:
+            return "CUSTOM:" + (oc.CustomCode() or b"?").decode("utf-8", "replace")
+        return _OP_NAMES.get(code, f"BUILTIN_{code}")
+
+    def _tensor(self, sg: Any, i: int) -> None:
+        t = sg.Tensors(i)
+        raw = (t.Name() or b"").decode("utf-8", "replace") or f"tensor_{i}"
+        name = self.graph.unique_name(raw)
+        self.names[i] = name
+        ttype = t.Type()
+        if ttype not in _TENSOR_TYPES:
+            raise ModelLoadError(f"tensor {i} ({raw}) has unsupported type {ttype}")
+        dtype = _TENSOR_TYPES[ttype]
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        if any(d < 0 for d in shape):
+            raise ModelLoadError(f"tensor {i} ({raw}) has a dynamic shape {shape}; give it a fixed shape")
+        data = self._buffer(t.Buffer(), dtype, shape)
+        self.graph.add_tensor(Tensor(name, shape, dtype, self._quant(t, shape), data))
+
+    def _buffer(self, index: int, dtype: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        if index <= 0 or index >= self.model.BuffersLength():
+            return None
+        b = self.model.Buffers(index)
+        if b.Offset() > 1:  # large-model layout: data lives after the flatbuffer
+            raw = self.buf[b.Offset(): b.Offset() + b.Size()]
+        elif b.DataLength():
+            raw = b.DataAsNumpy().tobytes()
+        else:
+            return None
+        arr = np.frombuffer(raw, dtype=np.dtype(dtype))
+        if arr.size != int(np.prod(shape, dtype=np.int64)):
+            raise ModelLoadError(f"buffer {index} holds {arr.size} values, tensor shape {shape} needs "
+                                 f"{int(np.prod(shape))}")
+        return arr.reshape(shape).copy()
+
+    @staticmethod
+    def _quant(t: Any, shape: tuple[int, ...]) -> QuantParams | None:
+        q = t.Quantization()
+        if q is None or q.ScaleLength() == 0:
+            return None
+        scale = q.ScaleAsNumpy().astype(np.float32)
+        zp = q.ZeroPointAsNumpy().astype(np.int64) if q.ZeroPointLength() else np.zeros_like(scale, np.int64)
+        axis = int(q.QuantizedDimension()) if scale.size > 1 else None
+        # producer quirk (person_detect.tflite): 1-D per-channel bias carrying its weights' axis 3
+        if axis is not None and axis >= len(shape) and len(shape) == 1:
+            axis = 0
+        return QuantParams(scale, zp, axis)
+
+    @staticmethod
+    def _attrs(op_type: str, op: Any) -> dict[str, Any]:
+        if op_type not in _OPTIONS:
+            return {}
+        cls, fields = _OPTIONS[op_type]
+        table = op.BuiltinOptions()
+        if table is None:
+            return {}
+        opts = cls()
+        opts.Init(table.Bytes, table.Pos)
+        attrs = {}
+        for attr, getter, conv in fields:
+            value = conv(getattr(opts, getter)())
+            if value is None:
+                raise UnsupportedOperatorError(op_type, None, f"unknown value for {attr}")
+            attrs[attr] = value
+        return attrs
+
+
+def _ints(op: Any, field: str) -> list[int]:
+    if getattr(op, f"{field}Length")() == 0:
+        return []
+    return [int(x) for x in getattr(op, f"{field}AsNumpy")()]
