@@ -1,0 +1,119 @@
+"""Activation lifetimes over the op order, the buffers they need, and the lower bound on any arena.
+
+Time is the op index. A tensor is live from the op that writes it to the last op that reads
+it, both inclusive (graph inputs from step 0, graph outputs to the last step); constants are
+not activations and never appear. With ``aliasing`` a RESHAPE output shares its input's
+buffer (TFLM-style in-place reshape), so the pair is one buffer over the union of their
+lifetimes. ``include_input`` / ``include_output`` = False leave the model's input / output
+tensors out of the arena (e.g. an input streamed from a camera).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinypatch.ir import Graph
+
+# ops whose output 0 may share the buffer of input 0 (same bytes, only the shape changes)
+ALIAS_OPS = ("RESHAPE",)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A block of ``size`` bytes needed from op ``start`` to op ``end`` (inclusive)."""
+
+    name: str
+    size: int
+    start: int
+    end: int
+
+    def overlaps_in_time(self, other: Buffer) -> bool:
+        return self.start <= other.end and other.start <= self.end
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Arena buffers of a graph and which buffer holds each activation tensor."""
+
+    buffers: list[Buffer]  # in the model's tensor order (TFLM adds them to its planner so)
+    tensor_buffer: dict[str, str]  # activation tensor name -> name of the buffer holding it
+    num_steps: int
+
+    def live_at(self, step: int) -> list[Buffer]:
+        return [b for b in self.buffers if b.start <= step <= b.end]
+
+    def profile(self, alignment: int = 1) -> list[int]:
+        """Bytes live at each step (sizes rounded up to ``alignment``)."""
+        return live_profile(self.buffers, self.num_steps, alignment)
+
+    def lower_bound(self, alignment: int = 1) -> int:
+        """No placement of these buffers fits in fewer bytes than this."""
+        return max(self.profile(alignment), default=0)
+
+
+def align_up(n: int, alignment: int) -> int:
+    return -(-n // alignment) * alignment
+
+
+def live_profile(buffers: list[Buffer], num_steps: int, alignment: int = 1) -> list[int]:
+    """Sum of the (aligned) sizes of the buffers live at each step ``0..num_steps-1``."""
+    prof = [0] * max(num_steps, max((b.end + 1 for b in buffers), default=0))
+    for b in buffers:
+        size = align_up(b.size, alignment)
+        for t in range(b.start, b.end + 1):
+            prof[t] += size
+    return prof
+
+
+def lower_bound(buffers: list[Buffer], alignment: int = 1) -> int:
+    """Largest sum of (aligned) sizes live at one time step."""
+    return max(live_profile(buffers, 0, alignment), default=0)
+
+
+def tensor_lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
+    """(first step, last step) of every activation tensor, inclusive."""
+    last = max(len(graph.ops) - 1, 0)
+    life: dict[str, list[int]] = {t: [0, 0] for t in graph.inputs}
+    for i, op in enumerate(graph.ops):
+        for t in op.inputs:
+            if t and t in life:
+                life[t][1] = i
+        for t in op.outputs:
+            life.setdefault(t, [i, i])
+    for t in graph.outputs:
+        life[t][1] = last
+    return {t: (s, e) for t, (s, e) in life.items()}
+
+
+def _tensor_order(graph: Graph, names: list[str]) -> list[str]:
+    index = graph.meta.get("tflite_index")
+    if not index:
+        return names
+    return sorted(names, key=lambda n: index.get(n, len(index)))
+
+
+def liveness(graph: Graph, include_input: bool = True, include_output: bool = True,
+             aliasing: bool = True) -> Liveness:
+    """The arena buffers of ``graph`` (see the module docstring for the flags)."""
+    life = tensor_lifetimes(graph)
+    excluded = set()
+    if not include_input:
+        excluded |= set(graph.inputs)
+    if not include_output:
+        excluded |= set(graph.outputs)
+    in_arena = [t for t in life if t not in excluded and graph.tensors[t].nbytes > 0]
+    root = {t: t for t in in_arena}
+    if aliasing:
+        for op in graph.ops:
+            if op.type in ALIAS_OPS and op.inputs[0] in root and op.outputs[0] in root:
+                src, dst = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+                if src.nbytes == dst.nbytes:
+                    root[op.outputs[0]] = root[op.inputs[0]]
+    spans: dict[str, list[int]] = {}
+    for t in in_arena:
+        s, e = life[t]
+        r = root[t]
+        cur = spans.setdefault(r, [graph.tensors[t].nbytes, s, e])
+        cur[0], cur[1], cur[2] = max(cur[0], graph.tensors[t].nbytes), min(cur[1], s), max(cur[2], e)
+    buffers = [Buffer(r, *spans[r]) for r in _tensor_order(graph, list(spans))]
+    return Liveness(buffers, {t: root[t] for t in in_arena}, len(graph.ops))

@@ -1,0 +1,111 @@
+"""Per-operator compute and size figures: MACs, element operations, activation and parameter bytes.
+
+MACs count multiply-accumulates of the three matrix ops only:
+
+* ``CONV_2D``: out_h * out_w * out_c * kh * kw * in_c (``in_c`` read from the filter, so a
+  grouped filter counts its group width);
+* ``DEPTHWISE_CONV_2D``: out_h * out_w * out_c * kh * kw;
+* ``FULLY_CONNECTED``: out_elements * in_features (in * out for batch 1).
+
+Every other op reports 0 MACs; its arithmetic is in ``elem_ops`` (one per output element
+for ADD/MUL, kh*kw per output element for pools, one per input element for MEAN/SOFTMAX).
+Activation bytes use each tensor's own dtype; parameter bytes are the op's constant
+inputs (weights, bias, shape/axis tensors), which live in flash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinypatch.ir import Graph, Op
+from tinypatch.ir.ops import POOL_OPS, with_defaults
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """Compute and size figures of one operator."""
+
+    index: int
+    op_type: str
+    name: str
+    out_shape: tuple[int, ...]
+    in_bytes: int  # non-constant inputs, own dtype
+    out_bytes: int
+    macs: int
+    param_bytes: int  # constant inputs (flash)
+    elem_ops: int = 0  # non-MAC arithmetic (adds, muls, pool/mean sums, softmax)
+
+
+@dataclass(frozen=True)
+class CostTotals:
+    """Sums over a list of :class:`OpCost` (``param_bytes`` counts a shared constant per use)."""
+
+    macs: int
+    elem_ops: int
+    param_bytes: int
+
+
+def _elems(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def op_macs(graph: Graph, op: Op) -> int:
+    """Multiply-accumulates of one op (0 for ops other than conv, depthwise and FC)."""
+    if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        return 0
+    out = graph.tensors[op.outputs[0]]
+    w = graph.tensors[op.inputs[1]].shape
+    if op.type == "CONV_2D":  # filter [out_c, kh, kw, in_c]
+        return _elems(out.shape) * w[1] * w[2] * w[3]
+    if op.type == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, out_c]
+        return _elems(out.shape) * w[1] * w[2]
+    return out.size * w[-1]  # FC filter [out, in]
+
+
+def op_elem_ops(graph: Graph, op: Op) -> int:
+    """Arithmetic outside MACs: element-wise, pooling, reduction and softmax work."""
+    out_n = sum(graph.tensors[t].size for t in op.outputs)
+    if op.type in ("ADD", "MUL"):
+        return out_n
+    if op.type in POOL_OPS:
+        a = with_defaults(op.type, op.attrs)
+        return out_n * a["filter_h"] * a["filter_w"]
+    if op.type in ("MEAN", "SOFTMAX"):
+        return graph.tensors[op.inputs[0]].size
+    return 0
+
+
+def op_costs(graph: Graph) -> list[OpCost]:
+    """One :class:`OpCost` per op, in schedule order."""
+    costs = []
+    for i, op in enumerate(graph.ops):
+        ins = [graph.tensors[t] for t in op.inputs if t]
+        outs = [graph.tensors[t] for t in op.outputs]
+        costs.append(OpCost(
+            index=i, op_type=op.type, name=op.name,
+            out_shape=outs[0].shape if outs else (),
+            in_bytes=sum(t.nbytes for t in ins if not t.is_const),
+            out_bytes=sum(t.nbytes for t in outs),
+            macs=op_macs(graph, op),
+            param_bytes=sum(t.nbytes for t in ins if t.is_const),
+            elem_ops=op_elem_ops(graph, op),
+        ))
+    return costs
+
+
+def cost_totals(costs: list[OpCost]) -> CostTotals:
+    """Total MACs, element operations and per-op parameter bytes."""
+    return CostTotals(
+        macs=sum(c.macs for c in costs),
+        elem_ops=sum(c.elem_ops for c in costs),
+        param_bytes=sum(c.param_bytes for c in costs),
+    )
+
+
+def flash_bytes(graph: Graph) -> int:
+    """Bytes of every constant tensor the ops read, each counted once (weights stay in flash)."""
+    used = {t for op in graph.ops for t in op.inputs if t and graph.tensors[t].is_const}
+    return sum(graph.tensors[t].nbytes for t in used)

@@ -1,0 +1,139 @@
+"""Region (receptive-field / halo) propagation for spatial operators, one axis at a time.
+
+For an operator and an output interval ``[a, b)`` along H or W, :func:`input_span` gives the
+input interval it reads, clipped to the real feature map, and the zero padding it needs at
+each end. Padding is only ever non-zero where the interval touches a true image border, so
+a tile computed from its span is bit-identical to the same pixels of whole-image inference.
+H and W are independent, which keeps planning separable and fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinypatch.ir import Graph, Op
+from tinypatch.ir.ops import CONV_OPS, POOL_OPS, out_size, pad_before, with_defaults
+
+Interval = tuple[int, int]  # half-open [start, stop)
+
+# Operators whose output pixel (y, x) reads only input pixel (y, x) of every 4-D input.
+POINTWISE_OPS = frozenset({
+    "ADD", "MUL", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6",
+})
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """How one operator maps output positions to input positions along one spatial axis.
+
+    ``kind`` is "window" (conv, pool, pad: input span = [o*stride - pad, ...+ extent)),
+    "nearest" (resize-nearest: a gather), or "identity" (point-wise).
+    """
+
+    kind: str
+    in_size: int
+    out_size: int
+    kernel: int = 1
+    stride: int = 1
+    dilation: int = 1
+    pad: int = 0  # zero rows/cols before input position 0
+    align_corners: bool = False
+    half_pixel_centers: bool = False
+
+    @property
+    def extent(self) -> int:
+        return (self.kernel - 1) * self.dilation + 1
+
+    def source_index(self, out_index: np.ndarray) -> np.ndarray:
+        """Nearest-neighbour source index of each output index (TFLite's float32 arithmetic)."""
+        if self.align_corners and self.out_size > 1:
+            scale = np.float32(self.in_size - 1) / np.float32(self.out_size - 1)
+        else:
+            scale = np.float32(self.in_size) / np.float32(self.out_size)
+        offset = np.float32(0.5 if self.half_pixel_centers else 0.0)
+        pos = (out_index.astype(np.float32) + offset) * scale
+        src = np.floor(pos + np.float32(0.5)) if self.align_corners else np.floor(pos)  # round half away
+        return np.clip(src.astype(np.int64), 0, self.in_size - 1)
+
+    def input_span(self, out: Interval) -> tuple[Interval, int, int]:
+        """Input interval read for output interval ``out``, and (pad_before, pad_after)."""
+        a, b = out
+        if self.kind == "identity":
+            return (min(a, self.in_size - 1), min(b, self.in_size)) if self.in_size == 1 else (a, b), 0, 0
+        if self.kind == "nearest":
+            src = self.source_index(np.array([a, b - 1]))
+            return (int(src[0]), int(src[1]) + 1), 0, 0
+        lo = a * self.stride - self.pad
+        hi = (b - 1) * self.stride - self.pad + self.extent
+        return (max(lo, 0), min(hi, self.in_size)), max(0, -lo), max(0, hi - self.in_size)
+
+
+def _spatial_hw(graph: Graph, name: str) -> tuple[int, int] | None:
+    shape = graph.tensors[name].shape
+    return (shape[1], shape[2]) if len(shape) == 4 else None
+
+
+def axis_maps(graph: Graph, op: Op) -> tuple[AxisMap, AxisMap] | None:
+    """(H map, W map) of the op's first activation input, or None if the op is not spatially
+    local (global pooling, FC, reshape, softmax, transpose, concat along H/W...)."""
+    out_hw = _spatial_hw(graph, op.outputs[0])
+    acts = [t for t in op.inputs if t and not graph.tensors[t].is_const]
+    if out_hw is None or not acts:
+        return None
+    in_hw = _spatial_hw(graph, acts[0])
+    if in_hw is None:
+        return None
+    t = op.type
+    if t in POINTWISE_OPS:
+        return tuple(AxisMap("identity", i, o) for i, o in zip(in_hw, out_hw))  # type: ignore[return-value]
+    if t == "CONCATENATION":
+        axis = op.attrs.get("axis", -1) % 4
+        if axis != 3 or any(_spatial_hw(graph, x) != out_hw for x in acts):
+            return None
+        return AxisMap("identity", in_hw[0], out_hw[0]), AxisMap("identity", in_hw[1], out_hw[1])
+    if t in CONV_OPS or t in POOL_OPS:
+        a = with_defaults(t, op.attrs)
+        if t in POOL_OPS:
+            kernel = (a["filter_h"], a["filter_w"])
+        else:
+            wshape = graph.tensors[op.inputs[1]].shape
+            kernel = (wshape[1], wshape[2])
+        maps = []
+        for ax, (k, s, d) in enumerate(zip(kernel, (a["stride_h"], a["stride_w"]),
+                                            (a.get("dilation_h", 1), a.get("dilation_w", 1)))):
+            assert out_size(in_hw[ax], k, s, d, a["padding"]) == out_hw[ax], f"{op.name}: shape mismatch"
+            maps.append(AxisMap("window", in_hw[ax], out_hw[ax], k, s, d, pad_before(in_hw[ax], k, s, d, a["padding"])))
+        return maps[0], maps[1]
+    if t == "PAD":
+        pads = graph.tensors[op.inputs[1]].data
+        if pads is None or pads.shape[0] != 4 or pads[0].any() or pads[3].any():
+            return None
+        return (AxisMap("window", in_hw[0], out_hw[0], pad=int(pads[1][0])),
+                AxisMap("window", in_hw[1], out_hw[1], pad=int(pads[2][0])))
+    if t == "RESIZE_NEAREST_NEIGHBOR":
+        a = with_defaults(t, op.attrs)
+        return tuple(AxisMap("nearest", i, o, align_corners=a["align_corners"],  # type: ignore[return-value]
+                             half_pixel_centers=a["half_pixel_centers"]) for i, o in zip(in_hw, out_hw))
+    return None
+
+
+def is_spatially_local(graph: Graph, op: Op) -> bool:
+    """True when the op can run on a spatial tile (it does not need the whole feature map)."""
+    return axis_maps(graph, op) is not None
+
+
+def hull(a: Interval | None, b: Interval) -> Interval:
+    """Smallest interval holding both."""
+    return b if a is None else (min(a[0], b[0]), max(a[1], b[1]))
+
+
+def split_even(size: int, n: int) -> list[int]:
+    """Cut points splitting ``size`` into ``n`` near-equal parts (larger parts first)."""
+    n = max(1, min(n, size))
+    base, extra = divmod(size, n)
+    cuts = [0]
+    for i in range(n):
+        cuts.append(cuts[-1] + base + (1 if i < extra else 0))
+    return cuts

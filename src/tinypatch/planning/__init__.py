@@ -1,0 +1,1 @@
+"""Planning: schedules for patch-based inference and the placement of buffers in the arena."""

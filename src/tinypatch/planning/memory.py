@@ -1,0 +1,60 @@
+"""Arena buffers of a plan: layer-by-layer liveness, reshaped by the patch stages.
+
+Time is the operator index, as in :mod:`tinypatch.analysis.liveness`: every tile of a stage
+runs the stage's operators in the same order, so a tile-local tensor keeps its layer-by-layer
+lifetime but shrinks to its largest tile region, while the stage's full-size tensors (its
+inputs and its output) stay alive across the whole stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from tinypatch.analysis.liveness import Buffer, Liveness, liveness
+from tinypatch.ir import DTYPE_BYTES, Graph
+from tinypatch.planning.plan import Plan
+from tinypatch.planning.tiles import StageTiling, tile_stage
+
+
+def tile_bytes(graph: Graph, tiling: StageTiling, tensor: str) -> int:
+    """Bytes of the largest tile region of a stage-internal tensor."""
+    t = graph.tensors[tensor]
+    return tiling.h.max_len(tensor) * tiling.w.max_len(tensor) * t.shape[3] * DTYPE_BYTES[t.dtype]
+
+
+@dataclass
+class PlanBuffers:
+    """The plan's buffers and the stage tilings they were derived from."""
+
+    liveness: Liveness
+    tilings: list[StageTiling]
+    tile_tensors: dict[str, int]  # stage-internal tensor -> stage index
+
+
+def plan_buffers(graph: Graph, plan: Plan, tilings: list[StageTiling] | None = None) -> PlanBuffers:
+    """Buffers (size, first step, last step) of every arena tensor under ``plan``."""
+    if tilings is None:
+        tilings = [tile_stage(graph, s) for s in plan.stages]
+    base = liveness(graph, plan.include_input, plan.include_output)
+    tile_tensors = {t: k for k, st in enumerate(tilings) for t in st.info.internal}
+    holders: dict[str, list[str]] = {}
+    for t, b in base.tensor_buffer.items():
+        holders.setdefault(b, []).append(t)
+    producers, users = graph.producers(), graph.consumers()
+    buffers = []
+    for b in base.buffers:
+        tensors = holders[b.name]
+        if len(tensors) == 1 and tensors[0] in tile_tensors:
+            st = tilings[tile_tensors[tensors[0]]]
+            buffers.append(replace(b, size=tile_bytes(graph, st, tensors[0])))
+            continue
+        start, end = b.start, b.end
+        for st in tilings:
+            s0, s1 = st.stage.start, st.stage.end - 1
+            for t in tensors:
+                if s0 <= producers.get(t, -1) <= s1:
+                    start = min(start, s0)
+                if any(s0 <= u <= s1 for u in users.get(t, [])):
+                    end = max(end, s1)
+        buffers.append(Buffer(b.name, b.size, start, end))
+    return PlanBuffers(Liveness(buffers, base.tensor_buffer, base.num_steps), tilings, tile_tensors)

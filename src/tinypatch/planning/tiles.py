@@ -1,0 +1,164 @@
+"""Derived geometry of a patch stage: legality, and per-tile regions of every tensor.
+
+H and W are handled separately (:class:`AxisTiling`); a tile (i, j) combines row tile i with
+column tile j. For every tile and every operator of the stage we know the output interval it
+computes, the interval it reads from each activation input, and the zero padding at true
+image borders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinypatch.analysis.regions import POINTWISE_OPS, AxisMap, Interval, axis_maps, hull
+from tinypatch.errors import PlanError
+from tinypatch.ir import Graph, Op
+from tinypatch.planning.plan import Stage
+
+
+@dataclass(frozen=True)
+class OpSpan:
+    """What one operator does for one tile along one axis."""
+
+    out: Interval  # output interval it computes (in the full output's coordinates)
+    reads: tuple[Interval | None, ...]  # interval read from each input (None: constant input)
+    pads: tuple[int, int]  # zero padding (before, after) of its windowed input
+
+
+@dataclass
+class AxisTiling:
+    """Per-tile regions along one axis: ``spans[tile][op_index]`` and ``regions[tile][tensor]``."""
+
+    cuts: list[int]
+    spans: list[dict[int, OpSpan]]
+    regions: list[dict[str, Interval]]
+
+    def max_len(self, tensor: str) -> int:
+        return max(r[tensor][1] - r[tensor][0] for r in self.regions)
+
+    def total_len(self, op_index: int) -> int:
+        """Sum over tiles of the op's output length (border-clipped recomputation)."""
+        return sum(s[op_index].out[1] - s[op_index].out[0] for s in self.spans)
+
+
+@dataclass
+class StageInfo:
+    """The tensors of a legal stage."""
+
+    ops: list[int]
+    output: str  # written tile by tile into a full-size buffer
+    inputs: list[str]  # full tensors the stage reads (produced before it, or graph inputs)
+    internal: list[str]  # tensors living only inside a tile
+
+
+def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
+    """Check that ops ``[start, end)`` can run patch by patch and name their tensors."""
+    n = len(graph.ops)
+    if not 0 <= start < end <= n:
+        raise PlanError(f"stage ops [{start}, {end}) out of range: the model has {n} operators")
+    ops = list(range(start, end))
+    for i in ops:
+        op = graph.ops[i]
+        if axis_maps(graph, op) is None:
+            raise PlanError(f"operator {i} ({op.type}) needs its whole input and cannot be inside a patch stage")
+    produced = {t: i for i in ops for t in graph.ops[i].outputs}
+    users = graph.consumers()
+    exits = {t for t in produced if t in graph.outputs or any(u >= end for u in users.get(t, []))}
+    output = graph.ops[end - 1].outputs[0]
+    if exits != {output}:
+        others = sorted(exits - {output})
+        raise PlanError(f"stage [{start}, {end}) is not a legal cut: tensors {others} are used after it "
+                        f"(only the last operator's output may be)")
+    if len(graph.tensors[output].shape) != 4:
+        raise PlanError(f"stage output {output!r} is not a 4-D feature map")
+    inputs: list[str] = []
+    for i in ops:
+        for t in graph.ops[i].inputs:
+            if t and t not in produced and not graph.tensors[t].is_const and t not in inputs:
+                inputs.append(t)
+    return StageInfo(ops, output, inputs, [t for t in produced if t != output])
+
+
+def legal_ends(graph: Graph, start: int) -> list[int]:
+    """Every ``end`` such that ``[start, end)`` is a legal stage."""
+    ends = []
+    for end in range(start + 1, len(graph.ops) + 1):
+        if axis_maps(graph, graph.ops[end - 1]) is None:
+            break
+        try:
+            stage_info(graph, start, end)
+        except PlanError:
+            continue
+        ends.append(end)
+    return ends
+
+
+def _input_maps(graph: Graph, op: Op, axis: int) -> list[AxisMap | None]:
+    maps = axis_maps(graph, op)
+    assert maps is not None
+    m = maps[axis]
+    result: list[AxisMap | None] = []
+    for t in op.inputs:
+        if not t or graph.tensors[t].is_const:
+            result.append(None)
+        elif op.type in POINTWISE_OPS or op.type == "CONCATENATION":
+            size = graph.tensors[t].shape[1 + axis]
+            result.append(AxisMap("identity", size, m.out_size))
+        else:
+            result.append(m)
+    return result
+
+
+def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int]) -> AxisTiling:
+    """Propagate each tile of the stage output backwards through the stage along ``axis``."""
+    size = graph.tensors[info.output].shape[1 + axis]
+    check_cuts(cuts, size, "rows" if axis == 0 else "cols")
+    maps = {i: _input_maps(graph, graph.ops[i], axis) for i in info.ops}
+    spans, regions = [], []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        need: dict[str, Interval] = {info.output: (a, b)}
+        tile: dict[int, OpSpan] = {}
+        for i in reversed(info.ops):
+            op = graph.ops[i]
+            out = need[op.outputs[0]]
+            reads: list[Interval | None] = []
+            pads = (0, 0)
+            for t, m in zip(op.inputs, maps[i]):
+                if m is None:
+                    reads.append(None)
+                    continue
+                span, lo, hi = m.input_span(out)
+                reads.append(span)
+                if m.kind == "window":
+                    pads = (lo, hi)
+                need[t] = hull(need.get(t), span)
+            tile[i] = OpSpan(out, tuple(reads), pads)
+        spans.append(tile)
+        regions.append(need)
+    return AxisTiling(list(cuts), spans, regions)
+
+
+def check_cuts(cuts: list[int], size: int, what: str) -> None:
+    """Tile cut points must start at 0, end at ``size`` and strictly increase."""
+    if len(cuts) < 2 or cuts[0] != 0 or cuts[-1] != size:
+        raise PlanError(f"{what} cut points {cuts} must start at 0 and end at {size} (the stage output size)")
+    if any(b <= a for a, b in zip(cuts[:-1], cuts[1:])):
+        raise PlanError(f"{what} cut points {cuts} must strictly increase (tiles may not overlap or be empty)")
+
+
+@dataclass
+class StageTiling:
+    """A stage with its per-axis tilings."""
+
+    stage: Stage
+    info: StageInfo
+    h: AxisTiling
+    w: AxisTiling
+
+    def region(self, i: int, j: int, tensor: str) -> tuple[Interval, Interval]:
+        return self.h.regions[i][tensor], self.w.regions[j][tensor]
+
+
+def tile_stage(graph: Graph, stage: Stage) -> StageTiling:
+    info = stage_info(graph, stage.start, stage.end)
+    return StageTiling(stage, info, tile_axis(graph, info, 0, stage.rows), tile_axis(graph, info, 1, stage.cols))

@@ -1,0 +1,160 @@
+"""Run a :class:`~tinypatch.planning.plan.Plan` inside a simulated arena.
+
+Layer-by-layer operators read and write whole tensors; a patch stage runs its operators tile
+by tile, each tile reading only the region it needs (zero padding only at true image
+borders) and writing its piece of the stage output into the full-size output buffer. All
+activations live in one :class:`~tinypatch.runtime.arena.Arena` at the planner's offsets,
+so :attr:`PlanRun.arena_high_water` is measured, not estimated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinypatch.analysis.regions import axis_maps
+from tinypatch.errors import InputError
+from tinypatch.ir import Graph
+from tinypatch.kernels import prepare
+from tinypatch.planning.arena import place
+from tinypatch.planning.memory import plan_buffers
+from tinypatch.planning.plan import Plan
+from tinypatch.planning.tiles import StageTiling
+from tinypatch.runtime.arena import Arena
+
+
+@dataclass
+class PlanRun:
+    outputs: dict[str, np.ndarray]
+    arena_high_water: int  # measured: highest byte any buffer claimed
+    arena_size: int  # the planned peak the arena was sized to
+
+
+class PlanExecutor:
+    """Prepare once, run many inputs: ``PlanExecutor(graph, plan)(inputs)``."""
+
+    def __init__(self, graph: Graph, plan: Plan) -> None:
+        self.graph, self.plan = graph, plan
+        self.buffers = plan_buffers(graph, plan)
+        self.placement = place(self.buffers.liveness.buffers)
+        self.kernels = [prepare(graph, op) for op in graph.ops]
+        live = self.buffers.liveness
+        self.buffer_of = live.tensor_buffer  # tensor -> arena buffer (absent: outside the arena)
+        self.ends: dict[int, list[str]] = {}
+        for b in live.buffers:
+            self.ends.setdefault(b.end, []).append(b.name)
+        self.starts = {b.name: b.start for b in live.buffers}
+        self.stage_at = {st.stage.start: st for st in self.buffers.tilings}
+
+    # --- tensor storage -----------------------------------------------------------------
+    def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
+        buf = self.buffer_of.get(name)
+        if buf is None:
+            outside[name] = value
+            return
+        if buf not in arena.live:
+            arena.alloc(buf, self.placement.offsets[buf], value.nbytes)
+        arena.view(buf, value.shape, value.dtype)[...] = value
+
+    def _get(self, arena: Arena, outside: dict[str, np.ndarray], name: str) -> np.ndarray:
+        t = self.graph.tensors[name]
+        if t.is_const:
+            return t.data  # type: ignore[return-value]
+        if name in outside:
+            return outside[name]
+        return arena.view(self.buffer_of[name], t.shape, t.np_dtype)
+
+    # --- running ------------------------------------------------------------------------
+    def __call__(self, inputs: list[np.ndarray] | dict[str, np.ndarray]) -> PlanRun:
+        g = self.graph
+        if not isinstance(inputs, dict):
+            inputs = dict(zip(g.inputs, inputs))
+        arena = Arena(self.placement.peak)
+        outside: dict[str, np.ndarray] = {}
+        for name in g.inputs:
+            t = g.tensors[name]
+            if name not in inputs:
+                raise InputError(f"missing model input {name!r}")
+            x = np.asarray(inputs[name])
+            if x.shape != t.shape or x.dtype != t.np_dtype:
+                raise InputError(f"input {name!r} must be {t.dtype} {t.shape}, got {x.dtype} {x.shape}")
+            self._put(arena, outside, name, x)
+        i = 0
+        while i < len(g.ops):
+            if i in self.stage_at:
+                st = self.stage_at[i]
+                self._run_stage(arena, outside, st)
+                for k in range(st.stage.start, st.stage.end):
+                    self._free(arena, k, st)
+                i = st.stage.end
+            else:
+                op = g.ops[i]
+                outs = self.kernels[i]([self._get(arena, outside, t) if t else None for t in op.inputs])
+                for name, value in zip(op.outputs, outs):
+                    self._put(arena, outside, name, value)
+                self._free(arena, i, None)
+                i += 1
+        outputs = {name: np.array(self._get(arena, outside, name)) for name in g.outputs}
+        return PlanRun(outputs, arena.high_water, arena.size)
+
+    def _free(self, arena: Arena, step: int, stage: StageTiling | None) -> None:
+        for buf in self.ends.get(step, []):
+            if stage is None or buf not in self._tile_buffers(stage):
+                if self.graph.outputs and buf in {self.buffer_of.get(t) for t in self.graph.outputs}:
+                    continue
+                arena.free(buf)
+
+    def _tile_buffers(self, st: StageTiling) -> set[str]:
+        return {self.buffer_of[t] for t in st.info.internal if t in self.buffer_of}
+
+    def _run_stage(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling) -> None:
+        g = self.graph
+        out_t = g.tensors[st.info.output]
+        out_buf = self.buffer_of.get(st.info.output)
+        if out_buf is None:
+            outside[st.info.output] = np.zeros(out_t.shape, out_t.np_dtype)
+        else:
+            arena.alloc(out_buf, self.placement.offsets[out_buf], out_t.nbytes)
+        full_out = self._get(arena, outside, st.info.output)
+        tile_bufs = self._tile_buffers(st)
+        for i in range(st.stage.grid[0]):
+            for j in range(st.stage.grid[1]):
+                held: dict[str, tuple[np.ndarray, int, int]] = {}  # tile tensor -> (array, row0, col0)
+                for k in st.info.ops:
+                    op = g.ops[k]
+                    sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                    args = []
+                    for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
+                        if rh is None or rw is None:
+                            args.append(g.tensors[t].data if t else None)
+                        elif t in held:
+                            arr, r0, c0 = held[t]
+                            args.append(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0])
+                        else:
+                            args.append(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]])
+                    if op.type == "RESIZE_NEAREST_NEIGHBOR":
+                        value = _resize_tile(g, k, args[0], sh, sw)
+                    else:
+                        value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
+                    name = op.outputs[0]
+                    if name == st.info.output:
+                        full_out[:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]] = value
+                    else:
+                        buf = self.buffer_of[name]
+                        arena.alloc(buf, self.placement.offsets[buf], value.nbytes)
+                        view = arena.view(buf, value.shape, value.dtype)
+                        view[...] = value
+                        held[name] = (view, sh.out[0], sw.out[0])
+                    for buf in self.ends.get(k, []):
+                        if buf in tile_bufs:
+                            arena.free(buf)
+
+
+def _resize_tile(graph: Graph, k: int, x: np.ndarray, sh, sw) -> np.ndarray:  # noqa: ANN001
+    """Nearest-neighbour resize of one tile: gather with TFLite's source-index rule."""
+    maps = axis_maps(graph, graph.ops[k])
+    assert maps is not None
+    rows = maps[0].source_index(np.arange(*sh.out)) - sh.reads[0][0]
+    cols = maps[1].source_index(np.arange(*sw.out)) - sw.reads[0][0]
+    return x[:, rows][:, :, cols]
