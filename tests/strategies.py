@@ -53,8 +53,10 @@ class CnnBuilder:
         self.g.add_tensor(Tensor(name, data.shape, str(data.dtype), quant, data))
         return name
 
-    def _fresh_quant(self, real_std: float) -> QuantParams:
+    def _fresh_quant(self, real_std: float, act: object = "NONE") -> QuantParams:
         scale = real_std / _TARGET_STD * float(self.rng.uniform(0.5, 2.0))
+        if act == "RELU6":  # keep [0, 6] wider than a few steps
+            scale = min(scale, 6.0 / 64)
         return QuantParams.tensor(max(scale, 1e-6), int(self.rng.integers(-30, 31)))
 
     def shape(self, name: str | None = None) -> tuple[int, ...]:
@@ -109,7 +111,7 @@ class CnnBuilder:
         per_channel = out_c > 1  # one scale reads back as per-tensor, like the TFLite reader does
         w = self._const(weights, QuantParams(w_scale, np.zeros(out_c, np.int64), axis if per_channel else None))
         b = self._const(bias, QuantParams(bias_scale, np.zeros(out_c, np.int64), 0 if per_channel else None))
-        quant = out_quant or self._fresh_quant(acc_std * s_in * float(w_scale.mean()))
+        quant = out_quant or self._fresh_quant(acc_std * s_in * float(w_scale.mean()), attrs["fused_activation_function"])
         return self._emit(op_type, [self.cur, w, b], shape, quant, _TARGET_STD, **attrs)
 
     def pool(self, op_type: str, fh: int, fw: int, stride: tuple[int, int], padding: str, act: str = "NONE") -> str:
@@ -125,12 +127,12 @@ class CnnBuilder:
 
     def add(self, other: str, act: str = "NONE") -> str:
         real = math.hypot(self._real_std(self.cur), self._real_std(other))
-        return self._emit("ADD", [other, self.cur], self.shape(), self._fresh_quant(real), _TARGET_STD,
+        return self._emit("ADD", [other, self.cur], self.shape(), self._fresh_quant(real, act), _TARGET_STD,
                           fused_activation_function=act)
 
     def mul(self, other: str, act: str = "NONE") -> str:
         real = self._real_std(self.cur) * self._real_std(other)
-        return self._emit("MUL", [other, self.cur], self.shape(other), self._fresh_quant(real), _TARGET_STD,
+        return self._emit("MUL", [other, self.cur], self.shape(other), self._fresh_quant(real, act), _TARGET_STD,
                           fused_activation_function=act)
 
     def mean(self, keep_dims: bool) -> str:

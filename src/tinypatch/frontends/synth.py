@@ -106,8 +106,8 @@ class Builder:
         x, pad = self._padding(x, kernel, stride, dilation, padding, name, role)
         q = rng.integers(-127, 128, size=(out_channels, kernel, kernel, cin), dtype=np.int8)
         attrs = dict(padding=pad, stride_h=stride, stride_w=stride, dilation_h=dilation, dilation_w=dilation)
-        return self._weighted("CONV_2D", x, q, 0, attrs, self._spatial_out(x, kernel, stride, dilation, pad,
-                                                                          out_channels), act, name, role, rng)
+        shape = self._spatial_out(x, kernel, stride, dilation, pad, out_channels)
+        return self._weighted("CONV_2D", x, q, 0, attrs, shape, act, name, role, rng)
 
     def depthwise(self, x: str, kernel: int = 3, stride: int = 1, *, name: str, dilation: int = 1,
                   padding: Padding = "SAME", act: str = "RELU6", role: str = "dw") -> str:
@@ -269,6 +269,8 @@ class Builder:
         w_quant = QuantParams(w_scale, np.zeros(w_scale.size, np.int64), axis)
         weight = self._const(f"{name}.weight", q, w_quant)
         sigma = gain * self._rms[x]
+        if op_type != "FULLY_CONNECTED":  # taps falling on SAME padding add nothing
+            sigma *= math.sqrt(self._tap_fraction(x, q.shape[1], attrs))
         b_scale = float(xq.scale[0]) * w_quant.scale.astype(np.float64)
         b_real = rng.uniform(-0.2, 0.2, channels) * sigma
         b_q = np.round(b_real / np.broadcast_to(b_scale, (channels,))).astype(np.int32)
@@ -279,6 +281,17 @@ class Builder:
             attrs["keep_num_dims"] = False
         return self._op(op_type, [x, weight, bias], shape, self._act_quant(sigma, act), name, role, attrs,
                         rms=self._act_rms(sigma, act))
+
+    def _tap_fraction(self, x: str, kernel: int, attrs: dict) -> float:
+        """Mean fraction of a conv window's taps that land inside the input (not on padding)."""
+        frac = 1.0
+        for size, stride, dil in zip(self.shape(x)[1:3], (attrs["stride_h"], attrs["stride_w"]),
+                                     (attrs["dilation_h"], attrs["dilation_w"])):
+            n_out = out_size(size, kernel, stride, dil, attrs["padding"])
+            start = np.arange(n_out)[:, None] * stride - pad_before(size, kernel, stride, dil, attrs["padding"])
+            taps = start + np.arange(kernel)[None, :] * dil
+            frac *= float(((taps >= 0) & (taps < size)).mean())
+        return frac
 
     @staticmethod
     def _act_quant(sigma: float, act: str) -> QuantParams:
@@ -293,4 +306,11 @@ class Builder:
 
     @staticmethod
     def _act_rms(sigma: float, act: str) -> float:
-        return sigma if act == "NONE" else sigma / math.sqrt(2.0)
+        """RMS of ``act(z)`` for z ~ N(0, sigma^2): ReLU halves the power, RELU6 also clamps at 6."""
+        if act == "NONE":
+            return sigma
+        if act == "RELU" or sigma <= 0:
+            return sigma / math.sqrt(2.0)
+        a = 6.0 / sigma  # E[min(z+, a)^2] for z ~ N(0, 1), scaled back by sigma^2
+        cdf, pdf = 0.5 * (1 + math.erf(a / math.sqrt(2))), math.exp(-a * a / 2) / math.sqrt(2 * math.pi)
+        return sigma * math.sqrt(cdf - 0.5 - a * pdf + a * a * (1 - cdf))

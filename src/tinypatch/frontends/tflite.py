@@ -8,15 +8,19 @@ naming the operator and its index.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import numpy as np
 import tflite
 
-from tinypatch.errors import ModelLoadError, TinypatchError, UnsupportedOperatorError
+from tinypatch.errors import GraphError, ModelLoadError, UnsupportedOperatorError
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
-from tinypatch.ir.ops import SUPPORTED_OPS
+from tinypatch.ir.graph import DTYPE_BYTES
+from tinypatch.ir.ops import ACTIVATIONS, SUPPORTED_OPS
+
+MAX_TENSOR_BYTES = 2**31 - 1  # larger tensors only come from corrupted shapes
 
 _TENSOR_TYPES = {
     tflite.TensorType.FLOAT32: "float32", tflite.TensorType.INT8: "int8",
@@ -65,8 +69,11 @@ def load_tflite(path: str | os.PathLike[str]) -> Graph:
         raise ModelLoadError(f"model file not found: {path}")
     if os.path.isdir(path):
         raise ModelLoadError(f"{path} is a directory, not a .tflite model file")
-    with open(path, "rb") as f:
-        buf = f.read()
+    try:
+        with open(path, "rb") as f:
+            buf = f.read()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from None
     return parse_tflite(buf, name=os.path.splitext(os.path.basename(path))[0], source=path)
 
 
@@ -78,8 +85,10 @@ def parse_tflite(buf: bytes, name: str = "model", source: str = "<bytes>") -> Gr
         raise ModelLoadError(f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)")
     try:
         return _Reader(buf, name).read()
-    except TinypatchError:
+    except (ModelLoadError, UnsupportedOperatorError):
         raise
+    except GraphError as exc:  # operators or quantization that contradict each other
+        raise ModelLoadError(f"{source} is corrupted: {exc}") from None
     except Exception as exc:  # the flatbuffer reader fails in many ways on corrupted bytes
         raise ModelLoadError(f"{source} is truncated or corrupted ({type(exc).__name__}: {exc})") from None
 
@@ -115,7 +124,7 @@ class _Reader:
             t = op_types[op.OpcodeIndex()]
             ins = [self.names[int(k)] if k >= 0 else "" for k in _ints(op, "Inputs")]
             outs = [self.names[int(k)] for k in _ints(op, "Outputs")]
-            g.add_op(Op(t, ins, outs, self._attrs(t, op), name=f"{i}_{t.lower()}"))
+            g.add_op(Op(t, ins, outs, self._attrs(t, op, i), name=f"{i}_{t.lower()}"))
         # drop tensors nobody uses (e.g. stale buffers) so accounting only sees real ones
         used_t = set(g.inputs) | set(g.outputs) | {x for o in g.ops for x in (*o.inputs, *o.outputs)}
         for n in [n for n in g.tensors if n not in used_t]:
@@ -144,6 +153,8 @@ class _Reader:
         shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
         if any(d < 0 for d in shape):
             raise ModelLoadError(f"tensor {i} ({raw}) has a dynamic shape {shape}; give it a fixed shape")
+        if math.prod(shape) * DTYPE_BYTES[dtype] > MAX_TENSOR_BYTES:
+            raise ModelLoadError(f"tensor {i} ({raw}) has an implausible shape {shape}")
         data = self._buffer(t.Buffer(), dtype, shape)
         self.graph.add_tensor(Tensor(name, shape, dtype, self._quant(t, shape), data))
 
@@ -174,10 +185,12 @@ class _Reader:
         # producer quirk (person_detect.tflite): 1-D per-channel bias carrying its weights' axis 3
         if axis is not None and axis >= len(shape) and len(shape) == 1:
             axis = 0
+        if axis is not None and (axis >= len(shape) or shape[axis] != scale.size):
+            raise ModelLoadError(f"{scale.size} per-channel scales on axis {axis} of a tensor of shape {shape}")
         return QuantParams(scale, zp, axis)
 
     @staticmethod
-    def _attrs(op_type: str, op: Any) -> dict[str, Any]:
+    def _attrs(op_type: str, op: Any, index: int) -> dict[str, Any]:
         if op_type not in _OPTIONS:
             return {}
         cls, fields = _OPTIONS[op_type]
@@ -188,9 +201,12 @@ class _Reader:
         opts.Init(table.Bytes, table.Pos)
         attrs = {}
         for attr, getter, conv in fields:
-            value = conv(getattr(opts, getter)())
-            if value is None:
-                raise UnsupportedOperatorError(op_type, None, f"unknown value for {attr}")
+            raw = getattr(opts, getter)()
+            value = conv(raw)
+            if value is None or (attr == "fused_activation_function" and value not in ACTIVATIONS):
+                raise UnsupportedOperatorError(op_type, index, f"{attr}={raw if value is None else value}")
+            if attr.startswith(("stride", "dilation", "filter")) and value < 1:
+                raise ModelLoadError(f"operator {index} ({op_type}) has {attr}={value}")
             attrs[attr] = value
         return attrs
 

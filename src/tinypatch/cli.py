@@ -1,0 +1,221 @@
+"""The ``tinypatch`` command line: analyze, plan, run, zoo.
+
+Every error tinypatch raises on purpose becomes one line on stderr and exit status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+
+from rich.console import Console
+
+from tinypatch.errors import TinypatchError
+
+EPILOG = """\
+MODEL is a .tflite file, an MCUNet/ProxylessNAS .json config, or a built-in zoo name
+(`tinypatch zoo` lists them). Sizes accept B, kB/KB/KiB (1024 B), MB/MiB: 64KB, 256kB, 0.5MB.
+
+examples:
+  tinypatch analyze mbv2-w0.35-r144 --plot mem.png
+  tinypatch plan mcunet-in1 --sram 64KB -o plan.json
+  tinypatch run mcunet-in1 --plan plan.json
+"""
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmM]?i?[bB]?)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """'64KB' -> 65536. kB, KB and KiB all mean 1024 B (the MCU convention)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 64KB, 256kB, 0.5MB or 65536)")
+    unit = m.group(2).lower().rstrip("b").rstrip("i")
+    value = float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
+    return int(value)
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a fraction: {text!r} (try 0.2 or 20%)") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("the MAC overhead must be >= 0")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tinypatch",
+        description="Fit int8 CNNs into microcontroller SRAM: per-layer memory analysis, patch-based "
+                    "schedules with the least extra compute, and bit-exact execution.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    a = sub.add_parser("analyze", help="per-layer SRAM, flash and MACs of a model",
+                       description="Per-layer memory and compute: analytic (MCUNetV2 convention) and placed "
+                                   "(real arena offsets) peaks, the liveness lower bound, flash and MACs.")
+    a.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+    a.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+    a.add_argument("--plot", metavar="FILE.png", help="save the per-layer memory bar chart")
+    a.add_argument("--sram", type=parse_size, metavar="SIZE", help="draw this budget line on the plot")
+    _accounting_flags(a)
+
+    pl = sub.add_parser("plan", help="search patch-based schedules; print and save the best one",
+                        description="Search split points and tile grids; pick the fewest MACs under --sram, "
+                                    "or the least peak under --max-mac-overhead, and show the Pareto front.")
+    pl.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+    pl.add_argument("--sram", type=parse_size, metavar="SIZE", help="SRAM budget for the placed arena peak")
+    pl.add_argument("--max-mac-overhead", type=_fraction, metavar="F",
+                    help="allowed extra MACs over layer-by-layer, e.g. 0.2 or 20%%")
+    pl.add_argument("--max-grid", type=int, default=8, metavar="N", help="largest tiles per axis (default 8)")
+    pl.add_argument("-o", "--output", metavar="PLAN.json", help="write the chosen plan as JSON")
+    pl.add_argument("--plot", metavar="FILE.png", help="save the Pareto front (peak SRAM vs MACs)")
+    pl.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+    _accounting_flags(pl, output=False)
+
+    r = sub.add_parser("run", help="execute a plan and check it against whole-image inference",
+                       description="Run the model layer by layer and with the plan, compare the outputs "
+                                   "byte for byte and report the measured arena high-water mark.")
+    r.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+    r.add_argument("--plan", required=True, metavar="PLAN.json", help="a plan written by `tinypatch plan -o`")
+    r.add_argument("--input", metavar="FILE", help="image (png/bmp/jpg) or .npy; default: seeded random")
+    from tinypatch.runtime.inputs import PREPROCESS, PREPROCESS_HELP
+    r.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
+    r.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+
+    sub.add_parser("zoo", help="list the built-in models", description="List the built-in zoo models.")
+    return p
+
+
+def _accounting_flags(p: argparse.ArgumentParser, output: bool = True) -> None:
+    p.add_argument("--no-input", dest="include_input", action="store_false",
+                   help="leave the model input out of the arena (streamed / decoded in place, as MCUNetV2 counts)")
+    if output:
+        p.add_argument("--no-output", dest="include_output", action="store_false",
+                       help="leave the model output out of the arena")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        return COMMANDS[args.command](args, console)
+    except TinypatchError as exc:
+        if args.debug:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        return 130
+
+
+def _load(spec: str):  # noqa: ANN202
+    from tinypatch.frontends.load import load_model
+
+    return load_model(spec)
+
+
+def cmd_analyze(args: argparse.Namespace, console: Console) -> int:
+    from tinypatch.analysis.memory import analyze
+    from tinypatch.report.tables import analyze_tables, layer_plot
+
+    graph = _load(args.model)
+    report = analyze(graph, include_input=args.include_input, include_output=args.include_output)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        analyze_tables(console, graph, report)
+    if args.plot:
+        layer_plot(args.plot, graph, report, args.sram)
+        if not args.json:
+            console.print(f"plot written to {args.plot}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    from tinypatch.planning.cost import plan_cost
+    from tinypatch.planning.search import plan_for
+    from tinypatch.report.tables import pareto_plot, plan_tables
+
+    if args.max_grid < 1:
+        raise TinypatchError("--max-grid must be at least 1")
+    graph = _load(args.model)
+    chosen, result = plan_for(graph, args.sram, args.max_mac_overhead, args.include_input, args.max_grid)
+    cost = plan_cost(graph, chosen.plan)
+    base = plan_cost(graph, result.baseline.plan)
+    if args.json:
+        print(json.dumps({"plan": chosen.plan.to_dict(), "cost": cost.to_dict(), "baseline": base.to_dict(),
+                          "front": [{"peak": c.peak, "macs": c.macs, "schedule": c.label} for c in result.front],
+                          "search_seconds": result.seconds}, indent=1))
+    else:
+        plan_tables(console, graph, chosen, cost, base, result)
+    if args.output:
+        chosen.plan.save(args.output)
+        if not args.json:
+            console.print(f"plan written to {args.output}")
+    if args.plot:
+        pareto_plot(args.plot, graph, result)
+        if not args.json:
+            console.print(f"Pareto plot written to {args.plot}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    import numpy as np
+
+    from tinypatch.planning.check import check_plan
+    from tinypatch.planning.plan import Plan
+    from tinypatch.runtime.executor import run
+    from tinypatch.runtime.inputs import model_inputs
+    from tinypatch.runtime.plan_executor import PlanExecutor
+
+    graph = _load(args.model)
+    plan = Plan.load(args.plan)
+    check_plan(graph, plan)
+    inputs = model_inputs(graph, args.input, args.seed, args.preprocess)
+    t0 = time.perf_counter()
+    whole = run(graph, inputs)
+    t1 = time.perf_counter()
+    ex = PlanExecutor(graph, plan)
+    patched = ex(inputs)
+    t2 = time.perf_counter()
+    same = all(np.array_equal(whole[n], patched.outputs[n]) and whole[n].dtype == patched.outputs[n].dtype
+               for n in graph.outputs)
+    for n in graph.outputs:
+        console.print(f"output {n}: {np.array2string(patched.outputs[n].ravel()[:16], separator=', ')}"
+                      f"{' ...' if patched.outputs[n].size > 16 else ''}", highlight=False)
+    console.print(f"whole-image {t1 - t0:.2f} s, planned {t2 - t1:.2f} s; "
+                  f"{'[green]byte-identical[/]' if same else '[red]OUTPUTS DIFFER[/]'}")
+    console.print(f"arena: measured high-water mark {patched.arena_high_water:,} B, planned peak "
+                  f"{patched.arena_size:,} B (input {'in' if plan.include_input else 'outside'} the arena)")
+    return 0 if same and patched.arena_high_water <= patched.arena_size else 1
+
+
+def cmd_zoo(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from tinypatch.frontends.zoo import list_models
+
+    table = Table(title="built-in models (synthetic int8 weights)")
+    table.add_column("name")
+    table.add_column("description")
+    for name, desc in list_models():
+        table.add_row(name, desc)
+    console.print(table)
+    return 0
+
+
+COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo}
+
+if __name__ == "__main__":
+    sys.exit(main())

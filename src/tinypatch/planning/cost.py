@@ -1,0 +1,72 @@
+"""What a plan costs: MACs (two recomputation conventions), placed arena peak, working set."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from tinypatch.analysis.macs import op_macs
+from tinypatch.ir import Graph
+from tinypatch.planning.arena import place
+from tinypatch.planning.check import check_plan
+from tinypatch.planning.memory import plan_buffers
+from tinypatch.planning.plan import Plan
+
+
+@dataclass
+class PlanCost:
+    """Figures of one plan. Peaks are placed arena high-water marks (16-byte aligned buffers)."""
+
+    macs: int  # border-clipped: each tile computes only the pixels it needs
+    macs_full_tiles: int  # TinyEngine-style: every tile computed at the largest tile's size
+    base_macs: int  # layer-by-layer
+    peak: int  # placed, with the plan's own include_input setting
+    peak_with_input: int
+    peak_without_input: int
+    lower_bound: int
+    stage_working_set: list[int]  # per stage: peak of tile-local buffers alone (one tile's working set)
+    include_input: bool
+
+    @property
+    def mac_overhead(self) -> float:
+        return self.macs / self.base_macs - 1
+
+    @property
+    def mac_overhead_full_tiles(self) -> float:
+        return self.macs_full_tiles / self.base_macs - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(mac_overhead=self.mac_overhead, mac_overhead_full_tiles=self.mac_overhead_full_tiles)
+        return d
+
+
+def plan_cost(graph: Graph, plan: Plan, alignment: int = 16) -> PlanCost:
+    tilings = check_plan(graph, plan)
+    base = sum(op_macs(graph, op) for op in graph.ops)
+    macs = macs_full = base
+    for st in tilings:
+        for k in st.info.ops:
+            full = op_macs(graph, graph.ops[k])
+            if not full:
+                continue
+            out = graph.tensors[graph.ops[k].outputs[0]].shape
+            per_pixel = full // (out[1] * out[2])
+            clipped = per_pixel * st.h.total_len(k) * st.w.total_len(k)
+            biggest = max(s[k].out[1] - s[k].out[0] for s in st.h.spans) * max(
+                s[k].out[1] - s[k].out[0] for s in st.w.spans)
+            macs += clipped - full
+            macs_full += per_pixel * biggest * st.stage.n_tiles - full
+    peaks = {}
+    for inc in (True, False):
+        pb = plan_buffers(graph, replace(plan, include_input=inc), tilings)
+        pl = place(pb.liveness.buffers, alignment)
+        peaks[inc] = (pl.peak, pl.lower_bound, pb)
+    pb = peaks[plan.include_input][2]
+    working = []
+    for k, st in enumerate(tilings):
+        tile_bufs = [b for b in pb.liveness.buffers
+                     if any(pb.liveness.tensor_buffer.get(t) == b.name for t in st.info.internal)]
+        working.append(place(tile_bufs, alignment).peak if tile_bufs else 0)
+    return PlanCost(macs, macs_full, base, peaks[plan.include_input][0], peaks[True][0], peaks[False][0],
+                    peaks[plan.include_input][1], working, plan.include_input)

@@ -1,0 +1,54 @@
+"""Matplotlib figures: per-layer memory (MCUNetV2 Fig. 1 style) and Pareto fronts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+KB = 1024
+
+
+def plot_layer_memory(path: str, labels: Sequence[str], series: dict[str, Sequence[int]],
+                      title: str, budget: int | None = None, ylabel: str = "peak memory (kB = 1024 B)") -> None:
+    """Bars of bytes per layer, one colour per series (e.g. layer-by-layer vs patch-based)."""
+    fig, ax = plt.subplots(figsize=(max(8, 0.22 * len(labels) + 2), 4.2), dpi=120)
+    n = len(series)
+    width = 0.8 / n
+    for k, (name, values) in enumerate(series.items()):
+        xs = [i + (k - (n - 1) / 2) * width for i in range(len(values))]
+        ax.bar(xs, [v / KB for v in values], width=width, label=name)
+    if budget is not None:
+        ax.axhline(budget / KB, color="crimson", linestyle="--", linewidth=1.2, label=f"SRAM budget {budget / KB:g} kB")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=90, fontsize=6)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_pareto(path: str, title: str, fronts: dict[str, Sequence[tuple[int, float]]],
+                points: dict[str, Sequence[tuple[int, float]]] | None = None,
+                xlabel: str = "peak SRAM (kB = 1024 B)", ylabel: str = "MACs (M)") -> None:
+    """Step lines for each front of (bytes, MACs-or-factor) pairs and scatter marks for points."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for name, pts in fronts.items():
+        pts = sorted(pts)
+        ax.step([p[0] / KB for p in pts], [p[1] for p in pts], where="post", marker="o", markersize=3, label=name)
+    for name, pts in (points or {}).items():
+        ax.scatter([p[0] / KB for p in pts], [p[1] for p in pts], marker="*", s=90, zorder=5, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
