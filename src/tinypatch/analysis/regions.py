@@ -67,7 +67,12 @@ class AxisMap:
             return (int(src[0]), int(src[1]) + 1), 0, 0
         lo = a * self.stride - self.pad
         hi = (b - 1) * self.stride - self.pad + self.extent
-        return (max(lo, 0), min(hi, self.in_size)), max(0, -lo), max(0, hi - self.in_size)
+        start = min(max(lo, 0), self.in_size)
+        stop = max(min(hi, self.in_size), start)
+        # a window entirely outside the map (a tile inside a PAD border) reads nothing: all padding
+        before = max(0, min(hi, 0) - lo)
+        after = max(0, hi - max(lo, self.in_size))
+        return (start, stop), before, after
 
 
 def _spatial_hw(graph: Graph, name: str) -> tuple[int, int] | None:
@@ -125,8 +130,12 @@ def is_spatially_local(graph: Graph, op: Op) -> bool:
 
 
 def hull(a: Interval | None, b: Interval) -> Interval:
-    """Smallest interval holding both."""
-    return b if a is None else (min(a[0], b[0]), max(a[1], b[1]))
+    """Smallest interval holding both (an empty interval adds nothing)."""
+    if a is None or a[0] >= a[1]:
+        return b if a is None or b[0] < b[1] else a
+    if b[0] >= b[1]:
+        return a
+    return min(a[0], b[0]), max(a[1], b[1])
 
 
 def split_even(size: int, n: int) -> list[int]:

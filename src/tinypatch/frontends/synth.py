@@ -103,7 +103,7 @@ class Builder:
         """``CONV_2D`` with a square ``kernel``; ``padding`` as in :data:`Padding`."""
         rng = self._rng(name)
         cin = self.shape(x)[3]
-        x, pad = self._padding(x, kernel, stride, dilation, padding, name, role)
+        x, pad = self._padding(x, kernel, stride, dilation, padding, name)
         q = rng.integers(-127, 128, size=(out_channels, kernel, kernel, cin), dtype=np.int8)
         attrs = dict(padding=pad, stride_h=stride, stride_w=stride, dilation_h=dilation, dilation_w=dilation)
         shape = self._spatial_out(x, kernel, stride, dilation, pad, out_channels)
@@ -114,22 +114,28 @@ class Builder:
         """``DEPTHWISE_CONV_2D`` with depth multiplier 1."""
         rng = self._rng(name)
         c = self.shape(x)[3]
-        x, pad = self._padding(x, kernel, stride, dilation, padding, name, role)
+        x, pad = self._padding(x, kernel, stride, dilation, padding, name)
         q = rng.integers(-127, 128, size=(1, kernel, kernel, c), dtype=np.int8)
         attrs = dict(padding=pad, stride_h=stride, stride_w=stride, dilation_h=dilation, dilation_w=dilation,
                      depth_multiplier=1)
         return self._weighted("DEPTHWISE_CONV_2D", x, q, 3, attrs,
                               self._spatial_out(x, kernel, stride, dilation, pad, c), act, name, role, rng)
 
-    def fully_connected(self, x: str, out_features: int, *, name: str, act: str = "NONE",
-                        role: str = "fc") -> str:
-        """``FULLY_CONNECTED`` on a ``[1, features]`` input, one weight scale (per tensor)."""
+    def fully_connected(self, x: str, out_features: int, *, name: str, act: str = "NONE", role: str = "fc",
+                        out_std: float | None = None) -> str:
+        """``FULLY_CONNECTED`` on a ``[1, features]`` input, one weight scale (per tensor).
+
+        ``out_std`` sets the spread of the real outputs (e.g. logits before SOFTMAX: TFLite's
+        int8 softmax needs well-separated logits when there are hundreds of classes).
+        """
         shape = self.shape(x)
         if len(shape) != 2:
             raise GraphError(f"{name}: FULLY_CONNECTED wants a [batch, features] input, got {shape}")
         rng = self._rng(name)
         q = rng.integers(-127, 128, size=(out_features, shape[1]), dtype=np.int8)
-        return self._weighted("FULLY_CONNECTED", x, q, None, {}, (shape[0], out_features), act, name, role, rng)
+        gain = None if out_std is None else out_std / self._rms[x]
+        return self._weighted("FULLY_CONNECTED", x, q, None, {}, (shape[0], out_features), act, name, role, rng,
+                              gain)
 
     # --- layers without weights -----------------------------------------------------------
     def add(self, a: str, b: str, *, name: str, act: str = "NONE", role: str = "add") -> str:
@@ -234,7 +240,7 @@ class Builder:
         return n, oh, ow, channels
 
     def _padding(self, x: str, kernel: int, stride: int, dilation: int, padding: Padding,
-                 name: str, role: str) -> tuple[str, str]:
+                 name: str) -> tuple[str, str]:
         """Resolve ``padding`` to SAME/VALID, inserting a ``PAD`` op when SAME differs.
 
         An explicit symmetric pad ``p`` equals SAME when SAME gives the same output size and
@@ -251,21 +257,23 @@ class Builder:
                and pad_before(d, kernel, stride, dilation, "SAME") == padding for d in sizes):
             return x, "SAME"
         p = padding
-        return self.pad(x, p, p, p, p, name=f"{name}.pad", role="pad"), "VALID"
+        return self.pad(x, p, p, p, p, name=f"{name}.pad"), "VALID"
 
     def _weighted(self, op_type: str, x: str, q: np.ndarray, axis: int | None, attrs: dict,
-                  shape: tuple[int, ...], act: str, name: str, role: str, rng: np.random.Generator) -> str:
+                  shape: tuple[int, ...], act: str, name: str, role: str, rng: np.random.Generator,
+                  gain: float | None = None) -> str:
         """Add a conv/FC: scale the int8 weights ``q`` (per channel along ``axis``), add bias and op."""
         xq = self.graph.tensors[x].quant
-        gain = _RELU_GAIN if act in ("RELU", "RELU6") else 1.0
+        if gain is None:
+            gain = _RELU_GAIN if act in ("RELU", "RELU6") else 1.0
         channels = q.shape[0 if axis is None else axis]
         flat = np.moveaxis(q, 0 if axis is None else axis, 0).reshape(channels, -1).astype(np.float64)
-        fan_in = flat.shape[1]
-        if axis is None:  # one scale for the tensor
-            w_scale = np.array([gain / (math.sqrt(fan_in) * max(flat.std(), 1.0))])
+        # real weights of one output channel get L2 norm ``gain`` (per channel) or RMS norm ``gain``
+        norms = np.maximum(np.sqrt((flat ** 2).sum(axis=1)), 1.0)
+        if axis is None:
+            w_scale = np.array([gain / math.sqrt((norms ** 2).mean())])
         else:
-            gains = gain * rng.uniform(0.75, 1.25, channels)
-            w_scale = gains / (math.sqrt(fan_in) * np.maximum(flat.std(axis=1), 1.0))
+            w_scale = gain * rng.uniform(0.75, 1.25, channels) / norms
         w_quant = QuantParams(w_scale, np.zeros(w_scale.size, np.int64), axis)
         weight = self._const(f"{name}.weight", q, w_quant)
         sigma = gain * self._rms[x]

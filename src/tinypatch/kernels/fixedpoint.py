@@ -28,13 +28,22 @@ def round_half_away(x: float) -> float:
     return math.copysign(r, x)
 
 
-def roundf(x: np.ndarray | np.floating) -> np.ndarray:
-    """``roundf`` on float32 values, computed in float32 (``x - floor(x)`` is exact)."""
-    x = np.asarray(x, np.float32)
+def _round_away(x: np.ndarray, dtype: type) -> np.ndarray:
+    x = np.asarray(x, dtype)
     a = np.abs(x)
     r = np.floor(a)
-    r = r + (a - r >= np.float32(0.5)).astype(np.float32)
-    return np.copysign(r, x).astype(np.float32)
+    r = r + (a - r >= dtype(0.5)).astype(dtype)  # a - floor(a) is exact
+    return np.copysign(r, x).astype(dtype)
+
+
+def roundf(x: np.ndarray | np.floating) -> np.ndarray:
+    """``roundf`` (half away from zero) on float32 values, computed in float32."""
+    return _round_away(x, np.float32)
+
+
+def round_double(x: np.ndarray | float) -> np.ndarray:
+    """``round`` (half away from zero) on float64 values."""
+    return _round_away(x, np.float64)
 
 
 def float_to_int32(x: np.ndarray) -> np.ndarray:

@@ -76,7 +76,7 @@ def _fit(busy: list[tuple[int, int]], size: int, fit: str, floor: int = 0) -> in
     cand, best, best_gap = floor, None, None
     for lo, hi in busy:
         gap = lo - cand
-        if gap >= size:
+        if gap >= 0:
             if fit == "first":
                 return cand
             if best_gap is None or gap < best_gap:
@@ -203,6 +203,18 @@ def _exact(p: _Problem, lb: int, incumbent: int, node_limit: int) -> tuple[list[
 
     finished = dfs(0, 0, 0)
     return best[1], finished
+
+
+def exact(buffers: list[Buffer], alignment: int = 16, node_limit: int = NODE_LIMIT) -> Placement | None:
+    """The exact search alone (no greedy incumbent); None if it runs out of nodes before a leaf.
+
+    ``optimal`` in the result says whether the search finished within ``node_limit``.
+    """
+    _validate(buffers, alignment)
+    p = _Problem(buffers, alignment)
+    lb = lower_bound(buffers, alignment)
+    offsets, finished = _exact(p, lb, sum(p.sizes) + 1, node_limit)
+    return None if offsets is None else _placement(p, offsets, alignment, "exact", lb, finished)
 
 
 # --- entry points ---------------------------------------------------------------------

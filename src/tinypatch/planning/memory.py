@@ -22,6 +22,17 @@ def tile_bytes(graph: Graph, tiling: StageTiling, tensor: str) -> int:
     return tiling.h.max_len(tensor) * tiling.w.max_len(tensor) * t.shape[3] * DTYPE_BYTES[t.dtype]
 
 
+def line_buffer_name(tensor: str) -> str:
+    return f"{tensor}#lines"
+
+
+def line_buffer_bytes(graph: Graph, tiling: StageTiling, op_index: int) -> int:
+    """Bytes of the full-width line buffer keeping an op's overlapping rows between tile rows."""
+    t = graph.tensors[graph.ops[op_index].outputs[0]]
+    lo, hi = tiling.w.extent(t.name)
+    return tiling.h.overlap(op_index) * (hi - lo) * t.shape[3] * DTYPE_BYTES[t.dtype]
+
+
 @dataclass
 class PlanBuffers:
     """The plan's buffers and the stage tilings they were derived from."""
@@ -46,7 +57,14 @@ def plan_buffers(graph: Graph, plan: Plan, tilings: list[StageTiling] | None = N
         tensors = holders[b.name]
         if len(tensors) == 1 and tensors[0] in tile_tensors:
             st = tilings[tile_tensors[tensors[0]]]
-            buffers.append(replace(b, size=tile_bytes(graph, st, tensors[0])))
+            k = producers[tensors[0]]
+            b = replace(b, size=tile_bytes(graph, st, tensors[0]))
+            if st.cached(k):  # keeps its halo: lives across all tiles
+                b = replace(b, start=st.stage.start, end=st.stage.end - 1)
+            buffers.append(b)
+            if st.line_buffer(k) and line_buffer_bytes(graph, st, k):
+                buffers.append(Buffer(line_buffer_name(tensors[0]), line_buffer_bytes(graph, st, k),
+                                      st.stage.start, st.stage.end - 1))
             continue
         start, end = b.start, b.end
         for st in tilings:

@@ -19,16 +19,28 @@ from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 
 PLAN_FORMAT = "tinypatch-plan/1"
+HALO_MODES = ("recompute", "cache_w", "cache")  # per-op halo handling inside a stage
 
 
 @dataclass
 class Stage:
-    """Operators ``[start, end)`` run tile by tile; tiles cut the stage output by rows x cols."""
+    """Operators ``[start, end)`` run tile by tile; tiles cut the stage output by rows x cols.
+
+    Tiles run in raster order (row by row). ``halo`` maps an op index to how the overlap its
+    output shares with the next tile is handled: "recompute" (the default, MCUNetV2),
+    "cache_w" (keep the overlapping columns for the next tile in the row) or "cache" (also keep
+    the overlapping rows for the next tile row, in a line buffer; with one tile column the
+    tile buffer itself rolls down, like a line buffer of a streaming engine).
+    """
 
     start: int
     end: int
     rows: list[int]
     cols: list[int]
+    halo: dict[int, str] = field(default_factory=dict)
+
+    def mode(self, op_index: int) -> str:
+        return self.halo.get(op_index, "recompute")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -39,15 +51,26 @@ class Stage:
         return self.grid[0] * self.grid[1]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ops": [self.start, self.end], "grid": list(self.grid), "rows": self.rows, "cols": self.cols}
+        d: dict[str, Any] = {"ops": [self.start, self.end], "grid": list(self.grid), "rows": self.rows,
+                             "cols": self.cols}
+        halo = {str(k): v for k, v in sorted(self.halo.items()) if v != "recompute"}
+        if halo:
+            d["halo"] = halo
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Stage:
         try:
             start, end = (int(x) for x in d["ops"])
-            return cls(start, end, [int(x) for x in d["rows"]], [int(x) for x in d["cols"]])
-        except (KeyError, TypeError, ValueError) as exc:
+            halo = {int(k): str(v) for k, v in d.get("halo", {}).items()}
+            stage = cls(start, end, [int(x) for x in d["rows"]], [int(x) for x in d["cols"]], halo)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PlanError(f"malformed stage {d!r}: needs 'ops': [start, end], 'rows' and 'cols' cut lists") from exc
+        bad = {k: v for k, v in halo.items() if v not in HALO_MODES or not start <= k < end}
+        if bad:
+            raise PlanError(f"bad halo entries {bad}: keys are op indices inside the stage, values one of "
+                            f"{', '.join(HALO_MODES)}")
+        return stage
 
 
 @dataclass

@@ -18,9 +18,15 @@ from tinypatch.planning.plan import Stage
 
 @dataclass(frozen=True)
 class OpSpan:
-    """What one operator does for one tile along one axis."""
+    """What one operator does for one tile along one axis.
 
-    out: Interval  # output interval it computes (in the full output's coordinates)
+    ``need`` is the interval of its output that the tile holds (what the consumers read);
+    ``out`` the part it computes now. They differ only when the output is cached: the rest
+    of ``need`` was computed by the previous tile along this axis and kept.
+    """
+
+    need: Interval
+    out: Interval
     reads: tuple[Interval | None, ...]  # interval read from each input (None: constant input)
     pads: tuple[int, int]  # zero padding (before, after) of its windowed input
 
@@ -32,13 +38,25 @@ class AxisTiling:
     cuts: list[int]
     spans: list[dict[int, OpSpan]]
     regions: list[dict[str, Interval]]
+    cached: frozenset[int] = frozenset()  # ops whose output halo is kept between tiles on this axis
 
     def max_len(self, tensor: str) -> int:
         return max(r[tensor][1] - r[tensor][0] for r in self.regions)
 
     def total_len(self, op_index: int) -> int:
-        """Sum over tiles of the op's output length (border-clipped recomputation)."""
+        """Sum over tiles of the op's computed output length."""
         return sum(s[op_index].out[1] - s[op_index].out[0] for s in self.spans)
+
+    def max_out_len(self, op_index: int) -> int:
+        return max(s[op_index].out[1] - s[op_index].out[0] for s in self.spans)
+
+    def overlap(self, op_index: int) -> int:
+        """Most output positions one tile hands to the next (the halo a cache must keep)."""
+        return max((s[op_index].out[0] - s[op_index].need[0] for s in self.spans), default=0)
+
+    def extent(self, tensor: str) -> Interval:
+        """Union of the tensor's regions over all tiles."""
+        return min(r[tensor][0] for r in self.regions), max(r[tensor][1] for r in self.regions)
 
 
 @dataclass
@@ -109,18 +127,28 @@ def _input_maps(graph: Graph, op: Op, axis: int) -> list[AxisMap | None]:
     return result
 
 
-def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int]) -> AxisTiling:
-    """Propagate each tile of the stage output backwards through the stage along ``axis``."""
+def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int],
+              cached: frozenset[int] = frozenset()) -> AxisTiling:
+    """Propagate each tile of the stage output backwards through the stage along ``axis``.
+
+    Tiles run in order along the axis. An op in ``cached`` keeps the part of its output that
+    the next tile needs again, so it only computes what is new; without caching it
+    recomputes its whole needed region for every tile (MCUNetV2's halo recomputation).
+    """
     size = graph.tensors[info.output].shape[1 + axis]
     check_cuts(cuts, size, "rows" if axis == 0 else "cols")
     maps = {i: _input_maps(graph, graph.ops[i], axis) for i in info.ops}
     spans, regions = [], []
+    done: dict[int, int] = {}  # cached op -> end of what previous tiles computed
     for a, b in zip(cuts[:-1], cuts[1:]):
         need: dict[str, Interval] = {info.output: (a, b)}
         tile: dict[int, OpSpan] = {}
         for i in reversed(info.ops):
             op = graph.ops[i]
-            out = need[op.outputs[0]]
+            held = need.setdefault(op.outputs[0], (0, 0))  # (0, 0): nothing of it is needed
+            out = held
+            if i in cached and i in done and done[i] > held[0]:
+                out = (min(done[i], held[1]), held[1])
             reads: list[Interval | None] = []
             pads = (0, 0)
             for t, m in zip(op.inputs, maps[i]):
@@ -132,10 +160,12 @@ def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int]) -> Axis
                 if m.kind == "window":
                     pads = (lo, hi)
                 need[t] = hull(need.get(t), span)
-            tile[i] = OpSpan(out, tuple(reads), pads)
+            tile[i] = OpSpan(held, out, tuple(reads), pads)
+        for i in cached:
+            done[i] = max(done.get(i, 0), tile[i].need[1])
         spans.append(tile)
         regions.append(need)
-    return AxisTiling(list(cuts), spans, regions)
+    return AxisTiling(list(cuts), spans, regions, frozenset(cached))
 
 
 def check_cuts(cuts: list[int], size: int, what: str) -> None:
@@ -158,7 +188,19 @@ class StageTiling:
     def region(self, i: int, j: int, tensor: str) -> tuple[Interval, Interval]:
         return self.h.regions[i][tensor], self.w.regions[j][tensor]
 
+    def cached(self, op_index: int) -> bool:
+        """Does the op's output buffer persist across tiles (to keep its halo)?"""
+        return op_index in self.w.cached or op_index in self.h.cached
+
+    def line_buffer(self, op_index: int) -> bool:
+        """Are its overlapping rows kept in a separate full-width line buffer?"""
+        return op_index in self.h.cached and self.stage.grid[1] > 1
+
 
 def tile_stage(graph: Graph, stage: Stage) -> StageTiling:
     info = stage_info(graph, stage.start, stage.end)
-    return StageTiling(stage, info, tile_axis(graph, info, 0, stage.rows), tile_axis(graph, info, 1, stage.cols))
+    last = stage.end - 1
+    cache_h = frozenset(k for k in info.ops if stage.mode(k) == "cache" and k != last)
+    cache_w = frozenset(k for k in info.ops if stage.mode(k) in ("cache", "cache_w") and k != last)
+    return StageTiling(stage, info, tile_axis(graph, info, 0, stage.rows, cache_h),
+                       tile_axis(graph, info, 1, stage.cols, cache_w))

@@ -2,7 +2,8 @@
 
 Every activation the plan executor keeps lives in :attr:`Arena.memory` at the offset the
 planner gave it. Allocation checks the bounds and that no live buffer overlaps, so a wrong
-plan fails loudly, and :attr:`Arena.high_water` is the measured high-water mark.
+plan fails loudly, and :attr:`Arena.high_water` is the measured high-water mark. Claims are
+rounded up to the arena's alignment, as a C arena reserves aligned slots.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from tinypatch.errors import PlanError
 
 
 class Arena:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, alignment: int = 16) -> None:
         self.size = size
+        self.alignment = alignment
         self.memory = np.zeros(size, np.uint8)
         self.live: dict[str, tuple[int, int]] = {}
         self.high_water = 0
 
     def alloc(self, name: str, offset: int, nbytes: int) -> None:
         """Claim ``[offset, offset + nbytes)`` for buffer ``name``."""
+        nbytes = -(-nbytes // self.alignment) * self.alignment
         end = offset + nbytes
         if offset < 0 or end > self.size:
             raise PlanError(f"buffer {name!r} [{offset}, {end}) overflows the {self.size}-byte arena")

@@ -18,7 +18,7 @@ from tinypatch.errors import InputError
 from tinypatch.ir import Graph
 from tinypatch.kernels import prepare
 from tinypatch.planning.arena import place
-from tinypatch.planning.memory import plan_buffers
+from tinypatch.planning.memory import line_buffer_name, plan_buffers
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.tiles import StageTiling
 from tinypatch.runtime.arena import Arena
@@ -70,7 +70,7 @@ class PlanExecutor:
         g = self.graph
         if not isinstance(inputs, dict):
             inputs = dict(zip(g.inputs, inputs))
-        arena = Arena(self.placement.peak)
+        arena = Arena(self.placement.peak, self.placement.alignment)
         outside: dict[str, np.ndarray] = {}
         for name in g.inputs:
             t = g.tensors[name]
@@ -106,7 +106,10 @@ class PlanExecutor:
                 arena.free(buf)
 
     def _tile_buffers(self, st: StageTiling) -> set[str]:
-        return {self.buffer_of[t] for t in st.info.internal if t in self.buffer_of}
+        """Buffers freed inside each tile (tile-local, not cached)."""
+        producers = self.graph.producers()
+        return {self.buffer_of[t] for t in st.info.internal
+                if t in self.buffer_of and not st.cached(producers[t])}
 
     def _run_stage(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling) -> None:
         g = self.graph
@@ -118,43 +121,107 @@ class PlanExecutor:
             arena.alloc(out_buf, self.placement.offsets[out_buf], out_t.nbytes)
         full_out = self._get(arena, outside, st.info.output)
         tile_bufs = self._tile_buffers(st)
+        persistent = [k for k in st.info.ops if st.cached(k) and k != st.stage.end - 1]
+        for k in persistent:  # cached outputs (and their line buffers) live across all tiles
+            name = g.ops[k].outputs[0]
+            arena.alloc(self.buffer_of[name], self.placement.offsets[self.buffer_of[name]],
+                        self.placement.sizes[self.buffer_of[name]])
+            if st.line_buffer(k):
+                lb = line_buffer_name(name)
+                if lb in self.placement.offsets:
+                    arena.alloc(lb, self.placement.offsets[lb], self.placement.sizes[lb])
+        held: dict[str, tuple[np.ndarray, int, int]] = {}  # tensor -> (region array, row0, col0)
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
-                held: dict[str, tuple[np.ndarray, int, int]] = {}  # tile tensor -> (array, row0, col0)
                 for k in st.info.ops:
                     op = g.ops[k]
                     sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-                    args = []
-                    for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
-                        if rh is None or rw is None:
-                            args.append(g.tensors[t].data if t else None)
-                        elif t in held:
-                            arr, r0, c0 = held[t]
-                            args.append(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0])
-                        else:
-                            args.append(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]])
-                    if op.type == "RESIZE_NEAREST_NEIGHBOR":
-                        value = _resize_tile(g, k, args[0], sh, sw)
-                    else:
-                        value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
                     name = op.outputs[0]
                     if name == st.info.output:
-                        full_out[:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]] = value
+                        region = full_out[:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
                     else:
-                        buf = self.buffer_of[name]
-                        arena.alloc(buf, self.placement.offsets[buf], value.nbytes)
-                        view = arena.view(buf, value.shape, value.dtype)
-                        view[...] = value
-                        held[name] = (view, sh.out[0], sw.out[0])
+                        region = self._region(arena, st, k, i, j, held)
+                        held[name] = (region, sh.need[0], sw.need[0])
+                    if sh.out[0] < sh.out[1] and sw.out[0] < sw.out[1]:  # else all of it was cached
+                        self._compute(arena, outside, st, k, i, j, region, held)
                     for buf in self.ends.get(k, []):
                         if buf in tile_bufs:
                             arena.free(buf)
+        for k in persistent:
+            if st.line_buffer(k):
+                arena.free(line_buffer_name(g.ops[k].outputs[0]))
+
+    def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
+                 region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]]) -> None:
+        """Run op k on the fresh part of tile (i, j) and write it into ``region``."""
+        g = self.graph
+        op = g.ops[k]
+        sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+        args = []
+        for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
+            if rh is None or rw is None:
+                args.append(g.tensors[t].data if t else None)
+            elif t in held:
+                arr, r0, c0 = held[t]
+                args.append(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0])
+            else:
+                args.append(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]])
+        if op.type == "RESIZE_NEAREST_NEIGHBOR":
+            value = _resize_tile(g, k, args[0], sh, sw)
+        else:
+            value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
+        region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:] = value
+        if st.line_buffer(k) and i + 1 < st.stage.grid[0]:
+            self._save_lines(arena, st, k, i, j, region)
+
+    def _region(self, arena: Arena, st: StageTiling, k: int, i: int, j: int,
+                held: dict[str, tuple[np.ndarray, int, int]]) -> np.ndarray:
+        """The buffer holding op k's output region for tile (i, j), cached parts filled in."""
+        t = self.graph.tensors[self.graph.ops[k].outputs[0]]
+        sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+        shape = (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], t.shape[3])
+        buf = self.buffer_of[t.name]
+        if not st.cached(k):
+            arena.alloc(buf, self.placement.offsets[buf], int(np.prod(shape)) * t.np_dtype.itemsize)
+            return arena.view(buf, shape, t.np_dtype)
+        old = held.get(t.name)
+        keep = old[0].copy() if old is not None else None  # a memmove on the MCU
+        region = arena.view(buf, shape, t.np_dtype)
+        if keep is None:
+            return region
+        _, r0, c0 = old  # type: ignore[misc]
+        if j > 0 and sw.out[0] > sw.need[0]:  # same tile row: overlapping columns slide left
+            region[:, :, : sw.out[0] - sw.need[0]] = keep[:, sh.need[0] - r0: sh.need[1] - r0,
+                                                          sw.need[0] - c0: sw.out[0] - c0]
+        if i > 0 and sh.out[0] > sh.need[0]:  # next tile row: overlapping rows
+            rows = sh.out[0] - sh.need[0]
+            if st.line_buffer(k):
+                lo = st.w.extent(t.name)[0]
+                lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
+                                                              t.shape[3]), t.np_dtype)
+                region[:, :rows, sw.out[0] - sw.need[0]:] = lines[:, :rows, sw.out[0] - lo: sw.need[1] - lo]
+            else:  # a single tile column: the buffer rolls down
+                region[:, :rows] = keep[:, sh.need[0] - r0: sh.out[0] - r0, sw.need[0] - c0: sw.need[1] - c0]
+        return region
+
+    def _save_lines(self, arena: Arena, st: StageTiling, k: int, i: int, j: int, region: np.ndarray) -> None:
+        """Keep the rows of op k's output that the next tile row needs again (fresh columns only)."""
+        t = self.graph.tensors[self.graph.ops[k].outputs[0]]
+        sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+        nxt = st.h.spans[i + 1][k].need[0]
+        rows = sh.need[1] - nxt
+        if rows <= 0:
+            return
+        lo = st.w.extent(t.name)[0]
+        lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
+                                                      t.shape[3]), t.np_dtype)
+        lines[:, :rows, sw.out[0] - lo: sw.need[1] - lo] = region[:, nxt - sh.need[0]:, sw.out[0] - sw.need[0]:]
 
 
 def _resize_tile(graph: Graph, k: int, x: np.ndarray, sh, sw) -> np.ndarray:  # noqa: ANN001
     """Nearest-neighbour resize of one tile: gather with TFLite's source-index rule."""
     maps = axis_maps(graph, graph.ops[k])
     assert maps is not None
-    rows = maps[0].source_index(np.arange(*sh.out)) - sh.reads[0][0]
+    rows = maps[0].source_index(np.arange(*sh.out)) - sh.reads[0][0]  # type: ignore[index]
     cols = maps[1].source_index(np.arange(*sw.out)) - sw.reads[0][0]
     return x[:, rows][:, :, cols]

@@ -1,0 +1,170 @@
+"""Memory accounting of layer-by-layer inference: the analytic MCUNetV2 figure and the full report.
+
+Analytic convention (MCUNetV2, Fig. 1), used for the ``analytic`` figures only:
+
+* every activation costs 1 byte per element (int8), whatever its dtype in the graph;
+* an op costs its non-constant inputs plus its outputs; weights stay in flash;
+* a DEPTHWISE_CONV_2D with one output channel per input channel runs in place: max(in, out);
+* a residual block's skip tensor (the input of an ADD that also feeds the chain of ops ending
+  at the ADD's other input) is added to every op of that chain that does not read it
+  itself, except the chain's last op (the projection conv). So in an inverted residual block
+  it is counted while the depthwise conv (and any SE ops) run; at the expand conv it is that
+  op's own input, counted once;
+* ``include_input`` / ``include_output`` = False count the model input / output as 0 bytes
+  (e.g. a patch-based first stage streams the input image).
+
+The report (:func:`analyze`) also places every activation in one arena
+(:func:`tinypatch.planning.arena.plan_arena`), with each tensor's real dtype and the arena's
+alignment, and states its accounting. kB in printed figures are 1024 B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from tinypatch.analysis.liveness import live_profile
+from tinypatch.analysis.macs import flash_bytes, op_costs
+from tinypatch.ir import Graph, Op
+from tinypatch.planning.arena import plan_arena
+
+ACT_BYTES = 1  # analytic convention: int8 activations
+
+
+@dataclass(frozen=True)
+class AnalyticMemory:
+    """Analytic bytes of each op (schedule order) and the peak."""
+
+    per_op: list[int]
+    skip_bytes: list[int]  # the part of per_op due to live residual skip tensors
+    peak: int
+    peak_index: int  # op index of the (first) peak; -1 for an empty graph
+
+
+def _ancestors(graph: Graph, tensor: str, producers: dict[str, int]) -> set[str]:
+    """Activation tensors from which ``tensor`` is computed (itself included)."""
+    seen, stack = {tensor}, [tensor]
+    while stack:
+        t = stack.pop()
+        if t in producers:
+            for s in graph.ops[producers[t]].inputs:
+                if s and not graph.tensors[s].is_const and s not in seen:
+                    seen.add(s)
+                    stack.append(s)
+    return seen
+
+
+def residual_skips(graph: Graph) -> dict[int, list[str]]:
+    """Op index -> skip tensors counted as live at that op under the analytic convention.
+
+    A skip is an input of a two-activation ADD from which the ADD's other input is computed;
+    the ops on the paths between them form the chain.
+    """
+    producers = graph.producers()
+    skips: dict[int, list[str]] = {}
+    for op in graph.ops:
+        acts = [t for t in op.inputs if t and not graph.tensors[t].is_const]
+        if op.type != "ADD" or len(acts) != 2 or acts[0] == acts[1]:
+            continue
+        for skip, main in (acts, acts[::-1]):
+            anc = _ancestors(graph, main, producers)
+            if main in producers and skip in anc:
+                last = producers[main]
+                desc = {skip}
+                for i in range(producers.get(skip, -1) + 1, last):
+                    cur = graph.ops[i]
+                    if any(t in desc for t in cur.inputs):
+                        desc.update(cur.outputs)
+                        if skip not in cur.inputs and any(t in anc for t in cur.outputs):
+                            skips.setdefault(i, []).append(skip)
+                break
+    return skips
+
+
+def _op_bytes(graph: Graph, op: Op, nbytes: dict[str, int]) -> int:
+    ins = [nbytes[t] for t in op.inputs if t and not graph.tensors[t].is_const]
+    outs = [nbytes[t] for t in op.outputs]
+    in_place = (op.type == "DEPTHWISE_CONV_2D" and len(ins) == 1 and op.outputs
+                and graph.tensors[op.inputs[0]].shape[-1] == graph.tensors[op.outputs[0]].shape[-1])
+    return max(sum(ins), sum(outs)) if in_place else sum(ins) + sum(outs)
+
+
+def analytic_memory(graph: Graph, include_input: bool = True, include_output: bool = True) -> AnalyticMemory:
+    """Per-op bytes and peak under the analytic MCUNetV2 convention (module docstring)."""
+    nbytes = {n: t.size * ACT_BYTES for n, t in graph.tensors.items() if not t.is_const}
+    for t in (graph.inputs if not include_input else []) + (graph.outputs if not include_output else []):
+        nbytes[t] = 0
+    skips = residual_skips(graph)
+    skip_bytes = [sum(nbytes[s] for s in skips.get(i, [])) for i in range(len(graph.ops))]
+    per_op = [_op_bytes(graph, op, nbytes) + skip_bytes[i] for i, op in enumerate(graph.ops)]
+    peak = max(per_op, default=0)
+    return AnalyticMemory(per_op, skip_bytes, peak, per_op.index(peak) if per_op else -1)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One op of the memory report."""
+
+    index: int
+    op_type: str
+    name: str
+    out_shape: tuple[int, ...]
+    in_bytes: int  # non-constant inputs, own dtype
+    out_bytes: int
+    working_bytes: int  # arena bytes live during this op (placed buffers, aligned)
+    analytic_bytes: int  # analytic MCUNetV2 convention
+    macs: int
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """Layer-by-layer memory and compute of a graph, with the accounting stated."""
+
+    model: str
+    rows: list[LayerRow]
+    peak_analytic: int
+    peak_analytic_op: str
+    peak_placed: int
+    lower_bound: int
+    strategy: str
+    flash_bytes: int
+    total_macs: int
+    include_input: bool
+    include_output: bool
+    alignment: int
+    aliasing: bool
+
+    @property
+    def gap(self) -> int:
+        """Placed peak minus the liveness lower bound (0: the placement is optimal)."""
+        return self.peak_placed - self.lower_bound
+
+    def accounting(self) -> str:
+        io = (f"input {'counted' if self.include_input else 'not counted'}, "
+              f"output {'counted' if self.include_output else 'not counted'}")
+        return (f"{io}; analytic: int8 activations, in+out per op, in-place depthwise, residual skip "
+                f"live at depthwise/SE ops; placed: real dtypes, {self.alignment}-byte aligned arena"
+                f"{', in-place RESHAPE' if self.aliasing else ''}; weights in flash; 1 kB = 1024 B")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rows"] = [{**asdict(r), "out_shape": list(r.out_shape)} for r in self.rows]
+        d["gap"] = self.gap
+        d["accounting"] = self.accounting()
+        return d
+
+
+def analyze(graph: Graph, include_input: bool = True, include_output: bool = True, alignment: int = 16,
+            aliasing: bool = True) -> MemoryReport:
+    """The memory report of ``graph`` run layer by layer."""
+    costs = op_costs(graph)
+    analytic = analytic_memory(graph, include_input, include_output)
+    plan = plan_arena(graph, include_input, include_output, alignment, aliasing)
+    working = live_profile(plan.placement.buffers, len(graph.ops), alignment)
+    rows = [LayerRow(c.index, c.op_type, c.name, c.out_shape, c.in_bytes, c.out_bytes, working[c.index],
+                     analytic.per_op[c.index], c.macs) for c in costs]
+    peak_op = graph.ops[analytic.peak_index].name if graph.ops else ""
+    return MemoryReport(
+        model=graph.name, rows=rows, peak_analytic=analytic.peak, peak_analytic_op=peak_op,
+        peak_placed=plan.peak, lower_bound=plan.lower_bound, strategy=plan.strategy,
+        flash_bytes=flash_bytes(graph), total_macs=sum(c.macs for c in costs),
+        include_input=include_input, include_output=include_output, alignment=alignment, aliasing=aliasing)

@@ -1,0 +1,52 @@
+"""One entry point for every model source: ``.tflite`` file, JSON config, or zoo name."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any
+
+from tinypatch.errors import ModelLoadError
+from tinypatch.frontends import zoo
+from tinypatch.frontends.mcunet_config import build_net, parse_config, read_json
+from tinypatch.frontends.msfcnn import build_chain, parse_chains
+from tinypatch.frontends.tflite import load_tflite
+from tinypatch.ir import Graph
+
+LIST_HINT = "list the built-in models with tinypatch.frontends.zoo.list_models()"
+
+
+def load_model(spec: str, **overrides: Any) -> Graph:
+    """Load ``spec``: a ``.tflite`` file, an MCUNet ``.json`` config, ``chains.json#CHAIN``
+    (one msf-CNN chain), or a zoo name (``overrides`` go to the config / zoo builder).
+    """
+    path, _, chain = spec.partition("#")
+    if path.lower().endswith(".tflite"):
+        if overrides:
+            raise ModelLoadError(f"{spec}: a .tflite model takes no overrides ({', '.join(overrides)})")
+        return load_tflite(path)
+    if path.lower().endswith(".json"):
+        return _load_json(path, chain, overrides)
+    if zoo.is_zoo_name(spec):
+        return zoo.build(spec, **overrides)
+    if os.path.exists(spec):
+        raise ModelLoadError(f"{spec}: unknown model file type (expected .tflite or .json)")
+    close = difflib.get_close_matches(spec, [*zoo.ZOO_NAMES, *zoo.PATTERNS], n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ModelLoadError(f"unknown model {spec!r}: not a .tflite/.json file nor a zoo name{hint} ({LIST_HINT})")
+
+
+def _load_json(path: str, chain: str, overrides: dict[str, Any]) -> Graph:
+    data = read_json(path)
+    name = os.path.splitext(os.path.basename(path))[0]
+    if not (isinstance(data, dict) and "models" in data and "blocks" not in data):
+        if chain:
+            raise ModelLoadError(f"{path} is an MCUNet config, not an msf-CNN chains file: drop '#{chain}'")
+        zoo.check_overrides(path, overrides, zoo.NET_OVERRIDES)
+        return build_net(parse_config(data, name, overrides.get("resolution")), **overrides)
+    chains = parse_chains(data)
+    if chain not in chains:
+        what = f"has no chain {chain!r}" if chain else "holds several msf-CNN chains"
+        raise ModelLoadError(f"{path} {what}; name one as {path}#CHAIN with CHAIN in: {', '.join(chains)}")
+    zoo.check_overrides(f"{path}#{chain}", overrides, zoo.CHAIN_OVERRIDES)
+    return build_chain(chains[chain], **overrides)

@@ -1,0 +1,220 @@
+"""The prepared-operator protocol, the kernel registry and helpers shared by the kernels.
+
+``prepare(graph, op)`` does the per-model work once (multipliers, shifts, reshaped
+weights, lookup tables) and returns a :class:`PreparedOp`; calling it runs the operator on
+numpy arrays. Spatial operators accept explicit ``pads=(top, bottom, left, right)`` so a
+tile of the feature map can be computed with padding only where the tile touches the
+image border.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar, Sequence
+
+import numpy as np
+
+from tinypatch.errors import InputError, UnsupportedOperatorError
+from tinypatch.ir import Graph, Op, Tensor
+from tinypatch.ir.ops import out_size, pad_before
+from tinypatch.kernels.fixedpoint import roundf
+
+Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
+
+_REGISTRY: dict[str, Callable[[Graph, Op], "PreparedOp"]] = {}
+
+
+def register(*op_types: str) -> Callable[[type], type]:
+    """Class decorator: the class prepares the listed op types (constructor ``(graph, op)``)."""
+
+    def deco(cls: type) -> type:
+        for t in op_types:
+            _REGISTRY[t] = cls
+        return cls
+
+    return deco
+
+
+def prepare(graph: Graph, op: Op) -> PreparedOp:
+    """Precompute everything ``op`` needs and return it ready to run."""
+    cls = _REGISTRY.get(op.type)
+    if cls is None:
+        raise UnsupportedOperatorError(op.type, _index(graph, op), "no kernel for this operator")
+    return cls(graph, op)
+
+
+def supported_ops() -> tuple[str, ...]:
+    """Operator types that have a kernel."""
+    return tuple(sorted(_REGISTRY))
+
+
+def _index(graph: Graph, op: Op) -> int | None:
+    return next((i for i, o in enumerate(graph.ops) if o is op), None)
+
+
+class PreparedOp:
+    """One operator with its constants folded in.
+
+    Call it with one array per entry of ``op.inputs`` (constant and absent entries are
+    ignored, so ``None`` will do) or with just the non-constant inputs, ``input_names``.
+    ``spatial`` ops honour ``pads``; the others ignore it. Returns one array per output.
+    """
+
+    spatial: ClassVar[bool] = False
+    dtypes: ClassVar[tuple[str, ...]] = ("int8", "float32")
+
+    def __init__(self, graph: Graph, op: Op) -> None:
+        self.op = op
+        self.graph = graph
+        self.input_names = [t for t in op.inputs if t and not graph.tensors[t].is_const]
+        self._runtime_positions = [k for k, t in enumerate(op.inputs) if t in self.input_names]
+        self.output_names = list(op.outputs)
+        self.out = graph.tensors[op.outputs[0]]
+        self.dtype = self.out.dtype
+        if self.dtype not in self.dtypes:
+            self.unsupported(f"output dtype {self.dtype}")
+
+    # --- calling ---------------------------------------------------------------------
+    def __call__(self, inputs: Sequence[np.ndarray], pads: Pads | None = None) -> list[np.ndarray]:
+        if len(inputs) == len(self.op.inputs) != len(self.input_names):
+            inputs = [inputs[k] for k in self._runtime_positions]
+        elif len(inputs) != len(self.input_names):
+            raise InputError(f"{self.op.name}: expected {len(self.input_names)} input arrays "
+                             f"(or {len(self.op.inputs)} with constants), got {len(inputs)}")
+        out = self.run([np.asarray(x) for x in inputs], pads)
+        return out if isinstance(out, list) else [out]
+
+    def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray | list[np.ndarray]:
+        raise NotImplementedError
+
+    # --- helpers for subclasses ------------------------------------------------------------
+    def tensor(self, k: int) -> Tensor | None:
+        """The op's k-th input tensor (None when absent)."""
+        if k >= len(self.op.inputs) or not self.op.inputs[k]:
+            return None
+        return self.graph.tensors[self.op.inputs[k]]
+
+    def const(self, k: int, what: str) -> np.ndarray:
+        """Data of the k-th input, which must be a constant."""
+        t = self.tensor(k)
+        if t is None or not t.is_const:
+            self.unsupported(f"{what} must be a constant tensor")
+        return t.data
+
+    def unsupported(self, detail: str) -> None:
+        raise UnsupportedOperatorError(self.op.type, _index(self.graph, self.op), detail)
+
+    def qparams(self, t: Tensor) -> tuple[np.float32, int]:
+        """Per-tensor (scale, zero point) of an int8 tensor."""
+        if t.quant is None:
+            self.unsupported(f"int8 tensor {t.name!r} has no quantization parameters")
+        return np.float32(t.quant.scale[0]), int(t.quant.zero_point[0])
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype == "int8"
+
+
+# --- activation ranges ----------------------------------------------------------------------
+_FLOAT_ACT = {"NONE": (-np.inf, np.inf), "RELU": (0.0, np.inf), "RELU6": (0.0, 6.0),
+              "RELU_N1_TO_1": (-1.0, 1.0)}
+
+
+def activation_range_quantized(act: str, scale: np.float32, zero_point: int) -> tuple[int, int]:
+    """TFLite ``CalculateActivationRangeQuantized`` for an int8 output."""
+    if act not in _FLOAT_ACT:
+        raise UnsupportedOperatorError("fused activation", None, act)
+    lo, hi = -128, 127
+
+    def q(f: float) -> int:
+        return zero_point + int(roundf(np.float32(f) / np.float32(scale)))
+
+    if act == "RELU":
+        return max(lo, q(0.0)), hi
+    if act == "RELU6":
+        return max(lo, q(0.0)), min(hi, q(6.0))
+    if act == "RELU_N1_TO_1":
+        return max(lo, q(-1.0)), min(hi, q(1.0))
+    return lo, hi
+
+
+def activation_float(x: np.ndarray, act: str) -> np.ndarray:
+    """Apply a fused activation to a float32 result."""
+    if act not in _FLOAT_ACT:
+        raise UnsupportedOperatorError("fused activation", None, act)
+    lo, hi = _FLOAT_ACT[act]
+    if act == "NONE":
+        return x.astype(np.float32, copy=False)
+    return np.clip(x, np.float32(lo), np.float32(hi)).astype(np.float32, copy=False)
+
+
+def saturate_int8(x: np.ndarray, lo: int = -128, hi: int = 127) -> np.ndarray:
+    return np.clip(x, lo, hi).astype(np.int8)
+
+
+# --- window geometry -------------------------------------------------------------------------
+def conv_pads(in_hw: tuple[int, int], kernel_hw: tuple[int, int], stride: tuple[int, int],
+              dilation: tuple[int, int], padding: str) -> Pads:
+    """(top, bottom, left, right) zero padding TFLite applies for SAME/VALID on a full input.
+
+    ``bottom``/``right`` are whatever the last output window needs (TFLite never reads them,
+    it only clips windows at the border, which is the same thing).
+    """
+    pads = []
+    for n, k, s, d in zip(in_hw, kernel_hw, stride, dilation):
+        before = pad_before(n, k, s, d, padding)
+        need = (out_size(n, k, s, d, padding) - 1) * s + (k - 1) * d + 1
+        pads.append((before, max(need - n - before, 0)))
+    return pads[0][0], pads[0][1], pads[1][0], pads[1][1]
+
+
+def window_out_hw(in_hw: tuple[int, int], kernel_hw: tuple[int, int], stride: tuple[int, int],
+                  dilation: tuple[int, int], pads: Pads) -> tuple[int, int]:
+    """Output size of a VALID window over the input padded by ``pads``."""
+    oh = (in_hw[0] + pads[0] + pads[1] - (kernel_hw[0] - 1) * dilation[0] - 1) // stride[0] + 1
+    ow = (in_hw[1] + pads[2] + pads[3] - (kernel_hw[1] - 1) * dilation[1] - 1) // stride[1] + 1
+    if oh <= 0 or ow <= 0:
+        raise InputError(f"input {in_hw} with pads {pads} is smaller than the {kernel_hw} window")
+    return oh, ow
+
+
+def pad_hw(x: np.ndarray, pads: Pads, value: float | int) -> np.ndarray:
+    """Pad the H and W axes of an NHWC array with a constant."""
+    t, b, l, r = pads
+    if not any(pads):
+        return x
+    return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), mode="constant", constant_values=value)
+
+
+def window_slices(xp: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],
+                  stride: tuple[int, int], dilation: tuple[int, int]):
+    """Yield ((i, j), view) for each kernel tap: the [N, OH, OW, C] input view it reads."""
+    oh, ow = out_hw
+    sh, sw = stride
+    dh, dw = dilation
+    for i in range(kernel_hw[0]):
+        for j in range(kernel_hw[1]):
+            y0, x0 = i * dh, j * dw
+            yield (i, j), xp[:, y0: y0 + (oh - 1) * sh + 1: sh, x0: x0 + (ow - 1) * sw + 1: sw, :]
+
+
+class SpatialOp(PreparedOp):
+    """Base of conv/pool kernels: window geometry and explicit-padding resolution."""
+
+    spatial = True
+    kernel_hw: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+    padding: str
+
+    def default_pads(self, in_hw: tuple[int, int]) -> Pads:
+        """The op's own SAME/VALID padding for a full input of size ``in_hw``."""
+        return conv_pads(in_hw, self.kernel_hw, self.stride, self.dilation, self.padding)
+
+    def geometry(self, x: np.ndarray, pads: Pads | None) -> tuple[Pads, tuple[int, int]]:
+        if x.ndim != 4:
+            raise InputError(f"{self.op.name}: expected an NHWC array, got shape {x.shape}")
+        in_hw = (x.shape[1], x.shape[2])
+        pads = self.default_pads(in_hw) if pads is None else tuple(int(p) for p in pads)
+        if len(pads) != 4 or min(pads) < 0:
+            raise InputError(f"{self.op.name}: pads must be four non-negative ints, got {pads}")
+        return pads, window_out_hw(in_hw, self.kernel_hw, self.stride, self.dilation, pads)

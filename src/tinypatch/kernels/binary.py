@@ -1,0 +1,83 @@
+"""ADD and MUL with numpy (= TFLite) broadcasting; either operand may be a constant.
+
+int8 ADD (``reference_integer_ops::Add``): both inputs are shifted left by 20 bits,
+rescaled to twice the larger input scale, summed and rescaled to the output.
+int8 MUL (``reference_integer_ops::Mul``): ``(x1 - zp1) * (x2 - zp2)`` times
+``float(float(s1 * s2) / s2_out)`` (TFLite computes that multiplier in float).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinypatch.ir import Graph, Op
+from tinypatch.ir.ops import with_defaults
+from tinypatch.kernels.base import PreparedOp, activation_float, activation_range_quantized, register, saturate_int8
+from tinypatch.kernels.fixedpoint import (multiply_by_quantized_multiplier, quantize_multiplier,
+                                          rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+
+
+class _Binary(PreparedOp):
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        self.act = with_defaults(op.type, op.attrs)["fused_activation_function"]
+        self.operands = [self.tensor(0), self.tensor(1)]
+        self.consts = [t.data if t.is_const else None for t in self.operands]
+        if self.quantized:
+            out_scale, self.out_zp = self.qparams(self.out)
+            self.act_min, self.act_max = activation_range_quantized(self.act, out_scale, self.out_zp)
+
+    def operand_arrays(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        it = iter(inputs)
+        a, b = (c if c is not None else next(it) for c in self.consts)
+        return a, b
+
+
+@register("ADD")
+class Add(_Binary):
+    LEFT_SHIFT = 20
+
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        if not self.quantized:
+            return
+        (s1, self.zp1), (s2, self.zp2) = (self.qparams(t) for t in self.operands)
+        out_scale, _ = self.qparams(self.out)
+        twice_max = 2.0 * float(max(s1, s2))
+        self.m1, self.sh1 = quantize_multiplier(float(s1) / twice_max)
+        self.m2, self.sh2 = quantize_multiplier(float(s2) / twice_max)
+        self.mo, self.sho = quantize_multiplier(twice_max / (float(1 << self.LEFT_SHIFT) * float(out_scale)))
+
+    @staticmethod
+    def _scale(x: np.ndarray, m: int, shift: int) -> np.ndarray:
+        # MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0)
+        return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), -shift)
+
+    def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
+        a, b = self.operand_arrays(inputs)
+        if not self.quantized:
+            return activation_float(a.astype(np.float32) + b.astype(np.float32), self.act)
+        x1 = (a.astype(np.int64) - self.zp1) << self.LEFT_SHIFT
+        x2 = (b.astype(np.int64) - self.zp2) << self.LEFT_SHIFT
+        raw = self._scale(x1, self.m1, self.sh1) + self._scale(x2, self.m2, self.sh2)
+        y = self._scale(raw, self.mo, self.sho) + self.out_zp
+        return saturate_int8(y, self.act_min, self.act_max)
+
+
+@register("MUL")
+class Mul(_Binary):
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        if not self.quantized:
+            return
+        (s1, self.zp1), (s2, self.zp2) = (self.qparams(t) for t in self.operands)
+        out_scale, _ = self.qparams(self.out)
+        self.multiplier, self.shift = quantize_multiplier(float(np.float32(s1 * s2) / out_scale))
+
+    def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
+        a, b = self.operand_arrays(inputs)
+        if not self.quantized:
+            return activation_float(a.astype(np.float32) * b.astype(np.float32), self.act)
+        prod = (a.astype(np.int64) - self.zp1) * (b.astype(np.int64) - self.zp2)
+        y = multiply_by_quantized_multiplier(prod, self.multiplier, self.shift) + self.out_zp
+        return saturate_int8(y, self.act_min, self.act_max)

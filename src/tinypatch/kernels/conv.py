@@ -1,0 +1,120 @@
+"""CONV_2D and DEPTHWISE_CONV_2D (TFLite ``reference_integer_ops::ConvPerChannel`` /
+``DepthwiseConvPerChannel`` for int8, plain float math for float32).
+
+int8: ``acc = sum(w * (x - zp_in)) + bias`` in int32 (wrapping), then per-channel
+``MultiplyByQuantizedMultiplier`` with ``double(s_in) * double(s_w[c]) / double(s_out)``
+(``PopulateConvolutionQuantizationParams``), plus ``zp_out``, clamped to the fused
+activation range. Padded cells hold the input zero point, i.e. they contribute nothing.
+Conv sums are formed with a float64 matmul, exact because |sum| < 2^53 by far.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinypatch.ir import Graph, Op
+from tinypatch.ir.ops import with_defaults
+from tinypatch.kernels.base import (Pads, SpatialOp, activation_float, activation_range_quantized,
+                                    pad_hw, register, saturate_int8, window_slices)
+from tinypatch.kernels.fixedpoint import multiply_by_quantized_multiplier, quantize_multipliers, wrap32
+
+
+def per_channel_multipliers(in_scale: np.float32, w_scales: np.ndarray, out_scale: np.float32,
+                            channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Conv/depthwise/per-channel-FC requantization: multipliers and shifts per out channel."""
+    ws = np.broadcast_to(np.asarray(w_scales, np.float32), (channels,)).astype(np.float64)
+    real = np.float64(in_scale) * ws / np.float64(out_scale)
+    return quantize_multipliers(real)
+
+
+class _ConvBase(SpatialOp):
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        a = with_defaults(op.type, op.attrs)
+        self.act = a["fused_activation_function"]
+        self.stride = (a["stride_h"], a["stride_w"])
+        self.dilation = (a["dilation_h"], a["dilation_w"])
+        self.padding = a["padding"]
+        x = self.tensor(0)
+        w = self.tensor(1)
+        self.weights = self.const(1, "filter")
+        bias_t = self.tensor(2)
+        self.cout = self.out.shape[-1]
+        self.kernel_hw = (w.shape[1], w.shape[2])
+        bias = self.const(2, "bias") if bias_t is not None else np.zeros(self.cout)
+        if self.quantized:
+            if x.dtype != "int8" or w.dtype != "int8":
+                self.unsupported(f"int8 output needs int8 input and filter, got {x.dtype}/{w.dtype}")
+            in_scale, self.in_zp = self.qparams(x)
+            out_scale, self.out_zp = self.qparams(self.out)
+            if w.quant is None:
+                self.unsupported("int8 filter has no quantization parameters")
+            self.multiplier, self.shift = per_channel_multipliers(in_scale, w.quant.scale, out_scale, self.cout)
+            self.act_min, self.act_max = activation_range_quantized(self.act, out_scale, self.out_zp)
+            self.bias = np.asarray(bias, np.int64)
+        else:
+            self.in_zp = 0
+            self.bias = np.asarray(bias, np.float64)
+
+    def _centered(self, x: np.ndarray) -> np.ndarray:
+        """Input minus its zero point, as the accumulation type (exact)."""
+        return x.astype(np.float64) - self.in_zp
+
+    def _finish(self, acc: np.ndarray) -> np.ndarray:
+        """Requantize (int8) or activate (float) an accumulator [..., cout]."""
+        if not self.quantized:
+            return activation_float((acc + self.bias).astype(np.float32), self.act)
+        acc = wrap32(acc.astype(np.int64) + self.bias)
+        y = multiply_by_quantized_multiplier(acc, self.multiplier, self.shift) + self.out_zp
+        return saturate_int8(y, self.act_min, self.act_max)
+
+
+@register("CONV_2D")
+class Conv2D(_ConvBase):
+    """Im2col over the (virtually) padded input, then one float64 GEMM."""
+
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        w = self.weights
+        self.cin = w.shape[3]
+        # [cout, kh, kw, cin] -> [kh*kw*cin, cout], matching the im2col column order
+        self.w_mat = np.ascontiguousarray(w.reshape(self.cout, -1).T.astype(np.float64))
+
+    def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
+        x = inputs[0]
+        pads, (oh, ow) = self.geometry(x, pads)
+        xp = pad_hw(self._centered(x), pads, 0.0)
+        n = x.shape[0]
+        if self.kernel_hw == (1, 1) and self.stride == (1, 1) and xp.shape[1:3] == (oh, ow):
+            cols = xp.reshape(-1, self.cin)
+        else:
+            taps = [v for _, v in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)]
+            cols = np.stack(taps, axis=3).reshape(n * oh * ow, -1)
+        acc = (cols @ self.w_mat).reshape(n, oh, ow, self.cout)
+        return self._finish(acc)
+
+
+@register("DEPTHWISE_CONV_2D")
+class DepthwiseConv2D(_ConvBase):
+    """One multiply-add per kernel tap, vectorised over the whole output."""
+
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        self.multiplier_dm = with_defaults(op.type, op.attrs)["depth_multiplier"]
+        w = self.weights[0]  # [kh, kw, cout], cout = cin * depth_multiplier
+        self.taps = w.astype(np.int64 if self.quantized else np.float64)
+
+    def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
+        x = inputs[0]
+        pads, (oh, ow) = self.geometry(x, pads)
+        if self.quantized:
+            xc = x.astype(np.int64) - self.in_zp
+        else:
+            xc = x.astype(np.float64)
+        if self.multiplier_dm != 1:  # output channel ic * m + k reads input channel ic
+            xc = np.repeat(xc, self.multiplier_dm, axis=3)
+        xp = pad_hw(xc, pads, 0)
+        acc = np.zeros((x.shape[0], oh, ow, self.cout), xc.dtype)
+        for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
+            acc += view * self.taps[i, j]
+        return self._finish(acc)
