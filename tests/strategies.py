@@ -38,7 +38,8 @@ class CnnBuilder:
     def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int, int], name: str = "random_cnn"):
         self.rng = rng
         self.g = Graph(name)
-        self.cur = self._activation(shape, QuantParams.tensor(float(rng.uniform(0.005, 0.05)), int(rng.integers(-20, 21))))
+        quant = QuantParams.tensor(float(rng.uniform(0.005, 0.05)), int(rng.integers(-20, 21)))
+        self.cur = self._activation(shape, quant)
         self.stds = {self.cur: 74.0}  # uniform int8 input
         self.g.inputs = [self.cur]
 
@@ -84,21 +85,30 @@ class CnnBuilder:
     # --- layers -------------------------------------------------------------------
     def conv(self, out_c: int, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int],
              padding: str, act: str = "NONE", out_quant: QuantParams | None = None) -> str:
-        n, h, w, c = self.shape()
+        c = self.shape()[3]
         weights = self.rng.integers(-127, 128, (out_c, kh, kw, c), dtype=np.int8)
-        return self._weighted("CONV_2D", weights, 0, kh * kw * c, (n, out_size(h, kh, stride[0], dilation[0], padding),
-                              out_size(w, kw, stride[1], dilation[1], padding), out_c), out_quant,
-                              padding=padding, stride_h=stride[0], stride_w=stride[1],
-                              dilation_h=dilation[0], dilation_w=dilation[1], fused_activation_function=act)
+        return self._weighted("CONV_2D", weights, 0, kh * kw * c,
+                              self._window_out(kh, kw, stride, dilation, padding, out_c), out_quant,
+                              **self._window_attrs(stride, dilation, padding, act))
 
     def depthwise(self, multiplier: int, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int],
                   padding: str, act: str = "NONE") -> str:
-        n, h, w, c = self.shape()
-        weights = self.rng.integers(-127, 128, (1, kh, kw, c * multiplier), dtype=np.int8)
-        return self._weighted("DEPTHWISE_CONV_2D", weights, 3, kh * kw, (n, out_size(h, kh, stride[0], dilation[0], padding),
-                              out_size(w, kw, stride[1], dilation[1], padding), c * multiplier), None,
-                              padding=padding, stride_h=stride[0], stride_w=stride[1], depth_multiplier=multiplier,
-                              dilation_h=dilation[0], dilation_w=dilation[1], fused_activation_function=act)
+        out_c = self.shape()[3] * multiplier
+        weights = self.rng.integers(-127, 128, (1, kh, kw, out_c), dtype=np.int8)
+        return self._weighted("DEPTHWISE_CONV_2D", weights, 3, kh * kw,
+                              self._window_out(kh, kw, stride, dilation, padding, out_c), None,
+                              depth_multiplier=multiplier, **self._window_attrs(stride, dilation, padding, act))
+
+    def _window_out(self, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int], padding: str,
+                    channels: int) -> tuple[int, int, int, int]:
+        n, h, w, _ = self.shape()
+        return (n, out_size(h, kh, stride[0], dilation[0], padding), out_size(w, kw, stride[1], dilation[1], padding),
+                channels)
+
+    @staticmethod
+    def _window_attrs(stride: tuple[int, int], dilation: tuple[int, int], padding: str, act: str) -> dict[str, object]:
+        return {"padding": padding, "stride_h": stride[0], "stride_w": stride[1], "dilation_h": dilation[0],
+                "dilation_w": dilation[1], "fused_activation_function": act}
 
     def _weighted(self, op_type: str, weights: np.ndarray, axis: int, fan_in: int, shape: tuple[int, ...],
                   out_quant: QuantParams | None, **attrs: object) -> str:
@@ -111,7 +121,8 @@ class CnnBuilder:
         per_channel = out_c > 1  # one scale reads back as per-tensor, like the TFLite reader does
         w = self._const(weights, QuantParams(w_scale, np.zeros(out_c, np.int64), axis if per_channel else None))
         b = self._const(bias, QuantParams(bias_scale, np.zeros(out_c, np.int64), 0 if per_channel else None))
-        quant = out_quant or self._fresh_quant(acc_std * s_in * float(w_scale.mean()), attrs["fused_activation_function"])
+        act = attrs["fused_activation_function"]
+        quant = out_quant or self._fresh_quant(acc_std * s_in * float(w_scale.mean()), act)
         return self._emit(op_type, [self.cur, w, b], shape, quant, _TARGET_STD, **attrs)
 
     def pool(self, op_type: str, fh: int, fw: int, stride: tuple[int, int], padding: str, act: str = "NONE") -> str:
@@ -123,7 +134,8 @@ class CnnBuilder:
     def pad(self, top: int, bottom: int, left: int, right: int) -> str:
         n, h, w, c = self.shape()
         paddings = self._const(np.array([[0, 0], [top, bottom], [left, right], [0, 0]], np.int32))
-        return self._emit("PAD", [self.cur, paddings], (n, h + top + bottom, w + left + right, c), self.quant(), self.std)
+        shape = (n, h + top + bottom, w + left + right, c)
+        return self._emit("PAD", [self.cur, paddings], shape, self.quant(), self.std)
 
     def add(self, other: str, act: str = "NONE") -> str:
         real = math.hypot(self._real_std(self.cur), self._real_std(other))
@@ -136,7 +148,7 @@ class CnnBuilder:
                           fused_activation_function=act)
 
     def mean(self, keep_dims: bool) -> str:
-        n, h, w, c = self.shape()
+        n, _, _, c = self.shape()
         axis = self._const(np.array([1, 2], np.int32))
         shape = (n, 1, 1, c) if keep_dims else (n, c)
         real = self._real_std(self.cur)
@@ -193,14 +205,15 @@ def _conv_params(draw: st.DrawFn, b: CnnBuilder, max_stride: int = 3) -> dict[st
     padding = draw(st.sampled_from(["SAME", "VALID"]))
     kh, sh, dh = _window(draw, h, 7, max_stride, 3, padding)
     kw, sw, dw = _window(draw, w, 7, max_stride, 3, padding)
-    return dict(kh=kh, kw=kw, stride=(sh, sw), dilation=(dh, dw), padding=padding, act=draw(st.sampled_from(FUSED)))
+    return {"kh": kh, "kw": kw, "stride": (sh, sw), "dilation": (dh, dw), "padding": padding,
+            "act": draw(st.sampled_from(FUSED))}
 
 
 def _same_shape_layer(draw: st.DrawFn, b: CnnBuilder) -> None:
     """A stride-1 SAME layer that keeps the current shape (the body of a residual / product)."""
     c = b.shape()[3]
     kind = draw(st.sampled_from(["conv", "depthwise", "max_pool"]))
-    p = _conv_params(draw, b, max_stride=1) | dict(padding="SAME")
+    p = _conv_params(draw, b, max_stride=1) | {"padding": "SAME"}
     if kind == "conv":
         b.conv(c, **p)
     elif kind == "depthwise":
@@ -236,7 +249,7 @@ def _layer(draw: st.DrawFn, b: CnnBuilder, kind: str) -> None:
                  align, half)
     elif kind == "concat":
         first = b.cur
-        p = _conv_params(draw, b, max_stride=1) | dict(padding="SAME")
+        p = _conv_params(draw, b, max_stride=1) | {"padding": "SAME"}
         b.conv(draw(st.integers(1, _MAX_CHANNELS)), out_quant=b.quant(), **p)
         b.concat(first, draw(st.sampled_from([3, -1])))
     else:
@@ -285,5 +298,8 @@ def assert_same_graph(a: Graph, b: Graph) -> None:
         assert (ta.data is None) == (tb.data is None), name
         if ta.data is not None and tb.data is not None:
             assert ta.data.dtype == tb.data.dtype and ta.data.tobytes() == tb.data.tobytes(), name
-    assert [(o.type, o.inputs, o.outputs, o.attrs) for o in a.ops] == [(o.type, o.inputs, o.outputs, o.attrs) for o in b.ops]
+    def ops(g: Graph) -> list[tuple]:
+        return [(o.type, o.inputs, o.outputs, o.attrs) for o in g.ops]
+
+    assert ops(a) == ops(b)
     assert (a.inputs, a.outputs) == (b.inputs, b.outputs)

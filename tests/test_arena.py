@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinypatch.analysis.liveness import Buffer, liveness, lower_bound
+from tinypatch.analysis.liveness import Buffer, liveness, lower_bound, tensor_lifetimes
 from tinypatch.errors import PlanError
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.ir import Graph, Op, Tensor
@@ -159,6 +159,13 @@ def test_reshape_aliasing_shares_the_buffer():
     assert alias.peak == alias.lower_bound == 128 + 128
     assert plain.lower_bound == 128 + 128 and plain.peak >= plain.lower_bound
     assert liveness(g).lower_bound() == 256 and liveness(g, aliasing=False).profile()[1] == 256
+
+
+def test_graph_outputs_live_to_the_end():
+    g = _reshape_graph()
+    g.outputs = ["y", "z"]
+    assert tensor_lifetimes(g) == {"x": (0, 0), "y": (0, 2), "r": (1, 2), "z": (2, 2)}
+    assert plan_arena(g, alignment=1, aliasing=False).lower_bound == 128 + 128 + 16
 
 
 def test_include_flags_drop_io_buffers():

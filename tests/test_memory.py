@@ -12,6 +12,7 @@ from tinypatch.analysis.liveness import liveness, tensor_lifetimes
 from tinypatch.analysis.macs import cost_totals, flash_bytes, op_costs
 from tinypatch.analysis.memory import analytic_memory, analyze, residual_skips
 from tinypatch.frontends.tflite import load_tflite
+from tinypatch.frontends.zoo import build
 from tinypatch.ir import Graph, Op, Tensor
 
 from conftest import model_path
@@ -99,6 +100,16 @@ def test_mbv2_analytic_peak_is_block2_expand():
     assert am.peak == MBV2_W1_R224_PEAK
     assert am.peak_index == blocks[1]["expand"]
     assert am.peak == 112 * 112 * 16 + 112 * 112 * 96  # input + output of that conv
+
+
+def test_zoo_mbv2_w1_r224_analytic_peak():
+    g = build("mbv2-w1.0-r224")
+    am = analytic_memory(g)
+    assert am.peak == MBV2_W1_R224_PEAK
+    op = g.ops[am.peak_index]  # block 2's expand conv: 112x112x16 -> 112x112x96
+    assert op.type == "CONV_2D"
+    assert g.tensors[op.inputs[0]].shape == (1, 112, 112, 16) and g.tensors[op.outputs[0]].shape == (1, 112, 112, 96)
+    assert am.peak_index == [i for i, o in enumerate(g.ops) if o.type == "CONV_2D"][2]
 
 
 def test_residual_counted_at_depthwise_not_at_projection():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tflite
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
-from PIL import Image
-
 from conftest import MODELS, model_path
+from PIL import Image
 from strategies import assert_same_graph
+
 from tinypatch.backends import save_tflite, write_tflite
 from tinypatch.errors import GraphError, UnsupportedOperatorError
 from tinypatch.frontends.tflite import load_tflite, parse_tflite

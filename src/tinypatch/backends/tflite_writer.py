@@ -3,9 +3,12 @@
 The inverse of :mod:`tinypatch.frontends.tflite`: reading the written bytes back gives the
 same tensors (shapes, dtypes, quantization, constant data) and the same operators and
 attributes. One subgraph; buffer 0 is the empty sentinel that activations point to; every
-constant gets its own buffer, 16-byte aligned like the TFLite converter's. Any TFLite builtin
-operator name can be written (not only the ones tinypatch runs), which lets tests build
-models the reader must refuse.
+constant gets its own buffer, 16-byte aligned like the TFLite converter's. Operator codes carry
+both ``deprecated_builtin_code`` (capped at 127) and ``builtin_code``, and version 1: LiteRT's
+resolvers register every kernel from version 1 and pick the int8 path from the tensor types.
+
+The graph is not validated, and any TFLite builtin operator name can be written (not only the
+ones tinypatch runs), so tests can build the broken or unsupported models the reader must refuse.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ _TYPE_CODES = {
     "int32": tflite.TensorType.INT32, "int64": tflite.TensorType.INT64,
     "bool": tflite.TensorType.BOOL,
 }
+_DEPRECATED_CODE_MAX = tflite.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES  # 127: int8 field
 _BUILTIN_CODES = {k: v for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
 _ENUMS = {
     "padding": {k: v for k, v in vars(tflite.Padding).items() if not k.startswith("_")},
@@ -89,7 +93,7 @@ class _Writer:
         m_codes = self._table_vector(tflite.ModelStartOperatorCodesVector, codes)
         m_subgraphs = self._table_vector(tflite.ModelStartSubgraphsVector, [subgraph])
         m_buffers = self._table_vector(tflite.ModelStartBuffersVector, buffers)
-        m_desc = b.CreateString(str(g.meta.get("description") or "tinypatch"))
+        m_desc = b.CreateString(str(g.meta.get("description", "tinypatch")))
         tflite.ModelStart(b)
         tflite.ModelAddVersion(b, SCHEMA_VERSION)
         tflite.ModelAddOperatorCodes(b, m_codes)
@@ -202,7 +206,7 @@ class _Writer:
         b = self.b
         code = _BUILTIN_CODES[op_type]
         tflite.OperatorCodeStart(b)
-        tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, tflite.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES))
+        tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, _DEPRECATED_CODE_MAX))
         tflite.OperatorCodeAddBuiltinCode(b, code)
         tflite.OperatorCodeAddVersion(b, 1)
         return tflite.OperatorCodeEnd(b)

@@ -13,7 +13,7 @@ from tinypatch.frontends.msfcnn import build_chain, parse_chains
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.ir import Graph
 
-LIST_HINT = "list the built-in models with tinypatch.frontends.zoo.list_models()"
+LIST_HINT = "`tinypatch zoo` lists the built-in models"
 
 
 def load_model(spec: str, **overrides: Any) -> Graph:

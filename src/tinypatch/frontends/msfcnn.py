@@ -18,12 +18,13 @@ is an ``expand``, one right after a ``dw`` a ``project`` (no activation), the fi
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from tinypatch.errors import ModelLoadError
 from tinypatch.frontends.mcunet_config import read_json
-from tinypatch.frontends.synth import Builder
+from tinypatch.frontends.synth import Builder, Padding
 from tinypatch.ir import Graph
 
 Layer = tuple[str, int, int, int, int]  # (type, out_channels, kernel, stride, padding)
@@ -82,15 +83,14 @@ def build_chain(spec: ChainSpec, *, resolution: int | None = None, seed: int = 0
             for i in indices:
                 kind, out, kernel, stride, pad = spec.layers[i]
                 act = "NONE" if roles[i] == "project" else "RELU6"
-                if not explicit_pad and pad == kernel // 2 and kernel % 2:
-                    pad = "SAME"
+                padding: Padding = "SAME" if not explicit_pad and kernel % 2 and pad == kernel // 2 else pad
                 if kind == "dw":
                     if out != b.shape(x)[3]:
                         raise ModelLoadError(f"{spec.name}: layer {i} is a dw conv from {b.shape(x)[3]} "
                                              f"to {out} channels")
-                    x = b.depthwise(x, kernel, stride, padding=pad, act=act, name=f"layers.{i}", role=roles[i])
+                    x = b.depthwise(x, kernel, stride, padding=padding, act=act, name=f"layers.{i}", role=roles[i])
                 else:
-                    x = b.conv(x, out, kernel, stride, padding=pad, act=act, name=f"layers.{i}", role=roles[i])
+                    x = b.conv(x, out, kernel, stride, padding=padding, act=act, name=f"layers.{i}", role=roles[i])
     g = b.finish([x])
     g.meta["resolution"] = (h, w)
     return g

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 

@@ -93,10 +93,19 @@ def parse_tflite(buf: bytes, name: str = "model", source: str = "<bytes>") -> Gr
         raise ModelLoadError(f"{source} is truncated or corrupted ({type(exc).__name__}: {exc})") from None
 
 
+class _StrictBytes(bytes):
+    """Bytes whose slices must end inside the buffer: flatbuffers would cut a string short silently."""
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice) and key.stop is not None and key.stop > len(self):
+            raise IndexError(f"data runs past the end of the file ({key.stop} > {len(self)} bytes)")
+        return super().__getitem__(key)
+
+
 class _Reader:
     def __init__(self, buf: bytes, name: str) -> None:
-        self.buf = buf
-        self.model = tflite.Model.GetRootAs(buf, 0)
+        self.buf = _StrictBytes(buf)
+        self.model = tflite.Model.GetRootAs(self.buf, 0)
         self.graph = Graph(name)
         self.names: dict[int, str] = {}
 

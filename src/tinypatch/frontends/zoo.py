@@ -27,7 +27,8 @@ name to its role: ``stem``, ``expand``, ``dw``, ``se``, ``project``, ``add``, ``
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tinypatch.errors import ModelLoadError
 from tinypatch.frontends.mcunet_config import BlockSpec, NetSpec, build_net
@@ -161,18 +162,18 @@ def msf_chain_spec(name: str) -> ChainSpec:
 
 def _describe() -> dict[str, str]:
     d = {
-        "mbv2-w1.0-r224": "MobileNetV2 1.0, 224x224 (torchvision layout; any mbv2-w{W}-r{R} works)",
-        "mbv2-w0.35-r144": "MobileNetV2 0.35, 144x144 (torchvision layout, last conv 1280)",
-        "mbv1-w1.0-r224": "MobileNetV1 1.0, 224x224, softmax head (any mbv1-w{W}-r{R} works)",
-        "mbv1-w0.25-r96": "MobileNetV1 0.25, 96x96, softmax head (VWW-sized backbone)",
+        "mbv2-w1.0-r224": "MobileNetV2 1.0, 224x224, torchvision layout (any mbv2-w{W}-r{R})",
+        "mbv2-w0.35-r144": "MobileNetV2 0.35, 144x144, torchvision layout (last conv 1280)",
+        "mbv1-w1.0-r224": "MobileNetV1 1.0, 224x224, softmax head (any mbv1-w{W}-r{R})",
+        "mbv1-w0.25-r96": "MobileNetV1 0.25, 96x96, softmax head",
     }
     for name, (cfg, res, *_rest) in _MCUNET.items():
-        d[name] = f"MCUNet zoo {name} ({cfg}_imagenet.json), {res}x{res}"
+        d[name] = f"MCUNet zoo {cfg}, {res}x{res}"
     for name, (cfg, w, res) in _MCUNET_MBV2.items():
-        d[name] = f"MCUNet zoo MobileNetV2 {w} ({cfg}_imagenet.json, last conv scaled by width), {res}x{res}"
+        d[name] = f"MCUNet zoo {cfg}: MobileNetV2 {w}, last conv {make_divisible(1280 * w, 8)}, {res}x{res}"
     for name, spec in _MSF.items():
         h, w = spec.input_hw
-        d[name] = f"msf-CNN plain chain ({len(spec.layers)} conv layers, no residuals/head), {h}x{w}"
+        d[name] = f"msf-CNN plain chain, {len(spec.layers)} conv layers, no residuals or head, {h}x{w}"
     return d
 
 
@@ -181,9 +182,9 @@ ZOO_NAMES: tuple[str, ...] = tuple(_DESCRIPTIONS)
 PATTERNS = ("mbv2-w{W}-r{R}", "mbv1-w{W}-r{R}")
 
 
-def list_models() -> dict[str, str]:
-    """Built-in model names and one-line descriptions (the patterns take any W and R)."""
-    return dict(_DESCRIPTIONS)
+def list_models() -> list[tuple[str, str]]:
+    """``(name, one-line description)`` of every built-in model (the patterns take any W and R)."""
+    return list(_DESCRIPTIONS.items())
 
 
 def is_zoo_name(name: str) -> bool:

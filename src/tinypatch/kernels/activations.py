@@ -11,10 +11,19 @@ import numpy as np
 
 from tinypatch.ir import Graph, Op
 from tinypatch.kernels.base import PreparedOp, register, saturate_int8
-from tinypatch.kernels.fixedpoint import (INT16_MAX, INT16_MIN, downscale_multiplier_to_int16, float_to_int32,
-                                          multiply_by_quantized_multiplier, quantize_multiplier, roundf,
-                                          rounding_divide_by_pot, saturating_doubling_high_mul16,
-                                          saturating_left_shift16, saturating_rounding_doubling_high_mul)
+from tinypatch.kernels.fixedpoint import (
+    INT16_MAX,
+    INT16_MIN,
+    downscale_multiplier_to_int16,
+    float_to_int32,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    roundf,
+    rounding_divide_by_pot,
+    saturating_doubling_high_mul16,
+    saturating_left_shift16,
+    saturating_rounding_doubling_high_mul,
+)
 
 
 class _Unary(PreparedOp):
@@ -69,7 +78,8 @@ def lut_int8(in_scale: np.float32, in_zp: int, out_scale: np.float32, out_zp: in
 
 def _sigmoid_f32(x: np.ndarray) -> np.ndarray:
     # expf is evaluated in double and rounded once: the correctly rounded float result
-    e = np.exp(-x.astype(np.float64)).astype(np.float32)
+    with np.errstate(over="ignore"):  # exp overflows to inf, as expf does
+        e = np.exp(-x.astype(np.float64)).astype(np.float32)
     return np.float32(1.0) / (np.float32(1.0) + e)
 
 

@@ -9,18 +9,19 @@ image border.
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import numpy as np
 
 from tinypatch.errors import InputError, UnsupportedOperatorError
 from tinypatch.ir import Graph, Op, Tensor
-from tinypatch.ir.ops import out_size, pad_before
+from tinypatch.ir.ops import ACTIVATIONS, out_size, pad_before, with_defaults
 from tinypatch.kernels.fixedpoint import roundf
 
 Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
 
-_REGISTRY: dict[str, Callable[[Graph, Op], "PreparedOp"]] = {}
+_REGISTRY: dict[str, Callable[[Graph, Op], PreparedOp]] = {}
 
 
 def register(*op_types: str) -> Callable[[type], type]:
@@ -103,6 +104,13 @@ class PreparedOp:
     def unsupported(self, detail: str) -> None:
         raise UnsupportedOperatorError(self.op.type, _index(self.graph, self.op), detail)
 
+    def fused_activation(self) -> str:
+        """The op's fused activation, checked to be one TFLite supports here."""
+        act = with_defaults(self.op.type, self.op.attrs).get("fused_activation_function", "NONE")
+        if act not in ACTIVATIONS:
+            self.unsupported(f"fused activation {act}")
+        return act
+
     def qparams(self, t: Tensor) -> tuple[np.float32, int]:
         """Per-tensor (scale, zero point) of an int8 tensor."""
         if t.quant is None:
@@ -121,8 +129,6 @@ _FLOAT_ACT = {"NONE": (-np.inf, np.inf), "RELU": (0.0, np.inf), "RELU6": (0.0, 6
 
 def activation_range_quantized(act: str, scale: np.float32, zero_point: int) -> tuple[int, int]:
     """TFLite ``CalculateActivationRangeQuantized`` for an int8 output."""
-    if act not in _FLOAT_ACT:
-        raise UnsupportedOperatorError("fused activation", None, act)
     lo, hi = -128, 127
 
     def q(f: float) -> int:
@@ -139,8 +145,6 @@ def activation_range_quantized(act: str, scale: np.float32, zero_point: int) -> 
 
 def activation_float(x: np.ndarray, act: str) -> np.ndarray:
     """Apply a fused activation to a float32 result."""
-    if act not in _FLOAT_ACT:
-        raise UnsupportedOperatorError("fused activation", None, act)
     lo, hi = _FLOAT_ACT[act]
     if act == "NONE":
         return x.astype(np.float32, copy=False)
@@ -179,10 +183,10 @@ def window_out_hw(in_hw: tuple[int, int], kernel_hw: tuple[int, int], stride: tu
 
 def pad_hw(x: np.ndarray, pads: Pads, value: float | int) -> np.ndarray:
     """Pad the H and W axes of an NHWC array with a constant."""
-    t, b, l, r = pads
+    top, bottom, left, right = pads
     if not any(pads):
         return x
-    return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), mode="constant", constant_values=value)
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode="constant", constant_values=value)
 
 
 def window_slices(xp: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],

@@ -11,16 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 from tinypatch.ir import Graph, Op
-from tinypatch.ir.ops import with_defaults
 from tinypatch.kernels.base import PreparedOp, activation_float, activation_range_quantized, register, saturate_int8
-from tinypatch.kernels.fixedpoint import (multiply_by_quantized_multiplier, quantize_multiplier,
-                                          rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+from tinypatch.kernels.fixedpoint import (
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+)
 
 
 class _Binary(PreparedOp):
     def __init__(self, graph: Graph, op: Op) -> None:
         super().__init__(graph, op)
-        self.act = with_defaults(op.type, op.attrs)["fused_activation_function"]
+        self.act = self.fused_activation()
         self.operands = [self.tensor(0), self.tensor(1)]
         self.consts = [t.data if t.is_const else None for t in self.operands]
         if self.quantized:

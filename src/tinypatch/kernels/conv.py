@@ -5,7 +5,8 @@ int8: ``acc = sum(w * (x - zp_in)) + bias`` in int32 (wrapping), then per-channe
 ``MultiplyByQuantizedMultiplier`` with ``double(s_in) * double(s_w[c]) / double(s_out)``
 (``PopulateConvolutionQuantizationParams``), plus ``zp_out``, clamped to the fused
 activation range. Padded cells hold the input zero point, i.e. they contribute nothing.
-Conv sums are formed with a float64 matmul, exact because |sum| < 2^53 by far.
+Conv sums are formed with a float matmul, which is exact: every partial sum is an integer
+bounded by ``255 * sum|w|``, below 2^24 (float32 is then used) or 2^53 (float64).
 """
 
 from __future__ import annotations
@@ -14,8 +15,16 @@ import numpy as np
 
 from tinypatch.ir import Graph, Op
 from tinypatch.ir.ops import with_defaults
-from tinypatch.kernels.base import (Pads, SpatialOp, activation_float, activation_range_quantized,
-                                    pad_hw, register, saturate_int8, window_slices)
+from tinypatch.kernels.base import (
+    Pads,
+    SpatialOp,
+    activation_float,
+    activation_range_quantized,
+    pad_hw,
+    register,
+    saturate_int8,
+    window_slices,
+)
 from tinypatch.kernels.fixedpoint import multiply_by_quantized_multiplier, quantize_multipliers, wrap32
 
 
@@ -31,7 +40,7 @@ class _ConvBase(SpatialOp):
     def __init__(self, graph: Graph, op: Op) -> None:
         super().__init__(graph, op)
         a = with_defaults(op.type, op.attrs)
-        self.act = a["fused_activation_function"]
+        self.act = self.fused_activation()
         self.stride = (a["stride_h"], a["stride_w"])
         self.dilation = (a["dilation_h"], a["dilation_w"])
         self.padding = a["padding"]
@@ -56,9 +65,9 @@ class _ConvBase(SpatialOp):
             self.in_zp = 0
             self.bias = np.asarray(bias, np.float64)
 
-    def _centered(self, x: np.ndarray) -> np.ndarray:
-        """Input minus its zero point, as the accumulation type (exact)."""
-        return x.astype(np.float64) - self.in_zp
+    def _centered(self, x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        """Input minus its zero point, in a float type that holds it exactly."""
+        return x.astype(dtype) - dtype(self.in_zp)
 
     def _finish(self, acc: np.ndarray) -> np.ndarray:
         """Requantize (int8) or activate (float) an accumulator [..., cout]."""
@@ -71,19 +80,22 @@ class _ConvBase(SpatialOp):
 
 @register("CONV_2D")
 class Conv2D(_ConvBase):
-    """Im2col over the (virtually) padded input, then one float64 GEMM."""
+    """Im2col over the (virtually) padded input, then one exact float GEMM."""
 
     def __init__(self, graph: Graph, op: Op) -> None:
         super().__init__(graph, op)
         w = self.weights
         self.cin = w.shape[3]
         # [cout, kh, kw, cin] -> [kh*kw*cin, cout], matching the im2col column order
-        self.w_mat = np.ascontiguousarray(w.reshape(self.cout, -1).T.astype(np.float64))
+        w_mat = w.reshape(self.cout, -1).T.astype(np.float64)
+        worst = 255.0 * np.abs(w_mat).sum(axis=0).max(initial=0.0)
+        self.gemm_dtype = np.float32 if self.quantized and worst < 2.0**24 else np.float64
+        self.w_mat = np.ascontiguousarray(w_mat.astype(self.gemm_dtype))
 
     def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
         x = inputs[0]
         pads, (oh, ow) = self.geometry(x, pads)
-        xp = pad_hw(self._centered(x), pads, 0.0)
+        xp = pad_hw(self._centered(x, self.gemm_dtype), pads, 0.0)
         n = x.shape[0]
         if self.kernel_hw == (1, 1) and self.stride == (1, 1) and xp.shape[1:3] == (oh, ow):
             cols = xp.reshape(-1, self.cin)
@@ -100,7 +112,7 @@ class DepthwiseConv2D(_ConvBase):
 
     def __init__(self, graph: Graph, op: Op) -> None:
         super().__init__(graph, op)
-        self.multiplier_dm = with_defaults(op.type, op.attrs)["depth_multiplier"]
+        self.depth_multiplier = with_defaults(op.type, op.attrs)["depth_multiplier"]
         w = self.weights[0]  # [kh, kw, cout], cout = cin * depth_multiplier
         self.taps = w.astype(np.int64 if self.quantized else np.float64)
 
@@ -111,8 +123,8 @@ class DepthwiseConv2D(_ConvBase):
             xc = x.astype(np.int64) - self.in_zp
         else:
             xc = x.astype(np.float64)
-        if self.multiplier_dm != 1:  # output channel ic * m + k reads input channel ic
-            xc = np.repeat(xc, self.multiplier_dm, axis=3)
+        if self.depth_multiplier != 1:  # output channel ic * m + k reads input channel ic
+            xc = np.repeat(xc, self.depth_multiplier, axis=3)
         xp = pad_hw(xc, pads, 0)
         acc = np.zeros((x.shape[0], oh, ow, self.cout), xc.dtype)
         for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):

@@ -23,7 +23,7 @@ class FullyConnected(PreparedOp):
     def __init__(self, graph: Graph, op: Op) -> None:
         super().__init__(graph, op)
         a = with_defaults(op.type, op.attrs)
-        self.act = a["fused_activation_function"]
+        self.act = self.fused_activation()
         self.keep_num_dims = bool(a["keep_num_dims"])
         x, w = self.tensor(0), self.tensor(1)
         weights = self.const(1, "weights")

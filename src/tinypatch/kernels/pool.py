@@ -11,8 +11,16 @@ import numpy as np
 
 from tinypatch.ir import Graph, Op
 from tinypatch.ir.ops import with_defaults
-from tinypatch.kernels.base import (Pads, SpatialOp, activation_float, activation_range_quantized,
-                                    pad_hw, register, saturate_int8, window_slices)
+from tinypatch.kernels.base import (
+    Pads,
+    SpatialOp,
+    activation_float,
+    activation_range_quantized,
+    pad_hw,
+    register,
+    saturate_int8,
+    window_slices,
+)
 
 
 class _Pool(SpatialOp):
@@ -22,7 +30,7 @@ class _Pool(SpatialOp):
         self.kernel_hw = (a["filter_h"], a["filter_w"])
         self.stride = (a["stride_h"], a["stride_w"])
         self.padding = a["padding"]
-        self.act = a["fused_activation_function"]
+        self.act = self.fused_activation()
         if self.quantized:
             scale, zp = self.qparams(self.out)
             self.act_min, self.act_max = activation_range_quantized(self.act, scale, zp)
@@ -38,7 +46,7 @@ class AveragePool2D(_Pool):
         real = pad_hw(np.ones((1, x.shape[1], x.shape[2], 1), np.int64), pads, 0)
         acc = np.zeros((x.shape[0], *out_hw, x.shape[3]), work)
         count = np.zeros((1, *out_hw, 1), np.int64)
-        for (i, j), view in window_slices(xp, out_hw, self.kernel_hw, self.stride, self.dilation):
+        for _, view in window_slices(xp, out_hw, self.kernel_hw, self.stride, self.dilation):
             acc += view
         for _, view in window_slices(real, out_hw, self.kernel_hw, self.stride, self.dilation):
             count += view

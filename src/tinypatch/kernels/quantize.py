@@ -12,7 +12,13 @@ import numpy as np
 
 from tinypatch.ir import Graph, Op
 from tinypatch.kernels.base import PreparedOp, register, saturate_int8
-from tinypatch.kernels.fixedpoint import float_to_int32, multiply_by_quantized_multiplier, quantize_multiplier, roundf, wrap32
+from tinypatch.kernels.fixedpoint import (
+    float_to_int32,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    roundf,
+    wrap32,
+)
 
 
 def requantizer(in_scale: np.float32, out_scale: np.float32) -> tuple[int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinypatch.ir import Graph, Op
+from tinypatch.ir import Graph, Op, Tensor
 from tinypatch.ir.ops import with_defaults
 from tinypatch.kernels.base import Pads, PreparedOp, register
 from tinypatch.kernels.quantize import requantize, requantizer
@@ -40,15 +40,14 @@ class Concatenation(PreparedOp):
     def __init__(self, graph: Graph, op: Op) -> None:
         super().__init__(graph, op)
         a = with_defaults(op.type, op.attrs)
-        if a["fused_activation_function"] != "NONE":
+        if self.fused_activation() != "NONE":
             self.unsupported("fused activation on CONCATENATION")
         self.axis = int(a["axis"]) % len(self.out.shape)
         self.sources = [graph.tensors[t] for t in op.inputs]
-        self.rescale: list[tuple[int, int, int, int] | None] = []
-        for t in self.sources:
-            self.rescale.append(self._requant_params(t) if self.quantized else None)
+        self.rescale = [self._requant_params(t) if self.quantized else None for t in self.sources]
 
-    def _requant_params(self, t) -> tuple[int, int, int, int] | None:
+    def _requant_params(self, t: Tensor) -> tuple[int, int, int, int] | None:
+        """(zp_in, zp_out, multiplier, shift) when ``t`` needs requantizing, else None."""
         in_scale, in_zp = self.qparams(t)
         out_scale, out_zp = self.qparams(self.out)
         if in_scale == out_scale and in_zp == out_zp:
@@ -80,8 +79,8 @@ class Pad(PreparedOp):
         self.value = self.qparams(self.out)[1] if self.quantized else 0.0
 
     def default_pads(self, in_hw: tuple[int, int] | None = None) -> Pads:
-        (t, b), (l, r) = self.paddings[1], self.paddings[2]
-        return t, b, l, r
+        (top, bottom), (left, right) = self.paddings[1], self.paddings[2]
+        return top, bottom, left, right
 
     def run(self, inputs: list[np.ndarray], pads: Pads | None = None) -> np.ndarray:
         x = inputs[0]

@@ -13,9 +13,17 @@ import numpy as np
 from tinypatch.ir import Graph, Op
 from tinypatch.ir.ops import with_defaults
 from tinypatch.kernels.base import PreparedOp, register, saturate_int8
-from tinypatch.kernels.fixedpoint import (calculate_input_radius, exp_on_negative_values, get_reciprocal,
-                                          multiply_by_quantized_multiplier, quantize_multiplier, rescale,
-                                          rounding_divide_by_pot, saturating_rounding_doubling_high_mul, wrap32)
+from tinypatch.kernels.fixedpoint import (
+    calculate_input_radius,
+    exp_on_negative_values,
+    get_reciprocal,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    rescale,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+    wrap32,
+)
 
 SCALED_DIFF_INTEGER_BITS = 5
 ACCUMULATION_INTEGER_BITS = 12

@@ -20,15 +20,16 @@ offset is aligned too. Strategies:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 from tinypatch.analysis.liveness import Buffer, align_up, liveness, lower_bound
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 
 EXACT_LIMIT = 12  # most buffers the exact search takes on
-NODE_LIMIT = 200_000  # nodes the exact search may visit before it gives up
+NODE_LIMIT = 20_000  # nodes the exact search may visit before it gives up
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _fit(busy: list[tuple[int, int]], size: int, fit: str, floor: int = 0) -> in
     cand, best, best_gap = floor, None, None
     for lo, hi in busy:
         gap = lo - cand
-        if gap >= 0:
+        if gap >= size:
             if fit == "first":
                 return cand
             if best_gap is None or gap < best_gap:
@@ -120,7 +121,7 @@ def _by(keys: list[Any]) -> list[int]:
 
 ORDERS: dict[str, Callable[[_Problem], list[int]]] = {
     # TFLM fills its sort array from the back, so equal sizes end up in reverse list order
-    "tflm": lambda p: sorted(reversed(range(len(p.sizes))), key=lambda i: -p.sizes[i]),
+    "tflm": lambda p: _by([(-s, -i) for i, s in enumerate(p.sizes)]),
     "size": lambda p: _by([-s for s in p.sizes]),
     "lifetime": lambda p: _by([(b.start - b.end, -s) for b, s in zip(p.buffers, p.sizes)]),
     "start": lambda p: _by([(b.start, -s) for b, s in zip(p.buffers, p.sizes)]),
@@ -177,7 +178,16 @@ def _exact(p: _Problem, lb: int, incumbent: int, node_limit: int) -> tuple[list[
         nodes[0] += 1
         if nodes[0] > node_limit:
             return False
-        if max(top, floor + max(rem)) >= best[0]:
+        # every unplaced buffer live at a step lies above ``floor``, beside the placed ones there
+        bound = top
+        for k, ids in enumerate(live):
+            occ = 0
+            for j in ids:
+                o = offsets[j]
+                if o is not None and o + p.sizes[j] > floor:
+                    occ += o + p.sizes[j] - max(o, floor)
+            bound = max(bound, floor + rem[k] + occ)
+        if bound >= best[0]:
             return True
         tried = set()
         for i in order:
@@ -226,9 +236,9 @@ def place(buffers: list[Buffer], alignment: int = 16, exact_limit: int = EXACT_L
     lb = lower_bound(buffers, alignment)
     best = None
     for fit in FITS:
-        for name in ORDERS:
+        for name, order in ORDERS.items():
             strategy = "tflm" if (fit, name) == ("first", "tflm") else f"{fit}-fit/{name}"
-            cand = _placement(p, p.greedy(ORDERS[name](p), fit), alignment, strategy, lb, False)
+            cand = _placement(p, p.greedy(order(p), fit), alignment, strategy, lb, False)
             if best is None or cand.peak < best.peak:
                 best = cand
             if best.peak <= lb:

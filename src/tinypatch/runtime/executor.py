@@ -8,7 +8,7 @@ same :class:`Graph` object only pay for preparation once (treat a graph as froze
 from __future__ import annotations
 
 import weakref
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -84,7 +84,7 @@ def _signature(graph: Graph) -> tuple[int, ...]:
     return tuple(id(op) for op in graph.ops)
 
 
-_CACHE: "weakref.WeakKeyDictionary[Graph, Executor]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Graph, Executor] = weakref.WeakKeyDictionary()
 
 
 def executor_for(graph: Graph) -> Executor:
@@ -97,7 +97,8 @@ def executor_for(graph: Graph) -> Executor:
 
 
 def run(graph: Graph, inputs: Inputs, keep: bool = False) -> dict[str, np.ndarray]:
-    """Run ``graph`` on ``inputs`` (list in ``graph.inputs`` order, or dict by name).
+    """Run ``graph`` on ``inputs``: a list in ``graph.inputs`` order, a dict by name, or one
+    array for a single-input model. Raises InputError on a wrong count, name, shape or dtype.
 
     Returns ``{output name: array}``; with ``keep=True`` every activation tensor (graph
     inputs included) by name.
