@@ -47,15 +47,11 @@ class AxisMap:
         return (self.kernel - 1) * self.dilation + 1
 
     def source_index(self, out_index: np.ndarray) -> np.ndarray:
-        """Nearest-neighbour source index of each output index (TFLite's float32 arithmetic)."""
-        if self.align_corners and self.out_size > 1:
-            scale = np.float32(self.in_size - 1) / np.float32(self.out_size - 1)
-        else:
-            scale = np.float32(self.in_size) / np.float32(self.out_size)
-        offset = np.float32(0.5 if self.half_pixel_centers else 0.0)
-        pos = (out_index.astype(np.float32) + offset) * scale
-        src = np.floor(pos + np.float32(0.5)) if self.align_corners else np.floor(pos)  # round half away
-        return np.clip(src.astype(np.int64), 0, self.in_size - 1)
+        """Nearest-neighbour source index of each output index (the kernel's own rule)."""
+        from tinypatch.kernels.resize import nearest_source_indices
+
+        table = nearest_source_indices(self.out_size, self.in_size, self.align_corners, self.half_pixel_centers)
+        return table[out_index].astype(np.int64)
 
     def input_span(self, out: Interval) -> tuple[Interval, int, int]:
         """Input interval read for output interval ``out``, and (pad_before, pad_after)."""
