@@ -106,7 +106,7 @@ def _accounting_flags(p: argparse.ArgumentParser, output: bool = True) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         return COMMANDS[args.command](args, console)
     except TinypatchError as exc:

@@ -80,7 +80,8 @@ def residual_skips(graph: Graph) -> dict[int, list[str]]:
     return skips
 
 
-def _op_bytes(graph: Graph, op: Op, nbytes: dict[str, int]) -> int:
+def op_bytes(graph: Graph, op: Op, nbytes: dict[str, int]) -> int:
+    """Analytic bytes of one op: inputs + outputs, or max(in, out) for an in-place depthwise conv."""
     ins = [nbytes[t] for t in op.inputs if t and not graph.tensors[t].is_const]
     outs = [nbytes[t] for t in op.outputs]
     in_place = (op.type == "DEPTHWISE_CONV_2D" and len(ins) == 1 and op.outputs
@@ -88,14 +89,22 @@ def _op_bytes(graph: Graph, op: Op, nbytes: dict[str, int]) -> int:
     return max(sum(ins), sum(outs)) if in_place else sum(ins) + sum(outs)
 
 
-def analytic_memory(graph: Graph, include_input: bool = True, include_output: bool = True) -> AnalyticMemory:
-    """Per-op bytes and peak under the analytic MCUNetV2 convention (module docstring)."""
+def analytic_memory(graph: Graph, include_input: bool = True, include_output: bool = True,
+                    elements: dict[str, int] | None = None, extra: list[int] | None = None) -> AnalyticMemory:
+    """Per-op bytes and peak under the analytic MCUNetV2 convention (module docstring).
+
+    ``elements`` overrides the element count of some tensors (a patch stage's tile regions);
+    ``extra`` adds bytes held at each op besides its inputs, outputs and skips (buffers a
+    patch stage keeps across tiles).
+    """
     nbytes = {n: t.size * ACT_BYTES for n, t in graph.tensors.items() if not t.is_const}
+    nbytes.update({n: e * ACT_BYTES for n, e in (elements or {}).items()})
     for t in (graph.inputs if not include_input else []) + (graph.outputs if not include_output else []):
         nbytes[t] = 0
     skips = residual_skips(graph)
     skip_bytes = [sum(nbytes[s] for s in skips.get(i, [])) for i in range(len(graph.ops))]
-    per_op = [_op_bytes(graph, op, nbytes) + skip_bytes[i] for i, op in enumerate(graph.ops)]
+    per_op = [op_bytes(graph, op, nbytes) + skip_bytes[i] + (extra[i] if extra else 0)
+              for i, op in enumerate(graph.ops)]
     peak = max(per_op, default=0)
     return AnalyticMemory(per_op, skip_bytes, peak, per_op.index(peak) if per_op else -1)
 

@@ -6,11 +6,13 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from tinypatch.analysis.macs import op_macs
+from tinypatch.analysis.memory import AnalyticMemory, analytic_memory
 from tinypatch.ir import Graph
 from tinypatch.planning.arena import place
 from tinypatch.planning.check import check_plan
-from tinypatch.planning.memory import plan_buffers
+from tinypatch.planning.memory import line_buffer_bytes, plan_buffers
 from tinypatch.planning.plan import Plan
+from tinypatch.planning.tiles import StageTiling
 
 
 @dataclass
@@ -26,6 +28,8 @@ class PlanCost:
     lower_bound: int
     stage_working_set: list[int]  # per stage: peak of tile-local buffers alone (one tile's working set)
     include_input: bool
+    peak_analytic: int  # MCUNetV2 convention: int8, in+out per op, in-place depthwise, tiles in a stage
+    peak_analytic_op: int  # op index where the analytic peak occurs
 
     @property
     def mac_overhead(self) -> float:
@@ -68,5 +72,38 @@ def plan_cost(graph: Graph, plan: Plan, alignment: int = 16) -> PlanCost:
         tile_bufs = [b for b in pb.liveness.buffers
                      if any(pb.liveness.tensor_buffer.get(t) == b.name for t in st.info.internal)]
         working.append(place(tile_bufs, alignment).peak if tile_bufs else 0)
+    analytic = plan_analytic(graph, plan, tilings)
     return PlanCost(macs, macs_full, base, peaks[plan.include_input][0], peaks[True][0], peaks[False][0],
-                    peaks[plan.include_input][1], working, plan.include_input)
+                    peaks[plan.include_input][1], working, plan.include_input, analytic.peak, analytic.peak_index)
+
+
+def plan_analytic(graph: Graph, plan: Plan, tilings: list[StageTiling]) -> AnalyticMemory:
+    """The MCUNetV2 analytic convention applied to a plan.
+
+    Inside a stage each op costs its tile-sized input and output (the last op writes the
+    full-size stage output), plus what the stage keeps across tiles: the full stage output,
+    full stage inputs it does not read itself, cached tile buffers and line buffers.
+    """
+    elements: dict[str, int] = {}
+    extra = [0] * len(graph.ops)
+    producers = graph.producers()
+    excluded = set(graph.inputs if not plan.include_input else []) | set(
+        graph.outputs if not plan.include_output else [])
+
+    def full(t: str) -> int:
+        return 0 if t in excluded else graph.tensors[t].size
+
+    for st in tilings:
+        for t in st.info.internal:
+            elements[t] = st.h.max_len(t) * st.w.max_len(t) * graph.tensors[t].shape[3]
+        cached = [producers[t] for t in st.info.internal if st.cached(producers[t])]
+        for k in st.info.ops:
+            op = graph.ops[k]
+            held = 0 if k == st.stage.end - 1 else full(st.info.output)
+            held += sum(full(t) for t in st.info.inputs if t not in op.inputs)
+            held += sum(elements[graph.ops[c].outputs[0]] for c in cached
+                        if graph.ops[c].outputs[0] not in (*op.inputs, *op.outputs))
+            held += sum(line_buffer_bytes(graph, st, c) // graph.tensors[graph.ops[c].outputs[0]].np_dtype.itemsize
+                        for c in cached if st.line_buffer(c))
+            extra[k] = held
+    return analytic_memory(graph, plan.include_input, plan.include_output, elements, extra)

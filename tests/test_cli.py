@@ -1,0 +1,90 @@
+"""The command line: outputs, plans that round-trip, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tinypatch.cli import main, parse_size
+
+from conftest import model_path
+
+
+def tp(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tinypatch.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_parse_size():
+    assert parse_size("64KB") == parse_size("64kB") == parse_size("64KiB") == 65536
+    assert parse_size("0.5MB") == 524288 and parse_size("1000") == 1000
+
+
+def test_analyze_json_zoo(capsys):
+    assert main(["analyze", "mcunet-in0", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["peak_placed"] >= d["lower_bound"] > 0
+    assert d["peak_analytic"] == max(r["analytic_bytes"] for r in d["rows"])
+    assert d["total_macs"] == sum(r["macs"] for r in d["rows"])
+
+
+def test_analyze_table_and_plot(tmp_path, capsys):
+    png = tmp_path / "mem.png"
+    assert main(["analyze", str(model_path("mlperf_kws_dscnn_int8.tflite")), "--plot", str(png), "--sram", "16KB"]) == 0
+    out = capsys.readouterr().out
+    assert "peak, placed arena" in out and "16,000 B" in out
+    assert png.stat().st_size > 10_000
+
+
+def test_plan_then_run_roundtrip(tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    assert main(["plan", "mcunet-in0", "--sram", "24KB", "-o", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "chosen schedule" in out and "Pareto front" in out
+    d = json.loads(plan.read_text())
+    assert d["format"] == "tinypatch-plan/1"
+    assert main(["run", "mcunet-in0", "--plan", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "byte-identical" in out and "measured high-water mark" in out
+
+
+def test_run_with_image_input(tmp_path, capsys):
+    model = str(model_path("person_detect.tflite"))
+    plan = tmp_path / "plan.json"
+    assert main(["plan", model, "--max-mac-overhead", "10%", "-o", str(plan)]) == 0
+    capsys.readouterr()
+    bmp = str(model_path("person.bmp"))
+    assert main(["run", model, "--plan", str(plan), "--input", bmp, "--preprocess", "raw"]) == 0
+    assert "[-113,  113]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["analyze", "/nonexistent/model.tflite"], "model file not found"),
+    (["analyze", "mcunet-in9"], "tinypatch zoo"),
+    (["plan", "mcunet-in0", "--sram", "1KB"], "smallest achievable peak"),
+])
+def test_errors_are_one_line(args, message):
+    r = tp(*args)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 2  # rich may wrap one long line
+
+
+def test_corrupted_files_and_plans(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(model_path("mlperf_kws_dscnn_int8.tflite").read_bytes()[:5000])
+    r = tp("analyze", str(bad))
+    assert r.returncode == 2 and "truncated or corrupted" in r.stderr and "Traceback" not in r.stderr
+    plan = tmp_path / "p.json"
+    plan.write_text("{not json")
+    r = tp("run", "mcunet-in0", "--plan", str(plan))
+    assert r.returncode == 2 and "not valid JSON" in r.stderr
+    r = tp("plan", "mcunet-in0", "--sram", "lots")
+    assert r.returncode == 2 and "not a size" in r.stderr
+
+
+def test_help_teaches():
+    r = tp("--help")
+    assert r.returncode == 0 and "examples:" in r.stdout and "zoo" in r.stdout
