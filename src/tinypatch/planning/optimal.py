@@ -1,0 +1,329 @@
+"""Exact Pareto front of (peak SRAM, MACs) over multi-stage fused schedules with halo caching.
+
+The schedule space:
+
+* the operators are cut at *clean cuts*, positions where exactly one activation tensor is
+  live (between blocks, and inside blocks without a skip connection), into segments;
+* each segment runs either layer by layer, or as one patch stage over a tile grid
+  ``n_h x n_w`` (``1..max_grid`` per axis, plus strips of 1/4, 1/2 and 1 row or column of
+  the stage output) with one halo policy for all its operators: "recompute" (MCUNetV2),
+  "cache_w" or "cache" (see :class:`~tinypatch.planning.plan.Stage`).
+
+At a clean cut only the cut tensor is live, so a schedule's arena lower bound is the largest
+segment lower bound, and its MACs are the sum over segments. Every segment option is costed
+exactly (its liveness lower bound and border-clipped MACs) and a label-setting dynamic
+program over the cuts keeps, at each cut, every Pareto-optimal (peak, MACs) pair of the
+schedules of the prefix; max and + are monotone, so the front at the last cut is the exact
+front of the whole space. Tilings are computed once per segment end, policy and tile count
+and shared by every segment start (the backward region propagation does not depend on where
+the stage starts), which makes the search take seconds.
+
+Peaks here are liveness lower bounds; :func:`optimal_front` then places each front plan in
+an arena and reports the placed peak as well.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinypatch.analysis.liveness import align_up, liveness, tensor_lifetimes
+from tinypatch.analysis.macs import op_macs
+from tinypatch.analysis.regions import axis_maps, split_even
+from tinypatch.errors import BudgetError, PlanError
+from tinypatch.ir import DTYPE_BYTES, Graph
+from tinypatch.planning.arena import place
+from tinypatch.planning.memory import plan_buffers
+from tinypatch.planning.plan import Plan, Stage, fingerprint
+from tinypatch.planning.tiles import StageInfo, stage_info, tile_axis
+
+POLICIES = ("recompute", "cache_w", "cache")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How one segment ``[start, end)`` runs: layer by layer (grid None) or as a patch stage."""
+
+    start: int
+    end: int
+    grid: tuple[int, int] | None = None
+    policy: str = "recompute"
+
+
+@dataclass
+class Schedule:
+    """One point of the front: its segments, figures and the plan that realises it."""
+
+    choices: tuple[Choice, ...]
+    lower_bound: int
+    macs: int
+    plan: Plan
+    peak: int | None = None  # placed
+
+    @property
+    def label(self) -> str:
+        parts = [f"[{c.start}:{c.end}] {c.grid[0]}x{c.grid[1]} {c.policy}" for c in self.choices if c.grid]
+        return " + ".join(parts) or "layer-by-layer"
+
+
+@dataclass
+class FrontResult:
+    baseline: Schedule
+    front: list[Schedule]  # sorted by peak, MACs decreasing
+    seconds: float
+    options: int  # segment options costed
+    space: dict[str, object] = field(default_factory=dict)
+
+    def best_under_sram(self, sram: int) -> Schedule:
+        fits = [s for s in self.front if (s.peak or s.lower_bound) <= sram]
+        if not fits:
+            best = min(s.peak or s.lower_bound for s in self.front)
+            raise BudgetError(f"no schedule fits {sram} B of SRAM; the smallest achievable peak is {best} B", best)
+        return min(fits, key=lambda s: (s.macs, s.peak or s.lower_bound))
+
+    def best_under_overhead(self, max_overhead: float) -> Schedule:
+        limit = self.baseline.macs * (1 + max_overhead) + 1e-9
+        return min((s for s in self.front if s.macs <= limit), key=lambda s: (s.peak or s.lower_bound, s.macs))
+
+
+def clean_cuts(graph: Graph) -> list[int]:
+    """Positions 0..n where at most one activation tensor crosses (0 and n always)."""
+    n = len(graph.ops)
+    life = tensor_lifetimes(graph)
+    producers = graph.producers()
+    crossing = [0] * (n + 1)
+    for t, (s, e) in life.items():
+        first = producers[t] + 1 if t in producers else 0
+        last = e + 1 if t not in graph.outputs else n + 1
+        for p in range(first, min(last, n + 1)):
+            if p <= e or t in graph.outputs:
+                crossing[p] += 1
+    return [p for p in range(n + 1) if p in (0, n) or crossing[p] <= 1]
+
+
+def axis_counts(size: int, max_grid: int) -> list[int]:
+    """Tile counts tried along an axis of ``size``: 1..max_grid and strips of size/4, /2, 1."""
+    counts = set(range(1, min(max_grid, size) + 1)) | {c for c in (size // 4, size // 2, size) if c >= 1}
+    return sorted(counts)
+
+
+def _grids(h: int, w: int, max_grid: int) -> list[tuple[int, int]]:
+    small = [(a, b) for a in range(1, min(max_grid, h) + 1) for b in range(1, min(max_grid, w) + 1)]
+    strips = [(a, 1) for a in axis_counts(h, max_grid) if a > max_grid] + [
+        (1, b) for b in axis_counts(w, max_grid) if b > max_grid]
+    return small + strips
+
+
+class _Costs:
+    """Per-op figures of a graph under one accounting."""
+
+    def __init__(self, graph: Graph, include_input: bool, include_output: bool, alignment: int) -> None:
+        self.g = graph
+        self.n = len(graph.ops)
+        self.alignment = alignment
+        self.macs = np.array([op_macs(graph, op) for op in graph.ops], np.int64)
+        live = liveness(graph, include_input, include_output, aliasing=True)
+        self.lbl_profile = np.array(live.profile(alignment) or [0], np.int64)
+        self.in_arena = set(live.tensor_buffer)
+        self.life = tensor_lifetimes(graph)
+        self.producers = graph.producers()
+        self.local = [axis_maps(graph, op) is not None for op in graph.ops]
+
+    def full(self, tensor: str) -> int:
+        return align_up(self.g.tensors[tensor].nbytes, self.alignment) if tensor in self.in_arena else 0
+
+
+def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[str, ...],
+                     first_only: bool) -> dict[tuple[int, int], list[tuple[int, int, Choice]]]:
+    """(a, b) -> [(lower bound, MACs, choice)] for every segment between clean cuts."""
+    g, n = c.g, c.n
+    macs_prefix = np.concatenate([[0], np.cumsum(c.macs)])
+    opts: dict[tuple[int, int], list[tuple[int, int, Choice]]] = {}
+    for ia, a in enumerate(cuts):
+        for b in cuts[ia + 1:]:
+            lb = int(c.lbl_profile[a:b].max())
+            opts[(a, b)] = [(lb, int(macs_prefix[b] - macs_prefix[a]), Choice(a, b))]
+    for b in cuts[1:]:
+        s0 = b
+        while s0 > 0 and c.local[s0 - 1]:
+            s0 -= 1
+        starts = [a for a in cuts if s0 <= a < b and (not first_only or a == cuts[0] or a == s0)]
+        if first_only:
+            starts = [a for a in starts if a == s0 and a == _first_local(c)]
+        starts = [a for a in starts if _legal(g, a, b)]
+        if not starts:
+            continue
+        info = stage_info_relaxed(g, s0, b)
+        out = g.tensors[info.output]
+        ops = info.ops
+        idx = {k: i for i, k in enumerate(ops)}
+        internal = [g.ops[k].outputs[0] for k in ops[:-1]]
+        chan = np.array([g.tensors[t].shape[3] * DTYPE_BYTES[g.tensors[t].dtype] if t in c.in_arena else 0
+                         for t in internal], np.int64)
+        life = np.zeros((len(internal), len(ops)), bool)  # tile-local lifetime over the stage's steps
+        for r, t in enumerate(internal):
+            s, e = c.life[t]
+            life[r, max(s - s0, 0): min(e - s0, len(ops) - 1) + 1] = True
+        pm = np.array([c.macs[k] // max(g.tensors[g.ops[k].outputs[0]].shape[1] *
+                                        g.tensors[g.ops[k].outputs[0]].shape[2], 1) for k in ops], np.int64)
+        full_out = c.full(info.output)
+        # the tensor entering at cut a: output of op a-1 (or a graph input at a == 0)
+        enter = {a: (g.ops[a - 1].outputs[0] if a > 0 else None) for a in starts}
+        for pol in policies:
+            cached = frozenset(ops[:-1]) if pol != "recompute" else frozenset()
+            per_axis = {}
+            for ax in (0, 1):
+                for cnt in axis_counts(out.shape[1 + ax], max_grid):
+                    til = tile_axis(g, info, ax, split_even(out.shape[1 + ax], cnt),
+                                    cached if (ax == 1 or pol == "cache") else frozenset())
+                    lens = np.array([til.max_len(t) if t in til.regions[0] else 0 for t in internal], np.int64)
+                    tot = np.array([til.total_len(k) for k in ops], np.int64)
+                    over = np.array([til.overlap(k) for k in ops[:-1]], np.int64)
+                    ext = np.array([np.subtract(*til.extent(t)[::-1]) if t in til.regions[0] else 0
+                                    for t in internal], np.int64)
+                    per_axis[(ax, cnt)] = (til.cuts, lens, tot, over, ext)
+            for nh, nw in _grids(out.shape[1], out.shape[2], max_grid):
+                rows, lh, th, oh, _ = per_axis[(0, nh)]
+                cols, lw, tw, _, ew = per_axis[(1, nw)]
+                sizes = -(-(lh * lw * chan) // c.alignment) * c.alignment
+                stage_macs = np.concatenate([[0], np.cumsum(pm * th * tw)])
+                lines = np.zeros_like(sizes)
+                if pol == "cache" and nw > 1:
+                    lines = -(-(oh * ew * chan) // c.alignment) * c.alignment
+                if pol == "recompute":
+                    live = sizes @ life  # bytes of tile-local buffers live at each stage step
+                for a in starts:
+                    i = idx[a]
+                    t_in = enter[a]
+                    full_in = c.full(t_in) if t_in else sum(c.full(x) for x in g.inputs)
+                    if pol == "recompute":
+                        steps = live[i:].copy()
+                        if t_in and t_in in internal:  # the entering tensor is full-size, not a tile
+                            r = internal.index(t_in)
+                            steps -= sizes[r] * life[r, i:]
+                        held = int(steps.max())
+                    else:
+                        held = int(sizes[i:].sum() + lines[i:].sum())
+                    lb = full_in + full_out + held
+                    stage_m = int(stage_macs[-1] - stage_macs[i])
+                    opts[(a, b)].append((lb, stage_m, Choice(a, b, (nh, nw), pol)))
+    return opts
+
+
+def _first_local(c: _Costs) -> int:
+    return next((i for i, ok in enumerate(c.local) if ok), -1)
+
+
+def _legal(graph: Graph, a: int, b: int) -> bool:
+    try:
+        stage_info(graph, a, b)
+    except PlanError:
+        return False
+    return True
+
+
+def stage_info_relaxed(graph: Graph, start: int, end: int) -> StageInfo:
+    """Stage info of ``[start, end)`` for the shared backward propagation (legality not needed)."""
+    ops = list(range(start, end))
+    output = graph.ops[end - 1].outputs[0]
+    produced = {t for i in ops for t in graph.ops[i].outputs}
+    inputs = []
+    for i in ops:
+        for t in graph.ops[i].inputs:
+            if t and t not in produced and not graph.tensors[t].is_const and t not in inputs:
+                inputs.append(t)
+    return StageInfo(ops, output, inputs, [t for t in produced if t != output])
+
+
+def _pareto_filter(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:
+    """Indices of the non-dominated (peak, MACs) pairs, sorted by peak."""
+    order = np.lexsort((macs, peaks))
+    keep, best = [], None
+    for i in order:
+        if best is None or macs[i] < best:
+            keep.append(i)
+            best = macs[i]
+    return np.array(keep, np.int64)
+
+
+def _dp(cuts: list[int], opts: dict[tuple[int, int], list[tuple[int, int, Choice]]]) -> list[tuple[int, int, tuple]]:
+    """Label-setting DP: Pareto set of (max peak, sum MACs, choices) at the last cut."""
+    labels: dict[int, list[tuple[int, int, tuple]]] = {cuts[0]: [(0, 0, ())]}
+    for ib, b in enumerate(cuts[1:], 1):
+        cand = []
+        for a in cuts[:ib]:
+            edge = opts.get((a, b))
+            if not edge or a not in labels:
+                continue
+            ep = np.array([e[0] for e in edge])
+            em = np.array([e[1] for e in edge])
+            keep = _pareto_filter(ep, em)
+            for lp, lm, lc in labels[a]:
+                for k in keep:
+                    cand.append((max(lp, int(ep[k])), lm + int(em[k]), lc + (edge[k][2],)))
+        if cand:
+            p = np.array([x[0] for x in cand])
+            m = np.array([x[1] for x in cand])
+            labels[b] = [cand[i] for i in _pareto_filter(p, m)]
+    return labels.get(cuts[-1], [])
+
+
+def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, include_output: bool) -> Plan:
+    stages = []
+    for ch in choices:
+        if ch.grid is None:
+            continue
+        shape = graph.tensors[graph.ops[ch.end - 1].outputs[0]].shape
+        halo = {k: ch.policy for k in range(ch.start, ch.end - 1)} if ch.policy != "recompute" else {}
+        stages.append(Stage(ch.start, ch.end, split_even(shape[1], ch.grid[0]), split_even(shape[2], ch.grid[1]), halo))
+    return Plan(graph.name, fingerprint(graph), stages, include_input, include_output)
+
+
+def optimal_front(graph: Graph, include_input: bool = True, include_output: bool = True, max_grid: int = 8,
+                  policies: tuple[str, ...] = POLICIES, single_stage: bool = False, alignment: int = 16,
+                  place_front: bool = True, progress: Callable[[str], None] | None = None) -> FrontResult:
+    """The exact (peak lower bound, MACs) front of the space in the module docstring.
+
+    ``single_stage`` restricts it to MCUNetV2's space (one stage from the first spatial op);
+    ``policies`` restricts the halo policies (e.g. ("recompute",)).
+    """
+    bad = [p for p in policies if p not in POLICIES]
+    if bad or not policies:
+        raise PlanError(f"unknown halo policy {bad}; choose from {', '.join(POLICIES)}")
+    t0 = time.perf_counter()
+    c = _Costs(graph, include_input, include_output, alignment)
+    cuts = clean_cuts(graph)
+    opts = _segment_options(c, cuts, max_grid, policies, single_stage)
+    if single_stage:  # at most one stage: keep stage options only on edges leaving the first cut
+        first = _first_local(c)
+        for key, edge in opts.items():
+            opts[key] = [e for e in edge if e[2].grid is None or e[2].start == first]
+        opts = _single_stage_paths(cuts, opts)
+    labels = _dp(cuts, opts)
+    if progress:
+        progress(f"{sum(len(v) for v in opts.values())} segment options, {len(labels)} Pareto schedules")
+    front = [Schedule(ch, p, m, to_plan(graph, ch, include_input, include_output)) for p, m, ch in labels]
+    base_ch = (Choice(0, len(graph.ops)),)
+    baseline = Schedule(base_ch, int(c.lbl_profile.max()), int(c.macs.sum()),
+                        to_plan(graph, base_ch, include_input, include_output))
+    if place_front:
+        for s in [baseline, *front]:
+            s.peak = place(plan_buffers(graph, s.plan).liveness.buffers, alignment).peak
+    return FrontResult(baseline, front, time.perf_counter() - t0, sum(len(v) for v in opts.values()),
+                       {"cuts": len(cuts), "policies": policies, "max_grid": max_grid, "single_stage": single_stage})
+
+
+def _single_stage_paths(cuts: list[int], opts: dict) -> dict:  # noqa: ANN001
+    """Collapse to paths with at most one stage: layer-by-layer everywhere except one first edge."""
+    out = {}
+    for (a, b), edge in opts.items():
+        lbl = [e for e in edge if e[2].grid is None]
+        stages = [e for e in edge if e[2].grid is not None]
+        if stages and a == min(k[0] for k in opts if opts[k] and any(e[2].grid for e in opts[k])):
+            out[(a, b)] = lbl + stages
+        else:
+            out[(a, b)] = lbl
+    return out
