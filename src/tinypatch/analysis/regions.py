@@ -56,6 +56,8 @@ class AxisMap:
     def input_span(self, out: Interval) -> tuple[Interval, int, int]:
         """Input interval read for output interval ``out``, and (pad_before, pad_after)."""
         a, b = out
+        if a >= b:  # an empty output interval reads nothing (not a kernel-sized window)
+            return (0, 0), 0, 0
         if self.kind == "identity":
             return (min(a, self.in_size - 1), min(b, self.in_size)) if self.in_size == 1 else (a, b), 0, 0
         if self.kind == "nearest":

@@ -5,8 +5,8 @@ The schedule space:
 * the operators are cut at *clean cuts*, positions where exactly one activation tensor is
   live (between blocks, and inside blocks without a skip connection), into segments;
 * each segment runs either layer by layer, or as one patch stage over a tile grid
-  ``n_h x n_w`` (``1..max_grid`` per axis, plus strips of 1/4, 1/2 and 1 row or column of
-  the stage output) with one halo policy for all its operators: "recompute" (MCUNetV2),
+  ``n_h x n_w`` (per axis ``1..max_grid`` tiles, or tiles of 4, 2 or 1 rows/columns of the
+  stage output) with one halo policy for all its operators: "recompute" (MCUNetV2),
   "cache_w" or "cache" (see :class:`~tinypatch.planning.plan.Stage`).
 
 At a clean cut only the cut tensor is live, so a schedule's arena lower bound is the largest
@@ -38,7 +38,8 @@ from tinypatch.ir import DTYPE_BYTES, Graph
 from tinypatch.planning.arena import place
 from tinypatch.planning.memory import plan_buffers
 from tinypatch.planning.plan import Plan, Stage, fingerprint
-from tinypatch.planning.tiles import StageInfo, stage_info, tile_axis
+from tinypatch.planning.tile_arrays import axis_figures
+from tinypatch.planning.tiles import StageInfo, input_maps
 
 POLICIES = ("recompute", "cache_w", "cache")
 
@@ -105,16 +106,13 @@ def clean_cuts(graph: Graph) -> list[int]:
 
 
 def axis_counts(size: int, max_grid: int) -> list[int]:
-    """Tile counts tried along an axis of ``size``: 1..max_grid and strips of size/4, /2, 1."""
-    counts = set(range(1, min(max_grid, size) + 1)) | {c for c in (size // 4, size // 2, size) if c >= 1}
+    """Tile counts tried along an axis of ``size``: 1..max_grid, and tiles 4, 2 and 1 long."""
+    counts = set(range(1, min(max_grid, size) + 1)) | {c for c in (-(-size // 4), -(-size // 2), size)}
     return sorted(counts)
 
 
 def _grids(h: int, w: int, max_grid: int) -> list[tuple[int, int]]:
-    small = [(a, b) for a in range(1, min(max_grid, h) + 1) for b in range(1, min(max_grid, w) + 1)]
-    strips = [(a, 1) for a in axis_counts(h, max_grid) if a > max_grid] + [
-        (1, b) for b in axis_counts(w, max_grid) if b > max_grid]
-    return small + strips
+    return [(a, b) for a in axis_counts(h, max_grid) for b in axis_counts(w, max_grid)]
 
 
 class _Costs:
@@ -131,9 +129,11 @@ class _Costs:
         self.life = tensor_lifetimes(graph)
         self.producers = graph.producers()
         self.local = [axis_maps(graph, op) is not None for op in graph.ops]
+        self.maps = [input_maps(graph, [i for i, ok in enumerate(self.local) if ok], ax) for ax in (0, 1)]
+        self._full = {t: align_up(graph.tensors[t].nbytes, alignment) for t in self.in_arena}
 
     def full(self, tensor: str) -> int:
-        return align_up(self.g.tensors[tensor].nbytes, self.alignment) if tensor in self.in_arena else 0
+        return self._full.get(tensor, 0)
 
 
 def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[str, ...],
@@ -153,9 +153,11 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         starts = [a for a in cuts if s0 <= a < b and (not first_only or a == cuts[0] or a == s0)]
         if first_only:
             starts = [a for a in starts if a == s0 and a == _first_local(c)]
-        starts = [a for a in starts if _legal(g, a, b)]
+        if len(g.tensors[g.ops[b - 1].outputs[0]].shape) != 4:
+            continue
         if not starts:
             continue
+        raw: dict[tuple[int, int], list[tuple[int, int, int, int, str]]] = {(a, b): [] for a in starts}
         info = stage_info_relaxed(g, s0, b)
         out = g.tensors[info.output]
         ops = info.ops
@@ -170,24 +172,33 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         pm = np.array([c.macs[k] // max(g.tensors[g.ops[k].outputs[0]].shape[1] *
                                         g.tensors[g.ops[k].outputs[0]].shape[2], 1) for k in ops], np.int64)
         full_out = c.full(info.output)
-        # the tensor entering at cut a: output of op a-1 (or a graph input at a == 0)
-        enter = {a: (g.ops[a - 1].outputs[0] if a > 0 else None) for a in starts}
+        # the tensor entering at cut a: output of op a-1 (or the graph inputs at a == 0)
+        start_idx = np.array([idx[a] for a in starts])
+        full_ins = np.array([c.full(g.ops[a - 1].outputs[0]) if a > 0 else sum(c.full(x) for x in g.inputs)
+                             for a in starts], np.int64)
+        start_rows = [internal.index(g.ops[a - 1].outputs[0]) if a > 0 and g.ops[a - 1].outputs[0] in internal
+                      else None for a in starts]
+        step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
+        per_axis = {}
+        for ax in (0, 1):
+            for keep in (False, True):
+                if keep and not any(p != "recompute" and (ax == 1 or p == "cache") for p in policies):
+                    continue
+                counts = axis_counts(out.shape[1 + ax], max_grid)
+                figs = axis_figures(g, info, c.maps[ax], [split_even(out.shape[1 + ax], k) for k in counts],
+                                    frozenset(ops[:-1]) if keep else frozenset())
+                for cnt, fig in zip(counts, figs):
+                    lens = np.array([fig.max_len.get(t, 0) for t in internal], np.int64)
+                    tot = np.array([fig.total_len[k] for k in ops], np.int64)
+                    over = np.array([fig.overlap[k] for k in ops[:-1]], np.int64)
+                    ext = np.array([fig.extent.get(t, 0) for t in internal], np.int64)
+                    per_axis[(ax, keep, cnt)] = (fig.valid, lens, tot, over, ext)
         for pol in policies:
-            cached = frozenset(ops[:-1]) if pol != "recompute" else frozenset()
-            per_axis = {}
-            for ax in (0, 1):
-                for cnt in axis_counts(out.shape[1 + ax], max_grid):
-                    til = tile_axis(g, info, ax, split_even(out.shape[1 + ax], cnt),
-                                    cached if (ax == 1 or pol == "cache") else frozenset())
-                    lens = np.array([til.max_len(t) if t in til.regions[0] else 0 for t in internal], np.int64)
-                    tot = np.array([til.total_len(k) for k in ops], np.int64)
-                    over = np.array([til.overlap(k) for k in ops[:-1]], np.int64)
-                    ext = np.array([np.subtract(*til.extent(t)[::-1]) if t in til.regions[0] else 0
-                                    for t in internal], np.int64)
-                    per_axis[(ax, cnt)] = (til.cuts, lens, tot, over, ext)
             for nh, nw in _grids(out.shape[1], out.shape[2], max_grid):
-                rows, lh, th, oh, _ = per_axis[(0, nh)]
-                cols, lw, tw, _, ew = per_axis[(1, nw)]
+                ok_h, lh, th, oh, _ = per_axis[(0, pol == "cache", nh)]
+                ok_w, lw, tw, _, ew = per_axis[(1, pol != "recompute", nw)]
+                if not (ok_h and ok_w):
+                    continue
                 sizes = -(-(lh * lw * chan) // c.alignment) * c.alignment
                 stage_macs = np.concatenate([[0], np.cumsum(pm * th * tw)])
                 lines = np.zeros_like(sizes)
@@ -195,34 +206,28 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                     lines = -(-(oh * ew * chan) // c.alignment) * c.alignment
                 if pol == "recompute":
                     live = sizes @ life  # bytes of tile-local buffers live at each stage step
-                for a in starts:
-                    i = idx[a]
-                    t_in = enter[a]
-                    full_in = c.full(t_in) if t_in else sum(c.full(x) for x in g.inputs)
-                    if pol == "recompute":
-                        steps = live[i:].copy()
-                        if t_in and t_in in internal:  # the entering tensor is full-size, not a tile
-                            r = internal.index(t_in)
-                            steps -= sizes[r] * life[r, i:]
-                        held = int(steps.max())
-                    else:
-                        held = int(sizes[i:].sum() + lines[i:].sum())
-                    lb = full_in + full_out + held
-                    stage_m = int(stage_macs[-1] - stage_macs[i])
-                    opts[(a, b)].append((lb, stage_m, Choice(a, b, (nh, nw), pol)))
+                    corr = np.zeros((len(starts), len(ops)), np.int64)
+                    for r_a, r in enumerate(start_rows):
+                        if r is not None:  # the entering tensor is full-size, not a tile
+                            corr[r_a] = sizes[r] * life[r]
+                    held = np.where(step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
+                else:
+                    tail = np.concatenate([np.cumsum((sizes + lines)[::-1])[::-1], [0]])
+                    held = tail[start_idx]
+                lbs = full_ins + full_out + held
+                stage_m = stage_macs[-1] - stage_macs[start_idx]
+                for a, lb, m in zip(starts, lbs.tolist(), stage_m.tolist()):
+                    raw[(a, b)].append((lb, m, nh, nw, pol))
+        for (a, b_), cands in raw.items():  # keep each segment's non-dominated options only
+            if cands:
+                keep = _pareto_filter(np.array([x[0] for x in cands]), np.array([x[1] for x in cands]))
+                opts[(a, b_)].extend((cands[k][0], cands[k][1], Choice(a, b_, cands[k][2:4], cands[k][4]))
+                                     for k in keep)
     return opts
 
 
 def _first_local(c: _Costs) -> int:
     return next((i for i, ok in enumerate(c.local) if ok), -1)
-
-
-def _legal(graph: Graph, a: int, b: int) -> bool:
-    try:
-        stage_info(graph, a, b)
-    except PlanError:
-        return False
-    return True
 
 
 def stage_info_relaxed(graph: Graph, start: int, end: int) -> StageInfo:

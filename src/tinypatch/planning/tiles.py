@@ -8,7 +8,7 @@ image borders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tinypatch.analysis.regions import POINTWISE_OPS, AxisMap, Interval, axis_maps, hull
 from tinypatch.errors import PlanError
@@ -55,8 +55,9 @@ class AxisTiling:
         return max((s[op_index].out[0] - s[op_index].need[0] for s in self.spans), default=0)
 
     def extent(self, tensor: str) -> Interval:
-        """Union of the tensor's regions over all tiles."""
-        return min(r[tensor][0] for r in self.regions), max(r[tensor][1] for r in self.regions)
+        """Union of the tensor's non-empty regions over all tiles ((0, 0) if none)."""
+        spans = [r[tensor] for r in self.regions if r[tensor][0] < r[tensor][1]]
+        return (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else (0, 0)
 
 
 @dataclass
@@ -111,6 +112,11 @@ def legal_ends(graph: Graph, start: int) -> list[int]:
     return ends
 
 
+def input_maps(graph: Graph, ops: list[int], axis: int) -> dict[int, list[AxisMap | None]]:
+    """Per op, the axis map applying to each of its inputs (None for constants)."""
+    return {i: _input_maps(graph, graph.ops[i], axis) for i in ops}
+
+
 def _input_maps(graph: Graph, op: Op, axis: int) -> list[AxisMap | None]:
     maps = axis_maps(graph, op)
     assert maps is not None
@@ -128,18 +134,27 @@ def _input_maps(graph: Graph, op: Op, axis: int) -> list[AxisMap | None]:
 
 
 def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int],
-              cached: frozenset[int] = frozenset()) -> AxisTiling:
+              cached: frozenset[int] = frozenset(),
+              maps: dict[int, list[AxisMap | None]] | None = None) -> AxisTiling:
     """Propagate each tile of the stage output backwards through the stage along ``axis``.
 
     Tiles run in order along the axis. An op in ``cached`` keeps the part of its output that
     the next tile needs again, so it only computes what is new; without caching it
     recomputes its whole needed region for every tile (MCUNetV2's halo recomputation).
+
+    A cached op's buffer holds a window of its output that only slides forward: from the
+    least start that this or a later tile needs to the furthest end computed so far (its
+    ``need`` here; a tile that needs none of it leaves the buffer alone). So the part a tile
+    reuses was computed by earlier tiles and kept ever since; when it was not (a tile reaching
+    back before a gap in what was computed), PlanError says to recompute that op.
     """
     size = graph.tensors[info.output].shape[1 + axis]
     check_cuts(cuts, size, "rows" if axis == 0 else "cols")
-    maps = {i: _input_maps(graph, graph.ops[i], axis) for i in info.ops}
+    if maps is None:
+        maps = input_maps(graph, info.ops, axis)
     spans, regions = [], []
     done: dict[int, int] = {}  # cached op -> end of what previous tiles computed
+    run: dict[int, int] = {}  # cached op -> start of the gap-free computed run ending at done
     for a, b in zip(cuts[:-1], cuts[1:]):
         need: dict[str, Interval] = {info.output: (a, b)}
         tile: dict[int, OpSpan] = {}
@@ -147,7 +162,11 @@ def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int],
             op = graph.ops[i]
             held = need.setdefault(op.outputs[0], (0, 0))  # (0, 0): nothing of it is needed
             out = held
-            if i in cached and i in done and done[i] > held[0]:
+            if i in cached and held[0] < held[1] and done.get(i, 0) > held[0]:  # reuses kept outputs
+                if held[0] < run[i]:
+                    raise PlanError(f"cannot cache the halo of operator {i} ({op.type}) on this grid: tile "
+                                    f"{len(spans)} needs {held[0]}..{run[i]} of its output again, which was "
+                                    f"not computed next to the rest; recompute it instead")
                 out = (min(done[i], held[1]), held[1])
             reads: list[Interval | None] = []
             pads = (0, 0)
@@ -162,10 +181,33 @@ def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int],
                 need[t] = hull(need.get(t), span)
             tile[i] = OpSpan(held, out, tuple(reads), pads)
         for i in cached:
-            done[i] = max(done.get(i, 0), tile[i].need[1])
+            lo, hi = tile[i].need
+            if lo < hi:
+                if lo > done.get(i, -1):
+                    run[i] = lo
+                done[i] = max(done.get(i, 0), hi)
         spans.append(tile)
         regions.append(need)
+    for i in cached:
+        _slide_window(spans, regions, i, graph.ops[i].outputs[0])
     return AxisTiling(list(cuts), spans, regions, frozenset(cached))
+
+
+def _slide_window(spans: list[dict[int, OpSpan]], regions: list[dict[str, Interval]], i: int, tensor: str) -> None:
+    """Widen cached op i's per-tile need to the window its buffer holds (see :func:`tile_axis`);
+    a tile computing nothing of it gets an empty ``out`` at the window's end."""
+    used = [t for t, s in enumerate(spans) if s[i].need[0] < s[i].need[1]]
+    starts, lo = {}, None
+    for t in reversed(used):
+        lo = spans[t][i].need[0] if lo is None else min(lo, spans[t][i].need[0])
+        starts[t] = lo
+    hi = None
+    for t in used:
+        s = spans[t][i]
+        hi = s.need[1] if hi is None else max(hi, s.need[1])
+        out = s.out if s.out[0] < s.out[1] else (hi, hi)
+        spans[t][i] = replace(s, need=(starts[t], hi), out=out)
+        regions[t][tensor] = (starts[t], hi)
 
 
 def check_cuts(cuts: list[int], size: int, what: str) -> None:

@@ -131,6 +131,7 @@ class PlanExecutor:
                 if lb in self.placement.offsets:
                     arena.alloc(lb, self.placement.offsets[lb], self.placement.sizes[lb])
         held: dict[str, tuple[np.ndarray, int, int]] = {}  # tensor -> (region array, row0, col0)
+        kept: dict[str, tuple[np.ndarray, int, int]] = {}  # cached tensor -> its last non-empty region
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 for k in st.info.ops:
@@ -140,10 +141,14 @@ class PlanExecutor:
                     if name == st.info.output:
                         region = full_out[:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
                     else:
-                        region = self._region(arena, st, k, i, j, held)
+                        region = self._region(arena, st, k, i, j, kept)
                         held[name] = (region, sh.need[0], sw.need[0])
                     if sh.out[0] < sh.out[1] and sw.out[0] < sw.out[1]:  # else all of it was cached
                         self._compute(arena, outside, st, k, i, j, region, held)
+                    if st.cached(k) and region.size:  # an empty region leaves the buffer as it was
+                        kept[name] = held[name]
+                        if st.line_buffer(k):
+                            self._save_lines(arena, st, k, i, j, region)
                     for buf in self.ends.get(k, []):
                         if buf in tile_bufs:
                             arena.free(buf)
@@ -171,11 +176,9 @@ class PlanExecutor:
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
         region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:] = value
-        if st.line_buffer(k) and i + 1 < st.stage.grid[0]:
-            self._save_lines(arena, st, k, i, j, region)
 
     def _region(self, arena: Arena, st: StageTiling, k: int, i: int, j: int,
-                held: dict[str, tuple[np.ndarray, int, int]]) -> np.ndarray:
+                kept: dict[str, tuple[np.ndarray, int, int]]) -> np.ndarray:
         """The buffer holding op k's output region for tile (i, j), cached parts filled in."""
         t = self.graph.tensors[self.graph.ops[k].outputs[0]]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
@@ -184,11 +187,11 @@ class PlanExecutor:
         if not st.cached(k):
             arena.alloc(buf, self.placement.offsets[buf], int(np.prod(shape)) * t.np_dtype.itemsize)
             return arena.view(buf, shape, t.np_dtype)
-        old = held.get(t.name)
-        keep = old[0].copy() if old is not None else None  # a memmove on the MCU
+        old = kept.get(t.name)
         region = arena.view(buf, shape, t.np_dtype)
-        if keep is None:
+        if old is None or not region.size:
             return region
+        keep = old[0].copy()  # a memmove on the MCU
         _, r0, c0 = old  # type: ignore[misc]
         if j > 0 and sw.out[0] > sw.need[0]:  # same tile row: overlapping columns slide left
             region[:, :, : sw.out[0] - sw.need[0]] = keep[:, sh.need[0] - r0: sh.need[1] - r0,
@@ -205,17 +208,19 @@ class PlanExecutor:
         return region
 
     def _save_lines(self, arena: Arena, st: StageTiling, k: int, i: int, j: int, region: np.ndarray) -> None:
-        """Keep the rows of op k's output that the next tile row needs again (fresh columns only)."""
+        """Keep the rows of op k's output that the next tile row needing any of it takes from
+        the line buffer (fresh columns only)."""
         t = self.graph.tensors[self.graph.ops[k].outputs[0]]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-        nxt = st.h.spans[i + 1][k].need[0]
-        rows = sh.need[1] - nxt
-        if rows <= 0:
+        later = [s[k] for s in st.h.spans[i + 1:] if s[k].need[0] < s[k].need[1]]
+        if not later or later[0].out[0] <= later[0].need[0]:
             return
+        nxt = later[0]
         lo = st.w.extent(t.name)[0]
         lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
                                                       t.shape[3]), t.np_dtype)
-        lines[:, :rows, sw.out[0] - lo: sw.need[1] - lo] = region[:, nxt - sh.need[0]:, sw.out[0] - sw.need[0]:]
+        lines[:, : nxt.out[0] - nxt.need[0], sw.out[0] - lo: sw.need[1] - lo] = region[
+            :, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], sw.out[0] - sw.need[0]:]
 
 
 def _resize_tile(graph: Graph, k: int, x: np.ndarray, sh, sw) -> np.ndarray:  # noqa: ANN001

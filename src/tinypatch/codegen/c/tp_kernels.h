@@ -1,0 +1,104 @@
+/* tinypatch kernels: int8 operators with TFLite reference arithmetic (bit-exact).
+ *
+ * Written for tinypatch; no code from other projects. C99, no malloc, no recursion.
+ * Layout is NHWC. Spatial kernels read an input window [ih x iw] with row stride irs
+ * (elements) and explicit zero padding (pt, pl) before it, and write an output window
+ * [oh x ow] with row stride ors: the same call computes a whole feature map or one tile.
+ * Element-wise kernels walk a 4-D iteration space d[4] with per-operand strides
+ * (elements; 0 broadcasts).
+ */
+#ifndef TP_KERNELS_H
+#define TP_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TP_ALIGN(n) __attribute__((aligned(n)))
+
+typedef struct {
+    const int8_t *w;       /* CONV_2D: [cout][kh][kw][cin]; DEPTHWISE: [kh][kw][cout] */
+    const int32_t *bias;   /* [cout] or NULL */
+    const int32_t *mult;   /* [cout] quantized multipliers */
+    const int8_t *shift;   /* [cout] shifts (> 0: left) */
+    const int32_t *wsum;   /* [cout] sum of the weights (fast paths), or NULL */
+    int16_t cin, cout, kh, kw, sh, sw, dh, dw, dm;
+    int16_t in_zp, out_zp, act_min, act_max;
+} tp_conv_p;
+
+typedef struct {
+    int16_t c, kh, kw, sh, sw, act_min, act_max;
+} tp_pool_p;
+
+typedef struct {
+    const int8_t *w;       /* [units][depth] */
+    const int32_t *bias;   /* [units] or NULL */
+    const double *scale;   /* [units] or [1]: double(s_in) * double(s_w) / double(s_out) */
+    int32_t units, depth;
+    int16_t per_channel, in_zp, w_zp, out_zp, act_min, act_max;
+} tp_fc_p;
+
+typedef struct {
+    int32_t m1, m2, mo;
+    int8_t sh1, sh2, sho;
+    int16_t zp1, zp2, out_zp, act_min, act_max;
+} tp_add_p;
+
+typedef struct {
+    int32_t m;
+    int8_t shift;
+    int16_t zp1, zp2, out_zp, act_min, act_max;
+} tp_mul_p;
+
+typedef struct {
+    int32_t m;
+    int8_t shift;
+    int16_t in_zp, out_zp;
+    int32_t count;
+} tp_mean_p;
+
+typedef struct {
+    const int32_t *exps;   /* [256]: exp of a difference -d (d = 0..255) in Q0.31 */
+    int32_t diff_min;
+} tp_softmax_p;
+
+/* --- fixed point (gemmlowp / TFLite reference) --------------------------------------- */
+int32_t tp_srdhm(int32_t a, int32_t b);
+int32_t tp_rdbpot(int32_t x, int exponent);
+int32_t tp_mbqm(int32_t x, int32_t m, int shift);
+
+/* --- spatial kernels ------------------------------------------------------------------ */
+void tp_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
+                int8_t *y, int oh, int ow, int ors);
+void tp_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
+                  int8_t *y, int oh, int ow, int ors);
+void tp_avgpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
+                   int8_t *y, int oh, int ow, int ors);
+void tp_maxpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
+                   int8_t *y, int oh, int ow, int ors);
+void tp_resize_nn(const int16_t *rows, const int16_t *cols, int ry0, int rx0, int c, int esize,
+                  const void *x, int irs, void *y, int oh, int ow, int ors);
+
+/* --- element-wise kernels over d[4] with strides (elements) ---------------------------- */
+void tp_add_s8(const tp_add_p *p, const int32_t *d, const int8_t *a, const int32_t *sa,
+               const int8_t *b, const int32_t *sb, int8_t *y, const int32_t *sy);
+void tp_mul_s8(const tp_mul_p *p, const int32_t *d, const int8_t *a, const int32_t *sa,
+               const int8_t *b, const int32_t *sb, int8_t *y, const int32_t *sy);
+void tp_lut_s8(const int8_t *lut, const int32_t *d, const int8_t *x, const int32_t *sx,
+               int8_t *y, const int32_t *sy);
+void tp_lut_f32(const float *lut, const int32_t *d, const int8_t *x, const int32_t *sx,
+                float *y, const int32_t *sy);
+void tp_quantize_f32(float scale, int zp, const int32_t *d, const float *x, const int32_t *sx,
+                     int8_t *y, const int32_t *sy);
+void tp_copy(int esize, const int32_t *d, const void *x, const int32_t *sx, void *y, const int32_t *sy);
+void tp_pad(int esize, const void *value, const int32_t *din, const int32_t *before, const void *x,
+            const int32_t *sx, const int32_t *dout, void *y, const int32_t *sy);
+
+/* --- whole-tensor kernels --------------------------------------------------------------- */
+void tp_fc_s8(const tp_fc_p *p, const int8_t *x, int rows, int8_t *y);
+void tp_mean_s8(const tp_mean_p *p, const int32_t *d, const int32_t *reduce, const int8_t *x, int8_t *y);
+void tp_softmax_s8(const tp_softmax_p *p, const int8_t *x, int rows, int depth, int8_t *y);
+
+/* --- tile bookkeeping ------------------------------------------------------------------ */
+void tp_copy_rows(void *dst, int dst_rs, const void *src, int src_rs, int rows, int row_bytes);
+
+#endif

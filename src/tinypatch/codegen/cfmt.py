@@ -1,0 +1,62 @@
+"""C99 literals and constant arrays."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+_CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float",
+           "float64": "double"}
+
+
+def ctype(dtype: str | np.dtype) -> str:
+    """The C type of a numpy/IR dtype name."""
+    return _CTYPES[str(np.dtype(dtype))]
+
+
+def ident(text: str) -> str:
+    """A C identifier fragment made from any text."""
+    s = re.sub(r"[^0-9A-Za-z_]", "_", text)
+    return s if s and not s[0].isdigit() else f"_{s}"
+
+
+def double_lit(x: float) -> str:
+    """An exact C double literal (hexadecimal float)."""
+    return float(x).hex()
+
+
+def float_lit(x: float) -> str:
+    """An exact C float literal (hexadecimal float with the f suffix)."""
+    return float(np.float32(x)).hex() + "f"
+
+
+def _items(values: np.ndarray, kind: str) -> list[str]:
+    flat = np.asarray(values).ravel()
+    if kind == "double":
+        return [double_lit(v) for v in flat.astype(np.float64)]
+    if kind == "float":
+        return [float_lit(v) for v in flat.astype(np.float32)]
+    return [str(int(v)) for v in flat.astype(np.int64)]
+
+
+def array(c_type: str, name: str, values: np.ndarray, static: bool = True, align: int = 4, per_line: int = 32) -> str:
+    """``static const <c_type> name[n] = {...};`` with every value exact."""
+    kind = {"double": "double", "float": "float"}.get(c_type, "int")
+    items = _items(values, kind)
+    if kind == "int":
+        info = np.iinfo(np.dtype(c_type.replace("_t", "")))
+        vals = np.asarray(values).ravel()
+        if vals.size and (vals.min() < info.min or vals.max() > info.max):
+            raise ValueError(f"{name}: values do not fit {c_type}")
+    lines = [", ".join(items[i: i + per_line]) for i in range(0, len(items), per_line)] or ["0"]
+    body = ",\n    ".join(lines)
+    prefix = "static " if static else ""
+    return f"{prefix}const {c_type} {name}[{max(len(items), 1)}] TP_ALIGN({align}) = {{\n    {body}\n}};\n"
+
+
+def table2d(c_type: str, name: str, rows: list[list[int]]) -> str:
+    """``static const <c_type> name[r][c] = {{...}, ...};``"""
+    width = max(len(r) for r in rows)
+    body = ",\n    ".join("{" + ", ".join(str(int(v)) for v in r) + "}" for r in rows)
+    return f"static const {c_type} {name}[{len(rows)}][{width}] = {{\n    {body}\n}};\n"

@@ -1,0 +1,117 @@
+"""Vectorised per-axis tiling figures for the schedule search.
+
+:func:`tiles.tile_axis` builds the per-tile spans the executor and the C generator walk;
+the search only needs a few figures of each tiling (largest region per tensor, computed
+length per op, kept halo, extent), for thousands of tilings. :func:`axis_figures` computes
+the same propagation with numpy over all tiles at once; tests check that both agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinypatch.analysis.regions import AxisMap
+from tinypatch.ir import Graph
+from tinypatch.planning.tiles import StageInfo
+
+_BIG = 1 << 40  # larger than any position; times the number of tilings still fits int64
+
+
+@dataclass
+class AxisFigures:
+    """Figures of one tiling along one axis; ``valid`` is False when a cache cannot hold its halo."""
+
+    max_len: dict[str, int]  # tensor -> largest region over tiles
+    extent: dict[str, int]  # tensor -> length of the union of its regions
+    total_len: dict[int, int]  # op -> computed output length summed over tiles
+    overlap: dict[int, int]  # op -> most positions of its output kept for the next tile
+    valid: bool
+
+
+def _span(m: AxisMap, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    empty = lo >= hi
+    if m.kind == "identity":
+        if m.in_size == 1:
+            s, e = np.zeros_like(lo), np.ones_like(hi)
+        else:
+            s, e = lo, hi
+    elif m.kind == "nearest":
+        table = m.source_index(np.arange(m.out_size))
+        s = table[np.clip(lo, 0, m.out_size - 1)]
+        e = table[np.clip(hi - 1, 0, m.out_size - 1)] + 1
+    else:
+        raw_lo = lo * m.stride - m.pad
+        raw_hi = (hi - 1) * m.stride - m.pad + m.extent
+        s = np.clip(raw_lo, 0, m.in_size)
+        e = np.maximum(np.minimum(raw_hi, m.in_size), s)
+    return np.where(empty, 0, s), np.where(empty, 0, e)
+
+
+def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | None]],
+                 cut_lists: list[list[int]], cached: frozenset[int]) -> list[AxisFigures]:
+    """Figures of ``tile_axis(graph, info, axis, cuts, cached)`` for every ``cuts`` in ``cut_lists``.
+
+    All tilings are propagated together: their tiles are concatenated and per-tiling
+    reductions use ``reduceat`` over the group starts.
+    """
+    a = np.concatenate([np.array(c[:-1], np.int64) for c in cut_lists])
+    b = np.concatenate([np.array(c[1:], np.int64) for c in cut_lists])
+    sizes = [len(c) - 1 for c in cut_lists]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    gid = np.repeat(np.arange(len(cut_lists)), sizes)
+    first = np.zeros(len(a), bool)
+    first[starts] = True
+    base = starts[gid]
+    n = len(a)
+    lo: dict[str, np.ndarray] = {info.output: a}
+    hi: dict[str, np.ndarray] = {info.output: b}
+    total, overlap = {}, {}
+    valid = np.ones(len(cut_lists), bool)
+    for i in reversed(info.ops):
+        op = graph.ops[i]
+        t_out = op.outputs[0]
+        h_lo = lo.get(t_out, np.zeros(n, np.int64))
+        h_hi = hi.get(t_out, np.zeros(n, np.int64))
+        nonempty = h_lo < h_hi
+        h_lo, h_hi = np.where(nonempty, h_lo, 0), np.where(nonempty, h_hi, 0)
+        lo[t_out], hi[t_out] = h_lo, h_hi
+        o_lo = h_lo
+        if i in cached:
+            shift = gid * _BIG  # keeps running maxima inside each tiling
+            done = np.maximum.accumulate(np.where(nonempty, h_hi, 0) + shift)
+            done = np.where(first, 0, np.concatenate([[0], done[:-1]]) - shift)
+            reuse = nonempty & (done > h_lo)
+            o_lo = np.where(reuse, np.minimum(done, h_hi), h_lo)
+            # what the buffer holds: the last non-empty need before this tile, in this tiling
+            last = np.maximum.accumulate(np.where(nonempty, np.arange(n), -1))
+            prev = np.concatenate([[-1], last[:-1]])
+            has = (prev >= base) & ~first
+            k_lo = np.where(has, h_lo[np.maximum(prev, 0)], 0)
+            k_hi = np.where(has, h_hi[np.maximum(prev, 0)], 0)
+            ok = ~reuse | ((k_lo <= h_lo) & (o_lo <= k_hi))
+            valid &= np.logical_and.reduceat(ok, starts)
+        total[i] = np.add.reduceat(h_hi - o_lo, starts)
+        overlap[i] = np.maximum.reduceat(o_lo - h_lo, starts)
+        for t, m in zip(op.inputs, maps[i]):
+            if m is None:
+                continue
+            s_, e_ = _span(m, o_lo, h_hi)
+            if t in lo:
+                cur_lo, cur_hi = lo[t], hi[t]
+                cur_empty, new_empty = cur_lo >= cur_hi, s_ >= e_
+                lo[t] = np.where(cur_empty, s_, np.where(new_empty, cur_lo, np.minimum(cur_lo, s_)))
+                hi[t] = np.where(cur_empty, e_, np.where(new_empty, cur_hi, np.maximum(cur_hi, e_)))
+            else:
+                lo[t], hi[t] = s_, e_
+    max_len = {t: np.maximum.reduceat(hi[t] - lo[t], starts) for t in lo}
+    extent = {}
+    for t in lo:
+        ne = lo[t] < hi[t]
+        top = np.maximum.reduceat(np.where(ne, hi[t], -_BIG), starts)
+        bottom = np.minimum.reduceat(np.where(ne, lo[t], _BIG), starts)
+        extent[t] = np.where(top > bottom, top - bottom, 0)
+    return [AxisFigures({t: int(v[g]) for t, v in max_len.items()}, {t: int(v[g]) for t, v in extent.items()},
+                        {k: int(v[g]) for k, v in total.items()}, {k: int(v[g]) for k, v in overlap.items()},
+                        bool(valid[g])) for g in range(len(cut_lists))]
