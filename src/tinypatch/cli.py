@@ -70,13 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     _accounting_flags(a)
 
     pl = sub.add_parser("plan", help="search patch-based schedules; print and save the best one",
-                        description="Search split points and tile grids; pick the fewest MACs under --sram, "
-                                    "or the least peak under --max-mac-overhead, and show the Pareto front.")
+                        description="Search fused patch stages (split points, tile grids, halo recompute or "
+                                    "caching) for the exact Pareto front of peak SRAM vs MACs; pick the fewest "
+                                    "MACs under --sram, or the least peak under --max-mac-overhead.")
     pl.add_argument("model", help="path to .tflite / .json config, or a zoo name")
     pl.add_argument("--sram", type=parse_size, metavar="SIZE", help="SRAM budget for the placed arena peak")
     pl.add_argument("--max-mac-overhead", type=_fraction, metavar="F",
                     help="allowed extra MACs over layer-by-layer, e.g. 0.2 or 20%%")
-    pl.add_argument("--max-grid", type=int, default=8, metavar="N", help="largest tiles per axis (default 8)")
+    pl.add_argument("--strategy", choices=("auto", "recompute", "cache"), default="auto",
+                    help="halo handling inside a stage: recompute (MCUNetV2), cache (keep halos in buffers) "
+                         "or auto (both, chosen per stage; default)")
+    pl.add_argument("--single-stage", action="store_true",
+                    help="MCUNetV2's space: one patch stage from the first layer, then layer by layer")
+    pl.add_argument("--max-grid", type=int, default=8, metavar="N",
+                    help="most tiles per axis besides 4-, 2- and 1-row strips (default 8)")
     pl.add_argument("-o", "--output", metavar="PLAN.json", help="write the chosen plan as JSON")
     pl.add_argument("--plot", metavar="FILE.png", help="save the Pareto front (peak SRAM vs MACs)")
     pl.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
@@ -143,19 +150,32 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import Progress
+
     from tinypatch.planning.cost import plan_cost
-    from tinypatch.planning.search import plan_for
+    from tinypatch.planning.search import choose, search
     from tinypatch.report.tables import pareto_plot, plan_tables
 
-    if args.max_grid < 1:
-        raise TinypatchError("--max-grid must be at least 1")
     graph = _load(args.model)
-    chosen, result = plan_for(graph, args.sram, args.max_mac_overhead, args.include_input, args.max_grid)
-    cost = plan_cost(graph, chosen.plan)
-    base = plan_cost(graph, result.baseline.plan)
+    flags = dict(include_input=args.include_input, max_grid=args.max_grid)
+    with Progress(console=Console(stderr=True), transient=True, disable=args.json) as bar:
+        task = bar.add_task("searching schedules", total=None)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = search(graph, strategy=args.strategy, single_stage=args.single_stage, progress=tick, **flags)
+        chosen = choose(result, args.sram, args.max_mac_overhead)
+        cost = plan_cost(graph, chosen.plan)
+        base = plan_cost(graph, result.baseline.plan)
+        reference = None
+        if args.plot and not (args.single_stage and args.strategy == "recompute"):
+            bar.update(task, description="searching the MCUNetV2-style single-stage front", completed=0)
+            reference = search(graph, strategy="recompute", single_stage=True, progress=tick, **flags)
     if args.json:
         print(json.dumps({"plan": chosen.plan.to_dict(), "cost": cost.to_dict(), "baseline": base.to_dict(),
-                          "front": [{"peak": c.peak, "macs": c.macs, "schedule": c.label} for c in result.front],
+                          "front": [{"peak": s.peak, "lower_bound": s.lower_bound, "macs": s.macs,
+                                     "schedule": s.label} for s in result.front],
                           "search_seconds": result.seconds}, indent=1))
     else:
         plan_tables(console, graph, chosen, cost, base, result)
@@ -164,7 +184,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         if not args.json:
             console.print(f"plan written to {args.output}")
     if args.plot:
-        pareto_plot(args.plot, graph, result)
+        pareto_plot(args.plot, graph, result, reference)
         if not args.json:
             console.print(f"Pareto plot written to {args.plot}")
     return 0

@@ -8,18 +8,28 @@ offset is aligned too. Strategies:
   reverse list order, as TFLM's sort array is filled from the back), each at the lowest
   offset that fits among the already placed buffers that overlap it in time (first fit);
 * ``<fit>-fit/<order>``: the same greedy with first- or best-fit gaps and other orders
-  (size, lifetime length, start, size*lifetime, pressure); :func:`place` keeps the
-  lowest, so it is never worse than ``tflm``;
-* ``exact``: branch and bound over placement orders, for at most ``exact_limit`` buffers.
-  Placing buffers in the order of their offsets in an optimal solution, each at the lowest
-  fitting offset not below the previous one, rebuilds a solution at least as good, so the
-  search over such monotone orders is exact. It stops at the liveness lower bound.
+  (size, lifetime length, start, size*lifetime, pressure);
+* ``search/<preorder>``: a depth-first search for a placement within a capacity, over
+  canonical placements (as MiniMalloc, Moffitt, ASPLOS 2023): buffers are placed in
+  nondecreasing (offset, preorder rank) order, each directly above the placed buffers that
+  overlap it in time. Of the placements within the capacity, one with the least sum of
+  offsets has no buffer that can move down, so it is canonical and no pruning below cuts it:
+  the search is complete. It prunes when the unplaced bytes of a step cannot fit between the
+  last buffer placed there (or the last offset placed) and the capacity, and skips a buffer whose offset is at or above where another
+  unplaced buffer could end (that one could drop below it). Static preorders (pressure,
+  lifetime, size, area) are tried round robin with doubling node limits.
+
+:func:`place` runs TFLM's greedy first, so it is never worse than ``tflm``. If that misses
+the liveness lower bound it asks the search for the bound, then, failing that, keeps the best
+greedy variant and bisects between the bound and it, within a node budget. A placement is
+``optimal`` when it reaches the bound or the search proves nothing lower fits.
 
 :func:`plan_arena` applies this to a graph's activations.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,8 +38,8 @@ from tinypatch.analysis.liveness import Buffer, align_up, liveness, lower_bound
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 
-EXACT_LIMIT = 12  # most buffers the exact search takes on
-NODE_LIMIT = 20_000  # nodes the exact search may visit before it gives up
+NODE_LIMIT = 20_000  # search nodes (placements tried) one call may spend, at most
+WORK_LIMIT = 60_000  # ... and at most this many over the number of buffers (~40 ms for 100 buffers)
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class Placement:
     alignment: int
     strategy: str
     lower_bound: int  # max bytes live at one step (aligned sizes)
-    optimal: bool  # proven optimal: reaches the lower bound or the exact search finished
+    optimal: bool  # proven optimal: reaches the lower bound or the search proved it
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -72,9 +82,9 @@ class Placement:
 
 
 # --- greedy ---------------------------------------------------------------------------
-def _fit(busy: list[tuple[int, int]], size: int, fit: str, floor: int = 0) -> int:
-    """Offset >= floor for ``size`` bytes among ``busy`` [lo, hi) intervals sorted by lo."""
-    cand, best, best_gap = floor, None, None
+def _fit(busy: list[tuple[int, int]], size: int, fit: str) -> int:
+    """Lowest (first fit) or tightest (best fit) offset for ``size`` bytes among ``busy`` [lo, hi) sorted by lo."""
+    cand, best, best_gap = 0, None, None
     for lo, hi in busy:
         gap = lo - cand
         if gap >= size:
@@ -92,12 +102,17 @@ class _Problem:
     def __init__(self, buffers: list[Buffer], alignment: int) -> None:
         self.buffers = buffers
         self.sizes = [align_up(b.size, alignment) for b in buffers]
-        self.conflicts = [[j for j, c in enumerate(buffers) if j != i and b.overlaps_in_time(c)]
+        spans = [(b.start, b.end) for b in buffers]
+        self.conflicts = [[j for j, (s, e) in enumerate(spans) if s <= b.end and b.start <= e and j != i]
                           for i, b in enumerate(buffers)]
+        prof = [0] * (max((b.end for b in buffers), default=-1) + 1)
+        for b, s in zip(buffers, self.sizes):
+            for t in range(b.start, b.end + 1):
+                prof[t] += s
+        self.pressure = [max(prof[b.start:b.end + 1]) for b in buffers]  # most bytes live in its lifetime
 
     def busy(self, i: int, offsets: list[int | None]) -> list[tuple[int, int]]:
-        return sorted((offsets[j], offsets[j] + self.sizes[j]) for j in self.conflicts[i]
-                      if offsets[j] is not None)
+        return sorted((o, o + self.sizes[j]) for j in self.conflicts[i] if (o := offsets[j]) is not None)
 
     def greedy(self, order: list[int], fit: str) -> list[int]:
         offsets: list[int | None] = [None] * len(self.buffers)
@@ -105,28 +120,26 @@ class _Problem:
             offsets[i] = _fit(self.busy(i, offsets), self.sizes[i], fit)
         return offsets  # type: ignore[return-value]
 
-
-def _pressure(p: _Problem) -> list[int]:
-    """Per buffer: the most bytes live at one step of its lifetime."""
-    prof: dict[int, int] = {}
-    for b, s in zip(p.buffers, p.sizes):
-        for t in range(b.start, b.end + 1):
-            prof[t] = prof.get(t, 0) + s
-    return [max(prof[t] for t in range(b.start, b.end + 1)) for b in p.buffers]
+    def peak(self, offsets: list[int]) -> int:
+        return max((o + s for o, s in zip(offsets, self.sizes) if s), default=0)
 
 
 def _by(keys: list[Any]) -> list[int]:
     return sorted(range(len(keys)), key=lambda i: keys[i])  # stable: ties keep list order
 
 
+def _life(b: Buffer) -> int:
+    return b.end - b.start
+
+
 ORDERS: dict[str, Callable[[_Problem], list[int]]] = {
     # TFLM fills its sort array from the back, so equal sizes end up in reverse list order
     "tflm": lambda p: _by([(-s, -i) for i, s in enumerate(p.sizes)]),
     "size": lambda p: _by([-s for s in p.sizes]),
-    "lifetime": lambda p: _by([(b.start - b.end, -s) for b, s in zip(p.buffers, p.sizes)]),
+    "lifetime": lambda p: _by([(-_life(b), -s) for b, s in zip(p.buffers, p.sizes)]),
     "start": lambda p: _by([(b.start, -s) for b, s in zip(p.buffers, p.sizes)]),
-    "area": lambda p: _by([-s * (b.end - b.start + 1) for b, s in zip(p.buffers, p.sizes)]),
-    "pressure": lambda p: _by([(-q, -s) for q, s in zip(_pressure(p), p.sizes)]),
+    "area": lambda p: _by([-s * (_life(b) + 1) for b, s in zip(p.buffers, p.sizes)]),
+    "pressure": lambda p: _by([(-q, -s) for q, s in zip(p.pressure, p.sizes)]),
 }
 FITS = ("first", "best")
 
@@ -145,111 +158,205 @@ def _validate(buffers: list[Buffer], alignment: int) -> None:
 
 def _placement(p: _Problem, offsets: list[int], alignment: int, strategy: str, lb: int,
                optimal: bool) -> Placement:
-    pl = Placement(p.buffers, {b.name: o for b, o in zip(p.buffers, offsets)}, alignment, strategy, lb,
-                   optimal)
-    return replace(pl, optimal=True) if pl.peak <= lb else pl
+    return Placement(p.buffers, {b.name: o for b, o in zip(p.buffers, offsets)}, alignment, strategy, lb,
+                     optimal or p.peak(offsets) <= lb)
+
+
+def _greedy(p: _Problem, alignment: int, lb: int, fit: str, order: str) -> Placement:
+    strategy = "tflm" if (fit, order) == ("first", "tflm") else f"{fit}-fit/{order}"
+    return _placement(p, p.greedy(ORDERS[order](p), fit), alignment, strategy, lb, False)
 
 
 def tflm_greedy(buffers: list[Buffer], alignment: int = 16) -> Placement:
     """TFLM GreedyMemoryPlanner's placement (buffers added in list order)."""
     _validate(buffers, alignment)
-    p = _Problem(buffers, alignment)
-    return _placement(p, p.greedy(ORDERS["tflm"](p), "first"), alignment, "tflm",
-                      lower_bound(buffers, alignment), False)
+    return _greedy(_Problem(buffers, alignment), alignment, lower_bound(buffers, alignment), "first", "tflm")
 
 
-# --- exact ----------------------------------------------------------------------------
-def _exact(p: _Problem, lb: int, incumbent: int, node_limit: int) -> tuple[list[int] | None, bool]:
-    """Best monotone placement below ``incumbent``: (offsets or None, search finished)."""
-    n = len(p.sizes)
-    steps = sorted({b.start for b in p.buffers})
-    live = [[i for i, b in enumerate(p.buffers) if b.start <= t <= b.end] for t in steps]
-    rem = [sum(p.sizes[i] for i in ids) for ids in live]
-    at_step = [[k for k, ids in enumerate(live) if i in ids] for i in range(n)]
-    order = ORDERS["size"](p)
-    offsets: list[int | None] = [None] * n
-    best: list[Any] = [incumbent, None]
-    nodes = [0]
+# --- search ---------------------------------------------------------------------------
+PREORDERS: dict[str, Callable[[_Problem, int], Any]] = {
+    "pressure": lambda p, i: (-p.pressure[i], -_life(p.buffers[i]), -p.sizes[i]),
+    "lifetime": lambda p, i: (-_life(p.buffers[i]), -p.sizes[i]),
+    "size": lambda p, i: (-p.sizes[i], -_life(p.buffers[i])),
+    "area": lambda p, i: -p.sizes[i] * (_life(p.buffers[i]) + 1),
+}
 
-    def dfs(count: int, floor: int, top: int) -> bool:  # False when out of nodes
-        if count == n:
-            best[0], best[1] = top, list(offsets)
-            return True
-        nodes[0] += 1
-        if nodes[0] > node_limit:
-            return False
-        # every unplaced buffer live at a step lies above ``floor``, beside the placed ones there
-        bound = top
-        for k, ids in enumerate(live):
-            occ = 0
-            for j in ids:
-                o = offsets[j]
-                if o is not None and o + p.sizes[j] > floor:
-                    occ += o + p.sizes[j] - max(o, floor)
-            bound = max(bound, floor + rem[k] + occ)
-        if bound >= best[0]:
-            return True
-        tried = set()
-        for i in order:
-            key = (p.sizes[i], p.buffers[i].start, p.buffers[i].end)
-            if offsets[i] is not None or key in tried:
-                continue
-            tried.add(key)
-            off = _fit(p.busy(i, offsets), p.sizes[i], "first", floor)
-            if max(top, off + p.sizes[i]) >= best[0]:
-                continue
-            offsets[i] = off
-            for k in at_step[i]:
-                rem[k] -= p.sizes[i]
-            ok = dfs(count + 1, off, max(top, off + p.sizes[i]))
-            for k in at_step[i]:
-                rem[k] += p.sizes[i]
+
+class _Search:
+    """Canonical depth-first search for a placement within a capacity (see the module docstring).
+
+    Time is cut into sections: runs of steps with the same live buffers. Per section it keeps
+    the bytes not yet placed: they must fit above the last buffer placed there.
+    """
+
+    def __init__(self, p: _Problem) -> None:
+        self.p = p
+        ids = [i for i, s in enumerate(p.sizes) if s]
+        live: list[list[int]] = [[] for _ in range(max((p.buffers[i].end for i in ids), default=-1) + 1)]
+        for i in ids:
+            for t in range(p.buffers[i].start, p.buffers[i].end + 1):
+                live[t].append(i)
+        section = []  # step -> section index
+        for t, ids_t in enumerate(live):
+            section.append(section[-1] + (ids_t != live[t - 1]) if t else 0)
+        self.span = {i: (section[p.buffers[i].start], section[p.buffers[i].end] + 1) for i in ids}
+        self.live = [ids_t for t, ids_t in enumerate(live) if not t or ids_t != live[t - 1]]  # per section
+        self.bytes = [sum(p.sizes[i] for i in ids_k) for ids_k in self.live]
+        self.conflicts = [[j for j in c if p.sizes[j]] for c in p.conflicts]
+        self.orders = {name: sorted(ids, key=lambda i: key(p, i)) for name, key in PREORDERS.items()}
+
+    def run(self, cap: int, order: list[int], limit: int) -> tuple[list[int] | None, bool, int]:
+        """Offsets within ``cap`` bytes (or None), whether the search finished, nodes used."""
+        sizes, conflicts, span, live, buffers = self.p.sizes, self.conflicts, self.span, self.live, self.p.buffers
+        rank = {i: r for r, i in enumerate(order)}
+        unplaced = list(self.bytes)  # bytes not yet placed, per section
+        low = [0] * len(sizes)  # lowest offset left to each unplaced buffer
+        offsets: list[int | None] = [None] * len(sizes)
+        if max(unplaced, default=0) > cap:
+            return None, True, 0
+
+        def candidates(last: tuple[int, int]) -> list[int]:
+            todo = sorted((i for i in order if offsets[i] is None), key=low.__getitem__)  # stable: by rank
+            lowest_top = min(low[i] + sizes[i] for i in todo)
+            out, seen = [], set()
+            for i in todo:
+                if low[i] >= lowest_top:  # dominated: a buffer could end at or below it
+                    break
+                key = (sizes[i], buffers[i].start, buffers[i].end)
+                if (low[i], rank[i]) > last and low[i] + sizes[i] <= cap and key not in seen:
+                    seen.add(key)
+                    out.append(i)
+            return out
+
+        def put(i: int) -> tuple[list[tuple[int, int]], bool]:
+            o = offsets[i] = low[i]
+            top = o + sizes[i]
+            raised = []
+            ok = True
+            for j in conflicts[i]:
+                if offsets[j] is None and low[j] < top:
+                    raised.append((j, low[j]))
+                    low[j] = top
+                    ok = ok and top + sizes[j] <= cap
+            for k in range(*span[i]):  # what is left there must fit above this buffer
+                unplaced[k] -= sizes[i]
+                ok = ok and top + unplaced[k] <= cap
+            for j, _ in raised:  # ... and above the lowest offset left to the buffers there
+                for k in range(*span[j]):
+                    if ok and top + unplaced[k] > cap:
+                        ok = min(low[x] for x in live[k] if offsets[x] is None) + unplaced[k] <= cap
+            return raised, ok and o + max(unplaced) <= cap  # ... and above this offset
+
+        def take_back(i: int, raised: list[tuple[int, int]]) -> None:
+            for k in range(*span[i]):
+                unplaced[k] += sizes[i]
+            for j, lo in raised:
+                low[j] = lo
             offsets[i] = None
-            if not ok:
-                return False
-            if best[0] <= lb:
-                return True
-        return True
 
-    finished = dfs(0, 0, 0)
-    return best[1], finished
+        if not order:
+            return [0] * len(sizes), True, 0
+        left, nodes = len(order), 1
+        stack: list[list[Any]] = [[candidates((-1, -1)), 0, None]]  # candidates, next, undo record
+        while stack:
+            frame = stack[-1]
+            if frame[2] is not None:
+                take_back(*frame[2])
+                frame[2] = None
+                left += 1
+            if frame[1] == len(frame[0]):
+                stack.pop()
+                continue
+            i = frame[0][frame[1]]
+            frame[1] += 1
+            raised, ok = put(i)
+            frame[2] = (i, raised)
+            left -= 1
+            if not ok:
+                continue
+            if not left:
+                return [0 if o is None else o for o in offsets], True, nodes
+            if nodes >= limit:
+                return None, False, nodes
+            nodes += 1
+            stack.append([candidates((offsets[i], rank[i])), 0, None])
+        return None, True, nodes
+
+    def probe(self, cap: int, budget: int) -> tuple[list[int] | None, str, bool, int]:
+        """Try the preorders round robin, doubling their node limits: (offsets, preorder, proven
+        infeasible, nodes used)."""
+        used, limit = 0, 2 * len(self.span) + 2
+        while used < budget:
+            for name, order in self.orders.items():
+                offsets, finished, nodes = self.run(cap, order, min(limit, budget - used))
+                used += nodes
+                if offsets is not None or finished:
+                    return offsets, name, offsets is None, used
+                if used >= budget:
+                    break
+            limit *= 2
+        return None, "", False, used
+
+
+def _bisect(s: _Search, lo: int, best: Placement, budget: int) -> Placement:
+    """Lower ``best`` towards ``lo`` (no placement fits below it) by bisecting the capacity."""
+    step = best.alignment
+    while lo < best.peak and budget > 0:
+        cap = lo + (best.peak - lo) // step // 2 * step
+        offsets, name, infeasible, used = s.probe(cap, budget)
+        budget -= used
+        if offsets is not None:
+            best = _placement(s.p, offsets, best.alignment, f"search/{name}", best.lower_bound, False)
+        elif infeasible:
+            lo = cap + step
+        else:
+            break
+    return replace(best, optimal=best.optimal or lo >= best.peak)
+
+
+def _budget(buffers: list[Buffer], node_limit: int | None) -> int:
+    return min(NODE_LIMIT, WORK_LIMIT // max(len(buffers), 1)) if node_limit is None else node_limit
 
 
 def exact(buffers: list[Buffer], alignment: int = 16, node_limit: int = NODE_LIMIT) -> Placement | None:
-    """The exact search alone (no greedy incumbent); None if it runs out of nodes before a leaf.
+    """The search alone (no greedy incumbent); None if it finds no placement within ``node_limit``.
 
-    ``optimal`` in the result says whether the search finished within ``node_limit``.
+    ``optimal`` in the result says whether the search proved it within ``node_limit``.
     """
     _validate(buffers, alignment)
     p = _Problem(buffers, alignment)
     lb = lower_bound(buffers, alignment)
-    offsets, finished = _exact(p, lb, sum(p.sizes) + 1, node_limit)
-    return None if offsets is None else _placement(p, offsets, alignment, "exact", lb, finished)
+    s = _Search(p)
+    offsets, name, infeasible, used = s.probe(lb, node_limit)
+    if offsets is not None:
+        return _placement(p, offsets, alignment, f"search/{name}", lb, True)
+    stacked = list(itertools.accumulate(p.sizes, initial=0))[:-1]  # every buffer on top of the last
+    found = _bisect(s, lb + alignment if infeasible else lb,
+                    _placement(p, stacked, alignment, "stacked", lb, False), node_limit - used)
+    return None if found.strategy == "stacked" else found
 
 
 # --- entry points ---------------------------------------------------------------------
-def place(buffers: list[Buffer], alignment: int = 16, exact_limit: int = EXACT_LIMIT,
-          node_limit: int = NODE_LIMIT) -> Placement:
-    """The lowest placement found: every greedy variant (TFLM's included), then the exact search."""
+def place(buffers: list[Buffer], alignment: int = 16, node_limit: int | None = None) -> Placement:
+    """The lowest placement found: TFLM's greedy, then the search for the lower bound, then the
+    other greedy variants and bisection. ``node_limit``: search nodes to spend (default: a
+    budget of about 40 ms, whatever the number of buffers)."""
     _validate(buffers, alignment)
     p = _Problem(buffers, alignment)
     lb = lower_bound(buffers, alignment)
-    best = None
+    best = _greedy(p, alignment, lb, "first", "tflm")
+    if best.optimal:
+        return best
+    budget = _budget(buffers, node_limit)
+    s = _Search(p)
+    offsets, name, infeasible, used = s.probe(lb, budget)
+    if offsets is not None:
+        return _placement(p, offsets, alignment, f"search/{name}", lb, True)
     for fit in FITS:
-        for name, order in ORDERS.items():
-            strategy = "tflm" if (fit, name) == ("first", "tflm") else f"{fit}-fit/{name}"
-            cand = _placement(p, p.greedy(order(p), fit), alignment, strategy, lb, False)
-            if best is None or cand.peak < best.peak:
-                best = cand
-            if best.peak <= lb:
-                return best
-    if len(buffers) <= exact_limit:
-        offsets, finished = _exact(p, lb, best.peak, node_limit)
-        if offsets is not None:
-            return _placement(p, offsets, alignment, "exact", lb, finished)
-        if finished:
-            return replace(best, optimal=True)
-    return best
+        for order in ORDERS:
+            cand = _greedy(p, alignment, lb, fit, order)
+            best = cand if cand.peak < best.peak else best
+    return _bisect(s, lb + alignment if infeasible else lb, best, budget - used)
 
 
 @dataclass(frozen=True)
@@ -301,7 +408,7 @@ class ArenaPlan:
 
 def plan_arena(graph: Graph, include_input: bool = True, include_output: bool = True,
                alignment: int = 16, aliasing: bool = True, method: str = "best",
-               exact_limit: int = EXACT_LIMIT) -> ArenaPlan:
+               node_limit: int | None = None) -> ArenaPlan:
     """Place the activations of ``graph``; ``method`` is "best" (:func:`place`) or "tflm"."""
     if method not in ("best", "tflm"):
         raise PlanError(f"unknown arena method {method!r} (use 'best' or 'tflm')")
@@ -309,7 +416,7 @@ def plan_arena(graph: Graph, include_input: bool = True, include_output: bool = 
     if method == "tflm":
         pl = tflm_greedy(live.buffers, alignment)
     else:
-        pl = place(live.buffers, alignment, exact_limit)
+        pl = place(live.buffers, alignment, node_limit)
     offsets = {t: pl.offsets[b] for t, b in live.tensor_buffer.items()}
     sizes = {t: graph.tensors[t].nbytes for t in live.tensor_buffer}
     return ArenaPlan(offsets, sizes, dict(live.tensor_buffer), pl, include_input, include_output, aliasing)

@@ -137,7 +137,8 @@ class _Costs:
 
 
 def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[str, ...],
-                     first_only: bool) -> dict[tuple[int, int], list[tuple[int, int, Choice]]]:
+                     first_only: bool, progress: Callable[[int, int], None] | None = None,
+                     ) -> dict[tuple[int, int], list[tuple[int, int, Choice]]]:
     """(a, b) -> [(lower bound, MACs, choice)] for every segment between clean cuts."""
     g, n = c.g, c.n
     macs_prefix = np.concatenate([[0], np.cumsum(c.macs)])
@@ -146,7 +147,9 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         for b in cuts[ia + 1:]:
             lb = int(c.lbl_profile[a:b].max())
             opts[(a, b)] = [(lb, int(macs_prefix[b] - macs_prefix[a]), Choice(a, b))]
-    for b in cuts[1:]:
+    for done, b in enumerate(cuts[1:], 1):
+        if progress:
+            progress(done, len(cuts) - 1)
         s0 = b
         while s0 > 0 and c.local[s0 - 1]:
             s0 -= 1
@@ -289,7 +292,7 @@ def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, incl
 
 def optimal_front(graph: Graph, include_input: bool = True, include_output: bool = True, max_grid: int = 8,
                   policies: tuple[str, ...] = POLICIES, single_stage: bool = False, alignment: int = 16,
-                  place_front: bool = True, progress: Callable[[str], None] | None = None) -> FrontResult:
+                  place_front: bool = True, progress: Callable[[int, int], None] | None = None) -> FrontResult:
     """The exact (peak lower bound, MACs) front of the space in the module docstring.
 
     ``single_stage`` restricts it to MCUNetV2's space (one stage from the first spatial op);
@@ -301,22 +304,22 @@ def optimal_front(graph: Graph, include_input: bool = True, include_output: bool
     t0 = time.perf_counter()
     c = _Costs(graph, include_input, include_output, alignment)
     cuts = clean_cuts(graph)
-    opts = _segment_options(c, cuts, max_grid, policies, single_stage)
+    opts = _segment_options(c, cuts, max_grid, policies, single_stage, progress)
     if single_stage:  # at most one stage: keep stage options only on edges leaving the first cut
         first = _first_local(c)
         for key, edge in opts.items():
             opts[key] = [e for e in edge if e[2].grid is None or e[2].start == first]
         opts = _single_stage_paths(cuts, opts)
     labels = _dp(cuts, opts)
-    if progress:
-        progress(f"{sum(len(v) for v in opts.values())} segment options, {len(labels)} Pareto schedules")
     front = [Schedule(ch, p, m, to_plan(graph, ch, include_input, include_output)) for p, m, ch in labels]
     base_ch = (Choice(0, len(graph.ops)),)
     baseline = Schedule(base_ch, int(c.lbl_profile.max()), int(c.macs.sum()),
                         to_plan(graph, base_ch, include_input, include_output))
-    if place_front:
+    if place_front:  # the reported peak is the placed arena; keep the schedules that stay Pareto-optimal
         for s in [baseline, *front]:
             s.peak = place(plan_buffers(graph, s.plan).liveness.buffers, alignment).peak
+        keep = _pareto_filter(np.array([s.peak for s in front]), np.array([s.macs for s in front]))
+        front = [front[i] for i in keep]
     return FrontResult(baseline, front, time.perf_counter() - t0, sum(len(v) for v in opts.values()),
                        {"cuts": len(cuts), "policies": policies, "max_grid": max_grid, "single_stage": single_stage})
 

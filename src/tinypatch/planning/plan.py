@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,8 +98,11 @@ class Plan:
             "stages": [s.to_dict() for s in self.stages],
         }
 
-    def to_json(self, indent: int = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+    def to_json(self) -> str:
+        """Stable, readable JSON: one key per line, number lists on one line."""
+        text = json.dumps(self.to_dict(), indent=1)
+        return re.sub(r"\[\s*([-0-9,\s]*?)\s*\]", lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",")
+                      + "]", text)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:

@@ -68,6 +68,7 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
     lo: dict[str, np.ndarray] = {info.output: a}
     hi: dict[str, np.ndarray] = {info.output: b}
     total, overlap = {}, {}
+    widened: dict[str, np.ndarray] = {}  # cached op output -> region length per tile
     valid = np.ones(len(cut_lists), bool)
     for i in reversed(info.ops):
         op = graph.ops[i]
@@ -84,16 +85,26 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
             done = np.where(first, 0, np.concatenate([[0], done[:-1]]) - shift)
             reuse = nonempty & (done > h_lo)
             o_lo = np.where(reuse, np.minimum(done, h_hi), h_lo)
-            # what the buffer holds: the last non-empty need before this tile, in this tiling
-            last = np.maximum.accumulate(np.where(nonempty, np.arange(n), -1))
+            # a run of computed outputs restarts where a tile starts past everything computed so far;
+            # reusing outputs from before the current run's start is impossible (they were dropped)
+            used_before = np.concatenate([[-1], np.maximum.accumulate(np.where(nonempty, np.arange(n), -1))[:-1]])
+            restart = nonempty & ((used_before < base) | (h_lo > done))
+            last = np.maximum.accumulate(np.where(restart, np.arange(n), -1))
             prev = np.concatenate([[-1], last[:-1]])
-            has = (prev >= base) & ~first
-            k_lo = np.where(has, h_lo[np.maximum(prev, 0)], 0)
-            k_hi = np.where(has, h_hi[np.maximum(prev, 0)], 0)
-            ok = ~reuse | ((k_lo <= h_lo) & (o_lo <= k_hi))
+            run_lo = np.where(prev >= base, h_lo[np.maximum(prev, 0)], 0)
+            ok = ~reuse | (h_lo >= run_lo)
             valid &= np.logical_and.reduceat(ok, starts)
+            # the buffer holds a window sliding forward: from the least start this or a later
+            # tile needs to the furthest end computed so far (see tiles.tile_axis)
+            up = np.maximum.accumulate(np.where(nonempty, h_hi, 0) + shift) - shift
+            rev_lo = np.where(nonempty, h_lo, _BIG - 1)[::-1] + shift[::-1]
+            down = np.minimum.accumulate(rev_lo)[::-1] - shift
+            widened[t_out] = np.where(nonempty, up - down, 0)
+            kept = np.where(nonempty, np.where(o_lo < h_hi, o_lo, up) - down, 0)
+        else:
+            kept = o_lo - h_lo
         total[i] = np.add.reduceat(h_hi - o_lo, starts)
-        overlap[i] = np.maximum.reduceat(o_lo - h_lo, starts)
+        overlap[i] = np.maximum.reduceat(kept, starts)
         for t, m in zip(op.inputs, maps[i]):
             if m is None:
                 continue
@@ -105,7 +116,7 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
                 hi[t] = np.where(cur_empty, e_, np.where(new_empty, cur_hi, np.maximum(cur_hi, e_)))
             else:
                 lo[t], hi[t] = s_, e_
-    max_len = {t: np.maximum.reduceat(hi[t] - lo[t], starts) for t in lo}
+    max_len = {t: np.maximum.reduceat(widened.get(t, hi[t] - lo[t]), starts) for t in lo}
     extent = {}
     for t in lo:
         ne = lo[t] < hi[t]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tinypatch.analysis.regions import axis_maps
@@ -14,7 +15,7 @@ from tinypatch.report.plots import plot_layer_memory, plot_pareto
 if TYPE_CHECKING:
     from tinypatch.analysis.memory import MemoryReport
     from tinypatch.planning.cost import PlanCost
-    from tinypatch.planning.search import Candidate, SearchResult
+    from tinypatch.planning.optimal import FrontResult, Schedule
 
 
 def kb(n: int | float) -> str:
@@ -59,56 +60,63 @@ def layer_plot(path: str, graph: Graph, report: MemoryReport, budget: int | None
                       f"{graph.name}: peak memory per {'block' if graph.meta.get('blocks') else 'layer'}", budget)
 
 
-def plan_tables(console: Console, graph: Graph, chosen: Candidate, cost: PlanCost, base: PlanCost,
-                result: SearchResult) -> None:
+def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost, base: PlanCost,
+                result: FrontResult) -> None:
     """The chosen schedule, before/after figures and the Pareto front."""
     inp = "input counted" if cost.include_input else "input not counted"
     if not chosen.plan.stages:
         console.print("[bold]chosen schedule:[/] layer-by-layer (no patch stage helps under these constraints)")
+    else:
+        console.print(f"[bold]chosen schedule:[/] {len(chosen.plan.stages)} patch stage(s), the other operators "
+                      f"layer by layer")
     from tinypatch.planning.tiles import tile_stage
 
-    for s in chosen.plan.stages:
+    for n, s in enumerate(chosen.plan.stages, 1):
         st = tile_stage(graph, s)
         ops = graph.ops
-        console.print(f"[bold]chosen schedule:[/] ops {s.start}..{s.end - 1} ({ops[s.start].type} .. "
-                      f"{ops[s.end - 1].type}) patch by patch, grid {s.grid[0]}x{s.grid[1]}, then layer by layer")
-        t = Table(title="patch stage: per-operator tile sizes (largest tile), halo (input beyond stride x output) and its handling")
+        t = Table(title=f"stage {n}: ops {s.start}..{s.end - 1} ({ops[s.start].type} .. {ops[s.end - 1].type}), "
+                        f"grid {s.grid[0]}x{s.grid[1]}; tile sizes of the largest tile, halo = input rows/cols "
+                        f"beyond stride x output")
         for col in ("op", "type", "output", "tile out HxW", "tile in HxW", "halo rows/cols", "halo"):
             t.add_column(col, justify="right" if col not in ("type", "output", "halo") else "left")
         for k in st.info.ops:
             op = ops[k]
-            oh = max(x[k].out[1] - x[k].out[0] for x in st.h.spans)
-            ow = max(x[k].out[1] - x[k].out[0] for x in st.w.spans)
-            reads = [(x[k].reads[0], y[k].reads[0]) for x in st.h.spans for y in st.w.spans]
-            ih = max(r[0][1] - r[0][0] for r in reads)
-            iw = max(r[1][1] - r[1][0] for r in reads)
+            oh = max(x[k].need[1] - x[k].need[0] for x in st.h.spans)
+            ow = max(x[k].need[1] - x[k].need[0] for x in st.w.spans)
+            acts = [m for m, name in enumerate(op.inputs) if name and not graph.tensors[name].is_const]
+            ih = max(x[k].reads[acts[0]][1] - x[k].reads[acts[0]][0] for x in st.h.spans)
+            iw = max(x[k].reads[acts[0]][1] - x[k].reads[acts[0]][0] for x in st.w.spans)
             out_shape = graph.tensors[op.outputs[0]].shape
             mh, mw = axis_maps(graph, op)  # type: ignore[misc]
             t.add_row(str(k), op.type, "x".join(map(str, out_shape[1:])), f"{oh}x{ow}", f"{ih}x{iw}",
-                      f"{max(ih - oh * mh.stride, 0)}/{max(iw - ow * mw.stride, 0)}", st.stage.mode(k))
+                      f"{max(ih - oh * mh.stride, 0)}/{max(iw - ow * mw.stride, 0)}", s.mode(k))
         console.print(t)
     t = Table(title=f"before / after (placed arena peak, {inp}; kB = 1024 B)")
-    for col in ("schedule", "peak kB", "peak kB (input counted)", "peak kB (input not counted)", "MACs",
-                "MAC overhead", "MAC overhead (full-size tiles)"):
+    for col in ("schedule", "peak kB", "peak kB (input counted)", "peak kB (input not counted)",
+                "analytic kB (MCUNetV2)", "MACs", "MAC overhead", "MAC overhead (full-size tiles)"):
         t.add_column(col, justify="right" if col != "schedule" else "left")
-    for name, c in (("layer-by-layer", base), (chosen.label, cost)):
-        t.add_row(name, kb(c.peak), kb(c.peak_with_input), kb(c.peak_without_input), _m(c.macs),
-                  f"{c.mac_overhead:+.1%}", f"{c.mac_overhead_full_tiles:+.1%}")
+    for name, c in (("layer-by-layer", base), ("chosen", cost)):
+        t.add_row(name, kb(c.peak), kb(c.peak_with_input), kb(c.peak_without_input), kb(c.peak_analytic),
+                  _m(c.macs), f"{c.mac_overhead:+.1%}", f"{c.mac_overhead_full_tiles:+.1%}")
     console.print(t)
-    console.print(f"peak reduction {base.peak / cost.peak:.2f}x; per-tile working set "
+    console.print(f"peak reduction {base.peak / cost.peak:.2f}x; per-tile working set of each stage: "
                   f"{', '.join(kb(w) + ' kB' for w in cost.stage_working_set) or '-'}")
-    t = Table(title=f"Pareto front: {len(result.front)} of {len(result.candidates)} schedules "
-                    f"(searched in {result.seconds * 1000:.0f} ms)")
+    t = Table(title=f"Pareto front: {len(result.front)} schedules, exact over {result.options} segment options "
+                    f"(searched in {result.seconds:.2f} s)")
     for col in ("schedule", "peak kB", "MACs", "MAC overhead"):
-        t.add_column(col, justify="right" if col != "schedule" else "left")
+        t.add_column(escape("schedule: ops [start:end] grid halo") if col == "schedule" else col,
+                     justify="right" if col != "schedule" else "left")
     for c in result.front:
         mark = " [bold green]<- chosen[/]" if c is chosen else ""
-        t.add_row(c.label + mark, kb(c.peak or 0), _m(c.macs), f"{c.macs / result.baseline.macs - 1:+.1%}")
+        t.add_row(escape(c.label) + mark, kb(c.peak or 0), _m(c.macs), f"{c.macs / result.baseline.macs - 1:+.1%}")
     console.print(t)
 
 
-def pareto_plot(path: str, graph: Graph, result: SearchResult) -> None:
+def pareto_plot(path: str, graph: Graph, result: FrontResult, reference: FrontResult | None = None) -> None:
+    """Our front, the MCUNetV2-style single-stage front (if given) and the layer-by-layer point."""
     base = result.baseline
-    plot_pareto(path, f"{graph.name}: peak SRAM vs MACs (placed arena)",
-                {"patch-based (single stage)": [(c.peak or 0, c.macs / 1e6) for c in result.front]},
+    fronts = {"tinypatch (multi-stage, halo caching)": [(s.peak or 0, s.macs / 1e6) for s in result.front]}
+    if reference is not None:
+        fronts["MCUNetV2-style single stage, recompute"] = [(s.peak or 0, s.macs / 1e6) for s in reference.front]
+    plot_pareto(path, f"{graph.name}: peak SRAM vs MACs (placed arena)", fronts,
                 {"layer-by-layer": [(base.peak or 0, base.macs / 1e6)]})

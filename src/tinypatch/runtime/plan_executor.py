@@ -68,6 +68,8 @@ class PlanExecutor:
     # --- running ------------------------------------------------------------------------
     def __call__(self, inputs: list[np.ndarray] | dict[str, np.ndarray]) -> PlanRun:
         g = self.graph
+        if isinstance(inputs, np.ndarray):  # one array for a single-input model, as run() takes
+            inputs = [inputs]
         if not isinstance(inputs, dict):
             inputs = dict(zip(g.inputs, inputs))
         arena = Arena(self.placement.peak, self.placement.alignment)

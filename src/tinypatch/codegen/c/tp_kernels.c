@@ -433,3 +433,13 @@ void tp_copy_rows(void *dst, int dst_rs, const void *src, int src_rs, int rows, 
     for (int r = 0; r < rows; r++)
         memmove((char *)dst + (ptrdiff_t)r * dst_rs, (const char *)src + (ptrdiff_t)r * src_rs, (size_t)row_bytes);
 }
+
+void tp_shift_rows(void *buf, int rs, int rows, int row_bytes, ptrdiff_t delta)
+{
+    char *b = (char *)buf;
+    if (delta >= 0) {
+        for (int r = 0; r < rows; r++) memmove(b + (ptrdiff_t)r * rs, b + (ptrdiff_t)r * rs + delta, (size_t)row_bytes);
+    } else {
+        for (int r = rows - 1; r >= 0; r--) memmove(b + (ptrdiff_t)r * rs, b + (ptrdiff_t)r * rs + delta, (size_t)row_bytes);
+    }
+}

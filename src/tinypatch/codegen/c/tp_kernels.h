@@ -100,5 +100,8 @@ void tp_softmax_s8(const tp_softmax_p *p, const int8_t *x, int rows, int depth, 
 
 /* --- tile bookkeeping ------------------------------------------------------------------ */
 void tp_copy_rows(void *dst, int dst_rs, const void *src, int src_rs, int rows, int row_bytes);
+/* rows r = 0..rows-1 of buf (row stride rs bytes) take row_bytes from buf + r * rs + delta,
+ * in place: in an order that never overwrites a byte still to be read. */
+void tp_shift_rows(void *buf, int rs, int rows, int row_bytes, ptrdiff_t delta);
 
 #endif

@@ -1,0 +1,355 @@
+"""C emission of every operator: its constant parameters (emitted once) and its kernel call.
+
+Parameters are taken from the numpy kernels' prepared state (``tinypatch.kernels.prepare``),
+so multipliers, shifts and activation ranges are the very numbers the Python executor uses.
+Unary int8 operators (RELU, RELU6, LOGISTIC, HARD_SWISH, int8 QUANTIZE, DEQUANTIZE and the
+requantization inside CONCATENATION) become 256-entry tables filled by running the numpy
+kernel on every int8 value, so they are bit-exact by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinypatch.codegen import cfmt
+from tinypatch.codegen.storage import Storage, Unit
+from tinypatch.codegen.views import View, align4, contiguous_strides
+from tinypatch.errors import UnsupportedOperatorError
+from tinypatch.ir import Graph
+from tinypatch.kernels import PreparedOp, prepare
+from tinypatch.kernels.fixedpoint import exp_on_negative_values, multiply_by_quantized_multiplier
+from tinypatch.kernels.quantize import requantize
+from tinypatch.kernels.reduce import mean_multiplier
+from tinypatch.kernels.softmax import SCALED_DIFF_INTEGER_BITS
+
+SPATIAL = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "RESIZE_NEAREST_NEIGHBOR")
+LUT_OPS = ("RELU", "RELU6", "LOGISTIC", "HARD_SWISH")
+MOVE_DTYPES = ("int8", "uint8", "int32", "float32")
+
+
+@dataclass
+class Site:
+    """One use of an operator: views of its inputs (per ``op.inputs`` entry) and output."""
+
+    k: int
+    ins: list[View | None]
+    out: View
+    pads: tuple[str, str] = ("0", "0")  # zero padding (top, left) before the input window
+    win: tuple[str, str, str, str] = ("0", "0", "0", "0")  # out y0, out x0, read y0, read x0
+    stage: bool = False
+
+
+@dataclass
+class OpEmitter:
+    graph: Graph
+    storage: Storage
+    unit: Unit
+    kernels: list[PreparedOp] = field(init=False)
+    _params: dict[object, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.kernels = [prepare(self.graph, op) for op in self.graph.ops]
+        for k in range(len(self.graph.ops)):
+            self.check(k)
+
+    # --- validation -----------------------------------------------------------------
+    def unsupported(self, k: int, detail: str) -> UnsupportedOperatorError:
+        return UnsupportedOperatorError(self.graph.ops[k].type, k, f"C code generation: {detail}")
+
+    def check(self, k: int) -> None:
+        """Raise UnsupportedOperatorError unless op ``k`` can be generated."""
+        op, g = self.graph.ops[k], self.graph
+        if op.type not in _EMITTERS:
+            raise self.unsupported(k, "no C kernel for this operator")
+        tensors = [g.tensors[t] for t in (*op.inputs, *op.outputs) if t]
+        if any(len(t.shape) > 4 for t in tensors):
+            raise self.unsupported(k, "tensors of rank > 4")
+        if len(op.outputs) != 1:
+            raise self.unsupported(k, "more than one output")
+        acts = [g.tensors[t] for t in op.inputs if t and not g.tensors[t].is_const]
+        out = g.tensors[op.outputs[0]]
+        if op.type in ("RESHAPE", "TRANSPOSE", "CONCATENATION", "PAD"):
+            if out.dtype not in MOVE_DTYPES:
+                raise self.unsupported(k, f"dtype {out.dtype}")
+        elif op.type == "QUANTIZE":
+            if acts[0].dtype not in ("int8", "float32") or out.dtype != "int8":
+                raise self.unsupported(k, f"{acts[0].dtype} -> {out.dtype}")
+        elif op.type == "DEQUANTIZE":
+            if out.dtype != "float32":
+                raise self.unsupported(k, f"output dtype {out.dtype}")
+        elif out.dtype != "int8" or any(t.dtype != "int8" for t in acts):
+            raise self.unsupported(k, "only int8 (quantized) arithmetic is generated; float operators are not")
+        if op.type in SPATIAL and (len(out.shape) != 4 or out.shape[0] != 1):
+            raise self.unsupported(k, f"needs a 1xHxWxC output, got {out.shape}")
+        if op.type == "CONV_2D" and g.tensors[op.inputs[1]].shape[3] != acts[0].shape[3]:
+            raise self.unsupported(k, "grouped convolution")
+        if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 2 and op.inputs[2]:
+            if g.tensors[op.inputs[2]].dtype != "int32" or not g.tensors[op.inputs[2]].is_const:
+                raise self.unsupported(k, "bias must be a constant int32 tensor")
+        if op.type == "ADD" and max(self.kernels[k].sh1, self.kernels[k].sh2, self.kernels[k].sho) > 0:
+            raise self.unsupported(k, "input/output scales need a multiplier >= 1")
+        if op.type == "PAD" and self.kernels[k].paddings and np.any(np.asarray(self.kernels[k].paddings) < 0):
+            raise self.unsupported(k, "negative paddings")
+
+    # --- emission -------------------------------------------------------------------
+    def call(self, site: Site) -> str:
+        """C statements running the operator on a site (parameters declared on first use)."""
+        return _EMITTERS[self.graph.ops[site.k].type](self, site)
+
+    def params(self, key: object, build: Callable[[], str]) -> str:
+        """Name of a parameter block (key: op index, or (op index, tag)), emitted once by ``build``."""
+        if key not in self._params:
+            self._params[key] = build()
+        return self._params[key]
+
+    def struct(self, k: int, c_type: str, fields: dict[str, object], size: int = 32) -> str:
+        name = self.unit.name(f"tp_p{k}")
+        body = ", ".join(f".{f} = {v}" for f, v in fields.items())
+        self.unit.add(f"static const {c_type} {name} = {{{body}}};\n", size)
+        return name
+
+    def lut(self, k: int, table: np.ndarray, c_type: str = "int8_t") -> str:
+        return self.unit.array(c_type, f"tp_lut{k}", table)
+
+    def act_view(self, site: Site, pos: int = 0) -> View:
+        """The view of the pos-th activation input."""
+        views = [v for t, v in zip(self.graph.ops[site.k].inputs, site.ins)
+                 if t and not self.graph.tensors[t].is_const]
+        return views[pos]
+
+
+# --- operators ---------------------------------------------------------------------------
+def _spatial_call(fn: str, p: str, e: OpEmitter, s: Site) -> str:
+    x, y = e.act_view(s), s.out
+    return (x.check() + y.check()
+            + f"{fn}(&{p}, {x.ptr}, {x.h}, {x.w}, {x.rs}, {s.pads[0]}, {s.pads[1]}, {y.ptr}, {y.h}, {y.w}, {y.rs});\n")
+
+
+def _conv_params(e: OpEmitter, k: int, depthwise: bool) -> str:
+    kern = e.kernels[k]
+    op = e.graph.ops[k]
+    bias = e.storage.const(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else "NULL"
+    cin = e.graph.tensors[op.inputs[0]].shape[3]
+    fields = dict(w=e.storage.const(op.inputs[1]), bias=bias,
+                  mult=e.unit.array("int32_t", f"tp_m{k}", kern.multiplier),
+                  shift=e.unit.array("int8_t", f"tp_s{k}", kern.shift), wsum="NULL",
+                  cin=cin, cout=kern.cout, kh=kern.kernel_hw[0], kw=kern.kernel_hw[1],
+                  sh=kern.stride[0], sw=kern.stride[1], dh=kern.dilation[0], dw=kern.dilation[1],
+                  dm=kern.depth_multiplier if depthwise else 1, in_zp=kern.in_zp, out_zp=kern.out_zp,
+                  act_min=kern.act_min, act_max=kern.act_max)
+    return e.struct(k, "tp_conv_p", fields)
+
+
+def _conv(e: OpEmitter, s: Site) -> str:
+    return _spatial_call("tp_conv_s8", e.params(s.k, lambda: _conv_params(e, s.k, False)), e, s)
+
+
+def _dwconv(e: OpEmitter, s: Site) -> str:
+    return _spatial_call("tp_dwconv_s8", e.params(s.k, lambda: _conv_params(e, s.k, True)), e, s)
+
+
+def _pool_params(e: OpEmitter, k: int) -> str:
+    kern = e.kernels[k]
+    return e.struct(k, "tp_pool_p", dict(c=kern.out.shape[3], kh=kern.kernel_hw[0], kw=kern.kernel_hw[1],
+                                         sh=kern.stride[0], sw=kern.stride[1], act_min=kern.act_min,
+                                         act_max=kern.act_max), 14)
+
+
+def _avgpool(e: OpEmitter, s: Site) -> str:
+    return _spatial_call("tp_avgpool_s8", e.params(s.k, lambda: _pool_params(e, s.k)), e, s)
+
+
+def _maxpool(e: OpEmitter, s: Site) -> str:
+    return _spatial_call("tp_maxpool_s8", e.params(s.k, lambda: _pool_params(e, s.k)), e, s)
+
+
+def _fc_params(e: OpEmitter, k: int) -> str:
+    kern = e.kernels[k]
+    op = e.graph.ops[k]
+    w = e.graph.tensors[op.inputs[1]]
+    bias = e.storage.const(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else "NULL"
+    w_zp = 0 if w.quant.per_channel else int(w.quant.zero_point[0])
+    return e.struct(k, "tp_fc_p", dict(w=e.storage.const(op.inputs[1]), bias=bias,
+                                       scale=e.unit.array("double", f"tp_fcs{k}", kern.effective_scale),
+                                       units=kern.units, depth=kern.depth, per_channel=1, in_zp=kern.in_zp,
+                                       w_zp=w_zp, out_zp=kern.out_zp, act_min=kern.act_min, act_max=kern.act_max))
+
+
+def _fc(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x = e.act_view(s)
+    size = e.graph.tensors[x.tensor].size
+    if size % kern.depth:
+        raise e.unsupported(s.k, f"input of {size} values is not a multiple of depth {kern.depth}")
+    p = e.params(s.k, lambda: _fc_params(e, s.k))
+    return f"tp_fc_s8(&{p}, {x.ptr}, {size // kern.depth}, {s.out.ptr});\n"
+
+
+def _binary(e: OpEmitter, s: Site, fn: str, p: str) -> str:
+    a, b, y = s.ins[0], s.ins[1], s.out
+    return (y.check() + f"{fn}(&{p}, {y.dims()}, {a.ptr}, {a.strides()}, {b.ptr}, {b.strides()}, "
+            f"{y.ptr}, {y.strides()});\n")
+
+
+def _add(e: OpEmitter, s: Site) -> str:
+    def build() -> str:
+        kern = e.kernels[s.k]
+        return e.struct(s.k, "tp_add_p", dict(m1=kern.m1, m2=kern.m2, mo=kern.mo, sh1=kern.sh1, sh2=kern.sh2,
+                                              sho=kern.sho, zp1=kern.zp1, zp2=kern.zp2, out_zp=kern.out_zp,
+                                              act_min=kern.act_min, act_max=kern.act_max))
+    return _binary(e, s, "tp_add_s8", e.params(s.k, build))
+
+
+def _mul(e: OpEmitter, s: Site) -> str:
+    def build() -> str:
+        kern = e.kernels[s.k]
+        return e.struct(s.k, "tp_mul_p", dict(m=kern.multiplier, shift=kern.shift, zp1=kern.zp1, zp2=kern.zp2,
+                                              out_zp=kern.out_zp, act_min=kern.act_min, act_max=kern.act_max))
+    return _binary(e, s, "tp_mul_s8", e.params(s.k, build))
+
+
+_INT8_VALUES = np.arange(-128, 128, dtype=np.int64).astype(np.int8)
+
+
+def _unary_lut(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x, y = e.act_view(s), s.out
+    if kern.dtype == "float32":  # DEQUANTIZE
+        lut = e.params(s.k, lambda: e.lut(s.k, kern([_INT8_VALUES])[0], "float"))
+        return y.check() + f"tp_lut_f32({lut}, {y.dims()}, {x.ptr}, {x.strides()}, {y.ptr}, {y.strides()});\n"
+    lut = e.params(s.k, lambda: e.lut(s.k, kern([_INT8_VALUES])[0]))
+    return y.check() + f"tp_lut_s8({lut}, {y.dims()}, {x.ptr}, {x.strides()}, {y.ptr}, {y.strides()});\n"
+
+
+def _quantize(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    if kern.src_dtype == "int8":
+        return _unary_lut(e, s)
+    x, y = e.act_view(s), s.out
+    return (y.check() + f"tp_quantize_f32({cfmt.float_lit(kern.out_scale)}, {kern.out_zp}, {y.dims()}, {x.ptr}, "
+            f"{x.strides()}, {y.ptr}, {y.strides()});\n")
+
+
+def _mean(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x = e.act_view(s)
+    shape = e.graph.tensors[x.tensor].shape
+    lead = 4 - len(shape)
+    d4 = align4(shape)
+    reduce = [int(a - lead in kern.axes) for a in range(4)]
+    count = int(np.prod([d4[a] for a in range(4) if reduce[a]], dtype=np.int64))
+
+    def build() -> str:
+        m, shift = mean_multiplier(*kern.base, count)
+        return e.struct(s.k, "tp_mean_p", dict(m=m, shift=shift, in_zp=kern.in_zp, out_zp=kern.out_zp, count=count))
+    p = e.params(s.k, build)
+    dims = "(const int32_t[4]){" + ", ".join(map(str, d4)) + "}"
+    red = "(const int32_t[4]){" + ", ".join(map(str, reduce)) + "}"
+    return f"tp_mean_s8(&{p}, {dims}, {red}, {x.ptr}, {s.out.ptr});\n"
+
+
+def _softmax(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x = e.act_view(s)
+    shape = e.graph.tensors[x.tensor].shape
+    depth = shape[-1]
+
+    def build() -> str:
+        diffs = -np.arange(256, dtype=np.int64)
+        scaled = multiply_by_quantized_multiplier(diffs, kern.multiplier, kern.left_shift)
+        exps = e.unit.array("int32_t", f"tp_exp{s.k}", exp_on_negative_values(scaled, SCALED_DIFF_INTEGER_BITS))
+        return e.struct(s.k, "tp_softmax_p", dict(exps=exps, diff_min=kern.diff_min))
+    p = e.params(s.k, build)
+    rows = e.graph.tensors[x.tensor].size // depth
+    return f"tp_softmax_s8(&{p}, {x.ptr}, {rows}, {depth}, {s.out.ptr});\n"
+
+
+def _reshape(e: OpEmitter, s: Site) -> str:
+    x = e.act_view(s)
+    if e.storage.raw(x.tensor) == e.storage.raw(s.out.tensor):
+        return "/* in place: same bytes, new shape */\n"
+    return f"memmove({s.out.ptr}, {x.ptr}, {e.graph.tensors[s.out.tensor].nbytes});\n"
+
+
+def _transpose(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x = e.act_view(s)
+    in_shape = e.graph.tensors[x.tensor].shape
+    lead = 4 - len(in_shape)
+    perm = list(range(lead)) + [p + lead for p in kern.perm]
+    src = contiguous_strides(align4(in_shape))
+    sx = "(const int32_t[4]){" + ", ".join(str(src[p]) for p in perm) + "}"
+    y = s.out
+    return f"tp_copy({y.esize}, {y.dims()}, {x.ptr}, {sx}, {y.ptr}, {y.strides()});\n"
+
+
+def _pad(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x, y = e.act_view(s), s.out
+    value = e.params(s.k, lambda: e.unit.array(cfmt.ctype(kern.dtype), f"tp_padv{s.k}", np.array([kern.value])))
+    if s.stage:
+        before = f"(const int32_t[4]){{0, {s.pads[0]}, {s.pads[1]}, 0}}"
+    else:
+        rows = [(0, 0)] * (4 - len(kern.paddings)) + list(kern.paddings)
+        before = "(const int32_t[4]){" + ", ".join(str(r[0]) for r in rows) + "}"
+    return (x.check() + y.check() + f"tp_pad({y.esize}, {value}, {x.dims()}, {before}, {x.ptr}, {x.strides()}, "
+            f"{y.dims()}, {y.ptr}, {y.strides()});\n")
+
+
+def _resize(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x, y = e.act_view(s), s.out
+
+    def build() -> str:
+        in_hw = e.graph.tensors[x.tensor].shape[1:3]
+        rows, cols = kern.source_indices(in_hw)
+        r = e.unit.array("int16_t", f"tp_rows{s.k}", rows)
+        c = e.unit.array("int16_t", f"tp_cols{s.k}", cols)
+        return f"{r}|{c}"
+    rows, cols = e.params(s.k, build).split("|")
+    oy, ox, ry, rx = s.win
+    return (x.check() + y.check() + f"tp_resize_nn({rows} + {oy}, {cols} + {ox}, {ry}, {rx}, {y.c}, {y.esize}, "
+            f"{x.ptr}, {x.rs}, {y.ptr}, {y.h}, {y.w}, {y.rs});\n")
+
+
+def _concat(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    y = s.out
+    out_shape = e.graph.tensors[y.tensor].shape
+    axis = kern.axis + 4 - len(out_shape)
+    out_strides = contiguous_strides(align4(out_shape))
+    lines, offset = [y.check()], 0
+    for pos, (t, x) in enumerate(zip(e.graph.ops[s.k].inputs, s.ins)):
+        shape4 = align4(e.graph.tensors[t].shape)
+        if s.stage:  # channels of a tile window
+            dst = f"({y.ptr} + {offset})"
+            dims, sy = x.dims(), y.strides()
+        else:
+            dst = f"({y.ptr} + {offset * out_strides[axis]})"
+            dims = "(const int32_t[4]){" + ", ".join(map(str, shape4)) + "}"
+            sy = "(const int32_t[4]){" + ", ".join(map(str, out_strides)) + "}"
+        rq = kern.rescale[pos]
+        if rq is None:
+            lines.append(f"tp_copy({y.esize}, {dims}, {x.ptr}, {x.strides()}, {dst}, {sy});\n")
+        else:
+            lut = e.params((s.k, pos), lambda: e.lut(s.k, requantize(_INT8_VALUES, *rq)))
+            lines.append(f"tp_lut_s8({lut}, {dims}, {x.ptr}, {x.strides()}, {dst}, {sy});\n")
+        offset += shape4[axis]
+    return "".join(lines)
+
+
+_EMITTERS: dict[str, Callable[[OpEmitter, Site], str]] = {
+    "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _dwconv, "AVERAGE_POOL_2D": _avgpool, "MAX_POOL_2D": _maxpool,
+    "FULLY_CONNECTED": _fc, "ADD": _add, "MUL": _mul, "MEAN": _mean, "SOFTMAX": _softmax,
+    "RESHAPE": _reshape, "TRANSPOSE": _transpose, "PAD": _pad, "RESIZE_NEAREST_NEIGHBOR": _resize,
+    "CONCATENATION": _concat, "QUANTIZE": _quantize, "DEQUANTIZE": _unary_lut,
+    **{t: _unary_lut for t in LUT_OPS},
+}
+
+
+def supported_ops() -> tuple[str, ...]:
+    """Operator types the C generator handles."""
+    return tuple(sorted(_EMITTERS))

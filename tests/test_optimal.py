@@ -1,0 +1,121 @@
+"""The exact multi-stage search: its cost model, its optimality and its plans."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import tinypatch.planning.optimal as O
+from tinypatch.analysis.regions import split_even
+from tinypatch.frontends.synth import Builder
+from tinypatch.frontends.zoo import build
+from tinypatch.planning.memory import plan_buffers
+from tinypatch.planning.search import search
+from tinypatch.planning.tile_arrays import axis_figures
+from tinypatch.planning.tiles import tile_axis
+from tinypatch.runtime.executor import run
+from tinypatch.runtime.inputs import random_input
+from tinypatch.runtime.plan_executor import PlanExecutor
+
+from strategies import random_cnn
+
+
+def chain(h: int = 19, w: int = 13):
+    b = Builder("chain", seed=5)
+    x = b.input((1, h, w, 3))
+    x = b.conv(x, 6, 3, 2, name="c0")
+    x = b.depthwise(x, 3, 1, name="d1")
+    x = b.conv(x, 4, 1, 1, name="p2", act="NONE")
+    x = b.conv(x, 8, 3, 2, name="c3")
+    x = b.depthwise(x, 5, 1, name="d4")
+    return b.finish([x])
+
+
+def _check_figures(g):
+    c = O._Costs(g, True, True, 1)
+    for b in O.clean_cuts(g)[1:]:
+        s0 = b
+        while s0 > 0 and c.local[s0 - 1]:
+            s0 -= 1
+        if s0 == b or len(g.tensors[g.ops[b - 1].outputs[0]].shape) != 4:
+            continue
+        info = O.stage_info_relaxed(g, s0, b)
+        out = g.tensors[info.output].shape
+        for ax, keep in itertools.product((0, 1), (False, True)):
+            cached = frozenset(info.ops[:-1]) if keep else frozenset()
+            cut_lists = [split_even(out[1 + ax], k) for k in O.axis_counts(out[1 + ax], 8)]
+            for cuts, fig in zip(cut_lists, axis_figures(g, info, c.maps[ax], cut_lists, cached)):
+                try:
+                    til = tile_axis(g, info, ax, cuts, cached)
+                except Exception:
+                    assert not fig.valid
+                    continue
+                assert fig.valid
+                assert fig.max_len == {t: til.max_len(t) for t in til.regions[0]}
+                assert fig.total_len == {k: til.total_len(k) for k in info.ops}
+                assert fig.overlap == {k: til.overlap(k) for k in info.ops}
+
+
+def test_vectorised_figures_agree_with_tile_axis():
+    for g in (chain(), build("mcunet-in0")):
+        _check_figures(g)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(random_cnn(max_layers=5, head=False))
+def test_vectorised_figures_agree_on_random_cnns(case):
+    _check_figures(case[0])
+
+
+def test_dp_front_equals_brute_force():
+    g = chain()
+    c = O._Costs(g, True, True, 16)
+    cuts = O.clean_cuts(g)
+    opts = O._segment_options(c, cuts, 8, O.POLICIES, False)
+    results = []
+
+    def walk(at: int, peak: int, macs: int) -> None:
+        if at == cuts[-1]:
+            results.append((peak, macs))
+            return
+        for b in cuts[cuts.index(at) + 1:]:
+            for lb, m, _ in opts[(at, b)]:
+                walk(b, max(peak, lb), macs + m)
+
+    walk(cuts[0], 0, 0)
+    p, m = np.array([r[0] for r in results]), np.array([r[1] for r in results])
+    brute = sorted({(int(p[i]), int(m[i])) for i in O._pareto_filter(p, m)})
+    dp = sorted({(s.lower_bound, s.macs) for s in O.optimal_front(g, place_front=False).front})
+    assert dp == brute
+    assert len(dp) > 3
+
+
+@pytest.mark.parametrize("name", ["mcunet-in0", "chain"])
+def test_front_plans_cost_what_they_run(name):
+    g = chain() if name == "chain" else build(name)
+    res = search(g, include_input=False)
+    x = [random_input(g.tensors[n], 3) for n in g.inputs]
+    ref = run(g, x)
+    assert res.front[0].peak < res.baseline.peak
+    for s in res.front:
+        assert plan_buffers(g, s.plan).liveness.lower_bound(16) == s.lower_bound  # the DP's model is exact
+        out = PlanExecutor(g, s.plan)(x)
+        assert out.arena_high_water == out.arena_size == s.peak
+        for n in g.outputs:
+            assert np.array_equal(out.outputs[n], ref[n])
+
+
+def test_single_stage_space_is_mcunetv2s():
+    g = build("mcunet-in0")
+    res = search(g, strategy="recompute", single_stage=True)
+    full = search(g)
+    for s in res.front:
+        assert len(s.plan.stages) <= 1
+        assert all(not st_.halo for st_ in s.plan.stages)
+        assert all(st_.start == 0 for st_ in s.plan.stages)
+    # the bigger space can only do better: every single-stage point is matched or dominated
+    for s in res.front:
+        assert any(f.lower_bound <= s.lower_bound and f.macs <= s.macs for f in full.front)
