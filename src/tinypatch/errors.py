@@ -38,3 +38,7 @@ class BudgetError(PlanError):
 
 class InputError(TinypatchError):
     """An input file (image, .npy) cannot be read or does not match the model input."""
+
+
+class ToolchainError(TinypatchError):
+    """A compiler, linker or emulator step failed, or the tool is not installed."""

@@ -245,7 +245,10 @@ model_host_check: $(HOST_SRCS) $(HEADERS)
 
 {mcu}: %: model_%.elf
 model_%.elf: $(MCU_SRCS) $(HEADERS) link_%.ld
-\t$(ARM_CC) $(ARM_CFLAGS) $(CPU_$*) -T link_$*.ld $(ARM_LDFLAGS) -Wl,-Map=model_$*.map -o $@ $(MCU_SRCS) -lgcc
+\t@mkdir -p obj_$*
+\t@for s in $(MCU_SRCS); do $(ARM_CC) $(ARM_CFLAGS) $(CPU_$*) -c $$s -o obj_$*/$${{s%.c}}.o || exit 1; done
+\t$(ARM_CC) $(ARM_CFLAGS) $(CPU_$*) -T link_$*.ld $(ARM_LDFLAGS) -Wl,-Map=model_$*.map -o $@ \\
+\t\t$(addprefix obj_$*/,$(MCU_SRCS:.c=.o)) -lgcc
 
 run-%: model_%.elf
 \t$(QEMU) -M $(QEMU_$*) -nographic -monitor none -serial none \\
@@ -255,5 +258,5 @@ size-%: model_%.elf
 \t$(ARM_SIZE) -A model_$*.elf
 
 clean:
-\trm -f model_host model_host_check model_*.elf model_*.map output.bin
+\trm -rf model_host model_host_check model_*.elf model_*.map obj_* output.bin plugin.log
 """

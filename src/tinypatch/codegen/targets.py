@@ -61,7 +61,16 @@ MEMORY
 ENTRY(Reset_Handler)
 SECTIONS
 {{
-  .text : {{ KEEP(*(.vectors)) *(.text*) . = ALIGN(4); }} > ROM
+  .text :
+  {{
+    KEEP(*(.vectors))
+    __tp_kernels_start = .;  /* kernel code, contiguous for per-kernel instruction counts */
+    *tp_kernels.o(.text*)
+    *tp_fast_arm.o(.text*)
+    __tp_kernels_end = .;
+    *(.text*)
+    . = ALIGN(4);
+  }} > ROM
   .ARM.exidx : {{ *(.ARM.exidx*) }} > ROM
   .rodata : {{ *(.rodata*) . = ALIGN(4); }} > {consts}
   .data : {{ __data_start__ = .; *(.data*) . = ALIGN(4); __data_end__ = .; }} > RAM AT > ROM

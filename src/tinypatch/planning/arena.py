@@ -10,14 +10,16 @@ offset is aligned too. Strategies:
 * ``<fit>-fit/<order>``: the same greedy with first- or best-fit gaps and other orders
   (size, lifetime length, start, size*lifetime, pressure);
 * ``search/<preorder>``: a depth-first search for a placement within a capacity, over
-  canonical placements (as MiniMalloc, Moffitt, ASPLOS 2023): buffers are placed in
-  nondecreasing (offset, preorder rank) order, each directly above the placed buffers that
-  overlap it in time. Of the placements within the capacity, one with the least sum of
-  offsets has no buffer that can move down, so it is canonical and no pruning below cuts it:
-  the search is complete. It prunes when the unplaced bytes of a step cannot fit between the
-  last buffer placed there (or the last offset placed) and the capacity, and skips a buffer whose offset is at or above where another
-  unplaced buffer could end (that one could drop below it). Static preorders (pressure,
-  lifetime, size, area) are tried round robin with doubling node limits.
+  canonical placements (after MiniMalloc, Moffitt, ASPLOS 2023): buffers go in nondecreasing
+  (offset, preorder rank) order, each right above the placed buffers it meets in time. Of the
+  placements within the capacity take one with the least sum of offsets (identical buffers in
+  rank order): no buffer can move down, so it is built in that order and no cut below drops
+  it; the search is complete. Cuts: the bytes still unplaced in a section (a run of steps
+  with the same live buffers) must fit under the capacity above the last offset placed, above
+  the buffer just placed where it lives, and above the lowest offset left to the section's
+  buffers; a buffer whose offset is at or above where another unplaced one could end is
+  skipped (that one could drop below it). Static preorders (pressure, lifetime, size, area)
+  take turns, with doubling node limits.
 
 :func:`place` runs TFLM's greedy first, so it is never worse than ``tflm``. If that misses
 the liveness lower bound it asks the search for the bound, then, failing that, keeps the best
@@ -39,7 +41,7 @@ from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 
 NODE_LIMIT = 20_000  # search nodes (placements tried) one call may spend, at most
-WORK_LIMIT = 60_000  # ... and at most this many over the number of buffers (~40 ms for 100 buffers)
+WORK_LIMIT = 60_000  # nodes x buffers by default (a node costs ~ the number of buffers): ~40 ms
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ class Placement:
 
 # --- greedy ---------------------------------------------------------------------------
 def _fit(busy: list[tuple[int, int]], size: int, fit: str) -> int:
-    """Lowest (first fit) or tightest (best fit) offset for ``size`` bytes among ``busy`` [lo, hi) sorted by lo."""
+    """Lowest (first fit) or tightest (best fit) offset for ``size`` bytes among ``busy``
+    [lo, hi) intervals sorted by lo."""
     cand, best, best_gap = 0, None, None
     for lo, hi in busy:
         gap = lo - cand
@@ -102,13 +105,18 @@ class _Problem:
     def __init__(self, buffers: list[Buffer], alignment: int) -> None:
         self.buffers = buffers
         self.sizes = [align_up(b.size, alignment) for b in buffers]
-        spans = [(b.start, b.end) for b in buffers]
-        self.conflicts = [[j for j, (s, e) in enumerate(spans) if s <= b.end and b.start <= e and j != i]
-                          for i, b in enumerate(buffers)]
-        prof = [0] * (max((b.end for b in buffers), default=-1) + 1)
-        for b, s in zip(buffers, self.sizes):
+        steps = max((b.end for b in buffers), default=-1) + 1
+        self.live: list[list[int]] = [[] for _ in range(steps)]  # buffers live at each step
+        starting: list[list[int]] = [[] for _ in range(steps)]
+        for i, b in enumerate(buffers):
+            starting[b.start].append(i)
             for t in range(b.start, b.end + 1):
-                prof[t] += s
+                self.live[t].append(i)
+        # j meets i in time iff it is live when i starts or starts while i is live
+        self.conflicts = [[j for j in self.live[b.start] if j != i] +
+                          [j for t in range(b.start + 1, b.end + 1) for j in starting[t]]
+                          for i, b in enumerate(buffers)]
+        prof = [sum(self.sizes[i] for i in ids) for ids in self.live]
         self.pressure = [max(prof[b.start:b.end + 1]) for b in buffers]  # most bytes live in its lifetime
 
     def busy(self, i: int, offsets: list[int | None]) -> list[tuple[int, int]]:
@@ -192,15 +200,14 @@ class _Search:
     def __init__(self, p: _Problem) -> None:
         self.p = p
         ids = [i for i, s in enumerate(p.sizes) if s]
-        live: list[list[int]] = [[] for _ in range(max((p.buffers[i].end for i in ids), default=-1) + 1)]
-        for i in ids:
-            for t in range(p.buffers[i].start, p.buffers[i].end + 1):
-                live[t].append(i)
-        section = []  # step -> section index
+        live = [[i for i in ids_t if p.sizes[i]] for ids_t in p.live]
+        self.live: list[list[int]] = []  # buffers live in each section
+        section = []  # section of each step
         for t, ids_t in enumerate(live):
-            section.append(section[-1] + (ids_t != live[t - 1]) if t else 0)
+            if not t or ids_t != live[t - 1]:
+                self.live.append(ids_t)
+            section.append(len(self.live) - 1)
         self.span = {i: (section[p.buffers[i].start], section[p.buffers[i].end] + 1) for i in ids}
-        self.live = [ids_t for t, ids_t in enumerate(live) if not t or ids_t != live[t - 1]]  # per section
         self.bytes = [sum(p.sizes[i] for i in ids_k) for ids_k in self.live]
         self.conflicts = [[j for j in c if p.sizes[j]] for c in p.conflicts]
         self.orders = {name: sorted(ids, key=lambda i: key(p, i)) for name, key in PREORDERS.items()}
@@ -216,36 +223,41 @@ class _Search:
             return None, True, 0
 
         def candidates(last: tuple[int, int]) -> list[int]:
-            todo = sorted((i for i in order if offsets[i] is None), key=low.__getitem__)  # stable: by rank
-            lowest_top = min(low[i] + sizes[i] for i in todo)
+            todo = [i for i in order if offsets[i] is None]
+            lowest_top = min([low[i] + sizes[i] for i in todo])
+            # at or above lowest_top a buffer is dominated: another one could end below it
             out, seen = [], set()
-            for i in todo:
-                if low[i] >= lowest_top:  # dominated: a buffer could end at or below it
-                    break
+            for i in sorted([i for i in todo if low[i] < lowest_top], key=low.__getitem__):  # stable: by rank
                 key = (sizes[i], buffers[i].start, buffers[i].end)
                 if (low[i], rank[i]) > last and low[i] + sizes[i] <= cap and key not in seen:
                     seen.add(key)
                     out.append(i)
             return out
 
-        def put(i: int) -> tuple[list[tuple[int, int]], bool]:
-            o = offsets[i] = low[i]
-            top = o + sizes[i]
-            raised = []
-            ok = True
-            for j in conflicts[i]:
-                if offsets[j] is None and low[j] < top:
-                    raised.append((j, low[j]))
-                    low[j] = top
-                    ok = ok and top + sizes[j] <= cap
-            for k in range(*span[i]):  # what is left there must fit above this buffer
+        def put(i: int) -> list[tuple[int, int]]:
+            """Place buffer i at its lowest offset; (buffer, old lowest offset) of those it raised."""
+            offsets[i] = low[i]
+            top = low[i] + sizes[i]
+            for k in range(*span[i]):
                 unplaced[k] -= sizes[i]
-                ok = ok and top + unplaced[k] <= cap
-            for j, _ in raised:  # ... and above the lowest offset left to the buffers there
+            raised = [(j, low[j]) for j in conflicts[i] if offsets[j] is None and low[j] < top]
+            for j, _ in raised:
+                low[j] = top
+            return raised
+
+        def fits(i: int, raised: list[tuple[int, int]]) -> bool:
+            o = low[i]
+            top = o + sizes[i]
+            if o + max(unplaced) > cap or any(top + unplaced[k] > cap for k in range(*span[i])):
+                return False  # what is left must fit above this offset, and above this buffer where it lives
+            for j, _ in raised:  # ... and above the lowest offset left to the buffers of a section
+                if top + sizes[j] > cap:
+                    return False
                 for k in range(*span[j]):
-                    if ok and top + unplaced[k] > cap:
-                        ok = min(low[x] for x in live[k] if offsets[x] is None) + unplaced[k] <= cap
-            return raised, ok and o + max(unplaced) <= cap  # ... and above this offset
+                    if top + unplaced[k] > cap and \
+                            min(low[x] for x in live[k] if offsets[x] is None) + unplaced[k] > cap:
+                        return False
+            return True
 
         def take_back(i: int, raised: list[tuple[int, int]]) -> None:
             for k in range(*span[i]):
@@ -269,10 +281,10 @@ class _Search:
                 continue
             i = frame[0][frame[1]]
             frame[1] += 1
-            raised, ok = put(i)
+            raised = put(i)
             frame[2] = (i, raised)
             left -= 1
-            if not ok:
+            if not fits(i, raised):
                 continue
             if not left:
                 return [0 if o is None else o for o in offsets], True, nodes
@@ -314,8 +326,10 @@ def _bisect(s: _Search, lo: int, best: Placement, budget: int) -> Placement:
     return replace(best, optimal=best.optimal or lo >= best.peak)
 
 
-def _budget(buffers: list[Buffer], node_limit: int | None) -> int:
-    return min(NODE_LIMIT, WORK_LIMIT // max(len(buffers), 1)) if node_limit is None else node_limit
+def _budget(n: int) -> int:
+    """Default search nodes for ``n`` buffers: WORK_LIMIT's worth, but at least one dive and its
+    backtracking in the first preorder's round."""
+    return min(NODE_LIMIT, max(WORK_LIMIT // max(n, 1), 2 * n + 2))
 
 
 def exact(buffers: list[Buffer], alignment: int = 16, node_limit: int = NODE_LIMIT) -> Placement | None:
@@ -339,15 +353,15 @@ def exact(buffers: list[Buffer], alignment: int = 16, node_limit: int = NODE_LIM
 # --- entry points ---------------------------------------------------------------------
 def place(buffers: list[Buffer], alignment: int = 16, node_limit: int | None = None) -> Placement:
     """The lowest placement found: TFLM's greedy, then the search for the lower bound, then the
-    other greedy variants and bisection. ``node_limit``: search nodes to spend (default: a
-    budget of about 40 ms, whatever the number of buffers)."""
+    other greedy variants and bisection. ``node_limit``: search nodes to spend (default
+    :func:`_budget`: about 40 ms up to ~170 buffers, one dive beyond)."""
     _validate(buffers, alignment)
     p = _Problem(buffers, alignment)
     lb = lower_bound(buffers, alignment)
     best = _greedy(p, alignment, lb, "first", "tflm")
     if best.optimal:
         return best
-    budget = _budget(buffers, node_limit)
+    budget = _budget(len(buffers)) if node_limit is None else node_limit
     s = _Search(p)
     offsets, name, infeasible, used = s.probe(lb, budget)
     if offsets is not None:

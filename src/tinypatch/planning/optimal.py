@@ -131,6 +131,8 @@ class _Costs:
         self.local = [axis_maps(graph, op) is not None for op in graph.ops]
         self.maps = [input_maps(graph, [i for i, ok in enumerate(self.local) if ok], ax) for ax in (0, 1)]
         self._full = {t: align_up(graph.tensors[t].nbytes, alignment) for t in self.in_arena}
+        # positions just after a spatially strided op (where the resolution drops)
+        self.levels = [i + 1 for i, op in enumerate(graph.ops) if self.local[i] and _downsamples(graph, op)]
 
     def full(self, tensor: str) -> int:
         return self._full.get(tensor, 0)
@@ -182,42 +184,41 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         start_rows = [internal.index(g.ops[a - 1].outputs[0]) if a > 0 and g.ops[a - 1].outputs[0] in internal
                       else None for a in starts]
         step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
+        variants = _policy_variants(policies, ops, c.levels)
         per_axis = {}
         for ax in (0, 1):
-            for keep in (False, True):
-                if keep and not any(p != "recompute" and (ax == 1 or p == "cache") for p in policies):
-                    continue
-                counts = axis_counts(out.shape[1 + ax], max_grid)
-                figs = axis_figures(g, info, c.maps[ax], [split_even(out.shape[1 + ax], k) for k in counts],
-                                    frozenset(ops[:-1]) if keep else frozenset())
+            counts = axis_counts(out.shape[1 + ax], max_grid)
+            for cached in {v[1 + ax] for v in variants}:
+                figs = axis_figures(g, info, c.maps[ax], [split_even(out.shape[1 + ax], k) for k in counts], cached)
                 for cnt, fig in zip(counts, figs):
                     lens = np.array([fig.max_len.get(t, 0) for t in internal], np.int64)
                     tot = np.array([fig.total_len[k] for k in ops], np.int64)
                     over = np.array([fig.overlap[k] for k in ops[:-1]], np.int64)
                     ext = np.array([fig.extent.get(t, 0) for t in internal], np.int64)
-                    per_axis[(ax, keep, cnt)] = (fig.valid, lens, tot, over, ext)
-        for pol in policies:
+                    per_axis[(ax, cached, cnt)] = (fig.valid, lens, tot, over, ext)
+        producer_idx = np.arange(len(internal))  # internal[r] is the output of ops[r]
+        for pol, cache_h, cache_w in variants:
+            persistent = np.array([ops[r] in cache_w for r in producer_idx], bool)
+            line_rows = np.array([ops[r] in cache_h for r in producer_idx], bool)
+            local_life = life & ~persistent[:, None]
             for nh, nw in _grids(out.shape[1], out.shape[2], max_grid):
-                ok_h, lh, th, oh, _ = per_axis[(0, pol == "cache", nh)]
-                ok_w, lw, tw, _, ew = per_axis[(1, pol != "recompute", nw)]
+                ok_h, lh, th, oh, _ = per_axis[(0, cache_h, nh)]
+                ok_w, lw, tw, _, ew = per_axis[(1, cache_w, nw)]
                 if not (ok_h and ok_w):
                     continue
                 sizes = -(-(lh * lw * chan) // c.alignment) * c.alignment
                 stage_macs = np.concatenate([[0], np.cumsum(pm * th * tw)])
-                lines = np.zeros_like(sizes)
-                if pol == "cache" and nw > 1:
-                    lines = -(-(oh * ew * chan) // c.alignment) * c.alignment
-                if pol == "recompute":
-                    live = sizes @ life  # bytes of tile-local buffers live at each stage step
-                    corr = np.zeros((len(starts), len(ops)), np.int64)
-                    for r_a, r in enumerate(start_rows):
-                        if r is not None:  # the entering tensor is full-size, not a tile
-                            corr[r_a] = sizes[r] * life[r]
-                    held = np.where(step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
-                else:
-                    tail = np.concatenate([np.cumsum((sizes + lines)[::-1])[::-1], [0]])
-                    held = tail[start_idx]
-                lbs = full_ins + full_out + held
+                kept = np.where(persistent, sizes, 0)
+                if nw > 1:  # rows kept for the next tile row live in full-width line buffers
+                    kept = kept + np.where(line_rows, -(-(oh * ew * chan) // c.alignment) * c.alignment, 0)
+                tail = np.concatenate([np.cumsum(kept[::-1])[::-1], [0]])
+                live = sizes @ local_life  # tile-local buffers live at each stage step
+                corr = np.zeros((len(starts), len(ops)), np.int64)
+                for r_a, r in enumerate(start_rows):
+                    if r is not None:  # the entering tensor is held full-size, not as a tile
+                        corr[r_a] = sizes[r] * local_life[r]
+                held = np.where(step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
+                lbs = full_ins + full_out + held + tail[start_idx]
                 stage_m = stage_macs[-1] - stage_macs[start_idx]
                 for a, lb, m in zip(starts, lbs.tolist(), stage_m.tolist()):
                     raw[(a, b)].append((lb, m, nh, nw, pol))
@@ -227,6 +228,36 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                 opts[(a, b_)].extend((cands[k][0], cands[k][1], Choice(a, b_, cands[k][2:4], cands[k][4]))
                                      for k in keep)
     return opts
+
+
+def _downsamples(graph: Graph, op) -> bool:  # noqa: ANN001
+    maps = axis_maps(graph, op)
+    return maps is not None and any(m.out_size < m.in_size for m in maps)
+
+
+def _policy_variants(policies: tuple[str, ...], ops: list[int], levels: list[int],
+                     ) -> list[tuple[str, frozenset[int], frozenset[int]]]:
+    """(name, ops cached along H, ops cached along W) for every policy a stage over ``ops`` may use.
+
+    Besides the uniform policies, "cache<c" caches the ops before ``c`` and recomputes the
+    rest, for every ``c`` just after a strided op inside the stage: high-resolution layers,
+    whose recomputed halos cost the most, keep theirs.
+    """
+    body = frozenset(ops[:-1])
+    none: frozenset[int] = frozenset()
+    out = []
+    if "recompute" in policies:
+        out.append(("recompute", none, none))
+    if "cache_w" in policies:
+        out.append(("cache_w", none, body))
+    if "cache" in policies:
+        out.append(("cache", body, body))
+        for lv in levels:
+            if ops[0] < lv < ops[-1] and "recompute" in policies:
+                pre = frozenset(k for k in body if k < lv)
+                out.append((f"cache<{lv}", pre, pre))
+
+    return out
 
 
 def _first_local(c: _Costs) -> int:
@@ -285,7 +316,13 @@ def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, incl
         if ch.grid is None:
             continue
         shape = graph.tensors[graph.ops[ch.end - 1].outputs[0]].shape
-        halo = {k: ch.policy for k in range(ch.start, ch.end - 1)} if ch.policy != "recompute" else {}
+        if ch.policy.startswith("cache<"):
+            halo = {k: "cache" for k in range(ch.start, min(int(ch.policy[6:]), ch.end - 1))}
+
+        elif ch.policy != "recompute":
+            halo = {k: ch.policy for k in range(ch.start, ch.end - 1)}
+        else:
+            halo = {}
         stages.append(Stage(ch.start, ch.end, split_even(shape[1], ch.grid[0]), split_even(shape[2], ch.grid[1]), halo))
     return Plan(graph.name, fingerprint(graph), stages, include_input, include_output)
 

@@ -36,18 +36,26 @@ def plot_layer_memory(path: str, labels: Sequence[str], series: dict[str, Sequen
 
 def plot_pareto(path: str, title: str, fronts: dict[str, Sequence[tuple[int, float]]],
                 points: dict[str, Sequence[tuple[int, float]]] | None = None,
-                xlabel: str = "peak SRAM (kB = 1024 B)", ylabel: str = "MACs (M)") -> None:
-    """Step lines for each front of (bytes, MACs-or-factor) pairs and scatter marks for points."""
+                xlabel: str = "peak SRAM (kB = 1024 B)", ylabel: str = "MACs (M)",
+                ymax: float | None = None, xlog: bool = False) -> None:
+    """Step lines for each front of (bytes, MACs-or-factor) pairs and scatter marks for points.
+
+    ``ymax`` clips the y axis (points above it are left out of view); ``xlog`` uses a log x axis.
+    """
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for name, pts in fronts.items():
         pts = sorted(pts)
         ax.step([p[0] / KB for p in pts], [p[1] for p in pts], where="post", marker="o", markersize=3, label=name)
     for name, pts in (points or {}).items():
         ax.scatter([p[0] / KB for p in pts], [p[1] for p in pts], marker="*", s=90, zorder=5, label=name)
+    if xlog:
+        ax.set_xscale("log")
+    if ymax is not None:
+        ax.set_ylim(top=ymax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
