@@ -100,7 +100,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
 
     sub.add_parser("zoo", help="list the built-in models", description="List the built-in zoo models.")
+    _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
     return p
+
+
+def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> None:  # noqa: ANN001
+    from tinypatch.codegen.targets import ALL_TARGETS, DEFAULT_STACK
+
+    c = sub.add_parser("codegen", help="generate a self-contained C99 project (host and Cortex-M)",
+                       description="Write C99 sources (weights, one static arena at the planned offsets, the "
+                                   "plan's schedule as loops, kernels), a Makefile and linker scripts whose RAM "
+                                   "region is the SRAM budget. --report builds it, runs it (host, or QEMU for "
+                                   "Cortex-M) and checks the outputs against the Python executor.")
+    c.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+    c.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
+    c.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the project into")
+    c.add_argument("--target", choices=ALL_TARGETS, default="host", help="build target of --report (default host)")
+    c.add_argument("--sram", type=parse_size, metavar="SIZE",
+                   help="SRAM budget of the RAM region (default: the planned arena); the link fails above it")
+    c.add_argument("--stack", type=parse_size, default=DEFAULT_STACK, metavar="SIZE",
+                   help=f"stack reserved in the RAM region (default {DEFAULT_STACK} B)")
+    c.add_argument("--no-input", dest="include_input", action="store_false",
+                   help="without --plan: keep the model input outside the arena (its own buffer)")
+    c.add_argument("--report", action="store_true", help="build, run and print flash, RAM, stack and instructions")
+    c.add_argument("--input", metavar="FILE", help="input of --report: image or .npy (default: seeded random)")
+    c.add_argument("--preprocess", choices=preprocess, default="auto", help=preprocess_help)
+    c.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
 
 
 def _accounting_flags(p: argparse.ArgumentParser, output: bool = True) -> None:
@@ -235,7 +260,20 @@ def cmd_zoo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo}
+def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
+    from tinypatch.codegen import generate
+    from tinypatch.codegen.cli import report_project
+    from tinypatch.planning.plan import Plan
+
+    graph = _load(args.model)
+    plan = Plan.load(args.plan) if args.plan else Plan.layer_by_layer(graph, include_input=args.include_input)
+    project = generate(graph, plan, args.output, args.target, args.sram, args.stack)
+    console.print(f"C project written to {project.path}: arena {project.arena_bytes:,} B, constants "
+                  f"{project.const_bytes:,} B, {project.macs:,} MACs (`make -C {project.path} help` lists its targets)")
+    return report_project(console, graph, project, args) if args.report else 0
+
+
+COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -231,8 +231,11 @@ ARM_CFLAGS = $(CFLAGS_COMMON) $(OPT) -mthumb -ffunction-sections -fdata-sections
 ARM_LDFLAGS = -nostartfiles --specs=nano.specs -Wl,--gc-sections
 {cpu}
 
-.PHONY: all host host-check {mcu} clean
+.PHONY: all help host host-check {mcu} clean
 all: host
+
+help:
+\t@sed -n 's/^#   //p' Makefile
 
 host: model_host
 model_host: $(HOST_SRCS) $(HEADERS)

@@ -45,8 +45,8 @@ class PlanCost:
         return d
 
 
-def plan_cost(graph: Graph, plan: Plan, alignment: int = 16) -> PlanCost:
-    tilings = check_plan(graph, plan)
+def plan_macs(graph: Graph, tilings: list[StageTiling]) -> tuple[int, int, int]:
+    """(border-clipped MACs, full-size-tile MACs, layer-by-layer MACs) of a plan's tilings."""
     base = sum(op_macs(graph, op) for op in graph.ops)
     macs = macs_full = base
     for st in tilings:
@@ -56,11 +56,14 @@ def plan_cost(graph: Graph, plan: Plan, alignment: int = 16) -> PlanCost:
                 continue
             out = graph.tensors[graph.ops[k].outputs[0]].shape
             per_pixel = full // (out[1] * out[2])
-            clipped = per_pixel * st.h.total_len(k) * st.w.total_len(k)
-            biggest = max(s[k].out[1] - s[k].out[0] for s in st.h.spans) * max(
-                s[k].out[1] - s[k].out[0] for s in st.w.spans)
-            macs += clipped - full
-            macs_full += per_pixel * biggest * st.stage.n_tiles - full
+            macs += per_pixel * st.h.total_len(k) * st.w.total_len(k) - full
+            macs_full += per_pixel * st.h.max_out_len(k) * st.w.max_out_len(k) * st.stage.n_tiles - full
+    return macs, macs_full, base
+
+
+def plan_cost(graph: Graph, plan: Plan, alignment: int = 16) -> PlanCost:
+    tilings = check_plan(graph, plan)
+    macs, macs_full, base = plan_macs(graph, tilings)
     peaks = {}
     for inc in (True, False):
         pb = plan_buffers(graph, replace(plan, include_input=inc), tilings)

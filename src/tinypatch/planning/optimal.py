@@ -6,7 +6,7 @@ The schedule space:
   live (between blocks, and inside blocks without a skip connection), into segments;
 * each segment runs either layer by layer, or as one patch stage over a tile grid
   ``n_h x n_w`` (per axis ``1..max_grid`` tiles, or tiles of 4, 2 or 1 rows/columns of the
-  stage output) with one halo policy for all its operators: "recompute" (MCUNetV2),
+  stage output; MCUNetV2's single-stage space keeps to ``1..max_grid``) with one halo policy: "recompute" (MCUNetV2),
   "cache_w" or "cache" (see :class:`~tinypatch.planning.plan.Stage`).
 
 At a clean cut only the cut tensor is live, so a schedule's arena lower bound is the largest
@@ -105,14 +105,16 @@ def clean_cuts(graph: Graph) -> list[int]:
     return [p for p in range(n + 1) if p in (0, n) or crossing[p] <= 1]
 
 
-def axis_counts(size: int, max_grid: int) -> list[int]:
-    """Tile counts tried along an axis of ``size``: 1..max_grid, and tiles 4, 2 and 1 long."""
-    counts = set(range(1, min(max_grid, size) + 1)) | {c for c in (-(-size // 4), -(-size // 2), size)}
+def axis_counts(size: int, max_grid: int, strips: bool = True) -> list[int]:
+    """Tile counts tried along an axis of ``size``: 1..max_grid, and (``strips``) tiles 4, 2 and 1 long."""
+    counts = set(range(1, min(max_grid, size) + 1))
+    if strips:
+        counts |= {-(-size // 4), -(-size // 2), size}
     return sorted(counts)
 
 
-def _grids(h: int, w: int, max_grid: int) -> list[tuple[int, int]]:
-    return [(a, b) for a in axis_counts(h, max_grid) for b in axis_counts(w, max_grid)]
+def _grids(h: int, w: int, max_grid: int, strips: bool) -> list[tuple[int, int]]:
+    return [(a, b) for a in axis_counts(h, max_grid, strips) for b in axis_counts(w, max_grid, strips)]
 
 
 class _Costs:
@@ -187,7 +189,7 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         variants = _policy_variants(policies, ops, c.levels)
         per_axis = {}
         for ax in (0, 1):
-            counts = axis_counts(out.shape[1 + ax], max_grid)
+            counts = axis_counts(out.shape[1 + ax], max_grid, not first_only)
             for cached in {v[1 + ax] for v in variants}:
                 figs = axis_figures(g, info, c.maps[ax], [split_even(out.shape[1 + ax], k) for k in counts], cached)
                 for cnt, fig in zip(counts, figs):
@@ -201,7 +203,7 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
             persistent = np.array([ops[r] in cache_w for r in producer_idx], bool)
             line_rows = np.array([ops[r] in cache_h for r in producer_idx], bool)
             local_life = life & ~persistent[:, None]
-            for nh, nw in _grids(out.shape[1], out.shape[2], max_grid):
+            for nh, nw in _grids(out.shape[1], out.shape[2], max_grid, not first_only):
                 ok_h, lh, th, oh, _ = per_axis[(0, cache_h, nh)]
                 ok_w, lw, tw, _, ew = per_axis[(1, cache_w, nw)]
                 if not (ok_h and ok_w):
