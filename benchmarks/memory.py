@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder of .tflite files (default: the shared assets)")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
-    console = Console()
+    console = Console(width=200)
     if args.models is None or not args.models.is_dir():
         console.print("no model folder: set TINYPATCH_ASSETS or pass --models")
         return 2

@@ -23,7 +23,7 @@ from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.plan import Plan
 
-RUNTIME_SOURCES = ("tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast_arm.c", "tp_semihost.h", "tp_semihost.c",
+RUNTIME_SOURCES = ("tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast_arm.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c",
                    "tp_startup.c", "tp_main_mcu.c", "tp_main_host.c")
 
 
@@ -224,7 +224,7 @@ QEMU ?= qemu-system-arm
 OPT ?= -O2
 CFLAGS_COMMON = -std=c99 -Wall -Wextra -fno-strict-aliasing -ffp-contract=off
 MODEL_SRCS = model.c tp_kernels.c
-HEADERS = model.h tp_kernels.h tp_fast.h tp_semihost.h
+HEADERS = model.h tp_kernels.h tp_fast.h tp_mcu.h tp_semihost.h
 HOST_SRCS = $(MODEL_SRCS) tp_main_host.c
 MCU_SRCS = $(MODEL_SRCS) tp_fast_arm.c tp_main_mcu.c tp_startup.c tp_semihost.c
 ARM_CFLAGS = $(CFLAGS_COMMON) $(OPT) -mthumb -ffunction-sections -fdata-sections -DTP_FAST
@@ -243,7 +243,7 @@ model_host: $(HOST_SRCS) $(HEADERS)
 
 host-check: model_host_check
 model_host_check: $(HOST_SRCS) $(HEADERS)
-\t$(CC) $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \\
+\t$(CC) $(CFLAGS_COMMON) -O1 -g1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \\
 \t\t-DTP_CHECK -o $@ $(HOST_SRCS)
 
 {mcu}: %: model_%.elf

@@ -18,7 +18,7 @@ offset is aligned too. Strategies:
   with the same live buffers) must fit under the capacity above the last offset placed, above
   the buffer just placed where it lives, and above the lowest offset left to the section's
   buffers; a buffer whose offset is at or above where another unplaced one could end is
-  skipped (that one could drop below it). Static preorders (pressure, lifetime, size, area)
+  skipped (that one could drop below it). Static preorders (pressure, start, lifetime, area)
   take turns, with doubling node limits.
 
 :func:`place` runs TFLM's greedy first, so it is never worse than ``tflm``. If that misses
@@ -184,8 +184,8 @@ def tflm_greedy(buffers: list[Buffer], alignment: int = 16) -> Placement:
 # --- search ---------------------------------------------------------------------------
 PREORDERS: dict[str, Callable[[_Problem, int], Any]] = {
     "pressure": lambda p, i: (-p.pressure[i], -_life(p.buffers[i]), -p.sizes[i]),
+    "start": lambda p, i: (p.buffers[i].start, -_life(p.buffers[i])),
     "lifetime": lambda p, i: (-_life(p.buffers[i]), -p.sizes[i]),
-    "size": lambda p, i: (-p.sizes[i], -_life(p.buffers[i])),
     "area": lambda p, i: -p.sizes[i] * (_life(p.buffers[i]) + 1),
 }
 
@@ -232,6 +232,7 @@ class _Search:
                 if (low[i], rank[i]) > last and low[i] + sizes[i] <= cap and key not in seen:
                     seen.add(key)
                     out.append(i)
+                    break
             return out
 
         def put(i: int) -> list[tuple[int, int]]:
@@ -268,7 +269,7 @@ class _Search:
 
         if not order:
             return [0] * len(sizes), True, 0
-        left, nodes = len(order), 1
+        left, nodes = len(order), 0
         stack: list[list[Any]] = [[candidates((-1, -1)), 0, None]]  # candidates, next, undo record
         while stack:
             frame = stack[-1]
@@ -279,18 +280,17 @@ class _Search:
             if frame[1] == len(frame[0]):
                 stack.pop()
                 continue
+            if nodes == limit:
+                return None, False, nodes
             i = frame[0][frame[1]]
             frame[1] += 1
-            raised = put(i)
-            frame[2] = (i, raised)
+            nodes += 1
+            frame[2] = (i, put(i))
             left -= 1
-            if not fits(i, raised):
+            if not fits(*frame[2]):
                 continue
             if not left:
                 return [0 if o is None else o for o in offsets], True, nodes
-            if nodes >= limit:
-                return None, False, nodes
-            nodes += 1
             stack.append([candidates((offsets[i], rank[i])), 0, None])
         return None, True, nodes
 

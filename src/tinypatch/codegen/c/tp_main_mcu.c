@@ -1,25 +1,16 @@
 /* Runs one inference on an emulated (or real, with a debugger) Cortex-M: reads the inputs from
  * the host file input.bin and writes the outputs to output.bin through semihosting, and prints
- * the measured stack high-water mark (the stack is painted before the run). */
+ * the measured stack high-water mark (the startup code paints the whole stack at reset). */
 #include <stdint.h>
 
 #include "model.h"
+#include "tp_mcu.h"
 #include "tp_semihost.h"
-
-#define PAINT 0xA5A5A5A5u
-extern uint32_t __stack_limit__, __stack_top__;
-
-__attribute__((noinline)) static void paint_stack(void)
-{
-    uint32_t *sp;
-    __asm__ volatile("mov %0, sp" : "=r"(sp));
-    for (volatile uint32_t *p = &__stack_limit__; p < sp; p++) *p = PAINT;
-}
 
 static long stack_used(void)
 {
-    const uint32_t *p = &__stack_limit__;
-    while (p < &__stack_top__ && *p == PAINT) p++;
+    const volatile uint32_t *p = &__stack_limit__;
+    while (p < &__stack_top__ && *p == TP_STACK_PAINT) p++;
     return (long)((const char *)&__stack_top__ - (const char *)p);
 }
 
@@ -44,13 +35,12 @@ static int transfer(const char *name, int write, int count, void *(*buffer)(int)
 
 int main(void)
 {
-    paint_stack();
     if (!transfer("input.bin", 0, MODEL_NUM_INPUTS, model_input, model_input_bytes)) return 2;
     const int rc = model_invoke();
     if (!transfer("output.bin", 1, MODEL_NUM_OUTPUTS, model_output, model_output_bytes)) return 2;
     const long used = stack_used();
     tp_sh_putint("stack_used", used);
-    if (__stack_limit__ != PAINT) {
+    if (__stack_limit__ != TP_STACK_PAINT) {
         tp_sh_puts("tinypatch: stack overflow\n");
         return 4;
     }
