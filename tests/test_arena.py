@@ -134,6 +134,14 @@ def test_search_is_exact(bufs):
     assert pl.peak == first_fit_all_orders(bufs)
 
 
+def test_search_backtracks():
+    # a chain whose bound the first dive misses: the search must backtrack to reach it
+    bufs = [Buffer("a", 7, 1, 2), Buffer("b", 6, 2, 3), Buffer("c", 5, 3, 4), Buffer("d", 6, 4, 5)]
+    pl = exact(bufs, alignment=1)
+    pl.check()
+    assert pl.optimal and pl.peak == pl.lower_bound == first_fit_all_orders(bufs)
+
+
 def test_tflm_tie_break_and_our_improvement():
     # the first layers of MLPerf VWW: input, conv out, dw out, pw out (lifetimes in op steps)
     bufs = [Buffer("in", 27648, 0, 0), Buffer("c0", 18432, 0, 1), Buffer("d1", 18432, 1, 2),

@@ -232,7 +232,6 @@ class _Search:
                 if (low[i], rank[i]) > last and low[i] + sizes[i] <= cap and key not in seen:
                     seen.add(key)
                     out.append(i)
-                    break
             return out
 
         def put(i: int) -> list[tuple[int, int]]:

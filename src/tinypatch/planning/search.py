@@ -13,6 +13,9 @@ from collections.abc import Callable
 from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import Graph
 from tinypatch.planning.optimal import FrontResult, Schedule, optimal_front
+from tinypatch.planning.tiles import first_local_op
+
+__all__ = ["STRATEGIES", "choose", "first_local_op", "search"]
 
 STRATEGIES = {"recompute": ("recompute",), "cache": ("cache_w", "cache"), "auto": ("recompute", "cache_w", "cache")}
 

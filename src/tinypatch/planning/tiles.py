@@ -98,6 +98,11 @@ def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
     return StageInfo(ops, output, inputs, [t for t in produced if t != output])
 
 
+def first_local_op(graph: Graph) -> int | None:
+    """Index of the first operator that can run on a tile (where a first stage starts)."""
+    return next((i for i, op in enumerate(graph.ops) if axis_maps(graph, op) is not None), None)
+
+
 def legal_ends(graph: Graph, start: int) -> list[int]:
     """Every ``end`` such that ``[start, end)`` is a legal stage."""
     ends = []

@@ -46,8 +46,9 @@ def plot_pareto(path: str, title: str, fronts: dict[str, Sequence[tuple[int, flo
     for name, pts in fronts.items():
         pts = sorted(pts)
         ax.step([p[0] / KB for p in pts], [p[1] for p in pts], where="post", marker="o", markersize=3, label=name)
-    for name, pts in (points or {}).items():
-        ax.scatter([p[0] / KB for p in pts], [p[1] for p in pts], marker="*", s=90, zorder=5, label=name)
+    for (name, pts), color in zip((points or {}).items(), ("crimson", "black", "darkgreen")):
+        ax.scatter([p[0] / KB for p in pts], [p[1] for p in pts], marker="*", s=90, zorder=5, label=name,
+                   color=color)
     if xlog:
         ax.set_xscale("log")
     if ymax is not None:
