@@ -119,3 +119,51 @@ def test_single_stage_space_is_mcunetv2s():
     # the bigger space can only do better: every single-stage point is matched or dominated
     for s in res.front:
         assert any(f.lower_bound <= s.lower_bound and f.macs <= s.macs for f in full.front)
+
+
+def head_net():
+    b = Builder("head", seed=9)
+    x = b.input((1, 21, 17, 3))
+    x = b.conv(x, 8, 3, 2, name="c0")
+    x = b.depthwise(x, 3, 1, name="d1")
+    x = b.conv(x, 64, 1, 1, name="wide")  # the big map a global average reads
+    x = b.mean(x, name="gap")
+    x = b.fully_connected(x, 5, name="fc")
+    return b.finish([x])
+
+
+def test_global_average_accumulates_over_tiles():
+    g = head_net()
+    res = search(g)
+    reducing = [s for s in res.front if any(g.ops[st_.end - 1].type == "MEAN" for st_ in s.plan.stages)]
+    assert reducing, "the front should use a stage that accumulates the global average"
+    wide = next(op.outputs[0] for op in g.ops if op.name == "wide")
+    assert min(s.peak for s in reducing) < g.tensors[wide].nbytes  # the wide map never exists whole
+    x = [random_input(g.tensors[n], 7) for n in g.inputs]
+    ref = run(g, x)
+    for s in reducing[:3]:
+        out = PlanExecutor(g, s.plan)(x)
+        assert out.arena_high_water == out.arena_size == s.peak
+        for n in g.outputs:
+            assert np.array_equal(out.outputs[n], ref[n])
+
+
+@pytest.mark.parametrize("halo", ["recompute", "cache_w", "cache"])
+def test_global_average_pool_stage_on_a_real_model(halo):
+    from tinypatch.frontends.tflite import load_tflite
+    from tinypatch.planning.plan import Plan, Stage, fingerprint
+
+    from conftest import model_path
+
+    g = load_tflite(model_path("mlperf_ic_resnet8_int8.tflite"))
+    pool = next(i for i, op in enumerate(g.ops) if op.type == "AVERAGE_POOL_2D")
+    start = pool - 4  # the last residual block and the pool
+    shape = g.tensors[g.ops[pool].inputs[0]].shape
+    plan = Plan(g.name, fingerprint(g), [Stage(start, pool + 1, split_even(shape[1], 3), split_even(shape[2], 2),
+                                               {k: halo for k in range(start, pool)})])
+    x = [random_input(g.tensors[n], 1) for n in g.inputs]
+    ref = run(g, x)
+    out = PlanExecutor(g, plan)(x)
+    assert out.arena_high_water == out.arena_size
+    for n in g.outputs:
+        assert np.array_equal(out.outputs[n], ref[n])

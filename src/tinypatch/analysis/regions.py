@@ -122,6 +122,21 @@ def axis_maps(graph: Graph, op: Op) -> tuple[AxisMap, AxisMap] | None:
     return None
 
 
+def is_global_reduce(graph: Graph, op: Op) -> bool:
+    """An int8 average over the whole H x W map (MEAN over axes 1, 2 or a global VALID average
+    pool): it can end a patch stage by accumulating per-channel sums tile by tile."""
+    if not op.inputs or len(graph.tensors[op.inputs[0]].shape) != 4 or graph.tensors[op.inputs[0]].dtype != "int8":
+        return False
+    _, h, w, _ = graph.tensors[op.inputs[0]].shape
+    if op.type == "MEAN":
+        axes = graph.tensors[op.inputs[1]].data if len(op.inputs) > 1 and op.inputs[1] else None
+        return axes is not None and {int(a) % 4 for a in np.atleast_1d(axes)} == {1, 2}
+    if op.type == "AVERAGE_POOL_2D":
+        a = with_defaults(op.type, op.attrs)
+        return (a["filter_h"], a["filter_w"]) == (h, w) and a["padding"] == "VALID"
+    return False
+
+
 def is_spatially_local(graph: Graph, op: Op) -> bool:
     """True when the op can run on a spatial tile (it does not need the whole feature map)."""
     return axis_maps(graph, op) is not None

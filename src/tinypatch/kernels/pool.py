@@ -52,6 +52,14 @@ class AveragePool2D(_Pool):
             count += view
         if not self.quantized:
             return activation_float(acc / count.astype(np.float32), self.act)
+        return self._average(acc, count)
+
+    def finish(self, sums: np.ndarray) -> np.ndarray:
+        """The int8 output of a global average pool from per-channel sums (tile-accumulated)."""
+        h, w = self.tensor(0).shape[1:3]
+        return self._average(sums.astype(np.int64).reshape(self.out.shape), np.int64(h * w))
+
+    def _average(self, acc: np.ndarray, count: np.ndarray) -> np.ndarray:
         half = count // 2
         pos = (acc + half) // count
         neg = -((half - acc) // count)  # C division truncates toward zero

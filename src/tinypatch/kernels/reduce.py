@@ -42,7 +42,14 @@ class Mean(PreparedOp):
         if not self.quantized:
             total = x.astype(np.float32).sum(axis=self.axes, keepdims=self.keep_dims, dtype=np.float32)
             return (total / np.float32(count)).astype(np.float32)
-        total = wrap32(x.astype(np.int64).sum(axis=self.axes, keepdims=self.keep_dims))
+        return self._requantize(x.astype(np.int64).sum(axis=self.axes, keepdims=self.keep_dims), count)
+
+    def finish(self, sums: np.ndarray) -> np.ndarray:
+        """The int8 output from per-channel sums over the whole H x W map (tile-accumulated)."""
+        h, w = self.tensor(0).shape[1:3]
+        return self._requantize(sums.astype(np.int64).reshape(self.out.shape), h * w)
+
+    def _requantize(self, total: np.ndarray, count: int) -> np.ndarray:
         multiplier, shift = mean_multiplier(*self.base, count)
-        y = multiply_by_quantized_multiplier(wrap32(total - self.in_zp * count), multiplier, shift)
+        y = multiply_by_quantized_multiplier(wrap32(wrap32(total) - self.in_zp * count), multiplier, shift)
         return saturate_int8(y + self.out_zp)

@@ -10,7 +10,7 @@ from tinypatch.analysis.memory import AnalyticMemory, analytic_memory
 from tinypatch.ir import Graph
 from tinypatch.planning.arena import place
 from tinypatch.planning.check import check_plan
-from tinypatch.planning.memory import line_buffer_bytes, plan_buffers
+from tinypatch.planning.memory import accumulator_bytes, line_buffer_bytes, plan_buffers
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.tiles import StageTiling
 
@@ -85,7 +85,8 @@ def plan_analytic(graph: Graph, plan: Plan, tilings: list[StageTiling]) -> Analy
 
     Inside a stage each op costs its tile-sized input and output (the last op writes the
     full-size stage output), plus what the stage keeps across tiles: the full stage output,
-    full stage inputs it does not read itself, cached tile buffers and line buffers.
+    full stage inputs it does not read itself, cached tile buffers, line buffers and the sums of
+    an accumulated global average.
     """
     elements: dict[str, int] = {}
     extra = [0] * len(graph.ops)
@@ -108,5 +109,5 @@ def plan_analytic(graph: Graph, plan: Plan, tilings: list[StageTiling]) -> Analy
                         if graph.ops[c].outputs[0] not in (*op.inputs, *op.outputs))
             held += sum(line_buffer_bytes(graph, st, c) // graph.tensors[graph.ops[c].outputs[0]].np_dtype.itemsize
                         for c in cached if st.line_buffer(c))
-            extra[k] = held
+            extra[k] = held + accumulator_bytes(graph, st)  # int32 sums of an accumulated global average
     return analytic_memory(graph, plan.include_input, plan.include_output, elements, extra)

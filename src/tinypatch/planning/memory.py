@@ -22,6 +22,17 @@ def tile_bytes(graph: Graph, tiling: StageTiling, tensor: str) -> int:
     return tiling.h.max_len(tensor) * tiling.w.max_len(tensor) * t.shape[3] * DTYPE_BYTES[t.dtype]
 
 
+def accumulator_name(tensor: str) -> str:
+    return f"{tensor}#sums"
+
+
+def accumulator_bytes(graph: Graph, tiling: StageTiling) -> int:
+    """int32 per-channel sums of a stage ending in a global average (0 otherwise)."""
+    if tiling.info.reduce is None:
+        return 0
+    return 4 * graph.tensors[tiling.info.tiled].shape[3]
+
+
 def line_buffer_name(tensor: str) -> str:
     return f"{tensor}#lines"
 
@@ -75,4 +86,8 @@ def plan_buffers(graph: Graph, plan: Plan, tilings: list[StageTiling] | None = N
                 if any(s0 <= u <= s1 for u in users.get(t, [])):
                     end = max(end, s1)
         buffers.append(Buffer(b.name, b.size, start, end))
+    for st in tilings:
+        if st.info.reduce is not None:
+            buffers.append(Buffer(accumulator_name(st.info.output), accumulator_bytes(graph, st),
+                                  st.stage.start, st.stage.end - 1))
     return PlanBuffers(Liveness(buffers, base.tensor_buffer, base.num_steps), tilings, tile_tensors)

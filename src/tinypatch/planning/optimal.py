@@ -32,7 +32,7 @@ import numpy as np
 
 from tinypatch.analysis.liveness import align_up, liveness, tensor_lifetimes
 from tinypatch.analysis.macs import op_macs
-from tinypatch.analysis.regions import axis_maps, split_even
+from tinypatch.analysis.regions import axis_maps, is_global_reduce, split_even
 from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import DTYPE_BYTES, Graph
 from tinypatch.planning.arena import place
@@ -154,19 +154,21 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
     for done, b in enumerate(cuts[1:], 1):
         if progress:
             progress(done, len(cuts) - 1)
-        s0 = b
+        red = _accumulating_end(g, c, b)
+        last_tile = b - 2 if red else b - 1
+        s0 = last_tile + 1
         while s0 > 0 and c.local[s0 - 1]:
             s0 -= 1
-        starts = [a for a in cuts if s0 <= a < b and (not first_only or a == cuts[0] or a == s0)]
+        if s0 > last_tile:
+            continue
+        starts = [a for a in cuts if s0 <= a <= last_tile]
         if first_only:
             starts = [a for a in starts if a == s0 and a == _first_local(c)]
-        if len(g.tensors[g.ops[b - 1].outputs[0]].shape) != 4:
-            continue
-        if not starts:
+        if len(g.tensors[g.ops[last_tile].outputs[0]].shape) != 4 or not starts:
             continue
         raw: dict[tuple[int, int], list[tuple[int, int, int, int, str]]] = {(a, b): [] for a in starts}
         info = stage_info_relaxed(g, s0, b)
-        out = g.tensors[info.output]
+        out = g.tensors[info.tiled]
         ops = info.ops
         idx = {k: i for i, k in enumerate(ops)}
         internal = [g.ops[k].outputs[0] for k in ops[:-1]]
@@ -176,9 +178,10 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         for r, t in enumerate(internal):
             s, e = c.life[t]
             life[r, max(s - s0, 0): min(e - s0, len(ops) - 1) + 1] = True
-        pm = np.array([c.macs[k] // max(g.tensors[g.ops[k].outputs[0]].shape[1] *
-                                        g.tensors[g.ops[k].outputs[0]].shape[2], 1) for k in ops], np.int64)
+        pm = np.array([c.macs[k] // _pixels(g, k) for k in ops], np.int64)
         full_out = c.full(info.output)
+        if red:  # int32 per-channel sums of the accumulated global average
+            full_out += align_up(4 * out.shape[3], c.alignment)
         # the tensor entering at cut a: output of op a-1 (or the graph inputs at a == 0)
         start_idx = np.array([idx[a] for a in starts])
         full_ins = np.array([c.full(g.ops[a - 1].outputs[0]) if a > 0 else sum(c.full(x) for x in g.inputs)
@@ -186,7 +189,7 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         start_rows = [internal.index(g.ops[a - 1].outputs[0]) if a > 0 and g.ops[a - 1].outputs[0] in internal
                       else None for a in starts]
         step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
-        variants = _policy_variants(policies, ops, c.levels)
+        variants = _policy_variants(policies, info.tile_ops, c.levels)
         per_axis = {}
         for ax in (0, 1):
             counts = axis_counts(out.shape[1 + ax], max_grid, not first_only)
@@ -194,7 +197,7 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                 figs = axis_figures(g, info, c.maps[ax], [split_even(out.shape[1 + ax], k) for k in counts], cached)
                 for cnt, fig in zip(counts, figs):
                     lens = np.array([fig.max_len.get(t, 0) for t in internal], np.int64)
-                    tot = np.array([fig.total_len[k] for k in ops], np.int64)
+                    tot = np.array([fig.total_len.get(k, 0) for k in ops], np.int64)
                     over = np.array([fig.overlap[k] for k in ops[:-1]], np.int64)
                     ext = np.array([fig.extent.get(t, 0) for t in internal], np.int64)
                     per_axis[(ax, cached, cnt)] = (fig.valid, lens, tot, over, ext)
@@ -262,6 +265,19 @@ def _policy_variants(policies: tuple[str, ...], ops: list[int], levels: list[int
     return out
 
 
+def _pixels(graph: Graph, k: int) -> int:
+    shape = graph.tensors[graph.ops[k].outputs[0]].shape
+    return shape[1] * shape[2] if len(shape) == 4 and shape[1] * shape[2] else 1
+
+
+def _accumulating_end(graph: Graph, c: _Costs, b: int) -> bool:
+    """Does a stage ending at cut ``b`` end with a global average fed only by the op before it?"""
+    if b < 2 or not c.local[b - 2] or not is_global_reduce(graph, graph.ops[b - 1]):
+        return False
+    src = graph.ops[b - 1].inputs[0]
+    return c.producers.get(src) == b - 2 and c.life[src][1] == b - 1 and src not in graph.outputs
+
+
 def _first_local(c: _Costs) -> int:
     return next((i for i, ok in enumerate(c.local) if ok), -1)
 
@@ -270,13 +286,15 @@ def stage_info_relaxed(graph: Graph, start: int, end: int) -> StageInfo:
     """Stage info of ``[start, end)`` for the shared backward propagation (legality not needed)."""
     ops = list(range(start, end))
     output = graph.ops[end - 1].outputs[0]
+    reduce = end - 1 if end - 1 > start and is_global_reduce(graph, graph.ops[end - 1]) else None
+    tiled = graph.ops[end - 1].inputs[0] if reduce is not None else output
     produced = {t for i in ops for t in graph.ops[i].outputs}
     inputs = []
     for i in ops:
         for t in graph.ops[i].inputs:
             if t and t not in produced and not graph.tensors[t].is_const and t not in inputs:
                 inputs.append(t)
-    return StageInfo(ops, output, inputs, [t for t in produced if t != output])
+    return StageInfo(ops, output, inputs, [t for t in produced if t != output], tiled, reduce)
 
 
 def _pareto_filter(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:
@@ -317,7 +335,7 @@ def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, incl
     for ch in choices:
         if ch.grid is None:
             continue
-        shape = graph.tensors[graph.ops[ch.end - 1].outputs[0]].shape
+        shape = graph.tensors[stage_info_relaxed(graph, ch.start, ch.end).tiled].shape
         if ch.policy.startswith("cache<"):
             halo = {k: "cache" for k in range(ch.start, min(int(ch.policy[6:]), ch.end - 1))}
 

@@ -65,12 +65,12 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
     first[starts] = True
     base = starts[gid]
     n = len(a)
-    lo: dict[str, np.ndarray] = {info.output: a}
-    hi: dict[str, np.ndarray] = {info.output: b}
+    lo: dict[str, np.ndarray] = {info.tiled: a}
+    hi: dict[str, np.ndarray] = {info.tiled: b}
     total, overlap = {}, {}
     widened: dict[str, np.ndarray] = {}  # cached op output -> region length per tile
     valid = np.ones(len(cut_lists), bool)
-    for i in reversed(info.ops):
+    for i in reversed(info.tile_ops):
         op = graph.ops[i]
         t_out = op.outputs[0]
         h_lo = lo.get(t_out, np.zeros(n, np.int64))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from tinypatch.analysis.regions import POINTWISE_OPS, AxisMap, Interval, axis_maps, hull
+from tinypatch.analysis.regions import POINTWISE_OPS, AxisMap, Interval, axis_maps, hull, is_global_reduce
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph, Op
 from tinypatch.planning.plan import Stage
@@ -62,12 +62,27 @@ class AxisTiling:
 
 @dataclass
 class StageInfo:
-    """The tensors of a legal stage."""
+    """The tensors of a legal stage.
+
+    Usually the tiles cut the stage output, which tiles write into a full-size buffer. A stage
+    may also end with a global average (``reduce``): the tiles then cut that op's input, and
+    per-channel sums are accumulated tile by tile, so the feature map is never held whole.
+    """
 
     ops: list[int]
-    output: str  # written tile by tile into a full-size buffer
+    output: str  # the stage's result, used after it
     inputs: list[str]  # full tensors the stage reads (produced before it, or graph inputs)
     internal: list[str]  # tensors living only inside a tile
+    tiled: str = ""  # the tensor the tiles cut (the output, or the reduce op's input)
+    reduce: int | None = None  # index of an accumulating global-average op ending the stage
+
+    def __post_init__(self) -> None:
+        self.tiled = self.tiled or self.output
+
+    @property
+    def tile_ops(self) -> list[int]:
+        """The ops run for every tile (all but an accumulating reduce)."""
+        return self.ops[:-1] if self.reduce is not None else self.ops
 
 
 def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
@@ -76,26 +91,32 @@ def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
     if not 0 <= start < end <= n:
         raise PlanError(f"stage ops [{start}, {end}) out of range: the model has {n} operators")
     ops = list(range(start, end))
+    last = graph.ops[end - 1]
+    reduce = end - 1 if end - 1 > start and is_global_reduce(graph, last) else None
     for i in ops:
         op = graph.ops[i]
-        if axis_maps(graph, op) is None:
+        if i != reduce and axis_maps(graph, op) is None:
             raise PlanError(f"operator {i} ({op.type}) needs its whole input and cannot be inside a patch stage")
     produced = {t: i for i in ops for t in graph.ops[i].outputs}
     users = graph.consumers()
     exits = {t for t in produced if t in graph.outputs or any(u >= end for u in users.get(t, []))}
-    output = graph.ops[end - 1].outputs[0]
+    output = last.outputs[0]
     if exits != {output}:
         others = sorted(exits - {output})
         raise PlanError(f"stage [{start}, {end}) is not a legal cut: tensors {others} are used after it "
                         f"(only the last operator's output may be)")
-    if len(graph.tensors[output].shape) != 4:
+    tiled = last.inputs[0] if reduce is not None else output
+    if reduce is not None and (produced.get(tiled) != end - 2 or users.get(tiled) != [end - 1]):
+        raise PlanError(f"stage [{start}, {end}): the global average's input must come from the op before it "
+                        f"and feed nothing else")
+    if len(graph.tensors[tiled].shape) != 4:
         raise PlanError(f"stage output {output!r} is not a 4-D feature map")
     inputs: list[str] = []
     for i in ops:
         for t in graph.ops[i].inputs:
             if t and t not in produced and not graph.tensors[t].is_const and t not in inputs:
                 inputs.append(t)
-    return StageInfo(ops, output, inputs, [t for t in produced if t != output])
+    return StageInfo(ops, output, inputs, [t for t in produced if t != output], tiled, reduce)
 
 
 def first_local_op(graph: Graph) -> int | None:
@@ -107,7 +128,7 @@ def legal_ends(graph: Graph, start: int) -> list[int]:
     """Every ``end`` such that ``[start, end)`` is a legal stage."""
     ends = []
     for end in range(start + 1, len(graph.ops) + 1):
-        if axis_maps(graph, graph.ops[end - 1]) is None:
+        if axis_maps(graph, graph.ops[end - 1]) is None and not is_global_reduce(graph, graph.ops[end - 1]):
             break
         try:
             stage_info(graph, start, end)
@@ -153,17 +174,17 @@ def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int],
     reuses was computed by earlier tiles and kept ever since; when it was not (a tile reaching
     back before a gap in what was computed), PlanError says to recompute that op.
     """
-    size = graph.tensors[info.output].shape[1 + axis]
+    size = graph.tensors[info.tiled].shape[1 + axis]
     check_cuts(cuts, size, "rows" if axis == 0 else "cols")
     if maps is None:
-        maps = input_maps(graph, info.ops, axis)
+        maps = input_maps(graph, info.tile_ops, axis)
     spans, regions = [], []
     done: dict[int, int] = {}  # cached op -> end of what previous tiles computed
     run: dict[int, int] = {}  # cached op -> start of the gap-free computed run ending at done
     for a, b in zip(cuts[:-1], cuts[1:]):
-        need: dict[str, Interval] = {info.output: (a, b)}
+        need: dict[str, Interval] = {info.tiled: (a, b)}
         tile: dict[int, OpSpan] = {}
-        for i in reversed(info.ops):
+        for i in reversed(info.tile_ops):
             op = graph.ops[i]
             held = need.setdefault(op.outputs[0], (0, 0))  # (0, 0): nothing of it is needed
             out = held
@@ -246,8 +267,8 @@ class StageTiling:
 
 def tile_stage(graph: Graph, stage: Stage) -> StageTiling:
     info = stage_info(graph, stage.start, stage.end)
-    last = stage.end - 1
-    cache_h = frozenset(k for k in info.ops if stage.mode(k) == "cache" and k != last)
-    cache_w = frozenset(k for k in info.ops if stage.mode(k) in ("cache", "cache_w") and k != last)
+    last = info.tile_ops[-1]  # writes the tiled tensor: nothing to keep between tiles
+    cache_h = frozenset(k for k in info.tile_ops if stage.mode(k) == "cache" and k != last)
+    cache_w = frozenset(k for k in info.tile_ops if stage.mode(k) in ("cache", "cache_w") and k != last)
     return StageTiling(stage, info, tile_axis(graph, info, 0, stage.rows, cache_h),
                        tile_axis(graph, info, 1, stage.cols, cache_w))

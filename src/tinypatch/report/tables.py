@@ -79,7 +79,7 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
                         f"beyond stride x output")
         for col in ("op", "type", "output", "tile out HxW", "tile in HxW", "halo rows/cols", "halo"):
             t.add_column(col, justify="right" if col not in ("type", "output", "halo") else "left")
-        for k in st.info.ops:
+        for k in st.info.tile_ops:
             op = ops[k]
             oh = max(x[k].need[1] - x[k].need[0] for x in st.h.spans)
             ow = max(x[k].need[1] - x[k].need[0] for x in st.w.spans)
@@ -90,6 +90,10 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
             mh, mw = axis_maps(graph, op)  # type: ignore[misc]
             t.add_row(str(k), op.type, "x".join(map(str, out_shape[1:])), f"{oh}x{ow}", f"{ih}x{iw}",
                       f"{max(ih - oh * mh.stride, 0)}/{max(iw - ow * mw.stride, 0)}", s.mode(k))
+        if st.info.reduce is not None:
+            k = st.info.reduce
+            t.add_row(str(k), ops[k].type, "x".join(map(str, graph.tensors[ops[k].outputs[0]].shape[1:])),
+                      "-", "-", "-", "accumulated over tiles")
         console.print(t)
     t = Table(title=f"before / after (placed arena peak, {inp}; kB = 1024 B)")
     for col in ("schedule", "peak kB", "peak kB (input counted)", "peak kB (input not counted)",

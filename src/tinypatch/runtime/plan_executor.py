@@ -18,7 +18,7 @@ from tinypatch.errors import InputError
 from tinypatch.ir import Graph
 from tinypatch.kernels import prepare
 from tinypatch.planning.arena import place
-from tinypatch.planning.memory import line_buffer_name, plan_buffers
+from tinypatch.planning.memory import accumulator_name, line_buffer_name, plan_buffers
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.tiles import StageTiling
 from tinypatch.runtime.arena import Arena
@@ -123,7 +123,13 @@ class PlanExecutor:
             arena.alloc(out_buf, self.placement.offsets[out_buf], out_t.nbytes)
         full_out = self._get(arena, outside, st.info.output)
         tile_bufs = self._tile_buffers(st)
-        persistent = [k for k in st.info.ops if st.cached(k) and k != st.stage.end - 1]
+        sums = None
+        if st.info.reduce is not None:  # per-channel int32 sums of the tiled map, accumulated tile by tile
+            acc = accumulator_name(st.info.output)
+            arena.alloc(acc, self.placement.offsets[acc], self.placement.sizes[acc])
+            sums = arena.view(acc, (g.tensors[st.info.tiled].shape[3],), np.dtype(np.int32))
+            sums[...] = 0
+        persistent = [k for k in st.info.tile_ops if st.cached(k)]
         for k in persistent:  # cached outputs (and their line buffers) live across all tiles
             name = g.ops[k].outputs[0]
             arena.alloc(self.buffer_of[name], self.placement.offsets[self.buffer_of[name]],
@@ -136,7 +142,7 @@ class PlanExecutor:
         kept: dict[str, tuple[np.ndarray, int, int]] = {}  # cached tensor -> its last non-empty region
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
-                for k in st.info.ops:
+                for k in st.info.tile_ops:
                     op = g.ops[k]
                     sh, sw = st.h.spans[i][k], st.w.spans[j][k]
                     name = op.outputs[0]
@@ -151,12 +157,18 @@ class PlanExecutor:
                         kept[name] = held[name]
                         if st.line_buffer(k):
                             self._save_lines(arena, st, k, i, j, region)
+                    if sums is not None and name == st.info.tiled:
+                        sums += region.sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+                        arena.free(self.buffer_of[name])
                     for buf in self.ends.get(k, []):
                         if buf in tile_bufs:
                             arena.free(buf)
         for k in persistent:
             if st.line_buffer(k):
                 arena.free(line_buffer_name(g.ops[k].outputs[0]))
+        if sums is not None:
+            full_out[...] = self.kernels[st.info.reduce].finish(sums.astype(np.int64))
+            arena.free(accumulator_name(st.info.output))
 
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
                  region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]]) -> None:
