@@ -175,7 +175,7 @@ def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int],
     back before a gap in what was computed), PlanError says to recompute that op.
     """
     size = graph.tensors[info.tiled].shape[1 + axis]
-    check_cuts(cuts, size, "rows" if axis == 0 else "cols")
+    check_cuts(cuts, size, "rows" if axis == 0 else "cols", info.tiled)
     if maps is None:
         maps = input_maps(graph, info.tile_ops, axis)
     spans, regions = [], []
@@ -236,10 +236,11 @@ def _slide_window(spans: list[dict[int, OpSpan]], regions: list[dict[str, Interv
         regions[t][tensor] = (starts[t], hi)
 
 
-def check_cuts(cuts: list[int], size: int, what: str) -> None:
+def check_cuts(cuts: list[int], size: int, what: str, tensor: str) -> None:
     """Tile cut points must start at 0, end at ``size`` and strictly increase."""
     if len(cuts) < 2 or cuts[0] != 0 or cuts[-1] != size:
-        raise PlanError(f"{what} cut points {cuts} must start at 0 and end at {size} (the stage output size)")
+        raise PlanError(f"{what} cut points {cuts} must start at 0 and end at {size}, the size of the tiled map "
+                        f"{tensor!r}")
     if any(b <= a for a, b in zip(cuts[:-1], cuts[1:])):
         raise PlanError(f"{what} cut points {cuts} must strictly increase (tiles may not overlap or be empty)")
 
