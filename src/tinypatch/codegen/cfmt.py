@@ -76,3 +76,9 @@ def table2d(c_type: str, name: str, rows: list[list[int]]) -> str:
     width = max(len(r) for r in rows)
     body = ",\n    ".join("{" + ", ".join(str(int(v)) for v in r) + "}" for r in rows)
     return f"static const {c_type} {name}[{len(rows)}][{width}] = {{\n    {body}\n}};\n"
+
+
+def struct_array(c_type: str, name: str, rows: list[tuple[int, ...]]) -> str:
+    """``static const <c_type> name[n] = {{...}, ...};`` (positional members)."""
+    body = ",\n    ".join("{" + ", ".join(str(int(v)) for v in r) + "}" for r in rows)
+    return f"static const {c_type} {name}[{len(rows)}] = {{\n    {body}\n}};\n"

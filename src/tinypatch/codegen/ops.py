@@ -20,7 +20,7 @@ from tinypatch.codegen.views import View, align4, contiguous_strides
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
 from tinypatch.kernels import PreparedOp, prepare
-from tinypatch.kernels.fixedpoint import exp_on_negative_values, multiply_by_quantized_multiplier
+from tinypatch.kernels.fixedpoint import exp_on_negative_values, multiply_by_quantized_multiplier, wrap32
 from tinypatch.kernels.quantize import requantize
 from tinypatch.kernels.reduce import mean_multiplier
 from tinypatch.kernels.softmax import SCALED_DIFF_INTEGER_BITS
@@ -47,6 +47,7 @@ class OpEmitter:
     graph: Graph
     storage: Storage
     unit: Unit
+    target: str = "host"
     kernels: list[PreparedOp] = field(init=False)
     _params: dict[object, str] = field(default_factory=dict)
 
@@ -128,14 +129,56 @@ def _spatial_call(fn: str, p: str, e: OpEmitter, s: Site) -> str:
             + f"{fn}(&{p}, {x.ptr}, {x.h}, {x.w}, {x.rs}, {s.pads[0]}, {s.pads[1]}, {y.ptr}, {y.h}, {y.w}, {y.rs});\n")
 
 
+def fast_requant(kern: PreparedOp, w_per_channel: np.ndarray) -> list[tuple[int, ...]] | None:
+    """Rows of ``tp_rq`` (bias with the input zero point folded in, multiplier, rounding, left
+    and right shifts) when every accumulator a channel can produce, |bias| + 255 * sum |w|,
+    stays below 2^(30 - left): the optimised requantization is then exact. Else None."""
+    w = np.asarray(w_per_channel, np.int64)
+    bias = np.broadcast_to(np.asarray(kern.bias, np.int64), (w.shape[0],))
+    left = np.maximum(kern.shift, 0)
+    right = np.maximum(-kern.shift, 0)
+    bound = np.abs(bias) + 255 * np.abs(w).sum(axis=1)
+    if np.any(bound >= np.left_shift(np.int64(1), 30 - left)) or np.any(right > 31):
+        return None
+    folded = wrap32(bias - kern.in_zp * w.sum(axis=1))
+    return [(int(b), int(m), (1 << int(r - 1)) if r else 0, -1 if r else 0, int(lft) + 1, int(r))
+            for b, m, r, lft in zip(folded, kern.multiplier, right, left)]
+
+
+# lanes of the Helium depthwise accumulators: channels of a 16-block in widening-multiply order
+MVE_LANES = (0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15)
+
+
+def mve_depthwise_table(rows: list[tuple[int, ...]]) -> np.ndarray:
+    """Per block of 16 channels: folded bias, multiplier, left shift, negative-rounding mask and
+    minus the right shift, each as 16 int32 in :data:`MVE_LANES` order (zeros past the last channel)."""
+    blocks = -(-len(rows) // 16)
+    out = np.zeros((blocks, 5, 16), np.int64)
+    for b in range(blocks):
+        for lane, ch in enumerate(MVE_LANES):
+            if b * 16 + ch < len(rows):
+                bias, mult, _, nmask, lsh, rsh = rows[b * 16 + ch]
+                out[b, :, lane] = (bias, mult, lsh - 1, nmask, -rsh)
+    return out.ravel()
+
+
 def _conv_params(e: OpEmitter, k: int, depthwise: bool) -> str:
     kern = e.kernels[k]
     op = e.graph.ops[k]
     bias = e.storage.const(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else "NULL"
     cin = e.graph.tensors[op.inputs[0]].shape[3]
+    w = kern.weights
+    rows = fast_requant(kern, w[0].reshape(-1, kern.cout).T if depthwise else w.reshape(kern.cout, -1))
+    rq = "NULL"
+    if rows is not None:
+        rq = e.unit.name(f"tp_rq{k}")
+        e.unit.add(cfmt.struct_array("tp_rq", rq, rows), 20 * len(rows))
+    mve = "NULL"
+    if rows is not None and depthwise and e.target == "cortex-m55":
+        mve = e.unit.array("int32_t", f"tp_mve{k}", mve_depthwise_table(rows), align=16)
     fields = dict(w=e.storage.const(op.inputs[1]), bias=bias,
                   mult=e.unit.array("int32_t", f"tp_m{k}", kern.multiplier),
-                  shift=e.unit.array("int8_t", f"tp_s{k}", kern.shift), wsum="NULL",
+                  shift=e.unit.array("int8_t", f"tp_s{k}", kern.shift), rq=rq, mve=mve,
                   cin=cin, cout=kern.cout, kh=kern.kernel_hw[0], kw=kern.kernel_hw[1],
                   sh=kern.stride[0], sw=kern.stride[1], dh=kern.dilation[0], dw=kern.dilation[1],
                   dm=kern.depth_multiplier if depthwise else 1, in_zp=kern.in_zp, out_zp=kern.out_zp,
@@ -249,6 +292,21 @@ def _mean(e: OpEmitter, s: Site) -> str:
     dims = "(const int32_t[4]){" + ", ".join(map(str, d4)) + "}"
     red = "(const int32_t[4]){" + ", ".join(map(str, reduce)) + "}"
     return f"tp_mean_s8(&{p}, {dims}, {red}, {x.ptr}, {s.out.ptr});\n"
+
+
+def reduce_finish(e: OpEmitter, k: int, sums: str, out: str) -> str:
+    """The int8 result of a global average (MEAN over H, W or a whole-map AVERAGE_POOL_2D) ending a
+    patch stage, from the per-channel int32 sums its tiles accumulated."""
+    kern = e.kernels[k]
+    op = e.graph.ops[k]
+    _, h, w, c = e.graph.tensors[op.inputs[0]].shape
+    if op.type == "MEAN":
+        def build() -> str:
+            m, shift = mean_multiplier(*kern.base, h * w)
+            return e.struct(k, "tp_mean_p", dict(m=m, shift=shift, in_zp=kern.in_zp, out_zp=kern.out_zp,
+                                                 count=h * w))
+        return f"tp_mean_finish_s8(&{e.params((k, 'finish'), build)}, {sums}, {c}, {out});\n"
+    return f"tp_avgpool_finish_s8(&{e.params(k, lambda: _pool_params(e, k))}, {sums}, {h * w}, {out});\n"
 
 
 def _softmax(e: OpEmitter, s: Site) -> str:

@@ -23,7 +23,7 @@ from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.plan import Plan
 
-RUNTIME_SOURCES = ("tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast_arm.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c",
+RUNTIME_SOURCES = ("tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast.c", "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c",
                    "tp_startup.c", "tp_main_mcu.c", "tp_main_host.c")
 
 
@@ -72,8 +72,6 @@ def render(graph: Graph, plan: Plan, out: Path, target: str, sram: int | None, s
     """The generated files by name, and the project figures (nothing is written)."""
     unit = Unit()
     storage = Storage(graph, plan, unit)
-    emitter = OpEmitter(graph, storage, unit)
-    body = Scheduler(graph, storage, unit, emitter).body()
     arena = storage.arena_size
     budget = arena if sram is None else sram
     if stack < 256 or stack % 8:
@@ -81,7 +79,9 @@ def render(graph: Graph, plan: Plan, out: Path, target: str, sram: int | None, s
     if target in tg.TARGETS and tg.ram_length(budget, stack) > tg.TARGETS[target].ram_max:
         t = tg.TARGETS[target]
         raise BudgetError(f"{target} ({t.machine}) has {t.ram_max} B of SRAM at 0x{t.ram_origin:x}; the plan needs "
-                          f"{tg.ram_length(budget, stack)} B (arena {arena} B + stack + overhead)", arena)
+                          f"{tg.ram_length(budget, stack)} B (SRAM budget {budget} B + stack + overhead)", arena)
+    emitter = OpEmitter(graph, storage, unit, target)
+    body = Scheduler(graph, storage, unit, emitter).body()
     cost = plan_cost(graph, plan)
     io_bytes = sum(graph.tensors[t].nbytes for t in storage.io)
     project = Project(out, graph.name, target, arena, unit.const_bytes, cost.macs, cost.base_macs, budget, stack,
@@ -213,6 +213,7 @@ def _makefile(p: Project) -> str:
 #
 #   make host                      host build: ./model_host input.bin output.bin
 #   make host-check                host build with -fsanitize=address,undefined and window checks
+#   make ... FAST=                 reference kernels only (no optimised paths)
 #   make cortex-m4|cortex-m7|cortex-m55   cross build (arm-none-eabi-gcc): model_<target>.elf
 #   make run-cortex-m7             run on QEMU: reads input.bin, writes output.bin (semihosting)
 #   make size-cortex-m7            text/data/bss of the ELF
@@ -222,12 +223,13 @@ ARM_CC ?= arm-none-eabi-gcc
 ARM_SIZE ?= arm-none-eabi-size
 QEMU ?= qemu-system-arm
 OPT ?= -O2
-CFLAGS_COMMON = -std=c99 -Wall -Wextra -fno-strict-aliasing -ffp-contract=off
-MODEL_SRCS = model.c tp_kernels.c
+FAST ?= -DTP_FAST
+CFLAGS_COMMON = -std=c99 -Wall -Wextra -fno-strict-aliasing -ffp-contract=off $(FAST)
+MODEL_SRCS = model.c tp_kernels.c tp_fast.c
 HEADERS = model.h tp_kernels.h tp_fast.h tp_mcu.h tp_semihost.h
 HOST_SRCS = $(MODEL_SRCS) tp_main_host.c
-MCU_SRCS = $(MODEL_SRCS) tp_fast_arm.c tp_main_mcu.c tp_startup.c tp_semihost.c
-ARM_CFLAGS = $(CFLAGS_COMMON) $(OPT) -mthumb -ffunction-sections -fdata-sections -DTP_FAST
+MCU_SRCS = $(MODEL_SRCS) tp_fast_mve.c tp_main_mcu.c tp_startup.c tp_semihost.c
+ARM_CFLAGS = $(CFLAGS_COMMON) $(OPT) -mthumb -ffunction-sections -fdata-sections
 ARM_LDFLAGS = -nostartfiles --specs=nano.specs -Wl,--gc-sections
 {cpu}
 

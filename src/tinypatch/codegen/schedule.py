@@ -14,12 +14,12 @@ line buffer (``cache``) with in-place row copies that never overrun their buffer
 from __future__ import annotations
 
 from tinypatch.codegen import cfmt
-from tinypatch.codegen.ops import SPATIAL, OpEmitter, Site
+from tinypatch.codegen.ops import SPATIAL, OpEmitter, Site, reduce_finish
 from tinypatch.codegen.storage import Storage, Unit
 from tinypatch.codegen.views import Layout, View, full_view, window_view
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
-from tinypatch.planning.memory import line_buffer_name
+from tinypatch.planning.memory import accumulator_name, line_buffer_name
 from tinypatch.planning.tiles import StageTiling
 
 CONST_OPERAND_OPS = ("ADD", "MUL", "CONCATENATION")  # ops that may read a constant as a data operand
@@ -64,21 +64,27 @@ class Scheduler:
         if op.type in SPATIAL and op.type not in ("PAD", "RESIZE_NEAREST_NEIGHBOR"):
             top, _, left, _ = self.emitter.kernels[k].default_pads(g.tensors[op.inputs[0]].shape[1:3])
             site.pads = (str(top), str(left))
-        return f"/* op {k}: {op.type} */\n" + self.emitter.call(site)
+        return f"{{   /* op {k}: {op.type} (a block: its temporaries share stack slots with the other ops') */\n" \
+            + _indent(self.emitter.call(site), 4) + "}\n"
 
     # --- patch stages ---------------------------------------------------------------------
     def stage(self, n: int, st: StageTiling) -> str:
         g, stage = self.graph, st.stage
         nh, nw = stage.grid
-        columns = {k: [p for p, r in enumerate(st.h.spans[0][k].reads) if r is not None] for k in st.info.ops}
-        persistent = [k for k in st.info.ops if st.cached(k)]
-        for k in st.info.ops:
+        ops = st.info.tile_ops
+        columns = {k: [p for p, r in enumerate(st.h.spans[0][k].reads) if r is not None] for k in ops}
+        persistent = [k for k in ops if st.cached(k)]
+        for k in ops:
             self._tables(n, k, st, columns[k])
-        keep = "".join(f"int kept{k} = 0, kr{k} = 0, kc{k} = 0; /* op {k}: origin of its last kept region */\n"
-                       for k in persistent)
-        decl = "".join(f"const int16_t *h{k} = tp_s{n}h{k}[ti], *w{k} = tp_s{n}w{k}[tj];\n" for k in st.info.ops)
+        setup = "".join(f"int kept{k} = 0, kr{k} = 0, kc{k} = 0; /* op {k}: origin of its last kept region */\n"
+                        for k in persistent)
+        sums = ""
+        if st.info.reduce is not None:
+            sums = f"((int32_t *){self.storage.raw(accumulator_name(st.info.output))})"
+            setup += f"memset({sums}, 0, {4 * g.tensors[st.info.tiled].shape[3]});  /* per-channel sums */\n"
+        decl = "".join(f"const int16_t *h{k} = tp_s{n}h{k}[ti], *w{k} = tp_s{n}w{k}[tj];\n" for k in ops)
         body = [decl]
-        for k in st.info.ops:
+        for k in ops:
             body.append(f"/* op {k}: {g.ops[k].type} */\n")
             if k in persistent:
                 body.append(self._restore(k, st))
@@ -87,11 +93,27 @@ class Scheduler:
                         + _indent(call, 4) + "}\n")
             if k in persistent:
                 body.append(self._keep(k, st, len(columns[k])))
+            if sums and g.ops[k].outputs[0] == st.info.tiled:
+                body.append(self._accumulate(st, k, sums))
         loop = (f"for (int ti = 0; ti < {nh}; ti++) {{\n"
                 f"    for (int tj = 0; tj < {nw}; tj++) {{\n" + _indent("".join(body), 8) + "    }\n}\n")
+        tail = ""
+        if sums:
+            out = self.storage.base(st.info.output)
+            tail = f"/* op {st.info.reduce}: {g.ops[st.info.reduce].type} from the accumulated sums */\n" \
+                + reduce_finish(self.emitter, st.info.reduce, sums, out)
         head = (f"/* stage {n}: ops [{stage.start}, {stage.end}) patch by patch, {nh}x{nw} tiles "
                 f"(rows {stage.rows}, cols {stage.cols}) */\n")
-        return head + "{\n" + _indent(keep + loop, 4) + "}\n"
+        return head + "{\n" + _indent(setup + loop + tail, 4) + "}\n"
+
+    def _accumulate(self, st: StageTiling, k: int, sums: str) -> str:
+        """Add the tile's region of the averaged map to the per-channel sums."""
+        t = self.graph.ops[k].outputs[0]
+        c = self.graph.tensors[t].shape[3]
+        h, w = f"h{k}", f"w{k}"
+        return (f"if ({h}[{NEED1}] > {h}[{NEED0}] && {w}[{NEED1}] > {w}[{NEED0}])\n"
+                f"    tp_sum_channels({sums}, {self.storage.base(t)}, {h}[{NEED1}] - {h}[{NEED0}], "
+                f"{w}[{NEED1}] - {w}[{NEED0}], {st.w.max_len(t) * c}, {c});\n")
 
     def _tables(self, n: int, k: int, st: StageTiling, cols: list[int]) -> None:
         for axis, til in (("h", st.h), ("w", st.w)):

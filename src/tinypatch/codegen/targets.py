@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RUNTIME_OVERHEAD = 64  # bytes of .data/.bss beside the arena allowed in the RAM region
-DEFAULT_STACK = 1024
+DEFAULT_STACK = 2048  # reserved; the measured high-water mark is reported
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ SECTIONS
     KEEP(*(.vectors))
     __tp_kernels_start = .;  /* kernel code, contiguous for per-kernel instruction counts */
     *tp_kernels.o(.text*)
-    *tp_fast_arm.o(.text*)
+    *tp_fast.o(.text*)
+    *tp_fast_mve.o(.text*)
     __tp_kernels_end = .;
     *(.text*)
     . = ALIGN(4);

@@ -34,10 +34,12 @@ def missing_tools(target: str) -> str | None:
     return f"not installed: {', '.join(absent)}" if absent else None
 
 
-def make(project: Path, goal: str, timeout: float = 600) -> None:
-    """``make -C project goal``; ToolchainError with the compiler's message on failure."""
+def make(project: Path, goal: str, timeout: float = 600, variables: Mapping[str, str] | None = None) -> None:
+    """``make -C project goal [VAR=value...]``; ToolchainError with the compiler's message on failure."""
+    extra = [f"{k}={v}" for k, v in (variables or {}).items()]
     try:
-        r = subprocess.run(["make", "-s", "-C", str(project), goal], capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(["make", "-s", "-C", str(project), goal, *extra], capture_output=True, text=True,
+                           timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ToolchainError(f"make {goal} failed: {exc}") from exc
     if r.returncode:

@@ -1,5 +1,6 @@
-/* Hooks for optimised kernels: each returns 1 when it handled the call, 0 to fall back to
- * the portable reference code. Targets without optimised code get constant 0. */
+/* Hooks for the optimised kernels (tp_fast.c, tp_fast_mve.c): each returns 1 when it handled
+ * the call, 0 to fall back to the reference code. Built with -DTP_FAST; without it the hooks
+ * are constant 0 and only the reference kernels exist. */
 #ifndef TP_FAST_H
 #define TP_FAST_H
 
@@ -10,11 +11,15 @@ int tp_fast_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs
                     int8_t *y, int oh, int ow, int ors);
 int tp_fast_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                       int8_t *y, int oh, int ow, int ors);
-int tp_fast_fc_s8(const tp_fc_p *p, const int8_t *x, int rows, int8_t *y);
+#if defined(__ARM_FEATURE_MVE)
+int tp_mve_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
+                   int8_t *y, int oh, int ow, int ors);
+int tp_mve_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
+                     int8_t *y, int oh, int ow, int ors);
+#endif
 #else
 #define tp_fast_conv_s8(...) 0
 #define tp_fast_dwconv_s8(...) 0
-#define tp_fast_fc_s8(...) 0
 #endif
 
 #endif

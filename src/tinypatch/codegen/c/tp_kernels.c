@@ -325,7 +325,6 @@ void tp_pad(int esize, const void *value, const int32_t *din, const int32_t *bef
 /* --- whole-tensor kernels ---------------------------------------------------------------- */
 void tp_fc_s8(const tp_fc_p *p, const int8_t *x, int rows, int8_t *y)
 {
-    if (tp_fast_fc_s8(p, x, rows, y)) return;
     for (int r = 0; r < rows; r++) {
         const int8_t *xr = x + (ptrdiff_t)r * p->depth;
         for (int32_t u = 0; u < p->units; u++) {
@@ -424,6 +423,33 @@ void tp_softmax_s8(const tp_softmax_p *p, const int8_t *x, int rows, int depth, 
                 yr[c] = -128;
             }
         }
+    }
+}
+
+/* --- global average accumulated tile by tile -------------------------------------------- */
+void tp_sum_channels(int32_t *sums, const int8_t *x, int h, int w, int rs, int c)
+{
+    for (int r = 0; r < h; r++)
+        for (int q = 0; q < w; q++) {
+            const int8_t *px = x + (ptrdiff_t)r * rs + (ptrdiff_t)q * c;
+            for (int ch = 0; ch < c; ch++) sums[ch] = (int32_t)((uint32_t)sums[ch] + (uint32_t)(int32_t)px[ch]);
+        }
+}
+
+void tp_mean_finish_s8(const tp_mean_p *p, const int32_t *sums, int c, int8_t *y)
+{
+    for (int ch = 0; ch < c; ch++) {
+        const int32_t total = (int32_t)((uint32_t)sums[ch] - (uint32_t)p->in_zp * (uint32_t)p->count);
+        y[ch] = clamp8((int64_t)tp_mbqm(total, p->m, p->shift) + p->out_zp, -128, 127);
+    }
+}
+
+void tp_avgpool_finish_s8(const tp_pool_p *p, const int32_t *sums, int32_t count, int8_t *y)
+{
+    const int32_t half = count / 2;
+    for (int ch = 0; ch < p->c; ch++) {
+        const int64_t s = sums[ch];
+        y[ch] = clamp8(s > 0 ? (s + half) / count : -((half - s) / count), p->act_min, p->act_max);
     }
 }
 

@@ -15,12 +15,24 @@
 
 #define TP_ALIGN(n) __attribute__((aligned(n)))
 
+/* Per-channel requantization for the optimised kernels, valid when the generator proved
+ * |acc| << (left + 1) < 2^31 for every possible accumulator: then TFLite's
+ * MultiplyByQuantizedMultiplier(acc, mult, shift) is exactly
+ *   v = (acc << lsh) * mult rounded to the high 32 bits (SMMULR), lsh = left + 1;
+ *   v = (v + rnd + (v < 0 ? nmask : 0)) >> rsh        (round half away from zero).
+ * bias has the input zero point folded in: bias - in_zp * sum of the channel's weights. */
+typedef struct {
+    int32_t bias, mult, rnd, nmask;
+    uint8_t lsh, rsh;
+} tp_rq;
+
 typedef struct {
     const int8_t *w;       /* CONV_2D: [cout][kh][kw][cin]; DEPTHWISE: [kh][kw][cout] */
     const int32_t *bias;   /* [cout] or NULL */
     const int32_t *mult;   /* [cout] quantized multipliers */
     const int8_t *shift;   /* [cout] shifts (> 0: left) */
-    const int32_t *wsum;   /* [cout] sum of the weights (fast paths), or NULL */
+    const tp_rq *rq;       /* [cout] fast requantization, or NULL (reference path only) */
+    const int32_t *mve;    /* depthwise on Helium: per 16 channels, 5 x 16 lane-ordered parameters, or NULL */
     int16_t cin, cout, kh, kw, sh, sw, dh, dw, dm;
     int16_t in_zp, out_zp, act_min, act_max;
 } tp_conv_p;
@@ -97,6 +109,11 @@ void tp_pad(int esize, const void *value, const int32_t *din, const int32_t *bef
 void tp_fc_s8(const tp_fc_p *p, const int8_t *x, int rows, int8_t *y);
 void tp_mean_s8(const tp_mean_p *p, const int32_t *d, const int32_t *reduce, const int8_t *x, int8_t *y);
 void tp_softmax_s8(const tp_softmax_p *p, const int8_t *x, int rows, int depth, int8_t *y);
+
+/* --- a stage ending in a global average: per-channel int32 sums accumulated tile by tile ------ */
+void tp_sum_channels(int32_t *sums, const int8_t *x, int h, int w, int rs, int c);
+void tp_mean_finish_s8(const tp_mean_p *p, const int32_t *sums, int c, int8_t *y);
+void tp_avgpool_finish_s8(const tp_pool_p *p, const int32_t *sums, int32_t count, int8_t *y);
 
 /* --- tile bookkeeping ------------------------------------------------------------------ */
 void tp_copy_rows(void *dst, int dst_rs, const void *src, int src_rs, int rows, int row_bytes);

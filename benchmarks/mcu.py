@@ -1,0 +1,166 @@
+"""Generated C on emulated Cortex-M: flash, RAM, stack, executed instructions, instructions/MAC.
+
+Run: ``python benchmarks/mcu.py [--target cortex-m7] [--models NAME ...] [--no-layers] [--json OUT]``
+(needs arm-none-eabi-gcc, libnewlib-arm-none-eabi, qemu-system-arm and the shared assets).
+
+For every shared .tflite model, layer by layer and patch-based (the least-peak plan of the
+searched front), the generated project is cross-compiled, run on QEMU on one input and checked
+byte for byte against the Python executor. Figures (bytes):
+
+* flash: .text + .rodata + .ARM.exidx + .data image (``arm-none-eabi-size -A``);
+* static RAM: .data + .bss = the arena plus the runtime's own variables;
+* stack: high-water mark measured by painting the whole stack at reset;
+* RAM used: static RAM + measured stack; RAM region: the linker script's LENGTH
+  (SRAM budget = planned arena, + reserved stack + runtime overhead);
+* instructions: executed guest instructions (qemu-insncount plugin): the whole program, and
+  per MAC; "kernel" counts only the kernel code (tp_kernels.c, tp_fast_arm.c).
+
+Reference figures are facts quoted by the project's issues and MANIFEST: TFLite Micro's
+activation arena ("head") per model, TinyEngine's 62,352 B for mcunet_vww patch-based (input
+image outside the arena), and CMSIS-NN 19.1's instructions/MAC on four layers, measured in
+the same emulator (Cortex-M7: DSP extension; Cortex-M55: Helium). Those four layers are built
+here with the same shapes and run through the same generated code path (one-layer models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from tinypatch.assets import assets_dir
+from tinypatch.codegen import generate
+from tinypatch.codegen.report import McuCost, measure
+from tinypatch.codegen.targets import DEFAULT_STACK, MCU_TARGETS, TARGETS
+from tinypatch.codegen.toolchain import build_insncount, missing_tools
+from tinypatch.errors import BudgetError
+from tinypatch.frontends.synth import Builder
+from tinypatch.frontends.tflite import load_tflite
+from tinypatch.ir import Graph
+from tinypatch.planning.plan import Plan
+from tinypatch.planning.search import search
+from tinypatch.runtime.inputs import load_input, random_input
+
+TFLM_HEAD = {"person_detect.tflite": 55296, "person_detect_qdimfix.tflite": 55296,
+             "mlperf_vww_96_int8.tflite": 73728, "mlperf_ic_resnet8_int8.tflite": 49152,
+             "mlperf_kws_dscnn_int8.tflite": 16000, "mcunet_vww.tflite": 161472, "mcunetv2_large.tflite": 2451840,
+             "hello_world_int8.tflite": 32}
+TINYENGINE_MCUNET_VWW = 62352  # arena + kernel buffers of its 2x2 patch code, input image outside
+CMSIS_NN = {  # executed instructions / MAC, CMSIS-NN 19.1 at -O2 with this GCC, same emulator
+    "cortex-m7": {"conv 1x1 24x24x16->96": 3.92, "depthwise 3x3 s1 24x24x96": 8.01,
+                  "conv 3x3 s2 48x48x3->16": 4.88, "conv 3x3 s1 12x12x32->32": 1.93},
+    "cortex-m55": {"conv 1x1 24x24x16->96": 1.05, "depthwise 3x3 s1 24x24x96": 2.19,
+                   "conv 3x3 s2 48x48x3->16": 1.42, "conv 3x3 s1 12x12x32->32": 0.26},
+}
+
+
+def reference_layers() -> dict[str, Graph]:
+    """The four layers of the CMSIS-NN comparison as one-layer int8 models."""
+    def one(name: str, shape: tuple[int, ...], layer) -> Graph:  # noqa: ANN001
+        b = Builder(name, seed=1)
+        return b.finish([layer(b, b.input(shape))])
+    return {
+        "conv 1x1 24x24x16->96": one("conv1x1", (1, 24, 24, 16), lambda b, x: b.conv(x, 96, 1, 1, name="c")),
+        "depthwise 3x3 s1 24x24x96": one("dw3x3", (1, 24, 24, 96), lambda b, x: b.depthwise(x, 3, 1, name="d")),
+        "conv 3x3 s2 48x48x3->16": one("conv3x3s2", (1, 48, 48, 3), lambda b, x: b.conv(x, 16, 3, 2, name="c")),
+        "conv 3x3 s1 12x12x32->32": one("conv3x3", (1, 12, 12, 32), lambda b, x: b.conv(x, 32, 3, 1, name="c")),
+    }
+
+
+def model_input(graph: Graph, path: Path) -> list:
+    t = graph.tensors[graph.inputs[0]]
+    if path.name.startswith("person_detect"):
+        return [load_input(str(path.parent / "person.bmp"), t, "raw")]
+    if path.name.startswith("mlperf_kws"):
+        return [load_input(str(path.parent / "mlperf_kws_sample_input_int8.npy"), t)]
+    return [random_input(graph.tensors[n], seed=i) for i, n in enumerate(graph.inputs)]
+
+
+def schedules(graph: Graph, name: str) -> list[tuple[str, Plan, int | None]]:
+    """(label, plan, reference RAM) per mode measured for a model."""
+    out: list[tuple[str, Plan, int | None]] = [("layer by layer", Plan.layer_by_layer(graph), TFLM_HEAD.get(name))]
+    front = [s for s in search(graph).front if s.plan.stages]
+    if front:
+        out.append((f"patch: {front[0].label}", front[0].plan, None))
+    if name == "mcunet_vww.tflite":
+        best = search(graph, include_input=False).front[0]
+        out.append((f"patch, input outside: {best.label}", best.plan, TINYENGINE_MCUNET_VWW))
+    return out
+
+
+def _row(t: Table, model: str, label: str, c: McuCost, ref: int | None) -> None:
+    versus = "" if ref is None else f"{c.ram_used:,} vs {ref:,} ({'less' if c.ram_used < ref else 'MORE'})"
+    t.add_row(model, label, f"{c.flash:,}", f"{c.arena:,}", f"{c.static_ram:,}", f"{c.stack_used:,}",
+              f"{c.ram_used:,}", f"{c.ram_region:,}", f"{c.insns:,}", f"{c.kernel_insns:,}", f"{c.macs:,}",
+              f"{c.insns_per_mac:.2f}", "yes" if c.exact else "NO", versus)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", choices=MCU_TARGETS, default="cortex-m7")
+    ap.add_argument("--models", nargs="*", help="shared model file names (default: all)")
+    ap.add_argument("--no-layers", action="store_true", help="skip the four CMSIS-NN reference layers")
+    ap.add_argument("--stack", type=int, default=DEFAULT_STACK)
+    ap.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    args = ap.parse_args()
+    console = Console(width=230)
+    missing = missing_tools(args.target)
+    assets = assets_dir()
+    if missing or assets is None:
+        console.print(f"cannot run: {missing or 'shared assets not found (set TINYPATCH_ASSETS)'}")
+        return 2
+    paths = sorted((assets / "models").glob("*.tflite"))
+    if args.models:
+        paths = [p for p in paths if p.name in args.models]
+    target = TARGETS[args.target]
+    console.print(f"target {args.target} (QEMU -M {target.machine}); arm-none-eabi-gcc -std=c99 -O2 -mthumb "
+                  f"{target.cpu_flags} -ffunction-sections -fdata-sections -fno-strict-aliasing -ffp-contract=off "
+                  f"-DTP_FAST, newlib-nano, -Wl,--gc-sections; stack reserved {args.stack} B")
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        plugin = build_insncount(assets, Path(tmp) / "plugin")
+        t = Table(title=f"generated C on {args.target}: bytes, executed instructions (RAM used = static RAM + "
+                        "measured stack; reference: TFLM arena head, or TinyEngine for mcunet_vww)")
+        for col in ("model", "schedule", "flash", "arena", "static RAM", "stack", "RAM used", "RAM region",
+                    "instructions", "kernel instr.", "MACs", "instr./MAC", "exact", "RAM vs reference"):
+            t.add_column(col, justify="left" if col in ("model", "schedule", "RAM vs reference") else "right")
+        for path in paths:
+            g = load_tflite(str(path))
+            x = model_input(g, path)
+            for k, (label, plan, ref) in enumerate(schedules(g, path.name)):
+                try:
+                    project = generate(g, plan, Path(tmp) / f"{path.stem}_{k}", args.target, stack=args.stack)
+                except BudgetError as exc:
+                    console.print(f"{path.name} {label}: skipped ({exc})")
+                    continue
+                c = measure(g, project, x, plugin)
+                _row(t, path.stem, label, c, ref)
+                results.append({"model": path.name, "schedule": label, "reference_ram": ref, **c.to_dict()})
+                console.print(f"measured {path.name}: {label}", style="dim")
+        console.print(t)
+        if not args.no_layers and args.target in CMSIS_NN:
+            lt = Table(title=f"reference layers on {args.target}: kernel instructions / MAC (ours vs CMSIS-NN)")
+            for col in ("layer", "MACs", "kernel instr.", "ours / MAC", "CMSIS-NN / MAC", "exact"):
+                lt.add_column(col, justify="left" if col == "layer" else "right")
+            for name, g in reference_layers().items():
+                project = generate(g, None, Path(tmp) / name.replace(" ", "_").replace(">", ""), args.target,
+                                   stack=args.stack)
+                c = measure(g, project, [random_input(g.tensors[g.inputs[0]], seed=3)], plugin)
+                per_mac = c.kernel_insns / c.macs
+                ref = CMSIS_NN[args.target][name]
+                lt.add_row(name, f"{c.macs:,}", f"{c.kernel_insns:,}", f"{per_mac:.2f}", f"{ref:.2f}",
+                           "yes" if c.exact else "NO", style=None if per_mac <= ref else "yellow")
+                results.append({"layer": name, "kernel_insns_per_mac": per_mac, "cmsis_nn": ref, **c.to_dict()})
+            console.print(lt)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0 if all(r["exact"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,408 @@
+/* Helium (MVE) int8 kernels for Cortex-M55, bit-exact with the reference ones (tp_kernels.c).
+ *
+ * Written for tinypatch (no code taken from CMSIS-NN):
+ * - convolution: 16 MACs per VMLADAVA (multiply-accumulate across a vector into a scalar); four
+ *   pixels of a row whose windows lie inside the input share each weight load (one output channel
+ *   at a time, requantized as one vector); any other pixel runs alone over four output channels,
+ *   reading taps in the zero padding as the input zero point, so the folded bias stays exact;
+ * - depthwise: 16 channels per load, widening multiplies (VMULLB/VMULLT) into four int32 vectors,
+ *   requantized with per-lane parameters that the generator lays out in that lane order;
+ * - requantization per vector lane: VQRDMULH (= SRDHM) and a rounding shift (see requant1),
+ *   the per-channel parameters gathered from the tp_rq table. */
+#include "tp_fast.h"
+
+#if defined(TP_FAST) && defined(__ARM_FEATURE_MVE)
+#include <arm_mve.h>
+#include <string.h>
+
+#define TP_MVE_WINDOW 64 /* largest window (kh * kw * cin) gathered on the stack, for 4 pixels */
+
+typedef struct {
+    int32x4_t mult, lsh, nmask, negrsh; /* lsh: the left shift alone (VQRDMULH doubles) */
+} rq4;
+
+/* Requantization parameters of 4 channels; offs: word offsets of their tp_rq entries from rq. */
+static inline rq4 rq_gather(const tp_rq *rq, uint32x4_t offs)
+{
+    const int32_t *base = (const int32_t *)rq;
+    rq4 q;
+    q.mult = vldrwq_gather_shifted_offset_s32(base + 1, offs);
+    q.nmask = vldrwq_gather_shifted_offset_s32(base + 3, offs);
+    const int32x4_t shifts = vldrwq_gather_shifted_offset_s32(base + 4, offs); /* lsh | rsh << 8 */
+    q.lsh = vsubq_n_s32(vandq_s32(shifts, vdupq_n_s32(0xff)), 1);
+    q.negrsh = vnegq_s32(vandq_s32(vshrq_n_s32(shifts, 8), vdupq_n_s32(0xff)));
+    return q;
+}
+
+/* Per-lane channels (see requant1; lanes with rsh = 0 have nmask = 0 and shift by 0). */
+static inline int32x4_t requant4(int32x4_t acc, const rq4 *q, int zp, int32x4_t lo, int32x4_t hi)
+{
+    int32x4_t v = vqrdmulhq_s32(vshlq_s32(acc, q->lsh), q->mult);
+    v = vrshlq_s32(vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), q->nmask)), q->negrsh);
+    return vminq_s32(vmaxq_s32(vaddq_n_s32(v, zp), lo), hi);
+}
+
+/* One channel's requantization on 4 lanes (pixels): VQRDMULH is SRDHM itself ((2ab + 2^31) >> 32),
+ * and VRSHL by -rsh adds 2^(rsh-1) before shifting, so adding -1 to negative values first gives
+ * rounding half away from zero. */
+static inline int32x4_t requant1(int32x4_t acc, const tp_rq *q, int zp, int32x4_t lo, int32x4_t hi)
+{
+    int32x4_t v = vqrdmulhq_n_s32(vshlq_r_s32(acc, q->lsh - 1), q->mult);
+    if (q->rsh) v = vrshlq_n_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), -(int32_t)q->rsh);
+    return vminq_s32(vmaxq_s32(vaddq_n_s32(v, zp), lo), hi);
+}
+
+static inline int32x4_t from_lanes(int32_t a, int32_t b, int32_t c, int32_t d)
+{
+    int32x4_t v = vdupq_n_s32(a);
+    v = vsetq_lane_s32(b, v, 1);
+    v = vsetq_lane_s32(c, v, 2);
+    return vsetq_lane_s32(d, v, 3);
+}
+
+/* The dot-product loops in assembly: GCC 12 schedules the intrinsics with address arithmetic per
+ * load and spills; these run 16 MACs per VMLADAVA with post-incremented loads, 4 accumulators (even
+ * registers, as VMLADAVA requires). chunks >= 1 full 16-byte chunks. */
+#define TP_MLA_BEGIN(s0, s1, s2, s3) \
+    register int32_t r4_ __asm__("r4") = s0, r6_ __asm__("r6") = s1, r8_ __asm__("r8") = s2, r10_ __asm__("r10") = s3
+#define TP_MLA_END(s0, s1, s2, s3) (s0 = r4_, s1 = r6_, s2 = r8_, s3 = r10_)
+
+/* s_i += sum_k x_i[k] * w[k] over 16 * chunks bytes (four pixels, one channel); advances w. */
+static inline void mla_4x1(int32_t *s, const int8_t **w, const int8_t *a0, const int8_t *a1, const int8_t *a2,
+                           const int8_t *a3, int chunks)
+{
+    TP_MLA_BEGIN(s[0], s[1], s[2], s[3]);
+    const int8_t *wp = *w;
+    __asm__ volatile(
+        "1:\n\t"
+        "vldrb.8 q0, [%[w]], #16\n\t"
+        "vldrb.8 q1, [%[a0]], #16\n\t"
+        "vmladava.s8 %[s0], q1, q0\n\t"
+        "vldrb.8 q1, [%[a1]], #16\n\t"
+        "vmladava.s8 %[s1], q1, q0\n\t"
+        "vldrb.8 q1, [%[a2]], #16\n\t"
+        "vmladava.s8 %[s2], q1, q0\n\t"
+        "vldrb.8 q1, [%[a3]], #16\n\t"
+        "vmladava.s8 %[s3], q1, q0\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b"
+        : [s0] "+r"(r4_), [s1] "+r"(r6_), [s2] "+r"(r8_), [s3] "+r"(r10_), [w] "+r"(wp), [a0] "+r"(a0),
+          [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [n] "+r"(chunks)
+        :
+        : "q0", "q1", "memory", "cc");
+    *w = wp;
+    TP_MLA_END(s[0], s[1], s[2], s[3]);
+}
+
+/* s_j += sum_k x[k] * w_j[k] over 16 * chunks bytes (one pixel, four channels); x NULL: x[k] = zp. */
+static inline void mla_1x4(int32_t *s, const int8_t *x, int8x16_t zpv, const int8_t *w0, const int8_t *w1,
+                           const int8_t *w2, const int8_t *w3, int chunks)
+{
+    TP_MLA_BEGIN(s[0], s[1], s[2], s[3]);
+    if (x) {
+        __asm__ volatile(
+            "1:\n\t"
+            "vldrb.8 q0, [%[x]], #16\n\t"
+            "vldrb.8 q1, [%[w0]], #16\n\t"
+            "vmladava.s8 %[s0], q0, q1\n\t"
+            "vldrb.8 q1, [%[w1]], #16\n\t"
+            "vmladava.s8 %[s1], q0, q1\n\t"
+            "vldrb.8 q1, [%[w2]], #16\n\t"
+            "vmladava.s8 %[s2], q0, q1\n\t"
+            "vldrb.8 q1, [%[w3]], #16\n\t"
+            "vmladava.s8 %[s3], q0, q1\n\t"
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b"
+            : [s0] "+r"(r4_), [s1] "+r"(r6_), [s2] "+r"(r8_), [s3] "+r"(r10_), [x] "+r"(x), [w0] "+r"(w0),
+              [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3), [n] "+r"(chunks)
+            :
+            : "q0", "q1", "memory", "cc");
+    } else {
+        __asm__ volatile(
+            "vmov q0, %q[z]\n"
+            "1:\n\t"
+            "vldrb.8 q1, [%[w0]], #16\n\t"
+            "vmladava.s8 %[s0], q0, q1\n\t"
+            "vldrb.8 q1, [%[w1]], #16\n\t"
+            "vmladava.s8 %[s1], q0, q1\n\t"
+            "vldrb.8 q1, [%[w2]], #16\n\t"
+            "vmladava.s8 %[s2], q0, q1\n\t"
+            "vldrb.8 q1, [%[w3]], #16\n\t"
+            "vmladava.s8 %[s3], q0, q1\n\t"
+            "subs %[n], %[n], #1\n\t"
+            "bne 1b"
+            : [s0] "+r"(r4_), [s1] "+r"(r6_), [s2] "+r"(r8_), [s3] "+r"(r10_), [w0] "+r"(w0), [w1] "+r"(w1),
+              [w2] "+r"(w2), [w3] "+r"(w3), [n] "+r"(chunks)
+            : [z] "w"(zpv)
+            : "q0", "q1", "memory", "cc");
+    }
+    TP_MLA_END(s[0], s[1], s[2], s[3]);
+}
+
+static inline uint32x4_t lanes_u32(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
+{
+    uint32x4_t v = vdupq_n_u32(a);
+    v = vsetq_lane_u32(b, v, 1);
+    v = vsetq_lane_u32(c, v, 2);
+    return vsetq_lane_u32(d, v, 3);
+}
+
+/* --- convolution --------------------------------------------------------------------------- */
+/* Four pixels (windows at xp + i * xstep, all taps inside the input), every output channel. */
+__attribute__((noinline)) static void conv_4px(const tp_conv_p *p, const int8_t *xp, int xstep, int irs, int8_t *out)
+{
+    const int cin = p->cin, cout = p->cout, kh = p->kh, n = p->kw * cin;
+    const int zp = p->out_zp, full = n & ~15;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const uint32x4_t offs = lanes_u32(0, (uint32_t)cout, 2u * (uint32_t)cout, 3u * (uint32_t)cout);
+    const mve_pred16_t tail = vctp8q((uint32_t)(n - full));
+    const int8_t *w = p->w;
+    for (int oc = 0; oc < cout; oc++) {
+        const tp_rq *q = &p->rq[oc];
+        int32_t s0 = q->bias, s1 = s0, s2 = s0, s3 = s0;
+        const int8_t *xr = xp;
+        for (int ky = 0; ky < kh; ky++, xr += irs) {
+            const int8_t *a0 = xr, *a1 = xr + xstep, *a2 = xr + 2 * xstep, *a3 = xr + 3 * xstep;
+            if (full) {
+                int32_t s[4] = {s0, s1, s2, s3};
+                mla_4x1(s, &w, a0, a1, a2, a3, full >> 4);
+                s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
+            }
+            if (full < n) {
+                const int8x16_t wv = vldrbq_z_s8(w, tail);
+                s0 = vmladavaq_s8(s0, vldrbq_z_s8(a0 + full, tail), wv);
+                s1 = vmladavaq_s8(s1, vldrbq_z_s8(a1 + full, tail), wv);
+                s2 = vmladavaq_s8(s2, vldrbq_z_s8(a2 + full, tail), wv);
+                s3 = vmladavaq_s8(s3, vldrbq_z_s8(a3 + full, tail), wv);
+                w += n - full;
+            }
+        }
+        vstrbq_scatter_offset_s32(out + oc, offs, requant1(from_lanes(s0, s1, s2, s3), q, zp, lo, hi));
+    }
+}
+
+/* Four pixels whose k input values (a 1x1 window, or a whole window gathered into a buffer) are
+ * contiguous at x0 + i * xstep, every output channel. */
+__attribute__((noinline)) static void gemm_4px(const tp_conv_p *p, const int8_t *x0, int xstep, int cin, int8_t *out)
+{
+    const int cout = p->cout, zp = p->out_zp, full = cin & ~15;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const uint32x4_t offs = lanes_u32(0, (uint32_t)cout, 2u * (uint32_t)cout, 3u * (uint32_t)cout);
+    const mve_pred16_t tail = vctp8q((uint32_t)(cin - full));
+    const int8_t *x1 = x0 + xstep, *x2 = x1 + xstep, *x3 = x2 + xstep, *w = p->w;
+    const tp_rq *q = p->rq;
+    for (int oc = 0; oc < cout; oc++, q++) {
+        int32_t s0 = q->bias, s1 = s0, s2 = s0, s3 = s0;
+        const int8_t *a0 = x0 + full, *a1 = x1 + full, *a2 = x2 + full, *a3 = x3 + full;
+        if (full) {
+            int32_t s[4] = {s0, s1, s2, s3};
+            mla_4x1(s, &w, x0, x1, x2, x3, full >> 4);
+            s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
+        }
+        if (full < cin) {
+            const int8x16_t wv = vldrbq_z_s8(w, tail);
+            s0 = vmladavaq_s8(s0, vldrbq_z_s8(a0, tail), wv);
+            s1 = vmladavaq_s8(s1, vldrbq_z_s8(a1, tail), wv);
+            s2 = vmladavaq_s8(s2, vldrbq_z_s8(a2, tail), wv);
+            s3 = vmladavaq_s8(s3, vldrbq_z_s8(a3, tail), wv);
+            w += cin - full;
+        }
+        vstrbq_scatter_offset_s32(out + oc, offs, requant1(from_lanes(s0, s1, s2, s3), q, zp, lo, hi));
+    }
+}
+
+/* s[j] += sum_k x[k] * w[j][off + k], k < n; x NULL: every x[k] is the input zero point (padding). */
+static inline void run4(const int8_t *x, int8x16_t zpv, const int8_t *const *w, int off, int n, int32_t *s)
+{
+    const int full = n & ~15;
+    if (full) mla_1x4(s, x, zpv, w[0] + off, w[1] + off, w[2] + off, w[3] + off, full >> 4);
+    if (full < n) {
+        const mve_pred16_t pr = vctp8q((uint32_t)(n - full));
+        const int8x16_t xv = x ? vldrbq_z_s8(x + full, pr) : zpv;
+        off += full;
+        s[0] = vmladavaq_s8(s[0], xv, vldrbq_z_s8(w[0] + off, pr));
+        s[1] = vmladavaq_s8(s[1], xv, vldrbq_z_s8(w[1] + off, pr));
+        s[2] = vmladavaq_s8(s[2], xv, vldrbq_z_s8(w[2] + off, pr));
+        s[3] = vmladavaq_s8(s[3], xv, vldrbq_z_s8(w[3] + off, pr));
+    }
+}
+
+/* One pixel (window origin iy0, ix0; taps [ky0, ky1) x [kx0, kx1) inside), four channels at a time. */
+__attribute__((noinline)) static void conv_1px(const tp_conv_p *p, const int8_t *x, int irs, int iy0, int ix0, int ky0, int ky1, int kx0,
+                     int kx1, int8_t *out)
+{
+    const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, n = kw * cin, ktotal = kh * n;
+    const int zp = p->out_zp;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const int8x16_t zpv = vdupq_n_s8((int8_t)p->in_zp);
+    for (int oc = 0; oc < cout; oc += 4) {
+        const int last = cout - 1;
+        const int c1 = oc + 1 < last ? oc + 1 : last, c2 = oc + 2 < last ? oc + 2 : last, c3 = oc + 3 < last ? oc + 3 : last;
+        const int8_t *w[4] = {p->w + (ptrdiff_t)oc * ktotal, p->w + (ptrdiff_t)c1 * ktotal,
+                              p->w + (ptrdiff_t)c2 * ktotal, p->w + (ptrdiff_t)c3 * ktotal};
+        int32_t s[4] = {p->rq[oc].bias, p->rq[c1].bias, p->rq[c2].bias, p->rq[c3].bias};
+        for (int ky = 0; ky < kh; ky++) {
+            const int row = ky * n;
+            if (ky < ky0 || ky >= ky1) {
+                run4(NULL, zpv, w, row, n, s);
+                continue;
+            }
+            const int8_t *xr = x + (ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx0) * cin;
+            if (kx0 > 0) run4(NULL, zpv, w, row, kx0 * cin, s);
+            run4(xr, zpv, w, row + kx0 * cin, (kx1 - kx0) * cin, s);
+            if (kx1 < kw) run4(NULL, zpv, w, row + kx1 * cin, (kw - kx1) * cin, s);
+        }
+        int32x4_t v = vdupq_n_s32(s[0]);
+        v = vsetq_lane_s32(s[1], v, 1);
+        v = vsetq_lane_s32(s[2], v, 2);
+        v = vsetq_lane_s32(s[3], v, 3);
+        const uint32x4_t offs = lanes_u32(5u * (uint32_t)oc, 5u * (uint32_t)c1, 5u * (uint32_t)c2, 5u * (uint32_t)c3);
+        const rq4 r = rq_gather(p->rq, offs);
+        vstrbq_p_s32(out + oc, requant4(v, &r, zp, lo, hi), vctp32q((uint32_t)(cout - oc)));
+    }
+}
+
+int tp_mve_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
+                   int8_t *y, int oh, int ow, int ors)
+{
+    if (!p->rq || p->dh != 1 || p->dw != 1) return 0;
+    const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw;
+    const int ktotal = kh * kw * cin, small = ktotal <= TP_MVE_WINDOW && (kw * cin) % 16 != 0;
+    int8_t win[4 * TP_MVE_WINDOW];
+    for (int oy = 0; oy < oh; oy++) {
+        const int iy0 = oy * sh - pt;
+        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = iy0 + kh > ih ? ih - iy0 : kh;
+        int8_t *row = y + (ptrdiff_t)oy * ors;
+        for (int ox = 0; ox < ow;) {
+            const int ix0 = ox * sw - pl;
+            const int inside = ox + 4 <= ow && ky0 == 0 && ky1 == kh && ix0 >= 0 && ix0 + 3 * sw + kw <= iw;
+            if (inside && kh == 1 && kw == 1) {
+                gemm_4px(p, x + (ptrdiff_t)iy0 * irs + (ptrdiff_t)ix0 * cin, sw * cin, cin, row + (ptrdiff_t)ox * cout);
+                ox += 4;
+            } else if (inside && small) { /* short kernel rows: gather the four windows contiguously */
+                for (int i = 0; i < 4; i++)
+                    for (int ky = 0; ky < kh; ky++)
+                        memcpy(win + i * ktotal + ky * kw * cin,
+                               x + (ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + i * sw) * cin, (size_t)(kw * cin));
+                gemm_4px(p, win, ktotal, ktotal, row + (ptrdiff_t)ox * cout);
+                ox += 4;
+            } else if (inside) {
+                conv_4px(p, x + (ptrdiff_t)iy0 * irs + (ptrdiff_t)ix0 * cin, sw * cin, irs, row + (ptrdiff_t)ox * cout);
+                ox += 4;
+            } else {
+                const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + kw > iw ? iw - ix0 : kw;
+                conv_1px(p, x, irs, iy0, ix0, ky0, ky1, kx0, kx1, row + (ptrdiff_t)ox * cout);
+                ox += 1;
+            }
+        }
+    }
+    return 1;
+}
+
+/* --- depthwise ------------------------------------------------------------------------------- */
+/* Depthwise taps of 16 full channels of a pixel whose window lies inside the input: the widening
+ * multiplies' four int32 quarters accumulate in a, b, e, f (q4-q7: q0-q3 are scratch). */
+static inline void dw_inside16(int32x4_t *acc, const int8_t *xr, int irs, const int8_t *w, int c, int kh, int kw)
+{
+    int32x4_t a = acc[0], b = acc[1], e = acc[2], f = acc[3];
+    int rows = kh, t;
+    const int8_t *xq;
+    __asm__ volatile(
+        "1:\n\t"
+        "mov %[t], %[kw]\n\t"
+        "mov %[xq], %[xr]\n"
+        "2:\n\t"
+        "vldrb.8 q0, [%[xq]]\n\t"
+        "vldrb.8 q1, [%[w]]\n\t"
+        "add %[xq], %[xq], %[c]\n\t"
+        "add %[w], %[w], %[c]\n\t"
+        "vmullb.s8 q2, q0, q1\n\t"
+        "vmullt.s8 q3, q0, q1\n\t"
+        "vmovlb.s16 q0, q2\n\t"
+        "vadd.i32 %q[a], %q[a], q0\n\t"
+        "vmovlt.s16 q0, q2\n\t"
+        "vadd.i32 %q[b], %q[b], q0\n\t"
+        "vmovlb.s16 q0, q3\n\t"
+        "vadd.i32 %q[e], %q[e], q0\n\t"
+        "vmovlt.s16 q0, q3\n\t"
+        "vadd.i32 %q[f], %q[f], q0\n\t"
+        "subs %[t], %[t], #1\n\t"
+        "bne 2b\n\t"
+        "add %[xr], %[xr], %[irs]\n\t"
+        "subs %[rows], %[rows], #1\n\t"
+        "bne 1b"
+        : [a] "+w"(a), [b] "+w"(b), [e] "+w"(e), [f] "+w"(f), [xr] "+r"(xr), [w] "+r"(w), [rows] "+r"(rows),
+          [t] "=&r"(t), [xq] "=&r"(xq)
+        : [kw] "r"(kw), [c] "r"(c), [irs] "r"(irs)
+        : "q0", "q1", "q2", "q3", "memory", "cc");
+    acc[0] = a;
+    acc[1] = b;
+    acc[2] = e;
+    acc[3] = f;
+}
+
+/* Requantize and store one quarter (4 lanes, channels ch + MVE lane order) of a 16-channel block;
+ * prm: the block's parameters (5 x 16 int32), g: the quarter. */
+static inline void dw_store(const int32_t *prm, int g, int32x4_t acc, uint32x4_t chans, int ch, int c, int zp,
+                            int32x4_t lo, int32x4_t hi, int8_t *out)
+{
+    const int32_t *q = prm + 4 * g;
+    int32x4_t v = vqrdmulhq_s32(vshlq_s32(acc, vld1q_s32(q + 32)), vld1q_s32(q + 16));
+    v = vrshlq_s32(vaddq_s32(v, vandq_s32(vshrq_n_s32(v, 31), vld1q_s32(q + 48))), vld1q_s32(q + 64));
+    v = vminq_s32(vmaxq_s32(vaddq_n_s32(v, zp), lo), hi);
+    const uint32x4_t idx = vaddq_n_u32(chans, (uint32_t)ch);
+    vstrbq_scatter_offset_p_s32(out + ch, chans, v, vcmphiq_u32(vdupq_n_u32((uint32_t)c), idx));
+}
+
+int tp_mve_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
+                     int8_t *y, int oh, int ow, int ors)
+{
+    if (!p->mve || p->dm != 1 || p->dh != 1 || p->dw != 1) return 0;
+    const int c = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, zp = p->out_zp;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const int8x16_t zpv = vdupq_n_s8((int8_t)p->in_zp);
+    static const uint32_t lanes[16] = {0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15};
+    for (int oy = 0; oy < oh; oy++) {
+        const int iy0 = oy * sh - pt;
+        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = iy0 + kh > ih ? ih - iy0 : kh;
+        for (int ox = 0; ox < ow; ox++) {
+            const int ix0 = ox * sw - pl;
+            const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + kw > iw ? iw - ix0 : kw;
+            int8_t *out = y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox * c;
+            const int32_t *prm = p->mve;
+            for (int ch = 0; ch < c; ch += 16, prm += 80) {
+                int32x4_t acc[4] = {vld1q_s32(prm), vld1q_s32(prm + 4), vld1q_s32(prm + 8), vld1q_s32(prm + 12)};
+                if (ch + 16 <= c && ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw) {
+                    dw_inside16(acc, x + (ptrdiff_t)iy0 * irs + (ptrdiff_t)ix0 * c + ch, irs, p->w + ch, c, kh, kw);
+                } else { /* channel tail or a window reaching into the padding: taps there read the zero point */
+                    int32x4_t a = acc[0], b = acc[1], e = acc[2], f = acc[3];
+                    const mve_pred16_t pr = vctp8q((uint32_t)(c - ch));
+                    const int8_t *wt = p->w + ch;
+                    for (int ky = 0; ky < kh; ky++) {
+                        const int rin = ky >= ky0 && ky < ky1;
+                        const int8_t *xr = x + (ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)ix0 * c + ch;
+                        for (int kx = 0; kx < kw; kx++, wt += c) {
+                            const int8x16_t wv = vldrbq_z_s8(wt, pr);
+                            const int8x16_t xv = rin && kx >= kx0 && kx < kx1 ? vldrbq_z_s8(xr + (ptrdiff_t)kx * c, pr)
+                                                                                : zpv;
+                            const int16x8_t even = vmullbq_int_s8(xv, wv), odd = vmulltq_int_s8(xv, wv);
+                            a = vaddq_s32(a, vmovlbq_s16(even));
+                            b = vaddq_s32(b, vmovltq_s16(even));
+                            e = vaddq_s32(e, vmovlbq_s16(odd));
+                            f = vaddq_s32(f, vmovltq_s16(odd));
+                        }
+                    }
+                    acc[0] = a;
+                    acc[1] = b;
+                    acc[2] = e;
+                    acc[3] = f;
+                }
+                for (int g = 0; g < 4; g++) dw_store(prm, g, acc[g], vld1q_u32(lanes + 4 * g), ch, c, zp, lo, hi, out);
+            }
+        }
+    }
+    return 1;
+}
+#else
+typedef int tp_fast_mve_disabled; /* no Helium, or built without -DTP_FAST */
+#endif
