@@ -61,7 +61,7 @@ CMSIS_NN = {  # executed instructions / MAC, CMSIS-NN 19.1 at -O2 with this GCC,
 
 def reference_layers() -> dict[str, Graph]:
     """The four layers of the CMSIS-NN comparison as one-layer int8 models."""
-    def one(name: str, shape: tuple[int, ...], layer) -> Graph:  # noqa: ANN001
+    def one(name: str, shape: tuple[int, ...], layer) -> Graph:
         b = Builder(name, seed=1)
         return b.finish([layer(b, b.input(shape))])
     return {

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MODELS, model_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import random_cnn
@@ -30,8 +31,6 @@ from tinypatch.planning.tiles import legal_ends, stage_info
 from tinypatch.runtime.executor import run
 from tinypatch.runtime.inputs import load_input, random_input
 
-from conftest import MODELS, model_path
-
 NO_CC = missing_tools("host")
 needs_cc = pytest.mark.skipif(NO_CC is not None, reason=f"host C compiler: {NO_CC}")
 MODES = ("layer", "patch-min-peak", "patch-recompute")
@@ -39,7 +38,7 @@ HEAVY = {"mcunetv2_large.tflite"}
 
 
 # --- shared cases (also used by test_codegen_mcu.py) ------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def graph(name: str) -> Graph:
     return load_tflite(str(model_path(name)))
 
@@ -56,7 +55,7 @@ def inputs(name: str) -> list[np.ndarray]:
     return [random_input(g.tensors[n], seed=7 + i) for i, n in enumerate(g.inputs)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _patch_plans(name: str, include_input: bool) -> tuple[Plan, ...]:
     return tuple(c.plan for c in search(graph(name), include_input=include_input).front if c.plan.stages)
 
@@ -237,7 +236,6 @@ def test_generated_sources_are_clean_c99(tmp_path):
     generate(g, plan("mcunet_vww.tflite", "patch-min-peak"), tmp_path)
     r = subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Wvla", "-Werror", "-Wno-overlength-strings",
                         "-DTP_FAST", "-fsyntax-only", "model.c", "tp_kernels.c", "tp_fast.c", "tp_main_host.c"],
-                       cwd=tmp_path,
-                       capture_output=True, text=True)
+                       cwd=tmp_path, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "malloc(" not in (tmp_path / "model.c").read_text() + (tmp_path / "tp_kernels.c").read_text()

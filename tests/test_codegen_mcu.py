@@ -12,7 +12,12 @@ from test_codegen import graph, inputs, plan
 from tinypatch.codegen import generate
 from tinypatch.codegen.report import measure
 from tinypatch.codegen.targets import RUNTIME_OVERHEAD, ram_length
-from tinypatch.codegen.toolchain import build_insncount, make, missing_tools, read_outputs
+from tinypatch.codegen.toolchain import (
+    build_insncount,
+    make,
+    missing_tools,
+    read_outputs,
+)
 from tinypatch.errors import ToolchainError
 from tinypatch.planning.search import search
 
@@ -23,7 +28,7 @@ M7_MODELS = ("person_detect.tflite", "mlperf_vww_96_int8.tflite", "mlperf_ic_res
              "mlperf_kws_dscnn_int8.tflite")
 
 
-def _check_cost(cost, project) -> None:  # noqa: ANN001
+def _check_cost(cost, project) -> None:
     assert cost.exact
     assert cost.static_ram <= cost.arena + RUNTIME_OVERHEAD  # .data + .bss: the arena and a few words
     assert cost.ram_region == ram_length(project.arena_bytes, project.stack)

@@ -46,14 +46,14 @@ def _verdict(exact: bool) -> str:
     return "[green]byte-identical[/]" if exact else "[red]OUTPUTS DIFFER[/]"
 
 
-def _print_outputs(console: Console, outputs: dict) -> None:  # noqa: ANN401
+def _print_outputs(console: Console, outputs: dict) -> None:
     for name, value in outputs.items():
         flat = value.ravel()
         more = " ..." if flat.size > 16 else ""
         console.print(f"output {name}: {flat[:16].tolist()}{more}", highlight=False)
 
 
-def _n(v: int | float | None, fmt: str = ",") -> str:
+def _n(v: float | None, fmt: str = ",") -> str:
     return "-" if v is None else format(v, fmt)
 
 

@@ -20,7 +20,11 @@ from tinypatch.codegen.views import View, align4, contiguous_strides
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
 from tinypatch.kernels import PreparedOp, prepare
-from tinypatch.kernels.fixedpoint import exp_on_negative_values, multiply_by_quantized_multiplier, wrap32
+from tinypatch.kernels.fixedpoint import (
+    exp_on_negative_values,
+    multiply_by_quantized_multiplier,
+    wrap32,
+)
 from tinypatch.kernels.quantize import requantize
 from tinypatch.kernels.reduce import mean_multiplier
 from tinypatch.kernels.softmax import SCALED_DIFF_INTEGER_BITS
@@ -87,9 +91,9 @@ class OpEmitter:
             raise self.unsupported(k, f"needs a 1xHxWxC output, got {out.shape}")
         if op.type == "CONV_2D" and g.tensors[op.inputs[1]].shape[3] != acts[0].shape[3]:
             raise self.unsupported(k, "grouped convolution")
-        if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 2 and op.inputs[2]:
-            if g.tensors[op.inputs[2]].dtype != "int32" or not g.tensors[op.inputs[2]].is_const:
-                raise self.unsupported(k, "bias must be a constant int32 tensor")
+        has_bias = op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 2 and op.inputs[2]
+        if has_bias and (g.tensors[op.inputs[2]].dtype != "int32" or not g.tensors[op.inputs[2]].is_const):
+            raise self.unsupported(k, "bias must be a constant int32 tensor")
         if op.type == "ADD" and max(self.kernels[k].sh1, self.kernels[k].sh2, self.kernels[k].sho) > 0:
             raise self.unsupported(k, "input/output scales need a multiplier >= 1")
         if op.type == "PAD" and self.kernels[k].paddings and np.any(np.asarray(self.kernels[k].paddings) < 0):
@@ -393,7 +397,7 @@ def _concat(e: OpEmitter, s: Site) -> str:
         if rq is None:
             lines.append(f"tp_copy({y.esize}, {dims}, {x.ptr}, {x.strides()}, {dst}, {sy});\n")
         else:
-            lut = e.params((s.k, pos), lambda: e.lut(s.k, requantize(_INT8_VALUES, *rq)))
+            lut = e.params((s.k, pos), lambda rq=rq: e.lut(s.k, requantize(_INT8_VALUES, *rq)))
             lines.append(f"tp_lut_s8({lut}, {dims}, {x.ptr}, {x.strides()}, {dst}, {sy});\n")
         offset += shape4[axis]
     return "".join(lines)

@@ -98,7 +98,7 @@ def _io_pointer(storage: Storage, t: str) -> str:
 
 
 def _model_c(graph: Graph, storage: Storage, unit: Unit, body: str) -> str:
-    def switch(fn: str, names: list[str], value, ret: str, default: str) -> str:  # noqa: ANN001
+    def switch(fn: str, names: list[str], value, ret: str, default: str) -> str:
         cases = "".join(f"    case {i}: return {value(t)};\n" for i, t in enumerate(names))
         return f"{ret} {fn}(int index)\n{{\n    switch (index) {{\n{cases}    }}\n    return {default};\n}}\n\n"
 

@@ -177,9 +177,9 @@ class Scheduler:
         buf, px, rs = self._geometry(st, k)
         h, w = f"h{k}", f"w{k}"
         delta = f"(ptrdiff_t)({h}[{NEED0}] - kr{k}) * {rs} + (ptrdiff_t)({w}[{NEED0}] - kc{k}) * {px}"
-        code = [f"if (tj > 0 && {w}[{OUT0}] > {w}[{NEED0}])  /* overlapping columns slide left */\n"
-                f"    tp_shift_rows({buf}, {rs}, {h}[{NEED1}] - {h}[{NEED0}], ({w}[{OUT0}] - {w}[{NEED0}]) * {px}, "
-                f"{delta});\n"]
+        code = [(f"if (tj > 0 && {w}[{OUT0}] > {w}[{NEED0}])  /* overlapping columns slide left */\n"
+                 f"    tp_shift_rows({buf}, {rs}, {h}[{NEED1}] - {h}[{NEED0}], ({w}[{OUT0}] - {w}[{NEED0}]) * {px}, "
+                 f"{delta});\n")]
         if k in st.h.cached:
             rows = f"{h}[{OUT0}] - {h}[{NEED0}]"
             if st.line_buffer(k):

@@ -39,7 +39,7 @@ def make(project: Path, goal: str, timeout: float = 600, variables: Mapping[str,
     extra = [f"{k}={v}" for k, v in (variables or {}).items()]
     try:
         r = subprocess.run(["make", "-s", "-C", str(project), goal, *extra], capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ToolchainError(f"make {goal} failed: {exc}") from exc
     if r.returncode:
@@ -77,7 +77,7 @@ def run_host(project: Path, graph: Graph, inputs: Sequence[np.ndarray] | Mapping
     out = project / "output.bin"
     out.unlink(missing_ok=True)
     r = subprocess.run([str(project / binary), "input.bin", "output.bin"], cwd=project, capture_output=True,
-                       text=True, timeout=timeout)
+                       text=True, timeout=timeout, check=False)
     if r.returncode or "runtime error" in r.stderr:
         raise ToolchainError(f"{binary} exited with {r.returncode}:\n{r.stderr[-3000:]}")
     return read_outputs(out, graph)
@@ -108,7 +108,7 @@ def run_qemu(project: Path, graph: Graph, inputs: Sequence[np.ndarray] | Mapping
         log.unlink(missing_ok=True)
         cmd += ["-plugin", f"{Path(plugin).resolve()},lo={lo:#x},hi={hi:#x}", "-d", "plugin", "-D", log.name]
     try:
-        r = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise ToolchainError(f"QEMU did not finish within {timeout} s") from exc
     if r.returncode:
@@ -124,7 +124,7 @@ def run_qemu(project: Path, graph: Graph, inputs: Sequence[np.ndarray] | Mapping
 
 
 def _tool_output(cmd: list[str]) -> str:
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if r.returncode:
         raise ToolchainError(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
     return r.stdout
@@ -164,7 +164,7 @@ def build_insncount(assets: Path, workdir: Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     lib = workdir / "libinsncount.so"
     r = subprocess.run([os.environ.get("CC", "cc"), "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     if r.returncode:
         raise ToolchainError(f"building the qemu-insncount plugin failed: {r.stderr.strip()}")
     return lib
