@@ -137,11 +137,6 @@ def is_global_reduce(graph: Graph, op: Op) -> bool:
     return False
 
 
-def is_spatially_local(graph: Graph, op: Op) -> bool:
-    """True when the op can run on a spatial tile (it does not need the whole feature map)."""
-    return axis_maps(graph, op) is not None
-
-
 def hull(a: Interval | None, b: Interval) -> Interval:
     """Smallest interval holding both (an empty interval adds nothing)."""
     if a is None or a[0] >= a[1]:

@@ -157,9 +157,6 @@ class Graph:
             seen.extend(t for t in op.outputs if t not in seen)
         return seen
 
-    def const_inputs(self, op: Op) -> list[Tensor]:
-        return [self.tensors[t] for t in op.inputs if t and self.tensors[t].is_const]
-
     def copy(self) -> Graph:
         """A deep copy of the structure; constant arrays are shared (treat them as read-only)."""
         g = Graph(self.name)

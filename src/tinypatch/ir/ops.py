@@ -7,12 +7,6 @@ from typing import Any
 # Spatial operators: their output pixel depends on a window of input pixels.
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 POOL_OPS = ("AVERAGE_POOL_2D", "MAX_POOL_2D")
-# Pixel-wise operators: output pixel (y, x) depends only on input pixel (y, x).
-ELEMENTWISE_OPS = (
-    "ADD", "MUL", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6", "CONCATENATION",
-)
-# Operators that need the whole feature map (they end a patch stage).
-GLOBAL_OPS = ("MEAN", "FULLY_CONNECTED", "RESHAPE", "SOFTMAX", "TRANSPOSE")
 
 SUPPORTED_OPS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
@@ -65,15 +59,3 @@ def pad_before(in_size: int, kernel: int, stride: int, dilation: int, padding: s
     out = out_size(in_size, kernel, stride, dilation, padding)
     total = max((out - 1) * stride + eff - in_size, 0)
     return total // 2
-
-
-def window(op_type: str, attrs: dict[str, Any], kernel_hw: tuple[int, int] | None = None) -> dict[str, int]:
-    """Kernel, stride and dilation of a conv/pool op as a flat dict (kh, kw, sh, sw, dh, dw)."""
-    a = with_defaults(op_type, attrs)
-    if op_type in POOL_OPS:
-        kh, kw = a["filter_h"], a["filter_w"]
-    else:
-        assert kernel_hw is not None, "conv window needs the filter's kernel size"
-        kh, kw = kernel_hw
-    return dict(kh=kh, kw=kw, sh=a["stride_h"], sw=a["stride_w"],
-                dh=a.get("dilation_h", 1), dw=a.get("dilation_w", 1))

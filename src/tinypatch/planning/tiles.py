@@ -254,9 +254,6 @@ class StageTiling:
     h: AxisTiling
     w: AxisTiling
 
-    def region(self, i: int, j: int, tensor: str) -> tuple[Interval, Interval]:
-        return self.h.regions[i][tensor], self.w.regions[j][tensor]
-
     def cached(self, op_index: int) -> bool:
         """Does the op's output buffer persist across tiles (to keep its halo)?"""
         return op_index in self.w.cached or op_index in self.h.cached

@@ -331,7 +331,7 @@ static inline void dw_inside16(int32x4_t *acc, const int8_t *xr, int irs, const 
         "add %[xr], %[xr], %[irs]\n\t"
         "subs %[rows], %[rows], #1\n\t"
         "bne 1b"
-        : [a] "+w"(a), [b] "+w"(b), [e] "+w"(e), [f] "+w"(f), [xr] "+r"(xr), [w] "+r"(w), [rows] "+r"(rows),
+        : [a] "+w"(a), [b] "+w"(b), [e] "+w"(e), [f] "+w"(f), [xr] "+r"(xr), [w] "+l"(w), [rows] "+r"(rows),
           [t] "=&r"(t), [xq] "=&r"(xq)
         : [kw] "r"(kw), [c] "r"(c), [irs] "r"(irs)
         : "q0", "q1", "q2", "q3", "memory", "cc");
@@ -362,16 +362,16 @@ static inline void dw_store(const int32_t *prm, int g, int32x4_t acc, uint32x4_t
 #define TP_MVE_DW_COLS 20 /* buffer width: 18 output pixels (6 blocks) per column chunk */
 #define TP_MVE_DW_CHUNK (TP_MVE_DW_COLS - 2)
 
-/* q5-q7 = bias + taps of 3 pixels at rows[ky] + off + 4 * (0, 1, 2) over kh rows; w: kh x 3 x 4 int32. */
+/* q5-q7 = bias + taps of 3 pixels at rows[ky] + off + 4 * (0, 1, 2) over kh rows; w: kh x 3 x 4 int8. */
 #define TP_DW_3PX                                  \
     "vldrw.32 q5, [%[b]]\n\t"                      \
     "vmov q6, q5\n\t"                              \
     "vmov q7, q5\n"                                \
     "1:\n\t"                                       \
     "ldr %[x], [%[r]], #4\n\t"                     \
-    "vldrw.32 q2, [%[w], #16]\n\t"                 \
-    "vldrw.32 q3, [%[w], #32]\n\t"                 \
-    "vldrw.32 q1, [%[w]], #48\n\t"                 \
+    "vldrb.s32 q2, [%[w], #4]\n\t"                 \
+    "vldrb.s32 q3, [%[w], #8]\n\t"                 \
+    "vldrb.s32 q1, [%[w]], #12\n\t"                \
     "add %[x], %[x], %[off]\n\t"                   \
     "vldrb.s32 q0, [%[x]]\n\t"                     \
     "vmul.i32 q0, q0, q1\n\t"                      \
@@ -401,7 +401,7 @@ static inline void dw_store(const int32_t *prm, int g, int32x4_t acc, uint32x4_t
 
 /* acc[0..2] (12 int32): the 3 pixels' accumulators (TP_DW_3PX). */
 static inline void dw_3px(int32_t *acc, const int32_t *bias, const int8_t *const *rows, int off, int kh,
-                          const int32_t *w)
+                          const int8_t *w)
 {
     const int8_t *xp;
     __asm__ volatile(
@@ -409,7 +409,7 @@ static inline void dw_3px(int32_t *acc, const int32_t *bias, const int8_t *const
         "vstrw.32 q5, [%[acc]]\n\t"
         "vstrw.32 q6, [%[acc], #16]\n\t"
         "vstrw.32 q7, [%[acc], #32]"
-        : [x] "=&l"(xp), [r] "+r"(rows), [w] "+r"(w), [n] "+r"(kh)
+        : [x] "=&l"(xp), [r] "+r"(rows), [w] "+l"(w), [n] "+r"(kh)
         : [acc] "r"(acc), [b] "r"(bias), [off] "r"(off)
         : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "memory", "cc");
 }
@@ -417,7 +417,7 @@ static inline void dw_3px(int32_t *acc, const int32_t *bias, const int8_t *const
 /* The 3 pixels of TP_DW_3PX requantized (see requant4; prm: lsh, mult, nmask, -rsh, lo, hi, 4 lanes each)
  * and stored, 4 channels each, at out, out + c, out + 2c. */
 static inline void dw_3px_rq(int8_t *out, int c, int zp, const int32_t *prm, const int32_t *bias,
-                             const int8_t *const *rows, int off, int kh, const int32_t *w)
+                             const int8_t *const *rows, int off, int kh, const int8_t *w)
 {
     const int8_t *xp;
     __asm__ volatile(
@@ -460,7 +460,7 @@ static inline void dw_3px_rq(int8_t *out, int c, int zp, const int32_t *prm, con
         "vstrb.32 q6, [%[o]]\n\t"
         "add %[o], %[o], %[c]\n\t"
         "vstrb.32 q7, [%[o]]"
-        : [x] "=&l"(xp), [r] "+r"(rows), [w] "+r"(w), [n] "+r"(kh), [o] "+l"(out)
+        : [x] "=&l"(xp), [r] "+r"(rows), [w] "+l"(w), [n] "+r"(kh), [o] "+l"(out)
         : [b] "r"(bias), [off] "r"(off), [p] "r"(prm), [c] "r"(c), [zp] "r"(zp)
         : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "memory", "cc");
 }
@@ -487,25 +487,26 @@ static void dw_fill(uint32_t *row, const int8_t *x, int ih, int iw, int irs, int
 }
 
 /* One group of n <= 4 channels from ch over the whole output window. */
-static void dw_k3_group(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl, int8_t *y,
+__attribute__((noinline)) static void dw_k3_group(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl, int8_t *y,
                         int oh, int ow, int ors, int ch, int n)
 {
     const int c = p->cout, kh = p->kh, sh = p->sh, zp = p->out_zp, last = c - 1;
-    const mve_pred16_t pc = vctp32q((uint32_t)n);
-    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
     const uint32_t zp4 = (uint8_t)p->in_zp * 0x01010101u;
     uint32_t buf[3][TP_MVE_DW_COLS];
-    int32_t w[3 * 12] TP_ALIGN(16), acc[12] TP_ALIGN(16), bias[4] TP_ALIGN(16);
+    int8_t w[3 * 12];
+    int32_t acc[12] TP_ALIGN(16), bias[4] TP_ALIGN(16), prm[24] TP_ALIGN(16);
     const int8_t *rows[3];
-    for (int t = 0; t < kh * 3; t++) vst1q_s32(w + 4 * t, vldrbq_z_s32(p->w + (ptrdiff_t)t * c + ch, pc));
+    for (int t = 0; t < kh * 3; t++) {
+        memset(w + 4 * t, 0, 4);
+        memcpy(w + 4 * t, p->w + (ptrdiff_t)t * c + ch, (size_t)n);
+    }
     const uint32_t c1 = ch + 1 < last ? ch + 1 : last, c2 = ch + 2 < last ? ch + 2 : last,
                    c3 = ch + 3 < last ? ch + 3 : last;
     const uint32x4_t offs = lanes_u32(5u * (uint32_t)ch, 5u * c1, 5u * c2, 5u * c3);
     const rq4 r = rq_gather(p->rq, offs);
     vst1q_s32(bias, vldrwq_gather_shifted_offset_s32((const int32_t *)p->rq, offs));
-    int32_t prm[24] TP_ALIGN(16);
     vst1q_s32(prm, r.lsh), vst1q_s32(prm + 4, r.mult), vst1q_s32(prm + 8, r.nmask), vst1q_s32(prm + 12, r.negrsh);
-    vst1q_s32(prm + 16, lo), vst1q_s32(prm + 20, hi);
+    vst1q_s32(prm + 16, vdupq_n_s32(p->act_min)), vst1q_s32(prm + 20, vdupq_n_s32(p->act_max));
     for (int ox0 = 0; ox0 < ow; ox0 += TP_MVE_DW_CHUNK) {
         const int ix0 = ox0 - pl, nx = ow - ox0 < TP_MVE_DW_CHUNK ? ow - ox0 : TP_MVE_DW_CHUNK;
         int held[3] = {INT32_MIN, INT32_MIN, INT32_MIN};
@@ -526,28 +527,20 @@ static void dw_k3_group(const tp_conv_p *p, const int8_t *x, int ih, int iw, int
                     continue;
                 }
                 dw_3px(acc, bias, rows, 4 * i, kh, w);
+                const rq4 q = {vld1q_s32(prm + 4), vld1q_s32(prm), vld1q_s32(prm + 8), vld1q_s32(prm + 12)};
                 for (int k = 0; k < 3 && i + k < nx; k++)
-                    vstrbq_p_s32(out + k * c, requant4(vld1q_s32(acc + 4 * k), &r, zp, lo, hi), pc);
+                    vstrbq_p_s32(out + k * c, requant4(vld1q_s32(acc + 4 * k), &q, zp, vld1q_s32(prm + 16),
+                                                       vld1q_s32(prm + 20)), vctp32q((uint32_t)n));
             }
         }
     }
 }
 
-__attribute__((noinline)) static void dw_k3(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt,
-                                            int pl, int8_t *y, int oh, int ow, int ors)
-{
-    for (int ch = 0; ch < p->cout; ch += 4)
-        dw_k3_group(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors, ch, p->cout - ch < 4 ? p->cout - ch : 4);
-}
 
-int tp_mve_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
-                     int8_t *y, int oh, int ow, int ors)
+/* Any other depthwise shape: 16 channels per block (widening multiplies), one pixel at a time. */
+__attribute__((noinline)) static void dw_any(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt,
+                                             int pl, int8_t *y, int oh, int ow, int ors)
 {
-    if (!p->mve || p->dm != 1 || p->dh != 1 || p->dw != 1) return 0;
-    if (p->kw == 3 && p->kh <= 3 && p->sw == 1) {
-        dw_k3(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors);
-        return 1;
-    }
     const int c = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, zp = p->out_zp;
     const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
     const int8x16_t zpv = vdupq_n_s8((int8_t)p->in_zp);
@@ -591,6 +584,18 @@ int tp_mve_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int ir
             }
         }
     }
+}
+
+int tp_mve_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
+                     int8_t *y, int oh, int ow, int ors)
+{
+    if (!p->mve || p->dm != 1 || p->dh != 1 || p->dw != 1) return 0;
+    if (p->kw != 3 || p->kh > 3 || p->sw != 1) {
+        dw_any(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors);
+        return 1;
+    }
+    for (int ch = 0; ch < p->cout; ch += 4)
+        dw_k3_group(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors, ch, p->cout - ch < 4 ? p->cout - ch : 4);
     return 1;
 }
 #else
