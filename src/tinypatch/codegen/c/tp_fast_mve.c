@@ -1,12 +1,16 @@
 /* Helium (MVE) int8 kernels for Cortex-M55, bit-exact with the reference ones (tp_kernels.c).
  *
  * Written for tinypatch (no code taken from CMSIS-NN):
- * - convolution: 16 MACs per VMLADAVA (multiply-accumulate across a vector into a scalar); four
+ * - convolution: 16 MACs per VMLADAVA (multiply-accumulate across a vector into a scalar). Four
  *   pixels of a row whose windows lie inside the input share each weight load (one output channel
- *   at a time, requantized as one vector); any other pixel runs alone over four output channels,
- *   reading taps in the zero padding as the input zero point, so the folded bias stays exact;
- * - depthwise: 16 channels per load, widening multiplies (VMULLB/VMULLT) into four int32 vectors,
- *   requantized with per-lane parameters that the generator lays out in that lane order;
+ *   at a time, requantized as one vector); short windows (<= 80 bytes) are gathered four at a time
+ *   into a zero-padded buffer (im2col), padding included; any other pixel is gathered alone and runs
+ *   over four output channels. Taps in the zero padding read the input zero point, so the folded
+ *   bias stays exact;
+ * - depthwise 3 wide, stride 1 along x: 4 channels as int32 lanes, three pixels per block from a
+ *   rolling buffer of padded input rows; other shapes: 16 channels per load, widening multiplies
+ *   (VMULLB/VMULLT) into four int32 vectors, requantized with per-lane parameters that the generator
+ *   lays out in that lane order;
  * - requantization per vector lane: VQRDMULH (= SRDHM) and a rounding shift (see requant1),
  *   the per-channel parameters gathered from the tp_rq table. */
 #include "tp_fast.h"
@@ -14,8 +18,6 @@
 #if defined(TP_FAST) && defined(__ARM_FEATURE_MVE)
 #include <arm_mve.h>
 #include <string.h>
-
-#define TP_MVE_WINDOW 64 /* largest window (kh * kw * cin) gathered on the stack, for 4 pixels */
 
 typedef struct {
     int32x4_t mult, lsh, nmask, negrsh; /* lsh: the left shift alone (VQRDMULH doubles) */
@@ -139,6 +141,35 @@ static inline void mla_1x4(int32_t *s, const int8_t *x, int8x16_t zpv, const int
     TP_MLA_END(s[0], s[1], s[2], s[3]);
 }
 
+/* mla_1x4 over 32 * pairs bytes of x (not NULL), two chunks per iteration. */
+static inline void mla_1x4_pairs(int32_t *s, const int8_t *x, const int8_t *w0, const int8_t *w1, const int8_t *w2,
+                                 const int8_t *w3, int pairs)
+{
+    TP_MLA_BEGIN(s[0], s[1], s[2], s[3]);
+#define TP_MLA_1X4                          \
+    "vldrb.8 q0, [%[x]], #16\n\t"          \
+    "vldrb.8 q1, [%[w0]], #16\n\t"         \
+    "vmladava.s8 %[s0], q0, q1\n\t"        \
+    "vldrb.8 q1, [%[w1]], #16\n\t"         \
+    "vmladava.s8 %[s1], q0, q1\n\t"        \
+    "vldrb.8 q1, [%[w2]], #16\n\t"         \
+    "vmladava.s8 %[s2], q0, q1\n\t"        \
+    "vldrb.8 q1, [%[w3]], #16\n\t"         \
+    "vmladava.s8 %[s3], q0, q1\n\t"
+    __asm__ volatile(
+        "1:\n\t"
+        TP_MLA_1X4
+        TP_MLA_1X4
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b"
+        : [s0] "+r"(r4_), [s1] "+r"(r6_), [s2] "+r"(r8_), [s3] "+r"(r10_), [x] "+r"(x), [w0] "+r"(w0),
+          [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3), [n] "+r"(pairs)
+        :
+        : "q0", "q1", "memory", "cc");
+#undef TP_MLA_1X4
+    TP_MLA_END(s[0], s[1], s[2], s[3]);
+}
+
 static inline uint32x4_t lanes_u32(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
 {
     uint32x4_t v = vdupq_n_u32(a);
@@ -148,6 +179,49 @@ static inline uint32x4_t lanes_u32(uint32_t a, uint32_t b, uint32_t c, uint32_t 
 }
 
 /* --- convolution --------------------------------------------------------------------------- */
+/* One 16-byte chunk of 4 pixels x 1 channel. */
+#define TP_MLA_4X1                         \
+    "vldrb.8 q0, [%[w]], #16\n\t"          \
+    "vldrb.8 q1, [%[a0]], #16\n\t"         \
+    "vmladava.s8 %[s0], q1, q0\n\t"        \
+    "vldrb.8 q1, [%[a1]], #16\n\t"         \
+    "vmladava.s8 %[s1], q1, q0\n\t"        \
+    "vldrb.8 q1, [%[a2]], #16\n\t"         \
+    "vmladava.s8 %[s2], q1, q0\n\t"        \
+    "vldrb.8 q1, [%[a3]], #16\n\t"         \
+    "vmladava.s8 %[s3], q1, q0\n\t"
+
+/* s_i += the taps of 4 windows (a_i: their first rows) over rows rows of 32 * pairs bytes, irs apart;
+ * w: the channel's rows x 32 * pairs weights, advanced past them. */
+static inline void mla_4x1_rows(int32_t *s, const int8_t **w, const int8_t *a0, const int8_t *a1, const int8_t *a2,
+                                const int8_t *a3, int pairs, int rows, int irs)
+{
+    TP_MLA_BEGIN(s[0], s[1], s[2], s[3]);
+    const int8_t *wp = *w;
+    const int skip = irs - 32 * pairs;
+    int n;
+    __asm__ volatile(
+        "2:\n\t"
+        "mov %[n], %[pairs]\n"
+        "1:\n\t"
+        TP_MLA_4X1
+        TP_MLA_4X1
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n\t"
+        "add %[a0], %[a0], %[skip]\n\t"
+        "add %[a1], %[a1], %[skip]\n\t"
+        "add %[a2], %[a2], %[skip]\n\t"
+        "add %[a3], %[a3], %[skip]\n\t"
+        "subs %[rows], %[rows], #1\n\t"
+        "bne 2b"
+        : [s0] "+r"(r4_), [s1] "+r"(r6_), [s2] "+r"(r8_), [s3] "+r"(r10_), [w] "+r"(wp), [a0] "+r"(a0),
+          [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [rows] "+r"(rows), [n] "=&r"(n)
+        : [pairs] "r"(pairs), [skip] "r"(skip)
+        : "q0", "q1", "memory", "cc");
+    *w = wp;
+    TP_MLA_END(s[0], s[1], s[2], s[3]);
+}
+
 /* Four pixels (windows at xp + i * xstep, all taps inside the input), every output channel. */
 __attribute__((noinline)) static void conv_4px(const tp_conv_p *p, const int8_t *xp, int xstep, int irs, int8_t *out)
 {
@@ -160,15 +234,19 @@ __attribute__((noinline)) static void conv_4px(const tp_conv_p *p, const int8_t 
     for (int oc = 0; oc < cout; oc++) {
         const tp_rq *q = &p->rq[oc];
         int32_t s0 = q->bias, s1 = s0, s2 = s0, s3 = s0;
-        const int8_t *xr = xp;
-        for (int ky = 0; ky < kh; ky++, xr += irs) {
-            const int8_t *a0 = xr, *a1 = xr + xstep, *a2 = xr + 2 * xstep, *a3 = xr + 3 * xstep;
-            if (full) {
-                int32_t s[4] = {s0, s1, s2, s3};
-                mla_4x1(s, &w, a0, a1, a2, a3, full >> 4);
-                s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
-            }
-            if (full < n) {
+        if (n % 32 == 0) { /* whole rows of 32-byte chunk pairs: one loop over the window */
+            int32_t s[4] = {s0, s1, s2, s3};
+            mla_4x1_rows(s, &w, xp, xp + xstep, xp + 2 * xstep, xp + 3 * xstep, n >> 5, kh, irs);
+            s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
+        } else {
+            const int8_t *xr = xp;
+            for (int ky = 0; ky < kh; ky++, xr += irs) {
+                const int8_t *a0 = xr, *a1 = xr + xstep, *a2 = xr + 2 * xstep, *a3 = xr + 3 * xstep;
+                if (full) {
+                    int32_t s[4] = {s0, s1, s2, s3};
+                    mla_4x1(s, &w, a0, a1, a2, a3, full >> 4);
+                    s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
+                }
                 const int8x16_t wv = vldrbq_z_s8(w, tail);
                 s0 = vmladavaq_s8(s0, vldrbq_z_s8(a0 + full, tail), wv);
                 s1 = vmladavaq_s8(s1, vldrbq_z_s8(a1 + full, tail), wv);
@@ -262,13 +340,117 @@ __attribute__((noinline)) static void conv_1px(const tp_conv_p *p, const int8_t 
     }
 }
 
+/* Windows gathered contiguously ("im2col"): a window's kh x kw x cin bytes at buf, taps in the zero
+ * padding written as the input zero point, then zeros up to a multiple of 16 bytes, so every chunk is a
+ * full VMLADAVA (the weights' last chunk is loaded predicated: their rows are ktotal apart). */
+#define TP_MVE_BUF 320 /* gathered window bytes on the stack: 4 windows of <= 80, or one of <= 320 */
+
+static inline void copy_bytes(int8_t *dst, const int8_t *src, int n)
+{
+    for (; n > 0; n -= 16, dst += 16, src += 16) {
+        const mve_pred16_t pr = vctp8q((uint32_t)n);
+        vstrbq_p_s8(dst, vldrbq_z_s8(src, pr), pr);
+    }
+}
+
+static inline void fill_bytes(int8_t *dst, int8x16_t v, int n)
+{
+    for (; n > 0; n -= 16, dst += 16) vstrbq_p_s8(dst, v, vctp8q((uint32_t)n));
+}
+
+/* The window of origin (iy0, ix0) into buf (k16 bytes). */
+static void im2col(int8_t *buf, const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0,
+                   int k16)
+{
+    const int cin = p->cin, kh = p->kh, kw = p->kw, n = kw * cin;
+    const int8x16_t zpv = vdupq_n_s8((int8_t)p->in_zp);
+    const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + kw > iw ? iw - ix0 : kw;
+    int8_t *d = buf;
+    for (int ky = 0; ky < kh; ky++, d += n) {
+        const int iy = iy0 + ky;
+        if (iy < 0 || iy >= ih || kx1 <= kx0) {
+            fill_bytes(d, zpv, n);
+            continue;
+        }
+        fill_bytes(d, zpv, kx0 * cin);
+        copy_bytes(d + kx0 * cin, x + (ptrdiff_t)iy * irs + (ptrdiff_t)(ix0 + kx0) * cin, (kx1 - kx0) * cin);
+        fill_bytes(d + kx1 * cin, zpv, (kw - kx1) * cin);
+    }
+    fill_bytes(d, vdupq_n_s8(0), k16 - kh * n);
+}
+
+/* Four gathered windows (buf + i * k16) through every output channel. */
+__attribute__((noinline)) static void gemm_buf4(const tp_conv_p *p, const int8_t *buf, int k16, int8_t *out)
+{
+    const int cout = p->cout, zp = p->out_zp, ktotal = p->kh * p->kw * p->cin, full = (k16 >> 4) - 1;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const uint32x4_t offs = lanes_u32(0, (uint32_t)cout, 2u * (uint32_t)cout, 3u * (uint32_t)cout);
+    const mve_pred16_t tail = vctp8q((uint32_t)(ktotal - 16 * full));
+    const int8_t *a0 = buf + 16 * full, *a1 = a0 + k16, *a2 = a1 + k16, *a3 = a2 + k16;
+    const tp_rq *q = p->rq;
+    for (int oc = 0; oc < cout; oc++, q++) {
+        int32_t s[4] = {q->bias, q->bias, q->bias, q->bias};
+        const int8_t *w = p->w + (ptrdiff_t)oc * ktotal;
+        if (full) mla_4x1(s, &w, buf, buf + k16, buf + 2 * k16, buf + 3 * k16, full);
+        const int8x16_t wv = vldrbq_z_s8(w, tail);
+        s[0] = vmladavaq_s8(s[0], vldrbq_s8(a0), wv);
+        s[1] = vmladavaq_s8(s[1], vldrbq_s8(a1), wv);
+        s[2] = vmladavaq_s8(s[2], vldrbq_s8(a2), wv);
+        s[3] = vmladavaq_s8(s[3], vldrbq_s8(a3), wv);
+        vstrbq_scatter_offset_s32(out + oc, offs, requant1(from_lanes(s[0], s[1], s[2], s[3]), q, zp, lo, hi));
+    }
+}
+
+/* s_j += the gathered window (buf) . w_j over 16 * full bytes, then (tail: its lanes) the chunk xv. */
+static inline void dot_1x4(int32_t *s, const int8_t *buf, int8x16_t xv, const int8_t *w0, const int8_t *w1,
+                           const int8_t *w2, const int8_t *w3, int full, mve_pred16_t tail)
+{
+    if (full % 2 == 0 && full) mla_1x4_pairs(s, buf, w0, w1, w2, w3, full >> 1);
+    else if (full) mla_1x4(s, buf, xv, w0, w1, w2, w3, full);
+    if (!tail) return;
+    const int o = 16 * full;
+    s[0] = vmladavaq_s8(s[0], xv, vldrbq_z_s8(w0 + o, tail));
+    s[1] = vmladavaq_s8(s[1], xv, vldrbq_z_s8(w1 + o, tail));
+    s[2] = vmladavaq_s8(s[2], xv, vldrbq_z_s8(w2 + o, tail));
+    s[3] = vmladavaq_s8(s[3], xv, vldrbq_z_s8(w3 + o, tail));
+}
+
+/* One gathered window (buf) through every output channel, four at a time. */
+__attribute__((noinline)) static void gemm_buf1(const tp_conv_p *p, const int8_t *buf, int8_t *out)
+{
+    const int cout = p->cout, zp = p->out_zp, ktotal = p->kh * p->kw * p->cin, full = ktotal >> 4;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const mve_pred16_t tail = ktotal > 16 * full ? vctp8q((uint32_t)(ktotal - 16 * full)) : 0;
+    const int8x16_t xv = vldrbq_s8(buf + 16 * full - (tail ? 0 : 16));
+    const uint32x4_t offs = lanes_u32(0, 5, 10, 15);
+    const int8_t *w = p->w;
+    const tp_rq *q = p->rq;
+    int oc = 0;
+    for (; oc + 4 <= cout; oc += 4, q += 4, w += 4 * ktotal) {
+        int32_t s[4] = {q[0].bias, q[1].bias, q[2].bias, q[3].bias};
+        dot_1x4(s, buf, xv, w, w + ktotal, w + 2 * ktotal, w + 3 * ktotal, full, tail);
+        const rq4 r = rq_gather(q, offs);
+        vstrbq_s32(out + oc, requant4(from_lanes(s[0], s[1], s[2], s[3]), &r, zp, lo, hi));
+    }
+    if (oc < cout) { /* the last 1 to 3 channels: lanes past them repeat the last one */
+        const int last = cout - 1 - oc;
+        const int c1 = 1 < last ? 1 : last, c2 = 2 < last ? 2 : last;
+        int32_t s[4] = {q[0].bias, q[c1].bias, q[c2].bias, q[c2].bias};
+        dot_1x4(s, buf, xv, w, w + c1 * ktotal, w + c2 * ktotal, w + c2 * ktotal, full, tail);
+        const rq4 r = rq_gather(q, lanes_u32(0, 5u * (uint32_t)c1, 5u * (uint32_t)c2, 5u * (uint32_t)c2));
+        vstrbq_p_s32(out + oc, requant4(from_lanes(s[0], s[1], s[2], s[3]), &r, zp, lo, hi),
+                     vctp32q((uint32_t)(cout - oc)));
+    }
+}
+
 int tp_mve_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                    int8_t *y, int oh, int ow, int ors)
 {
     if (!p->rq || p->dh != 1 || p->dw != 1) return 0;
     const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw;
-    const int ktotal = kh * kw * cin, small = ktotal <= TP_MVE_WINDOW && (kw * cin) % 16 != 0;
-    int8_t win[4 * TP_MVE_WINDOW];
+    const int ktotal = kh * kw * cin, k16 = (ktotal + 15) & ~15;
+    const int pointwise = kh == 1 && kw == 1, gather4 = !pointwise && 4 * k16 <= TP_MVE_BUF;
+    int8_t buf[TP_MVE_BUF] TP_ALIGN(16);
     for (int oy = 0; oy < oh; oy++) {
         const int iy0 = oy * sh - pt;
         const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = iy0 + kh > ih ? ih - iy0 : kh;
@@ -276,19 +458,20 @@ int tp_mve_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs,
         for (int ox = 0; ox < ow;) {
             const int ix0 = ox * sw - pl;
             const int inside = ox + 4 <= ow && ky0 == 0 && ky1 == kh && ix0 >= 0 && ix0 + 3 * sw + kw <= iw;
-            if (inside && kh == 1 && kw == 1) {
+            if (inside && pointwise) {
                 gemm_4px(p, x + (ptrdiff_t)iy0 * irs + (ptrdiff_t)ix0 * cin, sw * cin, cin, row + (ptrdiff_t)ox * cout);
                 ox += 4;
-            } else if (inside && small) { /* short kernel rows: gather the four windows contiguously */
-                for (int i = 0; i < 4; i++)
-                    for (int ky = 0; ky < kh; ky++)
-                        memcpy(win + i * ktotal + ky * kw * cin,
-                               x + (ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + i * sw) * cin, (size_t)(kw * cin));
-                gemm_4px(p, win, ktotal, ktotal, row + (ptrdiff_t)ox * cout);
+            } else if (gather4 && ox + 4 <= ow) { /* short windows: gather four, padding included */
+                for (int i = 0; i < 4; i++) im2col(buf + i * k16, p, x, ih, iw, irs, iy0, ix0 + i * sw, k16);
+                gemm_buf4(p, buf, k16, row + (ptrdiff_t)ox * cout);
                 ox += 4;
-            } else if (inside) {
+            } else if (inside && !gather4) {
                 conv_4px(p, x + (ptrdiff_t)iy0 * irs + (ptrdiff_t)ix0 * cin, sw * cin, irs, row + (ptrdiff_t)ox * cout);
                 ox += 4;
+            } else if (k16 <= TP_MVE_BUF) {
+                im2col(buf, p, x, ih, iw, irs, iy0, ix0, k16);
+                gemm_buf1(p, buf, row + (ptrdiff_t)ox * cout);
+                ox += 1;
             } else {
                 const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = ix0 + kw > iw ? iw - ix0 : kw;
                 conv_1px(p, x, irs, iy0, ix0, ky0, ky1, kx0, kx1, row + (ptrdiff_t)ox * cout);
@@ -487,8 +670,8 @@ static void dw_fill(uint32_t *row, const int8_t *x, int ih, int iw, int irs, int
 }
 
 /* One group of n <= 4 channels from ch over the whole output window. */
-__attribute__((noinline)) static void dw_k3_group(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl, int8_t *y,
-                        int oh, int ow, int ors, int ch, int n)
+__attribute__((noinline)) static void dw_k3_group(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs,
+                                                  int pt, int pl, int8_t *y, int oh, int ow, int ors, int ch, int n)
 {
     const int c = p->cout, kh = p->kh, sh = p->sh, zp = p->out_zp, last = c - 1;
     const uint32_t zp4 = (uint8_t)p->in_zp * 0x01010101u;
