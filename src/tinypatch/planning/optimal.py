@@ -244,9 +244,11 @@ def _policy_variants(policies: tuple[str, ...], ops: list[int], levels: list[int
                      ) -> list[tuple[str, frozenset[int], frozenset[int]]]:
     """(name, ops cached along H, ops cached along W) for every policy a stage over ``ops`` may use.
 
-    Besides the uniform policies, "cache<c" caches the ops before ``c`` and recomputes the
-    rest, for every ``c`` just after a strided op inside the stage: high-resolution layers,
-    whose recomputed halos cost the most, keep theirs.
+    Besides the uniform policies, for every ``c`` just after a strided op inside the stage:
+    "cache<c" caches the ops before ``c`` and recomputes the rest (high-resolution layers,
+    whose recomputed halos cost the most, keep theirs), and "cache_w>=c" keeps the column
+    halos of the ops from ``c`` on and recomputes the high-resolution ones (whose buffers
+    would cost the most to keep).
     """
     body = frozenset(ops[:-1])
     none: frozenset[int] = frozenset()
@@ -261,6 +263,8 @@ def _policy_variants(policies: tuple[str, ...], ops: list[int], levels: list[int
             if ops[0] < lv < ops[-1] and "recompute" in policies:
                 pre = frozenset(k for k in body if k < lv)
                 out.append((f"cache<{lv}", pre, pre))
+                if "cache_w" in policies:
+                    out.append((f"cache_w>={lv}", none, body - pre))
 
     return out
 
@@ -338,6 +342,8 @@ def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, incl
         shape = graph.tensors[stage_info_relaxed(graph, ch.start, ch.end).tiled].shape
         if ch.policy.startswith("cache<"):
             halo = {k: "cache" for k in range(ch.start, min(int(ch.policy[6:]), ch.end - 1))}
+        elif ch.policy.startswith("cache_w>="):
+            halo = {k: "cache_w" for k in range(max(int(ch.policy[9:]), ch.start), ch.end - 1)}
 
         elif ch.policy != "recompute":
             halo = {k: ch.policy for k in range(ch.start, ch.end - 1)}
