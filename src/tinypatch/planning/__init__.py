@@ -1,1 +1,7 @@
-"""Planning: schedules for patch-based inference and the placement of buffers in the arena."""
+"""Planning: schedules for patch-based inference and the placement of buffers in one arena.
+
+Modules: ``plan`` (Plan/Stage and their JSON), ``tiles`` (stage legality and per-tile
+regions), ``memory`` (the buffers a plan needs), ``arena`` (offsets in one arena), ``cost``
+(MACs, peaks, analytic figure of a plan), ``check`` (validating a plan against a graph),
+``optimal`` + ``tile_arrays`` (the exact Pareto search), ``search`` (its entry point).
+"""

@@ -1,4 +1,5 @@
-"""Execution of graphs with the numpy reference kernels (whole image here; plans elsewhere)."""
+"""Execution with the numpy reference kernels: whole image (``executor``) and any plan inside a
+simulated arena (``plan_executor``, ``arena``)."""
 
 from tinypatch.runtime.executor import Executor, executor_for, run
 
