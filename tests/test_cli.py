@@ -88,3 +88,16 @@ def test_corrupted_files_and_plans(tmp_path):
 def test_help_teaches():
     r = tp("--help")
     assert r.returncode == 0 and "examples:" in r.stdout and "zoo" in r.stdout
+
+
+def test_analyze_plots_a_plan_beside_layer_by_layer(tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    assert main(["plan", "mcunet-in0", "--single-stage", "--strategy", "recompute", "-o", str(plan)]) == 0
+    png = tmp_path / "fig1.png"
+    assert main(["analyze", "mcunet-in0", "--plan", str(plan), "--plot", str(png)]) == 0
+    assert png.stat().st_size > 10_000
+    bad = tmp_path / "other.json"
+    assert main(["plan", "mcunet-in1", "-o", str(bad)]) == 0
+    capsys.readouterr()
+    assert main(["analyze", "mcunet-in0", "--plan", str(bad), "--plot", str(png)]) == 2
+    assert "fingerprint" in capsys.readouterr().err

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
     a.add_argument("--plot", metavar="FILE.png", help="save the per-layer memory bar chart")
     a.add_argument("--sram", type=parse_size, metavar="SIZE", help="draw this budget line on the plot")
+    a.add_argument("--plan", metavar="PLAN.json",
+                   help="also plot each block's analytic memory under this patch plan (MCUNetV2's Figure 1)")
     _accounting_flags(a)
 
     pl = sub.add_parser("plan", help="search patch-based schedules; print and save the best one",
@@ -168,7 +170,15 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> int:
     else:
         analyze_tables(console, graph, report)
     if args.plot:
-        layer_plot(args.plot, graph, report, args.sram)
+        planned = None
+        if args.plan:
+            from tinypatch.planning.check import check_plan
+            from tinypatch.planning.cost import plan_analytic
+            from tinypatch.planning.plan import Plan
+
+            plan = Plan.load(args.plan)
+            planned = plan_analytic(graph, plan, check_plan(graph, plan)).per_op
+        layer_plot(args.plot, graph, report, args.sram, planned)
         if not args.json:
             console.print(f"plot written to {args.plot}")
     return 0

@@ -50,13 +50,19 @@ def analyze_tables(console: Console, graph: Graph, report: MemoryReport) -> None
     console.print(f"accounting: {report.accounting()}", highlight=False)
 
 
-def layer_plot(path: str, graph: Graph, report: MemoryReport, budget: int | None = None) -> None:
-    """MCUNetV2 Fig. 1 style bars: peak bytes per block (zoo models) or per layer."""
+def layer_plot(path: str, graph: Graph, report: MemoryReport, budget: int | None = None,
+               planned: list[int] | None = None) -> None:
+    """MCUNetV2 Fig. 1 style bars: peak bytes per block (zoo models) or per layer; ``planned``
+    adds the analytic bytes per op under a patch plan (layer-by-layer vs patch-based)."""
     blocks = graph.meta.get("blocks") or [(f"{r.index}:{r.op_type.lower()}", [r.index]) for r in report.rows]
     labels = [name for name, _ in blocks]
-    analytic = [max(report.rows[i].analytic_bytes for i in ix) for _, ix in blocks]
-    placed = [max(report.rows[i].working_bytes for i in ix) for _, ix in blocks]
-    plot_layer_memory(path, labels, {"analytic (MCUNetV2 convention)": analytic, "placed arena, live bytes": placed},
+    series = {"analytic, layer by layer (MCUNetV2 convention)": [max(report.rows[i].analytic_bytes for i in ix)
+                                                                for _, ix in blocks]}
+    if planned is not None:
+        series["analytic, with the plan"] = [max(planned[i] for i in ix) for _, ix in blocks]
+    else:
+        series["placed arena, live bytes"] = [max(report.rows[i].working_bytes for i in ix) for _, ix in blocks]
+    plot_layer_memory(path, labels, series,
                       f"{graph.name}: peak memory per {'block' if graph.meta.get('blocks') else 'layer'}", budget)
 
 
