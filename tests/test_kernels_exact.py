@@ -13,6 +13,7 @@ from conftest import MODELS, model_path
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.ir import Graph
 from tinypatch.runtime import run
+from tinypatch.runtime.inputs import model_inputs
 
 try:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -38,15 +39,7 @@ def sample_inputs(graph: Graph, name: str, seed: int = 0) -> list[np.ndarray]:
     if name.startswith("mlperf_kws"):
         x = np.load(model_path("mlperf_kws_sample_input_int8.npy"))
         return [x.reshape(graph.tensors[graph.inputs[0]].shape)]
-    rng = np.random.default_rng(seed)
-    out = []
-    for n in graph.inputs:
-        t = graph.tensors[n]
-        if t.dtype == "int8":
-            out.append(rng.integers(-128, 128, t.shape).astype(np.int8))
-        else:
-            out.append(rng.uniform(-1.0, 1.0, t.shape).astype(np.float32))
-    return out
+    return model_inputs(graph, None, seed)
 
 
 def litert_tensors(path: Path, graph: Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:

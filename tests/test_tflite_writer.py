@@ -14,6 +14,7 @@ from tinypatch.backends import save_tflite, write_tflite
 from tinypatch.errors import GraphError, UnsupportedOperatorError
 from tinypatch.frontends.tflite import load_tflite, parse_tflite
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
+from tinypatch.runtime.inputs import model_inputs
 
 LITERT_REFUSES = {"person_detect.tflite"}  # bias quantized_dimension 3 on 1-D tensors (MANIFEST note 1)
 
@@ -28,16 +29,7 @@ def litert_outputs(content: bytes, inputs: list[np.ndarray]) -> list[bytes]:
 
 
 def random_inputs(graph: Graph, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for name in graph.inputs:
-        t = graph.tensors[name]
-        if t.dtype == "float32":
-            out.append(rng.uniform(-1.0, 1.0, t.shape).astype(np.float32))
-        else:
-            info = np.iinfo(t.np_dtype)
-            out.append(rng.integers(info.min, info.max, t.shape, dtype=t.np_dtype, endpoint=True))
-    return out
+    return model_inputs(graph, None, seed)
 
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.name)

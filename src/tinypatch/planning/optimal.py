@@ -39,7 +39,7 @@ from tinypatch.planning.arena import place
 from tinypatch.planning.memory import plan_buffers
 from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.tile_arrays import axis_figures
-from tinypatch.planning.tiles import StageInfo, input_maps
+from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps
 
 POLICIES = ("recompute", "cache_w", "cache")
 
@@ -144,7 +144,7 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                      first_only: bool, progress: Callable[[int, int], None] | None = None,
                      ) -> dict[tuple[int, int], list[tuple[int, int, Choice]]]:
     """(a, b) -> [(lower bound, MACs, choice)] for every segment between clean cuts."""
-    g, n = c.g, c.n
+    g = c.g
     macs_prefix = np.concatenate([[0], np.cumsum(c.macs)])
     opts: dict[tuple[int, int], list[tuple[int, int, Choice]]] = {}
     for ia, a in enumerate(cuts):
@@ -163,7 +163,7 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
             continue
         starts = [a for a in cuts if s0 <= a <= last_tile]
         if first_only:
-            starts = [a for a in starts if a == s0 and a == _first_local(c)]
+            starts = [a for a in starts if a == s0 and a == first_local_op(g)]
         if len(g.tensors[g.ops[last_tile].outputs[0]].shape) != 4 or not starts:
             continue
         raw: dict[tuple[int, int], list[tuple[int, int, int, int, str]]] = {(a, b): [] for a in starts}
@@ -282,10 +282,6 @@ def _accumulating_end(graph: Graph, c: _Costs, b: int) -> bool:
     return c.producers.get(src) == b - 2 and c.life[src][1] == b - 1 and src not in graph.outputs
 
 
-def _first_local(c: _Costs) -> int:
-    return next((i for i, ok in enumerate(c.local) if ok), -1)
-
-
 def stage_info_relaxed(graph: Graph, start: int, end: int) -> StageInfo:
     """Stage info of ``[start, end)`` for the shared backward propagation (legality not needed)."""
     ops = list(range(start, end))
@@ -367,12 +363,8 @@ def optimal_front(graph: Graph, include_input: bool = True, include_output: bool
     t0 = time.perf_counter()
     c = _Costs(graph, include_input, include_output, alignment)
     cuts = clean_cuts(graph)
+    # with single_stage every stage option starts at the first spatial op, so a path holds at most one
     opts = _segment_options(c, cuts, max_grid, policies, single_stage, progress)
-    if single_stage:  # at most one stage: keep stage options only on edges leaving the first cut
-        first = _first_local(c)
-        for key, edge in opts.items():
-            opts[key] = [e for e in edge if e[2].grid is None or e[2].start == first]
-        opts = _single_stage_paths(cuts, opts)
     labels = _dp(cuts, opts)
     front = [Schedule(ch, p, m, to_plan(graph, ch, include_input, include_output)) for p, m, ch in labels]
     base_ch = (Choice(0, len(graph.ops)),)
@@ -385,16 +377,3 @@ def optimal_front(graph: Graph, include_input: bool = True, include_output: bool
         front = [front[i] for i in keep]
     return FrontResult(baseline, front, time.perf_counter() - t0, sum(len(v) for v in opts.values()),
                        {"cuts": len(cuts), "policies": policies, "max_grid": max_grid, "single_stage": single_stage})
-
-
-def _single_stage_paths(cuts: list[int], opts: dict) -> dict:  # noqa: ANN001
-    """Collapse to paths with at most one stage: layer-by-layer everywhere except one first edge."""
-    out = {}
-    for (a, b), edge in opts.items():
-        lbl = [e for e in edge if e[2].grid is None]
-        stages = [e for e in edge if e[2].grid is not None]
-        if stages and a == min(k[0] for k in opts if opts[k] and any(e[2].grid for e in opts[k])):
-            out[(a, b)] = lbl + stages
-        else:
-            out[(a, b)] = lbl
-    return out

@@ -46,6 +46,12 @@ class PlanExecutor:
             self.ends.setdefault(b.end, []).append(b.name)
         self.starts = {b.name: b.start for b in live.buffers}
         self.stage_at = {st.stage.start: st for st in self.buffers.tilings}
+        self.output_buffers = {self.buffer_of[t] for t in graph.outputs if t in self.buffer_of}
+        producers = graph.producers()
+        self.tile_buffers = {  # per stage: buffers freed inside each tile (tile-local, not cached)
+            st.stage.start: {self.buffer_of[t] for t in st.info.internal
+                             if t in self.buffer_of and not st.cached(producers[t])}
+            for st in self.buffers.tilings}
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -101,17 +107,11 @@ class PlanExecutor:
         return PlanRun(outputs, arena.high_water, arena.size)
 
     def _free(self, arena: Arena, step: int, stage: StageTiling | None) -> None:
+        """Free the buffers whose lifetime ends at ``step`` (outputs stay until they are read)."""
+        skip = self.output_buffers | (self.tile_buffers[stage.stage.start] if stage else set())
         for buf in self.ends.get(step, []):
-            if stage is None or buf not in self._tile_buffers(stage):
-                if self.graph.outputs and buf in {self.buffer_of.get(t) for t in self.graph.outputs}:
-                    continue
+            if buf not in skip:
                 arena.free(buf)
-
-    def _tile_buffers(self, st: StageTiling) -> set[str]:
-        """Buffers freed inside each tile (tile-local, not cached)."""
-        producers = self.graph.producers()
-        return {self.buffer_of[t] for t in st.info.internal
-                if t in self.buffer_of and not st.cached(producers[t])}
 
     def _run_stage(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling) -> None:
         g = self.graph
@@ -122,7 +122,7 @@ class PlanExecutor:
         else:
             arena.alloc(out_buf, self.placement.offsets[out_buf], out_t.nbytes)
         full_out = self._get(arena, outside, st.info.output)
-        tile_bufs = self._tile_buffers(st)
+        tile_bufs = self.tile_buffers[st.stage.start]
         sums = None
         if st.info.reduce is not None:  # per-channel int32 sums of the tiled map, accumulated tile by tile
             acc = accumulator_name(st.info.output)
