@@ -124,6 +124,9 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
                    help=f"stack reserved in the RAM region (default {DEFAULT_STACK} B)")
     c.add_argument("--no-input", dest="include_input", action="store_false",
                    help="without --plan: keep the model input outside the arena (its own buffer)")
+    c.add_argument("--no-inplace", dest="inplace", action="store_false",
+                   help="never write a layer-by-layer op's output over its input (default: every op whose "
+                        "in-place run lowers the arena does, TinyEngine-style, in raster order)")
     c.add_argument("--report", action="store_true", help="build, run and print flash, RAM, stack and instructions")
     c.add_argument("--input", metavar="FILE", help="input of --report: image or .npy (default: seeded random)")
     c.add_argument("--preprocess", choices=preprocess, default="auto", help=preprocess_help)
@@ -277,7 +280,9 @@ def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
 
     graph = _load(args.model)
     plan = Plan.load(args.plan) if args.plan else Plan.layer_by_layer(graph, include_input=args.include_input)
-    project = generate(graph, plan, args.output, args.target, args.sram, args.stack)
+    project = generate(graph, plan, args.output, args.target, args.sram, args.stack, args.inplace)
+    if project.plan.inplace:
+        console.print(f"{len(project.plan.inplace)} layer-by-layer ops run in place (--no-inplace: none)")
     console.print(f"C project written to {project.path}: arena {project.arena_bytes:,} B, constants "
                   f"{project.const_bytes:,} B, {project.macs:,} MACs (`make -C {project.path} help` lists its targets)")
     return report_project(console, graph, project, args) if args.report else 0

@@ -6,11 +6,16 @@ not activations and never appear. With ``aliasing`` a RESHAPE output shares its 
 buffer (TFLM-style in-place reshape), so the pair is one buffer over the union of their
 lifetimes. ``include_input`` / ``include_output`` = False leave the model's input / output
 tensors out of the arena (e.g. an input streamed from a camera).
+
+An *anchor* ties a buffer to another at a fixed distance: an operator run in place writes its
+output buffer ``shift`` bytes below the input buffer it overwrites
+(:mod:`tinypatch.analysis.inplace`), so the two may share bytes at the step where one ends and
+the other starts. Anchored buffers form groups placed as one block.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tinypatch.ir import Graph
 
@@ -38,13 +43,15 @@ class Liveness:
     buffers: list[Buffer]  # in the model's tensor order (TFLM adds them to its planner so)
     tensor_buffer: dict[str, str]  # activation tensor name -> name of the buffer holding it
     num_steps: int
+    anchors: dict[str, tuple[str, int]] = field(default_factory=dict)  # buffer -> (buffer above it, shift)
 
     def live_at(self, step: int) -> list[Buffer]:
         return [b for b in self.buffers if b.start <= step <= b.end]
 
     def profile(self, alignment: int = 1) -> list[int]:
-        """Bytes live at each step (sizes rounded up to ``alignment``)."""
-        return live_profile(self.buffers, self.num_steps, alignment)
+        """Bytes live at each step (sizes rounded up to ``alignment``; bytes shared by anchored
+        buffers counted once)."""
+        return live_profile(self.buffers, self.num_steps, alignment, self.anchors)
 
     def lower_bound(self, alignment: int = 1) -> int:
         """No placement of these buffers fits in fewer bytes than this."""
@@ -55,19 +62,64 @@ def align_up(n: int, alignment: int) -> int:
     return -(-n // alignment) * alignment
 
 
-def live_profile(buffers: list[Buffer], num_steps: int, alignment: int = 1) -> list[int]:
-    """Sum of the (aligned) sizes of the buffers live at each step ``0..num_steps-1``."""
-    prof = [0] * max(num_steps, max((b.end + 1 for b in buffers), default=0))
+def anchor_groups(buffers: list[Buffer], anchors: dict[str, tuple[str, int]],
+                  alignment: int = 1) -> dict[str, tuple[str, int]]:
+    """Buffer name -> (group name, offset in the group) for every buffer; shifts are rounded up to
+    ``alignment`` and every group starts at offset 0. Unanchored buffers are groups of one."""
+    where: dict[str, tuple[str, int]] = {}
+
+    def resolve(name: str) -> None:
+        chain = []
+        while name not in where and name in anchors:
+            chain.append(name)
+            name = anchors[name][0]
+        root, rel = where.setdefault(name, (name, 0))
+        for n in reversed(chain):
+            rel -= align_up(anchors[n][1], alignment)
+            where[n] = (root, rel)
+
     for b in buffers:
-        size = align_up(b.size, alignment)
+        resolve(b.name)
+    low: dict[str, int] = {}
+    for root, rel in where.values():
+        low[root] = min(low.get(root, 0), rel)
+    return {n: (root, rel - low[root]) for n, (root, rel) in where.items()}
+
+
+def live_profile(buffers: list[Buffer], num_steps: int, alignment: int = 1,
+                 anchors: dict[str, tuple[str, int]] | None = None) -> list[int]:
+    """Bytes live at each step ``0..num_steps-1``: the sum of aligned sizes, the members of an
+    anchored group live at that step counted once where they share bytes."""
+    prof = [0] * max(num_steps, max((b.end + 1 for b in buffers), default=0))
+    if not anchors:
+        for b in buffers:
+            size = align_up(b.size, alignment)
+            for t in range(b.start, b.end + 1):
+                prof[t] += size
+        return prof
+    groups = anchor_groups(buffers, anchors, alignment)
+    members: list[dict[str, list[tuple[int, int]]]] = [{} for _ in prof]
+    for b in buffers:
+        root, rel = groups[b.name]
         for t in range(b.start, b.end + 1):
-            prof[t] += size
-    return prof
+            members[t].setdefault(root, []).append((rel, rel + align_up(b.size, alignment)))
+    return [sum(_union_bytes(iv) for iv in step.values()) for step in members]
 
 
-def lower_bound(buffers: list[Buffer], alignment: int = 1) -> int:
-    """Largest sum of (aligned) sizes live at one time step."""
-    return max(live_profile(buffers, 0, alignment), default=0)
+def _union_bytes(intervals: list[tuple[int, int]]) -> int:
+    total, reach = 0, None
+    for lo, hi in sorted(intervals):
+        if reach is None or lo >= reach:
+            total, reach = total + hi - lo, hi
+        elif hi > reach:
+            total, reach = total + hi - reach, hi
+    return total
+
+
+def lower_bound(buffers: list[Buffer], alignment: int = 1,
+                anchors: dict[str, tuple[str, int]] | None = None) -> int:
+    """Largest number of bytes live at one time step (see :func:`live_profile`)."""
+    return max(live_profile(buffers, 0, alignment, anchors), default=0)
 
 
 def tensor_lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:

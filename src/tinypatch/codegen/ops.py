@@ -186,7 +186,7 @@ def _conv_params(e: OpEmitter, k: int, depthwise: bool) -> str:
                   cin=cin, cout=kern.cout, kh=kern.kernel_hw[0], kw=kern.kernel_hw[1],
                   sh=kern.stride[0], sw=kern.stride[1], dh=kern.dilation[0], dw=kern.dilation[1],
                   dm=kern.depth_multiplier if depthwise else 1, in_zp=kern.in_zp, out_zp=kern.out_zp,
-                  act_min=kern.act_min, act_max=kern.act_max)
+                  act_min=kern.act_min, act_max=kern.act_max, inplace=int(k in e.storage.inplace))
     return e.struct(k, "tp_conv_p", fields)
 
 

@@ -21,6 +21,7 @@ from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import Graph
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_cost
+from tinypatch.planning.inplace import add_inplace
 from tinypatch.planning.plan import Plan
 
 RUNTIME_SOURCES = ("tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast.c", "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c",
@@ -49,12 +50,16 @@ class Project:
 
 
 def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str = "host",
-             sram: int | None = None, stack: int = tg.DEFAULT_STACK) -> Project:
-    """Write the C project for ``graph`` under ``plan`` (None: layer by layer) into ``out_dir``."""
+             sram: int | None = None, stack: int = tg.DEFAULT_STACK, inplace: bool = True) -> Project:
+    """Write the C project for ``graph`` under ``plan`` (None: layer by layer) into ``out_dir``;
+    ``inplace``: also run in place every layer-by-layer op that lowers the arena
+    (:func:`tinypatch.planning.inplace.add_inplace`; ops the plan already lists always are)."""
     if target not in tg.ALL_TARGETS:
         raise PlanError(f"unknown target {target!r}; choose one of {', '.join(tg.ALL_TARGETS)}")
     plan = plan or Plan.layer_by_layer(graph)
     check_plan(graph, plan)
+    if inplace:
+        plan = add_inplace(graph, plan)
     files, project = render(graph, plan, Path(out_dir), target, sram, stack)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

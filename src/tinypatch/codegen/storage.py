@@ -14,8 +14,8 @@ import numpy as np
 
 from tinypatch.codegen import cfmt
 from tinypatch.ir import DTYPE_BYTES, Graph
-from tinypatch.planning.arena import Placement, place
-from tinypatch.planning.memory import PlanBuffers, plan_buffers
+from tinypatch.planning.arena import Placement
+from tinypatch.planning.memory import PlanBuffers, place_plan, plan_buffers
 from tinypatch.planning.plan import Plan
 
 ARENA = "tp_arena"
@@ -60,8 +60,9 @@ class Storage:
     def __init__(self, graph: Graph, plan: Plan, unit: Unit) -> None:
         self.graph, self.unit = graph, unit
         self.buffers: PlanBuffers = plan_buffers(graph, plan)
-        self.placement: Placement = place(self.buffers.liveness.buffers)
+        self.placement: Placement = place_plan(self.buffers)
         self.arena_size = self.placement.peak
+        self.inplace = set(plan.inplace)  # ops whose output overlaps their input (raster-order kernels)
         self.buffer_of = self.buffers.liveness.tensor_buffer
         self.io: dict[str, str] = {}
         for t in [*graph.inputs, *graph.outputs]:

@@ -27,16 +27,21 @@ greedy variant and bisects between the bound and it, within a node budget. A pla
 ``optimal`` when it reaches the bound or the search proves nothing lower fits.
 
 :func:`plan_arena` applies this to a graph's activations.
+
+Anchored buffers (an operator's output written in place over its input,
+:mod:`tinypatch.analysis.liveness`) keep their fixed distance: each group of anchored buffers
+is placed as one block by the greedy variants (first fit of the whole group), and the best
+one is kept.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tinypatch.analysis.liveness import Buffer, align_up, liveness, lower_bound
+from tinypatch.analysis.liveness import Buffer, align_up, anchor_groups, liveness, lower_bound
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 
@@ -54,6 +59,7 @@ class Placement:
     strategy: str
     lower_bound: int  # max bytes live at one step (aligned sizes)
     optimal: bool  # proven optimal: reaches the lower bound or the search proved it
+    anchors: dict[str, tuple[str, int]] = field(default_factory=dict)  # buffer -> (buffer above, shift)
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -73,11 +79,18 @@ class Placement:
             if self.offsets[b.name] < 0 or self.offsets[b.name] % self.alignment:
                 raise PlanError(f"buffer {b.name!r} at offset {self.offsets[b.name]} is not "
                                 f"{self.alignment}-byte aligned")
+        shared = set()  # anchored pairs: may share bytes, at their fixed distance
+        for name, (above, shift) in self.anchors.items():
+            if self.offsets[name] != self.offsets[above] - align_up(shift, self.alignment):
+                raise PlanError(f"buffer {name!r} must start {shift} bytes below {above!r}")
+            shared |= {(name, above), (above, name)}
         live = [b for b in self.buffers if sizes[b.name]]
         for i, a in enumerate(live):
             a0 = self.offsets[a.name]
             for b in live[i + 1:]:
                 b0 = self.offsets[b.name]
+                if (a.name, b.name) in shared:
+                    continue
                 if a.overlaps_in_time(b) and a0 < b0 + sizes[b.name] and b0 < a0 + sizes[a.name]:
                     raise PlanError(f"buffers {a.name!r} and {b.name!r} are live together and overlap "
                                     f"in the arena ([{a0}, +{sizes[a.name]}) vs [{b0}, +{sizes[b.name]}))")
@@ -349,12 +362,69 @@ def exact(buffers: list[Buffer], alignment: int = 16, node_limit: int = NODE_LIM
     return None if found.strategy == "stacked" else found
 
 
+# --- anchored groups ------------------------------------------------------------------
+def _lowest_free(forbidden: list[tuple[int, int]]) -> int:
+    """Lowest offset o >= 0 with o <= lo or o >= hi for every (lo, hi)."""
+    cand = 0
+    for lo, hi in sorted(forbidden):
+        if cand <= lo:
+            break
+        if cand < hi:
+            cand = hi
+    return cand
+
+
+def _place_groups(buffers: list[Buffer], alignment: int, anchors: dict[str, tuple[str, int]]) -> Placement:
+    """Greedy first fit of whole anchored groups, over several group orders; the lowest wins."""
+    p = _Problem(buffers, alignment)
+    where = anchor_groups(buffers, anchors, alignment)
+    index = {b.name: i for i, b in enumerate(buffers)}
+    groups: dict[str, list[tuple[int, int]]] = {}
+    for b in buffers:
+        root, rel = where[b.name]
+        groups.setdefault(root, []).append((index[b.name], rel))
+    members = list(groups.values())
+    group_of = [0] * len(buffers)
+    for g, ms in enumerate(members):
+        for i, _ in ms:
+            group_of[i] = g
+    extent = [max(r + p.sizes[i] for i, r in ms) for ms in members]
+    start = [min(p.buffers[i].start for i, _ in ms) for ms in members]
+    end = [max(p.buffers[i].end for i, _ in ms) for ms in members]
+    pressure = [max(p.pressure[i] for i, _ in ms) for ms in members]
+    orders = {"size": _by([-e for e in extent]),
+              "pressure": _by([(-q, -e) for q, e in zip(pressure, extent)]),
+              "lifetime": _by([(a - b, -e) for a, b, e in zip(start, end, extent)]),
+              "start": _by([(a, -e) for a, e in zip(start, extent)]),
+              "area": _by([-e * (b - a + 1) for a, b, e in zip(start, end, extent)])}
+    lb = lower_bound(buffers, alignment, anchors)
+    best = None
+    for name, order in orders.items():
+        offsets: list[int | None] = [None] * len(buffers)
+        for g in order:
+            forbidden = [(offsets[j] - r - p.sizes[i], offsets[j] + p.sizes[j] - r)  # type: ignore[operator]
+                         for i, r in members[g] for j in p.conflicts[i]
+                         if offsets[j] is not None and group_of[j] != g and p.sizes[i] and p.sizes[j]]
+            o = _lowest_free(forbidden)
+            for i, r in members[g]:
+                offsets[i] = o + r
+        cand = _placement(p, offsets, alignment, f"groups/{name}", lb, False)  # type: ignore[arg-type]
+        if best is None or cand.peak < best.peak:
+            best = cand
+    assert best is not None
+    return replace(best, anchors=dict(anchors))
+
+
 # --- entry points ---------------------------------------------------------------------
-def place(buffers: list[Buffer], alignment: int = 16, node_limit: int | None = None) -> Placement:
+def place(buffers: list[Buffer], alignment: int = 16, node_limit: int | None = None,
+          anchors: dict[str, tuple[str, int]] | None = None) -> Placement:
     """The lowest placement found: TFLM's greedy, then the search for the lower bound, then the
     other greedy variants and bisection. ``node_limit``: search nodes to spend (default
-    :func:`_budget`: about 40 ms up to ~170 buffers, one dive beyond)."""
+    :func:`_budget`: about 40 ms up to ~170 buffers, one dive beyond). With ``anchors``
+    (buffer -> (buffer above it, shift)) the anchored groups are placed by :func:`_place_groups`."""
     _validate(buffers, alignment)
+    if anchors:
+        return _place_groups(buffers, alignment, anchors)
     p = _Problem(buffers, alignment)
     lb = lower_bound(buffers, alignment)
     best = _greedy(p, alignment, lb, "first", "tflm")

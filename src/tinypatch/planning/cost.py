@@ -10,7 +10,7 @@ from tinypatch.analysis.memory import AnalyticMemory, analytic_memory
 from tinypatch.ir import Graph
 from tinypatch.planning.arena import place
 from tinypatch.planning.check import check_plan
-from tinypatch.planning.memory import accumulator_bytes, line_buffer_bytes, plan_buffers
+from tinypatch.planning.memory import accumulator_bytes, line_buffer_bytes, place_plan, plan_buffers
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.tiles import StageTiling
 
@@ -66,8 +66,8 @@ def plan_cost(graph: Graph, plan: Plan, alignment: int = 16) -> PlanCost:
     macs, macs_full, base = plan_macs(graph, tilings)
     peaks = {}
     for inc in (True, False):
-        pb = plan_buffers(graph, replace(plan, include_input=inc), tilings)
-        pl = place(pb.liveness.buffers, alignment)
+        pb = plan_buffers(graph, replace(plan, include_input=inc), tilings, strict=inc == plan.include_input)
+        pl = place_plan(pb, alignment)
         peaks[inc] = (pl.peak, pl.lower_bound, pb)
     pb = peaks[plan.include_input][2]
     working = []

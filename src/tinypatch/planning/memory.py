@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from tinypatch.analysis.inplace import inplace_candidates
 from tinypatch.analysis.liveness import Buffer, Liveness, liveness
+from tinypatch.errors import PlanError
 from tinypatch.ir import DTYPE_BYTES, Graph
+from tinypatch.planning.arena import Placement, place
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.tiles import StageTiling, tile_stage
 
@@ -53,8 +56,10 @@ class PlanBuffers:
     tile_tensors: dict[str, int]  # stage-internal tensor -> stage index
 
 
-def plan_buffers(graph: Graph, plan: Plan, tilings: list[StageTiling] | None = None) -> PlanBuffers:
-    """Buffers (size, first step, last step) of every arena tensor under ``plan``."""
+def plan_buffers(graph: Graph, plan: Plan, tilings: list[StageTiling] | None = None,
+                 strict: bool = True) -> PlanBuffers:
+    """Buffers (size, first step, last step) of every arena tensor under ``plan``; ``strict``:
+    an op of ``plan.inplace`` that cannot run in place is an error (else it runs out of place)."""
     if tilings is None:
         tilings = [tile_stage(graph, s) for s in plan.stages]
     base = liveness(graph, plan.include_input, plan.include_output)
@@ -90,4 +95,42 @@ def plan_buffers(graph: Graph, plan: Plan, tilings: list[StageTiling] | None = N
         if st.info.reduce is not None:
             buffers.append(Buffer(accumulator_name(st.info.output), accumulator_bytes(graph, st),
                                   st.stage.start, st.stage.end - 1))
-    return PlanBuffers(Liveness(buffers, base.tensor_buffer, base.num_steps), tilings, tile_tensors)
+    anchors = inplace_anchors(graph, plan, buffers, base.tensor_buffer, tilings, strict)
+    return PlanBuffers(Liveness(buffers, base.tensor_buffer, base.num_steps, anchors), tilings, tile_tensors)
+
+
+def inplace_anchors(graph: Graph, plan: Plan, buffers: list[Buffer], tensor_buffer: dict[str, str],
+                    tilings: list[StageTiling], strict: bool = True) -> dict[str, tuple[str, int]]:
+    """Output buffer -> (input buffer, shift) of every op the plan runs in place; PlanError (or,
+    not ``strict``, no anchor) for one that cannot (inside a stage, not the last reader of an
+    arena input it could overwrite, ...)."""
+    by_name = {b.name: b for b in buffers}
+    kept = {tensor_buffer[t] for t in graph.outputs if t in tensor_buffer}  # never overwritten
+    anchors: dict[str, tuple[str, int]] = {}
+    for k in plan.inplace:
+        if not strict and not (0 <= k < len(graph.ops)
+                               and all(not st.stage.start <= k < st.stage.end for st in tilings)):
+            continue
+        if not 0 <= k < len(graph.ops):
+            raise PlanError(f"in-place op {k} does not exist (the model has {len(graph.ops)} ops)")
+        if any(st.stage.start <= k < st.stage.end for st in tilings):
+            raise PlanError(f"op {k} runs inside a patch stage; only layer-by-layer ops run in place")
+        out = tensor_buffer.get(graph.ops[k].outputs[0])
+        for cand in inplace_candidates(graph, k):
+            src = tensor_buffer.get(cand.tensor)
+            if out and src and src != out and src not in kept and by_name[src].end == k and by_name[out].start == k \
+                    and src not in {a for a, _ in anchors.values()} and out not in anchors:
+                anchors[out] = (src, cand.shift)
+                break
+        else:
+            if not strict:
+                continue
+            raise PlanError(f"op {k} ({graph.ops[k].type}) cannot run in place: it is not the last reader "
+                            f"of an arena input it could overwrite")
+    return anchors
+
+
+def place_plan(buffers: PlanBuffers, alignment: int = 16, node_limit: int | None = None) -> Placement:
+    """Arena offsets of a plan's buffers (in-place pairs at their fixed distance)."""
+    live = buffers.liveness
+    return place(live.buffers, alignment, node_limit, live.anchors)

@@ -35,8 +35,7 @@ from tinypatch.analysis.macs import op_macs
 from tinypatch.analysis.regions import axis_maps, is_global_reduce, split_even
 from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import DTYPE_BYTES, Graph
-from tinypatch.planning.arena import place
-from tinypatch.planning.memory import plan_buffers
+from tinypatch.planning.memory import place_plan, plan_buffers
 from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.tile_arrays import axis_figures
 from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps
@@ -372,7 +371,7 @@ def optimal_front(graph: Graph, include_input: bool = True, include_output: bool
                         to_plan(graph, base_ch, include_input, include_output))
     if place_front:  # the reported peak is the placed arena; keep the schedules that stay Pareto-optimal
         for s in [baseline, *front]:
-            s.peak = place(plan_buffers(graph, s.plan).liveness.buffers, alignment).peak
+            s.peak = place_plan(plan_buffers(graph, s.plan), alignment).peak
         keep = _pareto_filter(np.array([s.peak for s in front]), np.array([s.macs for s in front]))
         front = [front[i] for i in keep]
     return FrontResult(baseline, front, time.perf_counter() - t0, sum(len(v) for v in opts.values()),

@@ -4,7 +4,8 @@ A :class:`Plan` is a list of :class:`Stage` objects over one graph; operators ou
 stage run layer by layer. A stage is a contiguous range of operators ``[start, end)`` whose
 only tensor used after it is the output of its last operator (the stage output). The stage
 output's H and W are cut into tiles by ``rows`` and ``cols`` (cut points, uneven allowed).
-Everything else (regions, paddings, buffer sizes) is derived from the graph, never stored as
+``inplace`` lists layer-by-layer operators that write their output over the input they read
+last (:mod:`tinypatch.analysis.inplace`). Everything else (regions, paddings, buffer sizes) is derived from the graph, never stored as
 a source of truth: :mod:`tinypatch.planning.tiles` computes it.
 """
 
@@ -83,6 +84,7 @@ class Plan:
     stages: list[Stage] = field(default_factory=list)
     include_input: bool = True
     include_output: bool = True
+    inplace: list[int] = field(default_factory=list)  # layer-by-layer ops writing over their input
 
     @classmethod
     def layer_by_layer(cls, graph: Graph, include_input: bool = True, include_output: bool = True) -> Plan:
@@ -96,6 +98,7 @@ class Plan:
             "include_input": self.include_input,
             "include_output": self.include_output,
             "stages": [s.to_dict() for s in self.stages],
+            **({"inplace": sorted(self.inplace)} if self.inplace else {}),
         }
 
     def to_json(self) -> str:
@@ -110,8 +113,9 @@ class Plan:
             raise PlanError(f"not a tinypatch plan (expected \"format\": \"{PLAN_FORMAT}\")")
         try:
             return cls(str(d["model"]), str(d["fingerprint"]), [Stage.from_dict(s) for s in d["stages"]],
-                       bool(d.get("include_input", True)), bool(d.get("include_output", True)))
-        except (KeyError, TypeError) as exc:
+                       bool(d.get("include_input", True)), bool(d.get("include_output", True)),
+                       sorted(int(k) for k in d.get("inplace", [])))
+        except (KeyError, TypeError, ValueError) as exc:
             raise PlanError(f"malformed plan: missing or bad field {exc}") from exc
 
     @classmethod

@@ -17,8 +17,7 @@ from tinypatch.analysis.regions import axis_maps
 from tinypatch.errors import InputError
 from tinypatch.ir import Graph
 from tinypatch.kernels import prepare
-from tinypatch.planning.arena import place
-from tinypatch.planning.memory import accumulator_name, line_buffer_name, plan_buffers
+from tinypatch.planning.memory import accumulator_name, line_buffer_name, place_plan, plan_buffers
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.tiles import StageTiling
 from tinypatch.runtime.arena import Arena
@@ -37,7 +36,7 @@ class PlanExecutor:
     def __init__(self, graph: Graph, plan: Plan) -> None:
         self.graph, self.plan = graph, plan
         self.buffers = plan_buffers(graph, plan)
-        self.placement = place(self.buffers.liveness.buffers)
+        self.placement = place_plan(self.buffers)
         self.kernels = [prepare(graph, op) for op in graph.ops]
         live = self.buffers.liveness
         self.buffer_of = live.tensor_buffer  # tensor -> arena buffer (absent: outside the arena)
@@ -46,6 +45,7 @@ class PlanExecutor:
             self.ends.setdefault(b.end, []).append(b.name)
         self.starts = {b.name: b.start for b in live.buffers}
         self.stage_at = {st.stage.start: st for st in self.buffers.tilings}
+        self.overwrites = {self.starts[out]: src for out, (src, _) in live.anchors.items()}  # op -> input buffer
         self.output_buffers = {self.buffer_of[t] for t in graph.outputs if t in self.buffer_of}
         producers = graph.producers()
         self.tile_buffers = {  # per stage: buffers freed inside each tile (tile-local, not cached)
@@ -99,6 +99,9 @@ class PlanExecutor:
             else:
                 op = g.ops[i]
                 outs = self.kernels[i]([self._get(arena, outside, t) if t else None for t in op.inputs])
+                overwritten = self.overwrites.get(i)
+                if overwritten:  # in place: the output takes over its input's bytes
+                    arena.free(overwritten)
                 for name, value in zip(op.outputs, outs):
                     self._put(arena, outside, name, value)
                 self._free(arena, i, None)

@@ -773,7 +773,7 @@ int tp_mve_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int ir
                      int8_t *y, int oh, int ow, int ors)
 {
     if (!p->mve || p->dm != 1 || p->dh != 1 || p->dw != 1) return 0;
-    if (p->kw != 3 || p->kh > 3 || p->sw != 1) {
+    if (p->kw != 3 || p->kh > 3 || p->sw != 1 || p->inplace) { /* the 3x3 path runs channel groups over the image */
         dw_any(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors);
         return 1;
     }

@@ -35,6 +35,7 @@ typedef struct {
     const int32_t *mve;    /* depthwise on Helium: per 16 channels, 5 x 16 lane-ordered parameters, or NULL */
     int16_t cin, cout, kh, kw, sh, sw, dh, dw, dm;
     int16_t in_zp, out_zp, act_min, act_max;
+    int16_t inplace;       /* 1: y overlaps x (run in place): kernels must write in raster order */
 } tp_conv_p;
 
 typedef struct {
