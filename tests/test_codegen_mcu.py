@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from test_codegen import graph, inputs, plan
+from test_inplace import TFLM_HEAD
 
 from tinypatch.codegen import generate
 from tinypatch.codegen.report import measure
@@ -43,17 +44,22 @@ def test_cortex_m7_is_exact_inside_the_planned_ram(name, mode, tmp_path):
     xs = inputs(name)
     cost = measure(g, project, xs)
     _check_cost(cost, project)
+    if mode == "layer":  # in-place ops: all the RAM used, stack included, below TFLM's activation arena
+        assert cost.static_ram + cost.stack_used < TFLM_HEAD[name]
     if name == "person_detect.tflite":
         out = read_outputs(tmp_path / "output.bin", g)[g.outputs[0]]
         assert out.ravel().tolist() == [-113, 113]  # MANIFEST: person.bmp
 
 
-@pytest.mark.parametrize("target,name", [("cortex-m4", "mlperf_ic_resnet8_int8.tflite"),
-                                         ("cortex-m55", "person_detect.tflite"), ("cortex-m55", "mcunet_vww.tflite")])
-def test_other_cores_are_exact(target, name, tmp_path):
-    """M4 (DSP kernels) and M55 (Helium kernels: 1x1, gathered-window and row convolutions, depthwise)."""
+@pytest.mark.parametrize("target,name,mode", [("cortex-m4", "mlperf_ic_resnet8_int8.tflite", "patch-recompute"),
+                                              ("cortex-m55", "person_detect.tflite", "patch-recompute"),
+                                              ("cortex-m55", "mcunet_vww.tflite", "patch-recompute"),
+                                              ("cortex-m55", "mlperf_kws_dscnn_int8.tflite", "layer")])
+def test_other_cores_are_exact(target, name, mode, tmp_path):
+    """M4 (DSP kernels) and M55 (Helium kernels: 1x1, gathered-window and row convolutions, depthwise;
+    layer by layer with in-place ops)."""
     g = graph(name)
-    project = generate(g, plan(name, "patch-recompute"), tmp_path, target=target)
+    project = generate(g, plan(name, mode), tmp_path, target=target)
     _check_cost(measure(g, project, inputs(name)), project)
 
 

@@ -44,12 +44,12 @@ class InPlace:
 
 
 def _first_read(m: AxisMap) -> np.ndarray:
-    """Per output index along one axis: the first input index its window reads (in_size if none)."""
+    """Per output index along one axis: the first input index its window reads (-1 if none)."""
     o = np.arange(m.out_size)
     lo = o * m.stride - m.pad  # first tap, maybe in the padding
     skip = np.where(lo < 0, -(lo // m.dilation), 0)  # taps in the padding before the first real row
     first = lo + skip * m.dilation
-    return np.where((skip < m.kernel) & (first < m.in_size), first, m.in_size)
+    return np.where((skip < m.kernel) & (first < m.in_size), first, -1)
 
 
 def window_shift(graph: Graph, k: int, block: int = BLOCK) -> int | None:
@@ -63,13 +63,15 @@ def window_shift(graph: Graph, k: int, block: int = BLOCK) -> int | None:
         return None
     mh, mw = maps
     rows, cols = _first_read(mh), _first_read(mw)
-    lowest = (rows[:, None] * mw.in_size + cols[None, :]).ravel()
-    lowest = np.minimum.accumulate(lowest[::-1])[::-1]  # lowest pixel read by pixel k or any later one
-    n = lowest.size
-    idx = np.arange(n)
-    written = np.minimum(idx + block, (idx // mw.out_size + 1) * mw.out_size)
     out_px = y.shape[3] * DTYPE_BYTES[y.dtype]
     in_px = x.shape[3] * DTYPE_BYTES[x.dtype]
+    n = mh.out_size * mw.out_size
+    reads = (rows[:, None] >= 0) & (cols[None, :] >= 0)
+    never = n * out_px + 1  # a pixel that reads nothing constrains nothing: beyond every write
+    lowest = np.where(reads, rows[:, None] * mw.in_size + cols[None, :], never).ravel()
+    lowest = np.minimum.accumulate(lowest[::-1])[::-1]  # lowest pixel read by pixel k or any later one
+    idx = np.arange(n)
+    written = np.minimum(idx + block, (idx // mw.out_size + 1) * mw.out_size)
     return int(np.max(written * out_px - lowest * in_px))
 
 

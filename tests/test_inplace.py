@@ -1,0 +1,180 @@
+"""In-place operators: the shift bound against a brute-force walk of the kernels' access order,
+anchored placement, plans that run ops in place (byte-identical, measured peak == planned), and
+the arenas this gives on the shared models against TFLite Micro's."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import model_path
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import random_cnn
+
+from tinypatch.analysis.inplace import BLOCK, WINDOW_OPS, inplace_candidates, window_shift
+from tinypatch.analysis.liveness import Buffer
+from tinypatch.analysis.regions import axis_maps
+from tinypatch.errors import PlanError
+from tinypatch.frontends.tflite import load_tflite
+from tinypatch.ir import DTYPE_BYTES, Graph
+from tinypatch.planning.arena import place
+from tinypatch.planning.inplace import add_inplace, inplace_options
+from tinypatch.planning.memory import place_plan, plan_buffers
+from tinypatch.planning.plan import Plan, Stage
+from tinypatch.planning.tiles import legal_ends
+from tinypatch.runtime.executor import run
+from tinypatch.runtime.plan_executor import PlanExecutor
+
+SETTINGS = dict(deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+WINDOW_KINDS = ("conv", "depthwise", "avg_pool", "max_pool", "pad")
+
+
+def _hazard(graph: Graph, k: int, shift: int, block: int = BLOCK) -> bool:
+    """Walk op k's output pixels in raster order, tap by tap: does a pixel read an input byte that
+    the writes so far (up to the end of its block, at worst) have overwritten? Output at -shift,
+    input at 0."""
+    op = graph.ops[k]
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    mh, mw = axis_maps(graph, op)
+    in_px, out_px = x.shape[3] * DTYPE_BYTES[x.dtype], y.shape[3] * DTYPE_BYTES[y.dtype]
+    for oy in range(mh.out_size):
+        rows = [iy for t in range(mh.kernel) if 0 <= (iy := oy * mh.stride - mh.pad + t * mh.dilation) < mh.in_size]
+        for ox in range(mw.out_size):
+            cols = [ix for t in range(mw.kernel)
+                    if 0 <= (ix := ox * mw.stride - mw.pad + t * mw.dilation) < mw.in_size]
+            written = (oy * mw.out_size + min(ox + block, mw.out_size)) * out_px - shift  # end of the bytes written
+            if any((iy * mw.in_size + ix) * in_px < written for iy in rows for ix in cols):
+                return True
+    return False
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(random_cnn(max_layers=4, kinds=WINDOW_KINDS, head=False))
+def test_window_shift_is_the_least_safe_shift(case):
+    g, _ = case
+    checked = 0
+    for k, op in enumerate(g.ops):
+        if op.type not in WINDOW_OPS:
+            continue
+        shift = window_shift(g, k)
+        assert not _hazard(g, k, shift), f"op {k} {op.type}: shift {shift} lets a write overtake a read"
+        assert _hazard(g, k, shift - 1), f"op {k} {op.type}: shift {shift} is not the least safe one"
+        checked += 1
+    assert checked or all(op.type not in WINDOW_OPS for op in g.ops)
+
+
+def test_elementwise_ops_overwrite_an_input_of_their_shape(tmp_path):
+    from tinypatch.frontends.synth import Builder
+
+    b = Builder("ew")
+    x = b.input((1, 6, 5, 4))
+    c = b.conv(x, 4, 3, name="c")
+    a = b.add(c, x, name="a")
+    g = b.finish([a])
+    k = [op.type for op in g.ops].index("ADD")
+    assert {(c.tensor, c.shift) for c in inplace_candidates(g, k)} == {(g.ops[k].inputs[0], 0),
+                                                                      (g.ops[k].inputs[1], 0)}
+
+
+# --- anchored placement ------------------------------------------------------------------------
+def test_anchored_buffers_keep_their_distance_and_share_only_with_each_other():
+    bufs = [Buffer("a", 100, 0, 1), Buffer("b", 120, 1, 2), Buffer("c", 50, 0, 2), Buffer("d", 80, 2, 3)]
+    pl = place(bufs, alignment=16, anchors={"b": ("a", 20)})
+    pl.check()
+    assert pl.offsets["b"] == pl.offsets["a"] - 32  # the shift rounded up to the alignment
+    assert pl.peak >= pl.lower_bound
+    broken = replace(pl, offsets={**pl.offsets, "b": pl.offsets["a"]})
+    with pytest.raises(PlanError, match="below"):
+        broken.check()
+
+
+def test_anchored_lower_bound_counts_shared_bytes_once():
+    from tinypatch.analysis.liveness import lower_bound
+
+    bufs = [Buffer("in", 160, 0, 1), Buffer("out", 160, 1, 2)]
+    assert lower_bound(bufs, 16) == 320
+    assert lower_bound(bufs, 16, {"out": ("in", 20)}) == 192  # 160 + the shift rounded to 32
+
+
+# --- plans with in-place ops ---------------------------------------------------------------------
+def all_inplace(graph: Graph, plan: Plan) -> Plan:
+    """Every layer-by-layer op that can run in place alongside the others, whatever it costs."""
+    chosen: list[int] = []
+    for k in inplace_options(graph, plan):
+        try:
+            plan_buffers(graph, replace(plan, inplace=sorted([*chosen, k])))
+        except PlanError:
+            continue
+        chosen.append(k)
+    return replace(plan, inplace=sorted(chosen))
+
+
+def _assert_runs_exactly(g: Graph, plan: Plan, x: np.ndarray) -> None:
+    pb = plan_buffers(g, plan)
+    pl = place_plan(pb)
+    pl.check()
+    got = PlanExecutor(g, plan)([x])
+    ref = run(g, [x])
+    ref = ref if isinstance(ref, dict) else dict(zip(g.outputs, ref))
+    for name in g.outputs:
+        np.testing.assert_array_equal(got.outputs[name], ref[name])
+    assert got.arena_high_water == pl.peak
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(random_cnn(max_layers=6), st.booleans(), st.data())
+def test_inplace_plans_are_exact_at_their_planned_peak(case, include_input, data):
+    g, x = case
+    plan = Plan.layer_by_layer(g, include_input=include_input)
+    if data.draw(st.booleans()):  # and a patch stage, when there is one
+        options = [(s, e) for s in range(len(g.ops)) for e in legal_ends(g, s)]
+        if options:
+            s, e = data.draw(st.sampled_from(options))
+            shape = g.tensors[g.ops[e - 1].outputs[0]].shape
+            if len(shape) == 4:
+                plan = replace(plan, stages=[Stage(s, e, [0, (shape[1] + 1) // 2, shape[1]],
+                                                   [0, shape[2]])])
+    try:
+        base = place_plan(plan_buffers(g, plan)).peak
+    except PlanError:
+        return
+    greedy = add_inplace(g, plan)
+    assert place_plan(plan_buffers(g, greedy)).peak <= base
+    for p in (greedy, all_inplace(g, plan)):
+        _assert_runs_exactly(g, p, x)
+
+
+def test_plan_json_keeps_inplace_ops_and_bad_entries_are_refused():
+    from tinypatch.frontends.zoo import build
+
+    g = build("mcunet-in1")
+    plan = add_inplace(g, Plan.layer_by_layer(g))
+    assert plan.inplace
+    assert Plan.from_json(plan.to_json()).inplace == plan.inplace
+    with pytest.raises(PlanError, match="does not exist"):
+        plan_buffers(g, replace(plan, inplace=[len(g.ops) + 3]))
+    last_reader = {t: k for k, op in enumerate(g.ops) for t in op.inputs if t}
+    kept = next(k for k, op in enumerate(g.ops)  # an op whose input is read again later: a residual
+                if op.inputs[0] in last_reader and last_reader[op.inputs[0]] > k and op.type == "CONV_2D")
+    with pytest.raises(PlanError, match="cannot run in place"):
+        plan_buffers(g, replace(plan, inplace=[kept]))
+
+
+# --- shared models -------------------------------------------------------------------------------
+TFLM_HEAD = {  # MANIFEST: TFLite Micro's activation arena ("head"), print_allocations() on x86-64
+    "person_detect.tflite": 55296, "mlperf_vww_96_int8.tflite": 73728, "mlperf_ic_resnet8_int8.tflite": 49152,
+    "mlperf_kws_dscnn_int8.tflite": 16000, "mcunet_vww.tflite": 161472,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TFLM_HEAD))
+def test_shared_models_in_place_need_less_than_tflm_and_run_exactly(name):
+    g = load_tflite(str(model_path(name)))
+    plan = add_inplace(g, Plan.layer_by_layer(g))
+    peak = place_plan(plan_buffers(g, plan)).peak
+    assert peak < TFLM_HEAD[name] * 0.8, f"{name}: {peak} B in place vs TFLM head {TFLM_HEAD[name]} B"
+    x = np.random.default_rng(3).integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(g.tensors[g.inputs[0]].np_dtype)
+    _assert_runs_exactly(g, plan, x)
