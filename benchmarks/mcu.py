@@ -12,6 +12,8 @@ byte for byte against the Python executor. Figures (bytes):
 * stack: high-water mark measured by painting the whole stack at reset;
 * RAM used: static RAM + measured stack; RAM region: the linker script's LENGTH
   (SRAM budget = planned arena, + reserved stack + runtime overhead);
+* every schedule runs the layer-by-layer operators that lower its arena in place (output
+  written over the input in raster order, ``tinypatch codegen``'s default); the row says how many;
 * instructions: executed guest instructions (qemu-insncount plugin): the whole program, and
   per MAC; "kernel" counts only the kernel code (tp_kernels.c, tp_fast_arm.c).
 
@@ -139,6 +141,8 @@ def main() -> int:
                     console.print(f"{path.name} {label}: skipped ({exc})")
                     continue
                 c = measure(g, project, x, plugin)
+                if project.plan.inplace:
+                    label += f" ({len(project.plan.inplace)} ops in place)"
                 _row(t, path.stem, label, c, ref)
                 results.append({"model": path.name, "schedule": label, "reference_ram": ref, **c.to_dict()})
                 console.print(f"measured {path.name}: {label}", style="dim")
@@ -149,7 +153,7 @@ def main() -> int:
                 lt.add_column(col, justify="left" if col == "layer" else "right")
             for name, g in reference_layers().items():
                 project = generate(g, None, Path(tmp) / name.replace(" ", "_").replace(">", ""), args.target,
-                                   stack=args.stack)
+                                   stack=args.stack, inplace=False)  # as CMSIS-NN runs them: out of place
                 c = measure(g, project, [random_input(g.tensors[g.inputs[0]], seed=3)], plugin)
                 per_mac = c.kernel_insns / c.macs
                 ref = CMSIS_NN[args.target][name]

@@ -10,6 +10,9 @@ How each column is measured (bytes; kB = 1024 B):
   to 16 B, input and output counted as TFLM does (input from the first op, output to the last);
 * ours: :func:`tinypatch.planning.arena.plan_arena` with that same accounting (16-byte
   alignment, in-place RESHAPE);
+* ours, in place: the same with the operators that lower the arena writing their output over
+  their input in raster order (:func:`tinypatch.planning.inplace.add_inplace`; what
+  ``tinypatch codegen`` builds); the lower bound above does not apply to it;
 * TFLM emulated: our re-implementation of TFLM's GreedyMemoryPlanner on the same buffers
   (no aliasing);
 * TFLM measured: the "Arena allocation head" line that the TFLite Micro Python interpreter
@@ -74,6 +77,7 @@ def measure(path: Path) -> dict[str, object]:
         "model": path.name, "ops": len(g.ops), "buffers": len(tflm.placement.buffers),
         "analytic": report.peak_analytic, "analytic_op": report.peak_analytic_op,
         "lower_bound": report.lower_bound, "ours": report.peak_placed, "strategy": report.strategy,
+        "ours_inplace": report.peak_inplace, "inplace_ops": len(report.inplace_ops),
         "ours_input_not_counted": no_input.peak, "tflm_emulated": tflm.peak, "tflm_measured": tflm_head(path),
     }
 
@@ -97,13 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title="layer-by-layer activation memory, kB = 1024 B (input and output counted, "
                         "16 B alignment unless stated)")
     for col in ("model", "analytic (MCUNetV2)", "lower bound", "ours", "strategy", "ours, input not counted",
-                "TFLM emulated", "TFLM measured head", "ours / TFLM"):
+                "TFLM emulated", "TFLM measured head", "ours / TFLM", "ours, in place (ops)", "in place / TFLM"):
         table.add_column(col, justify="left" if col in ("model", "strategy") else "right")
     for r in rows:
         head = r["tflm_measured"]
         ratio = f"{r['ours'] / head:.3f}" if head else "n/a"  # type: ignore[operator]
+        ratio_inplace = f"{r['ours_inplace'] / head:.3f}" if head else "n/a"  # type: ignore[operator]
         table.add_row(str(r["model"]), kb(r["analytic"]), kb(r["lower_bound"]), kb(r["ours"]), str(r["strategy"]),
-                      kb(r["ours_input_not_counted"]), kb(r["tflm_emulated"]), kb(head), ratio)
+                      kb(r["ours_input_not_counted"]), kb(r["tflm_emulated"]), kb(head), ratio,
+                      f"{kb(r['ours_inplace'])} ({r['inplace_ops']})", ratio_inplace)
     console.print(table)
     console.print("analytic: int8 activations, in+out per op, in-place depthwise, residual skip live at "
                   "depthwise/SE ops. lower bound / ours / TFLM: real dtypes, 16 B aligned; TFLM measured = "

@@ -178,3 +178,21 @@ def test_shared_models_in_place_need_less_than_tflm_and_run_exactly(name):
     assert peak < TFLM_HEAD[name] * 0.8, f"{name}: {peak} B in place vs TFLM head {TFLM_HEAD[name]} B"
     x = np.random.default_rng(3).integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(g.tensors[g.inputs[0]].np_dtype)
     _assert_runs_exactly(g, plan, x)
+
+
+def test_inplace_front_lowers_peaks_and_its_figures_are_real():
+    from tinypatch.planning.inplace import inplace_front
+    from tinypatch.planning.search import search
+
+    g = load_tflite(str(model_path("mlperf_kws_dscnn_int8.tflite")))
+    result = search(g)
+    lowered = inplace_front(g, result)
+    assert lowered.baseline.plan.inplace and lowered.baseline.peak < result.baseline.peak
+    assert min(s.peak for s in lowered.front) <= min(s.peak for s in result.front)
+    peaks = [s.peak for s in lowered.front]
+    assert peaks == sorted(peaks) and [s.macs for s in lowered.front] == sorted((s.macs for s in lowered.front),
+                                                                                 reverse=True)
+    x = np.random.default_rng(5).integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+    for s in lowered.front:
+        assert place_plan(plan_buffers(g, s.plan)).peak == s.peak
+    _assert_runs_exactly(g, lowered.baseline.plan, x)

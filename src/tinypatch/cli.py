@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="MCUNetV2's space: one patch stage from the first layer, then layer by layer")
     pl.add_argument("--max-grid", type=int, default=8, metavar="N",
                     help="most tiles per axis besides 4-, 2- and 1-row strips (default 8)")
+    pl.add_argument("--no-inplace", dest="inplace", action="store_false",
+                    help="do not run layer-by-layer ops in place (default: every schedule runs the ops that "
+                         "lower its arena in place, output over input in raster order; no extra MACs)")
     pl.add_argument("-o", "--output", metavar="PLAN.json", help="write the chosen plan as JSON")
     pl.add_argument("--plot", metavar="FILE.png", help="save the Pareto front (peak SRAM vs MACs)")
     pl.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
@@ -191,6 +194,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress
 
     from tinypatch.planning.cost import plan_cost
+    from tinypatch.planning.inplace import inplace_front
     from tinypatch.planning.search import choose, search
     from tinypatch.report.tables import pareto_plot, plan_tables
 
@@ -203,6 +207,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
             bar.update(task, completed=done, total=total)
 
         result = search(graph, strategy=args.strategy, single_stage=args.single_stage, progress=tick, **flags)
+        if args.inplace:
+            bar.update(task, description="running layer-by-layer ops in place", completed=0)
+            result = inplace_front(graph, result, progress=tick)
         chosen = choose(result, args.sram, args.max_mac_overhead)
         cost = plan_cost(graph, chosen.plan)
         base = plan_cost(graph, result.baseline.plan)
@@ -210,6 +217,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         if args.plot and not (args.single_stage and args.strategy == "recompute"):
             bar.update(task, description="searching the MCUNetV2-style single-stage front", completed=0)
             reference = search(graph, strategy="recompute", single_stage=True, progress=tick, **flags)
+            if args.inplace:
+                reference = inplace_front(graph, reference, progress=tick)
     if args.json:
         print(json.dumps({"plan": chosen.plan.to_dict(), "cost": cost.to_dict(), "baseline": base.to_dict(),
                           "front": [{"peak": s.peak, "lower_bound": s.lower_bound, "macs": s.macs,

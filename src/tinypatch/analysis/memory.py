@@ -15,7 +15,8 @@ Analytic convention (MCUNetV2, Fig. 1), used for the ``analytic`` figures only:
 
 The report (:func:`analyze`) also places every activation in one arena
 (:func:`tinypatch.planning.arena.plan_arena`), with each tensor's real dtype and the arena's
-alignment, and states its accounting. kB in printed figures are 1024 B.
+alignment, and states its accounting; and places it again with the operators that lower the
+arena run in place (:mod:`tinypatch.planning.inplace`), as the C generator builds it. kB in printed figures are 1024 B.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from tinypatch.analysis.liveness import live_profile
 from tinypatch.analysis.macs import flash_bytes, op_costs
 from tinypatch.ir import Graph, Op
 from tinypatch.planning.arena import plan_arena
+from tinypatch.planning.inplace import add_inplace
+from tinypatch.planning.memory import place_plan, plan_buffers
+from tinypatch.planning.plan import Plan
 
 ACT_BYTES = 1  # analytic convention: int8 activations
 
@@ -135,6 +139,8 @@ class MemoryReport:
     peak_placed: int
     lower_bound: int
     strategy: str
+    peak_inplace: int  # placed arena with the ops that lower it run in place (as `tinypatch codegen` builds)
+    inplace_ops: list[int]
     flash_bytes: int
     total_macs: int
     include_input: bool
@@ -172,8 +178,11 @@ def analyze(graph: Graph, include_input: bool = True, include_output: bool = Tru
     rows = [LayerRow(c.index, c.op_type, c.name, c.out_shape, c.in_bytes, c.out_bytes, working[c.index],
                      analytic.per_op[c.index], c.macs) for c in costs]
     peak_op = graph.ops[analytic.peak_index].name if graph.ops else ""
+    inplace = add_inplace(graph, Plan.layer_by_layer(graph, include_input, include_output), alignment)
+    peak_inplace = place_plan(plan_buffers(graph, inplace), alignment).peak if inplace.inplace else plan.peak
     return MemoryReport(
         model=graph.name, rows=rows, peak_analytic=analytic.peak, peak_analytic_op=peak_op,
         peak_placed=plan.peak, lower_bound=plan.lower_bound, strategy=plan.strategy,
+        peak_inplace=peak_inplace, inplace_ops=inplace.inplace,
         flash_bytes=flash_bytes(graph), total_macs=sum(c.macs for c in costs),
         include_input=include_input, include_output=include_output, alignment=alignment, aliasing=aliasing)

@@ -5,16 +5,19 @@ and how far below it; this pass decides which *should*: an in-place pair saves b
 own step but ties two buffers together for the whole arena placement, so each candidate is
 tried on the real placement (:func:`tinypatch.planning.memory.place_plan`) and kept only if
 it lowers the arena peak, or keeps it and lowers the bytes live at the fullest steps. Candidates are tried in order of the bytes live at their step
-(the fullest steps first), in rounds until none helps.
+(the fullest steps first), in rounds until none helps. :func:`inplace_front` applies this to
+every schedule of a searched front (what ``tinypatch plan`` offers by default).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.planning.memory import place_plan, plan_buffers
+from tinypatch.planning.optimal import FrontResult, Schedule
 from tinypatch.planning.plan import Plan
 
 
@@ -59,3 +62,28 @@ def add_inplace(graph: Graph, plan: Plan, alignment: int = 16) -> Plan:
             if score < best:
                 best, chosen, improved = score, trial.inplace, True
     return replace(plan, inplace=chosen)
+
+
+def inplace_front(graph: Graph, result: FrontResult, alignment: int = 16,
+                  progress: Callable[[int, int], None] | None = None) -> FrontResult:
+    """``result`` with every schedule's layer-by-layer ops run in place where that lowers its peak
+    (:func:`add_inplace`; MACs unchanged), and the points no longer on the front dropped."""
+
+    def lowered(s: Schedule) -> Schedule:
+        plan = add_inplace(graph, s.plan, alignment)
+        if not plan.inplace:
+            return s
+        pl = place_plan(plan_buffers(graph, plan), alignment)
+        return replace(s, plan=plan, peak=pl.peak, lower_bound=pl.lower_bound)
+
+    points = []
+    for i, s in enumerate(result.front):
+        points.append(lowered(s))
+        if progress:
+            progress(i + 1, len(result.front))
+    front, fewest = [], None
+    for s in sorted(points, key=lambda s: (s.peak or s.lower_bound, s.macs)):
+        if fewest is None or s.macs < fewest:
+            front.append(s)
+            fewest = s.macs
+    return replace(result, baseline=lowered(result.baseline), front=front)

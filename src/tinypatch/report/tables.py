@@ -44,6 +44,9 @@ def analyze_tables(console: Console, graph: Graph, report: MemoryReport) -> None
               f"{report.peak_analytic:,} B = {kb(report.peak_analytic)} kB at {report.peak_analytic_op}")
     s.add_row(f"peak, placed arena ({report.strategy})", f"{report.peak_placed:,} B = {kb(report.peak_placed)} kB")
     s.add_row("liveness lower bound", f"{report.lower_bound:,} B (gap {report.gap:,} B)")
+    if report.inplace_ops:
+        s.add_row(f"peak, {len(report.inplace_ops)} ops in place (as `tinypatch codegen` builds)",
+                  f"{report.peak_inplace:,} B = {kb(report.peak_inplace)} kB")
     s.add_row("flash (weights, biases, constants)", f"{report.flash_bytes:,} B = {kb(report.flash_bytes)} kB")
     s.add_row("MACs", f"{report.total_macs:,} = {_m(report.total_macs)}")
     console.print(s)
