@@ -67,7 +67,8 @@ def add_inplace(graph: Graph, plan: Plan, alignment: int = 16) -> Plan:
 def inplace_front(graph: Graph, result: FrontResult, alignment: int = 16,
                   progress: Callable[[int, int], None] | None = None) -> FrontResult:
     """``result`` with every schedule's layer-by-layer ops run in place where that lowers its peak
-    (:func:`add_inplace`; MACs unchanged), and the points no longer on the front dropped."""
+    (:func:`add_inplace`; MACs unchanged), layer by layer itself among them, and the points no
+    longer on the front dropped."""
 
     def lowered(s: Schedule) -> Schedule:
         plan = add_inplace(graph, s.plan, alignment)
@@ -76,9 +77,10 @@ def inplace_front(graph: Graph, result: FrontResult, alignment: int = 16,
         pl = place_plan(plan_buffers(graph, plan), alignment)
         return replace(s, plan=plan, peak=pl.peak, lower_bound=pl.lower_bound)
 
-    points = []
+    baseline = lowered(result.baseline)
+    points = [baseline]  # layer by layer in place may now beat patch schedules with no extra MACs
     for i, s in enumerate(result.front):
-        points.append(lowered(s))
+        points.append(baseline if s.plan == result.baseline.plan else lowered(s))
         if progress:
             progress(i + 1, len(result.front))
     front, fewest = [], None
@@ -86,4 +88,4 @@ def inplace_front(graph: Graph, result: FrontResult, alignment: int = 16,
         if fewest is None or s.macs < fewest:
             front.append(s)
             fewest = s.macs
-    return replace(result, baseline=lowered(result.baseline), front=front)
+    return replace(result, baseline=baseline, front=front)

@@ -78,6 +78,9 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
     else:
         console.print(f"[bold]chosen schedule:[/] {len(chosen.plan.stages)} patch stage(s), the other operators "
                       f"layer by layer")
+    if chosen.plan.inplace:
+        console.print(f"in place (output written over the input, raster order): ops "
+                      f"{', '.join(map(str, chosen.plan.inplace))}")
     from tinypatch.planning.tiles import tile_stage
 
     for n, s in enumerate(chosen.plan.stages, 1):
@@ -108,7 +111,8 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
     for col in ("schedule", "peak kB", "peak kB (input counted)", "peak kB (input not counted)",
                 "analytic kB (MCUNetV2)", "MACs", "MAC overhead", "MAC overhead (full-size tiles)"):
         t.add_column(col, justify="right" if col != "schedule" else "left")
-    for name, c in (("layer-by-layer", base), ("chosen", cost)):
+    lbl = "layer-by-layer" + (f", {len(result.baseline.plan.inplace)} in place" if result.baseline.plan.inplace else "")
+    for name, c in ((lbl, base), ("chosen", cost)):
         t.add_row(name, kb(c.peak), kb(c.peak_with_input), kb(c.peak_without_input), kb(c.peak_analytic),
                   _m(c.macs), f"{c.mac_overhead:+.1%}", f"{c.mac_overhead_full_tiles:+.1%}")
     console.print(t)
@@ -121,7 +125,9 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
                      justify="right" if col != "schedule" else "left")
     for c in result.front:
         mark = " [bold green]<- chosen[/]" if c is chosen else ""
-        t.add_row(escape(c.label) + mark, kb(c.peak or 0), _m(c.macs), f"{c.macs / result.baseline.macs - 1:+.1%}")
+        inplace = f" ({len(c.plan.inplace)} in place)" if c.plan.inplace else ""
+        t.add_row(escape(c.label) + inplace + mark, kb(c.peak or 0), _m(c.macs),
+                  f"{c.macs / result.baseline.macs - 1:+.1%}")
     console.print(t)
 
 
