@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--strategy", choices=("auto", "recompute", "cache"), default="auto",
                     help="halo handling inside a stage: recompute (MCUNetV2), cache (keep halos in buffers) "
                          "or auto (both, chosen per stage; default)")
+    pl.add_argument("--no-stream", action="store_true",
+                    help="leave out column-streamed stages (the C generator cannot emit them yet)")
     pl.add_argument("--single-stage", action="store_true",
                     help="MCUNetV2's space: one patch stage from the first layer, then layer by layer")
     pl.add_argument("--max-grid", type=int, default=8, metavar="N",
@@ -199,7 +201,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         def tick(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = search(graph, strategy=args.strategy, single_stage=args.single_stage, progress=tick, **flags)
+        result = search(graph, strategy=args.strategy, single_stage=args.single_stage, progress=tick,
+                        stream=not args.no_stream, **flags)
         chosen = choose(result, args.sram, args.max_mac_overhead)
         cost = plan_cost(graph, chosen.plan)
         base = plan_cost(graph, result.baseline.plan)

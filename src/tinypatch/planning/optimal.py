@@ -38,10 +38,11 @@ from tinypatch.ir import DTYPE_BYTES, Graph
 from tinypatch.planning.arena import place
 from tinypatch.planning.memory import plan_buffers
 from tinypatch.planning.plan import Plan, Stage, fingerprint
+from tinypatch.planning.stream import STREAM, column_maps, single_consumer, window_columns
 from tinypatch.planning.tile_arrays import axis_figures
 from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps
 
-POLICIES = ("recompute", "cache_w", "cache")
+POLICIES = ("recompute", "cache_w", "cache", STREAM)
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,19 @@ class _Costs:
         self.local = [axis_maps(graph, op) is not None for op in graph.ops]
         self.maps = [input_maps(graph, [i for i, ok in enumerate(self.local) if ok], ax) for ax in (0, 1)]
         self._full = {t: align_up(graph.tensors[t].nbytes, alignment) for t in self.in_arena}
+        # stream stages: which ops can pull columns, and each output's window width (0: not streamable)
+        self.streams = [column_maps(graph, k) is not None for k in range(self.n)]
+        self.ring = [self._ring(k) for k in range(self.n)]
         # positions just after a spatially strided op (where the resolution drops)
         self.levels = [i + 1 for i, op in enumerate(graph.ops) if self.local[i] and _downsamples(graph, op)]
+
+    def _ring(self, k: int) -> int:
+        t = self.g.ops[k].outputs[0]
+        q = single_consumer(self.g, t) if len(self.g.ops[k].outputs) == 1 else None
+        maps = column_maps(self.g, q) if q is not None else None
+        if maps is None:
+            return 0
+        return max(window_columns(m) for x, m in zip(self.g.ops[q].inputs, maps) if x == t and m is not None)
 
     def full(self, tensor: str) -> int:
         return self._full.get(tensor, 0)
@@ -190,10 +202,11 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                       else None for a in starts]
         step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
         variants = _policy_variants(policies, info.tile_ops, c.levels)
+        streams = _stream_starts(c, starts, b) if STREAM in policies and not red else []
         per_axis = {}
         for ax in (0, 1):
             counts = axis_counts(out.shape[1 + ax], max_grid, not first_only)
-            for cached in {v[1 + ax] for v in variants}:
+            for cached in {v[1 + ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set()):
                 figs = axis_figures(g, info, c.maps[ax], [split_even(out.shape[1 + ax], k) for k in counts], cached)
                 for cnt, fig in zip(counts, figs):
                     lens = np.array([fig.max_len.get(t, 0) for t in internal], np.int64)
@@ -227,12 +240,39 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                 stage_m = stage_macs[-1] - stage_macs[start_idx]
                 for a, lb, m in zip(starts, lbs.tolist(), stage_m.tolist()):
                     raw[(a, b)].append((lb, m, nh, nw, pol))
+        if streams:  # one-column tiles pulled through window buffers, rows recomputed per strip
+            cols = list(range(out.shape[2] + 1))
+            fig_w = axis_figures(g, info, c.maps[1], [cols], frozenset(ops[:-1]))[0]
+            if fig_w.valid:
+                tw = np.array([fig_w.total_len.get(k, 0) for k in ops], np.int64)
+                rings = np.array([c.ring[k] for k in ops[:-1]], np.int64)
+                s_idx = np.array([idx[a] for a in streams])
+                s_full = np.array([full_ins[starts.index(a)] for a in streams], np.int64)
+                for nh in axis_counts(out.shape[1], max_grid, not first_only):
+                    ok_h, lh, th, _, _ = per_axis[(0, frozenset(), nh)]
+                    if not ok_h:
+                        continue
+                    sizes = -(-(lh * rings * chan) // c.alignment) * c.alignment
+                    tail = np.concatenate([np.cumsum(sizes[::-1])[::-1], [0]])
+                    stage_macs = np.concatenate([[0], np.cumsum(pm * th * tw)])
+                    lbs = s_full + full_out + tail[s_idx]
+                    for a, lb, m in zip(streams, lbs.tolist(), (stage_macs[-1] - stage_macs[s_idx]).tolist()):
+                        raw[(a, b)].append((lb, m, nh, out.shape[2], STREAM))
         for (a, b_), cands in raw.items():  # keep each segment's non-dominated options only
             if cands:
                 keep = _pareto_filter(np.array([x[0] for x in cands]), np.array([x[1] for x in cands]))
                 opts[(a, b_)].extend((cands[k][0], cands[k][1], Choice(a, b_, cands[k][2:4], cands[k][4]))
                                      for k in keep)
     return opts
+
+
+def _stream_starts(c: _Costs, starts: list[int], b: int) -> list[int]:
+    """The starts ``a`` for which ``[a, b)`` can stream (see :mod:`tinypatch.planning.stream`)."""
+    ok = []
+    for a in starts:
+        if b - a >= 2 and all(c.streams[k] for k in range(a, b)) and all(c.ring[k] for k in range(a, b - 1)):
+            ok.append(a)
+    return ok
 
 
 def _downsamples(graph: Graph, op) -> bool:  # noqa: ANN001
