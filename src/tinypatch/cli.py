@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--max-mac-overhead", type=_fraction, metavar="F",
                     help="allowed extra MACs over layer-by-layer, e.g. 0.2 or 20%%")
     pl.add_argument("--strategy", choices=("auto", "recompute", "cache"), default="auto",
-                    help="halo handling inside a stage: recompute (MCUNetV2), cache (keep halos in buffers) "
-                         "or auto (both, chosen per stage; default)")
+                    help="halo handling inside a stage: recompute (MCUNetV2), cache (keep halos in buffers, "
+                         "or stream columns through window buffers) or auto (all, chosen per stage; default)")
     pl.add_argument("--no-stream", action="store_true",
                     help="leave out column-streamed stages (the C generator cannot emit them yet)")
     pl.add_argument("--single-stage", action="store_true",

@@ -7,7 +7,10 @@ The schedule space:
 * each segment runs either layer by layer, or as one patch stage over a tile grid
   ``n_h x n_w`` (per axis ``1..max_grid`` tiles, or tiles of 4, 2 or 1 rows/columns of the
   stage output; MCUNetV2's single-stage space keeps to ``1..max_grid``) with one halo policy: "recompute" (MCUNetV2),
-  "cache_w" or "cache" (see :class:`~tinypatch.planning.plan.Stage`).
+  "cache_w" or "cache" (see :class:`~tinypatch.planning.plan.Stage`), or the cached
+  high-resolution prefix variants of :func:`_policy_variants`;
+* or, where every op can (:mod:`tinypatch.planning.stream`), as a "stream" stage: ``n_h`` row
+  strips (counts as above) computed column by column through window buffers.
 
 At a clean cut only the cut tensor is live, so a schedule's arena lower bound is the largest
 segment lower bound, and its MACs are the sum over segments. Every segment option is costed
