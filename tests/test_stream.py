@@ -42,12 +42,12 @@ def stream_stage(g: Graph, start: int, end: int, rows: list[int]) -> Stage:
     return Stage(start, end, rows, list(range(width + 1)), {k: "stream" for k in range(start, end - 1)})
 
 
-def counted_run(g: Graph, plan: Plan, x: list[np.ndarray]):  # noqa: ANN201
+def counted_run(g: Graph, plan: Plan, x: list[np.ndarray]):
     """Run the plan, counting the output pixels each op computes."""
     ex = PlanExecutor(g, plan)
     pixels = dict.fromkeys(range(len(g.ops)), 0)
     for k, kern in enumerate(ex.kernels):
-        def counting(args, pads=None, _k=k, _f=kern):  # noqa: ANN001, ANN202
+        def counting(args, pads=None, _k=k, _f=kern):
             out = _f(args, pads)
             pixels[_k] += out[0].shape[1] * out[0].shape[2] if out[0].ndim == 4 else 1
             return out

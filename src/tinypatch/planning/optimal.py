@@ -41,7 +41,7 @@ from tinypatch.ir import DTYPE_BYTES, Graph
 from tinypatch.planning.arena import place
 from tinypatch.planning.memory import plan_buffers
 from tinypatch.planning.plan import Plan, Stage, fingerprint
-from tinypatch.planning.stream import STREAM, column_maps, single_consumer, window_columns
+from tinypatch.planning.stream import STREAM, column_maps, output_window
 from tinypatch.planning.tile_arrays import axis_figures
 from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps
 
@@ -139,17 +139,9 @@ class _Costs:
         self._full = {t: align_up(graph.tensors[t].nbytes, alignment) for t in self.in_arena}
         # stream stages: which ops can pull columns, and each output's window width (0: not streamable)
         self.streams = [column_maps(graph, k) is not None for k in range(self.n)]
-        self.ring = [self._ring(k) for k in range(self.n)]
+        self.ring = [output_window(graph, k) for k in range(self.n)]
         # positions just after a spatially strided op (where the resolution drops)
         self.levels = [i + 1 for i, op in enumerate(graph.ops) if self.local[i] and _downsamples(graph, op)]
-
-    def _ring(self, k: int) -> int:
-        t = self.g.ops[k].outputs[0]
-        q = single_consumer(self.g, t) if len(self.g.ops[k].outputs) == 1 else None
-        maps = column_maps(self.g, q) if q is not None else None
-        if maps is None:
-            return 0
-        return max(window_columns(m) for x, m in zip(self.g.ops[q].inputs, maps) if x == t and m is not None)
 
     def full(self, tensor: str) -> int:
         return self._full.get(tensor, 0)

@@ -28,7 +28,7 @@ from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.planning.plan import STREAM
 
-__all__ = ["STREAM", "column_maps", "ring_columns", "single_consumer", "window_columns"]
+__all__ = ["STREAM", "column_maps", "output_window", "ring_columns", "single_consumer", "window_columns"]
 
 
 def window_columns(m: AxisMap) -> int:
@@ -57,7 +57,7 @@ def column_maps(graph: Graph, k: int) -> list[AxisMap | None] | None:
             out.append(None)
         elif m.kind == "window":  # convolutions, pools and pads read one activation
             out.append(m)
-        elif len(graph.tensors[t].shape) == 4 and graph.tensors[t].shape[2] == m.out_size:  # point-wise, no broadcast along W
+        elif len(graph.tensors[t].shape) == 4 and graph.tensors[t].shape[2] == m.out_size:  # no broadcast along W
             out.append(AxisMap("identity", m.out_size, m.out_size))
         else:
             return None
@@ -70,21 +70,25 @@ def single_consumer(graph: Graph, tensor: str) -> int | None:
     return next(iter(users)) if len(users) == 1 and tensor not in graph.outputs else None
 
 
+def output_window(graph: Graph, k: int) -> int:
+    """Window-buffer width of op k's output streamed into its one consumer (0: it cannot stream)."""
+    op = graph.ops[k]
+    q = single_consumer(graph, op.outputs[0]) if len(op.outputs) == 1 else None
+    maps = column_maps(graph, q) if q is not None else None
+    if maps is None:
+        return 0
+    return max(window_columns(m) for x, m in zip(graph.ops[q].inputs, maps) if x == op.outputs[0] and m is not None)
+
+
 def ring_columns(graph: Graph, ops: list[int]) -> dict[str, int]:
-    """Window-buffer width (columns) of every tensor produced by ``ops[:-1]`` (a stream stage's
-    internal tensors); raises PlanError if the ops cannot stream."""
-    rings: dict[str, int] = {}
+    """Window-buffer width (columns) of every tensor produced by ``ops[:-1]``, the internal tensors
+    of a legal stage over ``ops``; raises PlanError if the ops cannot stream."""
     for k in ops:
         if column_maps(graph, k) is None:
             raise PlanError(f"operator {k} ({graph.ops[k].type}) cannot stream column by column: only convolutions, "
                             f"pools, pads and same-size point-wise ops can")
-    for k in ops[:-1]:
-        t = graph.ops[k].outputs[0]
-        q = single_consumer(graph, t)
-        if q is None or q not in ops:
-            raise PlanError(f"cannot stream operator {k}'s output {t!r}: a streamed tensor needs exactly one "
-                            f"consumer inside the stage")
-        maps = column_maps(graph, q)
-        assert maps is not None
-        rings[t] = max(window_columns(m) for x, m in zip(graph.ops[q].inputs, maps) if x == t and m is not None)
+    rings = {graph.ops[k].outputs[0]: output_window(graph, k) for k in ops[:-1]}
+    shared = [t for t, w in rings.items() if not w]
+    if shared:
+        raise PlanError(f"cannot stream {shared}: a streamed tensor needs exactly one consumer")
     return rings

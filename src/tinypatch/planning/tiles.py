@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from tinypatch.analysis.regions import POINTWISE_OPS, AxisMap, Interval, axis_maps, hull, is_global_reduce
+from tinypatch.analysis.regions import (
+    POINTWISE_OPS,
+    AxisMap,
+    Interval,
+    axis_maps,
+    hull,
+    is_global_reduce,
+)
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph, Op
 from tinypatch.planning.plan import Stage
