@@ -80,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--max-mac-overhead", type=_fraction, metavar="F",
                     help="allowed extra MACs over layer-by-layer, e.g. 0.2 or 20%%")
     pl.add_argument("--strategy", choices=("auto", "recompute", "cache"), default="auto",
-                    help="halo handling inside a stage: recompute (MCUNetV2), cache (keep halos in buffers) "
-                         "or auto (both, chosen per stage; default)")
+                    help="halo handling inside a stage: recompute (MCUNetV2), cache (keep halos in buffers, "
+                         "or stream columns through window buffers) or auto (all, chosen per stage; default)")
+    pl.add_argument("--no-stream", action="store_true",
+                    help="leave out column-streamed stages (the C generator cannot emit them yet)")
     pl.add_argument("--single-stage", action="store_true",
                     help="MCUNetV2's space: one patch stage from the first layer, then layer by layer")
     pl.add_argument("--max-grid", type=int, default=8, metavar="N",
@@ -206,7 +208,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         def tick(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = search(graph, strategy=args.strategy, single_stage=args.single_stage, progress=tick, **flags)
+        result = search(graph, strategy=args.strategy, single_stage=args.single_stage, progress=tick,
+                        stream=not args.no_stream, **flags)
         if args.inplace:
             bar.update(task, description="running layer-by-layer ops in place", completed=0)
             result = inplace_front(graph, result, progress=tick)

@@ -57,7 +57,9 @@ def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str =
     if target not in tg.ALL_TARGETS:
         raise PlanError(f"unknown target {target!r}; choose one of {', '.join(tg.ALL_TARGETS)}")
     plan = plan or Plan.layer_by_layer(graph)
-    check_plan(graph, plan)
+    if any(st.stream for st in check_plan(graph, plan)):
+        raise PlanError("the C generator cannot emit column-streamed (\"stream\") stages yet; make the plan "
+                        "with `tinypatch plan --no-stream`")
     if inplace:
         plan = add_inplace(graph, plan)
     files, project = render(graph, plan, Path(out_dir), target, sram, stack)

@@ -99,7 +99,7 @@ def plan_analytic(graph: Graph, plan: Plan, tilings: list[StageTiling]) -> Analy
 
     for st in tilings:
         for t in st.info.internal:
-            elements[t] = st.h.max_len(t) * st.w.max_len(t) * graph.tensors[t].shape[3]
+            elements[t] = st.h.max_len(t) * st.buffer_cols(t) * graph.tensors[t].shape[3]
         cached = [producers[t] for t in st.info.internal if st.cached(producers[t])]
         for k in st.info.ops:
             op = graph.ops[k]

@@ -20,9 +20,9 @@ from tinypatch.planning.tiles import StageTiling, tile_stage
 
 
 def tile_bytes(graph: Graph, tiling: StageTiling, tensor: str) -> int:
-    """Bytes of the largest tile region of a stage-internal tensor."""
+    """Bytes of a stage-internal tensor's buffer: its largest tile region (a window of it when streaming)."""
     t = graph.tensors[tensor]
-    return tiling.h.max_len(tensor) * tiling.w.max_len(tensor) * t.shape[3] * DTYPE_BYTES[t.dtype]
+    return tiling.h.max_len(tensor) * tiling.buffer_cols(tensor) * t.shape[3] * DTYPE_BYTES[t.dtype]
 
 
 def accumulator_name(tensor: str) -> str:

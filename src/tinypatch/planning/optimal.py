@@ -7,7 +7,10 @@ The schedule space:
 * each segment runs either layer by layer, or as one patch stage over a tile grid
   ``n_h x n_w`` (per axis ``1..max_grid`` tiles, or tiles of 4, 2 or 1 rows/columns of the
   stage output; MCUNetV2's single-stage space keeps to ``1..max_grid``) with one halo policy: "recompute" (MCUNetV2),
-  "cache_w" or "cache" (see :class:`~tinypatch.planning.plan.Stage`).
+  "cache_w" or "cache" (see :class:`~tinypatch.planning.plan.Stage`), or the cached
+  high-resolution prefix variants of :func:`_policy_variants`;
+* or, where every op can (:mod:`tinypatch.planning.stream`), as a "stream" stage: ``n_h`` row
+  strips (counts as above) computed column by column through window buffers.
 
 At a clean cut only the cut tensor is live, so a schedule's arena lower bound is the largest
 segment lower bound, and its MACs are the sum over segments. Every segment option is costed
@@ -37,10 +40,11 @@ from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import DTYPE_BYTES, Graph
 from tinypatch.planning.memory import place_plan, plan_buffers
 from tinypatch.planning.plan import Plan, Stage, fingerprint
+from tinypatch.planning.stream import STREAM, column_maps, output_window
 from tinypatch.planning.tile_arrays import axis_figures
 from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps
 
-POLICIES = ("recompute", "cache_w", "cache")
+POLICIES = ("recompute", "cache_w", "cache", STREAM)
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,9 @@ class _Costs:
         self.local = [axis_maps(graph, op) is not None for op in graph.ops]
         self.maps = [input_maps(graph, [i for i, ok in enumerate(self.local) if ok], ax) for ax in (0, 1)]
         self._full = {t: align_up(graph.tensors[t].nbytes, alignment) for t in self.in_arena}
+        # stream stages: which ops can pull columns, and each output's window width (0: not streamable)
+        self.streams = [column_maps(graph, k) is not None for k in range(self.n)]
+        self.ring = [output_window(graph, k) for k in range(self.n)]
         # positions just after a spatially strided op (where the resolution drops)
         self.levels = [i + 1 for i, op in enumerate(graph.ops) if self.local[i] and _downsamples(graph, op)]
 
@@ -189,10 +196,11 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                       else None for a in starts]
         step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
         variants = _policy_variants(policies, info.tile_ops, c.levels)
+        streams = _stream_starts(c, starts, b) if STREAM in policies and not red else []
         per_axis = {}
         for ax in (0, 1):
             counts = axis_counts(out.shape[1 + ax], max_grid, not first_only)
-            for cached in {v[1 + ax] for v in variants}:
+            for cached in {v[1 + ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set()):
                 figs = axis_figures(g, info, c.maps[ax], [split_even(out.shape[1 + ax], k) for k in counts], cached)
                 for cnt, fig in zip(counts, figs):
                     lens = np.array([fig.max_len.get(t, 0) for t in internal], np.int64)
@@ -226,12 +234,39 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                 stage_m = stage_macs[-1] - stage_macs[start_idx]
                 for a, lb, m in zip(starts, lbs.tolist(), stage_m.tolist()):
                     raw[(a, b)].append((lb, m, nh, nw, pol))
+        if streams:  # one-column tiles pulled through window buffers, rows recomputed per strip
+            cols = list(range(out.shape[2] + 1))
+            fig_w = axis_figures(g, info, c.maps[1], [cols], frozenset(ops[:-1]))[0]
+            if fig_w.valid:
+                tw = np.array([fig_w.total_len.get(k, 0) for k in ops], np.int64)
+                rings = np.array([c.ring[k] for k in ops[:-1]], np.int64)
+                s_idx = np.array([idx[a] for a in streams])
+                s_full = np.array([full_ins[starts.index(a)] for a in streams], np.int64)
+                for nh in axis_counts(out.shape[1], max_grid, not first_only):
+                    ok_h, lh, th, _, _ = per_axis[(0, frozenset(), nh)]
+                    if not ok_h:
+                        continue
+                    sizes = -(-(lh * rings * chan) // c.alignment) * c.alignment
+                    tail = np.concatenate([np.cumsum(sizes[::-1])[::-1], [0]])
+                    stage_macs = np.concatenate([[0], np.cumsum(pm * th * tw)])
+                    lbs = s_full + full_out + tail[s_idx]
+                    for a, lb, m in zip(streams, lbs.tolist(), (stage_macs[-1] - stage_macs[s_idx]).tolist()):
+                        raw[(a, b)].append((lb, m, nh, out.shape[2], STREAM))
         for (a, b_), cands in raw.items():  # keep each segment's non-dominated options only
             if cands:
                 keep = _pareto_filter(np.array([x[0] for x in cands]), np.array([x[1] for x in cands]))
                 opts[(a, b_)].extend((cands[k][0], cands[k][1], Choice(a, b_, cands[k][2:4], cands[k][4]))
                                      for k in keep)
     return opts
+
+
+def _stream_starts(c: _Costs, starts: list[int], b: int) -> list[int]:
+    """The starts ``a`` for which ``[a, b)`` can stream (see :mod:`tinypatch.planning.stream`)."""
+    ok = []
+    for a in starts:
+        if b - a >= 2 and all(c.streams[k] for k in range(a, b)) and all(c.ring[k] for k in range(a, b - 1)):
+            ok.append(a)
+    return ok
 
 
 def _downsamples(graph: Graph, op) -> bool:  # noqa: ANN001

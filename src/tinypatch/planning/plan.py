@@ -22,6 +22,7 @@ from tinypatch.ir import Graph
 
 PLAN_FORMAT = "tinypatch-plan/1"
 HALO_MODES = ("recompute", "cache_w", "cache")  # per-op halo handling inside a stage
+STREAM = "stream"  # a whole-stage halo mode (every op but the last): see tinypatch.planning.stream
 
 
 @dataclass
@@ -32,7 +33,9 @@ class Stage:
     output shares with the next tile is handled: "recompute" (the default, MCUNetV2),
     "cache_w" (keep the overlapping columns for the next tile in the row) or "cache" (also keep
     the overlapping rows for the next tile row, in a line buffer; with one tile column the
-    tile buffer itself rolls down, like a line buffer of a streaming engine).
+    tile buffer itself rolls down, like a line buffer of a streaming engine). "stream" is a
+    whole-stage mode (every op but the last, one-column tiles): each row strip is computed
+    column by column, pulled through window buffers (see :mod:`tinypatch.planning.stream`).
     """
 
     start: int
@@ -68,10 +71,10 @@ class Stage:
             stage = cls(start, end, [int(x) for x in d["rows"]], [int(x) for x in d["cols"]], halo)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PlanError(f"malformed stage {d!r}: needs 'ops': [start, end], 'rows' and 'cols' cut lists") from exc
-        bad = {k: v for k, v in halo.items() if v not in HALO_MODES or not start <= k < end}
+        bad = {k: v for k, v in halo.items() if v not in (*HALO_MODES, STREAM) or not start <= k < end}
         if bad:
             raise PlanError(f"bad halo entries {bad}: keys are op indices inside the stage, values one of "
-                            f"{', '.join(HALO_MODES)}")
+                            f"{', '.join((*HALO_MODES, STREAM))}")
         return stage
 
 

@@ -1,7 +1,8 @@
 """Schedule search: the entry point the CLI and the benchmarks use.
 
 ``strategy`` picks the halo policies a stage may use ("recompute": MCUNetV2's halo
-recomputation only; "cache": keep halos; "auto": both); ``single_stage`` restricts the
+recomputation only; "cache": keep halos, in tile buffers or column-streamed window buffers;
+"auto": all); ``single_stage`` restricts the
 space to MCUNetV2's (one patch stage from the first spatial operator). The engine is the
 exact dynamic program of :mod:`tinypatch.planning.optimal`.
 """
@@ -17,19 +18,24 @@ from tinypatch.planning.tiles import first_local_op
 
 __all__ = ["STRATEGIES", "choose", "first_local_op", "search"]
 
-STRATEGIES = {"recompute": ("recompute",), "cache": ("cache_w", "cache"), "auto": ("recompute", "cache_w", "cache")}
+STRATEGIES = {"recompute": ("recompute",), "cache": ("cache_w", "cache", "stream"),
+              "auto": ("recompute", "cache_w", "cache", "stream")}
 
 
 def search(graph: Graph, include_input: bool = True, include_output: bool = True, max_grid: int = 8,
            alignment: int = 16, strategy: str = "auto", single_stage: bool = False,
-           progress: Callable[[int, int], None] | None = None) -> FrontResult:
-    """The Pareto front of (placed peak, MACs) over the chosen schedule space."""
+           progress: Callable[[int, int], None] | None = None, stream: bool = True) -> FrontResult:
+    """The Pareto front of (placed peak, MACs) over the chosen schedule space.
+
+    ``stream=False`` leaves out column-streamed stages (which the C generator cannot emit yet).
+    """
     if strategy not in STRATEGIES:
         raise PlanError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if max_grid < 1:
         raise PlanError("the largest grid must have at least 1 tile per axis")
-    return optimal_front(graph, include_input, include_output, max_grid, STRATEGIES[strategy], single_stage,
-                         alignment, progress=progress)
+    policies = tuple(p for p in STRATEGIES[strategy] if stream or p != "stream")
+    return optimal_front(graph, include_input, include_output, max_grid, policies, single_stage, alignment,
+                         progress=progress)
 
 
 def choose(result: FrontResult, sram: int | None = None, max_mac_overhead: float | None = None) -> Schedule:

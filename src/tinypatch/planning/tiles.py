@@ -8,12 +8,20 @@ image borders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from tinypatch.analysis.regions import POINTWISE_OPS, AxisMap, Interval, axis_maps, hull, is_global_reduce
+from tinypatch.analysis.regions import (
+    POINTWISE_OPS,
+    AxisMap,
+    Interval,
+    axis_maps,
+    hull,
+    is_global_reduce,
+)
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph, Op
 from tinypatch.planning.plan import Stage
+from tinypatch.planning.stream import STREAM, ring_columns
 
 
 @dataclass(frozen=True)
@@ -247,12 +255,21 @@ def check_cuts(cuts: list[int], size: int, what: str, tensor: str) -> None:
 
 @dataclass
 class StageTiling:
-    """A stage with its per-axis tilings."""
+    """A stage with its per-axis tilings (``rings``: window-buffer widths of a stream stage)."""
 
     stage: Stage
     info: StageInfo
     h: AxisTiling
     w: AxisTiling
+    rings: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.rings)
+
+    def buffer_cols(self, tensor: str) -> int:
+        """Columns of a stage-internal tensor's buffer: its window (stream) or its widest region."""
+        return self.rings.get(tensor) or self.w.max_len(tensor)
 
     def cached(self, op_index: int) -> bool:
         """Does the op's output buffer persist across tiles (to keep its halo)?"""
@@ -266,7 +283,24 @@ class StageTiling:
 def tile_stage(graph: Graph, stage: Stage) -> StageTiling:
     info = stage_info(graph, stage.start, stage.end)
     last = info.tile_ops[-1]  # writes the tiled tensor: nothing to keep between tiles
+    rings = _stream_rings(graph, info, stage)
     cache_h = frozenset(k for k in info.tile_ops if stage.mode(k) == "cache" and k != last)
-    cache_w = frozenset(k for k in info.tile_ops if stage.mode(k) in ("cache", "cache_w") and k != last)
+    cache_w = frozenset(k for k in info.tile_ops if stage.mode(k) in ("cache", "cache_w", STREAM) and k != last)
     return StageTiling(stage, info, tile_axis(graph, info, 0, stage.rows, cache_h),
-                       tile_axis(graph, info, 1, stage.cols, cache_w))
+                       tile_axis(graph, info, 1, stage.cols, cache_w), rings)
+
+
+def _stream_rings(graph: Graph, info: StageInfo, stage: Stage) -> dict[str, int]:
+    """Window-buffer widths of a stream stage ({} if the stage does not stream); checks the stage."""
+    body = info.tile_ops[:-1]
+    streamed = [k for k in info.tile_ops if stage.mode(k) == STREAM]
+    if not streamed:
+        return {}
+    where = f"stage [{stage.start}, {stage.end})"
+    if info.reduce is not None or streamed != body or not body:
+        raise PlanError(f"{where}: \"stream\" is a whole-stage mode: every op but the last streams (and the stage "
+                        f"may not end with an accumulated average)")
+    width = graph.tensors[info.tiled].shape[2]
+    if stage.cols != list(range(width + 1)):
+        raise PlanError(f"{where}: a stream stage has one-column tiles: cols must be 0, 1, ..., {width}")
+    return ring_columns(graph, info.tile_ops)
