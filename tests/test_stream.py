@@ -202,3 +202,30 @@ def test_search_uses_stream_stages_and_can_leave_them_out():
     assert not any(st_.halo.get(st_.start) == "stream" for s in without.front for st_ in s.plan.stages)
     for s in without.front:  # the bigger space only adds points
         assert any(f.peak <= s.peak and f.macs <= s.macs for f in full.front)
+
+
+@pytest.mark.parametrize("name", ["mlperf_ic_resnet8_int8.tflite", "mlperf_kws_dscnn_int8.tflite",
+                                  "mcunetv2_large.tflite", "mlperf_vww_96_int8.tflite"])
+def test_longest_stream_stage_of_a_shared_model_is_exact(name):
+    """The longest stream stage from the first spatial op, 3 strips: exact at the planned peak
+    (the searched plans of the other models already stream, see test_patch_exact)."""
+    from conftest import model_path
+
+    from tinypatch.frontends.tflite import load_tflite
+    from tinypatch.planning.tiles import first_local_op
+
+    g = load_tflite(str(model_path(name)))
+    start = first_local_op(g)
+    for end in sorted(legal_ends(g, start), reverse=True):
+        h = g.tensors[g.ops[end - 1].outputs[0]].shape[1]
+        plan = Plan(g.name, fingerprint(g), [stream_stage(g, start, end, split_even(h, min(3, h)))])
+        try:
+            check_plan(g, plan)
+        except PlanError:
+            continue
+        if end - start < 2 or g.tensors[g.ops[end - 1].outputs[0]].shape[2] > 56:
+            continue  # the Python executor pulls one column at a time: keep the run short
+        break
+    else:
+        pytest.skip(f"{name}: no stream stage of two or more ops")
+    assert_stream_exact(g, plan, [random_input(g.tensors[g.inputs[0]], 1)])
