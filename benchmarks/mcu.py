@@ -86,11 +86,11 @@ def model_input(graph: Graph, path: Path) -> list:
 def schedules(graph: Graph, name: str) -> list[tuple[str, Plan, int | None]]:
     """(label, plan, reference RAM) per mode measured for a model."""
     out: list[tuple[str, Plan, int | None]] = [("layer by layer", Plan.layer_by_layer(graph), TFLM_HEAD.get(name))]
-    front = [s for s in search(graph, stream=False).front if s.plan.stages]  # the C generator has no stream stages
+    front = [s for s in search(graph).front if s.plan.stages]
     if front:
         out.append((f"patch: {front[0].label}", front[0].plan, None))
     if name == "mcunet_vww.tflite":
-        best = search(graph, include_input=False, stream=False).front[0]
+        best = search(graph, include_input=False).front[0]
         out.append((f"patch, input outside: {best.label}", best.plan, TINYENGINE_MCUNET_VWW))
     return out
 

@@ -16,16 +16,21 @@ from conftest import MODELS, model_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import random_cnn
+from test_inplace import all_inplace
+from test_stream import chain, stream_case, stream_stage
 
+from tinypatch.analysis.regions import split_even
 from tinypatch.cli import main
 from tinypatch.codegen import generate, render
+from tinypatch.codegen.stream import STEP_DST, STEP_KEEP, STEP_OP, column_steps
 from tinypatch.codegen.toolchain import make, missing_tools, run_host
 from tinypatch.errors import PlanError, UnsupportedOperatorError
 from tinypatch.frontends.load import load_model
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.ir import Graph, Op, Tensor
+from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_cost
-from tinypatch.planning.plan import HALO_MODES, Plan, Stage, fingerprint
+from tinypatch.planning.plan import HALO_MODES, STREAM, Plan, Stage, fingerprint
 from tinypatch.planning.search import search
 from tinypatch.planning.tiles import legal_ends, stage_info
 from tinypatch.runtime.executor import run
@@ -57,14 +62,13 @@ def inputs(name: str) -> list[np.ndarray]:
 
 @functools.cache
 def _patch_plans(name: str, include_input: bool) -> tuple[Plan, ...]:
-    return tuple(c.plan for c in search(graph(name), include_input=include_input, stream=False).front
-                 if c.plan.stages)
+    return tuple(c.plan for c in search(graph(name), include_input=include_input).front if c.plan.stages)
 
 
 def plan(name: str, mode: str, include_input: bool = True) -> Plan | None:
-    """The plan of a mode: layer by layer; the searched front's least-peak plan (halo caches and
-    several stages as the search picks them); its fewest-MAC patch plan with every halo
-    recomputed (MCUNetV2's schedule). None when the model has no patch plan."""
+    """The plan of a mode: layer by layer; the searched front's least-peak plan (halo caches,
+    stream stages and several stages as the search picks them); its fewest-MAC patch plan with
+    every halo recomputed (MCUNetV2's schedule). None when the model has no patch plan."""
     g = graph(name)
     if mode == "layer":
         return Plan.layer_by_layer(g, include_input=include_input)
@@ -126,20 +130,39 @@ def test_reference_kernels_alone_are_exact(tmp_path):
 
 
 # --- random CNNs under random plans -------------------------------------------------------------
+def _can_stream(g: Graph, start: int, end: int) -> bool:
+    """Can ops [start, end) form a stream stage?"""
+    if end - start < 2 or stage_info(g, start, end).reduce is not None:
+        return False
+    try:
+        h = g.tensors[g.ops[end - 1].outputs[0]].shape[1]
+        check_plan(g, Plan(g.name, fingerprint(g), [stream_stage(g, start, end, [0, h])]))
+    except PlanError:
+        return False
+    return True
+
+
 @st.composite
 def random_case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
+    """A random CNN and a random plan: up to two stages, each with random tiles and halo modes,
+    or (half the time, where ops can) a stream stage with random row strips."""
     g, x = draw(random_cnn(max_layers=6))
     stages, first = [], 0
     for _ in range(draw(st.integers(0, 2))):
         options = [(s, e) for s in range(first, len(g.ops)) for e in legal_ends(g, s)]
         if not options:
             break
-        start, end = draw(st.sampled_from(options))
+        streams = [(s, e) for s, e in options if _can_stream(g, s, e)]
+        stream = bool(streams) and draw(st.booleans())
+        start, end = draw(st.sampled_from(streams if stream else options))
         shape = g.tensors[stage_info(g, start, end).tiled].shape  # the map the tiles cut
         cuts = [sorted({0, shape[a], *draw(st.lists(st.integers(1, max(shape[a] - 1, 1)), max_size=3))})
                 for a in (1, 2)]
-        halo = {k: draw(st.sampled_from(HALO_MODES)) for k in range(start, end)}
-        stages.append(Stage(start, end, cuts[0], cuts[1], halo))
+        if stream:
+            stages.append(stream_stage(g, start, end, cuts[0]))
+        else:
+            halo = {k: draw(st.sampled_from(HALO_MODES)) for k in range(start, end)}
+            stages.append(Stage(start, end, cuts[0], cuts[1], halo))
         first = end
     return g, x, Plan(g.name, fingerprint(g), stages, draw(st.booleans()))
 
@@ -167,17 +190,65 @@ def test_random_cnn_random_plan_is_exact(tmp_path_factory, case):
 @settings(max_examples=6, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
                                  HealthCheck.function_scoped_fixture])
+@given(stream_case())
+def test_random_cnn_stream_stage_is_exact(tmp_path_factory, case):
+    """One stream stage with random row strips (every op pulling its input columns depth first)."""
+    g, x, p = case
+    out = tmp_path_factory.mktemp("stream")
+    project = generate(g, p, out)
+    assert project.arena_bytes == plan_cost(g, project.plan).peak
+    make(out, "host-check")
+    assert_outputs_equal(g, run_host(out, g, [x], "model_host_check"), [x])
+
+
+@needs_cc
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                                 HealthCheck.function_scoped_fixture])
 @given(random_cnn(max_layers=6), st.booleans())
 def test_random_cnn_with_every_op_in_place_is_exact(tmp_path_factory, case, include_input):
     """Every op that can overwrite its input does (raster-order kernels, outputs below inputs)."""
-    from test_inplace import all_inplace
-
     g, x = case
     p = all_inplace(g, Plan.layer_by_layer(g, include_input=include_input))
     out = tmp_path_factory.mktemp("inplace")
     generate(g, p, out, inplace=False)
     make(out, "host-check")
     assert_outputs_equal(g, run_host(out, g, [x], "model_host_check"), [x])
+
+
+# --- stream stages ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("start,end", [(0, 5), (0, 3), (1, 5), (2, 4)])
+def test_stream_step_table_computes_each_column_once_per_strip(start, end):
+    """Per strip, the flat step table computes each op's output columns once (what its MACs are
+    charged for) and slides a window buffer only when its consumer's window moves along."""
+    g = chain()
+    h = g.tensors[g.ops[end - 1].outputs[0]].shape[1]
+    tiling = check_plan(g, Plan(g.name, fingerprint(g), [stream_stage(g, start, end, [0, h])]))[0]
+    steps = column_steps(g, tiling)
+    for k in tiling.info.tile_ops:
+        computed = [s[STEP_DST] for s in steps if s[STEP_OP] == k and not s[STEP_KEEP]]
+        width = g.tensors[g.ops[k].outputs[0]].shape[2]
+        assert len(computed) == tiling.w.total_len(k) == width
+        slides = [s for s in steps if s[STEP_OP] == k and s[STEP_KEEP]]
+        ring = tiling.rings.get(g.ops[k].outputs[0])
+        assert (ring is None or ring == 1) == (not slides)  # only windows wider than a column slide
+        assert all(0 <= d < (ring or width) for d in computed)
+
+
+@needs_cc
+@pytest.mark.parametrize("start,end,strips", [(0, 5, 2), (0, 3, 1), (1, 5, "rows"), (2, 4, 3)])
+@pytest.mark.parametrize("include_input", [False, True])
+def test_stream_stages_are_exact(start, end, strips, include_input, tmp_path):
+    g = chain()
+    h = g.tensors[g.ops[end - 1].outputs[0]].shape[1]
+    p = Plan(g.name, fingerprint(g), [stream_stage(g, start, end, split_even(h, h if strips == "rows" else strips))],
+             include_input)
+    project = generate(g, p, tmp_path)
+    assert project.arena_bytes == plan_cost(g, project.plan).peak
+    assert "streamed" in (tmp_path / "model.h").read_text()
+    make(tmp_path, "host-check")
+    x = [random_input(g.tensors[g.inputs[0]], seed=5)]
+    assert_outputs_equal(g, run_host(tmp_path, g, x, "model_host_check"), x)
 
 
 # --- refusals -------------------------------------------------------------------------------------
@@ -240,7 +311,7 @@ def test_cli_codegen_errors_are_one_line(tmp_path, capsys):
 @needs_cc
 def test_zoo_model_generates_and_runs_exactly(tmp_path):
     g = load_model("mcunet-in0")
-    front = [c.plan for c in search(g, stream=False).front if c.plan.stages]
+    front = [c.plan for c in search(g).front if c.plan.stages]
     p = front[0]
     generate(g, p, tmp_path)
     make(tmp_path, "host")
@@ -249,9 +320,12 @@ def test_zoo_model_generates_and_runs_exactly(tmp_path):
 
 
 @needs_cc
-def test_generated_sources_are_clean_c99(tmp_path):
-    g = graph("mcunet_vww.tflite")
-    generate(g, plan("mcunet_vww.tflite", "patch-min-peak"), tmp_path)
+@pytest.mark.parametrize("name,stream", [("mcunet_vww.tflite", False), ("person_detect.tflite", True)])
+def test_generated_sources_are_clean_c99(name, stream, tmp_path):
+    """Tile stages and stream stages (the least-peak searched plan with or without one)."""
+    g = graph(name)
+    p = next(p for p in _patch_plans(name, True) if any(s.mode(s.start) == STREAM for s in p.stages) == stream)
+    generate(g, p, tmp_path)
     r = subprocess.run(["cc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Wvla", "-Werror", "-Wno-overlength-strings",
                         "-DTP_FAST", "-fsyntax-only", "model.c", "tp_kernels.c", "tp_fast.c", "tp_main_host.c"],
                        cwd=tmp_path, capture_output=True, text=True, check=False)

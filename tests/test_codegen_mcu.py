@@ -20,6 +20,7 @@ from tinypatch.codegen.toolchain import (
     read_outputs,
 )
 from tinypatch.errors import ToolchainError
+from tinypatch.planning.plan import STREAM
 from tinypatch.planning.search import search
 
 MISSING = missing_tools("cortex-m7")
@@ -51,6 +52,13 @@ def test_cortex_m7_is_exact_inside_the_planned_ram(name, mode, tmp_path):
         assert out.ravel().tolist() == [-113, 113]  # MANIFEST: person.bmp
 
 
+def test_the_m7_cases_include_stream_stages():
+    """The least-peak plans above exercise stream stages (column by column through window buffers)."""
+    streamed = [name for name in M7_MODELS
+                if any(s.mode(s.start) == STREAM for s in plan(name, "patch-min-peak").stages)]
+    assert streamed, "no M7 case runs a stream stage"
+
+
 @pytest.mark.parametrize("target,name,mode", [("cortex-m4", "mlperf_ic_resnet8_int8.tflite", "patch-recompute"),
                                               ("cortex-m55", "person_detect.tflite", "patch-recompute"),
                                               ("cortex-m55", "mcunet_vww.tflite", "patch-recompute"),
@@ -69,7 +77,7 @@ def test_mcunet_vww_patch_plan_fits_64kib(tmp_path):
     g = graph(name)
     stack = 1024
     budget = 64 * 1024 - stack - RUNTIME_OVERHEAD
-    chosen = search(g, include_input=False, stream=False).best_under_sram(budget)
+    chosen = search(g, include_input=False).best_under_sram(budget)
     project = generate(g, chosen.plan, tmp_path, target="cortex-m7", sram=budget, stack=stack)
     assert project.ram_length <= 64 * 1024
     cost = measure(g, project, inputs(name))

@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="halo handling inside a stage: recompute (MCUNetV2), cache (keep halos in buffers, "
                          "or stream columns through window buffers) or auto (all, chosen per stage; default)")
     pl.add_argument("--no-stream", action="store_true",
-                    help="leave out column-streamed stages (the C generator cannot emit them yet)")
+                    help="leave out column-streamed stages (stream stages run one kernel call per column: "
+                         "fewer buffers, more call overhead)")
     pl.add_argument("--single-stage", action="store_true",
                     help="MCUNetV2's space: one patch stage from the first layer, then layer by layer")
     pl.add_argument("--max-grid", type=int, default=8, metavar="N",

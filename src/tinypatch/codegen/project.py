@@ -22,7 +22,7 @@ from tinypatch.ir import Graph
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.inplace import add_inplace
-from tinypatch.planning.plan import Plan
+from tinypatch.planning.plan import STREAM, Plan
 
 RUNTIME_SOURCES = ("tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast.c", "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c",
                    "tp_startup.c", "tp_main_mcu.c", "tp_main_host.c")
@@ -57,9 +57,7 @@ def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str =
     if target not in tg.ALL_TARGETS:
         raise PlanError(f"unknown target {target!r}; choose one of {', '.join(tg.ALL_TARGETS)}")
     plan = plan or Plan.layer_by_layer(graph)
-    if any(st.stream for st in check_plan(graph, plan)):
-        raise PlanError("the C generator cannot emit column-streamed (\"stream\") stages yet; make the plan "
-                        "with `tinypatch plan --no-stream`")
+    check_plan(graph, plan)  # refuses a plan of another model, or an illegal one, before anything is written
     if inplace:
         plan = add_inplace(graph, plan)
     files, project = render(graph, plan, Path(out_dir), target, sram, stack)
@@ -169,7 +167,8 @@ def _tensor_doc(graph: Graph, storage: Storage, t: str) -> str:
 
 
 def _model_h(graph: Graph, storage: Storage, p: Project) -> str:
-    stages = ", ".join(f"ops [{s.start}, {s.end}) in {s.grid[0]}x{s.grid[1]} tiles" for s in p.plan.stages)
+    stages = ", ".join(f"ops [{s.start}, {s.end}) streamed in {s.grid[0]} row strips" if s.mode(s.start) == STREAM
+                       else f"ops [{s.start}, {s.end}) in {s.grid[0]}x{s.grid[1]} tiles" for s in p.plan.stages)
     schedule = f"patch-based: {stages}" if stages else "layer by layer"
     lines = [f" *   input {i}: {_tensor_doc(graph, storage, t)}" for i, t in enumerate(graph.inputs)]
     lines += [f" *   output {i}: {_tensor_doc(graph, storage, t)}" for i, t in enumerate(graph.outputs)]

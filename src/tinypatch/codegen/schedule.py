@@ -6,6 +6,11 @@ of its ``need`` region (:class:`tinypatch.planning.tiles.OpSpan`), read from the
 its inputs, with zero padding only at true image borders. The spans are small constant
 tables (one per operator and axis), exactly those the Python plan executor walks.
 
+A stream stage becomes a loop over its row strips (the row spans from the same tables) that
+walks a constant step table (:mod:`tinypatch.codegen.stream`): the depth-first column pulls
+of the Python executor, flattened at generation time, each step one op computing one column
+into its window buffer or one window buffer sliding its kept columns to the front.
+
 Tile-local tensors are stored with a fixed row width (their widest region), so that a cached
 halo slides left (``cache_w``), rolls up (``cache``, one tile column) or is refilled from its
 line buffer (``cache``) with in-place row copies that never overrun their buffer.
@@ -13,9 +18,21 @@ line buffer (``cache``) with in-place row copies that never overrun their buffer
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tinypatch.codegen import cfmt
 from tinypatch.codegen.ops import SPATIAL, OpEmitter, Site, reduce_finish
 from tinypatch.codegen.storage import Storage, Unit
+from tinypatch.codegen.stream import (
+    STEP_DST,
+    STEP_HI,
+    STEP_KEEP,
+    STEP_LO,
+    STEP_OP,
+    STEP_PAD,
+    STEP_SHIFT,
+    column_steps,
+)
 from tinypatch.codegen.views import Layout, View, full_view, window_view
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
@@ -69,6 +86,8 @@ class Scheduler:
 
     # --- patch stages ---------------------------------------------------------------------
     def stage(self, n: int, st: StageTiling) -> str:
+        if st.stream:
+            return self.stream_stage(n, st)
         g, stage = self.graph, st.stage
         nh, nw = stage.grid
         ops = st.info.tile_ops
@@ -106,6 +125,50 @@ class Scheduler:
                 f"(rows {stage.rows}, cols {stage.cols}) */\n")
         return head + "{\n" + _indent(setup + loop + tail, 4) + "}\n"
 
+    # --- stream stages --------------------------------------------------------------------
+    def stream_stage(self, n: int, st: StageTiling) -> str:
+        """Per row strip, the stage's step table walked by one flat loop: a switch on the op."""
+        g, stage = self.graph, st.stage
+        ops = st.info.tile_ops
+        columns = {k: [p for p, r in enumerate(st.h.spans[0][k].reads) if r is not None] for k in ops}
+        for k in ops:
+            self._tables(n, k, st, columns[k], axes="h")
+        steps = column_steps(g, st)
+        table = self.unit.name(f"tp_s{n}steps")
+        self.unit.add(cfmt.table2d("int16_t", table, [list(r) for r in steps]), 2 * len(steps) * len(steps[0]))
+        cases = []
+        for k in ops:
+            site = self._stream_site(st, k, columns[k])
+            call = f"if (h{k}[{OUT1}] > h{k}[{OUT0}]) {{\n" + _indent(self.emitter.call(site), 4) + "}\n"
+            if k != ops[-1]:
+                call = self._slide(st, k) + "else " + call
+            cases.append(f"case {k}:  /* op {k}: {g.ops[k].type} */\n" + _indent(call + "break;\n", 4))
+        decl = "".join(f"const int16_t *h{k} = tp_s{n}h{k}[ti];\n" for k in ops)
+        walk = (f"for (int si = 0; si < {len(steps)}; si++) {{\n"
+                f"    const int16_t *step = {table}[si];\n"
+                f"    switch (step[{STEP_OP}]) {{\n" + _indent("".join(cases), 8) + "    }\n}\n")
+        loop = f"for (int ti = 0; ti < {stage.grid[0]}; ti++) {{\n" + _indent(decl + walk, 4) + "}\n"
+        head = (f"/* stage {n}: ops [{stage.start}, {stage.end}) streamed: {stage.grid[0]} row strips (rows "
+                f"{stage.rows}), each computed column by column through window buffers in {len(steps)} steps */\n")
+        return head + "{\n" + _indent(loop, 4) + "}\n"
+
+    def _slide(self, st: StageTiling, k: int) -> str:
+        """A slide step of op k's window buffer: its kept columns move to the front."""
+        t = self.graph.ops[k].outputs[0]
+        px = self.graph.tensors[t].shape[3] * self.storage.esize(t)
+        return (f"if (step[{STEP_KEEP}])  /* kept columns slide to the front */\n"
+                f"    tp_shift_rows({self.storage.raw(t)}, {st.rings[t] * px}, h{k}[{NEED1}] - h{k}[{NEED0}], "
+                f"step[{STEP_KEEP}] * {px}, (ptrdiff_t)step[{STEP_SHIFT}] * {px});\n")
+
+    def _stream_site(self, st: StageTiling, k: int, cols: list[int]) -> Site:
+        """Op k computing the column of a compute step (window buffers read from their column 0)."""
+        lo, hi = f"step[{STEP_LO}]", f"step[{STEP_HI}]"
+        ins = self._ins(st, k, cols, lambda t, c: ("0" if t in st.rings else lo, f"({hi} - {lo})"))
+        out_t = self.graph.ops[k].outputs[0]
+        out = window_view(self.storage, out_t, self._layout(st, out_t), f"h{k}[{OUT0}]", f"step[{STEP_DST}]",
+                          f"(h{k}[{OUT1}] - h{k}[{OUT0}])", "1")
+        return Site(k, ins, out, pads=(f"h{k}[{PAD0}]", f"step[{STEP_PAD}]"), stage=True)
+
     def _accumulate(self, st: StageTiling, k: int, sums: str) -> str:
         """Add the tile's region of the averaged map to the per-channel sums."""
         t = self.graph.ops[k].outputs[0]
@@ -115,8 +178,10 @@ class Scheduler:
                 f"    tp_sum_channels({sums}, {self.storage.base(t)}, {h}[{NEED1}] - {h}[{NEED0}], "
                 f"{w}[{NEED1}] - {w}[{NEED0}], {st.w.max_len(t) * c}, {c});\n")
 
-    def _tables(self, n: int, k: int, st: StageTiling, cols: list[int]) -> None:
+    def _tables(self, n: int, k: int, st: StageTiling, cols: list[int], axes: str = "hw") -> None:
         for axis, til in (("h", st.h), ("w", st.w)):
+            if axis not in axes:
+                continue
             rows = []
             for i, spans in enumerate(til.spans):
                 s = spans[k]
@@ -135,10 +200,15 @@ class Scheduler:
         tensor = self.graph.tensors[t]
         if t in st.info.internal:
             p = self.graph.producers()[t]
+            if st.stream:  # a window buffer: column 0 holds the first column its consumer reads
+                return Layout(f"h{p}[{NEED0}]", "0", st.rings[t], self.storage.buffer_bytes(t))
             return Layout(f"h{p}[{NEED0}]", f"w{p}[{NEED0}]", st.w.max_len(t), self.storage.buffer_bytes(t))
         return Layout("0", "0", tensor.shape[2], tensor.nbytes)
 
-    def _site(self, st: StageTiling, k: int, cols: list[int]) -> Site:
+    def _ins(self, st: StageTiling, k: int, cols: list[int],
+             columns: Callable[[str, int], tuple[str, str]]) -> list[View | None]:
+        """Views of op k's inputs in a stage; ``columns(t, c)``: (first column, width) of the
+        window of activation input t, whose row span is at column c of op k's row table."""
         g = self.graph
         op = g.ops[k]
         ins: list[View | None] = []
@@ -151,9 +221,14 @@ class Scheduler:
                 ins.append(full_view(self.storage, t))
             else:
                 c = READS + 2 * cols.index(p)
-                ins.append(window_view(self.storage, t, self._layout(st, t), f"h{k}[{c}]", f"w{k}[{c}]",
-                                       f"(h{k}[{c + 1}] - h{k}[{c}])", f"(w{k}[{c + 1}] - w{k}[{c}])"))
-        out_t = op.outputs[0]
+                x0, w = columns(t, c)
+                ins.append(window_view(self.storage, t, self._layout(st, t), f"h{k}[{c}]", x0,
+                                       f"(h{k}[{c + 1}] - h{k}[{c}])", w))
+        return ins
+
+    def _site(self, st: StageTiling, k: int, cols: list[int]) -> Site:
+        ins = self._ins(st, k, cols, lambda t, c: (f"w{k}[{c}]", f"(w{k}[{c + 1}] - w{k}[{c}])"))
+        out_t = self.graph.ops[k].outputs[0]
         out = window_view(self.storage, out_t, self._layout(st, out_t), f"h{k}[{OUT0}]", f"w{k}[{OUT0}]",
                           f"(h{k}[{OUT1}] - h{k}[{OUT0}])", f"(w{k}[{OUT1}] - w{k}[{OUT0}])")
         first = READS if cols else OUT0

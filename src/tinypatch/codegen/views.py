@@ -88,9 +88,9 @@ def window_view(storage: Storage, t: str, layout: Layout, y0: str, x0: str, h: s
     _, th, tw, c = tensor.shape
     rs = layout.width * c
     offset = []
-    if th > 1:
+    if th > 1 and y0 != layout.oy:
         offset.append(f"(ptrdiff_t)(({y0}) - ({layout.oy})) * {rs}")
-    if tw > 1:
+    if tw > 1 and x0 != layout.ox:
         offset.append(f"(ptrdiff_t)(({x0}) - ({layout.ox})) * {c}")
     ptr = f"({storage.base(t)} + {' + '.join(offset)})" if offset else storage.base(t)
     strides = ("0", str(rs) if th > 1 else "0", str(c) if tw > 1 else "0", "1" if c > 1 else "0")

@@ -27,7 +27,7 @@ def search(graph: Graph, include_input: bool = True, include_output: bool = True
            progress: Callable[[int, int], None] | None = None, stream: bool = True) -> FrontResult:
     """The Pareto front of (placed peak, MACs) over the chosen schedule space.
 
-    ``stream=False`` leaves out column-streamed stages (which the C generator cannot emit yet).
+    ``stream=False`` leaves out column-streamed stages (e.g. to compare the schedule spaces).
     """
     if strategy not in STRATEGIES:
         raise PlanError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
