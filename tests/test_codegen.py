@@ -39,6 +39,10 @@ from tinypatch.runtime.inputs import load_input, random_input
 NO_CC = missing_tools("host")
 needs_cc = pytest.mark.skipif(NO_CC is not None, reason=f"host C compiler: {NO_CC}")
 MODES = ("layer", "patch-min-peak", "patch-recompute")
+# hypothesis settings of the tests that compile random CNNs (a C build each: few examples, no deadline)
+C_BUILDS = settings(max_examples=6, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 HEAVY = {"mcunetv2_large.tflite"}
 
 
@@ -168,9 +172,7 @@ def random_case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
 
 
 @needs_cc
-@settings(max_examples=6, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
+@C_BUILDS
 @given(random_case())
 def test_random_cnn_random_plan_is_exact(tmp_path_factory, case):
     g, x, p = case
@@ -187,9 +189,7 @@ def test_random_cnn_random_plan_is_exact(tmp_path_factory, case):
 
 
 @needs_cc
-@settings(max_examples=6, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
+@C_BUILDS
 @given(stream_case())
 def test_random_cnn_stream_stage_is_exact(tmp_path_factory, case):
     """One stream stage with random row strips (every op pulling its input columns depth first)."""
@@ -202,9 +202,7 @@ def test_random_cnn_stream_stage_is_exact(tmp_path_factory, case):
 
 
 @needs_cc
-@settings(max_examples=6, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                                 HealthCheck.function_scoped_fixture])
+@C_BUILDS
 @given(random_cnn(max_layers=6), st.booleans())
 def test_random_cnn_with_every_op_in_place_is_exact(tmp_path_factory, case, include_input):
     """Every op that can overwrite its input does (raster-order kernels, outputs below inputs)."""
