@@ -285,11 +285,12 @@ def test_oversized_plan_for_the_target_sram_is_refused(tmp_path):
 
 # --- CLI and zoo ---------------------------------------------------------------------------------
 @needs_cc
-def test_cli_codegen_report_on_the_host(tmp_path, capsys):
+def test_cli_codegen_report_on_the_host(tmp_path, capsys, monkeypatch):
     path = model_path("mlperf_kws_dscnn_int8.tflite")
     plan_file = tmp_path / "plan.json"
     plan("mlperf_kws_dscnn_int8.tflite", "patch-min-peak").save(str(plan_file))
-    rc = main(["codegen", str(path), "--plan", str(plan_file), "-o", str(tmp_path / "c"), "--report",
+    monkeypatch.chdir(tmp_path)  # an output folder relative to the working directory, as users type it
+    rc = main(["codegen", str(path), "--plan", str(plan_file), "-o", "c", "--report",
                "--input", str(path.parent / "mlperf_kws_sample_input_int8.npy")])
     out = capsys.readouterr().out
     assert rc == 0 and "byte-identical" in out
@@ -304,6 +305,10 @@ def test_cli_codegen_errors_are_one_line(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "cortex-m55" in err and len(err.strip().splitlines()) <= 2
+    (tmp_path / "file").write_text("")
+    rc = main(["codegen", str(model_path("hello_world_int8.tflite")), "-o", str(tmp_path / "file" / "c")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Not a directory" in err and "Traceback" not in err  # the file system's refusal
 
 
 @needs_cc

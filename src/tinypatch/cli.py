@@ -157,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
+    except OSError as exc:  # the file system said no (a folder we cannot write, a full disk, ...)
+        if args.debug:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130

@@ -76,8 +76,11 @@ def run_host(project: Path, graph: Graph, inputs: Sequence[np.ndarray] | Mapping
     write_inputs(project, graph, inputs)
     out = project / "output.bin"
     out.unlink(missing_ok=True)
-    r = subprocess.run([str(project / binary), "input.bin", "output.bin"], cwd=project, capture_output=True,
-                       text=True, timeout=timeout, check=False)
+    try:  # absolute: the program runs inside the project folder
+        r = subprocess.run([str((project / binary).resolve()), "input.bin", "output.bin"], cwd=project,
+                           capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ToolchainError(f"cannot run {binary}: {exc}") from exc
     if r.returncode or "runtime error" in r.stderr:
         raise ToolchainError(f"{binary} exited with {r.returncode}:\n{r.stderr[-3000:]}")
     return read_outputs(out, graph)
