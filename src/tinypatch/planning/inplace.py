@@ -16,38 +16,34 @@ from dataclasses import replace
 
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
-from tinypatch.planning.memory import place_plan, plan_buffers
+from tinypatch.planning.check import check_plan
+from tinypatch.planning.memory import inplace_anchors, place_plan, plan_buffers
 from tinypatch.planning.optimal import FrontResult, Schedule
 from tinypatch.planning.plan import Plan
+from tinypatch.planning.tiles import StageTiling
 
 
 def inplace_options(graph: Graph, plan: Plan) -> list[int]:
     """Layer-by-layer ops of ``plan`` that could run in place, fullest step first."""
     pb = plan_buffers(graph, replace(plan, inplace=[]))
-    profile = pb.liveness.profile()
-    staged = {k for st in pb.tilings for k in range(st.stage.start, st.stage.end)}
-    options = []
-    for k in range(len(graph.ops)):
-        if k in staged or k in plan.inplace:
-            continue
-        try:
-            plan_buffers(graph, replace(plan, inplace=[k]), pb.tilings)
-        except PlanError:
-            continue
-        options.append(k)
+    live = pb.liveness
+    options = [k for k in range(len(graph.ops)) if k not in plan.inplace and inplace_anchors(
+        graph, replace(plan, inplace=[k]), live.buffers, live.tensor_buffer, pb.tilings, strict=False)]
+    profile = live.profile()
     return sorted(options, key=lambda k: -profile[k])
 
 
-def _score(graph: Graph, plan: Plan, alignment: int) -> tuple[int, list[int]]:
+def _score(graph: Graph, plan: Plan, alignment: int, tilings: list[StageTiling]) -> tuple[int, list[int]]:
     """(placed peak, bytes live per step, fullest first): lower is better, lexicographically."""
-    pb = plan_buffers(graph, plan)
+    pb = plan_buffers(graph, plan, tilings)
     return place_plan(pb, alignment).peak, sorted(pb.liveness.profile(alignment), reverse=True)
 
 
 def add_inplace(graph: Graph, plan: Plan, alignment: int = 16) -> Plan:
     """``plan`` with in-place operators added while each lowers the placed arena peak, or leaves
     it and lowers the bytes live at the fullest steps (so that ties between steps break)."""
-    best = _score(graph, plan, alignment)
+    tilings = check_plan(graph, plan)  # the stages do not change: tile them once
+    best = _score(graph, plan, alignment, tilings)
     chosen = list(plan.inplace)
     options = inplace_options(graph, plan)
     improved = True
@@ -56,7 +52,7 @@ def add_inplace(graph: Graph, plan: Plan, alignment: int = 16) -> Plan:
         for k in [k for k in options if k not in chosen]:
             trial = replace(plan, inplace=sorted([*chosen, k]))
             try:
-                score = _score(graph, trial, alignment)
+                score = _score(graph, trial, alignment, tilings)
             except PlanError:  # conflicts with an op already chosen
                 continue
             if score < best:

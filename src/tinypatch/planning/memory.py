@@ -107,26 +107,30 @@ def inplace_anchors(graph: Graph, plan: Plan, buffers: list[Buffer], tensor_buff
     by_name = {b.name: b for b in buffers}
     kept = {tensor_buffer[t] for t in graph.outputs if t in tensor_buffer}  # never overwritten
     anchors: dict[str, tuple[str, int]] = {}
+    overwritten: set[str] = set()
+
+    def refuse(message: str) -> None:
+        if strict:
+            raise PlanError(message)
+
     for k in plan.inplace:
-        if not strict and not (0 <= k < len(graph.ops)
-                               and all(not st.stage.start <= k < st.stage.end for st in tilings)):
-            continue
         if not 0 <= k < len(graph.ops):
-            raise PlanError(f"in-place op {k} does not exist (the model has {len(graph.ops)} ops)")
+            refuse(f"in-place op {k} does not exist (the model has {len(graph.ops)} ops)")
+            continue
         if any(st.stage.start <= k < st.stage.end for st in tilings):
-            raise PlanError(f"op {k} runs inside a patch stage; only layer-by-layer ops run in place")
+            refuse(f"op {k} runs inside a patch stage; only layer-by-layer ops run in place")
+            continue
         out = tensor_buffer.get(graph.ops[k].outputs[0])
         for cand in inplace_candidates(graph, k):
             src = tensor_buffer.get(cand.tensor)
-            if out and src and src != out and src not in kept and by_name[src].end == k and by_name[out].start == k \
-                    and src not in {a for a, _ in anchors.values()} and out not in anchors:
+            if out and src and src != out and src not in kept and src not in overwritten and out not in anchors \
+                    and by_name[src].end == k and by_name[out].start == k:
                 anchors[out] = (src, cand.shift)
+                overwritten.add(src)
                 break
         else:
-            if not strict:
-                continue
-            raise PlanError(f"op {k} ({graph.ops[k].type}) cannot run in place: it is not the last reader "
-                            f"of an arena input it could overwrite")
+            refuse(f"op {k} ({graph.ops[k].type}) cannot run in place: it is not the last reader "
+                   f"of an arena input it could overwrite")
     return anchors
 
 
