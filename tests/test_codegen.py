@@ -22,7 +22,7 @@ from test_stream import chain, stream_case, stream_stage
 from tinypatch.analysis.regions import split_even
 from tinypatch.cli import main
 from tinypatch.codegen import generate, render
-from tinypatch.codegen.stream import STEP_DST, STEP_KEEP, STEP_OP, column_steps
+from tinypatch.planning.stream import STEP_DST, STEP_KEEP, STEP_OP, column_steps
 from tinypatch.codegen.toolchain import make, missing_tools, run_host
 from tinypatch.errors import PlanError, UnsupportedOperatorError
 from tinypatch.frontends.load import load_model

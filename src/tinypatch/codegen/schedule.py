@@ -7,7 +7,7 @@ its inputs, with zero padding only at true image borders. The spans are small co
 tables (one per operator and axis), exactly those the Python plan executor walks.
 
 A stream stage becomes a loop over its row strips (the row spans from the same tables) that
-walks a constant step table (:mod:`tinypatch.codegen.stream`): the depth-first column pulls
+walks a constant step table (:func:`tinypatch.planning.stream.column_steps`): the depth-first column pulls
 of the Python executor, flattened at generation time, each step one op computing one column
 into its window buffer or one window buffer sliding its kept columns to the front.
 
@@ -23,7 +23,11 @@ from collections.abc import Callable
 from tinypatch.codegen import cfmt
 from tinypatch.codegen.ops import SPATIAL, OpEmitter, Site, reduce_finish
 from tinypatch.codegen.storage import Storage, Unit
-from tinypatch.codegen.stream import (
+from tinypatch.codegen.views import Layout, View, full_view, window_view
+from tinypatch.errors import UnsupportedOperatorError
+from tinypatch.ir import Graph
+from tinypatch.planning.memory import accumulator_name, line_buffer_name
+from tinypatch.planning.stream import (
     STEP_DST,
     STEP_HI,
     STEP_KEEP,
@@ -33,10 +37,6 @@ from tinypatch.codegen.stream import (
     STEP_SHIFT,
     column_steps,
 )
-from tinypatch.codegen.views import Layout, View, full_view, window_view
-from tinypatch.errors import UnsupportedOperatorError
-from tinypatch.ir import Graph
-from tinypatch.planning.memory import accumulator_name, line_buffer_name
 from tinypatch.planning.tiles import StageTiling
 
 CONST_OPERAND_OPS = ("ADD", "MUL", "CONCATENATION")  # ops that may read a constant as a data operand

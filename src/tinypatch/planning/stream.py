@@ -17,9 +17,22 @@ the execution order differ.
 Supported where pulling one column at a time is well defined: every internal tensor has
 exactly one consumer, every operator's column map is a window (conv, pool, pad) or a
 same-size identity (point-wise), and the stage does not end with an accumulated average.
+
+The pull order does not depend on a strip's rows, so :func:`column_steps` flattens it once
+into a table of steps, which the Python plan executor and the generated C both walk, one flat
+loop per strip (no recursion on the target). Each step is ``STEP_WIDTH`` int16 values:
+
+* compute ``{k, 0, 0, dst, lo, hi, pad}``: op k computes one output column, written at column
+  ``dst`` of its window buffer (of the stage output itself for the last op), from columns
+  ``[lo, hi)`` of its activation inputs (tensor coordinates; a window buffer always holds
+  them from its column 0 on) with ``pad`` zero columns before them;
+* slide ``{k, keep, shift, 0, 0, 0, 0}``: before op k computes new columns into its window
+  buffer, its ``keep`` columns starting at column ``shift`` move to the front.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +41,11 @@ from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.planning.plan import STREAM
 
-__all__ = ["STREAM", "column_maps", "output_window", "ring_columns", "single_consumer", "window_columns"]
+if TYPE_CHECKING:  # tiles imports this module
+    from tinypatch.planning.tiles import StageTiling
+
+__all__ = ["STREAM", "column_maps", "column_steps", "output_window", "ring_columns", "single_consumer",
+           "window_columns"]
 
 
 def window_columns(m: AxisMap) -> int:
@@ -92,3 +109,52 @@ def ring_columns(graph: Graph, ops: list[int]) -> dict[str, int]:
     if shared:
         raise PlanError(f"cannot stream {shared}: a streamed tensor needs exactly one consumer")
     return rings
+
+
+# columns of a step-table row
+STEP_OP, STEP_KEEP, STEP_SHIFT, STEP_DST, STEP_LO, STEP_HI, STEP_PAD = range(7)
+STEP_WIDTH = 7
+
+
+def column_steps(graph: Graph, st: StageTiling) -> list[tuple[int, ...]]:
+    """Steps computing one row strip of stream stage ``st``: the depth-first column pulls, in order."""
+    maps = {k: column_maps(graph, k) for k in st.info.tile_ops}
+    producers = graph.producers()
+    last = st.info.tile_ops[-1]
+    width = graph.tensors[graph.ops[last].outputs[0]].shape[2]
+    window = {t: [0, 0] for t in st.rings}  # columns [w0, w1) of t that its window buffer holds
+    steps: list[tuple[int, ...]] = []
+
+    def fill(t: str, lo: int, hi: int) -> None:
+        w0, w1 = window[t]
+        if lo < w0:
+            raise PlanError(f"stream stage: columns of {t!r} are needed again after they were dropped")
+        if w0 < lo < w1:
+            steps.append((producers[t], w1 - lo, lo - w0, 0, 0, 0, 0))
+        window[t] = [lo, max(w1, lo)]
+        for col in range(max(w1, lo), hi):
+            pull(producers[t], col)
+            window[t][1] = col + 1
+
+    def pull(k: int, c: int) -> None:
+        op = graph.ops[k]
+        spans, pad = set(), 0
+        for t, m in zip(op.inputs, maps[k]):  # type: ignore[arg-type]
+            if m is None:
+                continue
+            (lo, hi), before, _ = m.input_span((c, c + 1))
+            spans.add((lo, hi))
+            if m.kind == "window":
+                pad = before
+            if t in window and lo < hi:
+                fill(t, lo, hi)
+        assert len(spans) == 1, f"op {k}: activation inputs read different columns {spans}"
+        lo, hi = spans.pop()
+        name = op.outputs[0]
+        dst = c - window[name][0] if name in window else c
+        assert name not in window or 0 <= dst < st.rings[name]
+        steps.append((k, 0, 0, dst, lo, hi, pad))
+
+    for c in range(width):
+        pull(last, c)
+    return steps

@@ -14,13 +14,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinypatch.analysis.regions import axis_maps
-from tinypatch.errors import InputError, PlanError
+from tinypatch.errors import InputError
 from tinypatch.ir import Graph
 from tinypatch.kernels import prepare
-from tinypatch.planning.memory import accumulator_name, line_buffer_name, place_plan, plan_buffers
+from tinypatch.planning.memory import (
+    accumulator_name,
+    line_buffer_name,
+    place_plan,
+    plan_buffers,
+)
 from tinypatch.planning.plan import Plan
-from tinypatch.planning.stream import column_maps
-from tinypatch.planning.tiles import StageTiling
+from tinypatch.planning.stream import (
+    STEP_DST,
+    STEP_HI,
+    STEP_KEEP,
+    STEP_LO,
+    STEP_OP,
+    STEP_PAD,
+    STEP_SHIFT,
+    column_maps,
+    column_steps,
+)
+from tinypatch.planning.tiles import OpSpan, StageTiling
 from tinypatch.runtime.arena import Arena
 
 
@@ -245,81 +260,62 @@ class PlanExecutor:
 
 
 class _Stream:
-    """One stream stage run (see :mod:`tinypatch.planning.stream`): per row strip, the stage output
-    is computed column by column, each op pulling the new columns of its input windows from
-    its producer, depth first. ``window[t] = [lo, hi]``: the columns of t its buffer holds."""
+    """One stream stage run (see :mod:`tinypatch.planning.stream`): per row strip, the stage's
+    step table (:func:`~tinypatch.planning.stream.column_steps`, the same one the generated C
+    walks): each step one op computing one column into its window buffer (the last op: into
+    the stage output), or one window buffer sliding its kept columns to the front."""
 
     def __init__(self, ex: PlanExecutor, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling,
                  full_out: np.ndarray) -> None:
         self.ex, self.arena, self.outside, self.st, self.full_out = ex, arena, outside, st, full_out
-        g = ex.graph
-        self.maps = {k: column_maps(g, k) for k in st.info.tile_ops}
-        self.producers = g.producers()
-        self.views: dict[str, np.ndarray] = {}
-        self.window: dict[str, list[int]] = {}
-        self.i = 0
+        self.producers = ex.graph.producers()
+        self.steps = column_steps(ex.graph, st)
+        self.window = {}  # op -> its column window map (None: point-wise)
+        for k in st.info.tile_ops:
+            maps = [m for m in column_maps(ex.graph, k) or [] if m is not None]
+            self.window[k] = maps[0] if maps and maps[0].kind == "window" else None
 
     def run(self) -> None:
         g, st, ex = self.ex.graph, self.st, self.ex
-        body, last = st.info.tile_ops[:-1], st.info.tile_ops[-1]
-        for k in body:  # window buffers live across the whole stage
+        for k in st.info.tile_ops[:-1]:  # window buffers live across the whole stage
             buf = ex.buffer_of[g.ops[k].outputs[0]]
             self.arena.alloc(buf, ex.placement.offsets[buf], ex.placement.sizes[buf])
-        for i in range(st.stage.grid[0]):
-            self.i = i
-            for k in body:
+        for spans in st.h.spans:
+            views = {}
+            for k in st.info.tile_ops[:-1]:
                 t = g.tensors[g.ops[k].outputs[0]]
-                need = st.h.spans[i][k].need
-                self.views[t.name] = self.arena.view(ex.buffer_of[t.name], (1, need[1] - need[0], st.rings[t.name],
-                                                                             t.shape[3]), t.np_dtype)
-                self.window[t.name] = [0, 0]
-            for c in range(self.full_out.shape[2]):
-                self.pull(last, c)
+                rows = spans[k].need[1] - spans[k].need[0]
+                views[t.name] = self.arena.view(ex.buffer_of[t.name], (1, rows, st.rings[t.name], t.shape[3]),
+                                                t.np_dtype)
+            for step in self.steps:
+                k = step[STEP_OP]
+                if step[STEP_KEEP]:  # slide: kept columns to the front
+                    view, keep, shift = views[g.ops[k].outputs[0]], step[STEP_KEEP], step[STEP_SHIFT]
+                    view[:, :, :keep] = view[:, :, shift: shift + keep].copy()
+                elif spans[k].out[0] < spans[k].out[1]:
+                    self.compute(k, step, spans, views)
 
-    def pull(self, k: int, c: int) -> None:
-        """Compute column c of op k's output (rows of the current strip) into its destination."""
-        g, st = self.ex.graph, self.st
+    def compute(self, k: int, step: tuple[int, ...], spans: dict[int, OpSpan], views: dict[str, np.ndarray]) -> None:
+        """A compute step: op k's column ``step[STEP_DST]`` over the strip's rows."""
+        g = self.ex.graph
         op = g.ops[k]
-        sh = st.h.spans[self.i][k]
-        if sh.out[0] >= sh.out[1]:
-            return
-        args, wpads = [], (0, 0)
-        for t, rh, m in zip(op.inputs, sh.reads, self.maps[k]):  # type: ignore[arg-type]
-            if rh is None or m is None:
+        sh = spans[k]
+        lo, hi = step[STEP_LO], step[STEP_HI]
+        args = []
+        for t, rh in zip(op.inputs, sh.reads):
+            if rh is None or g.tensors[t].is_const:
                 args.append(g.tensors[t].data if t else None)
-                continue
-            (lo, hi), before, after = m.input_span((c, c + 1))
-            if m.kind == "window":
-                wpads = (before, after)
-            if t in self.views:
-                self.fill(t, lo, hi)
-                r0 = st.h.spans[self.i][self.producers[t]].need[0]
-                w0 = self.window[t][0]
-                args.append(self.views[t][:, rh[0] - r0: rh[1] - r0, lo - w0: hi - w0])
+            elif t in views:  # a window buffer holds the consumer's columns from its column 0
+                r0 = spans[self.producers[t]].need[0]
+                args.append(views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo])
             else:
                 args.append(self.ex._get(self.arena, self.outside, t)[:, rh[0]: rh[1], lo:hi])
+        m = self.window[k]  # one output column reads before + (hi - lo) + after = the window's extent
+        wpads = (step[STEP_PAD], m.extent - step[STEP_PAD] - (hi - lo)) if m is not None else (0, 0)
         value = self.ex.kernels[k](args, (*sh.pads, *wpads))[0]
         name = op.outputs[0]
-        if name in self.views:
-            w0 = self.window[name][0]
-            self.views[name][:, :, c - w0: c - w0 + 1] = value
-        else:
-            self.full_out[:, sh.out[0]: sh.out[1], c: c + 1] = value
-
-    def fill(self, t: str, lo: int, hi: int) -> None:
-        """Make t's window buffer hold columns [lo, hi): keep the overlap, pull the new columns."""
-        if lo >= hi:
-            return
-        w0, w1 = self.window[t]
-        if lo < w0:
-            raise PlanError(f"stream stage: columns of {t!r} are needed again after they were dropped")
-        view = self.views[t]
-        if lo < w1:  # slide the kept columns to the front (a memmove on the MCU)
-            view[:, :, : w1 - lo] = view[:, :, lo - w0: w1 - w0].copy()
-        self.window[t] = [lo, max(w1, lo)]
-        for col in range(max(w1, lo), hi):
-            self.pull(self.producers[t], col)
-            self.window[t][1] = col + 1
+        dst = views[name] if name in views else self.full_out[:, sh.out[0]: sh.out[1]]
+        dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
 
 
 def _resize_tile(graph: Graph, k: int, x: np.ndarray, sh, sw) -> np.ndarray:  # noqa: ANN001
