@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinypatch.analysis.regions import window_geometry
 from tinypatch.ir import Graph, Op
-from tinypatch.ir.ops import POOL_OPS, with_defaults
+from tinypatch.ir.optable import ElemOps, Macs, op_def
 
 
 @dataclass(frozen=True)
@@ -54,26 +55,29 @@ def _elems(shape: tuple[int, ...]) -> int:
 
 def op_macs(graph: Graph, op: Op) -> int:
     """Multiply-accumulates of one op (0 for ops other than conv, depthwise and FC)."""
-    if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+    rule = op_def(op.type).macs
+    if rule == Macs.NONE:
         return 0
     out = graph.tensors[op.outputs[0]]
     w = graph.tensors[op.inputs[1]].shape
-    if op.type == "CONV_2D":  # filter [out_c, kh, kw, in_c]
+    if rule == Macs.CONV:  # filter [out_c, kh, kw, in_c]
         return _elems(out.shape) * w[1] * w[2] * w[3]
-    if op.type == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, out_c]
+    if rule == Macs.DEPTHWISE:  # filter [1, kh, kw, out_c]
         return _elems(out.shape) * w[1] * w[2]
     return out.size * w[-1]  # FC filter [out, in]
 
 
 def op_elem_ops(graph: Graph, op: Op) -> int:
     """Arithmetic outside MACs: element-wise, pooling, reduction and softmax work."""
+    d = op_def(op.type)
     out_n = sum(graph.tensors[t].size for t in op.outputs)
-    if op.type in ("ADD", "MUL"):
+    if d.elem_ops == ElemOps.PER_OUTPUT:
         return out_n
-    if op.type in POOL_OPS:
-        a = with_defaults(op.type, op.attrs)
-        return out_n * a["filter_h"] * a["filter_w"]
-    if op.type in ("MEAN", "SOFTMAX"):
+    if d.elem_ops == ElemOps.PER_WINDOW:
+        assert d.window is not None
+        kh, kw = window_geometry(graph, op, d.window)[0]
+        return out_n * kh * kw
+    if d.elem_ops == ElemOps.PER_INPUT:
         return graph.tensors[op.inputs[0]].size
     return 0
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from tinypatch.analysis.liveness import live_profile
 from tinypatch.analysis.macs import flash_bytes, op_costs
 from tinypatch.ir import Graph, Op
+from tinypatch.ir.optable import op_def
 from tinypatch.planning.arena import plan_arena
 from tinypatch.planning.inplace import add_inplace
 from tinypatch.planning.memory import place_plan, plan_buffers
@@ -67,7 +68,7 @@ def residual_skips(graph: Graph) -> dict[int, list[str]]:
     skips: dict[int, list[str]] = {}
     for op in graph.ops:
         acts = [t for t in op.inputs if t and not graph.tensors[t].is_const]
-        if op.type != "ADD" or len(acts) != 2 or acts[0] == acts[1]:
+        if not op_def(op.type).residual_join or len(acts) != 2 or acts[0] == acts[1]:
             continue
         for skip, main in (acts, acts[::-1]):
             anc = _ancestors(graph, main, producers)
@@ -88,7 +89,7 @@ def op_bytes(graph: Graph, op: Op, nbytes: dict[str, int]) -> int:
     """Analytic bytes of one op: inputs + outputs, or max(in, out) for an in-place depthwise conv."""
     ins = [nbytes[t] for t in op.inputs if t and not graph.tensors[t].is_const]
     outs = [nbytes[t] for t in op.outputs]
-    in_place = (op.type == "DEPTHWISE_CONV_2D" and len(ins) == 1 and op.outputs
+    in_place = (op_def(op.type).analytic_inplace and len(ins) == 1 and op.outputs
                 and graph.tensors[op.inputs[0]].shape[-1] == graph.tensors[op.outputs[0]].shape[-1])
     return max(sum(ins), sum(outs)) if in_place else sum(ins) + sum(outs)
 

@@ -19,6 +19,7 @@ from tinypatch.codegen.storage import Storage, Unit
 from tinypatch.codegen.views import View, align4, contiguous_strides
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
+from tinypatch.ir.optable import MOVE_DTYPES, CTypes, Reduce, op_def
 from tinypatch.kernels import PreparedOp, prepare
 from tinypatch.kernels.fixedpoint import (
     exp_on_negative_values,
@@ -29,9 +30,6 @@ from tinypatch.kernels.quantize import requantize
 from tinypatch.kernels.reduce import mean_multiplier
 from tinypatch.kernels.softmax import SCALED_DIFF_INTEGER_BITS
 
-SPATIAL = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "RESIZE_NEAREST_NEIGHBOR")
-LUT_OPS = ("RELU", "RELU6", "LOGISTIC", "HARD_SWISH")
-MOVE_DTYPES = ("int8", "uint8", "int32", "float32")
 
 
 @dataclass
@@ -76,28 +74,26 @@ class OpEmitter:
             raise self.unsupported(k, "more than one output")
         acts = [g.tensors[t] for t in op.inputs if t and not g.tensors[t].is_const]
         out = g.tensors[op.outputs[0]]
-        if op.type in ("RESHAPE", "TRANSPOSE", "CONCATENATION", "PAD"):
+        d = op_def(op.type)
+        if d.c_types == CTypes.MOVE:
             if out.dtype not in MOVE_DTYPES:
                 raise self.unsupported(k, f"dtype {out.dtype}")
-        elif op.type == "QUANTIZE":
+        elif d.c_types == CTypes.QUANTIZE:
             if acts[0].dtype not in ("int8", "float32") or out.dtype != "int8":
                 raise self.unsupported(k, f"{acts[0].dtype} -> {out.dtype}")
-        elif op.type == "DEQUANTIZE":
+        elif d.c_types == CTypes.DEQUANTIZE:
             if out.dtype != "float32":
                 raise self.unsupported(k, f"output dtype {out.dtype}")
         elif out.dtype != "int8" or any(t.dtype != "int8" for t in acts):
             raise self.unsupported(k, "only int8 (quantized) arithmetic is generated; float operators are not")
-        if op.type in SPATIAL and (len(out.shape) != 4 or out.shape[0] != 1):
+        if d.spatial and (len(out.shape) != 4 or out.shape[0] != 1):
             raise self.unsupported(k, f"needs a 1xHxWxC output, got {out.shape}")
-        if op.type == "CONV_2D" and g.tensors[op.inputs[1]].shape[3] != acts[0].shape[3]:
-            raise self.unsupported(k, "grouped convolution")
-        has_bias = op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 2 and op.inputs[2]
+        has_bias = d.bias and len(op.inputs) > 2 and op.inputs[2]
         if has_bias and (g.tensors[op.inputs[2]].dtype != "int32" or not g.tensors[op.inputs[2]].is_const):
             raise self.unsupported(k, "bias must be a constant int32 tensor")
-        if op.type == "ADD" and max(self.kernels[k].sh1, self.kernels[k].sh2, self.kernels[k].sho) > 0:
-            raise self.unsupported(k, "input/output scales need a multiplier >= 1")
-        if op.type == "PAD" and self.kernels[k].paddings and np.any(np.asarray(self.kernels[k].paddings) < 0):
-            raise self.unsupported(k, "negative paddings")
+        problem = _CHECKS[op.type](self, k) if op.type in _CHECKS else None
+        if problem:
+            raise self.unsupported(k, problem)
 
     # --- emission -------------------------------------------------------------------
     def call(self, site: Site) -> str:
@@ -304,7 +300,7 @@ def reduce_finish(e: OpEmitter, k: int, sums: str, out: str) -> str:
     kern = e.kernels[k]
     op = e.graph.ops[k]
     _, h, w, c = e.graph.tensors[op.inputs[0]].shape
-    if op.type == "MEAN":
+    if op_def(op.type).reduce == Reduce.AXES:
         def build() -> str:
             m, shift = mean_multiplier(*kern.base, h * w)
             return e.struct(k, "tp_mean_p", dict(m=m, shift=shift, in_zp=kern.in_zp, out_zp=kern.out_zp,
@@ -408,7 +404,29 @@ _EMITTERS: dict[str, Callable[[OpEmitter, Site], str]] = {
     "FULLY_CONNECTED": _fc, "ADD": _add, "MUL": _mul, "MEAN": _mean, "SOFTMAX": _softmax,
     "RESHAPE": _reshape, "TRANSPOSE": _transpose, "PAD": _pad, "RESIZE_NEAREST_NEIGHBOR": _resize,
     "CONCATENATION": _concat, "QUANTIZE": _quantize, "DEQUANTIZE": _unary_lut,
-    **{t: _unary_lut for t in LUT_OPS},
+    "RELU": _unary_lut, "RELU6": _unary_lut, "LOGISTIC": _unary_lut, "HARD_SWISH": _unary_lut,
+}
+
+
+# --- operator-specific limits of the C kernels (a reason, or None when the op can be generated) ---
+def _check_conv(e: OpEmitter, k: int) -> str | None:
+    op = e.graph.ops[k]
+    grouped = e.graph.tensors[op.inputs[1]].shape[3] != e.graph.tensors[op.inputs[0]].shape[3]
+    return "grouped convolution" if grouped else None
+
+
+def _check_add(e: OpEmitter, k: int) -> str | None:
+    kern = e.kernels[k]
+    return "input/output scales need a multiplier >= 1" if max(kern.sh1, kern.sh2, kern.sho) > 0 else None
+
+
+def _check_pad(e: OpEmitter, k: int) -> str | None:
+    paddings = e.kernels[k].paddings
+    return "negative paddings" if paddings and np.any(np.asarray(paddings) < 0) else None
+
+
+_CHECKS: dict[str, Callable[[OpEmitter, int], str | None]] = {
+    "CONV_2D": _check_conv, "ADD": _check_add, "PAD": _check_pad,
 }
 
 

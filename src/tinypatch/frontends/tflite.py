@@ -2,7 +2,7 @@
 
 Only the first subgraph is read. Every failure of the flatbuffer reader on a truncated or
 corrupted file is turned into :class:`~tinypatch.errors.ModelLoadError`; operators outside
-``tinypatch.ir.ops.SUPPORTED_OPS`` raise :class:`~tinypatch.errors.UnsupportedOperatorError`
+``tinypatch.ir.ops.SUPPORTED_OPS`` (the operator table) raise :class:`~tinypatch.errors.UnsupportedOperatorError`
 naming the operator and its index.
 """
 

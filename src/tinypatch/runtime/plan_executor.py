@@ -16,6 +16,7 @@ import numpy as np
 from tinypatch.analysis.regions import axis_maps
 from tinypatch.errors import InputError
 from tinypatch.ir import Graph
+from tinypatch.ir.optable import Region, op_def
 from tinypatch.kernels import prepare
 from tinypatch.planning.memory import (
     accumulator_name,
@@ -207,7 +208,7 @@ class PlanExecutor:
                 args.append(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0])
             else:
                 args.append(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]])
-        if op.type == "RESIZE_NEAREST_NEIGHBOR":
+        if op_def(op.type).region == Region.NEAREST:
             value = _resize_tile(g, k, args[0], sh, sw)
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
@@ -319,7 +320,7 @@ class _Stream:
 
 
 def _resize_tile(graph: Graph, k: int, x: np.ndarray, sh, sw) -> np.ndarray:  # noqa: ANN001
-    """Nearest-neighbour resize of one tile: gather with TFLite's source-index rule."""
+    """A nearest-neighbour gather (resize) of one tile: gather with TFLite's source-index rule."""
     maps = axis_maps(graph, graph.ops[k])
     assert maps is not None
     rows = maps[0].source_index(np.arange(*sh.out)) - sh.reads[0][0]  # type: ignore[index]
