@@ -93,3 +93,11 @@ def test_the_grep_finds_a_named_operator(tmp_path):
     p = tmp_path / "m.py"
     p.write_text('if op.type == "CONV_2D":\n    pass\n"""A docstring naming CONV_2D is fine."""\n')
     assert _named_ops(p) == [(1, "CONV_2D")]
+
+
+def test_supported_ops_doc_is_up_to_date():
+    from tinypatch.report.supported_ops import supported_ops_markdown
+
+    doc = PKG.parents[1] / "docs" / "supported-ops.md"
+    assert doc.read_text() == supported_ops_markdown(), \
+        "docs/supported-ops.md is stale: run python -m tinypatch.report.supported_ops docs/supported-ops.md"

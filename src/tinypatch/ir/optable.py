@@ -107,7 +107,7 @@ class OpDef:
     kernel: str  # numpy kernel class, ``module.Class`` under ``tinypatch.kernels``
     c_kernels: tuple[str, ...]  # C functions (codegen/c) that implement it
     c_types: CTypes = CTypes.INT8
-    quantization: str = "int8 per-tensor activations"  # what the kernels accept (documentation)
+    quantization: str = "int8 per-tensor activations; float32 (numpy only)"  # what the kernels accept (docs)
     window: Window | None = None
     inplace: InPlace = InPlace.NO
     macs: Macs = Macs.NONE
@@ -135,7 +135,7 @@ _ACT = dict(fused_activation_function="NONE")
 _CONV = dict(padding="SAME", stride_h=1, stride_w=1, dilation_h=1, dilation_w=1, **_ACT)
 _POOL = dict(padding="VALID", stride_h=1, stride_w=1, filter_h=1, filter_w=1, **_ACT)
 _POOL_WINDOW = Window(kernel=("filter_h", "filter_w"), dilation=None)
-_WEIGHTS = "int8 per-tensor activations, int8 per-channel or per-tensor weights, int32 bias"
+_WEIGHTS = "int8 per-tensor activations, int8 per-channel or per-tensor weights, int32 bias; float32 (numpy only)"
 
 OPS: dict[str, OpDef] = {d.name: d for d in (
     OpDef("CONV_2D", Kind.WINDOW, Region.WINDOW, "conv.Conv2D", ("tp_conv_s8",), window=Window(),
@@ -144,8 +144,8 @@ OPS: dict[str, OpDef] = {d.name: d for d in (
     OpDef("DEPTHWISE_CONV_2D", Kind.WINDOW, Region.WINDOW, "conv.DepthwiseConv2D", ("tp_dwconv_s8",),
           window=Window(), inplace=InPlace.WINDOW, macs=Macs.DEPTHWISE, bias=True, analytic_inplace=True,
           attrs=dict(_CONV, depth_multiplier=1), quantization=_WEIGHTS),
-    OpDef("AVERAGE_POOL_2D", Kind.WINDOW, Region.WINDOW, "pool.AveragePool2D", ("tp_avgpool_s8", "tp_avgpool_finish_s8"),
-          window=_POOL_WINDOW, inplace=InPlace.WINDOW, elem_ops=ElemOps.PER_WINDOW, reduce=Reduce.FULL_WINDOW,
+    OpDef("AVERAGE_POOL_2D", Kind.WINDOW, Region.WINDOW, "pool.AveragePool2D",
+          ("tp_avgpool_s8", "tp_avgpool_finish_s8"), window=_POOL_WINDOW, inplace=InPlace.WINDOW, elem_ops=ElemOps.PER_WINDOW, reduce=Reduce.FULL_WINDOW,
           attrs=_POOL),
     OpDef("MAX_POOL_2D", Kind.WINDOW, Region.WINDOW, "pool.MaxPool2D", ("tp_maxpool_s8",), window=_POOL_WINDOW,
           inplace=InPlace.WINDOW, elem_ops=ElemOps.PER_WINDOW, attrs=_POOL),
