@@ -174,7 +174,7 @@ def _load(spec: str):  # noqa: ANN202
 
 
 def cmd_analyze(args: argparse.Namespace, console: Console) -> int:
-    from tinypatch.analysis.memory import analyze
+    from tinypatch.report.layer_memory import analyze
     from tinypatch.report.tables import analyze_tables, layer_plot
 
     graph = _load(args.model)

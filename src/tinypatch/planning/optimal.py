@@ -38,9 +38,9 @@ from tinypatch.analysis.macs import op_macs
 from tinypatch.analysis.regions import axis_maps, is_global_reduce, split_even
 from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import DTYPE_BYTES, Graph
+from tinypatch.planning.columns import column_maps, output_window
 from tinypatch.planning.memory import place_plan, plan_buffers
-from tinypatch.planning.plan import Plan, Stage, fingerprint
-from tinypatch.planning.stream import STREAM, column_maps, output_window
+from tinypatch.planning.plan import STREAM, Plan, Stage, fingerprint
 from tinypatch.planning.tile_arrays import axis_figures
 from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps
 

@@ -20,8 +20,8 @@ from tinypatch.analysis.regions import (
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph, Op
 from tinypatch.ir.optable import Region, op_def
-from tinypatch.planning.plan import Stage
-from tinypatch.planning.stream import STREAM, ring_columns
+from tinypatch.planning.columns import ring_columns
+from tinypatch.planning.plan import STREAM, Stage
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from tinypatch.planning.memory import (
     place_plan,
     plan_buffers,
 )
+from tinypatch.planning.columns import column_maps
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.stream import (
     STEP_DST,
@@ -33,7 +34,6 @@ from tinypatch.planning.stream import (
     STEP_OP,
     STEP_PAD,
     STEP_SHIFT,
-    column_maps,
     column_steps,
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
