@@ -24,8 +24,9 @@ from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.inplace import add_inplace
 from tinypatch.planning.plan import STREAM, Plan
 
-RUNTIME_SOURCES = ("tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast.c", "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c",
-                   "tp_startup.c", "tp_main_mcu.c", "tp_main_host.c")
+RUNTIME_SOURCES = ("tp_types.h", "tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast.c", "tp_fast_mve.h",
+                   "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c", "tp_startup.c", "tp_main_mcu.c",
+                   "tp_main_host.c")
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ OPT ?= -O2
 FAST ?= -DTP_FAST
 CFLAGS_COMMON = -std=c99 -Wall -Wextra -fno-strict-aliasing -ffp-contract=off $(FAST)
 MODEL_SRCS = model.c tp_kernels.c tp_fast.c
-HEADERS = model.h tp_kernels.h tp_fast.h tp_mcu.h tp_semihost.h
+HEADERS = model.h tp_types.h tp_kernels.h tp_fast.h tp_fast_mve.h tp_mcu.h tp_semihost.h
 HOST_SRCS = $(MODEL_SRCS) tp_main_host.c
 MCU_SRCS = $(MODEL_SRCS) tp_fast_mve.c tp_main_mcu.c tp_startup.c tp_semihost.c
 ARM_CFLAGS = $(CFLAGS_COMMON) $(OPT) -mthumb -ffunction-sections -fdata-sections

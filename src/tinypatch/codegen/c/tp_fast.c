@@ -11,6 +11,7 @@
  * - requantization with SMMULR and an add-and-shift rounding (see tp_rq).
  * Helium (Cortex-M55) versions are in tp_fast_mve.c. */
 #include "tp_fast.h"
+#include "tp_fast_mve.h"
 
 #if defined(TP_FAST)
 #include <string.h>
