@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import random_cnn
 
-from tinypatch.analysis.inplace import BLOCK, inplace_candidates, window_shift
+from tinypatch.analysis.inplace_shift import BLOCK, inplace_candidates, window_shift
 from tinypatch.analysis.liveness import Buffer
 from tinypatch.analysis.regions import axis_maps
 from tinypatch.errors import PlanError

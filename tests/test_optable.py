@@ -3,7 +3,7 @@
 * every operator is registered everywhere it must be: table row, numpy kernel class, C emitter,
   C kernel functions, TFLite reader/writer options;
 * outside ``ir/``, ``kernels/``, ``frontends/``, ``backends/`` (the TFLite writer) and the C
-  emitters (``codegen/ops.py``) no module names an operator type.
+  emitters (``codegen/emitters.py``) no module names an operator type.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tinypatch.kernels.base import _REGISTRY
 
 PKG = Path(tinypatch.__file__).parent
 # where operator types may be named: the IR (the table), the kernels, the readers and writer, the C emitters
-ALLOWED = ("ir/", "kernels/", "frontends/", "backends/", "codegen/ops.py")
+ALLOWED = ("ir/", "kernels/", "frontends/", "backends/", "codegen/emitters.py")
 C_DIR = PKG / "codegen" / "c"
 
 

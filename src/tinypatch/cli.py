@@ -293,7 +293,7 @@ def cmd_zoo(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
     from tinypatch.codegen import generate
-    from tinypatch.codegen.cli import report_project
+    from tinypatch.codegen.report_cli import report_project
     from tinypatch.planning.plan import Plan
 
     graph = _load(args.model)

@@ -9,7 +9,7 @@ tensors out of the arena (e.g. an input streamed from a camera).
 
 An *anchor* ties a buffer to another at a fixed distance: an operator run in place writes its
 output buffer ``shift`` bytes below the input buffer it overwrites
-(:mod:`tinypatch.analysis.inplace`), so the two may share bytes at the step where one ends and
+(:mod:`tinypatch.analysis.inplace_shift`), so the two may share bytes at the step where one ends and
 the other starts. Anchored buffers form groups placed as one block.
 """
 

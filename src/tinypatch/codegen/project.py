@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from tinypatch.codegen import targets as tg
-from tinypatch.codegen.ops import OpEmitter
+from tinypatch.codegen.emitters import OpEmitter
 from tinypatch.codegen.schedule import Scheduler
 from tinypatch.codegen.storage import ARENA, Storage, Unit
 from tinypatch.errors import BudgetError, PlanError

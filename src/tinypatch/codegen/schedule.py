@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tinypatch.codegen import cfmt
-from tinypatch.codegen.ops import OpEmitter, Site, reduce_finish
+from tinypatch.codegen.emitters import OpEmitter, Site, reduce_finish
 from tinypatch.codegen.storage import Storage, Unit
 from tinypatch.codegen.views import Layout, View, full_view, window_view
 from tinypatch.errors import UnsupportedOperatorError

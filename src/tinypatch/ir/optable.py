@@ -3,7 +3,7 @@
 One :class:`OpDef` row per operator. Analysis, planning, runtime and code generation ask
 :func:`op_def` (how does the output region map to the input? may it run in place? how are
 its MACs counted? which C data types does it take?) and never name an operator type. The
-numpy kernel (``kernels/``), the C emitter (``codegen/ops.py``) and the TFLite writer register
+numpy kernel (``kernels/``), the C emitter (``codegen/emitters.py``) and the TFLite writer register
 the same names; ``tests/test_optable.py`` fails when one of them misses an operator.
 See ``docs/adding-an-operator.md``.
 """

@@ -1,5 +1,5 @@
 """The memory report of layer-by-layer inference: per op, the arena bytes live (placed buffers),
-the analytic MCUNetV2 figure (:mod:`tinypatch.analysis.memory`) and MACs; the peaks, the liveness
+the analytic MCUNetV2 figure (:mod:`tinypatch.analysis.analytic`) and MACs; the peaks, the liveness
 lower bound and the flash size.
 
 Every activation is placed in one arena (:func:`tinypatch.planning.arena.plan_arena`), with each
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from tinypatch.analysis.liveness import live_profile
 from tinypatch.analysis.macs import flash_bytes, op_costs
-from tinypatch.analysis.memory import analytic_memory
+from tinypatch.analysis.analytic import analytic_memory
 from tinypatch.ir import Graph
 from tinypatch.planning.arena import plan_arena
 from tinypatch.planning.inplace import add_inplace

@@ -3,7 +3,7 @@
 Layer-by-layer operators read and write whole tensors; a patch stage runs its operators tile
 by tile, each tile reading only the region it needs (zero padding only at true image
 borders) and writing its piece of the stage output into the full-size output buffer. All
-activations live in one :class:`~tinypatch.runtime.arena.Arena` at the planner's offsets,
+activations live in one :class:`~tinypatch.runtime.sim_arena.Arena` at the planner's offsets,
 so :attr:`PlanRun.arena_high_water` is measured, not estimated.
 """
 
@@ -37,7 +37,7 @@ from tinypatch.planning.stream import (
     column_steps,
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
-from tinypatch.runtime.arena import Arena
+from tinypatch.runtime.sim_arena import Arena
 
 
 @dataclass
