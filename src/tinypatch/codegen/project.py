@@ -57,10 +57,7 @@ def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str =
     (:func:`tinypatch.planning.inplace.add_inplace`; ops the plan already lists always are)."""
     if target not in tg.ALL_TARGETS:
         raise PlanError(f"unknown target {target!r}; choose one of {', '.join(tg.ALL_TARGETS)}")
-    plan = plan or Plan.layer_by_layer(graph)
-    check_plan(graph, plan)  # refuses a plan of another model, or an illegal one, before anything is written
-    if inplace:
-        plan = add_inplace(graph, plan)
+    plan = deployed_plan(graph, plan, inplace)
     files, project = render(graph, plan, Path(out_dir), target, sram, stack)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,6 +68,14 @@ def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str =
         with resources.as_file(src / name) as p:
             shutil.copyfile(p, out / name)
     return project
+
+
+def deployed_plan(graph: Graph, plan: Plan | None, inplace: bool = True) -> Plan:
+    """The plan as generated: checked against ``graph`` (None: layer by layer) and, with ``inplace``,
+    with every layer-by-layer op that lowers the arena run in place."""
+    plan = plan or Plan.layer_by_layer(graph)
+    check_plan(graph, plan)  # refuses a plan of another model, or an illegal one, before anything is written
+    return add_inplace(graph, plan) if inplace else plan
 
 
 def render(graph: Graph, plan: Plan, out: Path, target: str, sram: int | None, stack: int
