@@ -2,7 +2,7 @@
 
 Parameters are taken from the numpy kernels' prepared state (``tinypatch.kernels.prepare``),
 so multipliers, shifts and activation ranges are the very numbers the Python executor uses.
-Unary int8 operators (RELU, RELU6, LOGISTIC, HARD_SWISH, int8 QUANTIZE, DEQUANTIZE and the
+Unary int8 operators (RELU, RELU6, LEAKY_RELU, LOGISTIC, HARD_SWISH, int8 QUANTIZE, DEQUANTIZE and the
 requantization inside CONCATENATION) become 256-entry tables filled by running the numpy
 kernel on every int8 value, so they are bit-exact by construction.
 """
@@ -404,7 +404,8 @@ _EMITTERS: dict[str, Callable[[OpEmitter, Site], str]] = {
     "FULLY_CONNECTED": _fc, "ADD": _add, "MUL": _mul, "MEAN": _mean, "SOFTMAX": _softmax,
     "RESHAPE": _reshape, "TRANSPOSE": _transpose, "PAD": _pad, "RESIZE_NEAREST_NEIGHBOR": _resize,
     "CONCATENATION": _concat, "QUANTIZE": _quantize, "DEQUANTIZE": _unary_lut,
-    "RELU": _unary_lut, "RELU6": _unary_lut, "LOGISTIC": _unary_lut, "HARD_SWISH": _unary_lut,
+    "RELU": _unary_lut, "RELU6": _unary_lut, "LEAKY_RELU": _unary_lut, "LOGISTIC": _unary_lut,
+    "HARD_SWISH": _unary_lut,
 }
 
 

@@ -55,6 +55,7 @@ _OPTIONS: dict[str, tuple[type, list[tuple[str, str, Any]]]] = {
     "CONCATENATION": (tflite.ConcatenationOptions, [
         ("axis", "Axis", int), ("fused_activation_function", "FusedActivationFunction", _ACT.get)]),
     "SOFTMAX": (tflite.SoftmaxOptions, [("beta", "Beta", float)]),
+    "LEAKY_RELU": (tflite.LeakyReluOptions, [("alpha", "Alpha", float)]),
     "MEAN": (tflite.ReducerOptions, [("keep_dims", "KeepDims", bool)]),
     "RESIZE_NEAREST_NEIGHBOR": (tflite.ResizeNearestNeighborOptions, [
         ("align_corners", "AlignCorners", bool), ("half_pixel_centers", "HalfPixelCenters", bool)]),

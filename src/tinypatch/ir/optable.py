@@ -168,6 +168,8 @@ OPS: dict[str, OpDef] = {d.name: d for d in (
     OpDef("RELU", Kind.POINTWISE, Region.IDENTITY, "activations.Relu", ("tp_lut_s8",), inplace=InPlace.ELEMENTWISE),
     OpDef("RELU6", Kind.POINTWISE, Region.IDENTITY, "activations.Relu6", ("tp_lut_s8",),
           inplace=InPlace.ELEMENTWISE),
+    OpDef("LEAKY_RELU", Kind.POINTWISE, Region.IDENTITY, "activations.LeakyRelu", ("tp_lut_s8",),
+          inplace=InPlace.ELEMENTWISE, attrs=dict(alpha=0.0)),
     OpDef("LOGISTIC", Kind.POINTWISE, Region.IDENTITY, "activations.Logistic", ("tp_lut_s8",),
           inplace=InPlace.ELEMENTWISE),
     OpDef("HARD_SWISH", Kind.POINTWISE, Region.IDENTITY, "activations.HardSwish", ("tp_lut_s8",),
