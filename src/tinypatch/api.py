@@ -3,7 +3,7 @@
 >>> import tinypatch
 >>> graph = tinypatch.load("mcunet-in0")             # zoo name, .tflite / .json path, or a Graph
 >>> tinypatch.analyze(graph).report.peak_placed       # bytes, 16-byte aligned arena
-39936
+46080
 >>> result = tinypatch.plan(graph, sram="24KB")       # budgets: ints (bytes) or "24KB", "0.5MB"
 >>> tinypatch.run(graph, result).exact                # the plan object, or a plan .json path
 True
