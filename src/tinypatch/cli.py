@@ -20,11 +20,56 @@ EPILOG = """\
 MODEL is a .tflite file, an MCUNet/ProxylessNAS .json config, or a built-in zoo name
 (`tinypatch zoo` lists them). Sizes accept B, kB/KB/KiB (1024 B), MB/MiB: 64KB, 256kB, 0.5MB.
 
+The usual order: analyze (how much SRAM?), plan (which schedule fits?), run (is it exact?),
+codegen (C for the board).
+
 examples:
   tinypatch analyze mbv2-w0.35-r144 --plot mem.png
   tinypatch plan mcunet-in1 --sram 64KB -o plan.json
   tinypatch run mcunet-in1 --plan plan.json
+  tinypatch codegen mcunet-in1 --plan plan.json -o build/in1 --report
+
+`tinypatch COMMAND --help` explains a command; the same functions are a Python API
+(`import tinypatch; help(tinypatch.plan)`).
 """
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Descriptions wrapped to the terminal, epilogs (examples) kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True)) if "\n" in text \
+            else super()._fill_text(text, width, indent)
+
+
+MODEL_HELP = "a .tflite file, an MCUNet/ProxylessNAS .json config, or a zoo name (`tinypatch zoo`)"
+ANALYZE_EXAMPLES = """examples:
+  tinypatch analyze model.tflite                      tables: per layer, then the peaks
+  tinypatch analyze mcunet-in1 --no-input --json      figures as JSON, camera image not counted
+  tinypatch analyze mbv2-w1.0-r224 --plot mem.png --sram 256KB --plan plan.json
+                                                      MCUNetV2's Figure 1: per block, with a plan
+"""
+PLAN_EXAMPLES = """With neither --sram nor --max-mac-overhead the least-peak schedule is chosen, whatever its MACs.
+
+examples:
+  tinypatch plan model.tflite --sram 64KB -o plan.json     fewest MACs that fit 64 kB
+  tinypatch plan model.tflite --max-mac-overhead 10%       least SRAM within +10% MACs
+  tinypatch plan mcunet-in1 --single-stage --strategy recompute --plot front.png
+                                                           MCUNetV2's space, front plotted
+"""
+RUN_EXAMPLES = """Exit status 0: byte-identical and within the planned arena; 1: not; 2: an error.
+
+examples:
+  tinypatch run model.tflite --plan plan.json
+  tinypatch run person_detect.tflite --plan plan.json --input person.bmp --preprocess raw
+"""
+CODEGEN_EXAMPLES = """examples:
+  tinypatch codegen model.tflite -o build/model                 layer by layer, host build
+  tinypatch codegen model.tflite --plan plan.json -o build/m --target cortex-m7 --report
+                                                                build, run on QEMU, print costs
+  make -C build/model help                                      the project's make targets
+"""
+
 
 def parse_size(text: str) -> int:
     """'64KB' -> 65536. kB, KB and KiB all mean 1024 B (the MCU convention)."""
@@ -46,14 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tinypatch",
         description="Fit int8 CNNs into microcontroller SRAM: per-layer memory analysis, patch-based "
                     "schedules with the least extra compute, and bit-exact execution.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=_Formatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     a = sub.add_parser("analyze", help="per-layer SRAM, flash and MACs of a model",
                        description="Per-layer memory and compute: analytic (MCUNetV2 convention) and placed "
-                                   "(real arena offsets) peaks, the liveness lower bound, flash and MACs.")
-    a.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+                                   "(real arena offsets) peaks, the liveness lower bound, flash and MACs.",
+                       epilog=ANALYZE_EXAMPLES, formatter_class=_Formatter)
+    a.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     a.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
     a.add_argument("--plot", metavar="FILE.png", help="save the per-layer memory bar chart")
     a.add_argument("--sram", type=parse_size, metavar="SIZE", help="draw this budget line on the plot")
@@ -64,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="search patch-based schedules; print and save the best one",
                         description="Search fused patch stages (split points, tile grids, halo recompute or "
                                     "caching) for the exact Pareto front of peak SRAM vs MACs; pick the fewest "
-                                    "MACs under --sram, or the least peak under --max-mac-overhead.")
-    pl.add_argument("model", help="path to .tflite / .json config, or a zoo name")
-    pl.add_argument("--sram", type=parse_size, metavar="SIZE", help="SRAM budget for the placed arena peak")
+                                    "MACs under --sram, or the least peak under --max-mac-overhead.",
+                        epilog=PLAN_EXAMPLES, formatter_class=_Formatter)
+    pl.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    pl.add_argument("--sram", type=parse_size, metavar="SIZE", help="SRAM budget for the placed arena peak, e.g. 64KB")
     pl.add_argument("--max-mac-overhead", type=_fraction, metavar="F",
                     help="allowed extra MACs over layer-by-layer, e.g. 0.2 or 20%%")
     pl.add_argument("--strategy", choices=("auto", "recompute", "cache"), default="auto",
@@ -89,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="execute a plan and check it against whole-image inference",
                        description="Run the model layer by layer and with the plan, compare the outputs "
-                                   "byte for byte and report the measured arena high-water mark.")
-    r.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+                                   "byte for byte and report the measured arena high-water mark.",
+                       epilog=RUN_EXAMPLES, formatter_class=_Formatter)
+    r.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     r.add_argument("--plan", required=True, metavar="PLAN.json", help="a plan written by `tinypatch plan -o`")
     r.add_argument("--input", metavar="FILE", help="image (png/bmp/jpg) or .npy; default: seeded random")
     from tinypatch.runtime.inputs import PREPROCESS, PREPROCESS_HELP
@@ -109,8 +157,9 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
                        description="Write C99 sources (weights, one static arena at the planned offsets, the "
                                    "plan's schedule as loops, kernels), a Makefile and linker scripts whose RAM "
                                    "region is the SRAM budget. --report builds it, runs it (host, or QEMU for "
-                                   "Cortex-M) and checks the outputs against the Python executor.")
-    c.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+                                   "Cortex-M) and checks the outputs against the Python executor.",
+                       epilog=CODEGEN_EXAMPLES, formatter_class=_Formatter)
+    c.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     c.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
     c.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the project into")
     c.add_argument("--target", choices=ALL_TARGETS, default="host", help="build target of --report (default host)")
