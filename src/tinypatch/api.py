@@ -218,7 +218,7 @@ class PlanResult(_Result):
     baseline: PlanCost  # layer by layer (with its in-place ops, as the front counts it)
     front: FrontResult
     settings: dict[str, Any] = field(default_factory=dict)  # the search's space (for reference())
-    _reference: FrontResult | None = None
+    _reference: FrontResult | None = field(default=None, init=False)
 
     @property
     def plan(self) -> Plan:
@@ -280,9 +280,11 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
 
     The search gives the exact Pareto front of placed peak SRAM vs MACs; the choice is the fewest
     MACs under ``sram``, else the least peak within ``max_mac_overhead`` (0.2 or "20%"), else
-    the least peak. ``strategy``: "recompute" (MCUNetV2), "cache" or "auto";
-    ``single_stage``: MCUNetV2's space; ``inplace``: run layer-by-layer ops in place where that
-    lowers the arena; ``progress(phase, done, total)`` is called as the search advances.
+    the least peak. ``strategy``: halo handling, "recompute" (MCUNetV2), "cache" or "auto";
+    ``stream=False`` leaves out column-streamed stages; ``single_stage``: MCUNetV2's space (one
+    stage from the first layer); ``max_grid``: most tiles per axis (besides row strips);
+    ``inplace``: run layer-by-layer ops in place where that lowers the arena; ``include_input``:
+    count the model input in the arena; ``progress(phase, done, total)`` is called as it advances.
 
     >>> result = plan("mcunet-in0", sram="24KB")
     >>> result.cost.peak <= 24 * 1024
