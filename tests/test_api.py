@@ -236,3 +236,12 @@ def test_readme_outputs_are_current(tmp_path):
     blocks = [b for b in tool.parse((ROOT / "README.md").read_text(encoding="utf-8")) if b.command != "python"]
     stale = [b.command for b in blocks if not tool.same(b.body, tool.run(b, tmp_path))]
     assert not stale, f"stale README blocks (python tools/readme_outputs.py rewrites them): {stale}"
+
+
+@pytest.mark.skipif(toolchain.missing_tools("cortex-m7") is not None, reason="no Arm toolchain or QEMU")
+def test_codegen_report_on_cortex_m7(tmp_path):
+    result = tinypatch.codegen(model_path("hello_world_int8.tflite"), tmp_path / "c", target="cortex-m7", report=True)
+    assert result.exact and result.ok and result.cost is not None and result.outputs is None
+    cost = result.to_dict()["cost"]
+    assert cost["arena"] == result.project.arena_bytes and cost["ram_used"] == cost["static_ram"] + cost["stack_used"]
+    assert "cortex-m7 (QEMU)" in str(result) and "byte-identical" in str(result)
