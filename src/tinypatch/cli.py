@@ -162,7 +162,8 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
     c.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     c.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
     c.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the project into")
-    c.add_argument("--target", choices=ALL_TARGETS, default="host", help="build target of --report (default host)")
+    c.add_argument("--target", choices=ALL_TARGETS, default="host", help="the board the code is for (checks its SRAM, picks e.g. Helium "
+                        "kernels on cortex-m55) and what --report builds and runs (default host)")
     c.add_argument("--sram", type=parse_size, metavar="SIZE",
                    help="SRAM budget of the RAM region (default: the planned arena); the link fails above it")
     c.add_argument("--stack", type=parse_size, default=DEFAULT_STACK, metavar="SIZE",
