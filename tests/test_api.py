@@ -76,8 +76,9 @@ def test_plan_equals_cli(model, capsys, tmp_path):
     d.pop("search_seconds"), got.pop("search_seconds")
     assert d == got and json.loads(result.to_json())["plan"] == d["plan"]
     assert tinypatch.parse_size("20KB") >= result.cost.peak
-    text = cli(capsys, "plan", model, "--sram", "20KB")
-    assert TIMING.sub("", str(result) + "\n") == TIMING.sub("", text)
+    if model != ZOO:  # the text once (each CLI call searches again)
+        text = cli(capsys, "plan", model, "--sram", "20KB")
+        assert TIMING.sub("", str(result) + "\n") == TIMING.sub("", text)
     result.save(tmp_path / "api.json")
     assert (tmp_path / "api.json").read_text() == (tmp_path / "p.json").read_text()
     assert "PlanResult(" in repr(result) and result.schedule.label in repr(result)
@@ -189,9 +190,9 @@ def test_errors_are_typed(call, error, message):
 
 def test_budget_error_carries_the_best_peak():
     with pytest.raises(BudgetError) as info:
-        tinypatch.plan(ZOO, sram="1KB")
+        tinypatch.plan(ZOO, sram="1KB", inplace=False)
     best = info.value.best
-    assert best and tinypatch.plan(ZOO, sram=best).cost.peak == best
+    assert best and tinypatch.plan(ZOO, sram=best, inplace=False).cost.peak == best
 
 
 def test_import_is_light_and_codegen_is_callable():
