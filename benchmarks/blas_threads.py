@@ -27,10 +27,10 @@ def main() -> None:
         run(graph, x)  # prepare
         times: dict[int | None, list[float]] = {None: [], 1: []}
         for _ in range(args.repeat):
-            for threads in times:
+            for threads, seconds in times.items():
                 t = time.perf_counter()
                 run(graph, x, threads=threads)
-                times[threads].append(time.perf_counter() - t)
+                seconds.append(time.perf_counter() - t)
         own, one = (statistics.median(times[k]) * 1e3 for k in (None, 1))
         print(f"| {graph.name} | {own:,.1f} | {one:,.1f} | {own / one:.2f}x |")
 

@@ -306,8 +306,8 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     if inplace:
         front = inplace_front(graph, front, progress=_phase(progress, "running layer-by-layer ops in place"))
     chosen = choose(front, budget, overhead)
-    settings = dict(include_input=include_input, max_grid=max_grid, strategy=strategy, single_stage=single_stage,
-                    inplace=inplace)
+    settings = {"include_input": include_input, "max_grid": max_grid, "strategy": strategy,
+                "single_stage": single_stage, "inplace": inplace}
     return PlanResult(graph, chosen, plan_cost(graph, chosen.plan), plan_cost(graph, front.baseline.plan), front,
                       settings)
 
