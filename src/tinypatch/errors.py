@@ -5,6 +5,10 @@ class TinypatchError(Exception):
     """Base class of every error tinypatch raises on purpose."""
 
 
+class UsageError(TinypatchError, ValueError):
+    """A bad argument value given to the API or the CLI (a size, a fraction, a plan argument)."""
+
+
 class ModelLoadError(TinypatchError):
     """A model file is missing, truncated, corrupted or not a model at all."""
 

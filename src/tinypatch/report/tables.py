@@ -110,7 +110,7 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
     t = Table(title=f"before / after (placed arena peak, {inp}; kB = 1024 B)")
     for col in ("schedule", "peak kB", "peak kB (input counted)", "peak kB (input not counted)",
                 "analytic kB (MCUNetV2)", "MACs", "MAC overhead", "MAC overhead (full-size tiles)"):
-        t.add_column(col, justify="right" if col != "schedule" else "left")
+        t.add_column(col, justify="right" if col != "schedule" else "left", no_wrap=col == "schedule")
     lbl = "layer-by-layer" + (f", {len(result.baseline.plan.inplace)} in place" if result.baseline.plan.inplace else "")
     for name, c in ((lbl, base), ("chosen", cost)):
         t.add_row(name, kb(c.peak), kb(c.peak_with_input), kb(c.peak_without_input), kb(c.peak_analytic),
@@ -118,8 +118,9 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
     console.print(t)
     console.print(f"peak reduction {base.peak / cost.peak:.2f}x; per-tile working set of each stage: "
                   f"{', '.join(kb(w) + ' kB' for w in cost.stage_working_set) or '-'}")
-    t = Table(title=f"Pareto front: {len(result.front)} schedules, exact over {result.options} segment options "
-                    f"(searched in {result.seconds:.2f} s)")
+    title = (f"Pareto front: {len(result.front)} schedules, exact over {result.options} segment options "
+             f"(searched in {result.seconds:.2f} s)")
+    t = Table(title=title, min_width=len(title))  # the title on one line
     for col in ("schedule", "peak kB", "MACs", "MAC overhead"):
         t.add_column(escape("schedule: ops [start:end] grid halo") if col == "schedule" else col,
                      justify="right" if col != "schedule" else "left")

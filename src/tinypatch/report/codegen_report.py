@@ -1,45 +1,26 @@
-"""``tinypatch codegen --report``: build, run, check and print the costs of a generated project."""
+"""``tinypatch codegen --report``: print what building and running a generated project gave."""
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
-
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from tinypatch.assets import assets_dir
-from tinypatch.codegen import toolchain
 from tinypatch.codegen.project import Project
-from tinypatch.codegen.report import McuCost, measure, outputs_equal
-from tinypatch.errors import ToolchainError
-from tinypatch.ir import Graph
-from tinypatch.runtime.inputs import model_inputs
+from tinypatch.codegen.report import McuCost
 
 
-def report_project(console: Console, graph: Graph, project: Project, args: argparse.Namespace) -> int:
-    """Build and run ``project`` on its target; 0 when the outputs equal the Python executor's."""
-    missing = toolchain.missing_tools(project.target)
-    if missing:
-        raise ToolchainError(f"cannot build for {project.target}: {missing}")
-    inputs = model_inputs(graph, args.input, args.seed, args.preprocess)
-    if project.target == "host":
-        toolchain.make(project.path, "host-check")
-        outputs = toolchain.run_host(project.path, graph, inputs, "model_host_check")
-        exact = outputs_equal(graph, outputs, inputs)
-        _print_outputs(console, outputs)
+def print_report(console: Console, project: Project, cost: McuCost | None, outputs: dict[str, np.ndarray] | None,
+                 exact: bool, insncount: bool) -> None:
+    """The --report part of ``tinypatch codegen``: host outputs and verdict, or the Cortex-M cost table."""
+    if cost is None:
+        _print_outputs(console, outputs or {})
         console.print(f"host build (ASan/UBSan): {_verdict(exact)}; arena {project.arena_bytes:,} B")
-        return 0 if exact else 1
-    with tempfile.TemporaryDirectory() as tmp:
-        assets = assets_dir()
-        plugin = toolchain.build_insncount(assets, Path(tmp)) if assets is not None else None
-        cost = measure(graph, project, inputs, plugin)
-    cost_table(console, f"{graph.name} on {project.target} (QEMU)", [("this plan", cost)])
+        return
+    cost_table(console, f"{project.model} on {project.target} (QEMU)", [("this plan", cost)])
     console.print(f"outputs vs Python executor: {_verdict(cost.exact)}")
-    if plugin is None:
+    if not insncount:
         console.print("instruction counts need the qemu-insncount plugin of the shared assets (not found)")
-    return 0 if cost.exact else 1
 
 
 def _verdict(exact: bool) -> str:
