@@ -106,9 +106,7 @@ class HardSwish(_Unary):
         hires_input_scale = np.float32(1.0 / 128.0) * self.in_scale
         reluish_scale = np.float32(3.0) / np.float32(32768.0)
         m, self.out_exp = quantize_multiplier(float(hires_input_scale / self.out_scale))
-        self.out_m16 = downscale_multiplier_to_int16(m)
-        if self.out_exp > 0:
-            self.unsupported("output multiplier exponent must be <= 0 (input scale too large)")
+        self.out_m16 = downscale_multiplier_to_int16(m)  # out_exp <= 0 (kernels.limits)
         m, self.relu_exp = quantize_multiplier(float(hires_input_scale / reluish_scale))
         self.relu_m16 = downscale_multiplier_to_int16(m)
 
