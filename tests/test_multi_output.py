@@ -23,7 +23,8 @@ import tinypatch.planning.optimal as O
 from tinypatch.backends import write_tflite
 from tinypatch.cli import main
 from tinypatch.codegen import generate
-from tinypatch.codegen.toolchain import make, run_host
+from tinypatch.codegen.report import measure
+from tinypatch.codegen.toolchain import make, missing_tools, run_host
 from tinypatch.errors import PlanError
 from tinypatch.frontends.tflite import parse_tflite
 from tinypatch.frontends.zoo import build
@@ -148,3 +149,12 @@ def test_detector_codegen_is_exact_under_sanitizers(tmp_path):
     make(tmp_path, "host-check")
     xs = [random_input(g.tensors[g.inputs[0]], 9)]
     assert_outputs_equal(g, run_host(tmp_path, g, xs, "model_host_check"), xs)
+
+
+@pytest.mark.skipif(missing_tools("cortex-m7") is not None, reason=f"Cortex-M toolchain: {missing_tools('cortex-m7')}")
+def test_detector_is_exact_on_an_emulated_cortex_m7(tmp_path):
+    g = build("mcunet-det-s")
+    best = min(search(g, include_input=False).front, key=lambda s: s.peak)
+    project = generate(g, best.plan, tmp_path, target="cortex-m7")
+    cost = measure(g, project, [random_input(g.tensors[g.inputs[0]], 3)])  # compares with the Python executor
+    assert cost.exact and cost.arena <= best.peak  # codegen adds in-place ops
