@@ -79,6 +79,17 @@ def test_a_stage_swallowing_an_output_is_a_user_error():
         PlanExecutor(g, plan)
 
 
+def test_cli_reads_an_illegal_stage_as_a_user_error(tmp_path, capsys):
+    g = build("mcunet-det-s")
+    head1 = g.producers()["head1.out"]
+    path = str(tmp_path / "bad.json")
+    Plan(g.name, Plan.layer_by_layer(g).fingerprint, [Stage(head1 - 1, head1 + 2, [0, 4], [0, 5])]).save(path)
+    assert main(["run", "mcunet-det-s", "--plan", path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert "swallows graph output(s) ['head1.out']" in err and f"end the stage at operator {head1 + 1}" in err
+
+
 @settings(max_examples=12, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(random_multi_output_cnn(), st.booleans())

@@ -104,7 +104,8 @@ def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
     for i in ops:
         op = graph.ops[i]
         if i != reduce and axis_maps(graph, op) is None:
-            raise PlanError(f"operator {i} ({op.type}) needs its whole input and cannot be inside a patch stage")
+            raise PlanError(f"operator {i} ({op.type}) needs its whole input and cannot be inside a patch stage "
+                            f"[{start}, {end}): end the stage at operator {i} (exclusive) or start it after it")
     produced = {t: i for i in ops for t in graph.ops[i].outputs}
     users = graph.consumers()
     exits = {t for t in produced if t in graph.outputs or any(u >= end for u in users.get(t, []))}
@@ -116,7 +117,8 @@ def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
         raise PlanError(f"stage [{start}, {end}): the global average's input must come from the op before it "
                         f"and feed nothing else")
     if len(graph.tensors[tiled].shape) != 4:
-        raise PlanError(f"stage output {output!r} is not a 4-D feature map")
+        raise PlanError(f"stage [{start}, {end}): its output {output!r} is not a 4-D feature map to cut into "
+                        f"tiles; end the stage at an operator with a 1xHxWxC output")
     inputs: list[str] = []
     for i in ops:
         for t in graph.ops[i].inputs:
