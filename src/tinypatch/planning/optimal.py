@@ -18,8 +18,8 @@ At a clean cut only the cut tensor and finished outputs are live, and every segm
 what is live at its start, so a schedule's arena lower bound is the largest segment lower
 bound, and its MACs are the sum over segments. A stage may produce a graph output as its last
 tensor, never swallow one or any tensor used after it (:func:`~tinypatch.planning.tiles.stage_info`).
-Every segment option is costed exactly (its liveness lower bound and border-clipped MACs) and a label-setting dynamic
-program over the cuts keeps, at each cut, every Pareto-optimal (peak, MACs) pair of the
+Every segment option is costed exactly (its liveness lower bound and border-clipped MACs) and
+a label-setting dynamic program over the cuts keeps, at each cut, every Pareto-optimal (peak, MACs) pair of the
 schedules of the prefix; max and + are monotone, so the front at the last cut is the exact
 front of the whole space. Tilings are computed once per segment end, policy and tile count
 and shared by every segment start (the backward region propagation does not depend on where
