@@ -17,7 +17,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import random_multi_output_cnn
-from test_codegen import assert_outputs_equal, needs_cc
+from test_codegen import C_BUILDS, assert_outputs_equal, needs_cc
 
 import tinypatch.planning.optimal as O
 from tinypatch.backends import write_tflite
@@ -96,6 +96,18 @@ def test_cli_reads_an_illegal_stage_as_a_user_error(tmp_path, capsys):
 def test_random_multi_output_fronts_are_legal_and_exact(case, include_input):
     g, x = case
     assert_front_legal_and_exact(g, [x], include_input)
+
+
+@needs_cc
+@C_BUILDS
+@given(random_multi_output_cnn(max_layers=4))
+def test_random_multi_output_least_peak_plan_is_exact_in_c(tmp_path_factory, case):
+    g, x = case
+    best = min(search(g, include_input=False).front, key=lambda s: (s.peak, s.macs))
+    out = tmp_path_factory.mktemp("c")
+    generate(g, best.plan, out)
+    make(out, "host-check")
+    assert_outputs_equal(g, run_host(out, g, [x], "model_host_check"), [x])
 
 
 @pytest.mark.parametrize("include_input", [False, True])
