@@ -38,12 +38,15 @@ from tinypatch.runtime.inputs import random_input
 from tinypatch.runtime.plan_executor import PlanExecutor
 
 
-def assert_front_legal_and_exact(g: Graph, xs: list[np.ndarray], include_input: bool) -> list:
-    """Every front plan: legal stages, DP cost == plan liveness, exact at measured == planned peak."""
+def assert_front_legal_and_exact(g: Graph, xs: list[np.ndarray], include_input: bool, every: bool = True) -> list:
+    """Every front plan (or, not ``every``: the least-peak, the fewest-MAC and the best within +10%
+    MACs): legal stages, DP cost == plan liveness, exact at measured == planned peak."""
     res = search(g, include_input=include_input)
     ref = run(g, xs)
     producers = g.producers()
-    for s in res.front:
+    chosen = res.front if every else list({id(s): s for s in (res.front[0], res.front[-1],
+                                                              res.best_under_overhead(0.1))}.values())
+    for s in chosen:
         for st_ in s.plan.stages:
             stage_info(g, st_.start, st_.end)  # legal
             swallowed = [t for t in g.outputs if st_.start <= producers[t] < st_.end - 1]
@@ -101,7 +104,7 @@ def test_random_multi_output_fronts_are_legal_and_exact(case, include_input):
 
 
 @needs_cc
-@C_BUILDS
+@settings(C_BUILDS, max_examples=3)
 @given(random_multi_output_cnn(max_layers=4))
 def test_random_multi_output_least_peak_plan_is_exact_in_c(tmp_path_factory, case):
     g, x = case
@@ -115,8 +118,8 @@ def test_random_multi_output_least_peak_plan_is_exact_in_c(tmp_path_factory, cas
 @pytest.mark.parametrize("include_input", [False, True])
 def test_small_detector_front_is_exact(include_input):
     g = build("mcunet-det-s")
-    front = assert_front_legal_and_exact(g, [random_input(g.tensors[g.inputs[0]], 3)], include_input)
-    assert any(s.plan.stages for s in front)
+    front = assert_front_legal_and_exact(g, [random_input(g.tensors[g.inputs[0]], 3)], include_input, every=False)
+    assert len(front) > 3 and any(s.plan.stages for s in front)
 
 
 def litert_activations(g: Graph, content: bytes, x: np.ndarray) -> dict[str, np.ndarray]:
