@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tinypatch.analysis.regions import reads_nchw
 from tinypatch.codegen import cfmt
 from tinypatch.codegen.emitters import OpEmitter, Site, reduce_finish
 from tinypatch.codegen.storage import Storage, Unit
-from tinypatch.codegen.views import Layout, View, full_view, window_view
+from tinypatch.codegen.views import Layout, View, full_view, nchw_window_view, window_view
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import op_def
@@ -222,8 +223,11 @@ class Scheduler:
             else:
                 c = READS + 2 * cols.index(p)
                 x0, w = columns(t, c)
-                ins.append(window_view(self.storage, t, self._layout(st, t), f"h{k}[{c}]", x0,
-                                       f"(h{k}[{c + 1}] - h{k}[{c}])", w))
+                rows = f"(h{k}[{c + 1}] - h{k}[{c}])"
+                if reads_nchw(g, op):  # a leading TRANSPOSE reads its window of the NCHW input
+                    ins.append(nchw_window_view(self.storage, t, f"h{k}[{c}]", x0, rows, w))
+                else:
+                    ins.append(window_view(self.storage, t, self._layout(st, t), f"h{k}[{c}]", x0, rows, w))
         return ins
 
     def _site(self, st: StageTiling, k: int, cols: list[int]) -> Site:

@@ -117,6 +117,7 @@ class OpDef:
     const_operands: bool = False  # a constant input may be a data operand (a tensor view in C)
     residual_join: bool = False  # joins a residual block's skip (analytic MCUNetV2 convention)
     analytic_inplace: bool = False  # in place under the analytic MCUNetV2 convention (depthwise)
+    permutes: bool = False  # input 1 is a constant axis permutation (an NCHW->NHWC one of a graph input tiles)
     attrs: dict[str, Any] = field(default_factory=dict)  # attribute defaults (TFLite schema names)
     limits: str = ""  # what is not supported (documentation)
 
@@ -187,7 +188,7 @@ OPS: dict[str, OpDef] = {d.name: d for d in (
     OpDef("RESHAPE", Kind.SHAPE, Region.NONE, "shape.Reshape", (), c_types=CTypes.MOVE, inplace=InPlace.ALIAS,
           quantization="any dtype"),
     OpDef("TRANSPOSE", Kind.SHAPE, Region.NONE, "shape.Transpose", ("tp_copy",), c_types=CTypes.MOVE,
-          quantization="any dtype", limits="rank <= 4"),
+          permutes=True, quantization="any dtype", limits="rank <= 4"),
 )}
 
 # An operator type not in the table: opaque (needs its whole input, no MACs, never in place).
