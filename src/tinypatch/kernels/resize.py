@@ -2,7 +2,7 @@
 
 Source index of output row y: ``min(floor((y + o) * scale), in - 1)`` (``round`` with
 align_corners), clamped at 0 with half_pixel_centers, everything in float32 like the C
-code. :meth:`ResizeNearest.resize_window` computes any window of the output from the
+code. :meth:`ResizeNearest.window` (and :meth:`ResizeBilinear.window`) computes any window of the output from the
 slice of input rows/columns that window reads, for patch-based execution.
 """
 
@@ -55,6 +55,11 @@ class ResizeNearest(PreparedOp):
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         x = inputs[0]
         return self.resize_window(x, (0, 0), ((0, self.out_hw[0]), (0, self.out_hw[1])), x.shape[1:3])
+
+    def window(self, x_region: np.ndarray, in_origin: tuple[int, int],
+               out_window: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+        """Output window ``out_window`` of the full resize from the input slice at ``in_origin``."""
+        return self.resize_window(x_region, in_origin, out_window, self.tensor(0).shape[1:3])
 
     def resize_window(self, x_region: np.ndarray, in_origin: tuple[int, int],
                       out_window: tuple[tuple[int, int], tuple[int, int]],
@@ -136,10 +141,10 @@ class ResizeBilinear(PreparedOp):
         return fn(self.out_hw[ax], self.in_hw[ax], self.align_corners, self.half_pixel_centers)
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
-        return self.resize_window(inputs[0], (0, 0), ((0, self.out_hw[0]), (0, self.out_hw[1])))
+        return self.window(inputs[0], (0, 0), ((0, self.out_hw[0]), (0, self.out_hw[1])))
 
-    def resize_window(self, x_region: np.ndarray, in_origin: tuple[int, int],
-                      out_window: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+    def window(self, x_region: np.ndarray, in_origin: tuple[int, int],
+               out_window: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
         """Output rows ``[y0, y1)`` x cols ``[x0, x1)`` from the input slice whose top-left pixel is
         ``in_origin``; the slice must cover every source row and column of the window."""
         (y0, y1), (x0, x1) = out_window

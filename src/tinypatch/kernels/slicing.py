@@ -50,7 +50,9 @@ class _Slice(PreparedOp):
         return shape
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
-        return np.ascontiguousarray(inputs[0][self.index]).reshape(self.out.shape)
+        """The slice (of a whole tensor, or of a tile when it keeps N, H and W whole)."""
+        y = np.ascontiguousarray(inputs[0][self.index])
+        return y.reshape(self.shrink_out(y.shape))
 
     def channel_range(self) -> tuple[int, int] | None:
         """(first, stop) of the channels a 4-D slice keeps when it keeps N, H and W whole, else None."""
@@ -102,6 +104,8 @@ class StridedSlice(_Slice):
                 continue
             start, stop = strided_bounds(begin[i], end[i], strides[i], x.shape[i], bool(a["begin_mask"] >> i & 1),
                                          bool(a["end_mask"] >> i & 1), self.shrink[i], bool(a["offset"]))
+            if self.shrink[i] and not 0 <= start < x.shape[i]:
+                self.unsupported(f"shrink_axis_mask keeps index {begin[i]} of axis {i}, outside its {x.shape[i]}")
             step = strides[i] if not self.shrink[i] else 1
             index.append(slice(start, None if stop < 0 else stop, step))
         self.index = tuple(index)
