@@ -24,7 +24,8 @@ from tinypatch.ir.ops import out_size
 
 LAYER_KINDS = ("conv", "depthwise", "avg_pool", "max_pool", "pad", "residual_add", "mul", "resize", "concat")
 # issue 10's operators (drawn only where a test asks for them)
-NEW_KINDS = ("bilinear", "transpose_conv", "maximum", "minimum", "squared_difference", "prelu", "channel_slice")
+NEW_KINDS = ("bilinear", "transpose_conv", "maximum", "minimum", "squared_difference", "prelu", "channel_slice",
+             "split")
 FUSED = ("NONE", "RELU", "RELU6")
 _TARGET_STD = 40.0  # aim activations at about this many quantization steps of spread
 _MAX_CHANNELS = 8
@@ -216,6 +217,21 @@ class CnnBuilder:
         ins = [self._const(np.array(v, np.int32)) for v in ([0, 0, 0, begin], [-1, -1, -1, size])]
         return self._emit("SLICE", [self.cur, *ins], (n, h, w, size), self.quant(), self.std)
 
+    def split_swap(self, sizes: list[int], v: bool) -> str:
+        """SPLIT (equal parts) or SPLIT_V of the channels, then the parts concatenated in reverse order."""
+        n, h, w, c = self.shape()
+        outs = [self._activation((n, h, w, k), self.quant()) for k in sizes]
+        axis = self._const(np.array([3] if v else 3, np.int32))
+        if v:
+            ins = [self.cur, self._const(np.array(sizes, np.int32)), axis]
+        else:
+            ins = [axis, self.cur]
+        self.g.add_op(Op("SPLIT_V" if v else "SPLIT", ins, outs, {"num_splits": len(sizes)}))
+        for o in outs:
+            self.stds[o] = self.std
+        return self._emit("CONCATENATION", outs[::-1], (n, h, w, c), self.quant(), self.std, axis=3,
+                          fused_activation_function="NONE")
+
     def concat(self, first: str, axis: int) -> str:
         n, h, w, c = self.shape()
         shape = (n, h, w, self.shape(first)[3] + c)
@@ -330,6 +346,16 @@ def _layer(draw: st.DrawFn, b: CnnBuilder, kind: str) -> None:
         assume(c > 1)
         begin = draw(st.integers(0, c - 1))
         b.channel_slice(begin, draw(st.integers(1, c - begin)), draw(st.booleans()))
+    elif kind == "split":
+        v = draw(st.booleans())
+        divisors = [k for k in range(1, c + 1) if c % k == 0]
+        if v:
+            cuts = sorted(draw(st.sets(st.integers(1, c - 1), max_size=3))) if c > 1 else []
+            sizes = [b - a for a, b in zip([0, *cuts], [*cuts, c])]
+        else:
+            parts = draw(st.sampled_from(divisors))
+            sizes = [c // parts] * parts
+        b.split_swap(sizes, v)
     else:
         raise ValueError(f"unknown layer kind {kind!r}")
 
