@@ -31,7 +31,7 @@ from tinypatch.kernels.softmax import SCALED_DIFF_INTEGER_BITS
 
 SPATIAL = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "RESIZE_NEAREST_NEIGHBOR",
            "RESIZE_BILINEAR", "TRANSPOSE_CONV")
-WINDOW_OPS = ("PAD", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")  # no SAME/VALID pads of their own
+NO_PAD_OPS = ("PAD", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")  # no SAME/VALID pads of their own
 MULTI_OUTPUT_OPS = ("SPLIT", "SPLIT_V")  # layer by layer only: one copy per output
 LUT_OPS = ("RELU", "RELU6", "LOGISTIC", "HARD_SWISH")
 MOVE_DTYPES = ("int8", "uint8", "int32", "float32")

@@ -388,8 +388,8 @@ void tp_copy(int esize, const int32_t *d, const void *x, const int32_t *sx, void
         if (sx[3] == 1 && sy[3] == 1) {
             memmove(py, px, (size_t)d[3] * esize);
         } else {
-            for (int32_t i = 0; i < d[3]; i++)
-                memcpy(py + (ptrdiff_t)i * sy[3] * esize, px + (ptrdiff_t)i * sx[3] * esize, (size_t)esize);
+            for (int32_t i = 0; i < d[3]; i++) /* memmove: in place, an element may be copied onto itself */
+                memmove(py + (ptrdiff_t)i * sy[3] * esize, px + (ptrdiff_t)i * sx[3] * esize, (size_t)esize);
         }
     }
 }
