@@ -259,6 +259,26 @@ class CnnBuilder:
         return self.g
 
 
+def unet_step() -> tuple[Graph, np.ndarray]:
+    """A small U-Net step (24x20x3 input): conv, stride-2 conv, stride-2 TRANSPOSE_CONV back up, channel
+    concat with the skip, PRELU, bilinear upsampling (half-pixel centres) to 36x30, MAXIMUM with a 1x1
+    branch, conv; and a seeded input."""
+    rng = np.random.default_rng(11)
+    b = CnnBuilder(rng, (1, 24, 20, 3), "unet_step")
+    b.conv(8, 3, 3, (1, 1), (1, 1), "SAME", "RELU")
+    skip = b.cur
+    b.conv(16, 3, 3, (2, 2), (1, 1), "SAME", "RELU")
+    b.transpose_conv(8, 3, 3, (2, 2), "SAME", True, "RELU")
+    b.concat(skip, 3)
+    b.prelu()
+    b.resize_bilinear(36, 30, False, True)
+    branch = b.cur
+    b.conv(16, 1, 1, (1, 1), (1, 1), "SAME", out_quant=b.quant(branch))
+    b.binary("MAXIMUM", branch)
+    b.conv(4, 3, 3, (1, 1), (1, 1), "SAME")
+    return b.finish(), rng.integers(-128, 128, (1, 24, 20, 3), dtype=np.int8)
+
+
 # --- hypothesis strategies -------------------------------------------------------------
 def _odd(lo: int, hi: int) -> st.SearchStrategy[int]:
     return st.integers(lo // 2, (hi - 1) // 2).map(lambda k: 2 * k + 1)

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import LAYER_KINDS, NEW_KINDS, CnnBuilder, random_cnn
+from strategies import LAYER_KINDS, NEW_KINDS, random_cnn, unet_step
 from test_codegen import C_BUILDS, assert_outputs_equal, needs_cc
 from test_inplace import all_inplace
 from test_kernels_litert_ops import act_t, const_t, q, single_op
+from test_newops_plans import STREAM_KINDS
+from test_stream import stream_case
 
 from tinypatch.codegen import generate
 from tinypatch.codegen.report import measure
@@ -84,6 +86,14 @@ def test_new_ops_layer_by_layer_in_place_reference_kernels(tmp_path_factory, cas
 
 
 @needs_cc
+@NEWOPS_BUILDS
+@given(stream_case(kinds=STREAM_KINDS))
+def test_new_pointwise_ops_in_stream_stages_are_exact(tmp_path_factory, case):
+    g, x, p = case
+    build_and_compare(g, x, p, tmp_path_factory.mktemp("newops_stream"))
+
+
+@needs_cc
 @pytest.mark.parametrize("op_type", ["SLICE", "STRIDED_SLICE"])
 def test_general_slices_are_exact(op_type, tmp_path):
     """Slices along H, W and channels with steps (negative ones too), and a shrunk axis."""
@@ -102,25 +112,6 @@ def test_general_slices_are_exact(op_type, tmp_path):
     build_and_compare(g, x, Plan.layer_by_layer(g), tmp_path)
 
 
-def unet_like() -> tuple[Graph, np.ndarray]:
-    """A small U-Net step: conv, stride-2 conv, stride-2 TRANSPOSE_CONV back up, channel concat with
-    the skip, PRELU, bilinear upsampling (half-pixel centres), MAXIMUM with a 1x1 branch, conv."""
-    rng = np.random.default_rng(11)
-    b = CnnBuilder(rng, (1, 24, 20, 3), "unet_like")
-    b.conv(8, 3, 3, (1, 1), (1, 1), "SAME", "RELU")
-    skip = b.cur
-    b.conv(16, 3, 3, (2, 2), (1, 1), "SAME", "RELU")
-    b.transpose_conv(8, 3, 3, (2, 2), "SAME", True, "RELU")
-    b.concat(skip, 3)
-    b.prelu()
-    b.resize_bilinear(36, 30, False, True)
-    branch = b.cur
-    b.conv(16, 1, 1, (1, 1), (1, 1), "SAME", out_quant=b.quant(branch))
-    b.binary("MAXIMUM", branch)
-    b.conv(4, 3, 3, (1, 1), (1, 1), "SAME")
-    return b.finish(), rng.integers(-128, 128, (1, 24, 20, 3), dtype=np.int8)
-
-
 def unet_plans(g: Graph) -> dict[str, Plan]:
     """Layer by layer, the search's least-peak plan, and a 3x2 stage over the upsampling path per halo mode."""
     plans = {"layer": Plan.layer_by_layer(g), "least-peak": choose(search(g)).plan}
@@ -131,8 +122,8 @@ def unet_plans(g: Graph) -> dict[str, Plan]:
     return plans
 
 
-def test_unet_like_plans_run_exactly_at_the_planned_peak():
-    g, x = unet_like()
+def test_unet_step_plans_run_exactly_at_the_planned_peak():
+    g, x = unet_step()
     want = run(g, [x])
     for name, p in unet_plans(g).items():
         result = PlanExecutor(g, p)(x)
@@ -142,16 +133,17 @@ def test_unet_like_plans_run_exactly_at_the_planned_peak():
 
 @needs_cc
 @pytest.mark.parametrize("plan_name", ["layer", "least-peak", "up-recompute", "up-cache"])
-def test_unet_like_host_build_is_exact(plan_name, tmp_path):
-    g, x = unet_like()
+def test_unet_step_host_build_is_exact(plan_name, tmp_path):
+    g, x = unet_step()
     build_and_compare(g, x, unet_plans(g)[plan_name], tmp_path)
 
 
 @pytest.mark.skipif(NO_M7 is not None, reason=f"Cortex-M toolchain/emulator: {NO_M7}")
-@pytest.mark.parametrize("plan_name", ["layer", "up-cache_w"])
-def test_unet_like_is_exact_on_cortex_m7(plan_name, tmp_path):
-    """The DSP transpose-conv path (SMLAD on pairs of pixels and channels) on an emulated Cortex-M7."""
-    g, x = unet_like()
-    project = generate(g, unet_plans(g)[plan_name], tmp_path, target="cortex-m7")
+@pytest.mark.parametrize("target,plan_name", [("cortex-m7", "layer"), ("cortex-m7", "up-cache_w"),
+                                              ("cortex-m4", "least-peak"), ("cortex-m55", "up-cache")])
+def test_unet_step_is_exact_on_cortex_m(target, plan_name, tmp_path):
+    """The DSP transpose-conv path (SMLAD on pairs of pixels and channels) on emulated Cortex-M4/M7/M55."""
+    g, x = unet_step()
+    project = generate(g, unet_plans(g)[plan_name], tmp_path, target=target)
     assert "tp_tconv_s8" in (tmp_path / "model.c").read_text()
     assert measure(g, project, [x]).exact

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from strategies import LAYER_KINDS, NEW_KINDS, assert_same_graph, random_cnn
 from test_patch_properties import assert_runs_exactly, legal_stages, stage
 from test_random_cnn_litert import litert_activations
+from test_stream import assert_stream_exact, stream_case
 
 from tinypatch.analysis.regions import AxisMap
 from tinypatch.backends import write_tflite
@@ -70,6 +71,17 @@ def new_op_plan(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
 @given(new_op_plan())
 def test_new_ops_inside_stages_are_exact_at_the_planned_peak(case):
     assert_runs_exactly(*case)
+
+
+# the new ops that can stream (same-size point-wise / channel ranges), between convolutions
+STREAM_KINDS = ("maximum", "minimum", "squared_difference", "prelu", "channel_slice", "conv", "depthwise")
+
+
+@settings(SETTINGS, max_examples=100)
+@given(stream_case(kinds=STREAM_KINDS))
+def test_new_pointwise_ops_in_stream_stages_are_exact(case):
+    graph, x, plan = case
+    assert_stream_exact(graph, plan, [x])
 
 
 @st.composite
