@@ -21,7 +21,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from tinypatch.analysis.memory import analytic_memory
+from tinypatch.analysis.analytic import analytic_memory
 from tinypatch.analysis.regions import split_even
 from tinypatch.frontends.zoo import build
 from tinypatch.ir import Graph

@@ -36,7 +36,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tinypatch.analysis.memory import analyze
+from tinypatch.report.layer_memory import analyze
 from tinypatch.assets import assets_dir
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.planning.arena import plan_arena

@@ -13,12 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import random_cnn
 
-from tinypatch.analysis.inplace import BLOCK, WINDOW_OPS, inplace_candidates, window_shift
+from tinypatch.analysis.inplace_shift import BLOCK, inplace_candidates, window_shift
 from tinypatch.analysis.liveness import Buffer
 from tinypatch.analysis.regions import axis_maps
 from tinypatch.errors import PlanError
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.ir import DTYPE_BYTES, Graph
+from tinypatch.ir.optable import OPS, InPlace
 from tinypatch.planning.arena import place
 from tinypatch.planning.inplace import add_inplace, inplace_options
 from tinypatch.planning.memory import place_plan, plan_buffers
@@ -30,6 +31,7 @@ from tinypatch.runtime.plan_executor import PlanExecutor
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 WINDOW_KINDS = ("conv", "depthwise", "avg_pool", "max_pool", "pad")
+WINDOW_OPS = tuple(name for name, d in OPS.items() if d.inplace == InPlace.WINDOW)
 
 
 def _hazard(graph: Graph, k: int, shift: int, block: int = BLOCK) -> bool:

@@ -203,6 +203,15 @@ def test_unary_int8_over_every_input_value(op_type, si, so, zi, zo) -> None:
     assert_matches_litert(g, [ALL_INT8])
 
 
+@settings(max_examples=40, deadline=None)
+@given(alpha=st.one_of(st.floats(0.0, 1.0), st.floats(-2.0, 3.0)).map(np.float32),
+       si=st.floats(1e-3, 1.0).map(np.float32), so=st.floats(1e-3, 1.0).map(np.float32), zi=ZPS, zo=ZPS)
+def test_leaky_relu_int8_over_every_input_value(alpha, si, so, zi, zo) -> None:
+    g = single_op("LEAKY_RELU", [act_t("x", (1, 256), quant=q(si, zi))], act_t("y", (1, 256), quant=q(so, zo)),
+                  alpha=float(alpha))
+    assert_matches_litert(g, [ALL_INT8])
+
+
 @settings(max_examples=30, deadline=None)
 @given(scale=SCALES, zp=ZPS, seed=st.integers(0, 2**32 - 1), spread=st.floats(-3, 3))
 def test_quantize_dequantize_float(scale, zp, seed, spread) -> None:
@@ -271,6 +280,7 @@ def _float_cases() -> dict[str, tuple[list[Tensor], Tensor, dict]]:
         "LOGISTIC": ([x], act_t("y", x.shape, "float32"), {}),
         "HARD_SWISH": ([x], act_t("y", x.shape, "float32"), {}),
         "RELU6": ([x], act_t("y", x.shape, "float32"), {}),
+        "LEAKY_RELU": ([x], act_t("y", x.shape, "float32"), dict(alpha=0.2)),
     }
 
 

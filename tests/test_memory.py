@@ -10,7 +10,8 @@ from hypothesis import given, settings
 
 from tinypatch.analysis.liveness import liveness, tensor_lifetimes
 from tinypatch.analysis.macs import cost_totals, flash_bytes, op_costs
-from tinypatch.analysis.memory import analytic_memory, analyze, residual_skips
+from tinypatch.analysis.analytic import analytic_memory, residual_skips
+from tinypatch.report.layer_memory import analyze
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.frontends.zoo import build
 from tinypatch.ir import Graph, Op, Tensor

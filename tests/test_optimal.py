@@ -167,3 +167,11 @@ def test_global_average_pool_stage_on_a_real_model(halo):
     assert out.arena_high_water == out.arena_size
     for n in g.outputs:
         assert np.array_equal(out.outputs[n], ref[n])
+
+
+def test_halo_policies_name_and_map_their_ops():
+    assert str(O.HaloPolicy("cache", before=4)) == "cache<4"
+    assert O.HaloPolicy("cache", before=4).halo(2, 8) == {2: "cache", 3: "cache"}
+    assert str(O.HaloPolicy("cache_w", after=4)) == "cache_w>=4"
+    assert O.HaloPolicy("cache_w", after=4).halo(2, 8) == {k: "cache_w" for k in range(4, 7)}
+    assert O.HaloPolicy("cache").halo(0, 3) == {0: "cache", 1: "cache"} and O.RECOMPUTE.halo(0, 3) == {}

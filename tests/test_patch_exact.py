@@ -21,7 +21,7 @@ import pytest
 from conftest import MODELS, model_path
 from strategies import CnnBuilder
 
-from tinypatch.analysis.memory import analytic_memory
+from tinypatch.analysis.analytic import analytic_memory
 from tinypatch.analysis.regions import split_even
 from tinypatch.frontends import zoo
 from tinypatch.frontends.tflite import load_tflite

@@ -107,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
     r.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
 
+    sh = sub.add_parser("show", help="print the IR, a plan's tiles and the arena map",
+                        description="Print the IR (one line per op: inputs and outputs with shapes and "
+                                    "quantization), each patch stage's tiles with the input spans and halos, and "
+                                    "the arena map (buffer, offset, size, first and last op) exactly as the C "
+                                    "generator places it.")
+    sh.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+    sh.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
+    sh.add_argument("--no-inplace", dest="inplace", action="store_false",
+                    help="as `codegen --no-inplace`: no layer-by-layer op writes over its input")
+    sh.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+
     sub.add_parser("zoo", help="list the built-in models", description="List the built-in zoo models.")
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
     return p
@@ -174,7 +185,7 @@ def _load(spec: str):  # noqa: ANN202
 
 
 def cmd_analyze(args: argparse.Namespace, console: Console) -> int:
-    from tinypatch.analysis.memory import analyze
+    from tinypatch.report.layer_memory import analyze
     from tinypatch.report.tables import analyze_tables, layer_plot
 
     graph = _load(args.model)
@@ -293,7 +304,7 @@ def cmd_zoo(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
     from tinypatch.codegen import generate
-    from tinypatch.codegen.cli import report_project
+    from tinypatch.codegen.report_cli import report_project
     from tinypatch.planning.plan import Plan
 
     graph = _load(args.model)
@@ -306,7 +317,18 @@ def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
     return report_project(console, graph, project, args) if args.report else 0
 
 
-COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen}
+def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    from tinypatch.planning.plan import Plan
+    from tinypatch.report.show import format_pipeline, pipeline
+
+    graph = _load(args.model)
+    facts = pipeline(graph, Plan.load(args.plan) if args.plan else None, args.inplace)
+    sys.stdout.write(json.dumps(facts, indent=1) + "\n" if args.json else format_pipeline(facts))
+    return 0
+
+
+COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
+            "show": cmd_show}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,7 @@ tensors out of the arena (e.g. an input streamed from a camera).
 
 An *anchor* ties a buffer to another at a fixed distance: an operator run in place writes its
 output buffer ``shift`` bytes below the input buffer it overwrites
-(:mod:`tinypatch.analysis.inplace`), so the two may share bytes at the step where one ends and
+(:mod:`tinypatch.analysis.inplace_shift`), so the two may share bytes at the step where one ends and
 the other starts. Anchored buffers form groups placed as one block.
 """
 
@@ -18,9 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tinypatch.ir import Graph
-
-# ops whose output 0 may share the buffer of input 0 (same bytes, only the shape changes)
-ALIAS_OPS = ("RESHAPE",)
+from tinypatch.ir.optable import InPlace, op_def
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,7 @@ def liveness(graph: Graph, include_input: bool = True, include_output: bool = Tr
     root = {t: t for t in in_arena}
     if aliasing:
         for op in graph.ops:
-            if op.type in ALIAS_OPS and op.inputs[0] in root and op.outputs[0] in root:
+            if op_def(op.type).inplace == InPlace.ALIAS and op.inputs[0] in root and op.outputs[0] in root:
                 src, dst = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
                 if src.nbytes == dst.nbytes:
                     root[op.outputs[0]] = root[op.inputs[0]]

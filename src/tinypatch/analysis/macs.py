@@ -10,7 +10,7 @@ MACs count multiply-accumulates of the matrix ops only:
   along W, times in_c * out_c (what the scatter computes).
 
 Every other op reports 0 MACs; its arithmetic is in ``elem_ops`` (one per output element
-for ADD/MUL/MAXIMUM/MINIMUM/SQUARED_DIFFERENCE/PRELU, kh*kw per output element for pools, one per input element for MEAN/SOFTMAX).
+for element-wise ops, kh*kw per output element for pools, one per input element for MEAN/SOFTMAX).
 Activation bytes use each tensor's own dtype; parameter bytes are the op's constant
 inputs (weights, bias, shape/axis tensors), which live in flash.
 """
@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinypatch.analysis.regions import transpose_geometry, window_geometry
 from tinypatch.ir import Graph, Op
-from tinypatch.ir.ops import POOL_OPS, pad_before, with_defaults
+from tinypatch.ir.ops import pad_before
+from tinypatch.ir.optable import ElemOps, Macs, op_def
 
 
 @dataclass(frozen=True)
@@ -58,19 +60,18 @@ def _elems(shape: tuple[int, ...]) -> int:
 
 def op_macs(graph: Graph, op: Op) -> int:
     """Multiply-accumulates of one op (0 for ops other than conv, depthwise, transpose conv and FC)."""
-    if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"):
+    rule = op_def(op.type).macs
+    if rule == Macs.NONE:
         return 0
     out = graph.tensors[op.outputs[0]]
     w = graph.tensors[op.inputs[1]].shape
-    if op.type == "TRANSPOSE_CONV":  # filter [out_c, kh, kw, in_c]; taps landing inside the output
-        a = with_defaults(op.type, op.attrs)
-        x = graph.tensors[op.inputs[2]].shape
-        taps = [_scatter_taps(x[1 + ax], out.shape[1 + ax], w[1 + ax], a[("stride_h", "stride_w")[ax]], a["padding"])
-                for ax in (0, 1)]
+    if rule == Macs.TRANSPOSE:  # filter [out_c, kh, kw, in_c]; (input, tap) pairs landing inside the output
+        x, (kernel, stride, padding) = graph.tensors[op.inputs[2]].shape, transpose_geometry(graph, op)
+        taps = [_scatter_taps(x[1 + ax], out.shape[1 + ax], kernel[ax], stride[ax], padding) for ax in (0, 1)]
         return x[0] * taps[0] * taps[1] * w[0] * w[3]
-    if op.type == "CONV_2D":  # filter [out_c, kh, kw, in_c]
+    if rule == Macs.CONV:  # filter [out_c, kh, kw, in_c]
         return _elems(out.shape) * w[1] * w[2] * w[3]
-    if op.type == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, out_c]
+    if rule == Macs.DEPTHWISE:  # filter [1, kh, kw, out_c]
         return _elems(out.shape) * w[1] * w[2]
     return out.size * w[-1]  # FC filter [out, in]
 
@@ -84,13 +85,15 @@ def _scatter_taps(in_size: int, out_size: int, kernel: int, stride: int, padding
 
 def op_elem_ops(graph: Graph, op: Op) -> int:
     """Arithmetic outside MACs: element-wise, pooling, reduction and softmax work."""
+    d = op_def(op.type)
     out_n = sum(graph.tensors[t].size for t in op.outputs)
-    if op.type in ("ADD", "MUL", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU"):
+    if d.elem_ops == ElemOps.PER_OUTPUT:
         return out_n
-    if op.type in POOL_OPS:
-        a = with_defaults(op.type, op.attrs)
-        return out_n * a["filter_h"] * a["filter_w"]
-    if op.type in ("MEAN", "SOFTMAX"):
+    if d.elem_ops == ElemOps.PER_WINDOW:
+        assert d.window is not None
+        kh, kw = window_geometry(graph, op, d.window)[0]
+        return out_n * kh * kw
+    if d.elem_ops == ElemOps.PER_INPUT:
         return graph.tensors[op.inputs[0]].size
     return 0
 

@@ -15,17 +15,10 @@ from functools import lru_cache
 import numpy as np
 
 from tinypatch.ir import Graph, Op
-from tinypatch.ir.ops import CONV_OPS, POOL_OPS, out_size, pad_before, with_defaults
+from tinypatch.ir.ops import out_size, pad_before, with_defaults
+from tinypatch.ir.optable import Reduce, Region, Window, op_def
 
 Interval = tuple[int, int]  # half-open [start, stop)
-
-# Operators whose output pixel (y, x) reads only input pixel (y, x) of every 4-D input.
-POINTWISE_OPS = frozenset({
-    "ADD", "MUL", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6",
-    "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU",
-})
-# Operators whose output pixel reads only the same pixel of the input (a channel range of it).
-CHANNEL_SLICE_OPS = frozenset({"SLICE", "STRIDED_SLICE"})
 # Kinds of AxisMap whose reads come from a per-output-index table (monotone first/last input index).
 TABLE_KINDS = ("nearest", "bilinear", "transpose")
 
@@ -128,55 +121,74 @@ def axis_maps(graph: Graph, op: Op) -> tuple[AxisMap, AxisMap] | None:
     in_hw = _spatial_hw(graph, acts[0])
     if in_hw is None:
         return None
-    t = op.type
-    if t in POINTWISE_OPS:
+    d = op_def(op.type)
+    if d.region == Region.IDENTITY:
         if any(_spatial_hw(graph, x) is None for x in acts):
             return None
         return tuple(AxisMap("identity", i, o) for i, o in zip(in_hw, out_hw))  # type: ignore[return-value]
-    if t == "CONCATENATION":
+    if d.region == Region.CONCAT:
         axis = op.attrs.get("axis", -1) % 4
         if axis != 3 or any(_spatial_hw(graph, x) != out_hw for x in acts):
             return None
         return AxisMap("identity", in_hw[0], out_hw[0]), AxisMap("identity", in_hw[1], out_hw[1])
-    if t in CONV_OPS or t in POOL_OPS:
-        a = with_defaults(t, op.attrs)
-        if t in POOL_OPS:
-            kernel = (a["filter_h"], a["filter_w"])
-        else:
-            wshape = graph.tensors[op.inputs[1]].shape
-            kernel = (wshape[1], wshape[2])
-        maps = []
-        for ax, (k, s, d) in enumerate(zip(kernel, (a["stride_h"], a["stride_w"]),
-                                            (a.get("dilation_h", 1), a.get("dilation_w", 1)))):
-            assert out_size(in_hw[ax], k, s, d, a["padding"]) == out_hw[ax], f"{op.name}: shape mismatch"
-            maps.append(AxisMap("window", in_hw[ax], out_hw[ax], k, s, d, pad_before(in_hw[ax], k, s, d, a["padding"])))
-        return maps[0], maps[1]
-    if t == "PAD":
+    if d.region == Region.WINDOW:
+        assert d.window is not None, f"{op.type}: a window region needs window attributes"
+        return _window_maps(graph, op, d.window, in_hw, out_hw)
+    if d.region == Region.PAD:
         pads = graph.tensors[op.inputs[1]].data
         if pads is None or pads.shape[0] != 4 or pads[0].any() or pads[3].any():
             return None
         return (AxisMap("window", in_hw[0], out_hw[0], pad=int(pads[1][0])),
                 AxisMap("window", in_hw[1], out_hw[1], pad=int(pads[2][0])))
-    if t in ("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"):
-        a = with_defaults(t, op.attrs)
-        kind = "nearest" if t == "RESIZE_NEAREST_NEIGHBOR" else "bilinear"
+    if d.region in (Region.NEAREST, Region.BILINEAR):
+        a = with_defaults(op.type, op.attrs)
+        kind = "nearest" if d.region == Region.NEAREST else "bilinear"
         return tuple(AxisMap(kind, i, o, align_corners=a["align_corners"],  # type: ignore[return-value]
                              half_pixel_centers=a["half_pixel_centers"]) for i, o in zip(in_hw, out_hw))
-    if t == "TRANSPOSE_CONV":
-        a = with_defaults(t, op.attrs)
-        wshape = graph.tensors[op.inputs[1]].shape
-        return tuple(AxisMap("transpose", i, o, k, s, pad=pad_before(o, k, s, 1, a["padding"]))  # type: ignore[return-value]
-                     for i, o, k, s in zip(in_hw, out_hw, wshape[1:3], (a["stride_h"], a["stride_w"])))
-    if t in CHANNEL_SLICE_OPS and in_hw == out_hw and _keeps_pixels(graph, op):
+    if d.region == Region.TRANSPOSE:
+        kernel, stride, padding = transpose_geometry(graph, op)
+        return tuple(AxisMap("transpose", i, o, k, s, pad=pad_before(o, k, s, 1, padding))  # type: ignore[return-value]
+                     for i, o, k, s in zip(in_hw, out_hw, kernel, stride))
+    if d.region == Region.CHANNEL_SLICE and in_hw == out_hw and _keeps_pixels(graph, op):
         return AxisMap("identity", in_hw[0], out_hw[0]), AxisMap("identity", in_hw[1], out_hw[1])
     return None
 
 
+def transpose_geometry(graph: Graph, op: Op) -> tuple[tuple[int, int], tuple[int, int], str]:
+    """(kernel, stride, padding) of a transpose conv: filter [cout, kh, kw, cin] at input 1; the
+    padding is a conv's with that filter and stride on an input of the *output's* size."""
+    a = with_defaults(op.type, op.attrs)
+    wshape = graph.tensors[op.inputs[1]].shape
+    return (wshape[1], wshape[2]), (a["stride_h"], a["stride_w"]), a["padding"]
+
+
 def _keeps_pixels(graph: Graph, op: Op) -> bool:
-    """Does a SLICE / STRIDED_SLICE keep N, H and W whole (a contiguous range of channels)?"""
+    """Does a channel slice keep N, H and W whole (a contiguous range of channels)?"""
     from tinypatch.kernels import prepare
 
     return prepare(graph, op).channel_range() is not None
+
+
+def window_geometry(graph: Graph, op: Op, w: Window) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], str]:
+    """(kernel, stride, dilation, padding) of a window operator, from the attributes its table row names."""
+    a = with_defaults(op.type, op.attrs)
+    if w.kernel is None:
+        wshape = graph.tensors[op.inputs[1]].shape
+        kernel = (wshape[1], wshape[2])
+    else:
+        kernel = (a[w.kernel[0]], a[w.kernel[1]])
+    dilation = (a.get(w.dilation[0], 1), a.get(w.dilation[1], 1)) if w.dilation else (1, 1)
+    return kernel, (a[w.stride[0]], a[w.stride[1]]), dilation, a[w.padding]
+
+
+def _window_maps(graph: Graph, op: Op, w: Window, in_hw: tuple[int, int],
+                 out_hw: tuple[int, int]) -> tuple[AxisMap, AxisMap]:
+    kernel, stride, dilation, padding = window_geometry(graph, op, w)
+    maps = []
+    for ax, (k, s, dl) in enumerate(zip(kernel, stride, dilation)):
+        assert out_size(in_hw[ax], k, s, dl, padding) == out_hw[ax], f"{op.name}: shape mismatch"
+        maps.append(AxisMap("window", in_hw[ax], out_hw[ax], k, s, dl, pad_before(in_hw[ax], k, s, dl, padding)))
+    return maps[0], maps[1]
 
 
 def is_global_reduce(graph: Graph, op: Op) -> bool:
@@ -185,12 +197,14 @@ def is_global_reduce(graph: Graph, op: Op) -> bool:
     if not op.inputs or len(graph.tensors[op.inputs[0]].shape) != 4 or graph.tensors[op.inputs[0]].dtype != "int8":
         return False
     _, h, w, _ = graph.tensors[op.inputs[0]].shape
-    if op.type == "MEAN":
+    d = op_def(op.type)
+    if d.reduce == Reduce.AXES:
         axes = graph.tensors[op.inputs[1]].data if len(op.inputs) > 1 and op.inputs[1] else None
         return axes is not None and {int(a) % 4 for a in np.atleast_1d(axes)} == {1, 2}
-    if op.type == "AVERAGE_POOL_2D":
-        a = with_defaults(op.type, op.attrs)
-        return (a["filter_h"], a["filter_w"]) == (h, w) and a["padding"] == "VALID"
+    if d.reduce == Reduce.FULL_WINDOW:
+        assert d.window is not None
+        kernel, _, _, padding = window_geometry(graph, op, d.window)
+        return kernel == (h, w) and padding == "VALID"
     return False
 
 

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from tinypatch.codegen import targets as tg
-from tinypatch.codegen.ops import OpEmitter
+from tinypatch.codegen.emitters import OpEmitter
 from tinypatch.codegen.schedule import Scheduler
 from tinypatch.codegen.storage import ARENA, Storage, Unit
 from tinypatch.errors import BudgetError, PlanError
@@ -24,8 +24,9 @@ from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.inplace import add_inplace
 from tinypatch.planning.plan import STREAM, Plan
 
-RUNTIME_SOURCES = ("tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast.c", "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c",
-                   "tp_startup.c", "tp_main_mcu.c", "tp_main_host.c")
+RUNTIME_SOURCES = ("tp_types.h", "tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast.c", "tp_fast_mve.h",
+                   "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c", "tp_startup.c", "tp_main_mcu.c",
+                   "tp_main_host.c")
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,7 @@ def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str =
     (:func:`tinypatch.planning.inplace.add_inplace`; ops the plan already lists always are)."""
     if target not in tg.ALL_TARGETS:
         raise PlanError(f"unknown target {target!r}; choose one of {', '.join(tg.ALL_TARGETS)}")
-    plan = plan or Plan.layer_by_layer(graph)
-    check_plan(graph, plan)  # refuses a plan of another model, or an illegal one, before anything is written
-    if inplace:
-        plan = add_inplace(graph, plan)
+    plan = deployed_plan(graph, plan, inplace)
     files, project = render(graph, plan, Path(out_dir), target, sram, stack)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,6 +68,14 @@ def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str =
         with resources.as_file(src / name) as p:
             shutil.copyfile(p, out / name)
     return project
+
+
+def deployed_plan(graph: Graph, plan: Plan | None, inplace: bool = True) -> Plan:
+    """The plan as generated: checked against ``graph`` (None: layer by layer) and, with ``inplace``,
+    with every layer-by-layer op that lowers the arena run in place."""
+    plan = plan or Plan.layer_by_layer(graph)
+    check_plan(graph, plan)  # refuses a plan of another model, or an illegal one, before anything is written
+    return add_inplace(graph, plan) if inplace else plan
 
 
 def render(graph: Graph, plan: Plan, out: Path, target: str, sram: int | None, stack: int
@@ -232,7 +238,7 @@ OPT ?= -O2
 FAST ?= -DTP_FAST
 CFLAGS_COMMON = -std=c99 -Wall -Wextra -fno-strict-aliasing -ffp-contract=off $(FAST)
 MODEL_SRCS = model.c tp_kernels.c tp_fast.c
-HEADERS = model.h tp_kernels.h tp_fast.h tp_mcu.h tp_semihost.h
+HEADERS = model.h tp_types.h tp_kernels.h tp_fast.h tp_fast_mve.h tp_mcu.h tp_semihost.h
 HOST_SRCS = $(MODEL_SRCS) tp_main_host.c
 MCU_SRCS = $(MODEL_SRCS) tp_fast_mve.c tp_main_mcu.c tp_startup.c tp_semihost.c
 ARM_CFLAGS = $(CFLAGS_COMMON) $(OPT) -mthumb -ffunction-sections -fdata-sections

@@ -21,11 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tinypatch.codegen import cfmt
-from tinypatch.codegen.ops import SPATIAL, NO_PAD_OPS, OpEmitter, Site, reduce_finish
+from tinypatch.codegen.emitters import OpEmitter, Site, reduce_finish
 from tinypatch.codegen.storage import Storage, Unit
 from tinypatch.codegen.views import Layout, View, full_view, window_view
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
+from tinypatch.ir.optable import op_def
 from tinypatch.planning.memory import accumulator_name, line_buffer_name
 from tinypatch.planning.stream import (
     STEP_DST,
@@ -39,8 +40,6 @@ from tinypatch.planning.stream import (
 )
 from tinypatch.planning.tiles import StageTiling
 
-# ops that may read a constant as a data operand
-CONST_OPERAND_OPS = ("ADD", "MUL", "CONCATENATION", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU")
 # columns of a span table row
 NEED0, NEED1, OUT0, OUT1, PAD0, PAD1, READS = range(7)
 
@@ -71,7 +70,7 @@ class Scheduler:
 
     def _operand(self, t: str, op_type: str) -> bool:
         """Does the kernel call take this input as a tensor view? (Not weights, shapes, axes.)"""
-        return not self.graph.tensors[t].is_const or op_type in CONST_OPERAND_OPS
+        return not self.graph.tensors[t].is_const or op_def(op_type).const_operands
 
     # --- layer by layer -----------------------------------------------------------------
     def layer(self, k: int) -> str:
@@ -79,7 +78,7 @@ class Scheduler:
         op = g.ops[k]
         ins = [full_view(self.storage, t) if t and self._operand(t, op.type) else None for t in op.inputs]
         site = Site(k, ins, full_view(self.storage, op.outputs[0]))
-        if op.type in SPATIAL and op.type not in NO_PAD_OPS:
+        if op_def(op.type).window is not None:  # a conv or pool: its own SAME/VALID padding
             top, _, left, _ = self.emitter.kernels[k].default_pads(g.tensors[op.inputs[0]].shape[1:3])
             site.pads = (str(top), str(left))
         return f"{{   /* op {k}: {op.type} (a block: its temporaries share stack slots with the other ops') */\n" \

@@ -2,7 +2,7 @@
 
 Only the first subgraph is read. Every failure of the flatbuffer reader on a truncated or
 corrupted file is turned into :class:`~tinypatch.errors.ModelLoadError`; operators outside
-``tinypatch.ir.ops.SUPPORTED_OPS`` raise :class:`~tinypatch.errors.UnsupportedOperatorError`
+``tinypatch.ir.ops.SUPPORTED_OPS`` (the operator table) raise :class:`~tinypatch.errors.UnsupportedOperatorError`
 naming the operator and its index.
 """
 
@@ -55,6 +55,7 @@ _OPTIONS: dict[str, tuple[type, list[tuple[str, str, Any]]]] = {
     "CONCATENATION": (tflite.ConcatenationOptions, [
         ("axis", "Axis", int), ("fused_activation_function", "FusedActivationFunction", _ACT.get)]),
     "SOFTMAX": (tflite.SoftmaxOptions, [("beta", "Beta", float)]),
+    "LEAKY_RELU": (tflite.LeakyReluOptions, [("alpha", "Alpha", float)]),
     "MEAN": (tflite.ReducerOptions, [("keep_dims", "KeepDims", bool)]),
     "RESIZE_NEAREST_NEIGHBOR": (tflite.ResizeNearestNeighborOptions, [
         ("align_corners", "AlignCorners", bool), ("half_pixel_centers", "HalfPixelCenters", bool)]),

@@ -1,6 +1,8 @@
-"""RELU, RELU6, LOGISTIC and HARD_SWISH as TFLite's reference kernels compute them for int8.
+"""RELU, RELU6, LEAKY_RELU, LOGISTIC and HARD_SWISH as TFLite's reference kernels compute them for int8.
 
 * RELU/RELU6: requantize by ``float(s_in / s_out)`` and clamp (``QuantizedReluX``).
+* LEAKY_RELU: ``x - zp`` times the identity (x >= zp) or the alpha multiplier, both quantized
+  from float32 products (``QuantizeLeakyRelu``).
 * LOGISTIC: a 256-entry table built in float32 from ``1 / (1 + exp(-x))`` (``LUTPopulate``).
 * HARD_SWISH: the int16 fixed-point pipeline of ``reference_ops::HardSwish``.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinypatch.ir import Graph, Op
+from tinypatch.ir.ops import with_defaults
 from tinypatch.kernels.base import PreparedOp, register, saturate_int8
 from tinypatch.kernels.fixedpoint import (
     INT16_MAX,
@@ -63,6 +66,28 @@ class Relu(_ReluX):
 @register("RELU6")
 class Relu6(_ReluX):
     LIMITS = (0.0, 6.0)
+
+
+@register("LEAKY_RELU")
+class LeakyRelu(_Unary):
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        self.alpha = np.float32(with_defaults(op.type, op.attrs)["alpha"])
+        if not self.quantized:
+            return
+        # float products, widened to double (LeakyReluPrepare)
+        self.alpha_m = quantize_multiplier(float(self.in_scale * self.alpha / self.out_scale))
+        self.identity_m = quantize_multiplier(float(self.in_scale / self.out_scale))
+
+    def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
+        x = inputs[0]
+        if not self.quantized:
+            xf = x.astype(np.float32)
+            return np.where(xf > 0, xf, xf * self.alpha).astype(np.float32)
+        v = x.astype(np.int64) - self.in_zp
+        y = np.where(v >= 0, multiply_by_quantized_multiplier(v, *self.identity_m),
+                     multiply_by_quantized_multiplier(v, *self.alpha_m))
+        return saturate_int8(y + self.out_zp)
 
 
 def lut_int8(in_scale: np.float32, in_zp: int, out_scale: np.float32, out_zp: int, fn) -> np.ndarray:

@@ -3,5 +3,6 @@
 Modules: ``plan`` (Plan/Stage and their JSON), ``tiles`` (stage legality and per-tile
 regions), ``memory`` (the buffers a plan needs), ``arena`` (offsets in one arena), ``cost``
 (MACs, peaks, analytic figure of a plan), ``check`` (validating a plan against a graph),
+``columns`` + ``stream`` (stream stages: column geometry, then the step table),
 ``optimal`` + ``tile_arrays`` (the exact Pareto search), ``search`` (its entry point).
 """

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from tinypatch.analysis.macs import op_macs
-from tinypatch.analysis.memory import AnalyticMemory, analytic_memory
+from tinypatch.analysis.analytic import AnalyticMemory, analytic_memory
 from tinypatch.ir import Graph
 from tinypatch.planning.arena import place
 from tinypatch.planning.check import check_plan

@@ -1,6 +1,6 @@
 """Choose the layer-by-layer operators that run in place.
 
-:mod:`tinypatch.analysis.inplace` says which operators *can* write their output over an input
+:mod:`tinypatch.analysis.inplace_shift` says which operators *can* write their output over an input
 and how far below it; this pass decides which *should*: an in-place pair saves bytes at its
 own step but ties two buffers together for the whole arena placement, so each candidate is
 tried on the real placement (:func:`tinypatch.planning.memory.place_plan`) and kept only if

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from tinypatch.analysis.inplace import inplace_candidates
+from tinypatch.analysis.inplace_shift import inplace_candidates
 from tinypatch.analysis.liveness import Buffer, Liveness, liveness
 from tinypatch.errors import PlanError
 from tinypatch.ir import DTYPE_BYTES, Graph

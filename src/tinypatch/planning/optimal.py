@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,13 +39,45 @@ from tinypatch.analysis.macs import op_macs
 from tinypatch.analysis.regions import axis_maps, is_global_reduce, split_even
 from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import DTYPE_BYTES, Graph
+from tinypatch.planning.columns import column_maps, output_window
 from tinypatch.planning.memory import place_plan, plan_buffers
-from tinypatch.planning.plan import Plan, Stage, fingerprint
-from tinypatch.planning.stream import STREAM, column_maps, output_window
+from tinypatch.planning.plan import STREAM, Plan, Stage, fingerprint
 from tinypatch.planning.tile_arrays import axis_figures
 from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps
 
 POLICIES = ("recompute", "cache_w", "cache", STREAM)
+
+
+@dataclass(frozen=True)
+class HaloPolicy:
+    """The halo modes of a stage's ops: ``mode`` for the ops it covers, "recompute" for the others.
+
+    Uniform (every op but the last), or only the ops before ``before`` (the cached high-resolution
+    prefix, printed ``cache<c``), or only those from ``after`` on (``cache_w>=c``).
+    """
+
+    mode: str  # "recompute", "cache_w", "cache" or "stream"
+    before: int | None = None
+    after: int | None = None
+
+    def __str__(self) -> str:
+        if self.before is not None:
+            return f"{self.mode}<{self.before}"
+        if self.after is not None:
+            return f"{self.mode}>={self.after}"
+        return self.mode
+
+    def covers(self, k: int) -> bool:
+        return (self.before is None or k < self.before) and (self.after is None or k >= self.after)
+
+    def halo(self, start: int, end: int) -> dict[int, str]:
+        """The :class:`~tinypatch.planning.plan.Stage` halo modes of ops ``[start, end)`` ("recompute" left out)."""
+        if self.mode == "recompute":
+            return {}
+        return {k: self.mode for k in range(start, end - 1) if self.covers(k)}
+
+
+RECOMPUTE = HaloPolicy("recompute")
 
 
 @dataclass(frozen=True)
@@ -54,7 +87,23 @@ class Choice:
     start: int
     end: int
     grid: tuple[int, int] | None = None
-    policy: str = "recompute"
+    policy: HaloPolicy = RECOMPUTE
+
+
+class Option(NamedTuple):
+    """One way to run a segment: its arena lower bound and MACs."""
+
+    lower_bound: int
+    macs: int
+    choice: Choice
+
+
+class Variant(NamedTuple):
+    """A halo policy with the stage ops it caches along H and along W."""
+
+    policy: HaloPolicy
+    cache_h: frozenset[int]
+    cache_w: frozenset[int]
 
 
 @dataclass
@@ -148,116 +197,214 @@ class _Costs:
 
 def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[str, ...],
                      first_only: bool, progress: Callable[[int, int], None] | None = None,
-                     ) -> dict[tuple[int, int], list[tuple[int, int, Choice]]]:
-    """(a, b) -> [(lower bound, MACs, choice)] for every segment between clean cuts."""
-    g = c.g
-    macs_prefix = np.concatenate([[0], np.cumsum(c.macs)])
-    opts: dict[tuple[int, int], list[tuple[int, int, Choice]]] = {}
-    for ia, a in enumerate(cuts):
-        for b in cuts[ia + 1:]:
-            lb = int(c.lbl_profile[a:b].max())
-            opts[(a, b)] = [(lb, int(macs_prefix[b] - macs_prefix[a]), Choice(a, b))]
+                     ) -> dict[tuple[int, int], list[Option]]:
+    """(a, b) -> every non-dominated :class:`Option` of the segment between clean cuts a and b:
+    layer by layer, and for each end b the patch stages over tile grids (:func:`_tile_candidates`)
+    and stream stages (:func:`_stream_candidates`) from every start a the stage can have."""
+    opts = _layer_options(c, cuts)
     for done, b in enumerate(cuts[1:], 1):
         if progress:
             progress(done, len(cuts) - 1)
-        red = _accumulating_end(g, c, b)
-        last_tile = b - 2 if red else b - 1
-        s0 = last_tile + 1
-        while s0 > 0 and c.local[s0 - 1]:
-            s0 -= 1
-        if s0 > last_tile:
+        stage = _stage_end(c, cuts, b, first_only)
+        if stage is None:
             continue
-        starts = [a for a in cuts if s0 <= a <= last_tile]
-        if first_only:
-            starts = [a for a in starts if a == s0 and a == first_local_op(g)]
-        if len(g.tensors[g.ops[last_tile].outputs[0]].shape) != 4 or not starts:
-            continue
-        raw: dict[tuple[int, int], list[tuple[int, int, int, int, str]]] = {(a, b): [] for a in starts}
-        info = stage_info_relaxed(g, s0, b)
-        out = g.tensors[info.tiled]
-        ops = info.ops
-        idx = {k: i for i, k in enumerate(ops)}
-        internal = [g.ops[k].outputs[0] for k in ops[:-1]]
-        chan = np.array([g.tensors[t].shape[3] * DTYPE_BYTES[g.tensors[t].dtype] if t in c.in_arena else 0
-                         for t in internal], np.int64)
-        life = np.zeros((len(internal), len(ops)), bool)  # tile-local lifetime over the stage's steps
-        for r, t in enumerate(internal):
-            s, e = c.life[t]
-            life[r, max(s - s0, 0): min(e - s0, len(ops) - 1) + 1] = True
-        pm = np.array([-(-c.macs[k] // _pixels(g, k)) for k in ops], np.int64)  # see cost.plan_macs
-        full_out = c.full(info.output)
-        if red:  # int32 per-channel sums of the accumulated global average
-            full_out += align_up(4 * out.shape[3], c.alignment)
-        # the tensor entering at cut a: output of op a-1 (or the graph inputs at a == 0)
-        start_idx = np.array([idx[a] for a in starts])
-        full_ins = np.array([c.full(g.ops[a - 1].outputs[0]) if a > 0 else sum(c.full(x) for x in g.inputs)
-                             for a in starts], np.int64)
-        start_rows = [internal.index(g.ops[a - 1].outputs[0]) if a > 0 and g.ops[a - 1].outputs[0] in internal
-                      else None for a in starts]
-        step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
-        variants = _policy_variants(policies, info.tile_ops, c.levels)
-        streams = _stream_starts(c, starts, b) if STREAM in policies and not red else []
-        per_axis = {}
-        for ax in (0, 1):
-            counts = axis_counts(out.shape[1 + ax], max_grid, not first_only)
-            for cached in {v[1 + ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set()):
-                figs = axis_figures(g, info, c.maps[ax], [split_even(out.shape[1 + ax], k) for k in counts], cached)
-                for cnt, fig in zip(counts, figs):
-                    lens = np.array([fig.max_len.get(t, 0) for t in internal], np.int64)
-                    tot = np.array([fig.total_len.get(k, 0) for k in ops], np.int64)
-                    over = np.array([fig.overlap[k] for k in ops[:-1]], np.int64)
-                    ext = np.array([fig.extent.get(t, 0) for t in internal], np.int64)
-                    per_axis[(ax, cached, cnt)] = (fig.valid, lens, tot, over, ext)
-        producer_idx = np.arange(len(internal))  # internal[r] is the output of ops[r]
-        for pol, cache_h, cache_w in variants:
-            persistent = np.array([ops[r] in cache_w for r in producer_idx], bool)
-            line_rows = np.array([ops[r] in cache_h for r in producer_idx], bool)
-            local_life = life & ~persistent[:, None]
-            for nh, nw in _grids(out.shape[1], out.shape[2], max_grid, not first_only):
-                ok_h, lh, th, oh, _ = per_axis[(0, cache_h, nh)]
-                ok_w, lw, tw, _, ew = per_axis[(1, cache_w, nw)]
-                if not (ok_h and ok_w):
-                    continue
-                sizes = -(-(lh * lw * chan) // c.alignment) * c.alignment
-                stage_macs = np.concatenate([[0], np.cumsum(pm * th * tw)])
-                kept = np.where(persistent, sizes, 0)
-                if nw > 1:  # rows kept for the next tile row live in full-width line buffers
-                    kept = kept + np.where(line_rows, -(-(oh * ew * chan) // c.alignment) * c.alignment, 0)
-                tail = np.concatenate([np.cumsum(kept[::-1])[::-1], [0]])
-                live = sizes @ local_life  # tile-local buffers live at each stage step
-                corr = np.zeros((len(starts), len(ops)), np.int64)
-                for r_a, r in enumerate(start_rows):
-                    if r is not None:  # the entering tensor is held full-size, not as a tile
-                        corr[r_a] = sizes[r] * local_life[r]
-                held = np.where(step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
-                lbs = full_ins + full_out + held + tail[start_idx]
-                stage_m = stage_macs[-1] - stage_macs[start_idx]
-                for a, lb, m in zip(starts, lbs.tolist(), stage_m.tolist()):
-                    raw[(a, b)].append((lb, m, nh, nw, pol))
-        if streams:  # one-column tiles pulled through window buffers, rows recomputed per strip
-            cols = list(range(out.shape[2] + 1))
-            fig_w = axis_figures(g, info, c.maps[1], [cols], frozenset(ops[:-1]))[0]
-            if fig_w.valid:
-                tw = np.array([fig_w.total_len.get(k, 0) for k in ops], np.int64)
-                rings = np.array([c.ring[k] for k in ops[:-1]], np.int64)
-                s_idx = np.array([idx[a] for a in streams])
-                s_full = np.array([full_ins[starts.index(a)] for a in streams], np.int64)
-                for nh in axis_counts(out.shape[1], max_grid, not first_only):
-                    ok_h, lh, th, _, _ = per_axis[(0, frozenset(), nh)]
-                    if not ok_h:
-                        continue
-                    sizes = -(-(lh * rings * chan) // c.alignment) * c.alignment
-                    tail = np.concatenate([np.cumsum(sizes[::-1])[::-1], [0]])
-                    stage_macs = np.concatenate([[0], np.cumsum(pm * th * tw)])
-                    lbs = s_full + full_out + tail[s_idx]
-                    for a, lb, m in zip(streams, lbs.tolist(), (stage_macs[-1] - stage_macs[s_idx]).tolist()):
-                        raw[(a, b)].append((lb, m, nh, out.shape[2], STREAM))
-        for (a, b_), cands in raw.items():  # keep each segment's non-dominated options only
-            if cands:
-                keep = _pareto_filter(np.array([x[0] for x in cands]), np.array([x[1] for x in cands]))
-                opts[(a, b_)].extend((cands[k][0], cands[k][1], Choice(a, b_, cands[k][2:4], cands[k][4]))
-                                     for k in keep)
+        variants = _policy_variants(policies, stage.info.tile_ops, c.levels)
+        streams = _stream_starts(c, stage.starts, b) if STREAM in policies and not stage.reduce else []
+        table = _axis_table(c, stage, variants, bool(streams), max_grid, first_only)
+        cands = _tile_candidates(c, stage, variants, table, max_grid, first_only)
+        if streams:
+            cands += _stream_candidates(c, stage, streams, table, max_grid, first_only)
+        _add_pareto(opts, b, cands)
     return opts
+
+
+def _layer_options(c: _Costs, cuts: list[int]) -> dict[tuple[int, int], list[Option]]:
+    """Every segment run layer by layer: its lower bound is its ops' liveness profile."""
+    macs_prefix = np.concatenate([[0], np.cumsum(c.macs)])
+    opts: dict[tuple[int, int], list[Option]] = {}
+    for ia, a in enumerate(cuts):
+        for b in cuts[ia + 1:]:
+            lb = int(c.lbl_profile[a:b].max())
+            opts[(a, b)] = [Option(lb, int(macs_prefix[b] - macs_prefix[a]), Choice(a, b))]
+    return opts
+
+
+@dataclass
+class _StageEnd:
+    """The stages ending at cut ``b``, shared by all their starts: the longest one's tensors and
+    per-step figures (rows of ``internal`` are the outputs of ``info.ops[:-1]``)."""
+
+    b: int
+    starts: list[int]  # clean cuts a where a stage [a, b) may start
+    info: StageInfo  # of the longest stage [s0, b)
+    reduce: bool  # ends with an accumulated global average
+    internal: list[str]
+    chan: np.ndarray  # bytes per pixel of each internal tensor in the arena (0: not in it)
+    life: np.ndarray  # [internal, step]: tile-local lifetime over the stage's steps
+    pixel_macs: np.ndarray  # MACs per output pixel of each op
+    full_out: int  # the full-size stage output (and accumulator), aligned
+    start_idx: np.ndarray  # step index of each start
+    full_ins: np.ndarray  # the full-size tensor entering at each start, aligned
+    start_rows: list[int | None]  # internal row of the tensor entering at each start (None: a graph input)
+    step_mask: np.ndarray  # [start, step]: steps run by the stage from that start
+
+
+def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEnd | None:
+    """Geometry and figures of the stages ending at cut ``b`` (None when none can)."""
+    g = c.g
+    red = _accumulating_end(g, c, b)
+    last_tile = b - 2 if red else b - 1
+    s0 = last_tile + 1
+    while s0 > 0 and c.local[s0 - 1]:
+        s0 -= 1
+    if s0 > last_tile:
+        return None
+    starts = [a for a in cuts if s0 <= a <= last_tile]
+    if first_only:
+        starts = [a for a in starts if a == s0 and a == first_local_op(g)]
+    if len(g.tensors[g.ops[last_tile].outputs[0]].shape) != 4 or not starts:
+        return None
+    info = stage_info_relaxed(g, s0, b)
+    out = g.tensors[info.tiled]
+    ops = info.ops
+    idx = {k: i for i, k in enumerate(ops)}
+    internal = [g.ops[k].outputs[0] for k in ops[:-1]]
+    chan = np.array([g.tensors[t].shape[3] * DTYPE_BYTES[g.tensors[t].dtype] if t in c.in_arena else 0
+                     for t in internal], np.int64)
+    life = np.zeros((len(internal), len(ops)), bool)
+    for r, t in enumerate(internal):
+        s, e = c.life[t]
+        life[r, max(s - s0, 0): min(e - s0, len(ops) - 1) + 1] = True
+    pm = np.array([-(-c.macs[k] // _pixels(g, k)) for k in ops], np.int64)  # see cost.plan_macs
+    full_out = c.full(info.output)
+    if red:  # int32 per-channel sums of the accumulated global average
+        full_out += align_up(4 * out.shape[3], c.alignment)
+    # the tensor entering at cut a: output of op a-1 (or the graph inputs at a == 0)
+    start_idx = np.array([idx[a] for a in starts])
+    full_ins = np.array([c.full(g.ops[a - 1].outputs[0]) if a > 0 else sum(c.full(x) for x in g.inputs)
+                         for a in starts], np.int64)
+    start_rows = [internal.index(g.ops[a - 1].outputs[0]) if a > 0 and g.ops[a - 1].outputs[0] in internal
+                  else None for a in starts]
+    step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
+    return _StageEnd(b, starts, info, red, internal, chan, life, pm, full_out, start_idx, full_ins, start_rows,
+                     step_mask)
+
+
+class _AxisFigs(NamedTuple):
+    """One axis of one tiling as arrays over the stage: see :class:`~tinypatch.planning.tile_arrays.AxisFigures`."""
+
+    valid: bool
+    max_len: np.ndarray  # per internal tensor
+    total_len: np.ndarray  # per op
+    overlap: np.ndarray  # per op but the last
+    extent: np.ndarray  # per internal tensor
+
+
+def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool, max_grid: int,
+                first_only: bool) -> dict[tuple[int, frozenset[int], int], _AxisFigs]:
+    """(axis, cached ops, tile count) -> figures of that tiling, for every variant's cached sets."""
+    g, ops, internal = c.g, st.info.ops, st.internal
+    shape = g.tensors[st.info.tiled].shape
+    table = {}
+    for ax in (0, 1):
+        counts = axis_counts(shape[1 + ax], max_grid, not first_only)
+        cached_sets = {(v.cache_h, v.cache_w)[ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set())
+        for cached in cached_sets:
+            figs = axis_figures(g, st.info, c.maps[ax], [split_even(shape[1 + ax], k) for k in counts], cached)
+            for cnt, fig in zip(counts, figs):
+                table[(ax, cached, cnt)] = _AxisFigs(
+                    fig.valid, np.array([fig.max_len.get(t, 0) for t in internal], np.int64),
+                    np.array([fig.total_len.get(k, 0) for k in ops], np.int64),
+                    np.array([fig.overlap[k] for k in ops[:-1]], np.int64),
+                    np.array([fig.extent.get(t, 0) for t in internal], np.int64))
+    return table
+
+
+class Candidate(NamedTuple):
+    """A patch stage ``[start, end)`` before the Pareto filter."""
+
+    start: int
+    lower_bound: int
+    macs: int
+    grid: tuple[int, int]
+    policy: HaloPolicy
+
+
+def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
+                     table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
+                     first_only: bool) -> list[Candidate]:
+    """Every start, policy variant and tile grid: the stage's lower bound (full-size input and output,
+    the tile-local buffers live at each step, kept halos and line buffers) and MACs."""
+    ops = st.info.ops
+    shape = c.g.tensors[st.info.tiled].shape
+    out: list[Candidate] = []
+    for var in variants:
+        persistent = np.array([ops[r] in var.cache_w for r in range(len(st.internal))], bool)
+        line_rows = np.array([ops[r] in var.cache_h for r in range(len(st.internal))], bool)
+        local_life = st.life & ~persistent[:, None]
+        for nh, nw in _grids(shape[1], shape[2], max_grid, not first_only):
+            fh, fw = table[(0, var.cache_h, nh)], table[(1, var.cache_w, nw)]
+            if not (fh.valid and fw.valid):
+                continue
+            sizes = -(-(fh.max_len * fw.max_len * st.chan) // c.alignment) * c.alignment
+            stage_macs = np.concatenate([[0], np.cumsum(st.pixel_macs * fh.total_len * fw.total_len)])
+            kept = np.where(persistent, sizes, 0)
+            if nw > 1:  # rows kept for the next tile row live in full-width line buffers
+                kept = kept + np.where(line_rows, -(-(fh.overlap * fw.extent * st.chan) // c.alignment) * c.alignment,
+                                       0)
+            tail = np.concatenate([np.cumsum(kept[::-1])[::-1], [0]])
+            live = sizes @ local_life  # tile-local buffers live at each stage step
+            corr = np.zeros((len(st.starts), len(ops)), np.int64)
+            for r_a, r in enumerate(st.start_rows):
+                if r is not None:  # the entering tensor is held full-size, not as a tile
+                    corr[r_a] = sizes[r] * local_life[r]
+            held = np.where(st.step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
+            lbs = st.full_ins + st.full_out + held + tail[st.start_idx]
+            stage_m = stage_macs[-1] - stage_macs[st.start_idx]
+            out += [Candidate(a, lb, m, (nh, nw), var.policy) for a, lb, m in zip(st.starts, lbs.tolist(),
+                                                                                   stage_m.tolist())]
+    return out
+
+
+def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
+                       table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
+                       first_only: bool) -> list[Candidate]:
+    """Stream stages from the starts in ``streams``: one-column tiles pulled through window buffers,
+    rows recomputed per strip."""
+    g, ops = c.g, st.info.ops
+    shape = g.tensors[st.info.tiled].shape
+    cols = list(range(shape[2] + 1))
+    fig_w = axis_figures(g, st.info, c.maps[1], [cols], frozenset(ops[:-1]))[0]
+    if not fig_w.valid:
+        return []
+    idx = {k: i for i, k in enumerate(ops)}
+    tw = np.array([fig_w.total_len.get(k, 0) for k in ops], np.int64)
+    rings = np.array([c.ring[k] for k in ops[:-1]], np.int64)
+    s_idx = np.array([idx[a] for a in streams])
+    s_full = np.array([st.full_ins[st.starts.index(a)] for a in streams], np.int64)
+    out: list[Candidate] = []
+    for nh in axis_counts(shape[1], max_grid, not first_only):
+        fh = table[(0, frozenset(), nh)]
+        if not fh.valid:
+            continue
+        sizes = -(-(fh.max_len * rings * st.chan) // c.alignment) * c.alignment
+        tail = np.concatenate([np.cumsum(sizes[::-1])[::-1], [0]])
+        stage_macs = np.concatenate([[0], np.cumsum(st.pixel_macs * fh.total_len * tw)])
+        lbs = s_full + st.full_out + tail[s_idx]
+        out += [Candidate(a, lb, m, (nh, shape[2]), HaloPolicy(STREAM))
+                for a, lb, m in zip(streams, lbs.tolist(), (stage_macs[-1] - stage_macs[s_idx]).tolist())]
+    return out
+
+
+def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidate]) -> None:
+    """Add each segment's non-dominated candidates to its options (in the order they were found)."""
+    by_start: dict[int, list[Candidate]] = {}
+    for cand in cands:
+        by_start.setdefault(cand.start, []).append(cand)
+    for a, group in by_start.items():
+        keep = _pareto_filter(np.array([x.lower_bound for x in group]), np.array([x.macs for x in group]))
+        opts[(a, b)].extend(Option(group[k].lower_bound, group[k].macs, Choice(a, b, group[k].grid, group[k].policy))
+                            for k in keep)
 
 
 def _stream_starts(c: _Costs, starts: list[int], b: int) -> list[int]:
@@ -274,9 +421,8 @@ def _downsamples(graph: Graph, op) -> bool:  # noqa: ANN001
     return maps is not None and any(m.out_size < m.in_size for m in maps)
 
 
-def _policy_variants(policies: tuple[str, ...], ops: list[int], levels: list[int],
-                     ) -> list[tuple[str, frozenset[int], frozenset[int]]]:
-    """(name, ops cached along H, ops cached along W) for every policy a stage over ``ops`` may use.
+def _policy_variants(policies: tuple[str, ...], ops: list[int], levels: list[int]) -> list[Variant]:
+    """Every halo policy a stage over ``ops`` may use, with the ops it caches along H and W.
 
     Besides the uniform policies, for every ``c`` just after a strided op inside the stage:
     "cache<c" caches the ops before ``c`` and recomputes the rest (high-resolution layers,
@@ -288,18 +434,17 @@ def _policy_variants(policies: tuple[str, ...], ops: list[int], levels: list[int
     none: frozenset[int] = frozenset()
     out = []
     if "recompute" in policies:
-        out.append(("recompute", none, none))
+        out.append(Variant(RECOMPUTE, none, none))
     if "cache_w" in policies:
-        out.append(("cache_w", none, body))
+        out.append(Variant(HaloPolicy("cache_w"), none, body))
     if "cache" in policies:
-        out.append(("cache", body, body))
+        out.append(Variant(HaloPolicy("cache"), body, body))
         for lv in levels:
             if ops[0] < lv < ops[-1] and "recompute" in policies:
                 pre = frozenset(k for k in body if k < lv)
-                out.append((f"cache<{lv}", pre, pre))
+                out.append(Variant(HaloPolicy("cache", before=lv), pre, pre))
                 if "cache_w" in policies:
-                    out.append((f"cache_w>={lv}", none, body - pre))
-
+                    out.append(Variant(HaloPolicy("cache_w", after=lv), none, body - pre))
     return out
 
 
@@ -342,7 +487,7 @@ def _pareto_filter(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:
     return np.array(keep, np.int64)
 
 
-def _dp(cuts: list[int], opts: dict[tuple[int, int], list[tuple[int, int, Choice]]]) -> list[tuple[int, int, tuple]]:
+def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]]) -> list[tuple[int, int, tuple]]:
     """Label-setting DP: Pareto set of (max peak, sum MACs, choices) at the last cut."""
     labels: dict[int, list[tuple[int, int, tuple]]] = {cuts[0]: [(0, 0, ())]}
     for ib, b in enumerate(cuts[1:], 1):
@@ -351,12 +496,12 @@ def _dp(cuts: list[int], opts: dict[tuple[int, int], list[tuple[int, int, Choice
             edge = opts.get((a, b))
             if not edge or a not in labels:
                 continue
-            ep = np.array([e[0] for e in edge])
-            em = np.array([e[1] for e in edge])
+            ep = np.array([e.lower_bound for e in edge])
+            em = np.array([e.macs for e in edge])
             keep = _pareto_filter(ep, em)
             for lp, lm, lc in labels[a]:
                 for k in keep:
-                    cand.append((max(lp, int(ep[k])), lm + int(em[k]), lc + (edge[k][2],)))
+                    cand.append((max(lp, int(ep[k])), lm + int(em[k]), lc + (edge[k].choice,)))
         if cand:
             p = np.array([x[0] for x in cand])
             m = np.array([x[1] for x in cand])
@@ -370,16 +515,8 @@ def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, incl
         if ch.grid is None:
             continue
         shape = graph.tensors[stage_info_relaxed(graph, ch.start, ch.end).tiled].shape
-        if ch.policy.startswith("cache<"):
-            halo = {k: "cache" for k in range(ch.start, min(int(ch.policy[6:]), ch.end - 1))}
-        elif ch.policy.startswith("cache_w>="):
-            halo = {k: "cache_w" for k in range(max(int(ch.policy[9:]), ch.start), ch.end - 1)}
-
-        elif ch.policy != "recompute":
-            halo = {k: ch.policy for k in range(ch.start, ch.end - 1)}
-        else:
-            halo = {}
-        stages.append(Stage(ch.start, ch.end, split_even(shape[1], ch.grid[0]), split_even(shape[2], ch.grid[1]), halo))
+        stages.append(Stage(ch.start, ch.end, split_even(shape[1], ch.grid[0]), split_even(shape[2], ch.grid[1]),
+                            ch.policy.halo(ch.start, ch.end)))
     return Plan(graph.name, fingerprint(graph), stages, include_input, include_output)
 
 

@@ -5,7 +5,7 @@ stage run layer by layer. A stage is a contiguous range of operators ``[start, e
 only tensor used after it is the output of its last operator (the stage output). The stage
 output's H and W are cut into tiles by ``rows`` and ``cols`` (cut points, uneven allowed).
 ``inplace`` lists layer-by-layer operators that write their output over the input they read
-last (:mod:`tinypatch.analysis.inplace`). Everything else (regions, paddings, buffer sizes) is derived from the graph, never stored as
+last (:mod:`tinypatch.analysis.inplace_shift`). Everything else (regions, paddings, buffer sizes) is derived from the graph, never stored as
 a source of truth: :mod:`tinypatch.planning.tiles` computes it.
 """
 

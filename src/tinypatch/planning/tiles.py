@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from tinypatch.analysis.regions import (
-    POINTWISE_OPS,
     AxisMap,
     Interval,
     axis_maps,
@@ -20,8 +19,9 @@ from tinypatch.analysis.regions import (
 )
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph, Op
-from tinypatch.planning.plan import Stage
-from tinypatch.planning.stream import STREAM, ring_columns
+from tinypatch.ir.optable import Region, op_def
+from tinypatch.planning.columns import ring_columns
+from tinypatch.planning.plan import STREAM, Stage
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def _input_maps(graph: Graph, op: Op, axis: int) -> list[AxisMap | None]:
     for t in op.inputs:
         if not t or graph.tensors[t].is_const:
             result.append(None)
-        elif op.type in POINTWISE_OPS or op.type == "CONCATENATION":
+        elif op_def(op.type).region in (Region.IDENTITY, Region.CONCAT):
             size = graph.tensors[t].shape[1 + axis]
             result.append(AxisMap("identity", size, m.out_size))
         else:

@@ -13,7 +13,7 @@ from tinypatch.ir import Graph
 from tinypatch.report.plots import plot_layer_memory, plot_pareto
 
 if TYPE_CHECKING:
-    from tinypatch.analysis.memory import MemoryReport
+    from tinypatch.report.layer_memory import MemoryReport
     from tinypatch.planning.cost import PlanCost
     from tinypatch.planning.optimal import FrontResult, Schedule
 

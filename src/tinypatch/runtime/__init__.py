@@ -1,5 +1,5 @@
 """Execution with the numpy reference kernels: whole image (``executor``) and any plan inside a
-simulated arena (``plan_executor``, ``arena``)."""
+simulated arena (``plan_executor``, ``sim_arena``)."""
 
 from tinypatch.runtime.executor import Executor, executor_for, run
 

@@ -3,7 +3,7 @@
 Layer-by-layer operators read and write whole tensors; a patch stage runs its operators tile
 by tile, each tile reading only the region it needs (zero padding only at true image
 borders) and writing its piece of the stage output into the full-size output buffer. All
-activations live in one :class:`~tinypatch.runtime.arena.Arena` at the planner's offsets,
+activations live in one :class:`~tinypatch.runtime.sim_arena.Arena` at the planner's offsets,
 so :attr:`PlanRun.arena_high_water` is measured, not estimated.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from tinypatch.errors import InputError
 from tinypatch.ir import Graph
+from tinypatch.ir.optable import op_def
 from tinypatch.kernels import prepare
 from tinypatch.planning.memory import (
     accumulator_name,
@@ -22,6 +23,7 @@ from tinypatch.planning.memory import (
     place_plan,
     plan_buffers,
 )
+from tinypatch.planning.columns import column_maps
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.stream import (
     STEP_DST,
@@ -31,13 +33,10 @@ from tinypatch.planning.stream import (
     STEP_OP,
     STEP_PAD,
     STEP_SHIFT,
-    column_maps,
     column_steps,
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
-from tinypatch.runtime.arena import Arena
-
-WINDOW_KERNEL_OPS = ("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")  # kernels with window()
+from tinypatch.runtime.sim_arena import Arena
 
 
 @dataclass
@@ -208,7 +207,7 @@ class PlanExecutor:
                 args.append(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0])
             else:
                 args.append(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]])
-        if op.type in WINDOW_KERNEL_OPS:  # gathers/scatters: the kernel computes the window itself
+        if op_def(op.type).gather:  # resizes, transpose conv: the kernel computes the window itself
             p = next(p for p, r in enumerate(sh.reads) if r is not None)
             value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:

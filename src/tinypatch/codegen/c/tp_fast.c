@@ -11,6 +11,7 @@
  * - requantization with SMMULR and an add-and-shift rounding (see tp_rq).
  * Helium (Cortex-M55) versions are in tp_fast_mve.c. */
 #include "tp_fast.h"
+#include "tp_fast_mve.h"
 
 #if defined(TP_FAST)
 #include <string.h>
@@ -383,9 +384,7 @@ TP_INLINE void tconv_taps(const int8_t *xa, const int8_t *xb, const int8_t *w, i
 
 static inline int8_t tconv_requant(const tp_conv_p *p, int32_t acc, int oc)
 {
-    if (p->rq) return requant(acc, &p->rq[oc], p->out_zp, p->act_min, p->act_max);
-    const int32_t v = tp_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
-    return (int8_t)(v < p->act_min ? p->act_min : (v > p->act_max ? p->act_max : v));
+    return requant(acc, &p->rq[oc], p->out_zp, p->act_min, p->act_max); /* bias not folded: rq[oc].bias unused */
 }
 
 #define TP_TCONV_TAPS 64 /* most (ky, kx) taps one output pixel may gather on the fast path */
@@ -394,7 +393,7 @@ int tp_fast_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int ir
                      int oxp, int8_t *y, int oh, int ow, int ors)
 {
     const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, zp = p->in_zp;
-    if (kh * kw > TP_TCONV_TAPS) return 0;
+    if (!p->rq || kh * kw > TP_TCONV_TAPS) return 0;
     const int32_t zp2 = (int32_t)(((uint32_t)(uint16_t)zp << 16) | (uint16_t)zp);
     const int ktaps = kh * kw * cin;
     const int8_t *xa[TP_TCONV_TAPS], *xb[TP_TCONV_TAPS];

@@ -13,7 +13,7 @@
  *   lays out in that lane order;
  * - requantization per vector lane: VQRDMULH (= SRDHM) and a rounding shift (see requant1),
  *   the per-channel parameters gathered from the tp_rq table. */
-#include "tp_fast.h"
+#include "tp_fast_mve.h"
 
 #if defined(TP_FAST) && defined(__ARM_FEATURE_MVE)
 #include <arm_mve.h>

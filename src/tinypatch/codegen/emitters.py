@@ -2,7 +2,7 @@
 
 Parameters are taken from the numpy kernels' prepared state (``tinypatch.kernels.prepare``),
 so multipliers, shifts and activation ranges are the very numbers the Python executor uses.
-Unary int8 operators (RELU, RELU6, LOGISTIC, HARD_SWISH, int8 QUANTIZE, DEQUANTIZE and the
+Unary int8 operators (RELU, RELU6, LEAKY_RELU, LOGISTIC, HARD_SWISH, int8 QUANTIZE, DEQUANTIZE and the
 requantization inside CONCATENATION) become 256-entry tables filled by running the numpy
 kernel on every int8 value, so they are bit-exact by construction.
 """
@@ -19,6 +19,7 @@ from tinypatch.codegen.storage import Storage, Unit
 from tinypatch.codegen.views import View, align4, contiguous_strides, full_view
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
+from tinypatch.ir.optable import MOVE_DTYPES, CTypes, Reduce, op_def
 from tinypatch.kernels import PreparedOp, prepare
 from tinypatch.kernels.fixedpoint import (
     exp_on_negative_values,
@@ -29,12 +30,6 @@ from tinypatch.kernels.quantize import requantize
 from tinypatch.kernels.reduce import mean_multiplier
 from tinypatch.kernels.softmax import SCALED_DIFF_INTEGER_BITS
 
-SPATIAL = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "RESIZE_NEAREST_NEIGHBOR",
-           "RESIZE_BILINEAR", "TRANSPOSE_CONV")
-NO_PAD_OPS = ("PAD", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")  # no SAME/VALID pads of their own
-MULTI_OUTPUT_OPS = ("SPLIT", "SPLIT_V")  # layer by layer only: one copy per output
-LUT_OPS = ("RELU", "RELU6", "LOGISTIC", "HARD_SWISH")
-MOVE_DTYPES = ("int8", "uint8", "int32", "float32")
 
 
 @dataclass
@@ -75,36 +70,30 @@ class OpEmitter:
         tensors = [g.tensors[t] for t in (*op.inputs, *op.outputs) if t]
         if any(len(t.shape) > 4 for t in tensors):
             raise self.unsupported(k, "tensors of rank > 4")
-        if len(op.outputs) != 1 and op.type not in MULTI_OUTPUT_OPS:
+        if len(op.outputs) != 1 and not op_def(op.type).multi_output:
             raise self.unsupported(k, "more than one output")
         acts = [g.tensors[t] for t in op.inputs if t and not g.tensors[t].is_const]
         out = g.tensors[op.outputs[0]]
-        if op.type in ("RESHAPE", "TRANSPOSE", "CONCATENATION", "PAD", "SLICE", "STRIDED_SLICE", *MULTI_OUTPUT_OPS):
+        d = op_def(op.type)
+        if d.c_types == CTypes.MOVE:
             if out.dtype not in MOVE_DTYPES:
                 raise self.unsupported(k, f"dtype {out.dtype}")
-        elif op.type == "QUANTIZE":
+        elif d.c_types == CTypes.QUANTIZE:
             if acts[0].dtype not in ("int8", "float32") or out.dtype != "int8":
                 raise self.unsupported(k, f"{acts[0].dtype} -> {out.dtype}")
-        elif op.type == "DEQUANTIZE":
+        elif d.c_types == CTypes.DEQUANTIZE:
             if out.dtype != "float32":
                 raise self.unsupported(k, f"output dtype {out.dtype}")
         elif out.dtype != "int8" or any(t.dtype != "int8" for t in acts):
             raise self.unsupported(k, "only int8 (quantized) arithmetic is generated; float operators are not")
-        if op.type in SPATIAL and (len(out.shape) != 4 or out.shape[0] != 1):
+        if d.spatial and (len(out.shape) != 4 or out.shape[0] != 1):
             raise self.unsupported(k, f"needs a 1xHxWxC output, got {out.shape}")
-        if op.type in ("RESIZE_BILINEAR", "TRANSPOSE_CONV") and max(out.shape[1:3]) > 32767:
-            raise self.unsupported(k, "output larger than 32767 rows or columns")
-        if op.type == "CONV_2D" and g.tensors[op.inputs[1]].shape[3] != acts[0].shape[3]:
-            raise self.unsupported(k, "grouped convolution")
-        b = 3 if op.type == "TRANSPOSE_CONV" else 2
-        has_bias = op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") and \
-            len(op.inputs) > b and op.inputs[b]
-        if has_bias and (g.tensors[op.inputs[b]].dtype != "int32" or not g.tensors[op.inputs[b]].is_const):
+        has_bias = d.bias and len(op.inputs) > 2 and op.inputs[2]
+        if has_bias and (g.tensors[op.inputs[2]].dtype != "int32" or not g.tensors[op.inputs[2]].is_const):
             raise self.unsupported(k, "bias must be a constant int32 tensor")
-        if op.type == "ADD" and max(self.kernels[k].sh1, self.kernels[k].sh2, self.kernels[k].sho) > 0:
-            raise self.unsupported(k, "input/output scales need a multiplier >= 1")
-        if op.type == "PAD" and self.kernels[k].paddings and np.any(np.asarray(self.kernels[k].paddings) < 0):
-            raise self.unsupported(k, "negative paddings")
+        problem = _CHECKS[op.type](self, k) if op.type in _CHECKS else None
+        if problem:
+            raise self.unsupported(k, problem)
 
     # --- emission -------------------------------------------------------------------
     def call(self, site: Site) -> str:
@@ -334,7 +323,7 @@ def reduce_finish(e: OpEmitter, k: int, sums: str, out: str) -> str:
     kern = e.kernels[k]
     op = e.graph.ops[k]
     _, h, w, c = e.graph.tensors[op.inputs[0]].shape
-    if op.type == "MEAN":
+    if op_def(op.type).reduce == Reduce.AXES:
         def build() -> str:
             m, shift = mean_multiplier(*kern.base, h * w)
             return e.struct(k, "tp_mean_p", dict(m=m, shift=shift, in_zp=kern.in_zp, out_zp=kern.out_zp,
@@ -518,10 +507,44 @@ _EMITTERS: dict[str, Callable[[OpEmitter, Site], str]] = {
     "FULLY_CONNECTED": _fc, "ADD": _add, "MUL": _mul, "MEAN": _mean, "SOFTMAX": _softmax,
     "RESHAPE": _reshape, "TRANSPOSE": _transpose, "PAD": _pad, "RESIZE_NEAREST_NEIGHBOR": _resize,
     "CONCATENATION": _concat, "QUANTIZE": _quantize, "DEQUANTIZE": _unary_lut,
+    "RELU": _unary_lut, "RELU6": _unary_lut, "LEAKY_RELU": _unary_lut, "LOGISTIC": _unary_lut,
+    "HARD_SWISH": _unary_lut,
     "RESIZE_BILINEAR": _resize_bilinear, "TRANSPOSE_CONV": _tconv, "MAXIMUM": _maxmin, "MINIMUM": _maxmin,
     "SQUARED_DIFFERENCE": _sqdiff, "PRELU": _prelu, "SLICE": _slice, "STRIDED_SLICE": _slice, "SPLIT": _split,
     "SPLIT_V": _split,
-    **{t: _unary_lut for t in LUT_OPS},
+}
+
+
+# --- operator-specific limits of the C kernels (a reason, or None when the op can be generated) ---
+def _check_conv(e: OpEmitter, k: int) -> str | None:
+    op = e.graph.ops[k]
+    grouped = e.graph.tensors[op.inputs[1]].shape[3] != e.graph.tensors[op.inputs[0]].shape[3]
+    return "grouped convolution" if grouped else None
+
+
+def _check_add(e: OpEmitter, k: int) -> str | None:
+    kern = e.kernels[k]
+    return "input/output scales need a multiplier >= 1" if max(kern.sh1, kern.sh2, kern.sho) > 0 else None
+
+
+def _check_pad(e: OpEmitter, k: int) -> str | None:
+    paddings = e.kernels[k].paddings
+    return "negative paddings" if paddings and np.any(np.asarray(paddings) < 0) else None
+
+
+def _check_upsampling(e: OpEmitter, k: int) -> str | None:
+    op = e.graph.ops[k]
+    if max(e.graph.tensors[op.outputs[0]].shape[1:3]) > 32767:  # int16 index tables
+        return "output larger than 32767 rows or columns"
+    bias = op.inputs[3] if len(op.inputs) > 3 else ""  # TRANSPOSE_CONV: (shape, filter, input, bias)
+    if bias and (e.graph.tensors[bias].dtype != "int32" or not e.graph.tensors[bias].is_const):
+        return "bias must be a constant int32 tensor"
+    return None
+
+
+_CHECKS: dict[str, Callable[[OpEmitter, int], str | None]] = {
+    "CONV_2D": _check_conv, "ADD": _check_add, "PAD": _check_pad, "RESIZE_BILINEAR": _check_upsampling,
+    "TRANSPOSE_CONV": _check_upsampling,
 }
 
 

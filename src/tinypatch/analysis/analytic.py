@@ -1,4 +1,4 @@
-"""Memory accounting of layer-by-layer inference: the analytic MCUNetV2 figure and the full report.
+"""The analytic MCUNetV2 memory figure of layer-by-layer inference.
 
 Analytic convention (MCUNetV2, Fig. 1), used for the ``analytic`` figures only:
 
@@ -13,23 +13,16 @@ Analytic convention (MCUNetV2, Fig. 1), used for the ``analytic`` figures only:
 * ``include_input`` / ``include_output`` = False count the model input / output as 0 bytes
   (e.g. a patch-based first stage streams the input image).
 
-The report (:func:`analyze`) also places every activation in one arena
-(:func:`tinypatch.planning.arena.plan_arena`), with each tensor's real dtype and the arena's
-alignment, and states its accounting; and places it again with the operators that lower the
-arena run in place (:mod:`tinypatch.planning.inplace`), as the C generator builds it. kB in printed figures are 1024 B.
+The layer-by-layer memory report, which also places the activations in an arena, is
+:mod:`tinypatch.report.layer_memory`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from tinypatch.analysis.liveness import live_profile
-from tinypatch.analysis.macs import flash_bytes, op_costs
 from tinypatch.ir import Graph, Op
-from tinypatch.planning.arena import plan_arena
-from tinypatch.planning.inplace import add_inplace
-from tinypatch.planning.memory import place_plan, plan_buffers
-from tinypatch.planning.plan import Plan
+from tinypatch.ir.optable import op_def
 
 ACT_BYTES = 1  # analytic convention: int8 activations
 
@@ -67,7 +60,7 @@ def residual_skips(graph: Graph) -> dict[int, list[str]]:
     skips: dict[int, list[str]] = {}
     for op in graph.ops:
         acts = [t for t in op.inputs if t and not graph.tensors[t].is_const]
-        if op.type != "ADD" or len(acts) != 2 or acts[0] == acts[1]:
+        if not op_def(op.type).residual_join or len(acts) != 2 or acts[0] == acts[1]:
             continue
         for skip, main in (acts, acts[::-1]):
             anc = _ancestors(graph, main, producers)
@@ -88,7 +81,7 @@ def op_bytes(graph: Graph, op: Op, nbytes: dict[str, int]) -> int:
     """Analytic bytes of one op: inputs + outputs, or max(in, out) for an in-place depthwise conv."""
     ins = [nbytes[t] for t in op.inputs if t and not graph.tensors[t].is_const]
     outs = [nbytes[t] for t in op.outputs]
-    in_place = (op.type == "DEPTHWISE_CONV_2D" and len(ins) == 1 and op.outputs
+    in_place = (op_def(op.type).analytic_inplace and len(ins) == 1 and op.outputs
                 and graph.tensors[op.inputs[0]].shape[-1] == graph.tensors[op.outputs[0]].shape[-1])
     return max(sum(ins), sum(outs)) if in_place else sum(ins) + sum(outs)
 
@@ -111,78 +104,3 @@ def analytic_memory(graph: Graph, include_input: bool = True, include_output: bo
               for i, op in enumerate(graph.ops)]
     peak = max(per_op, default=0)
     return AnalyticMemory(per_op, skip_bytes, peak, per_op.index(peak) if per_op else -1)
-
-
-@dataclass(frozen=True)
-class LayerRow:
-    """One op of the memory report."""
-
-    index: int
-    op_type: str
-    name: str
-    out_shape: tuple[int, ...]
-    in_bytes: int  # non-constant inputs, own dtype
-    out_bytes: int
-    working_bytes: int  # arena bytes live during this op (placed buffers, aligned)
-    analytic_bytes: int  # analytic MCUNetV2 convention
-    macs: int
-
-
-@dataclass(frozen=True)
-class MemoryReport:
-    """Layer-by-layer memory and compute of a graph, with the accounting stated."""
-
-    model: str
-    rows: list[LayerRow]
-    peak_analytic: int
-    peak_analytic_op: str
-    peak_placed: int
-    lower_bound: int
-    strategy: str
-    peak_inplace: int  # placed arena with the ops that lower it run in place (as `tinypatch codegen` builds)
-    inplace_ops: list[int]
-    flash_bytes: int
-    total_macs: int
-    include_input: bool
-    include_output: bool
-    alignment: int
-    aliasing: bool
-
-    @property
-    def gap(self) -> int:
-        """Placed peak minus the liveness lower bound (0: the placement is optimal)."""
-        return self.peak_placed - self.lower_bound
-
-    def accounting(self) -> str:
-        io = (f"input {'counted' if self.include_input else 'not counted'}, "
-              f"output {'counted' if self.include_output else 'not counted'}")
-        return (f"{io}; analytic: int8 activations, in+out per op, in-place depthwise, residual skip "
-                f"live at depthwise/SE ops; placed: real dtypes, {self.alignment}-byte aligned arena"
-                f"{', in-place RESHAPE' if self.aliasing else ''}; weights in flash; 1 kB = 1024 B")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["rows"] = [{**asdict(r), "out_shape": list(r.out_shape)} for r in self.rows]
-        d["gap"] = self.gap
-        d["accounting"] = self.accounting()
-        return d
-
-
-def analyze(graph: Graph, include_input: bool = True, include_output: bool = True, alignment: int = 16,
-            aliasing: bool = True) -> MemoryReport:
-    """The memory report of ``graph`` run layer by layer."""
-    costs = op_costs(graph)
-    analytic = analytic_memory(graph, include_input, include_output)
-    plan = plan_arena(graph, include_input, include_output, alignment, aliasing)
-    working = live_profile(plan.placement.buffers, len(graph.ops), alignment)
-    rows = [LayerRow(c.index, c.op_type, c.name, c.out_shape, c.in_bytes, c.out_bytes, working[c.index],
-                     analytic.per_op[c.index], c.macs) for c in costs]
-    peak_op = graph.ops[analytic.peak_index].name if graph.ops else ""
-    inplace = add_inplace(graph, Plan.layer_by_layer(graph, include_input, include_output), alignment)
-    peak_inplace = place_plan(plan_buffers(graph, inplace), alignment).peak if inplace.inplace else plan.peak
-    return MemoryReport(
-        model=graph.name, rows=rows, peak_analytic=analytic.peak, peak_analytic_op=peak_op,
-        peak_placed=plan.peak, lower_bound=plan.lower_bound, strategy=plan.strategy,
-        peak_inplace=peak_inplace, inplace_ops=inplace.inplace,
-        flash_bytes=flash_bytes(graph), total_macs=sum(c.macs for c in costs),
-        include_input=include_input, include_output=include_output, alignment=alignment, aliasing=aliasing)

@@ -30,13 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinypatch.analysis.regions import CHANNEL_SLICE_OPS, AxisMap, axis_maps
+from tinypatch.analysis.regions import AxisMap, axis_maps
 from tinypatch.ir import DTYPE_BYTES, Graph
+from tinypatch.ir.optable import InPlace as Rule
+from tinypatch.ir.optable import op_def
 
 BLOCK = 4  # output pixels of a row a C kernel may write before it has read all of their inputs
-WINDOW_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD")
-ELEMENTWISE_OPS = ("ADD", "MUL", "RELU", "RELU6", "LOGISTIC", "HARD_SWISH", "QUANTIZE", "MAXIMUM", "MINIMUM",
-                   "SQUARED_DIFFERENCE", "PRELU")
 
 
 @dataclass(frozen=True)
@@ -85,12 +84,13 @@ def inplace_candidates(graph: Graph, k: int) -> list[InPlace]:
     out = graph.tensors[op.outputs[0]] if len(op.outputs) == 1 else None
     if out is None:
         return []
-    if op.type in WINDOW_OPS:
+    rule = op_def(op.type).inplace
+    if rule == Rule.WINDOW:
         shift = window_shift(graph, k)
         return [] if shift is None else [InPlace(op.inputs[0], shift)]
-    if op.type in CHANNEL_SLICE_OPS and axis_maps(graph, op) is not None:  # pixel p's channels to p * c_out
+    if rule == Rule.CHANNELS and axis_maps(graph, op) is not None:  # pixel p's channels to p * c_out
         return [InPlace(op.inputs[0], 0)]
-    if op.type in ELEMENTWISE_OPS:
+    if rule == Rule.ELEMENTWISE:
         return [InPlace(t, 0) for t in dict.fromkeys(op.inputs)
                 if t and not graph.tensors[t].is_const and graph.tensors[t].shape == out.shape
                 and DTYPE_BYTES[graph.tensors[t].dtype] >= DTYPE_BYTES[out.dtype]]
