@@ -194,7 +194,7 @@ class CnnBuilder:
                           stride_h=stride[0], stride_w=stride[1], fused_activation_function=act)
 
     def binary(self, op_type: str, other: str) -> str:
-        """MAXIMUM / MINIMUM (one quantization, as LiteRT requires) or SQUARED_DIFFERENCE."""
+        """MAXIMUM / MINIMUM (one quantization, so the comparison means something) or SQUARED_DIFFERENCE."""
         if op_type != "SQUARED_DIFFERENCE":
             return self._emit(op_type, [other, self.cur], self.shape(), self.quant(), self.std)
         real = self._real_std(self.cur) ** 2 + self._real_std(other) ** 2
@@ -357,7 +357,7 @@ def _layer(draw: st.DrawFn, b: CnnBuilder, kind: str) -> None:
     elif kind in ("maximum", "minimum", "squared_difference"):
         skip = b.cur
         _same_shape_layer(draw, b)
-        if kind != "squared_difference":  # LiteRT's int8 MAXIMUM/MINIMUM need one quantization
+        if kind != "squared_difference":  # MAXIMUM/MINIMUM compare stored values: give both one quantization
             b.conv(c, 1, 1, (1, 1), (1, 1), "SAME", out_quant=b.quant(skip))
         b.binary(kind.upper(), skip)
     elif kind == "prelu":

@@ -86,10 +86,10 @@ BROADCASTS = [((1, 4, 3, 5), (1, 4, 3, 5)), ((1, 4, 3, 5), (1, 1, 1, 5)), ((1, 1
 @SETTINGS
 @given(data=st.data(), shapes=st.sampled_from(BROADCASTS),
        op_type=st.sampled_from(["MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"]),
-       s1=SCALES, s2=SCALES, so=SCALES, z1=ZPS, z2=ZPS, zo=ZPS, const_b=st.booleans())
-def test_binary_new(data, shapes, op_type, s1, s2, so, z1, z2, zo, const_b) -> None:
+       s1=SCALES, s2=SCALES, so=SCALES, z1=ZPS, z2=ZPS, zo=ZPS, const_b=st.booleans(), same=st.booleans())
+def test_binary_new(data, shapes, op_type, s1, s2, so, z1, z2, zo, const_b, same) -> None:
     a, b = shapes
-    if op_type != "SQUARED_DIFFERENCE":  # LiteRT's int8 MAXIMUM/MINIMUM requires one quantization
+    if op_type != "SQUARED_DIFFERENCE" and same:  # LiteRT compares the stored values whatever the scales
         s2, z2, so, zo = s1, z1, s1, z1
     xb = int8_array(data, b)
     tb = const_t("b", xb, q(s2, z2)) if const_b else act_t("b", b, quant=q(s2, z2))
