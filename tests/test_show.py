@@ -38,6 +38,10 @@ def _check_offsets(g: Graph, p: Plan | None) -> dict:
     offset = {t: b["offset"] for b in facts["arena"]["buffers"] for t in b["tensors"]}
     shown = {b["offset"] for b in facts["arena"]["buffers"] if b["size"]}
     assert _arena_offsets(model_c) == shown
+    text = format_pipeline(facts)
+    arena = text[text.index("\narena: "):text.index("\ntensors:")]
+    printed = {int(m) for m, size in re.findall(r"^ +(\d+) +(\d+)  ", arena, re.M) if int(size)}
+    assert printed == shown  # the text prints them
     staged = {k for s in facts["stages"] for k in range(*s["ops"])}
     blocks = dict(re.findall(r"\{   /\* op (\d+): .*?\n(.*?)\n    \}\n", model_c, re.S))
     checked = 0
