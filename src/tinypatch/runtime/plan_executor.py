@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinypatch.analysis.regions import axis_maps, reads_nchw
+from tinypatch.analysis.regions import reads_nchw
 from tinypatch.errors import InputError
 from tinypatch.ir import Graph
-from tinypatch.ir.optable import Region, op_def
+from tinypatch.ir.optable import op_def
 from tinypatch.kernels import prepare
 from tinypatch.planning.memory import (
     accumulator_name,
@@ -210,8 +210,9 @@ class PlanExecutor:
                 args.append(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]])
             else:
                 args.append(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]])
-        if op_def(op.type).region == Region.NEAREST:
-            value = _resize_tile(g, k, args[0], sh, sw)
+        if op_def(op.type).gather:  # resizes, transpose conv: the kernel computes the window itself
+            p = next(p for p, r in enumerate(sh.reads) if r is not None)
+            value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
         region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:] = value
@@ -320,11 +321,3 @@ class _Stream:
         dst = views[name] if name in views else self.full_out[:, sh.out[0]: sh.out[1]]
         dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
 
-
-def _resize_tile(graph: Graph, k: int, x: np.ndarray, sh, sw) -> np.ndarray:  # noqa: ANN001
-    """A nearest-neighbour gather (resize) of one tile: gather with TFLite's source-index rule."""
-    maps = axis_maps(graph, graph.ops[k])
-    assert maps is not None
-    rows = maps[0].source_index(np.arange(*sh.out)) - sh.reads[0][0]  # type: ignore[index]
-    cols = maps[1].source_index(np.arange(*sw.out)) - sw.reads[0][0]
-    return x[:, rows][:, :, cols]
