@@ -11,9 +11,10 @@ import pytest
 from conftest import model_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inplace_bytes import BytewisePlanExecutor, c_write_ahead
 from strategies import random_cnn
 
-from tinypatch.analysis.inplace import BLOCK, WINDOW_OPS, inplace_candidates, window_shift
+from tinypatch.analysis.inplace import WINDOW_OPS, inplace_candidates, window_shift
 from tinypatch.analysis.liveness import Buffer
 from tinypatch.analysis.regions import axis_maps
 from tinypatch.errors import PlanError
@@ -30,6 +31,17 @@ from tinypatch.runtime.plan_executor import PlanExecutor
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 WINDOW_KINDS = ("conv", "depthwise", "avg_pool", "max_pool", "pad")
+IN_PLACE_KERNELS = {"tp_conv_s8", "tp_dwconv_s8", "tp_avgpool_s8", "tp_maxpool_s8", "tp_pad", "tp_fast_conv_s8",
+                    "tp_fast_dwconv_s8", "tp_mve_conv_s8", "tp_mve_dwconv_s8"}
+# the most output pixels of a row any C kernel writes before it has read their inputs, as stated
+# next to each kernel in the C sources (independent of the constant the code under test uses)
+BLOCK = max(c_write_ahead().values())
+
+
+def test_every_kernel_that_runs_in_place_states_its_write_ahead():
+    stated = c_write_ahead()
+    assert IN_PLACE_KERNELS <= set(stated), f"no write-ahead stated for {IN_PLACE_KERNELS - set(stated)}"
+    assert BLOCK == stated["tp_mve_conv_s8"] == 4
 
 
 def _hazard(graph: Graph, k: int, shift: int, block: int = BLOCK) -> bool:
@@ -124,11 +136,17 @@ def all_inplace(graph: Graph, plan: Plan) -> Plan:
     return replace(plan, inplace=sorted(chosen))
 
 
-def _assert_runs_exactly(g: Graph, plan: Plan, x: np.ndarray) -> None:
+def _assert_runs_exactly(g: Graph, plan: Plan, x: np.ndarray, bytewise: bool = True) -> None:
+    """Exact outputs at the planned peak; ``bytewise``: in-place window ops run group by group in
+    the shared arena bytes with the C kernels' stated write-ahead, each equal to out of place."""
     pb = plan_buffers(g, plan)
     pl = place_plan(pb)
     pl.check()
-    got = PlanExecutor(g, plan)([x])
+    ex = BytewisePlanExecutor(g, plan, BLOCK) if bytewise else PlanExecutor(g, plan)
+    got = ex([x])
+    if bytewise:
+        windowed = [k for k in plan.inplace if g.ops[k].type in WINDOW_OPS]
+        assert ex.bytewise_ops == len(windowed)
     ref = run(g, [x])
     ref = ref if isinstance(ref, dict) else dict(zip(g.outputs, ref))
     for name in g.outputs:

@@ -124,18 +124,22 @@ class PlanExecutor:
                     self._free(arena, k, st)
                 i = st.stage.end
             else:
-                op = g.ops[i]
-                outs = self.kernels[i]([arena.read(self._get(arena, outside, t), t) if t else None
-                                        for t in op.inputs])
-                overwritten = self.overwrites.get(i)
-                if overwritten:  # in place: the output takes over its input's bytes
-                    arena.free(overwritten)
-                for name, value in zip(op.outputs, outs):
-                    self._put(arena, outside, name, value)
+                self._run_op(arena, outside, i)
                 self._free(arena, i, None)
                 i += 1
         outputs = {name: np.array(arena.read(self._get(arena, outside, name), name)) for name in g.outputs}
         return PlanRun(outputs, arena.touched_high_water, arena.size, arena.alignment)
+
+    def _run_op(self, arena: Arena, outside: dict[str, np.ndarray], i: int) -> None:
+        """Layer-by-layer op ``i``: inputs read whole, then the output written whole (an in-place
+        op's input is freed first, its output takes over those bytes)."""
+        op = self.graph.ops[i]
+        outs = self.kernels[i]([arena.read(self._get(arena, outside, t), t) if t else None for t in op.inputs])
+        overwritten = self.overwrites.get(i)
+        if overwritten:
+            arena.free(overwritten)
+        for name, value in zip(op.outputs, outs):
+            self._put(arena, outside, name, value)
 
     def _free(self, arena: Arena, step: int, stage: StageTiling | None) -> None:
         """Free the buffers whose lifetime ends at ``step`` (outputs stay until they are read)."""

@@ -240,6 +240,9 @@ TP_INLINE void conv_pixels(const tp_conv_p *p, const int8_t *x, int irs, int iy0
     }
 }
 
+/* write-ahead: 2 output pixels (conv_pixels / gemm_2px: two pixels channel pair by channel pair).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace bounds the shift with it; tests parse it). */
 int tp_fast_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                     int8_t *y, int oh, int ow, int ors)
 {
@@ -336,6 +339,9 @@ TP_INLINE void dw_pixel(const tp_conv_p *p, const int8_t *xp, int irs, const int
     }
 }
 
+/* write-ahead: 1 output pixel (dw_pixel: one pixel, channel by channel).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace bounds the shift with it; tests parse it). */
 int tp_fast_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                       int8_t *y, int oh, int ow, int ors)
 {

@@ -90,6 +90,9 @@ static int32_t roundf_to_i32(float v)
 }
 
 /* --- convolutions ------------------------------------------------------------------------ */
+/* write-ahead: 1 output pixel (its channels one by one, each re-reading the whole window).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace bounds the shift with it; tests parse it). */
 void tp_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                 int8_t *y, int oh, int ow, int ors)
 {
@@ -120,6 +123,9 @@ void tp_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, in
     }
 }
 
+/* write-ahead: 1 output pixel (its channels one by one).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace bounds the shift with it; tests parse it). */
 void tp_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                   int8_t *y, int oh, int ow, int ors)
 {
@@ -149,6 +155,9 @@ void tp_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, 
 }
 
 /* --- pooling (padded cells never take part) --------------------------------------------- */
+/* write-ahead: 1 output pixel.
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace bounds the shift with it; tests parse it). */
 void tp_avgpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                    int8_t *y, int oh, int ow, int ors)
 {
@@ -177,6 +186,9 @@ void tp_avgpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs,
     }
 }
 
+/* write-ahead: 1 output pixel.
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace bounds the shift with it; tests parse it). */
 void tp_maxpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                    int8_t *y, int oh, int ow, int ors)
 {
@@ -300,6 +312,9 @@ void tp_copy(int esize, const int32_t *d, const void *x, const int32_t *sx, void
     }
 }
 
+/* write-ahead: 1 output pixel (element by element, each read before it is written).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace bounds the shift with it; tests parse it). */
 void tp_pad(int esize, const void *value, const int32_t *din, const int32_t *before, const void *x,
             const int32_t *sx, const int32_t *dout, void *y, const int32_t *sy)
 {
