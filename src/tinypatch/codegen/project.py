@@ -136,8 +136,32 @@ static __attribute__((unused)) void tp_window(const char *p, long h, long w, lon
 }}
 #define TP_WINDOW(p, h, w, rs, c, es, lo, hi) \\
     tp_window((const char *)(p), (h), (w), (rs), (c), (es), (const char *)(lo), (const char *)(hi), __LINE__)
+/* With TP_DUMP_FILE=path set, every operator's output is appended there as it is computed: the
+ * whole tensor for a layer-by-layer op, the fresh region of each tile inside a patch stage.
+ * Record: int32 {{op, tile row, tile col, y0, x0, h, w, c, esize}}, then h rows of w * c * esize bytes. */
+static __attribute__((unused)) void tp_dump(int k, int ti, int tj, long y0, long x0, const void *p, long h, long w,
+                                            long rs, long c, long es)
+{{
+    static FILE *f;
+    static int state; /* 0: not opened yet, 1: dumping, -1: off */
+    if (!state) {{
+        const char *path = getenv("TP_DUMP_FILE");
+        f = path ? fopen(path, "wb") : NULL;
+        state = f ? 1 : -1;
+    }}
+    if (state < 0 || h <= 0 || w <= 0) return;
+    const int32_t head[9] = {{k, ti, tj, (int32_t)y0, (int32_t)x0, (int32_t)h, (int32_t)w, (int32_t)c, (int32_t)es}};
+    int ok = fwrite(head, sizeof head, 1, f) == 1;
+    for (long r = 0; r < h && ok; r++) ok = fwrite((const char *)p + r * rs * es, (size_t)(w * c * es), 1, f) == 1;
+    if (!ok || fflush(f) != 0) {{
+        fprintf(stderr, "cannot write TP_DUMP_FILE\\n");
+        abort();
+    }}
+}}
+#define TP_DUMP(k, ti, tj, y0, x0, p, h, w, rs, c, es) tp_dump((k), (ti), (tj), (y0), (x0), (p), (h), (w), (rs), (c), (es))
 #else
 #define TP_WINDOW(p, h, w, rs, c, es, lo, hi) ((void)0)
+#define TP_DUMP(k, ti, tj, y0, x0, p, h, w, rs, c, es) ((void)0)
 #endif
 
 /* The arena: every activation at its planned offset. */
