@@ -243,6 +243,8 @@ def _makefile(p: Project) -> str:
 #
 #   make host                      host build: ./model_host input.bin output.bin
 #   make host-check                host build with -fsanitize=address,undefined and window checks
+#   make host-shadow               host build, reference kernels, every in-place call shadowed:
+#                                  a read of an input byte the output already overwrote aborts
 #   make ... FAST=                 reference kernels only (no optimised paths)
 #   make cortex-m4|cortex-m7|cortex-m55   cross build (arm-none-eabi-gcc): model_<target>.elf
 #   make run-cortex-m7             run on QEMU: reads input.bin, writes output.bin (semihosting)
@@ -263,7 +265,7 @@ ARM_CFLAGS = $(CFLAGS_COMMON) $(OPT) -mthumb -ffunction-sections -fdata-sections
 ARM_LDFLAGS = -nostartfiles --specs=nano.specs -Wl,--gc-sections
 {cpu}
 
-.PHONY: all help host host-check {mcu} clean
+.PHONY: all help host host-check host-shadow {mcu} clean
 all: host
 
 help:
@@ -277,6 +279,10 @@ host-check: model_host_check
 model_host_check: $(HOST_SRCS) $(HEADERS)
 \t$(CC) $(CFLAGS_COMMON) -O1 -g1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \\
 \t\t-DTP_CHECK -o $@ $(HOST_SRCS)
+
+host-shadow: model_host_shadow
+model_host_shadow: $(HOST_SRCS) $(HEADERS)
+\t$(CC) -std=c99 -Wall -Wextra -fno-strict-aliasing -ffp-contract=off -O1 -g1 -DTP_CHECK -DTP_SHADOW -o $@ $(HOST_SRCS)
 
 {mcu}: %: model_%.elf
 model_%.elf: $(MCU_SRCS) $(HEADERS) link_%.ld
@@ -293,5 +299,5 @@ size-%: model_%.elf
 \t$(ARM_SIZE) -A model_$*.elf
 
 clean:
-\trm -rf model_host model_host_check model_*.elf model_*.map obj_* output.bin plugin.log
+\trm -rf model_host model_host_check model_host_shadow model_*.elf model_*.map obj_* output.bin plugin.log
 """

@@ -81,8 +81,12 @@ class Scheduler:
         if op.type in SPATIAL and op.type not in ("PAD", "RESIZE_NEAREST_NEIGHBOR"):
             top, _, left, _ = self.emitter.kernels[k].default_pads(g.tensors[op.inputs[0]].shape[1:3])
             site.pads = (str(top), str(left))
+        call = self.emitter.call(site)
+        if k in self.storage.inplace:  # the shadow build checks the kernel's reads against its writes
+            out = op.outputs[0]
+            call = f"TP_SHADOW_BEGIN({self.storage.raw(out)}, {g.tensors[out].nbytes}, {k});\n{call}TP_SHADOW_END();\n"
         return f"{{   /* op {k}: {op.type} (a block: its temporaries share stack slots with the other ops') */\n" \
-            + _indent(self.emitter.call(site) + self._dump_whole(k, op.outputs[0]), 4) + "}\n"
+            + _indent(call + self._dump_whole(k, op.outputs[0]), 4) + "}\n"
 
     def _dump_whole(self, k: int, t: str) -> str:
         """TP_DUMP of all of tensor t's bytes (host check builds with TP_DUMP_FILE set)."""

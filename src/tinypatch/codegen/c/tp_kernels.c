@@ -7,6 +7,54 @@
 
 #include "tp_fast.h"
 
+#if defined(TP_SHADOW)
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static uintptr_t shadow_lo;
+static size_t shadow_n;
+static int shadow_op;
+static unsigned char *shadow_map; /* 1: output byte written during the current in-place call */
+
+void tp_shadow_begin(const void *y, size_t bytes, int op)
+{
+    shadow_op = op;
+    free(shadow_map);
+    shadow_map = calloc(bytes ? bytes : 1, 1);
+    if (!shadow_map) abort();
+    shadow_lo = (uintptr_t)y;
+    shadow_n = bytes;
+}
+
+void tp_shadow_end(void)
+{
+    free(shadow_map);
+    shadow_map = NULL;
+    shadow_n = 0;
+}
+
+void tp_shadow_read(const void *p, size_t n)
+{
+    for (size_t i = 0; shadow_map && i < n; i++) {
+        const uintptr_t a = (uintptr_t)p + i;
+        if (a >= shadow_lo && a - shadow_lo < shadow_n && shadow_map[a - shadow_lo]) {
+            fprintf(stderr, "tp_shadow: in-place kernel read an input byte its output already overwrote "
+                            "(op %d, output byte %lu)\n", shadow_op, (unsigned long)(a - shadow_lo));
+            abort();
+        }
+    }
+}
+
+void tp_shadow_write(const void *p, size_t n)
+{
+    for (size_t i = 0; shadow_map && i < n; i++) {
+        const uintptr_t a = (uintptr_t)p + i;
+        if (a >= shadow_lo && a - shadow_lo < shadow_n) shadow_map[a - shadow_lo] = 1;
+    }
+}
+#endif
+
 /* --- fixed point ---------------------------------------------------------------------- */
 int32_t tp_srdhm(int32_t a, int32_t b)
 {
@@ -114,10 +162,10 @@ void tp_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, in
                         if (ix < 0 || ix >= iw) continue;
                         const int8_t *px = x + (ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin;
                         const int8_t *wk = w + (ky * kw + kx) * cin;
-                        for (int c = 0; c < cin; c++) acc += wk[c] * (px[c] - zp);
+                        for (int c = 0; c < cin; c++) acc += wk[c] * (TP_RD(px[c]) - zp);
                     }
                 }
-                out[oc] = requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+                TP_WR(out[oc], requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max));
             }
         }
     }
@@ -145,10 +193,10 @@ void tp_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, 
                     for (int kx = 0; kx < kw; kx++) {
                         const int ix = ix0 + kx * p->dw;
                         if (ix < 0 || ix >= iw) continue;
-                        acc += p->w[(ky * kw + kx) * cout + oc] * (x[(ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin + ic] - zp);
+                        acc += p->w[(ky * kw + kx) * cout + oc] * (TP_RD(x[(ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin + ic]) - zp);
                     }
                 }
-                out[oc] = requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+                TP_WR(out[oc], requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max));
             }
         }
     }
@@ -174,13 +222,13 @@ void tp_avgpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs,
                 int32_t sum = 0;
                 for (int ky = ky0; ky < ky1; ky++)
                     for (int kx = kx0; kx < kx1; kx++)
-                        sum += x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch];
+                        sum += TP_RD(x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch]);
                 int32_t v = 0;
                 if (count > 0) {
                     const int32_t half = count / 2;
                     v = sum > 0 ? (sum + half) / count : -((half - sum) / count);
                 }
-                out[ch] = clamp8(v, p->act_min, p->act_max);
+                TP_WR(out[ch], clamp8(v, p->act_min, p->act_max));
             }
         }
     }
@@ -204,10 +252,10 @@ void tp_maxpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs,
                 int m = -128;
                 for (int ky = ky0; ky < ky1; ky++)
                     for (int kx = kx0; kx < kx1; kx++) {
-                        const int v = x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch];
+                        const int v = TP_RD(x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch]);
                         if (v > m) m = v;
                     }
-                out[ch] = clamp8(m, p->act_min, p->act_max);
+                TP_WR(out[ch], clamp8(m, p->act_min, p->act_max));
             }
         }
     }
@@ -246,7 +294,7 @@ void tp_add_s8(const tp_add_p *p, const int32_t *d, const int8_t *a, const int32
     TP_FOR3(d) {
         const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
         int8_t *py = TP_AT(y, sy);
-        for (int32_t i = 0; i < d[3]; i++) py[i * sy[3]] = add1(p, pa[i * sa[3]], pb[i * sb[3]]);
+        for (int32_t i = 0; i < d[3]; i++) TP_WR(py[i * sy[3]], add1(p, TP_RD(pa[i * sa[3]]), TP_RD(pb[i * sb[3]])));
     }
 }
 
@@ -257,8 +305,8 @@ void tp_mul_s8(const tp_mul_p *p, const int32_t *d, const int8_t *a, const int32
         const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
         int8_t *py = TP_AT(y, sy);
         for (int32_t i = 0; i < d[3]; i++) {
-            const int32_t prod = (pa[i * sa[3]] - p->zp1) * (pb[i * sb[3]] - p->zp2);
-            py[i * sy[3]] = requant(prod, p->m, p->shift, p->out_zp, p->act_min, p->act_max);
+            const int32_t prod = (TP_RD(pa[i * sa[3]]) - p->zp1) * (TP_RD(pb[i * sb[3]]) - p->zp2);
+            TP_WR(py[i * sy[3]], requant(prod, p->m, p->shift, p->out_zp, p->act_min, p->act_max));
         }
     }
 }
@@ -269,7 +317,7 @@ void tp_lut_s8(const int8_t *lut, const int32_t *d, const int8_t *x, const int32
     TP_FOR3(d) {
         const int8_t *px = TP_AT(x, sx);
         int8_t *py = TP_AT(y, sy);
-        for (int32_t i = 0; i < d[3]; i++) py[i * sy[3]] = lut[px[i * sx[3]] + 128];
+        for (int32_t i = 0; i < d[3]; i++) TP_WR(py[i * sy[3]], lut[TP_RD(px[i * sx[3]]) + 128]);
     }
 }
 
@@ -332,6 +380,10 @@ void tp_pad(int esize, const void *value, const int32_t *din, const int32_t *bef
                     if (inside && i3 >= 0 && i3 < din[3])
                         src = cx + ((ptrdiff_t)i0 * sx[0] + (ptrdiff_t)i1 * sx[1] + (ptrdiff_t)i2 * sx[2]
                                     + (ptrdiff_t)i3 * sx[3]) * esize;
+#if defined(TP_SHADOW)
+                    if (src != value) tp_shadow_read(src, (size_t)esize);
+                    tp_shadow_write(py + (ptrdiff_t)o3 * sy[3] * esize, (size_t)esize);
+#endif
                     memcpy(py + (ptrdiff_t)o3 * sy[3] * esize, src, (size_t)esize);
                 }
             }

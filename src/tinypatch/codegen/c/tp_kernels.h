@@ -74,6 +74,25 @@ typedef struct {
     int32_t diff_min;
 } tp_softmax_p;
 
+/* --- shadow build (-DTP_SHADOW, host, reference kernels): between TP_SHADOW_BEGIN(y, bytes, op)
+ * and TP_SHADOW_END() (around every in-place call) the kernels record each output byte they
+ * write (TP_WR) and abort on a read (TP_RD) of an input byte already overwritten. ------------ */
+#if defined(TP_SHADOW)
+void tp_shadow_begin(const void *y, size_t bytes, int op);
+void tp_shadow_end(void);
+void tp_shadow_read(const void *p, size_t n);
+void tp_shadow_write(const void *p, size_t n);
+#define TP_SHADOW_BEGIN(y, bytes, op) tp_shadow_begin((y), (bytes), (op))
+#define TP_SHADOW_END() tp_shadow_end()
+#define TP_RD(v) (tp_shadow_read(&(v), sizeof(v)), (v))
+#define TP_WR(dst, v) ((dst) = (v), tp_shadow_write(&(dst), sizeof(dst)))
+#else
+#define TP_SHADOW_BEGIN(y, bytes, op) ((void)0)
+#define TP_SHADOW_END() ((void)0)
+#define TP_RD(v) (v)
+#define TP_WR(dst, v) ((dst) = (v))
+#endif
+
 /* --- fixed point (gemmlowp / TFLite reference) --------------------------------------- */
 int32_t tp_srdhm(int32_t a, int32_t b);
 int32_t tp_rdbpot(int32_t x, int exponent);
