@@ -272,7 +272,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                       f"{' ...' if patched.outputs[n].size > 16 else ''}", highlight=False)
     console.print(f"whole-image {t1 - t0:.2f} s, planned {t2 - t1:.2f} s; "
                   f"{'[green]byte-identical[/]' if same else '[red]OUTPUTS DIFFER[/]'}")
-    console.print(f"arena: measured high-water mark {patched.arena_high_water:,} B, planned peak "
+    console.print(f"arena: measured high-water mark {patched.arena_high_water:,} B (bytes read or written "
+                  f"up to {patched.touched_high_water:,}, aligned), planned peak "
                   f"{patched.arena_size:,} B (input {'in' if plan.include_input else 'outside'} the arena)")
     return 0 if same and patched.arena_high_water <= patched.arena_size else 1
 
