@@ -1,8 +1,10 @@
-"""In-place safety checked in C: the shadow build (``make host-shadow``: reference kernels, every
-in-place call shadowed byte by byte) aborts when a kernel reads an input byte its output has
-already overwritten. It runs every in-place plan of the shared models and random CNNs, and
-checks the write-ahead figure stated next to each reference kernel: a shift computed with that
-figure is safe, and for the convolution one pixel less is not."""
+"""In-place safety checked in C: the shadow build (``make host-shadow``: every in-place call
+shadowed byte by byte, DSP kernels with portable intrinsics, ``FAST=`` the reference kernels)
+aborts when a kernel reads an input byte its output has already overwritten. It runs every
+in-place plan of the shared models (both kernel sets) and random CNNs, and checks the
+write-ahead figure stated next to each host kernel: a shift computed with that figure is safe,
+and for the convolutions one pixel less is not. (Helium kernels only build for Cortex-M55: their
+figure is checked by the tests' bytewise executor, not here.)"""
 
 from __future__ import annotations
 
@@ -28,11 +30,11 @@ pytestmark = pytest.mark.skipif(NO_CC is not None, reason=f"host C compiler: {NO
 HEAVY = {"mcunetv2_large.tflite"}
 
 
-def _shadow_exact(g, p, out, xs, inplace=True):  # noqa: ANN001, ANN202
+def _shadow_exact(g, p, out, xs, inplace=True, fast=True):  # noqa: ANN001, ANN202
     project = generate(g, p, out, inplace=inplace)
     if not project.plan.inplace:
         pytest.skip("no op runs in place under this plan: nothing to shadow")
-    make(out, "host-shadow")
+    make(out, "host-shadow", variables=None if fast else {"FAST": ""})
     got = run_host(out, g, xs, "model_host_shadow")
     want = run(g, xs)
     for n in g.outputs:
@@ -40,18 +42,19 @@ def _shadow_exact(g, p, out, xs, inplace=True):  # noqa: ANN001, ANN202
 
 
 def _cases() -> list:
-    return [pytest.param(p.name, mode, id=f"{p.stem}-{mode}", marks=[pytest.mark.slow] if p.name in HEAVY else [])
-            for p in MODELS if p.name != "hello_world_int8.tflite" for mode in ("layer", "patch-min-peak")] \
-        or [pytest.param("person_detect.tflite", "layer", id="assets-absent")]
+    return [pytest.param(p.name, mode, fast, id=f"{p.stem}-{mode}-{'dsp' if fast else 'ref'}",
+                         marks=[pytest.mark.slow] if p.name in HEAVY else [])
+            for p in MODELS if p.name != "hello_world_int8.tflite" for mode in ("layer", "patch-min-peak")
+            for fast in (True, False)] or [pytest.param("person_detect.tflite", "layer", True, id="assets-absent")]
 
 
-@pytest.mark.parametrize("name,mode", _cases())
-def test_shared_model_in_place_plans_never_read_overwritten_bytes(name, mode, tmp_path):
+@pytest.mark.parametrize("name,mode,fast", _cases())
+def test_shared_model_in_place_plans_never_read_overwritten_bytes(name, mode, fast, tmp_path):
     g = graph(name)
     p = plan(name, mode)
     if p is None:
         pytest.skip(f"{name} has no patch plan")
-    _shadow_exact(g, p, tmp_path, inputs(name))
+    _shadow_exact(g, p, tmp_path, inputs(name), fast=fast)
 
 
 @C_BUILDS
@@ -66,9 +69,10 @@ def test_random_cnn_every_op_in_place_never_reads_overwritten_bytes(tmp_path_fac
 
 def _one_op(kind: str):  # noqa: ANN202
     """A 1x1 conv (out of place) feeding the op under test (in place), 16 channels: pixels are
-    whole multiples of the arena alignment, so the shift is not rounded past the figure."""
+    whole multiples of the arena alignment, so the shift is not rounded past the figure; an even
+    width, so the DSP kernel's last pixel pair ends its row."""
     b = Builder(kind, seed=3)
-    x = b.conv(b.input((1, 7, 9, 16)), 16, 1, name="feed", act="NONE")
+    x = b.conv(b.input((1, 7, 8, 16)), 16, 1, name="feed", act="NONE")
     if kind == "conv":
         y = b.conv(x, 32, 1, name="op", act="NONE")
     elif kind == "conv3":
@@ -82,15 +86,18 @@ def _one_op(kind: str):  # noqa: ANN202
     return b.finish([y])
 
 
-KERNEL = {"conv": "tp_conv_s8", "conv3": "tp_conv_s8", "depthwise": "tp_dwconv_s8", "avg": "tp_avgpool_s8",
-          "max": "tp_maxpool_s8", "pad": "tp_pad"}
+# (op kind, DSP build?) -> the C kernel that runs it in place on the host
+KERNEL = {("conv", False): "tp_conv_s8", ("conv3", False): "tp_conv_s8", ("depthwise", False): "tp_dwconv_s8",
+          ("avg", False): "tp_avgpool_s8", ("max", False): "tp_maxpool_s8", ("pad", False): "tp_pad",
+          ("conv", True): "tp_fast_conv_s8", ("conv3", True): "tp_fast_conv_s8",
+          ("depthwise", True): "tp_fast_dwconv_s8"}
 
 
-@pytest.mark.parametrize("kind", sorted(KERNEL))
-def test_stated_write_ahead_of_each_reference_kernel_is_safe(kind, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind,fast", sorted(KERNEL), ids=[f"{k}-{'dsp' if f else 'ref'}" for k, f in sorted(KERNEL)])
+def test_stated_write_ahead_of_each_host_kernel_is_safe(kind, fast, tmp_path, monkeypatch):
     """The op in place at the shift its own kernel's stated figure gives (not the planner's
     largest): no trap; a 1x1 conv widening 16 -> 32 channels at one pixel less does trap."""
-    figure = c_write_ahead()[KERNEL[kind]]
+    figure = c_write_ahead()[KERNEL[(kind, fast)]]
     g = _one_op(kind)
     xs = [np.random.default_rng(4).integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)]
     original = inplace_mod.window_shift
@@ -101,9 +108,9 @@ def test_stated_write_ahead_of_each_reference_kernel_is_safe(kind, tmp_path, mon
     shifted(figure)
     p = Plan.layer_by_layer(g)
     p.inplace = [1]
-    _shadow_exact(g, p, tmp_path / "stated", xs, inplace=False)
+    _shadow_exact(g, p, tmp_path / "stated", xs, inplace=False, fast=fast)
     if kind == "conv":
         shifted(figure - 1)
         assert original(g, 1, figure - 1) < original(g, 1, figure)
         with pytest.raises(ToolchainError, match="tp_shadow"):
-            _shadow_exact(g, p, tmp_path / "less", xs, inplace=False)
+            _shadow_exact(g, p, tmp_path / "less", xs, inplace=False, fast=fast)

@@ -243,8 +243,8 @@ def _makefile(p: Project) -> str:
 #
 #   make host                      host build: ./model_host input.bin output.bin
 #   make host-check                host build with -fsanitize=address,undefined and window checks
-#   make host-shadow               host build, reference kernels, every in-place call shadowed:
-#                                  a read of an input byte the output already overwrote aborts
+#   make host-shadow               host build, every in-place call shadowed (reference and DSP
+#                                  kernels): a read of an input byte the output already overwrote aborts
 #   make ... FAST=                 reference kernels only (no optimised paths)
 #   make cortex-m4|cortex-m7|cortex-m55   cross build (arm-none-eabi-gcc): model_<target>.elf
 #   make run-cortex-m7             run on QEMU: reads input.bin, writes output.bin (semihosting)
@@ -282,7 +282,7 @@ model_host_check: $(HOST_SRCS) $(HEADERS)
 
 host-shadow: model_host_shadow
 model_host_shadow: $(HOST_SRCS) $(HEADERS)
-\t$(CC) -std=c99 -Wall -Wextra -fno-strict-aliasing -ffp-contract=off -O1 -g1 -DTP_CHECK -DTP_SHADOW -o $@ $(HOST_SRCS)
+\t$(CC) $(CFLAGS_COMMON) -O1 -g1 -DTP_CHECK -DTP_SHADOW -o $@ $(HOST_SRCS)
 
 {mcu}: %: model_%.elf
 model_%.elf: $(MCU_SRCS) $(HEADERS) link_%.ld

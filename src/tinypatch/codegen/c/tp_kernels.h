@@ -74,7 +74,7 @@ typedef struct {
     int32_t diff_min;
 } tp_softmax_p;
 
-/* --- shadow build (-DTP_SHADOW, host, reference kernels): between TP_SHADOW_BEGIN(y, bytes, op)
+/* --- shadow build (-DTP_SHADOW, host: reference and DSP kernels): between TP_SHADOW_BEGIN(y, bytes, op)
  * and TP_SHADOW_END() (around every in-place call) the kernels record each output byte they
  * write (TP_WR) and abort on a read (TP_RD) of an input byte already overwritten. ------------ */
 #if defined(TP_SHADOW)
