@@ -1,10 +1,11 @@
 """In-place safety checked in C: the shadow build (``make host-shadow``: every in-place call
 shadowed byte by byte, DSP kernels with portable intrinsics, ``FAST=`` the reference kernels)
-aborts when a kernel reads an input byte its output has already overwritten. It runs every
-in-place plan of the shared models (both kernel sets) and random CNNs, and checks the
-write-ahead figure stated next to each host kernel: a shift computed with that figure is safe,
-and for the convolutions one pixel less is not. (Helium kernels only build for Cortex-M55: their
-figure is checked by the tests' bytewise executor, not here.)"""
+aborts when a kernel reads an input byte its output has already overwritten. It runs the
+in-place plans of every shared model (layer by layer with the DSP kernels, the least-peak patch
+plan with the reference ones) and of random CNNs, and checks the write-ahead figure stated next
+to each host kernel: a shift computed with that figure is safe, and for the convolutions one
+pixel less is not. (The Helium kernels only build for Cortex-M55: their figure is checked by
+the tests' bytewise executor, not here.)"""
 
 from __future__ import annotations
 
@@ -42,10 +43,13 @@ def _shadow_exact(g, p, out, xs, inplace=True, fast=True):  # noqa: ANN001, ANN2
 
 
 def _cases() -> list:
+    """Each shared model's in-place plans: layer by layer with the DSP kernels, the least-peak
+    patch plan with the reference kernels."""
     return [pytest.param(p.name, mode, fast, id=f"{p.stem}-{mode}-{'dsp' if fast else 'ref'}",
                          marks=[pytest.mark.slow] if p.name in HEAVY else [])
-            for p in MODELS if p.name != "hello_world_int8.tflite" for mode in ("layer", "patch-min-peak")
-            for fast in (True, False)] or [pytest.param("person_detect.tflite", "layer", True, id="assets-absent")]
+            for p in MODELS if p.name != "hello_world_int8.tflite"
+            for mode, fast in (("layer", True), ("patch-min-peak", False))] \
+        or [pytest.param("person_detect.tflite", "layer", True, id="assets-absent")]
 
 
 @pytest.mark.parametrize("name,mode,fast", _cases())
