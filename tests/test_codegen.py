@@ -354,3 +354,19 @@ def assert_every_tensor_equal(g: Graph, p: Plan, project: Path, xs: list[np.ndar
     if any(s.mode(s.start) != STREAM for s in p.stages):
         assert any(r.tile != (-1, -1) for r in records)
     return got
+
+
+@needs_cc
+@pytest.mark.parametrize("end", [2, 3])
+def test_rolling_cache_with_one_row_tiles_is_exact(end, tmp_path):
+    """One tile column, one-row tiles, cached halos: a tile's kept rows outnumber its new ones,
+    so the rolling buffer's rows move up onto rows still to be moved (tp_shift_rows' order)."""
+    g = chain()
+    h = g.tensors[g.ops[end - 1].outputs[0]].shape[1]
+    p = Plan(g.name, fingerprint(g), [Stage(0, end, list(range(h + 1)), [0, g.tensors[g.ops[end - 1].outputs[0]].shape[2]],
+                                            {k: "cache" for k in range(end - 1)})])
+    plan_cost(g, p)  # a plan the planner accepts
+    x = random_input(g.tensors[g.inputs[0]], seed=2)
+    project = generate(g, p, tmp_path)
+    make(tmp_path, "host-check")
+    assert_every_tensor_equal(g, project.plan, tmp_path, [x])
