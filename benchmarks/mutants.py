@@ -118,7 +118,7 @@ MUTANTS = [
            "/* write-ahead: 4 output pixels", "/* write-ahead: 3 output pixels", ("tests/test_inplace.py",)),
     Mutant("c-shadow-write", "shadow build forgets the bytes a kernel writes", C + "tp_kernels.c",
            "if (a >= shadow_lo && a - shadow_lo < shadow_n) shadow_map[a - shadow_lo] = 1;", ";",
-           ("tests/test_codegen_shadow.py::test_stated_write_ahead_of_each_reference_kernel_is_safe",)),
+           ("tests/test_codegen_shadow.py::test_stated_write_ahead_of_each_host_kernel_is_safe",)),
 ]
 
 
