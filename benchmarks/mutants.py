@@ -130,7 +130,7 @@ def _copy_tree(dst: Path) -> None:
 
 
 def run_mutant(m: Mutant, tree: Path, timeout: float) -> tuple[str, float, str]:
-    """("caught" | "survived" | "timeout", seconds, last output lines) of one mutant in ``tree``."""
+    """("caught" | "survived" | "timeout" | "error N", seconds, last output lines) of one mutant in ``tree``."""
     path = tree / m.path
     original = path.read_text()
     if original.count(m.old) != 1:
@@ -142,7 +142,8 @@ def run_mutant(m: Mutant, tree: Path, timeout: float) -> tuple[str, float, str]:
     try:
         r = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *m.tests],
                            cwd=tree, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-        outcome = "survived" if r.returncode == 0 else "caught"
+        # 1: tests failed, 2: collection failed (both catch it); 4, 5: no such test / none collected
+        outcome = {0: "survived", 1: "caught", 2: "caught"}.get(r.returncode, f"error {r.returncode}")
         tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-3:])
     except subprocess.TimeoutExpired:
         outcome, tail = "timeout", ""
@@ -171,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             outcome, secs, tail = run_mutant(m, tree, args.timeout)
             results.append({"id": m.id, "what": m.what, "outcome": outcome, "seconds": round(secs, 1)})
             print(f"{outcome:8} {secs:6.1f} s  {m.id:16} {m.what}", flush=True)
-            if outcome == "survived":
+            if outcome != "caught":
                 print(f"         {tail}", flush=True)
-    caught = sum(r["outcome"] != "survived" for r in results)
+    caught = sum(r["outcome"] in ("caught", "timeout") for r in results)
     print(f"caught {caught}/{len(results)}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
