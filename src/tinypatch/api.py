@@ -331,7 +331,8 @@ class RunResult(_Result):
     outputs: dict[str, np.ndarray]  # the planned run's outputs, by graph output name
     reference: dict[str, np.ndarray]  # whole-image outputs
     exact: bool  # byte-identical (values and dtypes)
-    arena_high_water: int  # measured in the simulated arena
+    arena_high_water: int  # measured in the simulated arena: the highest byte read or written, aligned
+    touched_high_water: int  # the highest byte read or written, unaligned
     arena_size: int  # the planned peak
     include_input: bool
     whole_seconds: float
@@ -351,12 +352,14 @@ class RunResult(_Result):
                           f"{' ...' if value.size > 16 else ''}", highlight=False)
         console.print(f"whole-image {self.whole_seconds:.2f} s, planned {self.plan_seconds:.2f} s; "
                       f"{'[green]byte-identical[/]' if self.exact else '[red]OUTPUTS DIFFER[/]'}")
-        console.print(f"arena: measured high-water mark {self.arena_high_water:,} B, planned peak "
-                      f"{self.arena_size:,} B (input {'in' if self.include_input else 'outside'} the arena)")
+        console.print(f"arena: measured high-water mark {self.arena_high_water:,} B (bytes read or written up to "
+                      f"{self.touched_high_water:,}, aligned), planned peak {self.arena_size:,} B "
+                      f"(input {'in' if self.include_input else 'outside'} the arena)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "exact": self.exact, "ok": self.ok, "arena_high_water": self.arena_high_water,
-                "arena_size": self.arena_size, "include_input": self.include_input,
+                "touched_high_water": self.touched_high_water, "arena_size": self.arena_size,
+                "include_input": self.include_input,
                 "whole_seconds": self.whole_seconds, "plan_seconds": self.plan_seconds,
                 "outputs": {n: v.tolist() for n, v in self.outputs.items()}}
 
@@ -395,7 +398,8 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     exact = all(np.array_equal(whole[n], patched.outputs[n]) and whole[n].dtype == patched.outputs[n].dtype
                 for n in graph.outputs)
     return RunResult(graph.name, {n: patched.outputs[n] for n in graph.outputs}, {n: whole[n] for n in graph.outputs},
-                     exact, patched.arena_high_water, patched.arena_size, p.include_input, t1 - t0, t2 - t1)
+                     exact, patched.arena_high_water, patched.touched_high_water, patched.arena_size, p.include_input,
+                     t1 - t0, t2 - t1)
 
 
 # --- codegen --------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.inplace import add_inplace
 from tinypatch.planning.plan import STREAM, Plan
 
-RUNTIME_SOURCES = ("tp_types.h", "tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast.c", "tp_fast_mve.h",
-                   "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c", "tp_startup.c", "tp_main_mcu.c",
+RUNTIME_SOURCES = ("tp_types.h", "tp_shadow.h", "tp_shadow.c", "tp_kernels.h", "tp_kernels.c", "tp_fast.h",
+                   "tp_fast.c", "tp_fast_mve.h", "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c", "tp_startup.c", "tp_main_mcu.c",
                    "tp_main_host.c")
 
 
@@ -142,8 +142,32 @@ static __attribute__((unused)) void tp_window(const char *p, long h, long w, lon
 }}
 #define TP_WINDOW(p, h, w, rs, c, es, lo, hi) \\
     tp_window((const char *)(p), (h), (w), (rs), (c), (es), (const char *)(lo), (const char *)(hi), __LINE__)
+/* With TP_DUMP_FILE=path set, every operator's output is appended there as it is computed: the
+ * whole tensor for a layer-by-layer op, the fresh region of each tile inside a patch stage.
+ * Record: int32 {{op, tile row, tile col, y0, x0, h, w, c, esize}}, then h rows of w * c * esize bytes. */
+static __attribute__((unused)) void tp_dump(int k, int ti, int tj, long y0, long x0, const void *p, long h, long w,
+                                            long rs, long c, long es)
+{{
+    static FILE *f;
+    static int state; /* 0: not opened yet, 1: dumping, -1: off */
+    if (!state) {{
+        const char *path = getenv("TP_DUMP_FILE");
+        f = path ? fopen(path, "wb") : NULL;
+        state = f ? 1 : -1;
+    }}
+    if (state < 0 || h <= 0 || w <= 0) return;
+    const int32_t head[9] = {{k, ti, tj, (int32_t)y0, (int32_t)x0, (int32_t)h, (int32_t)w, (int32_t)c, (int32_t)es}};
+    int ok = fwrite(head, sizeof head, 1, f) == 1;
+    for (long r = 0; r < h && ok; r++) ok = fwrite((const char *)p + r * rs * es, (size_t)(w * c * es), 1, f) == 1;
+    if (!ok || fflush(f) != 0) {{
+        fprintf(stderr, "cannot write TP_DUMP_FILE\\n");
+        abort();
+    }}
+}}
+#define TP_DUMP(k, ti, tj, y0, x0, p, h, w, rs, c, es) tp_dump((k), (ti), (tj), (y0), (x0), (p), (h), (w), (rs), (c), (es))
 #else
 #define TP_WINDOW(p, h, w, rs, c, es, lo, hi) ((void)0)
+#define TP_DUMP(k, ti, tj, y0, x0, p, h, w, rs, c, es) ((void)0)
 #endif
 
 /* The arena: every activation at its planned offset. */
@@ -225,6 +249,8 @@ def _makefile(p: Project) -> str:
 #
 #   make host                      host build: ./model_host input.bin output.bin
 #   make host-check                host build with -fsanitize=address,undefined and window checks
+#   make host-shadow               host build, every in-place call shadowed (reference and DSP
+#                                  kernels): a read of an input byte the output already overwrote aborts
 #   make ... FAST=                 reference kernels only (no optimised paths)
 #   make cortex-m4|cortex-m7|cortex-m55   cross build (arm-none-eabi-gcc): model_<target>.elf
 #   make run-cortex-m7             run on QEMU: reads input.bin, writes output.bin (semihosting)
@@ -237,7 +263,7 @@ QEMU ?= qemu-system-arm
 OPT ?= -O2
 FAST ?= -DTP_FAST
 CFLAGS_COMMON = -std=c99 -Wall -Wextra -fno-strict-aliasing -ffp-contract=off $(FAST)
-MODEL_SRCS = model.c tp_kernels.c tp_fast.c
+MODEL_SRCS = model.c tp_kernels.c tp_fast.c tp_shadow.c
 HEADERS = model.h tp_types.h tp_kernels.h tp_fast.h tp_fast_mve.h tp_mcu.h tp_semihost.h
 HOST_SRCS = $(MODEL_SRCS) tp_main_host.c
 MCU_SRCS = $(MODEL_SRCS) tp_fast_mve.c tp_main_mcu.c tp_startup.c tp_semihost.c
@@ -245,7 +271,7 @@ ARM_CFLAGS = $(CFLAGS_COMMON) $(OPT) -mthumb -ffunction-sections -fdata-sections
 ARM_LDFLAGS = -nostartfiles --specs=nano.specs -Wl,--gc-sections
 {cpu}
 
-.PHONY: all help host host-check {mcu} clean
+.PHONY: all help host host-check host-shadow {mcu} clean
 all: host
 
 help:
@@ -259,6 +285,10 @@ host-check: model_host_check
 model_host_check: $(HOST_SRCS) $(HEADERS)
 \t$(CC) $(CFLAGS_COMMON) -O1 -g1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \\
 \t\t-DTP_CHECK -o $@ $(HOST_SRCS)
+
+host-shadow: model_host_shadow
+model_host_shadow: $(HOST_SRCS) $(HEADERS)
+\t$(CC) $(CFLAGS_COMMON) -O1 -g1 -DTP_CHECK -DTP_SHADOW -o $@ $(HOST_SRCS)
 
 {mcu}: %: model_%.elf
 model_%.elf: $(MCU_SRCS) $(HEADERS) link_%.ld
@@ -275,5 +305,5 @@ size-%: model_%.elf
 \t$(ARM_SIZE) -A model_$*.elf
 
 clean:
-\trm -rf model_host model_host_check model_*.elf model_*.map obj_* output.bin plugin.log
+\trm -rf model_host model_host_check model_host_shadow model_*.elf model_*.map obj_* output.bin plugin.log
 """

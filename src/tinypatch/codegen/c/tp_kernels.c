@@ -90,6 +90,9 @@ static int32_t roundf_to_i32(float v)
 }
 
 /* --- convolutions ------------------------------------------------------------------------ */
+/* write-ahead: 1 output pixel (its channels one by one, each re-reading the whole window).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 void tp_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                 int8_t *y, int oh, int ow, int ors)
 {
@@ -111,15 +114,18 @@ void tp_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, in
                         if (ix < 0 || ix >= iw) continue;
                         const int8_t *px = x + (ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin;
                         const int8_t *wk = w + (ky * kw + kx) * cin;
-                        for (int c = 0; c < cin; c++) acc += wk[c] * (px[c] - zp);
+                        for (int c = 0; c < cin; c++) acc += wk[c] * (TP_RD(px[c]) - zp);
                     }
                 }
-                out[oc] = requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+                TP_WR(out[oc], requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max));
             }
         }
     }
 }
 
+/* write-ahead: 1 output pixel (its channels one by one).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 void tp_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                   int8_t *y, int oh, int ow, int ors)
 {
@@ -139,16 +145,19 @@ void tp_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, 
                     for (int kx = 0; kx < kw; kx++) {
                         const int ix = ix0 + kx * p->dw;
                         if (ix < 0 || ix >= iw) continue;
-                        acc += p->w[(ky * kw + kx) * cout + oc] * (x[(ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin + ic] - zp);
+                        acc += p->w[(ky * kw + kx) * cout + oc] * (TP_RD(x[(ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin + ic]) - zp);
                     }
                 }
-                out[oc] = requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+                TP_WR(out[oc], requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max));
             }
         }
     }
 }
 
 /* --- pooling (padded cells never take part) --------------------------------------------- */
+/* write-ahead: 1 output pixel.
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 void tp_avgpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                    int8_t *y, int oh, int ow, int ors)
 {
@@ -165,18 +174,21 @@ void tp_avgpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs,
                 int32_t sum = 0;
                 for (int ky = ky0; ky < ky1; ky++)
                     for (int kx = kx0; kx < kx1; kx++)
-                        sum += x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch];
+                        sum += TP_RD(x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch]);
                 int32_t v = 0;
                 if (count > 0) {
                     const int32_t half = count / 2;
                     v = sum > 0 ? (sum + half) / count : -((half - sum) / count);
                 }
-                out[ch] = clamp8(v, p->act_min, p->act_max);
+                TP_WR(out[ch], clamp8(v, p->act_min, p->act_max));
             }
         }
     }
 }
 
+/* write-ahead: 1 output pixel.
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 void tp_maxpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                    int8_t *y, int oh, int ow, int ors)
 {
@@ -192,10 +204,10 @@ void tp_maxpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs,
                 int m = -128;
                 for (int ky = ky0; ky < ky1; ky++)
                     for (int kx = kx0; kx < kx1; kx++) {
-                        const int v = x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch];
+                        const int v = TP_RD(x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch]);
                         if (v > m) m = v;
                     }
-                out[ch] = clamp8(m, p->act_min, p->act_max);
+                TP_WR(out[ch], clamp8(m, p->act_min, p->act_max));
             }
         }
     }
@@ -285,7 +297,7 @@ void tp_add_s8(const tp_add_p *p, const int32_t *d, const int8_t *a, const int32
     TP_FOR3(d) {
         const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
         int8_t *py = TP_AT(y, sy);
-        for (int32_t i = 0; i < d[3]; i++) py[i * sy[3]] = add1(p, pa[i * sa[3]], pb[i * sb[3]]);
+        for (int32_t i = 0; i < d[3]; i++) TP_WR(py[i * sy[3]], add1(p, TP_RD(pa[i * sa[3]]), TP_RD(pb[i * sb[3]])));
     }
 }
 
@@ -296,8 +308,8 @@ void tp_mul_s8(const tp_mul_p *p, const int32_t *d, const int8_t *a, const int32
         const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
         int8_t *py = TP_AT(y, sy);
         for (int32_t i = 0; i < d[3]; i++) {
-            const int32_t prod = (pa[i * sa[3]] - p->zp1) * (pb[i * sb[3]] - p->zp2);
-            py[i * sy[3]] = requant(prod, p->m, p->shift, p->out_zp, p->act_min, p->act_max);
+            const int32_t prod = (TP_RD(pa[i * sa[3]]) - p->zp1) * (TP_RD(pb[i * sb[3]]) - p->zp2);
+            TP_WR(py[i * sy[3]], requant(prod, p->m, p->shift, p->out_zp, p->act_min, p->act_max));
         }
     }
 }
@@ -351,7 +363,7 @@ void tp_lut_s8(const int8_t *lut, const int32_t *d, const int8_t *x, const int32
     TP_FOR3(d) {
         const int8_t *px = TP_AT(x, sx);
         int8_t *py = TP_AT(y, sy);
-        for (int32_t i = 0; i < d[3]; i++) py[i * sy[3]] = lut[px[i * sx[3]] + 128];
+        for (int32_t i = 0; i < d[3]; i++) TP_WR(py[i * sy[3]], lut[TP_RD(px[i * sx[3]]) + 128]);
     }
 }
 
@@ -394,6 +406,9 @@ void tp_copy(int esize, const int32_t *d, const void *x, const int32_t *sx, void
     }
 }
 
+/* write-ahead: 1 output pixel (element by element, each read before it is written).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 void tp_pad(int esize, const void *value, const int32_t *din, const int32_t *before, const void *x,
             const int32_t *sx, const int32_t *dout, void *y, const int32_t *sy)
 {
@@ -411,6 +426,10 @@ void tp_pad(int esize, const void *value, const int32_t *din, const int32_t *bef
                     if (inside && i3 >= 0 && i3 < din[3])
                         src = cx + ((ptrdiff_t)i0 * sx[0] + (ptrdiff_t)i1 * sx[1] + (ptrdiff_t)i2 * sx[2]
                                     + (ptrdiff_t)i3 * sx[3]) * esize;
+#if defined(TP_SHADOW)
+                    if (src != value) tp_shadow_read(src, (size_t)esize);
+                    tp_shadow_write(py + (ptrdiff_t)o3 * sy[3] * esize, (size_t)esize);
+#endif
                     memcpy(py + (ptrdiff_t)o3 * sy[3] * esize, src, (size_t)esize);
                 }
             }

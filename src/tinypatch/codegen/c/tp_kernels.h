@@ -13,7 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tp_shadow.h"
 #include "tp_types.h"
+
 
 /* --- fixed point (gemmlowp / TFLite reference) --------------------------------------- */
 int32_t tp_srdhm(int32_t a, int32_t b);
