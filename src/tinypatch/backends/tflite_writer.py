@@ -81,7 +81,7 @@ class _Writer:
         sg_inputs = self._ints([self._ref(n) for n in g.inputs])
         sg_outputs = self._ints([self._ref(n) for n in g.outputs])
         sg_ops = self._table_vector(tflite.SubGraphStartOperatorsVector, ops)
-        sg_name = b.CreateString("main")
+        sg_name = b.CreateString(str(g.meta.get("subgraph_name", "main")))
         tflite.SubGraphStart(b)
         tflite.SubGraphAddTensors(b, sg_tensors)
         tflite.SubGraphAddInputs(b, sg_inputs)

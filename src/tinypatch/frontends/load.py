@@ -20,7 +20,7 @@ def load_model(spec: str, **overrides: Any) -> Graph:
     """Load ``spec``: a ``.tflite`` file, an MCUNet ``.json`` config, ``chains.json#CHAIN``
     (one msf-CNN chain), or a zoo name (``overrides`` go to the config / zoo builder).
     """
-    path, _, chain = spec.partition("#")
+    path, chain = _split_chain(spec)
     if path.lower().endswith(".tflite"):
         if overrides:
             raise ModelLoadError(f"{spec}: a .tflite model takes no overrides ({', '.join(overrides)})")
@@ -34,6 +34,16 @@ def load_model(spec: str, **overrides: Any) -> Graph:
     close = difflib.get_close_matches(spec, [*zoo.ZOO_NAMES, *zoo.PATTERNS], n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ModelLoadError(f"unknown model {spec!r}: not a .tflite/.json file nor a zoo name{hint} ({LIST_HINT})")
+
+
+def _split_chain(spec: str) -> tuple[str, str]:
+    """(file, chain) of ``file#chain``; a file whose own name holds '#' wins over a chain."""
+    cuts = [i for i, c in enumerate(spec) if c == "#"]
+    for i in [len(spec), *cuts]:
+        if os.path.isfile(spec[:i]):
+            return spec[:i], spec[i + 1:]
+    path, _, chain = spec.partition("#")
+    return path, chain
 
 
 def _load_json(path: str, chain: str, overrides: dict[str, Any]) -> Graph:
