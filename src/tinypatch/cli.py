@@ -13,6 +13,7 @@ import sys
 import time
 
 from rich.console import Console
+from rich.text import Text
 
 from tinypatch.errors import TinypatchError
 
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "schedules with the least extra compute, and bit-exact execution.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    from tinypatch.ir.validate import DEFAULT_MAX_TENSOR_BYTES
+    p.add_argument("--max-tensor-bytes", type=parse_size, default=DEFAULT_MAX_TENSOR_BYTES, metavar="SIZE",
+                   help=f"refuse models with a larger tensor (default {DEFAULT_MAX_TENSOR_BYTES // 2**20}MB)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     a = sub.add_parser("analyze", help="per-layer SRAM, flash and MACs of a model",
@@ -152,32 +156,32 @@ def main(argv: list[str] | None = None) -> int:
     console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         return COMMANDS[args.command](args, console)
-    except TinypatchError as exc:
+    except (TinypatchError, OSError) as exc:  # OSError: the file system said no (a folder we cannot write, ...)
         if args.debug:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        return 2
-    except OSError as exc:  # the file system said no (a folder we cannot write, a full disk, ...)
-        if args.debug:
-            raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error(exc)
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130
 
 
-def _load(spec: str):  # noqa: ANN202
+def _error(exc: BaseException) -> None:
+    """One line on stderr; the message is plain text (rich markup would eat ``[start, end]``)."""
+    Console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False, soft_wrap=True)
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202
     from tinypatch.frontends.load import load_model
 
-    return load_model(spec)
+    return load_model(args.model, max_tensor_bytes=args.max_tensor_bytes)
 
 
 def cmd_analyze(args: argparse.Namespace, console: Console) -> int:
     from tinypatch.analysis.memory import analyze
     from tinypatch.report.tables import analyze_tables, layer_plot
 
-    graph = _load(args.model)
+    graph = _load(args)
     report = analyze(graph, include_input=args.include_input, include_output=args.include_output)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
@@ -206,7 +210,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     from tinypatch.planning.search import choose, search
     from tinypatch.report.tables import pareto_plot, plan_tables
 
-    graph = _load(args.model)
+    graph = _load(args)
     flags = dict(include_input=args.include_input, max_grid=args.max_grid)
     with Progress(console=Console(stderr=True), transient=True, disable=args.json) as bar:
         task = bar.add_task("searching schedules", total=None)
@@ -255,7 +259,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from tinypatch.runtime.inputs import model_inputs
     from tinypatch.runtime.plan_executor import PlanExecutor
 
-    graph = _load(args.model)
+    graph = _load(args)
     plan = Plan.load(args.plan)
     check_plan(graph, plan)
     inputs = model_inputs(graph, args.input, args.seed, args.preprocess)
@@ -296,7 +300,7 @@ def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
     from tinypatch.codegen.cli import report_project
     from tinypatch.planning.plan import Plan
 
-    graph = _load(args.model)
+    graph = _load(args)
     plan = Plan.load(args.plan) if args.plan else Plan.layer_by_layer(graph, include_input=args.include_input)
     project = generate(graph, plan, args.output, args.target, args.sram, args.stack, args.inplace)
     if project.plan.inplace:
