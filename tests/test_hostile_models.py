@@ -110,6 +110,12 @@ CASES: dict[str, tuple[Callable[[], bytes], str]] = {
     "graph output is the input": (edit(lambda g: setattr(g, "outputs", ["input"])),
                                   r"graph output 'input' is a graph input"),
     "stride 0": (edit(_attr(0, stride_w=0)), r"stride_w=0 \(must be an integer from 1"),
+    # found by benchmarks/fuzz.py (seed 0): a bool weight tensor reached the C generator (mutation:760),
+    # a float bias an int8 conv (NaN cast), a scale ratio near 2^127 an int8_t shift (mutation:354)
+    "bool weights": (field_edit("tensor.type", (12,), 6), r"operator 4 \(FULLY_CONNECTED\): the weights is bool"),
+    "float bias": (field_edit("tensor.type", (2,), 0), r"operator 0 \(CONV_2D\): the bias is float32, expected int32"),
+    "huge multiplier": (edit(_scale("stem", 1e-38)), r"requantization multiplier .* is not below 2\^31"),
+    "bool activation": (field_edit("tensor.type", (6,), 6), r"tensor 'dw' is a bool activation"),
     "zero point 300": (edit(lambda g: retensor(g, "dw", quant=QuantParams.tensor(0.01, 300))),
                        r"tensor 'dw' has zero point \[300\] outside the int8 range"),
 }

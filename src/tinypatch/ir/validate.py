@@ -38,6 +38,11 @@ MAX_RANK = 6
 INT16_MAX = 32767  # TFLite's reference kernels refuse larger strides and dilations
 _ZP_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 _INT = ("int32", "int64")
+ACTIVATION_DTYPES = ("int8", "float32", "int32")  # what the kernels compute and move
+# ops whose activation inputs and output share one dtype (the others convert: QUANTIZE, DEQUANTIZE)
+_SAME_DTYPE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "MUL",
+               "MEAN", "PAD", "RESHAPE", "SOFTMAX", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "CONCATENATION",
+               "LOGISTIC", "HARD_SWISH", "RELU", "RELU6")
 
 Shape = tuple[int, ...]
 
@@ -103,6 +108,15 @@ class _Check:
                             f"needs {nbytes:,} B of working memory, over the limit of {self.limit:,} B")
         return out[0], out[1]
 
+    def scale(self, t: Tensor) -> float:
+        return float(np.max(t.quant.scale)) if t.quant is not None else 1.0
+
+    def requant(self, real: float, what: str) -> None:
+        """Fixed-point requantization (``QuantizeMultiplier``) needs a multiplier below 2^31:
+        a larger one would shift an int32 left by 32 bits or more (undefined in C)."""
+        if self.g.tensors[self.op.outputs[0]].dtype == "int8" and not real < 2.0**31:
+            raise self.fail(f"its requantization multiplier {what} = {real:.3g} is not below 2^31")
+
     def activation(self) -> None:
         act = self.attrs.get("fused_activation_function", "NONE")
         if act not in ACTIVATIONS:
@@ -113,8 +127,7 @@ class _Check:
 def _conv(c: _Check) -> Shape:
     x = c.rank(c.need(0, "input"), 4, "the input")
     w = c.rank(c.need(1, "filter"), 4, "the filter")
-    if not c.t(1).is_const:
-        raise c.fail("its filter must be a constant tensor")
+    _weights(c, "filter")
     c.activation()
     stride = (c.attr("stride_h"), c.attr("stride_w"))
     dilation = (c.attr("dilation_h"), c.attr("dilation_w"))
@@ -130,8 +143,19 @@ def _conv(c: _Check) -> Shape:
         if x[3] * m != cout:
             raise c.fail(f"input channels {x[3]} x depth_multiplier {m} != filter channels {cout}")
     _bias(c, cout)
+    out = c.g.tensors[c.op.outputs[0]]
+    c.requant(c.scale(c.t(0)) * c.scale(c.t(1)) / c.scale(out), "input scale x filter scale / output scale")
     oh, ow = c.window(x, (w[1], w[2]), stride, dilation, c.t(0).nbytes // max(c.t(0).size, 1))
     return x[0], oh, ow, cout
+
+
+def _weights(c: _Check, what: str) -> None:
+    w, out = c.t(1), c.g.tensors[c.op.outputs[0]]
+    if not w.is_const:
+        raise c.fail(f"its {what} must be a constant tensor")
+    want = "int8" if out.dtype == "int8" else "float32"
+    if w.dtype != want:
+        raise c.fail(f"the {what} is {w.dtype}, expected {want}")
 
 
 def _bias(c: _Check, units: int) -> None:
@@ -139,6 +163,9 @@ def _bias(c: _Check, units: int) -> None:
     if b is not None:
         if not b.is_const:
             raise c.fail("its bias must be a constant tensor")
+        want = "int32" if c.g.tensors[c.op.outputs[0]].dtype == "int8" else "float32"
+        if b.dtype != want:
+            raise c.fail(f"the bias is {b.dtype}, expected {want}")
         if b.shape != (units,):
             raise c.fail(f"the bias has shape {list(b.shape)}, expected [{units}]")
 
@@ -154,8 +181,7 @@ def _pool(c: _Check) -> Shape:
 def _fully_connected(c: _Check) -> Shape:
     x = c.need(0, "input")
     w = c.rank(c.need(1, "weights"), 2, "the weights")
-    if not c.t(1).is_const:
-        raise c.fail("its weights must be a constant tensor")
+    _weights(c, "weights")
     c.activation()
     units, depth = w
     _bias(c, units)
@@ -169,8 +195,14 @@ def _fully_connected(c: _Check) -> Shape:
 
 
 def _binary(c: _Check) -> Shape:
-    a, b = c.need(0, "first operand").shape, c.need(1, "second operand").shape
+    ta, tb = c.need(0, "first operand"), c.need(1, "second operand")
+    a, b = ta.shape, tb.shape
     c.activation()
+    s_out = c.scale(c.g.tensors[c.op.outputs[0]])
+    if c.op.type == "ADD":
+        c.requant(2 * max(c.scale(ta), c.scale(tb)) / (2.0**20 * s_out), "2 max(input scales) / (2^20 output scale)")
+    else:
+        c.requant(c.scale(ta) * c.scale(tb) / s_out, "input scales / output scale")
     try:
         return tuple(int(d) for d in np.broadcast_shapes(a, b))
     except ValueError:
@@ -178,7 +210,10 @@ def _binary(c: _Check) -> Shape:
 
 
 def _same(c: _Check) -> Shape:
-    return c.need(0, "input").shape
+    x = c.need(0, "input")
+    if c.op.type == "QUANTIZE" and x.dtype == "int8":
+        c.requant(c.scale(x) / c.scale(c.g.tensors[c.op.outputs[0]]), "input scale / output scale")
+    return x.shape
 
 
 def _softmax(c: _Check) -> Shape:
@@ -192,7 +227,9 @@ def _softmax(c: _Check) -> Shape:
 
 
 def _mean(c: _Check) -> Shape:
-    x = c.need(0, "input").shape
+    t = c.need(0, "input")
+    x = t.shape
+    c.requant(c.scale(t) / c.scale(c.g.tensors[c.op.outputs[0]]), "input scale / output scale")
     axes = c.const(1, "axes").ravel()
     if axes.size == 0 or np.any(axes < -len(x)) or np.any(axes >= len(x)):
         raise c.fail(f"axes {axes.tolist()} out of range for rank {len(x)}")
@@ -239,7 +276,10 @@ def _resize(c: _Check) -> Shape:
 
 
 def _concat(c: _Check) -> Shape:
-    shapes = [c.need(i, f"operand {i}").shape for i in range(len(c.op.inputs))]
+    operands = [c.need(i, f"operand {i}") for i in range(len(c.op.inputs))]
+    shapes = [t.shape for t in operands]
+    s_out = c.scale(c.g.tensors[c.op.outputs[0]])
+    c.requant(max(c.scale(t) for t in operands) / s_out, "input scale / output scale")
     rank = len(shapes[0])
     axis = c.attrs.get("axis")
     if not isinstance(axis, (int, np.integer)) or not -rank <= axis < rank:
@@ -329,6 +369,8 @@ def _check_tensor(t: Tensor, limit: int) -> None:
                              f"match its type ({t.dtype} {list(t.shape)})")
     elif t.size == 0:
         raise GraphError(f"{where} is empty (shape {list(t.shape)})")
+    elif t.dtype not in ACTIVATION_DTYPES:
+        raise GraphError(f"{where} is a {t.dtype} activation (tinypatch runs {', '.join(ACTIVATION_DTYPES)})")
     if t.dtype == "int8" and t.quant is None:
         raise GraphError(f"int8 {where} has no quantization parameters")
     q = t.quant
@@ -358,8 +400,11 @@ def _check_op(g: Graph, k: int, op: Op, limit: int) -> None:
     if len(op.outputs) != 1:
         raise c.fail(f"has {len(op.outputs)} outputs, expected 1")
     out = g.tensors[op.outputs[0]]
-    if not any(t and not g.tensors[t].is_const for t in op.inputs):
+    acts = [g.tensors[t] for t in op.inputs if t and not g.tensors[t].is_const]
+    if not acts:
         raise c.fail("reads no activation (only constants or absent inputs)")
+    if op.type in _SAME_DTYPE and any(t.dtype != out.dtype for t in acts):
+        raise c.fail(f"reads {'/'.join(t.dtype for t in acts)} but writes {out.dtype}")
     shape = tuple(int(d) for d in rule.shape(c))
     if shape != out.shape:
         raise c.fail(f"its output {out.name!r} is declared {list(out.shape)} but the operator computes {list(shape)}")
