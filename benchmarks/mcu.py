@@ -47,6 +47,7 @@ from tinypatch.ir import Graph
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.search import search
 from tinypatch.runtime.inputs import load_input, random_input
+from tinypatch.safeio import write_text
 
 TFLM_HEAD = {"person_detect.tflite": 55296, "person_detect_qdimfix.tflite": 55296,
              "mlperf_vww_96_int8.tflite": 73728, "mlperf_ic_resnet8_int8.tflite": 49152,
@@ -162,7 +163,7 @@ def main() -> int:
                 results.append({"layer": name, "kernel_insns_per_mac": per_mac, "cmsis_nn": ref, **c.to_dict()})
             console.print(lt)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_text(args.json, json.dumps(results, indent=1))
     return 0 if all(r["exact"] for r in results) else 1
 
 

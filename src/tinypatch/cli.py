@@ -126,7 +126,10 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
                                    "Cortex-M) and checks the outputs against the Python executor.")
     c.add_argument("model", help="path to .tflite / .json config, or a zoo name")
     c.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
-    c.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the project into")
+    c.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder to write the project into (replaced as a whole; see --force)")
+    c.add_argument("--force", action="store_true",
+                   help="write into DIR even if it holds files that an earlier codegen did not write")
     c.add_argument("--target", choices=ALL_TARGETS, default="host", help="build target of --report (default host)")
     c.add_argument("--sram", type=parse_size, metavar="SIZE",
                    help="SRAM budget of the RAM region (default: the planned arena); the link fails above it")
@@ -273,7 +276,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                for n in graph.outputs)
     for n in graph.outputs:
         console.print(f"output {n}: {np.array2string(patched.outputs[n].ravel()[:16], separator=', ')}"
-                      f"{' ...' if patched.outputs[n].size > 16 else ''}", highlight=False)
+                      f"{' ...' if patched.outputs[n].size > 16 else ''}", highlight=False, markup=False)
     console.print(f"whole-image {t1 - t0:.2f} s, planned {t2 - t1:.2f} s; "
                   f"{'[green]byte-identical[/]' if same else '[red]OUTPUTS DIFFER[/]'}")
     console.print(f"arena: measured high-water mark {patched.arena_high_water:,} B, planned peak "
@@ -302,7 +305,7 @@ def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
 
     graph = _load(args)
     plan = Plan.load(args.plan) if args.plan else Plan.layer_by_layer(graph, include_input=args.include_input)
-    project = generate(graph, plan, args.output, args.target, args.sram, args.stack, args.inplace)
+    project = generate(graph, plan, args.output, args.target, args.sram, args.stack, args.inplace, args.force)
     if project.plan.inplace:
         console.print(f"{len(project.plan.inplace)} layer-by-layer ops run in place (--no-inplace: none)")
     console.print(f"C project written to {project.path}: arena {project.arena_bytes:,} B, constants "

@@ -24,6 +24,7 @@ from tinypatch.errors import GraphError, UnsupportedOperatorError
 from tinypatch.frontends.tflite import _OPTIONS as READ_OPTIONS  # the writer mirrors the reader's table
 from tinypatch.ir import Graph, Op, Tensor
 from tinypatch.ir.ops import with_defaults
+from tinypatch.safeio import write_bytes
 
 SCHEMA_VERSION = 3
 _ALIGN = 16  # Buffer.data is force_align: 16 in the schema
@@ -55,9 +56,7 @@ def write_tflite(graph: Graph) -> bytes:
 
 def save_tflite(graph: Graph, path: str | os.PathLike[str]) -> None:
     """Write ``graph`` to the file ``path`` as a ``.tflite`` model."""
-    data = write_tflite(graph)
-    with open(path, "wb") as f:
-        f.write(data)
+    write_bytes(path, write_tflite(graph))
 
 
 class _Writer:

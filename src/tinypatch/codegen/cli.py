@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tinypatch.assets import assets_dir
@@ -35,7 +36,7 @@ def report_project(console: Console, graph: Graph, project: Project, args: argpa
         assets = assets_dir()
         plugin = toolchain.build_insncount(assets, Path(tmp)) if assets is not None else None
         cost = measure(graph, project, inputs, plugin)
-    cost_table(console, f"{graph.name} on {project.target} (QEMU)", [("this plan", cost)])
+    cost_table(console, f"{escape(graph.name)} on {project.target} (QEMU)", [("this plan", cost)])
     console.print(f"outputs vs Python executor: {_verdict(cost.exact)}")
     if plugin is None:
         console.print("instruction counts need the qemu-insncount plugin of the shared assets (not found)")
@@ -50,7 +51,7 @@ def _print_outputs(console: Console, outputs: dict) -> None:
     for name, value in outputs.items():
         flat = value.ravel()
         more = " ..." if flat.size > 16 else ""
-        console.print(f"output {name}: {flat[:16].tolist()}{more}", highlight=False)
+        console.print(f"output {name}: {flat[:16].tolist()}{more}", highlight=False, markup=False)
 
 
 def _n(v: float | None, fmt: str = ",") -> str:

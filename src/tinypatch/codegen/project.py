@@ -8,7 +8,6 @@ linker script per Cortex-M target and a Makefile.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,6 +23,7 @@ from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.inplace import add_inplace
 from tinypatch.planning.plan import STREAM, Plan
+from tinypatch.safeio import output_folder
 
 RUNTIME_SOURCES = ("tp_kernels.h", "tp_kernels.c", "tp_fast.h", "tp_fast.c", "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c",
                    "tp_startup.c", "tp_main_mcu.c", "tp_main_host.c")
@@ -51,10 +51,15 @@ class Project:
 
 
 def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str = "host",
-             sram: int | None = None, stack: int = tg.DEFAULT_STACK, inplace: bool = True) -> Project:
+             sram: int | None = None, stack: int = tg.DEFAULT_STACK, inplace: bool = True,
+             force: bool = False) -> Project:
     """Write the C project for ``graph`` under ``plan`` (None: layer by layer) into ``out_dir``;
     ``inplace``: also run in place every layer-by-layer op that lowers the arena
-    (:func:`tinypatch.planning.inplace.add_inplace`; ops the plan already lists always are)."""
+    (:func:`tinypatch.planning.inplace.add_inplace`; ops the plan already lists always are).
+
+    The folder is written as one step (:func:`tinypatch.safeio.output_folder`): a folder that
+    holds other files is refused unless ``force``, and an interrupted run leaves no half project.
+    """
     if target not in tg.ALL_TARGETS:
         raise PlanError(f"unknown target {target!r}; choose one of {', '.join(tg.ALL_TARGETS)}")
     plan = plan or Plan.layer_by_layer(graph)
@@ -62,14 +67,12 @@ def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str =
     if inplace:
         plan = add_inplace(graph, plan)
     files, project = render(graph, plan, Path(out_dir), target, sram, stack)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (out / name).write_text(text, encoding="utf-8")
     src = resources.files("tinypatch.codegen") / "c"
-    for name in RUNTIME_SOURCES:
-        with resources.as_file(src / name) as p:
-            shutil.copyfile(p, out / name)
+    with output_folder(out_dir, force) as staging:
+        for name, text in files.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        for name in RUNTIME_SOURCES:
+            (staging / name).write_bytes((src / name).read_bytes())
     return project
 
 
