@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tinypatch.runtime.inputs import PREPROCESS, PREPROCESS_HELP
     r.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
     r.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    r.add_argument("--quantize-input", action="store_true",
+                   help="the .npy holds real values: quantize them with the input's scale and zero point "
+                        "(default: its values must fit the input's dtype exactly)")
 
     sub.add_parser("zoo", help="list the built-in models", description="List the built-in zoo models.")
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
@@ -144,6 +147,7 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
     c.add_argument("--input", metavar="FILE", help="input of --report: image or .npy (default: seeded random)")
     c.add_argument("--preprocess", choices=preprocess, default="auto", help=preprocess_help)
     c.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    c.add_argument("--quantize-input", action="store_true", help="quantize a .npy of real values (see `run`)")
 
 
 def _accounting_flags(p: argparse.ArgumentParser, output: bool = True) -> None:
@@ -265,7 +269,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     graph = _load(args)
     plan = Plan.load(args.plan)
     check_plan(graph, plan)
-    inputs = model_inputs(graph, args.input, args.seed, args.preprocess)
+    inputs = model_inputs(graph, args.input, args.seed, args.preprocess, args.quantize_input)
     t0 = time.perf_counter()
     whole = run(graph, inputs)
     t1 = time.perf_counter()

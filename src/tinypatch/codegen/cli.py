@@ -24,7 +24,7 @@ def report_project(console: Console, graph: Graph, project: Project, args: argpa
     missing = toolchain.missing_tools(project.target)
     if missing:
         raise ToolchainError(f"cannot build for {project.target}: {missing}")
-    inputs = model_inputs(graph, args.input, args.seed, args.preprocess)
+    inputs = model_inputs(graph, args.input, args.seed, args.preprocess, args.quantize_input)
     if project.target == "host":
         toolchain.make(project.path, "host-check")
         outputs = toolchain.run_host(project.path, graph, inputs, "model_host_check")
