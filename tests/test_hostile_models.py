@@ -181,3 +181,25 @@ def test_big_same_kernel_runs_like_litert():
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()
     assert np.array_equal(run(g, [x])["y"], it.get_tensor(it.get_output_details()[0]["index"]))
+
+
+@pytest.mark.parametrize("layers,hw,reason", [
+    ([["conv", 10**9, 3, 2, 1]], [8, 8], r"weights of shape \[1000000000, 3, 3, 3\] are over the tensor size limit"),
+    ([["conv", 8, 10**6, 1, 0]], [8, 8], r"over the tensor size limit"),
+    ([["conv", 8, 3, 1, 1]], [10**6, 10**6], r"tensor 'input' of shape \[1, 1000000, 1000000, 3\] needs"),
+])
+def test_hostile_configs_are_refused_before_allocating(tmp_path, capsys, layers, hw, reason):
+    import json
+
+    path = tmp_path / "chains.json"
+    path.write_text(json.dumps({"models": {"c": {"input_hw": hw, "input_channels": 3, "layers": layers}}}))
+    assert main(["analyze", f"{path}#c"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(reason, err), err
+
+
+def test_deeply_nested_config_is_one_line(tmp_path, capsys):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["analyze", str(path)]) == 2
+    assert "nested too deeply" in capsys.readouterr().err
