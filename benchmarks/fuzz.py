@@ -14,9 +14,13 @@ Run: ``python benchmarks/fuzz.py [--mutations N] [--networks N] [--workers W] [-
   writes it as ``.tflite``, imports it (the validation must accept it) and runs it with our
   executor and with LiteRT (BUILTIN_REF): every output byte must agree.
 
-Outcomes per case: ``refused`` (a tinypatch error: one clear line), ``accepted`` (imported,
-prepared, costed), ``ran`` (also executed), ``exact`` (random network equal to LiteRT),
-``mismatch``, ``traceback`` (any other exception), ``hang`` (over ``--timeout`` seconds),
+Outcomes per case: ``refused`` (the import refused it: one clear line), ``refused later`` (imported,
+then refused by a kernel's or the planner's own check, also one clear line), ``accepted``
+(imported, prepared, costed), ``ran`` (also analysed, executed and rendered to C), ``ran, C
+refused`` (executed; the C generator refused an operator it does not generate, e.g. float
+arithmetic), ``exact`` (random network equal to LiteRT),
+``mismatch``, ``run refused`` (prepared and planned but refused while running: the checks
+disagree), ``traceback`` (any other exception), ``hang`` (over ``--timeout`` seconds),
 ``rss`` (the worker's peak RSS went over ``--rss-mb``). Tracebacks, hangs, RSS and mismatches
 are listed with their case ids; ``--case mutation:123`` reruns one case in this process and
 prints its traceback. Cases are reproducible from ``--seed`` and the case id alone.
@@ -42,10 +46,10 @@ import numpy as np
 from tinypatch.assets import assets_dir
 from tinypatch.backends import write_tflite
 from tinypatch.backends.mutate import Field, fields, mutate
-from tinypatch.errors import TinypatchError
+from tinypatch.errors import TinypatchError, UnsupportedOperatorError
 from tinypatch.frontends.tflite import parse_tflite
 
-BAD = ("traceback", "hang", "rss", "mismatch")
+BAD = ("traceback", "hang", "rss", "mismatch", "run refused")
 # how often each shared model is mutated: small models often (each case is cheap), big ones rarely
 MODEL_WEIGHTS = {"hello_world_int8": 6, "mlperf_kws_dscnn_int8": 6, "mlperf_ic_resnet8_int8": 5,
                  "mlperf_vww_96_int8": 3, "person_detect": 2, "person_detect_qdimfix": 1, "mcunet_vww": 1,
@@ -97,18 +101,27 @@ class Corpus:
 
         try:
             graph = parse_tflite(buf)
+        except TinypatchError:
+            return "refused"
+        try:
             for op in graph.ops:
                 prepare(graph, op)
             plan = Plan.layer_by_layer(graph)
             check_plan(graph, plan)
             plan_cost(graph, plan)
-            if cost_totals(op_costs(graph)).macs > self.run_macs:
-                return "accepted"
+        except TinypatchError:
+            return "refused later"
+        if cost_totals(op_costs(graph)).macs > self.run_macs:
+            return "accepted"
+        try:
             analyze(graph)
             run(graph, [random_input(graph.tensors[t], int(rng.integers(1 << 30))) for t in graph.inputs])
+        except TinypatchError:  # prepared and planned, then refused while running: a disagreement
+            return "run refused"
+        try:
             render(graph, plan, Path("unused"), "host", None, 2048)
-        except TinypatchError:
-            return "refused"
+        except UnsupportedOperatorError:  # C generation's own limits (float ops, ...): a clean refusal
+            return "ran, C refused"
         return "ran"
 
     @staticmethod
@@ -263,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of every case (default 0)")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds per case before it counts as a hang")
     p.add_argument("--rss-mb", type=float, default=2048, help="peak RSS bound per worker, MiB (default 2048)")
-    p.add_argument("--run-macs", type=int, default=3_000_000,
+    p.add_argument("--run-macs", type=int, default=8_000_000,
                    help="mutated models with at most this many MACs are also analysed, run and rendered to C")
     p.add_argument("--models", type=Path, default=None, help="folder of .tflite models (default: shared assets)")
     p.add_argument("--case", help="rerun one case (mutation:N or network:N) here and show its traceback")

@@ -60,11 +60,14 @@ def fields(buf: bytes) -> list[Field]:
     if model.SubgraphsLength() == 0:
         return out
     sg = model.Subgraphs(0)
+    for slot, what in ((4, "tensors"), (6, "inputs"), (8, "outputs"), (10, "operators")):
+        out += _vector(f"graph.{what}.length", (), sg._tab, slot, "<I", length=True)
     out += _vector("graph.input", (), sg._tab, 6, "<i")
     out += _vector("graph.output", (), sg._tab, 8, "<i")
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
         out += _vector("tensor.shape", (i,), t._tab, 4, "<i")
+        out += _vector("tensor.rank", (i,), t._tab, 4, "<I", length=True)
         out += _scalar("tensor.type", (i,), t._tab, 6, "<b")
         out += _scalar("tensor.buffer", (i,), t._tab, 8, "<I")
         q = t.Quantization()
@@ -76,6 +79,7 @@ def fields(buf: bytes) -> list[Field]:
         op = sg.Operators(i)
         out += _scalar("op.opcode", (i,), op._tab, 4, "<I")
         out += _vector("op.input", (i,), op._tab, 6, "<i")
+        out += _vector("op.inputs.length", (i,), op._tab, 6, "<I", length=True)
         out += _vector("op.output", (i,), op._tab, 8, "<i")
         options = op.BuiltinOptions()
         if options is not None:
@@ -90,7 +94,7 @@ def _scalar(kind: str, owner: tuple[int, ...], tab: Any, slot: int, fmt: str) ->
 
 def _vector(kind: str, owner: tuple[int, ...], tab: Any, slot: int, fmt: str, length: bool = False
             ) -> list[Field]:
-    """The elements of a vector field (or, with ``length``, its length word)."""
+    """The elements of a vector field (or, with ``length``, its element count)."""
     o = tab.Offset(slot)
     if not o:
         return []
