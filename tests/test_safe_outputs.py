@@ -41,13 +41,16 @@ def test_codegen_refuses_a_foreign_folder_unless_forced(tmp_path, capsys):
     assert files["notes.txt"] == b"my notes" and "model.c" in files and safeio.MARKER in files
 
 
-def test_codegen_replaces_its_own_folder_as_a_whole(tmp_path):
+def test_codegen_regenerates_its_own_folder(tmp_path, monkeypatch):
     out = tmp_path / "c"
     generate(small_net(), None, out)
-    (out / "model_host").write_text("stale build")
+    first = (out / "model.c").read_text()
     generate(small_net(), None, out, inplace=False)
-    assert "model_host" not in listing(out) and (out / safeio.MARKER).exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no staging or old folders left
+    assert (out / "model.c").read_text() != first and (out / safeio.MARKER).exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no staging folder left
+    monkeypatch.chdir(out)  # "-o ." regenerates the working directory in place
+    generate(small_net(), None, ".")
+    assert (out / "model.c").read_text() == first and os.getcwd() == str(out)
 
 
 def test_concurrent_codegen_cannot_interleave(tmp_path):
