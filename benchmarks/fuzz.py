@@ -205,7 +205,6 @@ def fuzz(args: argparse.Namespace) -> dict:
     for c in cases:
         tasks.put(c)
     busy = ctx.Array("d", args.workers)
-    current: dict[int, str] = {}
     procs: dict[int, mp.Process] = {}
 
     def start(wid: int) -> None:
