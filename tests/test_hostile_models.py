@@ -74,6 +74,11 @@ def _shape_mismatch(g: Graph) -> None:
     retensor(g, "dw", shape=(1, 5, 6, 8))
 
 
+def _big_kernel(g: Graph) -> None:  # a 301x301 kernel (2 MiB of weights): 6x6 outputs of 272k taps each
+    w = np.ones((8, 301, 301, 3), np.int8)
+    retensor(g, "stem.weight", shape=w.shape, data=w)
+
+
 def _no_filter(g: Graph) -> None:
     g.ops[0].inputs[1] = ""
 
@@ -109,6 +114,7 @@ CASES: dict[str, tuple[Callable[[], bytes], str]] = {
     "extra op inputs": (edit(_extra_input), r"operator 0 \(CONV_2D\): has 4 inputs, expected 2 to 3"),
     "graph output is the input": (edit(lambda g: setattr(g, "outputs", ["input"])),
                                   r"graph output 'input' is a graph input"),
+    "im2col over the limit": (edit(_big_kernel), r"301x301x3 windows at 6x6 output pixels need [0-9,]+ B of working memory"),
     "stride 0": (edit(_attr(0, stride_w=0)), r"stride_w=0 \(must be an integer from 1"),
     # found by benchmarks/fuzz.py (seed 0): a bool weight tensor reached the C generator (mutation:760),
     # a float bias an int8 conv (NaN cast), a scale ratio near 2^127 an int8_t shift (mutation:354)

@@ -7,8 +7,9 @@ sentence naming the operator or tensor otherwise:
 * graph: inputs and outputs exist, at least one output, inputs are not constants nor written
   by an operator, outputs are computed by an operator (not constants, not graph inputs),
   every tensor written once and read after it is written;
-* tensors: rank <= 6, no zero-size activations, no tensor (and no padded conv/pool input)
-  above ``max_tensor_bytes`` (:data:`DEFAULT_MAX_TENSOR_BYTES`), constant data matching the
+* tensors: rank <= 6, no zero-size activations, no tensor above ``max_tensor_bytes``
+  (:data:`DEFAULT_MAX_TENSOR_BYTES`), nor any padded conv/pool input or conv window matrix
+  (im2col) above it at 8 bytes per element (the kernels' working copies), constant data matching the
   shape, quantization with finite scales > 0, zero points in the dtype's range,
   per-channel parameters only on constants along an existing axis of the right length;
 * operators (:data:`OP_RULES`): arity, absent required inputs, ranks, attributes in range
@@ -146,6 +147,11 @@ def _conv(c: _Check) -> Shape:
     out = c.g.tensors[c.op.outputs[0]]
     c.requant(c.scale(c.t(0)) * c.scale(c.t(1)) / c.scale(out), "input scale x filter scale / output scale")
     oh, ow = c.window(x, (w[1], w[2]), stride, dilation, c.t(0).nbytes // max(c.t(0).size, 1))
+    if c.op.type == "CONV_2D":  # the kernel gathers every window into one (im2col) matrix
+        nbytes = x[0] * oh * ow * w[1] * w[2] * w[3] * 8
+        if nbytes > c.limit:
+            raise c.fail(f"its {w[1]}x{w[2]}x{w[3]} windows at {oh}x{ow} output pixels need {nbytes:,} B of "
+                         f"working memory, over the limit of {c.limit:,} B")
     return x[0], oh, ow, cout
 
 
