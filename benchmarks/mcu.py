@@ -49,6 +49,7 @@ from tinypatch.planning.plan import Plan
 from tinypatch.planning.search import search
 from tinypatch.runtime.inputs import load_input, random_input
 from tinypatch.runtime.tflm import tflm_head
+from tinypatch.safeio import write_text
 
 TINYENGINE_MCUNET_VWW = 62352  # arena + kernel buffers of its 2x2 patch code, input image outside
 CMSIS_NN = {  # executed instructions / MAC, CMSIS-NN 19.1 at -O2 with this GCC, same emulator
@@ -165,7 +166,7 @@ def main() -> int:
                 results.append({"layer": name, "kernel_insns_per_mac": per_mac, "cmsis_nn": ref, **c.to_dict()})
             console.print(lt)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_text(args.json, json.dumps(results, indent=1))
     return 0 if all(r["exact"] for r in results) else 1
 
 

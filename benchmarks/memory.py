@@ -36,6 +36,7 @@ from tinypatch.assets import assets_dir
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.planning.arena import plan_arena
 from tinypatch.runtime.tflm import tflm_head as measured_tflm_head
+from tinypatch.safeio import write_text
 
 
 def tflm_head(path: Path) -> int | None:
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                   "depthwise/SE ops. lower bound / ours / TFLM: real dtypes, 16 B aligned; TFLM measured = "
                   "'Arena allocation head' from tflite_micro runtime print_allocations().", highlight=False)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        write_text(args.json, json.dumps(rows, indent=1))
     return 0
 
 

@@ -314,12 +314,13 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
 
 # --- run ------------------------------------------------------------------------------------------
 
-def _inputs(graph: Graph, value: InputLike, seed: int, preprocess: str) -> Any:
-    """Model inputs from a file path (image or .npy), arrays, or None (seeded random)."""
+def _inputs(graph: Graph, value: InputLike, seed: int, preprocess: str, quantize_input: bool = False) -> Any:
+    """Model inputs from a file path (image or .npy), arrays, or None (seeded random);
+    ``quantize_input``: a .npy holds real values to quantize (else they must fit the input dtype)."""
     if value is None or isinstance(value, (str, os.PathLike)):
         from tinypatch.runtime.inputs import model_inputs
 
-        return model_inputs(graph, None if value is None else os.fspath(value), seed, preprocess)
+        return model_inputs(graph, None if value is None else os.fspath(value), seed, preprocess, quantize_input)
     return value
 
 
@@ -369,7 +370,7 @@ class RunResult(_Result):
 
 
 def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int = 0,
-        preprocess: str = "auto") -> RunResult:
+        preprocess: str = "auto", quantize_input: bool = False) -> RunResult:
     """Run ``model`` whole-image and under ``plan`` in a simulated arena; compare byte for byte
     (``tinypatch run``). ``input``: an image or ``.npy`` path, array(s), or None for a seeded
     random input; ``preprocess``: how image pixels become the input (see ``tinypatch run --help``).
@@ -389,7 +390,7 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     graph = load(model)
     p = _as_plan(plan)
     check_plan(graph, p)
-    inputs = _inputs(graph, input, seed, preprocess)
+    inputs = _inputs(graph, input, seed, preprocess, quantize_input)
     t0 = time.perf_counter()
     whole = run_whole(graph, inputs)
     t1 = time.perf_counter()
@@ -449,13 +450,15 @@ class CodegenResult(_Result):
 def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike | None = None, target: str = "host",
             sram: int | str | None = None, stack: int | str | None = None, include_input: bool = True,
             inplace: bool = True, report: bool = False, input: InputLike = None, seed: int = 0,
-            preprocess: str = "auto", progress: Progress | None = None) -> CodegenResult:
+            preprocess: str = "auto", quantize_input: bool = False, force: bool = False,
+            progress: Progress | None = None) -> CodegenResult:
     """Write a self-contained C99 project for ``model`` under ``plan`` (default layer by layer)
     into the folder ``output`` (``tinypatch codegen``). ``target``: host, cortex-m4, cortex-m7 or
     cortex-m55; ``sram``: the RAM region's budget (default the planned arena); ``stack``: bytes
     reserved for the stack; ``include_input``: without a plan, whether the input lives in the arena.
     ``report=True`` also builds and runs it (host: ASan/UBSan; Cortex-M: QEMU) on ``input`` and
-    checks the outputs against the Python executor.
+    checks the outputs against the Python executor. A folder holding files an earlier codegen did
+    not write is refused unless ``force``; the project appears as a whole or not at all.
 
     >>> c = codegen("mcunet-in0", "build/in0", report=True)   # doctest: +SKIP
     >>> c.exact, c.project.arena_bytes                          # doctest: +SKIP
@@ -469,10 +472,10 @@ def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike 
     graph = load(model)
     p = Plan.layer_by_layer(graph, include_input=include_input) if plan is None else _as_plan(plan)
     project = generate(graph, p, os.fspath(output), target, None if sram is None else parse_size(sram),
-                       DEFAULT_STACK if stack is None else parse_size(stack), inplace)
+                       DEFAULT_STACK if stack is None else parse_size(stack), inplace, force)
     result = CodegenResult(project)
     if report:
-        _build_and_check(graph, result, _inputs(graph, input, seed, preprocess), progress)
+        _build_and_check(graph, result, _inputs(graph, input, seed, preprocess, quantize_input), progress)
     return result
 
 

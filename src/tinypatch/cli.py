@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.text import Text
 
 from tinypatch import api
 from tinypatch.errors import TinypatchError, UsageError
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "schedules with the least extra compute, and bit-exact execution.",
         epilog=EPILOG, formatter_class=_Formatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    from tinypatch.ir.validate import DEFAULT_MAX_TENSOR_BYTES
+    p.add_argument("--max-tensor-bytes", type=parse_size, default=DEFAULT_MAX_TENSOR_BYTES, metavar="SIZE",
+                   help=f"refuse models with a larger tensor (default {DEFAULT_MAX_TENSOR_BYTES // 2**20}MB)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     a = sub.add_parser("analyze", help="per-layer SRAM, flash and MACs of a model",
@@ -145,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tinypatch.runtime.inputs import PREPROCESS, PREPROCESS_HELP
     r.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
     r.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    r.add_argument("--quantize-input", action="store_true",
+                   help="the .npy holds real values: quantize them with the input's scale and zero point "
+                        "(default: its values must fit the input's dtype exactly)")
 
     sh = sub.add_parser("show", help="print the IR, a plan's tiles and the arena map",
                         description="Print the IR (one line per op: inputs and outputs with shapes and "
@@ -173,7 +180,10 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
                        epilog=CODEGEN_EXAMPLES, formatter_class=_Formatter)
     c.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     c.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
-    c.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the project into")
+    c.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder to write the project into (replaced as a whole; see --force)")
+    c.add_argument("--force", action="store_true",
+                   help="write into DIR even if it holds files that an earlier codegen did not write")
     c.add_argument("--target", choices=ALL_TARGETS, default="host", help="the board the code is for (checks its SRAM, picks e.g. Helium "
                         "kernels on cortex-m55) and what --report builds and runs (default host)")
     c.add_argument("--sram", type=parse_size, metavar="SIZE",
@@ -189,6 +199,7 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
     c.add_argument("--input", metavar="FILE", help="input of --report: image or .npy (default: seeded random)")
     c.add_argument("--preprocess", choices=preprocess, default="auto", help=preprocess_help)
     c.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    c.add_argument("--quantize-input", action="store_true", help="quantize a .npy of real values (see `run`)")
 
 
 def _accounting_flags(p: argparse.ArgumentParser, output: bool = True) -> None:
@@ -203,20 +214,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
+        if getattr(args, "model", None) is not None:  # every model is validated once, under --max-tensor-bytes
+            args.model = api.load(args.model, max_tensor_bytes=args.max_tensor_bytes)
         return COMMANDS[args.command](args, console)
-    except TinypatchError as exc:
+    except (TinypatchError, OSError) as exc:  # OSError: the file system said no (a folder we cannot write, ...)
         if args.debug:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        return 2
-    except OSError as exc:  # the file system said no (a folder we cannot write, a full disk, ...)
-        if args.debug:
-            raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error(exc)
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130
+
+
+def _error(exc: BaseException) -> None:
+    """One line on stderr; the message is plain text (rich markup would eat ``[start, end]``)."""
+    Console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -272,7 +285,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    result = api.run(args.model, args.plan, input=args.input, seed=args.seed, preprocess=args.preprocess)
+    result = api.run(args.model, args.plan, input=args.input, seed=args.seed, preprocess=args.preprocess,
+                     quantize_input=args.quantize_input)
     result.render(console)
     return 0 if result.ok else 1
 
@@ -296,7 +310,7 @@ def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
         result = api.codegen(args.model, args.output, plan=args.plan, target=args.target, sram=args.sram,
                              stack=args.stack, include_input=args.include_input, inplace=args.inplace,
                              report=args.report, input=args.input, seed=args.seed, preprocess=args.preprocess,
-                             progress=progress)
+                             quantize_input=args.quantize_input, force=args.force, progress=progress)
     result.render(console)
     return 0 if result.ok else 1
 

@@ -55,5 +55,9 @@ class InputError(TinypatchError):
     """An input file (image, .npy) cannot be read or does not match the model input."""
 
 
+class OutputError(TinypatchError):
+    """An output path we refuse to write: not ours (codegen's marker is missing), in use, or not a folder."""
+
+
 class ToolchainError(TinypatchError):
     """A compiler, linker or emulator step failed, or the tool is not installed."""

@@ -130,6 +130,8 @@ def read_json(path: str) -> Any:
         raise ModelLoadError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"{path} is not a readable JSON file ({exc})") from None
+    except RecursionError:
+        raise ModelLoadError(f"{path} is nested too deeply to be a model config") from None
 
 
 def parse_config(cfg: Any, name: str = "mcunet-config", resolution: int | None = None) -> NetSpec:

@@ -19,8 +19,7 @@ from tinypatch.errors import GraphError, ModelLoadError, UnsupportedOperatorErro
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 from tinypatch.ir.graph import DTYPE_BYTES
 from tinypatch.ir.ops import ACTIVATIONS, SUPPORTED_OPS
-
-MAX_TENSOR_BYTES = 2**31 - 1  # larger tensors only come from corrupted shapes
+from tinypatch.ir.validate import DEFAULT_MAX_TENSOR_BYTES, validate
 
 _TENSOR_TYPES = {
     tflite.TensorType.FLOAT32: "float32", tflite.TensorType.INT8: "int8",
@@ -74,8 +73,9 @@ _OPTIONS: dict[str, tuple[type, list[tuple[str, str, Any]]]] = {
 _OPTIONS["MAX_POOL_2D"] = _OPTIONS["AVERAGE_POOL_2D"]
 
 
-def load_tflite(path: str | os.PathLike[str]) -> Graph:
-    """Read ``path`` into a :class:`Graph`. Raises ModelLoadError / UnsupportedOperatorError."""
+def load_tflite(path: str | os.PathLike[str], max_tensor_bytes: int | None = None) -> Graph:
+    """Read ``path`` into a validated :class:`Graph` (:func:`tinypatch.ir.validate.validate`,
+    ``max_tensor_bytes`` its size limit). Raises ModelLoadError / UnsupportedOperatorError."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelLoadError(f"model file not found: {path}")
@@ -86,23 +86,30 @@ def load_tflite(path: str | os.PathLike[str]) -> Graph:
             buf = f.read()
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from None
-    return parse_tflite(buf, name=os.path.splitext(os.path.basename(path))[0], source=path)
+    return parse_tflite(buf, name=os.path.splitext(os.path.basename(path))[0], source=path,
+                        max_tensor_bytes=max_tensor_bytes)
 
 
-def parse_tflite(buf: bytes, name: str = "model", source: str = "<bytes>") -> Graph:
-    """Parse flatbuffer bytes into a :class:`Graph`."""
+def parse_tflite(buf: bytes, name: str = "model", source: str = "<bytes>", max_tensor_bytes: int | None = None
+                 ) -> Graph:
+    """Parse flatbuffer bytes into a validated :class:`Graph`."""
+    limit = DEFAULT_MAX_TENSOR_BYTES if max_tensor_bytes is None else max_tensor_bytes
     if len(buf) == 0:
         raise ModelLoadError(f"{source} is empty (0 bytes): not a TFLite model")
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise ModelLoadError(f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)")
     try:
-        return _Reader(buf, name).read()
+        graph = _Reader(buf, name, limit).read()
     except (ModelLoadError, UnsupportedOperatorError):
         raise
     except GraphError as exc:  # operators or quantization that contradict each other
         raise ModelLoadError(f"{source} is corrupted: {exc}") from None
     except Exception as exc:  # the flatbuffer reader fails in many ways on corrupted bytes
         raise ModelLoadError(f"{source} is truncated or corrupted ({type(exc).__name__}: {exc})") from None
+    try:
+        return validate(graph, limit)
+    except GraphError as exc:
+        raise ModelLoadError(f"{source} is not a valid model: {exc}") from None
 
 
 class _StrictBytes(bytes):
@@ -115,7 +122,8 @@ class _StrictBytes(bytes):
 
 
 class _Reader:
-    def __init__(self, buf: bytes, name: str) -> None:
+    def __init__(self, buf: bytes, name: str, max_tensor_bytes: int) -> None:
+        self.max_tensor_bytes = max_tensor_bytes
         self.buf = _StrictBytes(buf)
         self.model = tflite.Model.GetRootAs(self.buf, 0)
         self.graph = Graph(name)
@@ -138,13 +146,13 @@ class _Reader:
                 raise UnsupportedOperatorError(t, i)
         for i in range(sg.TensorsLength()):
             self._tensor(sg, i)
-        g.inputs = [self.names[int(i)] for i in sg.InputsAsNumpy()]
-        g.outputs = [self.names[int(i)] for i in sg.OutputsAsNumpy()]
+        g.inputs = [self._ref(int(i), "graph input") for i in _ints(sg, "Inputs")]
+        g.outputs = [self._ref(int(i), "graph output") for i in _ints(sg, "Outputs")]
         for i in range(sg.OperatorsLength()):
             op = sg.Operators(i)
             t = op_types[op.OpcodeIndex()]
-            ins = [self.names[int(k)] if k >= 0 else "" for k in _ints(op, "Inputs")]
-            outs = [self.names[int(k)] for k in _ints(op, "Outputs")]
+            ins = [self._ref(k, f"operator {i} ({t}) input") if k != -1 else "" for k in _ints(op, "Inputs")]
+            outs = [self._ref(k, f"operator {i} ({t}) output") for k in _ints(op, "Outputs")]
             g.add_op(Op(t, ins, outs, self._attrs(t, op, i), name=f"{i}_{t.lower()}"))
         # drop tensors nobody uses (e.g. stale buffers) so accounting only sees real ones
         used_t = set(g.inputs) | set(g.outputs) | {x for o in g.ops for x in (*o.inputs, *o.outputs)}
@@ -152,8 +160,12 @@ class _Reader:
             del g.tensors[n]
         g.meta["tflite_index"] = {v: k for k, v in self.names.items() if v in g.tensors}
         g.meta["description"] = (m.Description() or b"").decode("utf-8", "replace")
-        g.validate()
         return g
+
+    def _ref(self, index: int, what: str) -> str:
+        if index not in self.names:
+            raise ModelLoadError(f"{what} refers to tensor {index}, but the subgraph has {len(self.names)} tensors")
+        return self.names[index]
 
     def _op_name(self, i: int) -> str:
         oc = self.model.OperatorCodes(i)
@@ -174,8 +186,9 @@ class _Reader:
         shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
         if any(d < 0 for d in shape):
             raise ModelLoadError(f"tensor {i} ({raw}) has a dynamic shape {shape}; give it a fixed shape")
-        if math.prod(shape) * DTYPE_BYTES[dtype] > MAX_TENSOR_BYTES:
-            raise ModelLoadError(f"tensor {i} ({raw}) has an implausible shape {shape}")
+        if math.prod(shape) * DTYPE_BYTES[dtype] > self.max_tensor_bytes:
+            raise ModelLoadError(f"tensor {i} ({raw}) of shape {list(shape)} is over the tensor size limit of "
+                                 f"{self.max_tensor_bytes:,} B (raise it with --max-tensor-bytes)")
         data = self._buffer(t.Buffer(), dtype, shape)
         self.graph.add_tensor(Tensor(name, shape, dtype, self._quant(t, shape), data))
 
@@ -226,8 +239,6 @@ class _Reader:
             value = conv(raw)
             if value is None or (attr == "fused_activation_function" and value not in ACTIVATIONS):
                 raise UnsupportedOperatorError(op_type, index, f"{attr}={raw if value is None else value}")
-            if attr.startswith(("stride", "dilation", "filter")) and value < 1:
-                raise ModelLoadError(f"operator {index} ({op_type}) has {attr}={value}")
             attrs[attr] = value
         return attrs
 
