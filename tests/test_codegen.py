@@ -252,8 +252,8 @@ def test_stream_stages_are_exact(start, end, strips, include_input, tmp_path):
 # --- refusals -------------------------------------------------------------------------------------
 def test_unsupported_operator_is_refused_before_writing(tmp_path):
     g = graph("hello_world_int8.tflite").copy()
-    g.ops[0] = Op("SQUARED_DIFFERENCE", g.ops[0].inputs[:1] * 2, g.ops[0].outputs, {}, "sqd")
-    with pytest.raises(UnsupportedOperatorError, match="SQUARED_DIFFERENCE"):
+    g.ops[0] = Op("BATCH_MATMUL", g.ops[0].inputs[:1] * 2, g.ops[0].outputs, {}, "bmm")
+    with pytest.raises(UnsupportedOperatorError, match="BATCH_MATMUL"):
         generate(g, None, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -45,6 +45,8 @@ _ENUMS = {
 _EMPTY_OPTIONS = {
     "PAD": "PadOptions", "QUANTIZE": "QuantizeOptions", "DEQUANTIZE": "DequantizeOptions",
     "TRANSPOSE": "TransposeOptions", "HARD_SWISH": "HardSwishOptions",
+    "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions", "SLICE": "SliceOptions",
+    "SQUARED_DIFFERENCE": "SquaredDifferenceOptions",
 }
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from tinypatch.codegen import cfmt
 from tinypatch.codegen.storage import Storage, Unit
-from tinypatch.codegen.views import View, align4, contiguous_strides
+from tinypatch.codegen.views import View, align4, contiguous_strides, full_view
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
 from tinypatch.kernels import PreparedOp, prepare
@@ -29,7 +29,10 @@ from tinypatch.kernels.quantize import requantize
 from tinypatch.kernels.reduce import mean_multiplier
 from tinypatch.kernels.softmax import SCALED_DIFF_INTEGER_BITS
 
-SPATIAL = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "RESIZE_NEAREST_NEIGHBOR")
+SPATIAL = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "PAD", "RESIZE_NEAREST_NEIGHBOR",
+           "RESIZE_BILINEAR", "TRANSPOSE_CONV")
+NO_PAD_OPS = ("PAD", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")  # no SAME/VALID pads of their own
+MULTI_OUTPUT_OPS = ("SPLIT", "SPLIT_V")  # layer by layer only: one copy per output
 LUT_OPS = ("RELU", "RELU6", "LOGISTIC", "HARD_SWISH")
 MOVE_DTYPES = ("int8", "uint8", "int32", "float32")
 
@@ -72,11 +75,11 @@ class OpEmitter:
         tensors = [g.tensors[t] for t in (*op.inputs, *op.outputs) if t]
         if any(len(t.shape) > 4 for t in tensors):
             raise self.unsupported(k, "tensors of rank > 4")
-        if len(op.outputs) != 1:
+        if len(op.outputs) != 1 and op.type not in MULTI_OUTPUT_OPS:
             raise self.unsupported(k, "more than one output")
         acts = [g.tensors[t] for t in op.inputs if t and not g.tensors[t].is_const]
         out = g.tensors[op.outputs[0]]
-        if op.type in ("RESHAPE", "TRANSPOSE", "CONCATENATION", "PAD"):
+        if op.type in ("RESHAPE", "TRANSPOSE", "CONCATENATION", "PAD", "SLICE", "STRIDED_SLICE", *MULTI_OUTPUT_OPS):
             if out.dtype not in MOVE_DTYPES:
                 raise self.unsupported(k, f"dtype {out.dtype}")
         elif op.type == "QUANTIZE":
@@ -89,10 +92,14 @@ class OpEmitter:
             raise self.unsupported(k, "only int8 (quantized) arithmetic is generated; float operators are not")
         if op.type in SPATIAL and (len(out.shape) != 4 or out.shape[0] != 1):
             raise self.unsupported(k, f"needs a 1xHxWxC output, got {out.shape}")
+        if op.type in ("RESIZE_BILINEAR", "TRANSPOSE_CONV") and max(out.shape[1:3]) > 32767:
+            raise self.unsupported(k, "output larger than 32767 rows or columns")
         if op.type == "CONV_2D" and g.tensors[op.inputs[1]].shape[3] != acts[0].shape[3]:
             raise self.unsupported(k, "grouped convolution")
-        has_bias = op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 2 and op.inputs[2]
-        if has_bias and (g.tensors[op.inputs[2]].dtype != "int32" or not g.tensors[op.inputs[2]].is_const):
+        b = 3 if op.type == "TRANSPOSE_CONV" else 2
+        has_bias = op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") and \
+            len(op.inputs) > b and op.inputs[b]
+        if has_bias and (g.tensors[op.inputs[b]].dtype != "int32" or not g.tensors[op.inputs[b]].is_const):
             raise self.unsupported(k, "bias must be a constant int32 tensor")
         if op.type == "ADD" and max(self.kernels[k].sh1, self.kernels[k].sh2, self.kernels[k].sho) > 0:
             raise self.unsupported(k, "input/output scales need a multiplier >= 1")
@@ -258,6 +265,29 @@ def _mul(e: OpEmitter, s: Site) -> str:
     return _binary(e, s, "tp_mul_s8", e.params(s.k, build))
 
 
+def _maxmin(e: OpEmitter, s: Site) -> str:
+    a, b, y = s.ins[0], s.ins[1], s.out
+    return (y.check() + f"tp_maxmin_s8({int(e.graph.ops[s.k].type == 'MAXIMUM')}, {y.dims()}, {a.ptr}, "
+            f"{a.strides()}, {b.ptr}, {b.strides()}, {y.ptr}, {y.strides()});\n")
+
+
+def _sqdiff(e: OpEmitter, s: Site) -> str:
+    def build() -> str:
+        kern = e.kernels[s.k]
+        return e.struct(s.k, "tp_sqdiff_p", dict(m1=kern.m1, m2=kern.m2, mo=kern.mo, sh1=kern.sh1, sh2=kern.sh2,
+                                                 sho=kern.sho, zp1=kern.zp1, zp2=kern.zp2, out_zp=kern.out_zp))
+    return _binary(e, s, "tp_sqdiff_s8", e.params(s.k, build))
+
+
+def _prelu(e: OpEmitter, s: Site) -> str:
+    def build() -> str:
+        kern = e.kernels[s.k]
+        return e.struct(s.k, "tp_prelu_p", dict(m_pos=kern.m_pos, m_neg=kern.m_neg, sh_pos=kern.sh_pos,
+                                                sh_neg=kern.sh_neg, zp=kern.zp1, zp_alpha=kern.zp2,
+                                                out_zp=kern.out_zp))
+    return _binary(e, s, "tp_prelu_s8", e.params(s.k, build))
+
+
 _INT8_VALUES = np.arange(-128, 128, dtype=np.int64).astype(np.int8)
 
 
@@ -377,6 +407,86 @@ def _resize(e: OpEmitter, s: Site) -> str:
             f"{x.ptr}, {x.rs}, {y.ptr}, {y.h}, {y.w}, {y.rs});\n")
 
 
+def _resize_bilinear(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x, y = e.act_view(s), s.out
+
+    def build() -> str:
+        names = [e.unit.array("int16_t", f"tp_bl{s.k}{tag}{axis}", table)
+                 for axis, tables in (("y", kern.axis(0)), ("x", kern.axis(1))) for tag, table in zip("luw", tables)]
+        return "|".join(names)
+    ylo, yhi, yw, xlo, xhi, xw = e.params(s.k, build).split("|")
+    oy, ox, ry, rx = s.win
+    return (x.check() + y.check() + f"tp_resize_bl_s8({ylo} + {oy}, {yhi} + {oy}, {yw} + {oy}, {xlo} + {ox}, "
+            f"{xhi} + {ox}, {xw} + {ox}, {ry}, {rx}, {y.c}, {x.ptr}, {x.rs}, {y.ptr}, {y.h}, {y.w}, {y.rs});\n")
+
+
+def _tconv_params(e: OpEmitter, k: int) -> str:
+    kern = e.kernels[k]
+    op = e.graph.ops[k]
+    bias = e.storage.const(op.inputs[3]) if len(op.inputs) > 3 and op.inputs[3] else "NULL"
+    rows = fast_requant(kern, kern.weights.reshape(kern.cout, -1))
+    rq = "NULL"
+    if rows is not None:
+        rq = e.unit.name(f"tp_rq{k}")
+        e.unit.add(cfmt.struct_array("tp_rq", rq, rows), 20 * len(rows))
+    fields = dict(w=e.storage.const(op.inputs[1]), bias=bias, mult=e.unit.array("int32_t", f"tp_m{k}", kern.multiplier),
+                  shift=e.unit.array("int8_t", f"tp_s{k}", kern.shift), rq=rq, mve="NULL", cin=kern.cin,
+                  cout=kern.cout, kh=kern.kernel_hw[0], kw=kern.kernel_hw[1], sh=kern.stride[0], sw=kern.stride[1],
+                  dh=1, dw=1, dm=1, in_zp=kern.in_zp, out_zp=kern.out_zp, act_min=kern.act_min,
+                  act_max=kern.act_max, inplace=0)
+    return e.struct(k, "tp_conv_p", fields)
+
+
+def _tconv(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x, y = e.act_view(s), s.out
+    p = e.params(s.k, lambda: _tconv_params(e, s.k))
+    oy, ox, ry, rx = s.win
+    return (x.check() + y.check() + f"tp_tconv_s8(&{p}, {x.ptr}, {x.h}, {x.w}, {x.rs}, {ry}, {rx}, "
+            f"{oy} + {kern.pad[0]}, {ox} + {kern.pad[1]}, {y.ptr}, {y.h}, {y.w}, {y.rs});\n")
+
+
+def _slice(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x, y = e.act_view(s), s.out
+    channels = kern.channel_range()
+    if s.stage or channels is not None:  # a range of channels of every pixel (of the tile)
+        assert channels is not None
+        return x.check() + y.check() + f"tp_copy({y.esize}, {y.dims()}, {x.ptr} + {channels[0]}, " \
+            f"{x.strides()}, {y.ptr}, {y.strides()});\n"
+    shape = e.graph.tensors[x.tensor].shape
+    lead = 4 - len(shape)
+    cs = contiguous_strides(align4(shape))
+    idx = [slice(0, 1, 1)] * lead + list(kern.index)
+    starts = [sl.indices(d)[0] for sl, d in zip(idx, align4(shape))]
+    steps = [sl.indices(d)[2] for sl, d in zip(idx, align4(shape))]
+    dims = align4(np.empty(shape, np.int8)[kern.index].shape)
+    offset = sum(a * c for a, c in zip(starts, cs))
+    sx = "(const int32_t[4]){" + ", ".join(str(st * c) for st, c in zip(steps, cs)) + "}"
+    d = "(const int32_t[4]){" + ", ".join(map(str, dims)) + "}"
+    sy = "(const int32_t[4]){" + ", ".join(map(str, contiguous_strides(dims))) + "}"
+    return f"tp_copy({y.esize}, {d}, {x.ptr} + {offset}, {sx}, {y.ptr}, {sy});\n"
+
+
+def _split(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x = e.act_view(s)
+    shape = e.graph.tensors[x.tensor].shape
+    axis = kern.axis + 4 - len(shape)
+    cs = contiguous_strides(align4(shape))
+    lines = []
+    for t, (a, b) in zip(e.graph.ops[s.k].outputs, zip(kern.bounds[:-1], kern.bounds[1:])):
+        y = full_view(e.storage, t)
+        dims = list(align4(shape))
+        dims[axis] = b - a
+        d = "(const int32_t[4]){" + ", ".join(map(str, dims)) + "}"
+        sx = "(const int32_t[4]){" + ", ".join(map(str, cs)) + "}"
+        sy = "(const int32_t[4]){" + ", ".join(map(str, contiguous_strides(tuple(dims)))) + "}"  # type: ignore[arg-type]
+        lines.append(f"tp_copy({y.esize}, {d}, {x.ptr} + {a * cs[axis]}, {sx}, {y.ptr}, {sy});\n")
+    return "".join(lines)
+
+
 def _concat(e: OpEmitter, s: Site) -> str:
     kern = e.kernels[s.k]
     y = s.out
@@ -408,6 +518,9 @@ _EMITTERS: dict[str, Callable[[OpEmitter, Site], str]] = {
     "FULLY_CONNECTED": _fc, "ADD": _add, "MUL": _mul, "MEAN": _mean, "SOFTMAX": _softmax,
     "RESHAPE": _reshape, "TRANSPOSE": _transpose, "PAD": _pad, "RESIZE_NEAREST_NEIGHBOR": _resize,
     "CONCATENATION": _concat, "QUANTIZE": _quantize, "DEQUANTIZE": _unary_lut,
+    "RESIZE_BILINEAR": _resize_bilinear, "TRANSPOSE_CONV": _tconv, "MAXIMUM": _maxmin, "MINIMUM": _maxmin,
+    "SQUARED_DIFFERENCE": _sqdiff, "PRELU": _prelu, "SLICE": _slice, "STRIDED_SLICE": _slice, "SPLIT": _split,
+    "SPLIT_V": _split,
     **{t: _unary_lut for t in LUT_OPS},
 }
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tinypatch.codegen import cfmt
-from tinypatch.codegen.ops import SPATIAL, OpEmitter, Site, reduce_finish
+from tinypatch.codegen.ops import SPATIAL, NO_PAD_OPS, OpEmitter, Site, reduce_finish
 from tinypatch.codegen.storage import Storage, Unit
 from tinypatch.codegen.views import Layout, View, full_view, window_view
 from tinypatch.errors import UnsupportedOperatorError
@@ -39,7 +39,8 @@ from tinypatch.planning.stream import (
 )
 from tinypatch.planning.tiles import StageTiling
 
-CONST_OPERAND_OPS = ("ADD", "MUL", "CONCATENATION")  # ops that may read a constant as a data operand
+# ops that may read a constant as a data operand
+CONST_OPERAND_OPS = ("ADD", "MUL", "CONCATENATION", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU")
 # columns of a span table row
 NEED0, NEED1, OUT0, OUT1, PAD0, PAD1, READS = range(7)
 
@@ -78,7 +79,7 @@ class Scheduler:
         op = g.ops[k]
         ins = [full_view(self.storage, t) if t and self._operand(t, op.type) else None for t in op.inputs]
         site = Site(k, ins, full_view(self.storage, op.outputs[0]))
-        if op.type in SPATIAL and op.type not in ("PAD", "RESIZE_NEAREST_NEIGHBOR"):
+        if op.type in SPATIAL and op.type not in NO_PAD_OPS:
             top, _, left, _ = self.emitter.kernels[k].default_pads(g.tensors[op.inputs[0]].shape[1:3])
             site.pads = (str(top), str(left))
         return f"{{   /* op {k}: {op.type} (a block: its temporaries share stack slots with the other ops') */\n" \

@@ -60,11 +60,18 @@ _OPTIONS: dict[str, tuple[type, list[tuple[str, str, Any]]]] = {
     "MEAN": (tflite.ReducerOptions, [("keep_dims", "KeepDims", bool)]),
     "RESIZE_NEAREST_NEIGHBOR": (tflite.ResizeNearestNeighborOptions, [
         ("align_corners", "AlignCorners", bool), ("half_pixel_centers", "HalfPixelCenters", bool)]),
-    # shape arithmetic folded at import (frontends/fold.py)
+    "RESIZE_BILINEAR": (tflite.ResizeBilinearOptions, [
+        ("align_corners", "AlignCorners", bool), ("half_pixel_centers", "HalfPixelCenters", bool)]),
+    "TRANSPOSE_CONV": (tflite.TransposeConvOptions, [
+        ("padding", "Padding", _PADDING.get), ("stride_w", "StrideW", int), ("stride_h", "StrideH", int),
+        ("fused_activation_function", "FusedActivationFunction", _ACT.get)]),
+    "SPLIT": (tflite.SplitOptions, [("num_splits", "NumSplits", int)]),
+    "SPLIT_V": (tflite.SplitVOptions, [("num_splits", "NumSplits", int)]),
     "STRIDED_SLICE": (tflite.StridedSliceOptions, [
         ("begin_mask", "BeginMask", int), ("end_mask", "EndMask", int), ("ellipsis_mask", "EllipsisMask", int),
         ("new_axis_mask", "NewAxisMask", int), ("shrink_axis_mask", "ShrinkAxisMask", int),
         ("offset", "Offset", bool)]),
+    # shape arithmetic folded at import (frontends/fold.py)
     "PACK": (tflite.PackOptions, [("axis", "Axis", int)]),
     "GATHER": (tflite.GatherOptions, [("axis", "Axis", int), ("batch_dims", "BatchDims", int)]),
     "SQUEEZE": (tflite.SqueezeOptions, [

@@ -12,6 +12,8 @@ SUPPORTED_OPS = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D",
     "MAX_POOL_2D", "MEAN", "PAD", "RESHAPE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE", "TRANSPOSE",
     "RESIZE_NEAREST_NEIGHBOR", "CONCATENATION", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6",
+    "RESIZE_BILINEAR", "TRANSPOSE_CONV", "SPLIT", "SPLIT_V", "SLICE", "STRIDED_SLICE", "MAXIMUM", "MINIMUM",
+    "PRELU", "SQUARED_DIFFERENCE",
 )
 
 ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6")
@@ -33,6 +35,12 @@ ATTR_DEFAULTS: dict[str, dict[str, Any]] = {
     "SOFTMAX": dict(beta=1.0),
     "MEAN": dict(keep_dims=False),
     "RESIZE_NEAREST_NEIGHBOR": dict(align_corners=False, half_pixel_centers=False),
+    "RESIZE_BILINEAR": dict(align_corners=False, half_pixel_centers=False),
+    "TRANSPOSE_CONV": dict(padding="SAME", stride_h=1, stride_w=1, fused_activation_function="NONE"),
+    "SPLIT": dict(num_splits=1),
+    "SPLIT_V": dict(num_splits=1),
+    "STRIDED_SLICE": dict(begin_mask=0, end_mask=0, ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0,
+                          offset=False),
 }
 
 

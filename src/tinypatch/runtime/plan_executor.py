@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinypatch.analysis.regions import axis_maps
 from tinypatch.errors import InputError
 from tinypatch.ir import Graph
 from tinypatch.kernels import prepare
@@ -37,6 +36,8 @@ from tinypatch.planning.stream import (
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
 from tinypatch.runtime.arena import Arena
+
+WINDOW_KERNEL_OPS = ("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "TRANSPOSE_CONV")  # kernels with window()
 
 
 @dataclass
@@ -207,8 +208,9 @@ class PlanExecutor:
                 args.append(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0])
             else:
                 args.append(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]])
-        if op.type == "RESIZE_NEAREST_NEIGHBOR":
-            value = _resize_tile(g, k, args[0], sh, sw)
+        if op.type in WINDOW_KERNEL_OPS:  # gathers/scatters: the kernel computes the window itself
+            p = next(p for p, r in enumerate(sh.reads) if r is not None)
+            value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
         region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:] = value
@@ -317,11 +319,3 @@ class _Stream:
         dst = views[name] if name in views else self.full_out[:, sh.out[0]: sh.out[1]]
         dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
 
-
-def _resize_tile(graph: Graph, k: int, x: np.ndarray, sh, sw) -> np.ndarray:  # noqa: ANN001
-    """Nearest-neighbour resize of one tile: gather with TFLite's source-index rule."""
-    maps = axis_maps(graph, graph.ops[k])
-    assert maps is not None
-    rows = maps[0].source_index(np.arange(*sh.out)) - sh.reads[0][0]  # type: ignore[index]
-    cols = maps[1].source_index(np.arange(*sw.out)) - sw.reads[0][0]
-    return x[:, rows][:, :, cols]

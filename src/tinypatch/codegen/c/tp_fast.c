@@ -363,6 +363,84 @@ int tp_fast_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int i
     }
     return 1;
 }
+/* Transpose convolution, gathered per output pixel: pixels ox and ox + sw of a row read the same
+ * taps from adjacent input pixels, so they share a pass (dot22 with xstep = cin), 2 output
+ * channels per pass; the zero point is subtracted (SSUB16): which taps land depends on the pixel. */
+TP_INLINE void tconv_taps(const int8_t *xa, const int8_t *xb, const int8_t *w, int wstep, int n, int zp,
+                          int32_t zp2, int32_t *s)
+{
+    if (xa && xb) {
+        dot22(xa, (int)(xb - xa), w, wstep, n, zp, zp2, 1, 1, s);
+    } else if (xa) {
+        dot22(xa, 0, w, wstep, n, zp, zp2, 0, 1, s);
+    } else if (xb) {
+        int32_t t[4] = {s[2], s[3], 0, 0};
+        dot22(xb, 0, w, wstep, n, zp, zp2, 0, 1, t);
+        s[2] = t[0];
+        s[3] = t[1];
+    }
+}
+
+static inline int8_t tconv_requant(const tp_conv_p *p, int32_t acc, int oc)
+{
+    if (p->rq) return requant(acc, &p->rq[oc], p->out_zp, p->act_min, p->act_max);
+    const int32_t v = tp_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
+    return (int8_t)(v < p->act_min ? p->act_min : (v > p->act_max ? p->act_max : v));
+}
+
+#define TP_TCONV_TAPS 64 /* most (ky, kx) taps one output pixel may gather on the fast path */
+
+int tp_fast_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                     int oxp, int8_t *y, int oh, int ow, int ors)
+{
+    const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, zp = p->in_zp;
+    if (kh * kw > TP_TCONV_TAPS) return 0;
+    const int32_t zp2 = (int32_t)(((uint32_t)(uint16_t)zp << 16) | (uint16_t)zp);
+    const int ktaps = kh * kw * cin;
+    const int8_t *xa[TP_TCONV_TAPS], *xb[TP_TCONV_TAPS];
+    int woff[TP_TCONV_TAPS];
+    for (int oy = 0; oy < oh; oy++) {
+        int8_t *row = y + (ptrdiff_t)oy * ors;
+        for (int ox = 0; ox < ow; ox++) {
+            /* pixel ox pairs with ox + sw unless that one was (or will be) done with ox - sw */
+            if ((ox / sw) % 2) continue;
+            const int two = ox + sw < ow;
+            int n = 0; /* the taps landing on either pixel, with their input pixels (NULL: none) */
+            for (int ky = 0; ky < kh; ky++) {
+                const int ty = oyp + oy - ky;
+                if (ty < 0 || ty % sh) continue;
+                const int iy = ty / sh - iy0;
+                if (iy < 0 || iy >= ih) continue;
+                const int8_t *xr = x + (ptrdiff_t)iy * irs;
+                for (int kx = 0; kx < kw; kx++) {
+                    const int tx = oxp + ox - kx;
+                    if (tx < -sw || (tx + sw) % sw) continue;
+                    const int ix = (tx + sw) / sw - 1 - ix0; /* pixel ox reads ix, pixel ox + sw reads ix + 1 */
+                    xa[n] = tx >= 0 && ix >= 0 && ix < iw ? xr + (ptrdiff_t)ix * cin : NULL;
+                    xb[n] = two && ix + 1 >= 0 && ix + 1 < iw ? xr + (ptrdiff_t)(ix + 1) * cin : NULL;
+                    woff[n] = (ky * kw + kx) * cin;
+                    n += xa[n] || xb[n];
+                }
+            }
+            int8_t *outa = row + (ptrdiff_t)ox * cout, *outb = row + (ptrdiff_t)(ox + sw) * cout;
+            for (int oc = 0; oc < cout; oc += 2) {
+                const int oc1 = oc + 1 < cout ? oc + 1 : oc;
+                int32_t s[4];
+                s[0] = s[2] = p->bias ? p->bias[oc] : 0;
+                s[1] = s[3] = p->bias ? p->bias[oc1] : 0;
+                const int8_t *w = p->w + (ptrdiff_t)oc * ktaps;
+                for (int t = 0; t < n; t++) tconv_taps(xa[t], xb[t], w + woff[t], (oc1 - oc) * ktaps, cin, zp, zp2, s);
+                outa[oc] = tconv_requant(p, s[0], oc);
+                if (oc1 != oc) outa[oc1] = tconv_requant(p, s[1], oc1);
+                if (two) {
+                    outb[oc] = tconv_requant(p, s[2], oc);
+                    if (oc1 != oc) outb[oc1] = tconv_requant(p, s[3], oc1);
+                }
+            }
+        }
+    }
+    return 1;
+}
 #else
 typedef int tp_fast_disabled; /* built without -DTP_FAST: reference kernels only */
 #endif

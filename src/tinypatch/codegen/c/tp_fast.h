@@ -11,6 +11,8 @@ int tp_fast_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs
                     int8_t *y, int oh, int ow, int ors);
 int tp_fast_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                       int8_t *y, int oh, int ow, int ors);
+int tp_fast_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                     int oxp, int8_t *y, int oh, int ow, int ors);
 #if defined(__ARM_FEATURE_MVE)
 int tp_mve_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                    int8_t *y, int oh, int ow, int ors);
@@ -20,6 +22,7 @@ int tp_mve_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int ir
 #else
 #define tp_fast_conv_s8(...) 0
 #define tp_fast_dwconv_s8(...) 0
+#define tp_fast_tconv_s8(...) 0
 #endif
 
 #endif

@@ -213,6 +213,57 @@ void tp_resize_nn(const int16_t *rows, const int16_t *cols, int ry0, int rx0, in
     }
 }
 
+void tp_resize_bl_s8(const int16_t *ylo, const int16_t *yhi, const int16_t *yw, const int16_t *xlo,
+                     const int16_t *xhi, const int16_t *xw, int ry0, int rx0, int c, const int8_t *x, int irs,
+                     int8_t *y, int oh, int ow, int ors)
+{
+    for (int oy = 0; oy < oh; oy++) {
+        const int8_t *r0 = x + (ptrdiff_t)(ylo[oy] - ry0) * irs, *r1 = x + (ptrdiff_t)(yhi[oy] - ry0) * irs;
+        const int64_t wy1 = yw[oy], wy0 = 1024 - wy1;
+        int8_t *out = y + (ptrdiff_t)oy * ors;
+        for (int ox = 0; ox < ow; ox++) {
+            const ptrdiff_t c0 = (ptrdiff_t)(xlo[ox] - rx0) * c, c1 = (ptrdiff_t)(xhi[ox] - rx0) * c;
+            const int64_t wx1 = xw[ox], wx0 = 1024 - wx1;
+            for (int ch = 0; ch < c; ch++) {
+                const int64_t v = r0[c0 + ch] * wy0 * wx0 + r1[c0 + ch] * wy1 * wx0 + r0[c1 + ch] * wy0 * wx1
+                                  + r1[c1 + ch] * wy1 * wx1;
+                out[(ptrdiff_t)ox * c + ch] = (int8_t)((v + (v > 0 ? (1 << 19) : -(1 << 19))) / (1 << 20));
+            }
+        }
+    }
+}
+
+void tp_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                 int oxp, int8_t *y, int oh, int ow, int ors)
+{
+    if (tp_fast_tconv_s8(p, x, ih, iw, irs, iy0, ix0, oyp, oxp, y, oh, ow, ors)) return;
+    const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, zp = p->in_zp;
+    for (int oy = 0; oy < oh; oy++) {
+        for (int ox = 0; ox < ow; ox++) {
+            int8_t *out = y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox * cout;
+            for (int oc = 0; oc < cout; oc++) {
+                int32_t acc = p->bias ? p->bias[oc] : 0;
+                for (int ky = 0; ky < kh; ky++) {
+                    const int ty = oyp + oy - ky;
+                    if (ty < 0 || ty % sh) continue;
+                    const int iy = ty / sh - iy0;
+                    if (iy < 0 || iy >= ih) continue;
+                    for (int kx = 0; kx < kw; kx++) {
+                        const int tx = oxp + ox - kx;
+                        if (tx < 0 || tx % sw) continue;
+                        const int ix = tx / sw - ix0;
+                        if (ix < 0 || ix >= iw) continue;
+                        const int8_t *px = x + (ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin;
+                        const int8_t *wk = p->w + (((ptrdiff_t)oc * kh + ky) * kw + kx) * cin;
+                        for (int c = 0; c < cin; c++) acc = wrap_add(acc, wk[c] * (px[c] - zp));
+                    }
+                }
+                out[oc] = requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
 /* --- element-wise ------------------------------------------------------------------------ */
 #define TP_FOR3(d) \
     for (int32_t i0 = 0; i0 < (d)[0]; i0++) \
@@ -247,6 +298,49 @@ void tp_mul_s8(const tp_mul_p *p, const int32_t *d, const int8_t *a, const int32
         for (int32_t i = 0; i < d[3]; i++) {
             const int32_t prod = (pa[i * sa[3]] - p->zp1) * (pb[i * sb[3]] - p->zp2);
             py[i * sy[3]] = requant(prod, p->m, p->shift, p->out_zp, p->act_min, p->act_max);
+        }
+    }
+}
+
+void tp_maxmin_s8(int is_max, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                  const int32_t *sb, int8_t *y, const int32_t *sy)
+{
+    TP_FOR3(d) {
+        const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
+        int8_t *py = TP_AT(y, sy);
+        for (int32_t i = 0; i < d[3]; i++) {
+            const int8_t u = pa[i * sa[3]], v = pb[i * sb[3]];
+            py[i * sy[3]] = (u > v) == (is_max != 0) ? u : v;
+        }
+    }
+}
+
+void tp_sqdiff_s8(const tp_sqdiff_p *p, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                  const int32_t *sb, int8_t *y, const int32_t *sy)
+{
+    TP_FOR3(d) {
+        const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
+        int8_t *py = TP_AT(y, sy);
+        for (int32_t i = 0; i < d[3]; i++) {
+            const int32_t x1 = tp_rdbpot(tp_srdhm((pa[i * sa[3]] - p->zp1) * (1 << 7), p->m1), -p->sh1);
+            const int32_t x2 = tp_rdbpot(tp_srdhm((pb[i * sb[3]] - p->zp2) * (1 << 7), p->m2), -p->sh2);
+            const int32_t diff = x1 - x2;
+            py[i * sy[3]] = clamp8((int64_t)tp_mbqm(diff * diff, p->mo, p->sho) + p->out_zp, -128, 127);
+        }
+    }
+}
+
+void tp_prelu_s8(const tp_prelu_p *p, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                 const int32_t *sb, int8_t *y, const int32_t *sy)
+{
+    TP_FOR3(d) {
+        const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
+        int8_t *py = TP_AT(y, sy);
+        for (int32_t i = 0; i < d[3]; i++) {
+            const int32_t v = pa[i * sa[3]] - p->zp;
+            const int32_t r = v >= 0 ? tp_mbqm(v, p->m_pos, p->sh_pos)
+                                     : tp_mbqm(v * (pb[i * sb[3]] - p->zp_alpha), p->m_neg, p->sh_neg);
+            py[i * sy[3]] = clamp8((int64_t)r + p->out_zp, -128, 127);
         }
     }
 }
@@ -294,8 +388,8 @@ void tp_copy(int esize, const int32_t *d, const void *x, const int32_t *sx, void
         if (sx[3] == 1 && sy[3] == 1) {
             memmove(py, px, (size_t)d[3] * esize);
         } else {
-            for (int32_t i = 0; i < d[3]; i++)
-                memcpy(py + (ptrdiff_t)i * sy[3] * esize, px + (ptrdiff_t)i * sx[3] * esize, (size_t)esize);
+            for (int32_t i = 0; i < d[3]; i++) /* memmove: in place, an element may be copied onto itself */
+                memmove(py + (ptrdiff_t)i * sy[3] * esize, px + (ptrdiff_t)i * sx[3] * esize, (size_t)esize);
         }
     }
 }

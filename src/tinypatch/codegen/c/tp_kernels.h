@@ -69,6 +69,18 @@ typedef struct {
     int32_t count;
 } tp_mean_p;
 
+typedef struct {           /* SQUARED_DIFFERENCE: inputs << 7 rescaled (m1, m2), squared difference (mo) */
+    int32_t m1, m2, mo;
+    int8_t sh1, sh2, sho;
+    int16_t zp1, zp2, out_zp;
+} tp_sqdiff_p;
+
+typedef struct {           /* PRELU: x - zp >= 0: (m_pos, sh_pos); else (x - zp) * (alpha - zp_a): (m_neg, sh_neg) */
+    int32_t m_pos, m_neg;
+    int8_t sh_pos, sh_neg;
+    int16_t zp, zp_alpha, out_zp;
+} tp_prelu_p;
+
 typedef struct {
     const int32_t *exps;   /* [256]: exp of a difference -d (d = 0..255) in Q0.31 */
     int32_t diff_min;
@@ -90,12 +102,29 @@ void tp_maxpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs,
                    int8_t *y, int oh, int ow, int ors);
 void tp_resize_nn(const int16_t *rows, const int16_t *cols, int ry0, int rx0, int c, int esize,
                   const void *x, int irs, void *y, int oh, int ow, int ors);
+/* RESIZE_BILINEAR (int8): per output row/col its lower and upper source index and the weight
+ * of the upper one in 1/1024 (tables from the full resize, offset to the window), ry0/rx0: the
+ * tensor coordinates of x's first row/col. */
+void tp_resize_bl_s8(const int16_t *ylo, const int16_t *yhi, const int16_t *yw, const int16_t *xlo,
+                     const int16_t *xhi, const int16_t *xw, int ry0, int rx0, int c, const int8_t *x, int irs,
+                     int8_t *y, int oh, int ow, int ors);
+/* TRANSPOSE_CONV (int8, p: filter [cout][kh][kw][cin]): output pixel (oy, ox) of the window,
+ * shifted by (oyp, oxp) = window origin + padding, gathers input pixel ((oyp + oy - ky) / sh,
+ * (oxp + ox - kx) / sw) where the division is exact; x holds input rows/cols from (iy0, ix0) on. */
+void tp_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                 int oxp, int8_t *y, int oh, int ow, int ors);
 
 /* --- element-wise kernels over d[4] with strides (elements) ---------------------------- */
 void tp_add_s8(const tp_add_p *p, const int32_t *d, const int8_t *a, const int32_t *sa,
                const int8_t *b, const int32_t *sb, int8_t *y, const int32_t *sy);
 void tp_mul_s8(const tp_mul_p *p, const int32_t *d, const int8_t *a, const int32_t *sa,
                const int8_t *b, const int32_t *sb, int8_t *y, const int32_t *sy);
+void tp_maxmin_s8(int is_max, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                  const int32_t *sb, int8_t *y, const int32_t *sy);
+void tp_sqdiff_s8(const tp_sqdiff_p *p, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                  const int32_t *sb, int8_t *y, const int32_t *sy);
+void tp_prelu_s8(const tp_prelu_p *p, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                 const int32_t *sb, int8_t *y, const int32_t *sy);
 void tp_lut_s8(const int8_t *lut, const int32_t *d, const int8_t *x, const int32_t *sx,
                int8_t *y, const int32_t *sy);
 void tp_lut_f32(const float *lut, const int32_t *d, const int8_t *x, const int32_t *sx,
