@@ -4,7 +4,9 @@ Run: ``python benchmarks/patch.py [--json OUT] [--space both|mcunetv2|tinypatch]
 [--verify]``.
 
 Models: every shared ``.tflite`` model and the zoo models mbv2-w1.0-r224, mbv2-w0.35-r144,
-proxyless-w0.3 and mcunet-in0..in4 (synthetic weights; only the architecture matters here).
+proxyless-w0.3, mcunet-in0..in4 and the detectors mcunet-det (128x160) and mcunet-det-s (64x80),
+whose first two outputs are made in the middle of the graph (synthetic weights; only the
+architecture matters here).
 
 How each figure is measured (bytes; kB = 1024 B):
 
@@ -54,7 +56,7 @@ from tinypatch.planning.search import search
 from tinypatch.planning.tiles import stage_info
 
 ZOO = ("mbv2-w1.0-r224", "mbv2-w0.35-r144", "proxyless-w0.3", "mcunet-in0", "mcunet-in1", "mcunet-in2",
-       "mcunet-in3", "mcunet-in4")
+       "mcunet-in3", "mcunet-in4", "mcunet-det", "mcunet-det-s")
 SPACES = {"mcunetv2": {"strategy": "recompute", "single_stage": True}, "tinypatch": {"strategy": "auto"}}
 BUDGETS = (("<=10%", 0.10), ("<=20%", 0.20), ("any", None))
 SHORT = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dw", "AVERAGE_POOL_2D": "avgpool", "MAX_POOL_2D": "maxpool",

@@ -407,6 +407,40 @@ def random_cnn(draw: st.DrawFn, max_layers: int = 6, kinds: tuple[str, ...] = LA
     return b.finish(), x
 
 
+@st.composite
+def random_multi_output_cnn(draw: st.DrawFn, max_layers: int = 5) -> tuple[Graph, np.ndarray]:
+    """A random int8 CNN with 2..4 graph outputs, like a detector: after some layers a head (a conv
+    or a pool) branches off the trunk into a graph output made in the middle of the graph, or the
+    trunk tensor itself becomes an output that later layers still read; the last layer's output is
+    an output too. Layers as :func:`random_cnn` (no global head)."""
+    h = draw(_odd(5, 25))
+    w = draw(_odd(5, 25).filter(lambda v: v != h))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    b = CnnBuilder(rng, (1, h, w, draw(st.integers(1, _MAX_CHANNELS))), name="random_multi_output_cnn")
+    outputs: list[str] = []
+    for i in range(draw(st.integers(2, max_layers))):
+        _layer(draw, b, draw(st.sampled_from(LAYER_KINDS)))
+        tap = draw(st.sampled_from(["none", "head", "trunk"]))
+        if tap == "trunk" and b.cur not in outputs:
+            outputs.append(b.cur)
+        elif tap == "head":
+            trunk = b.cur
+            if draw(st.booleans()):
+                b.conv(draw(st.integers(1, _MAX_CHANNELS)), **_conv_params(draw, b, max_stride=2))
+            else:
+                b.pool("MAX_POOL_2D", 2, 2, (2, 2), "SAME")
+            outputs.append(b.cur)
+            b.cur = trunk
+    if b.cur not in outputs:
+        outputs.append(b.cur)
+    if len(outputs) == 1:  # one more head on the last layer
+        b.pool("MAX_POOL_2D", 3, 3, (1, 1), "SAME")
+        outputs.append(b.cur)
+    b.g.outputs = outputs
+    b.g.validate()
+    return b.g, rng.integers(-128, 128, b.shape(b.g.inputs[0]), dtype=np.int8)
+
+
 # --- graph equality --------------------------------------------------------------------
 def assert_same_graph(a: Graph, b: Graph) -> None:
     """Assert two graphs hold the same tensors (shape, dtype, quant, data bytes), ops and I/O."""

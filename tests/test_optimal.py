@@ -15,7 +15,7 @@ from tinypatch.frontends.zoo import build
 from tinypatch.planning.memory import plan_buffers
 from tinypatch.planning.search import search
 from tinypatch.planning.tile_arrays import axis_figures
-from tinypatch.planning.tiles import tile_axis
+from tinypatch.planning.tiles import stage_info, tile_axis
 from tinypatch.runtime.executor import run
 from tinypatch.runtime.inputs import random_input
 from tinypatch.runtime.plan_executor import PlanExecutor
@@ -42,7 +42,7 @@ def _check_figures(g):
             s0 -= 1
         if s0 == b or len(g.tensors[g.ops[b - 1].outputs[0]].shape) != 4:
             continue
-        info = O.stage_info_relaxed(g, s0, b)
+        info = stage_info(g, s0, b)
         out = g.tensors[info.output].shape
         for ax, keep in itertools.product((0, 1), (False, True)):
             cached = frozenset(info.ops[:-1]) if keep else frozenset()

@@ -38,6 +38,17 @@ class UnsupportedOperatorError(TinypatchError):
         return err
 
 
+class QuantizationError(UnsupportedOperatorError):
+    """An operator's quantization parameters are ones TFLite's reference kernels refuse (no reference
+    to be exact against); names the op, the tensor and the value."""
+
+    def __init__(self, op_type: str, index: int | None, tensor: str, value: str, why: str):
+        where = f" at operator index {index}" if index is not None else ""
+        TinypatchError.__init__(self, f"{op_type}{where}: tensor {tensor!r} has {value}, which TFLite's reference "
+                                      f"kernels refuse: {why}")
+        self.op_type, self.index, self.tensor, self.value = op_type, index, tensor, value
+
+
 class GraphError(TinypatchError):
     """The graph is inconsistent (bad shapes, dangling tensors, cycles)."""
 

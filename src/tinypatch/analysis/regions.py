@@ -111,20 +111,36 @@ def _read_table(kind: str, in_size: int, out_size: int, kernel: int, stride: int
     return first, last
 
 
+NCHW_TO_NHWC = (0, 2, 3, 1)
+
+
 def _spatial_hw(graph: Graph, name: str) -> tuple[int, int] | None:
     shape = graph.tensors[name].shape
     return (shape[1], shape[2]) if len(shape) == 4 else None
 
 
+def reads_nchw(graph: Graph, op: Op) -> bool:
+    """Is ``op`` a TRANSPOSE of a 4-D NCHW graph input to NHWC (a PyTorch export's first op)? It
+    then reads H and W at dims 2 and 3 of its input, and a patch stage may start with it."""
+    if op.type != "TRANSPOSE" or len(op.inputs) < 2 or op.inputs[0] not in graph.inputs:
+        return False
+    perm = graph.tensors[op.inputs[1]].data
+    return perm is not None and perm.shape == (4,) and tuple(int(p) for p in perm) == NCHW_TO_NHWC
+
+
 def axis_maps(graph: Graph, op: Op) -> tuple[AxisMap, AxisMap] | None:
     """(H map, W map) of the op's first activation input, or None if the op is not spatially
-    local (global pooling, FC, reshape, softmax, transpose, concat along H/W...)."""
+    local (global pooling, FC, reshape, softmax, transpose other than :func:`reads_nchw`, concat
+    along H/W...)."""
     if len(op.outputs) != 1:
         return None
     out_hw = _spatial_hw(graph, op.outputs[0])
     acts = [t for t in op.inputs if t and not graph.tensors[t].is_const]
     if out_hw is None or not acts:
         return None
+    if reads_nchw(graph, op):  # output (y, x) reads input [:, :, y, x]
+        _, _, h, w = graph.tensors[acts[0]].shape
+        return AxisMap("identity", h, out_hw[0]), AxisMap("identity", w, out_hw[1])
     in_hw = _spatial_hw(graph, acts[0])
     if in_hw is None:
         return None

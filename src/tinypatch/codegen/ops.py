@@ -369,6 +369,9 @@ def _reshape(e: OpEmitter, s: Site) -> str:
 def _transpose(e: OpEmitter, s: Site) -> str:
     kern = e.kernels[s.k]
     x = e.act_view(s)
+    if s.stage:  # NCHW -> NHWC in a patch stage: x is the tile's window already seen in NHWC order
+        return s.out.check() + f"tp_copy({s.out.esize}, {s.out.dims()}, {x.ptr}, {x.strides()}, {s.out.ptr}, " \
+                               f"{s.out.strides()});\n"
     in_shape = e.graph.tensors[x.tensor].shape
     lead = 4 - len(in_shape)
     perm = list(range(lead)) + [p + lead for p in kern.perm]

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tinypatch.analysis.regions import reads_nchw
 from tinypatch.codegen import cfmt
 from tinypatch.codegen.ops import SPATIAL, NO_PAD_OPS, OpEmitter, Site, reduce_finish
 from tinypatch.codegen.storage import Storage, Unit
-from tinypatch.codegen.views import Layout, View, full_view, window_view
+from tinypatch.codegen.views import Layout, View, full_view, nchw_window_view, window_view
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
 from tinypatch.planning.memory import accumulator_name, line_buffer_name
@@ -223,6 +224,9 @@ class Scheduler:
             else:
                 c = READS + 2 * cols.index(p)
                 x0, w = columns(t, c)
+                if reads_nchw(g, op):
+                    ins.append(nchw_window_view(self.storage, t, f"h{k}[{c}]", x0, f"(h{k}[{c + 1}] - h{k}[{c}])", w))
+                    continue
                 ins.append(window_view(self.storage, t, self._layout(st, t), f"h{k}[{c}]", x0,
                                        f"(h{k}[{c + 1}] - h{k}[{c}])", w))
         return ins

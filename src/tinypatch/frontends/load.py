@@ -12,6 +12,7 @@ from tinypatch.frontends.mcunet_config import build_net, parse_config, read_json
 from tinypatch.frontends.msfcnn import build_chain, parse_chains
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.ir import Graph
+from tinypatch.kernels.limits import check_limits
 
 LIST_HINT = "`tinypatch zoo` lists the built-in models"
 
@@ -19,7 +20,14 @@ LIST_HINT = "`tinypatch zoo` lists the built-in models"
 def load_model(spec: str, **overrides: Any) -> Graph:
     """Load ``spec``: a ``.tflite`` file, an MCUNet ``.json`` config, ``chains.json#CHAIN``
     (one msf-CNN chain), or a zoo name (``overrides`` go to the config / zoo builder).
+    Quantization parameters that TFLite's reference kernels refuse raise QuantizationError.
     """
+    graph = _load(spec, overrides)
+    check_limits(graph)
+    return graph
+
+
+def _load(spec: str, overrides: dict[str, Any]) -> Graph:
     path, _, chain = spec.partition("#")
     if path.lower().endswith(".tflite"):
         if overrides:

@@ -11,11 +11,11 @@ Activation quantization follows an estimate of each tensor's real RMS: weights a
 that a layer's pre-activation standard deviation is ``gain * rms(input)`` (He gain sqrt(2)
 before ReLU), and its output range covers about four standard deviations, so activations
 neither collapse to one value nor saturate. ``SOFTMAX`` and ``LOGISTIC`` use TFLite's fixed
-output quantization (1/256, -128); pooling, ``MEAN``, ``RESHAPE`` and ``PAD`` keep their
+output quantization (1/256, -128); pooling, ``MEAN``, ``RESHAPE``, ``PAD`` and resizing keep their
 input's quantization, as the TFLite converter does.
 
 Names: an op's output tensor carries the op's name (``blocks.3.dw``); its constants add a
-suffix (``.weight``, ``.bias``, ``.axis``, ``.shape``, ``.paddings``); an explicit pad in front
+suffix (``.weight``, ``.bias``, ``.axis``, ``.shape``, ``.paddings``, ``.size``, ``.perm``); an explicit pad in front
 of a conv is ``<conv name>.pad``. :meth:`Builder.finish` records ``graph.meta["roles"]``
 (op name -> role) and ``graph.meta["blocks"]`` ((block name, [op indices]) in graph order)
 for the ops added inside :meth:`Builder.block`.
@@ -201,6 +201,22 @@ class Builder:
             raise GraphError(f"{name}: cannot reshape {self.shape(x)} to {shape}")
         target = self._const(f"{name}.shape", np.array(shape, np.int32))
         return self._same_quant_op("RESHAPE", [x, target], shape, name, role, {})
+
+    def resize_nearest(self, x: str, size: tuple[int, int], *, name: str, role: str = "upsample") -> str:
+        """``RESIZE_NEAREST_NEIGHBOR`` to ``size`` = (height, width) (TFLite defaults: no align_corners,
+        no half-pixel centres)."""
+        n, _, _, c = self.shape(x)
+        target = self._const(f"{name}.size", np.array(size, np.int32))
+        return self._same_quant_op("RESIZE_NEAREST_NEIGHBOR", [x, target], (n, *size, c), name, role,
+                                   dict(align_corners=False, half_pixel_centers=False))
+
+    def transpose(self, x: str, perm: tuple[int, ...], *, name: str, role: str = "transpose") -> str:
+        """``TRANSPOSE`` by ``perm`` (e.g. (0, 2, 3, 1): NCHW -> NHWC, a PyTorch export's first op)."""
+        src = self.shape(x)
+        if sorted(perm) != list(range(len(src))):
+            raise GraphError(f"{name}: {perm} is not a permutation of {len(src)} axes")
+        target = self._const(f"{name}.perm", np.array(perm, np.int32))
+        return self._same_quant_op("TRANSPOSE", [x, target], tuple(src[p] for p in perm), name, role, {})
 
     def pad(self, x: str, top: int, bottom: int, left: int, right: int, *, name: str, role: str = "pad") -> str:
         """``PAD`` of height and width; int8 pads with the zero point (a real 0)."""

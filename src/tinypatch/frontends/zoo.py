@@ -12,6 +12,9 @@ Families (``build(name, **overrides)``):
   width (``make_divisible(1280 * W, 8)``, MCUNet's choice), unlike ``mbv2-w{W}-r{R}``.
 - ``msf-mbv2-w0.35-r144``, ``msf-mcunet-vww5-r80``, ``msf-mcunet-320kb-r176``: msf-CNN's plain
   chains (no residuals, no head; see :mod:`tinypatch.frontends.msfcnn`).
+- ``mcunet-det`` (128x160, HxW) and ``mcunet-det-s`` (64x80, half width): MCUNet person-detector-like
+  graphs with three outputs, two of them made in the middle of the graph
+  (:mod:`tinypatch.frontends.detector`); overrides ``seed`` and ``resolution``.
 
 Overrides: ``seed`` (weights), ``resolution`` (square input size), ``explicit_pad`` (PyTorch
 padding with PAD ops instead of SAME) and, except for msf chains, ``num_classes``.
@@ -31,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tinypatch.errors import ModelLoadError
+from tinypatch.frontends.detector import DETECTORS, build_detector
 from tinypatch.frontends.mcunet_config import BlockSpec, NetSpec, build_net
 from tinypatch.frontends.msfcnn import ChainSpec, build_chain, mbconv_layers
 from tinypatch.frontends.synth import Builder, make_divisible
@@ -38,6 +42,7 @@ from tinypatch.ir import Graph
 
 NET_OVERRIDES = ("seed", "resolution", "num_classes", "explicit_pad")
 CHAIN_OVERRIDES = ("seed", "resolution", "explicit_pad")
+DETECTOR_OVERRIDES = ("seed", "resolution")
 _PATTERN = re.compile(r"^(mbv1|mbv2)-w(\d+(?:\.\d+)?)-r(\d+)$")
 
 # MobileNetV2 inverted-residual settings: (expand t, channels c, repeats n, first stride s)
@@ -174,6 +179,9 @@ def _describe() -> dict[str, str]:
     for name, spec in _MSF.items():
         h, w = spec.input_hw
         d[name] = f"msf-CNN plain chain, {len(spec.layers)} conv layers, no residuals or head, {h}x{w}"
+    for name, det in DETECTORS.items():
+        d[name] = (f"MCUNet-style person detector, {det.height}x{det.width} (HxW), width {det.channels}: FPN with "
+                   f"nearest upsampling and a max-pool branch, 3 heads (2 outputs mid-graph)")
     return d
 
 
@@ -216,6 +224,8 @@ def _resolve(name: str) -> tuple[Callable[..., Graph], tuple[str, ...]]:
         return lambda **kw: build_net(mobilenet_v2_spec(w, res, name, scale_last_down=True), **kw), NET_OVERRIDES
     if name in _MSF:
         return lambda **kw: build_chain(_MSF[name], **kw), CHAIN_OVERRIDES
+    if name in DETECTORS:
+        return lambda **kw: build_detector(DETECTORS[name], **kw), DETECTOR_OVERRIDES
     m = _PATTERN.match(name)
     if m is None:
         raise ModelLoadError(f"unknown zoo model {name!r}")

@@ -3,7 +3,9 @@
 The schedule space:
 
 * the operators are cut at *clean cuts*, positions where exactly one activation tensor is
-  live (between blocks, and inside blocks without a skip connection), into segments;
+  live (between blocks, and inside blocks without a skip connection) besides finished graph
+  outputs (made before the cut and read by no later op; they stay live to the end whatever
+  runs next), into segments;
 * each segment runs either layer by layer, or as one patch stage over a tile grid
   ``n_h x n_w`` (per axis ``1..max_grid`` tiles, or tiles of 4, 2 or 1 rows/columns of the
   stage output; MCUNetV2's single-stage space keeps to ``1..max_grid``) with one halo policy: "recompute" (MCUNetV2),
@@ -12,9 +14,11 @@ The schedule space:
 * or, where every op can (:mod:`tinypatch.planning.stream`), as a "stream" stage: ``n_h`` row
   strips (counts as above) computed column by column through window buffers.
 
-At a clean cut only the cut tensor is live, so a schedule's arena lower bound is the largest
-segment lower bound, and its MACs are the sum over segments. Every segment option is costed
-exactly (its liveness lower bound and border-clipped MACs) and a label-setting dynamic
+At a clean cut only the cut tensor and finished outputs are live, and every segment counts
+what is live at its start, so a schedule's arena lower bound is the largest segment lower
+bound, and its MACs are the sum over segments. A stage may produce a graph output as its last
+tensor, never swallow one or any tensor used after it (:func:`~tinypatch.planning.tiles.stage_info`).
+Every segment option is costed exactly (its liveness lower bound and border-clipped MACs) and a label-setting dynamic
 program over the cuts keeps, at each cut, every Pareto-optimal (peak, MACs) pair of the
 schedules of the prefix; max and + are monotone, so the front at the last cut is the exact
 front of the whole space. Tilings are computed once per segment end, policy and tile count
@@ -42,7 +46,7 @@ from tinypatch.planning.memory import place_plan, plan_buffers
 from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.stream import STREAM, column_maps, output_window
 from tinypatch.planning.tile_arrays import axis_figures
-from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps
+from tinypatch.planning.tiles import first_local_op, input_maps, stage_info
 
 POLICIES = ("recompute", "cache_w", "cache", STREAM)
 
@@ -94,17 +98,19 @@ class FrontResult:
 
 
 def clean_cuts(graph: Graph) -> list[int]:
-    """Positions 0..n where at most one activation tensor crosses (0 and n always)."""
+    """Positions 0..n where at most one activation tensor crosses that a later op still reads
+    (finished graph outputs do not count; 0 and n always)."""
     n = len(graph.ops)
-    life = tensor_lifetimes(graph)
     producers = graph.producers()
+    last_read: dict[str, int] = {}
+    for i, op in enumerate(graph.ops):
+        for t in op.inputs:
+            if t and not graph.tensors[t].is_const:
+                last_read[t] = i
     crossing = [0] * (n + 1)
-    for t, (s, e) in life.items():
-        first = producers[t] + 1 if t in producers else 0
-        last = e + 1 if t not in graph.outputs else n + 1
-        for p in range(first, min(last, n + 1)):
-            if p <= e or t in graph.outputs:
-                crossing[p] += 1
+    for t, e in last_read.items():
+        for p in range(producers[t] + 1 if t in producers else 0, e + 1):
+            crossing[p] += 1
     return [p for p in range(n + 1) if p in (0, n) or crossing[p] <= 1]
 
 
@@ -133,6 +139,11 @@ class _Costs:
         self.in_arena = set(live.tensor_buffer)
         self.life = tensor_lifetimes(graph)
         self.producers = graph.producers()
+        # tensors live across each position p (made before op p, live at op p): held full-size
+        self.across: list[list[str]] = [[] for _ in range(self.n + 1)]
+        for t, (s, e) in self.life.items():
+            for p in range(self.producers[t] + 1 if t in self.producers else 0, e + 1):
+                self.across[p].append(t)
         self.local = [axis_maps(graph, op) is not None for op in graph.ops]
         self.maps = [input_maps(graph, [i for i, ok in enumerate(self.local) if ok], ax) for ax in (0, 1)]
         self._full = {t: align_up(graph.tensors[t].nbytes, alignment) for t in self.in_arena}
@@ -162,8 +173,8 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
             progress(done, len(cuts) - 1)
         red = _accumulating_end(g, c, b)
         last_tile = b - 2 if red else b - 1
-        s0 = last_tile + 1
-        while s0 > 0 and c.local[s0 - 1]:
+        s0 = last_tile + 1  # every [a, b) with s0 <= a <= last_tile is a legal stage
+        while s0 > 0 and c.local[s0 - 1] and (s0 - 1 == last_tile or not _escapes(g, c, s0 - 1, b)):
             s0 -= 1
         if s0 > last_tile:
             continue
@@ -172,8 +183,11 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
             starts = [a for a in starts if a == s0 and a == first_local_op(g)]
         if len(g.tensors[g.ops[last_tile].outputs[0]].shape) != 4 or not starts:
             continue
+        try:
+            info = stage_info(g, s0, b)
+        except PlanError:  # e.g. the last output is read by nothing: no stage ends here
+            continue
         raw: dict[tuple[int, int], list[tuple[int, int, int, int, str]]] = {(a, b): [] for a in starts}
-        info = stage_info_relaxed(g, s0, b)
         out = g.tensors[info.tiled]
         ops = info.ops
         idx = {k: i for i, k in enumerate(ops)}
@@ -188,12 +202,10 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         full_out = c.full(info.output)
         if red:  # int32 per-channel sums of the accumulated global average
             full_out += align_up(4 * out.shape[3], c.alignment)
-        # the tensor entering at cut a: output of op a-1 (or the graph inputs at a == 0)
+        # what is live at cut a (the entering tensor, finished graph outputs) stays full-size
         start_idx = np.array([idx[a] for a in starts])
-        full_ins = np.array([c.full(g.ops[a - 1].outputs[0]) if a > 0 else sum(c.full(x) for x in g.inputs)
-                             for a in starts], np.int64)
-        start_rows = [internal.index(g.ops[a - 1].outputs[0]) if a > 0 and g.ops[a - 1].outputs[0] in internal
-                      else None for a in starts]
+        full_ins = np.array([sum(c.full(t) for t in c.across[a]) for a in starts], np.int64)
+        start_rows = [[internal.index(t) for t in c.across[a] if t in internal] for a in starts]
         step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
         variants = _policy_variants(policies, info.tile_ops, c.levels)
         streams = _stream_starts(c, starts, b) if STREAM in policies and not red else []
@@ -226,9 +238,9 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                 tail = np.concatenate([np.cumsum(kept[::-1])[::-1], [0]])
                 live = sizes @ local_life  # tile-local buffers live at each stage step
                 corr = np.zeros((len(starts), len(ops)), np.int64)
-                for r_a, r in enumerate(start_rows):
-                    if r is not None:  # the entering tensor is held full-size, not as a tile
-                        corr[r_a] = sizes[r] * local_life[r]
+                for r_a, rows in enumerate(start_rows):
+                    for r in rows:  # the entering tensor is held full-size, not as a tile
+                        corr[r_a] += sizes[r] * local_life[r]
                 held = np.where(step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
                 lbs = full_ins + full_out + held + tail[start_idx]
                 stage_m = stage_macs[-1] - stage_macs[start_idx]
@@ -316,19 +328,10 @@ def _accumulating_end(graph: Graph, c: _Costs, b: int) -> bool:
     return c.producers.get(src) == b - 2 and c.life[src][1] == b - 1 and src not in graph.outputs
 
 
-def stage_info_relaxed(graph: Graph, start: int, end: int) -> StageInfo:
-    """Stage info of ``[start, end)`` for the shared backward propagation (legality not needed)."""
-    ops = list(range(start, end))
-    output = graph.ops[end - 1].outputs[0]
-    reduce = end - 1 if end - 1 > start and is_global_reduce(graph, graph.ops[end - 1]) else None
-    tiled = graph.ops[end - 1].inputs[0] if reduce is not None else output
-    produced = {t for i in ops for t in graph.ops[i].outputs}
-    inputs = []
-    for i in ops:
-        for t in graph.ops[i].inputs:
-            if t and t not in produced and not graph.tensors[t].is_const and t not in inputs:
-                inputs.append(t)
-    return StageInfo(ops, output, inputs, [t for t in produced if t != output], tiled, reduce)
+def _escapes(graph: Graph, c: _Costs, k: int, b: int) -> bool:
+    """Is an output of op ``k`` a graph output or read at or after op ``b`` (so no stage ending at
+    ``b`` may hold op ``k`` before its last op)?"""
+    return any(t in graph.outputs or c.life[t][1] >= b for t in graph.ops[k].outputs)
 
 
 def _pareto_filter(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:
@@ -369,7 +372,7 @@ def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, incl
     for ch in choices:
         if ch.grid is None:
             continue
-        shape = graph.tensors[stage_info_relaxed(graph, ch.start, ch.end).tiled].shape
+        shape = graph.tensors[stage_info(graph, ch.start, ch.end).tiled].shape
         if ch.policy.startswith("cache<"):
             halo = {k: "cache" for k in range(ch.start, min(int(ch.policy[6:]), ch.end - 1))}
         elif ch.policy.startswith("cache_w>="):

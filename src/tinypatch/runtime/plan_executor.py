@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinypatch.analysis.regions import reads_nchw
 from tinypatch.errors import InputError
 from tinypatch.ir import Graph
 from tinypatch.kernels import prepare
@@ -206,6 +207,8 @@ class PlanExecutor:
             elif t in held:
                 arr, r0, c0 = held[t]
                 args.append(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0])
+            elif reads_nchw(g, op):
+                args.append(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]])
             else:
                 args.append(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]])
         if op.type in WINDOW_KERNEL_OPS:  # gathers/scatters: the kernel computes the window itself
