@@ -167,3 +167,19 @@ def test_a_dynamic_shape_nothing_derives_is_a_load_error():
     g.outputs = ["y"]
     with pytest.raises(ModelLoadError, match="dynamic shape.*fixed input shape"):
         fold_shapes(g, {"y": (-1, -1, 4, 2)})
+
+
+def test_the_reader_names_every_unsupported_operator_of_a_file():
+    from tinypatch.backends.tflite_writer import write_tflite
+    from tinypatch.frontends.tflite import parse_tflite
+
+    g = _graph((1, 4, 4, 2))
+    prev = "x"
+    for k, t in enumerate(["TANH", "RELU", "GELU", "TANH"]):
+        _act(g, f"y{k}", (1, 4, 4, 2))
+        g.add_op(Op(t, [prev], [f"y{k}"]))
+        prev = f"y{k}"
+    g.outputs = [prev]
+    with pytest.raises(UnsupportedOperatorError, match=r"^3 unsupported operators: TANH x2 \(operator indices 0, 3\); "
+                                                        r"GELU x1 \(operator index 2\)$"):
+        parse_tflite(write_tflite(g))

@@ -31,7 +31,6 @@ from tinypatch.ir import Graph
 from tinypatch.ir.ops import SUPPORTED_OPS
 from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.plan import Plan
-from tinypatch.planning.search import search
 from tinypatch.runtime.executor import run
 from tinypatch.runtime.inputs import random_input
 
@@ -137,23 +136,43 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return out.out
 
 
+# Models whose searched front cannot reach half their layer-by-layer peak: name -> why. The
+# test checks that half is still refused and that the least achievable peak runs exactly.
+HALF_UNREACHABLE = {
+    # the 24x24x24 lateral of C3 (13,824 B, computed early by the converter's op order) and the
+    # 24x24x18 stride-8 head output (10,368 B, counted) are live together: least 34,352 B (layer
+    # by layer, 13 ops in place; no patch stage lowers it), half 22,360 B
+    "fpn_detector_96": "the stride-8 lateral and head output alone exceed half the peak",
+}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_plan_at_half_peak_runs_and_compiles_exactly(tf_models: Path, name: str, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """plan --sram half the layer-by-layer placed peak (input outside the arena, as MCUNetV2
     counts: a 128x128x3 input alone is half of MobileNet-0.25's peak); run: byte-identical,
-    measured == planned; the plan's C on the host (ASan + UBSan) gives the Python executor's bytes."""
+    measured == planned; the plan's C on the host (ASan + UBSan) gives the Python executor's
+    bytes. A dynamic-batch file imports to its static twin's graph (test above), so its C build
+    runs only with TINYPATCH_TF_SIZE=full."""
     g = imported(tf_models, name)
     path = str(tf_models / f"{name}.tflite")
-    half = search(g, include_input=False).baseline.peak // 2
+    half = plan_cost(g, Plan.layer_by_layer(g, include_input=False)).peak // 2
     plan_file = tmp_path / "plan.json"
-    _cli(["plan", path, "--no-input", "--sram", str(half), "-o", str(plan_file)], capsys)
+    budget = half
+    if name.rsplit("_", 1)[0] in HALF_UNREACHABLE:
+        assert main(["plan", path, "--no-input", "--sram", str(half)]) == 2
+        err = capsys.readouterr().err
+        budget = int(re.search(r"smallest achievable peak is (\d+) B", err).group(1))
+        assert budget > half
+    _cli(["plan", path, "--no-input", "--sram", str(budget), "-o", str(plan_file)], capsys)
     plan = Plan.load(plan_file)
-    assert plan.stages, f"{name}: layer by layer under half its own peak?"
+    assert plan.stages or budget > half, f"{name}: layer by layer under half its own peak?"
     out = _cli(["run", path, "--plan", str(plan_file)], capsys)
     assert "byte-identical" in out
     measured, planned = _marks(out)
-    assert measured == planned <= half
+    assert measured == planned <= budget
+    if name.endswith("_dyn") and TF_SIZE != "full":
+        return
     if NO_CC is not None:
         pytest.skip(f"host C compiler: {NO_CC}")
     project = tmp_path / "c"

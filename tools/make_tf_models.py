@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -81,7 +82,11 @@ def ensure_models(root: Path | None = None, size: str = "small", log: Callable[[
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not (folder / "manifest.json").exists():
-                _generate(folder, size, log)
+                if __name__ == "__main__":
+                    _generate(folder, size, log)
+                else:  # imported (tests): TensorFlow and its worker processes stay out of this process
+                    subprocess.run([sys.executable, __file__, "--generate-into", str(folder), "--size", size],
+                                   check=True)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return folder
@@ -147,9 +152,11 @@ def _fpn(batch: int | None) -> Any:
     p4 = L.Add()([L.Conv2D(24, 1)(c4), L.UpSampling2D(interpolation="nearest")(p5)])
     p3 = L.Add()([L.Conv2D(24, 1)(c3), L.UpSampling2D(interpolation="nearest")(p4)])
     p6 = L.MaxPooling2D(3, strides=2, padding="same")(p5)                    # 3
+    # the max-pool branch joins P5 by Add: joined by Concatenate, P5's two scale constraints make
+    # the converter leave P4's top-down Add in float (DEQUANTIZE ... QUANTIZE)
     heads = [L.Conv2D(3 * 6, 3, padding="same", name=f"head{k}")(L.Conv2D(24, 3, padding="same",
                                                                            activation="relu")(p))
-             for k, p in ((3, p3), (4, p4), (5, L.Concatenate()([p5, L.UpSampling2D()(p6)])))]
+             for k, p in ((3, p3), (4, p4), (5, L.Add()([p5, L.UpSampling2D()(p6)])))]
     return keras.Model(inp, heads, name="fpn_detector_96")
 
 
@@ -193,50 +200,71 @@ def _real_input(tflite: bytes, photo: Any) -> Any:
     return np.clip(np.round(photo / scale) + zp, -128, 127).astype(np.int8)[None]
 
 
-def _generate(folder: Path, size: str, log: Callable[[str], None]) -> None:
+def _jobs(size: str) -> list[tuple[str, str, Any, tuple[int, int], tuple[float, float], int | None]]:
+    """(file stem, builder kind, builder argument, H x W, input range, batch) of every model."""
+    apps = {**_APPS, **(_APPS_FULL if size == "full" else {})}
+    jobs: list[tuple[str, str, Any, tuple[int, int], tuple[float, float], int | None]] = []
+    for name, (builder, kwargs, hw, rng) in apps.items():
+        jobs += [(f"{name}_{tag}", "app", (builder, kwargs), hw, rng, batch) for tag, batch in (("dyn", None), ("b1", 1))]
+    for name, hw in (("unet_64", (64, 64)), ("fpn_detector_96", (96, 96)), ("densenet_64", (64, 64))):
+        jobs += [(f"{name}_{tag}", "net", name, hw, (0.0, 1.0), batch) for tag, batch in (("dyn", None), ("b1", 1))]
+    return jobs
+
+
+def _make(job: tuple[str, str, Any, tuple[int, int], tuple[float, float], int | None], out: Path) -> tuple[str, int, float]:
+    """Build, convert and write one model (in a worker process); (stem, bytes, seconds)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
     import numpy as np
     import tensorflow as tf
 
+    name, kind, arg, hw, rng, batch = job
+    t = time.perf_counter()
     tf.keras.utils.set_random_seed(0)
+    nets = {"unet_64": _unet, "fpn_detector_96": _fpn, "densenet_64": _densenet}
+    model = _app(*arg, hw, batch) if kind == "app" else nets[arg](batch)
+    photos = _photos(*hw, *rng)
+    data = _convert(model, photos)
+    (out / f"{name}.tflite").write_bytes(data)
+    np.save(out / f"{name}.real.npy", _real_input(data, photos[0]))
+    return name, len(data), time.perf_counter() - t
+
+
+def _generate(folder: Path, size: str, log: Callable[[str], None]) -> None:
+    """Build every model into ``folder`` with a pool of processes ($TINYPATCH_TF_JOBS, default the CPUs)."""
+    import multiprocessing
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+    from importlib.metadata import version
+
     tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    apps = {**_APPS, **(_APPS_FULL if size == "full" else {})}
-    jobs: list[tuple[str, Callable[[], Any], tuple[int, int], tuple[float, float], int | None]] = []
-    for name, (builder, kwargs, hw, rng) in apps.items():
-        for tag, batch in (("dyn", None), ("b1", 1)):
-            jobs.append((f"{name}_{tag}", lambda b=builder, k=kwargs, s=hw, n=batch: _app(b, k, s, n), hw, rng, batch))
-    for name, build, hw in (("unet_64", _unet, (64, 64)), ("fpn_detector_96", _fpn, (96, 96)),
-                            ("densenet_64", _densenet, (64, 64))):
-        for tag, batch in (("dyn", None), ("b1", 1)):
-            jobs.append((f"{name}_{tag}", lambda f=build, n=batch: f(n), hw, (0.0, 1.0), batch))
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    jobs = _jobs(size)
+    workers = int(os.environ.get("TINYPATCH_TF_JOBS") or min(len(jobs), os.cpu_count() or 1))
     times = {}
     start = time.perf_counter()
-    for name, build, hw, rng, batch in jobs:
-        t = time.perf_counter()
-        tf.keras.utils.set_random_seed(0)
-        photos = _photos(*hw, *rng)
-        data = _convert(build(), photos)
-        (tmp / f"{name}.tflite").write_bytes(data)
-        np.save(tmp / f"{name}.real.npy", _real_input(data, photos[0]))
-        times[name] = round(time.perf_counter() - t, 2)
-        log(f"{name}: {len(data):,} B in {times[name]:.1f} s")
-    manifest = {"size": size, "tensorflow": tf.__version__, "models": sorted(times), "seconds": times,
-                "total_seconds": round(time.perf_counter() - start, 1)}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for name, nbytes, seconds in pool.map(_make, jobs, [tmp] * len(jobs)):
+            times[name] = round(seconds, 1)
+            log(f"{name}: {nbytes:,} B in {seconds:.1f} s")
+    manifest = {"size": size, "tensorflow": version("tensorflow"), "workers": workers, "models": sorted(times),
+                "seconds": times, "total_seconds": round(time.perf_counter() - start, 1)}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if folder.exists():  # a stale partial folder from an interrupted run
-        import shutil
-        shutil.rmtree(folder)
+    shutil.rmtree(folder, ignore_errors=True)  # a stale partial folder from an interrupted run
     tmp.rename(folder)
-    log(f"{len(times)} models in {manifest['total_seconds']} s -> {folder}")
+    log(f"{len(times)} models in {manifest['total_seconds']} s ({workers} processes) -> {folder}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="cache root (default $TINYPATCH_TF_MODELS or .cache/tfmodels)")
     ap.add_argument("--size", choices=SIZES, default=os.environ.get("TINYPATCH_TF_SIZE", "small"))
+    ap.add_argument("--generate-into", type=Path, default=None, help=argparse.SUPPRESS)  # ensure_models' lock held
     args = ap.parse_args(argv)
-    print(ensure_models(args.out, args.size))
+    if args.generate_into:
+        _generate(args.generate_into, args.size, print)
+    else:
+        print(ensure_models(args.out, args.size))
     return 0
 
 
