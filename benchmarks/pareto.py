@@ -4,7 +4,7 @@ Run: ``python benchmarks/pareto.py [--json OUT] [--plot FILE.png] [--quick]``.
 
 For each model, two fronts are computed by the same code (``tinypatch.planning.search``):
 
-* **ours**: multi-stage fusion at clean cuts, tile grids, per-stage halo policy (recompute,
+* **ours**: multi-stage fusion cut anywhere, tile grids, per-stage halo policy (recompute,
   cache_w, cache, cache of the high-resolution prefix) or column streaming through window
   buffers (msf-CNN's horizontally cached fused block), exact DP front;
 * **MCUNetV2-style**: a single patch stage from the first layer, halos recomputed.

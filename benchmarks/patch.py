@@ -29,7 +29,7 @@ Two schedule spaces, searched by the same code:
 
 * ``mcunetv2``: MCUNetV2's: one patch stage from the first spatial operator to a legal split,
   tile grids 1..8 x 1..8, halos recomputed (``strategy="recompute", single_stage=True``);
-* ``tinypatch``: the full space: several fused stages at clean cuts, grids up to 8x8 and
+* ``tinypatch``: the full space: several fused stages cut anywhere, grids up to 8x8 and
   strips, per-stage halo policy (recompute, cache along W, cache both) (``strategy="auto"``).
 """
 

@@ -17,7 +17,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import random_multi_output_cnn
-from test_codegen import assert_outputs_equal, needs_cc
+from test_codegen import C_BUILDS, assert_outputs_equal, needs_cc
 
 import tinypatch.planning.optimal as O
 from tinypatch.backends import write_tflite
@@ -56,17 +56,19 @@ def assert_front_legal_and_exact(g: Graph, xs: list[np.ndarray], include_input: 
     return res.front
 
 
-def test_finished_outputs_do_not_block_cuts_and_no_stage_swallows_them():
+def test_every_offered_stage_is_legal_and_some_run_while_fpn_maps_wait():
+    """After C3 is made, the FPN keeps it (and later C4) live: the search still offers stages
+    there, holding the waiting maps whole, and never a stage that swallows a graph output."""
     g = build("mcunet-det-s")
-    cuts = O.clean_cuts(g)
-    first_out = min(g.producers()[t] for t in g.outputs)
-    assert any(first_out < p < len(g.ops) for p in cuts), "no cut after the first mid-graph output"
     c = O._Costs(g, False, True, 16)
-    opts = O._segment_options(c, cuts, 8, O.POLICIES, False)
+    opts = O._segment_options(c, O.cut_positions(g), 8, O.POLICIES, False)
     stages = {(ch.start, ch.end) for v in opts.values() for _, _, ch in v if ch.grid}
-    assert stages
     for a, b in stages:
         stage_info(g, a, b)  # raises PlanError for an illegal stage
+    waiting = [(a, b) for a, b in stages if any(t not in g.inputs and c.life[t][1] >= b for t in c.across[a])]
+    assert waiting, "no stage runs while a feature map waits for the FPN"
+    after_output = min(g.producers()[t] for t in g.outputs)
+    assert any(a > after_output for a, _ in stages), "no stage after the first mid-graph output"
 
 
 def test_a_stage_swallowing_an_output_is_a_user_error():
@@ -96,6 +98,18 @@ def test_cli_reads_an_illegal_stage_as_a_user_error(tmp_path, capsys):
 def test_random_multi_output_fronts_are_legal_and_exact(case, include_input):
     g, x = case
     assert_front_legal_and_exact(g, [x], include_input)
+
+
+@needs_cc
+@C_BUILDS
+@given(random_multi_output_cnn(max_layers=4))
+def test_random_multi_output_least_peak_plan_is_exact_in_c(tmp_path_factory, case):
+    g, x = case
+    best = min(search(g, include_input=False).front, key=lambda s: (s.peak, s.macs))
+    out = tmp_path_factory.mktemp("c")
+    generate(g, best.plan, out)
+    make(out, "host-check")
+    assert_outputs_equal(g, run_host(out, g, [x], "model_host_check"), [x])
 
 
 @pytest.mark.parametrize("include_input", [False, True])

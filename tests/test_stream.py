@@ -131,7 +131,7 @@ def test_stream_plans_round_trip():
 def _stream_options_match_plans(g: Graph, alignment: int) -> int:
     """Every stream option the search costs == its plan's liveness profile and MACs; returns how many."""
     c = O._Costs(g, True, True, alignment)
-    cuts = O.clean_cuts(g)
+    cuts = O.cut_positions(g)
     opts = O._segment_options(c, cuts, 8, ("stream",), False)
     n = 0
     for (a, b), cands in opts.items():

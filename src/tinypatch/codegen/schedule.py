@@ -224,11 +224,11 @@ class Scheduler:
             else:
                 c = READS + 2 * cols.index(p)
                 x0, w = columns(t, c)
-                if reads_nchw(g, op):
-                    ins.append(nchw_window_view(self.storage, t, f"h{k}[{c}]", x0, f"(h{k}[{c + 1}] - h{k}[{c}])", w))
-                    continue
-                ins.append(window_view(self.storage, t, self._layout(st, t), f"h{k}[{c}]", x0,
-                                       f"(h{k}[{c + 1}] - h{k}[{c}])", w))
+                rows = f"(h{k}[{c + 1}] - h{k}[{c}])"
+                if reads_nchw(g, op):  # a leading TRANSPOSE reads its window of the NCHW input
+                    ins.append(nchw_window_view(self.storage, t, f"h{k}[{c}]", x0, rows, w))
+                else:
+                    ins.append(window_view(self.storage, t, self._layout(st, t), f"h{k}[{c}]", x0, rows, w))
         return ins
 
     def _site(self, st: StageTiling, k: int, cols: list[int]) -> Site:

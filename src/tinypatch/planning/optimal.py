@@ -2,10 +2,8 @@
 
 The schedule space:
 
-* the operators are cut at *clean cuts*, positions where exactly one activation tensor is
-  live (between blocks, and inside blocks without a skip connection) besides finished graph
-  outputs (made before the cut and read by no later op; they stay live to the end whatever
-  runs next), into segments;
+* the operators are cut into segments at any positions (between blocks, inside a residual
+  block, while an FPN's feature maps wait for their top-down path, after a graph output);
 * each segment runs either layer by layer, or as one patch stage over a tile grid
   ``n_h x n_w`` (per axis ``1..max_grid`` tiles, or tiles of 4, 2 or 1 rows/columns of the
   stage output; MCUNetV2's single-stage space keeps to ``1..max_grid``) with one halo policy: "recompute" (MCUNetV2),
@@ -14,12 +12,14 @@ The schedule space:
 * or, where every op can (:mod:`tinypatch.planning.stream`), as a "stream" stage: ``n_h`` row
   strips (counts as above) computed column by column through window buffers.
 
-At a clean cut only the cut tensor and finished outputs are live, and every segment counts
-what is live at its start, so a schedule's arena lower bound is the largest segment lower
-bound, and its MACs are the sum over segments. A stage may produce a graph output as its last
-tensor, never swallow one or any tensor used after it (:func:`~tinypatch.planning.tiles.stage_info`).
-Every segment option is costed exactly (its liveness lower bound and border-clipped MACs) and a label-setting dynamic
-program over the cuts keeps, at each cut, every Pareto-optimal (peak, MACs) pair of the
+Every tensor live across a cut exists whole whatever the segments around it do (a stage only
+shrinks tensors made and consumed inside it), and a segment counts every tensor live at its
+start as held whole throughout (a stage reads its inputs until its last tile; the others wait),
+so a schedule's arena lower bound is the largest segment lower bound, and its MACs are the sum
+over segments. A stage may produce a graph output as its last tensor, never swallow one or any
+tensor used after it (:func:`~tinypatch.planning.tiles.stage_info`).
+Every segment option is costed exactly (its liveness lower bound and border-clipped MACs) and
+a label-setting dynamic program over the cuts keeps, at each cut, every Pareto-optimal (peak, MACs) pair of the
 schedules of the prefix; max and + are monotone, so the front at the last cut is the exact
 front of the whole space. Tilings are computed once per segment end, policy and tile count
 and shared by every segment start (the backward region propagation does not depend on where
@@ -97,21 +97,9 @@ class FrontResult:
         return min((s for s in self.front if s.macs <= limit), key=lambda s: (s.peak or s.lower_bound, s.macs))
 
 
-def clean_cuts(graph: Graph) -> list[int]:
-    """Positions 0..n where at most one activation tensor crosses that a later op still reads
-    (finished graph outputs do not count; 0 and n always)."""
-    n = len(graph.ops)
-    producers = graph.producers()
-    last_read: dict[str, int] = {}
-    for i, op in enumerate(graph.ops):
-        for t in op.inputs:
-            if t and not graph.tensors[t].is_const:
-                last_read[t] = i
-    crossing = [0] * (n + 1)
-    for t, e in last_read.items():
-        for p in range(producers[t] + 1 if t in producers else 0, e + 1):
-            crossing[p] += 1
-    return [p for p in range(n + 1) if p in (0, n) or crossing[p] <= 1]
+def cut_positions(graph: Graph) -> list[int]:
+    """Where segments may start and end: every position 0..n between operators."""
+    return list(range(len(graph.ops) + 1))
 
 
 def axis_counts(size: int, max_grid: int, strips: bool = True) -> list[int]:
@@ -137,6 +125,8 @@ class _Costs:
         live = liveness(graph, include_input, include_output, aliasing=True)
         self.lbl_profile = np.array(live.profile(alignment) or [0], np.int64)
         self.in_arena = set(live.tensor_buffer)
+        self.buffer_of = live.tensor_buffer  # a RESHAPE output shares its input's buffer
+        self._buffer_full = {b.name: align_up(b.size, alignment) for b in live.buffers}
         self.life = tensor_lifetimes(graph)
         self.producers = graph.producers()
         # tensors live across each position p (made before op p, live at op p): held full-size
@@ -156,11 +146,15 @@ class _Costs:
     def full(self, tensor: str) -> int:
         return self._full.get(tensor, 0)
 
+    def held(self, tensors: list[str]) -> int:
+        """Aligned bytes of the arena buffers holding ``tensors`` whole (aliases counted once)."""
+        return sum(self._buffer_full[b] for b in {self.buffer_of[t] for t in tensors if t in self.buffer_of})
+
 
 def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[str, ...],
                      first_only: bool, progress: Callable[[int, int], None] | None = None,
                      ) -> dict[tuple[int, int], list[tuple[int, int, Choice]]]:
-    """(a, b) -> [(lower bound, MACs, choice)] for every segment between clean cuts."""
+    """(a, b) -> [(lower bound, MACs, choice)] for every segment between two cuts."""
     g = c.g
     macs_prefix = np.concatenate([[0], np.cumsum(c.macs)])
     opts: dict[tuple[int, int], list[tuple[int, int, Choice]]] = {}
@@ -202,9 +196,9 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         full_out = c.full(info.output)
         if red:  # int32 per-channel sums of the accumulated global average
             full_out += align_up(4 * out.shape[3], c.alignment)
-        # what is live at cut a (the entering tensor, finished graph outputs) stays full-size
+        # what is live at cut a (the entering tensors, waiting maps, finished outputs) stays whole
         start_idx = np.array([idx[a] for a in starts])
-        full_ins = np.array([sum(c.full(t) for t in c.across[a]) for a in starts], np.int64)
+        full_ins = np.array([c.held(c.across[a]) for a in starts], np.int64)
         start_rows = [[internal.index(t) for t in c.across[a] if t in internal] for a in starts]
         step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
         variants = _policy_variants(policies, info.tile_ops, c.levels)
@@ -399,7 +393,7 @@ def optimal_front(graph: Graph, include_input: bool = True, include_output: bool
         raise PlanError(f"unknown halo policy {bad}; choose from {', '.join(POLICIES)}")
     t0 = time.perf_counter()
     c = _Costs(graph, include_input, include_output, alignment)
-    cuts = clean_cuts(graph)
+    cuts = cut_positions(graph)
     # with single_stage every stage option starts at the first spatial op, so a path holds at most one
     opts = _segment_options(c, cuts, max_grid, policies, single_stage, progress)
     labels = _dp(cuts, opts)

@@ -135,9 +135,9 @@ def _illegal_exit(graph: Graph, start: int, end: int, others: set[str], produced
     names = sorted(others, key=lambda t: produced[t])
     ks = sorted({produced[t] for t in names})
     outs = [t for t in names if t in graph.outputs]
-    what = (f"it swallows graph output(s) {outs}" if outs else "") + \
-        ("; " if outs and len(outs) < len(names) else "") + \
-        (f"tensors {[t for t in names if t not in outs]} are used after it" if len(outs) < len(names) else "")
+    rest = [t for t in names if t not in graph.outputs]
+    what = "; ".join(([f"it swallows graph output(s) {outs}"] if outs else [])
+                     + ([f"tensors {rest} are used after it"] if rest else []))
     return (f"{where} is not a legal cut: {what} (made by operator(s) {ks}); only the last operator's output may "
             f"leave a stage: end the stage at operator {ks[0] + 1} (exclusive) or start it after operator {ks[-1]}")
 
