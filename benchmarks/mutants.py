@@ -4,7 +4,7 @@ test suite that covers it; a mutant is *caught* when those tests fail.
 Run: ``python benchmarks/mutants.py [--only ID ...] [--list] [--timeout S] [--json OUT]``
 (``TINYPATCH_ASSETS`` as for the tests). Each mutant is one exact text replacement (the script
 refuses to run if the text is not found exactly once, so a refactor cannot silently disarm it)
-and names the test files it runs (``pytest -x``, in a temporary copy of src/ and tests/). It
+and names the test files it runs (``pytest -x``, in a temporary copy of src/, tests/ and tools/). It
 prints a line per mutant and caught/total; exit status 1 when one survives.
 
 The first five are the audit's table in issue 12; the others cover kernels, regions, the
@@ -117,7 +117,7 @@ MUTANTS = [
            ("tests/test_codegen_ties.py",)),
     Mutant("c-write-ahead", "the Helium conv states a write-ahead of 3 pixels", C + "tp_fast_mve.c",
            "/* write-ahead: 4 output pixels", "/* write-ahead: 3 output pixels", ("tests/test_inplace.py",)),
-    Mutant("c-shadow-write", "shadow build forgets the bytes a kernel writes", C + "tp_kernels.c",
+    Mutant("c-shadow-write", "shadow build forgets the bytes a kernel writes", C + "tp_shadow.c",
            "if (a >= shadow_lo && a - shadow_lo < shadow_n) shadow_map[a - shadow_lo] = 1;", ";",
            ("tests/test_codegen_shadow.py::test_stated_write_ahead_of_each_host_kernel_is_safe",)),
 ]
@@ -125,7 +125,7 @@ MUTANTS = [
 
 def _copy_tree(dst: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", ".hypothesis", "*.pyc")
-    for part in ("src", "tests"):
+    for part in ("src", "tests", "tools"):
         shutil.copytree(ROOT / part, dst / part, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", dst / "pyproject.toml")
 

@@ -1,9 +1,10 @@
 """Read an int8 (or float32) ``.tflite`` flatbuffer into the Graph IR.
 
 Only the first subgraph is read. Every failure of the flatbuffer reader on a truncated or
-corrupted file is turned into :class:`~tinypatch.errors.ModelLoadError`; operators outside
-``tinypatch.ir.ops.SUPPORTED_OPS`` (the operator table) raise :class:`~tinypatch.errors.UnsupportedOperatorError`
-naming the operator and its index.
+corrupted file is turned into :class:`~tinypatch.errors.ModelLoadError`. Shape arithmetic
+left by the converter (dynamic batch) is folded (:mod:`tinypatch.frontends.fold`); operators
+still outside ``tinypatch.ir.ops.SUPPORTED_OPS`` raise one
+:class:`~tinypatch.errors.UnsupportedOperatorError` naming every one of them and its index.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import numpy as np
 import tflite
 
 from tinypatch.errors import GraphError, ModelLoadError, UnsupportedOperatorError
+from tinypatch.frontends.fold import fold_shapes
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 from tinypatch.ir.graph import DTYPE_BYTES
-from tinypatch.ir.ops import ACTIVATIONS, SUPPORTED_OPS
+from tinypatch.ir.ops import ACTIVATIONS
 from tinypatch.ir.validate import DEFAULT_MAX_TENSOR_BYTES, validate
 
 _TENSOR_TYPES = {
@@ -69,6 +71,11 @@ _OPTIONS: dict[str, tuple[type, list[tuple[str, str, Any]]]] = {
         ("begin_mask", "BeginMask", int), ("end_mask", "EndMask", int), ("ellipsis_mask", "EllipsisMask", int),
         ("new_axis_mask", "NewAxisMask", int), ("shrink_axis_mask", "ShrinkAxisMask", int),
         ("offset", "Offset", bool)]),
+    # shape arithmetic folded at import (frontends/fold.py)
+    "PACK": (tflite.PackOptions, [("axis", "Axis", int)]),
+    "GATHER": (tflite.GatherOptions, [("axis", "Axis", int), ("batch_dims", "BatchDims", int)]),
+    "SQUEEZE": (tflite.SqueezeOptions, [
+        ("squeeze_dims", "SqueezeDimsAsNumpy", lambda a: tuple(int(d) for d in a) if isinstance(a, np.ndarray) else ())]),
 }
 _OPTIONS["MAX_POOL_2D"] = _OPTIONS["AVERAGE_POOL_2D"]
 
@@ -128,6 +135,7 @@ class _Reader:
         self.model = tflite.Model.GetRootAs(self.buf, 0)
         self.graph = Graph(name)
         self.names: dict[int, str] = {}
+        self.signatures: dict[str, tuple[int, ...]] = {}  # shape_signature where it differs from shape
 
     def read(self) -> Graph:
         m = self.model
@@ -140,10 +148,6 @@ class _Reader:
         for k in sorted(used):
             if k >= len(op_types):
                 raise ModelLoadError(f"operator code index {k} out of range")
-        for i in range(sg.OperatorsLength()):
-            t = op_types[sg.Operators(i).OpcodeIndex()]
-            if t not in SUPPORTED_OPS:
-                raise UnsupportedOperatorError(t, i)
         for i in range(sg.TensorsLength()):
             self._tensor(sg, i)
         g.inputs = [self._ref(int(i), "graph input") for i in _ints(sg, "Inputs")]
@@ -154,10 +158,8 @@ class _Reader:
             ins = [self._ref(k, f"operator {i} ({t}) input") if k != -1 else "" for k in _ints(op, "Inputs")]
             outs = [self._ref(k, f"operator {i} ({t}) output") for k in _ints(op, "Outputs")]
             g.add_op(Op(t, ins, outs, self._attrs(t, op, i), name=f"{i}_{t.lower()}"))
-        # drop tensors nobody uses (e.g. stale buffers) so accounting only sees real ones
-        used_t = set(g.inputs) | set(g.outputs) | {x for o in g.ops for x in (*o.inputs, *o.outputs)}
-        for n in [n for n in g.tensors if n not in used_t]:
-            del g.tensors[n]
+        # fold shape arithmetic, name every operator left unsupported; drops tensors nobody uses
+        fold_shapes(g, self.signatures, lambda k, op: int(op.name.split("_", 1)[0]))
         g.meta["tflite_index"] = {v: k for k, v in self.names.items() if v in g.tensors}
         g.meta["description"] = (m.Description() or b"").decode("utf-8", "replace")
         return g
@@ -186,6 +188,10 @@ class _Reader:
         shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
         if any(d < 0 for d in shape):
             raise ModelLoadError(f"tensor {i} ({raw}) has a dynamic shape {shape}; give it a fixed shape")
+        if t.ShapeSignatureLength():
+            sig = tuple(int(d) for d in t.ShapeSignatureAsNumpy())
+            if sig != shape:
+                self.signatures[name] = sig
         if math.prod(shape) * DTYPE_BYTES[dtype] > self.max_tensor_bytes:
             raise ModelLoadError(f"tensor {i} ({raw}) of shape {list(shape)} is over the tensor size limit of "
                                  f"{self.max_tensor_bytes:,} B (raise it with --max-tensor-bytes)")

@@ -33,6 +33,7 @@ import numpy as np
 from tinypatch.errors import GraphError
 from tinypatch.ir.graph import Graph, Op, Tensor
 from tinypatch.ir.ops import ACTIVATIONS, out_size, pad_before, with_defaults
+from tinypatch.ir.optable import OPS, op_def
 
 DEFAULT_MAX_TENSOR_BYTES = 64 * 2**20  # 64 MiB: 30x the largest activation of the shared models
 MAX_RANK = 6
@@ -307,6 +308,28 @@ class OpRule:
     shape: Callable[[_Check], Shape]
 
 
+def _broadcast(c: _Check) -> Shape:
+    a, b = c.need(0, "first operand").shape, c.need(1, "second operand").shape
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(a, b))
+    except ValueError:
+        raise c.fail(f"operand shapes {list(a)} and {list(b)} do not broadcast") from None
+
+
+def _transpose_conv(c: _Check) -> Shape:
+    c.need(1, "weights")
+    c.rank(c.need(2, "input"), 4, "the input")
+    shape = c.const(0, "output shape", ("int32",)).ravel()
+    if shape.shape != (4,) or np.any(shape < 1):
+        raise c.fail(f"output shape must be four positive integers, got {shape.tolist()}")
+    return tuple(int(d) for d in shape)
+
+
+def _declared(c: _Check) -> Shape:
+    """Operators whose shapes the numpy kernel checks when prepared: the declared output shape."""
+    return c.g.tensors[c.op.outputs[0]].shape
+
+
 OP_RULES: dict[str, OpRule] = {
     "CONV_2D": OpRule(2, 3, _conv), "DEPTHWISE_CONV_2D": OpRule(2, 3, _conv),
     "FULLY_CONNECTED": OpRule(2, 3, _fully_connected),
@@ -315,8 +338,12 @@ OP_RULES: dict[str, OpRule] = {
     "MEAN": OpRule(2, 2, _mean), "PAD": OpRule(2, 2, _pad), "RESHAPE": OpRule(1, 2, _reshape),
     "SOFTMAX": OpRule(1, 1, _softmax), "TRANSPOSE": OpRule(2, 2, _transpose),
     "RESIZE_NEAREST_NEIGHBOR": OpRule(2, 2, _resize), "CONCATENATION": OpRule(1, 64, _concat),
-    **{t: OpRule(1, 1, _same) for t in ("QUANTIZE", "DEQUANTIZE", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6")},
+    **{t: OpRule(1, 1, _same) for t in ("QUANTIZE", "DEQUANTIZE", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6",
+                                         "LEAKY_RELU")},
+    "RESIZE_BILINEAR": OpRule(2, 2, _resize), "TRANSPOSE_CONV": OpRule(3, 4, _transpose_conv),
+    **{t: OpRule(2, 2, _broadcast) for t in ("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU")},
 }
+_DECLARED = OpRule(1, 8, _declared)  # a table operator with no rule of its own (slices, splits)
 
 
 # --- the pass ------------------------------------------------------------------------------------
@@ -396,14 +423,14 @@ def _check_tensor(t: Tensor, limit: int) -> None:
 
 def _check_op(g: Graph, k: int, op: Op, limit: int) -> None:
     c = _Check(g, k, op, limit)
-    rule = OP_RULES.get(op.type)
+    rule = OP_RULES.get(op.type) or (_DECLARED if op.type in OPS else None)
     if rule is None:
         raise c.fail("not a supported operator")
     n = len(op.inputs)
     if not rule.min_inputs <= n <= rule.max_inputs:
         want = rule.min_inputs if rule.min_inputs == rule.max_inputs else f"{rule.min_inputs} to {rule.max_inputs}"
         raise c.fail(f"has {n} inputs, expected {want}")
-    if len(op.outputs) != 1:
+    if len(op.outputs) != 1 and not op_def(op.type).multi_output:
         raise c.fail(f"has {len(op.outputs)} outputs, expected 1")
     out = g.tensors[op.outputs[0]]
     acts = [g.tensors[t] for t in op.inputs if t and not g.tensors[t].is_const]
