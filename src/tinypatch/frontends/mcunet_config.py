@@ -25,44 +25,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from tinypatch.errors import ModelLoadError
+from tinypatch.frontends.spec import BlockSpec, NetSpec
 from tinypatch.frontends.synth import Builder, make_divisible
 from tinypatch.ir import Graph
 
 _ACTS = {"relu6": "RELU6", "relu": "RELU", None: "NONE"}
-
-
-@dataclass(frozen=True)
-class BlockSpec:
-    """One inverted-residual block; ``mid_channels`` None means ``round(in * expand_ratio)``."""
-
-    out_channels: int
-    kernel: int
-    stride: int
-    expand_ratio: float
-    shortcut: bool
-    mid_channels: int | None = None
-    act: str = "RELU6"
-    use_se: bool = False
-
-
-@dataclass(frozen=True)
-class NetSpec:
-    """A MobileNetV2-like network; a ``None`` block is an identity (ZeroLayer) block."""
-
-    name: str
-    resolution: int
-    stem_channels: int
-    blocks: tuple[BlockSpec | None, ...]
-    feature_mix: int | None
-    num_classes: int = 1000
-    in_channels: int = 3
-    stem_kernel: int = 3
-    stem_stride: int = 2
-    act: str = "RELU6"  # stem and feature mix activation
 
 
 def build_net(spec: NetSpec, *, resolution: int | None = None, num_classes: int | None = None, seed: int = 0,
@@ -90,7 +60,8 @@ def build_net(spec: NetSpec, *, resolution: int | None = None, num_classes: int 
             h = x
             if blk.expand_ratio != 1:
                 h = b.conv(h, mid, 1, act=blk.act, name=f"{n}.expand", role="expand")
-            h = b.depthwise(h, blk.kernel, blk.stride, padding=pad(blk.kernel), act=blk.act, name=f"{n}.dw")
+            if blk.depthwise:
+                h = b.depthwise(h, blk.kernel, blk.stride, padding=pad(blk.kernel), act=blk.act, name=f"{n}.dw")
             if blk.use_se:
                 h = b.squeeze_excite(h, make_divisible(b.shape(h)[3] // 4, 8), name=f"{n}.se")
             h = b.conv(h, blk.out_channels, 1, act="NONE", name=f"{n}.project", role="project")
