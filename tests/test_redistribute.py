@@ -89,3 +89,22 @@ def test_redistribute_errors(capsys) -> None:
     assert main(["redistribute", "mbv2-w1.0-r224", "--budget", "1KB"]) == 2
     err = capsys.readouterr().err
     assert "not a zoo model built from an architecture spec" in err and "least peak" in err
+
+
+def test_redistribute_mnasnet_halves_overhead() -> None:
+    """MnasNet-A1 (large kernels early): a move to the next lower resolution is needed."""
+    r = api.redistribute("mnasnet-a1").search
+    o, f = r.original.figures, r.result.figures
+    assert f.overhead <= o.overhead / 2 and f.peak <= o.peak and abs(f.macs / o.macs - 1) <= 0.05
+    assert any("next lower resolution" in s.move for s in r.steps)
+    assert "mnasnet-a1" in str(api.redistribute(r.result.spec, tolerance="5%"))
+
+
+def test_redistribute_mcunet_config_json(tmp_path, assets) -> None:
+    """An MCUNet config .json is a spec source: the same architecture hash as the zoo's copy."""
+    path = assets / "configs" / "proxyless-w0.25-r112_imagenet.json"
+    r = api.redistribute(path, grid=2).search
+    assert r.original.spec.fingerprint() == spec_of("proxyless-w0.25").fingerprint()
+    assert r.result.figures.overhead < r.original.figures.overhead and r.result.figures.peak <= r.budget
+    with pytest.raises(ModelLoadError, match="not found"):
+        api.redistribute(tmp_path / "missing.json")

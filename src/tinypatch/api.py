@@ -371,7 +371,8 @@ class RedistributionResult(_Result):
 def redistribute(spec: str | os.PathLike[str] | NetSpec, *, budget: int | str | None = None, grid: int = 4,
                  tolerance: float | str = 0.05, progress: Progress | None = None) -> RedistributionResult:
     """Redistribute the receptive field of ``spec`` (``tinypatch redistribute``): a zoo name built from
-    a spec (MobileNetV2, MCUNet, MnasNet-A1, FBNet-A, ...), a spec ``.json`` or a NetSpec.
+    a spec (MobileNetV2, MCUNet, MnasNet-A1, FBNet-A, ...), a spec ``.json`` (as ``-o`` writes), an
+    MCUNet/ProxylessNAS config ``.json`` or a NetSpec.
 
     Moves (smaller kernels and fewer depthwise convs in the patch stage, blocks moved after it,
     larger kernels later) are searched greedily for the least MAC overhead of MCUNetV2's
@@ -383,13 +384,19 @@ def redistribute(spec: str | os.PathLike[str] | NetSpec, *, budget: int | str | 
     63
     """
     from tinypatch.frontends import zoo
-    from tinypatch.frontends.spec import NetSpec, load_spec
+    from tinypatch.frontends.spec import NetSpec
     from tinypatch.planning.redistribute import redistribute as search
 
     if isinstance(spec, NetSpec):
         net = spec
     elif os.fspath(spec).lower().endswith(".json"):
-        net = load_spec(spec)
+        from tinypatch.frontends.mcunet_config import parse_config, read_json
+        from tinypatch.frontends.spec import is_spec_dict, spec_from_dict
+
+        path = os.fspath(spec)
+        data = read_json(path)
+        name = os.path.splitext(os.path.basename(path))[0]
+        net = spec_from_dict(data, path) if is_spec_dict(data) else parse_config(data, name)
     else:
         net = zoo.spec_of(os.fspath(spec))
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
