@@ -50,6 +50,9 @@ def test_spec_json_hash_edit(tmp_path) -> None:
     edited = spec.with_block(3, kernel=3)
     assert edited.fingerprint() != spec.fingerprint() and edited.blocks[3].kernel == 3
     assert "blocks.3  MB3 k3 s2 40 SE" in edited.describe()
+    assert spec.stage_depths() == [1, 2, 3, 4, 2, 3, 1] and "stage depths 1,2,3,4,2,3,1" in str(spec)
+    assert spec_of("mbv2-w1.0-r224").stage_depths() == [1, 2, 3, 4, 3, 3, 1]
+    assert spec_of("fbnet-a").stage_depths() == [1, 4, 4, 4, 4, 4, 1]
     g1, g2 = build_net(spec), load_model(str(path))
     assert [o.type for o in g1.ops] == [o.type for o in g2.ops]
     assert all((g1.tensors[a].data == g2.tensors[b].data).all() for a, b in zip(g1.tensors, g2.tensors)

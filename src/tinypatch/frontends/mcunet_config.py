@@ -6,12 +6,13 @@ IdentityLayer ``shortcut`` or null), ``feature_mix_layer`` (1x1 ConvLayer or nul
 ``classifier`` (LinearLayer) and an optional ``resolution``. Configs carry no weights, so
 weights come from :class:`~tinypatch.frontends.synth.Builder` (batch norm folded).
 
-Every architecture (JSON or built-in) becomes a :class:`NetSpec` first, and
+Every architecture (JSON or built-in) becomes a :class:`~tinypatch.frontends.spec.NetSpec` first, and
 :func:`build_net` turns any spec into the same op sequence:
 
 - ``stem``: CONV_2D (role ``stem``);
 - ``blocks.{i}`` (i = index in the config's ``blocks`` list): 1x1 CONV_2D ``expand`` (absent
-  when expand_ratio is 1), DEPTHWISE_CONV_2D ``dw``, optional SE ops (role ``se``), 1x1
+  when expand_ratio is 1), DEPTHWISE_CONV_2D ``dw`` (absent when the spec says ``depthwise=False``),
+  optional SE ops (role ``se``), 1x1
   CONV_2D ``project`` (no activation), ADD ``add`` when the block has a shortcut. A ZeroLayer
   block is the identity (as in ProxylessNAS) and adds no op and no ``meta["blocks"]`` entry;
 - ``head``: optional 1x1 CONV_2D ``head.conv`` (the feature mix layer), MEAN over H and W

@@ -76,6 +76,19 @@ class NetSpec:
             block = replace(old, **changes)
         return replace(self, blocks=(*self.blocks[:index], block, *self.blocks[index + 1:]))
 
+    def stage_depths(self) -> list[int]:
+        """Blocks per stage, a stage being a run of blocks with the same output channels that
+        only its first block may stride (identity blocks count in the stage they sit in)."""
+        depths: list[int] = []
+        last: BlockSpec | None = None
+        for b in self.blocks:
+            if not depths or b is not None and (last is None or b.stride > 1 or b.out_channels != last.out_channels):
+                depths.append(0)
+                last = b if b is not None else last
+            if depths:
+                depths[-1] += 1
+        return depths
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["blocks"] = [None if b is None else asdict(b) for b in self.blocks]
@@ -94,8 +107,9 @@ class NetSpec:
     def describe(self) -> str:
         """One line per block, with the feature-map side each block produces."""
         side = -(-self.resolution // self.stem_stride)
-        lines = [f"{self.name} ({self.fingerprint()}): {self.resolution}x{self.resolution}x{self.in_channels}"
-                 + (f"  [{self.source}]" if self.source else ""),
+        depths = ",".join(map(str, self.stage_depths()))
+        lines = [f"{self.name} ({self.fingerprint()}): {self.resolution}x{self.resolution}x{self.in_channels}, "
+                 f"stage depths {depths}" + (f"  [{self.source}]" if self.source else ""),
                  f"  stem      conv {self.stem_kernel}x{self.stem_kernel} s{self.stem_stride} {self.stem_channels}"
                  f"  -> {side}x{side}"]
         for i, b in enumerate(self.blocks):
