@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from tinypatch.frontends.spec import NetSpec
     from tinypatch.planning.redistribute import Redistribution
 
-__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "RunResult", "analyze", "codegen", "load",
-           "parse_fraction", "parse_size", "plan", "redistribute", "run", "RedistributionResult"]
+__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "RedistributionResult", "RunResult", "analyze",
+           "codegen", "load", "parse_fraction", "parse_size", "plan", "redistribute", "run"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
 PlanLike = Union["Plan", "PlanResult", str, "os.PathLike[str]"]

@@ -108,10 +108,11 @@ class NetSpec:
         """One line per block, with the feature-map side each block produces."""
         side = -(-self.resolution // self.stem_stride)
         depths = ",".join(map(str, self.stage_depths()))
-        lines = [f"{self.name} ({self.fingerprint()}): {self.resolution}x{self.resolution}x{self.in_channels}, "
-                 f"stage depths {depths}" + (f"  [{self.source}]" if self.source else ""),
-                 f"  stem      conv {self.stem_kernel}x{self.stem_kernel} s{self.stem_stride} {self.stem_channels}"
-                 f"  -> {side}x{side}"]
+        source = f"  [{self.source}]" if self.source else ""
+        lines = [(f"{self.name} ({self.fingerprint()}): {self.resolution}x{self.resolution}x{self.in_channels}, "
+                  f"stage depths {depths}{source}"),
+                 (f"  stem      conv {self.stem_kernel}x{self.stem_kernel} s{self.stem_stride} {self.stem_channels}"
+                  f"  -> {side}x{side}")]
         for i, b in enumerate(self.blocks):
             if b is not None:
                 side = -(-side // b.stride)

@@ -26,7 +26,7 @@ from tinypatch.analysis.macs import op_macs
 from tinypatch.analysis.regions import split_even
 from tinypatch.errors import BudgetError, PlanError
 from tinypatch.frontends.mcunet_config import build_net
-from tinypatch.frontends.spec import BlockSpec, NetSpec
+from tinypatch.frontends.spec import NetSpec
 from tinypatch.ir import Graph
 from tinypatch.planning.cost import plan_analytic, plan_macs
 from tinypatch.planning.plan import Plan, Stage, fingerprint
@@ -38,7 +38,7 @@ class PatchFigures:
     """MCUNetV2's Table 1 figures of one network under its patch schedule."""
 
     end: int  # the patch stage runs ops [0, end)
-    blocks: int  # spec blocks (identity blocks included) that end inside the patch stage
+    blocks: int  # spec blocks (identity blocks included) up to the last one with an op in the patch stage
     patch: int  # side of the largest input patch (pixels of the model input)
     stage_macs: int  # patch stage, layer by layer
     stage_macs_patched: int  # border-clipped tiles
@@ -88,15 +88,17 @@ def patch_figures(graph: Graph, grid: int = 4, budget: int | None = None) -> Pat
     stage_base = sum(op_macs(graph, graph.ops[k]) for k in range(end))
     x = graph.inputs[0]
     patch = max(st.h.max_len(x), st.w.max_len(x))
-    names = [name for name, ops in graph.meta.get("blocks", []) if ops and max(ops) < end]
+    names = [name for name, ops in graph.meta.get("blocks", []) if ops and min(ops) < end]
     blocks = max((int(n.split(".")[1]) + 1 for n in names if n.startswith("blocks.")), default=0)
     params = sum(t.size for t in graph.tensors.values() if t.is_const)
-    return PatchFigures(end, blocks, patch, stage_base, stage_base + macs - base, stage_base + full - base, base, macs, peak,
-                        analytic_memory(graph).peak, params)
+    return PatchFigures(end, blocks, patch, stage_base, stage_base + macs - base, stage_base + full - base, base,
+                        macs, peak, analytic_memory(graph).peak, params)
 
 
 @dataclass(frozen=True)
 class Step:
+    """One accepted edit and the network it leaves."""
+
     move: str  # human-readable description
     spec: NetSpec
     figures: PatchFigures
@@ -104,6 +106,8 @@ class Step:
 
 @dataclass
 class Redistribution:
+    """The search: the original, the accepted steps in order, and its settings."""
+
     original: Step
     steps: list[Step]
     budget: int
