@@ -111,3 +111,15 @@ def test_redistribute_mcunet_config_json(tmp_path, assets) -> None:
     assert r.result.figures.overhead < r.original.figures.overhead and r.result.figures.peak <= r.budget
     with pytest.raises(ModelLoadError, match="not found"):
         api.redistribute(tmp_path / "missing.json")
+
+
+def test_redistributed_network_runs_patch_by_patch_bit_exactly() -> None:
+    """MbV2-RD (a block without depthwise conv) at 64x64: its 2x2 MCUNetV2 schedule gives the same bytes."""
+    from tinypatch.analysis.regions import split_even
+    from tinypatch.planning.plan import Plan, Stage, fingerprint
+
+    g = build("mbv2-rd", resolution=64)
+    f = patch_figures(g, 2)
+    out = g.tensors[g.ops[f.end - 1].outputs[0]].shape
+    plan = Plan(g.name, fingerprint(g), [Stage(0, f.end, split_even(out[1], 2), split_even(out[2], 2))])
+    assert api.run(g, plan).exact
