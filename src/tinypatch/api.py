@@ -39,9 +39,11 @@ if TYPE_CHECKING:
     from tinypatch.planning.cost import PlanCost
     from tinypatch.planning.optimal import FrontResult, Schedule
     from tinypatch.planning.plan import Plan
+    from tinypatch.frontends.spec import NetSpec
+    from tinypatch.planning.redistribute import Redistribution
 
-__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "RunResult", "analyze", "codegen", "load",
-           "parse_fraction", "parse_size", "plan", "run"]
+__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "RedistributionResult", "RunResult", "analyze",
+           "codegen", "load", "parse_fraction", "parse_size", "plan", "redistribute", "run"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
 PlanLike = Union["Plan", "PlanResult", str, "os.PathLike[str]"]
@@ -310,6 +312,98 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
                 "single_stage": single_stage, "inplace": inplace}
     return PlanResult(graph, chosen, plan_cost(graph, chosen.plan), plan_cost(graph, front.baseline.plan), front,
                       settings)
+
+
+# --- redistribute ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RedistributionResult(_Result):
+    """What ``tinypatch redistribute`` prints: MCUNetV2 Table 1 figures before and after."""
+
+    search: Redistribution
+
+    @property
+    def spec(self) -> NetSpec:
+        return self.search.result.spec
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        from tinypatch.frontends.spec import save_spec
+
+        save_spec(self.spec, path)
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        r = self.search
+        t = Table(title=f"redistribution at {r.grid}x{r.grid} patches, budget {r.budget / 1024:,.1f} kB analytic "
+                        f"(input not counted), MACs and parameters within {r.tolerance:.0%}")
+        for col in ("network", "patch", "patch-stage MACs", "patch-stage overhead [full tiles]", "MACs",
+                    "overhead", "peak kB", "params"):
+            t.add_column(col, justify="left" if col == "network" else "right")
+        for label, step in (("before: " + r.original.spec.name, r.original), ("after", r.result)):
+            f = step.figures
+            t.add_row(label, f"{f.patch}x{f.patch}", f"{f.stage_macs / 1e6:.1f}M -> {f.stage_macs_patched / 1e6:.1f}M",
+                      f"{f.stage_overhead:+.1%} [{f.stage_overhead_full_tiles:+.1%}]",
+                      f"{f.macs / 1e6:.1f}M -> {f.macs_patched / 1e6:.1f}M", f"{f.overhead:+.1%}",
+                      f"{f.peak / 1024:,.1f}", f"{f.params / 1e6:.2f}M")
+        console.print(t)
+        for n, step in enumerate(r.steps, 1):
+            console.print(f"move {n}: {step.move} -> overhead {step.figures.overhead:+.1%}")
+        if not r.steps:
+            console.print("no move lowers the overhead within the constraints")
+        console.print(self.spec.describe(), highlight=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        r = self.search
+        return {"grid": r.grid, "budget": r.budget, "tolerance": r.tolerance,
+                "before": {**asdict(r.original.figures), "overhead": r.original.figures.overhead},
+                "after": {**asdict(r.result.figures), "overhead": r.result.figures.overhead},
+                "moves": [s.move for s in r.steps], "spec": self.spec.to_dict()}
+
+    def __repr__(self) -> str:
+        o, f = self.search.original.figures, self.search.result.figures
+        return f"<RedistributionResult overhead {o.overhead:+.1%} -> {f.overhead:+.1%}, {len(self.search.steps)} moves>"
+
+
+def redistribute(spec: str | os.PathLike[str] | NetSpec, *, budget: int | str | None = None, grid: int = 4,
+                 tolerance: float | str = 0.05, progress: Progress | None = None) -> RedistributionResult:
+    """Redistribute the receptive field of ``spec`` (``tinypatch redistribute``): a zoo name built from
+    a spec (MobileNetV2, MCUNet, MnasNet-A1, FBNet-A, ...), a spec ``.json`` (as ``-o`` writes), an
+    MCUNet/ProxylessNAS config ``.json`` or a NetSpec.
+
+    Moves (smaller kernels and fewer depthwise convs in the patch stage, blocks moved after it,
+    larger kernels later) are searched greedily for the least MAC overhead of MCUNetV2's
+    ``grid`` x ``grid`` patch schedule with the analytic peak (input not counted) within
+    ``budget`` (default: the original's least peak at that grid) and total MACs and parameters
+    within ``tolerance`` of the original.
+
+    >>> redistribute("mbv2-w1.0-r224").search.result.figures.patch   # doctest: +SKIP
+    63
+    """
+    from tinypatch.frontends import zoo
+    from tinypatch.frontends.spec import NetSpec
+    from tinypatch.planning.redistribute import redistribute as search
+
+    if isinstance(spec, NetSpec):
+        net = spec
+    elif os.fspath(spec).lower().endswith(".json"):
+        from tinypatch.frontends.mcunet_config import parse_config, read_json
+        from tinypatch.frontends.spec import is_spec_dict, spec_from_dict
+
+        path = os.fspath(spec)
+        data = read_json(path)
+        name = os.path.splitext(os.path.basename(path))[0]
+        net = spec_from_dict(data, path) if is_spec_dict(data) else parse_config(data, name)
+    else:
+        net = zoo.spec_of(os.fspath(spec))
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+        raise UsageError(f"the patch grid must be a positive integer, got {grid!r}")
+    limit = None if budget is None else parse_size(budget)
+    return RedistributionResult(search(net, grid, limit, parse_fraction(tolerance),
+                                       progress=_phase(progress, "redistributing")))
 
 
 # --- run ------------------------------------------------------------------------------------------

@@ -165,6 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 
     sub.add_parser("zoo", help="list the built-in models", description="List the built-in zoo models.")
+    rd = sub.add_parser("redistribute", help="shrink the patch stage's receptive field (MCUNetV2 Table 1)",
+                        description="Search architecture edits (smaller kernels and no depthwise conv in the patch "
+                                    "stage, blocks moved after it, larger kernels later) for the least MAC overhead "
+                                    "of MCUNetV2's patch schedule within the budget, keeping MACs and parameters "
+                                    "within the tolerance; print before/after like MCUNetV2's Table 1.")
+    rd.add_argument("spec", help="a zoo name built from a spec (mbv2-w1.0-r224, mnasnet-a1, fbnet-a, mcunet-in3, "
+                                 "...) or a spec .json (`-o` writes one)")
+    rd.add_argument("--budget", type=parse_size, metavar="SIZE",
+                    help="analytic peak limit, input not counted (default: the original's least peak at the grid)")
+    rd.add_argument("--grid", type=int, default=4, help="patches per axis (default 4)")
+    rd.add_argument("--tolerance", type=_fraction, default=0.05, help="MAC and parameter tolerance (default 5%%)")
+    rd.add_argument("-o", "--output", metavar="SPEC.json", help="write the redistributed spec")
+    rd.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
     return p
 
@@ -305,6 +318,21 @@ def cmd_zoo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_redistribute(args: argparse.Namespace, console: Console) -> int:
+    with _progress(disable=args.json) as progress:
+        result = api.redistribute(args.spec, budget=args.budget, grid=args.grid, tolerance=args.tolerance,
+                                  progress=progress)
+    if args.json:
+        print(result.to_json())
+    else:
+        result.render(console)
+    if args.output:
+        result.save(args.output)
+        if not args.json:
+            console.print(f"spec written to {args.output}")
+    return 0
+
+
 def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
     with _progress(disable=not args.report) as progress:
         result = api.codegen(args.model, args.output, plan=args.plan, target=args.target, sram=args.sram,
@@ -326,7 +354,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
-            "show": cmd_show}
+            "show": cmd_show, "redistribute": cmd_redistribute}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,6 +10,7 @@ from tinypatch.errors import GraphError, ModelLoadError
 from tinypatch.frontends import zoo
 from tinypatch.frontends.mcunet_config import build_net, parse_config, read_json
 from tinypatch.frontends.msfcnn import build_chain, parse_chains
+from tinypatch.frontends.spec import is_spec_dict, spec_from_dict
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.ir import Graph
 from tinypatch.ir.validate import validate
@@ -66,6 +67,9 @@ def _split_chain(spec: str) -> tuple[str, str]:
 def _load_json(path: str, chain: str, overrides: dict[str, Any]) -> Graph:
     data = read_json(path)
     name = os.path.splitext(os.path.basename(path))[0]
+    if is_spec_dict(data):
+        zoo.check_overrides(path, overrides, zoo.NET_OVERRIDES)
+        return build_net(spec_from_dict(data, path), **overrides)
     if not (isinstance(data, dict) and "models" in data and "blocks" not in data):
         if chain:
             raise ModelLoadError(f"{path} is an MCUNet config, not an msf-CNN chains file: drop '#{chain}'")
