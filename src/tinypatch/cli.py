@@ -282,6 +282,17 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
                           progress=progress)
         if args.plot:
             result.reference(progress)
+    _emit(result, args, console, "plan")
+    if args.plot:
+        result.plot(args.plot)
+        if not args.json:
+            console.print(f"Pareto plot written to {args.plot}")
+    return 0
+
+
+def _emit(result: api.PlanResult | api.RedistributionResult, args: argparse.Namespace, console: Console,
+          what: str) -> None:
+    """Print a result (text or --json) and save it to -o, as plan and redistribute do."""
     if args.json:
         print(result.to_json())
     else:
@@ -289,12 +300,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     if args.output:
         result.save(args.output)
         if not args.json:
-            console.print(f"plan written to {args.output}")
-    if args.plot:
-        result.plot(args.plot)
-        if not args.json:
-            console.print(f"Pareto plot written to {args.plot}")
-    return 0
+            console.print(f"{what} written to {args.output}")
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -322,14 +328,7 @@ def cmd_redistribute(args: argparse.Namespace, console: Console) -> int:
     with _progress(disable=args.json) as progress:
         result = api.redistribute(args.spec, budget=args.budget, grid=args.grid, tolerance=args.tolerance,
                                   progress=progress)
-    if args.json:
-        print(result.to_json())
-    else:
-        result.render(console)
-    if args.output:
-        result.save(args.output)
-        if not args.json:
-            console.print(f"spec written to {args.output}")
+    _emit(result, args, console, "spec")
     return 0
 
 
