@@ -118,7 +118,7 @@ def evolve(space: SearchSpace, constraints: Constraints, objective: Objective | 
     if state is not None:
         rng.setstate(_rng_state(state["rng"]))
         run.restore(state)
-        pop = [run.candidate(space.check(g)) for g in state["population"]]
+        pop = [run.candidate(space.check(g)) for g in state["genomes"]]
         history: list[dict[str, Any]] = state["history"]
     else:
         pop = run.fill(lambda: space.sample(rng), population)
@@ -180,17 +180,39 @@ class _Run:
         return c
 
     def fill(self, propose: Callable[[], Genome], count: int) -> list[Candidate]:
-        """``count`` feasible candidates from ``propose``, in proposal order (batches of what is missing)."""
+        """``count`` feasible candidates from ``propose``, in proposal order (batches of what is missing).
+
+        BudgetError after ``max_tries`` proposals per wanted candidate, or after 10 per wanted
+        candidate (at least 100) when none at all was feasible; it says what failed."""
         out: list[Candidate] = []
         tries = 0
+        failed: list[Evaluation] = []
         while len(out) < count:
-            if tries >= self.max_tries * count:
-                raise BudgetError(f"only {len(out)} of {count} proposals were feasible after {tries} tries: "
-                                  f"loosen the constraints or the space")
+            if tries >= self.max_tries * count or (not out and tries >= max(10 * count, 100)):
+                raise BudgetError(f"only {len(out)} of {count} wanted candidates were feasible after {tries} "
+                                  f"proposals ({_why(failed)}): loosen the constraints or change the space",
+                                  min((e.peak for e in failed if e.peak), default=None))
             batch = [propose() for _ in range(count - len(out))]
             tries += len(batch)
-            out += [c for c in self.evaluate(batch) if c is not None]
+            for g, c in zip(batch, self.evaluate(batch)):
+                if c is None:
+                    failed.append(self.cache[self.space.to_spec(g).fingerprint()])
+                else:
+                    out.append(c)
         return out
+
+
+def _why(failed: list[Evaluation]) -> str:
+    """'120 over the flash limit, 80 over the SRAM limit (least 40,960 B)'."""
+    flash = [e for e in failed if e.reason.startswith("flash")]
+    sram = [e for e in failed if e.reason.startswith("SRAM")]
+    macs = len(failed) - len(flash) - len(sram)
+    parts = [f"{len(flash)} over the flash limit (least {min(e.flash for e in flash):,} B)"] if flash else []
+    if sram:
+        parts.append(f"{len(sram)} over the SRAM limit (least {min(e.peak for e in sram):,} B)")
+    if macs:
+        parts.append(f"{macs} over the MAC limit")
+    return ", ".join(parts) or "none evaluated"
 
 
 def _select(pop: list[Candidate], k: int) -> list[Candidate]:
@@ -221,7 +243,7 @@ def _save(path: str | os.PathLike[str] | None, settings: dict[str, Any], rng: ra
     if path is None:
         return
     version, internal, gauss = rng.getstate()
-    state = {**settings, "rng": [version, list(internal), gauss], "population": [list(c.genome) for c in pop],
+    state = {**settings, "rng": [version, list(internal), gauss], "genomes": [list(c.genome) for c in pop],
              "history": history, "proposals": run.proposals,
              "evaluations": {fp: e.to_dict() for fp, e in run.cache.items()}, "scores": run.scores}
     write_text(path, json.dumps(state) + "\n")
@@ -240,7 +262,7 @@ def _load(path: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, A
         raise UsageError(f"cannot resume from {os.fspath(path)}: it was written with other settings "
                          f"({', '.join(diff)})")
     try:
-        return {**state, "rng": state["rng"], "population": state["population"], "history": state["history"],
+        return {**state, "rng": state["rng"], "genomes": state["genomes"], "history": state["history"],
                 "proposals": int(state["proposals"]), "evaluations": dict(state["evaluations"]),
                 "scores": dict(state["scores"])}
     except (KeyError, TypeError, ValueError) as exc:
