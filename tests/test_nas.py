@@ -54,10 +54,11 @@ def test_flash_without_building_matches_the_graph():
 def test_fast_schedule_enumeration_equals_the_exhaustive_one():
     rng = random.Random(2)
     space = mcunet_space(resolutions=(96, 128))
-    for _ in range(4):
+    for _ in range(3):
         graph = build_net(space.to_spec(space.sample(rng)))
         for sram in (48 * 1024, 96 * 1024, 160 * 1024):
-            fast, full = mcunetv2_schedule(graph, sram), mcunetv2_schedule(graph, sram, exhaustive=True)
+            fast = mcunetv2_schedule(graph, sram)
+            full = mcunetv2_schedule(graph, sram, exhaustive=True, square_fast_path=False)
             assert type(fast) is type(full) and (isinstance(fast, int) or fast == full)
 
 
