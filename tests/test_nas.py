@@ -11,7 +11,11 @@ from tinypatch.cli import main
 from tinypatch.errors import UsageError
 from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.frontends.synth import make_divisible
-from tinypatch.nas.evaluate import Constraints, best_plan, evaluate, mcunetv2_schedule, network_figures, spec_flash
+from tinypatch.analysis.analytic import analytic_memory
+from tinypatch.analysis.macs import op_macs
+from tinypatch.nas.chain import Chain, chain_schedule
+from tinypatch.nas.evaluate import Constraints, best_plan, evaluate, mcunetv2_schedule, network_figures
+from tinypatch.planning.tiles import legal_ends
 from tinypatch.nas.evolution import evolve
 from tinypatch.nas.space import mcunet_space, vww_space
 from tinypatch.planning.cost import plan_cost
@@ -43,12 +47,24 @@ def test_samples_stay_in_the_space():
         space.check((97,) + genome[1:])
 
 
-def test_flash_without_building_matches_the_graph():
+def test_chain_figures_match_the_graph():
+    """The fast path (figures from the spec's layer chain) against the graph-based computation."""
     rng = random.Random(1)
-    for space in (mcunet_space(), SMALL):
-        for _ in range(4):
+    for space in (mcunet_space(resolutions=(96, 128)), SMALL):
+        for _ in range(3):
             spec = space.to_spec(space.sample(rng))
-            assert spec_flash(spec) == network_figures(build_net(spec))[1]
+            graph, chain = build_net(spec), Chain(spec)
+            assert chain.macs() == [op_macs(graph, op) for op in graph.ops]
+            assert chain.flash == network_figures(graph)[1]
+            assert chain.per_op(True) == analytic_memory(graph, True).per_op
+            assert chain.per_op(False) == analytic_memory(graph, False).per_op
+            assert chain.legal_ends() == [e for e in legal_ends(graph, 0)
+                                          if len(graph.tensors[graph.ops[e - 1].outputs[0]].shape) == 4]
+            for sram in (16 * 1024, 64 * 1024, 200 * 1024):
+                for inc in (False, True):
+                    assert chain_schedule(chain, sram, inc, 4) == mcunetv2_schedule(graph, sram, inc, 4)
+            c = Constraints(64 * 1024, 600 * 1024, 30_000_000, include_input=False)
+            assert evaluate(spec, c) == evaluate(spec, c, fast=False)
 
 
 def test_fast_schedule_enumeration_equals_the_exhaustive_one():
@@ -88,12 +104,12 @@ def test_objective_is_called_on_feasible_networks_only():
 
     def fewest_params(spec):
         seen.append(spec)
-        return -spec_flash(spec)
+        return -Chain(spec).flash
 
     r = evolve(SMALL, LIMITS, fewest_params, seed=0, **RUN)
     assert seen and all(r.evaluations[s.fingerprint()].feasible for s in seen)
     assert len(seen) == len({s.fingerprint() for s in seen}) == len(r.scores)  # cached per network
-    assert r.best.score == max(r.scores.values()) == -spec_flash(r.best.spec)
+    assert r.best.score == max(r.scores.values()) == -Chain(r.best.spec).flash
 
 
 def test_resume_continues_identically(tmp_path):

@@ -6,25 +6,25 @@ Conventions (:class:`Constraints`):
   in+out per op, in-place depthwise). Every MCUNetV2 schedule is enumerated: ``p`` x ``p``
   patches (``p`` in 1..``max_patches``; 1 = layer by layer) over ops ``[0, end)`` for every
   legal stage end (the patch layers ``n`` < N), halos recomputed; the feasible one with the
-  fewest MACs is kept. Fast path: layer by layer is taken at once when it fits (no patch
-  schedule has fewer MACs), a (p, end) whose peak lower bound exceeds the budget is never
-  tiled, a tiling's MACs are computed before its (dearer) peak, and a square stage on a square
-  grid is tiled along one axis only (see :func:`mcunetv2_schedule`; tests check all this
-  against the exhaustive enumeration).
+  fewest MACs is kept. Fast paths, each checked against the plain computation by the tests:
+  layer by layer is taken at once when it fits (no patch schedule has fewer MACs); a (p, end)
+  whose peak lower bound exceeds the budget is never tiled; a tiling's MACs are computed
+  before its (dearer) peak; and for specs without SE blocks the figures come from the layer
+  chain (:mod:`tinypatch.nas.chain`, microseconds) instead of the built and tiled graph.
 - ``placed``: SRAM is the placed arena peak (16-byte aligned, in-place ops) of our planner's
   best schedule (:func:`tinypatch.planning.search.search`: multi-stage, halo caching, column
   streaming, in place; grids up to ``max_patches`` tiles per axis besides 4-, 2- and 1-row
   strips), MCUNetV2's schedules included; seconds per network, against tens of milliseconds.
 
 ``include_input`` counts the model input in the SRAM figure. Flash is the bytes of the constant
-tensors (int8 weights, int32 biases). ``max_macs`` bounds the MACs the schedule executes
+tensors (int8 weights, int32 biases); a network over the flash limit is never built. ``max_macs`` bounds the MACs the schedule executes
 (recomputed halos included). The objective value is not computed here (see
 :mod:`tinypatch.nas.evolution`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from tinypatch.analysis.analytic import analytic_memory
@@ -34,6 +34,7 @@ from tinypatch.errors import BudgetError, UsageError
 from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.frontends.spec import NetSpec
 from tinypatch.ir import Graph
+from tinypatch.nas.chain import Chain, chain_schedule
 from tinypatch.planning.cost import plan_analytic, plan_macs
 from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.search import choose, search
@@ -98,52 +99,52 @@ def network_figures(graph: Graph) -> tuple[int, int]:
     return macs, flash
 
 
-def spec_flash(spec: NetSpec) -> int:
-    """Flash bytes of ``spec`` as :func:`build_net` builds it (int8 weights, int32 biases), without
-    building it (SE blocks are not counted: their weights are ``build_net``'s business)."""
-    total, cin = 0, spec.in_channels
-    total += spec.stem_kernel ** 2 * cin * spec.stem_channels + 4 * spec.stem_channels
-    cin = spec.stem_channels
-    for b in spec.blocks:
-        if b is None:
-            continue
-        mid = b.mid_channels or round(cin * b.expand_ratio)
-        if b.expand_ratio != 1:
-            total += cin * mid + 4 * mid
-        else:
-            mid = cin
-        if b.depthwise:
-            total += b.kernel ** 2 * mid + 4 * mid
-        total += mid * b.out_channels + 4 * b.out_channels
-        cin = b.out_channels
-    if spec.feature_mix:
-        total += cin * spec.feature_mix + 4 * spec.feature_mix
-        cin = spec.feature_mix
-    return total + cin * spec.num_classes + 4 * spec.num_classes + 8  # + the MEAN's axes (int32 [2])
+def evaluate(spec: NetSpec, constraints: Constraints, fast: bool = True) -> Evaluation:
+    """Find the best schedule of ``spec`` under ``constraints`` (module docstring).
 
-
-def evaluate(spec: NetSpec, constraints: Constraints) -> Evaluation:
-    """Build ``spec`` and find its best schedule under ``constraints`` (module docstring)."""
+    ``fast``: in the analytic convention, compute everything from the spec's layer chain
+    (:mod:`tinypatch.nas.chain`) instead of building and tiling the graph (same figures)."""
     c = constraints
     fp = spec.fingerprint()
-    if c.flash is not None and not any(b is not None and b.use_se for b in spec.blocks):
-        flash = spec_flash(spec)  # fast path: no graph for a network over the flash limit
-        if flash > c.flash:
-            return Evaluation(fp, False, f"flash {flash} B > {c.flash} B", 0, flash, 0, 0, 0, 1, 0, "-")
+    chain = Chain(spec)
+    if chain.supported and (fast and c.convention == "analytic" or c.flash is not None and chain.flash > c.flash):
+        return _chain(chain, fp, c)  # all from the chain, or over the flash limit: no graph needed
     graph = build_net(spec)
     macs, flash = network_figures(graph)
 
     def result(feasible: bool, reason: str, layer_peak: int, peak: int, smacs: int, p: int, end: int,
                label: str) -> Evaluation:
-        if feasible and c.max_macs is not None and smacs > c.max_macs:
-            feasible, reason = False, f"executes {smacs} MACs > {c.max_macs}"
-        return Evaluation(fp, feasible, reason, macs, flash, layer_peak, peak, smacs, p, end, label)
+        return _limit_macs(Evaluation(fp, feasible, reason, macs, flash, layer_peak, peak, smacs, p, end, label), c)
 
     if c.flash is not None and flash > c.flash:
         return result(False, f"flash {flash} B > {c.flash} B", 0, 0, macs, 1, 0, "-")
     if c.convention == "placed":
         return _placed(graph, c, result)
     return _analytic(graph, c, macs, result)
+
+
+def _limit_macs(e: Evaluation, c: Constraints) -> Evaluation:
+    if e.feasible and c.max_macs is not None and e.schedule_macs > c.max_macs:
+        return replace(e, feasible=False, reason=f"executes {e.schedule_macs} MACs > {c.max_macs}")
+    return e
+
+
+def _chain(chain: Chain, fp: str, c: Constraints) -> Evaluation:
+    macs = sum(chain.macs())
+    if c.flash is not None and chain.flash > c.flash:
+        return Evaluation(fp, False, f"flash {chain.flash} B > {c.flash} B", macs, chain.flash, 0, 0, macs, 1, 0, "-")
+    layer = max(chain.per_op(c.include_input))
+    if layer <= c.sram or c.max_patches == 1:
+        ok = layer <= c.sram
+        return _limit_macs(Evaluation(fp, ok, "" if ok else f"SRAM {layer} B > {c.sram} B", macs, chain.flash, layer,
+                                      layer, macs, 1, 0, "layer-by-layer"), c)
+    found = chain_schedule(chain, c.sram, c.include_input, c.max_patches)
+    if isinstance(found, int):
+        return Evaluation(fp, False, f"SRAM: no schedule fits {c.sram} B", macs, chain.flash, layer, min(found, layer),
+                          macs, 1, 0, "-")
+    smacs, peak, p, end = found
+    return _limit_macs(Evaluation(fp, True, "", macs, chain.flash, layer, peak, smacs, p, end,
+                                  f"[0:{end}] {p}x{p} recompute"), c)
 
 
 def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluation:
