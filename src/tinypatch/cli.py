@@ -219,7 +219,7 @@ def _search_parser(sub) -> None:  # noqa: ANN001
                     help="patch grids p x p for p = 1..P (default 4; 1: layer by layer only, MCUNet's search)")
     se.add_argument("--space", choices=sorted(SPACES), default="mcunet",
                     help="mcunet: ImageNet, 1000 classes (default); mcunet-vww: 2 classes, half width, "
-                         "resolution 48-160")
+                         "resolution 48-256")
     se.add_argument("--resolutions", type=_int_list, metavar="R,R,...", help="override the space's resolutions")
     se.add_argument("--population", type=_positive, default=100, help="population size (default 100)")
     se.add_argument("--parents", type=_positive, default=20, help="parents kept per iteration (default 20)")
