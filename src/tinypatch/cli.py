@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     from tinypatch.runtime.inputs import PREPROCESS, PREPROCESS_HELP
     r.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
     r.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    r.add_argument("--arith", choices=("tflite", "onnxruntime"), default="tflite",
+                   help="integer arithmetic of the kernels: tflite (fixed-point multipliers, what the C generator "
+                        "and CMSIS-NN use; default) or onnxruntime (float scales, round half to even: byte for byte "
+                        "onnxruntime's CPU results). An .onnx model is also run in onnxruntime and compared, and the "
+                        "output bytes on which the two arithmetics differ are counted")
 
     sh = sub.add_parser("show", help="print the IR, a plan's tiles and the arena map",
                         description="Print the IR (one line per op: inputs and outputs with shapes and "
@@ -270,6 +275,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     plan = Plan.load(args.plan)
     check_plan(graph, plan)
     inputs = model_inputs(graph, args.input, args.seed, args.preprocess)
+    expected = graph.meta.get("expected_arith", "tflite")
+    if args.arith != "tflite" or expected != "tflite":
+        _compare_arith(console, args.model, graph, inputs, args.arith)
+    graph.meta["arith"] = args.arith
     t0 = time.perf_counter()
     whole = run(graph, inputs)
     t1 = time.perf_counter()
@@ -286,6 +295,37 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"arena: measured high-water mark {patched.arena_high_water:,} B, planned peak "
                   f"{patched.arena_size:,} B (input {'in' if plan.include_input else 'outside'} the arena)")
     return 0 if same and patched.arena_high_water <= patched.arena_size else 1
+
+
+def _compare_arith(console: Console, spec: str, graph, inputs, chosen: str) -> None:  # noqa: ANN001
+    """Print how many output bytes the tflite and onnxruntime arithmetics differ on, and for an
+    .onnx model whether the onnxruntime arithmetic equals onnxruntime itself."""
+    import numpy as np
+
+    from tinypatch.runtime.executor import run
+
+    outs = {}
+    for arith in ("tflite", "onnxruntime"):
+        g = graph.copy()
+        g.meta["arith"] = arith
+        outs[arith] = run(g, inputs)
+    differ = sum(int((outs["tflite"][n] != outs["onnxruntime"][n]).sum()) for n in graph.outputs)
+    total = sum(outs["tflite"][n].size for n in graph.outputs)
+    console.print(f"arithmetic: {chosen} (model expects {graph.meta.get('expected_arith', 'tflite')}); "
+                  f"tflite vs onnxruntime arithmetic: {differ:,} of {total:,} output bytes differ")
+    if spec.lower().endswith(".onnx"):
+        from tinypatch.frontends.onnx_reference import onnxruntime_outputs
+
+        ref = onnxruntime_outputs(spec, graph, inputs)
+        bad = sum(int((outs["onnxruntime"][n] != ref[n]).sum()) for n in graph.outputs)
+        verdict = "[green]byte-identical[/]" if bad == 0 else f"[red]{bad:,} bytes differ[/]"
+        console.print(f"--arith onnxruntime vs onnxruntime {_ort_version()}: {verdict}")
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 def cmd_zoo(args: argparse.Namespace, console: Console) -> int:

@@ -80,8 +80,8 @@ class Executor:
         return env
 
 
-def _signature(graph: Graph) -> tuple[int, ...]:
-    return tuple(id(op) for op in graph.ops)
+def _signature(graph: Graph) -> tuple:
+    return (graph.meta.get("arith"), *(id(op) for op in graph.ops))
 
 
 _CACHE: weakref.WeakKeyDictionary[Graph, Executor] = weakref.WeakKeyDictionary()
