@@ -124,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 
     sub.add_parser("zoo", help="list the built-in models", description="List the built-in zoo models.")
+    it = sub.add_parser("import-torch", help="quantize a saved PyTorch model into an int8 .onnx file",
+                        description="Load a torch.export program (.pt2) or a TorchScript file, export it to ONNX "
+                                    "(opset 13), quantize it with onnxruntime's static quantization (per-channel "
+                                    "int8 weights) and check that tinypatch imports it; every command then takes "
+                                    "the written .onnx file.")
+    it.add_argument("model", help="a .pt2 (torch.export.save) or TorchScript (.pt) file")
+    it.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the quantized ONNX file to write")
+    it.add_argument("--input-shape", metavar="N,C,H,W", help="input shape (TorchScript; a .pt2 brings its example)")
+    it.add_argument("--calibration", metavar="FILE.npy", help="float32 calibration samples [K, C, H, W] or "
+                                                                "[K, N, C, H, W] (default: the example input)")
+    it.add_argument("--format", choices=("QDQ", "QOperator"), default="QDQ", help="ONNX quantization form")
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
     return p
 
@@ -328,6 +339,36 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
+def cmd_import_torch(args: argparse.Namespace, console: Console) -> int:
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from tinypatch.errors import InputError
+    from tinypatch.frontends.pytorch import from_torch, load_torch_file
+
+    shape = None
+    if args.input_shape:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+        except ValueError as e:
+            raise InputError(f"--input-shape {args.input_shape!r}: expected integers like 1,3,32,32") from e
+    module, example = load_torch_file(args.model, shape)
+    calibration = None
+    if args.calibration:
+        try:
+            calibration = list(np.load(args.calibration).astype(np.float32))
+        except (OSError, ValueError) as e:
+            raise InputError(f"--calibration {args.calibration}: not a readable .npy array ({e})") from e
+    with tempfile.TemporaryDirectory() as tmp:
+        result = from_torch(module, example, calibration, quant_format=args.format, workdir=tmp)
+        shutil.copyfile(result.onnx_path, args.output)
+    console.print(result.report(), highlight=False)
+    console.print(f"written {args.output}")
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
@@ -367,7 +408,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
+COMMANDS = {"import-torch": cmd_import_torch, "analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
             "show": cmd_show}
 
 if __name__ == "__main__":
