@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tinypatch.errors import ModelLoadError, UnsupportedOperatorError
+from tinypatch.errors import ModelLoadError, TinypatchError, UnsupportedOperatorError
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 from tinypatch.ir.ops import out_size, pad_before
 
@@ -172,6 +172,8 @@ def _is_nhwc_input(imp: _Importer, name: str) -> bool:
             n = imp.nodes[i]
             if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
                 frontier.append(n.output[0])
+            elif n.op_type == "Transpose" and t == name and tuple(imp.attrs(n).get("perm", ())) == (0, 3, 1, 2):
+                return True
             elif n.op_type == "Transpose" and tuple(imp.attrs(n).get("perm", ())) == (0, 3, 1, 2):
                 return True
     return False
@@ -630,20 +632,26 @@ def _inputs(imp: _Importer, path: str) -> None:
                 raise ModelLoadError(f"{path}: input {vi.name!r} has a dynamic dimension {what!r} at axis {ax}; "
                                      "export it with fixed shapes")
         shape = tuple(d.dim_value for d in dims)
+        perm = tuple(range(len(shape)))
+        if len(shape) == 4 and not _is_nhwc_input(imp, vi.name):
+            perm = NCHW_TO_NHWC
+        ir_shape = tuple(shape[p] for p in perm)
+        input_perm = perm
         users = [imp.nodes[i] for i in imp.users.get(vi.name, [])]
+        while len(users) == 1 and users[0].op_type == "Transpose":  # float layout change before quantizing
+            q = tuple(imp.attrs(users[0]).get("perm", tuple(reversed(range(len(perm))))))
+            perm = tuple(_inverse(q)[p] for p in perm)
+            imp.done.add(imp.nodes.index(users[0]))
+            users = [imp.nodes[i] for i in imp.users.get(users[0].output[0], [])]
         if vi.type.tensor_type.elem_type != 1 or len(users) != 1 or users[0].op_type != "QuantizeLinear":
             raise ModelLoadError(f"{path}: input {vi.name!r} must be float32 and feed exactly one QuantizeLinear")
         qn = users[0]
         q = _q(imp.const(qn.input[1]), imp.const(qn.input[2]) if len(qn.input) > 2 else None)
         if q.per_channel or np.asarray(imp.const(qn.input[2]) if len(qn.input) > 2 else np.int8(0)).dtype != np.int8:
             raise ModelLoadError(f"{path}: input {vi.name!r} must be quantized to per-tensor int8")
-        perm = tuple(range(len(shape)))
-        if len(shape) == 4 and not _is_nhwc_input(imp, vi.name):
-            perm = NCHW_TO_NHWC
-        ir_shape = tuple(shape[p] for p in perm)
         o = imp.new_act(qn.output[0], ir_shape, q, perm)
         imp.g.inputs.append(o.name)
-        imp.g.meta["onnx"]["inputs"][o.name] = {"name": vi.name, "shape": list(shape), "perm": list(perm)}
+        imp.g.meta["onnx"]["inputs"][o.name] = {"name": vi.name, "shape": list(shape), "perm": list(input_perm)}
         imp.done.add(imp.nodes.index(qn))
 
 
@@ -683,13 +691,19 @@ def load_onnx(path: str) -> Graph:
     """Import an int8 QDQ or QOperator ONNX model as an NHWC int8 graph."""
     model = read_onnx_model(path)
     _check_ops(model, path)
-    imp = _Importer(model, os.path.splitext(os.path.basename(path))[0])
-    _inputs(imp, path)
-    for i, node in enumerate(imp.nodes):
-        if i not in imp.done:
-            _node(imp, i, node)
-    _outputs(imp, path)
-    _prune(imp.g)
+    try:
+        imp = _Importer(model, os.path.splitext(os.path.basename(path))[0])
+        _inputs(imp, path)
+        for i, node in enumerate(imp.nodes):
+            if i not in imp.done:
+                _node(imp, i, node)
+        _outputs(imp, path)
+        _prune(imp.g)
+    except TinypatchError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:
+        # a damaged file that still parses: inconsistent tensors, attributes or shapes
+        raise ModelLoadError(f"{path}: malformed ONNX model ({type(e).__name__}: {str(e)[:200]})") from e
     imp.g.meta["onnx"]["float_ops"] = sorted(_onnxruntime_float_ops(path) & {op.name for op in imp.g.ops})
     imp.g.validate()
     return imp.g
