@@ -344,6 +344,17 @@ def _transpose(e: OpEmitter, s: Site) -> str:
     return f"tp_copy({y.esize}, {y.dims()}, {x.ptr}, {sx}, {y.ptr}, {y.strides()});\n"
 
 
+def _slice(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x, y = e.act_view(s), s.out
+    in_shape = e.graph.tensors[x.tensor].shape
+    lead = 4 - len(in_shape)
+    src = contiguous_strides(align4(in_shape))
+    offset = sum(b * src[lead + i] for i, b in enumerate(kern.begin))
+    sx = "(const int32_t[4]){" + ", ".join(map(str, src)) + "}"
+    return f"tp_copy({y.esize}, {y.dims()}, {x.ptr} + {offset}, {sx}, {y.ptr}, {y.strides()});\n"
+
+
 def _pad(e: OpEmitter, s: Site) -> str:
     kern = e.kernels[s.k]
     x, y = e.act_view(s), s.out
@@ -402,7 +413,7 @@ def _concat(e: OpEmitter, s: Site) -> str:
 _EMITTERS: dict[str, Callable[[OpEmitter, Site], str]] = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _dwconv, "AVERAGE_POOL_2D": _avgpool, "MAX_POOL_2D": _maxpool,
     "FULLY_CONNECTED": _fc, "ADD": _add, "MUL": _mul, "MEAN": _mean, "SOFTMAX": _softmax,
-    "RESHAPE": _reshape, "TRANSPOSE": _transpose, "PAD": _pad, "RESIZE_NEAREST_NEIGHBOR": _resize,
+    "RESHAPE": _reshape, "TRANSPOSE": _transpose, "SLICE": _slice, "PAD": _pad, "RESIZE_NEAREST_NEIGHBOR": _resize,
     "CONCATENATION": _concat, "QUANTIZE": _quantize, "DEQUANTIZE": _unary_lut,
     "RELU": _unary_lut, "RELU6": _unary_lut, "LEAKY_RELU": _unary_lut, "LOGISTIC": _unary_lut,
     "HARD_SWISH": _unary_lut, "HARD_SIGMOID": _unary_lut,

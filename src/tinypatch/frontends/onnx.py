@@ -30,7 +30,7 @@ IDENTITY4 = (0, 1, 2, 3)
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool"}
 # operators that only move int8 bytes (same quantization in and out)
 _MOVE = ("MaxPool", "Reshape", "Flatten", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Pad", "Resize",
-         "Slice", "Split")
+         "Slice")
 
 
 def _onnx():
@@ -145,16 +145,34 @@ class _Importer:
         """``a`` with its IR axes in ``perm`` order (a TRANSPOSE when they are not)."""
         if a.perm == perm:
             return a
-        if len(perm) > 4:
-            self.fail(node, f"needs a rank-{len(perm)} transpose")
         # ir_new = onnx.transpose(perm) = ir_old.transpose(q) with q[i] = position of perm[i] in a.perm
         q = tuple(a.perm.index(ax) for ax in perm)
-        shape = tuple(self.ir_shape(a)[i] for i in q)
-        perm_name = self.add_const(f"{a.name}_perm", np.array(q, np.int32))
+        ir = self.ir_shape(a)
+        shape = tuple(ir[i] for i in q)
+        keep = next((k for k in range(len(q)) if q[k] != k), len(q))  # leading axes that stay put
+        src, tq = a.name, q
+        if len(q) > 4:  # merge the leading axes that stay put: a rank <= 4 transpose moves the rest
+            if len(q) - keep > 3:
+                self.fail(node, f"needs a rank-{len(q)} transpose")
+            lead = int(np.prod(ir[:keep], dtype=np.int64))
+            src = self._reshape_to(a.name, (lead, *ir[keep:]), a.quant)
+            tq = (0, *(i - keep + 1 for i in q[keep:]))
+        src_shape = self.g.tensors[src].shape
+        t_shape = tuple(src_shape[i] for i in tq)
+        perm_name = self.add_const(f"{a.name}_perm", np.array(tq, np.int32))
         out = self.g.unique_name(f"{a.name}_t")
-        self.g.add_tensor(Tensor(out, shape, "int8", a.quant))
-        self.g.add_op(Op("TRANSPOSE", [a.name, perm_name], [out]))
+        self.g.add_tensor(Tensor(out, t_shape, "int8", a.quant))
+        self.g.add_op(Op("TRANSPOSE", [src, perm_name], [out]))
+        if t_shape != shape:
+            out = self._reshape_to(out, shape, a.quant)
         return Operand(name=out, quant=a.quant, perm=perm)
+
+    def _reshape_to(self, name: str, shape: tuple[int, ...], quant: QuantParams | None) -> str:
+        shape_name = self.add_const(f"{name}_shape", np.array(shape, np.int32))
+        out = self.g.unique_name(f"{name}_r")
+        self.g.add_tensor(Tensor(out, shape, "int8", quant))
+        self.g.add_op(Op("RESHAPE", [name, shape_name], [out]))
+        return out
 
     def emit(self, op_type: str, inputs: list[str], out: str, shape: tuple[int, ...], quant: QuantParams,
              perm: tuple[int, ...], attrs: dict[str, Any] | None = None, node: Any = None) -> Operand:
@@ -348,8 +366,6 @@ def _pool(imp: _Importer, node: Any, ops: list[Operand], out: str, oq: QuantPara
         imp.fail(node, "dilated pooling is not supported")
     if not is_max and a.get("count_include_pad", 0) and any(a.get("pads", ())):
         imp.fail(node, "count_include_pad=1 with padding is not supported")
-    if is_max and not (np.array_equal(x.quant.scale, oq.scale) and np.array_equal(x.quant.zero_point, oq.zero_point)):
-        imp.fail(node, "input and output quantization differ")
     x, attrs, (oh, ow) = _window(imp, node, x, k, {**a, "dilations": (1, 1)}, pad_value_ok=False)
     attrs.update(filter_h=k[0], filter_w=k[1], fused_activation_function="NONE")
     op_type = "MAX_POOL_2D" if is_max else "AVERAGE_POOL_2D"
@@ -378,7 +394,22 @@ def _same_memory_order(shape: tuple[int, ...], perm: tuple[int, ...]) -> bool:
 
 def _reshape(imp: _Importer, node: Any, ops: list[Operand], out: str, oq: QuantParams) -> None:
     x = ops[0]
-    target = _target_shape(imp, node, imp.onnx_shape(x))
+    src = imp.onnx_shape(x)
+    target = _target_shape(imp, node, src)
+    split = (0, 3, 4, 1, 2)  # [N, g, C/g, H, W] held channel-last: [N, H, W, g, C/g]
+    if (len(src) == 4 and x.perm == NCHW_TO_NHWC and len(target) == 5 and target[0] == src[0]
+            and tuple(target[3:]) == tuple(src[2:]) and target[1] * target[2] == src[1]):
+        shape = tuple(target[p] for p in split)
+        imp.emit("RESHAPE", [x.name, imp.add_const(f"{x.name}_shape", np.array(shape, np.int32))], out, shape,
+                 oq, split, {}, node)
+        return
+    if (len(src) == 5 and len(target) == 4 and target[0] == src[0] and tuple(target[2:]) == tuple(src[3:])
+            and target[1] == src[1] * src[2]):  # channel groups merged back (a channel shuffle's end)
+        x = imp.as_layout(x, split, node)
+        shape = (target[0], target[2], target[3], target[1])
+        imp.emit("RESHAPE", [x.name, imp.add_const(f"{x.name}_shape", np.array(shape, np.int32))], out, shape,
+                 oq, NCHW_TO_NHWC, {}, node)
+        return
     if not _same_memory_order(imp.onnx_shape(x), x.perm):
         x = imp.as_layout(x, tuple(range(len(x.perm))), node)
     perm = tuple(range(len(target)))
@@ -409,6 +440,29 @@ def _target_shape(imp: _Importer, node: Any, shape: tuple[int, ...]) -> tuple[in
     if target is None or min(target, default=0) < 0:
         imp.fail(node, "output shape unknown (the new shape must be a constant)")
     return tuple(target)
+
+
+def _slice(imp: _Importer, node: Any, ops: list[Operand], out: str, oq: QuantParams) -> None:
+    x = ops[0]
+    shape = imp.onnx_shape(x)
+    vals = [None if o.data is None or o.data.size == 0 else [int(v) for v in o.data.ravel()] for o in ops[1:]]
+    if any(v is None for v in vals[:2]) or (len(vals) > 3 and vals[3] is not None and set(vals[3]) != {1}):
+        imp.fail(node, "only constant starts/ends with step 1 are supported")
+    starts, ends = vals[0], vals[1]
+    axes = vals[2] if len(vals) > 2 and vals[2] is not None else list(range(len(starts)))
+    begin, end = [0] * len(shape), list(shape)
+    for a, s, e in zip(axes, starts, ends):
+        a %= len(shape)
+        n = shape[a]
+        s, e = (v + n if v < 0 else v for v in (s, e))
+        begin[a], end[a] = min(max(s, 0), n), min(max(e, 0), n)
+    ir_begin = [begin[p] for p in x.perm]
+    ir_size = [end[p] - begin[p] for p in x.perm]
+    if min(ir_size) <= 0:
+        imp.fail(node, "empty slice")
+    b = imp.add_const(f"{x.name}_begin", np.array(ir_begin, np.int32))
+    s = imp.add_const(f"{x.name}_size", np.array(ir_size, np.int32))
+    imp.emit("SLICE", [x.name, b, s], out, tuple(ir_size), oq, x.perm, {}, node)
 
 
 def _transpose(imp: _Importer, node: Any, ops: list[Operand], out: str, oq: QuantParams) -> None:
@@ -491,7 +545,7 @@ _HANDLERS: dict[str, Callable[[_Importer, Any, list[Operand], str, QuantParams],
     "Conv": _conv, "Gemm": _fc, "MatMul": _fc, "Add": _binary, "Mul": _binary,
     "GlobalAveragePool": _mean, "ReduceMean": _mean, "MaxPool": _pool, "AveragePool": _pool,
     "Concat": _concat, "Reshape": _reshape, "Flatten": _reshape, "Squeeze": _reshape, "Unsqueeze": _reshape,
-    "Transpose": _transpose, "Identity": _identity, "Pad": _pad, "Resize": _resize,
+    "Transpose": _transpose, "Identity": _identity, "Slice": _slice, "Pad": _pad, "Resize": _resize,
     "Relu": _unary, "Clip": _unary, "HardSigmoid": _unary, "HardSwish": _unary, "Sigmoid": _unary,
     "LeakyRelu": _unary,
 }
@@ -532,7 +586,7 @@ def _quantize(imp: _Importer, node: Any) -> None:
         imp.fail(node, f"quantizes {src!r}, a float tensor no supported operator produces")
     a = imp.deq[src]
     q = _q(scale, zp)
-    if np.array_equal(q.scale, a.quant.scale) and np.array_equal(q.zero_point, a.quant.zero_point):
+    if _same_quant(q, a.quant):
         imp.acts[node.output[0]] = a
     else:
         imp.emit("QUANTIZE", [a.name], node.output[0], imp.ir_shape(a), q, a.perm, {}, node)
@@ -589,7 +643,17 @@ def _node(imp: _Importer, i: int, node: Any) -> None:
     if t in _MOVE and node.input[0] in imp.acts:
         return _HANDLERS[t](imp, node, ops, node.output[0], ops[0].quant)
     out, oq = _out_quant(imp, i, node)
+    x = ops[0]
+    if t in _MOVE and x.quant is not None and not _same_quant(x.quant, oq):
+        # DQ -> data movement -> Q to another scale: move the int8 bytes, then requantize
+        _HANDLERS[t](imp, node, ops, f"{out}_moved", x.quant)
+        moved = imp.acts[f"{out}_moved"]
+        return imp.emit("QUANTIZE", [moved.name], out, imp.ir_shape(moved), oq, moved.perm, {}, None)
     return _HANDLERS[t](imp, node, ops, out, oq)
+
+
+def _same_quant(a: QuantParams, b: QuantParams) -> bool:
+    return np.array_equal(a.scale, b.scale) and np.array_equal(a.zero_point, b.zero_point)
 
 
 class _Alias:
@@ -699,6 +763,7 @@ def load_onnx(path: str) -> Graph:
                 _node(imp, i, node)
         _outputs(imp, path)
         _prune(imp.g)
+        _fuse_reshapes(imp.g)
     except TinypatchError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:
@@ -732,6 +797,21 @@ def _onnxruntime_float_ops(path: str) -> set[str]:
         except Exception:  # onnxruntime refuses the model: no reference arithmetic to record
             return set()
     return {n.name for n in model.graph.node if n.op_type in _FLOAT_ARITH}
+
+
+def _fuse_reshapes(g: Graph) -> None:
+    """RESHAPE of a RESHAPE nothing else reads: one RESHAPE (no rank-5 tensor is left from a channel shuffle)."""
+    users = g.consumers()
+    producer = {t: op for op in g.ops for t in op.outputs}
+    drop = set()
+    for op in g.ops:
+        first = producer.get(op.inputs[0]) if op.type == "RESHAPE" else None
+        if first is not None and first.type == "RESHAPE" and len(users.get(first.outputs[0], [])) == 1 \
+                and first.outputs[0] not in g.outputs:
+            op.inputs[0] = first.inputs[0]
+            drop.add(id(first))
+    g.ops = [op for op in g.ops if id(op) not in drop]
+    _prune(g)
 
 
 def _prune(g: Graph) -> None:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+
 import numpy as np
 
 from tinypatch.errors import ModelLoadError
@@ -14,6 +17,15 @@ def _inverse(p: list[int]) -> list[int]:
     for i, a in enumerate(p):
         inv[a] = i
     return inv
+
+
+@functools.lru_cache(maxsize=4)
+def _session(path: str, mtime: float):  # noqa: ANN202 (mtime: a changed file gets a new session)
+    import onnxruntime as ort  # noqa: PLC0415
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 def onnxruntime_outputs(path: str, graph: Graph, inputs: dict[str, np.ndarray] | list[np.ndarray]
@@ -29,9 +41,7 @@ def onnxruntime_outputs(path: str, graph: Graph, inputs: dict[str, np.ndarray] |
     meta = graph.meta.get("onnx")
     if not meta:
         raise ModelLoadError(f"{graph.name} was not imported from ONNX")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    sess = _session(path, os.path.getmtime(path))
     feed = {}
     for name, info in meta["inputs"].items():
         q = graph.tensors[name].quant

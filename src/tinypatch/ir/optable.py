@@ -190,6 +190,8 @@ OPS: dict[str, OpDef] = {d.name: d for d in (
           limits="inside a patch stage: channel axis only"),
     OpDef("RESHAPE", Kind.SHAPE, Region.NONE, "shape.Reshape", (), c_types=CTypes.MOVE, inplace=InPlace.ALIAS,
           quantization="any dtype"),
+    OpDef("SLICE", Kind.SHAPE, Region.NONE, "shape.Slice", ("tp_copy",), c_types=CTypes.MOVE,
+          quantization="any dtype", limits="constant begin and size; rank <= 4"),
     OpDef("TRANSPOSE", Kind.SHAPE, Region.NONE, "shape.Transpose", ("tp_copy",), c_types=CTypes.MOVE,
           quantization="any dtype", limits="rank <= 4"),
 )}

@@ -7,6 +7,7 @@ import numpy as np
 from tinypatch.ir import Graph, Op, Tensor
 from tinypatch.ir.ops import with_defaults
 from tinypatch.kernels.base import Pads, PreparedOp, register
+from tinypatch.kernels.onnxruntime import float_lut
 from tinypatch.kernels.quantize import requantize, requantizer
 
 
@@ -16,6 +17,28 @@ class Reshape(PreparedOp):
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         return inputs[0].reshape(self.out.shape)
+
+
+@register("SLICE")
+class Slice(PreparedOp):
+    """``x[begin : begin + size]`` per axis (TFLite SLICE; size -1: to the end)."""
+
+    dtypes = ("int8", "float32", "int32")
+
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        shape = self.tensor(0).shape
+        begin = [int(v) for v in np.ravel(self.const(1, "begin"))]
+        size = [int(v) for v in np.ravel(self.const(2, "size"))]
+        if len(begin) != len(shape) or len(size) != len(shape):
+            self.unsupported(f"begin/size of rank {len(begin)}/{len(size)} for a rank-{len(shape)} input")
+        self.begin = tuple(begin)
+        self.end = tuple(n if s == -1 else b + s for n, b, s in zip(shape, begin, size))
+        if any(b < 0 or e > n or e < b for n, b, e in zip(shape, self.begin, self.end)):
+            self.unsupported(f"slice {self.begin}..{self.end} outside the input {shape}")
+
+    def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
+        return np.ascontiguousarray(inputs[0][tuple(slice(b, e) for b, e in zip(self.begin, self.end))])
 
 
 @register("TRANSPOSE")
@@ -45,6 +68,9 @@ class Concatenation(PreparedOp):
         self.axis = int(a["axis"]) % len(self.out.shape)
         self.sources = [graph.tensors[t] for t in op.inputs]
         self.rescale = [self._requant_params(t) if self.quantized else None for t in self.sources]
+        # onnxruntime (QLinearConcat, or DQ -> Concat -> Q): dequantize, quantize to the output scale
+        self.ort_tables = [None if rq is None else float_lut(*self.qparams(t), *self.qparams(self.out), lambda v: v)
+                           for t, rq in zip(self.sources, self.rescale)] if self.ort else None
 
     def _requant_params(self, t: Tensor) -> tuple[int, int, int, int] | None:
         """(zp_in, zp_out, multiplier, shift) when ``t`` needs requantizing, else None."""
@@ -57,9 +83,12 @@ class Concatenation(PreparedOp):
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         it = iter(inputs)
         parts = []
-        for t, rq in zip(self.sources, self.rescale):
+        for k, (t, rq) in enumerate(zip(self.sources, self.rescale)):
             x = t.data if t.is_const else next(it)
-            parts.append(x if rq is None else requantize(x, *rq))
+            if rq is not None and self.ort_tables is not None:
+                parts.append(self.ort_tables[k][x.astype(np.int64) + 128])
+            else:
+                parts.append(x if rq is None else requantize(x, *rq))
         return np.concatenate(parts, axis=self.axis)
 
 
