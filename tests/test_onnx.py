@@ -302,3 +302,30 @@ def test_cli_errors_are_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tinypatch.cli", "analyze", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "ONNX" in r.stderr
+
+
+def test_float_model_quantized_by_us_in_tflite_scheme(tmp_path):
+    from tinypatch.frontends.onnx_quantize import quantize_float_onnx
+
+    torch.manual_seed(4)
+    net = _Small()
+    path = export(net, (1, 3, 17, 17), tmp_path / "f.onnx")
+    with pytest.raises(ModelLoadError, match="a float model"):
+        load_onnx(str(path))
+    rs = np.random.RandomState(0)
+    cal = [rs.randn(1, 3, 17, 17).astype(np.float32) for _ in range(8)]
+    g = load_onnx(quantize_float_onnx(str(path), cal, str(tmp_path / "q.onnx")))
+    assert g.meta["expected_arith"] == "tflite"
+    conv = next(op for op in g.ops if op.type == "CONV_2D")
+    w = g.tensors[conv.inputs[1]]
+    assert w.quant.per_channel and w.quant.axis == 0 and not w.quant.zero_point.any()
+    assert np.abs(w.data).max() == 127  # symmetric per-channel: each channel's largest weight is +-127
+    assert "RELU" not in {op.type for op in g.ops}, "Relu folded into the conv output's range"
+    x = rs.randn(1, 3, 17, 17).astype(np.float32)
+    want = net(torch.from_numpy(x)).detach().numpy().ravel()
+    q = g.tensors[g.inputs[0]].quant
+    xi = np.clip(np.rint(x / q.scale[0]) + q.zero_point[0], -128, 127).astype(np.int8).transpose(0, 2, 3, 1)
+    y = run(g, [xi])[g.outputs[0]].ravel()
+    qo = g.tensors[g.outputs[0]].quant
+    got = (y.astype(np.float32) - qo.zero_point[0]) * qo.scale[0]
+    assert np.abs(got - want).max() < 0.1 * np.abs(want).max() + 4 * qo.scale[0]

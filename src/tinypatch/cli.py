@@ -135,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("--calibration", metavar="FILE.npy", help="float32 calibration samples [K, C, H, W] or "
                                                                 "[K, N, C, H, W] (default: the example input)")
     it.add_argument("--format", choices=("QDQ", "QOperator"), default="QDQ", help="ONNX quantization form")
+    qz = sub.add_parser("quantize", help="quantize a float .onnx model into TFLite's int8 scheme",
+                        description="Calibrate a float ONNX CNN on sample inputs and write it as an int8 QDQ model "
+                                    "in TFLite's scheme (per-tensor asymmetric activations, per-channel symmetric "
+                                    "weights, int32 biases): every command then takes the written file, and its "
+                                    "expected arithmetic is tflite.")
+    qz.add_argument("model", help="a float .onnx file with one input")
+    qz.add_argument("--calibration", required=True, metavar="FILE.npy",
+                    help="float32 samples [K, ...input shape] or [K, ...input shape without batch]")
+    qz.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the int8 ONNX file to write")
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
     return p
 
@@ -369,6 +378,32 @@ def cmd_import_torch(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
+    import numpy as np
+
+    from tinypatch.errors import InputError
+    from tinypatch.frontends.onnx import load_onnx, read_onnx_model
+    from tinypatch.frontends.onnx_quantize import quantize_float_onnx
+
+    model = read_onnx_model(args.model)
+    (inp,) = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}][:1] or [None]
+    if inp is None:
+        raise InputError(f"{args.model}: the model has no input")
+    shape = tuple(d.dim_value for d in inp.type.tensor_type.shape.dim)
+    try:
+        data = np.load(args.calibration).astype(np.float32)
+    except (OSError, ValueError) as e:
+        raise InputError(f"--calibration {args.calibration}: not a readable .npy array ({e})") from e
+    if data.shape[1:] == shape[1:] and shape[0] == 1:
+        data = data[:, None]
+    if data.shape[1:] != shape:
+        raise InputError(f"--calibration: samples of shape {data.shape[1:]}, the model input is {shape}")
+    quantize_float_onnx(args.model, list(data), args.output)
+    g = load_onnx(args.output)
+    console.print(f"{len(data)} calibration samples; written {args.output}: {len(g.ops)} int8 ops, TFLite scheme")
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
@@ -408,7 +443,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"import-torch": cmd_import_torch, "analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
+COMMANDS = {"import-torch": cmd_import_torch, "quantize": cmd_quantize, "analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
             "show": cmd_show}
 
 if __name__ == "__main__":

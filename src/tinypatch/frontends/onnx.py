@@ -74,7 +74,9 @@ class _Importer:
         self.nh = onnx.numpy_helper
         self.model = model
         self.g = Graph(name)
-        self.g.meta["expected_arith"] = "onnxruntime"
+        # quantized by onnxruntime unless our own quantizer (onnx_quantize.py) marked the file
+        marks = {p.key: p.value for p in model.metadata_props}
+        self.g.meta["expected_arith"] = marks.get("tinypatch.arith", "onnxruntime")
         self.g.meta["onnx"] = {"inputs": {}, "outputs": {}}
         graph = model.graph
         self.consts: dict[str, np.ndarray] = {t.name: self.nh.to_array(t) for t in graph.initializer}
@@ -681,7 +683,7 @@ def _check_ops(model: Any, path: str) -> None:
     if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") or n.op_type.startswith("QLinear")
                for n in model.graph.node):
         raise ModelLoadError(f"{path}: a float model (no QuantizeLinear/DequantizeLinear/QLinear* nodes): "
-                             "quantize it first (tinypatch.onnx_quantize or `tinypatch quantize`)")
+                             "quantize it first: `tinypatch quantize MODEL.onnx --calibration SAMPLES.npy -o MODEL-int8.onnx`")
 
 
 def _inputs(imp: _Importer, path: str) -> None:
