@@ -26,7 +26,7 @@ from tinypatch.kernels.base import (
     window_slices,
 )
 from tinypatch.kernels.fixedpoint import multiply_by_quantized_multiplier, quantize_multipliers, wrap32
-from tinypatch.kernels.onnxruntime import conv_scale, requantize_float
+from tinypatch.kernels.onnxruntime import conv_scale, requantize_float, sgemm
 
 
 def per_channel_multipliers(in_scale: np.float32, w_scales: np.ndarray, out_scale: np.float32,
@@ -89,7 +89,7 @@ class _ConvBase(SpatialOp):
 
     def _finish_float(self, acc: np.ndarray) -> np.ndarray:
         """Float conv result (products of dequantized values, summed exactly) plus bias, quantized."""
-        y = (acc + self.float_bias).astype(np.float32)
+        y = (acc.astype(np.float32) + self.float_bias.astype(np.float32)).astype(np.float32)
         q = np.rint(y / np.float32(self.out_scale)) + self.out_zp
         return np.clip(q, self.act_min, self.act_max).astype(np.int8)
 
@@ -129,9 +129,12 @@ class Conv2D(_ConvBase):
         else:
             taps = [v for _, v in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)]
             cols = np.stack(taps, axis=3).reshape(n * oh * ow, -1)
-        if float_path:
-            w_f = self._float_weights(self.w_mat.astype(np.int64), 1)
-            return self._finish_float((cols @ w_f).reshape(n, oh, ow, self.cout))
+        if float_path:  # onnxruntime's NCHW im2col (channel, kernel row, kernel column) and SGEMM
+            kh, kw = self.kernel_hw
+            order = np.arange(kh * kw * self.cin).reshape(kh, kw, self.cin).transpose(2, 0, 1).ravel()
+            w_f = self._float_weights(self.w_mat.astype(np.int64), 1)[order].astype(np.float32)
+            acc = sgemm(cols[:, order].astype(np.float32), w_f)
+            return self._finish_float(acc.reshape(n, oh, ow, self.cout))
         acc = (cols @ self.w_mat).reshape(n, oh, ow, self.cout)
         return self._finish(acc)
 
@@ -159,8 +162,13 @@ class DepthwiseConv2D(_ConvBase):
         if self.depth_multiplier != 1:  # output channel ic * m + k reads input channel ic
             xc = np.repeat(xc, self.depth_multiplier, axis=3)
         xp = pad_hw(xc, pads, 0)
+        if float_path:  # an FMA chain over the taps in float32, per output
+            taps = self._float_weights(self.taps, 2).astype(np.float32)
+            acc32 = np.zeros((x.shape[0], oh, ow, self.cout), np.float32)
+            for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
+                acc32 = (acc32.astype(np.float64) + view * taps[i, j].astype(np.float64)).astype(np.float32)
+            return self._finish_float(acc32)
         acc = np.zeros((x.shape[0], oh, ow, self.cout), xc.dtype)
-        taps = self._float_weights(self.taps, 2) if float_path else self.taps
         for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
-            acc += view * taps[i, j]
-        return self._finish_float(acc) if float_path else self._finish(acc)
+            acc += view * self.taps[i, j]
+        return self._finish(acc)

@@ -16,7 +16,7 @@ from tinypatch.ir import Graph, Op
 from tinypatch.ir.ops import with_defaults
 from tinypatch.kernels.base import PreparedOp, activation_float, activation_range_quantized, register, saturate_int8
 from tinypatch.kernels.fixedpoint import float_to_int32, round_double, wrap32
-from tinypatch.kernels.onnxruntime import conv_scale, requantize_float
+from tinypatch.kernels.onnxruntime import conv_scale, requantize_float, sgemm
 
 
 @register("FULLY_CONNECTED")
@@ -73,7 +73,8 @@ class FullyConnected(PreparedOp):
         """onnxruntime's DQ -> float Gemm -> Q (products of dequantized values summed exactly)."""
         rows = ((x.reshape(-1, self.depth).astype(np.int64) - self.in_zp).astype(np.float32)
                 * np.float32(self.scales[0])).astype(np.float64)
-        y = (rows @ self.float_w + self.float_bias).astype(np.float32)
+        bias = np.broadcast_to(self.float_bias.astype(np.float32), (rows.shape[0], self.units)).copy()
+        y = sgemm(rows.astype(np.float32), self.float_w.astype(np.float32), bias)  # Gemm: C = bias, += A B
         q = np.clip(np.rint(y / np.float32(self.scales[1])) + self.out_zp, self.act_min, self.act_max).astype(np.int8)
         shape = (*x.shape[:-1], self.units) if self.keep_num_dims else (rows.shape[0], self.units)
         return q.reshape(shape)

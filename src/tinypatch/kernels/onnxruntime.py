@@ -66,6 +66,26 @@ def quantize(f: np.ndarray, scale: np.float32, zero_point: int) -> np.ndarray:
     return np.clip(q + zero_point, -128, 127).astype(np.int8)
 
 
+SGEMM_BLOCK_K = 128
+
+
+def fma_chain(a: np.ndarray, b: np.ndarray, acc: np.ndarray | None = None) -> np.ndarray:
+    """``acc = fma(a[:, k], b[k], acc)`` for k in order, in float32 (``a`` [M, K], ``b`` [K, N])."""
+    out = np.zeros((a.shape[0], b.shape[1]), F32) if acc is None else acc
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    for k in range(a.shape[1]):  # the product is exact in float64, the sum rounded once to float32
+        out = (out.astype(np.float64) + np.outer(a64[:, k], b64[k])).astype(F32)
+    return out
+
+
+def sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+    """MLAS SGEMM on x86: K in blocks of 128, each block an FMA chain from zero, added to C."""
+    for k0 in range(0, a.shape[1], SGEMM_BLOCK_K):
+        part = fma_chain(a[:, k0:k0 + SGEMM_BLOCK_K], b[k0:k0 + SGEMM_BLOCK_K])
+        c = part if c is None else (c + part).astype(F32)
+    return c
+
+
 def float_binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray,
                  sa: np.float32, za: int, sb: np.float32, zb: int, sc: np.float32, zc: int) -> np.ndarray:
     """DequantizeLinear both operands, ``fn`` in float32, QuantizeLinear."""
