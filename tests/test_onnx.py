@@ -329,3 +329,27 @@ def test_float_model_quantized_by_us_in_tflite_scheme(tmp_path):
     qo = g.tensors[g.outputs[0]].quant
     got = (y.astype(np.float32) - qo.zero_point[0]) * qo.scale[0]
     assert np.abs(got - want).max() < 0.1 * np.abs(want).max() + 4 * qo.scale[0]
+
+
+class _Upsampler(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = torch.nn.Conv2d(3, 8, 3, 1, 1)
+        self.c2 = torch.nn.Conv2d(8, 8, 1)
+        self.up = torch.nn.Upsample(scale_factor=2)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.c2(self.up(torch.nn.functional.leaky_relu(self.c(x), 0.1)))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_leaky_relu_and_nearest_resize_equal_onnxruntime(fmt, tmp_path):
+    torch.manual_seed(0)
+    path = quantize_file(export(_Upsampler(), (1, 3, 9, 9), tmp_path / "u.onnx"), tmp_path / f"u-{fmt}.onnx", fmt,
+                         (1, 3, 9, 9))
+    g = load_onnx(str(path))
+    assert [op.type for op in g.ops] == ["CONV_2D", "LEAKY_RELU", "RESIZE_NEAREST_NEIGHBOR", "CONV_2D"]
+    g.meta["arith"] = "onnxruntime"
+    for seed in range(3):
+        x = np.random.RandomState(seed).randint(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+        assert run(g, [x])[g.outputs[0]].tobytes() == onnxruntime_outputs(str(path), g, [x])[g.outputs[0]].tobytes()

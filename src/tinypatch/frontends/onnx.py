@@ -506,7 +506,15 @@ def _resize(imp: _Importer, node: Any, ops: list[Operand], out: str, oq: QuantPa
         flags = dict(align_corners=False, half_pixel_centers=False)
     else:
         imp.fail(node, f"coordinate_transformation_mode={ctm}, nearest_mode={nm} (asymmetric/floor supported)")
-    target = imp.shapes.get(node.output[0])
+    src = imp.onnx_shape(ops[0])
+    scales = ops[2].data if len(ops) > 2 and ops[2].is_const and ops[2].data.size else None
+    sizes = ops[3].data if len(ops) > 3 and ops[3].is_const and ops[3].data.size else None
+    if sizes is not None:
+        target = tuple(int(v) for v in sizes)
+    elif scales is not None:
+        target = tuple(int(np.floor(n * np.float32(s))) for n, s in zip(src, scales))
+    else:
+        target = imp.shapes.get(node.output[0])
     if target is None or len(target) != 4 or min(target) < 0:
         imp.fail(node, "needs a 4-D output of known shape")
     x = imp.as_layout(ops[0], NCHW_TO_NHWC, node)

@@ -94,13 +94,16 @@ class Relu6(_ReluX):
 @register("LEAKY_RELU")
 class LeakyRelu(_Unary):
     def __init__(self, graph: Graph, op: Op) -> None:
-        super().__init__(graph, op)
         self.alpha = np.float32(with_defaults(op.type, op.attrs)["alpha"])
+        super().__init__(graph, op)
         if not self.quantized:
             return
         # float products, widened to double (LeakyReluPrepare)
         self.alpha_m = quantize_multiplier(float(self.in_scale * self.alpha / self.out_scale))
         self.identity_m = quantize_multiplier(float(self.in_scale / self.out_scale))
+
+    def float_fn(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x >= 0, x, x * self.alpha).astype(np.float32)
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         x = inputs[0]
