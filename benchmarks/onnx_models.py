@@ -3,7 +3,7 @@ does ``--arith onnxruntime`` equal onnxruntime byte for byte (random and photo i
 least-peak patch plan run exactly at its planned peak, is the generated C exact (tflite
 arithmetic), and how many output bytes the two arithmetics differ on.
 
-    python benchmarks/onnx_models.py [--resolution 33] [--random 10] [--no-c]
+    python benchmarks/onnx_models.py [--resolution 33] [--random 10] [--no-c] [--models NAME ...]
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=33)
     ap.add_argument("--random", type=int, default=10)
     ap.add_argument("--no-c", action="store_true")
+    ap.add_argument("--models", nargs="+", default=list(TORCHVISION), choices=TORCHVISION)
     a = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="tp-onnx-"))
     print("| model | form | IR ops | ORT-exact inputs | bytes differing from ORT | plan exact (peak B) | C exact "
           "| tflite vs ORT arith: bytes differ |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in TORCHVISION:
+    for name in a.models:
         for fmt in FORMATS:
             t0 = time.perf_counter()
             path = str(torchvision_model(name, fmt, folder, a.resolution))

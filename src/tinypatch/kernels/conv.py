@@ -26,7 +26,7 @@ from tinypatch.kernels.base import (
     window_slices,
 )
 from tinypatch.kernels.fixedpoint import multiply_by_quantized_multiplier, quantize_multipliers, wrap32
-from tinypatch.kernels.onnxruntime import conv_scale, requantize_float, sgemm
+from tinypatch.kernels.onnxruntime import conv_scale, im2col_block_k, requantize_float, sgemm
 
 
 def per_channel_multipliers(in_scale: np.float32, w_scales: np.ndarray, out_scale: np.float32,
@@ -133,7 +133,8 @@ class Conv2D(_ConvBase):
             kh, kw = self.kernel_hw
             order = np.arange(kh * kw * self.cin).reshape(kh, kw, self.cin).transpose(2, 0, 1).ravel()
             w_f = self._float_weights(self.w_mat.astype(np.int64), 1)[order].astype(np.float32)
-            acc = sgemm(cols[:, order].astype(np.float32), w_f)
+            block = None if self.kernel_hw == (1, 1) else im2col_block_k(oh * ow)
+            acc = sgemm(cols[:, order].astype(np.float32), w_f, block=block)
             return self._finish_float(acc.reshape(n, oh, ow, self.cout))
         acc = (cols @ self.w_mat).reshape(n, oh, ow, self.cout)
         return self._finish(acc)
