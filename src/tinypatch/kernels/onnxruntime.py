@@ -80,9 +80,9 @@ def fma_chain(a: np.ndarray, b: np.ndarray, acc: np.ndarray | None = None) -> np
 
 def im2col_block_k(pixels: int) -> int:
     """K block of MLAS's expand-then-GEMM convolution: it grows as the output has fewer pixels
-    (fitted to onnxruntime 1.32 on x86: 81 pixels -> 256, 25 -> 512, 9 -> 1024)."""
+    (fitted to onnxruntime 1.32 on x86: 81 pixels -> 256, 25 -> 512, 9 or 4 -> 1024)."""
     stride_n, stride_k = 128, 256
-    while stride_n > 16 and stride_n // 4 >= pixels:
+    while stride_n > 32 and stride_n // 4 >= pixels:
         stride_n, stride_k = stride_n // 2, stride_k * 2
     return stride_k
 
