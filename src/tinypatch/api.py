@@ -438,8 +438,8 @@ class ArithCheck:
             console.print(f"--arith onnxruntime vs onnxruntime {self.onnxruntime_version}: {verdict}")
 
 
-def _arith_check(model: ModelLike, graph: Graph, inputs: Any) -> ArithCheck:
-    """Run ``graph`` whole-image in both arithmetics (and, for an .onnx file, in onnxruntime)."""
+def _arith_check(graph: Graph, inputs: Any) -> ArithCheck:
+    """Run ``graph`` whole-image in both arithmetics (and, imported from an .onnx file, in onnxruntime)."""
     import numpy as np
 
     from tinypatch.runtime.executor import run as run_whole
@@ -452,12 +452,13 @@ def _arith_check(model: ModelLike, graph: Graph, inputs: Any) -> ArithCheck:
     check = ArithCheck(graph.meta.get("expected_arith", "tflite"),
                        sum(int((outs["tflite"][n] != outs["onnxruntime"][n]).sum()) for n in graph.outputs),
                        sum(int(outs["tflite"][n].size) for n in graph.outputs))
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
+    path = graph.meta.get("onnx", {}).get("path")
+    if path and os.path.isfile(path):
         import onnxruntime
 
         from tinypatch.frontends.onnx_reference import onnxruntime_outputs
 
-        ref = onnxruntime_outputs(os.fspath(model), graph, inputs)
+        ref = onnxruntime_outputs(path, graph, inputs)
         check.onnxruntime_differ = sum(int((outs["onnxruntime"][n] != np.asarray(ref[n])).sum())
                                        for n in graph.outputs)
         check.onnxruntime_version = onnxruntime.__version__
@@ -544,7 +545,7 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     inputs = _inputs(graph, input, seed, preprocess, quantize_input)
     check = None
     if arith != "tflite" or graph.meta.get("expected_arith", "tflite") != "tflite":
-        check = _arith_check(model, graph, inputs)
+        check = _arith_check(graph, inputs)
     graph = graph.copy()
     graph.meta["arith"] = arith
     t0 = time.perf_counter()
