@@ -183,3 +183,10 @@ def test_cli_resume_file_garbage(tmp_path, capsys):
     assert main(["search", "--sram", "64KB", "--resume", str(bad), "--population", "2"]) == 2
     err = capsys.readouterr().err
     assert "not a tinypatch search file" in err and len(err.strip().splitlines()) <= 2
+
+
+def test_cli_search_help_teaches(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "examples:" in out and "tinypatch search --sram" in out and "--resume" in out

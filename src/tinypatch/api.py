@@ -446,7 +446,7 @@ class SearchOutcome(_Result):
         best = (r.best.evaluation.peak, r.best.score / scale)
         what = "MACs (M)" if r.settings["objective"] == "macs" else f"objective ({r.settings['objective']}{unit})"
         plot_pareto(os.fspath(path), f"search: {len(r.scores)} feasible networks, SRAM <= {c.sram / 1024:g} kB "
-                                     f"({c.convention}, input {'counted' if c.include_input else 'not counted'})",
+                                     f"({c.convention}{'' if c.include_input else ', no input'})",
                     {"Pareto front of the networks evaluated": front}, {"best": [best]},
                     xlabel=f"SRAM of the schedule, {c.convention} (kB = 1024 B)", ylabel=what)
 
