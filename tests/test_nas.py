@@ -190,3 +190,10 @@ def test_cli_search_help_teaches(capsys):
         main(["search", "--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and "examples:" in out and "tinypatch search --sram" in out and "--resume" in out
+
+
+def test_objective_must_return_a_finite_number():
+    with pytest.raises(UsageError, match="finite number"):
+        evolve(SMALL, LIMITS, lambda spec: float("nan"), seed=0, **RUN)
+    with pytest.raises(UsageError, match="mutate_prob"):
+        evolve(SMALL, LIMITS, mutate_prob="lots", **RUN)
