@@ -126,7 +126,7 @@ def evolve(space: SearchSpace, constraints: Constraints, objective: Objective | 
         history = [_summary(0, pop)]
         _save(resume, settings, rng, pop, run, history)
     done = len(history) - 1
-    with _bar(progress, iterations, done) as advance:
+    with _ProgressBar(progress, iterations, done) as advance:
         for it in range(done + 1, iterations + 1):
             top = _select(pop, parents)
             mutants = run.fill(lambda: space.mutate(rng.choice(top).genome, rng, mutate_prob), n_mutate)
@@ -287,7 +287,7 @@ def _load(path: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, A
         raise UsageError(f"cannot resume from {os.fspath(path)}: incomplete state ({exc})") from None
 
 
-class _bar:
+class _ProgressBar:
     """A rich progress bar over the iterations (a no-op unless ``enabled``)."""
 
     def __init__(self, enabled: bool, total: int, done: int) -> None:
