@@ -37,6 +37,7 @@ from tinypatch.ir import Graph
 from tinypatch.nas.chain import Chain, chain_schedule
 from tinypatch.planning.cost import plan_analytic, plan_macs
 from tinypatch.planning.plan import Plan, Stage, fingerprint
+from tinypatch.planning.optimal import Schedule
 from tinypatch.planning.search import choose, search
 from tinypatch.planning.tiles import StageTiling, legal_ends, stage_info, tile_axis, tile_stage
 
@@ -254,6 +255,15 @@ def _placed(graph: Graph, c: Constraints, result: Any) -> Evaluation:
     p = max((max(g) for g in grids), default=1)
     end = s.plan.stages[0].end if s.plan.stages else 0
     return result(True, "", layer_peak, s.peak or s.lower_bound, s.macs, p, end, s.label)
+
+
+def planner_schedule(spec: NetSpec, constraints: Constraints) -> Schedule | None:
+    """Our planner's best schedule of ``spec`` under the SRAM limit, placed arena (None if none fits)."""
+    front = search(build_net(spec), include_input=constraints.include_input, max_grid=constraints.max_patches)
+    try:
+        return choose(front, sram=constraints.sram)
+    except BudgetError:
+        return None
 
 
 def best_plan(spec: NetSpec, evaluation: Evaluation, constraints: Constraints) -> Plan:
