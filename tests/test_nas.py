@@ -149,6 +149,7 @@ def test_cli_search_writes_spec_plan_and_plot(tmp_path, capsys):
     d = json.loads(out.read_text())
     assert d["best"]["spec"]["format"] == "tinypatch-netspec" and d["plan"]["format"]
     assert d["best"]["evaluation"]["peak"] <= 24 * 1024 and d["settings"]["seed"] == 1
+    assert d["planner"]["peak"] <= 24 * 1024 and d["planner"]["plan"]["include_input"] is False
     assert json.loads(spec.read_text()) == d["best"]["spec"] and png.stat().st_size > 1000
     assert main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["best"] == d["best"]  # the same seed, the same network
