@@ -1,0 +1,463 @@
+"""A weight-sharing supernet over MCUNet's space, trained in PyTorch (MCUNetV2 §3.3's accuracy source).
+
+Layout (:class:`SupernetConfig`): a stem conv, one MB1 3x3 block, then stages of
+inverted-residual blocks, each stage ``(max out channels, stride)``. Every subnet is a
+:class:`~tinypatch.frontends.spec.NetSpec` with that layout; its weights are views of the largest
+network's: the 7x7 depthwise kernel centre-cropped to 5x5 / 3x3 (elastic kernel), the first
+channels of every conv (elastic expand ratio and width), the first blocks of every stage
+(elastic depth 2/3/4). Convolutions pad like TFLite's SAME, so the int8 graph that
+:func:`tinypatch.frontends.mcunet_config.build_net` makes of a spec computes the same function.
+
+:func:`train_supernet` trains with the sandwich rule (largest, smallest and random subnets each
+step, the smaller ones distilled from the largest); :class:`SupernetAccuracy` is the search's
+objective ``(NetSpec) -> float``: BatchNorm statistics re-calibrated for that subnet on N
+training batches, then top-1 accuracy on the held-out split. This module needs torch.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinypatch.errors import ModelLoadError, UsageError
+from tinypatch.frontends.spec import BlockSpec, NetSpec
+from tinypatch.frontends.synth import make_divisible
+from tinypatch.nas.data import Dataset
+from tinypatch.safeio import write_bytes
+
+KERNELS = (3, 5, 7)
+EXPANDS = (3, 4, 6)
+WIDTHS = (0.5, 0.75, 1.0)
+DEPTHS = (2, 3, 4)
+CHECKPOINT_FORMAT = "tinypatch-supernet"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """The largest network; ``stages``: (max out channels, first stride) per stage."""
+
+    resolution: int = 32
+    in_channels: int = 1
+    num_classes: int = 10
+    stem_channels: int = 16
+    stem_stride: int = 2
+    first_channels: int = 8  # the MB1 3x3 block after the stem
+    stages: tuple[tuple[int, int], ...] = ((16, 2), (24, 1), (40, 2), (48, 1))
+    kernels: tuple[int, ...] = KERNELS
+    expands: tuple[float, ...] = EXPANDS
+    widths: tuple[float, ...] = WIDTHS
+    depths: tuple[int, ...] = DEPTHS
+
+    @property
+    def max_kernel(self) -> int:
+        return max(self.kernels)
+
+    @property
+    def max_expand(self) -> float:
+        return max(self.expands)
+
+    def to_dict(self) -> dict:
+        return {k: (list(map(list, v)) if k == "stages" else list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SupernetConfig:
+        d = dict(d)
+        d["stages"] = tuple(tuple(s) for s in d["stages"])
+        for k in ("kernels", "expands", "widths", "depths"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+    # --- subnets as NetSpecs ---------------------------------------------------------
+    def spec(self, kernels: Sequence[Sequence[int]], expands: Sequence[Sequence[float]], widths: Sequence[float],
+             name: str = "subnet") -> NetSpec:
+        """The subnet with per-block ``kernels[s][j]`` / ``expands[s][j]`` (their lengths are the stage
+        depths) and per-stage ``widths[s]`` (out channels ``make_divisible(max * w, 8)``)."""
+        blocks = [BlockSpec(self.first_channels, 3, 1, 1, False)]
+        for (cmax, stride), ks, es, w in zip(self.stages, kernels, expands, widths, strict=True):
+            out = min(cmax, make_divisible(cmax * w, 8))
+            for j, (k, e) in enumerate(zip(ks, es, strict=True)):
+                blocks.append(BlockSpec(out, k, stride if j == 0 else 1, e, shortcut=j > 0))
+        return NetSpec(name, self.resolution, self.stem_channels, tuple(blocks), None, self.num_classes,
+                       self.in_channels, 3, self.stem_stride, source="tinypatch supernet")
+
+    def max_spec(self) -> NetSpec:
+        d = max(self.depths)
+        n = len(self.stages)
+        return self.spec([[self.max_kernel] * d] * n, [[self.max_expand] * d] * n, [max(self.widths)] * n, "largest")
+
+    def min_spec(self) -> NetSpec:
+        d = min(self.depths)
+        n = len(self.stages)
+        return self.spec([[min(self.kernels)] * d] * n, [[min(self.expands)] * d] * n, [min(self.widths)] * n,
+                         "smallest")
+
+    def sample(self, rng: np.random.Generator, name: str = "subnet") -> NetSpec:
+        """A uniformly random subnet: depth and width per stage, kernel and expand per block."""
+        ds = [int(rng.choice(self.depths)) for _ in self.stages]
+        ks = [[int(rng.choice(self.kernels)) for _ in range(d)] for d in ds]
+        es = [[float(rng.choice(self.expands)) for _ in range(d)] for d in ds]
+        ws = [float(rng.choice(self.widths)) for _ in self.stages]
+        return self.spec(ks, es, ws, name)
+
+
+# --- layers ------------------------------------------------------------------------------
+def same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """Zero-pad H and W as TFLite's SAME does (the extra pixel goes after)."""
+    pads = []
+    for n in (x.shape[3], x.shape[2]):  # F.pad order: W then H
+        out = -(-n // stride)
+        total = max((out - 1) * stride + kernel - n, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads) if any(pads) else x
+
+
+class DynBN(nn.Module):
+    """BatchNorm over the first ``c`` channels; ``calibrating``: running stats are the plain mean
+    over the batches seen since :meth:`reset` (MCUNetV2's re-calibration)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels)
+        self.calibrating = False
+        self.seen = 0
+
+    def reset(self) -> None:
+        self.bn.reset_running_stats()
+        self.seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        bn = self.bn
+        mean, var = bn.running_mean[:c], bn.running_var[:c]
+        if self.calibrating:
+            self.seen += 1
+            m = 1.0 / self.seen
+        else:
+            m = bn.momentum
+        return F.batch_norm(x, mean, var, bn.weight[:c], bn.bias[:c], self.training, m, bn.eps)
+
+
+class DynConv(nn.Module):
+    """A dense conv (square kernel) over the first input channels, giving the first ``cout``."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(cout, cin, kernel, kernel))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+        self.bn = DynBN(cout)
+
+    def forward(self, x: torch.Tensor, cout: int, stride: int = 1) -> torch.Tensor:
+        w = self.weight[:cout, : x.shape[1]]
+        k = w.shape[-1]
+        return self.bn(F.conv2d(same_pad(x, k, stride), w, stride=stride))
+
+
+class DynDepthwise(nn.Module):
+    """A depthwise conv whose largest kernel is centre-cropped to the subnet's."""
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(channels, 1, kernel, kernel))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+        self.bn = DynBN(channels)
+
+    def forward(self, x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+        c = x.shape[1]
+        off = (self.weight.shape[-1] - kernel) // 2
+        w = self.weight[:c, :, off: off + kernel, off: off + kernel]
+        return self.bn(F.conv2d(same_pad(x, kernel, stride), w, stride=stride, groups=c))
+
+
+class DynBlock(nn.Module):
+    """Inverted residual: 1x1 expand (ReLU6), depthwise (ReLU6), 1x1 project; identity shortcut."""
+
+    def __init__(self, cin: int, cout: int, max_expand: float, max_kernel: int, expand: bool = True) -> None:
+        super().__init__()
+        mid = round(cin * max_expand) if expand else cin
+        self.expand = DynConv(cin, mid) if expand else None
+        self.dw = DynDepthwise(mid, max_kernel)
+        self.project = DynConv(mid, cout)
+
+    def forward(self, x: torch.Tensor, b: BlockSpec) -> torch.Tensor:
+        h = x
+        if b.expand_ratio != 1:
+            assert self.expand is not None
+            h = F.relu6(self.expand(h, b.mid_channels or round(x.shape[1] * b.expand_ratio)))
+        h = F.relu6(self.dw(h, b.kernel, b.stride))
+        h = self.project(h, b.out_channels)
+        return h + x if b.shortcut else h
+
+
+class Supernet(nn.Module):
+    """The largest network; ``forward(x, spec)`` runs the subnet ``spec`` (see :meth:`check`)."""
+
+    def __init__(self, config: SupernetConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        self.stem = DynConv(c.in_channels, c.stem_channels, 3)
+        self.first = DynBlock(c.stem_channels, c.first_channels, 1, 3, expand=False)
+        self.stages = nn.ModuleList()
+        cin = c.first_channels
+        for cmax, _ in c.stages:
+            self.stages.append(nn.ModuleList(
+                DynBlock(cin if j == 0 else cmax, cmax, c.max_expand, c.max_kernel) for j in range(max(c.depths))))
+            cin = cmax
+        self.classifier = nn.Linear(cin, c.num_classes)
+
+    def layout(self, spec: NetSpec) -> list[list[BlockSpec]]:
+        """``spec``'s blocks (identity blocks dropped) per stage: block 0 is the MB1 block, then a
+        block without shortcut opens the next stage. ModelLoadError when ``spec`` is no subnet."""
+        c = self.config
+        where = f"{spec.name}: not a subnet of this supernet"
+        if (spec.in_channels, spec.num_classes, spec.stem_kernel, spec.stem_stride) != (
+                c.in_channels, c.num_classes, 3, c.stem_stride) or spec.feature_mix is not None:
+            raise ModelLoadError(f"{where} (input channels, classes, stem or feature mix differ)")
+        if spec.stem_channels > c.stem_channels:
+            raise ModelLoadError(f"{where} (stem has {spec.stem_channels} > {c.stem_channels} channels)")
+        blocks = [b for b in spec.blocks if b is not None]
+        if not blocks or blocks[0].expand_ratio != 1 or blocks[0].kernel != 3 or blocks[0].stride != 1 \
+                or blocks[0].out_channels > c.first_channels or not blocks[0].depthwise:
+            raise ModelLoadError(f"{where} (block 0 must be MB1 k3 s1 with <= {c.first_channels} channels)")
+        stages: list[list[BlockSpec]] = []
+        for b in blocks[1:]:
+            if not b.shortcut:
+                stages.append([])
+            if not stages:
+                raise ModelLoadError(f"{where} (a shortcut block cannot open a stage)")
+            stages[-1].append(b)
+        if len(stages) != len(c.stages):
+            raise ModelLoadError(f"{where} ({len(stages)} stages, the supernet has {len(c.stages)})")
+        cin = blocks[0].out_channels
+        for s, ((cmax, stride), blks, mods) in enumerate(zip(c.stages, stages, self.stages)):
+            if len(blks) > len(mods):
+                raise ModelLoadError(f"{where} (stage {s} has {len(blks)} > {len(mods)} blocks)")
+            for j, (b, m) in enumerate(zip(blks, mods)):
+                mid = b.mid_channels or round(cin * b.expand_ratio)
+                ok = (b.out_channels <= cmax and b.kernel <= c.max_kernel and b.depthwise and not b.use_se
+                      and b.act == "RELU6" and b.stride == (stride if j == 0 else 1) and b.expand_ratio != 1
+                      and mid <= m.dw.weight.shape[0])
+                if not ok:
+                    raise ModelLoadError(f"{where} (stage {s} block {j}: {b.label()})")
+                cin = b.out_channels
+        return stages
+
+    def forward(self, x: torch.Tensor, spec: NetSpec, stages: list[list[BlockSpec]] | None = None) -> torch.Tensor:
+        stages = self.layout(spec) if stages is None else stages
+        blocks = [b for b in spec.blocks if b is not None]
+        h = F.relu6(self.stem(x, spec.stem_channels, spec.stem_stride))
+        h = self.first(h, blocks[0])
+        for mods, blks in zip(self.stages, stages):
+            for m, b in zip(mods, blks):
+                h = m(h, b)
+        h = h.mean(dim=(2, 3))
+        return F.linear(h, self.classifier.weight[:, : h.shape[1]], self.classifier.bias)
+
+    def bns(self) -> list[DynBN]:
+        return [m for m in self.modules() if isinstance(m, DynBN)]
+
+
+# --- data to tensors ---------------------------------------------------------------------
+def to_tensor(x: np.ndarray, resolution: int | None = None) -> torch.Tensor:
+    """uint8 NHWC images -> float NCHW ``pixel / 255``, resized (bilinear, rounded back to
+    whole pixels so the int8 model sees the same values) when ``resolution`` differs."""
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float()
+    if resolution is not None and resolution != t.shape[-1]:
+        t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False).round().clamp(0, 255)
+    return t / 255.0
+
+
+def resize_uint8(x: np.ndarray, resolution: int) -> np.ndarray:
+    """The uint8 images :func:`to_tensor` feeds a model at ``resolution``."""
+    if resolution == x.shape[1]:
+        return x
+    t = to_tensor(x, resolution) * 255.0
+    return t.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    return [order[i: i + batch_size] for i in range(0, n, batch_size)]
+
+
+def augment(x: torch.Tensor, rng: np.random.Generator, shift: int) -> torch.Tensor:
+    """Random translation by up to ``shift`` pixels (zero fill), one offset per batch."""
+    if shift <= 0:
+        return x
+    dy, dx = (int(v) for v in rng.integers(-shift, shift + 1, 2))
+    x = torch.roll(x, (dy, dx), dims=(2, 3))
+    if dy > 0:
+        x[:, :, :dy] = 0
+    elif dy < 0:
+        x[:, :, dy:] = 0
+    if dx > 0:
+        x[:, :, :, :dx] = 0
+    elif dx < 0:
+        x[:, :, :, dx:] = 0
+    return x
+
+
+# --- training ----------------------------------------------------------------------------
+@dataclass
+class TrainedSupernet:
+    """A trained supernet with its data split (indices into the data it was trained on)."""
+
+    net: Supernet
+    config: SupernetConfig
+    train: Dataset
+    holdout: Dataset
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Weights, config and history, written atomically (torch.save format)."""
+        buf = io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "state": self.net.state_dict(),
+                    "history": self.history, "seconds": self.seconds}, buf)
+        write_bytes(path, buf.getvalue())
+
+
+def load_supernet(path: str | os.PathLike[str], train: Dataset, holdout: Dataset) -> TrainedSupernet:
+    """Read a checkpoint written by :meth:`TrainedSupernet.save` (the data split is the caller's)."""
+    try:
+        ck = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelLoadError(f"supernet checkpoint not found: {path}") from None
+    except Exception as exc:  # torch raises many kinds on a corrupted file
+        raise ModelLoadError(f"{path}: not a readable supernet checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise ModelLoadError(f"{path}: not a tinypatch supernet checkpoint")
+    config = SupernetConfig.from_dict(ck["config"])
+    net = Supernet(config)
+    net.load_state_dict(ck["state"])
+    return TrainedSupernet(net, config, train, holdout, ck.get("history", []), ck.get("seconds", 0.0))
+
+
+def check_data(config: SupernetConfig, data: Dataset) -> None:
+    if data.channels != config.in_channels or len(data.classes) > config.num_classes:
+        raise UsageError(f"the data has {data.channels} channels and {len(data.classes)} classes; the supernet "
+                         f"expects {config.in_channels} and at most {config.num_classes}")
+
+
+def train_supernet(train: Dataset, holdout: Dataset, config: SupernetConfig | None = None, *, epochs: int = 10,
+                   batch_size: int = 64, lr: float = 3e-3, random_subnets: int = 2, distill: bool = True,
+                   shift: int = 2, seed: int = 0, progress: Progress | None = None) -> TrainedSupernet:
+    """Train a supernet on ``train`` with the sandwich rule: each step the largest subnet (hard
+    labels), the smallest and ``random_subnets`` random ones (soft labels of the largest when
+    ``distill``), gradients summed; AdamW with a cosine schedule, random shifts by ``shift`` px.
+    ``progress`` receives one line per epoch (loss, largest / smallest held-out accuracy)."""
+    if config is None:
+        config = SupernetConfig(resolution=train.resolution, in_channels=train.channels,
+                                num_classes=len(train.classes))
+    check_data(config, train)
+    if epochs < 1 or batch_size < 1 or random_subnets < 0:
+        raise UsageError("epochs and batch size must be positive, random subnets not negative")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = Supernet(config)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * math.ceil(len(train.y) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
+    x_all, y_all = to_tensor(train.x, config.resolution), torch.from_numpy(train.y)
+    big, small = config.max_spec(), config.min_spec()
+    result = TrainedSupernet(net, config, train, holdout)
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        net.train()
+        total, count = 0.0, 0
+        for idx in batches(len(y_all), batch_size, rng):
+            xb, yb = augment(x_all[idx].clone(), rng, shift), y_all[idx]
+            opt.zero_grad()
+            logits = net(xb, big)
+            loss = F.cross_entropy(logits, yb)
+            loss.backward()
+            soft = F.softmax(logits.detach(), dim=1)
+            for spec in [small] + [config.sample(rng) for _ in range(random_subnets)]:
+                out = net(xb, spec)
+                sub = F.kl_div(F.log_softmax(out, 1), soft, reduction="batchmean") if distill \
+                    else F.cross_entropy(out, yb)
+                sub.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+            count += len(idx)
+        acc = SupernetAccuracy(result, calib_batches=4)
+        row = {"epoch": epoch + 1, "loss": total / count, "largest": acc(big), "smallest": acc(small),
+               "seconds": time.perf_counter() - t0}
+        result.history.append(row)
+        if progress is not None:
+            progress(f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.3f}, held-out accuracy largest "
+                     f"{row['largest']:.1%}, smallest {row['smallest']:.1%} ({row['seconds']:.0f} s)")
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+# --- the search objective ----------------------------------------------------------------
+def recalibrate(net: Supernet, spec: NetSpec, x: torch.Tensor, batch_size: int, n_batches: int,
+                seed: int = 0) -> None:
+    """Reset BatchNorm statistics and re-estimate them for ``spec`` on ``n_batches`` batches of
+    ``x`` (seeded draw), as MCUNetV2 does before measuring a subnet."""
+    stages = net.layout(spec)
+    rng = np.random.default_rng(seed)
+    bns = net.bns()
+    for bn in bns:
+        bn.reset()
+        bn.calibrating = True
+    was = net.training
+    net.train()
+    try:
+        with torch.no_grad():
+            for idx in batches(len(x), batch_size, rng)[:n_batches]:
+                net(x[idx], spec, stages)
+    finally:
+        for bn in bns:
+            bn.calibrating = False
+        net.train(was)
+
+
+def accuracy(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 256) -> float:
+    with torch.no_grad():
+        preds = torch.cat([model(x[i: i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    return float((preds == y).float().mean())
+
+
+class SupernetAccuracy:
+    """The search objective: ``objective(spec)`` is ``spec``'s held-out top-1 accuracy with the
+    supernet's weights after BatchNorm re-calibration on ``calib_batches`` training batches of
+    ``batch_size`` (MCUNetV2: 20 x 64). The input is resized to ``spec.resolution``. Results are
+    cached by the spec's fingerprint."""
+
+    def __init__(self, trained: TrainedSupernet, calib_batches: int = 20, batch_size: int = 64, seed: int = 0) -> None:
+        self.trained = trained
+        self.calib_batches, self.batch_size, self.seed = calib_batches, batch_size, seed
+        self.cache: dict[str, float] = {}
+        self._inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _data(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if resolution not in self._inputs:
+            self._inputs[resolution] = (to_tensor(self.trained.train.x, resolution),
+                                        to_tensor(self.trained.holdout.x, resolution))
+        return self._inputs[resolution]
+
+    def __call__(self, spec: NetSpec) -> float:
+        key = spec.fingerprint()
+        if key not in self.cache:
+            net = self.trained.net
+            train_x, held_x = self._data(spec.resolution)
+            recalibrate(net, spec, train_x, self.batch_size, self.calib_batches, self.seed)
+            stages = net.layout(spec)
+            net.eval()
+            self.cache[key] = accuracy(lambda t: net(t, spec, stages), held_x,
+                                       torch.from_numpy(self.trained.holdout.y))
+        return self.cache[key]
