@@ -1,6 +1,7 @@
 """Image data for supernet training: a ``.npz`` (``x``, ``y``), an image folder, or the bundled digits.
 
-Images are uint8 NHWC; a model sees ``pixel / 255`` (the int8 model's input is ``pixel - 128``
+Images are uint8 NHWC with three channels (grey images are repeated into R, G and B: the
+search space's networks take RGB); a model sees ``pixel / 255`` (the int8 model's input is ``pixel - 128``
 with scale 1/255 and zero point -128, so quantizing the input is exact). :func:`split` makes a
 seeded, per-class held-out split of the *training* data (MCUNetV2 measures accuracy there).
 No torch here: the arrays are numpy.
@@ -51,7 +52,7 @@ class Dataset:
 
 def digits(resolution: int = 32) -> Dataset:
     """scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels) upscaled to ``resolution``
-    (bilinear, PIL), one channel."""
+    (bilinear, PIL), grey in all three channels."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -62,7 +63,7 @@ def digits(resolution: int = 32) -> Dataset:
     small = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
     big = np.stack([np.asarray(Image.fromarray(im).resize((resolution, resolution), Image.BILINEAR))
                     for im in small])
-    return Dataset(big[..., None], d.target.astype(np.int64), [str(i) for i in range(10)])
+    return Dataset(np.repeat(big[..., None], 3, axis=3), d.target.astype(np.int64), [str(i) for i in range(10)])
 
 
 def load_data(source: str | os.PathLike[str], resolution: int | None = None) -> Dataset:
@@ -84,6 +85,10 @@ def load_data(source: str | os.PathLike[str], resolution: int | None = None) -> 
         raise ModelLoadError(f"{s}: not a .npz with arrays 'x' and 'y' ({exc})") from None
     if x.ndim == 3:
         x = x[..., None]
+    if x.ndim == 4 and x.shape[3] == 1:
+        x = np.repeat(x, 3, axis=3)
+    if x.ndim != 4 or x.shape[3] != 3:
+        raise ModelLoadError(f"{s}: x must be [N, H, W] or [N, H, W, 1 or 3] images, got shape {x.shape}")
     if x.dtype != np.uint8:
         raise ModelLoadError(f"{s}: x must hold uint8 pixels, got {x.dtype}")
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):

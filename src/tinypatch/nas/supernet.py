@@ -42,21 +42,32 @@ CHECKPOINT_FORMAT = "tinypatch-supernet"
 Progress = Callable[[str], None]
 
 
+Stage = tuple[int, int, tuple[int, ...]]  # (base out channels, first stride, depth choices)
+
+
 @dataclass(frozen=True)
 class SupernetConfig:
-    """The largest network; ``stages``: (max out channels, first stride) per stage."""
+    """The space, in the conventions of :class:`tinypatch.nas.space.SearchSpace`: a 3x3/2 stem
+    and an MB1 k3 block (widths elastic), then ``stages``; per block kernel, expand ratio and
+    width (its out channels ``make_divisible(base * width, 8)``); a stride-1 block whose input
+    and output channels agree has a residual shortcut; resolution from ``resolutions``."""
 
-    resolution: int = 32
-    in_channels: int = 1
+    resolutions: tuple[int, ...] = (32,)
+    in_channels: int = 3
     num_classes: int = 10
     stem_channels: int = 16
-    stem_stride: int = 2
-    first_channels: int = 8  # the MB1 3x3 block after the stem
-    stages: tuple[tuple[int, int], ...] = ((16, 2), (24, 1), (40, 2), (48, 1))
+    first_channels: int = 8
+    stages: tuple[Stage, ...] = ((16, 2, DEPTHS), (24, 2, DEPTHS), (40, 1, DEPTHS))
     kernels: tuple[int, ...] = KERNELS
     expands: tuple[float, ...] = EXPANDS
     widths: tuple[float, ...] = WIDTHS
-    depths: tuple[int, ...] = DEPTHS
+
+    def __post_init__(self) -> None:
+        if not all(self.resolutions) or min(self.resolutions) < 4 or not self.stages or \
+                any(not d or min(d) < 1 for _, _, d in self.stages) or min(self.kernels) < 1 or \
+                any(k % 2 == 0 for k in self.kernels) or min(self.expands) <= 1 or min(self.widths) <= 0:
+            raise UsageError("supernet: resolutions >= 4, odd kernels, expand ratios > 1, positive widths and "
+                             "non-empty depth choices are needed")
 
     @property
     def max_kernel(self) -> int:
@@ -66,49 +77,59 @@ class SupernetConfig:
     def max_expand(self) -> float:
         return max(self.expands)
 
+    def channels(self, base: int, width: float) -> int:
+        return make_divisible(base * width, 8)
+
+    def max_channels(self, base: int) -> int:
+        return max(self.channels(base, w) for w in self.widths)
+
     def to_dict(self) -> dict:
-        return {k: (list(map(list, v)) if k == "stages" else list(v) if isinstance(v, tuple) else v)
-                for k, v in asdict(self).items()}
+        d = asdict(self)
+        d["stages"] = [[c, s, list(ds)] for c, s, ds in self.stages]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> SupernetConfig:
         d = dict(d)
-        d["stages"] = tuple(tuple(s) for s in d["stages"])
-        for k in ("kernels", "expands", "widths", "depths"):
+        d["stages"] = tuple((int(c), int(s), tuple(ds)) for c, s, ds in d["stages"])
+        for k in ("resolutions", "kernels", "expands", "widths"):
             d[k] = tuple(d[k])
         return cls(**d)
 
     # --- subnets as NetSpecs ---------------------------------------------------------
-    def spec(self, kernels: Sequence[Sequence[int]], expands: Sequence[Sequence[float]], widths: Sequence[float],
-             name: str = "subnet") -> NetSpec:
-        """The subnet with per-block ``kernels[s][j]`` / ``expands[s][j]`` (their lengths are the stage
-        depths) and per-stage ``widths[s]`` (out channels ``make_divisible(max * w, 8)``)."""
-        blocks = [BlockSpec(self.first_channels, 3, 1, 1, False)]
-        for (cmax, stride), ks, es, w in zip(self.stages, kernels, expands, widths, strict=True):
-            out = min(cmax, make_divisible(cmax * w, 8))
-            for j, (k, e) in enumerate(zip(ks, es, strict=True)):
-                blocks.append(BlockSpec(out, k, stride if j == 0 else 1, e, shortcut=j > 0))
-        return NetSpec(name, self.resolution, self.stem_channels, tuple(blocks), None, self.num_classes,
-                       self.in_channels, 3, self.stem_stride, source="tinypatch supernet")
+    def spec(self, resolution: int, stem_width: float, first_width: float,
+             stages: Sequence[Sequence[tuple[int, float, float]]], name: str = "subnet") -> NetSpec:
+        """The subnet with ``stages[s][j] = (kernel, expand, width)`` (lengths: the depths)."""
+        stem = self.channels(self.stem_channels, stem_width)
+        cin = self.channels(self.first_channels, first_width)
+        blocks = [BlockSpec(cin, 3, 1, 1, shortcut=cin == stem)]
+        for (base, stride, _), blks in zip(self.stages, stages, strict=True):
+            for j, (k, e, w) in enumerate(blks):
+                out, st = self.channels(base, w), stride if j == 0 else 1
+                blocks.append(BlockSpec(out, int(k), st, e, shortcut=st == 1 and out == cin))
+                cin = out
+        return NetSpec(name, int(resolution), stem, tuple(blocks), None, self.num_classes, self.in_channels,
+                       source="tinypatch supernet")
+
+    def _extreme(self, pick: Callable[[Sequence], object], name: str) -> NetSpec:
+        return self.spec(pick(self.resolutions), pick(self.widths), pick(self.widths),
+                         [[(pick(self.kernels), pick(self.expands), pick(self.widths))] * pick(d)
+                          for _, _, d in self.stages], name)
 
     def max_spec(self) -> NetSpec:
-        d = max(self.depths)
-        n = len(self.stages)
-        return self.spec([[self.max_kernel] * d] * n, [[self.max_expand] * d] * n, [max(self.widths)] * n, "largest")
+        return self._extreme(max, "largest")
 
     def min_spec(self) -> NetSpec:
-        d = min(self.depths)
-        n = len(self.stages)
-        return self.spec([[min(self.kernels)] * d] * n, [[min(self.expands)] * d] * n, [min(self.widths)] * n,
-                         "smallest")
+        return self._extreme(min, "smallest")
 
     def sample(self, rng: np.random.Generator, name: str = "subnet") -> NetSpec:
-        """A uniformly random subnet: depth and width per stage, kernel and expand per block."""
-        ds = [int(rng.choice(self.depths)) for _ in self.stages]
-        ks = [[int(rng.choice(self.kernels)) for _ in range(d)] for d in ds]
-        es = [[float(rng.choice(self.expands)) for _ in range(d)] for d in ds]
-        ws = [float(rng.choice(self.widths)) for _ in self.stages]
-        return self.spec(ks, es, ws, name)
+        """A uniformly random subnet (every choice independent, as the search space samples)."""
+        def c(v: Sequence) -> object:
+            return v[int(rng.integers(len(v)))]
+
+        return self.spec(c(self.resolutions), c(self.widths), c(self.widths),
+                         [[(c(self.kernels), c(self.expands), c(self.widths)) for _ in range(c(d))]
+                          for _, _, d in self.stages], name)
 
 
 # --- layers ------------------------------------------------------------------------------
@@ -200,62 +221,75 @@ class DynBlock(nn.Module):
 
 
 class Supernet(nn.Module):
-    """The largest network; ``forward(x, spec)`` runs the subnet ``spec`` (see :meth:`check`)."""
+    """The largest network; ``forward(x, spec)`` runs the subnet ``spec`` (see :meth:`layout`)."""
 
     def __init__(self, config: SupernetConfig) -> None:
         super().__init__()
         c = self.config = config
-        self.stem = DynConv(c.in_channels, c.stem_channels, 3)
-        self.first = DynBlock(c.stem_channels, c.first_channels, 1, 3, expand=False)
+        stem = c.max_channels(c.stem_channels)
+        self.stem = DynConv(c.in_channels, stem, 3)
+        cin = c.max_channels(c.first_channels)
+        self.first = DynBlock(stem, cin, 1, 3, expand=False)
         self.stages = nn.ModuleList()
-        cin = c.first_channels
-        for cmax, _ in c.stages:
+        for base, _, depths in c.stages:
+            cmax = c.max_channels(base)
             self.stages.append(nn.ModuleList(
-                DynBlock(cin if j == 0 else cmax, cmax, c.max_expand, c.max_kernel) for j in range(max(c.depths))))
+                DynBlock(cin if j == 0 else cmax, cmax, c.max_expand, c.max_kernel) for j in range(max(depths))))
             cin = cmax
         self.classifier = nn.Linear(cin, c.num_classes)
 
     def layout(self, spec: NetSpec) -> list[list[BlockSpec]]:
-        """``spec``'s blocks (identity blocks dropped) per stage: block 0 is the MB1 block, then a
-        block without shortcut opens the next stage. ModelLoadError when ``spec`` is no subnet."""
+        """``spec``'s blocks after the MB1 block split into the stages (identity blocks dropped):
+        the first split (longest stages first) where every stage has an allowed depth, its first
+        block the stage's stride and the others stride 1, every block out channels the stage
+        can make and a kernel, expand ratio and mid channels the supernet holds.
+        ModelLoadError when there is none."""
         c = self.config
         where = f"{spec.name}: not a subnet of this supernet"
         if (spec.in_channels, spec.num_classes, spec.stem_kernel, spec.stem_stride) != (
-                c.in_channels, c.num_classes, 3, c.stem_stride) or spec.feature_mix is not None:
+                c.in_channels, c.num_classes, 3, 2) or spec.feature_mix is not None:
             raise ModelLoadError(f"{where} (input channels, classes, stem or feature mix differ)")
-        if spec.stem_channels > c.stem_channels:
-            raise ModelLoadError(f"{where} (stem has {spec.stem_channels} > {c.stem_channels} channels)")
+        if spec.stem_channels > self.stem.weight.shape[0]:
+            raise ModelLoadError(f"{where} (stem has {spec.stem_channels} > {self.stem.weight.shape[0]} channels)")
         blocks = [b for b in spec.blocks if b is not None]
-        if not blocks or blocks[0].expand_ratio != 1 or blocks[0].kernel != 3 or blocks[0].stride != 1 \
-                or blocks[0].out_channels > c.first_channels or not blocks[0].depthwise:
-            raise ModelLoadError(f"{where} (block 0 must be MB1 k3 s1 with <= {c.first_channels} channels)")
-        stages: list[list[BlockSpec]] = []
-        for b in blocks[1:]:
-            if not b.shortcut:
-                stages.append([])
-            if not stages:
-                raise ModelLoadError(f"{where} (a shortcut block cannot open a stage)")
-            stages[-1].append(b)
-        if len(stages) != len(c.stages):
-            raise ModelLoadError(f"{where} ({len(stages)} stages, the supernet has {len(c.stages)})")
-        cin = blocks[0].out_channels
-        for s, ((cmax, stride), blks, mods) in enumerate(zip(c.stages, stages, self.stages)):
-            if len(blks) > len(mods):
-                raise ModelLoadError(f"{where} (stage {s} has {len(blks)} > {len(mods)} blocks)")
-            for j, (b, m) in enumerate(zip(blks, mods)):
-                mid = b.mid_channels or round(cin * b.expand_ratio)
-                ok = (b.out_channels <= cmax and b.kernel <= c.max_kernel and b.depthwise and not b.use_se
-                      and b.act == "RELU6" and b.stride == (stride if j == 0 else 1) and b.expand_ratio != 1
-                      and mid <= m.dw.weight.shape[0])
-                if not ok:
-                    raise ModelLoadError(f"{where} (stage {s} block {j}: {b.label()})")
-                cin = b.out_channels
+        b0 = blocks[0] if blocks else None
+        if b0 is None or b0.expand_ratio != 1 or b0.kernel != 3 or b0.stride != 1 or not b0.depthwise \
+                or b0.out_channels > self.first.project.weight.shape[0] or b0.use_se or b0.act != "RELU6":
+            raise ModelLoadError(f"{where} (block 0 must be MB1 k3 s1 with <= "
+                                 f"{self.first.project.weight.shape[0]} channels)")
+        rest = blocks[1:]
+
+        def fits(s: int, j: int, b: BlockSpec, cin: int) -> bool:
+            base, stride, _ = c.stages[s]
+            mid = b.mid_channels or round(cin * b.expand_ratio)
+            outs = {c.channels(base, w) for w in c.widths}
+            return (b.out_channels in outs and b.kernel <= c.max_kernel and b.depthwise and not b.use_se
+                    and b.act == "RELU6" and b.stride == (stride if j == 0 else 1) and b.expand_ratio != 1
+                    and mid <= self.stages[s][j].dw.weight.shape[0])
+
+        def split(s: int, i: int, cin: int) -> list[list[BlockSpec]] | None:
+            if s == len(c.stages):
+                return [] if i == len(rest) else None
+            for d in sorted(c.stages[s][2], reverse=True):
+                run = rest[i: i + d]
+                if len(run) < d:
+                    continue
+                ins = [cin] + [b.out_channels for b in run[:-1]]
+                if all(fits(s, j, b, x) for j, (b, x) in enumerate(zip(run, ins))):
+                    tail = split(s + 1, i + d, run[-1].out_channels)
+                    if tail is not None:
+                        return [list(run)] + tail
+            return None
+
+        stages = split(0, 0, b0.out_channels)
+        if stages is None:
+            raise ModelLoadError(f"{where} (its blocks fit no split into the supernet's stages)")
         return stages
 
     def forward(self, x: torch.Tensor, spec: NetSpec, stages: list[list[BlockSpec]] | None = None) -> torch.Tensor:
         stages = self.layout(spec) if stages is None else stages
         blocks = [b for b in spec.blocks if b is not None]
-        h = F.relu6(self.stem(x, spec.stem_channels, spec.stem_stride))
+        h = F.relu6(self.stem(x, spec.stem_channels, 2))
         h = self.first(h, blocks[0])
         for mods, blks in zip(self.stages, stages):
             for m, b in zip(mods, blks):
@@ -357,7 +391,7 @@ def train_supernet(train: Dataset, holdout: Dataset, config: SupernetConfig | No
     ``distill``), gradients summed; AdamW with a cosine schedule, random shifts by ``shift`` px.
     ``progress`` receives one line per epoch (loss, largest / smallest held-out accuracy)."""
     if config is None:
-        config = SupernetConfig(resolution=train.resolution, in_channels=train.channels,
+        config = SupernetConfig(resolutions=(train.resolution,), in_channels=train.channels,
                                 num_classes=len(train.classes))
     check_data(config, train)
     if epochs < 1 or batch_size < 1 or random_subnets < 0:
@@ -368,28 +402,33 @@ def train_supernet(train: Dataset, holdout: Dataset, config: SupernetConfig | No
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(train.y) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
-    x_all, y_all = to_tensor(train.x, config.resolution), torch.from_numpy(train.y)
+    x_all, y_all = to_tensor(train.x), torch.from_numpy(train.y)
     big, small = config.max_spec(), config.min_spec()
     result = TrainedSupernet(net, config, train, holdout)
     t0 = time.perf_counter()
+
+    def at(x: torch.Tensor, spec: NetSpec) -> torch.Tensor:
+        r = spec.resolution
+        return x if r == x.shape[-1] else F.interpolate(x, size=(r, r), mode="bilinear", align_corners=False)
+
     for epoch in range(epochs):
         net.train()
         total, count = 0.0, 0
         for idx in batches(len(y_all), batch_size, rng):
             xb, yb = augment(x_all[idx].clone(), rng, shift), y_all[idx]
             opt.zero_grad()
-            logits = net(xb, big)
+            logits = net(at(xb, big), big)
             loss = F.cross_entropy(logits, yb)
             loss.backward()
             soft = F.softmax(logits.detach(), dim=1)
             for spec in [small] + [config.sample(rng) for _ in range(random_subnets)]:
-                out = net(xb, spec)
+                out = net(at(xb, spec), spec)
                 sub = F.kl_div(F.log_softmax(out, 1), soft, reduction="batchmean") if distill \
                     else F.cross_entropy(out, yb)
                 sub.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             count += len(idx)
         acc = SupernetAccuracy(result, calib_batches=4)
         row = {"epoch": epoch + 1, "loss": total / count, "largest": acc(big), "smallest": acc(small),
