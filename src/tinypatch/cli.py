@@ -179,7 +179,80 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("-o", "--output", metavar="SPEC.json", help="write the redistributed spec")
     rd.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
+    _nas_parser(sub)
     return p
+
+
+NAS_EXAMPLES = """The three steps from data to board (PyTorch needed: pip install 'tinypatch[torch]'):
+  tinypatch nas train digits -o supernet.pt --epochs 8          train the supernet (held-out split kept)
+  tinypatch search --data supernet.pt --sram 12KB -o search.json  evolve under the SRAM limit, scored by
+                                                                the supernet's held-out accuracy
+  tinypatch nas export supernet.pt --spec search.json --sram 12KB -o model.tflite
+                                                                int8 .tflite, plan, checks on QEMU
+"""
+
+
+def _nas_parser(sub) -> None:  # noqa: ANN001
+    from tinypatch.codegen.targets import ALL_TARGETS
+
+    n = sub.add_parser("nas", help="train a weight-sharing supernet; export a subnet to int8 and the board",
+                       description="Accuracy for the architecture search (MCUNetV2 §3.3) and the way from the "
+                                   "search's winner to the board (issue 14).",
+                       epilog=NAS_EXAMPLES, formatter_class=_Formatter)
+    nsub = n.add_subparsers(dest="nas_command", required=True, metavar="STEP")
+    t = nsub.add_parser("train", help="train a supernet on your data (sandwich rule)",
+                        description="Train a weight-sharing supernet over MCUNet's space (kernel 3/5/7 by centre "
+                                    "crop, expand 3/4/6 and width 0.5/0.75/1 by channel slicing, depth 2/3/4) with "
+                                    "the sandwich rule and in-place distillation; a held-out part of every class is "
+                                    "kept for measuring subnets. Prints one line per epoch.",
+                        epilog=NAS_EXAMPLES, formatter_class=_Formatter)
+    t.add_argument("data", help="'digits' or 'digits:64' (scikit-learn's digits upscaled), a .npz with x (uint8 "
+                                "images) and y (labels), or a folder with one subfolder of images per class")
+    t.add_argument("-o", "--output", required=True, metavar="SUPERNET.pt", help="checkpoint to write")
+    t.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    t.add_argument("--resolutions", type=_ints, metavar="R,R,...",
+                   help="input resolutions of the space (default: the data's, 32 for digits)")
+    t.add_argument("--holdout", type=_fraction, default=0.2, metavar="F", help="held-out fraction (default 20%%)")
+    t.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    t.add_argument("--config", metavar="CONFIG.json", help="the space as JSON (SupernetConfig fields)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the sampling")
+    t.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+    e = nsub.add_parser("export", help="int8 .tflite of a subnet, planned and checked on the board",
+                        description="Extract a subnet from the supernet, fine-tune it, quantize it to int8 "
+                                    "(post-training calibration, then quantization-aware fine-tuning whose "
+                                    "forward is the integer arithmetic), write the .tflite, plan it under --sram "
+                                    "and measure its held-out accuracy three ways: PyTorch int8 simulation vs our "
+                                    "executor (identical logits), LiteRT BUILTIN_REF (identical bytes), the "
+                                    "generated C on QEMU (identical bytes). Exit 1 if any differs.",
+                        epilog=NAS_EXAMPLES, formatter_class=_Formatter)
+    e.add_argument("supernet", metavar="SUPERNET.pt", help="a checkpoint from `tinypatch nas train`")
+    e.add_argument("--spec", required=True, metavar="SPEC.json",
+                   help="the subnet: a search result (`tinypatch search -o`) or a spec .json")
+    e.add_argument("-o", "--output", required=True, metavar="MODEL.tflite",
+                   help="the int8 model (the plan goes beside it as MODEL.plan.json)")
+    e.add_argument("--data", help="the training data, if it moved since `nas train`")
+    e.add_argument("--sram", type=parse_size, metavar="SIZE", help="SRAM budget of the plan (default: least peak)")
+    e.add_argument("--no-input", dest="include_input", action="store_false",
+                   help="leave the model input out of the planned arena")
+    e.add_argument("--finetune-epochs", type=int, default=2, help="float fine-tuning epochs (default 2)")
+    e.add_argument("--qat-epochs", type=int, default=2, help="quantization-aware epochs (default 2)")
+    e.add_argument("--target", choices=[t for t in ALL_TARGETS if t != "host"], default="cortex-m7",
+                   help="the emulated board (default cortex-m7)")
+    e.add_argument("--mcu-images", type=int, metavar="N", help="run only the first N held-out images on QEMU")
+    e.add_argument("--project", metavar="DIR", help="keep the generated C project in DIR")
+    e.add_argument("--no-board", dest="board", action="store_false", help="skip planning and QEMU")
+    e.add_argument("--seed", type=int, default=0, help="seed of fine-tuning and calibration batches")
+    e.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("values must be positive")
+    return values
 
 
 def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> None:  # noqa: ANN001
@@ -290,7 +363,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _emit(result: api.PlanResult | api.RedistributionResult, args: argparse.Namespace, console: Console,
+def _emit(result: api.PlanResult | api.RedistributionResult | api.NasTrainResult, args: argparse.Namespace, console: Console,
           what: str) -> None:
     """Print a result (text or --json) and save it to -o, as plan and redistribute do."""
     if args.json:
@@ -352,7 +425,36 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
+@contextmanager
+def _log_lines(disable: bool = False) -> Iterator[api.Progress]:
+    """Progress of long steps (training epochs, phases) as lines on stderr."""
+    err = Console(stderr=True)
+
+    def hook(phase: str, done: int, total: int) -> None:
+        if not disable and done == 0 and total == 0:
+            err.print(phase, highlight=False)
+
+    yield hook
+
+
+def cmd_nas(args: argparse.Namespace, console: Console) -> int:
+    with _log_lines(disable=args.json) as progress:
+        if args.nas_command == "train":
+            result = api.nas_train(args.data, epochs=args.epochs, resolutions=args.resolutions, holdout=args.holdout,
+                                   seed=args.seed, batch_size=args.batch_size, config=args.config, progress=progress)
+        else:
+            result = api.nas_export(args.supernet, args.spec, args.output, data=args.data, sram=args.sram,
+                                    include_input=args.include_input, finetune_epochs=args.finetune_epochs,
+                                    qat_epochs=args.qat_epochs, mcu_images=args.mcu_images, target=args.target,
+                                    project=args.project, seed=args.seed, board=args.board, progress=progress)
+    if args.nas_command == "train":
+        _emit(result, args, console, "supernet")
+        return 0
+    print(result.to_json()) if args.json else result.render(console)
+    return 0 if result.ok else 1
+
+
+COMMANDS = {"nas": cmd_nas, "analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
             "show": cmd_show, "redistribute": cmd_redistribute}
 
 if __name__ == "__main__":

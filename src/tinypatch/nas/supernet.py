@@ -16,6 +16,7 @@ training batches, then top-1 accuracy on the held-out split. This module needs t
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -31,7 +32,7 @@ from torch import nn
 from tinypatch.errors import ModelLoadError, UsageError
 from tinypatch.frontends.spec import BlockSpec, NetSpec
 from tinypatch.frontends.synth import make_divisible
-from tinypatch.nas.data import Dataset
+from tinypatch.nas.data import Dataset, load_data, split
 from tinypatch.safeio import write_bytes
 
 KERNELS = (3, 5, 7)
@@ -352,17 +353,27 @@ class TrainedSupernet:
     holdout: Dataset
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    data: dict = field(default_factory=dict)  # how to rebuild the split: source, holdout, seed, digest
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Weights, config and history, written atomically (torch.save format)."""
+        """Weights, config, history and the data split's recipe, written atomically (torch.save format)."""
         buf = io.BytesIO()
         torch.save({"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "state": self.net.state_dict(),
-                    "history": self.history, "seconds": self.seconds}, buf)
+                    "history": self.history, "seconds": self.seconds, "data": self.data}, buf)
         write_bytes(path, buf.getvalue())
 
 
-def load_supernet(path: str | os.PathLike[str], train: Dataset, holdout: Dataset) -> TrainedSupernet:
-    """Read a checkpoint written by :meth:`TrainedSupernet.save` (the data split is the caller's)."""
+def data_digest(data: Dataset) -> str:
+    """SHA-256 (16 hex digits) of images and labels: a checkpoint knows the data it was trained on."""
+    h = hashlib.sha256(data.x.tobytes())
+    h.update(data.y.tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_supernet(path: str | os.PathLike[str], data: Dataset | None = None) -> TrainedSupernet:
+    """Read a checkpoint written by :meth:`TrainedSupernet.save` with its data split: rebuilt from
+    ``data`` (default: the source recorded in the checkpoint) with the recorded held-out fraction
+    and seed; ModelLoadError when those images are not the ones it was trained on."""
     try:
         ck = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -374,7 +385,14 @@ def load_supernet(path: str | os.PathLike[str], train: Dataset, holdout: Dataset
     config = SupernetConfig.from_dict(ck["config"])
     net = Supernet(config)
     net.load_state_dict(ck["state"])
-    return TrainedSupernet(net, config, train, holdout, ck.get("history", []), ck.get("seconds", 0.0))
+    meta = ck.get("data", {})
+    if data is None:
+        data = load_data(meta.get("source", ""), meta.get("resolution"))
+    if meta.get("digest") not in (None, data_digest(data)):
+        raise ModelLoadError(f"{path} was trained on other data than {meta.get('source', 'the data given')} "
+                             f"(digest {meta.get('digest')} != {data_digest(data)})")
+    train, holdout = split(data, meta.get("holdout", 0.2), meta.get("seed", 0))
+    return TrainedSupernet(net, config, train, holdout, ck.get("history", []), ck.get("seconds", 0.0), meta)
 
 
 def check_data(config: SupernetConfig, data: Dataset) -> None:
