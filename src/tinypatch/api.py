@@ -41,10 +41,12 @@ if TYPE_CHECKING:
     from tinypatch.planning.plan import Plan
     from tinypatch.frontends.spec import NetSpec
     from tinypatch.planning.redistribute import Redistribution
+    from tinypatch.nas.evolution import SearchResult as NasResult
+    from tinypatch.nas.space import SearchSpace
 
 __all__ = ["AnalysisResult", "CodegenResult", "NasExportResult", "NasTrainResult", "PlanResult", "Progress",
-           "RedistributionResult", "RunResult", "analyze", "codegen", "load", "nas_export", "nas_train", "parse_fraction",
-           "parse_size", "plan", "redistribute", "run"]
+           "RedistributionResult", "RunResult", "SearchOutcome", "analyze", "codegen", "load", "nas_export", "nas_train",
+           "parse_fraction", "parse_size", "plan", "redistribute", "run", "search"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
 PlanLike = Union["Plan", "PlanResult", str, "os.PathLike[str]"]
@@ -407,6 +409,119 @@ def redistribute(spec: str | os.PathLike[str] | NetSpec, *, budget: int | str | 
                                        progress=_phase(progress, "redistributing")))
 
 
+# --- search ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SearchOutcome(_Result):
+    """What ``tinypatch search`` prints and saves: the best network, its schedule, the history."""
+
+    search: NasResult
+    plan: Plan  # the best network's schedule
+
+    @property
+    def spec(self) -> NetSpec:
+        return self.search.best.spec
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` (best spec as NetSpec JSON, its plan, figures, history) atomically."""
+        from tinypatch.safeio import write_text
+
+        write_text(path, self.to_json() + "\n")
+
+    def save_spec(self, path: str | os.PathLike[str]) -> None:
+        from tinypatch.frontends.spec import save_spec
+
+        save_spec(self.spec, path)
+
+    def plot(self, path: str | os.PathLike[str]) -> None:
+        """Pareto plot of the objective vs SRAM over every feasible network evaluated."""
+        from tinypatch.report.plots import plot_pareto
+
+        r = self.search
+        c = r.constraints
+        scale, unit = (1e6, "M") if r.settings["objective"] == "macs" else (1.0, "")
+        front = [(peak, score / scale) for peak, score, _ in r.pareto()]
+        best = (r.best.evaluation.peak, r.best.score / scale)
+        what = "MACs (M)" if r.settings["objective"] == "macs" else f"objective ({r.settings['objective']}{unit})"
+        plot_pareto(os.fspath(path), f"search: {len(r.scores)} feasible networks, SRAM <= {c.sram / 1024:g} kB "
+                                     f"({c.convention}, input {'counted' if c.include_input else 'not counted'})",
+                    {"Pareto front of the networks evaluated": front}, {"best": [best]},
+                    xlabel=f"SRAM of the schedule, {c.convention} (kB = 1024 B)", ylabel=what)
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        r = self.search
+        c, e = r.constraints, r.best.evaluation
+        limits = [f"SRAM <= {c.sram / 1024:g} kB ({c.convention}, input {'counted' if c.include_input else 'not counted'})"]
+        if c.flash is not None:
+            limits.append(f"flash <= {c.flash / 1024:g} kB")
+        if c.max_macs is not None:
+            limits.append(f"executed MACs <= {c.max_macs / 1e6:g}M")
+        patches = "layer by layer only (p = 1)" if c.max_patches == 1 else f"p in 1..{c.max_patches}"
+        console.print(f"search: {r.space.name} space, {', '.join(limits)}, {patches}; seed {r.settings['seed']}, "
+                      f"objective {r.settings['objective']}", highlight=False)
+        t = Table(title="best network per iteration")
+        for col in ("iteration", "objective", "MACs", "SRAM kB", "flash kB", "schedule", "network"):
+            t.add_column(col, justify="left" if col in ("schedule", "network") else "right")
+        for h in r.history:
+            t.add_row(str(h["iteration"]), f"{h['best_score']:.6g}", f"{h['macs'] / 1e6:.1f}M",
+                      f"{h['peak'] / 1024:.1f}", f"{h['flash'] / 1024:.1f}", h["schedule"], h["best"])
+        console.print(t)
+        console.print(f"best: {e.macs / 1e6:.2f}M MACs ({e.schedule_macs / 1e6:.2f}M executed, {e.overhead:+.1%}), "
+                      f"SRAM {e.peak:,} B = {e.peak / 1024:.1f} kB (layer by layer {e.layer_peak / 1024:.1f} kB), "
+                      f"flash {e.flash:,} B = {e.flash / 1024:.1f} kB, schedule {e.schedule}", highlight=False)
+        console.print(f"{len(r.evaluations)} networks evaluated ({len(r.scores)} feasible) from {r.proposals} "
+                      f"proposals in {r.seconds:.1f} s", highlight=False)
+        console.print(self.spec.describe(), highlight=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.search.to_dict(), "plan": self.plan.to_dict(),
+                "pareto": [{"peak": p, "score": s, "fingerprint": f} for p, s, f in self.search.pareto()]}
+
+    def __repr__(self) -> str:
+        e = self.search.best.evaluation
+        return f"<SearchOutcome best {e.macs / 1e6:.1f}M MACs at {e.peak:,} B ({e.schedule})>"
+
+
+def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | None = None,
+           include_input: bool = True, convention: str = "analytic", max_patches: int = 4,
+           space: SearchSpace | None = None, objective: Callable[[NetSpec], float] | None = None,
+           population: int = 100, parents: int = 20, n_mutate: int = 50, n_crossover: int = 50,
+           mutate_prob: float = 0.1, iterations: int = 30, seed: int = 0,
+           resume: str | os.PathLike[str] | None = None, ray: bool = False, ray_address: str | None = None,
+           workers: int | None = None, progress: bool = False) -> SearchOutcome:
+    """Joint architecture + schedule search (``tinypatch search``, MCUNetV2 §3.3).
+
+    Evolution over ``space`` (default: MCUNetV2's on MCUNet's backbone) of networks whose best
+    schedule meets ``sram`` (``convention`` "analytic": MCUNetV2's patch schedules, or "placed":
+    our planner's placed arena), ``flash`` (weights + biases) and ``max_macs`` (executed MACs).
+    ``objective(spec)`` scores feasible networks, higher is better (default: MACs, the TinyNAS
+    proxy). ``max_patches=1`` is MCUNet's per-layer search. Candidates are evaluated on Ray when
+    ``ray``, ``ray_address`` or ``workers`` is given (a local cluster of ``workers`` CPUs unless
+    ``ray_address``), in process otherwise; the result does not depend on where. ``resume``: a
+    JSON state file written after every iteration, continued when it exists.
+    """
+    from tinypatch.nas.evaluate import Constraints, best_plan
+    from tinypatch.nas.evolution import evolve
+    from tinypatch.nas.space import mcunet_space
+
+    constraints = Constraints(parse_size(sram), None if flash is None else parse_size(flash), max_macs,
+                              include_input, convention, max_patches)
+    kwargs = dict(population=population, parents=parents, n_mutate=n_mutate, n_crossover=n_crossover,
+                  mutate_prob=mutate_prob, iterations=iterations, seed=seed, progress=progress, resume=resume)
+    space = space or mcunet_space()
+    if ray or ray_address or workers is not None:
+        from tinypatch.nas.executors import RayExecutor
+
+        with RayExecutor(ray_address, workers) as executor:
+            result = evolve(space, constraints, objective, executor=executor, **kwargs)
+    else:
+        result = evolve(space, constraints, objective, **kwargs)
+    return SearchOutcome(result, best_plan(result.best.spec, result.best.evaluation, constraints))
+
+
 # --- run ------------------------------------------------------------------------------------------
 
 def _inputs(graph: Graph, value: InputLike, seed: int, preprocess: str, quantize_input: bool = False) -> Any:
@@ -653,6 +768,26 @@ class NasTrainResult(_Result):
         t = self.trained
         return {"config": t.config.to_dict(), "data": t.data, "history": t.history, "seconds": t.seconds,
                 "path": self.path}
+
+
+def accuracy_objective(supernet: str | os.PathLike[str] | None = None, data: str | os.PathLike[str] | None = None, *,
+                       epochs: int = 10, calib_batches: int = 20, seed: int = 0,
+                       progress: Progress | None = None) -> tuple[Callable[[NetSpec], float], SearchSpace]:
+    """The search objective from a supernet (``tinypatch search --data / --supernet``) and the space of
+    its subnets: the checkpoint ``supernet`` if it exists (its recorded data, or ``data``), else a
+    supernet trained on ``data`` for ``epochs`` (saved to ``supernet`` when given). The objective
+    is a subnet's held-out accuracy after BatchNorm re-calibration on ``calib_batches`` x 64
+    training images. Needs PyTorch."""
+    sn = _nas("supernet")
+    if supernet is not None and os.path.exists(supernet):
+        trained = sn.load_supernet(os.fspath(supernet), None if data is None else _nas("data").load_data(os.fspath(data)))
+    elif data is None:
+        raise UsageError(f"supernet checkpoint not found: {supernet}; give --data to train one")
+    else:
+        trained = nas_train(data, epochs=epochs, seed=seed, progress=progress).trained
+        if supernet is not None:
+            trained.save(supernet)
+    return sn.SupernetAccuracy(trained, calib_batches=calib_batches, seed=seed), trained.config.to_space()
 
 
 def nas_train(data: str | os.PathLike[str], *, epochs: int = 10, resolutions: Sequence[int] | None = None,

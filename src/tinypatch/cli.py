@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--tolerance", type=_fraction, default=0.05, help="MAC and parameter tolerance (default 5%%)")
     rd.add_argument("-o", "--output", metavar="SPEC.json", help="write the redistributed spec")
     rd.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    _search_parser(sub)
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
     _nas_parser(sub)
     return p
@@ -210,7 +211,7 @@ def _nas_parser(sub) -> None:  # noqa: ANN001
                                 "images) and y (labels), or a folder with one subfolder of images per class")
     t.add_argument("-o", "--output", required=True, metavar="SUPERNET.pt", help="checkpoint to write")
     t.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
-    t.add_argument("--resolutions", type=_ints, metavar="R,R,...",
+    t.add_argument("--resolutions", type=_int_list, metavar="R,R,...",
                    help="input resolutions of the space (default: the data's, 32 for digits)")
     t.add_argument("--holdout", type=_fraction, default=0.2, metavar="F", help="held-out fraction (default 20%%)")
     t.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
@@ -245,13 +246,110 @@ def _nas_parser(sub) -> None:  # noqa: ANN001
     e.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
 
 
-def _ints(text: str) -> list[int]:
+
+SEARCH_EXAMPLES = """SRAM is MCUNetV2's analytic peak of the network's best patch schedule (every p x p grid, p <=
+--max-patches, over every first-stage length), or with --placed the placed arena of our planner's
+best schedule (multi-stage, halo caching, in place; slower). Flash counts int8 weights and int32
+biases. The objective is the network's MACs (TinyNAS's proxy: no data needed), or with --data /
+--supernet its held-out accuracy from a weight-sharing supernet (the space is then the supernet's).
+
+examples:
+  tinypatch search --sram 256KB --flash 1MB -o best.json --plot pareto.png
+                                        MCUNetV2-M4's board, 30 iterations x 100 (minutes)
+  tinypatch search --sram 256KB --flash 1MB --max-patches 1      MCUNet's per-layer search
+  tinypatch search --sram 64KB --flash 512KB --iterations 5 --population 20 --resume state.json
+                                        a short search; run it again to continue from state.json
+  tinypatch search --sram 256KB --flash 1MB --workers 4          candidates evaluated on a local Ray
+  tinypatch search --data digits --supernet sn.pt --sram 8KB --population 20 --iterations 5 -o best.json
+                                        accuracy on held-out digits (trains sn.pt first if missing)
+"""
+
+
+def _search_parser(sub) -> None:  # noqa: ANN001
+    from tinypatch.nas.space import SPACES
+
+    se = sub.add_parser("search", help="joint architecture + schedule search (MCUNetV2 §3.3)",
+                        description="Evolutionary search (MCUNetV2: random feasible population, top parents, "
+                                    "mutation and crossover children) over MCUNet's space (kernel 3/5/7, expand "
+                                    "3/4/6, width 0.5/0.75/1 per block, 2-4 blocks per stage, resolution 96-256) "
+                                    "for the network with the best objective whose best schedule fits the "
+                                    "constraints; prints the history and the winner, -o writes it with its plan.",
+                        epilog=SEARCH_EXAMPLES, formatter_class=_Formatter)
+    se.add_argument("--sram", type=parse_size, required=True, metavar="SIZE", help="SRAM limit, e.g. 256KB")
+    se.add_argument("--flash", type=parse_size, metavar="SIZE", help="flash limit for weights and biases, e.g. 1MB")
+    se.add_argument("--max-macs", type=_count, metavar="N", help="limit on the MACs the schedule executes, e.g. 200M")
+    se.add_argument("--no-input", dest="include_input", action="store_false",
+                    help="do not count the input image in SRAM (MCUNetV2's convention for its search)")
+    se.add_argument("--placed", action="store_true",
+                    help="SRAM is our planner's placed arena peak, not MCUNetV2's analytic figure")
+    se.add_argument("--max-patches", type=_positive, default=4, metavar="P",
+                    help="patch grids p x p for p = 1..P (default 4; 1: layer by layer only, MCUNet's search)")
+    se.add_argument("--space", choices=sorted(SPACES), default="mcunet",
+                    help="mcunet: ImageNet, 1000 classes (default); mcunet-vww: 2 classes, half width, "
+                         "resolution 48-160")
+    se.add_argument("--resolutions", type=_int_list, metavar="R,R,...", help="override the space's resolutions")
+    se.add_argument("--data", metavar="DATA",
+                    help="objective: held-out accuracy from a weight-sharing supernet trained on DATA ('digits', a .npz "
+                         "or an image folder; see `tinypatch nas train`), in the supernet's space (needs PyTorch)")
+    se.add_argument("--supernet", metavar="SUPERNET.pt",
+                    help="with --data: the checkpoint to load if it exists, else where to save the one trained; "
+                         "alone: use this checkpoint and the data it was trained on")
+    se.add_argument("--epochs", type=_positive, default=10, help="with --data and no checkpoint: training epochs")
+    se.add_argument("--calib-batches", type=_positive, default=20, metavar="N",
+                    help="BatchNorm re-calibration batches of 64 per candidate (default 20, MCUNetV2's)")
+    se.add_argument("--population", type=_positive, default=100, help="population size (default 100)")
+    se.add_argument("--parents", type=_positive, default=20, help="parents kept per iteration (default 20)")
+    se.add_argument("--mutate", type=_natural, default=50, metavar="N", help="mutation children (default 50)")
+    se.add_argument("--crossover", type=_natural, default=50, metavar="N", help="crossover children (default 50)")
+    se.add_argument("--mutate-prob", type=_fraction, default=0.1, metavar="F",
+                    help="probability a gene is resampled in a mutation (default 0.1)")
+    se.add_argument("--iterations", type=_natural, default=30, help="iterations (default 30)")
+    se.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same search (default 0)")
+    se.add_argument("--resume", metavar="FILE", help="state file written after every iteration; continued if it exists")
+    se.add_argument("--ray", action="store_true", help="evaluate candidates on a local Ray cluster")
+    se.add_argument("--ray-address", metavar="ADDR", help="evaluate candidates on the Ray cluster at ADDR")
+    se.add_argument("--workers", type=_positive, metavar="N", help="CPUs of the local Ray cluster (implies --ray)")
+    se.add_argument("-o", "--output", metavar="FILE.json",
+                    help="write the result: best spec (NetSpec JSON), its plan, figures, history")
+    se.add_argument("--save-spec", metavar="SPEC.json", help="write the best network's spec alone")
+    se.add_argument("--plot", metavar="FILE.png", help="save the Pareto plot of the objective vs SRAM")
+    se.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+
+
+def _positive(text: str) -> int:
     try:
-        values = [int(v) for v in text.split(",")]
+        v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("values must be positive")
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _natural(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive(text)
+
+
+def _count(text: str) -> int:
+    """'200M' -> 200000000, '1.5G', '5000k' or a plain integer."""
+    t = text.strip().upper()
+    mult = {"K": 10**3, "M": 10**6, "G": 10**9}.get(t[-1:], 1)
+    try:
+        v = float(t[:-1] if mult > 1 else t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r} (e.g. 200M)") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return int(v * mult)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"resolutions must be positive: {text!r}")
     return values
 
 
@@ -363,9 +461,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _emit(result: api.PlanResult | api.RedistributionResult | api.NasTrainResult, args: argparse.Namespace, console: Console,
-          what: str) -> None:
-    """Print a result (text or --json) and save it to -o, as plan and redistribute do."""
+def _emit(result: api.PlanResult | api.RedistributionResult | api.SearchOutcome | api.NasTrainResult,
+          args: argparse.Namespace, console: Console, what: str) -> None:
+    """Print a result (text or --json) and save it to -o, as plan, redistribute and search do."""
     if args.json:
         print(result.to_json())
     else:
@@ -402,6 +500,38 @@ def cmd_redistribute(args: argparse.Namespace, console: Console) -> int:
         result = api.redistribute(args.spec, budget=args.budget, grid=args.grid, tolerance=args.tolerance,
                                   progress=progress)
     _emit(result, args, console, "spec")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from tinypatch.nas.space import SPACES
+
+    space = SPACES[args.space]()
+    objective = None
+    if args.data or args.supernet:
+        with _log_lines(disable=args.json) as log:
+            objective, space = api.accuracy_objective(args.supernet, args.data, epochs=args.epochs,
+                                                      calib_batches=args.calib_batches, seed=args.seed, progress=log)
+    if args.resolutions:
+        from dataclasses import replace
+
+        space = replace(space, resolutions=args.resolutions)
+    err = Console(stderr=True)
+    result = api.search(objective=objective, sram=args.sram, flash=args.flash, max_macs=args.max_macs, include_input=args.include_input,
+                        convention="placed" if args.placed else "analytic", max_patches=args.max_patches,
+                        space=space, population=args.population, parents=args.parents, n_mutate=args.mutate,
+                        n_crossover=args.crossover, mutate_prob=args.mutate_prob, iterations=args.iterations,
+                        seed=args.seed, resume=args.resume, ray=args.ray, ray_address=args.ray_address,
+                        workers=args.workers, progress=not args.json and err.is_terminal)
+    _emit(result, args, console, "result")
+    if args.save_spec:
+        result.save_spec(args.save_spec)
+        if not args.json:
+            console.print(f"spec written to {args.save_spec}")
+    if args.plot:
+        result.plot(args.plot)
+        if not args.json:
+            console.print(f"Pareto plot written to {args.plot}")
     return 0
 
 
@@ -454,8 +584,8 @@ def cmd_nas(args: argparse.Namespace, console: Console) -> int:
     return 0 if result.ok else 1
 
 
-COMMANDS = {"nas": cmd_nas, "analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
-            "show": cmd_show, "redistribute": cmd_redistribute}
+COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
+            "show": cmd_show, "redistribute": cmd_redistribute, "search": cmd_search, "nas": cmd_nas}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,6 +33,7 @@ from tinypatch.errors import ModelLoadError, UsageError
 from tinypatch.frontends.spec import BlockSpec, NetSpec
 from tinypatch.frontends.synth import make_divisible
 from tinypatch.nas.data import Dataset, load_data, split
+from tinypatch.nas.space import SearchSpace
 from tinypatch.safeio import write_bytes
 
 KERNELS = (3, 5, 7)
@@ -80,6 +81,12 @@ class SupernetConfig:
 
     def channels(self, base: int, width: float) -> int:
         return make_divisible(base * width, 8)
+
+    def to_space(self, name: str = "supernet") -> SearchSpace:
+        """The search space whose networks are exactly this supernet's subnets."""
+        return SearchSpace(kernels=self.kernels, expands=self.expands, widths=self.widths, resolutions=self.resolutions,
+                           stages=self.stages, stem_channels=self.stem_channels, first_channels=self.first_channels,
+                           num_classes=self.num_classes, name=name)
 
     def max_channels(self, base: int) -> int:
         return max(self.channels(base, w) for w in self.widths)
@@ -500,6 +507,8 @@ class SupernetAccuracy:
         self.calib_batches, self.batch_size, self.seed = calib_batches, batch_size, seed
         self.cache: dict[str, float] = {}
         self._inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        digest = trained.data.get("digest", "")
+        self.__name__ = f"held-out accuracy (supernet on {digest or 'its data'}, {calib_batches}x{batch_size} BN batches)"
 
     def _data(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
         if resolution not in self._inputs:
