@@ -110,3 +110,40 @@ def test_int8_simulation_equals_executor_and_litert(trained):
     if lite is None:
         pytest.skip("ai-edge-litert is not installed")
     assert np.array_equal(lite, ref)
+
+
+@pytest.mark.skipif(missing_tools("cortex-m7") is not None, reason=f"Cortex-M toolchain/emulator: {missing_tools('cortex-m7')}")
+def test_search_to_board_three_ways_agree(trained, tmp_path):
+    """Issue 14's acceptance, small: the supernet's held-out accuracy drives the search under an SRAM
+    limit (placed arena) below the layer-by-layer peak of the space's smallest network, so every
+    candidate needs a patch schedule; the winner is quantized to int8 (calibration + QAT) and its
+    held-out accuracy is the same from the PyTorch int8 simulation, our executor, LiteRT and the
+    generated C on Cortex-M7 (QEMU)."""
+    from tinypatch import api
+    from tinypatch.frontends.mcunet_config import build_net
+    from tinypatch.nas.pipeline import export_to_board
+
+    sram = 4 * 1024
+    assert api.plan(build_net(TINY.min_spec())).baseline.peak > sram
+    trained.data = {"digest": "test"}
+    objective = SupernetAccuracy(trained, calib_batches=4)
+    found = api.search(sram=sram, convention="placed", space=TINY.to_space(), objective=objective, population=6,
+                       parents=3, n_mutate=3, n_crossover=3, iterations=2, seed=0)
+    spec = found.search.best.spec
+    assert found.search.best.score == objective(spec)
+    holder = {}
+
+    def plan(graph):
+        holder["p"] = api.plan(graph, sram=sram)
+        return holder["p"].plan
+
+    deployed = export_to_board(trained, spec, tmp_path / "m.tflite", plan=plan, finetune_epochs=1, qat_epochs=1,
+                               mcu_images=24)
+    planned = holder["p"]
+    assert planned.cost.peak <= sram < planned.baseline.peak  # only a patch-based schedule fits
+    assert planned.schedule.choices and any(c.grid for c in planned.schedule.choices)
+    ways = {w.name.split(" ")[0]: w for w in deployed.verification.ways}
+    assert deployed.verification.ok and all(w.identical for w in ways.values() if w.identical is not None)
+    assert ways["PyTorch"].accuracy == ways["tinypatch"].accuracy == ways["LiteRT"].accuracy
+    assert ways["generated"].images == 24 and ways["generated"].identical
+    assert deployed.exported.qat[-1] == ways["PyTorch"].accuracy > 0.2
