@@ -147,3 +147,29 @@ def test_search_to_board_three_ways_agree(trained, tmp_path):
     assert ways["PyTorch"].accuracy == ways["tinypatch"].accuracy == ways["LiteRT"].accuracy
     assert ways["generated"].images == 24 and ways["generated"].identical
     assert deployed.exported.qat[-1] == ways["PyTorch"].accuracy > 0.2
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["nas", "train", "no-such-data.npz", "-o", "sn.pt"], "data not found"),
+    (["nas", "export", "missing.pt", "--spec", "missing.json", "-o", "m.tflite"], "not found"),
+    (["search", "--supernet", "missing.pt", "--sram", "4KB"], "supernet checkpoint not found"),
+])
+def test_cli_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys):
+    from tinypatch.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_export_refuses_a_spec_outside_the_supernet(trained, tmp_path, capsys):
+    from tinypatch.cli import main
+    from tinypatch.frontends.spec import save_spec
+
+    trained.data = {"source": "digits:32", "resolution": 32, "holdout": 0.2, "seed": 0}
+    trained.save(tmp_path / "sn.pt")
+    save_spec(TINY.max_spec().with_block(2, kernel=9), tmp_path / "spec.json")
+    assert main(["nas", "export", str(tmp_path / "sn.pt"), "--spec", str(tmp_path / "spec.json"),
+                 "-o", str(tmp_path / "m.tflite")]) == 2
+    assert "not a subnet of this supernet" in capsys.readouterr().err

@@ -960,12 +960,9 @@ def nas_train(data: str | os.PathLike[str], *, epochs: int = 10, resolutions: Se
             config = sn.SupernetConfig.from_dict(read_json(os.fspath(config)))
         except (TypeError, ValueError, KeyError) as exc:
             raise UsageError(f"{config}: not a supernet config ({exc})") from None
-    if resolutions is not None:
-        from dataclasses import replace
-
-        config = replace(config or sn.SupernetConfig(), resolutions=tuple(int(r) for r in resolutions))
-    trained = _nas("pipeline").train(os.fspath(data), config, epochs=epochs, holdout=parse_fraction(holdout),
-                                     seed=seed, batch_size=batch_size, progress=_log(progress))
+    trained = _nas("pipeline").train(os.fspath(data), config, resolutions=resolutions, epochs=epochs,
+                                     holdout=parse_fraction(holdout), seed=seed, batch_size=batch_size,
+                                     progress=_log(progress))
     return NasTrainResult(trained)
 
 

@@ -235,11 +235,11 @@ def _nas_parser(sub) -> None:  # noqa: ANN001
     t.add_argument("data", help="'digits' or 'digits:64' (scikit-learn's digits upscaled), a .npz with x (uint8 "
                                 "images) and y (labels), or a folder with one subfolder of images per class")
     t.add_argument("-o", "--output", required=True, metavar="SUPERNET.pt", help="checkpoint to write")
-    t.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    t.add_argument("--epochs", type=_positive, default=10, help="training epochs (default 10)")
     t.add_argument("--resolutions", type=_int_list, metavar="R,R,...",
                    help="input resolutions of the space (default: the data's, 32 for digits)")
     t.add_argument("--holdout", type=_fraction, default=0.2, metavar="F", help="held-out fraction (default 20%%)")
-    t.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    t.add_argument("--batch-size", type=_positive, default=64, help="batch size (default 64)")
     t.add_argument("--config", metavar="CONFIG.json", help="the space as JSON (SupernetConfig fields)")
     t.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the sampling")
     t.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
@@ -260,11 +260,11 @@ def _nas_parser(sub) -> None:  # noqa: ANN001
     e.add_argument("--sram", type=parse_size, metavar="SIZE", help="SRAM budget of the plan (default: least peak)")
     e.add_argument("--no-input", dest="include_input", action="store_false",
                    help="leave the model input out of the planned arena")
-    e.add_argument("--finetune-epochs", type=int, default=2, help="float fine-tuning epochs (default 2)")
-    e.add_argument("--qat-epochs", type=int, default=2, help="quantization-aware epochs (default 2)")
+    e.add_argument("--finetune-epochs", type=_natural, default=2, help="float fine-tuning epochs (default 2)")
+    e.add_argument("--qat-epochs", type=_natural, default=2, help="quantization-aware epochs (default 2)")
     e.add_argument("--target", choices=[t for t in ALL_TARGETS if t != "host"], default="cortex-m7",
                    help="the emulated board (default cortex-m7)")
-    e.add_argument("--mcu-images", type=int, metavar="N", help="run only the first N held-out images on QEMU")
+    e.add_argument("--mcu-images", type=_positive, metavar="N", help="run only the first N held-out images on QEMU")
     e.add_argument("--project", metavar="DIR", help="keep the generated C project in DIR")
     e.add_argument("--no-board", dest="board", action="store_false", help="skip planning and QEMU")
     e.add_argument("--seed", type=int, default=0, help="seed of fine-tuning and calibration batches")

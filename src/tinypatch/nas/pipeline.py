@@ -9,8 +9,8 @@ measures held-out accuracy three ways (:mod:`tinypatch.nas.verify`). This module
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from tinypatch.backends.tflite_writer import write_tflite
 from tinypatch.frontends.spec import NetSpec
@@ -23,14 +23,18 @@ from tinypatch.planning.plan import Plan
 from tinypatch.safeio import write_bytes
 
 
-def train(source: str, config: SupernetConfig | None = None, *, epochs: int = 10, holdout: float = 0.2,
-          seed: int = 0, batch_size: int = 64, progress: Progress | None = None) -> TrainedSupernet:
+def train(source: str, config: SupernetConfig | None = None, *, resolutions: Sequence[int] | None = None,
+          epochs: int = 10, holdout: float = 0.2, seed: int = 0, batch_size: int = 64,
+          progress: Progress | None = None) -> TrainedSupernet:
     """Train a supernet on the data at ``source`` (see :func:`tinypatch.nas.data.load_data`); the
-    images are loaded at the config's largest resolution (an image folder: resized to it)."""
-    resolution = max(config.resolutions) if config is not None else None
+    images are loaded at the largest resolution (an image folder: resized to it). Without
+    ``config``: the default space for the data's classes at ``resolutions`` (default: the data's)."""
+    if config is not None and resolutions:
+        config = replace(config, resolutions=tuple(resolutions))
+    resolution = max(config.resolutions) if config is not None else max(resolutions) if resolutions else None
     data = load_data(source, resolution)
     if config is None:
-        config = SupernetConfig(resolutions=(data.resolution,), num_classes=len(data.classes))
+        config = SupernetConfig(resolutions=tuple(resolutions or (data.resolution,)), num_classes=len(data.classes))
     tr, held = split(data, holdout, seed)
     trained = train_supernet(tr, held, config, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
     trained.data = {"source": os.fspath(source), "resolution": resolution, "holdout": holdout, "seed": seed,
