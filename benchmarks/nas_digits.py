@@ -69,7 +69,7 @@ def main() -> int:
         return 1
 
     objective = SupernetAccuracy(trained, calib_batches=20, seed=args.seed)
-    kw = dict(sram=sram, convention="placed", space=config.to_space(), objective=objective, population=args.population,
+    kw = dict(sram=sram, convention="placed", space=config.to_space(), objective=objective, population=args.population,  # noqa: C408
               parents=max(2, args.population // 5), n_mutate=args.population // 2, n_crossover=args.population // 2,
               iterations=args.iterations, seed=args.seed)
     t0 = time.perf_counter()

@@ -11,19 +11,19 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from tinypatch.codegen.toolchain import missing_tools  # noqa: E402
-from tinypatch.errors import ModelLoadError  # noqa: E402
-from tinypatch.frontends.spec import BlockSpec  # noqa: E402
-from tinypatch.nas.data import digits, split  # noqa: E402
-from tinypatch.nas.export import calibrate, extract, int8_predictions, to_graph  # noqa: E402
-from tinypatch.nas.supernet import (  # noqa: E402
+from tinypatch.codegen.toolchain import missing_tools
+from tinypatch.errors import ModelLoadError
+from tinypatch.frontends.spec import BlockSpec
+from tinypatch.nas.data import digits, split
+from tinypatch.nas.export import calibrate, extract, int8_predictions, to_graph
+from tinypatch.nas.supernet import (
     SupernetAccuracy,
     SupernetConfig,
     load_supernet,
     to_tensor,
     train_supernet,
 )
-from tinypatch.nas.verify import executor_logits, litert_logits, model_inputs  # noqa: E402
+from tinypatch.nas.verify import executor_logits, litert_logits, model_inputs
 
 TINY = SupernetConfig(resolutions=(32, 24), stem_channels=8, first_channels=8,
                       stages=((8, 2, (1, 2)), (16, 2, (1, 2))))

@@ -38,7 +38,7 @@ def train(source: str, config: SupernetConfig | None = None, *, resolutions: Seq
     tr, held = split(data, holdout, seed)
     trained = train_supernet(tr, held, config, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
     trained.data = {"source": os.fspath(source), "resolution": resolution, "holdout": holdout, "seed": seed,
-                    "digest": data_digest(data), "images": int(len(data.y)), "classes": data.classes}
+                    "digest": data_digest(data), "images": len(data.y), "classes": data.classes}
     return trained
 
 

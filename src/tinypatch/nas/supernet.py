@@ -1,8 +1,9 @@
 """A weight-sharing supernet over MCUNet's space, trained in PyTorch (MCUNetV2 §3.3's accuracy source).
 
-Layout (:class:`SupernetConfig`): a stem conv, one MB1 3x3 block, then stages of
-inverted-residual blocks, each stage ``(max out channels, stride)``. Every subnet is a
-:class:`~tinypatch.frontends.spec.NetSpec` with that layout; its weights are views of the largest
+Layout (:class:`SupernetConfig`, the conventions of :class:`tinypatch.nas.space.SearchSpace`): a
+3x3/2 stem, one MB1 3x3 block, then stages of inverted-residual blocks, each stage ``(base out
+channels, first stride, depth choices)``. Every subnet is a
+:class:`~tinypatch.frontends.spec.NetSpec` of that space; its weights are views of the largest
 network's: the 7x7 depthwise kernel centre-cropped to 5x5 / 3x3 (elastic kernel), the first
 channels of every conv (elastic expand ratio and width), the first blocks of every stage
 (elastic depth 2/3/4). Convolutions pad like TFLite's SAME, so the int8 graph that
