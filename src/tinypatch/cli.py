@@ -210,11 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 NAS_EXAMPLES = """The three steps from data to board (PyTorch needed: pip install 'tinypatch[nas]'):
-  tinypatch nas train digits -o supernet.pt --epochs 8          train the supernet (held-out split kept)
-  tinypatch search --data supernet.pt --sram 12KB -o search.json  evolve under the SRAM limit, scored by
-                                                                the supernet's held-out accuracy
-  tinypatch nas export supernet.pt --spec search.json --sram 12KB -o model.tflite
-                                                                int8 .tflite, plan, checks on QEMU
+  tinypatch nas train digits --resolutions 24,28,32 --epochs 15 -o sn.pt
+                                        train the supernet (20% of every class held out)
+  tinypatch search --supernet sn.pt --sram 4KB --placed --population 20 --iterations 5 -o best.json
+                                        evolve under the SRAM limit, scored by held-out accuracy
+  tinypatch nas export sn.pt --spec best.json --sram 4KB -o winner.tflite
+                                        int8 .tflite + plan, accuracy checked four ways (QEMU included)
 """
 
 
