@@ -11,7 +11,11 @@ from tinypatch.cli import main
 from tinypatch.errors import UsageError
 from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.frontends.synth import make_divisible
-from tinypatch.nas.evaluate import Constraints, best_plan, evaluate, mcunetv2_schedule, network_figures, spec_flash
+from tinypatch.analysis.analytic import analytic_memory
+from tinypatch.analysis.macs import op_macs
+from tinypatch.nas.chain import Chain, chain_schedule
+from tinypatch.nas.evaluate import Constraints, best_plan, evaluate, mcunetv2_schedule, network_figures
+from tinypatch.planning.tiles import legal_ends
 from tinypatch.nas.evolution import evolve
 from tinypatch.nas.space import mcunet_space, vww_space
 from tinypatch.planning.cost import plan_cost
@@ -43,21 +47,34 @@ def test_samples_stay_in_the_space():
         space.check((97,) + genome[1:])
 
 
-def test_flash_without_building_matches_the_graph():
+def test_chain_figures_match_the_graph():
+    """The fast path (figures from the spec's layer chain) against the graph-based computation."""
     rng = random.Random(1)
-    for space in (mcunet_space(), SMALL):
-        for _ in range(4):
+    for space in (mcunet_space(resolutions=(96, 128)), SMALL):
+        for _ in range(3):
             spec = space.to_spec(space.sample(rng))
-            assert spec_flash(spec) == network_figures(build_net(spec))[1]
+            graph, chain = build_net(spec), Chain(spec)
+            assert chain.macs() == [op_macs(graph, op) for op in graph.ops]
+            assert chain.flash == network_figures(graph)[1]
+            assert chain.per_op(True) == analytic_memory(graph, True).per_op
+            assert chain.per_op(False) == analytic_memory(graph, False).per_op
+            assert chain.legal_ends() == [e for e in legal_ends(graph, 0)
+                                          if len(graph.tensors[graph.ops[e - 1].outputs[0]].shape) == 4]
+            for sram in (16 * 1024, 64 * 1024, 200 * 1024):
+                for inc in (False, True):
+                    assert chain_schedule(chain, sram, inc, 4) == mcunetv2_schedule(graph, sram, inc, 4)
+            c = Constraints(64 * 1024, 600 * 1024, 30_000_000, include_input=False)
+            assert evaluate(spec, c) == evaluate(spec, c, fast=False)
 
 
 def test_fast_schedule_enumeration_equals_the_exhaustive_one():
     rng = random.Random(2)
     space = mcunet_space(resolutions=(96, 128))
-    for _ in range(4):
+    for _ in range(3):
         graph = build_net(space.to_spec(space.sample(rng)))
         for sram in (48 * 1024, 96 * 1024, 160 * 1024):
-            fast, full = mcunetv2_schedule(graph, sram), mcunetv2_schedule(graph, sram, exhaustive=True)
+            fast = mcunetv2_schedule(graph, sram)
+            full = mcunetv2_schedule(graph, sram, exhaustive=True, square_fast_path=False)
             assert type(fast) is type(full) and (isinstance(fast, int) or fast == full)
 
 
@@ -87,12 +104,12 @@ def test_objective_is_called_on_feasible_networks_only():
 
     def fewest_params(spec):
         seen.append(spec)
-        return -spec_flash(spec)
+        return -Chain(spec).flash
 
     r = evolve(SMALL, LIMITS, fewest_params, seed=0, **RUN)
     assert seen and all(r.evaluations[s.fingerprint()].feasible for s in seen)
     assert len(seen) == len({s.fingerprint() for s in seen}) == len(r.scores)  # cached per network
-    assert r.best.score == max(r.scores.values()) == -spec_flash(r.best.spec)
+    assert r.best.score == max(r.scores.values()) == -Chain(r.best.spec).flash
 
 
 def test_resume_continues_identically(tmp_path):
@@ -132,6 +149,7 @@ def test_cli_search_writes_spec_plan_and_plot(tmp_path, capsys):
     d = json.loads(out.read_text())
     assert d["best"]["spec"]["format"] == "tinypatch-netspec" and d["plan"]["format"]
     assert d["best"]["evaluation"]["peak"] <= 24 * 1024 and d["settings"]["seed"] == 1
+    assert d["planner"]["peak"] <= 24 * 1024 and d["planner"]["plan"]["include_input"] is False
     assert json.loads(spec.read_text()) == d["best"]["spec"] and png.stat().st_size > 1000
     assert main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["best"] == d["best"]  # the same seed, the same network
@@ -166,3 +184,17 @@ def test_cli_resume_file_garbage(tmp_path, capsys):
     assert main(["search", "--sram", "64KB", "--resume", str(bad), "--population", "2"]) == 2
     err = capsys.readouterr().err
     assert "not a tinypatch search file" in err and len(err.strip().splitlines()) <= 2
+
+
+def test_cli_search_help_teaches(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "examples:" in out and "tinypatch search --sram" in out and "--resume" in out
+
+
+def test_objective_must_return_a_finite_number():
+    with pytest.raises(UsageError, match="finite number"):
+        evolve(SMALL, LIMITS, lambda spec: float("nan"), seed=0, **RUN)
+    with pytest.raises(UsageError, match="mutate_prob"):
+        evolve(SMALL, LIMITS, mutate_prob="lots", **RUN)

@@ -11,6 +11,7 @@ reaches a C project, and bad files give one-line errors.
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,7 @@ from onnx import TensorProto, helper  # noqa: E402
 from onnx_models import FORMATS, RESOLUTION, TORCHVISION, export, photos, quantize_file, torchvision_model  # noqa: E402
 
 import tinypatch  # noqa: E402
+import tinypatch.errors  # noqa: E402
 from tinypatch.codegen import generate  # noqa: E402
 from tinypatch.codegen.toolchain import make, missing_tools, run_host  # noqa: E402
 from tinypatch.errors import ModelLoadError, TinypatchError, UnsupportedOperatorError  # noqa: E402
@@ -353,3 +355,20 @@ def test_leaky_relu_and_nearest_resize_equal_onnxruntime(fmt, tmp_path):
     for seed in range(3):
         x = np.random.RandomState(seed).randint(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
         assert run(g, [x])[g.outputs[0]].tobytes() == onnxruntime_outputs(str(path), g, [x])[g.outputs[0]].tobytes()
+
+
+def test_cli_run_arith_onnxruntime_compares_with_onnxruntime(tmp_path):
+    """`run --arith onnxruntime` on an .onnx file: the arithmetics' difference counted, onnxruntime matched."""
+    nchw, _ = _small_models(tmp_path)
+    plan = tmp_path / "p.json"
+    cli = [sys.executable, "-m", "tinypatch.cli"]
+    assert subprocess.run([*cli, "plan", str(nchw), "-o", str(plan)], capture_output=True).returncode == 0
+    r = subprocess.run([*cli, "run", str(nchw), "--plan", str(plan), "--arith", "onnxruntime"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"tflite vs onnxruntime arithmetic: \d+ of \d+ output bytes differ", r.stdout)
+    assert re.search(r"--arith onnxruntime vs onnxruntime [\d.]+: byte-identical", r.stdout)
+    result = tinypatch.run(str(nchw), str(plan), arith="onnxruntime")
+    assert result.ok and result.arith_check.onnxruntime_differ == 0 and result.arith == "onnxruntime"
+    with pytest.raises(tinypatch.errors.UsageError):
+        tinypatch.run(str(nchw), str(plan), arith="float")

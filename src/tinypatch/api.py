@@ -420,6 +420,7 @@ class SearchOutcome(_Result):
 
     search: NasResult
     plan: Plan  # the best network's schedule
+    planner: Schedule | None = None  # analytic searches: our planner's best schedule of the winner, placed arena
 
     @property
     def spec(self) -> NetSpec:
@@ -447,7 +448,7 @@ class SearchOutcome(_Result):
         best = (r.best.evaluation.peak, r.best.score / scale)
         what = "MACs (M)" if r.settings["objective"] == "macs" else f"objective ({r.settings['objective']}{unit})"
         plot_pareto(os.fspath(path), f"search: {len(r.scores)} feasible networks, SRAM <= {c.sram / 1024:g} kB "
-                                     f"({c.convention}, input {'counted' if c.include_input else 'not counted'})",
+                                     f"({c.convention}{'' if c.include_input else ', no input'})",
                     {"Pareto front of the networks evaluated": front}, {"best": [best]},
                     xlabel=f"SRAM of the schedule, {c.convention} (kB = 1024 B)", ylabel=what)
 
@@ -474,12 +475,20 @@ class SearchOutcome(_Result):
         console.print(f"best: {e.macs / 1e6:.2f}M MACs ({e.schedule_macs / 1e6:.2f}M executed, {e.overhead:+.1%}), "
                       f"SRAM {e.peak:,} B = {e.peak / 1024:.1f} kB (layer by layer {e.layer_peak / 1024:.1f} kB), "
                       f"flash {e.flash:,} B = {e.flash / 1024:.1f} kB, schedule {e.schedule}", highlight=False)
+        if c.convention == "analytic":
+            p = self.planner
+            console.print("our planner on the best network (placed arena, 16-byte aligned, in place): " + (
+                f"{p.label}, {(p.peak or p.lower_bound) / 1024:.1f} kB, {p.macs / 1e6:.2f}M MACs executed" if p
+                else f"no schedule fits {c.sram:,} B"), highlight=False)
         console.print(f"{len(r.evaluations)} networks evaluated ({len(r.scores)} feasible) from {r.proposals} "
                       f"proposals in {r.seconds:.1f} s", highlight=False)
         console.print(self.spec.describe(), highlight=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.search.to_dict(), "plan": self.plan.to_dict(),
+        p = self.planner
+        planner = None if p is None else {"schedule": p.label, "peak": p.peak or p.lower_bound, "macs": p.macs,
+                                          "plan": p.plan.to_dict()}
+        return {**self.search.to_dict(), "plan": self.plan.to_dict(), "planner": planner,
                 "pareto": [{"peak": p, "score": s, "fingerprint": f} for p, s, f in self.search.pareto()]}
 
     def __repr__(self) -> str:
@@ -503,9 +512,10 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     proxy). ``max_patches=1`` is MCUNet's per-layer search. Candidates are evaluated on Ray when
     ``ray``, ``ray_address`` or ``workers`` is given (a local cluster of ``workers`` CPUs unless
     ``ray_address``), in process otherwise; the result does not depend on where. ``resume``: a
-    JSON state file written after every iteration, continued when it exists.
+    JSON state file written after every iteration, continued when it exists. An analytic search
+    also runs our planner on the winner (``planner``: its best schedule, placed arena).
     """
-    from tinypatch.nas.evaluate import Constraints, best_plan
+    from tinypatch.nas.evaluate import Constraints, best_plan, planner_schedule
     from tinypatch.nas.evolution import evolve
     from tinypatch.nas.space import mcunet_space
 
@@ -521,7 +531,9 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
             result = evolve(space, constraints, objective, executor=executor, **kwargs)
     else:
         result = evolve(space, constraints, objective, **kwargs)
-    return SearchOutcome(result, best_plan(result.best.spec, result.best.evaluation, constraints))
+    best = result.best
+    planner = planner_schedule(best.spec, constraints) if convention == "analytic" else None
+    return SearchOutcome(result, best_plan(best.spec, best.evaluation, constraints), planner)
 
 
 # --- run ------------------------------------------------------------------------------------------
@@ -555,8 +567,8 @@ class ArithCheck:
             console.print(f"--arith onnxruntime vs onnxruntime {self.onnxruntime_version}: {verdict}")
 
 
-def _arith_check(model: ModelLike, graph: Graph, inputs: Any) -> ArithCheck:
-    """Run ``graph`` whole-image in both arithmetics (and, for an .onnx file, in onnxruntime)."""
+def _arith_check(graph: Graph, inputs: Any) -> ArithCheck:
+    """Run ``graph`` whole-image in both arithmetics (and, imported from an .onnx file, in onnxruntime)."""
     import numpy as np
 
     from tinypatch.runtime.executor import run as run_whole
@@ -569,12 +581,13 @@ def _arith_check(model: ModelLike, graph: Graph, inputs: Any) -> ArithCheck:
     check = ArithCheck(graph.meta.get("expected_arith", "tflite"),
                        sum(int((outs["tflite"][n] != outs["onnxruntime"][n]).sum()) for n in graph.outputs),
                        sum(int(outs["tflite"][n].size) for n in graph.outputs))
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
+    path = graph.meta.get("onnx", {}).get("path")
+    if path and os.path.isfile(path):
         import onnxruntime
 
         from tinypatch.frontends.onnx_reference import onnxruntime_outputs
 
-        ref = onnxruntime_outputs(os.fspath(model), graph, inputs)
+        ref = onnxruntime_outputs(path, graph, inputs)
         check.onnxruntime_differ = sum(int((outs["onnxruntime"][n] != np.asarray(ref[n])).sum())
                                        for n in graph.outputs)
         check.onnxruntime_version = onnxruntime.__version__
@@ -661,7 +674,7 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     inputs = _inputs(graph, input, seed, preprocess, quantize_input)
     check = None
     if arith != "tflite" or graph.meta.get("expected_arith", "tflite") != "tflite":
-        check = _arith_check(model, graph, inputs)
+        check = _arith_check(graph, inputs)
     graph = graph.copy()
     graph.meta["arith"] = arith
     t0 = time.perf_counter()

@@ -312,7 +312,7 @@ def _search_parser(sub) -> None:  # noqa: ANN001
                     help="patch grids p x p for p = 1..P (default 4; 1: layer by layer only, MCUNet's search)")
     se.add_argument("--space", choices=sorted(SPACES), default="mcunet",
                     help="mcunet: ImageNet, 1000 classes (default); mcunet-vww: 2 classes, half width, "
-                         "resolution 48-160")
+                         "resolution 48-256")
     se.add_argument("--resolutions", type=_int_list, metavar="R,R,...", help="override the space's resolutions")
     se.add_argument("--data", metavar="DATA",
                     help="objective: held-out accuracy from a weight-sharing supernet trained on DATA ('digits', a .npz "
@@ -565,8 +565,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
 
         space = replace(space, resolutions=args.resolutions)
     err = Console(stderr=True)
-    result = api.search(objective=objective, sram=args.sram, flash=args.flash, max_macs=args.max_macs, include_input=args.include_input,
-                        convention="placed" if args.placed else "analytic", max_patches=args.max_patches,
+    result = api.search(sram=args.sram, flash=args.flash, max_macs=args.max_macs, include_input=args.include_input,
+                        objective=objective, convention="placed" if args.placed else "analytic", max_patches=args.max_patches,
                         space=space, population=args.population, parents=args.parents, n_mutate=args.mutate,
                         n_crossover=args.crossover, mutate_prob=args.mutate_prob, iterations=args.iterations,
                         seed=args.seed, resume=args.resume, ray=args.ray, ray_address=args.ray_address,

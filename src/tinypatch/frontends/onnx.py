@@ -776,10 +776,11 @@ def load_onnx(path: str) -> Graph:
         _fuse_reshapes(imp.g)
     except TinypatchError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as e:
         # a damaged file that still parses: inconsistent tensors, attributes or shapes
         raise ModelLoadError(f"{path}: malformed ONNX model ({type(e).__name__}: {str(e)[:200]})") from e
     imp.g.meta["onnx"]["float_ops"] = sorted(_onnxruntime_float_ops(path) & {op.name for op in imp.g.ops})
+    imp.g.meta["onnx"]["path"] = os.path.abspath(path)  # for comparing with onnxruntime later
     imp.g.validate()
     return imp.g
 

@@ -6,24 +6,25 @@ Conventions (:class:`Constraints`):
   in+out per op, in-place depthwise). Every MCUNetV2 schedule is enumerated: ``p`` x ``p``
   patches (``p`` in 1..``max_patches``; 1 = layer by layer) over ops ``[0, end)`` for every
   legal stage end (the patch layers ``n`` < N), halos recomputed; the feasible one with the
-  fewest MACs is kept. Fast path: layer by layer is taken at once when it fits (no patch
-  schedule has fewer MACs), and a stage end is skipped without tiling it when the layers after
-  it or its own full-size output already exceed the budget (both are part of every such
-  schedule's peak); a tiling's MACs are computed before its (dearer) peak and it is dropped
-  when they cannot beat the best so far.
+  fewest MACs is kept. Fast paths, each checked against the plain computation by the tests:
+  layer by layer is taken at once when it fits (no patch schedule has fewer MACs); a (p, end)
+  whose peak lower bound exceeds the budget is never tiled; a tiling's MACs are computed
+  before its (dearer) peak; and for specs without SE blocks the figures come from the layer
+  chain (:mod:`tinypatch.nas.chain`, microseconds) instead of the built and tiled graph.
 - ``placed``: SRAM is the placed arena peak (16-byte aligned, in-place ops) of our planner's
   best schedule (:func:`tinypatch.planning.search.search`: multi-stage, halo caching, column
-  streaming, in place; grids up to ``max_patches``), MCUNetV2's schedules included.
+  streaming, in place; grids up to ``max_patches`` tiles per axis besides 4-, 2- and 1-row
+  strips), MCUNetV2's schedules included; seconds per network, against tens of milliseconds.
 
 ``include_input`` counts the model input in the SRAM figure. Flash is the bytes of the constant
-tensors (int8 weights, int32 biases). ``max_macs`` bounds the MACs the schedule executes
+tensors (int8 weights, int32 biases); a network over the flash limit is never built. ``max_macs`` bounds the MACs the schedule executes
 (recomputed halos included). The objective value is not computed here (see
 :mod:`tinypatch.nas.evolution`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from tinypatch.analysis.analytic import analytic_memory
@@ -33,10 +34,12 @@ from tinypatch.errors import BudgetError, UsageError
 from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.frontends.spec import NetSpec
 from tinypatch.ir import Graph
+from tinypatch.nas.chain import Chain, chain_schedule
 from tinypatch.planning.cost import plan_analytic, plan_macs
 from tinypatch.planning.plan import Plan, Stage, fingerprint
+from tinypatch.planning.optimal import Schedule
 from tinypatch.planning.search import choose, search
-from tinypatch.planning.tiles import legal_ends, tile_stage
+from tinypatch.planning.tiles import StageTiling, legal_ends, stage_info, tile_axis, tile_stage
 
 CONVENTIONS = ("analytic", "placed")
 
@@ -97,52 +100,52 @@ def network_figures(graph: Graph) -> tuple[int, int]:
     return macs, flash
 
 
-def spec_flash(spec: NetSpec) -> int:
-    """Flash bytes of ``spec`` as :func:`build_net` builds it (int8 weights, int32 biases), without
-    building it (SE blocks are not counted: their weights are ``build_net``'s business)."""
-    total, cin = 0, spec.in_channels
-    total += spec.stem_kernel ** 2 * cin * spec.stem_channels + 4 * spec.stem_channels
-    cin = spec.stem_channels
-    for b in spec.blocks:
-        if b is None:
-            continue
-        mid = b.mid_channels or round(cin * b.expand_ratio)
-        if b.expand_ratio != 1:
-            total += cin * mid + 4 * mid
-        else:
-            mid = cin
-        if b.depthwise:
-            total += b.kernel ** 2 * mid + 4 * mid
-        total += mid * b.out_channels + 4 * b.out_channels
-        cin = b.out_channels
-    if spec.feature_mix:
-        total += cin * spec.feature_mix + 4 * spec.feature_mix
-        cin = spec.feature_mix
-    return total + cin * spec.num_classes + 4 * spec.num_classes + 8  # + the MEAN's axes (int32 [2])
+def evaluate(spec: NetSpec, constraints: Constraints, fast: bool = True) -> Evaluation:
+    """Find the best schedule of ``spec`` under ``constraints`` (module docstring).
 
-
-def evaluate(spec: NetSpec, constraints: Constraints) -> Evaluation:
-    """Build ``spec`` and find its best schedule under ``constraints`` (module docstring)."""
+    ``fast``: in the analytic convention, compute everything from the spec's layer chain
+    (:mod:`tinypatch.nas.chain`) instead of building and tiling the graph (same figures)."""
     c = constraints
     fp = spec.fingerprint()
-    if c.flash is not None and not any(b is not None and b.use_se for b in spec.blocks):
-        flash = spec_flash(spec)  # fast path: no graph for a network over the flash limit
-        if flash > c.flash:
-            return Evaluation(fp, False, f"flash {flash} B > {c.flash} B", 0, flash, 0, 0, 0, 1, 0, "-")
+    chain = Chain(spec)
+    if chain.supported and (fast and c.convention == "analytic" or c.flash is not None and chain.flash > c.flash):
+        return _chain(chain, fp, c)  # all from the chain, or over the flash limit: no graph needed
     graph = build_net(spec)
     macs, flash = network_figures(graph)
 
     def result(feasible: bool, reason: str, layer_peak: int, peak: int, smacs: int, p: int, end: int,
                label: str) -> Evaluation:
-        if feasible and c.max_macs is not None and smacs > c.max_macs:
-            feasible, reason = False, f"executes {smacs} MACs > {c.max_macs}"
-        return Evaluation(fp, feasible, reason, macs, flash, layer_peak, peak, smacs, p, end, label)
+        return _limit_macs(Evaluation(fp, feasible, reason, macs, flash, layer_peak, peak, smacs, p, end, label), c)
 
     if c.flash is not None and flash > c.flash:
         return result(False, f"flash {flash} B > {c.flash} B", 0, 0, macs, 1, 0, "-")
     if c.convention == "placed":
         return _placed(graph, c, result)
     return _analytic(graph, c, macs, result)
+
+
+def _limit_macs(e: Evaluation, c: Constraints) -> Evaluation:
+    if e.feasible and c.max_macs is not None and e.schedule_macs > c.max_macs:
+        return replace(e, feasible=False, reason=f"executes {e.schedule_macs} MACs > {c.max_macs}")
+    return e
+
+
+def _chain(chain: Chain, fp: str, c: Constraints) -> Evaluation:
+    macs = sum(chain.macs())
+    if c.flash is not None and chain.flash > c.flash:
+        return Evaluation(fp, False, f"flash {chain.flash} B > {c.flash} B", macs, chain.flash, 0, 0, macs, 1, 0, "-")
+    layer = max(chain.per_op(c.include_input))
+    if layer <= c.sram or c.max_patches == 1:
+        ok = layer <= c.sram
+        return _limit_macs(Evaluation(fp, ok, "" if ok else f"SRAM {layer} B > {c.sram} B", macs, chain.flash, layer,
+                                      layer, macs, 1, 0, "layer-by-layer"), c)
+    found = chain_schedule(chain, c.sram, c.include_input, c.max_patches)
+    if isinstance(found, int):
+        return Evaluation(fp, False, f"SRAM: no schedule fits {c.sram} B", macs, chain.flash, layer, min(found, layer),
+                          macs, 1, 0, "-")
+    smacs, peak, p, end = found
+    return _limit_macs(Evaluation(fp, True, "", macs, chain.flash, layer, peak, smacs, p, end,
+                                  f"[0:{end}] {p}x{p} recompute"), c)
 
 
 def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluation:
@@ -159,7 +162,7 @@ def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluatio
 
 
 def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_patches: int = 4,
-                      exhaustive: bool = False) -> tuple[int, int, int, int] | int:
+                      exhaustive: bool = False, square_fast_path: bool = True) -> tuple[int, int, int, int] | int:
     """MCUNetV2's patch schedule of ``graph`` with the fewest MACs whose analytic peak fits ``sram``:
     (MACs, peak, p, end), or the least peak of the schedules tiled when none fits.
 
@@ -175,6 +178,8 @@ def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_
     ends = [e for e in legal_ends(graph, 0) if len(graph.tensors[graph.ops[e - 1].outputs[0]].shape) == 4]
     best: tuple[int, int, int, int] | None = None
     least: int | None = None
+    graph_fp = fingerprint(graph)
+    square = _square_prefix(graph) if square_fast_path else [False] * (len(graph.ops) + 1)
     for p in range(2, max_patches + 1):
         for end in ends:
             out = graph.tensors[graph.ops[end - 1].outputs[0]]
@@ -182,11 +187,11 @@ def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_
             if min(out.shape[1], out.shape[2]) < p or bound > sram and not exhaustive:
                 continue
             stage = Stage(0, end, split_even(out.shape[1], p), split_even(out.shape[2], p))
-            st = tile_stage(graph, stage)
+            st = _tile(graph, stage, square[end])
             smacs = plan_macs(graph, [st])[0]
             if best is not None and smacs > best[0] and not exhaustive:
                 break
-            plan = Plan(graph.name, fingerprint(graph), [stage], include_input=include_input)
+            plan = Plan(graph.name, graph_fp, [stage], include_input=include_input)
             peak = plan_analytic(graph, plan, [st]).peak
             assert peak >= bound, "the peak lower bound is wrong"
             least = peak if least is None else min(least, peak)
@@ -195,6 +200,34 @@ def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_
     if best is None:
         return least if least is not None else tail[0]
     return best
+
+
+_SQUARE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
+
+
+def _square_prefix(graph: Graph) -> list[bool]:
+    """``out[end]``: ops [0, end) are convolutions with square kernels, equal strides and
+    dilations on both axes, and residual adds, on square feature maps, so a stage over them
+    tiles the two axes alike (``out[0]`` is True)."""
+    out = [True]
+    for op in graph.ops:
+        shapes = [graph.tensors[t].shape for t in (*op.inputs, *op.outputs) if t]
+        ok = (out[-1] and op.type in _SQUARE_OPS and op.attrs.get("stride_h") == op.attrs.get("stride_w")
+              and op.attrs.get("dilation_h") == op.attrs.get("dilation_w")
+              and all(len(s) == 4 and s[1] == s[2] for s in shapes if len(s) == 4)
+              and all(len(s) in (1, 4) for s in shapes))
+        out.append(ok)
+    return out
+
+
+def _tile(graph: Graph, stage: Stage, square: bool) -> StageTiling:
+    """:func:`tile_stage` of a recompute stage; one axis tiled and reused for the other when the
+    stage is square (:func:`_square_prefix`) and so is its grid."""
+    if not square or stage.rows != stage.cols:
+        return tile_stage(graph, stage)
+    info = stage_info(graph, stage.start, stage.end)
+    rows = tile_axis(graph, info, 0, stage.rows)
+    return StageTiling(stage, info, rows, rows)
 
 
 def _suffix_max(values: list[int]) -> list[int]:
@@ -222,6 +255,15 @@ def _placed(graph: Graph, c: Constraints, result: Any) -> Evaluation:
     p = max((max(g) for g in grids), default=1)
     end = s.plan.stages[0].end if s.plan.stages else 0
     return result(True, "", layer_peak, s.peak or s.lower_bound, s.macs, p, end, s.label)
+
+
+def planner_schedule(spec: NetSpec, constraints: Constraints) -> Schedule | None:
+    """Our planner's best schedule of ``spec`` under the SRAM limit, placed arena (None if none fits)."""
+    front = search(build_net(spec), include_input=constraints.include_input, max_grid=constraints.max_patches)
+    try:
+        return choose(front, sram=constraints.sram)
+    except BudgetError:
+        return None
 
 
 def best_plan(spec: NetSpec, evaluation: Evaluation, constraints: Constraints) -> Plan:

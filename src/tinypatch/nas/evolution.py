@@ -20,6 +20,7 @@ run would.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -103,7 +104,7 @@ def evolve(space: SearchSpace, constraints: Constraints, objective: Objective | 
                          ("n_crossover", n_crossover, 0), ("iterations", iterations, 0), ("max_tries", max_tries, 1)):
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             raise UsageError(f"{name} must be an integer >= {low}, got {v!r}")
-    if not 0 <= mutate_prob <= 1:
+    if not isinstance(mutate_prob, (int, float)) or isinstance(mutate_prob, bool) or not 0 <= mutate_prob <= 1:
         raise UsageError(f"mutate_prob must be in [0, 1], got {mutate_prob!r}")
     if n_crossover and parents < 2:
         raise UsageError("crossover needs at least 2 parents")
@@ -125,11 +126,11 @@ def evolve(space: SearchSpace, constraints: Constraints, objective: Objective | 
         history = [_summary(0, pop)]
         _save(resume, settings, rng, pop, run, history)
     done = len(history) - 1
-    with _bar(progress, iterations, done) as advance:
+    with _ProgressBar(progress, iterations, done) as advance:
         for it in range(done + 1, iterations + 1):
             top = _select(pop, parents)
             mutants = run.fill(lambda: space.mutate(rng.choice(top).genome, rng, mutate_prob), n_mutate)
-            crosses = run.fill(lambda: space.crossover(*(c.genome for c in rng.sample(top, 2)), rng), n_crossover)
+            crosses = run.fill(lambda: space.crossover(*(c.genome for c in _pair(top, rng)), rng), n_crossover)
             pop = top + mutants + crosses
             history.append(_summary(it, pop))
             _save(resume, settings, rng, pop, run, history)
@@ -169,7 +170,8 @@ class _Run:
                 out.append(None)
                 continue
             if ev.fingerprint not in self.scores:
-                self.scores[ev.fingerprint] = float(ev.macs if self.objective is None else self.objective(spec))
+                self.scores[ev.fingerprint] = _score(ev.macs if self.objective is None else self.objective(spec),
+                                                     ev.fingerprint)
             out.append(Candidate(g, spec, ev, self.scores[ev.fingerprint]))
         self.proposals += len(genomes) if count else 0
         return out
@@ -213,6 +215,22 @@ def _why(failed: list[Evaluation]) -> str:
     if macs:
         parts.append(f"{macs} over the MAC limit")
     return ", ".join(parts) or "none evaluated"
+
+
+def _score(value: Any, fingerprint: str) -> float:
+    """The objective's value as a finite float (numpy and torch scalars included)."""
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        score = math.nan
+    if not math.isfinite(score) or isinstance(value, bool):
+        raise UsageError(f"the objective must return a finite number, got {value!r} for network {fingerprint}")
+    return score
+
+
+def _pair(top: list[Candidate], rng: random.Random) -> list[Candidate]:
+    """Two distinct parents (the only one twice when the population holds one network)."""
+    return rng.sample(top, 2) if len(top) > 1 else [top[0], top[0]]
 
 
 def _select(pop: list[Candidate], k: int) -> list[Candidate]:
@@ -269,7 +287,7 @@ def _load(path: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, A
         raise UsageError(f"cannot resume from {os.fspath(path)}: incomplete state ({exc})") from None
 
 
-class _bar:
+class _ProgressBar:
     """A rich progress bar over the iterations (a no-op unless ``enabled``)."""
 
     def __init__(self, enabled: bool, total: int, done: int) -> None:
