@@ -40,8 +40,8 @@ class Way:
     note: str = ""
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "images": self.images, "accuracy": self.accuracy, "identical": self.identical,
-                "note": self.note}
+        return {"name": self.name, "images": self.images, "accuracy": self.accuracy if self.images else None,
+                "identical": self.identical, "note": self.note}
 
 
 @dataclass
