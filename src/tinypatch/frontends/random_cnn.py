@@ -207,7 +207,7 @@ class CnnBuilder:
                           _TARGET_STD)
 
     def channel_slice(self, begin: int, size: int, strided: bool) -> str:
-        n, h, w, c = self.shape()
+        n, h, w, _ = self.shape()
         if strided:
             ins = [self._const(np.array(v, np.int32)) for v in ([0, 0, 0, begin], [0, 0, 0, begin + size], [1, 1, 1, 1])]
             return self._emit("STRIDED_SLICE", [self.cur, *ins], (n, h, w, size), self.quant(), self.std,
