@@ -31,6 +31,7 @@ from tinypatch.ir import Graph
 from tinypatch.ir.ops import SUPPORTED_OPS
 from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.plan import Plan
+from tinypatch.planning.search import search
 from tinypatch.runtime.executor import run
 from tinypatch.runtime.inputs import random_input
 
@@ -191,3 +192,29 @@ def _marks(out: str) -> tuple[int, int]:
     m = re.search(r"high-water mark ([\d,]+) B(?: \([^)]*\))?, planned peak ([\d,]+) B", out)
     assert m, out
     return int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
+
+
+def fpn_lower_bound(g: Graph) -> int:
+    """Bytes whole while the FPN's stride-8 head stage runs, in any op order without recomputation
+    (see HALF_UNREACHABLE): the stride-8 head output, P4, the smaller of C3 and its lateral, and
+    the stride-32 head output. Found from the graph's structure: head -> conv -> top-down ADD of
+    (lateral conv of C3, upsampled P4)."""
+    producer = {t: op for op in g.ops for t in op.outputs}
+    size = {t: g.tensors[t].nbytes for t in g.tensors}
+    head8, head32 = max(g.outputs, key=size.get), min(g.outputs, key=size.get)
+    add = producer[producer[producer[head8].inputs[0]].inputs[0]]
+    assert add.type == "ADD", add
+    lateral = next(t for t in add.inputs if producer[t].type == "CONV_2D")
+    p4 = producer[next(t for t in add.inputs if producer[t].type == "RESIZE_NEAREST_NEIGHBOR")].inputs[0]
+    c3 = producer[lateral].inputs[0]
+    return size[head8] + size[p4] + min(size[c3], size[lateral]) + size[head32]
+
+
+def test_fpn_half_peak_is_below_its_lower_bound(tf_models: Path) -> None:
+    """The bound behind HALF_UNREACHABLE exceeds half the layer-by-layer peak, and the search's least
+    peak respects it (a plan below it would contradict the argument)."""
+    g = imported(tf_models, "fpn_detector_96_b1")
+    half = plan_cost(g, Plan.layer_by_layer(g, include_input=False)).peak // 2
+    bound = fpn_lower_bound(g)
+    assert bound > half
+    assert min(s.peak for s in search(g, include_input=False).front) >= bound
