@@ -122,6 +122,8 @@ def test_resume_continues_identically(tmp_path):
     assert resumed.proposals == straight.proposals and resumed.evaluations == straight.evaluations
     with pytest.raises(UsageError, match="other settings.*seed"):
         evolve(SMALL, LIMITS, seed=6, resume=state, **RUN)
+    with pytest.raises(UsageError, match="folder does not exist"):
+        evolve(SMALL, LIMITS, seed=5, resume=tmp_path / "nowhere" / "state.json", **RUN)
     state.write_text("{oops")
     with pytest.raises(UsageError, match="not a readable JSON file"):
         evolve(SMALL, LIMITS, seed=5, resume=state, **RUN)

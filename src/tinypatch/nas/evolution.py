@@ -114,6 +114,8 @@ def evolve(space: SearchSpace, constraints: Constraints, objective: Objective | 
                 "mutate_prob": mutate_prob, "seed": seed, "max_tries": max_tries}
     run = _Run(space, constraints, objective, executor or _InProcess(), max_tries)
     start = time.perf_counter()
+    if resume is not None and not os.path.isdir(os.path.dirname(os.path.abspath(resume))):
+        raise UsageError(f"cannot write the search state {os.fspath(resume)}: its folder does not exist")
     state = _load(resume, settings) if resume is not None and os.path.exists(resume) else None
     rng = random.Random(seed)
     if state is not None:
