@@ -23,6 +23,7 @@ LAYERS = {
     "kernels": 2, "frontends": 2.5,  # frontends check the reference kernels' limits at load
     "analysis": 3, "backends": 3,
     "planning": 4,
+    "nas": 4.5,  # architecture search: specs (frontends) scored by their schedules (planning)
     "runtime": 5,
     "codegen": 6,
     "report": 7,
