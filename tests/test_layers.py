@@ -23,9 +23,9 @@ LAYERS = {
     "kernels": 2, "frontends": 2.5,  # frontends check the reference kernels' limits at load
     "analysis": 3, "backends": 3,
     "planning": 4,
-    "nas": 4.5,  # architecture search: specs (frontends) scored by their schedules (planning)
     "runtime": 5,
     "codegen": 6,
+    "nas": 6.5,  # architecture search (specs scored by their schedules) and export (checked by runtime and C)
     "report": 7,
     "api": 8, "cli": 9, "__init__": 10,
 }

@@ -44,9 +44,10 @@ if TYPE_CHECKING:
     from tinypatch.nas.evolution import SearchResult as NasResult
     from tinypatch.nas.space import SearchSpace
 
-__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "RedistributionResult", "RunResult", "SearchOutcome",
-           "analyze", "codegen", "from_torch", "import_torch", "load", "parse_fraction", "parse_size", "plan",
-           "quantize_float", "redistribute", "run", "search"]
+__all__ = ["AnalysisResult", "CodegenResult", "NasExportResult", "NasTrainResult", "PlanResult", "Progress",
+           "RedistributionResult", "RunResult", "SearchOutcome", "analyze", "codegen", "from_torch", "import_torch", "load",
+           "nas_export", "nas_train", "parse_fraction", "parse_size", "plan", "quantize_float", "redistribute", "run",
+           "search"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
 PlanLike = Union["Plan", "PlanResult", str, "os.PathLike[str]"]
@@ -878,3 +879,214 @@ def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress:
         plugin = toolchain.build_insncount(assets, Path(tmp)) if assets is not None else None
         result.cost = measure(graph, project, inputs, plugin)
     result.exact, result.insncount = result.cost.exact, plugin is not None
+
+
+# --- nas: supernet training and export to the board -------------------------------------------------
+
+def _nas(module: str) -> Any:
+    """Import ``tinypatch.nas.<module>`` (they need PyTorch); UsageError naming the extra when absent."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"tinypatch.nas.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "torch":
+            raise UsageError("supernet training and export need PyTorch: pip install 'tinypatch[nas]'") from None
+        raise
+
+
+def _log(progress: Progress | None) -> Callable[[str], None] | None:
+    return None if progress is None else (lambda line: progress(line, 0, 0))
+
+
+@dataclass(repr=False)
+class NasTrainResult(_Result):
+    """A trained weight-sharing supernet (``tinypatch nas train``): per-epoch loss and held-out
+    accuracy of the largest and smallest subnets (BatchNorm re-calibrated)."""
+
+    trained: Any  # tinypatch.nas.supernet.TrainedSupernet
+    path: str | None = None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        self.trained.save(path)
+        self.path = os.fspath(path)
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        t, c = self.trained, self.trained.config
+        console.print(f"data: {t.data.get('source', '?')}, {len(t.train.y)} training / {len(t.holdout.y)} held-out "
+                      f"images, {c.num_classes} classes; space: resolutions {list(c.resolutions)}, stem "
+                      f"{c.stem_channels}, MB1 {c.first_channels}, stages {[list(s[:2]) for s in c.stages]}, "
+                      f"depths {[list(s[2]) for s in c.stages]}, kernels {list(c.kernels)}, expands "
+                      f"{list(c.expands)}, widths {list(c.widths)}", highlight=False)
+        table = Table(title="supernet training (sandwich rule; held-out accuracy after BatchNorm re-calibration)")
+        for col in ("epoch", "loss", "largest", "smallest", "time s"):
+            table.add_column(col, justify="right")
+        for row in t.history:
+            table.add_row(str(row["epoch"]), f"{row['loss']:.3f}", f"{row['largest']:.1%}", f"{row['smallest']:.1%}",
+                          f"{row['seconds']:.0f}")
+        console.print(table)
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.trained
+        return {"config": t.config.to_dict(), "data": t.data, "history": t.history, "seconds": t.seconds,
+                "path": self.path}
+
+
+def accuracy_objective(supernet: str | os.PathLike[str] | None = None, data: str | os.PathLike[str] | None = None, *,
+                       epochs: int = 10, calib_batches: int = 20, seed: int = 0,
+                       progress: Progress | None = None) -> tuple[Callable[[NetSpec], float], SearchSpace]:
+    """The search objective from a supernet (``tinypatch search --data / --supernet``) and the space of
+    its subnets: the checkpoint ``supernet`` if it exists (its recorded data, or ``data``), else a
+    supernet trained on ``data`` for ``epochs`` (saved to ``supernet`` when given). The objective
+    is a subnet's held-out accuracy after BatchNorm re-calibration on ``calib_batches`` x 64
+    training images. Needs PyTorch."""
+    sn = _nas("supernet")
+    if supernet is not None and os.path.exists(supernet):
+        trained = sn.load_supernet(os.fspath(supernet), None if data is None else _nas("data").load_data(os.fspath(data)))
+    elif data is None:
+        raise UsageError(f"supernet checkpoint not found: {supernet}; give --data to train one")
+    else:
+        trained = nas_train(data, epochs=epochs, seed=seed, progress=progress).trained
+        if supernet is not None:
+            trained.save(supernet)
+    return sn.SupernetAccuracy(trained, calib_batches=calib_batches, seed=seed), trained.config.to_space()
+
+
+def nas_train(data: str | os.PathLike[str], *, epochs: int = 10, resolutions: Sequence[int] | None = None,
+              holdout: float | str = 0.2, seed: int = 0, batch_size: int = 64, config: Any = None,
+              progress: Progress | None = None) -> NasTrainResult:
+    """Train a weight-sharing supernet (MCUNet's space: kernel 3/5/7, expand 3/4/6, width
+    0.5/0.75/1, depth 2/3/4) on ``data``: ``digits`` / ``digits:64`` (scikit-learn's digits,
+    upscaled), a ``.npz`` with ``x`` and ``y``, or an image folder (one subfolder per class).
+    ``holdout`` of every class is kept for measuring accuracy. ``config``: a
+    :class:`tinypatch.nas.supernet.SupernetConfig` or its JSON file (default: a small space for
+    32x32 images); ``resolutions`` overrides its resolutions. ``save()`` writes the checkpoint.
+    Needs PyTorch.
+    """
+    sn = _nas("supernet")
+    if isinstance(config, (str, os.PathLike)):
+        from tinypatch.frontends.mcunet_config import read_json
+
+        try:
+            config = sn.SupernetConfig.from_dict(read_json(os.fspath(config)))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise UsageError(f"{config}: not a supernet config ({exc})") from None
+    trained = _nas("pipeline").train(os.fspath(data), config, resolutions=resolutions, epochs=epochs,
+                                     holdout=parse_fraction(holdout), seed=seed, batch_size=batch_size,
+                                     progress=_log(progress))
+    return NasTrainResult(trained)
+
+
+@dataclass(repr=False)
+class NasExportResult(_Result):
+    """A subnet taken to the board (``tinypatch nas export``): accuracies from supernet to int8, the
+    plan, and the held-out accuracy measured three ways."""
+
+    deployed: Any  # tinypatch.nas.pipeline.Deployed
+    output: str
+    planned: PlanResult | None = None
+    sram: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.deployed.verification.ok
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        d = self.deployed
+        ex = d.exported
+        console.print(ex.program.spec.describe(), highlight=False)
+        steps = [("supernet weights (BN re-calibrated)", "float", ex.supernet_accuracy)]
+        steps += [(f"fine-tuned, epoch {i}", "float", a) for i, a in enumerate(ex.finetune, 1)]
+        steps.append(("post-training calibration", "int8", ex.ptq_accuracy))
+        steps += [(f"quantization-aware, epoch {i}", "int8", a) for i, a in enumerate(ex.qat, 1)]
+        t = Table(title="held-out accuracy from supernet to int8")
+        for col in ("step", "arithmetic", "accuracy"):
+            t.add_column(col, justify="left" if col == "step" else "right")
+        for name, kind, acc in steps:
+            t.add_row(name, kind, f"{acc:.2%}")
+        console.print(t)
+        if self.planned is not None:
+            c, b = self.planned.cost, self.planned.baseline
+            budget = "" if self.sram is None else f" under {self.sram:,} B"
+            console.print(f"plan{budget}: {self.planned.schedule.label}, placed peak {c.peak:,} B (layer by layer "
+                          f"{b.peak:,} B), MACs {c.macs:,} ({c.mac_overhead:+.1%})", highlight=False)
+        v = Table(title="held-out accuracy, three ways (identical: same int8 bytes as our executor)")
+        for col in ("way", "images", "accuracy", "identical", "note"):
+            v.add_column(col, justify="left" if col in ("way", "note") else "right")
+        for w in d.verification.ways:
+            v.add_row(w.name, str(w.images), "-" if w.images == 0 else f"{w.accuracy:.2%}",
+                      {True: "yes", False: "NO", None: "-"}[w.identical], w.note)
+        console.print(v)
+        console.print(f"int8 model written to {self.output} ({len(d.tflite):,} B)"
+                      + ("" if self.planned is None else f"; plan to {_plan_path(self.output)}"), highlight=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.deployed
+        ex = d.exported
+        out: dict[str, Any] = {"spec": ex.program.spec.to_dict(), "output": self.output, "ok": self.ok,
+                               "accuracy": {"supernet": ex.supernet_accuracy, "finetune": ex.finetune,
+                                            "ptq": ex.ptq_accuracy, "qat": ex.qat},
+                               "verification": d.verification.to_dict()}
+        if self.planned is not None:
+            c = self.planned.cost
+            out["plan"] = {"schedule": self.planned.schedule.label, "peak": c.peak, "layer_peak": self.planned.baseline.peak,
+                           "macs": c.macs, "sram": self.sram}
+        return out
+
+
+def _plan_path(output: str) -> str:
+    return os.path.splitext(output)[0] + ".plan.json"
+
+
+def _read_spec(spec: Any) -> NetSpec:
+    """A NetSpec, a spec .json (``redistribute -o``), or a search result .json holding ``best.spec``."""
+    from tinypatch.frontends.spec import NetSpec, spec_from_dict
+
+    if isinstance(spec, NetSpec):
+        return spec
+    from tinypatch.frontends.mcunet_config import read_json
+
+    path = os.fspath(spec)
+    d = read_json(path)
+    if isinstance(d, dict) and isinstance(d.get("best"), dict) and "spec" in d["best"]:
+        d = d["best"]["spec"]
+    return spec_from_dict(d, path)
+
+
+def nas_export(supernet: str | os.PathLike[str], spec: Any, output: str | os.PathLike[str], *,
+               data: str | os.PathLike[str] | None = None, sram: int | str | None = None, include_input: bool = True,
+               finetune_epochs: int = 2, qat_epochs: int = 2, mcu_images: int | None = None,
+               target: str = "cortex-m7", project: str | os.PathLike[str] | None = None, seed: int = 0,
+               board: bool = True, progress: Progress | None = None) -> NasExportResult:
+    """Take ``spec`` (a NetSpec, a spec .json, or a search result .json) from the supernet checkpoint
+    to the board: extract, fine-tune, quantize to int8 (post-training calibration, then
+    quantization-aware fine-tuning), write ``output`` (.tflite), plan it (fewest MACs under ``sram``,
+    else the least peak; the plan goes to ``OUTPUT.plan.json``) and measure its held-out accuracy
+    three ways: the PyTorch int8 simulation vs our executor (identical int8 logits), LiteRT
+    BUILTIN_REF (identical bytes) and, unless ``board=False``, the generated C on QEMU
+    (``target``; ``mcu_images``: only the first images; ``project``: keep the C project there).
+    ``data``: the training data when it moved since ``nas train``. Needs PyTorch.
+    """
+    sn = _nas("supernet")
+    pipeline = _nas("pipeline")
+    net_spec = _read_spec(spec)
+    trained = sn.load_supernet(os.fspath(supernet), None if data is None else _nas("data").load_data(os.fspath(data)))
+    budget = None if sram is None else parse_size(sram)
+    holder: dict[str, PlanResult] = {}
+
+    def choose(graph: Graph) -> Plan:
+        holder["plan"] = plan(graph, sram=budget, include_input=include_input, progress=progress)
+        return holder["plan"].plan
+
+    out = os.fspath(output)
+    deployed = pipeline.export_to_board(trained, net_spec, out, plan=choose if board else None,
+                                        finetune_epochs=finetune_epochs, qat_epochs=qat_epochs, mcu_images=mcu_images,
+                                        target=target, project_dir=project, seed=seed, progress=_log(progress))
+    planned = holder.get("plan")
+    if planned is not None:
+        planned.save(_plan_path(out))
+    return NasExportResult(deployed, out, planned, budget)
