@@ -169,6 +169,7 @@ def test_cli_search_writes_spec_plan_and_plot(tmp_path, capsys):
     (["--sram", "64KB", "--resolutions", "96,x"], "comma-separated"),
     (["--sram", "64KB", "--max-macs", "lots"], "not a count"),
     (["--sram", "64KB", "--max-patches", "20"], "max_patches must be in 1..16"),
+    (["--sram", "64KB", "--stages", "3"], "invalid choice"),
     (["--sram", "1KB", "--space", "mcunet-vww", "--resolutions", "48", "--population", "2", "--iterations", "0"],
      "over the SRAM limit"),
     (["--sram", "256KB", "--flash", "1KB", "--population", "2", "--iterations", "0"], "over the flash limit"),
