@@ -253,7 +253,8 @@ def test_two_stage_search_matches_the_graph_and_the_exhaustive_enumeration():
                 one = chain_schedule(chain, sram, False, 4)
                 full, _ = two_stage_schedule(
                     per_op, sum(chain.macs()), chain.legal_ends, lambda e: chain.side[chain.ops[e - 1].output],
-                    lambda e: chain._bytes(chain.ops[e - 1].output), lambda s, e, p: chain.stage(s, e, p, False),
+                    lambda e: chain._bytes(chain.ops[e - 1].output),
+                    lambda s, e, p: chain.stage(s, e, p, False)[0], lambda s, e, p: chain.stage(s, e, p, False)[1],
                     sram, 4, None if isinstance(one, int) else one + (0, 0), exhaustive=True)
                 assert isinstance(fast, int) == (full is None)
                 if full is not None:

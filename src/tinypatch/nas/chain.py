@@ -67,7 +67,10 @@ class Chain:
         self.last_use[-1] = len(self.ops)  # the graph output
         self.skip_at = self._skips()
         self._macs = self.macs()
-        self._stages: dict[tuple[int, int, int, bool], tuple[int, int]] = {}
+        self._pad = [max((self.side[op.output] - 1) * op.stride + op.kernel - self.side[op.inputs[0]], 0) // 2
+                     for op in self.ops]  # TFLite SAME padding before the first row
+        self._stages: dict[tuple[int, int, int, bool], tuple[int, dict[int, int], list[int]]] = {}
+        self._peaks: dict[tuple[int, int, int, bool], int] = {}
 
     def _new(self, side: int, chan: int, op: _Op) -> int:
         self.side.append(side)
@@ -112,15 +115,17 @@ class Chain:
         return out
 
     def per_op(self, include_input: bool, elements: dict[int, int] | None = None,
-               extra: list[int] | None = None) -> list[int]:
-        """Analytic bytes of every op (``elements``: tile-sized tensors; ``extra``: bytes held)."""
+               extra: list[int] | None = None, ops: range | None = None) -> list[int]:
+        """Analytic bytes of every op, or of ``ops`` (``elements``: tile-sized tensors; ``extra``:
+        bytes held)."""
         nbytes = [self._bytes(t) for t in range(len(self.side))]
         if not include_input:
             nbytes[0] = 0
         for t, e in (elements or {}).items():
             nbytes[t] = e
         out = []
-        for i, op in enumerate(self.ops):
+        for i in ops or range(len(self.ops)):
+            op = self.ops[i]
             ins = sum(nbytes[t] for t in op.inputs)
             b = max(ins, nbytes[op.output]) if op.kind == "dw" else ins + nbytes[op.output]
             b += sum(nbytes[s] for s in self.skip_at.get(i, ()))
@@ -151,11 +156,21 @@ class Chain:
     def stage(self, start: int, end: int, p: int, include_input: bool) -> tuple[int, int]:
         """(MAC overhead, max analytic bytes over ops [start, end)) of ``p`` x ``p`` recomputed tiles
         over ops [start, end), the other ops layer by layer (cached)."""
+        return self.stage_overhead(start, end, p, include_input), self.stage_peak(start, end, p, include_input)
+
+    def stage_overhead(self, start: int, end: int, p: int, include_input: bool) -> int:
         key = (start, end, p, include_input)
         if key not in self._stages:
-            overhead, elements, extra = self._tile(start, end, p, include_input)
-            self._stages[key] = overhead, max(self.per_op(include_input, elements, extra)[start:end])
-        return self._stages[key]
+            self._stages[key] = self._tile(start, end, p, include_input)
+        return self._stages[key][0]
+
+    def stage_peak(self, start: int, end: int, p: int, include_input: bool) -> int:
+        key = (start, end, p, include_input)
+        if key not in self._peaks:
+            self.stage_overhead(start, end, p, include_input)
+            _, elements, extra = self._stages[key]
+            self._peaks[key] = max(self.per_op(include_input, elements, extra, range(start, end)))
+        return self._peaks[key]
 
     def _tile(self, start: int, end: int, p: int, include_input: bool) -> tuple[int, dict[int, int], list[int]]:
         """(MAC overhead, tile-sized tensor elements, bytes held per op) of ``p`` x ``p`` tiles over
@@ -173,8 +188,7 @@ class Chain:
                 if op.kind == "add":
                     reads = (lo, hi)
                 else:
-                    n_in = self.side[op.inputs[0]]
-                    pad = max((self.side[op.output] - 1) * op.stride + op.kernel - n_in, 0) // 2
+                    n_in, pad = self.side[op.inputs[0]], self._pad[k]
                     reads = (max(lo * op.stride - pad, 0), min((hi - 1) * op.stride - pad + op.kernel, n_in))
                 for t in op.inputs:
                     old = need.get(t)
@@ -222,7 +236,8 @@ def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: in
         found, least2 = two_stage_schedule(
             per_op, sum(chain.macs()), cache(chain.legal_ends), lambda end: chain.side[chain.ops[end - 1].output],
             lambda end: chain._bytes(chain.ops[end - 1].output),
-            lambda start, end, p: chain.stage(start, end, p, include_input), sram, max_patches,
+            lambda start, end, p: chain.stage_overhead(start, end, p, include_input),
+            lambda start, end, p: chain.stage_peak(start, end, p, include_input), sram, max_patches,
             best + (0, 0) if best is not None else None)
         if found is not None:
             return found

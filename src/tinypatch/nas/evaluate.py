@@ -233,15 +233,21 @@ def _two_stages(graph: Graph, per_op: list[int], square: list[bool], sram: int, 
     fp = fingerprint(graph)
 
     @cache
-    def figures(start: int, end: int, p: int) -> tuple[int, int]:
+    def tiled(start: int, end: int, p: int) -> tuple[Stage, StageTiling]:
         shape = outs[end - 1].shape
         stage = Stage(start, end, split_even(shape[1], p), split_even(shape[2], p))
-        st = _tile(graph, stage, square[end])
+        return stage, _tile(graph, stage, square[end])
+
+    def overhead(start: int, end: int, p: int) -> int:
+        return plan_macs(graph, [tiled(start, end, p)[1]])[0] - base
+
+    def peak(start: int, end: int, p: int) -> int:
+        stage, st = tiled(start, end, p)
         per = plan_analytic(graph, Plan(graph.name, fp, [stage], include_input=include_input), [st]).per_op
-        return plan_macs(graph, [st])[0] - base, max(per[start:end])
+        return max(per[start:end])
 
     return two_stage_schedule(per_op, base, ends, lambda end: min(outs[end - 1].shape[1:3]),
-                              lambda end: outs[end - 1].size, figures, sram, max_patches, best, exhaustive)
+                              lambda end: outs[end - 1].size, overhead, peak, sram, max_patches, best, exhaustive)
 
 
 def _square_prefix(graph: Graph) -> list[bool]:
