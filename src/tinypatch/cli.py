@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-inplace", dest="inplace", action="store_false",
                     help="do not run layer-by-layer ops in place (default: every schedule runs the ops that "
                          "lower its arena in place, output over input in raster order; no extra MACs)")
+    from tinypatch.codegen.targets import ALL_TARGETS
+    pl.add_argument("--target", choices=ALL_TARGETS,
+                    help="predict executed instructions on this target (fitted cost model) and, unless --objective "
+                         "macs, pick the fewest predicted instructions under --sram (ties: fewer kernel calls)")
+    pl.add_argument("--objective", choices=("instructions", "macs"),
+                    help="what the front trades against SRAM: predicted instructions (default with --target; needs "
+                         "it) or MACs (default without --target)")
     pl.add_argument("-o", "--output", metavar="PLAN.json", help="write the chosen plan as JSON")
     pl.add_argument("--plot", metavar="FILE.png", help="save the Pareto front (peak SRAM vs MACs)")
     pl.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
@@ -226,7 +233,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
             bar.update(task, completed=done, total=total)
 
         result = search(graph, strategy=args.strategy, single_stage=args.single_stage, progress=tick,
-                        stream=not args.no_stream, **flags)
+                        stream=not args.no_stream, target=args.target, objective=args.objective, **flags)
         if args.inplace:
             bar.update(task, description="running layer-by-layer ops in place", completed=0)
             result = inplace_front(graph, result, progress=tick)
@@ -242,7 +249,10 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps({"plan": chosen.plan.to_dict(), "cost": cost.to_dict(), "baseline": base.to_dict(),
                           "front": [{"peak": s.peak, "lower_bound": s.lower_bound, "macs": s.macs,
+                                     "predicted_instructions": s.insns, "kernel_calls": s.calls,
                                      "schedule": s.label} for s in result.front],
+                          "objective": result.objective, "target": args.target,
+                          "predicted_instructions": chosen.insns,
                           "search_seconds": result.seconds}, indent=1))
     else:
         plan_tables(console, graph, chosen, cost, base, result)

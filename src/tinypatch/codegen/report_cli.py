@@ -15,6 +15,7 @@ from tinypatch.codegen.project import Project
 from tinypatch.codegen.report import McuCost, measure, outputs_equal
 from tinypatch.errors import ToolchainError
 from tinypatch.ir import Graph
+from tinypatch.planning.latency import cost_model, fitted_targets
 from tinypatch.runtime.inputs import model_inputs
 
 
@@ -37,6 +38,10 @@ def report_project(console: Console, graph: Graph, project: Project, args: argpa
         cost = measure(graph, project, inputs, plugin)
     cost_table(console, f"{graph.name} on {project.target} (QEMU)", [("this plan", cost)])
     console.print(f"outputs vs Python executor: {_verdict(cost.exact)}")
+    if cost.insns is not None and project.target in fitted_targets():
+        predicted = cost_model(project.target).predict(graph, project.plan)
+        console.print(f"instructions: predicted {predicted:,.0f} (cost model of {project.target}), measured "
+                      f"{cost.insns:,} ({predicted / cost.insns - 1:+.1%})")
     if plugin is None:
         console.print("instruction counts need the qemu-insncount plugin of the shared assets (not found)")
     return 0 if cost.exact else 1

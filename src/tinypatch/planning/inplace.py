@@ -63,15 +63,16 @@ def add_inplace(graph: Graph, plan: Plan, alignment: int = 16) -> Plan:
 def inplace_front(graph: Graph, result: FrontResult, alignment: int = 16,
                   progress: Callable[[int, int], None] | None = None) -> FrontResult:
     """``result`` with every schedule's layer-by-layer ops run in place where that lowers its peak
-    (:func:`add_inplace`; MACs unchanged), layer by layer itself among them, and the points no
-    longer on the front dropped."""
+    (:func:`add_inplace`; MACs and instructions unchanged), layer by layer itself among them, and the
+    points no longer on the front (of the result's objective) dropped."""
 
     def lowered(s: Schedule) -> Schedule:
         plan = add_inplace(graph, s.plan, alignment)
         if not plan.inplace:
             return s
         pl = place_plan(plan_buffers(graph, plan), alignment)
-        return replace(s, plan=plan, peak=pl.peak, lower_bound=pl.lower_bound)
+        insns = result.model.predict(graph, plan) if result.model is not None else s.insns
+        return replace(s, plan=plan, peak=pl.peak, lower_bound=pl.lower_bound, insns=insns)
 
     baseline = lowered(result.baseline)
     points = [baseline]  # layer by layer in place may now beat patch schedules with no extra MACs
@@ -80,8 +81,8 @@ def inplace_front(graph: Graph, result: FrontResult, alignment: int = 16,
         if progress:
             progress(i + 1, len(result.front))
     front, fewest = [], None
-    for s in sorted(points, key=lambda s: (s.peak or s.lower_bound, s.macs)):
-        if fewest is None or s.macs < fewest:
+    for s in sorted(points, key=lambda s: (s.peak or s.lower_bound, *result.key(s))):
+        if fewest is None or result.key(s) < fewest:
             front.append(s)
-            fewest = s.macs
+            fewest = result.key(s)
     return replace(result, baseline=baseline, front=front)

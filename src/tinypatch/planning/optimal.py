@@ -40,6 +40,7 @@ from tinypatch.analysis.regions import axis_maps, is_global_reduce, split_even
 from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import DTYPE_BYTES, Graph
 from tinypatch.planning.columns import column_maps, output_window
+from tinypatch.planning.latency import OBJECTIVES, CostModel, plan_calls
 from tinypatch.planning.memory import place_plan, plan_buffers
 from tinypatch.planning.plan import STREAM, Plan, Stage, fingerprint
 from tinypatch.planning.tile_arrays import axis_figures
@@ -91,11 +92,14 @@ class Choice:
 
 
 class Option(NamedTuple):
-    """One way to run a segment: its arena lower bound and MACs."""
+    """One way to run a segment: its arena lower bound, MACs, predicted instructions and kernel calls
+    (``cost``/``calls`` 0 without an instruction model)."""
 
     lower_bound: int
     macs: int
     choice: Choice
+    cost: float = 0.0
+    calls: int = 0
 
 
 class Variant(NamedTuple):
@@ -115,6 +119,8 @@ class Schedule:
     macs: int
     plan: Plan
     peak: int | None = None  # placed
+    insns: float | None = None  # predicted instructions (with a target's cost model)
+    calls: int | None = None  # kernel calls of the generated code (with a cost model)
 
     @property
     def label(self) -> str:
@@ -129,17 +135,27 @@ class FrontResult:
     seconds: float
     options: int  # segment options costed
     space: dict[str, object] = field(default_factory=dict)
+    objective: str = "macs"  # what the front trades against the peak: "macs" or predicted "instructions"
+    model: CostModel | None = None  # the target's instruction cost model, if any
+
+    def key(self, s: Schedule) -> tuple:
+        """The objective of ``s``, lower is better: predicted instructions then fewer kernel calls, or
+        MACs then (with a cost model) predicted instructions."""
+        if self.objective == "instructions":
+            return (round(s.insns or 0.0), s.calls or 0)
+        return (s.macs, round(s.insns or 0.0))
 
     def best_under_sram(self, sram: int) -> Schedule:
         fits = [s for s in self.front if (s.peak or s.lower_bound) <= sram]
         if not fits:
             best = min(s.peak or s.lower_bound for s in self.front)
             raise BudgetError(f"no schedule fits {sram} B of SRAM; the smallest achievable peak is {best} B", best)
-        return min(fits, key=lambda s: (s.macs, s.peak or s.lower_bound))
+        return min(fits, key=lambda s: (*self.key(s), s.peak or s.lower_bound))
 
     def best_under_overhead(self, max_overhead: float) -> Schedule:
         limit = self.baseline.macs * (1 + max_overhead) + 1e-9
-        return min((s for s in self.front if s.macs <= limit), key=lambda s: (s.peak or s.lower_bound, s.macs))
+        return min((s for s in self.front if s.macs <= limit), key=lambda s: (s.peak or s.lower_bound, s.macs,
+                                                                                 *self.key(s)))
 
 
 def clean_cuts(graph: Graph) -> list[int]:
@@ -172,8 +188,10 @@ def _grids(h: int, w: int, max_grid: int, strips: bool) -> list[tuple[int, int]]
 class _Costs:
     """Per-op figures of a graph under one accounting."""
 
-    def __init__(self, graph: Graph, include_input: bool, include_output: bool, alignment: int) -> None:
+    def __init__(self, graph: Graph, include_input: bool, include_output: bool, alignment: int,
+                 model: CostModel | None = None, by_cost: bool = False) -> None:
         self.g = graph
+        self.by_cost = by_cost  # the second objective is predicted instructions, not MACs
         self.n = len(graph.ops)
         self.alignment = alignment
         self.macs = np.array([op_macs(graph, op) for op in graph.ops], np.int64)
@@ -190,6 +208,25 @@ class _Costs:
         self.ring = [output_window(graph, k) for k in range(self.n)]
         # positions just after a spatially strided op (where the resolution drops)
         self.levels = [i + 1 for i, op in enumerate(graph.ops) if self.local[i] and _downsamples(graph, op)]
+        # predicted instructions per computed pixel, row and call of each op (tiled, and in a stream stage)
+        self.model = model
+        zero = np.zeros(self.n)
+        self.rates = self.stream_rates = (zero,) * 6
+        if model is not None:
+            self.rates, self.stream_rates = (tuple(np.array(v, float) for v in zip(
+                *[tuple(model.op_rates(graph, k, stream).__dict__.values()) for k in range(self.n)]))
+                for stream in (False, True))
+
+    def op_cost(self, ops: list[int] | np.ndarray, pixels: np.ndarray, rows: np.ndarray, calls: np.ndarray | int,
+                rem: tuple[np.ndarray, np.ndarray] | None = None, copy: np.ndarray | int = 0,
+                stream: bool = False) -> np.ndarray:
+        """Predicted instructions of ``ops`` computing these pixels and rows in these calls, with ``rem``
+        pixels left over from pairs and quads of a row (default: every pixel) and ``copy`` halo bytes
+        moved (0 without a model)."""
+        pix, row, call, rem2, rem4, cp = self.stream_rates if stream else self.rates
+        r2, r4 = rem if rem is not None else (pixels, pixels)
+        return (pix[ops] * pixels + row[ops] * rows + call[ops] * calls + rem2[ops] * r2 + rem4[ops] * r4
+                + cp[ops] * copy)
 
     def full(self, tensor: str) -> int:
         return self._full.get(tensor, 0)
@@ -201,7 +238,7 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
     """(a, b) -> every non-dominated :class:`Option` of the segment between clean cuts a and b:
     layer by layer, and for each end b the patch stages over tile grids (:func:`_tile_candidates`)
     and stream stages (:func:`_stream_candidates`) from every start a the stage can have."""
-    opts = _layer_options(c, cuts)
+    opts = _layer_options(c, cuts, c.g)
     for done, b in enumerate(cuts[1:], 1):
         if progress:
             progress(done, len(cuts) - 1)
@@ -214,18 +251,25 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         cands = _tile_candidates(c, stage, variants, table, max_grid, first_only)
         if streams:
             cands += _stream_candidates(c, stage, streams, table, max_grid, first_only)
-        _add_pareto(opts, b, cands)
+        _add_pareto(opts, b, cands, c.by_cost)
     return opts
 
 
-def _layer_options(c: _Costs, cuts: list[int]) -> dict[tuple[int, int], list[Option]]:
+def _layer_options(c: _Costs, cuts: list[int], g: Graph) -> dict[tuple[int, int], list[Option]]:
     """Every segment run layer by layer: its lower bound is its ops' liveness profile."""
     macs_prefix = np.concatenate([[0], np.cumsum(c.macs)])
+    ops = np.arange(c.n)
+    pixels = np.array([_pixels(g, k) for k in ops], float)
+    rows = np.array([s[1] if len(s) == 4 else 1 for s in (g.tensors[op.outputs[0]].shape for op in g.ops)], float)
+    widths = np.array([s[2] if len(s) == 4 else 1 for s in (g.tensors[op.outputs[0]].shape for op in g.ops)])
+    rem = (rows * (widths % 2), rows * (widths % 4))
+    cost_prefix = np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, rows, 1, rem))])
     opts: dict[tuple[int, int], list[Option]] = {}
     for ia, a in enumerate(cuts):
         for b in cuts[ia + 1:]:
             lb = int(c.lbl_profile[a:b].max())
-            opts[(a, b)] = [Option(lb, int(macs_prefix[b] - macs_prefix[a]), Choice(a, b))]
+            opts[(a, b)] = [Option(lb, int(macs_prefix[b] - macs_prefix[a]), Choice(a, b),
+                                   float(cost_prefix[b] - cost_prefix[a]), b - a)]
     return opts
 
 
@@ -240,6 +284,7 @@ class _StageEnd:
     reduce: bool  # ends with an accumulated global average
     internal: list[str]
     chan: np.ndarray  # bytes per pixel of each internal tensor in the arena (0: not in it)
+    chan_all: np.ndarray  # bytes per pixel of each internal tensor
     life: np.ndarray  # [internal, step]: tile-local lifetime over the stage's steps
     pixel_macs: np.ndarray  # MACs per output pixel of each op
     full_out: int  # the full-size stage output (and accumulator), aligned
@@ -271,6 +316,7 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEn
     internal = [g.ops[k].outputs[0] for k in ops[:-1]]
     chan = np.array([g.tensors[t].shape[3] * DTYPE_BYTES[g.tensors[t].dtype] if t in c.in_arena else 0
                      for t in internal], np.int64)
+    chan_all = np.array([g.tensors[t].shape[3] * DTYPE_BYTES[g.tensors[t].dtype] for t in internal], np.int64)
     life = np.zeros((len(internal), len(ops)), bool)
     for r, t in enumerate(internal):
         s, e = c.life[t]
@@ -286,8 +332,8 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEn
     start_rows = [internal.index(g.ops[a - 1].outputs[0]) if a > 0 and g.ops[a - 1].outputs[0] in internal
                   else None for a in starts]
     step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
-    return _StageEnd(b, starts, info, red, internal, chan, life, pm, full_out, start_idx, full_ins, start_rows,
-                     step_mask)
+    return _StageEnd(b, starts, info, red, internal, chan, chan_all, life, pm, full_out, start_idx, full_ins,
+                     start_rows, step_mask)
 
 
 class _AxisFigs(NamedTuple):
@@ -328,6 +374,8 @@ class Candidate(NamedTuple):
     macs: int
     grid: tuple[int, int]
     policy: HaloPolicy
+    cost: float = 0.0
+    calls: int = 0
 
 
 def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
@@ -361,8 +409,20 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
             held = np.where(st.step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
             lbs = st.full_ins + st.full_out + held + tail[st.start_idx]
             stage_m = stage_macs[-1] - stage_macs[st.start_idx]
-            out += [Candidate(a, lb, m, (nh, nw), var.policy) for a, lb, m in zip(st.starts, lbs.tolist(),
-                                                                                   stage_m.tolist())]
+            pixels = (fh.total_len * fw.total_len).astype(float)
+            if st.reduce:  # the average's per-tile sums: charged once, as its whole-image work
+                pixels[-1] = 1.0
+            rem = tuple(fh.total_len * _left_over(fw.total_len, nw, m) for m in (2, 4))
+            copy = np.zeros(len(ops))  # halo bytes moved between tiles (estimated from the largest overlaps)
+            copy[:-1] = st.chan_all * (np.where(persistent, fh.total_len[:-1] * fw.overlap * (nw - 1), 0)
+                                       + np.where(line_rows, fh.overlap * fw.total_len[:-1] * (nh - 1)
+                                                  * (2 if nw > 1 else 1), 0))
+            costs = np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, fh.total_len * nw, nh * nw, rem,
+                                                               copy))])
+            stage_c = costs[-1] - costs[st.start_idx]
+            calls = nh * nw * (len(ops) - st.start_idx)
+            out += [Candidate(a, lb, m, (nh, nw), var.policy, cost, n) for a, lb, m, cost, n in zip(
+                st.starts, lbs.tolist(), stage_m.tolist(), stage_c.tolist(), calls.tolist())]
     return out
 
 
@@ -391,20 +451,40 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
         tail = np.concatenate([np.cumsum(sizes[::-1])[::-1], [0]])
         stage_macs = np.concatenate([[0], np.cumsum(st.pixel_macs * fh.total_len * tw)])
         lbs = s_full + st.full_out + tail[s_idx]
-        out += [Candidate(a, lb, m, (nh, shape[2]), HaloPolicy(STREAM))
-                for a, lb, m in zip(streams, lbs.tolist(), (stage_macs[-1] - stage_macs[s_idx]).tolist())]
+        pixels = (fh.total_len * tw).astype(float)  # one call per column and strip: a column of rows each
+        costs = np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, pixels, nh * tw, stream=True))])
+        calls = [int(nh * tw[i:].sum()) for i in s_idx]
+        out += [Candidate(a, lb, m, (nh, shape[2]), HaloPolicy(STREAM), cost, n)
+                for a, lb, m, cost, n in zip(streams, lbs.tolist(), (stage_macs[-1] - stage_macs[s_idx]).tolist(),
+                                             (costs[-1] - costs[s_idx]).tolist(), calls)]
     return out
 
 
-def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidate]) -> None:
+def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidate], by_cost: bool) -> None:
     """Add each segment's non-dominated candidates to its options (in the order they were found)."""
     by_start: dict[int, list[Candidate]] = {}
     for cand in cands:
         by_start.setdefault(cand.start, []).append(cand)
     for a, group in by_start.items():
-        keep = _pareto_filter(np.array([x.lower_bound for x in group]), np.array([x.macs for x in group]))
-        opts[(a, b)].extend(Option(group[k].lower_bound, group[k].macs, Choice(a, b, group[k].grid, group[k].policy))
-                            for k in keep)
+        keep = _pareto_filter(*_objectives(group, by_cost))
+        opts[(a, b)].extend(Option(group[k].lower_bound, group[k].macs, Choice(a, b, group[k].grid, group[k].policy),
+                                   group[k].cost, group[k].calls) for k in keep)
+
+
+def _objectives(items: list[Candidate] | list[Option], by_cost: bool) -> tuple[np.ndarray, ...]:
+    """(peaks, objective, tie-break) arrays: predicted instructions then kernel calls, or MACs then
+    predicted instructions (all 0 without a cost model: the order found)."""
+    peaks = np.array([x.lower_bound for x in items])
+    cost = np.array([round(x.cost) for x in items], np.int64)
+    if by_cost:
+        return peaks, cost, np.array([x.calls for x in items])
+    return peaks, np.array([x.macs for x in items]), cost
+
+
+def _left_over(total: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Sum over ``n`` tiles of (tile width mod ``m``) when widths summing to ``total`` are split evenly."""
+    a, extra = total // n, total % n
+    return (n - extra) * (a % m) + extra * ((a + 1) % m)
 
 
 def _stream_starts(c: _Costs, starts: list[int], b: int) -> list[int]:
@@ -476,9 +556,9 @@ def stage_info_relaxed(graph: Graph, start: int, end: int) -> StageInfo:
     return StageInfo(ops, output, inputs, [t for t in produced if t != output], tiled, reduce)
 
 
-def _pareto_filter(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated (peak, MACs) pairs, sorted by peak."""
-    order = np.lexsort((macs, peaks))
+def _pareto_filter(peaks: np.ndarray, macs: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the non-dominated (peak, MACs) pairs, sorted by peak (equal MACs: least ``tie`` kept)."""
+    order = np.lexsort((macs, peaks) if tie is None else (tie, macs, peaks))
     keep, best = [], None
     for i in order:
         if best is None or macs[i] < best:
@@ -487,26 +567,26 @@ def _pareto_filter(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:
     return np.array(keep, np.int64)
 
 
-def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]]) -> list[tuple[int, int, tuple]]:
-    """Label-setting DP: Pareto set of (max peak, sum MACs, choices) at the last cut."""
-    labels: dict[int, list[tuple[int, int, tuple]]] = {cuts[0]: [(0, 0, ())]}
+def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]], by_cost: bool = False,
+        ) -> list[tuple[int, int, tuple]]:
+    """Label-setting DP: Pareto set of (max peak, sum MACs, choices) at the last cut; with ``by_cost``
+    the front is over (max peak, sum of predicted instructions), ties broken by fewer kernel calls."""
+    labels: dict[int, list[Option]] = {cuts[0]: [Option(0, 0, (), 0.0, 0)]}  # type: ignore[arg-type]
     for ib, b in enumerate(cuts[1:], 1):
-        cand = []
+        cand: list[Option] = []
         for a in cuts[:ib]:
             edge = opts.get((a, b))
             if not edge or a not in labels:
                 continue
-            ep = np.array([e.lower_bound for e in edge])
-            em = np.array([e.macs for e in edge])
-            keep = _pareto_filter(ep, em)
-            for lp, lm, lc in labels[a]:
+            keep = _pareto_filter(*_objectives(edge, by_cost))
+            for lab in labels[a]:  # a label's ``choice`` holds the choices of its whole prefix
                 for k in keep:
-                    cand.append((max(lp, int(ep[k])), lm + int(em[k]), lc + (edge[k].choice,)))
+                    e = edge[k]
+                    cand.append(Option(max(lab.lower_bound, e.lower_bound), lab.macs + e.macs,
+                                       lab.choice + (e.choice,), lab.cost + e.cost, lab.calls + e.calls))
         if cand:
-            p = np.array([x[0] for x in cand])
-            m = np.array([x[1] for x in cand])
-            labels[b] = [cand[i] for i in _pareto_filter(p, m)]
-    return labels.get(cuts[-1], [])
+            labels[b] = [cand[i] for i in _pareto_filter(*_objectives(cand, by_cost))]
+    return [(lab.lower_bound, lab.macs, lab.choice) for lab in labels.get(cuts[-1], [])]
 
 
 def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, include_output: bool) -> Plan:
@@ -522,29 +602,43 @@ def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, incl
 
 def optimal_front(graph: Graph, include_input: bool = True, include_output: bool = True, max_grid: int = 8,
                   policies: tuple[str, ...] = POLICIES, single_stage: bool = False, alignment: int = 16,
-                  place_front: bool = True, progress: Callable[[int, int], None] | None = None) -> FrontResult:
+                  place_front: bool = True, progress: Callable[[int, int], None] | None = None,
+                  model: CostModel | None = None, objective: str = "macs") -> FrontResult:
     """The exact (peak lower bound, MACs) front of the space in the module docstring.
 
     ``single_stage`` restricts it to MCUNetV2's space (one stage from the first spatial op);
-    ``policies`` restricts the halo policies (e.g. ("recompute",)).
+    ``policies`` restricts the halo policies (e.g. ("recompute",)). With an instruction cost
+    ``model`` every schedule gets its predicted instructions and kernel calls; ``objective``
+    "instructions" (which needs the model) makes the front (peak, predicted instructions).
     """
+    if objective not in OBJECTIVES:
+        raise PlanError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    if objective == "instructions" and model is None:
+        raise PlanError("the instructions objective needs a target's cost model")
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
         raise PlanError(f"unknown halo policy {bad}; choose from {', '.join(POLICIES)}")
     t0 = time.perf_counter()
-    c = _Costs(graph, include_input, include_output, alignment)
+    c = _Costs(graph, include_input, include_output, alignment, model, objective == "instructions")
     cuts = clean_cuts(graph)
     # with single_stage every stage option starts at the first spatial op, so a path holds at most one
     opts = _segment_options(c, cuts, max_grid, policies, single_stage, progress)
-    labels = _dp(cuts, opts)
+    labels = _dp(cuts, opts, c.by_cost)
     front = [Schedule(ch, p, m, to_plan(graph, ch, include_input, include_output)) for p, m, ch in labels]
     base_ch = (Choice(0, len(graph.ops)),)
     baseline = Schedule(base_ch, int(c.lbl_profile.max()), int(c.macs.sum()),
                         to_plan(graph, base_ch, include_input, include_output))
+    result = FrontResult(baseline, front, 0.0, sum(len(v) for v in opts.values()),
+                         {"cuts": len(cuts), "policies": policies, "max_grid": max_grid, "single_stage": single_stage},
+                         objective, model)
+    if model is not None:  # exact predictions of the schedules found (the search's tile counts are per axis)
+        for s in [baseline, *front]:
+            s.insns, s.calls = model.predict(graph, s.plan), plan_calls(graph, s.plan)
     if place_front:  # the reported peak is the placed arena; keep the schedules that stay Pareto-optimal
         for s in [baseline, *front]:
             s.peak = place_plan(plan_buffers(graph, s.plan), alignment).peak
-        keep = _pareto_filter(np.array([s.peak for s in front]), np.array([s.macs for s in front]))
-        front = [front[i] for i in keep]
-    return FrontResult(baseline, front, time.perf_counter() - t0, sum(len(v) for v in opts.values()),
-                       {"cuts": len(cuts), "policies": policies, "max_grid": max_grid, "single_stage": single_stage})
+        if front:
+            keys = np.array([result.key(s) for s in front])
+            result.front = [front[i] for i in _pareto_filter(np.array([s.peak for s in front]), *keys.T)]
+    result.seconds = time.perf_counter() - t0
+    return result
