@@ -10,7 +10,8 @@ input-outside front), checks the outputs byte for byte, and caches the counts wi
 ``benchmarks/cost_counts.json`` (a run already there is not measured again). It then fits, per
 target, non-negative coefficients per kernel path and feature by least squares on the relative
 error, writes them to ``src/tinypatch/planning/latency_fit.json`` with this command, and prints
-predicted against measured instructions for every run.
+predicted against measured instructions for every run, and the errors when each model is left
+out of the fit and predicted by the others' constants.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import lsq_linear
 
 from tinypatch.assets import assets_dir
 from tinypatch.codegen import generate
@@ -42,7 +43,7 @@ from tinypatch.frontends.synth import Builder
 from tinypatch.runtime.inputs import random_input
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mcu import model_input  # noqa: E402
+from mcu import model_input, stage_graph  # noqa: E402
 
 COUNTS = Path(__file__).with_name("cost_counts.json")
 DEFAULT_TARGETS = ("cortex-m7", "cortex-m55")
@@ -107,6 +108,12 @@ def synthetic_plans(graph: Graph) -> list[tuple[str, Plan]]:
     return out
 
 
+def op_graphs(graph: Graph, name: str, every: int = 1) -> dict[str, Graph]:
+    """Every ``every``-th op of a model that calls a kernel, as a one-op model ``name#opK``."""
+    return {f"{name}#op{k}": stage_graph(graph, k, k + 1) for k in range(0, len(graph.ops), every)
+            if plan_work(graph, Plan.layer_by_layer(graph))[k].path != "shape"}
+
+
 def plan_key(target: str, model: str, plan: Plan) -> str:
     return f"{target}|{model}|{hashlib.sha1(plan.to_json().encode()).hexdigest()[:16]}"
 
@@ -118,7 +125,7 @@ def _save(counts: dict) -> None:
     COUNTS.write_text(json.dumps(counts, indent=1, sort_keys=True) + "\n")
 
 
-def measure_runs(targets: list[str], models: list[Path], synthetic: bool = True) -> dict:
+def measure_runs(targets: list[str], models: list[Path], synthetic: bool = True, per_op: bool = True) -> dict:
     """Measure every (target, model, plan) not yet in the cache; returns the cache."""
     counts = json.loads(COUNTS.read_text()) if COUNTS.is_file() else {}
     assets = assets_dir()
@@ -146,15 +153,23 @@ def measure_runs(targets: list[str], models: list[Path], synthetic: bool = True)
                                    "kernel_insns": c.kernel_insns, "macs": c.macs}
                     _save(counts)
                     print(f"measured {target} {path.name} {label}: {c.insns:,}", flush=True)
-        if synthetic:
-            for name, g in synthetic_chains().items():
-                x = [random_input(g.tensors[g.inputs[0]], seed=0)]
+        extra = dict(synthetic_chains()) if synthetic else {}
+        if per_op:
+            for path in models:
+                extra.update(op_graphs(load_tflite(str(path)), path.name, 3 if path.stat().st_size > 1 << 20 else 1))
+        if extra:
+            for name, g in extra.items():
+                x = [random_input(g.tensors[n], seed=i) for i, n in enumerate(g.inputs)]
+                plans = synthetic_plans(g) if "#" not in name else [("layer by layer", Plan.layer_by_layer(g))]
                 for target in targets:
-                    for label, plan in synthetic_plans(g):
+                    for label, plan in plans:
                         key = plan_key(target, name, plan)
                         if key in counts:
                             continue
-                        project = generate(g, plan, Path(tmp) / "p", target)
+                        try:
+                            project = generate(g, plan, Path(tmp) / "p", target)
+                        except BudgetError:
+                            continue
                         c = measure(g, project, x, plugin)
                         if not c.exact:
                             raise SystemExit(f"{name} {label} on {target}: outputs differ")
@@ -173,7 +188,12 @@ def design_row(graph: Graph, plan: Plan, columns: list[str]) -> np.ndarray:
     row[idx["io_byte"]] = sum(graph.tensors[t].nbytes for t in (*graph.inputs, *graph.outputs))
     for w in plan_work(graph, plan):
         for f, v in w.features(graph).items():
-            row[idx[f"{w.path}:{f}"]] += v
+            if f"*:{f}" in idx:
+                row[idx[f"*:{f}"]] += v
+                continue
+            for p in {_base(w.path), w.path}:  # a variant: its base path's columns and its own differences
+                if f"{p}:{f}" in idx:
+                    row[idx[f"{p}:{f}"]] += v
     return row
 
 
@@ -184,22 +204,61 @@ def deployed(graph: Graph, run: dict) -> Plan:
     return Plan.from_dict(run["deployed"])
 
 
+SHARED = ("rows", "copy")  # one coefficient for every path: loop and halo-copy costs do not depend on the kernel
+CONV_ONLY = ("tail", "rem2", "rem4")  # only the conv/depthwise kernels have pixel groups and 4-wide dot products
+# what a variant of a kernel path changes: a stream stage calls it once per column; the reference
+# kernel and the in-place variants differ in their inner loops only
+VARIANT_FEATURES = {"stream.": ("work", "pixels", "calls", "rem2", "rem4"), ".ref": ("work",), ".inplace": ("work",)}
+OP_WEIGHT = 0.2  # weight of a one-op model's relative error against a whole program's
+RIDGE = 1e-4  # pulls coefficients a few runs cannot tell apart towards 0 (relative-error units)
+
+
+def _base(path: str) -> str:
+    return path.removeprefix("stream.").removesuffix(".ref").removesuffix(".inplace")
+
+
+def _columns(paths: list[str]) -> list[str]:
+    """const, io bytes, the shared features, then per base path its features, then per variant path
+    (stream, reference kernel, in place) the differences from its base path."""
+    cols = ["const", "io_byte"] + [f"*:{f}" for f in SHARED]
+    for p in sorted({_base(p) for p in paths}) + [p for p in paths if p != _base(p)]:
+        conv = any(k in p for k in ("conv", "depthwise"))
+        allowed = set(FEATURES) if p == _base(p) else {f for mark, fs in VARIANT_FEATURES.items() if mark in p
+                                                      for f in fs}
+        cols += [f"{p}:{f}" for f in FEATURES if f not in SHARED and f in allowed and (conv or f not in CONV_ONLY)]
+    return cols
+
+
 def fit(runs: list[dict], graphs: dict[str, Graph]) -> tuple[CostModel, list[tuple[dict, float]]]:
-    """Non-negative least squares on relative errors over ``runs`` of one target."""
+    """Least squares on relative errors over ``runs`` of one target, with a small ridge: base-path
+    and shared coefficients non-negative, variant differences of either sign (pulled to 0 where
+    the runs say little about them)."""
     plans = [(graphs[r["model"]], deployed(graphs[r["model"]], r)) for r in runs]
     paths = sorted({w.path for g, p in plans for w in plan_work(g, p)})
-    columns = ["const", "io_byte"] + [f"{p}:{f}" for p in paths for f in FEATURES]
+    columns = _columns(paths)
     a = np.array([design_row(g, p, columns) for g, p in plans])
     y = np.array([r["insns"] for r in runs], float)
-    scale = a.max(axis=0)
+    # relative errors, whole programs weighted above the one-op models; columns scaled to 1 so that
+    # the ridge treats them alike
+    weight = np.array([OP_WEIGHT if "#" in r["model"] else 1.0 for r in runs])
+    rel = a / y[:, None] * weight[:, None]
+    scale = rel.max(axis=0)
     scale[scale == 0] = 1.0
-    coef, _ = nnls(a / scale / y[:, None], np.ones(len(y)), maxiter=50 * len(columns))
+    rel = rel / scale
+    lhs = np.vstack([rel, np.sqrt(RIDGE) * np.eye(len(columns))])
+    variant = np.array([c.split(":")[0] not in ("const", "io_byte", "*") and c.split(":")[0] != _base(c.split(":")[0])
+                        for c in columns])
+    lower = np.where(variant, -np.inf, 0.0)
+    coef = lsq_linear(lhs, np.concatenate([weight, np.zeros(len(columns))]), bounds=(lower, np.inf)).x
     coef = coef / scale
     target = runs[0]["target"]
+    value = dict(zip(columns, coef.tolist()))
+    shared = {f: value[f"*:{f}"] for f in SHARED}
     paths_coef: dict[str, dict[str, float]] = {}
-    for c, v in zip(columns[2:], coef[2:]):
-        p, f = c.split(":")
-        paths_coef.setdefault(p, {})[f] = round(float(v), 6)
+    for p in sorted({_base(p) for p in paths} | set(paths)):
+        feats = {f: value.get(f"{_base(p)}:{f}", 0.0) + (value.get(f"{p}:{f}", 0.0) if p != _base(p) else 0.0)
+                 for f in FEATURES if f not in SHARED}
+        paths_coef[p] = {f: round(v, 6) for f, v in {**feats, **shared}.items()}
     model = CostModel(target, round(float(coef[0]), 1), round(float(coef[1]), 4), paths_coef)
     return model, [(r, model.predict(g, p)) for r, (g, p) in zip(runs, plans)]
 
@@ -211,6 +270,7 @@ def main() -> int:
     ap.add_argument("--measure-only", action="store_true")
     ap.add_argument("--fit-only", action="store_true", help="fit the cached counts, measure nothing")
     ap.add_argument("--no-synthetic", action="store_true", help="leave out the synthetic chains")
+    ap.add_argument("--no-per-op", action="store_true", help="leave out the one-op models cut from the shared models")
     args = ap.parse_args()
     assets = assets_dir()
     missing = [m for t in args.targets if (m := missing_tools(t))]
@@ -221,11 +281,14 @@ def main() -> int:
     paths = [p for p in paths if p.name != "person_detect_qdimfix.tflite"]  # same graph as person_detect
     if args.models:
         paths = [p for p in paths if p.name in args.models]
-    counts = json.loads(COUNTS.read_text()) if args.fit_only else measure_runs(args.targets, paths, not args.no_synthetic)
+    counts = json.loads(COUNTS.read_text()) if args.fit_only else measure_runs(args.targets, paths, not args.no_synthetic,
+                                                                            not args.no_per_op)
     if args.measure_only:
         return 0
     graphs = {p.name: load_tflite(str(p)) for p in sorted((assets / "models").glob("*.tflite"))}
     graphs.update(synthetic_chains())
+    for p in paths:
+        graphs.update(op_graphs(graphs[p.name], p.name, 3 if p.stat().st_size > 1 << 20 else 1))
     data = json.loads(FIT_FILE.read_text()) if FIT_FILE.is_file() else {"targets": {}}
     data["command"] = "python benchmarks/fit_cost.py --targets " + " ".join(args.targets)
     data["runs"] = {}
@@ -236,12 +299,27 @@ def main() -> int:
         data["targets"][target] = {"const": model.const, "io_byte": model.io_byte, "paths": model.paths}
         data["runs"][target] = len(runs)
         worst = 0.0
+        op_errs = [abs(p / r["insns"] - 1) for r, p in preds if "#" in r["model"]]
+        if op_errs:
+            print(f"{target}: {len(op_errs)} one-op models, worst error {max(op_errs):.1%}, "
+                  f"{sum(e <= 0.1 for e in op_errs)} within +-10%")
         for r, p in sorted(preds, key=lambda x: (x[0]["model"], x[0]["label"])):
             err = p / r["insns"] - 1
+            if "#" in r["model"]:
+                continue
             worst = max(worst, abs(err))
             print(f"{target:11s} {r['model'].removesuffix('.tflite'):24s} {r['label'][:60]:60s} measured {r['insns']:>13,} "
                   f"predicted {p:>15,.0f} {err:+7.1%}")
-        print(f"{target}: {len(runs)} runs, worst error {worst:.1%}")
+        print(f"{target}: {len(runs)} runs, worst error {worst:.1%} over the whole programs")
+        held = []  # leave one model out: fit on the others, predict its runs
+        for name in sorted({r["model"] for r in runs if "#" not in r["model"]}):
+            train = [r for r in runs if r["model"].split("#")[0] != name]
+            other, _ = fit(train, graphs)
+            held += [(r, other.predict(graphs[name], deployed(graphs[name], r))) for r in runs if r["model"] == name]
+        errs = [abs(p / r["insns"] - 1) for r, p in held]
+        worst_r, worst_p = max(held, key=lambda x: abs(x[1] / x[0]["insns"] - 1))
+        print(f"{target}: leaving each model out of the fit, worst error on its runs {max(errs):.1%} "
+              f"({worst_r['model']}, {worst_r['label'][:50]}), {sum(e <= 0.1 for e in errs)}/{len(errs)} within +-10%")
     FIT_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print(f"wrote {FIT_FILE}")
     return 0

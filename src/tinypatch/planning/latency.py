@@ -1,8 +1,9 @@
 """Predicted executed instructions of a plan's generated C on a target (a fitted linear model).
 
 Each op runs on a *kernel path* named from its operator-table traits (:func:`op_path`: conv
-1x1, other conv, depthwise, fully connected, other window ops, point-wise, other global ops;
-``stream.`` in front inside a stream stage, whose kernels are called once per column). Per
+1x1, other conv, depthwise, else the C function of the row, e.g. ``pad``, ``add_s8``,
+``lut_s8``; ``stream.`` in front inside a stream stage, whose kernels are called once per
+column; ``.ref`` / ``.inplace`` behind a convolution on the reference kernel or in place). Per
 path the model charges instructions per unit of five features of the work an op does in a
 schedule (:class:`OpWork`):
 
@@ -36,7 +37,7 @@ from pathlib import Path
 from tinypatch.analysis.macs import op_elem_ops, op_macs
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
-from tinypatch.ir.optable import Kind, Macs, op_def
+from tinypatch.ir.optable import Macs, op_def
 from tinypatch.kernels import prepare
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.tiles import StageTiling, tile_stage
@@ -73,14 +74,10 @@ def op_path(graph: Graph, k: int, stream: bool = False, inplace: bool = False) -
             path += ".ref"
         elif inplace:
             path += ".inplace"
-    elif d.macs == Macs.FC:
-        path = "fc"
-    elif d.kind == Kind.WINDOW:
-        path = "window"
-    elif d.kind == Kind.POINTWISE:
-        path = "pointwise"
+    elif d.c_kernels:  # the C function that runs it (pools, PAD, element-wise ops, lookups, FC, ...)
+        path = d.c_kernels[0].removeprefix("tp_")
     else:
-        path = "global"
+        path = d.kind.value  # no kernel call (RESHAPE: an alias)
     return f"stream.{path}" if stream else path
 
 
@@ -221,7 +218,7 @@ class CostModel:
         for other in (path.removeprefix("stream."), base, base.removeprefix("stream.")):  # never measured: the closest
             if other in self.paths:
                 return self.paths[other]
-        return self.paths.get("global", {})
+        return {}
 
     def op_rates(self, graph: Graph, k: int, stream: bool = False) -> OpRates:
         """The op's rates out of place (the search runs before the in-place pass)."""

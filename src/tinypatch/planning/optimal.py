@@ -614,7 +614,7 @@ def optimal_front(graph: Graph, include_input: bool = True, include_output: bool
     if objective not in OBJECTIVES:
         raise PlanError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
     if objective == "instructions" and model is None:
-        raise PlanError("the instructions objective needs a target's cost model")
+        raise PlanError("the instructions objective needs a target's cost model (--target)")
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
         raise PlanError(f"unknown halo policy {bad}; choose from {', '.join(POLICIES)}")
