@@ -191,9 +191,9 @@ def design_row(graph: Graph, plan: Plan, columns: list[str]) -> np.ndarray:
             if f"*:{f}" in idx:
                 row[idx[f"*:{f}"]] += v
                 continue
-            for p in {_base(w.path), w.path}:  # a variant: its base path's columns and its own differences
-                if f"{p}:{f}" in idx:
-                    row[idx[f"{p}:{f}"]] += v
+            col = idx.get(f"{w.path}:{f}", idx.get(f"{_base(w.path)}:{f}"))  # a variant: its own, else its base's
+            if col is not None:
+                row[col] += v
     return row
 
 
@@ -210,6 +210,7 @@ CONV_ONLY = ("tail", "rem2", "rem4")  # only the conv/depthwise kernels have pix
 # kernel and the in-place variants differ in their inner loops only
 VARIANT_FEATURES = {"stream.": ("work", "pixels", "calls", "rem2", "rem4"), ".ref": ("work",), ".inplace": ("work",)}
 OP_WEIGHT = 0.2  # weight of a one-op model's relative error against a whole program's
+SHRINK = 1e-2  # pulls a variant's coefficient towards its base path's
 RIDGE = 1e-4  # pulls coefficients a few runs cannot tell apart towards 0 (relative-error units)
 
 
@@ -230,9 +231,9 @@ def _columns(paths: list[str]) -> list[str]:
 
 
 def fit(runs: list[dict], graphs: dict[str, Graph]) -> tuple[CostModel, list[tuple[dict, float]]]:
-    """Least squares on relative errors over ``runs`` of one target, with a small ridge: base-path
-    and shared coefficients non-negative, variant differences of either sign (pulled to 0 where
-    the runs say little about them)."""
+    """Non-negative least squares on relative errors over ``runs`` of one target, with a small ridge
+    towards 0, and each variant's coefficient pulled towards its base path's (where the runs say
+    little about it)."""
     plans = [(graphs[r["model"]], deployed(graphs[r["model"]], r)) for r in runs]
     paths = sorted({w.path for g, p in plans for w in plan_work(g, p)})
     columns = _columns(paths)
@@ -245,19 +246,23 @@ def fit(runs: list[dict], graphs: dict[str, Graph]) -> tuple[CostModel, list[tup
     scale = rel.max(axis=0)
     scale[scale == 0] = 1.0
     rel = rel / scale
-    lhs = np.vstack([rel, np.sqrt(RIDGE) * np.eye(len(columns))])
-    variant = np.array([c.split(":")[0] not in ("const", "io_byte", "*") and c.split(":")[0] != _base(c.split(":")[0])
-                        for c in columns])
-    lower = np.where(variant, -np.inf, 0.0)
-    coef = lsq_linear(lhs, np.concatenate([weight, np.zeros(len(columns))]), bounds=(lower, np.inf)).x
+    idx = {c: i for i, c in enumerate(columns)}
+    shrink = []
+    for c, i in idx.items():
+        p, _, f = c.partition(":")
+        if p not in ("const", "io_byte", "*") and p != _base(p) and f"{_base(p)}:{f}" in idx:
+            r = np.zeros(len(columns))
+            r[i], r[idx[f"{_base(p)}:{f}"]] = 1.0, -scale[i] / scale[idx[f"{_base(p)}:{f}"]]
+            shrink.append(np.sqrt(SHRINK) * r)
+    lhs = np.vstack([rel, np.sqrt(RIDGE) * np.eye(len(columns)), *shrink])
+    coef = lsq_linear(lhs, np.concatenate([weight, np.zeros(len(columns) + len(shrink))]), bounds=(0.0, np.inf)).x
     coef = coef / scale
     target = runs[0]["target"]
     value = dict(zip(columns, coef.tolist()))
     shared = {f: value[f"*:{f}"] for f in SHARED}
     paths_coef: dict[str, dict[str, float]] = {}
     for p in sorted({_base(p) for p in paths} | set(paths)):
-        feats = {f: value.get(f"{_base(p)}:{f}", 0.0) + (value.get(f"{p}:{f}", 0.0) if p != _base(p) else 0.0)
-                 for f in FEATURES if f not in SHARED}
+        feats = {f: value.get(f"{p}:{f}", value.get(f"{_base(p)}:{f}", 0.0)) for f in FEATURES if f not in SHARED}
         paths_coef[p] = {f: round(v, 6) for f, v in {**feats, **shared}.items()}
     model = CostModel(target, round(float(coef[0]), 1), round(float(coef[1]), 4), paths_coef)
     return model, [(r, model.predict(g, p)) for r, (g, p) in zip(runs, plans)]
