@@ -33,6 +33,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from tinypatch.analysis.macs import op_elem_ops, op_macs
 from tinypatch.errors import PlanError
@@ -47,15 +48,12 @@ FIT_FILE = Path(__file__).with_name("latency_fit.json")
 OBJECTIVES = ("instructions", "macs")
 
 
-_FAST: dict[int, tuple[Graph, dict[int, bool]]] = {}  # id(graph) -> (graph, op -> runs the optimised kernel)
+_FAST: WeakKeyDictionary[Graph, dict[int, bool]] = WeakKeyDictionary()  # op -> runs the optimised kernel
 
 
 def _fast_path(graph: Graph, k: int) -> bool:
     """Does conv/depthwise op ``k`` run the optimised C kernel (else the reference one)?"""
-    g, known = _FAST.get(id(graph), (None, {}))
-    if g is not graph:
-        known = {}
-        _FAST[id(graph)] = (graph, known)
+    known = _FAST.setdefault(graph, {})
     if k not in known:
         known[k] = prepare(graph, graph.ops[k]).fast_path()  # type: ignore[attr-defined]
     return known[k]
