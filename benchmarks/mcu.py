@@ -26,8 +26,9 @@ executed instructions against layer by layer; and, for the first two stream stag
 measured model's front, instructions per MAC of the stage's ops streamed against the same ops
 layer by layer (each built as a model of its own).
 
-Reference figures are facts quoted by the project's issues and MANIFEST: TFLite Micro's
-activation arena ("head") per model, TinyEngine's 62,352 B for mcunet_vww patch-based (input
+Reference figures: TFLite Micro's activation arena ("head") per model, measured by the
+tflite-micro interpreter (:func:`tinypatch.runtime.tflm.tflm_head`; "n/a" without it); quoted
+from the project's issues and MANIFEST: TinyEngine's 62,352 B for mcunet_vww patch-based (input
 image outside the arena), and CMSIS-NN 19.1's instructions/MAC on four layers, measured in
 the same emulator (Cortex-M7: DSP extension; Cortex-M55: Helium). Those four layers are built
 here with the same shapes and run through the same generated code path (one-layer models).
@@ -58,11 +59,9 @@ from tinypatch.planning.latency import cost_model, fitted_targets
 from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.search import choose, search
 from tinypatch.runtime.inputs import load_input, random_input
+from tinypatch.runtime.tflm import tflm_head
+from tinypatch.safeio import write_text
 
-TFLM_HEAD = {"person_detect.tflite": 55296, "person_detect_qdimfix.tflite": 55296,
-             "mlperf_vww_96_int8.tflite": 73728, "mlperf_ic_resnet8_int8.tflite": 49152,
-             "mlperf_kws_dscnn_int8.tflite": 16000, "mcunet_vww.tflite": 161472, "mcunetv2_large.tflite": 2451840,
-             "hello_world_int8.tflite": 32}
 TINYENGINE_MCUNET_VWW = 62352  # arena + kernel buffers of its 2x2 patch code, input image outside
 CMSIS_NN = {  # executed instructions / MAC, CMSIS-NN 19.1 at -O2 with this GCC, same emulator
     "cortex-m7": {"conv 1x1 24x24x16->96": 3.92, "depthwise 3x3 s1 24x24x96": 8.01,
@@ -94,16 +93,20 @@ def model_input(graph: Graph, path: Path) -> list:
     return [random_input(graph.tensors[n], seed=i) for i, n in enumerate(graph.inputs)]
 
 
-def schedules(graph: Graph, name: str) -> list[tuple[str, Plan, int | None]]:
+def schedules(graph: Graph, path: Path) -> list[tuple[str, Plan, int | None]]:
     """(label, plan, reference RAM) per mode measured for a model: layer by layer, the least-peak
     patch plan and the fewest-MAC patch plan of the front."""
-    out: list[tuple[str, Plan, int | None]] = [("layer by layer", Plan.layer_by_layer(graph), TFLM_HEAD.get(name))]
+    try:  # TFLite Micro's arena head, measured by its interpreter
+        head: int | None = tflm_head(path)
+    except ImportError:
+        head = None
+    out: list[tuple[str, Plan, int | None]] = [("layer by layer", Plan.layer_by_layer(graph), head)]
     front = [s for s in search(graph).front if s.plan.stages]
     if front:
         out.append((f"patch: {front[0].label}", front[0].plan, None))
     if len(front) > 1:
         out.append((f"patch: {front[-1].label}", front[-1].plan, None))
-    if name == "mcunet_vww.tflite":
+    if path.name == "mcunet_vww.tflite":
         best = search(graph, include_input=False).front[0]
         out.append((f"patch, input outside: {best.label}", best.plan, TINYENGINE_MCUNET_VWW))
     return out
@@ -227,7 +230,7 @@ def main() -> int:
         for path in paths:
             g = load_tflite(str(path))
             x = model_input(g, path)
-            for k, (label, plan, ref) in enumerate(schedules(g, path.name)):
+            for k, (label, plan, ref) in enumerate(schedules(g, path)):
                 try:
                     project = generate(g, plan, Path(tmp) / f"{path.stem}_{k}", args.target, stack=args.stack)
                 except BudgetError as exc:
@@ -263,7 +266,7 @@ def main() -> int:
                 results.append({"layer": name, "kernel_insns_per_mac": per_mac, "cmsis_nn": ref, **c.to_dict()})
             console.print(lt)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_text(args.json, json.dumps(results, indent=1))
     return 0 if all(r.get("exact", True) for r in results) else 1
 
 

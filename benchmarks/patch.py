@@ -4,7 +4,9 @@ Run: ``python benchmarks/patch.py [--json OUT] [--space both|mcunetv2|tinypatch]
 [--verify]``.
 
 Models: every shared ``.tflite`` model and the zoo models mbv2-w1.0-r224, mbv2-w0.35-r144,
-proxyless-w0.3 and mcunet-in0..in4 (synthetic weights; only the architecture matters here).
+proxyless-w0.3, mcunet-in0..in4 and the detectors mcunet-det (128x160) and mcunet-det-s (64x80),
+whose first two outputs are made in the middle of the graph (synthetic weights; only the
+architecture matters here).
 
 How each figure is measured (bytes; kB = 1024 B):
 
@@ -27,7 +29,7 @@ Two schedule spaces, searched by the same code:
 
 * ``mcunetv2``: MCUNetV2's: one patch stage from the first spatial operator to a legal split,
   tile grids 1..8 x 1..8, halos recomputed (``strategy="recompute", single_stage=True``);
-* ``tinypatch``: the full space: several fused stages at clean cuts, grids up to 8x8 and
+* ``tinypatch``: the full space: several fused stages cut anywhere, grids up to 8x8 and
   strips, per-stage halo policy (recompute, cache along W, cache both) (``strategy="auto"``).
 """
 
@@ -52,9 +54,10 @@ from tinypatch.planning.optimal import FrontResult, Schedule
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.search import search
 from tinypatch.planning.tiles import stage_info
+from tinypatch.safeio import write_text
 
 ZOO = ("mbv2-w1.0-r224", "mbv2-w0.35-r144", "proxyless-w0.3", "mcunet-in0", "mcunet-in1", "mcunet-in2",
-       "mcunet-in3", "mcunet-in4")
+       "mcunet-in3", "mcunet-in4", "mcunet-det", "mcunet-det-s")
 SPACES = {"mcunetv2": {"strategy": "recompute", "single_stage": True}, "tinypatch": {"strategy": "auto"}}
 BUDGETS = (("<=10%", 0.10), ("<=20%", 0.20), ("any", None))
 SHORT = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dw", "AVERAGE_POOL_2D": "avgpool", "MAX_POOL_2D": "maxpool",
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                   "16 B aligned; (Nx) = layer-by-layer / patch peak; MAC overhead border-clipped vs layer-by-layer.",
                   highlight=False)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        write_text(args.json, json.dumps(rows, indent=1))
     return 0
 
 

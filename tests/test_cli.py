@@ -90,6 +90,15 @@ def test_help_teaches():
     assert r.returncode == 0 and "examples:" in r.stdout and "zoo" in r.stdout
 
 
+def test_every_command_help_has_examples(capsys):
+    for command in ("analyze", "plan", "run", "codegen"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert "examples:" in out and f"tinypatch {command} " in out and "MODEL" in out
+
+
 def test_analyze_plots_a_plan_beside_layer_by_layer(tmp_path, capsys):
     plan = tmp_path / "plan.json"
     assert main(["plan", "mcunet-in0", "--single-stage", "--strategy", "recompute", "-o", str(plan)]) == 0

@@ -10,12 +10,13 @@ from hypothesis import HealthCheck, given, settings
 
 import tinypatch.planning.optimal as O
 from tinypatch.analysis.regions import split_even
+from tinypatch.errors import PlanError
 from tinypatch.frontends.synth import Builder
 from tinypatch.frontends.zoo import build
 from tinypatch.planning.memory import plan_buffers
 from tinypatch.planning.search import search
 from tinypatch.planning.tile_arrays import axis_figures
-from tinypatch.planning.tiles import tile_axis
+from tinypatch.planning.tiles import stage_info, tile_axis
 from tinypatch.runtime.executor import run
 from tinypatch.runtime.inputs import random_input
 from tinypatch.runtime.plan_executor import PlanExecutor
@@ -36,13 +37,16 @@ def chain(h: int = 19, w: int = 13):
 
 def _check_figures(g):
     c = O._Costs(g, True, True, 1)
-    for b in O.clean_cuts(g)[1:]:
+    for b in O.cut_positions(g)[1:]:
         s0 = b
-        while s0 > 0 and c.local[s0 - 1]:
+        while s0 > 0 and c.local[s0 - 1] and (s0 == b or not O._escapes(g, c, s0 - 1, b)):
             s0 -= 1
         if s0 == b or len(g.tensors[g.ops[b - 1].outputs[0]].shape) != 4:
             continue
-        info = O.stage_info_relaxed(g, s0, b)
+        try:
+            info = stage_info(g, s0, b)
+        except PlanError:  # no legal stage ends at b
+            continue
         out = g.tensors[info.output].shape
         for ax, keep in itertools.product((0, 1), (False, True)):
             cached = frozenset(info.ops[:-1]) if keep else frozenset()
@@ -73,7 +77,7 @@ def test_vectorised_figures_agree_on_random_cnns(case):
 def test_dp_front_equals_brute_force():
     g = chain()
     c = O._Costs(g, True, True, 16)
-    cuts = O.clean_cuts(g)
+    cuts = O.cut_positions(g)
     opts = O._segment_options(c, cuts, 8, O.POLICIES, False)
     results = []
 

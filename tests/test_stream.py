@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from strategies import random_cnn
+from strategies import LAYER_KINDS, random_cnn
 
 import tinypatch.planning.optimal as O
 from tinypatch.analysis.regions import split_even
@@ -131,7 +131,7 @@ def test_stream_plans_round_trip():
 def _stream_options_match_plans(g: Graph, alignment: int) -> int:
     """Every stream option the search costs == its plan's liveness profile and MACs; returns how many."""
     c = O._Costs(g, True, True, alignment)
-    cuts = O.clean_cuts(g)
+    cuts = O.cut_positions(g)
     opts = O._segment_options(c, cuts, 8, ("stream",), False)
     n = 0
     for (a, b), cands in opts.items():
@@ -160,8 +160,8 @@ def test_search_costs_stream_stages_exactly_on_random_cnns(case):
 
 
 @st.composite
-def stream_case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
-    graph, x = draw(random_cnn(max_layers=5, head=False))
+def stream_case(draw: st.DrawFn, kinds: tuple[str, ...] = LAYER_KINDS) -> tuple[Graph, np.ndarray, Plan]:
+    graph, x = draw(random_cnn(max_layers=5, kinds=kinds, head=False))
     options = []
     for s in range(len(graph.ops)):
         for e in legal_ends(graph, s):

@@ -8,47 +8,84 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
+from rich.text import Text
 
-from tinypatch.errors import TinypatchError
+from tinypatch import api
+from tinypatch.errors import TinypatchError, UsageError
 
 EPILOG = """\
 MODEL is a .tflite file, an MCUNet/ProxylessNAS .json config, or a built-in zoo name
 (`tinypatch zoo` lists them). Sizes accept B, kB/KB/KiB (1024 B), MB/MiB: 64KB, 256kB, 0.5MB.
 
+The usual order: analyze (how much SRAM?), plan (which schedule fits?), run (is it exact?),
+codegen (C for the board).
+
 examples:
   tinypatch analyze mbv2-w0.35-r144 --plot mem.png
   tinypatch plan mcunet-in1 --sram 64KB -o plan.json
   tinypatch run mcunet-in1 --plan plan.json
+  tinypatch codegen mcunet-in1 --plan plan.json -o build/in1 --report
+
+`tinypatch COMMAND --help` explains a command; the same functions are a Python API
+(`import tinypatch; help(tinypatch.plan)`).
 """
 
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmM]?i?[bB]?)\s*$")
+
+class _Formatter(argparse.HelpFormatter):
+    """Descriptions wrapped to the terminal, epilogs (examples) kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True)) if "\n" in text \
+            else super()._fill_text(text, width, indent)
+
+
+MODEL_HELP = "a .tflite file, an MCUNet/ProxylessNAS .json config, or a zoo name (`tinypatch zoo`)"
+ANALYZE_EXAMPLES = """examples:
+  tinypatch analyze model.tflite                      tables: per layer, then the peaks
+  tinypatch analyze mcunet-in1 --no-input --json      figures as JSON, camera image not counted
+  tinypatch analyze mbv2-w1.0-r224 --plot mem.png --sram 256KB --plan plan.json
+                                                      MCUNetV2's Figure 1: per block, with a plan
+"""
+PLAN_EXAMPLES = """With neither --sram nor --max-mac-overhead the least-peak schedule is chosen, whatever its MACs.
+
+examples:
+  tinypatch plan model.tflite --sram 64KB -o plan.json     fewest MACs that fit 64 kB
+  tinypatch plan model.tflite --max-mac-overhead 10%       least SRAM within +10% MACs
+  tinypatch plan mcunet-in1 --single-stage --strategy recompute --plot front.png
+                                                           MCUNetV2's space, front plotted
+"""
+RUN_EXAMPLES = """Exit status 0: byte-identical and within the planned arena; 1: not; 2: an error.
+
+examples:
+  tinypatch run model.tflite --plan plan.json
+  tinypatch run person_detect.tflite --plan plan.json --input person.bmp --preprocess raw
+"""
+CODEGEN_EXAMPLES = """examples:
+  tinypatch codegen model.tflite -o build/model                 layer by layer, host build
+  tinypatch codegen model.tflite --plan plan.json -o build/m --target cortex-m7 --report
+                                                                build, run on QEMU, print costs
+  make -C build/model help                                      the project's make targets
+"""
 
 
 def parse_size(text: str) -> int:
     """'64KB' -> 65536. kB, KB and KiB all mean 1024 B (the MCU convention)."""
-    m = _SIZE.match(text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 64KB, 256kB, 0.5MB or 65536)")
-    unit = m.group(2).lower().rstrip("b").rstrip("i")
-    value = float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit]
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
-    return int(value)
+    try:
+        return api.parse_size(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fraction(text: str) -> float:
     try:
-        v = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a fraction: {text!r} (try 0.2 or 20%)") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("the MAC overhead must be >= 0")
-    return v
+        return api.parse_fraction(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,14 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tinypatch",
         description="Fit int8 CNNs into microcontroller SRAM: per-layer memory analysis, patch-based "
                     "schedules with the least extra compute, and bit-exact execution.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=_Formatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    from tinypatch.ir.validate import DEFAULT_MAX_TENSOR_BYTES
+    p.add_argument("--max-tensor-bytes", type=parse_size, default=DEFAULT_MAX_TENSOR_BYTES, metavar="SIZE",
+                   help=f"refuse models with a larger tensor (default {DEFAULT_MAX_TENSOR_BYTES // 2**20}MB)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     a = sub.add_parser("analyze", help="per-layer SRAM, flash and MACs of a model",
                        description="Per-layer memory and compute: analytic (MCUNetV2 convention) and placed "
-                                   "(real arena offsets) peaks, the liveness lower bound, flash and MACs.")
-    a.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+                                   "(real arena offsets) peaks, the liveness lower bound, flash and MACs.",
+                       epilog=ANALYZE_EXAMPLES, formatter_class=_Formatter)
+    a.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     a.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
     a.add_argument("--plot", metavar="FILE.png", help="save the per-layer memory bar chart")
     a.add_argument("--sram", type=parse_size, metavar="SIZE", help="draw this budget line on the plot")
@@ -74,9 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="search patch-based schedules; print and save the best one",
                         description="Search fused patch stages (split points, tile grids, halo recompute or "
                                     "caching) for the exact Pareto front of peak SRAM vs MACs; pick the fewest "
-                                    "MACs under --sram, or the least peak under --max-mac-overhead.")
-    pl.add_argument("model", help="path to .tflite / .json config, or a zoo name")
-    pl.add_argument("--sram", type=parse_size, metavar="SIZE", help="SRAM budget for the placed arena peak")
+                                    "MACs under --sram, or the least peak under --max-mac-overhead.",
+                        epilog=PLAN_EXAMPLES, formatter_class=_Formatter)
+    pl.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    pl.add_argument("--sram", type=parse_size, metavar="SIZE", help="SRAM budget for the placed arena peak, e.g. 64KB")
     pl.add_argument("--max-mac-overhead", type=_fraction, metavar="F",
                     help="allowed extra MACs over layer-by-layer, e.g. 0.2 or 20%%")
     pl.add_argument("--strategy", choices=("auto", "recompute", "cache"), default="auto",
@@ -106,13 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="execute a plan and check it against whole-image inference",
                        description="Run the model layer by layer and with the plan, compare the outputs "
-                                   "byte for byte and report the measured arena high-water mark.")
-    r.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+                                   "byte for byte and report the measured arena high-water mark.",
+                       epilog=RUN_EXAMPLES, formatter_class=_Formatter)
+    r.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     r.add_argument("--plan", required=True, metavar="PLAN.json", help="a plan written by `tinypatch plan -o`")
     r.add_argument("--input", metavar="FILE", help="image (png/bmp/jpg) or .npy; default: seeded random")
     from tinypatch.runtime.inputs import PREPROCESS, PREPROCESS_HELP
     r.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
     r.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    r.add_argument("--quantize-input", action="store_true",
+                   help="the .npy holds real values: quantize them with the input's scale and zero point "
+                        "(default: its values must fit the input's dtype exactly)")
 
     sh = sub.add_parser("show", help="print the IR, a plan's tiles and the arena map",
                         description="Print the IR (one line per op: inputs and outputs with shapes and "
@@ -126,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 
     sub.add_parser("zoo", help="list the built-in models", description="List the built-in zoo models.")
+    rd = sub.add_parser("redistribute", help="shrink the patch stage's receptive field (MCUNetV2 Table 1)",
+                        description="Search architecture edits (smaller kernels and no depthwise conv in the patch "
+                                    "stage, blocks moved after it, larger kernels later) for the least MAC overhead "
+                                    "of MCUNetV2's patch schedule within the budget, keeping MACs and parameters "
+                                    "within the tolerance; print before/after like MCUNetV2's Table 1.")
+    rd.add_argument("spec", help="a zoo name built from a spec (mbv2-w1.0-r224, mnasnet-a1, fbnet-a, mcunet-in3, "
+                                 "...) or a spec .json (`-o` writes one)")
+    rd.add_argument("--budget", type=parse_size, metavar="SIZE",
+                    help="analytic peak limit, input not counted (default: the original's least peak at the grid)")
+    rd.add_argument("--grid", type=int, default=4, help="patches per axis (default 4)")
+    rd.add_argument("--tolerance", type=_fraction, default=0.05, help="MAC and parameter tolerance (default 5%%)")
+    rd.add_argument("-o", "--output", metavar="SPEC.json", help="write the redistributed spec")
+    rd.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
     return p
 
@@ -137,11 +196,16 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
                        description="Write C99 sources (weights, one static arena at the planned offsets, the "
                                    "plan's schedule as loops, kernels), a Makefile and linker scripts whose RAM "
                                    "region is the SRAM budget. --report builds it, runs it (host, or QEMU for "
-                                   "Cortex-M) and checks the outputs against the Python executor.")
-    c.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+                                   "Cortex-M) and checks the outputs against the Python executor.",
+                       epilog=CODEGEN_EXAMPLES, formatter_class=_Formatter)
+    c.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     c.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
-    c.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the project into")
-    c.add_argument("--target", choices=ALL_TARGETS, default="host", help="build target of --report (default host)")
+    c.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder to write the project into (replaced as a whole; see --force)")
+    c.add_argument("--force", action="store_true",
+                   help="write into DIR even if it holds files that an earlier codegen did not write")
+    c.add_argument("--target", choices=ALL_TARGETS, default="host", help="the board the code is for (checks its SRAM, picks e.g. Helium "
+                        "kernels on cortex-m55) and what --report builds and runs (default host)")
     c.add_argument("--sram", type=parse_size, metavar="SIZE",
                    help="SRAM budget of the RAM region (default: the planned arena); the link fails above it")
     c.add_argument("--stack", type=parse_size, default=DEFAULT_STACK, metavar="SIZE",
@@ -155,6 +219,7 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
     c.add_argument("--input", metavar="FILE", help="input of --report: image or .npy (default: seeded random)")
     c.add_argument("--preprocess", choices=preprocess, default="auto", help=preprocess_help)
     c.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    c.add_argument("--quantize-input", action="store_true", help="quantize a .npy of real values (see `run`)")
 
 
 def _accounting_flags(p: argparse.ArgumentParser, output: bool = True) -> None:
@@ -169,133 +234,88 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
+        if getattr(args, "model", None) is not None:  # every model is validated once, under --max-tensor-bytes
+            args.model = api.load(args.model, max_tensor_bytes=args.max_tensor_bytes)
         return COMMANDS[args.command](args, console)
-    except TinypatchError as exc:
+    except (TinypatchError, OSError) as exc:  # OSError: the file system said no (a folder we cannot write, ...)
         if args.debug:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        return 2
-    except OSError as exc:  # the file system said no (a folder we cannot write, a full disk, ...)
-        if args.debug:
-            raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error(exc)
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130
 
 
-def _load(spec: str):  # noqa: ANN202
-    from tinypatch.frontends.load import load_model
+def _error(exc: BaseException) -> None:
+    """One line on stderr; the message is plain text (rich markup would eat ``[start, end]``)."""
+    Console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False, soft_wrap=True)
 
-    return load_model(spec)
+
+@contextmanager
+def _progress(disable: bool = False) -> Iterator[api.Progress]:
+    """A transient progress bar on stderr, driven by the API's ``progress(phase, done, total)`` hook
+    (off when stderr is not a terminal: no stray blank line in logs)."""
+    from rich.progress import Progress
+
+    err = Console(stderr=True)
+    with Progress(console=err, transient=True, disable=disable or not err.is_terminal) as bar:
+        task = bar.add_task("working", total=None)
+
+        def hook(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=phase, completed=done, total=total or None)
+
+        yield hook
 
 
 def cmd_analyze(args: argparse.Namespace, console: Console) -> int:
-    from tinypatch.report.layer_memory import analyze
-    from tinypatch.report.tables import analyze_tables, layer_plot
-
-    graph = _load(args.model)
-    report = analyze(graph, include_input=args.include_input, include_output=args.include_output)
+    result = api.analyze(args.model, include_input=args.include_input, include_output=args.include_output)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=1))
+        print(result.to_json())
     else:
-        analyze_tables(console, graph, report)
+        result.render(console)
     if args.plot:
-        planned = None
-        if args.plan:
-            from tinypatch.planning.check import check_plan
-            from tinypatch.planning.cost import plan_analytic
-            from tinypatch.planning.plan import Plan
-
-            plan = Plan.load(args.plan)
-            planned = plan_analytic(graph, plan, check_plan(graph, plan)).per_op
-        layer_plot(args.plot, graph, report, args.sram, planned)
+        result.plot(args.plot, args.sram, args.plan)
         if not args.json:
             console.print(f"plot written to {args.plot}")
     return 0
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
-    from rich.progress import Progress
-
-    from tinypatch.planning.cost import plan_cost
-    from tinypatch.planning.inplace import inplace_front
-    from tinypatch.planning.search import choose, search
-    from tinypatch.report.tables import pareto_plot, plan_tables
-
-    graph = _load(args.model)
-    flags = dict(include_input=args.include_input, max_grid=args.max_grid)
-    with Progress(console=Console(stderr=True), transient=True, disable=args.json) as bar:
-        task = bar.add_task("searching schedules", total=None)
-
-        def tick(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        result = search(graph, strategy=args.strategy, single_stage=args.single_stage, progress=tick,
-                        stream=not args.no_stream, target=args.target, objective=args.objective, **flags)
-        if args.inplace:
-            bar.update(task, description="running layer-by-layer ops in place", completed=0)
-            result = inplace_front(graph, result, progress=tick)
-        chosen = choose(result, args.sram, args.max_mac_overhead)
-        cost = plan_cost(graph, chosen.plan)
-        base = plan_cost(graph, result.baseline.plan)
-        reference = None
-        if args.plot and not (args.single_stage and args.strategy == "recompute"):
-            bar.update(task, description="searching the MCUNetV2-style single-stage front", completed=0)
-            reference = search(graph, strategy="recompute", single_stage=True, progress=tick, **flags)
-            if args.inplace:
-                reference = inplace_front(graph, reference, progress=tick)
-    if args.json:
-        print(json.dumps({"plan": chosen.plan.to_dict(), "cost": cost.to_dict(), "baseline": base.to_dict(),
-                          "front": [{"peak": s.peak, "lower_bound": s.lower_bound, "macs": s.macs,
-                                     "predicted_instructions": s.insns, "kernel_calls": s.calls,
-                                     "schedule": s.label} for s in result.front],
-                          "objective": result.objective, "target": args.target,
-                          "predicted_instructions": chosen.insns,
-                          "search_seconds": result.seconds}, indent=1))
-    else:
-        plan_tables(console, graph, chosen, cost, base, result)
-    if args.output:
-        chosen.plan.save(args.output)
-        if not args.json:
-            console.print(f"plan written to {args.output}")
+    with _progress(disable=args.json) as progress:
+        result = api.plan(args.model, sram=args.sram, max_mac_overhead=args.max_mac_overhead,
+                          strategy=args.strategy, stream=not args.no_stream, single_stage=args.single_stage,
+                          max_grid=args.max_grid, inplace=args.inplace, include_input=args.include_input,
+                          target=args.target, objective=args.objective,
+                          progress=progress)
+        if args.plot:
+            result.reference(progress)
+    _emit(result, args, console, "plan")
     if args.plot:
-        pareto_plot(args.plot, graph, result, reference)
+        result.plot(args.plot)
         if not args.json:
             console.print(f"Pareto plot written to {args.plot}")
     return 0
 
 
+def _emit(result: api.PlanResult | api.RedistributionResult, args: argparse.Namespace, console: Console,
+          what: str) -> None:
+    """Print a result (text or --json) and save it to -o, as plan and redistribute do."""
+    if args.json:
+        print(result.to_json())
+    else:
+        result.render(console)
+    if args.output:
+        result.save(args.output)
+        if not args.json:
+            console.print(f"{what} written to {args.output}")
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    import numpy as np
-
-    from tinypatch.planning.check import check_plan
-    from tinypatch.planning.plan import Plan
-    from tinypatch.runtime.executor import run
-    from tinypatch.runtime.inputs import model_inputs
-    from tinypatch.runtime.plan_executor import PlanExecutor
-
-    graph = _load(args.model)
-    plan = Plan.load(args.plan)
-    check_plan(graph, plan)
-    inputs = model_inputs(graph, args.input, args.seed, args.preprocess)
-    t0 = time.perf_counter()
-    whole = run(graph, inputs)
-    t1 = time.perf_counter()
-    ex = PlanExecutor(graph, plan)
-    patched = ex(inputs)
-    t2 = time.perf_counter()
-    same = all(np.array_equal(whole[n], patched.outputs[n]) and whole[n].dtype == patched.outputs[n].dtype
-               for n in graph.outputs)
-    for n in graph.outputs:
-        console.print(f"output {n}: {np.array2string(patched.outputs[n].ravel()[:16], separator=', ')}"
-                      f"{' ...' if patched.outputs[n].size > 16 else ''}", highlight=False)
-    console.print(f"whole-image {t1 - t0:.2f} s, planned {t2 - t1:.2f} s; "
-                  f"{'[green]byte-identical[/]' if same else '[red]OUTPUTS DIFFER[/]'}")
-    console.print(f"arena: measured high-water mark {patched.arena_high_water:,} B, planned peak "
-                  f"{patched.arena_size:,} B (input {'in' if plan.include_input else 'outside'} the arena)")
-    return 0 if same and patched.arena_high_water <= patched.arena_size else 1
+    result = api.run(args.model, args.plan, input=args.input, seed=args.seed, preprocess=args.preprocess,
+                     quantize_input=args.quantize_input)
+    result.render(console)
+    return 0 if result.ok else 1
 
 
 def cmd_zoo(args: argparse.Namespace, console: Console) -> int:
@@ -312,33 +332,36 @@ def cmd_zoo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
-    from tinypatch.codegen import generate
-    from tinypatch.codegen.report_cli import report_project
-    from tinypatch.planning.plan import Plan
+def cmd_redistribute(args: argparse.Namespace, console: Console) -> int:
+    with _progress(disable=args.json) as progress:
+        result = api.redistribute(args.spec, budget=args.budget, grid=args.grid, tolerance=args.tolerance,
+                                  progress=progress)
+    _emit(result, args, console, "spec")
+    return 0
 
-    graph = _load(args.model)
-    plan = Plan.load(args.plan) if args.plan else Plan.layer_by_layer(graph, include_input=args.include_input)
-    project = generate(graph, plan, args.output, args.target, args.sram, args.stack, args.inplace)
-    if project.plan.inplace:
-        console.print(f"{len(project.plan.inplace)} layer-by-layer ops run in place (--no-inplace: none)")
-    console.print(f"C project written to {project.path}: arena {project.arena_bytes:,} B, constants "
-                  f"{project.const_bytes:,} B, {project.macs:,} MACs (`make -C {project.path} help` lists its targets)")
-    return report_project(console, graph, project, args) if args.report else 0
+
+def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
+    with _progress(disable=not args.report) as progress:
+        result = api.codegen(args.model, args.output, plan=args.plan, target=args.target, sram=args.sram,
+                             stack=args.stack, include_input=args.include_input, inplace=args.inplace,
+                             report=args.report, input=args.input, seed=args.seed, preprocess=args.preprocess,
+                             quantize_input=args.quantize_input, force=args.force, progress=progress)
+    result.render(console)
+    return 0 if result.ok else 1
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from tinypatch.planning.plan import Plan
     from tinypatch.report.show import format_pipeline, pipeline
 
-    graph = _load(args.model)
+    graph = api.load(args.model)
     facts = pipeline(graph, Plan.load(args.plan) if args.plan else None, args.inplace)
     sys.stdout.write(json.dumps(facts, indent=1) + "\n" if args.json else format_pipeline(facts))
     return 0
 
 
 COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
-            "show": cmd_show}
+            "show": cmd_show, "redistribute": cmd_redistribute}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -99,3 +99,17 @@ def window_view(storage: Storage, t: str, layout: Layout, y0: str, x0: str, h: s
         raw = storage.raw(t)
         bounds = (raw, f"{raw} + {layout.size}")
     return View(t, ptr, ("1", h, w, str(c)), strides, str(rs), c, storage.esize(t), bounds)
+
+
+def nchw_window_view(storage: Storage, t: str, y0: str, x0: str, h: str, w: str) -> View:
+    """The h x w window at (y0, x0) of a whole NCHW tensor ``t``, seen in NHWC order (dims
+    1, h, w, C; a channel steps H * W elements): a TRANSPOSE to NHWC reading it is a strided copy."""
+    _, c, th, tw = storage.graph.tensors[t].shape
+    offset = []
+    if th > 1:
+        offset.append(f"(ptrdiff_t)({y0}) * {tw}")
+    if tw > 1:
+        offset.append(f"(ptrdiff_t)({x0})")
+    ptr = f"({storage.base(t)} + {' + '.join(offset)})" if offset else storage.base(t)
+    strides = ("0", str(tw) if th > 1 else "0", "1" if tw > 1 else "0", str(th * tw) if c > 1 else "0")
+    return View(t, ptr, ("1", h, w, str(c)), strides, str(tw), c, storage.esize(t))

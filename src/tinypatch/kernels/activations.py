@@ -4,7 +4,8 @@
 * LEAKY_RELU: ``x - zp`` times the identity (x >= zp) or the alpha multiplier, both quantized
   from float32 products (``QuantizeLeakyRelu``).
 * LOGISTIC: a 256-entry table built in float32 from ``1 / (1 + exp(-x))`` (``LUTPopulate``).
-* HARD_SWISH: the int16 fixed-point pipeline of ``reference_ops::HardSwish``.
+* HARD_SWISH: the int16 fixed-point pipeline of ``reference_ops::HardSwish``, with its ``int16_t``
+  wrap-arounds (gemmlowp's int16 ``RoundingDivideByPOT``, the zero point added in ``int16_t``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from tinypatch.ir import Graph, Op
 from tinypatch.ir.ops import with_defaults
 from tinypatch.kernels.base import PreparedOp, register, saturate_int8
 from tinypatch.kernels.fixedpoint import (
-    INT16_MAX,
-    INT16_MIN,
     downscale_multiplier_to_int16,
     float_to_int32,
     multiply_by_quantized_multiplier,
@@ -26,6 +25,7 @@ from tinypatch.kernels.fixedpoint import (
     saturating_doubling_high_mul16,
     saturating_left_shift16,
     saturating_rounding_doubling_high_mul,
+    wrap16,
 )
 
 
@@ -131,9 +131,7 @@ class HardSwish(_Unary):
         hires_input_scale = np.float32(1.0 / 128.0) * self.in_scale
         reluish_scale = np.float32(3.0) / np.float32(32768.0)
         m, self.out_exp = quantize_multiplier(float(hires_input_scale / self.out_scale))
-        self.out_m16 = downscale_multiplier_to_int16(m)
-        if self.out_exp > 0:
-            self.unsupported("output multiplier exponent must be <= 0 (input scale too large)")
+        self.out_m16 = downscale_multiplier_to_int16(m)  # out_exp <= 0 (kernels.limits)
         m, self.relu_exp = quantize_multiplier(float(hires_input_scale / reluish_scale))
         self.relu_m16 = downscale_multiplier_to_int16(m)
 
@@ -152,8 +150,8 @@ class HardSwish(_Unary):
         if self.relu_exp > 0:
             reluish = saturating_left_shift16(reluish, 1)
         if self.relu_exp < 0:
-            reluish = rounding_divide_by_pot(reluish, -self.relu_exp)
+            reluish = rounding_divide_by_pot(reluish, -self.relu_exp, bits=16)
         reluish = (reluish + (1 << 15)) >> 1
         out = saturating_doubling_high_mul16(reluish, preshift)
-        out = rounding_divide_by_pot(out, -self.out_exp) + self.out_zp
-        return saturate_int8(np.clip(out, INT16_MIN, INT16_MAX))
+        out = wrap16(rounding_divide_by_pot(out, -self.out_exp, bits=16) + self.out_zp)  # int16_t += zero point
+        return saturate_int8(out)

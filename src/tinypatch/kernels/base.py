@@ -18,6 +18,7 @@ from tinypatch.errors import InputError, UnsupportedOperatorError
 from tinypatch.ir import Graph, Op, Tensor
 from tinypatch.ir.ops import ACTIVATIONS, out_size, pad_before, with_defaults
 from tinypatch.kernels.fixedpoint import roundf
+from tinypatch.kernels.limits import check_op
 
 Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
 
@@ -36,10 +37,12 @@ def register(*op_types: str) -> Callable[[type], type]:
 
 
 def prepare(graph: Graph, op: Op) -> PreparedOp:
-    """Precompute everything ``op`` needs and return it ready to run."""
+    """Precompute everything ``op`` needs and return it ready to run (QuantizationError for
+    parameters the reference kernels refuse, :mod:`tinypatch.kernels.limits`)."""
     cls = _REGISTRY.get(op.type)
     if cls is None:
         raise UnsupportedOperatorError(op.type, _index(graph, op), "no kernel for this operator")
+    check_op(graph, op, _index(graph, op))
     return cls(graph, op)
 
 

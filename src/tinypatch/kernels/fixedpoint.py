@@ -85,14 +85,27 @@ def saturating_doubling_high_mul16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where((a == INT16_MIN) & (b == INT16_MIN), INT16_MAX, out)
 
 
-def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
-    """gemmlowp ``RoundingDivideByPOT``: arithmetic right shift rounding half away from zero."""
+def wrap16(x: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap of int64 values into int16 range (a C int result stored in ``int16_t``)."""
+    return np.asarray(x, np.int64).astype(np.int16).astype(np.int64)
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int, bits: int = 32) -> np.ndarray:
+    """gemmlowp ``RoundingDivideByPOT``: arithmetic right shift rounding half away from zero.
+
+    ``bits=16`` is the ``int16_t`` instantiation, whose mask ``(1 << exponent) - 1`` is stored in
+    an ``int16_t``: from exponent 16 on it is -1, so the threshold is -1 (0 for negative x) and
+    every x >= 0 gives 1, every x < 0 gives -1 (TFLite's HARD_SWISH at tiny input scales).
+    """
     x = np.asarray(x, np.int64)
     e = np.asarray(exponent, np.int64)
     mask = (np.int64(1) << e) - 1
+    if bits == 16:
+        mask = wrap16(mask)
     remainder = x & mask
     threshold = (mask >> 1) + (x < 0)
-    return (x >> e) + (remainder > threshold)
+    out = (x >> e) + (remainder > threshold)
+    return wrap16(out) if bits == 16 else out
 
 
 def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int,

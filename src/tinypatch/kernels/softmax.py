@@ -38,9 +38,7 @@ class Softmax(PreparedOp):
             return
         in_scale, _ = self.qparams(self.tensor(0))
         real = min(self.beta * float(in_scale) * float(1 << (31 - SCALED_DIFF_INTEGER_BITS)), float((1 << 31) - 1))
-        self.multiplier, self.left_shift = quantize_multiplier(real)
-        if self.left_shift < 0:
-            self.unsupported("beta * input scale is too small for the fixed-point softmax")
+        self.multiplier, self.left_shift = quantize_multiplier(real)  # real > 1 (kernels.limits)
         self.diff_min = -calculate_input_radius(SCALED_DIFF_INTEGER_BITS, self.left_shift)
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 The schedule space:
 
-* the operators are cut at *clean cuts*, positions where exactly one activation tensor is
-  live (between blocks, and inside blocks without a skip connection), into segments;
+* the operators are cut into segments at any positions (between blocks, inside a residual
+  block, while an FPN's feature maps wait for their top-down path, after a graph output);
 * each segment runs either layer by layer, or as one patch stage over a tile grid
   ``n_h x n_w`` (per axis ``1..max_grid`` tiles, or tiles of 4, 2 or 1 rows/columns of the
   stage output; MCUNetV2's single-stage space keeps to ``1..max_grid``) with one halo policy: "recompute" (MCUNetV2),
@@ -12,10 +12,14 @@ The schedule space:
 * or, where every op can (:mod:`tinypatch.planning.stream`), as a "stream" stage: ``n_h`` row
   strips (counts as above) computed column by column through window buffers.
 
-At a clean cut only the cut tensor is live, so a schedule's arena lower bound is the largest
-segment lower bound, and its MACs are the sum over segments. Every segment option is costed
-exactly (its liveness lower bound and border-clipped MACs) and a label-setting dynamic
-program over the cuts keeps, at each cut, every Pareto-optimal (peak, MACs) pair of the
+Every tensor live across a cut exists whole whatever the segments around it do (a stage only
+shrinks tensors made and consumed inside it), and a segment counts every tensor live at its
+start as held whole throughout (a stage reads its inputs until its last tile; the others wait),
+so a schedule's arena lower bound is the largest segment lower bound, and its MACs are the sum
+over segments. A stage may produce a graph output as its last tensor, never swallow one or any
+tensor used after it (:func:`~tinypatch.planning.tiles.stage_info`).
+Every segment option is costed exactly (its liveness lower bound and border-clipped MACs) and
+a label-setting dynamic program over the cuts keeps, at each cut, every Pareto-optimal (peak, MACs) pair of the
 schedules of the prefix; max and + are monotone, so the front at the last cut is the exact
 front of the whole space. Tilings are computed once per segment end, policy and tile count
 and shared by every segment start (the backward region propagation does not depend on where
@@ -44,7 +48,7 @@ from tinypatch.planning.latency import OBJECTIVES, CostModel, plan_calls
 from tinypatch.planning.memory import place_plan, plan_buffers
 from tinypatch.planning.plan import STREAM, Plan, Stage, fingerprint
 from tinypatch.planning.tile_arrays import axis_figures
-from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps
+from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps, stage_info
 
 POLICIES = ("recompute", "cache_w", "cache", STREAM)
 
@@ -158,19 +162,9 @@ class FrontResult:
                                                                                  *self.key(s)))
 
 
-def clean_cuts(graph: Graph) -> list[int]:
-    """Positions 0..n where at most one activation tensor crosses (0 and n always)."""
-    n = len(graph.ops)
-    life = tensor_lifetimes(graph)
-    producers = graph.producers()
-    crossing = [0] * (n + 1)
-    for t, (s, e) in life.items():
-        first = producers[t] + 1 if t in producers else 0
-        last = e + 1 if t not in graph.outputs else n + 1
-        for p in range(first, min(last, n + 1)):
-            if p <= e or t in graph.outputs:
-                crossing[p] += 1
-    return [p for p in range(n + 1) if p in (0, n) or crossing[p] <= 1]
+def cut_positions(graph: Graph) -> list[int]:
+    """Where segments may start and end: every position 0..n between operators."""
+    return list(range(len(graph.ops) + 1))
 
 
 def axis_counts(size: int, max_grid: int, strips: bool = True) -> list[int]:
@@ -198,8 +192,15 @@ class _Costs:
         live = liveness(graph, include_input, include_output, aliasing=True)
         self.lbl_profile = np.array(live.profile(alignment) or [0], np.int64)
         self.in_arena = set(live.tensor_buffer)
+        self.buffer_of = live.tensor_buffer  # a RESHAPE output shares its input's buffer
+        self._buffer_full = {b.name: align_up(b.size, alignment) for b in live.buffers}
         self.life = tensor_lifetimes(graph)
         self.producers = graph.producers()
+        # tensors live across each position p (made before op p, live at op p): held full-size
+        self.across: list[list[str]] = [[] for _ in range(self.n + 1)]
+        for t, (s, e) in self.life.items():
+            for p in range(self.producers[t] + 1 if t in self.producers else 0, e + 1):
+                self.across[p].append(t)
         self.local = [axis_maps(graph, op) is not None for op in graph.ops]
         self.maps = [input_maps(graph, [i for i, ok in enumerate(self.local) if ok], ax) for ax in (0, 1)]
         self._full = {t: align_up(graph.tensors[t].nbytes, alignment) for t in self.in_arena}
@@ -231,11 +232,15 @@ class _Costs:
     def full(self, tensor: str) -> int:
         return self._full.get(tensor, 0)
 
+    def held(self, tensors: list[str]) -> int:
+        """Aligned bytes of the arena buffers holding ``tensors`` whole (aliases counted once)."""
+        return sum(self._buffer_full[b] for b in {self.buffer_of[t] for t in tensors if t in self.buffer_of})
+
 
 def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[str, ...],
                      first_only: bool, progress: Callable[[int, int], None] | None = None,
                      ) -> dict[tuple[int, int], list[Option]]:
-    """(a, b) -> every non-dominated :class:`Option` of the segment between clean cuts a and b:
+    """(a, b) -> every non-dominated :class:`Option` of the segment between cuts a and b:
     layer by layer, and for each end b the patch stages over tile grids (:func:`_tile_candidates`)
     and stream stages (:func:`_stream_candidates`) from every start a the stage can have."""
     opts = _layer_options(c, cuts, c.g)
@@ -279,7 +284,7 @@ class _StageEnd:
     per-step figures (rows of ``internal`` are the outputs of ``info.ops[:-1]``)."""
 
     b: int
-    starts: list[int]  # clean cuts a where a stage [a, b) may start
+    starts: list[int]  # cuts a where a stage [a, b) may start
     info: StageInfo  # of the longest stage [s0, b)
     reduce: bool  # ends with an accumulated global average
     internal: list[str]
@@ -289,8 +294,8 @@ class _StageEnd:
     pixel_macs: np.ndarray  # MACs per output pixel of each op
     full_out: int  # the full-size stage output (and accumulator), aligned
     start_idx: np.ndarray  # step index of each start
-    full_ins: np.ndarray  # the full-size tensor entering at each start, aligned
-    start_rows: list[int | None]  # internal row of the tensor entering at each start (None: a graph input)
+    full_ins: np.ndarray  # what is live at each start (entering tensors, waiting maps, outputs) held whole, aligned
+    start_rows: list[list[int]]  # internal rows of the tensors live at each start (held whole, not as tiles)
     step_mask: np.ndarray  # [start, step]: steps run by the stage from that start
 
 
@@ -299,8 +304,8 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEn
     g = c.g
     red = _accumulating_end(g, c, b)
     last_tile = b - 2 if red else b - 1
-    s0 = last_tile + 1
-    while s0 > 0 and c.local[s0 - 1]:
+    s0 = last_tile + 1  # every [a, b) with s0 <= a <= last_tile is a legal stage
+    while s0 > 0 and c.local[s0 - 1] and (s0 - 1 == last_tile or not _escapes(g, c, s0 - 1, b)):
         s0 -= 1
     if s0 > last_tile:
         return None
@@ -309,7 +314,10 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEn
         starts = [a for a in starts if a == s0 and a == first_local_op(g)]
     if len(g.tensors[g.ops[last_tile].outputs[0]].shape) != 4 or not starts:
         return None
-    info = stage_info_relaxed(g, s0, b)
+    try:
+        info = stage_info(g, s0, b)
+    except PlanError:  # e.g. the last output is read by nothing: no stage ends here
+        return None
     out = g.tensors[info.tiled]
     ops = info.ops
     idx = {k: i for i, k in enumerate(ops)}
@@ -321,16 +329,14 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEn
     for r, t in enumerate(internal):
         s, e = c.life[t]
         life[r, max(s - s0, 0): min(e - s0, len(ops) - 1) + 1] = True
-    pm = np.array([c.macs[k] // _pixels(g, k) for k in ops], np.int64)
+    pm = np.array([-(-c.macs[k] // _pixels(g, k)) for k in ops], np.int64)  # see cost.plan_macs
     full_out = c.full(info.output)
     if red:  # int32 per-channel sums of the accumulated global average
         full_out += align_up(4 * out.shape[3], c.alignment)
-    # the tensor entering at cut a: output of op a-1 (or the graph inputs at a == 0)
+    # what is live at cut a (the entering tensors, waiting maps, finished outputs) stays whole
     start_idx = np.array([idx[a] for a in starts])
-    full_ins = np.array([c.full(g.ops[a - 1].outputs[0]) if a > 0 else sum(c.full(x) for x in g.inputs)
-                         for a in starts], np.int64)
-    start_rows = [internal.index(g.ops[a - 1].outputs[0]) if a > 0 and g.ops[a - 1].outputs[0] in internal
-                  else None for a in starts]
+    full_ins = np.array([c.held(c.across[a]) for a in starts], np.int64)
+    start_rows = [[internal.index(t) for t in c.across[a] if t in internal] for a in starts]
     step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
     return _StageEnd(b, starts, info, red, internal, chan, chan_all, life, pm, full_out, start_idx, full_ins,
                      start_rows, step_mask)
@@ -403,9 +409,9 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
             tail = np.concatenate([np.cumsum(kept[::-1])[::-1], [0]])
             live = sizes @ local_life  # tile-local buffers live at each stage step
             corr = np.zeros((len(st.starts), len(ops)), np.int64)
-            for r_a, r in enumerate(st.start_rows):
-                if r is not None:  # the entering tensor is held full-size, not as a tile
-                    corr[r_a] = sizes[r] * local_life[r]
+            for r_a, rows in enumerate(st.start_rows):
+                for r in rows:  # the entering tensors are held full-size, not as tiles
+                    corr[r_a] += sizes[r] * local_life[r]
             held = np.where(st.step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
             lbs = st.full_ins + st.full_out + held + tail[st.start_idx]
             stage_m = stage_macs[-1] - stage_macs[st.start_idx]
@@ -541,19 +547,10 @@ def _accumulating_end(graph: Graph, c: _Costs, b: int) -> bool:
     return c.producers.get(src) == b - 2 and c.life[src][1] == b - 1 and src not in graph.outputs
 
 
-def stage_info_relaxed(graph: Graph, start: int, end: int) -> StageInfo:
-    """Stage info of ``[start, end)`` for the shared backward propagation (legality not needed)."""
-    ops = list(range(start, end))
-    output = graph.ops[end - 1].outputs[0]
-    reduce = end - 1 if end - 1 > start and is_global_reduce(graph, graph.ops[end - 1]) else None
-    tiled = graph.ops[end - 1].inputs[0] if reduce is not None else output
-    produced = {t for i in ops for t in graph.ops[i].outputs}
-    inputs = []
-    for i in ops:
-        for t in graph.ops[i].inputs:
-            if t and t not in produced and not graph.tensors[t].is_const and t not in inputs:
-                inputs.append(t)
-    return StageInfo(ops, output, inputs, [t for t in produced if t != output], tiled, reduce)
+def _escapes(graph: Graph, c: _Costs, k: int, b: int) -> bool:
+    """Is an output of op ``k`` a graph output or read at or after op ``b`` (so no stage ending at
+    ``b`` may hold op ``k`` before its last op)?"""
+    return any(t in graph.outputs or c.life[t][1] >= b for t in graph.ops[k].outputs)
 
 
 def _pareto_filter(peaks: np.ndarray, macs: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
@@ -594,7 +591,7 @@ def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, incl
     for ch in choices:
         if ch.grid is None:
             continue
-        shape = graph.tensors[stage_info_relaxed(graph, ch.start, ch.end).tiled].shape
+        shape = graph.tensors[stage_info(graph, ch.start, ch.end).tiled].shape
         stages.append(Stage(ch.start, ch.end, split_even(shape[1], ch.grid[0]), split_even(shape[2], ch.grid[1]),
                             ch.policy.halo(ch.start, ch.end)))
     return Plan(graph.name, fingerprint(graph), stages, include_input, include_output)
@@ -620,7 +617,7 @@ def optimal_front(graph: Graph, include_input: bool = True, include_output: bool
         raise PlanError(f"unknown halo policy {bad}; choose from {', '.join(POLICIES)}")
     t0 = time.perf_counter()
     c = _Costs(graph, include_input, include_output, alignment, model, objective == "instructions")
-    cuts = clean_cuts(graph)
+    cuts = cut_positions(graph)
     # with single_stage every stage option starts at the first spatial op, so a path holds at most one
     opts = _segment_options(c, cuts, max_grid, policies, single_stage, progress)
     labels = _dp(cuts, opts, c.by_cost)

@@ -104,27 +104,42 @@ def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
     for i in ops:
         op = graph.ops[i]
         if i != reduce and axis_maps(graph, op) is None:
-            raise PlanError(f"operator {i} ({op.type}) needs its whole input and cannot be inside a patch stage")
+            raise PlanError(f"operator {i} ({op.type}) needs its whole input and cannot be inside a patch stage "
+                            f"[{start}, {end}): end the stage at operator {i} (exclusive) or start it after it")
     produced = {t: i for i in ops for t in graph.ops[i].outputs}
     users = graph.consumers()
     exits = {t for t in produced if t in graph.outputs or any(u >= end for u in users.get(t, []))}
     output = last.outputs[0]
     if exits != {output}:
-        others = sorted(exits - {output})
-        raise PlanError(f"stage [{start}, {end}) is not a legal cut: tensors {others} are used after it "
-                        f"(only the last operator's output may be)")
+        raise PlanError(_illegal_exit(graph, start, end, exits - {output}, produced))
     tiled = last.inputs[0] if reduce is not None else output
     if reduce is not None and (produced.get(tiled) != end - 2 or users.get(tiled) != [end - 1]):
         raise PlanError(f"stage [{start}, {end}): the global average's input must come from the op before it "
                         f"and feed nothing else")
     if len(graph.tensors[tiled].shape) != 4:
-        raise PlanError(f"stage output {output!r} is not a 4-D feature map")
+        raise PlanError(f"stage [{start}, {end}): its output {output!r} is not a 4-D feature map to cut into "
+                        f"tiles; end the stage at an operator with a 1xHxWxC output")
     inputs: list[str] = []
     for i in ops:
         for t in graph.ops[i].inputs:
             if t and t not in produced and not graph.tensors[t].is_const and t not in inputs:
                 inputs.append(t)
     return StageInfo(ops, output, inputs, [t for t in produced if t != output], tiled, reduce)
+
+
+def _illegal_exit(graph: Graph, start: int, end: int, others: set[str], produced: dict[str, int]) -> str:
+    """What is wrong with a stage whose tensors other than its last output leave it, and what to change."""
+    where = f"stage [{start}, {end})"
+    if not others:
+        return f"{where}: the output of its last operator {end - 1} is used by nothing; end the stage elsewhere"
+    names = sorted(others, key=lambda t: produced[t])
+    ks = sorted({produced[t] for t in names})
+    outs = [t for t in names if t in graph.outputs]
+    rest = [t for t in names if t not in graph.outputs]
+    what = "; ".join(([f"it swallows graph output(s) {outs}"] if outs else [])
+                     + ([f"tensors {rest} are used after it"] if rest else []))
+    return (f"{where} is not a legal cut: {what} (made by operator(s) {ks}); only the last operator's output may "
+            f"leave a stage: end the stage at operator {ks[0] + 1} (exclusive) or start it after operator {ks[-1]}")
 
 
 def first_local_op(graph: Graph) -> int | None:

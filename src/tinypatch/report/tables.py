@@ -28,7 +28,7 @@ def _m(n: int) -> str:
 
 def analyze_tables(console: Console, graph: Graph, report: MemoryReport) -> None:
     """Per-layer table and totals of ``tinypatch analyze``."""
-    t = Table(title=f"{graph.name}: per-layer memory and compute (bytes; working = placed arena bytes live)")
+    t = Table(title=f"{escape(graph.name)}: per-layer memory and compute (bytes; working = placed arena bytes live)")
     for col in ("#", "op", "output", "in B", "out B", "working B", "analytic B", "MACs"):
         t.add_column(col, justify="left" if col in ("op", "output") else "right")
     peak_rows = {r.index for r in report.rows if r.analytic_bytes == report.peak_analytic}
@@ -112,7 +112,7 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
     for col in ("schedule", "peak kB", "peak kB (input counted)", "peak kB (input not counted)",
                 "analytic kB (MCUNetV2)", "MACs", "MAC overhead", "MAC overhead (full-size tiles)",
                 *(("predicted instr.", "vs layer by layer") if insns else ())):
-        t.add_column(col, justify="right" if col != "schedule" else "left")
+        t.add_column(col, justify="right" if col != "schedule" else "left", no_wrap=col == "schedule")
     lbl = "layer-by-layer" + (f", {len(result.baseline.plan.inplace)} in place" if result.baseline.plan.inplace else "")
     for name, c, s in ((lbl, base, result.baseline), ("chosen", cost, chosen)):
         t.add_row(name, kb(c.peak), kb(c.peak_with_input), kb(c.peak_without_input), kb(c.peak_analytic),
@@ -121,8 +121,9 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
     console.print(t)
     console.print(f"peak reduction {base.peak / cost.peak:.2f}x; per-tile working set of each stage: "
                   f"{', '.join(kb(w) + ' kB' for w in cost.stage_working_set) or '-'}")
-    t = Table(title=f"Pareto front: {len(result.front)} schedules, exact over {result.options} segment options "
-                    f"(searched in {result.seconds:.2f} s)")
+    title = (f"Pareto front: {len(result.front)} schedules, exact over {result.options} segment options "
+             f"(searched in {result.seconds:.2f} s)")
+    t = Table(title=title, min_width=len(title))  # the title on one line
     if insns:
         t.caption = f"objective: {'predicted instructions, then fewer kernel calls' if result.objective == 'instructions' else 'MACs'}"
     for col in ("schedule", "peak kB", "MACs", "MAC overhead", *(("predicted instr.", "vs layer by layer", "calls")

@@ -7,7 +7,7 @@ same :class:`Graph` object only pay for preparation once (treat a graph as froze
 
 from __future__ import annotations
 
-import weakref
+import collections
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from tinypatch.errors import InputError
 from tinypatch.ir import Graph
 from tinypatch.kernels import PreparedOp, prepare
+from tinypatch.runtime.threads import blas_threads
 
 Inputs = Sequence[np.ndarray] | Mapping[str, np.ndarray]
 
@@ -37,16 +38,19 @@ class Executor:
             if name not in keep and not graph.tensors[name].is_const:
                 self.release.setdefault(i, []).append(name)
 
-    def __call__(self, inputs: Inputs, keep: bool = False) -> dict[str, np.ndarray]:
-        """Run one inference. Returns the graph outputs by name, or every activation if ``keep``."""
+    def __call__(self, inputs: Inputs, keep: bool = False, threads: int | None = 1) -> dict[str, np.ndarray]:
+        """Run one inference. Returns the graph outputs by name, or every activation if ``keep``.
+        ``threads``: numpy's BLAS threads meanwhile (default 1, see :mod:`tinypatch.runtime.threads`;
+        None leaves numpy's setting)."""
         env = self.check_inputs(inputs)
-        for i, (op, kernel) in enumerate(zip(self.graph.ops, self.kernels)):
-            outs = kernel([env[t] for t in kernel.input_names])
-            for name, value in zip(op.outputs, outs):
-                env[name] = value
-            if not keep:
-                for name in self.release.get(i, ()):
-                    env.pop(name, None)
+        with blas_threads(threads):
+            for i, (op, kernel) in enumerate(zip(self.graph.ops, self.kernels)):
+                outs = kernel([env[t] for t in kernel.input_names])
+                for name, value in zip(op.outputs, outs):
+                    env[name] = value
+                if not keep:
+                    for name in self.release.get(i, ()):
+                        env.pop(name, None)
         if keep:
             return {name: env[name] for name in self.graph.activations()}
         return {name: env[name] for name in self.graph.outputs}
@@ -84,23 +88,28 @@ def _signature(graph: Graph) -> tuple[int, ...]:
     return tuple(id(op) for op in graph.ops)
 
 
-_CACHE: weakref.WeakKeyDictionary[Graph, Executor] = weakref.WeakKeyDictionary()
+# The executors of the last few graphs run. Not a WeakKeyDictionary: an executor references its
+# graph, so such an entry would never die (every graph ever run stayed in memory).
+_CACHE: collections.OrderedDict[int, Executor] = collections.OrderedDict()
+_CACHE_SIZE = 4
 
 
 def executor_for(graph: Graph) -> Executor:
     """The cached :class:`Executor` of ``graph`` (rebuilt if its op list changed)."""
-    ex = _CACHE.get(graph)
-    if ex is None or ex.signature != _signature(graph):
+    ex = _CACHE.pop(id(graph), None)
+    if ex is None or ex.graph is not graph or ex.signature != _signature(graph):
         ex = Executor(graph)
-        _CACHE[graph] = ex
+    _CACHE[id(graph)] = ex
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return ex
 
 
-def run(graph: Graph, inputs: Inputs, keep: bool = False) -> dict[str, np.ndarray]:
+def run(graph: Graph, inputs: Inputs, keep: bool = False, threads: int | None = 1) -> dict[str, np.ndarray]:
     """Run ``graph`` on ``inputs``: a list in ``graph.inputs`` order, a dict by name, or one
     array for a single-input model. Raises InputError on a wrong count, name, shape or dtype.
 
     Returns ``{output name: array}``; with ``keep=True`` every activation tensor (graph
-    inputs included) by name.
+    inputs included) by name. ``threads``: numpy's BLAS threads (default 1; None: numpy's own).
     """
-    return executor_for(graph)(inputs, keep)
+    return executor_for(graph)(inputs, keep, threads)

@@ -1,0 +1,613 @@
+"""The Python API: everything the ``tinypatch`` command does, as functions returning result objects.
+
+>>> import tinypatch
+>>> graph = tinypatch.load("mcunet-in0")             # zoo name, .tflite / .json path, or a Graph
+>>> tinypatch.analyze(graph).report.peak_placed       # bytes, 16-byte aligned arena
+46080
+>>> result = tinypatch.plan(graph, sram="24KB")       # budgets: ints (bytes) or "24KB", "0.5MB"
+>>> tinypatch.run(graph, result).exact                # the plan object, or a plan .json path
+True
+
+Every function accepts what the CLI accepts for MODEL (a path, a zoo name, an MCUNet config,
+or an already loaded :class:`~tinypatch.ir.Graph`). Results print as the CLI prints them
+(``str(result)``), and ``to_dict()`` / ``to_json()`` give the CLI's ``--json``. Errors are
+:mod:`tinypatch.errors` exceptions (all subclasses of ``TinypatchError``). Heavy modules
+(matplotlib, rich, the planner) load on first use, so ``import tinypatch`` stays light.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+from tinypatch.errors import UsageError
+from tinypatch.ir import Graph
+
+if TYPE_CHECKING:
+    import numpy as np
+    from rich.console import Console
+
+    from tinypatch.report.layer_memory import MemoryReport
+    from tinypatch.codegen.project import Project
+    from tinypatch.codegen.report import McuCost
+    from tinypatch.planning.cost import PlanCost
+    from tinypatch.planning.optimal import FrontResult, Schedule
+    from tinypatch.planning.plan import Plan
+    from tinypatch.frontends.spec import NetSpec
+    from tinypatch.planning.redistribute import Redistribution
+
+__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "RedistributionResult", "RunResult", "analyze",
+           "codegen", "load", "parse_fraction", "parse_size", "plan", "redistribute", "run"]
+
+ModelLike = Union[str, "os.PathLike[str]", Graph]
+PlanLike = Union["Plan", "PlanResult", str, "os.PathLike[str]"]
+InputLike = Union[None, str, "os.PathLike[str]", "np.ndarray", Sequence["np.ndarray"], Mapping[str, "np.ndarray"]]
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``: called as long work advances (``total`` 0: not known yet)."""
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmM]?i?[bB]?)\s*$")
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes from an int or a string: ``"64KB"`` -> 65536 (kB, KB and KiB all mean 1024 B).
+
+    >>> parse_size("0.5MB"), parse_size(1000)
+    (524288, 1000)
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, str)):
+        raise UsageError(f"not a size: {size!r} (an int of bytes or a string like 64KB)")
+    if isinstance(size, int):
+        value = size
+    else:
+        m = _SIZE.match(size)
+        if not m:
+            raise UsageError(f"not a size: {size!r} (try 64KB, 256kB, 0.5MB or 65536)")
+        unit = m.group(2).lower().rstrip("b").rstrip("i")
+        value = int(float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit])
+    if value <= 0:
+        raise UsageError(f"size must be positive: {size!r}")
+    return value
+
+
+def parse_fraction(value: float | str) -> float:
+    """A MAC overhead from a number or a string: ``0.2``, ``"0.2"`` and ``"20%"`` are all 0.2."""
+    try:
+        text = str(value).strip()
+        v = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise UsageError(f"not a fraction: {value!r} (try 0.2 or 20%)") from None
+    if not v >= 0:  # also refuses NaN
+        raise UsageError("the MAC overhead must be >= 0")
+    return v
+
+
+def load(model: ModelLike, **overrides: Any) -> Graph:
+    """The graph of ``model``: a ``.tflite`` file, an MCUNet/ProxylessNAS ``.json`` config
+    (``chains.json#CHAIN`` for one msf-CNN chain), a zoo name (``tinypatch zoo``), or a Graph
+    (returned as is). ``overrides`` go to the config / zoo builder (e.g. ``resolution=96``).
+
+    >>> load("mbv2-w0.35-r144").inputs
+    ['input']
+
+    Raises ModelLoadError (missing, corrupted or unknown model) or UnsupportedOperatorError.
+    """
+    if isinstance(model, Graph):
+        if overrides:
+            raise UsageError(f"a loaded Graph takes no overrides ({', '.join(overrides)})")
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise UsageError(f"not a model: {type(model).__name__} (a path, a zoo name or a Graph)")
+    from tinypatch.frontends.load import load_model
+
+    return load_model(os.fspath(model), **overrides)
+
+
+def _as_plan(plan: PlanLike) -> Plan:
+    from tinypatch.planning.plan import Plan
+
+    if isinstance(plan, Plan):
+        return plan
+    if isinstance(plan, PlanResult):
+        return plan.plan
+    if isinstance(plan, (str, os.PathLike)):
+        return Plan.load(os.fspath(plan))
+    raise UsageError(f"not a plan: {type(plan).__name__} (a Plan, a PlanResult or a plan .json path)")
+
+
+def _phase(progress: Progress | None, phase: str) -> Callable[[int, int], None] | None:
+    """Announce ``phase`` and return the (done, total) callback the library's loops take."""
+    if progress is None:
+        return None
+    progress(phase, 0, 0)
+    return lambda done, total: progress(phase, done, total)
+
+
+def _text(render: Callable[[Console], None]) -> str:
+    """What ``render`` prints on a 160-column console without colours (the CLI's piped output)."""
+    from rich.console import Console
+
+    buf = io.StringIO()
+    render(Console(file=buf, width=160, no_color=True))
+    return buf.getvalue().rstrip("\n")
+
+
+class _Result:
+    """Printing shared by the results: ``str()`` is the CLI's text, ``to_json()`` its ``--json``."""
+
+    def render(self, console: Console) -> None:  # pragma: no cover - every result overrides it
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - every result overrides it
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def __str__(self) -> str:
+        return _text(self.render)
+
+
+# --- analyze --------------------------------------------------------------------------------------
+
+@dataclass(repr=False)
+class AnalysisResult(_Result):
+    """Per-layer memory and compute of a model (``tinypatch analyze``); figures in ``report``."""
+
+    graph: Graph
+    report: MemoryReport
+
+    def render(self, console: Console) -> None:
+        """Print the per-layer table and the totals, as ``tinypatch analyze`` does."""
+        from tinypatch.report.tables import analyze_tables
+
+        analyze_tables(console, self.graph, self.report)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``tinypatch analyze --json`` object."""
+        return self.report.to_dict()
+
+    def plot(self, path: str | os.PathLike[str], sram: int | str | None = None, plan: PlanLike | None = None) -> None:
+        """Save the per-block memory bar chart (MCUNetV2's Figure 1) to ``path``: ``sram`` draws
+        the budget line, ``plan`` adds each block's analytic memory under that patch plan."""
+        from tinypatch.report.tables import layer_plot
+
+        planned = None
+        if plan is not None:
+            from tinypatch.planning.check import check_plan
+            from tinypatch.planning.cost import plan_analytic
+
+            p = _as_plan(plan)
+            planned = plan_analytic(self.graph, p, check_plan(self.graph, p)).per_op
+        layer_plot(os.fspath(path), self.graph, self.report, None if sram is None else parse_size(sram), planned)
+
+    def __repr__(self) -> str:
+        r = self.report
+        return (f"AnalysisResult(model={r.model!r}, ops={len(r.rows)}, peak_placed={r.peak_placed:,} B, "
+                f"peak_inplace={r.peak_inplace:,} B, peak_analytic={r.peak_analytic:,} B, "
+                f"flash={r.flash_bytes:,} B, macs={r.total_macs:,})")
+
+
+def analyze(model: ModelLike, *, include_input: bool = True, include_output: bool = True) -> AnalysisResult:
+    """Per-layer SRAM, flash and MACs of ``model`` run layer by layer (``tinypatch analyze``).
+
+    >>> a = analyze("mcunet-in0", include_input=False)
+    >>> a.report.peak_placed >= a.report.lower_bound
+    True
+    >>> a.plot("mem.png", sram="32KB")                  # doctest: +SKIP
+    """
+    from tinypatch.report.layer_memory import analyze as analyze_graph
+
+    graph = load(model)
+    return AnalysisResult(graph, analyze_graph(graph, include_input=include_input, include_output=include_output))
+
+
+# --- plan -----------------------------------------------------------------------------------------
+
+@dataclass(repr=False)
+class PlanResult(_Result):
+    """The chosen schedule (``plan``), its cost beside layer by layer, and the Pareto front it
+    was chosen from (``tinypatch plan``)."""
+
+    graph: Graph
+    schedule: Schedule  # the chosen point of the front
+    cost: PlanCost
+    baseline: PlanCost  # layer by layer (with its in-place ops, as the front counts it)
+    front: FrontResult
+    settings: dict[str, Any] = field(default_factory=dict)  # the search's space (for reference())
+    _reference: FrontResult | None = field(default=None, init=False)
+
+    @property
+    def plan(self) -> Plan:
+        """The chosen plan (what ``tinypatch plan -o`` writes)."""
+        return self.schedule.plan
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the chosen plan as JSON (``tinypatch plan -o PATH``)."""
+        self.plan.save(os.fspath(path))
+
+    def reference(self, progress: Progress | None = None) -> FrontResult | None:
+        """The MCUNetV2-style front (one stage from the first layer, halos recomputed) searched
+        with the same accounting, for comparison; None when this search already was that space."""
+        s = self.settings
+        if s.get("single_stage") and s.get("strategy") == "recompute":
+            return None
+        if self._reference is None:
+            from tinypatch.planning.inplace import inplace_front
+            from tinypatch.planning.search import search
+
+            ref = search(self.graph, include_input=s.get("include_input", True), max_grid=s.get("max_grid", 8),
+                         strategy="recompute", single_stage=True,
+                         progress=_phase(progress, "searching the MCUNetV2-style single-stage front"))
+            if s.get("inplace", True):
+                ref = inplace_front(self.graph, ref, progress=_phase(progress, "running layer-by-layer ops in place"))
+            self._reference = ref
+        return self._reference
+
+    def plot(self, path: str | os.PathLike[str], progress: Progress | None = None) -> None:
+        """Save the Pareto front (peak SRAM vs MACs) beside the MCUNetV2-style front."""
+        from tinypatch.report.tables import pareto_plot
+
+        pareto_plot(os.fspath(path), self.graph, self.front, self.reference(progress))
+
+    def render(self, console: Console) -> None:
+        """Print the chosen schedule, before/after figures and the front, as ``tinypatch plan`` does."""
+        from tinypatch.report.tables import plan_tables
+
+        plan_tables(console, self.graph, self.schedule, self.cost, self.baseline, self.front)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``tinypatch plan --json`` object."""
+        return {"plan": self.plan.to_dict(), "cost": self.cost.to_dict(), "baseline": self.baseline.to_dict(),
+                "front": [{"peak": s.peak, "lower_bound": s.lower_bound, "macs": s.macs,
+                           "predicted_instructions": s.insns, "kernel_calls": s.calls, "schedule": s.label}
+                          for s in self.front.front],
+                "objective": self.front.objective, "target": self.settings.get("target"),
+                "predicted_instructions": self.schedule.insns, "search_seconds": self.front.seconds}
+
+    def __repr__(self) -> str:
+        c = self.cost
+        return (f"PlanResult(model={self.graph.name!r}, schedule={self.schedule.label!r}, "
+                f"inplace_ops={len(self.plan.inplace)}, peak={c.peak:,} B, macs={c.macs:,}, "
+                f"mac_overhead={c.mac_overhead:+.1%}, front={len(self.front.front)} schedules)")
+
+
+def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: float | str | None = None,
+         strategy: str = "auto", stream: bool = True, single_stage: bool = False, max_grid: int = 8,
+         inplace: bool = True, include_input: bool = True, target: str | None = None, objective: str | None = None,
+         progress: Progress | None = None) -> PlanResult:
+    """Search patch-based schedules of ``model`` and choose one (``tinypatch plan``).
+
+    The search gives the exact Pareto front of placed peak SRAM vs MACs; the choice is the fewest
+    MACs under ``sram``, else the least peak within ``max_mac_overhead`` (0.2 or "20%"), else
+    the least peak. ``strategy``: halo handling, "recompute" (MCUNetV2), "cache" or "auto";
+    ``stream=False`` leaves out column-streamed stages; ``single_stage``: MCUNetV2's space (one
+    stage from the first layer); ``max_grid``: most tiles per axis (besides row strips);
+    ``inplace``: run layer-by-layer ops in place where that lowers the arena; ``include_input``:
+    count the model input in the arena; ``target`` (e.g. "cortex-m7"): predict every schedule's
+    executed instructions with that target's fitted cost model and, unless ``objective`` is
+    "macs", trade peak against predicted instructions instead of MACs (ties: fewer kernel calls);
+    ``progress(phase, done, total)`` is called as it advances.
+
+    >>> result = plan("mcunet-in0", sram="24KB")
+    >>> result.cost.peak <= 24 * 1024
+    True
+    >>> result.save("plan.json")                       # doctest: +SKIP
+
+    Raises BudgetError (``.best``: the least achievable peak) when nothing fits, UsageError on
+    bad budgets.
+    """
+    from tinypatch.planning.cost import plan_cost
+    from tinypatch.planning.inplace import inplace_front
+    from tinypatch.planning.search import choose, search
+
+    budget = None if sram is None else parse_size(sram)
+    overhead = None if max_mac_overhead is None else parse_fraction(max_mac_overhead)
+    graph = load(model)
+    front = search(graph, include_input=include_input, max_grid=max_grid, strategy=strategy,
+                   single_stage=single_stage, stream=stream, target=target, objective=objective,
+                   progress=_phase(progress, "searching schedules"))
+    if inplace:
+        front = inplace_front(graph, front, progress=_phase(progress, "running layer-by-layer ops in place"))
+    chosen = choose(front, budget, overhead)
+    settings = {"include_input": include_input, "max_grid": max_grid, "strategy": strategy,
+                "single_stage": single_stage, "inplace": inplace, "target": target}
+    return PlanResult(graph, chosen, plan_cost(graph, chosen.plan), plan_cost(graph, front.baseline.plan), front,
+                      settings)
+
+
+# --- redistribute ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RedistributionResult(_Result):
+    """What ``tinypatch redistribute`` prints: MCUNetV2 Table 1 figures before and after."""
+
+    search: Redistribution
+
+    @property
+    def spec(self) -> NetSpec:
+        return self.search.result.spec
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        from tinypatch.frontends.spec import save_spec
+
+        save_spec(self.spec, path)
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        r = self.search
+        t = Table(title=f"redistribution at {r.grid}x{r.grid} patches, budget {r.budget / 1024:,.1f} kB analytic "
+                        f"(input not counted), MACs and parameters within {r.tolerance:.0%}")
+        for col in ("network", "patch", "patch-stage MACs", "patch-stage overhead [full tiles]", "MACs",
+                    "overhead", "peak kB", "params"):
+            t.add_column(col, justify="left" if col == "network" else "right")
+        for label, step in (("before: " + r.original.spec.name, r.original), ("after", r.result)):
+            f = step.figures
+            t.add_row(label, f"{f.patch}x{f.patch}", f"{f.stage_macs / 1e6:.1f}M -> {f.stage_macs_patched / 1e6:.1f}M",
+                      f"{f.stage_overhead:+.1%} [{f.stage_overhead_full_tiles:+.1%}]",
+                      f"{f.macs / 1e6:.1f}M -> {f.macs_patched / 1e6:.1f}M", f"{f.overhead:+.1%}",
+                      f"{f.peak / 1024:,.1f}", f"{f.params / 1e6:.2f}M")
+        console.print(t)
+        for n, step in enumerate(r.steps, 1):
+            console.print(f"move {n}: {step.move} -> overhead {step.figures.overhead:+.1%}")
+        if not r.steps:
+            console.print("no move lowers the overhead within the constraints")
+        console.print(self.spec.describe(), highlight=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        r = self.search
+        return {"grid": r.grid, "budget": r.budget, "tolerance": r.tolerance,
+                "before": {**asdict(r.original.figures), "overhead": r.original.figures.overhead},
+                "after": {**asdict(r.result.figures), "overhead": r.result.figures.overhead},
+                "moves": [s.move for s in r.steps], "spec": self.spec.to_dict()}
+
+    def __repr__(self) -> str:
+        o, f = self.search.original.figures, self.search.result.figures
+        return f"<RedistributionResult overhead {o.overhead:+.1%} -> {f.overhead:+.1%}, {len(self.search.steps)} moves>"
+
+
+def redistribute(spec: str | os.PathLike[str] | NetSpec, *, budget: int | str | None = None, grid: int = 4,
+                 tolerance: float | str = 0.05, progress: Progress | None = None) -> RedistributionResult:
+    """Redistribute the receptive field of ``spec`` (``tinypatch redistribute``): a zoo name built from
+    a spec (MobileNetV2, MCUNet, MnasNet-A1, FBNet-A, ...), a spec ``.json`` (as ``-o`` writes), an
+    MCUNet/ProxylessNAS config ``.json`` or a NetSpec.
+
+    Moves (smaller kernels and fewer depthwise convs in the patch stage, blocks moved after it,
+    larger kernels later) are searched greedily for the least MAC overhead of MCUNetV2's
+    ``grid`` x ``grid`` patch schedule with the analytic peak (input not counted) within
+    ``budget`` (default: the original's least peak at that grid) and total MACs and parameters
+    within ``tolerance`` of the original.
+
+    >>> redistribute("mbv2-w1.0-r224").search.result.figures.patch   # doctest: +SKIP
+    63
+    """
+    from tinypatch.frontends import zoo
+    from tinypatch.frontends.spec import NetSpec
+    from tinypatch.planning.redistribute import redistribute as search
+
+    if isinstance(spec, NetSpec):
+        net = spec
+    elif os.fspath(spec).lower().endswith(".json"):
+        from tinypatch.frontends.mcunet_config import parse_config, read_json
+        from tinypatch.frontends.spec import is_spec_dict, spec_from_dict
+
+        path = os.fspath(spec)
+        data = read_json(path)
+        name = os.path.splitext(os.path.basename(path))[0]
+        net = spec_from_dict(data, path) if is_spec_dict(data) else parse_config(data, name)
+    else:
+        net = zoo.spec_of(os.fspath(spec))
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+        raise UsageError(f"the patch grid must be a positive integer, got {grid!r}")
+    limit = None if budget is None else parse_size(budget)
+    return RedistributionResult(search(net, grid, limit, parse_fraction(tolerance),
+                                       progress=_phase(progress, "redistributing")))
+
+
+# --- run ------------------------------------------------------------------------------------------
+
+def _inputs(graph: Graph, value: InputLike, seed: int, preprocess: str, quantize_input: bool = False) -> Any:
+    """Model inputs from a file path (image or .npy), arrays, or None (seeded random);
+    ``quantize_input``: a .npy holds real values to quantize (else they must fit the input dtype)."""
+    if value is None or isinstance(value, (str, os.PathLike)):
+        from tinypatch.runtime.inputs import model_inputs
+
+        return model_inputs(graph, None if value is None else os.fspath(value), seed, preprocess, quantize_input)
+    return value
+
+
+@dataclass(repr=False)
+class RunResult(_Result):
+    """A plan executed beside whole-image inference (``tinypatch run``)."""
+
+    model: str
+    outputs: dict[str, np.ndarray]  # the planned run's outputs, by graph output name
+    reference: dict[str, np.ndarray]  # whole-image outputs
+    exact: bool  # byte-identical (values and dtypes)
+    arena_high_water: int  # measured in the simulated arena: the highest byte read or written, aligned
+    touched_high_water: int  # the highest byte read or written, unaligned
+    arena_size: int  # the planned peak
+    include_input: bool
+    whole_seconds: float
+    plan_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """Exact, and the arena never grew past the planned peak (``tinypatch run`` exits 0)."""
+        return self.exact and self.arena_high_water <= self.arena_size
+
+    def render(self, console: Console) -> None:
+        """Print the outputs, timings, verdict and arena figures, as ``tinypatch run`` does."""
+        import numpy as np
+
+        for n, value in self.outputs.items():
+            console.print(f"output {n}: {np.array2string(value.ravel()[:16], separator=', ')}"
+                          f"{' ...' if value.size > 16 else ''}", highlight=False)
+        console.print(f"whole-image {self.whole_seconds:.2f} s, planned {self.plan_seconds:.2f} s; "
+                      f"{'[green]byte-identical[/]' if self.exact else '[red]OUTPUTS DIFFER[/]'}")
+        console.print(f"arena: measured high-water mark {self.arena_high_water:,} B (bytes read or written up to "
+                      f"{self.touched_high_water:,}, aligned), planned peak {self.arena_size:,} B "
+                      f"(input {'in' if self.include_input else 'outside'} the arena)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "exact": self.exact, "ok": self.ok, "arena_high_water": self.arena_high_water,
+                "touched_high_water": self.touched_high_water, "arena_size": self.arena_size,
+                "include_input": self.include_input,
+                "whole_seconds": self.whole_seconds, "plan_seconds": self.plan_seconds,
+                "outputs": {n: v.tolist() for n, v in self.outputs.items()}}
+
+    def __repr__(self) -> str:
+        return (f"RunResult(model={self.model!r}, exact={self.exact}, arena_high_water={self.arena_high_water:,} B, "
+                f"arena_size={self.arena_size:,} B)")
+
+
+def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int = 0,
+        preprocess: str = "auto", quantize_input: bool = False) -> RunResult:
+    """Run ``model`` whole-image and under ``plan`` in a simulated arena; compare byte for byte
+    (``tinypatch run``). ``input``: an image or ``.npy`` path, array(s), or None for a seeded
+    random input; ``preprocess``: how image pixels become the input (see ``tinypatch run --help``).
+
+    >>> r = run("mcunet-in0", plan("mcunet-in0", sram="24KB"))
+    >>> r.exact and r.arena_high_water <= r.arena_size
+    True
+
+    Raises PlanError (a plan of another model, or malformed), InputError (unreadable input).
+    """
+    import numpy as np
+
+    from tinypatch.planning.check import check_plan
+    from tinypatch.runtime.executor import run as run_whole
+    from tinypatch.runtime.plan_executor import PlanExecutor
+
+    graph = load(model)
+    p = _as_plan(plan)
+    check_plan(graph, p)
+    inputs = _inputs(graph, input, seed, preprocess, quantize_input)
+    t0 = time.perf_counter()
+    whole = run_whole(graph, inputs)
+    t1 = time.perf_counter()
+    patched = PlanExecutor(graph, p)(inputs)
+    t2 = time.perf_counter()
+    exact = all(np.array_equal(whole[n], patched.outputs[n]) and whole[n].dtype == patched.outputs[n].dtype
+                for n in graph.outputs)
+    return RunResult(graph.name, {n: patched.outputs[n] for n in graph.outputs}, {n: whole[n] for n in graph.outputs},
+                     exact, patched.arena_high_water, patched.touched_high_water, patched.arena_size, p.include_input,
+                     t1 - t0, t2 - t1)
+
+
+# --- codegen --------------------------------------------------------------------------------------
+
+@dataclass(repr=False)
+class CodegenResult(_Result):
+    """A generated C project and, after ``report=True``, what building and running it gave."""
+
+    project: Project
+    outputs: dict[str, np.ndarray] | None = None  # host build's outputs (report on the host)
+    cost: McuCost | None = None  # flash, RAM, stack, instructions (report on a Cortex-M target)
+    exact: bool | None = None  # outputs byte-identical to the Python executor; None: not built
+    insncount: bool = False  # instruction counts measured (the qemu-insncount plugin was found)
+    predicted: float | None = None  # instructions the target's fitted cost model predicts (Cortex-M report)
+
+    @property
+    def ok(self) -> bool:
+        """Not built, or built and exact (``tinypatch codegen`` exits 0)."""
+        return self.exact is not False
+
+    def render(self, console: Console) -> None:
+        """Print what ``tinypatch codegen`` prints (the project, then the --report figures)."""
+        p = self.project
+        if p.plan.inplace:
+            console.print(f"{len(p.plan.inplace)} layer-by-layer ops run in place (--no-inplace: none)")
+        console.print(f"C project written to {p.path}: arena {p.arena_bytes:,} B, constants "
+                      f"{p.const_bytes:,} B, {p.macs:,} MACs (`make -C {p.path} help` lists its targets)")
+        if self.exact is not None:
+            from tinypatch.report.codegen_report import print_report
+
+            print_report(console, p, self.cost, self.outputs, bool(self.exact), bool(self.insncount), self.predicted)
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.project
+        return {"path": str(p.path), "model": p.model, "target": p.target, "arena_bytes": p.arena_bytes,
+                "const_bytes": p.const_bytes, "macs": p.macs, "base_macs": p.base_macs,
+                "sram_budget": p.sram_budget, "stack": p.stack, "io_bytes": p.io_bytes, "plan": p.plan.to_dict(),
+                "exact": self.exact, "cost": None if self.cost is None else self.cost.to_dict(),
+                "predicted_instructions": self.predicted,
+                "outputs": None if self.outputs is None else {n: v.tolist() for n, v in self.outputs.items()}}
+
+    def __repr__(self) -> str:
+        p = self.project
+        built = "" if self.exact is None else f", exact={self.exact}"
+        return (f"CodegenResult(path={str(p.path)!r}, target={p.target!r}, arena={p.arena_bytes:,} B, "
+                f"constants={p.const_bytes:,} B, macs={p.macs:,}{built})")
+
+
+def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike | None = None, target: str = "host",
+            sram: int | str | None = None, stack: int | str | None = None, include_input: bool = True,
+            inplace: bool = True, report: bool = False, input: InputLike = None, seed: int = 0,
+            preprocess: str = "auto", quantize_input: bool = False, force: bool = False,
+            progress: Progress | None = None) -> CodegenResult:
+    """Write a self-contained C99 project for ``model`` under ``plan`` (default layer by layer)
+    into the folder ``output`` (``tinypatch codegen``). ``target``: host, cortex-m4, cortex-m7 or
+    cortex-m55; ``sram``: the RAM region's budget (default the planned arena); ``stack``: bytes
+    reserved for the stack; ``include_input``: without a plan, whether the input lives in the arena.
+    ``report=True`` also builds and runs it (host: ASan/UBSan; Cortex-M: QEMU) on ``input`` and
+    checks the outputs against the Python executor. A folder holding files an earlier codegen did
+    not write is refused unless ``force``; the project appears as a whole or not at all.
+
+    >>> c = codegen("mcunet-in0", "build/in0", report=True)   # doctest: +SKIP
+    >>> c.exact, c.project.arena_bytes                          # doctest: +SKIP
+
+    Raises PlanError (plan of another model, unknown target), ToolchainError (build or run failed).
+    """
+    from tinypatch.codegen import generate
+    from tinypatch.codegen.targets import DEFAULT_STACK
+    from tinypatch.planning.plan import Plan
+
+    graph = load(model)
+    p = Plan.layer_by_layer(graph, include_input=include_input) if plan is None else _as_plan(plan)
+    project = generate(graph, p, os.fspath(output), target, None if sram is None else parse_size(sram),
+                       DEFAULT_STACK if stack is None else parse_size(stack), inplace, force)
+    result = CodegenResult(project)
+    if report:
+        _build_and_check(graph, result, _inputs(graph, input, seed, preprocess, quantize_input), progress)
+    return result
+
+
+def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress: Progress | None) -> None:
+    """Build and run ``result.project`` on its target; fill in its outputs / cost and verdict."""
+    import tempfile
+    from pathlib import Path
+
+    from tinypatch.assets import assets_dir
+    from tinypatch.codegen import toolchain
+    from tinypatch.codegen.report import measure, outputs_equal
+    from tinypatch.errors import ToolchainError
+    from tinypatch.planning.latency import cost_model, fitted_targets
+
+    project = result.project
+    missing = toolchain.missing_tools(project.target)
+    if missing:
+        raise ToolchainError(f"cannot build for {project.target}: {missing}")
+    if project.target == "host":
+        _phase(progress, "building and running on the host (ASan/UBSan)")
+        toolchain.make(project.path, "host-check")
+        result.outputs = toolchain.run_host(project.path, graph, inputs, "model_host_check")
+        result.exact = outputs_equal(graph, result.outputs, inputs)
+        return
+    _phase(progress, f"building and running on {project.target} (QEMU)")
+    with tempfile.TemporaryDirectory() as tmp:
+        assets = assets_dir()
+        plugin = toolchain.build_insncount(assets, Path(tmp)) if assets is not None else None
+        result.cost = measure(graph, project, inputs, plugin)
+    result.exact, result.insncount = result.cost.exact, plugin is not None
+    if project.target in fitted_targets():
+        result.predicted = cost_model(project.target).predict(graph, project.plan)

@@ -1,0 +1,34 @@
+"""numpy's BLAS thread pool, pinned while our kernels run.
+
+The int8 kernels' matrix products are small (one layer, one image); a threaded OpenBLAS spends
+more time waking and synchronising threads than computing, and on a busy 2-core machine it made
+whole-image inference several times slower (issue 13). ``threadpoolctl`` does the pinning; without
+it installed the pool is left as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@functools.cache
+def _controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+@contextmanager
+def blas_threads(limit: int | None = 1) -> Iterator[None]:
+    """Limit numpy's BLAS to ``limit`` threads inside the block (None: leave it as it is)."""
+    controller = _controller() if limit is not None else None
+    if controller is None:
+        yield
+        return
+    with controller.limit(limits=limit, user_api="blas"):
+        yield
