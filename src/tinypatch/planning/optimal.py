@@ -165,10 +165,6 @@ def axis_counts(size: int, max_grid: int, strips: bool = True) -> list[int]:
     return sorted(counts)
 
 
-def _grids(h: int, w: int, max_grid: int, strips: bool) -> list[tuple[int, int]]:
-    return [(a, b) for a in axis_counts(h, max_grid, strips) for b in axis_counts(w, max_grid, strips)]
-
-
 class _Costs:
     """Per-op figures of a graph under one accounting."""
 
@@ -320,55 +316,73 @@ def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool
     return table
 
 
-class Candidate(NamedTuple):
-    """A patch stage ``[start, end)`` before the Pareto filter."""
+class Candidates(NamedTuple):
+    """Patch stages ``[start, end)`` of one halo policy before the Pareto filter: one per tile grid
+    and start (arrays [grid, start])."""
 
-    start: int
-    lower_bound: int
-    macs: int
-    grid: tuple[int, int]
+    starts: list[int]
+    lower_bounds: np.ndarray
+    macs: np.ndarray
+    grids: list[tuple[int, int]]
     policy: HaloPolicy
+
+
+def _ceil_to(x: np.ndarray, alignment: int) -> np.ndarray:
+    return -(-x // alignment) * alignment
 
 
 def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
                      table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
-                     first_only: bool) -> list[Candidate]:
+                     first_only: bool) -> list[Candidates]:
     """Every start, policy variant and tile grid: the stage's lower bound (full-size input and output,
-    the tile-local buffers live at each step, kept halos and line buffers) and MACs."""
+    the tile-local buffers live at each step, kept halos and line buffers) and MACs; all the grids
+    of a variant at once (arrays [rows, columns, ...])."""
     ops = st.info.ops
     shape = c.g.tensors[st.info.tiled].shape
-    out: list[Candidate] = []
+    counts_h = axis_counts(shape[1], max_grid, not first_only)
+    counts_w = axis_counts(shape[2], max_grid, not first_only)
+    grids = [(nh, nw) for nh in counts_h for nw in counts_w]
+    wide = (np.array(counts_w) > 1)[None, :, None]  # line buffers only when a tile row has several tiles
+    out: list[Candidates] = []
     for var in variants:
+        fh = [table[(0, var.cache_h, n)] for n in counts_h]
+        fw = [table[(1, var.cache_w, n)] for n in counts_w]
+        valid = (np.array([f.valid for f in fh])[:, None] & np.array([f.valid for f in fw])[None, :]).ravel()
+        if not valid.any():
+            continue
         persistent = np.array([ops[r] in var.cache_w for r in range(len(st.internal))], bool)
         line_rows = np.array([ops[r] in var.cache_h for r in range(len(st.internal))], bool)
         local_life = st.life & ~persistent[:, None]
-        for nh, nw in _grids(shape[1], shape[2], max_grid, not first_only):
-            fh, fw = table[(0, var.cache_h, nh)], table[(1, var.cache_w, nw)]
-            if not (fh.valid and fw.valid):
-                continue
-            sizes = -(-(fh.max_len * fw.max_len * st.chan) // c.alignment) * c.alignment
-            stage_macs = np.concatenate([[0], np.cumsum(st.pixel_macs * fh.total_len * fw.total_len)])
-            kept = np.where(persistent, sizes, 0)
-            if nw > 1:  # rows kept for the next tile row live in full-width line buffers
-                kept = kept + np.where(line_rows, -(-(fh.overlap * fw.extent * st.chan) // c.alignment) * c.alignment,
-                                       0)
-            tail = np.concatenate([np.cumsum(kept[::-1])[::-1], [0]])
-            live = sizes @ local_life  # tile-local buffers live at each stage step
-            corr = np.zeros((len(st.starts), len(ops)), np.int64)
-            for r_a, r in enumerate(st.start_rows):
-                if r is not None:  # the entering tensor is held full-size, not as a tile
-                    corr[r_a] = sizes[r] * local_life[r]
-            held = np.where(st.step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
-            lbs = st.full_ins + st.full_out + held + tail[st.start_idx]
-            stage_m = stage_macs[-1] - stage_macs[st.start_idx]
-            out += [Candidate(a, lb, m, (nh, nw), var.policy) for a, lb, m in zip(st.starts, lbs.tolist(),
-                                                                                   stage_m.tolist())]
+        h_len, w_len = np.stack([f.max_len for f in fh]), np.stack([f.max_len for f in fw])
+        sizes = _ceil_to(h_len[:, None, :] * w_len[None, :, :] * st.chan, c.alignment)  # [nh, nw, internal]
+        h_tot, w_tot = np.stack([f.total_len for f in fh]), np.stack([f.total_len for f in fw])
+        stage_macs = np.cumsum(st.pixel_macs * h_tot[:, None, :] * w_tot[None, :, :], axis=-1)
+        stage_macs = np.concatenate([np.zeros(stage_macs.shape[:2] + (1,), np.int64), stage_macs], axis=-1)
+        kept = np.where(persistent, sizes, 0)
+        if line_rows.any():  # rows kept for the next tile row live in full-width line buffers
+            lines = _ceil_to(np.stack([f.overlap for f in fh])[:, None, :] * np.stack([f.extent for f in fw])[None]
+                             * st.chan, c.alignment)
+            kept = kept + np.where(line_rows & wide, lines, 0)
+        tail = np.concatenate([np.cumsum(kept[..., ::-1], axis=-1)[..., ::-1],
+                               np.zeros(kept.shape[:2] + (1,), np.int64)], axis=-1)
+        live = sizes @ local_life.astype(np.int64)  # tile-local buffers live at each stage step
+        held = np.empty(sizes.shape[:2] + (len(st.starts),), np.int64)
+        for j, (i0, r) in enumerate(zip(st.start_idx.tolist(), st.start_rows)):
+            steps = live[..., i0:]
+            if r is not None:  # the entering tensor is held full-size, not as a tile
+                steps = steps - sizes[..., r, None] * local_life[r, i0:]
+            held[..., j] = steps.max(axis=-1)
+        lbs = st.full_ins + st.full_out + held + tail[..., st.start_idx]
+        stage_m = stage_macs[..., -1:] - stage_macs[..., st.start_idx]
+        n = len(grids)
+        out.append(Candidates(st.starts, lbs.reshape(n, -1)[valid], stage_m.reshape(n, -1)[valid],
+                              [g for g, ok in zip(grids, valid) if ok], var.policy))
     return out
 
 
 def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
                        table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
-                       first_only: bool) -> list[Candidate]:
+                       first_only: bool) -> list[Candidates]:
     """Stream stages from the starts in ``streams``: one-column tiles pulled through window buffers,
     rows recomputed per strip."""
     g, ops = c.g, st.info.ops
@@ -382,7 +396,7 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
     rings = np.array([c.ring[k] for k in ops[:-1]], np.int64)
     s_idx = np.array([idx[a] for a in streams])
     s_full = np.array([st.full_ins[st.starts.index(a)] for a in streams], np.int64)
-    out: list[Candidate] = []
+    out: list[Candidates] = []
     for nh in axis_counts(shape[1], max_grid, not first_only):
         fh = table[(0, frozenset(), nh)]
         if not fh.valid:
@@ -391,20 +405,24 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
         tail = np.concatenate([np.cumsum(sizes[::-1])[::-1], [0]])
         stage_macs = np.concatenate([[0], np.cumsum(st.pixel_macs * fh.total_len * tw)])
         lbs = s_full + st.full_out + tail[s_idx]
-        out += [Candidate(a, lb, m, (nh, shape[2]), HaloPolicy(STREAM))
-                for a, lb, m in zip(streams, lbs.tolist(), (stage_macs[-1] - stage_macs[s_idx]).tolist())]
+        out.append(Candidates(streams, lbs[None], (stage_macs[-1] - stage_macs[s_idx])[None], [(nh, shape[2])],
+                              HaloPolicy(STREAM)))
     return out
 
 
-def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidate]) -> None:
+def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidates]) -> None:
     """Add each segment's non-dominated candidates to its options (in the order they were found)."""
-    by_start: dict[int, list[Candidate]] = {}
-    for cand in cands:
-        by_start.setdefault(cand.start, []).append(cand)
-    for a, group in by_start.items():
-        keep = _pareto_filter(np.array([x.lower_bound for x in group]), np.array([x.macs for x in group]))
-        opts[(a, b)].extend(Option(group[k].lower_bound, group[k].macs, Choice(a, b, group[k].grid, group[k].policy))
-                            for k in keep)
+    by_start: dict[int, list[tuple[int, int]]] = {}  # start -> (block, column) in the order found
+    for i, blk in enumerate(cands):
+        for j, a in enumerate(blk.starts):
+            by_start.setdefault(a, []).append((i, j))
+    for a, cols in by_start.items():
+        lbs = np.concatenate([cands[i].lower_bounds[:, j] for i, j in cols])
+        macs = np.concatenate([cands[i].macs[:, j] for i, j in cols])
+        where = [(cands[i], k) for i, _ in cols for k in range(len(cands[i].grids))]
+        opts[(a, b)].extend(Option(int(lbs[k]), int(macs[k]), Choice(a, b, where[k][0].grids[where[k][1]],
+                                                                     where[k][0].policy))
+                            for k in _pareto_filter(lbs, macs).tolist())
 
 
 def _stream_starts(c: _Costs, starts: list[int], b: int) -> list[int]:
@@ -477,14 +495,13 @@ def stage_info_relaxed(graph: Graph, start: int, end: int) -> StageInfo:
 
 
 def _pareto_filter(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated (peak, MACs) pairs, sorted by peak."""
+    """Indices of the non-dominated (peak, MACs) pairs, sorted by peak (ties: the first found)."""
     order = np.lexsort((macs, peaks))
-    keep, best = [], None
-    for i in order:
-        if best is None or macs[i] < best:
-            keep.append(i)
-            best = macs[i]
-    return np.array(keep, np.int64)
+    m = np.asarray(macs)[order]
+    if not len(m):
+        return order.astype(np.int64)
+    before = np.concatenate([[np.iinfo(np.int64).max], np.minimum.accumulate(m)[:-1]])  # least MACs so far
+    return order[m < before].astype(np.int64)
 
 
 def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]]) -> list[tuple[int, int, tuple]]:
