@@ -22,6 +22,7 @@ from tinypatch.planning.arena import place
 from tinypatch.planning.memory import PlanBuffers, kept_buffers, op_anchor, place_plan, plan_buffers
 from tinypatch.planning.optimal import FrontResult, Schedule
 from tinypatch.planning.plan import Plan
+from tinypatch.planning.tiles import StageTiling
 
 
 def _op_anchors(graph: Graph, plan: Plan, pb: PlanBuffers) -> dict[int, tuple[str, str, int]]:
@@ -114,7 +115,7 @@ class _Groups:
         self.members[rs] += self.members.pop(ro)
 
 
-def add_inplace(graph: Graph, plan: Plan, alignment: int = 16) -> Plan:
+def add_inplace(graph: Graph, plan: Plan, alignment: int = 16, tilings: list[StageTiling] | None = None) -> Plan:
     """``plan`` with in-place operators added while they lower the placed arena peak, or leave
     it and lower the bytes live at the fullest steps (so that ties between steps break).
 
@@ -123,9 +124,10 @@ def add_inplace(graph: Graph, plan: Plan, alignment: int = 16) -> Plan:
     member for every buffer live with it (else the peak rises whatever the placement). The survivors are tried on the real placement in blocks, all of
     them first, halving a block that makes the score worse down to the single op that does, and
     doubling it again after a block that helps; so a pass costs a few placements when most
-    candidates help, not one per candidate. Passes repeat until none helps.
+    candidates help, not one per candidate. Passes repeat until none helps. ``tilings``: the
+    plan's stage tilings, if the caller has checked it already.
     """
-    tilings = check_plan(graph, plan)  # the stages do not change: tile them once
+    tilings = check_plan(graph, plan) if tilings is None else tilings  # the stages do not change: tile them once
     pb = plan_buffers(graph, plan, tilings)  # the buffers do not depend on the in-place ops
     live = pb.liveness
     sizes = {b.name: align_up(b.size, alignment) for b in live.buffers}
@@ -180,10 +182,11 @@ def inplace_front(graph: Graph, result: FrontResult, alignment: int = 16,
     longer on the front dropped."""
 
     def lowered(s: Schedule) -> Schedule:
-        plan = add_inplace(graph, s.plan, alignment)
+        tilings = check_plan(graph, s.plan)
+        plan = add_inplace(graph, s.plan, alignment, tilings)
         if not plan.inplace:
             return s
-        pl = place_plan(plan_buffers(graph, plan), alignment)
+        pl = place_plan(plan_buffers(graph, plan, tilings), alignment)
         return replace(s, plan=plan, peak=pl.peak, lower_bound=pl.lower_bound)
 
     baseline = lowered(result.baseline)

@@ -305,14 +305,15 @@ def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool
     for ax in (0, 1):
         counts = axis_counts(shape[1 + ax], max_grid, not first_only)
         cached_sets = {(v.cache_h, v.cache_w)[ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set())
-        for cached in cached_sets:
-            figs = axis_figures(g, st.info, c.maps[ax], [split_even(shape[1 + ax], k) for k in counts], cached)
-            for cnt, fig in zip(counts, figs):
-                table[(ax, cached, cnt)] = _AxisFigs(
-                    fig.valid, np.array([fig.max_len.get(t, 0) for t in internal], np.int64),
-                    np.array([fig.total_len.get(k, 0) for k in ops], np.int64),
-                    np.array([fig.overlap[k] for k in ops[:-1]], np.int64),
-                    np.array([fig.extent.get(t, 0) for t in internal], np.int64))
+        keys = [(cached, cnt) for cached in cached_sets for cnt in counts]  # all propagated together
+        figs = axis_figures(g, st.info, c.maps[ax], [split_even(shape[1 + ax], cnt) for _, cnt in keys],
+                            [cached for cached, _ in keys])
+        for (cached, cnt), fig in zip(keys, figs):
+            table[(ax, cached, cnt)] = _AxisFigs(
+                fig.valid, np.array([fig.max_len.get(t, 0) for t in internal], np.int64),
+                np.array([fig.total_len.get(k, 0) for k in ops], np.int64),
+                np.array([fig.overlap[k] for k in ops[:-1]], np.int64),
+                np.array([fig.extent.get(t, 0) for t in internal], np.int64))
     return table
 
 
