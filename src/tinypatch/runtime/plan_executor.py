@@ -38,6 +38,7 @@ from tinypatch.planning.stream import (
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
 from tinypatch.runtime.sim_arena import Arena
+from tinypatch.runtime.threads import blas_threads
 
 
 @dataclass
@@ -89,7 +90,12 @@ class PlanExecutor:
         return arena.view(self.buffer_of[name], t.shape, t.np_dtype)
 
     # --- running ------------------------------------------------------------------------
-    def __call__(self, inputs: list[np.ndarray] | dict[str, np.ndarray]) -> PlanRun:
+    def __call__(self, inputs: list[np.ndarray] | dict[str, np.ndarray], threads: int | None = 1) -> PlanRun:
+        """Run one inference; ``threads``: numpy's BLAS threads meanwhile (as :class:`~tinypatch.runtime.executor.Executor`)."""
+        with blas_threads(threads):
+            return self._run(inputs)
+
+    def _run(self, inputs: list[np.ndarray] | dict[str, np.ndarray]) -> PlanRun:
         g = self.graph
         if isinstance(inputs, np.ndarray):  # one array for a single-input model, as run() takes
             inputs = [inputs]
