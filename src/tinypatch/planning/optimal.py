@@ -306,6 +306,8 @@ def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool
         counts = axis_counts(shape[1 + ax], max_grid, not first_only)
         cached_sets = {(v.cache_h, v.cache_w)[ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set())
         keys = [(cached, cnt) for cached in cached_sets for cnt in counts]  # all propagated together
+        if not keys:
+            continue
         figs = axis_figures(g, st.info, c.maps[ax], [split_even(shape[1 + ax], cnt) for _, cnt in keys],
                             [cached for cached, _ in keys])
         for (cached, cnt), fig in zip(keys, figs):
