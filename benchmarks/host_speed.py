@@ -43,7 +43,7 @@ def main() -> None:
         xs = [x[n] for n in graph.inputs] if isinstance(x, dict) else list(x)
         chosen = api.plan(graph).plan
         whole, planned = executor_for(graph), PlanExecutor(graph, chosen)
-        runs = {"whole": lambda: whole(xs), "plan": lambda: planned(xs)}
+        runs = {"whole": lambda w=whole, v=xs: w(v), "plan": lambda p=planned, v=xs: p(v)}
         try:
             runs["litert"] = _litert(m, xs)
         except ValueError as e:  # e.g. person_detect.tflite: LiteRT refuses its quantization (see _qdimfix)

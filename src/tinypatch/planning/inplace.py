@@ -17,8 +17,8 @@ from dataclasses import replace
 
 from tinypatch.analysis.liveness import Buffer, align_up, live_profile
 from tinypatch.ir import Graph
-from tinypatch.planning.check import check_plan
 from tinypatch.planning.arena import place
+from tinypatch.planning.check import check_plan
 from tinypatch.planning.memory import PlanBuffers, kept_buffers, op_anchor, place_plan, plan_buffers
 from tinypatch.planning.optimal import FrontResult, Schedule
 from tinypatch.planning.plan import Plan
