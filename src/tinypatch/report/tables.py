@@ -10,7 +10,6 @@ from rich.table import Table
 
 from tinypatch.analysis.regions import axis_maps
 from tinypatch.ir import Graph
-from tinypatch.report.plots import plot_layer_memory, plot_pareto
 
 if TYPE_CHECKING:
     from tinypatch.report.layer_memory import MemoryReport
@@ -65,6 +64,8 @@ def layer_plot(path: str, graph: Graph, report: MemoryReport, budget: int | None
         series["analytic, with the plan"] = [max(planned[i] for i in ix) for _, ix in blocks]
     else:
         series["placed arena, live bytes"] = [max(report.rows[i].working_bytes for i in ix) for _, ix in blocks]
+    from tinypatch.report.plots import plot_layer_memory  # matplotlib: imported only to plot
+
     plot_layer_memory(path, labels, series,
                       f"{graph.name}: peak memory per {'block' if graph.meta.get('blocks') else 'layer'}", budget)
 
@@ -138,5 +139,7 @@ def pareto_plot(path: str, graph: Graph, result: FrontResult, reference: FrontRe
     fronts = {"tinypatch (multi-stage, halo caching)": [(s.peak or 0, s.macs / 1e6) for s in result.front]}
     if reference is not None:
         fronts["MCUNetV2-style single stage, recompute"] = [(s.peak or 0, s.macs / 1e6) for s in reference.front]
+    from tinypatch.report.plots import plot_pareto  # matplotlib: imported only to plot
+
     plot_pareto(path, f"{graph.name}: peak SRAM vs MACs (placed arena)", fronts,
                 {"layer-by-layer": [(base.peak or 0, base.macs / 1e6)]})
