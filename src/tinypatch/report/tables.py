@@ -56,6 +56,9 @@ def layer_plot(path: str, graph: Graph, report: MemoryReport, budget: int | None
                planned: list[int] | None = None) -> None:
     """MCUNetV2 Fig. 1 style bars: peak bytes per block (zoo models) or per layer; ``planned``
     adds the analytic bytes per op under a patch plan (layer-by-layer vs patch-based)."""
+    # matplotlib is imported only to plot
+    from tinypatch.report.plots import plot_layer_memory
+
     blocks = graph.meta.get("blocks") or [(f"{r.index}:{r.op_type.lower()}", [r.index]) for r in report.rows]
     labels = [name for name, _ in blocks]
     series = {"analytic, layer by layer (MCUNetV2 convention)": [max(report.rows[i].analytic_bytes for i in ix)
@@ -64,8 +67,6 @@ def layer_plot(path: str, graph: Graph, report: MemoryReport, budget: int | None
         series["analytic, with the plan"] = [max(planned[i] for i in ix) for _, ix in blocks]
     else:
         series["placed arena, live bytes"] = [max(report.rows[i].working_bytes for i in ix) for _, ix in blocks]
-    from tinypatch.report.plots import plot_layer_memory  # matplotlib: imported only to plot
-
     plot_layer_memory(path, labels, series,
                       f"{graph.name}: peak memory per {'block' if graph.meta.get('blocks') else 'layer'}", budget)
 
@@ -139,7 +140,8 @@ def pareto_plot(path: str, graph: Graph, result: FrontResult, reference: FrontRe
     fronts = {"tinypatch (multi-stage, halo caching)": [(s.peak or 0, s.macs / 1e6) for s in result.front]}
     if reference is not None:
         fronts["MCUNetV2-style single stage, recompute"] = [(s.peak or 0, s.macs / 1e6) for s in reference.front]
-    from tinypatch.report.plots import plot_pareto  # matplotlib: imported only to plot
+    # matplotlib is imported only to plot
+    from tinypatch.report.plots import plot_pareto
 
     plot_pareto(path, f"{graph.name}: peak SRAM vs MACs (placed arena)", fronts,
                 {"layer-by-layer": [(base.peak or 0, base.macs / 1e6)]})
