@@ -23,7 +23,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Union
 
 from tinypatch.errors import UsageError
@@ -306,6 +306,7 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     from tinypatch.planning.inplace import inplace_front
     from tinypatch.planning.search import choose, search
 
+    t0 = time.perf_counter()
     budget = None if sram is None else parse_size(sram)
     overhead = None if max_mac_overhead is None else parse_fraction(max_mac_overhead)
     graph = load(model)
@@ -317,8 +318,9 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     chosen = choose(front, budget, overhead)
     settings = {"include_input": include_input, "max_grid": max_grid, "strategy": strategy,
                 "single_stage": single_stage, "inplace": inplace, "target": target}
-    return PlanResult(graph, chosen, plan_cost(graph, chosen.plan), plan_cost(graph, front.baseline.plan), front,
-                      settings)
+    cost, baseline = plan_cost(graph, chosen.plan), plan_cost(graph, front.baseline.plan)
+    front = replace(front, seconds=time.perf_counter() - t0)  # the printed time: loading, search, in place, costs
+    return PlanResult(graph, chosen, cost, baseline, front, settings)
 
 
 # --- redistribute ---------------------------------------------------------------------------------

@@ -175,10 +175,6 @@ def axis_counts(size: int, max_grid: int, strips: bool = True) -> list[int]:
     return sorted(counts)
 
 
-def _grids(h: int, w: int, max_grid: int, strips: bool) -> list[tuple[int, int]]:
-    return [(a, b) for a in axis_counts(h, max_grid, strips) for b in axis_counts(w, max_grid, strips)]
-
-
 class _Costs:
     """Per-op figures of a graph under one accounting."""
 
@@ -361,80 +357,91 @@ def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool
     for ax in (0, 1):
         counts = axis_counts(shape[1 + ax], max_grid, not first_only)
         cached_sets = {(v.cache_h, v.cache_w)[ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set())
-        for cached in cached_sets:
-            figs = axis_figures(g, st.info, c.maps[ax], [split_even(shape[1 + ax], k) for k in counts], cached)
-            for cnt, fig in zip(counts, figs):
-                table[(ax, cached, cnt)] = _AxisFigs(
-                    fig.valid, np.array([fig.max_len.get(t, 0) for t in internal], np.int64),
-                    np.array([fig.total_len.get(k, 0) for k in ops], np.int64),
-                    np.array([fig.overlap[k] for k in ops[:-1]], np.int64),
-                    np.array([fig.extent.get(t, 0) for t in internal], np.int64))
+        keys = [(cached, cnt) for cached in cached_sets for cnt in counts]  # all propagated together
+        if not keys:
+            continue
+        figs = axis_figures(g, st.info, c.maps[ax], [split_even(shape[1 + ax], cnt) for _, cnt in keys],
+                            [cached for cached, _ in keys])
+        for (cached, cnt), fig in zip(keys, figs):
+            table[(ax, cached, cnt)] = _AxisFigs(
+                fig.valid, np.array([fig.max_len.get(t, 0) for t in internal], np.int64),
+                np.array([fig.total_len.get(k, 0) for k in ops], np.int64),
+                np.array([fig.overlap[k] for k in ops[:-1]], np.int64),
+                np.array([fig.extent.get(t, 0) for t in internal], np.int64))
     return table
 
 
-class Candidate(NamedTuple):
-    """A patch stage ``[start, end)`` before the Pareto filter."""
+class Candidates(NamedTuple):
+    """Patch stages ``[start, end)`` of one halo policy before the Pareto filter: one per tile grid
+    and start (arrays [grid, start])."""
 
-    start: int
-    lower_bound: int
-    macs: int
-    grid: tuple[int, int]
+    starts: list[int]
+    lower_bounds: np.ndarray
+    macs: np.ndarray
+    grids: list[tuple[int, int]]
     policy: HaloPolicy
-    cost: float = 0.0
-    calls: int = 0
+    cost: np.ndarray  # predicted instructions [grid, start] (0 without a cost model)
+    calls: np.ndarray  # kernel calls [grid, start] (0 without a cost model)
+
+
+def _ceil_to(x: np.ndarray, alignment: int) -> np.ndarray:
+    return -(-x // alignment) * alignment
 
 
 def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
                      table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
-                     first_only: bool) -> list[Candidate]:
+                     first_only: bool) -> list[Candidates]:
     """Every start, policy variant and tile grid: the stage's lower bound (full-size input and output,
-    the tile-local buffers live at each step, kept halos and line buffers) and MACs."""
+    the tile-local buffers live at each step, kept halos and line buffers) and MACs; all the grids
+    of a variant at once (arrays [rows, columns, ...])."""
     ops = st.info.ops
     shape = c.g.tensors[st.info.tiled].shape
-    out: list[Candidate] = []
+    counts_h = axis_counts(shape[1], max_grid, not first_only)
+    counts_w = axis_counts(shape[2], max_grid, not first_only)
+    grids = [(nh, nw) for nh in counts_h for nw in counts_w]
+    wide = (np.array(counts_w) > 1)[None, :, None]  # line buffers only when a tile row has several tiles
+    out: list[Candidates] = []
     for var in variants:
+        fh = [table[(0, var.cache_h, n)] for n in counts_h]
+        fw = [table[(1, var.cache_w, n)] for n in counts_w]
+        valid = (np.array([f.valid for f in fh])[:, None] & np.array([f.valid for f in fw])[None, :]).ravel()
+        if not valid.any():
+            continue
         persistent = np.array([ops[r] in var.cache_w for r in range(len(st.internal))], bool)
         line_rows = np.array([ops[r] in var.cache_h for r in range(len(st.internal))], bool)
         local_life = st.life & ~persistent[:, None]
-        for nh, nw in _grids(shape[1], shape[2], max_grid, not first_only):
-            fh, fw = table[(0, var.cache_h, nh)], table[(1, var.cache_w, nw)]
-            if not (fh.valid and fw.valid):
-                continue
-            sizes = -(-(fh.max_len * fw.max_len * st.chan) // c.alignment) * c.alignment
-            stage_macs = np.concatenate([[0], np.cumsum(st.pixel_macs * fh.total_len * fw.total_len)])
-            kept = np.where(persistent, sizes, 0)
-            if nw > 1:  # rows kept for the next tile row live in full-width line buffers
-                kept = kept + np.where(line_rows, -(-(fh.overlap * fw.extent * st.chan) // c.alignment) * c.alignment,
-                                       0)
-            tail = np.concatenate([np.cumsum(kept[::-1])[::-1], [0]])
-            live = sizes @ local_life  # tile-local buffers live at each stage step
-            corr = np.zeros((len(st.starts), len(ops)), np.int64)
-            for r_a, rows in enumerate(st.start_rows):
-                for r in rows:  # the entering tensors are held full-size, not as tiles
-                    corr[r_a] += sizes[r] * local_life[r]
-            held = np.where(st.step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
-            lbs = st.full_ins + st.full_out + held + tail[st.start_idx]
-            stage_m = stage_macs[-1] - stage_macs[st.start_idx]
-            pixels = (fh.total_len * fw.total_len).astype(float)
-            if st.reduce:  # the average's per-tile sums: charged once, as its whole-image work
-                pixels[-1] = 1.0
-            rem = tuple(fh.total_len * _left_over(fw.total_len, nw, m) for m in (2, 4))
-            copy = np.zeros(len(ops))  # halo bytes moved between tiles (estimated from the largest overlaps)
-            copy[:-1] = st.chan_all * (np.where(persistent, fh.total_len[:-1] * fw.overlap * (nw - 1), 0)
-                                       + np.where(line_rows, fh.overlap * fw.total_len[:-1] * (nh - 1)
-                                                  * (2 if nw > 1 else 1), 0))
-            costs = np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, fh.total_len * nw, nh * nw, rem,
-                                                               copy))])
-            stage_c = costs[-1] - costs[st.start_idx]
-            calls = nh * nw * (len(ops) - st.start_idx)
-            out += [Candidate(a, lb, m, (nh, nw), var.policy, cost, n) for a, lb, m, cost, n in zip(
-                st.starts, lbs.tolist(), stage_m.tolist(), stage_c.tolist(), calls.tolist())]
+        h_len, w_len = np.stack([f.max_len for f in fh]), np.stack([f.max_len for f in fw])
+        sizes = _ceil_to(h_len[:, None, :] * w_len[None, :, :] * st.chan, c.alignment)  # [nh, nw, internal]
+        h_tot, w_tot = np.stack([f.total_len for f in fh]), np.stack([f.total_len for f in fw])
+        stage_macs = np.cumsum(st.pixel_macs * h_tot[:, None, :] * w_tot[None, :, :], axis=-1)
+        stage_macs = np.concatenate([np.zeros(stage_macs.shape[:2] + (1,), np.int64), stage_macs], axis=-1)
+        kept = np.where(persistent, sizes, 0)
+        if line_rows.any():  # rows kept for the next tile row live in full-width line buffers
+            lines = _ceil_to(np.stack([f.overlap for f in fh])[:, None, :] * np.stack([f.extent for f in fw])[None]
+                             * st.chan, c.alignment)
+            kept = kept + np.where(line_rows & wide, lines, 0)
+        tail = np.concatenate([np.cumsum(kept[..., ::-1], axis=-1)[..., ::-1],
+                               np.zeros(kept.shape[:2] + (1,), np.int64)], axis=-1)
+        live = sizes @ local_life.astype(np.int64)  # tile-local buffers live at each stage step
+        held = np.empty(sizes.shape[:2] + (len(st.starts),), np.int64)
+        for j, (i0, rows) in enumerate(zip(st.start_idx.tolist(), st.start_rows)):
+            steps = live[..., i0:]
+            for r in rows:  # the tensors live at the start are held full-size, not as tiles
+                steps = steps - sizes[..., r, None] * local_life[r, i0:]
+            held[..., j] = steps.max(axis=-1)
+        lbs = st.full_ins + st.full_out + held + tail[..., st.start_idx]
+        stage_m = stage_macs[..., -1:] - stage_macs[..., st.start_idx]
+        cost, calls = _tile_costs(c, st, counts_h, counts_w, h_tot, w_tot, fh, fw, persistent, line_rows)
+        n = len(grids)
+        out.append(Candidates(st.starts, lbs.reshape(n, -1)[valid], stage_m.reshape(n, -1)[valid],
+                              [g for g, ok in zip(grids, valid) if ok], var.policy,
+                              cost.reshape(n, -1)[valid], calls.reshape(n, -1)[valid]))
     return out
 
 
 def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
                        table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
-                       first_only: bool) -> list[Candidate]:
+                       first_only: bool) -> list[Candidates]:
     """Stream stages from the starts in ``streams``: one-column tiles pulled through window buffers,
     rows recomputed per strip."""
     g, ops = c.g, st.info.ops
@@ -448,7 +455,7 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
     rings = np.array([c.ring[k] for k in ops[:-1]], np.int64)
     s_idx = np.array([idx[a] for a in streams])
     s_full = np.array([st.full_ins[st.starts.index(a)] for a in streams], np.int64)
-    out: list[Candidate] = []
+    out: list[Candidates] = []
     for nh in axis_counts(shape[1], max_grid, not first_only):
         fh = table[(0, frozenset(), nh)]
         if not fh.valid:
@@ -457,37 +464,74 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
         tail = np.concatenate([np.cumsum(sizes[::-1])[::-1], [0]])
         stage_macs = np.concatenate([[0], np.cumsum(st.pixel_macs * fh.total_len * tw)])
         lbs = s_full + st.full_out + tail[s_idx]
-        pixels = (fh.total_len * tw).astype(float)  # one call per column and strip: a column of rows each
-        costs = np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, pixels, nh * tw, stream=True))])
-        calls = [int(nh * tw[i:].sum()) for i in s_idx]
-        out += [Candidate(a, lb, m, (nh, shape[2]), HaloPolicy(STREAM), cost, n)
-                for a, lb, m, cost, n in zip(streams, lbs.tolist(), (stage_macs[-1] - stage_macs[s_idx]).tolist(),
-                                             (costs[-1] - costs[s_idx]).tolist(), calls)]
+        if c.model is not None:
+            pixels = (fh.total_len * tw).astype(float)  # one call per column and strip: a column of rows each
+            costs = np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, pixels, nh * tw, stream=True))])
+            cost = (costs[-1] - costs[s_idx])[None]
+            calls = np.array([[nh * tw[i:].sum() for i in s_idx]], np.int64)
+        else:
+            cost, calls = np.zeros((1, len(s_idx))), np.zeros((1, len(s_idx)), np.int64)
+        out.append(Candidates(streams, lbs[None], (stage_macs[-1] - stage_macs[s_idx])[None], [(nh, shape[2])],
+                              HaloPolicy(STREAM), cost, calls))
     return out
 
 
-def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidate], by_cost: bool) -> None:
+def _tile_costs(c: _Costs, st: _StageEnd, counts_h: list[int], counts_w: list[int], h_tot: np.ndarray,
+                w_tot: np.ndarray, fh: list[_AxisFigs], fw: list[_AxisFigs], persistent: np.ndarray,
+                line_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted instructions and kernel calls of a tile variant's stages, arrays [rows, columns, start]
+    (zeros without a cost model)."""
+    ops = st.info.ops
+    shape = (len(counts_h), len(counts_w), len(st.starts))
+    if c.model is None:
+        return np.zeros(shape), np.zeros(shape, np.int64)
+    nh = np.array(counts_h)[:, None, None]
+    nw = np.array(counts_w)[None, :, None]
+    pixels = (h_tot[:, None, :] * w_tot[None, :, :]).astype(float)
+    if st.reduce:  # the average's per-tile sums: charged once, as its whole-image work
+        pixels[..., -1] = 1.0
+    rem = tuple(h_tot[:, None, :] * _left_over(w_tot, np.array(counts_w)[:, None], m)[None] for m in (2, 4))
+    copy = np.zeros(pixels.shape)  # halo bytes moved between tiles (estimated from the largest overlaps)
+    h_ov, w_ov = np.stack([f.overlap for f in fh]), np.stack([f.overlap for f in fw])
+    copy[..., :-1] = st.chan_all * (
+        np.where(persistent, h_tot[:, None, :-1] * w_ov[None] * (nw - 1), 0)
+        + np.where(line_rows, h_ov[:, None, :] * w_tot[None, :, :-1] * (nh - 1) * np.where(nw > 1, 2, 1), 0))
+    costs = np.cumsum(c.op_cost(ops, pixels, h_tot[:, None, :] * nw, nh * nw, rem, copy), axis=-1)
+    costs = np.concatenate([np.zeros(shape[:2] + (1,)), costs], axis=-1)
+    cost = costs[..., -1:] - costs[..., st.start_idx]
+    calls = nh * nw * (len(ops) - st.start_idx)[None, None, :]
+    return cost, calls
+
+
+def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidates], by_cost: bool) -> None:
     """Add each segment's non-dominated candidates to its options (in the order they were found)."""
-    by_start: dict[int, list[Candidate]] = {}
-    for cand in cands:
-        by_start.setdefault(cand.start, []).append(cand)
-    for a, group in by_start.items():
-        keep = _pareto_filter(*_objectives(group, by_cost))
-        opts[(a, b)].extend(Option(group[k].lower_bound, group[k].macs, Choice(a, b, group[k].grid, group[k].policy),
-                                   group[k].cost, group[k].calls) for k in keep)
+    by_start: dict[int, list[tuple[int, int]]] = {}  # start -> (block, column) in the order found
+    for i, blk in enumerate(cands):
+        for j, a in enumerate(blk.starts):
+            by_start.setdefault(a, []).append((i, j))
+    for a, cols in by_start.items():
+        lbs, macs, cost, calls = (np.concatenate([getattr(cands[i], f)[:, j] for i, j in cols])
+                                  for f in ("lower_bounds", "macs", "cost", "calls"))
+        where = [(cands[i], k) for i, _ in cols for k in range(len(cands[i].grids))]
+        opts[(a, b)].extend(Option(int(lbs[k]), int(macs[k]), Choice(a, b, where[k][0].grids[where[k][1]],
+                                                                     where[k][0].policy), float(cost[k]), int(calls[k]))
+                            for k in _pareto_filter(*_objectives(lbs, macs, cost, calls, by_cost)).tolist())
 
 
-def _objectives(items: list[Candidate] | list[Option], by_cost: bool) -> tuple[np.ndarray, ...]:
+def _objectives(peaks: np.ndarray, macs: np.ndarray, cost: np.ndarray, calls: np.ndarray,
+                by_cost: bool) -> tuple[np.ndarray, ...]:
     """(peaks, objective, tie-break) arrays: predicted instructions then kernel calls, or MACs then
     predicted instructions (all 0 without a cost model: the order found)."""
-    peaks = np.array([x.lower_bound for x in items])
-    cost = np.array([round(x.cost) for x in items], np.int64)
-    if by_cost:
-        return peaks, cost, np.array([x.calls for x in items])
-    return peaks, np.array([x.macs for x in items]), cost
+    cost = np.round(cost).astype(np.int64)
+    return (peaks, cost, calls) if by_cost else (peaks, macs, cost)
 
 
-def _left_over(total: np.ndarray, n: int, m: int) -> np.ndarray:
+def _option_objectives(items: list[Option], by_cost: bool) -> tuple[np.ndarray, ...]:
+    return _objectives(np.array([x.lower_bound for x in items]), np.array([x.macs for x in items]),
+                       np.array([x.cost for x in items]), np.array([x.calls for x in items]), by_cost)
+
+
+def _left_over(total: np.ndarray, n: np.ndarray | int, m: int) -> np.ndarray:
     """Sum over ``n`` tiles of (tile width mod ``m``) when widths summing to ``total`` are split evenly."""
     a, extra = total // n, total % n
     return (n - extra) * (a % m) + extra * ((a + 1) % m)
@@ -554,14 +598,14 @@ def _escapes(graph: Graph, c: _Costs, k: int, b: int) -> bool:
 
 
 def _pareto_filter(peaks: np.ndarray, macs: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the non-dominated (peak, MACs) pairs, sorted by peak (equal MACs: least ``tie`` kept)."""
+    """Indices of the non-dominated (peak, MACs) pairs, sorted by peak (equal MACs: least ``tie``
+    kept, then the first found)."""
     order = np.lexsort((macs, peaks) if tie is None else (tie, macs, peaks))
-    keep, best = [], None
-    for i in order:
-        if best is None or macs[i] < best:
-            keep.append(i)
-            best = macs[i]
-    return np.array(keep, np.int64)
+    m = np.asarray(macs)[order]
+    if not len(m):
+        return order.astype(np.int64)
+    before = np.concatenate([[np.iinfo(np.int64).max], np.minimum.accumulate(m)[:-1]])  # least MACs so far
+    return order[m < before].astype(np.int64)
 
 
 def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]], by_cost: bool = False,
@@ -575,14 +619,14 @@ def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]], by_cost: boo
             edge = opts.get((a, b))
             if not edge or a not in labels:
                 continue
-            keep = _pareto_filter(*_objectives(edge, by_cost))
+            keep = _pareto_filter(*_option_objectives(edge, by_cost))
             for lab in labels[a]:  # a label's ``choice`` holds the choices of its whole prefix
                 for k in keep:
                     e = edge[k]
                     cand.append(Option(max(lab.lower_bound, e.lower_bound), lab.macs + e.macs,
                                        lab.choice + (e.choice,), lab.cost + e.cost, lab.calls + e.calls))
         if cand:
-            labels[b] = [cand[i] for i in _pareto_filter(*_objectives(cand, by_cost))]
+            labels[b] = [cand[i] for i in _pareto_filter(*_option_objectives(cand, by_cost))]
     return [(lab.lower_bound, lab.macs, lab.choice) for lab in labels.get(cuts[-1], [])]
 
 

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from tinypatch.analysis.regions import axis_maps
 from tinypatch.ir import Graph
-from tinypatch.report.plots import plot_layer_memory, plot_pareto
 
 if TYPE_CHECKING:
     from tinypatch.report.layer_memory import MemoryReport
@@ -57,6 +56,9 @@ def layer_plot(path: str, graph: Graph, report: MemoryReport, budget: int | None
                planned: list[int] | None = None) -> None:
     """MCUNetV2 Fig. 1 style bars: peak bytes per block (zoo models) or per layer; ``planned``
     adds the analytic bytes per op under a patch plan (layer-by-layer vs patch-based)."""
+    # matplotlib is imported only to plot
+    from tinypatch.report.plots import plot_layer_memory
+
     blocks = graph.meta.get("blocks") or [(f"{r.index}:{r.op_type.lower()}", [r.index]) for r in report.rows]
     labels = [name for name, _ in blocks]
     series = {"analytic, layer by layer (MCUNetV2 convention)": [max(report.rows[i].analytic_bytes for i in ix)
@@ -146,5 +148,8 @@ def pareto_plot(path: str, graph: Graph, result: FrontResult, reference: FrontRe
     fronts = {"tinypatch (multi-stage, halo caching)": [(s.peak or 0, s.macs / 1e6) for s in result.front]}
     if reference is not None:
         fronts["MCUNetV2-style single stage, recompute"] = [(s.peak or 0, s.macs / 1e6) for s in reference.front]
+    # matplotlib is imported only to plot
+    from tinypatch.report.plots import plot_pareto
+
     plot_pareto(path, f"{graph.name}: peak SRAM vs MACs (placed arena)", fronts,
                 {"layer-by-layer": [(base.peak or 0, base.macs / 1e6)]})
