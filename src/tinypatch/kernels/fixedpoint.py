@@ -111,15 +111,19 @@ def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int, bits: int 
 
 
 def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int,
-                                     shift: np.ndarray | int) -> np.ndarray:
+                                     shift: np.ndarray | int, int32: bool = False) -> np.ndarray:
     """TFLite ``MultiplyByQuantizedMultiplier`` (double rounding); ``shift`` > 0 is a left shift.
 
-    The pre-shift ``x * (1 << left_shift)`` wraps in int32 exactly like the C code does.
+    The pre-shift ``x * (1 << left_shift)`` wraps in int32 exactly like the C code does
+    (``int32``: the caller guarantees x already holds int32 values, so with no left shift the
+    wrap is skipped).
     """
     s = np.asarray(shift, np.int64)
-    left = np.maximum(s, 0)
     right = np.maximum(-s, 0)
-    shifted = wrap32(np.asarray(x, np.int64) << left)
+    if int32 and (s <= 0).all():  # no left shift of int32 values: nothing to wrap
+        shifted = np.asarray(x, np.int64)
+    else:
+        shifted = wrap32(np.asarray(x, np.int64) << np.maximum(s, 0))
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
 
 

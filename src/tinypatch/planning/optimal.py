@@ -512,10 +512,13 @@ def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[C
     for a, cols in by_start.items():
         lbs, macs, cost, calls = (np.concatenate([getattr(cands[i], f)[:, j] for i, j in cols])
                                   for f in ("lower_bounds", "macs", "cost", "calls"))
-        where = [(cands[i], k) for i, _ in cols for k in range(len(cands[i].grids))]
-        opts[(a, b)].extend(Option(int(lbs[k]), int(macs[k]), Choice(a, b, where[k][0].grids[where[k][1]],
-                                                                     where[k][0].policy), float(cost[k]), int(calls[k]))
-                            for k in _pareto_filter(*_objectives(lbs, macs, cost, calls, by_cost)).tolist())
+        ends = np.cumsum([len(cands[i].grids) for i, _ in cols])  # candidate k is in block searchsorted(ends, k)
+        for k in _pareto_filter(*_objectives(lbs, macs, cost, calls, by_cost)).tolist():
+            blk = int(np.searchsorted(ends, k, side="right"))
+            cand = cands[cols[blk][0]]
+            grid = cand.grids[k - (int(ends[blk - 1]) if blk else 0)]
+            opts[(a, b)].append(Option(int(lbs[k]), int(macs[k]), Choice(a, b, grid, cand.policy), float(cost[k]),
+                                       int(calls[k])))
 
 
 def _objectives(peaks: np.ndarray, macs: np.ndarray, cost: np.ndarray, calls: np.ndarray,
