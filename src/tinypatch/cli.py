@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +18,8 @@ from rich.text import Text
 
 from tinypatch import api
 from tinypatch.errors import TinypatchError, UsageError
+
+_STARTED: float | None = time.perf_counter()  # when the process's first command started (see _clock)
 
 EPILOG = """\
 MODEL is a .tflite file, an MCUNet/ProxylessNAS .json config, or a built-in zoo name
@@ -230,8 +233,17 @@ def _accounting_flags(p: argparse.ArgumentParser, output: bool = True) -> None:
                        help="leave the model output out of the arena")
 
 
+def _clock() -> float:
+    """When this command started: at this module's import for a process's first command, else now
+    (plan's printed time covers the whole command: imports, loading, search, in-place pass, costs)."""
+    global _STARTED
+    started, _STARTED = (time.perf_counter() if _STARTED is None else _STARTED), None
+    return started
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.started = _clock()
     console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         if getattr(args, "model", None) is not None:  # every model is validated once, under --max-tensor-bytes
@@ -290,6 +302,10 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
                           progress=progress)
         if args.plot:
             result.reference(progress)
+    from dataclasses import replace
+
+    # the printed time: the whole command up to its output (see _clock)
+    result.front = replace(result.front, seconds=time.perf_counter() - args.started)
     _emit(result, args, console, "plan")
     if args.plot:
         result.plot(args.plot)
