@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinypatch.analysis.regions import reads_nchw
+from tinypatch.analysis.regions import reads_nchw, writes_nchw
 from tinypatch.errors import InputError
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import op_def
@@ -164,6 +164,8 @@ class PlanExecutor:
         else:
             arena.alloc(out_buf, self.placement.offsets[out_buf], out_t.nbytes)
         full_out = self._get(arena, outside, st.info.output)
+        if writes_nchw(g, g.ops[st.info.ops[-1]]):  # a trailing TRANSPOSE: tiles write the NCHW output seen as NHWC
+            full_out = full_out.transpose(0, 2, 3, 1)
         if st.stream:
             _Stream(self, arena, outside, st, full_out).run()
             return
@@ -227,13 +229,13 @@ class PlanExecutor:
         sizes, paddings, and where it reads (relative to a producer's region inside the stage,
         or just how much from a full-size tensor). None: it computes only part of a region, or
         runs an op whose kernel does not batch (gathers, slices: see the operator table) or reads
-        an NCHW input."""
+        an NCHW input or writes an NCHW output."""
         g, producers = self.graph, self.producers
         sig = []
         for k in st.info.tile_ops:
             sh, sw = st.h.spans[i][k], st.w.spans[j][k]
             if sh.out != sh.need or sw.out != sw.need or sh.need[0] >= sh.need[1] or sw.need[0] >= sw.need[1] \
-                    or not op_def(g.ops[k].type).batches or reads_nchw(g, g.ops[k]):
+                    or not op_def(g.ops[k].type).batches or reads_nchw(g, g.ops[k]) or writes_nchw(g, g.ops[k]):
                 return None
             reads = []
             for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
@@ -341,6 +343,8 @@ class PlanExecutor:
             value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
+        if writes_nchw(g, op):  # the NCHW tile goes into the output's NHWC view
+            value = value.transpose(0, 2, 3, 1)
         fresh = region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:]
         fresh[...] = value
         arena.wrote(fresh)
