@@ -249,8 +249,8 @@ def main() -> int:
                                 **c.to_dict()})
                 console.print(f"measured {path.name}: {label}", style="dim")
         console.print(t)
-        if model is not None:
-            errors = [abs(r["predicted"] / r["insns"] - 1) for r in results if r.get("predicted")]
+        errors = [abs(r["predicted"] / r["insns"] - 1) for r in results if r.get("predicted")]
+        if model is not None and errors:
             console.print(f"cost model of {args.target}: worst error {max(errors):.1%} over {len(errors)} programs "
                           f"({sum(e <= 0.10 for e in errors)} within +-10%)")
         if not args.no_acceptance and model is not None:
