@@ -240,6 +240,14 @@ def test_two_stage_chain_figures_match_the_planner():
                     assert max(peak1, peak2, *chain.per_op(inc)[n2:]) == plan_analytic(graph, plan, tilings).peak
 
 
+def _exhaustive_two_stages(chain, sram, one):
+    """Every two-stage schedule tiled and costed (no pruning), from the one-stage best ``one``."""
+    return two_stage_schedule(
+        chain.per_op(False), sum(chain.macs()), chain.legal_ends, lambda e: chain.side[chain.ops[e - 1].output],
+        lambda e: chain._bytes(chain.ops[e - 1].output), lambda s, e, p: chain.stage(s, e, p, False)[0],
+        lambda s, e, p: chain.stage(s, e, p, False)[1], sram, 4, one, exhaustive=True)[0]
+
+
 def test_two_stage_search_matches_the_graph_and_the_exhaustive_enumeration():
     rng = random.Random(5)
     for space in (mcunet_space(resolutions=(96, 128)), SMALL):
@@ -251,11 +259,7 @@ def test_two_stage_search_matches_the_graph_and_the_exhaustive_enumeration():
                 fast = chain_schedule(chain, sram, False, 4, stages=2)
                 assert fast == mcunetv2_schedule(graph, sram, False, 4, stages=2)
                 one = chain_schedule(chain, sram, False, 4)
-                full, _ = two_stage_schedule(
-                    per_op, sum(chain.macs()), chain.legal_ends, lambda e: chain.side[chain.ops[e - 1].output],
-                    lambda e: chain._bytes(chain.ops[e - 1].output),
-                    lambda s, e, p: chain.stage(s, e, p, False)[0], lambda s, e, p: chain.stage(s, e, p, False)[1],
-                    sram, 4, None if isinstance(one, int) else one + (0, 0), exhaustive=True)
+                full = _exhaustive_two_stages(chain, sram, None if isinstance(one, int) else one + (0, 0))
                 assert isinstance(fast, int) == (full is None)
                 if full is not None:
                     assert fast[:2] == full[:2]
