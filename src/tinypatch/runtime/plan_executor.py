@@ -26,6 +26,7 @@ from tinypatch.planning.memory import (
 )
 from tinypatch.planning.columns import column_maps
 from tinypatch.planning.plan import Plan
+from tinypatch.planning.precision import PrecisionPlan
 from tinypatch.planning.stream import (
     STEP_DST,
     STEP_HI,
@@ -37,6 +38,7 @@ from tinypatch.planning.stream import (
     column_steps,
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
+from tinypatch.runtime.mixed import MixedPrecision
 from tinypatch.runtime.sim_arena import Arena
 
 
@@ -48,10 +50,15 @@ class PlanRun:
 
 
 class PlanExecutor:
-    """Prepare once, run many inputs: ``PlanExecutor(graph, plan)(inputs)``."""
+    """Prepare once, run many inputs: ``PlanExecutor(graph, plan)(inputs)``.
 
-    def __init__(self, graph: Graph, plan: Plan) -> None:
+    ``mixed`` (a :class:`~tinypatch.runtime.mixed.MixedPrecision` hook, or a precision plan to
+    make one from) runs tiled stages at per-patch mixed precision; without it every map is int8.
+    """
+
+    def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None) -> None:
         self.graph, self.plan = graph, plan
+        self.mixed = MixedPrecision(graph, plan, mixed) if isinstance(mixed, PrecisionPlan) else mixed
         self.buffers = plan_buffers(graph, plan)
         self.placement = place_plan(self.buffers)
         self.kernels = [prepare(graph, op) for op in graph.ops]
@@ -165,6 +172,8 @@ class PlanExecutor:
         kept: dict[str, tuple[np.ndarray, int, int]] = {}  # cached tensor -> its last non-empty region
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
+                if self.mixed:
+                    self.mixed.begin_tile(st.stage.start)
                 for k in st.info.tile_ops:
                     op = g.ops[k]
                     sh, sw = st.h.spans[i][k], st.w.spans[j][k]
@@ -186,6 +195,8 @@ class PlanExecutor:
                     for buf in self.ends.get(k, []):
                         if buf in tile_bufs:
                             arena.free(buf)
+        if self.mixed:
+            self.mixed.end_stage()
         for k in persistent:
             if st.line_buffer(k):
                 arena.free(line_buffer_name(g.ops[k].outputs[0]))
@@ -209,11 +220,14 @@ class PlanExecutor:
             elif reads_nchw(g, op):
                 args.append(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]])
             else:
-                args.append(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]])
+                piece = self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]]
+                args.append(self.mixed.read(t, piece) if self.mixed else piece)
         if op_def(op.type).region == Region.NEAREST:
             value = _resize_tile(g, k, args[0], sh, sw)
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
+        if self.mixed:
+            value = self.mixed.wrote(k, value, op.outputs[0] == st.info.output)
         region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:] = value
 
     def _region(self, arena: Arena, st: StageTiling, k: int, i: int, j: int,
