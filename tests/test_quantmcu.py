@@ -1,0 +1,151 @@
+"""Per-patch mixed precision (QuantMCU-style): the integer low-bit formula, the precision plan,
+the executor hook (int8 path unchanged; run-time patch classes), calibration and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import model_path
+from tinypatch import api
+from tinypatch.analysis.macs import op_macs
+from tinypatch.cli import main
+from tinypatch.errors import PlanError
+from tinypatch.kernels.lowbit import code_range, packed_bytes, requantize, step_shift
+from tinypatch.planning.plan import Plan
+from tinypatch.planning.precision import MapPrecision, PrecisionPlan, StagePrecision, plan_fingerprint
+from tinypatch.planning.plan import fingerprint
+from tinypatch.planning.tiles import tile_stage
+from tinypatch.runtime.crops import crops, photos
+from tinypatch.runtime.mixed import MixedPrecision, stage_maps
+from tinypatch.runtime.plan_executor import PlanExecutor
+
+
+@pytest.mark.parametrize("bits", [6, 4, 2])
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("zp", [-128, -5, 0, 37])
+def test_requantize_is_the_documented_formula(bits, signed, zp):
+    q = np.arange(-128, 128, dtype=np.int8)
+    lo, hi = code_range(bits, signed)
+    for shift in range(0, 8):
+        code = np.clip(np.floor((q.astype(np.float64) - zp) / 2 ** shift + 0.5), lo, hi)  # round half up
+        expect = np.clip(zp + code * 2 ** shift, -128, 127).astype(np.int8)
+        got = requantize(q, zp, bits, shift, signed)
+        assert np.array_equal(got, expect)
+        assert got[q == zp][0] == zp  # the zero point survives
+        assert len(np.unique(got)) <= 2 ** bits
+    assert np.array_equal(requantize(q, zp, 8, 0, True), q)
+
+
+def test_step_shift_and_packing():
+    assert step_shift(4, False, 15) == 0 and step_shift(4, False, 16) == 1 and step_shift(4, True, 255) == 6
+    assert step_shift(2, False, 200) == 7
+    assert packed_bytes(10, 4) == 5 and packed_bytes(4, 6) == 3 and packed_bytes(3, 2) == 1
+
+
+@pytest.fixture(scope="module")
+def vww():
+    graph = api.load(str(model_path("mlperf_vww_96_int8.tflite")))
+    plan = api.plan(graph, single_stage=True, strategy="recompute", inplace=False, include_input=False).plan
+    assert plan.stages
+    return graph, plan
+
+
+def _precision(graph, plan, bits, threshold, scope="rest"):
+    maps = [MapPrecision(t, bits, threshold, False) for t in stage_maps(graph, plan, 0)]
+    return PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), [StagePrecision(0, maps)], scope)
+
+
+def _input(graph, seed=0):
+    return next(crops(graph.tensors[graph.inputs[0]], "evaluation", 1, seed))
+
+
+def test_precision_plan_json_round_trip_and_checks(vww, tmp_path):
+    graph, plan = vww
+    p = _precision(graph, plan, 4, 200)
+    path = tmp_path / "p.json"
+    p.save(str(path))
+    q = PrecisionPlan.load(str(path))
+    assert q == p
+    q.check(graph, plan)
+    other = Plan(plan.model, plan.fingerprint, [], plan.include_input, plan.include_output)
+    with pytest.raises(PlanError, match="another patch plan"):
+        q.check(graph, other)
+    with pytest.raises(PlanError, match="bits"):
+        MapPrecision("x", 3, 10, True)
+    with pytest.raises(PlanError, match="not a tinypatch precision plan"):
+        PrecisionPlan.from_json(json.dumps({"format": "x"}))
+
+
+def test_all_8_bit_and_all_outlier_runs_are_int8_exact(vww):
+    graph, plan = vww
+    x = _input(graph)
+    ref = PlanExecutor(graph, plan)(x)
+    for prec in (_precision(graph, plan, 8, 255), _precision(graph, plan, 2, 0)):  # threshold 0: every patch an outlier
+        mixed = MixedPrecision(graph, plan, prec)
+        run = PlanExecutor(graph, plan, mixed)(x)
+        assert all(np.array_equal(run.outputs[n], ref.outputs[n]) for n in graph.outputs)
+        c = mixed.counts[plan.stages[0].start]
+        assert c.bitops == c.bitops_int8 and run.arena_high_water <= run.arena_size
+    assert c.outlier_tiles == c.tiles == plan.stages[0].n_tiles
+
+
+def test_low_bit_patches_counted_and_classified_at_run_time(vww):
+    graph, plan = vww
+    s = plan.stages[0]
+    stage_macs = api.plan(graph, single_stage=True, strategy="recompute", inplace=False,
+                          include_input=False).cost.macs - sum(
+        op_macs(graph, op) for k, op in enumerate(graph.ops) if not s.start <= k < s.end)
+    x = _input(graph, 3)
+    mixed = MixedPrecision(graph, plan, _precision(graph, plan, 4, 255))  # no patch can be an outlier
+    run = PlanExecutor(graph, plan, mixed)(x)
+    c = mixed.counts[s.start]
+    assert c.bitops_int8 == 64 * stage_macs and c.outlier_tiles == 0
+    assert 0 < c.bitops < c.bitops_int8 and c.bitops % 32 == 0
+    assert run.arena_high_water <= run.arena_size
+    # only the stage input lowered, threshold between the tiles' maxima: the outlier tiles are
+    # exactly those whose own input piece exceeds it
+    st = tile_stage(graph, s)
+    zp = int(graph.tensors[graph.inputs[0]].quant.zero_point[0])
+    maxima = []
+    for i in range(s.grid[0]):
+        for j in range(s.grid[1]):
+            (h0, h1), (w0, w1) = st.h.spans[i][s.start].reads[0], st.w.spans[j][s.start].reads[0]
+            maxima.append(int(np.abs(x[:, h0:h1, w0:w1].astype(np.int32) - zp).max()))
+    thr = sorted(maxima)[len(maxima) // 2]
+    prec = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan),
+                         [StagePrecision(0, [MapPrecision(graph.inputs[0], 4, thr, False)])])
+    mixed = MixedPrecision(graph, plan, prec)
+    PlanExecutor(graph, plan, mixed)(x)
+    assert mixed.counts[s.start].outlier_tiles == sum(m > thr for m in maxima)
+
+
+def test_crops_come_from_disjoint_photos():
+    cal = {n for n, _ in photos("calibration")}
+    ev = {n for n, _ in photos("evaluation")}
+    assert cal and ev and not cal & ev
+    graph = api.load(str(model_path("mlperf_vww_96_int8.tflite")))
+    t = graph.tensors[graph.inputs[0]]
+    a = list(crops(t, "calibration", 3, 0))
+    assert all(x.shape == t.shape and x.dtype == t.np_dtype for x in a)
+    assert np.array_equal(a[0], next(crops(t, "calibration", 1, 0))) and not np.array_equal(a[0], a[1])
+
+
+def test_quantize_cli(vww, tmp_path, capsys):
+    graph, plan = vww
+    pp = tmp_path / "plan.json"
+    plan.save(str(pp))
+    out = tmp_path / "prec.json"
+    assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(pp), "--n-calib", "3",
+                 "--n-eval", "3", "--bits", "8,4", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "top-1 agreement" in text and "outlier patches" in text and "worst case" in text
+    prec = PrecisionPlan.load(str(out))
+    prec.check(graph, plan)
+    assert {m.bits for m in prec.stages[0].maps} <= {8, 4}
+    assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(pp), "--bits", "3"]) == 2
+    assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(tmp_path / "no.json")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 2
