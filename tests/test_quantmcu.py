@@ -7,16 +7,20 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import model_path
+
 from tinypatch import api
 from tinypatch.analysis.macs import op_macs
 from tinypatch.cli import main
 from tinypatch.errors import PlanError
 from tinypatch.kernels.lowbit import code_range, packed_bytes, requantize, step_shift
-from tinypatch.planning.plan import Plan
-from tinypatch.planning.precision import MapPrecision, PrecisionPlan, StagePrecision, plan_fingerprint
-from tinypatch.planning.plan import fingerprint
+from tinypatch.planning.plan import Plan, fingerprint
+from tinypatch.planning.precision import (
+    MapPrecision,
+    PrecisionPlan,
+    StagePrecision,
+    plan_fingerprint,
+)
 from tinypatch.planning.tiles import tile_stage
 from tinypatch.runtime.crops import crops, photos
 from tinypatch.runtime.mixed import MixedPrecision, stage_maps
@@ -29,7 +33,7 @@ from tinypatch.runtime.plan_executor import PlanExecutor
 def test_requantize_is_the_documented_formula(bits, signed, zp):
     q = np.arange(-128, 128, dtype=np.int8)
     lo, hi = code_range(bits, signed)
-    for shift in range(0, 8):
+    for shift in range(8):
         code = np.clip(np.floor((q.astype(np.float64) - zp) / 2 ** shift + 0.5), lo, hi)  # round half up
         expect = np.clip(zp + code * 2 ** shift, -128, 127).astype(np.int8)
         got = requantize(q, zp, bits, shift, signed)

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from tinypatch.planning.precision import PrecisionMemory, PrecisionPlan
     from tinypatch.runtime.quantmcu import Fidelity, QuantizeResult
 
-__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "RunResult", "analyze", "codegen", "load",
-           "parse_fraction", "parse_size", "plan", "quantize", "run", "QuantizeReport"]
+__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "QuantizeReport", "RunResult", "analyze",
+           "codegen", "load", "parse_fraction", "parse_size", "plan", "quantize", "run"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
 PlanLike = Union["Plan", "PlanResult", str, "os.PathLike[str]"]

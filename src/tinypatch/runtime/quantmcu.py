@@ -20,18 +20,17 @@ entropy estimator, lambda, the acceptance check and the greedy order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from tinypatch.analysis.macs import op_macs
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.kernels.lowbit import BITWIDTHS, requantize
-from tinypatch.analysis.macs import op_macs
-from tinypatch.planning.plan import STREAM, Plan
+from tinypatch.planning.plan import STREAM, Plan, fingerprint
 from tinypatch.planning.precision import MapPrecision, PrecisionPlan, StagePrecision, plan_fingerprint
-from tinypatch.planning.plan import fingerprint
 from tinypatch.runtime.mixed import MixedPrecision, StageCounts, stage_maps
 from tinypatch.runtime.plan_executor import PlanExecutor
 
@@ -49,7 +48,7 @@ class QuantizeOptions:
 @dataclass
 class Fidelity:
     n: int
-    agreement: float  # top-1 agreement with int8
+    agreement: float  # top-1 agreement with int8 (tie-aware, see _agree)
     mean_abs_change: float  # mean |output - int8 output| (real units)
     counts: dict[int, StageCounts]  # per stage start: tiles, outlier tiles, BitOPs
 
@@ -100,11 +99,17 @@ def measure(graph: Graph, plan: Plan, precision: PrecisionPlan | None, inputs: I
         refs.append(ref)
         out = _outputs(graph, ex([x]).outputs)
         n += 1
-        agree += int(np.argmax(out) == np.argmax(ref))
+        agree += int(_agree(out, ref))
         change += float(np.abs(out - ref).mean())
         if stop_below is not None and (n - agree) > (1 - stop_below) * len(inputs) + 1e-9:
             break
     return Fidelity(n, agree / max(n, 1), change / max(n, 1), mixed.counts), refs
+
+
+def _agree(out: np.ndarray, ref: np.ndarray) -> bool:
+    """Top-1 agreement, tie-aware: one model's top class is a top class of the other (int8
+    softmax outputs often tie at their top step)."""
+    return bool(ref[np.argmax(out)] == ref.max() or out[np.argmax(ref)] == out.max())
 
 
 def _entropy(hist: np.ndarray) -> float:
@@ -121,7 +126,7 @@ def _omega(hist: np.ndarray, zp: int, m: MapPrecision) -> float:
 
 
 def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: QuantizeOptions | None = None,
-             log=None) -> QuantizeResult:  # noqa: ANN001
+             log: Callable[[SearchStep], None] | None = None) -> QuantizeResult:
     """VDPC + VDQS over ``calib`` (model inputs): the precision plan and the search trace."""
     o = options or QuantizeOptions()
     if not plan.stages:
