@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             table.add_row(name, label, f"{r.memory.worst_case:,} / {r.memory.all_low_bit:,}", f"{b8 / ev.n:,.0f}",
                           f"{bm / ev.n:,.0f}", f"{r.bitops_reduction:.2f}x", f"{ev.agreement:.1%}",
                           f"{ev.mean_abs_change:.4f}", f"{share:.1%}", bits, f"{time.perf_counter() - t0:.0f}")
-            rows.append({"model": name, "plan": label, "stages": [s.to_dict() for s in plan.stages],
+            rows.append({"model": name, "plan": label, "plan_stages": [s.to_dict() for s in plan.stages],
                          **r.to_dict()["evaluation"], "memory": r.to_dict()["memory"],
                          "bits": bits, "reduction": r.bitops_reduction, "outlier_share": share})
             print(f"{name} {label}: {r.bitops_reduction:.2f}x, agreement {ev.agreement:.1%} ({ev.n})", flush=True)
