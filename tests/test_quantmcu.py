@@ -153,3 +153,14 @@ def test_quantize_cli(vww, tmp_path, capsys):
     assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(tmp_path / "no.json")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("error:") == 2
+
+
+def test_quantize_api_takes_arrays_and_refuses_plans_without_stages(vww):
+    graph, plan = vww
+    xs = list(crops(graph.tensors[graph.inputs[0]], "evaluation", 2, 5))
+    r = api.quantize(graph, plan, calib=xs, evaluate=xs, bitwidths=(8, 4))
+    assert r.evaluation.n == 2 and json.loads(r.to_json())["evaluation"]["n"] == 2
+    b8, bm = r.evaluation.bitops
+    assert bm <= b8 and r.memory.all_low_bit <= r.memory.worst_case
+    with pytest.raises(PlanError, match="no patch stage"):
+        api.quantize(graph, Plan.layer_by_layer(graph), calib=xs, evaluate=xs)

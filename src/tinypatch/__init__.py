@@ -13,12 +13,12 @@ The Python API (:mod:`tinypatch.api`) does what the ``tinypatch`` command does::
 :func:`tinypatch.api.codegen`.
 """
 
-from tinypatch.api import (AnalysisResult, CodegenResult, PlanResult, RunResult, analyze, load, parse_size, plan,
-                           run)
+from tinypatch.api import (AnalysisResult, CodegenResult, PlanResult, QuantizeReport, RunResult, analyze, load,
+                           parse_size, plan, quantize, run)
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 
-__all__ = ["AnalysisResult", "CodegenResult", "Graph", "Op", "PlanResult", "QuantParams", "RunResult", "Tensor",
-           "analyze", "codegen", "load", "parse_size", "plan", "run"]
+__all__ = ["AnalysisResult", "CodegenResult", "Graph", "Op", "PlanResult", "QuantParams", "QuantizeReport", "RunResult",
+           "Tensor", "analyze", "codegen", "load", "parse_size", "plan", "quantize", "run"]
 __version__ = "0.1.0"
 
 
