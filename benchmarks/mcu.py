@@ -17,8 +17,9 @@ byte for byte against the Python executor. Figures (bytes):
 * instructions: executed guest instructions (qemu-insncount plugin): the whole program, and
   per MAC; "kernel" counts only the kernel code (tp_kernels.c, tp_fast_arm.c).
 
-Reference figures are facts quoted by the project's issues and MANIFEST: TFLite Micro's
-activation arena ("head") per model, TinyEngine's 62,352 B for mcunet_vww patch-based (input
+Reference figures: TFLite Micro's activation arena ("head") per model, measured by the
+tflite-micro interpreter (:func:`tinypatch.runtime.tflm.tflm_head`; "n/a" without it); quoted
+from the project's issues and MANIFEST: TinyEngine's 62,352 B for mcunet_vww patch-based (input
 image outside the arena), and CMSIS-NN 19.1's instructions/MAC on four layers, measured in
 the same emulator (Cortex-M7: DSP extension; Cortex-M55: Helium). Those four layers are built
 here with the same shapes and run through the same generated code path (one-layer models).
@@ -47,11 +48,9 @@ from tinypatch.ir import Graph
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.search import search
 from tinypatch.runtime.inputs import load_input, random_input
+from tinypatch.runtime.tflm import tflm_head
+from tinypatch.safeio import write_text
 
-TFLM_HEAD = {"person_detect.tflite": 55296, "person_detect_qdimfix.tflite": 55296,
-             "mlperf_vww_96_int8.tflite": 73728, "mlperf_ic_resnet8_int8.tflite": 49152,
-             "mlperf_kws_dscnn_int8.tflite": 16000, "mcunet_vww.tflite": 161472, "mcunetv2_large.tflite": 2451840,
-             "hello_world_int8.tflite": 32}
 TINYENGINE_MCUNET_VWW = 62352  # arena + kernel buffers of its 2x2 patch code, input image outside
 CMSIS_NN = {  # executed instructions / MAC, CMSIS-NN 19.1 at -O2 with this GCC, same emulator
     "cortex-m7": {"conv 1x1 24x24x16->96": 3.92, "depthwise 3x3 s1 24x24x96": 8.01,
@@ -83,9 +82,14 @@ def model_input(graph: Graph, path: Path) -> list:
     return [random_input(graph.tensors[n], seed=i) for i, n in enumerate(graph.inputs)]
 
 
-def schedules(graph: Graph, name: str) -> list[tuple[str, Plan, int | None]]:
+def schedules(graph: Graph, path: Path) -> list[tuple[str, Plan, int | None]]:
     """(label, plan, reference RAM) per mode measured for a model."""
-    out: list[tuple[str, Plan, int | None]] = [("layer by layer", Plan.layer_by_layer(graph), TFLM_HEAD.get(name))]
+    name = path.name
+    try:  # TFLite Micro's arena head, measured by its interpreter
+        head: int | None = tflm_head(path)
+    except ImportError:
+        head = None
+    out: list[tuple[str, Plan, int | None]] = [("layer by layer", Plan.layer_by_layer(graph), head)]
     front = [s for s in search(graph).front if s.plan.stages]
     if front:
         out.append((f"patch: {front[0].label}", front[0].plan, None))
@@ -134,7 +138,7 @@ def main() -> int:
         for path in paths:
             g = load_tflite(str(path))
             x = model_input(g, path)
-            for k, (label, plan, ref) in enumerate(schedules(g, path.name)):
+            for k, (label, plan, ref) in enumerate(schedules(g, path)):
                 try:
                     project = generate(g, plan, Path(tmp) / f"{path.stem}_{k}", args.target, stack=args.stack)
                 except BudgetError as exc:
@@ -162,7 +166,7 @@ def main() -> int:
                 results.append({"layer": name, "kernel_insns_per_mac": per_mac, "cmsis_nn": ref, **c.to_dict()})
             console.print(lt)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_text(args.json, json.dumps(results, indent=1))
     return 0 if all(r["exact"] for r in results) else 1
 
 

@@ -28,6 +28,7 @@ from tinypatch.ir import Graph
 from tinypatch.planning.cost import plan_analytic, plan_cost, plan_macs
 from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.tiles import legal_ends, tile_stage
+from tinypatch.safeio import write_text
 
 MAX_OVERHEAD = 0.2  # MCUNetV2 keeps the recomputation overhead around 10%; we allow up to 20%
 MODELS = ("mbv2-w1.0-r224", "mbv2-w0.35-r144", "proxyless-w0.3", "mcunet-in0", "mcunet-in1", "mcunet-in2",
@@ -86,8 +87,7 @@ def main() -> int:
                      "grid": list(s.grid), "macs": c.macs, "base_macs": c.base_macs})
     Console(width=200).print(t)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_text(args.json, json.dumps(rows, indent=1))
     return 0
 
 

@@ -17,20 +17,15 @@ How each column is measured (bytes; kB = 1024 B):
   (no aliasing);
 * TFLM measured: the "Arena allocation head" line that the TFLite Micro Python interpreter
   (``tflite_micro.python.tflite_micro.runtime``) prints from ``print_allocations()`` after
-  loading the model (TFLM's MicroPrintf writes to stderr); the C-level output is captured by
-  pointing fds 1 and 2 at a temporary file.
+  loading the model (:func:`tinypatch.runtime.tflm.tflm_head`).
   The head is TFLM's non-persistent plan: activations plus any kernel scratch buffers.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import os
-import re
 import sys
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -40,32 +35,16 @@ from tinypatch.report.layer_memory import analyze
 from tinypatch.assets import assets_dir
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.planning.arena import plan_arena
+from tinypatch.runtime.tflm import tflm_head as measured_tflm_head
+from tinypatch.safeio import write_text
 
 
 def tflm_head(path: Path) -> int | None:
     """TFLM's arena head for ``path``, or None when tflite-micro is not installed."""
     try:
-        from tflite_micro.python.tflite_micro import runtime
+        return measured_tflm_head(path)
     except ImportError:
         return None
-    interp = runtime.Interpreter.from_file(str(path))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        try:
-            for fd in saved:
-                os.dup2(tmp.fileno(), fd)
-            interp.print_allocations()
-            ctypes.CDLL(None).fflush(None)  # C stdio buffers, in case a build prints to stdout
-        finally:
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-        tmp.seek(0)
-        text = tmp.read().decode("utf-8", "replace")
-    m = re.search(r"Arena allocation head (\d+) bytes", text)
-    return int(m.group(1)) if m else None
 
 
 def measure(path: Path) -> dict[str, object]:
@@ -115,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                   "depthwise/SE ops. lower bound / ours / TFLM: real dtypes, 16 B aligned; TFLM measured = "
                   "'Arena allocation head' from tflite_micro runtime print_allocations().", highlight=False)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        write_text(args.json, json.dumps(rows, indent=1))
     return 0
 
 

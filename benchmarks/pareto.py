@@ -40,6 +40,7 @@ from tinypatch.assets import assets_dir
 from tinypatch.frontends.load import load_model
 from tinypatch.planning.optimal import FrontResult
 from tinypatch.planning.search import search
+from tinypatch.safeio import write_text
 
 CHAINS = ("msf-mbv2-w0.35-r144", "msf-mcunet-vww5-r80", "msf-mcunet-320kb-r176")
 ZOO = ("mbv2-w0.35-r144", "mcunet-in1", "mcunet-in3", "proxyless-w0.3")
@@ -189,8 +190,7 @@ def main() -> int:
                     ymax=3.2, xlog=True)
         console.print(f"plot written to {args.plot}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_text(args.json, json.dumps(report, indent=1))
     return 0
 
 

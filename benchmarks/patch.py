@@ -54,6 +54,7 @@ from tinypatch.planning.optimal import FrontResult, Schedule
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.search import search
 from tinypatch.planning.tiles import stage_info
+from tinypatch.safeio import write_text
 
 ZOO = ("mbv2-w1.0-r224", "mbv2-w0.35-r144", "proxyless-w0.3", "mcunet-in0", "mcunet-in1", "mcunet-in2",
        "mcunet-in3", "mcunet-in4", "mcunet-det", "mcunet-det-s")
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                   "16 B aligned; (Nx) = layer-by-layer / patch peak; MAC overhead border-clipped vs layer-by-layer.",
                   highlight=False)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        write_text(args.json, json.dumps(rows, indent=1))
     return 0
 
 

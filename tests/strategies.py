@@ -16,12 +16,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from hypothesis import assume
 from hypothesis import strategies as st
 
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 from tinypatch.ir.ops import out_size
 
 LAYER_KINDS = ("conv", "depthwise", "avg_pool", "max_pool", "pad", "residual_add", "mul", "resize", "concat")
+# issue 10's operators (drawn only where a test asks for them)
+NEW_KINDS = ("bilinear", "transpose_conv", "maximum", "minimum", "squared_difference", "prelu", "channel_slice",
+             "split")
 FUSED = ("NONE", "RELU", "RELU6")
 _TARGET_STD = 40.0  # aim activations at about this many quantization steps of spread
 _MAX_CHANNELS = 8
@@ -160,6 +164,74 @@ class CnnBuilder:
         return self._emit("RESIZE_NEAREST_NEIGHBOR", [self.cur, size], (n, out_h, out_w, c), self.quant(), self.std,
                           align_corners=align_corners, half_pixel_centers=half_pixel_centers)
 
+    def resize_bilinear(self, out_h: int, out_w: int, align_corners: bool, half_pixel_centers: bool) -> str:
+        n, _, _, c = self.shape()
+        size = self._const(np.array([out_h, out_w], np.int32))
+        return self._emit("RESIZE_BILINEAR", [self.cur, size], (n, out_h, out_w, c), self.quant(), self.std,
+                          align_corners=align_corners, half_pixel_centers=half_pixel_centers)
+
+    def transpose_conv(self, out_c: int, kh: int, kw: int, stride: tuple[int, int], padding: str, bias: bool,
+                       act: str = "NONE") -> str:
+        """Upsampling transpose conv: ``in * stride`` (SAME) or ``(in - 1) * stride + k`` (VALID)."""
+        n, h, w, c = self.shape()
+        oh, ow = (h * stride[0], w * stride[1]) if padding == "SAME" else \
+            ((h - 1) * stride[0] + kh, (w - 1) * stride[1] + kw)
+        shape = self._const(np.array([n, oh, ow, out_c], np.int32))
+        s_in = float(self.quant().scale[0])
+        w_scale = (self.rng.uniform(0.25, 1.0, out_c) * 0.01).astype(np.float32)
+        per_channel = out_c > 1
+        weights = self._const(self.rng.integers(-127, 128, (out_c, kh, kw, c), dtype=np.int8),
+                              QuantParams(w_scale, np.zeros(out_c, np.int64), 0 if per_channel else None))
+        fan_in = max(1, kh * kw * c // (stride[0] * stride[1]))
+        acc_std = self.std * 73.0 * math.sqrt(fan_in)
+        inputs = [shape, weights, self.cur]
+        if bias:
+            inputs.append(self._const(self.rng.integers(-int(acc_std), int(acc_std) + 1, out_c).astype(np.int32),
+                                      QuantParams(np.float32(s_in) * w_scale, np.zeros(out_c, np.int64),
+                                                  0 if per_channel else None)))
+        quant = self._fresh_quant(acc_std * s_in * float(w_scale.mean()), act)
+        return self._emit("TRANSPOSE_CONV", inputs, (n, oh, ow, out_c), quant, _TARGET_STD, padding=padding,
+                          stride_h=stride[0], stride_w=stride[1], fused_activation_function=act)
+
+    def binary(self, op_type: str, other: str) -> str:
+        """MAXIMUM / MINIMUM (one quantization, so the comparison means something) or SQUARED_DIFFERENCE."""
+        if op_type != "SQUARED_DIFFERENCE":
+            return self._emit(op_type, [other, self.cur], self.shape(), self.quant(), self.std)
+        real = self._real_std(self.cur) ** 2 + self._real_std(other) ** 2
+        return self._emit(op_type, [other, self.cur], self.shape(), self._fresh_quant(real), _TARGET_STD)
+
+    def prelu(self) -> str:
+        c = self.shape()[3]
+        alpha = self._const(self.rng.integers(-128, 128, (1, 1, c), dtype=np.int8),
+                            QuantParams.tensor(float(self.rng.uniform(0.002, 0.01)), int(self.rng.integers(-20, 21))))
+        return self._emit("PRELU", [self.cur, alpha], self.shape(), self._fresh_quant(self._real_std(self.cur)),
+                          _TARGET_STD)
+
+    def channel_slice(self, begin: int, size: int, strided: bool) -> str:
+        n, h, w, c = self.shape()
+        if strided:
+            ins = [self._const(np.array(v, np.int32)) for v in ([0, 0, 0, begin], [0, 0, 0, begin + size], [1, 1, 1, 1])]
+            return self._emit("STRIDED_SLICE", [self.cur, *ins], (n, h, w, size), self.quant(), self.std,
+                              begin_mask=7, end_mask=7, ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0,
+                              offset=False)
+        ins = [self._const(np.array(v, np.int32)) for v in ([0, 0, 0, begin], [-1, -1, -1, size])]
+        return self._emit("SLICE", [self.cur, *ins], (n, h, w, size), self.quant(), self.std)
+
+    def split_swap(self, sizes: list[int], v: bool) -> str:
+        """SPLIT (equal parts) or SPLIT_V of the channels, then the parts concatenated in reverse order."""
+        n, h, w, c = self.shape()
+        outs = [self._activation((n, h, w, k), self.quant()) for k in sizes]
+        axis = self._const(np.array([3] if v else 3, np.int32))
+        if v:
+            ins = [self.cur, self._const(np.array(sizes, np.int32)), axis]
+        else:
+            ins = [axis, self.cur]
+        self.g.add_op(Op("SPLIT_V" if v else "SPLIT", ins, outs, {"num_splits": len(sizes)}))
+        for o in outs:
+            self.stds[o] = self.std
+        return self._emit("CONCATENATION", outs[::-1], (n, h, w, c), self.quant(), self.std, axis=3,
+                          fused_activation_function="NONE")
+
     def concat(self, first: str, axis: int) -> str:
         n, h, w, c = self.shape()
         shape = (n, h, w, self.shape(first)[3] + c)
@@ -185,6 +257,26 @@ class CnnBuilder:
         self.g.outputs = [self.cur]
         self.g.validate()
         return self.g
+
+
+def unet_step() -> tuple[Graph, np.ndarray]:
+    """A small U-Net step (24x20x3 input): conv, stride-2 conv, stride-2 TRANSPOSE_CONV back up, channel
+    concat with the skip, PRELU, bilinear upsampling (half-pixel centres) to 36x30, MAXIMUM with a 1x1
+    branch, conv; and a seeded input."""
+    rng = np.random.default_rng(11)
+    b = CnnBuilder(rng, (1, 24, 20, 3), "unet_step")
+    b.conv(8, 3, 3, (1, 1), (1, 1), "SAME", "RELU")
+    skip = b.cur
+    b.conv(16, 3, 3, (2, 2), (1, 1), "SAME", "RELU")
+    b.transpose_conv(8, 3, 3, (2, 2), "SAME", True, "RELU")
+    b.concat(skip, 3)
+    b.prelu()
+    b.resize_bilinear(36, 30, False, True)
+    branch = b.cur
+    b.conv(16, 1, 1, (1, 1), (1, 1), "SAME", out_quant=b.quant(branch))
+    b.binary("MAXIMUM", branch)
+    b.conv(4, 3, 3, (1, 1), (1, 1), "SAME")
+    return b.finish(), rng.integers(-128, 128, (1, 24, 20, 3), dtype=np.int8)
 
 
 # --- hypothesis strategies -------------------------------------------------------------
@@ -252,6 +344,38 @@ def _layer(draw: st.DrawFn, b: CnnBuilder, kind: str) -> None:
         p = _conv_params(draw, b, max_stride=1) | {"padding": "SAME"}
         b.conv(draw(st.integers(1, _MAX_CHANNELS)), out_quant=b.quant(), **p)
         b.concat(first, draw(st.sampled_from([3, -1])))
+    elif kind == "bilinear":
+        align, half = draw(st.sampled_from([(False, False), (True, False), (False, True)]))
+        b.resize_bilinear(draw(st.integers((h + 1) // 2, min(2 * h, 40))),
+                          draw(st.integers((w + 1) // 2, min(2 * w, 40))), align, half)
+    elif kind == "transpose_conv":
+        padding = draw(st.sampled_from(["SAME", "VALID"]))
+        stride = (draw(st.sampled_from([1, 2, 2, 3])), draw(st.sampled_from([1, 2, 2, 3])))
+        assume(h * stride[0] <= 48 and w * stride[1] <= 48)
+        b.transpose_conv(draw(st.integers(1, _MAX_CHANNELS)), draw(st.integers(1, 4)), draw(st.integers(1, 4)), stride,
+                         padding, draw(st.booleans()), draw(st.sampled_from(FUSED)))
+    elif kind in ("maximum", "minimum", "squared_difference"):
+        skip = b.cur
+        _same_shape_layer(draw, b)
+        if kind != "squared_difference":  # MAXIMUM/MINIMUM compare stored values: give both one quantization
+            b.conv(c, 1, 1, (1, 1), (1, 1), "SAME", out_quant=b.quant(skip))
+        b.binary(kind.upper(), skip)
+    elif kind == "prelu":
+        b.prelu()
+    elif kind == "channel_slice":
+        assume(c > 1)
+        begin = draw(st.integers(0, c - 1))
+        b.channel_slice(begin, draw(st.integers(1, c - begin)), draw(st.booleans()))
+    elif kind == "split":
+        v = draw(st.booleans())
+        divisors = [k for k in range(1, c + 1) if c % k == 0]
+        if v:
+            cuts = sorted(draw(st.sets(st.integers(1, c - 1), max_size=3))) if c > 1 else []
+            sizes = [b - a for a, b in zip([0, *cuts], [*cuts, c])]
+        else:
+            parts = draw(st.sampled_from(divisors))
+            sizes = [c // parts] * parts
+        b.split_swap(sizes, v)
     else:
         raise ValueError(f"unknown layer kind {kind!r}")
 

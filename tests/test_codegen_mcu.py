@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import tflm_head_of
 from test_codegen import graph, inputs, plan
-from test_inplace import TFLM_HEAD
 
 from tinypatch.codegen import generate
 from tinypatch.codegen.report import measure
@@ -46,7 +46,7 @@ def test_cortex_m7_is_exact_inside_the_planned_ram(name, mode, tmp_path):
     cost = measure(g, project, xs)
     _check_cost(cost, project)
     if mode == "layer":  # in-place ops: all the RAM used, stack included, below TFLM's activation arena
-        assert cost.static_ram + cost.stack_used < TFLM_HEAD[name]
+        assert cost.static_ram + cost.stack_used < tflm_head_of(name)
     if name == "person_detect.tflite":
         out = read_outputs(tmp_path / "output.bin", g)[g.outputs[0]]
         assert out.ravel().tolist() == [-113, 113]  # MANIFEST: person.bmp

@@ -18,7 +18,7 @@ PKG = Path(tinypatch.__file__).parent
 C_DIR = PKG / "codegen" / "c"
 # rank of each subpackage (or top-level module): a module may import its own package and lower ranks
 LAYERS = {
-    "errors": 0, "assets": 0,
+    "errors": 0, "assets": 0, "safeio": 0.5,
     "ir": 1,
     "kernels": 2, "frontends": 2.5,  # frontends check the reference kernels' limits at load
     "analysis": 3, "backends": 3,

@@ -21,7 +21,7 @@ from tinypatch.frontends.synth import Builder
 from tinypatch.ir import Graph
 from tinypatch.planning.plan import Plan, Stage
 from tinypatch.planning.search import search
-from tinypatch.planning.stream import column_maps
+from tinypatch.planning.columns import column_maps
 from tinypatch.runtime.executor import run
 from tinypatch.runtime.inputs import random_input
 from tinypatch.runtime.plan_executor import PlanExecutor

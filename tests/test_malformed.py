@@ -168,7 +168,7 @@ def test_per_channel_scales_that_do_not_match_the_channels():
 def test_huge_shape():
     g = _model()
     g.tensors["y"].shape = (1, 2**20, 2**20, 2)
-    with pytest.raises(ModelLoadError, match="implausible shape"):
+    with pytest.raises(ModelLoadError, match="over the tensor size limit"):
         parse_tflite(write_tflite(g))
 
 

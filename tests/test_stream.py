@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from strategies import random_cnn
+from strategies import LAYER_KINDS, random_cnn
 
 import tinypatch.planning.optimal as O
 from tinypatch.analysis.regions import split_even
@@ -160,8 +160,8 @@ def test_search_costs_stream_stages_exactly_on_random_cnns(case):
 
 
 @st.composite
-def stream_case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
-    graph, x = draw(random_cnn(max_layers=5, head=False))
+def stream_case(draw: st.DrawFn, kinds: tuple[str, ...] = LAYER_KINDS) -> tuple[Graph, np.ndarray, Plan]:
+    graph, x = draw(random_cnn(max_layers=5, kinds=kinds, head=False))
     options = []
     for s in range(len(graph.ops)):
         for e in legal_ends(graph, s):

@@ -415,7 +415,8 @@ def test_load_model_json_config_errors(tmp_path) -> None:
 # --- execution smoke test (numpy executor) -------------------------------------------------------------
 @pytest.mark.parametrize("name", ["mbv2-w0.35-r144", "mcunet-in1"])
 def test_zoo_models_run_and_respond_to_their_input(name: str) -> None:
-    executor = pytest.importorskip("tinypatch.runtime.executor")
+    from tinypatch.runtime import executor
+
     g = zoo.build(name)
     rng = np.random.default_rng(0)
     outs = [executor.run(g, [rng.integers(-128, 128, size=(1, *g.tensors["input"].shape[1:]), dtype=np.int8)])

@@ -13,12 +13,13 @@ The Python API (:mod:`tinypatch.api`) does what the ``tinypatch`` command does::
 :func:`tinypatch.api.codegen`.
 """
 
-from tinypatch.api import (AnalysisResult, CodegenResult, PlanResult, QuantizeReport, RunResult, analyze, load,
-                           parse_size, plan, quantize, run)
+from tinypatch.api import (AnalysisResult, CodegenResult, PlanResult, QuantizeReport, RedistributionResult, RunResult,
+                           analyze, load, parse_size, plan, quantize, redistribute, run)
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 
-__all__ = ["AnalysisResult", "CodegenResult", "Graph", "Op", "PlanResult", "QuantParams", "QuantizeReport", "RunResult",
-           "Tensor", "analyze", "codegen", "load", "parse_size", "plan", "quantize", "run"]
+__all__ = ["AnalysisResult", "CodegenResult", "Graph", "Op", "PlanResult", "QuantParams", "QuantizeReport",
+           "RedistributionResult", "RunResult", "Tensor", "analyze", "codegen", "load", "parse_size", "plan",
+           "quantize", "redistribute", "run"]
 __version__ = "0.1.0"
 
 

@@ -39,11 +39,14 @@ if TYPE_CHECKING:
     from tinypatch.planning.cost import PlanCost
     from tinypatch.planning.optimal import FrontResult, Schedule
     from tinypatch.planning.plan import Plan
+    from tinypatch.frontends.spec import NetSpec
     from tinypatch.planning.precision import PrecisionMemory, PrecisionPlan
+    from tinypatch.planning.redistribute import Redistribution
     from tinypatch.runtime.quantmcu import Fidelity, QuantizeResult
 
-__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "QuantizeReport", "RunResult", "analyze",
-           "codegen", "load", "parse_fraction", "parse_size", "plan", "quantize", "run"]
+__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "QuantizeReport", "RedistributionResult",
+           "RunResult", "analyze", "codegen", "load", "parse_fraction", "parse_size", "plan", "quantize",
+           "redistribute", "run"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
 PlanLike = Union["Plan", "PlanResult", str, "os.PathLike[str]"]
@@ -314,14 +317,107 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
                       settings)
 
 
+# --- redistribute ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RedistributionResult(_Result):
+    """What ``tinypatch redistribute`` prints: MCUNetV2 Table 1 figures before and after."""
+
+    search: Redistribution
+
+    @property
+    def spec(self) -> NetSpec:
+        return self.search.result.spec
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        from tinypatch.frontends.spec import save_spec
+
+        save_spec(self.spec, path)
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        r = self.search
+        t = Table(title=f"redistribution at {r.grid}x{r.grid} patches, budget {r.budget / 1024:,.1f} kB analytic "
+                        f"(input not counted), MACs and parameters within {r.tolerance:.0%}")
+        for col in ("network", "patch", "patch-stage MACs", "patch-stage overhead [full tiles]", "MACs",
+                    "overhead", "peak kB", "params"):
+            t.add_column(col, justify="left" if col == "network" else "right")
+        for label, step in (("before: " + r.original.spec.name, r.original), ("after", r.result)):
+            f = step.figures
+            t.add_row(label, f"{f.patch}x{f.patch}", f"{f.stage_macs / 1e6:.1f}M -> {f.stage_macs_patched / 1e6:.1f}M",
+                      f"{f.stage_overhead:+.1%} [{f.stage_overhead_full_tiles:+.1%}]",
+                      f"{f.macs / 1e6:.1f}M -> {f.macs_patched / 1e6:.1f}M", f"{f.overhead:+.1%}",
+                      f"{f.peak / 1024:,.1f}", f"{f.params / 1e6:.2f}M")
+        console.print(t)
+        for n, step in enumerate(r.steps, 1):
+            console.print(f"move {n}: {step.move} -> overhead {step.figures.overhead:+.1%}")
+        if not r.steps:
+            console.print("no move lowers the overhead within the constraints")
+        console.print(self.spec.describe(), highlight=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        r = self.search
+        return {"grid": r.grid, "budget": r.budget, "tolerance": r.tolerance,
+                "before": {**asdict(r.original.figures), "overhead": r.original.figures.overhead},
+                "after": {**asdict(r.result.figures), "overhead": r.result.figures.overhead},
+                "moves": [s.move for s in r.steps], "spec": self.spec.to_dict()}
+
+    def __repr__(self) -> str:
+        o, f = self.search.original.figures, self.search.result.figures
+        return f"<RedistributionResult overhead {o.overhead:+.1%} -> {f.overhead:+.1%}, {len(self.search.steps)} moves>"
+
+
+def redistribute(spec: str | os.PathLike[str] | NetSpec, *, budget: int | str | None = None, grid: int = 4,
+                 tolerance: float | str = 0.05, progress: Progress | None = None) -> RedistributionResult:
+    """Redistribute the receptive field of ``spec`` (``tinypatch redistribute``): a zoo name built from
+    a spec (MobileNetV2, MCUNet, MnasNet-A1, FBNet-A, ...), a spec ``.json`` (as ``-o`` writes), an
+    MCUNet/ProxylessNAS config ``.json`` or a NetSpec.
+
+    Moves (smaller kernels and fewer depthwise convs in the patch stage, blocks moved after it,
+    larger kernels later) are searched greedily for the least MAC overhead of MCUNetV2's
+    ``grid`` x ``grid`` patch schedule with the analytic peak (input not counted) within
+    ``budget`` (default: the original's least peak at that grid) and total MACs and parameters
+    within ``tolerance`` of the original.
+
+    >>> redistribute("mbv2-w1.0-r224").search.result.figures.patch   # doctest: +SKIP
+    63
+    """
+    from tinypatch.frontends import zoo
+    from tinypatch.frontends.spec import NetSpec
+    from tinypatch.planning.redistribute import redistribute as search
+
+    if isinstance(spec, NetSpec):
+        net = spec
+    elif os.fspath(spec).lower().endswith(".json"):
+        from tinypatch.frontends.mcunet_config import parse_config, read_json
+        from tinypatch.frontends.spec import is_spec_dict, spec_from_dict
+
+        path = os.fspath(spec)
+        data = read_json(path)
+        name = os.path.splitext(os.path.basename(path))[0]
+        net = spec_from_dict(data, path) if is_spec_dict(data) else parse_config(data, name)
+    else:
+        net = zoo.spec_of(os.fspath(spec))
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+        raise UsageError(f"the patch grid must be a positive integer, got {grid!r}")
+    limit = None if budget is None else parse_size(budget)
+    return RedistributionResult(search(net, grid, limit, parse_fraction(tolerance),
+                                       progress=_phase(progress, "redistributing")))
+
+
 # --- run ------------------------------------------------------------------------------------------
 
-def _inputs(graph: Graph, value: InputLike, seed: int, preprocess: str) -> Any:
-    """Model inputs from a file path (image or .npy), arrays, or None (seeded random)."""
+def _inputs(graph: Graph, value: InputLike, seed: int, preprocess: str, quantize_input: bool = False) -> Any:
+    """Model inputs from a file path (image or .npy), arrays, or None (seeded random);
+    ``quantize_input``: a .npy holds real values to quantize (else they must fit the input dtype)."""
     if value is None or isinstance(value, (str, os.PathLike)):
         from tinypatch.runtime.inputs import model_inputs
 
-        return model_inputs(graph, None if value is None else os.fspath(value), seed, preprocess)
+        return model_inputs(graph, None if value is None else os.fspath(value), seed, preprocess, quantize_input)
     return value
 
 
@@ -333,7 +429,8 @@ class RunResult(_Result):
     outputs: dict[str, np.ndarray]  # the planned run's outputs, by graph output name
     reference: dict[str, np.ndarray]  # whole-image outputs
     exact: bool  # byte-identical (values and dtypes)
-    arena_high_water: int  # measured in the simulated arena
+    arena_high_water: int  # measured in the simulated arena: the highest byte read or written, aligned
+    touched_high_water: int  # the highest byte read or written, unaligned
     arena_size: int  # the planned peak
     include_input: bool
     whole_seconds: float
@@ -353,12 +450,14 @@ class RunResult(_Result):
                           f"{' ...' if value.size > 16 else ''}", highlight=False)
         console.print(f"whole-image {self.whole_seconds:.2f} s, planned {self.plan_seconds:.2f} s; "
                       f"{'[green]byte-identical[/]' if self.exact else '[red]OUTPUTS DIFFER[/]'}")
-        console.print(f"arena: measured high-water mark {self.arena_high_water:,} B, planned peak "
-                      f"{self.arena_size:,} B (input {'in' if self.include_input else 'outside'} the arena)")
+        console.print(f"arena: measured high-water mark {self.arena_high_water:,} B (bytes read or written up to "
+                      f"{self.touched_high_water:,}, aligned), planned peak {self.arena_size:,} B "
+                      f"(input {'in' if self.include_input else 'outside'} the arena)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "exact": self.exact, "ok": self.ok, "arena_high_water": self.arena_high_water,
-                "arena_size": self.arena_size, "include_input": self.include_input,
+                "touched_high_water": self.touched_high_water, "arena_size": self.arena_size,
+                "include_input": self.include_input,
                 "whole_seconds": self.whole_seconds, "plan_seconds": self.plan_seconds,
                 "outputs": {n: v.tolist() for n, v in self.outputs.items()}}
 
@@ -368,7 +467,7 @@ class RunResult(_Result):
 
 
 def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int = 0,
-        preprocess: str = "auto") -> RunResult:
+        preprocess: str = "auto", quantize_input: bool = False) -> RunResult:
     """Run ``model`` whole-image and under ``plan`` in a simulated arena; compare byte for byte
     (``tinypatch run``). ``input``: an image or ``.npy`` path, array(s), or None for a seeded
     random input; ``preprocess``: how image pixels become the input (see ``tinypatch run --help``).
@@ -388,7 +487,7 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     graph = load(model)
     p = _as_plan(plan)
     check_plan(graph, p)
-    inputs = _inputs(graph, input, seed, preprocess)
+    inputs = _inputs(graph, input, seed, preprocess, quantize_input)
     t0 = time.perf_counter()
     whole = run_whole(graph, inputs)
     t1 = time.perf_counter()
@@ -397,7 +496,8 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     exact = all(np.array_equal(whole[n], patched.outputs[n]) and whole[n].dtype == patched.outputs[n].dtype
                 for n in graph.outputs)
     return RunResult(graph.name, {n: patched.outputs[n] for n in graph.outputs}, {n: whole[n] for n in graph.outputs},
-                     exact, patched.arena_high_water, patched.arena_size, p.include_input, t1 - t0, t2 - t1)
+                     exact, patched.arena_high_water, patched.touched_high_water, patched.arena_size, p.include_input,
+                     t1 - t0, t2 - t1)
 
 
 # --- quantize (QuantMCU-style per-patch mixed precision) ------------------------------------------
@@ -469,7 +569,7 @@ def _calibration_inputs(graph: Graph, calib: InputLike, n: int, split: str, seed
 
     from tinypatch.errors import InputError
     from tinypatch.runtime.crops import crops
-    from tinypatch.runtime.inputs import load_input
+    from tinypatch.runtime.inputs import MAX_NPY_BYTES, exact_cast, load_input
 
     t = graph.tensors[graph.inputs[0]]
     if calib is None:
@@ -483,10 +583,15 @@ def _calibration_inputs(graph: Graph, calib: InputLike, n: int, split: str, seed
                 raise InputError(f"no images or .npy files in {path}")
             return [load_input(f, t, preprocess) for f in files]
         if path.lower().endswith(".npy") and os.path.exists(path):
-            x = np.load(path, allow_pickle=False)
-            if x.size % t.size:
-                raise InputError(f"{path} holds {x.size} values, not a whole number of {t.shape} inputs")
-            return list(x.reshape(-1, *t.shape).astype(t.np_dtype, casting="unsafe"))
+            try:
+                x = np.load(path, mmap_mode="r", allow_pickle=False)  # header first, never unpickled
+            except (ValueError, OSError, EOFError) as exc:
+                raise InputError(f"cannot read {path} as .npy: {exc}") from None
+            if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf" or not x.size or x.size % t.size:
+                raise InputError(f"{path} must hold a whole number of {t.shape} numeric inputs")
+            if x.nbytes > MAX_NPY_BYTES:
+                raise InputError(f"{path} holds {x.nbytes:,} B, over the {MAX_NPY_BYTES:,} B limit")
+            return list(exact_cast(np.array(x).reshape(-1, *t.shape), t, path))
         return [load_input(path, t, preprocess)]
     if isinstance(calib, Mapping):
         raise UsageError("calibration inputs: a path, an array or a list of arrays")
@@ -584,13 +689,15 @@ class CodegenResult(_Result):
 def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike | None = None, target: str = "host",
             sram: int | str | None = None, stack: int | str | None = None, include_input: bool = True,
             inplace: bool = True, report: bool = False, input: InputLike = None, seed: int = 0,
-            preprocess: str = "auto", progress: Progress | None = None) -> CodegenResult:
+            preprocess: str = "auto", quantize_input: bool = False, force: bool = False,
+            progress: Progress | None = None) -> CodegenResult:
     """Write a self-contained C99 project for ``model`` under ``plan`` (default layer by layer)
     into the folder ``output`` (``tinypatch codegen``). ``target``: host, cortex-m4, cortex-m7 or
     cortex-m55; ``sram``: the RAM region's budget (default the planned arena); ``stack``: bytes
     reserved for the stack; ``include_input``: without a plan, whether the input lives in the arena.
     ``report=True`` also builds and runs it (host: ASan/UBSan; Cortex-M: QEMU) on ``input`` and
-    checks the outputs against the Python executor.
+    checks the outputs against the Python executor. A folder holding files an earlier codegen did
+    not write is refused unless ``force``; the project appears as a whole or not at all.
 
     >>> c = codegen("mcunet-in0", "build/in0", report=True)   # doctest: +SKIP
     >>> c.exact, c.project.arena_bytes                          # doctest: +SKIP
@@ -604,10 +711,10 @@ def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike 
     graph = load(model)
     p = Plan.layer_by_layer(graph, include_input=include_input) if plan is None else _as_plan(plan)
     project = generate(graph, p, os.fspath(output), target, None if sram is None else parse_size(sram),
-                       DEFAULT_STACK if stack is None else parse_size(stack), inplace)
+                       DEFAULT_STACK if stack is None else parse_size(stack), inplace, force)
     result = CodegenResult(project)
     if report:
-        _build_and_check(graph, result, _inputs(graph, input, seed, preprocess), progress)
+        _build_and_check(graph, result, _inputs(graph, input, seed, preprocess, quantize_input), progress)
     return result
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.text import Text
 
 from tinypatch import api
 from tinypatch.errors import TinypatchError, UsageError
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "schedules with the least extra compute, and bit-exact execution.",
         epilog=EPILOG, formatter_class=_Formatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    from tinypatch.ir.validate import DEFAULT_MAX_TENSOR_BYTES
+    p.add_argument("--max-tensor-bytes", type=parse_size, default=DEFAULT_MAX_TENSOR_BYTES, metavar="SIZE",
+                   help=f"refuse models with a larger tensor (default {DEFAULT_MAX_TENSOR_BYTES // 2**20}MB)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     a = sub.add_parser("analyze", help="per-layer SRAM, flash and MACs of a model",
@@ -145,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tinypatch.runtime.inputs import PREPROCESS, PREPROCESS_HELP
     r.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
     r.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    r.add_argument("--quantize-input", action="store_true",
+                   help="the .npy holds real values: quantize them with the input's scale and zero point "
+                        "(default: its values must fit the input's dtype exactly)")
 
     sh = sub.add_parser("show", help="print the IR, a plan's tiles and the arena map",
                         description="Print the IR (one line per op: inputs and outputs with shapes and "
@@ -184,6 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
 
     sub.add_parser("zoo", help="list the built-in models", description="List the built-in zoo models.")
+    rd = sub.add_parser("redistribute", help="shrink the patch stage's receptive field (MCUNetV2 Table 1)",
+                        description="Search architecture edits (smaller kernels and no depthwise conv in the patch "
+                                    "stage, blocks moved after it, larger kernels later) for the least MAC overhead "
+                                    "of MCUNetV2's patch schedule within the budget, keeping MACs and parameters "
+                                    "within the tolerance; print before/after like MCUNetV2's Table 1.")
+    rd.add_argument("spec", help="a zoo name built from a spec (mbv2-w1.0-r224, mnasnet-a1, fbnet-a, mcunet-in3, "
+                                 "...) or a spec .json (`-o` writes one)")
+    rd.add_argument("--budget", type=parse_size, metavar="SIZE",
+                    help="analytic peak limit, input not counted (default: the original's least peak at the grid)")
+    rd.add_argument("--grid", type=int, default=4, help="patches per axis (default 4)")
+    rd.add_argument("--tolerance", type=_fraction, default=0.05, help="MAC and parameter tolerance (default 5%%)")
+    rd.add_argument("-o", "--output", metavar="SPEC.json", help="write the redistributed spec")
+    rd.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
     return p
 
@@ -199,7 +219,10 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
                        epilog=CODEGEN_EXAMPLES, formatter_class=_Formatter)
     c.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     c.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
-    c.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the project into")
+    c.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder to write the project into (replaced as a whole; see --force)")
+    c.add_argument("--force", action="store_true",
+                   help="write into DIR even if it holds files that an earlier codegen did not write")
     c.add_argument("--target", choices=ALL_TARGETS, default="host", help="the board the code is for (checks its SRAM, picks e.g. Helium "
                         "kernels on cortex-m55) and what --report builds and runs (default host)")
     c.add_argument("--sram", type=parse_size, metavar="SIZE",
@@ -215,6 +238,7 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
     c.add_argument("--input", metavar="FILE", help="input of --report: image or .npy (default: seeded random)")
     c.add_argument("--preprocess", choices=preprocess, default="auto", help=preprocess_help)
     c.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    c.add_argument("--quantize-input", action="store_true", help="quantize a .npy of real values (see `run`)")
 
 
 def _accounting_flags(p: argparse.ArgumentParser, output: bool = True) -> None:
@@ -229,20 +253,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
+        if getattr(args, "model", None) is not None:  # every model is validated once, under --max-tensor-bytes
+            args.model = api.load(args.model, max_tensor_bytes=args.max_tensor_bytes)
         return COMMANDS[args.command](args, console)
-    except TinypatchError as exc:
+    except (TinypatchError, OSError) as exc:  # OSError: the file system said no (a folder we cannot write, ...)
         if args.debug:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        return 2
-    except OSError as exc:  # the file system said no (a folder we cannot write, a full disk, ...)
-        if args.debug:
-            raise
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error(exc)
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130
+
+
+def _error(exc: BaseException) -> None:
+    """One line on stderr; the message is plain text (rich markup would eat ``[start, end]``)."""
+    Console(stderr=True).print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -282,14 +308,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
                           progress=progress)
         if args.plot:
             result.reference(progress)
-    if args.json:
-        print(result.to_json())
-    else:
-        result.render(console)
-    if args.output:
-        result.save(args.output)
-        if not args.json:
-            console.print(f"plan written to {args.output}")
+    _emit(result, args, console, "plan")
     if args.plot:
         result.plot(args.plot)
         if not args.json:
@@ -297,8 +316,22 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _emit(result: api.PlanResult | api.RedistributionResult | api.QuantizeReport, args: argparse.Namespace,
+          console: Console, what: str) -> None:
+    """Print a result (text or --json) and save it to -o, as plan, redistribute and quantize do."""
+    if args.json:
+        print(result.to_json())
+    else:
+        result.render(console)
+    if args.output:
+        result.save(args.output)
+        if not args.json:
+            console.print(f"{what} written to {args.output}")
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    result = api.run(args.model, args.plan, input=args.input, seed=args.seed, preprocess=args.preprocess)
+    result = api.run(args.model, args.plan, input=args.input, seed=args.seed, preprocess=args.preprocess,
+                     quantize_input=args.quantize_input)
     result.render(console)
     return 0 if result.ok else 1
 
@@ -315,14 +348,7 @@ def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
                               n_eval=args.n_eval, quantile=args.quantile, lam=args.lam, bitwidths=bits,
                               scope=args.scope, min_agreement=args.min_agreement, max_change=args.max_change,
                               preprocess=args.preprocess, progress=progress)
-    if args.json:
-        print(result.to_json())
-    else:
-        result.render(console)
-    if args.output:
-        result.save(args.output)
-        if not args.json:
-            console.print(f"precision plan written to {args.output}")
+    _emit(result, args, console, "precision plan")
     return 0
 
 
@@ -340,12 +366,20 @@ def cmd_zoo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_redistribute(args: argparse.Namespace, console: Console) -> int:
+    with _progress(disable=args.json) as progress:
+        result = api.redistribute(args.spec, budget=args.budget, grid=args.grid, tolerance=args.tolerance,
+                                  progress=progress)
+    _emit(result, args, console, "spec")
+    return 0
+
+
 def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
     with _progress(disable=not args.report) as progress:
         result = api.codegen(args.model, args.output, plan=args.plan, target=args.target, sram=args.sram,
                              stack=args.stack, include_input=args.include_input, inplace=args.inplace,
                              report=args.report, input=args.input, seed=args.seed, preprocess=args.preprocess,
-                             progress=progress)
+                             quantize_input=args.quantize_input, force=args.force, progress=progress)
     result.render(console)
     return 0 if result.ok else 1
 
@@ -361,7 +395,7 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
-            "show": cmd_show, "quantize": cmd_quantize}
+            "show": cmd_show, "redistribute": cmd_redistribute, "quantize": cmd_quantize}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,7 @@
 """Typed exceptions. The CLI turns every one of them into a single line and a non-zero exit."""
 
+from __future__ import annotations
+
 
 class TinypatchError(Exception):
     """Base class of every error tinypatch raises on purpose."""
@@ -22,6 +24,22 @@ class UnsupportedOperatorError(TinypatchError):
         super().__init__(f"unsupported operator {op_type}{where}{extra}")
         self.op_type = op_type
         self.index = index
+        self.found: dict[str, list[int]] = {op_type: [] if index is None else [index]}
+
+    @classmethod
+    def listing(cls, found: dict[str, list[int]], hint: str = "") -> UnsupportedOperatorError:
+        """One error naming every unsupported operator of a model (type -> operator indices)."""
+        first = min(found, key=lambda t: found[t][0])
+        if len(found) == 1 and len(found[first]) == 1:
+            err = cls(first, found[first][0], hint)
+        else:
+            err = cls(first, found[first][0])
+            parts = [f"{t} x{len(ix)} (operator {'indices' if len(ix) > 1 else 'index'} {', '.join(map(str, ix))})"
+                     for t, ix in sorted(found.items(), key=lambda kv: kv[1][0])]
+            n = sum(map(len, found.values()))
+            err.args = (f"{n} unsupported operators: {'; '.join(parts)}{f'. {hint}' if hint else ''}",)
+        err.found = found
+        return err
 
 
 class QuantizationError(UnsupportedOperatorError):
@@ -53,6 +71,10 @@ class BudgetError(PlanError):
 
 class InputError(TinypatchError):
     """An input file (image, .npy) cannot be read or does not match the model input."""
+
+
+class OutputError(TinypatchError):
+    """An output path we refuse to write: not ours (codegen's marker is missing), in use, or not a folder."""
 
 
 class ToolchainError(TinypatchError):

@@ -15,10 +15,13 @@ its block must stay below the lowest input byte that pixel ``k`` or any later on
 
     shift >= min(k + BLOCK, end of k's row) * out_pixel_bytes - lowest_read(k..) * in_pixel_bytes
 
-Element-wise operators (ADD, MUL, table lookups, QUANTIZE) read element ``i`` before they
-write element ``i``: shift 0 for an input of the output's shape whose elements are at least as
+Element-wise operators (ADD, MUL, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE, PRELU, table lookups,
+QUANTIZE) read element ``i`` before they write element ``i``: shift 0 for an input of the output's shape whose elements are at least as
 wide as the output's (a float32 -> int8 QUANTIZE writes behind what it reads). PAD is a window
-op with a 1x1 window (pixels in the border read nothing).
+op with a 1x1 window (pixels in the border read nothing). A SLICE / STRIDED_SLICE keeping a
+channel range of every pixel copies pixel ``p``'s channels to ``p * c_out``, at or below where
+they are read (``p * c_in + c0``) and below every later pixel's: shift 0. The upsampling ops
+(RESIZE_BILINEAR, TRANSPOSE_CONV) do not run in place.
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ def inplace_candidates(graph: Graph, k: int) -> list[InPlace]:
     if rule == Rule.WINDOW:
         shift = window_shift(graph, k)
         return [] if shift is None else [InPlace(op.inputs[0], shift)]
+    if rule == Rule.CHANNELS and axis_maps(graph, op) is not None:  # pixel p's channels to p * c_out
+        return [InPlace(op.inputs[0], 0)]
     if rule == Rule.ELEMENTWISE:
         return [InPlace(t, 0) for t in dict.fromkeys(op.inputs)
                 if t and not graph.tensors[t].is_const and graph.tensors[t].shape == out.shape

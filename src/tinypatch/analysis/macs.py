@@ -1,14 +1,16 @@
 """Per-operator compute and size figures: MACs, element operations, activation and parameter bytes.
 
-MACs count multiply-accumulates of the three matrix ops only:
+MACs count multiply-accumulates of the matrix ops only:
 
 * ``CONV_2D``: out_h * out_w * out_c * kh * kw * in_c (``in_c`` read from the filter, so a
   grouped filter counts its group width);
 * ``DEPTHWISE_CONV_2D``: out_h * out_w * out_c * kh * kw;
-* ``FULLY_CONNECTED``: out_elements * in_features (in * out for batch 1).
+* ``FULLY_CONNECTED``: out_elements * in_features (in * out for batch 1);
+* ``TRANSPOSE_CONV``: (input row, tap row) pairs landing inside the output times the same
+  along W, times in_c * out_c (what the scatter computes).
 
 Every other op reports 0 MACs; its arithmetic is in ``elem_ops`` (one per output element
-for ADD/MUL, kh*kw per output element for pools, one per input element for MEAN/SOFTMAX).
+for element-wise ops, kh*kw per output element for pools, one per input element for MEAN/SOFTMAX).
 Activation bytes use each tensor's own dtype; parameter bytes are the op's constant
 inputs (weights, bias, shape/axis tensors), which live in flash.
 """
@@ -17,8 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tinypatch.analysis.regions import window_geometry
+import numpy as np
+
+from tinypatch.analysis.regions import transpose_geometry, window_geometry
 from tinypatch.ir import Graph, Op
+from tinypatch.ir.ops import pad_before
 from tinypatch.ir.optable import ElemOps, Macs, op_def
 
 
@@ -54,17 +59,28 @@ def _elems(shape: tuple[int, ...]) -> int:
 
 
 def op_macs(graph: Graph, op: Op) -> int:
-    """Multiply-accumulates of one op (0 for ops other than conv, depthwise and FC)."""
+    """Multiply-accumulates of one op (0 for ops other than conv, depthwise, transpose conv and FC)."""
     rule = op_def(op.type).macs
     if rule == Macs.NONE:
         return 0
     out = graph.tensors[op.outputs[0]]
     w = graph.tensors[op.inputs[1]].shape
+    if rule == Macs.TRANSPOSE:  # filter [out_c, kh, kw, in_c]; (input, tap) pairs landing inside the output
+        x, (kernel, stride, padding) = graph.tensors[op.inputs[2]].shape, transpose_geometry(graph, op)
+        taps = [_scatter_taps(x[1 + ax], out.shape[1 + ax], kernel[ax], stride[ax], padding) for ax in (0, 1)]
+        return x[0] * taps[0] * taps[1] * w[0] * w[3]
     if rule == Macs.CONV:  # filter [out_c, kh, kw, in_c]
         return _elems(out.shape) * w[1] * w[2] * w[3]
     if rule == Macs.DEPTHWISE:  # filter [1, kh, kw, out_c]
         return _elems(out.shape) * w[1] * w[2]
     return out.size * w[-1]  # FC filter [out, in]
+
+
+def _scatter_taps(in_size: int, out_size: int, kernel: int, stride: int, padding: str) -> int:
+    """(input index, tap) pairs of a transpose conv that land inside the output along one axis."""
+    pad = pad_before(out_size, kernel, stride, 1, padding)
+    pos = np.arange(in_size)[:, None] * stride - pad + np.arange(kernel)[None, :]
+    return int(((pos >= 0) & (pos < out_size)).sum())
 
 
 def op_elem_ops(graph: Graph, op: Op) -> int:

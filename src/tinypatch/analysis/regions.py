@@ -10,6 +10,7 @@ H and W are independent, which keeps planning separable and fast.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -18,6 +19,8 @@ from tinypatch.ir.ops import out_size, pad_before, with_defaults
 from tinypatch.ir.optable import Reduce, Region, Window, op_def
 
 Interval = tuple[int, int]  # half-open [start, stop)
+# Kinds of AxisMap whose reads come from a per-output-index table (monotone first/last input index).
+TABLE_KINDS = ("nearest", "bilinear", "transpose")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,10 @@ class AxisMap:
     """How one operator maps output positions to input positions along one spatial axis.
 
     ``kind`` is "window" (conv, pool, pad: input span = [o*stride - pad, ...+ extent)),
-    "nearest" (resize-nearest: a gather), or "identity" (point-wise).
+    "identity" (point-wise), or a table kind: "nearest" (resize-nearest: a gather), "bilinear"
+    (resize-bilinear: two source rows per output row) or "transpose" (transpose conv: output o
+    gathers the inputs i with ``i*stride - pad + tap == o``), whose span of ``[a, b)`` is
+    ``[first[a], last[b - 1] + 1)`` with the monotone tables of :meth:`read_table`.
     """
 
     kind: str
@@ -49,6 +55,18 @@ class AxisMap:
         table = nearest_source_indices(self.out_size, self.in_size, self.align_corners, self.half_pixel_centers)
         return table[out_index].astype(np.int64)
 
+    def read_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(first, last) input index each output index reads (table kinds; first > last: none)."""
+        return _read_table(self.kind, self.in_size, self.out_size, self.kernel, self.stride, self.pad,
+                           self.align_corners, self.half_pixel_centers)
+
+    def table_span(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised span of output intervals ``[lo, hi)`` (non-empty) for a table kind."""
+        first, last = self.read_table()
+        s = np.minimum(first[np.clip(lo, 0, self.out_size - 1)], self.in_size)
+        e = np.maximum(last[np.clip(hi - 1, 0, self.out_size - 1)] + 1, s)
+        return s, e
+
     def input_span(self, out: Interval) -> tuple[Interval, int, int]:
         """Input interval read for output interval ``out``, and (pad_before, pad_after)."""
         a, b = out
@@ -56,9 +74,9 @@ class AxisMap:
             return (0, 0), 0, 0
         if self.kind == "identity":
             return (min(a, self.in_size - 1), min(b, self.in_size)) if self.in_size == 1 else (a, b), 0, 0
-        if self.kind == "nearest":
-            src = self.source_index(np.array([a, b - 1]))
-            return (int(src[0]), int(src[1]) + 1), 0, 0
+        if self.kind in TABLE_KINDS:
+            s, e = self.table_span(np.array([a]), np.array([b]))
+            return (int(s[0]), int(e[0])), 0, 0
         lo = a * self.stride - self.pad
         hi = (b - 1) * self.stride - self.pad + self.extent
         start = min(max(lo, 0), self.in_size)
@@ -70,6 +88,23 @@ class AxisMap:
 
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
+
+
+@lru_cache(maxsize=256)
+def _read_table(kind: str, in_size: int, out_size: int, kernel: int, stride: int, pad: int, align_corners: bool,
+                half_pixel_centers: bool) -> tuple[np.ndarray, np.ndarray]:
+    from tinypatch.kernels.resize import bilinear_axis, nearest_source_indices
+
+    o = np.arange(out_size, dtype=np.int64)
+    if kind == "nearest":
+        src = nearest_source_indices(out_size, in_size, align_corners, half_pixel_centers).astype(np.int64)
+        return src, src
+    if kind == "bilinear":
+        lower, upper, _ = bilinear_axis(out_size, in_size, align_corners, half_pixel_centers)
+        return lower.astype(np.int64), upper.astype(np.int64)
+    first = np.maximum(-((pad - kernel + 1 + o) // -stride), 0)  # ceil((o + pad - kernel + 1) / stride)
+    last = np.minimum((o + pad) // stride, in_size - 1)
+    return first, last
 
 
 def _spatial_hw(graph: Graph, name: str) -> tuple[int, int] | None:
@@ -90,6 +125,8 @@ def axis_maps(graph: Graph, op: Op) -> tuple[AxisMap, AxisMap] | None:
     """(H map, W map) of the op's first activation input, or None if the op is not spatially
     local (global pooling, FC, reshape, softmax, transpose other than :func:`reads_nchw`, concat
     along H/W...)."""
+    if len(op.outputs) != 1:
+        return None
     out_hw = _spatial_hw(graph, op.outputs[0])
     acts = [t for t in op.inputs if t and not graph.tensors[t].is_const]
     if out_hw is None or not acts:
@@ -102,6 +139,8 @@ def axis_maps(graph: Graph, op: Op) -> tuple[AxisMap, AxisMap] | None:
         return None
     d = op_def(op.type)
     if d.region == Region.IDENTITY:
+        if any(_spatial_hw(graph, x) is None for x in acts):
+            return None
         return tuple(AxisMap("identity", i, o) for i, o in zip(in_hw, out_hw))  # type: ignore[return-value]
     if d.region == Region.CONCAT:
         axis = op.attrs.get("axis", -1) % 4
@@ -117,11 +156,33 @@ def axis_maps(graph: Graph, op: Op) -> tuple[AxisMap, AxisMap] | None:
             return None
         return (AxisMap("window", in_hw[0], out_hw[0], pad=int(pads[1][0])),
                 AxisMap("window", in_hw[1], out_hw[1], pad=int(pads[2][0])))
-    if d.region == Region.NEAREST:
+    if d.region in (Region.NEAREST, Region.BILINEAR):
         a = with_defaults(op.type, op.attrs)
-        return tuple(AxisMap("nearest", i, o, align_corners=a["align_corners"],  # type: ignore[return-value]
+        kind = "nearest" if d.region == Region.NEAREST else "bilinear"
+        return tuple(AxisMap(kind, i, o, align_corners=a["align_corners"],  # type: ignore[return-value]
                              half_pixel_centers=a["half_pixel_centers"]) for i, o in zip(in_hw, out_hw))
+    if d.region == Region.TRANSPOSE:
+        kernel, stride, padding = transpose_geometry(graph, op)
+        return tuple(AxisMap("transpose", i, o, k, s, pad=pad_before(o, k, s, 1, padding))  # type: ignore[return-value]
+                     for i, o, k, s in zip(in_hw, out_hw, kernel, stride))
+    if d.region == Region.CHANNEL_SLICE and in_hw == out_hw and _keeps_pixels(graph, op):
+        return AxisMap("identity", in_hw[0], out_hw[0]), AxisMap("identity", in_hw[1], out_hw[1])
     return None
+
+
+def transpose_geometry(graph: Graph, op: Op) -> tuple[tuple[int, int], tuple[int, int], str]:
+    """(kernel, stride, padding) of a transpose conv: filter [cout, kh, kw, cin] at input 1; the
+    padding is a conv's with that filter and stride on an input of the *output's* size."""
+    a = with_defaults(op.type, op.attrs)
+    wshape = graph.tensors[op.inputs[1]].shape
+    return (wshape[1], wshape[2]), (a["stride_h"], a["stride_w"]), a["padding"]
+
+
+def _keeps_pixels(graph: Graph, op: Op) -> bool:
+    """Does a channel slice keep N, H and W whole (a contiguous range of channels)?"""
+    from tinypatch.kernels import prepare
+
+    return prepare(graph, op).channel_range() is not None
 
 
 def window_geometry(graph: Graph, op: Op, w: Window) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], str]:

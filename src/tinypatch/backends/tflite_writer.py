@@ -24,6 +24,7 @@ from tinypatch.errors import GraphError, UnsupportedOperatorError
 from tinypatch.frontends.tflite import _OPTIONS as READ_OPTIONS  # the writer mirrors the reader's table
 from tinypatch.ir import Graph, Op, Tensor
 from tinypatch.ir.ops import with_defaults
+from tinypatch.safeio import write_bytes
 
 SCHEMA_VERSION = 3
 _ALIGN = 16  # Buffer.data is force_align: 16 in the schema
@@ -45,6 +46,8 @@ _ENUMS = {
 _EMPTY_OPTIONS = {
     "PAD": "PadOptions", "QUANTIZE": "QuantizeOptions", "DEQUANTIZE": "DequantizeOptions",
     "TRANSPOSE": "TransposeOptions", "HARD_SWISH": "HardSwishOptions",
+    "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions", "SLICE": "SliceOptions",
+    "SQUARED_DIFFERENCE": "SquaredDifferenceOptions",
 }
 
 
@@ -55,9 +58,7 @@ def write_tflite(graph: Graph) -> bytes:
 
 def save_tflite(graph: Graph, path: str | os.PathLike[str]) -> None:
     """Write ``graph`` to the file ``path`` as a ``.tflite`` model."""
-    data = write_tflite(graph)
-    with open(path, "wb") as f:
-        f.write(data)
+    write_bytes(path, write_tflite(graph))
 
 
 class _Writer:
@@ -81,7 +82,7 @@ class _Writer:
         sg_inputs = self._ints([self._ref(n) for n in g.inputs])
         sg_outputs = self._ints([self._ref(n) for n in g.outputs])
         sg_ops = self._table_vector(tflite.SubGraphStartOperatorsVector, ops)
-        sg_name = b.CreateString("main")
+        sg_name = b.CreateString(str(g.meta.get("subgraph_name", "main")))
         tflite.SubGraphStart(b)
         tflite.SubGraphAddTensors(b, sg_tensors)
         tflite.SubGraphAddInputs(b, sg_inputs)

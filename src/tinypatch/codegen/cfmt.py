@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 _CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float",
@@ -13,12 +11,6 @@ _CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "i
 def ctype(dtype: str | np.dtype) -> str:
     """The C type of a numpy/IR dtype name."""
     return _CTYPES[str(np.dtype(dtype))]
-
-
-def ident(text: str) -> str:
-    """A C identifier fragment made from any text."""
-    s = re.sub(r"[^0-9A-Za-z_]", "_", text)
-    return s if s and not s[0].isdigit() else f"_{s}"
 
 
 def double_lit(x: float) -> str:

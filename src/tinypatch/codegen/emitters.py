@@ -16,7 +16,7 @@ import numpy as np
 
 from tinypatch.codegen import cfmt
 from tinypatch.codegen.storage import Storage, Unit
-from tinypatch.codegen.views import View, align4, contiguous_strides
+from tinypatch.codegen.views import View, align4, contiguous_strides, full_view
 from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import MOVE_DTYPES, CTypes, Reduce, op_def
@@ -70,7 +70,7 @@ class OpEmitter:
         tensors = [g.tensors[t] for t in (*op.inputs, *op.outputs) if t]
         if any(len(t.shape) > 4 for t in tensors):
             raise self.unsupported(k, "tensors of rank > 4")
-        if len(op.outputs) != 1:
+        if len(op.outputs) != 1 and not op_def(op.type).multi_output:
             raise self.unsupported(k, "more than one output")
         acts = [g.tensors[t] for t in op.inputs if t and not g.tensors[t].is_const]
         out = g.tensors[op.outputs[0]]
@@ -254,6 +254,29 @@ def _mul(e: OpEmitter, s: Site) -> str:
     return _binary(e, s, "tp_mul_s8", e.params(s.k, build))
 
 
+def _maxmin(e: OpEmitter, s: Site) -> str:
+    a, b, y = s.ins[0], s.ins[1], s.out
+    return (y.check() + f"tp_maxmin_s8({int(e.graph.ops[s.k].type == 'MAXIMUM')}, {y.dims()}, {a.ptr}, "
+            f"{a.strides()}, {b.ptr}, {b.strides()}, {y.ptr}, {y.strides()});\n")
+
+
+def _sqdiff(e: OpEmitter, s: Site) -> str:
+    def build() -> str:
+        kern = e.kernels[s.k]
+        return e.struct(s.k, "tp_sqdiff_p", dict(m1=kern.m1, m2=kern.m2, mo=kern.mo, sh1=kern.sh1, sh2=kern.sh2,
+                                                 sho=kern.sho, zp1=kern.zp1, zp2=kern.zp2, out_zp=kern.out_zp))
+    return _binary(e, s, "tp_sqdiff_s8", e.params(s.k, build))
+
+
+def _prelu(e: OpEmitter, s: Site) -> str:
+    def build() -> str:
+        kern = e.kernels[s.k]
+        return e.struct(s.k, "tp_prelu_p", dict(m_pos=kern.m_pos, m_neg=kern.m_neg, sh_pos=kern.sh_pos,
+                                                sh_neg=kern.sh_neg, zp=kern.zp1, zp_alpha=kern.zp2,
+                                                out_zp=kern.out_zp))
+    return _binary(e, s, "tp_prelu_s8", e.params(s.k, build))
+
+
 _INT8_VALUES = np.arange(-128, 128, dtype=np.int64).astype(np.int8)
 
 
@@ -376,6 +399,86 @@ def _resize(e: OpEmitter, s: Site) -> str:
             f"{x.ptr}, {x.rs}, {y.ptr}, {y.h}, {y.w}, {y.rs});\n")
 
 
+def _resize_bilinear(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x, y = e.act_view(s), s.out
+
+    def build() -> str:
+        names = [e.unit.array("int16_t", f"tp_bl{s.k}{tag}{axis}", table)
+                 for axis, tables in (("y", kern.axis(0)), ("x", kern.axis(1))) for tag, table in zip("luw", tables)]
+        return "|".join(names)
+    ylo, yhi, yw, xlo, xhi, xw = e.params(s.k, build).split("|")
+    oy, ox, ry, rx = s.win
+    return (x.check() + y.check() + f"tp_resize_bl_s8({ylo} + {oy}, {yhi} + {oy}, {yw} + {oy}, {xlo} + {ox}, "
+            f"{xhi} + {ox}, {xw} + {ox}, {ry}, {rx}, {y.c}, {x.ptr}, {x.rs}, {y.ptr}, {y.h}, {y.w}, {y.rs});\n")
+
+
+def _tconv_params(e: OpEmitter, k: int) -> str:
+    kern = e.kernels[k]
+    op = e.graph.ops[k]
+    bias = e.storage.const(op.inputs[3]) if len(op.inputs) > 3 and op.inputs[3] else "NULL"
+    rows = fast_requant(kern, kern.weights.reshape(kern.cout, -1))
+    rq = "NULL"
+    if rows is not None:
+        rq = e.unit.name(f"tp_rq{k}")
+        e.unit.add(cfmt.struct_array("tp_rq", rq, rows), 20 * len(rows))
+    fields = dict(w=e.storage.const(op.inputs[1]), bias=bias, mult=e.unit.array("int32_t", f"tp_m{k}", kern.multiplier),
+                  shift=e.unit.array("int8_t", f"tp_s{k}", kern.shift), rq=rq, mve="NULL", cin=kern.cin,
+                  cout=kern.cout, kh=kern.kernel_hw[0], kw=kern.kernel_hw[1], sh=kern.stride[0], sw=kern.stride[1],
+                  dh=1, dw=1, dm=1, in_zp=kern.in_zp, out_zp=kern.out_zp, act_min=kern.act_min,
+                  act_max=kern.act_max, inplace=0)
+    return e.struct(k, "tp_conv_p", fields)
+
+
+def _tconv(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x, y = e.act_view(s), s.out
+    p = e.params(s.k, lambda: _tconv_params(e, s.k))
+    oy, ox, ry, rx = s.win
+    return (x.check() + y.check() + f"tp_tconv_s8(&{p}, {x.ptr}, {x.h}, {x.w}, {x.rs}, {ry}, {rx}, "
+            f"{oy} + {kern.pad[0]}, {ox} + {kern.pad[1]}, {y.ptr}, {y.h}, {y.w}, {y.rs});\n")
+
+
+def _slice(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x, y = e.act_view(s), s.out
+    channels = kern.channel_range()
+    if s.stage or channels is not None:  # a range of channels of every pixel (of the tile)
+        assert channels is not None
+        return x.check() + y.check() + f"tp_copy({y.esize}, {y.dims()}, {x.ptr} + {channels[0]}, " \
+            f"{x.strides()}, {y.ptr}, {y.strides()});\n"
+    shape = e.graph.tensors[x.tensor].shape
+    lead = 4 - len(shape)
+    cs = contiguous_strides(align4(shape))
+    idx = [slice(0, 1, 1)] * lead + list(kern.index)
+    starts = [sl.indices(d)[0] for sl, d in zip(idx, align4(shape))]
+    steps = [sl.indices(d)[2] for sl, d in zip(idx, align4(shape))]
+    dims = align4(np.empty(shape, np.int8)[kern.index].shape)
+    offset = sum(a * c for a, c in zip(starts, cs))
+    sx = "(const int32_t[4]){" + ", ".join(str(st * c) for st, c in zip(steps, cs)) + "}"
+    d = "(const int32_t[4]){" + ", ".join(map(str, dims)) + "}"
+    sy = "(const int32_t[4]){" + ", ".join(map(str, contiguous_strides(dims))) + "}"
+    return f"tp_copy({y.esize}, {d}, {x.ptr} + {offset}, {sx}, {y.ptr}, {sy});\n"
+
+
+def _split(e: OpEmitter, s: Site) -> str:
+    kern = e.kernels[s.k]
+    x = e.act_view(s)
+    shape = e.graph.tensors[x.tensor].shape
+    axis = kern.axis + 4 - len(shape)
+    cs = contiguous_strides(align4(shape))
+    lines = []
+    for t, (a, b) in zip(e.graph.ops[s.k].outputs, zip(kern.bounds[:-1], kern.bounds[1:])):
+        y = full_view(e.storage, t)
+        dims = list(align4(shape))
+        dims[axis] = b - a
+        d = "(const int32_t[4]){" + ", ".join(map(str, dims)) + "}"
+        sx = "(const int32_t[4]){" + ", ".join(map(str, cs)) + "}"
+        sy = "(const int32_t[4]){" + ", ".join(map(str, contiguous_strides(tuple(dims)))) + "}"  # type: ignore[arg-type]
+        lines.append(f"tp_copy({y.esize}, {d}, {x.ptr} + {a * cs[axis]}, {sx}, {y.ptr}, {sy});\n")
+    return "".join(lines)
+
+
 def _concat(e: OpEmitter, s: Site) -> str:
     kern = e.kernels[s.k]
     y = s.out
@@ -409,6 +512,9 @@ _EMITTERS: dict[str, Callable[[OpEmitter, Site], str]] = {
     "CONCATENATION": _concat, "QUANTIZE": _quantize, "DEQUANTIZE": _unary_lut,
     "RELU": _unary_lut, "RELU6": _unary_lut, "LEAKY_RELU": _unary_lut, "LOGISTIC": _unary_lut,
     "HARD_SWISH": _unary_lut,
+    "RESIZE_BILINEAR": _resize_bilinear, "TRANSPOSE_CONV": _tconv, "MAXIMUM": _maxmin, "MINIMUM": _maxmin,
+    "SQUARED_DIFFERENCE": _sqdiff, "PRELU": _prelu, "SLICE": _slice, "STRIDED_SLICE": _slice, "SPLIT": _split,
+    "SPLIT_V": _split,
 }
 
 
@@ -429,8 +535,19 @@ def _check_pad(e: OpEmitter, k: int) -> str | None:
     return "negative paddings" if paddings and np.any(np.asarray(paddings) < 0) else None
 
 
+def _check_upsampling(e: OpEmitter, k: int) -> str | None:
+    op = e.graph.ops[k]
+    if max(e.graph.tensors[op.outputs[0]].shape[1:3]) > 32767:  # int16 index tables
+        return "output larger than 32767 rows or columns"
+    bias = op.inputs[3] if len(op.inputs) > 3 else ""  # TRANSPOSE_CONV: (shape, filter, input, bias)
+    if bias and (e.graph.tensors[bias].dtype != "int32" or not e.graph.tensors[bias].is_const):
+        return "bias must be a constant int32 tensor"
+    return None
+
+
 _CHECKS: dict[str, Callable[[OpEmitter, int], str | None]] = {
-    "CONV_2D": _check_conv, "ADD": _check_add, "PAD": _check_pad,
+    "CONV_2D": _check_conv, "ADD": _check_add, "PAD": _check_pad, "RESIZE_BILINEAR": _check_upsampling,
+    "TRANSPOSE_CONV": _check_upsampling,
 }
 
 

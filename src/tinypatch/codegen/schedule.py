@@ -82,8 +82,22 @@ class Scheduler:
         if op_def(op.type).window is not None:  # a conv or pool: its own SAME/VALID padding
             top, _, left, _ = self.emitter.kernels[k].default_pads(g.tensors[op.inputs[0]].shape[1:3])
             site.pads = (str(top), str(left))
+        call = self.emitter.call(site)
+        if k in self.storage.inplace:  # the shadow build checks the kernel's reads against its writes
+            out = op.outputs[0]
+            call = f"TP_SHADOW_BEGIN({self.storage.raw(out)}, {g.tensors[out].nbytes}, {k});\n{call}TP_SHADOW_END();\n"
         return f"{{   /* op {k}: {op.type} (a block: its temporaries share stack slots with the other ops') */\n" \
-            + _indent(self.emitter.call(site), 4) + "}\n"
+            + _indent(call + self._dump_whole(k, op.outputs[0]), 4) + "}\n"
+
+    def _dump_whole(self, k: int, t: str) -> str:
+        """TP_DUMP of all of tensor t's bytes (host check builds with TP_DUMP_FILE set)."""
+        n = self.graph.tensors[t].nbytes
+        return f"TP_DUMP({k}, -1, -1, 0, 0, {self.storage.raw(t)}, 1, 1, {n}, {n}, 1);\n"
+
+    @staticmethod
+    def _dump_view(k: int, ti: str, tj: str, y0: str, x0: str, v: View) -> str:
+        """TP_DUMP of the region a kernel call just wrote."""
+        return f"TP_DUMP({k}, {ti}, {tj}, {y0}, {x0}, {v.ptr}, {v.h}, {v.w}, {v.rs}, {v.c}, {v.esize});\n"
 
     # --- patch stages ---------------------------------------------------------------------
     def stage(self, n: int, st: StageTiling) -> str:
@@ -108,7 +122,8 @@ class Scheduler:
             body.append(f"/* op {k}: {g.ops[k].type} */\n")
             if k in persistent:
                 body.append(self._restore(k, st))
-            call = self.emitter.call(self._site(st, k, columns[k]))
+            site = self._site(st, k, columns[k])
+            call = self.emitter.call(site) + self._dump_view(k, "ti", "tj", f"h{k}[{OUT0}]", f"w{k}[{OUT0}]", site.out)
             body.append(f"if (h{k}[{OUT1}] > h{k}[{OUT0}] && w{k}[{OUT1}] > w{k}[{OUT0}]) {{\n"
                         + _indent(call, 4) + "}\n")
             if k in persistent:
@@ -121,7 +136,7 @@ class Scheduler:
         if sums:
             out = self.storage.base(st.info.output)
             tail = f"/* op {st.info.reduce}: {g.ops[st.info.reduce].type} from the accumulated sums */\n" \
-                + reduce_finish(self.emitter, st.info.reduce, sums, out)
+                + reduce_finish(self.emitter, st.info.reduce, sums, out) + self._dump_whole(st.info.reduce, st.info.output)
         head = (f"/* stage {n}: ops [{stage.start}, {stage.end}) patch by patch, {nh}x{nw} tiles "
                 f"(rows {stage.rows}, cols {stage.cols}) */\n")
         return head + "{\n" + _indent(setup + loop + tail, 4) + "}\n"
@@ -140,7 +155,10 @@ class Scheduler:
         cases = []
         for k in ops:
             site = self._stream_site(st, k, columns[k])
-            call = f"if (h{k}[{OUT1}] > h{k}[{OUT0}]) {{\n" + _indent(self.emitter.call(site), 4) + "}\n"
+            call = self.emitter.call(site)
+            if k == ops[-1]:  # columns of the stage output (window buffers hold no tensor coordinates)
+                call += self._dump_view(k, "ti", "-1", f"h{k}[{OUT0}]", f"step[{STEP_DST}]", site.out)
+            call = f"if (h{k}[{OUT1}] > h{k}[{OUT0}]) {{\n" + _indent(call, 4) + "}\n"
             if k != ops[-1]:
                 call = self._slide(st, k) + "else " + call
             cases.append(f"case {k}:  /* op {k}: {g.ops[k].type} */\n" + _indent(call + "break;\n", 4))

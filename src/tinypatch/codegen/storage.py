@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinypatch.codegen import cfmt
+from tinypatch.codegen.sanitize import c_ident
 from tinypatch.ir import DTYPE_BYTES, Graph
 from tinypatch.planning.arena import Placement
 from tinypatch.planning.memory import PlanBuffers, place_plan, plan_buffers
@@ -32,7 +33,7 @@ class Unit:
 
     def name(self, base: str) -> str:
         """A fresh C identifier built from ``base``."""
-        base = cfmt.ident(base)
+        base = c_ident(base)
         n, i = base, 1
         while n in self._names:
             n, i = f"{base}_{i}", i + 1

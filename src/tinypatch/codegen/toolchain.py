@@ -70,15 +70,17 @@ def read_outputs(path: Path, graph: Graph) -> dict[str, np.ndarray]:
 
 
 def run_host(project: Path, graph: Graph, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray],
-             binary: str = "model_host", timeout: float = 300) -> dict[str, np.ndarray]:
-    """Run a host build on ``inputs``; sanitizer reports and non-zero exits raise ToolchainError."""
+             binary: str = "model_host", timeout: float = 300, dump: Path | None = None) -> dict[str, np.ndarray]:
+    """Run a host build on ``inputs``; sanitizer reports and non-zero exits raise ToolchainError.
+    ``dump``: a check build writes every operator's output there (see :mod:`tinypatch.codegen.dump`)."""
     project = Path(project)
+    env = {**os.environ, "TP_DUMP_FILE": str(Path(dump).resolve())} if dump is not None else None
     write_inputs(project, graph, inputs)
     out = project / "output.bin"
     out.unlink(missing_ok=True)
     try:  # absolute: the program runs inside the project folder
         r = subprocess.run([str((project / binary).resolve()), "input.bin", "output.bin"], cwd=project,
-                           capture_output=True, text=True, timeout=timeout, check=False)
+                           capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ToolchainError(f"cannot run {binary}: {exc}") from exc
     if r.returncode or "runtime error" in r.stderr:

@@ -6,12 +6,13 @@ IdentityLayer ``shortcut`` or null), ``feature_mix_layer`` (1x1 ConvLayer or nul
 ``classifier`` (LinearLayer) and an optional ``resolution``. Configs carry no weights, so
 weights come from :class:`~tinypatch.frontends.synth.Builder` (batch norm folded).
 
-Every architecture (JSON or built-in) becomes a :class:`NetSpec` first, and
+Every architecture (JSON or built-in) becomes a :class:`~tinypatch.frontends.spec.NetSpec` first, and
 :func:`build_net` turns any spec into the same op sequence:
 
 - ``stem``: CONV_2D (role ``stem``);
 - ``blocks.{i}`` (i = index in the config's ``blocks`` list): 1x1 CONV_2D ``expand`` (absent
-  when expand_ratio is 1), DEPTHWISE_CONV_2D ``dw``, optional SE ops (role ``se``), 1x1
+  when expand_ratio is 1), DEPTHWISE_CONV_2D ``dw`` (absent when the spec says ``depthwise=False``),
+  optional SE ops (role ``se``), 1x1
   CONV_2D ``project`` (no activation), ADD ``add`` when the block has a shortcut. A ZeroLayer
   block is the identity (as in ProxylessNAS) and adds no op and no ``meta["blocks"]`` entry;
 - ``head``: optional 1x1 CONV_2D ``head.conv`` (the feature mix layer), MEAN over H and W
@@ -25,44 +26,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from tinypatch.errors import ModelLoadError
+from tinypatch.frontends.spec import BlockSpec, NetSpec
 from tinypatch.frontends.synth import Builder, make_divisible
 from tinypatch.ir import Graph
 
 _ACTS = {"relu6": "RELU6", "relu": "RELU", None: "NONE"}
-
-
-@dataclass(frozen=True)
-class BlockSpec:
-    """One inverted-residual block; ``mid_channels`` None means ``round(in * expand_ratio)``."""
-
-    out_channels: int
-    kernel: int
-    stride: int
-    expand_ratio: float
-    shortcut: bool
-    mid_channels: int | None = None
-    act: str = "RELU6"
-    use_se: bool = False
-
-
-@dataclass(frozen=True)
-class NetSpec:
-    """A MobileNetV2-like network; a ``None`` block is an identity (ZeroLayer) block."""
-
-    name: str
-    resolution: int
-    stem_channels: int
-    blocks: tuple[BlockSpec | None, ...]
-    feature_mix: int | None
-    num_classes: int = 1000
-    in_channels: int = 3
-    stem_kernel: int = 3
-    stem_stride: int = 2
-    act: str = "RELU6"  # stem and feature mix activation
 
 
 def build_net(spec: NetSpec, *, resolution: int | None = None, num_classes: int | None = None, seed: int = 0,
@@ -90,7 +61,8 @@ def build_net(spec: NetSpec, *, resolution: int | None = None, num_classes: int 
             h = x
             if blk.expand_ratio != 1:
                 h = b.conv(h, mid, 1, act=blk.act, name=f"{n}.expand", role="expand")
-            h = b.depthwise(h, blk.kernel, blk.stride, padding=pad(blk.kernel), act=blk.act, name=f"{n}.dw")
+            if blk.depthwise:
+                h = b.depthwise(h, blk.kernel, blk.stride, padding=pad(blk.kernel), act=blk.act, name=f"{n}.dw")
             if blk.use_se:
                 h = b.squeeze_excite(h, make_divisible(b.shape(h)[3] // 4, 8), name=f"{n}.se")
             h = b.conv(h, blk.out_channels, 1, act="NONE", name=f"{n}.project", role="project")
@@ -130,6 +102,8 @@ def read_json(path: str) -> Any:
         raise ModelLoadError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"{path} is not a readable JSON file ({exc})") from None
+    except RecursionError:
+        raise ModelLoadError(f"{path} is nested too deeply to be a model config") from None
 
 
 def parse_config(cfg: Any, name: str = "mcunet-config", resolution: int | None = None) -> NetSpec:

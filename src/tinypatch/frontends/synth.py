@@ -33,6 +33,7 @@ import numpy as np
 from tinypatch.errors import GraphError
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 from tinypatch.ir.ops import out_size, pad_before
+from tinypatch.ir.validate import DEFAULT_MAX_TENSOR_BYTES
 
 Padding = str | int  # "SAME", "VALID", or a symmetric explicit pad in pixels (PyTorch style)
 
@@ -104,7 +105,7 @@ class Builder:
         rng = self._rng(name)
         cin = self.shape(x)[3]
         x, pad = self._padding(x, kernel, stride, dilation, padding, name)
-        q = rng.integers(-127, 128, size=(out_channels, kernel, kernel, cin), dtype=np.int8)
+        q = _int8_weights(rng, (out_channels, kernel, kernel, cin), name)
         attrs = dict(padding=pad, stride_h=stride, stride_w=stride, dilation_h=dilation, dilation_w=dilation)
         shape = self._spatial_out(x, kernel, stride, dilation, pad, out_channels)
         return self._weighted("CONV_2D", x, q, 0, attrs, shape, act, name, role, rng)
@@ -115,7 +116,7 @@ class Builder:
         rng = self._rng(name)
         c = self.shape(x)[3]
         x, pad = self._padding(x, kernel, stride, dilation, padding, name)
-        q = rng.integers(-127, 128, size=(1, kernel, kernel, c), dtype=np.int8)
+        q = _int8_weights(rng, (1, kernel, kernel, c), name)
         attrs = dict(padding=pad, stride_h=stride, stride_w=stride, dilation_h=dilation, dilation_w=dilation,
                      depth_multiplier=1)
         return self._weighted("DEPTHWISE_CONV_2D", x, q, 3, attrs,
@@ -132,7 +133,7 @@ class Builder:
         if len(shape) != 2:
             raise GraphError(f"{name}: FULLY_CONNECTED wants a [batch, features] input, got {shape}")
         rng = self._rng(name)
-        q = rng.integers(-127, 128, size=(out_features, shape[1]), dtype=np.int8)
+        q = _int8_weights(rng, (out_features, shape[1]), name)
         gain = None if out_std is None else out_std / self._rms[x]
         return self._weighted("FULLY_CONNECTED", x, q, None, {}, (shape[0], out_features), act, name, role, rng,
                               gain)
@@ -338,3 +339,11 @@ class Builder:
         a = 6.0 / sigma  # E[min(z+, a)^2] for z ~ N(0, 1), scaled back by sigma^2
         cdf, pdf = 0.5 * (1 + math.erf(a / math.sqrt(2))), math.exp(-a * a / 2) / math.sqrt(2 * math.pi)
         return sigma * math.sqrt(cdf - 0.5 - a * pdf + a * a * (1 - cdf))
+
+
+def _int8_weights(rng: np.random.Generator, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Random int8 weights, refused (before allocating) above the IR's default tensor size limit."""
+    if math.prod(shape) > DEFAULT_MAX_TENSOR_BYTES:
+        raise GraphError(f"{name}: weights of shape {list(shape)} are over the tensor size limit of "
+                         f"{DEFAULT_MAX_TENSOR_BYTES:,} B")
+    return rng.integers(-127, 128, size=shape, dtype=np.int8)

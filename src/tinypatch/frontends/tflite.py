@@ -1,9 +1,10 @@
 """Read an int8 (or float32) ``.tflite`` flatbuffer into the Graph IR.
 
 Only the first subgraph is read. Every failure of the flatbuffer reader on a truncated or
-corrupted file is turned into :class:`~tinypatch.errors.ModelLoadError`; operators outside
-``tinypatch.ir.ops.SUPPORTED_OPS`` (the operator table) raise :class:`~tinypatch.errors.UnsupportedOperatorError`
-naming the operator and its index.
+corrupted file is turned into :class:`~tinypatch.errors.ModelLoadError`. Shape arithmetic
+left by the converter (dynamic batch) is folded (:mod:`tinypatch.frontends.fold`); operators
+still outside ``tinypatch.ir.ops.SUPPORTED_OPS`` raise one
+:class:`~tinypatch.errors.UnsupportedOperatorError` naming every one of them and its index.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import numpy as np
 import tflite
 
 from tinypatch.errors import GraphError, ModelLoadError, UnsupportedOperatorError
+from tinypatch.frontends.fold import fold_shapes
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 from tinypatch.ir.graph import DTYPE_BYTES
-from tinypatch.ir.ops import ACTIVATIONS, SUPPORTED_OPS
-
-MAX_TENSOR_BYTES = 2**31 - 1  # larger tensors only come from corrupted shapes
+from tinypatch.ir.ops import ACTIVATIONS
+from tinypatch.ir.validate import DEFAULT_MAX_TENSOR_BYTES, validate
 
 _TENSOR_TYPES = {
     tflite.TensorType.FLOAT32: "float32", tflite.TensorType.INT8: "int8",
@@ -59,12 +60,29 @@ _OPTIONS: dict[str, tuple[type, list[tuple[str, str, Any]]]] = {
     "MEAN": (tflite.ReducerOptions, [("keep_dims", "KeepDims", bool)]),
     "RESIZE_NEAREST_NEIGHBOR": (tflite.ResizeNearestNeighborOptions, [
         ("align_corners", "AlignCorners", bool), ("half_pixel_centers", "HalfPixelCenters", bool)]),
+    "RESIZE_BILINEAR": (tflite.ResizeBilinearOptions, [
+        ("align_corners", "AlignCorners", bool), ("half_pixel_centers", "HalfPixelCenters", bool)]),
+    "TRANSPOSE_CONV": (tflite.TransposeConvOptions, [
+        ("padding", "Padding", _PADDING.get), ("stride_w", "StrideW", int), ("stride_h", "StrideH", int),
+        ("fused_activation_function", "FusedActivationFunction", _ACT.get)]),
+    "SPLIT": (tflite.SplitOptions, [("num_splits", "NumSplits", int)]),
+    "SPLIT_V": (tflite.SplitVOptions, [("num_splits", "NumSplits", int)]),
+    "STRIDED_SLICE": (tflite.StridedSliceOptions, [
+        ("begin_mask", "BeginMask", int), ("end_mask", "EndMask", int), ("ellipsis_mask", "EllipsisMask", int),
+        ("new_axis_mask", "NewAxisMask", int), ("shrink_axis_mask", "ShrinkAxisMask", int),
+        ("offset", "Offset", bool)]),
+    # shape arithmetic folded at import (frontends/fold.py)
+    "PACK": (tflite.PackOptions, [("axis", "Axis", int)]),
+    "GATHER": (tflite.GatherOptions, [("axis", "Axis", int), ("batch_dims", "BatchDims", int)]),
+    "SQUEEZE": (tflite.SqueezeOptions, [
+        ("squeeze_dims", "SqueezeDimsAsNumpy", lambda a: tuple(int(d) for d in a) if isinstance(a, np.ndarray) else ())]),
 }
 _OPTIONS["MAX_POOL_2D"] = _OPTIONS["AVERAGE_POOL_2D"]
 
 
-def load_tflite(path: str | os.PathLike[str]) -> Graph:
-    """Read ``path`` into a :class:`Graph`. Raises ModelLoadError / UnsupportedOperatorError."""
+def load_tflite(path: str | os.PathLike[str], max_tensor_bytes: int | None = None) -> Graph:
+    """Read ``path`` into a validated :class:`Graph` (:func:`tinypatch.ir.validate.validate`,
+    ``max_tensor_bytes`` its size limit). Raises ModelLoadError / UnsupportedOperatorError."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ModelLoadError(f"model file not found: {path}")
@@ -75,23 +93,30 @@ def load_tflite(path: str | os.PathLike[str]) -> Graph:
             buf = f.read()
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from None
-    return parse_tflite(buf, name=os.path.splitext(os.path.basename(path))[0], source=path)
+    return parse_tflite(buf, name=os.path.splitext(os.path.basename(path))[0], source=path,
+                        max_tensor_bytes=max_tensor_bytes)
 
 
-def parse_tflite(buf: bytes, name: str = "model", source: str = "<bytes>") -> Graph:
-    """Parse flatbuffer bytes into a :class:`Graph`."""
+def parse_tflite(buf: bytes, name: str = "model", source: str = "<bytes>", max_tensor_bytes: int | None = None
+                 ) -> Graph:
+    """Parse flatbuffer bytes into a validated :class:`Graph`."""
+    limit = DEFAULT_MAX_TENSOR_BYTES if max_tensor_bytes is None else max_tensor_bytes
     if len(buf) == 0:
         raise ModelLoadError(f"{source} is empty (0 bytes): not a TFLite model")
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise ModelLoadError(f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)")
     try:
-        return _Reader(buf, name).read()
+        graph = _Reader(buf, name, limit).read()
     except (ModelLoadError, UnsupportedOperatorError):
         raise
     except GraphError as exc:  # operators or quantization that contradict each other
         raise ModelLoadError(f"{source} is corrupted: {exc}") from None
     except Exception as exc:  # the flatbuffer reader fails in many ways on corrupted bytes
         raise ModelLoadError(f"{source} is truncated or corrupted ({type(exc).__name__}: {exc})") from None
+    try:
+        return validate(graph, limit)
+    except GraphError as exc:
+        raise ModelLoadError(f"{source} is not a valid model: {exc}") from None
 
 
 class _StrictBytes(bytes):
@@ -104,11 +129,13 @@ class _StrictBytes(bytes):
 
 
 class _Reader:
-    def __init__(self, buf: bytes, name: str) -> None:
+    def __init__(self, buf: bytes, name: str, max_tensor_bytes: int) -> None:
+        self.max_tensor_bytes = max_tensor_bytes
         self.buf = _StrictBytes(buf)
         self.model = tflite.Model.GetRootAs(self.buf, 0)
         self.graph = Graph(name)
         self.names: dict[int, str] = {}
+        self.signatures: dict[str, tuple[int, ...]] = {}  # shape_signature where it differs from shape
 
     def read(self) -> Graph:
         m = self.model
@@ -121,28 +148,26 @@ class _Reader:
         for k in sorted(used):
             if k >= len(op_types):
                 raise ModelLoadError(f"operator code index {k} out of range")
-        for i in range(sg.OperatorsLength()):
-            t = op_types[sg.Operators(i).OpcodeIndex()]
-            if t not in SUPPORTED_OPS:
-                raise UnsupportedOperatorError(t, i)
         for i in range(sg.TensorsLength()):
             self._tensor(sg, i)
-        g.inputs = [self.names[int(i)] for i in sg.InputsAsNumpy()]
-        g.outputs = [self.names[int(i)] for i in sg.OutputsAsNumpy()]
+        g.inputs = [self._ref(int(i), "graph input") for i in _ints(sg, "Inputs")]
+        g.outputs = [self._ref(int(i), "graph output") for i in _ints(sg, "Outputs")]
         for i in range(sg.OperatorsLength()):
             op = sg.Operators(i)
             t = op_types[op.OpcodeIndex()]
-            ins = [self.names[int(k)] if k >= 0 else "" for k in _ints(op, "Inputs")]
-            outs = [self.names[int(k)] for k in _ints(op, "Outputs")]
+            ins = [self._ref(k, f"operator {i} ({t}) input") if k != -1 else "" for k in _ints(op, "Inputs")]
+            outs = [self._ref(k, f"operator {i} ({t}) output") for k in _ints(op, "Outputs")]
             g.add_op(Op(t, ins, outs, self._attrs(t, op, i), name=f"{i}_{t.lower()}"))
-        # drop tensors nobody uses (e.g. stale buffers) so accounting only sees real ones
-        used_t = set(g.inputs) | set(g.outputs) | {x for o in g.ops for x in (*o.inputs, *o.outputs)}
-        for n in [n for n in g.tensors if n not in used_t]:
-            del g.tensors[n]
+        # fold shape arithmetic, name every operator left unsupported; drops tensors nobody uses
+        fold_shapes(g, self.signatures, lambda k, op: int(op.name.split("_", 1)[0]))
         g.meta["tflite_index"] = {v: k for k, v in self.names.items() if v in g.tensors}
         g.meta["description"] = (m.Description() or b"").decode("utf-8", "replace")
-        g.validate()
         return g
+
+    def _ref(self, index: int, what: str) -> str:
+        if index not in self.names:
+            raise ModelLoadError(f"{what} refers to tensor {index}, but the subgraph has {len(self.names)} tensors")
+        return self.names[index]
 
     def _op_name(self, i: int) -> str:
         oc = self.model.OperatorCodes(i)
@@ -163,8 +188,13 @@ class _Reader:
         shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
         if any(d < 0 for d in shape):
             raise ModelLoadError(f"tensor {i} ({raw}) has a dynamic shape {shape}; give it a fixed shape")
-        if math.prod(shape) * DTYPE_BYTES[dtype] > MAX_TENSOR_BYTES:
-            raise ModelLoadError(f"tensor {i} ({raw}) has an implausible shape {shape}")
+        if t.ShapeSignatureLength():
+            sig = tuple(int(d) for d in t.ShapeSignatureAsNumpy())
+            if sig != shape:
+                self.signatures[name] = sig
+        if math.prod(shape) * DTYPE_BYTES[dtype] > self.max_tensor_bytes:
+            raise ModelLoadError(f"tensor {i} ({raw}) of shape {list(shape)} is over the tensor size limit of "
+                                 f"{self.max_tensor_bytes:,} B (raise it with --max-tensor-bytes)")
         data = self._buffer(t.Buffer(), dtype, shape)
         self.graph.add_tensor(Tensor(name, shape, dtype, self._quant(t, shape), data))
 
@@ -215,8 +245,6 @@ class _Reader:
             value = conv(raw)
             if value is None or (attr == "fused_activation_function" and value not in ACTIVATIONS):
                 raise UnsupportedOperatorError(op_type, index, f"{attr}={raw if value is None else value}")
-            if attr.startswith(("stride", "dilation", "filter")) and value < 1:
-                raise ModelLoadError(f"operator {index} ({op_type}) has {attr}={value}")
             attrs[attr] = value
         return attrs
 

@@ -10,6 +10,9 @@ Families (``build(name, **overrides)``):
   ``mbv2-w0.3``: MCUNet's model-zoo architectures (ProxylessNASNets configs). The two MobileNetV2
   configs follow the MobileNetV2 rule except that their last conv is scaled *down* with the
   width (``make_divisible(1280 * W, 8)``, MCUNet's choice), unlike ``mbv2-w{W}-r{R}``.
+- ``mnasnet-a1``, ``fbnet-a``, ``mbv2-rd``: MnasNet-A1, FBNet-A and MCUNetV2's MbV2-RD from
+  their papers' tables (:mod:`tinypatch.frontends.archs`). ``spec_of(name)`` gives the
+  :class:`~tinypatch.frontends.spec.NetSpec` of every model above.
 - ``msf-mbv2-w0.35-r144``, ``msf-mcunet-vww5-r80``, ``msf-mcunet-320kb-r176``: msf-CNN's plain
   chains (no residuals, no head; see :mod:`tinypatch.frontends.msfcnn`).
 - ``mcunet-det`` (128x160, HxW) and ``mcunet-det-s`` (64x80, half width): MCUNet person-detector-like
@@ -34,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tinypatch.errors import ModelLoadError
+from tinypatch.frontends.archs import fbnet_a, mbv2_rd, mnasnet_a1
 from tinypatch.frontends.detector import DETECTORS, build_detector
 from tinypatch.frontends.mcunet_config import BlockSpec, NetSpec, build_net
 from tinypatch.frontends.msfcnn import ChainSpec, build_chain, mbconv_layers
@@ -145,6 +149,30 @@ def _mcunet_spec(name: str) -> NetSpec:
     return NetSpec(name, res, stem, blocks, mix)
 
 
+def _paper_specs() -> dict[str, Callable[[], NetSpec]]:
+    return {"mnasnet-a1": mnasnet_a1, "fbnet-a": fbnet_a,
+            "mbv2-rd": lambda: mbv2_rd(mobilenet_v2_spec(1.0, 224, "mbv2-w1.0-r224"))}
+
+
+_PAPERS = _paper_specs()
+
+
+def spec_of(name: str) -> NetSpec:
+    """The architecture spec of zoo model ``name`` (ModelLoadError for msf chains and detectors)."""
+    if name in _MCUNET:
+        return _mcunet_spec(name)
+    if name in _MCUNET_MBV2:
+        _, w, res = _MCUNET_MBV2[name]
+        return mobilenet_v2_spec(w, res, name, scale_last_down=True)
+    if name in _PAPERS:
+        return _PAPERS[name]()
+    m = _PATTERN.match(name)
+    if m is not None and m.group(1) == "mbv2" and float(m.group(2)) > 0 and int(m.group(3)) > 0:
+        return mobilenet_v2_spec(float(m.group(2)), int(m.group(3)), name)
+    raise ModelLoadError(f"{name!r} is not a zoo model built from an architecture spec (MobileNetV2, MCUNet, "
+                         f"ProxylessNAS, MnasNet-A1, FBNet-A, MbV2-RD)")
+
+
 def _msf_chains() -> dict[str, ChainSpec]:
     in3 = [r[:4] for r in _MCUNET["mcunet-in3"][4] if r is not None]
     w = 0.35
@@ -174,6 +202,9 @@ def _describe() -> dict[str, str]:
     }
     for name, (cfg, res, *_rest) in _MCUNET.items():
         d[name] = f"MCUNet zoo {cfg}, {res}x{res}"
+    for name, make in _PAPERS.items():
+        spec = make()
+        d[name] = f"{spec.source}: {spec.resolution}x{spec.resolution}"
     for name, (cfg, w, res) in _MCUNET_MBV2.items():
         d[name] = f"MCUNet zoo {cfg}: MobileNetV2 {w}, last conv {make_divisible(1280 * w, 8)}, {res}x{res}"
     for name, spec in _MSF.items():
@@ -222,6 +253,8 @@ def _resolve(name: str) -> tuple[Callable[..., Graph], tuple[str, ...]]:
     if name in _MCUNET_MBV2:
         _, w, res = _MCUNET_MBV2[name]
         return lambda **kw: build_net(mobilenet_v2_spec(w, res, name, scale_last_down=True), **kw), NET_OVERRIDES
+    if name in _PAPERS:
+        return lambda **kw: build_net(_PAPERS[name](), **kw), NET_OVERRIDES
     if name in _MSF:
         return lambda **kw: build_chain(_MSF[name], **kw), CHAIN_OVERRIDES
     if name in DETECTORS:

@@ -32,6 +32,9 @@ class Region(str, Enum):
     IDENTITY = "identity"  # output pixel (y, x) reads input pixel (y, x) of every activation
     CONCAT = "concat"  # identity, when concatenating channels of equal-sized maps
     NEAREST = "nearest"  # a nearest-neighbour gather (runs on a tile by its own index tables)
+    BILINEAR = "bilinear"  # a bilinear gather: two source rows/cols per output one (index tables)
+    TRANSPOSE = "transpose"  # a transpose conv: output o gathers inputs i with i*stride - pad + tap = o
+    CHANNEL_SLICE = "channel_slice"  # identity when the slice keeps N, H and W whole (a channel range)
     NONE = "none"  # needs its whole input: cannot run inside a patch stage
 
 
@@ -42,6 +45,7 @@ class InPlace(str, Enum):
     WINDOW = "window"  # raster order, output ``window_shift`` bytes below input 0
     ELEMENTWISE = "elementwise"  # element i read before it is written: shift 0
     ALIAS = "alias"  # same bytes, new shape: output shares input 0's buffer
+    CHANNELS = "channels"  # a channel range of each pixel, copied in raster order to or below it: shift 0
 
 
 class Macs(str, Enum):
@@ -51,6 +55,7 @@ class Macs(str, Enum):
     CONV = "conv"  # out elements * kh * kw * in_c (filter [out_c, kh, kw, in_c])
     DEPTHWISE = "depthwise"  # out elements * kh * kw (filter [1, kh, kw, out_c])
     FC = "fc"  # out elements * in features (filter [out, in])
+    TRANSPOSE = "transpose"  # (input, tap) pairs landing inside the output * in_c * out_c (filter [out_c, kh, kw, in_c])
 
 
 class ElemOps(str, Enum):
@@ -118,6 +123,7 @@ class OpDef:
     residual_join: bool = False  # joins a residual block's skip (analytic MCUNetV2 convention)
     analytic_inplace: bool = False  # in place under the analytic MCUNetV2 convention (depthwise)
     permutes: bool = False  # input 1 is a constant axis permutation (an NCHW->NHWC one of a graph input tiles)
+    multi_output: bool = False  # several outputs (never inside a patch stage; one C copy per output)
     attrs: dict[str, Any] = field(default_factory=dict)  # attribute defaults (TFLite schema names)
     limits: str = ""  # what is not supported (documentation)
 
@@ -129,7 +135,12 @@ class OpDef:
     @property
     def spatial(self) -> bool:
         """Does it read a window of NHWC pixels (needs a 1xHxWxC output in C)?"""
-        return self.region in (Region.WINDOW, Region.PAD, Region.NEAREST)
+        return self.region in (Region.WINDOW, Region.PAD, Region.NEAREST, Region.BILINEAR, Region.TRANSPOSE)
+
+    @property
+    def gather(self) -> bool:
+        """Does its numpy kernel compute a tile's output window itself (``window(x, origin, out)``)?"""
+        return self.region in (Region.NEAREST, Region.BILINEAR, Region.TRANSPOSE)
 
 
 _ACT = dict(fused_activation_function="NONE")
@@ -189,6 +200,41 @@ OPS: dict[str, OpDef] = {d.name: d for d in (
           quantization="any dtype"),
     OpDef("TRANSPOSE", Kind.SHAPE, Region.NONE, "shape.Transpose", ("tp_copy",), c_types=CTypes.MOVE,
           permutes=True, quantization="any dtype", limits="rank <= 4"),
+    OpDef("RESIZE_BILINEAR", Kind.WINDOW, Region.BILINEAR, "resize.ResizeBilinear", ("tp_resize_bl_s8",),
+          attrs=dict(align_corners=False, half_pixel_centers=False),
+          quantization="int8 (TFLite's 1/1024 integer path); float32 (numpy only)",
+          limits="not in place; not both align_corners and half_pixel_centers (TFLite refuses it)"),
+    OpDef("TRANSPOSE_CONV", Kind.WINDOW, Region.TRANSPOSE, "transpose_conv.TransposeConv",
+          ("tp_tconv_s8",), macs=Macs.TRANSPOSE,
+          attrs=dict(padding="SAME", stride_h=1, stride_w=1, **_ACT),
+          quantization="int8 activations, int8 per-channel or per-tensor weights, optional int32 bias (input 3)",
+          limits="int8 only; not in place; C DSP path (M4/M7/M55) when the requantization is provably exact"),
+    OpDef("MAXIMUM", Kind.POINTWISE, Region.IDENTITY, "binary.MaximumMinimum", ("tp_maxmin_s8",),
+          inplace=InPlace.ELEMENTWISE, elem_ops=ElemOps.PER_OUTPUT, const_operands=True,
+          quantization="int8, compared as stored (as TFLite does, whatever the scales)",
+          limits="numpy broadcasting"),
+    OpDef("MINIMUM", Kind.POINTWISE, Region.IDENTITY, "binary.MaximumMinimum", ("tp_maxmin_s8",),
+          inplace=InPlace.ELEMENTWISE, elem_ops=ElemOps.PER_OUTPUT, const_operands=True,
+          quantization="int8, compared as stored (as TFLite does, whatever the scales)",
+          limits="numpy broadcasting"),
+    OpDef("SQUARED_DIFFERENCE", Kind.POINTWISE, Region.IDENTITY, "binary.SquaredDifference", ("tp_sqdiff_s8",),
+          inplace=InPlace.ELEMENTWISE, elem_ops=ElemOps.PER_OUTPUT, const_operands=True,
+          limits="numpy broadcasting"),
+    OpDef("PRELU", Kind.POINTWISE, Region.IDENTITY, "binary.Prelu", ("tp_prelu_s8",), inplace=InPlace.ELEMENTWISE,
+          elem_ops=ElemOps.PER_OUTPUT, const_operands=True, limits="alpha broadcast against the input"),
+    OpDef("SLICE", Kind.POINTWISE, Region.CHANNEL_SLICE, "slicing.Slice", ("tp_copy",), c_types=CTypes.MOVE,
+          inplace=InPlace.CHANNELS, quantization="any dtype",
+          limits="constant begin/size; inside a patch stage and in place: channel ranges only"),
+    OpDef("STRIDED_SLICE", Kind.POINTWISE, Region.CHANNEL_SLICE, "slicing.StridedSlice", ("tp_copy",),
+          c_types=CTypes.MOVE, inplace=InPlace.CHANNELS, quantization="any dtype",
+          attrs=dict(begin_mask=0, end_mask=0, ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0, offset=False),
+          limits="constant begin/end/strides; no ellipsis or new-axis masks, no shrunk axis with a negative "
+                 "stride or an index outside the axis; inside a patch stage and in place: channel ranges only"),
+    OpDef("SPLIT", Kind.SHAPE, Region.NONE, "slicing.Split", ("tp_copy",), c_types=CTypes.MOVE, multi_output=True,
+          attrs=dict(num_splits=1), quantization="any dtype", limits="layer by layer only (several outputs)"),
+    OpDef("SPLIT_V", Kind.SHAPE, Region.NONE, "slicing.Split", ("tp_copy",), c_types=CTypes.MOVE,
+          multi_output=True, attrs=dict(num_splits=1), quantization="any dtype",
+          limits="layer by layer only (several outputs); constant sizes"),
 )}
 
 # An operator type not in the table: opaque (needs its whole input, no MACs, never in place).

@@ -5,9 +5,22 @@ inputs (``prepared.input_names``) and optionally explicit ``pads=(top, bottom, l
 right)`` for spatial ops (conv, depthwise, pools, PAD) to compute a tile.
 """
 
-from tinypatch.kernels import activations, binary, conv, fully_connected, pool, quantize, reduce, resize, shape, softmax
+from tinypatch.kernels import (
+    activations,
+    binary,
+    conv,
+    fully_connected,
+    pool,
+    quantize,
+    reduce,
+    resize,
+    shape,
+    slicing,
+    softmax,
+    transpose_conv,
+)
 from tinypatch.kernels.base import Pads, PreparedOp, SpatialOp, conv_pads, prepare, supported_ops, window_out_hw
 
 __all__ = ["Pads", "PreparedOp", "SpatialOp", "conv_pads", "prepare", "supported_ops", "window_out_hw",
            "activations", "binary", "conv", "fully_connected", "pool", "quantize", "reduce", "resize", "shape",
-           "softmax"]
+           "slicing", "softmax", "transpose_conv"]

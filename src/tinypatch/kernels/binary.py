@@ -1,4 +1,5 @@
-"""ADD and MUL with numpy (= TFLite) broadcasting; either operand may be a constant.
+"""ADD, MUL, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE and PRELU with numpy (= TFLite) broadcasting;
+either operand may be a constant.
 
 int8 ADD (``reference_integer_ops::Add``): both inputs are shifted left by 20 bits,
 rescaled to twice the larger input scale, summed and rescaled to the output.
@@ -84,3 +85,71 @@ class Mul(_Binary):
         prod = (a.astype(np.int64) - self.zp1) * (b.astype(np.int64) - self.zp2)
         y = multiply_by_quantized_multiplier(prod, self.multiplier, self.shift) + self.out_zp
         return saturate_int8(y, self.act_min, self.act_max)
+
+
+@register("MAXIMUM", "MINIMUM")
+class MaximumMinimum(_Binary):
+    """Element-wise max/min of the stored values (TFLite compares int8 values as they are)."""
+
+    def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
+        a, b = self.operand_arrays(inputs)
+        fn = np.maximum if self.op.type == "MAXIMUM" else np.minimum
+        return fn(a, b).astype(self.out.np_dtype)
+
+
+@register("SQUARED_DIFFERENCE")
+class SquaredDifference(_Binary):
+    """int8: both inputs shifted left by 7 and rescaled to twice the larger input scale (as in
+    ADD), their difference squared in int32 and rescaled by ``(2 max(s1, s2))^2 / (2^14 s_out)``."""
+
+    LEFT_SHIFT = 7
+
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        if not self.quantized:
+            return
+        (s1, self.zp1), (s2, self.zp2) = (self.qparams(t) for t in self.operands)
+        out_scale, _ = self.qparams(self.out)
+        twice_max = 2.0 * float(max(s1, s2))
+        self.m1, self.sh1 = quantize_multiplier(float(s1) / twice_max)
+        self.m2, self.sh2 = quantize_multiplier(float(s2) / twice_max)
+        denom = float(np.float32(1 << (2 * self.LEFT_SHIFT)) * out_scale)  # int * float: a float product
+        self.mo, self.sho = quantize_multiplier(twice_max * twice_max / denom)
+
+    def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
+        a, b = self.operand_arrays(inputs)
+        if not self.quantized:
+            d = a.astype(np.float32) - b.astype(np.float32)
+            return (d * d).astype(np.float32)
+        x1 = (a.astype(np.int64) - self.zp1) << self.LEFT_SHIFT
+        x2 = (b.astype(np.int64) - self.zp2) << self.LEFT_SHIFT
+        diff = Add._scale(x1, self.m1, self.sh1) - Add._scale(x2, self.m2, self.sh2)
+        y = multiply_by_quantized_multiplier(diff * diff, self.mo, self.sho) + self.out_zp
+        return saturate_int8(y)
+
+
+@register("PRELU")
+class Prelu(_Binary):
+    """int8: ``x - zp >= 0``: ``(x - zp) * s_in / s_out``; else ``(x - zp) * (alpha - zp_a)`` times
+    ``s_in * s_alpha / s_out``; both multipliers quantized from doubles."""
+
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        if not self.quantized:
+            return
+        (s_in, self.zp1), (s_alpha, self.zp2) = (self.qparams(t) for t in self.operands)
+        out_scale, _ = self.qparams(self.out)
+        self.m_pos, self.sh_pos = quantize_multiplier(float(s_in) / float(out_scale))
+        self.m_neg, self.sh_neg = quantize_multiplier(float(s_in) * float(s_alpha) / float(out_scale))
+
+    def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
+        x, alpha = self.operand_arrays(inputs)
+        if not self.quantized:
+            xf = x.astype(np.float32)
+            return np.where(xf >= 0, xf, xf * alpha.astype(np.float32)).astype(np.float32)
+        xc = x.astype(np.int64) - self.zp1
+        ac = alpha.astype(np.int64) - self.zp2
+        xc, ac = np.broadcast_arrays(xc, ac)
+        pos = multiply_by_quantized_multiplier(xc, self.m_pos, self.sh_pos)
+        neg = multiply_by_quantized_multiplier(xc * ac, self.m_neg, self.sh_neg)
+        return saturate_int8(np.where(xc >= 0, pos, neg) + self.out_zp)

@@ -46,7 +46,12 @@ class PlanCost:
 
 
 def plan_macs(graph: Graph, tilings: list[StageTiling]) -> tuple[int, int, int]:
-    """(border-clipped MACs, full-size-tile MACs, layer-by-layer MACs) of a plan's tilings."""
+    """(border-clipped MACs, full-size-tile MACs, layer-by-layer MACs) of a plan's tilings.
+
+    Inside a stage an op is charged its MACs per output pixel for every pixel it computes: exact
+    for convolutions, depthwise and FC; a TRANSPOSE_CONV, whose pixels gather different numbers of
+    taps, is charged its mean per pixel rounded up (so a stage never looks cheaper than layer by
+    layer)."""
     base = sum(op_macs(graph, op) for op in graph.ops)
     macs = macs_full = base
     for st in tilings:
@@ -55,7 +60,7 @@ def plan_macs(graph: Graph, tilings: list[StageTiling]) -> tuple[int, int, int]:
             if not full:
                 continue
             out = graph.tensors[graph.ops[k].outputs[0]].shape
-            per_pixel = full // (out[1] * out[2])
+            per_pixel = -(-full // (out[1] * out[2]))  # exact but for TRANSPOSE_CONV: its mean, rounded up
             macs += per_pixel * st.h.total_len(k) * st.w.total_len(k) - full
             macs_full += per_pixel * st.h.max_out_len(k) * st.w.max_out_len(k) * st.stage.n_tiles - full
     return macs, macs_full, base

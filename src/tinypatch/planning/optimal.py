@@ -283,7 +283,7 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEn
     for r, t in enumerate(internal):
         s, e = c.life[t]
         life[r, max(s - s0, 0): min(e - s0, len(ops) - 1) + 1] = True
-    pm = np.array([c.macs[k] // _pixels(g, k) for k in ops], np.int64)
+    pm = np.array([-(-c.macs[k] // _pixels(g, k)) for k in ops], np.int64)  # see cost.plan_macs
     full_out = c.full(info.output)
     if red:  # int32 per-channel sums of the accumulated global average
         full_out += align_up(4 * out.shape[3], c.alignment)

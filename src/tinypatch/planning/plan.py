@@ -19,10 +19,14 @@ from typing import Any
 
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
+from tinypatch.safeio import write_text
 
 PLAN_FORMAT = "tinypatch-plan/1"
 HALO_MODES = ("recompute", "cache_w", "cache")  # per-op halo handling inside a stage
 STREAM = "stream"  # a whole-stage halo mode (every op but the last): see tinypatch.planning.stream
+MAX_PLAN_BYTES = 16 * 2**20  # plans are kilobytes; refuse anything near this before parsing it
+MAX_DEPTH = 4  # plan -> stages -> stage -> cut list
+MAX_INDEX = 2**31 - 1  # operator indices and cut points
 
 
 @dataclass
@@ -65,17 +69,10 @@ class Stage:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Stage:
-        try:
-            start, end = (int(x) for x in d["ops"])
-            halo = {int(k): str(v) for k, v in d.get("halo", {}).items()}
-            stage = cls(start, end, [int(x) for x in d["rows"]], [int(x) for x in d["cols"]], halo)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise PlanError(f"malformed stage {d!r}: needs 'ops': [start, end], 'rows' and 'cols' cut lists") from exc
-        bad = {k: v for k, v in halo.items() if v not in (*HALO_MODES, STREAM) or not start <= k < end}
-        if bad:
-            raise PlanError(f"bad halo entries {bad}: keys are op indices inside the stage, values one of "
-                            f"{', '.join((*HALO_MODES, STREAM))}")
-        return stage
+        """A stage from its JSON form, which must pass :func:`check_schema`'s stage rules."""
+        _check_stage(d, "stage")
+        halo = {int(k): v for k, v in d.get("halo", {}).items()}
+        return cls(d["ops"][0], d["ops"][1], list(d["rows"]), list(d["cols"]), halo)
 
 
 @dataclass
@@ -112,33 +109,34 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Plan:
-        if not isinstance(d, dict) or d.get("format") != PLAN_FORMAT:
-            raise PlanError(f"not a tinypatch plan (expected \"format\": \"{PLAN_FORMAT}\")")
-        try:
-            return cls(str(d["model"]), str(d["fingerprint"]), [Stage.from_dict(s) for s in d["stages"]],
-                       bool(d.get("include_input", True)), bool(d.get("include_output", True)),
-                       sorted(int(k) for k in d.get("inplace", [])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PlanError(f"malformed plan: missing or bad field {exc}") from exc
+        """A plan from its JSON form, after :func:`check_schema`."""
+        check_schema(d)
+        return cls(d["model"], d["fingerprint"], [Stage.from_dict(s) for s in d["stages"]],
+                   d.get("include_input", True), d.get("include_output", True), sorted(d.get("inplace", [])))
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
+        if len(text) > MAX_PLAN_BYTES:
+            raise PlanError(f"plan is {len(text):,} characters long, more than any plan needs ({MAX_PLAN_BYTES:,})")
         try:
-            return cls.from_dict(json.loads(text))
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise PlanError(f"plan is not valid JSON: {exc}") from exc
+            raise PlanError(f"plan is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise PlanError(f"plan JSON is nested too deeply (a plan nests {MAX_DEPTH} levels at most)") from None
+        return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: str) -> Plan:
         try:
             with open(path, encoding="utf-8") as f:
-                return cls.from_json(f.read())
-        except OSError as exc:
-            raise PlanError(f"cannot read plan {path}: {exc.strerror}") from exc
+                return cls.from_json(f.read(MAX_PLAN_BYTES + 1))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PlanError(f"cannot read plan {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.to_json() + "\n")
+        """Write the plan as JSON, atomically (:func:`tinypatch.safeio.write_text`)."""
+        write_text(path, self.to_json() + "\n")
 
 
 def fingerprint(graph: Graph) -> str:
@@ -148,3 +146,74 @@ def fingerprint(graph: Graph) -> str:
         shapes = [graph.tensors[t].shape for t in (*op.inputs, *op.outputs) if t]
         h.update(f"{op.type}{sorted(op.attrs.items())}{shapes};".encode())
     return h.hexdigest()[:16]
+
+
+# --- the schema: every plan passes it before any use ----------------------------------------------
+def check_schema(d: Any) -> None:
+    """Refuse a plan's JSON form unless every field has the right type and range. Raises PlanError.
+
+    Integers must be JSON integers (``4.7`` or ``true`` is not a cut point), cut lists strictly
+    increase from 0, op ranges are ``[start, end)`` with ``0 <= start < end``, halo keys are op
+    indices inside the stage, and nothing nests deeper than a plan does.
+    """
+    if not isinstance(d, dict) or d.get("format") != PLAN_FORMAT:
+        raise PlanError(f"not a tinypatch plan (expected \"format\": \"{PLAN_FORMAT}\")")
+    _check_depth(d)
+    for key in ("model", "fingerprint"):
+        if not isinstance(d.get(key), str):
+            raise PlanError(f"plan field {key!r} must be a string, got {_show(d.get(key))}")
+    for key in ("include_input", "include_output"):
+        if key in d and not isinstance(d[key], bool):
+            raise PlanError(f"plan field {key!r} must be true or false, got {_show(d[key])}")
+    stages = d.get("stages")
+    if not isinstance(stages, list):
+        raise PlanError(f"plan field 'stages' must be a list, got {_show(stages)}")
+    for k, stage in enumerate(stages):
+        _check_stage(stage, f"stage {k}")
+    inplace = d.get("inplace", [])
+    if not isinstance(inplace, list) or not all(_is_index(v) for v in inplace) or len(set(inplace)) != len(inplace):
+        raise PlanError(f"plan field 'inplace' must list distinct operator indices, got {_show(inplace)}")
+
+
+def _check_stage(d: Any, where: str) -> None:
+    if not isinstance(d, dict):
+        raise PlanError(f"{where} must be an object with 'ops', 'rows' and 'cols', got {_show(d)}")
+    ops = d.get("ops")
+    if not (isinstance(ops, list) and len(ops) == 2 and all(_is_index(v) for v in ops) and ops[0] < ops[1]):
+        raise PlanError(f"{where}: 'ops' must be [start, end] with integers 0 <= start < end, got {_show(ops)}")
+    for key in ("rows", "cols"):
+        cuts = d.get(key)
+        if not (isinstance(cuts, list) and len(cuts) >= 2 and all(_is_index(v) for v in cuts) and cuts[0] == 0
+                and all(a < b for a, b in zip(cuts, cuts[1:]))):
+            raise PlanError(f"{where}: {key!r} must be integer cut points that start at 0 and strictly increase, "
+                            f"got {_show(cuts)}")
+    halo = d.get("halo", {})
+    if not isinstance(halo, dict):
+        raise PlanError(f"{where}: 'halo' must map op indices to modes, got {_show(halo)}")
+    modes = (*HALO_MODES, STREAM)
+    for k, v in halo.items():
+        if not (k.isdigit() and ops[0] <= int(k) < ops[1]) or v not in modes:
+            raise PlanError(f"{where}: bad halo entry {_show(k)}: {_show(v)} (keys are op indices inside the stage, "
+                            f"values one of {', '.join(modes)})")
+
+
+def _is_index(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INDEX
+
+
+def _check_depth(d: Any) -> None:
+    """Iteratively: a hostile plan may nest deeper than Python's recursion limit."""
+    stack = [(d, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise PlanError(f"plan JSON is nested too deeply (a plan nests {MAX_DEPTH} levels at most)")
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+
+
+def _show(v: Any, limit: int = 60) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else repr(v)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -21,7 +21,8 @@ from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.kernels.lowbit import BITWIDTHS, packed_bytes, step_shift
 from tinypatch.planning.memory import place_plan, plan_buffers
-from tinypatch.planning.plan import Plan, fingerprint
+from tinypatch.planning.plan import MAX_PLAN_BYTES, Plan, fingerprint
+from tinypatch.safeio import write_text
 
 PRECISION_FORMAT = "tinypatch-precision/1"
 SCOPES = ("rest", "map")
@@ -83,10 +84,14 @@ class PrecisionPlan:
 
     @classmethod
     def from_json(cls, text: str) -> PrecisionPlan:
+        if len(text) > MAX_PLAN_BYTES:
+            raise PlanError(f"precision plan is {len(text):,} characters long, more than any needs ({MAX_PLAN_BYTES:,})")
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise PlanError(f"precision plan is not valid JSON: {exc}") from exc
+            raise PlanError(f"precision plan is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise PlanError("precision plan JSON is nested too deeply") from None
         if not isinstance(d, dict) or d.get("format") != PRECISION_FORMAT:
             raise PlanError(f"not a tinypatch precision plan (expected \"format\": \"{PRECISION_FORMAT}\")")
         try:
@@ -103,13 +108,13 @@ class PrecisionPlan:
     def load(cls, path: str) -> PrecisionPlan:
         try:
             with open(path, encoding="utf-8") as f:
-                return cls.from_json(f.read())
-        except OSError as exc:
-            raise PlanError(f"cannot read precision plan {path}: {exc.strerror}") from exc
+                return cls.from_json(f.read(MAX_PLAN_BYTES + 1))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PlanError(f"cannot read precision plan {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.to_json() + "\n")
+        """Write the precision plan as JSON, atomically (:func:`tinypatch.safeio.write_text`)."""
+        write_text(path, self.to_json() + "\n")
 
 
 def plan_fingerprint(plan: Plan) -> str:

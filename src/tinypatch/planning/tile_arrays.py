@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinypatch.analysis.regions import AxisMap
+from tinypatch.analysis.regions import TABLE_KINDS, AxisMap
 from tinypatch.ir import Graph
 from tinypatch.planning.tiles import StageInfo
 
@@ -37,10 +37,8 @@ def _span(m: AxisMap, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.nd
             s, e = np.zeros_like(lo), np.ones_like(hi)
         else:
             s, e = lo, hi
-    elif m.kind == "nearest":
-        table = m.source_index(np.arange(m.out_size))
-        s = table[np.clip(lo, 0, m.out_size - 1)]
-        e = table[np.clip(hi - 1, 0, m.out_size - 1)] + 1
+    elif m.kind in TABLE_KINDS:
+        s, e = m.table_span(lo, hi)
     else:
         raw_lo = lo * m.stride - m.pad
         raw_hi = (hi - 1) * m.stride - m.pad + m.extent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tinypatch.codegen.project import Project
@@ -17,7 +18,7 @@ def print_report(console: Console, project: Project, cost: McuCost | None, outpu
         _print_outputs(console, outputs or {})
         console.print(f"host build (ASan/UBSan): {_verdict(exact)}; arena {project.arena_bytes:,} B")
         return
-    cost_table(console, f"{project.model} on {project.target} (QEMU)", [("this plan", cost)])
+    cost_table(console, f"{escape(project.model)} on {project.target} (QEMU)", [("this plan", cost)])
     console.print(f"outputs vs Python executor: {_verdict(cost.exact)}")
     if not insncount:
         console.print("instruction counts need the qemu-insncount plugin of the shared assets (not found)")
@@ -31,7 +32,7 @@ def _print_outputs(console: Console, outputs: dict) -> None:
     for name, value in outputs.items():
         flat = value.ravel()
         more = " ..." if flat.size > 16 else ""
-        console.print(f"output {name}: {flat[:16].tolist()}{more}", highlight=False)
+        console.print(f"output {name}: {flat[:16].tolist()}{more}", highlight=False, markup=False)
 
 
 def _n(v: float | None, fmt: str = ",") -> str:

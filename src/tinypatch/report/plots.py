@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from tinypatch.errors import TinypatchError  # noqa: E402
+from tinypatch.safeio import write_bytes  # noqa: E402
 
 KB = 1024
 
@@ -24,14 +29,12 @@ def plot_layer_memory(path: str, labels: Sequence[str], series: dict[str, Sequen
     if budget is not None:
         ax.axhline(budget / KB, color="crimson", linestyle="--", linewidth=1.2, label=f"SRAM budget {budget / KB:g} kB")
     ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=90, fontsize=6)
+    ax.set_xticklabels(labels, rotation=90, fontsize=6, parse_math=False)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)  # model names are text, never mathtext
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_pareto(path: str, title: str, fronts: dict[str, Sequence[tuple[int, float]]],
@@ -55,9 +58,22 @@ def plot_pareto(path: str, title: str, fronts: dict[str, Sequence[tuple[int, flo
         ax.set_ylim(top=ymax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)  # model names are text, never mathtext
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str) -> None:
+    """Render to memory, then write atomically (no half-written image on failure or SIGINT)."""
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    buf = io.BytesIO()
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    try:
+        if fmt not in fig.canvas.get_supported_filetypes():
+            raise TinypatchError(f"cannot write plot {path}: unknown image format {fmt!r} "
+                                 f"(use one of {', '.join(sorted(fig.canvas.get_supported_filetypes()))})")
+        fig.savefig(buf, format=fmt)
+    finally:
+        plt.close(fig)
+    write_bytes(path, buf.getvalue())

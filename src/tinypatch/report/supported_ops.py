@@ -12,10 +12,12 @@ from tinypatch.ir.optable import OPS, CTypes, InPlace, Region
 
 _REGION = {
     Region.WINDOW: "window", Region.PAD: "window (padding)", Region.IDENTITY: "point-wise",
-    Region.CONCAT: "point-wise (channel axis)", Region.NEAREST: "gather (nearest)", Region.NONE: "no",
+    Region.CONCAT: "point-wise (channel axis)", Region.NEAREST: "gather (nearest)",
+    Region.BILINEAR: "gather (bilinear)", Region.TRANSPOSE: "gather (transposed window)",
+    Region.CHANNEL_SLICE: "point-wise (channel ranges)", Region.NONE: "no",
 }
 _INPLACE = {InPlace.NO: "no", InPlace.WINDOW: "raster, least safe shift", InPlace.ELEMENTWISE: "element-wise",
-            InPlace.ALIAS: "same buffer"}
+            InPlace.ALIAS: "same buffer", InPlace.CHANNELS: "channel range, shift 0"}
 _C_TYPES = {CTypes.INT8: "int8", CTypes.MOVE: "int8, uint8, int32, float32", CTypes.QUANTIZE: "int8/float32 -> int8",
             CTypes.DEQUANTIZE: "int8 -> float32"}
 

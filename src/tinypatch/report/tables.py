@@ -28,7 +28,7 @@ def _m(n: int) -> str:
 
 def analyze_tables(console: Console, graph: Graph, report: MemoryReport) -> None:
     """Per-layer table and totals of ``tinypatch analyze``."""
-    t = Table(title=f"{graph.name}: per-layer memory and compute (bytes; working = placed arena bytes live)")
+    t = Table(title=f"{escape(graph.name)}: per-layer memory and compute (bytes; working = placed arena bytes live)")
     for col in ("#", "op", "output", "in B", "out B", "working B", "analytic B", "MACs"):
         t.add_column(col, justify="left" if col in ("op", "output") else "right")
     peak_rows = {r.index for r in report.rows if r.analytic_bytes == report.peak_analytic}

@@ -7,7 +7,7 @@ same :class:`Graph` object only pay for preparation once (treat a graph as froze
 
 from __future__ import annotations
 
-import weakref
+import collections
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -88,15 +88,20 @@ def _signature(graph: Graph) -> tuple[int, ...]:
     return tuple(id(op) for op in graph.ops)
 
 
-_CACHE: weakref.WeakKeyDictionary[Graph, Executor] = weakref.WeakKeyDictionary()
+# The executors of the last few graphs run. Not a WeakKeyDictionary: an executor references its
+# graph, so such an entry would never die (every graph ever run stayed in memory).
+_CACHE: collections.OrderedDict[int, Executor] = collections.OrderedDict()
+_CACHE_SIZE = 4
 
 
 def executor_for(graph: Graph) -> Executor:
     """The cached :class:`Executor` of ``graph`` (rebuilt if its op list changed)."""
-    ex = _CACHE.get(graph)
-    if ex is None or ex.signature != _signature(graph):
+    ex = _CACHE.pop(id(graph), None)
+    if ex is None or ex.graph is not graph or ex.signature != _signature(graph):
         ex = Executor(graph)
-        _CACHE[graph] = ex
+    _CACHE[id(graph)] = ex
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return ex
 
 

@@ -4,7 +4,9 @@ Layer-by-layer operators read and write whole tensors; a patch stage runs its op
 by tile, each tile reading only the region it needs (zero padding only at true image
 borders) and writing its piece of the stage output into the full-size output buffer. All
 activations live in one :class:`~tinypatch.runtime.sim_arena.Arena` at the planner's offsets,
-so :attr:`PlanRun.arena_high_water` is measured, not estimated.
+and every array read from or written to it is reported to the arena:
+:attr:`PlanRun.touched_high_water` is the highest byte actually touched, measured from the
+bytes, and a read of a freed or never-written byte raises :class:`~tinypatch.errors.PlanError`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinypatch.analysis.regions import axis_maps, reads_nchw
+from tinypatch.analysis.regions import reads_nchw
 from tinypatch.errors import InputError
 from tinypatch.ir import Graph
-from tinypatch.ir.optable import Region, op_def
+from tinypatch.ir.optable import op_def
 from tinypatch.kernels import prepare
 from tinypatch.planning.memory import (
     accumulator_name,
@@ -45,8 +47,15 @@ from tinypatch.runtime.sim_arena import Arena
 @dataclass
 class PlanRun:
     outputs: dict[str, np.ndarray]
-    arena_high_water: int  # measured: highest byte any buffer claimed
+    touched_high_water: int  # measured: one past the highest arena byte read or written
     arena_size: int  # the planned peak the arena was sized to
+    alignment: int  # the arena's alignment
+
+    @property
+    def arena_high_water(self) -> int:
+        """The touched high-water mark rounded up to the arena alignment (what a static arena
+        holding those bytes needs)."""
+        return -(-self.touched_high_water // self.alignment) * self.alignment
 
 
 class PlanExecutor:
@@ -85,7 +94,9 @@ class PlanExecutor:
             return
         if buf not in arena.live:
             arena.alloc(buf, self.placement.offsets[buf], value.nbytes)
-        arena.view(buf, value.shape, value.dtype)[...] = value
+        view = arena.view(buf, value.shape, value.dtype)
+        view[...] = value
+        arena.wrote(view)
 
     def _get(self, arena: Arena, outside: dict[str, np.ndarray], name: str) -> np.ndarray:
         t = self.graph.tensors[name]
@@ -121,17 +132,22 @@ class PlanExecutor:
                     self._free(arena, k, st)
                 i = st.stage.end
             else:
-                op = g.ops[i]
-                outs = self.kernels[i]([self._get(arena, outside, t) if t else None for t in op.inputs])
-                overwritten = self.overwrites.get(i)
-                if overwritten:  # in place: the output takes over its input's bytes
-                    arena.free(overwritten)
-                for name, value in zip(op.outputs, outs):
-                    self._put(arena, outside, name, value)
+                self._run_op(arena, outside, i)
                 self._free(arena, i, None)
                 i += 1
-        outputs = {name: np.array(self._get(arena, outside, name)) for name in g.outputs}
-        return PlanRun(outputs, arena.high_water, arena.size)
+        outputs = {name: np.array(arena.read(self._get(arena, outside, name), name)) for name in g.outputs}
+        return PlanRun(outputs, arena.touched_high_water, arena.size, arena.alignment)
+
+    def _run_op(self, arena: Arena, outside: dict[str, np.ndarray], i: int) -> None:
+        """Layer-by-layer op ``i``: inputs read whole, then the output written whole (an in-place
+        op's input is freed first, its output takes over those bytes)."""
+        op = self.graph.ops[i]
+        outs = self.kernels[i]([arena.read(self._get(arena, outside, t), t) if t else None for t in op.inputs])
+        overwritten = self.overwrites.get(i)
+        if overwritten:
+            arena.free(overwritten)
+        for name, value in zip(op.outputs, outs):
+            self._put(arena, outside, name, value)
 
     def _free(self, arena: Arena, step: int, stage: StageTiling | None) -> None:
         """Free the buffers whose lifetime ends at ``step`` (outputs stay until they are read)."""
@@ -159,6 +175,7 @@ class PlanExecutor:
             arena.alloc(acc, self.placement.offsets[acc], self.placement.sizes[acc])
             sums = arena.view(acc, (g.tensors[st.info.tiled].shape[3],), np.dtype(np.int32))
             sums[...] = 0
+            arena.wrote(sums)
         persistent = [k for k in st.info.tile_ops if st.cached(k)]
         for k in persistent:  # cached outputs (and their line buffers) live across all tiles
             name = g.ops[k].outputs[0]
@@ -190,7 +207,8 @@ class PlanExecutor:
                         if st.line_buffer(k):
                             self._save_lines(arena, st, k, i, j, region)
                     if sums is not None and name == st.info.tiled:
-                        sums += region.sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+                        sums += arena.read(region, name).sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+                        arena.read(sums)
                         arena.free(self.buffer_of[name])
                     for buf in self.ends.get(k, []):
                         if buf in tile_bufs:
@@ -201,7 +219,8 @@ class PlanExecutor:
             if st.line_buffer(k):
                 arena.free(line_buffer_name(g.ops[k].outputs[0]))
         if sums is not None:
-            full_out[...] = self.kernels[st.info.reduce].finish(sums.astype(np.int64))
+            full_out[...] = self.kernels[st.info.reduce].finish(arena.read(sums).astype(np.int64))
+            arena.wrote(full_out)
             arena.free(accumulator_name(st.info.output))
 
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
@@ -216,19 +235,22 @@ class PlanExecutor:
                 args.append(g.tensors[t].data if t else None)
             elif t in held:
                 arr, r0, c0 = held[t]
-                args.append(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0])
+                args.append(arena.read(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0], t))
             elif reads_nchw(g, op):
-                args.append(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]])
+                args.append(arena.read(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]], t))
             else:
-                piece = self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]]
+                piece = arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
                 args.append(self.mixed.read(t, piece) if self.mixed else piece)
-        if op_def(op.type).region == Region.NEAREST:
-            value = _resize_tile(g, k, args[0], sh, sw)
+        if op_def(op.type).gather:  # resizes, transpose conv: the kernel computes the window itself
+            p = next(p for p, r in enumerate(sh.reads) if r is not None)
+            value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
         if self.mixed:
             value = self.mixed.wrote(k, value, op.outputs[0] == st.info.output)
-        region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:] = value
+        fresh = region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:]
+        fresh[...] = value
+        arena.wrote(fresh)
 
     def _region(self, arena: Arena, st: StageTiling, k: int, i: int, j: int,
                 kept: dict[str, tuple[np.ndarray, int, int]]) -> np.ndarray:
@@ -244,20 +266,26 @@ class PlanExecutor:
         region = arena.view(buf, shape, t.np_dtype)
         if old is None or not region.size:
             return region
-        keep = old[0].copy()  # a memmove on the MCU
         _, r0, c0 = old  # type: ignore[misc]
+        keep = old[0].copy()  # a memmove on the MCU
         if j > 0 and sw.out[0] > sw.need[0]:  # same tile row: overlapping columns slide left
+            arena.read(old[0][:, sh.need[0] - r0: sh.need[1] - r0, sw.need[0] - c0: sw.out[0] - c0], t.name)
             region[:, :, : sw.out[0] - sw.need[0]] = keep[:, sh.need[0] - r0: sh.need[1] - r0,
                                                           sw.need[0] - c0: sw.out[0] - c0]
+            arena.wrote(region[:, :, : sw.out[0] - sw.need[0]])
         if i > 0 and sh.out[0] > sh.need[0]:  # next tile row: overlapping rows
             rows = sh.out[0] - sh.need[0]
             if st.line_buffer(k):
                 lo = st.w.extent(t.name)[0]
                 lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
                                                               t.shape[3]), t.np_dtype)
-                region[:, :rows, sw.out[0] - sw.need[0]:] = lines[:, :rows, sw.out[0] - lo: sw.need[1] - lo]
+                region[:, :rows, sw.out[0] - sw.need[0]:] = arena.read(
+                    lines[:, :rows, sw.out[0] - lo: sw.need[1] - lo], line_buffer_name(t.name))
+                arena.wrote(region[:, :rows, sw.out[0] - sw.need[0]:])
             else:  # a single tile column: the buffer rolls down
+                arena.read(old[0][:, sh.need[0] - r0: sh.out[0] - r0, sw.need[0] - c0: sw.need[1] - c0], t.name)
                 region[:, :rows] = keep[:, sh.need[0] - r0: sh.out[0] - r0, sw.need[0] - c0: sw.need[1] - c0]
+                arena.wrote(region[:, :rows])
         return region
 
     def _save_lines(self, arena: Arena, st: StageTiling, k: int, i: int, j: int, region: np.ndarray) -> None:
@@ -272,8 +300,10 @@ class PlanExecutor:
         lo = st.w.extent(t.name)[0]
         lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
                                                       t.shape[3]), t.np_dtype)
-        lines[:, : nxt.out[0] - nxt.need[0], sw.out[0] - lo: sw.need[1] - lo] = region[
-            :, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], sw.out[0] - sw.need[0]:]
+        dst = lines[:, : nxt.out[0] - nxt.need[0], sw.out[0] - lo: sw.need[1] - lo]
+        dst[...] = arena.read(region[:, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], sw.out[0] - sw.need[0]:],
+                              t.name)
+        arena.wrote(dst)
 
 
 class _Stream:
@@ -308,7 +338,8 @@ class _Stream:
                 k = step[STEP_OP]
                 if step[STEP_KEEP]:  # slide: kept columns to the front
                     view, keep, shift = views[g.ops[k].outputs[0]], step[STEP_KEEP], step[STEP_SHIFT]
-                    view[:, :, :keep] = view[:, :, shift: shift + keep].copy()
+                    view[:, :, :keep] = self.arena.read(view[:, :, shift: shift + keep]).copy()
+                    self.arena.wrote(view[:, :, :keep])
                 elif spans[k].out[0] < spans[k].out[1]:
                     self.compute(k, step, spans, views)
 
@@ -324,21 +355,14 @@ class _Stream:
                 args.append(g.tensors[t].data if t else None)
             elif t in views:  # a window buffer holds the consumer's columns from its column 0
                 r0 = spans[self.producers[t]].need[0]
-                args.append(views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo])
+                args.append(self.arena.read(views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo], t))
             else:
-                args.append(self.ex._get(self.arena, self.outside, t)[:, rh[0]: rh[1], lo:hi])
+                args.append(self.arena.read(self.ex._get(self.arena, self.outside, t)[:, rh[0]: rh[1], lo:hi], t))
         m = self.window[k]  # one output column reads before + (hi - lo) + after = the window's extent
         wpads = (step[STEP_PAD], m.extent - step[STEP_PAD] - (hi - lo)) if m is not None else (0, 0)
         value = self.ex.kernels[k](args, (*sh.pads, *wpads))[0]
         name = op.outputs[0]
         dst = views[name] if name in views else self.full_out[:, sh.out[0]: sh.out[1]]
         dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
+        self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
 
-
-def _resize_tile(graph: Graph, k: int, x: np.ndarray, sh, sw) -> np.ndarray:  # noqa: ANN001
-    """A nearest-neighbour gather (resize) of one tile: gather with TFLite's source-index rule."""
-    maps = axis_maps(graph, graph.ops[k])
-    assert maps is not None
-    rows = maps[0].source_index(np.arange(*sh.out)) - sh.reads[0][0]  # type: ignore[index]
-    cols = maps[1].source_index(np.arange(*sw.out)) - sw.reads[0][0]
-    return x[:, rows][:, :, cols]

@@ -1,25 +1,39 @@
-"""A simulated static arena: one byte array, buffers at planned offsets, checked as they live.
+"""A simulated static arena: one byte array, buffers at planned offsets, checked byte by byte.
 
 Every activation the plan executor keeps lives in :attr:`Arena.memory` at the offset the
 planner gave it. Allocation checks the bounds and that no live buffer overlaps, so a wrong
-plan fails loudly, and :attr:`Arena.high_water` is the measured high-water mark. Claims are
-rounded up to the arena's alignment, as a C arena reserves aligned slots.
+plan fails loudly. The executor reports every array it reads from the arena
+(:meth:`Arena.read`) and every one it writes (:meth:`Arena.wrote`): a byte is readable only
+between a write and the free of its buffer (freed bytes are poisoned), so a read of a freed
+or never-written byte raises, and :attr:`Arena.touched_high_water` is one past the highest
+byte actually read or written, measured from the bytes, not from the planner's offsets.
+Claims are rounded up to the arena's alignment, as a C arena reserves aligned slots.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from tinypatch.errors import PlanError
+
+POISON = 0xA5  # what a freed byte holds
 
 
 class Arena:
     def __init__(self, size: int, alignment: int = 16) -> None:
         self.size = size
         self.alignment = alignment
-        self.memory = np.zeros(size, np.uint8)
+        self.memory = np.full(size, POISON, np.uint8)
+        self.valid = np.zeros(size, bool)  # written and not freed since
+        self.touched = np.zeros(size, bool)  # ever read or written
         self.live: dict[str, tuple[int, int]] = {}
-        self.high_water = 0
+
+    @property
+    def touched_high_water(self) -> int:
+        """One past the highest byte read or written (0 when none was)."""
+        hits = np.flatnonzero(self.touched)
+        return int(hits[-1]) + 1 if hits.size else 0
 
     def alloc(self, name: str, offset: int, nbytes: int) -> None:
         """Claim ``[offset, offset + nbytes)`` for buffer ``name``."""
@@ -31,15 +45,46 @@ class Arena:
             if other != name and offset < o + n and o < end:
                 raise PlanError(f"buffer {name!r} [{offset}, {end}) collides with live {other!r} [{o}, {o + n})")
         self.live[name] = (offset, nbytes)
-        self.high_water = max(self.high_water, end)
 
     def free(self, name: str) -> None:
-        self.live.pop(name, None)
+        """Release ``name``: its bytes are poisoned and unreadable until written again."""
+        span = self.live.pop(name, None)
+        if span is not None:
+            self.memory[span[0]: span[0] + span[1]] = POISON
+            self.valid[span[0]: span[0] + span[1]] = False
 
     def view(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """The live buffer ``name`` seen as an array of ``shape`` (must fit its claimed bytes)."""
+        if name not in self.live:
+            raise PlanError(f"buffer {name!r} is not live (freed or never allocated)")
         offset, nbytes = self.live[name]
         count = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         if count > nbytes:
             raise PlanError(f"buffer {name!r} holds {nbytes} bytes, {count} requested")
         return self.memory[offset: offset + count].view(dtype).reshape(shape)
+
+    def _bytes(self, mask: np.ndarray, arr: np.ndarray) -> np.ndarray | None:
+        """``mask`` seen at the bytes ``arr`` covers (None: ``arr`` is empty or not in the arena)."""
+        if arr.size == 0 or not np.may_share_memory(arr, self.memory):
+            return None
+        start = arr.__array_interface__["data"][0] - self.memory.__array_interface__["data"][0]
+        return as_strided(mask[start:], arr.shape + (arr.itemsize,), arr.strides + (1,), writeable=True)
+
+    def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
+        """Record a read of ``arr`` (a view into the arena, or any other array); every byte must
+        hold a value written since its buffer was last freed. Returns ``arr``."""
+        valid = self._bytes(self.valid, arr)
+        if valid is None:
+            return arr
+        if not valid.all():
+            start = arr.__array_interface__["data"][0] - self.memory.__array_interface__["data"][0]
+            raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
+        self._bytes(self.touched, arr)[...] = True  # type: ignore[index]
+        return arr
+
+    def wrote(self, arr: np.ndarray) -> None:
+        """Record that every byte of ``arr`` (a view into the arena) now holds a value."""
+        for mask in (self.valid, self.touched):
+            m = self._bytes(mask, arr)
+            if m is not None:
+                m[...] = True

@@ -11,6 +11,7 @@
  * - requantization with SMMULR and an add-and-shift rounding (see tp_rq).
  * Helium (Cortex-M55) versions are in tp_fast_mve.c. */
 #include "tp_fast.h"
+#include "tp_shadow.h"
 #include "tp_fast_mve.h"
 
 #if defined(TP_FAST)
@@ -63,6 +64,9 @@ static inline int32_t mulhr(int32_t a, int32_t b) { return (int32_t)(((int64_t)a
 static inline uint32_t ld32(const int8_t *p)
 {
     uint32_t v;
+#if defined(TP_SHADOW)
+    tp_shadow_read(p, 4);
+#endif
     memcpy(&v, p, 4); /* one (unaligned) LDR on Cortex-M4/M7 */
     return v;
 }
@@ -118,11 +122,11 @@ TP_INLINE void dot22(const int8_t *x0, int xstep, const int8_t *w0, int wstep, i
     }
     const int z = sub ? zp : 0;
     for (int k = n & 3; k > 0; k--, x0++, w0++) {
-        const int a = x0[0] - z, u = w0[0], v = w0[wstep];
+        const int a = TP_RD(x0[0]) - z, u = w0[0], v = w0[wstep];
         s00 += a * u;
         s01 += a * v;
         if (two) {
-            const int b = x0[xstep] - z;
+            const int b = TP_RD(x0[xstep]) - z;
             s10 += b * u;
             s11 += b * v;
         }
@@ -163,25 +167,27 @@ static void gemm_2px(const int8_t *x0, const int8_t *x1, const int8_t *w, int k,
             s11 = dual_mac(xb1, wb1, s11);
         }
         for (int i = k & 3; i > 0; i--) {
-            const int p = *a++, q = *b++, r = *u++, t = *v++;
+            const int p = TP_RD(a[0]), q = TP_RD(b[0]), r = *u++, t = *v++;
+            a++;
+            b++;
             s00 += p * r;
             s01 += p * t;
             s10 += q * r;
             s11 += q * t;
         }
-        y0[oc] = requant(s00, &rq[0], zp, lo, hi);
-        y1[oc] = requant(s10, &rq[0], zp, lo, hi);
-        y0[oc + 1] = requant(s01, &rq[1], zp, lo, hi);
-        y1[oc + 1] = requant(s11, &rq[1], zp, lo, hi);
+        TP_WR(y0[oc], requant(s00, &rq[0], zp, lo, hi));
+        TP_WR(y1[oc], requant(s10, &rq[0], zp, lo, hi));
+        TP_WR(y0[oc + 1], requant(s01, &rq[1], zp, lo, hi));
+        TP_WR(y1[oc + 1], requant(s11, &rq[1], zp, lo, hi));
     }
     if (oc < cout) { /* odd channel count */
         int32_t s0 = rq[0].bias, s1 = s0;
         for (int i = 0; i < k; i++) {
-            s0 += w[i] * x0[i];
-            s1 += w[i] * x1[i];
+            s0 += w[i] * TP_RD(x0[i]);
+            s1 += w[i] * TP_RD(x1[i]);
         }
-        y0[oc] = requant(s0, &rq[0], zp, lo, hi);
-        y1[oc] = requant(s1, &rq[0], zp, lo, hi);
+        TP_WR(y0[oc], requant(s0, &rq[0], zp, lo, hi));
+        TP_WR(y1[oc], requant(s1, &rq[0], zp, lo, hi));
     }
 }
 
@@ -232,15 +238,18 @@ TP_INLINE void conv_pixels(const tp_conv_p *p, const int8_t *x, int irs, int iy0
         }
         const int8_t *xr = xw, *wr = w;
         for (int ky = ky0; ky < ky1; ky++, xr += irs, wr += kw * cin) dot22(xr, xstep, wr, wstep, n, in_zp, zp2, two, sub, s);
-        out0[oc] = requant(s[0], &rq[oc], zp, lo, hi);
-        if (two) out1[oc] = requant(s[2], &rq[oc], zp, lo, hi);
+        TP_WR(out0[oc], requant(s[0], &rq[oc], zp, lo, hi));
+        if (two) TP_WR(out1[oc], requant(s[2], &rq[oc], zp, lo, hi));
         if (oc1 != oc) {
-            out0[oc1] = requant(s[1], &rq[oc1], zp, lo, hi);
-            if (two) out1[oc1] = requant(s[3], &rq[oc1], zp, lo, hi);
+            TP_WR(out0[oc1], requant(s[1], &rq[oc1], zp, lo, hi));
+            if (two) TP_WR(out1[oc1], requant(s[3], &rq[oc1], zp, lo, hi));
         }
     }
 }
 
+/* write-ahead: 2 output pixels (conv_pixels / gemm_2px: two pixels channel pair by channel pair).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 int tp_fast_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                     int8_t *y, int oh, int ow, int ors)
 {
@@ -321,22 +330,25 @@ TP_INLINE void dw_pixel(const tp_conv_p *p, const int8_t *xp, int irs, const int
                 a3 = mac_tt(xh, wh, a3);
             }
         }
-        out[ch] = requant(a0, &rq[0], out_zp, lo, hi);
-        out[ch + 1] = requant(a1, &rq[1], out_zp, lo, hi);
-        out[ch + 2] = requant(a2, &rq[2], out_zp, lo, hi);
-        out[ch + 3] = requant(a3, &rq[3], out_zp, lo, hi);
+        TP_WR(out[ch], requant(a0, &rq[0], out_zp, lo, hi));
+        TP_WR(out[ch + 1], requant(a1, &rq[1], out_zp, lo, hi));
+        TP_WR(out[ch + 2], requant(a2, &rq[2], out_zp, lo, hi));
+        TP_WR(out[ch + 3], requant(a3, &rq[3], out_zp, lo, hi));
     }
     for (; ch < c; ch++, rq++) { /* remaining channels */
         int32_t a = sub ? (bias ? bias[ch] : 0) : rq->bias;
         for (int r = 0; r < rows; r++)
             for (int t = 0; t < cols; t++) {
-                const int v = xp[(ptrdiff_t)r * irs + (ptrdiff_t)t * c + ch];
+                const int v = TP_RD(xp[(ptrdiff_t)r * irs + (ptrdiff_t)t * c + ch]);
                 a += wp[(r * kw + t) * c + ch] * (sub ? v - zp : v);
             }
-        out[ch] = requant(a, rq, out_zp, lo, hi);
+        TP_WR(out[ch], requant(a, rq, out_zp, lo, hi));
     }
 }
 
+/* write-ahead: 1 output pixel (dw_pixel: one pixel, channel by channel).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 int tp_fast_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                       int8_t *y, int oh, int ow, int ors)
 {
@@ -360,6 +372,82 @@ int tp_fast_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int i
                 dw_pixel(p, xp, irs, p->w, 3, 3, 3, out, 0);
             else
                 dw_pixel(p, xp, irs, p->w, kw, kh, kw, out, 0);
+        }
+    }
+    return 1;
+}
+/* Transpose convolution, gathered per output pixel: pixels ox and ox + sw of a row read the same
+ * taps from adjacent input pixels, so they share a pass (dot22 with xstep = cin), 2 output
+ * channels per pass; the zero point is subtracted (SSUB16): which taps land depends on the pixel. */
+TP_INLINE void tconv_taps(const int8_t *xa, const int8_t *xb, const int8_t *w, int wstep, int n, int zp,
+                          int32_t zp2, int32_t *s)
+{
+    if (xa && xb) {
+        dot22(xa, (int)(xb - xa), w, wstep, n, zp, zp2, 1, 1, s);
+    } else if (xa) {
+        dot22(xa, 0, w, wstep, n, zp, zp2, 0, 1, s);
+    } else if (xb) {
+        int32_t t[4] = {s[2], s[3], 0, 0};
+        dot22(xb, 0, w, wstep, n, zp, zp2, 0, 1, t);
+        s[2] = t[0];
+        s[3] = t[1];
+    }
+}
+
+static inline int8_t tconv_requant(const tp_conv_p *p, int32_t acc, int oc)
+{
+    return requant(acc, &p->rq[oc], p->out_zp, p->act_min, p->act_max); /* bias not folded: rq[oc].bias unused */
+}
+
+#define TP_TCONV_TAPS 64 /* most (ky, kx) taps one output pixel may gather on the fast path */
+
+int tp_fast_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                     int oxp, int8_t *y, int oh, int ow, int ors)
+{
+    const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, zp = p->in_zp;
+    if (!p->rq || kh * kw > TP_TCONV_TAPS) return 0;
+    const int32_t zp2 = (int32_t)(((uint32_t)(uint16_t)zp << 16) | (uint16_t)zp);
+    const int ktaps = kh * kw * cin;
+    const int8_t *xa[TP_TCONV_TAPS], *xb[TP_TCONV_TAPS];
+    int woff[TP_TCONV_TAPS];
+    for (int oy = 0; oy < oh; oy++) {
+        int8_t *row = y + (ptrdiff_t)oy * ors;
+        for (int ox = 0; ox < ow; ox++) {
+            /* pixel ox pairs with ox + sw unless that one was (or will be) done with ox - sw */
+            if ((ox / sw) % 2) continue;
+            const int two = ox + sw < ow;
+            int n = 0; /* the taps landing on either pixel, with their input pixels (NULL: none) */
+            for (int ky = 0; ky < kh; ky++) {
+                const int ty = oyp + oy - ky;
+                if (ty < 0 || ty % sh) continue;
+                const int iy = ty / sh - iy0;
+                if (iy < 0 || iy >= ih) continue;
+                const int8_t *xr = x + (ptrdiff_t)iy * irs;
+                for (int kx = 0; kx < kw; kx++) {
+                    const int tx = oxp + ox - kx;
+                    if (tx < -sw || (tx + sw) % sw) continue;
+                    const int ix = (tx + sw) / sw - 1 - ix0; /* pixel ox reads ix, pixel ox + sw reads ix + 1 */
+                    xa[n] = tx >= 0 && ix >= 0 && ix < iw ? xr + (ptrdiff_t)ix * cin : NULL;
+                    xb[n] = two && ix + 1 >= 0 && ix + 1 < iw ? xr + (ptrdiff_t)(ix + 1) * cin : NULL;
+                    woff[n] = (ky * kw + kx) * cin;
+                    n += xa[n] || xb[n];
+                }
+            }
+            int8_t *outa = row + (ptrdiff_t)ox * cout, *outb = row + (ptrdiff_t)(ox + sw) * cout;
+            for (int oc = 0; oc < cout; oc += 2) {
+                const int oc1 = oc + 1 < cout ? oc + 1 : oc;
+                int32_t s[4];
+                s[0] = s[2] = p->bias ? p->bias[oc] : 0;
+                s[1] = s[3] = p->bias ? p->bias[oc1] : 0;
+                const int8_t *w = p->w + (ptrdiff_t)oc * ktaps;
+                for (int t = 0; t < n; t++) tconv_taps(xa[t], xb[t], w + woff[t], (oc1 - oc) * ktaps, cin, zp, zp2, s);
+                outa[oc] = tconv_requant(p, s[0], oc);
+                if (oc1 != oc) outa[oc1] = tconv_requant(p, s[1], oc1);
+                if (two) {
+                    outb[oc] = tconv_requant(p, s[2], oc);
+                    if (oc1 != oc) outb[oc1] = tconv_requant(p, s[3], oc1);
+                }
+            }
         }
     }
     return 1;

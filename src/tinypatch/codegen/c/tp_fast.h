@@ -11,9 +11,12 @@ int tp_fast_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs
                     int8_t *y, int oh, int ow, int ors);
 int tp_fast_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                       int8_t *y, int oh, int ow, int ors);
+int tp_fast_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                     int oxp, int8_t *y, int oh, int ow, int ors);
 #else
 #define tp_fast_conv_s8(...) 0
 #define tp_fast_dwconv_s8(...) 0
+#define tp_fast_tconv_s8(...) 0
 #endif
 
 #endif

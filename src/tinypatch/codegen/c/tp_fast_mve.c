@@ -443,6 +443,9 @@ __attribute__((noinline)) static void gemm_buf1(const tp_conv_p *p, const int8_t
     }
 }
 
+/* write-ahead: 4 output pixels (gemm_4px / gemm_buf4 / conv_4px: four pixels, channel group by channel group).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 int tp_mve_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                    int8_t *y, int oh, int ow, int ors)
 {
@@ -769,6 +772,9 @@ __attribute__((noinline)) static void dw_any(const tp_conv_p *p, const int8_t *x
     }
 }
 
+/* write-ahead: 1 output pixel in place (dw_any, one pixel at a time; the 3x3 path runs channel groups over the whole image and is never used in place).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 int tp_mve_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                      int8_t *y, int oh, int ow, int ors)
 {

@@ -90,6 +90,9 @@ static int32_t roundf_to_i32(float v)
 }
 
 /* --- convolutions ------------------------------------------------------------------------ */
+/* write-ahead: 1 output pixel (its channels one by one, each re-reading the whole window).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 void tp_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                 int8_t *y, int oh, int ow, int ors)
 {
@@ -111,15 +114,18 @@ void tp_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, in
                         if (ix < 0 || ix >= iw) continue;
                         const int8_t *px = x + (ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin;
                         const int8_t *wk = w + (ky * kw + kx) * cin;
-                        for (int c = 0; c < cin; c++) acc += wk[c] * (px[c] - zp);
+                        for (int c = 0; c < cin; c++) acc += wk[c] * (TP_RD(px[c]) - zp);
                     }
                 }
-                out[oc] = requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+                TP_WR(out[oc], requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max));
             }
         }
     }
 }
 
+/* write-ahead: 1 output pixel (its channels one by one).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 void tp_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                   int8_t *y, int oh, int ow, int ors)
 {
@@ -139,16 +145,19 @@ void tp_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, 
                     for (int kx = 0; kx < kw; kx++) {
                         const int ix = ix0 + kx * p->dw;
                         if (ix < 0 || ix >= iw) continue;
-                        acc += p->w[(ky * kw + kx) * cout + oc] * (x[(ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin + ic] - zp);
+                        acc += p->w[(ky * kw + kx) * cout + oc] * (TP_RD(x[(ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin + ic]) - zp);
                     }
                 }
-                out[oc] = requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+                TP_WR(out[oc], requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max));
             }
         }
     }
 }
 
 /* --- pooling (padded cells never take part) --------------------------------------------- */
+/* write-ahead: 1 output pixel.
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 void tp_avgpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                    int8_t *y, int oh, int ow, int ors)
 {
@@ -165,18 +174,21 @@ void tp_avgpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs,
                 int32_t sum = 0;
                 for (int ky = ky0; ky < ky1; ky++)
                     for (int kx = kx0; kx < kx1; kx++)
-                        sum += x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch];
+                        sum += TP_RD(x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch]);
                 int32_t v = 0;
                 if (count > 0) {
                     const int32_t half = count / 2;
                     v = sum > 0 ? (sum + half) / count : -((half - sum) / count);
                 }
-                out[ch] = clamp8(v, p->act_min, p->act_max);
+                TP_WR(out[ch], clamp8(v, p->act_min, p->act_max));
             }
         }
     }
 }
 
+/* write-ahead: 1 output pixel.
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 void tp_maxpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                    int8_t *y, int oh, int ow, int ors)
 {
@@ -192,10 +204,10 @@ void tp_maxpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs,
                 int m = -128;
                 for (int ky = ky0; ky < ky1; ky++)
                     for (int kx = kx0; kx < kx1; kx++) {
-                        const int v = x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch];
+                        const int v = TP_RD(x[(ptrdiff_t)(iy0 + ky) * irs + (ptrdiff_t)(ix0 + kx) * c + ch]);
                         if (v > m) m = v;
                     }
-                out[ch] = clamp8(m, p->act_min, p->act_max);
+                TP_WR(out[ch], clamp8(m, p->act_min, p->act_max));
             }
         }
     }
@@ -210,6 +222,57 @@ void tp_resize_nn(const int16_t *rows, const int16_t *cols, int ry0, int rx0, in
         char *dst = (char *)y + (ptrdiff_t)oy * ors * esize;
         for (int ox = 0; ox < ow; ox++)
             memcpy(dst + ox * px, src + (ptrdiff_t)(cols[ox] - rx0) * px, px);
+    }
+}
+
+void tp_resize_bl_s8(const int16_t *ylo, const int16_t *yhi, const int16_t *yw, const int16_t *xlo,
+                     const int16_t *xhi, const int16_t *xw, int ry0, int rx0, int c, const int8_t *x, int irs,
+                     int8_t *y, int oh, int ow, int ors)
+{
+    for (int oy = 0; oy < oh; oy++) {
+        const int8_t *r0 = x + (ptrdiff_t)(ylo[oy] - ry0) * irs, *r1 = x + (ptrdiff_t)(yhi[oy] - ry0) * irs;
+        const int64_t wy1 = yw[oy], wy0 = 1024 - wy1;
+        int8_t *out = y + (ptrdiff_t)oy * ors;
+        for (int ox = 0; ox < ow; ox++) {
+            const ptrdiff_t c0 = (ptrdiff_t)(xlo[ox] - rx0) * c, c1 = (ptrdiff_t)(xhi[ox] - rx0) * c;
+            const int64_t wx1 = xw[ox], wx0 = 1024 - wx1;
+            for (int ch = 0; ch < c; ch++) {
+                const int64_t v = r0[c0 + ch] * wy0 * wx0 + r1[c0 + ch] * wy1 * wx0 + r0[c1 + ch] * wy0 * wx1
+                                  + r1[c1 + ch] * wy1 * wx1;
+                out[(ptrdiff_t)ox * c + ch] = (int8_t)((v + (v > 0 ? (1 << 19) : -(1 << 19))) / (1 << 20));
+            }
+        }
+    }
+}
+
+void tp_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                 int oxp, int8_t *y, int oh, int ow, int ors)
+{
+    if (tp_fast_tconv_s8(p, x, ih, iw, irs, iy0, ix0, oyp, oxp, y, oh, ow, ors)) return;
+    const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, zp = p->in_zp;
+    for (int oy = 0; oy < oh; oy++) {
+        for (int ox = 0; ox < ow; ox++) {
+            int8_t *out = y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox * cout;
+            for (int oc = 0; oc < cout; oc++) {
+                int32_t acc = p->bias ? p->bias[oc] : 0;
+                for (int ky = 0; ky < kh; ky++) {
+                    const int ty = oyp + oy - ky;
+                    if (ty < 0 || ty % sh) continue;
+                    const int iy = ty / sh - iy0;
+                    if (iy < 0 || iy >= ih) continue;
+                    for (int kx = 0; kx < kw; kx++) {
+                        const int tx = oxp + ox - kx;
+                        if (tx < 0 || tx % sw) continue;
+                        const int ix = tx / sw - ix0;
+                        if (ix < 0 || ix >= iw) continue;
+                        const int8_t *px = x + (ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin;
+                        const int8_t *wk = p->w + (((ptrdiff_t)oc * kh + ky) * kw + kx) * cin;
+                        for (int c = 0; c < cin; c++) acc = wrap_add(acc, wk[c] * (px[c] - zp));
+                    }
+                }
+                out[oc] = requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+            }
+        }
     }
 }
 
@@ -234,7 +297,7 @@ void tp_add_s8(const tp_add_p *p, const int32_t *d, const int8_t *a, const int32
     TP_FOR3(d) {
         const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
         int8_t *py = TP_AT(y, sy);
-        for (int32_t i = 0; i < d[3]; i++) py[i * sy[3]] = add1(p, pa[i * sa[3]], pb[i * sb[3]]);
+        for (int32_t i = 0; i < d[3]; i++) TP_WR(py[i * sy[3]], add1(p, TP_RD(pa[i * sa[3]]), TP_RD(pb[i * sb[3]])));
     }
 }
 
@@ -245,8 +308,51 @@ void tp_mul_s8(const tp_mul_p *p, const int32_t *d, const int8_t *a, const int32
         const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
         int8_t *py = TP_AT(y, sy);
         for (int32_t i = 0; i < d[3]; i++) {
-            const int32_t prod = (pa[i * sa[3]] - p->zp1) * (pb[i * sb[3]] - p->zp2);
-            py[i * sy[3]] = requant(prod, p->m, p->shift, p->out_zp, p->act_min, p->act_max);
+            const int32_t prod = (TP_RD(pa[i * sa[3]]) - p->zp1) * (TP_RD(pb[i * sb[3]]) - p->zp2);
+            TP_WR(py[i * sy[3]], requant(prod, p->m, p->shift, p->out_zp, p->act_min, p->act_max));
+        }
+    }
+}
+
+void tp_maxmin_s8(int is_max, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                  const int32_t *sb, int8_t *y, const int32_t *sy)
+{
+    TP_FOR3(d) {
+        const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
+        int8_t *py = TP_AT(y, sy);
+        for (int32_t i = 0; i < d[3]; i++) {
+            const int8_t u = pa[i * sa[3]], v = pb[i * sb[3]];
+            py[i * sy[3]] = (u > v) == (is_max != 0) ? u : v;
+        }
+    }
+}
+
+void tp_sqdiff_s8(const tp_sqdiff_p *p, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                  const int32_t *sb, int8_t *y, const int32_t *sy)
+{
+    TP_FOR3(d) {
+        const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
+        int8_t *py = TP_AT(y, sy);
+        for (int32_t i = 0; i < d[3]; i++) {
+            const int32_t x1 = tp_rdbpot(tp_srdhm((pa[i * sa[3]] - p->zp1) * (1 << 7), p->m1), -p->sh1);
+            const int32_t x2 = tp_rdbpot(tp_srdhm((pb[i * sb[3]] - p->zp2) * (1 << 7), p->m2), -p->sh2);
+            const int32_t diff = x1 - x2;
+            py[i * sy[3]] = clamp8((int64_t)tp_mbqm(diff * diff, p->mo, p->sho) + p->out_zp, -128, 127);
+        }
+    }
+}
+
+void tp_prelu_s8(const tp_prelu_p *p, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                 const int32_t *sb, int8_t *y, const int32_t *sy)
+{
+    TP_FOR3(d) {
+        const int8_t *pa = TP_AT(a, sa), *pb = TP_AT(b, sb);
+        int8_t *py = TP_AT(y, sy);
+        for (int32_t i = 0; i < d[3]; i++) {
+            const int32_t v = pa[i * sa[3]] - p->zp;
+            const int32_t r = v >= 0 ? tp_mbqm(v, p->m_pos, p->sh_pos)
+                                     : tp_mbqm(v * (pb[i * sb[3]] - p->zp_alpha), p->m_neg, p->sh_neg);
+            py[i * sy[3]] = clamp8((int64_t)r + p->out_zp, -128, 127);
         }
     }
 }
@@ -257,7 +363,7 @@ void tp_lut_s8(const int8_t *lut, const int32_t *d, const int8_t *x, const int32
     TP_FOR3(d) {
         const int8_t *px = TP_AT(x, sx);
         int8_t *py = TP_AT(y, sy);
-        for (int32_t i = 0; i < d[3]; i++) py[i * sy[3]] = lut[px[i * sx[3]] + 128];
+        for (int32_t i = 0; i < d[3]; i++) TP_WR(py[i * sy[3]], lut[TP_RD(px[i * sx[3]]) + 128]);
     }
 }
 
@@ -294,12 +400,15 @@ void tp_copy(int esize, const int32_t *d, const void *x, const int32_t *sx, void
         if (sx[3] == 1 && sy[3] == 1) {
             memmove(py, px, (size_t)d[3] * esize);
         } else {
-            for (int32_t i = 0; i < d[3]; i++)
-                memcpy(py + (ptrdiff_t)i * sy[3] * esize, px + (ptrdiff_t)i * sx[3] * esize, (size_t)esize);
+            for (int32_t i = 0; i < d[3]; i++) /* memmove: in place, an element may be copied onto itself */
+                memmove(py + (ptrdiff_t)i * sy[3] * esize, px + (ptrdiff_t)i * sx[3] * esize, (size_t)esize);
         }
     }
 }
 
+/* write-ahead: 1 output pixel (element by element, each read before it is written).
+ * In place, at most this many pixels of one output row are written before every input they
+ * read has been read (tinypatch.analysis.inplace_shift bounds the shift with it; tests parse it). */
 void tp_pad(int esize, const void *value, const int32_t *din, const int32_t *before, const void *x,
             const int32_t *sx, const int32_t *dout, void *y, const int32_t *sy)
 {
@@ -317,6 +426,10 @@ void tp_pad(int esize, const void *value, const int32_t *din, const int32_t *bef
                     if (inside && i3 >= 0 && i3 < din[3])
                         src = cx + ((ptrdiff_t)i0 * sx[0] + (ptrdiff_t)i1 * sx[1] + (ptrdiff_t)i2 * sx[2]
                                     + (ptrdiff_t)i3 * sx[3]) * esize;
+#if defined(TP_SHADOW)
+                    if (src != value) tp_shadow_read(src, (size_t)esize);
+                    tp_shadow_write(py + (ptrdiff_t)o3 * sy[3] * esize, (size_t)esize);
+#endif
                     memcpy(py + (ptrdiff_t)o3 * sy[3] * esize, src, (size_t)esize);
                 }
             }

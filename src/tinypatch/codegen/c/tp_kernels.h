@@ -13,7 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tp_shadow.h"
 #include "tp_types.h"
+
 
 /* --- fixed point (gemmlowp / TFLite reference) --------------------------------------- */
 int32_t tp_srdhm(int32_t a, int32_t b);
@@ -31,12 +33,29 @@ void tp_maxpool_s8(const tp_pool_p *p, const int8_t *x, int ih, int iw, int irs,
                    int8_t *y, int oh, int ow, int ors);
 void tp_resize_nn(const int16_t *rows, const int16_t *cols, int ry0, int rx0, int c, int esize,
                   const void *x, int irs, void *y, int oh, int ow, int ors);
+/* RESIZE_BILINEAR (int8): per output row/col its lower and upper source index and the weight
+ * of the upper one in 1/1024 (tables from the full resize, offset to the window), ry0/rx0: the
+ * tensor coordinates of x's first row/col. */
+void tp_resize_bl_s8(const int16_t *ylo, const int16_t *yhi, const int16_t *yw, const int16_t *xlo,
+                     const int16_t *xhi, const int16_t *xw, int ry0, int rx0, int c, const int8_t *x, int irs,
+                     int8_t *y, int oh, int ow, int ors);
+/* TRANSPOSE_CONV (int8, p: filter [cout][kh][kw][cin]): output pixel (oy, ox) of the window,
+ * shifted by (oyp, oxp) = window origin + padding, gathers input pixel ((oyp + oy - ky) / sh,
+ * (oxp + ox - kx) / sw) where the division is exact; x holds input rows/cols from (iy0, ix0) on. */
+void tp_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                 int oxp, int8_t *y, int oh, int ow, int ors);
 
 /* --- element-wise kernels over d[4] with strides (elements) ---------------------------- */
 void tp_add_s8(const tp_add_p *p, const int32_t *d, const int8_t *a, const int32_t *sa,
                const int8_t *b, const int32_t *sb, int8_t *y, const int32_t *sy);
 void tp_mul_s8(const tp_mul_p *p, const int32_t *d, const int8_t *a, const int32_t *sa,
                const int8_t *b, const int32_t *sb, int8_t *y, const int32_t *sy);
+void tp_maxmin_s8(int is_max, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                  const int32_t *sb, int8_t *y, const int32_t *sy);
+void tp_sqdiff_s8(const tp_sqdiff_p *p, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                  const int32_t *sb, int8_t *y, const int32_t *sy);
+void tp_prelu_s8(const tp_prelu_p *p, const int32_t *d, const int8_t *a, const int32_t *sa, const int8_t *b,
+                 const int32_t *sb, int8_t *y, const int32_t *sy);
 void tp_lut_s8(const int8_t *lut, const int32_t *d, const int8_t *x, const int32_t *sx,
                int8_t *y, const int32_t *sy);
 void tp_lut_f32(const float *lut, const int32_t *d, const int8_t *x, const int32_t *sx,

@@ -62,6 +62,18 @@ typedef struct {
     int32_t count;
 } tp_mean_p;
 
+typedef struct {           /* SQUARED_DIFFERENCE: inputs << 7 rescaled (m1, m2), squared difference (mo) */
+    int32_t m1, m2, mo;
+    int8_t sh1, sh2, sho;
+    int16_t zp1, zp2, out_zp;
+} tp_sqdiff_p;
+
+typedef struct {           /* PRELU: x - zp >= 0: (m_pos, sh_pos); else (x - zp) * (alpha - zp_a): (m_neg, sh_neg) */
+    int32_t m_pos, m_neg;
+    int8_t sh_pos, sh_neg;
+    int16_t zp, zp_alpha, out_zp;
+} tp_prelu_p;
+
 typedef struct {
     const int32_t *exps;   /* [256]: exp of a difference -d (d = 0..255) in Q0.31 */
     int32_t diff_min;
