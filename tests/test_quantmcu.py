@@ -12,7 +12,7 @@ from conftest import model_path
 from tinypatch import api
 from tinypatch.analysis.macs import op_macs
 from tinypatch.cli import main
-from tinypatch.errors import PlanError
+from tinypatch.errors import PlanError, UsageError
 from tinypatch.kernels.lowbit import code_range, packed_bytes, requantize, step_shift
 from tinypatch.planning.plan import Plan, fingerprint
 from tinypatch.planning.precision import (
@@ -25,6 +25,7 @@ from tinypatch.planning.tiles import tile_stage
 from tinypatch.runtime.crops import crops, photos
 from tinypatch.runtime.mixed import MixedPrecision, stage_maps
 from tinypatch.runtime.plan_executor import PlanExecutor
+from tinypatch.runtime.quantmcu import measure, uniform
 
 
 @pytest.mark.parametrize("bits", [6, 4, 2])
@@ -47,6 +48,7 @@ def test_step_shift_and_packing():
     assert step_shift(4, False, 15) == 0 and step_shift(4, False, 16) == 1 and step_shift(4, True, 255) == 6
     assert step_shift(2, False, 200) == 7
     assert packed_bytes(10, 4) == 5 and packed_bytes(4, 6) == 3 and packed_bytes(3, 2) == 1
+    assert packed_bytes(8, 3) == 3 and packed_bytes(8, 5) == 5 and packed_bytes(8, 7) == 7
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,17 @@ def test_precision_plan_json_round_trip_and_checks(vww, tmp_path):
     other = Plan(plan.model, plan.fingerprint, [], plan.include_input, plan.include_output)
     with pytest.raises(PlanError, match="another patch plan"):
         q.check(graph, other)
-    with pytest.raises(PlanError, match="bits"):
-        MapPrecision("x", 3, 10, True)
+    for bits in (1, 9):
+        with pytest.raises(PlanError, match="bits"):
+            MapPrecision("x", bits, 10, True)
+    good = json.loads(p.to_json())
+    for field, bad in (("bits", 4.5), ("bits", True), ("threshold", "7"), ("signed", 1), ("tensor", 3)):
+        d = json.loads(json.dumps(good))
+        d["stages"][0]["maps"][0][field] = bad
+        with pytest.raises(PlanError, match=field):
+            PrecisionPlan.from_json(json.dumps(d))
+    with pytest.raises(PlanError, match="nested too deeply"):
+        PrecisionPlan.from_json("[" * 100000 + "]" * 100000)
     with pytest.raises(PlanError, match="not a tinypatch precision plan"):
         PrecisionPlan.from_json(json.dumps({"format": "x"}))
 
@@ -149,7 +160,7 @@ def test_quantize_cli(vww, tmp_path, capsys):
     prec = PrecisionPlan.load(str(out))
     prec.check(graph, plan)
     assert {m.bits for m in prec.stages[0].maps} <= {8, 4}
-    assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(pp), "--bits", "3"]) == 2
+    assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(pp), "--bits", "9"]) == 2
     assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(tmp_path / "no.json")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("error:") == 2
@@ -164,3 +175,34 @@ def test_quantize_api_takes_arrays_and_refuses_plans_without_stages(vww):
     assert bm <= b8 and r.memory.all_low_bit <= r.memory.worst_case
     with pytest.raises(PlanError, match="no patch stage"):
         api.quantize(graph, Plan.layer_by_layer(graph), calib=xs, evaluate=xs)
+
+
+def test_entropy_acceptance_runs_no_calibration_and_respects_its_bound(vww):
+    graph, plan = vww
+    xs = list(crops(graph.tensors[graph.inputs[0]], "calibration", 2, 7))
+    loose = api.quantize(graph, plan, calib=xs, evaluate=xs[:1], bitwidths=(8, 4, 3), accept="entropy",
+                         max_entropy_loss=1.0)
+    assert all(m.bits == 3 for sp in loose.precision.stages for m in sp.maps)  # every move passes a bound of 1
+    assert all(s.accepted and s.agreement != s.agreement for s in loose.result.steps)  # NaN: nothing was run
+    strict = api.quantize(graph, plan, calib=xs, evaluate=xs[:1], bitwidths=(8, 4), accept="entropy",
+                          max_entropy_loss=0.0)
+    assert all(m.bits == 8 for sp in strict.precision.stages for m in sp.maps)
+    assert strict.precision.notes["accept"] == "entropy"
+    with pytest.raises(UsageError):
+        api.quantize(graph, plan, calib=xs, accept="proxy")
+    with pytest.raises(UsageError):
+        api.quantize(graph, plan, calib=xs, n_eval=0)
+
+
+def test_uniform_plan_has_no_calibration_outlier(vww):
+    graph, plan = vww
+    xs = list(crops(graph.tensors[graph.inputs[0]], "calibration", 2, 8))
+    prec = uniform(graph, plan, xs, 3)
+    assert prec.scope == "map" and {m.bits for sp in prec.stages for m in sp.maps} == {3}
+    rec = MixedPrecision(graph, plan, None, record=True)
+    for x in xs:
+        PlanExecutor(graph, plan, rec)(x)
+    assert all(m.threshold == max(rec.stats[m.tensor].patch_max) for m in prec.stages[0].maps)
+    fid, _ = measure(graph, plan, prec, xs)
+    c = fid.counts[plan.stages[0].start]
+    assert 3 * c.bitops_int8 <= 8 * c.bitops < 8 * c.bitops_int8  # 3 bits but where a lowered map pushed a later one

@@ -530,7 +530,8 @@ class QuantizeReport(_Result):
         ev, notes = self.evaluation, self.precision.notes
         console.print(f"outlier rule: {notes['outlier_rule']} (scope {self.precision.scope!r}); "
                       f"lambda {notes['lambda']}; bitwidths {notes['bitwidths']}; "
-                      f"{notes['calibration_inputs']} calibration inputs", highlight=False)
+                      f"{notes['calibration_inputs']} calibration inputs; moves kept by {notes.get('accept', 'agreement')}",
+                      highlight=False)
         table = Table(title=f"per stage, measured on {ev.n} held-out inputs")
         for col in ("stage", "ops", "outlier patches", "bitwidths (maps in order)", "BitOPs int8", "BitOPs mixed",
                     "reduction"):
@@ -601,24 +602,33 @@ def _calibration_inputs(graph: Graph, calib: InputLike, n: int, split: str, seed
 def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_calib: int = 64,
              evaluate: InputLike = None, n_eval: int = 200, quantile: float = 0.9, lam: float = 0.5,
              bitwidths: Sequence[int] = (8, 6, 4, 2), scope: str = "rest", min_agreement: float = 1.0,
-             max_change: float = 0.25, preprocess: str = "auto", seed: int = 0,
-             progress: Progress | None = None) -> QuantizeReport:
+             max_change: float = 0.25, accept: str = "agreement", max_entropy_loss: float = 0.1,
+             preprocess: str = "auto", seed: int = 0, progress: Progress | None = None) -> QuantizeReport:
     """Calibrate a per-patch mixed-precision plan (VDPC + VDQS) for ``plan`` and measure it
     against int8 on held-out inputs (``tinypatch quantize``). ``calib`` / ``evaluate``: None for
     the built-in photo crops (``n_calib`` / ``n_eval``, disjoint photos), a folder of images or
-    .npy files, a batch .npy, or arrays. See :mod:`tinypatch.runtime.quantmcu`.
+    .npy files, a batch .npy, or arrays. ``accept``: what keeps a search move, the calibration
+    run's agreement ("agreement", ours) or the entropy proxy alone ("entropy": Omega <=
+    ``max_entropy_loss``, the training-free reading of QuantMCU). See :mod:`tinypatch.runtime.quantmcu`.
 
     Raises PlanError (no tiled stage, a plan of another model), InputError, UsageError (options).
     """
+    from tinypatch.kernels.lowbit import BITWIDTHS
     from tinypatch.planning.check import check_plan
     from tinypatch.planning.precision import SCOPES, precision_memory
     from tinypatch.runtime.quantmcu import QuantizeOptions, measure
     from tinypatch.runtime.quantmcu import quantize as search
 
-    if not 0 < quantile <= 1 or not 0 <= lam <= 1 or not 0 <= min_agreement <= 1 or max_change < 0:
-        raise UsageError("quantile must be in (0, 1], lambda and min-agreement in [0, 1], max-change >= 0")
-    if scope not in SCOPES or not bitwidths or any(b not in (8, 6, 4, 2) for b in bitwidths):
-        raise UsageError(f"scope one of {SCOPES}; bitwidths from 8, 6, 4, 2")
+    if not 0 < quantile <= 1 or not 0 <= lam <= 1 or not 0 <= min_agreement <= 1 or not max_change >= 0 \
+            or not 0 <= max_entropy_loss <= 1:
+        raise UsageError("quantile must be in (0, 1], lambda, min-agreement and max-entropy-loss in [0, 1], "
+                         "max-change >= 0")
+    if n_calib < 1 or n_eval < 1:
+        raise UsageError("n_calib and n_eval must be positive")
+    if accept not in ("agreement", "entropy"):
+        raise UsageError(f"accept must be 'agreement' or 'entropy', got {accept!r}")
+    if scope not in SCOPES or not bitwidths or any(isinstance(b, bool) or b not in BITWIDTHS for b in bitwidths):
+        raise UsageError(f"scope one of {SCOPES}; bitwidths from {', '.join(map(str, BITWIDTHS))}")
     graph = load(model)
     p = _as_plan(plan)
     check_plan(graph, p)
@@ -626,7 +636,7 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
         raise UsageError("quantize calibrates single-input models")
     cal = _calibration_inputs(graph, calib, n_calib, "calibration", seed, preprocess)
     ev = _calibration_inputs(graph, evaluate, n_eval, "evaluation", seed + 1, preprocess)
-    opts = QuantizeOptions(quantile, lam, tuple(bitwidths), scope, min_agreement, max_change)
+    opts = QuantizeOptions(quantile, lam, tuple(bitwidths), scope, min_agreement, max_change, accept, max_entropy_loss)
     tick = _phase(progress, "searching bitwidths")
     steps = [0]
 

@@ -180,12 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--n-eval", type=int, default=200, help="built-in held-out crops (default 200)")
     q.add_argument("--quantile", type=float, default=0.9, help="non-outlier share of calibration patches (0.9)")
     q.add_argument("--lambda", dest="lam", type=float, default=0.5, help="weight of the entropy term (0.5)")
-    q.add_argument("--bits", default="8,6,4,2", help="bitwidth set (default 8,6,4,2)")
+    q.add_argument("--bits", default="8,6,4,2", help="bitwidth set the search steps down, from 8..2 (default 8,6,4,2)")
     q.add_argument("--scope", choices=("rest", "map"), default="rest",
                    help="an outlier keeps this and later maps of the tile at 8 bits (rest) or only this map")
     q.add_argument("--min-agreement", type=float, default=1.0, help="calibration top-1 agreement a move keeps")
     q.add_argument("--max-change", type=float, default=0.25,
                    help="mean |output change| a move may reach, as a share of int8's mean top-1/top-2 margin")
+    q.add_argument("--accept", choices=("agreement", "entropy"), default="agreement",
+                   help="what keeps a search move: the calibration inputs still agree with int8 (agreement, ours) "
+                        "or its entropy loss Omega is at most --max-entropy-loss (entropy: training-free)")
+    q.add_argument("--max-entropy-loss", type=float, default=0.1, help="Omega bound of --accept entropy (0.1)")
     q.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
     q.add_argument("-o", "--output", metavar="PRECISION.json", help="write the precision plan")
     q.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
@@ -341,12 +345,11 @@ def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
         bits = [int(b) for b in args.bits.split(",")]
     except ValueError:
         raise UsageError(f"--bits: comma-separated integers, got {args.bits!r}") from None
-    if args.n_calib < 1 or args.n_eval < 1:
-        raise UsageError("--n-calib and --n-eval must be positive")
     with _progress(disable=args.json) as progress:
         result = api.quantize(args.model, args.plan, calib=args.calib, n_calib=args.n_calib, evaluate=args.evaluate,
                               n_eval=args.n_eval, quantile=args.quantile, lam=args.lam, bitwidths=bits,
                               scope=args.scope, min_agreement=args.min_agreement, max_change=args.max_change,
+                              accept=args.accept, max_entropy_loss=args.max_entropy_loss,
                               preprocess=args.preprocess, progress=progress)
     _emit(result, args, console, "precision plan")
     return 0

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-BITWIDTHS = (8, 6, 4, 2)
+BITWIDTHS = (8, 7, 6, 5, 4, 3, 2)  # any of these may be a map's width
+DEFAULT_SET = (8, 6, 4, 2)  # the search's default steps
 
 
 def code_range(bits: int, signed: bool) -> tuple[int, int]:
@@ -47,5 +48,5 @@ def requantize(q: np.ndarray, zero_point: int, bits: int, shift: int, signed: bo
 
 
 def packed_bytes(elements: int, bits: int) -> int:
-    """Bytes of ``elements`` codes packed ``8 // bits`` per byte (6-bit: 4 codes in 3 bytes)."""
+    """Bytes of ``elements`` codes of ``bits`` bits packed back to back (6-bit: 4 codes in 3 bytes)."""
     return (elements * bits + 7) // 8

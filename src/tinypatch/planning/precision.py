@@ -95,14 +95,15 @@ class PrecisionPlan:
         if not isinstance(d, dict) or d.get("format") != PRECISION_FORMAT:
             raise PlanError(f"not a tinypatch precision plan (expected \"format\": \"{PRECISION_FORMAT}\")")
         try:
-            stages = [StagePrecision(int(s["stage"]), [MapPrecision(str(m["tensor"]), int(m["bits"]),
-                                                                    int(m["threshold"]), bool(m["signed"]),
-                                                                    int(m.get("shift", -1))) for m in s["maps"]])
-                      for s in d["stages"]]
-            return cls(str(d["model"]), str(d["fingerprint"]), str(d["plan_fingerprint"]), stages,
-                       str(d.get("scope", "rest")), str(d.get("arena", "worst")), dict(d.get("notes", {})))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise PlanError(f"malformed precision plan: missing or bad field {exc}") from exc
+            stages = [StagePrecision(_typed(s, "stage", int), [
+                MapPrecision(_typed(m, "tensor", str), _typed(m, "bits", int), _typed(m, "threshold", int),
+                             _typed(m, "signed", bool), _typed(m, "shift", int, -1)) for m in _typed(s, "maps", list)])
+                for s in _typed(d, "stages", list)]
+            return cls(_typed(d, "model", str), _typed(d, "fingerprint", str), _typed(d, "plan_fingerprint", str),
+                       stages, _typed(d, "scope", str, "rest"), _typed(d, "arena", str, "worst"),
+                       _typed(d, "notes", dict, {}))
+        except (TypeError, AttributeError) as exc:
+            raise PlanError(f"malformed precision plan: {exc}") from None
 
     @classmethod
     def load(cls, path: str) -> PrecisionPlan:
@@ -115,6 +116,18 @@ class PrecisionPlan:
     def save(self, path: str) -> None:
         """Write the precision plan as JSON, atomically (:func:`tinypatch.safeio.write_text`)."""
         write_text(path, self.to_json() + "\n")
+
+
+def _typed(d: Any, key: str, kind: type, default: Any = None) -> Any:
+    """``d[key]`` if it is a JSON value of ``kind`` (integers are not booleans or floats)."""
+    if not isinstance(d, dict):
+        raise PlanError(f"malformed precision plan: expected an object holding {key!r}, got {type(d).__name__}")
+    if key not in d and default is not None:
+        return default
+    v = d.get(key)
+    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+        raise PlanError(f"precision plan field {key!r} must be {kind.__name__}, got {json.dumps(v)[:40]}")
+    return v
 
 
 def plan_fingerprint(plan: Plan) -> str:

@@ -11,7 +11,9 @@
   share of the stage's int8 BitOPs saved (its consumers' MACs x 8 x bits dropped, scaled by
   the non-outlier share); the best-scoring move is kept if the calibration inputs still agree
   with int8 (top-1 agreement >= ``min_agreement``, mean |output change| <= ``max_change`` of
-  the mean int8 top-1/top-2 margin), else the map is frozen. The memory constraint is the
+  the mean int8 top-1/top-2 margin), else the map is frozen. With ``accept="entropy"`` (the
+  training-free reading of the paper) no run decides: a move stays if its Omega is at most
+  ``max_entropy_loss``. The memory constraint is the
   patch plan's: the arena stays sized for all-int8 patches, so no move can break it.
 
 Ours, not the paper's (which does not publish them): the outlier rule, the bitwidth set, the
@@ -28,7 +30,7 @@ import numpy as np
 from tinypatch.analysis.macs import op_macs
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
-from tinypatch.kernels.lowbit import BITWIDTHS, requantize
+from tinypatch.kernels.lowbit import DEFAULT_SET, requantize
 from tinypatch.planning.plan import STREAM, Plan, fingerprint
 from tinypatch.planning.precision import MapPrecision, PrecisionPlan, StagePrecision, plan_fingerprint
 from tinypatch.runtime.mixed import MixedPrecision, StageCounts, stage_maps
@@ -39,10 +41,12 @@ from tinypatch.runtime.plan_executor import PlanExecutor
 class QuantizeOptions:
     quantile: float = 0.9  # non-outlier share of calibration patches per map
     lam: float = 0.5  # lambda of S = -lambda * Omega + (1 - lambda) * Phi
-    bitwidths: tuple[int, ...] = BITWIDTHS
+    bitwidths: tuple[int, ...] = DEFAULT_SET
     scope: str = "rest"
     min_agreement: float = 1.0  # on the calibration inputs
     max_change: float = 0.25  # mean |output change| / mean int8 top-1 - top-2 margin
+    accept: str = "agreement"  # a move stays if: the calibration run agrees ("agreement"), or Omega is small ("entropy")
+    max_entropy_loss: float = 0.1  # the "entropy" acceptance: Omega of the move at most this
 
 
 @dataclass
@@ -160,8 +164,9 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
             phi_unit[t] = macs * 8 * o.quantile / total if total else 0.0
         stages.append(StagePrecision(si, maps))
     notes = {"outlier_rule": f"max|q-zp| of a patch > the {o.quantile:g} quantile of calibration patches' max",
-             "lambda": o.lam, "bitwidths": list(o.bitwidths), "calibration_inputs": len(calib),
-             "min_agreement": o.min_agreement, "max_change": o.max_change}
+             "lambda": o.lam, "bitwidths": list(o.bitwidths), "calibration_inputs": len(calib), "accept": o.accept,
+             **({"max_entropy_loss": o.max_entropy_loss} if o.accept == "entropy" else
+                {"min_agreement": o.min_agreement, "max_change": o.max_change})}
     prec = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages, o.scope, "worst", notes)
     # VDQS: greedy moves one step down the bitwidth set
     frozen: set[str] = set()
@@ -178,27 +183,47 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
             trial = MapPrecision(t, b, m.threshold, m.signed)
             omega = _omega(rec.stats[t].hist, zps[t], trial)
             phi = phi_unit[t] * (m.bits - b)
-            cands.append((-o.lam * omega + (1 - o.lam) * phi, t, b))
+            cands.append((-o.lam * omega + (1 - o.lam) * phi, t, b, omega))
         if not cands:
             break
-        score, t, b = max(cands)
+        score, t, b, omega = max(cands)
         old = entries[t]
         new = MapPrecision(t, b, old.threshold, old.signed)
         _swap(prec, new)
-        fid, _ = measure(graph, plan, prec, calib, refs, o.min_agreement)
-        ok = fid.n == len(calib) and fid.agreement >= o.min_agreement and fid.mean_abs_change <= change_cap
+        if o.accept == "entropy":  # training-free: no run, the entropy proxy alone decides
+            fid = Fidelity(0, float("nan"), float("nan"), {})
+            ok = omega <= o.max_entropy_loss
+        else:
+            fid, _ = measure(graph, plan, prec, calib, refs, o.min_agreement)
+            ok = fid.n == len(calib) and fid.agreement >= o.min_agreement and fid.mean_abs_change <= change_cap
         steps.append(SearchStep(t, b, score, ok, fid.agreement, fid.mean_abs_change))
         if log:
             log(steps[-1])
         if ok:
             entries[t] = new
-            last = fid
+            last = fid if fid.n else None
         else:
             _swap(prec, old)
             frozen.add(t)
     if last is None:
         last, _ = measure(graph, plan, prec, calib, refs)
     return QuantizeResult(prec, steps, last)
+
+
+def uniform(graph: Graph, plan: Plan, calib: list[np.ndarray], bits: int) -> PrecisionPlan:
+    """Every map of every tiled stage at ``bits``, its threshold the largest patch value of the
+    int8 run over ``calib`` (maps computed from lowered ones may still exceed it), scope ``map``:
+    how much a uniform lowering costs in fidelity (``benchmarks/quantmcu.py``'s floor rows)."""
+    rec = MixedPrecision(graph, plan, None, record=True)
+    ex = PlanExecutor(graph, plan, rec)
+    for x in calib:
+        ex([x])
+    stages = [StagePrecision(si, [MapPrecision(t, bits, max(rec.stats[t].patch_max), rec.stats[t].below_zero_point)
+                                  for t in stage_maps(graph, plan, si) if rec.stats[t].patch_max])
+              for si, s in enumerate(plan.stages) if STREAM not in s.halo.values()]
+    return PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages, "map", "worst",
+                         {"outlier_rule": "max|q-zp| of a patch > the largest of the int8 calibration run",
+                          "lambda": None, "bitwidths": [bits], "calibration_inputs": len(calib)})
 
 
 def _swap(prec: PrecisionPlan, m: MapPrecision) -> None:
