@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lam", type=float, default=0.5)
     ap.add_argument("--max-change", type=float, default=0.02)
     ap.add_argument("--max-entropy-loss", type=float, default=0.1)
+    ap.add_argument("--max-margin-loss", type=float, default=1.0, help="ours: share of a calibration crop's margin "
+                                                                       "a move may cost (1: off)")
     ap.add_argument("--bits", default="8,7,6,5,4,3,2")
     ap.add_argument("--bits-ours", default="8,6,4,2", help="bitwidth steps for the least-MAC plan (search time)")
     ap.add_argument("--qm-bits", default="8,6,4,2")
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if "ours-MCUNetV2" in methods:
             t0 = time.perf_counter()
             r = api.quantize(graph, m2, calib=cal, evaluate=ev, bitwidths=bits(args.bits), max_change=args.max_change,
-                             **common)
+                             max_margin_loss=args.max_margin_loss, **common)
             done(_row(name, "ours", "MCUNetV2", r, time.perf_counter() - t0))
         if "floor" in methods:
             t0 = time.perf_counter()
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             sram = api.plan(graph, single_stage=True, strategy="recompute", inplace=False, include_input=False).cost.peak
             least = api.plan(graph, sram=sram, stream=False, inplace=False, include_input=False).plan
             r = api.quantize(graph, least, calib=cal[:args.n_calib_ours], evaluate=ev[:args.n_eval_ours],
-                             bitwidths=bits(args.bits_ours), max_change=args.max_change, **common)
+                             bitwidths=bits(args.bits_ours), max_change=args.max_change,
+                             max_margin_loss=args.max_margin_loss, **common)
             done(_row(name, "ours", "least-MAC", r, time.perf_counter() - t0))
     print_table(rows, args)
     return 0
@@ -154,7 +157,8 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
                       highlight=False)
     console.print(f"lambda {args.lam}; outlier rule: a patch's max |q - zp| above the {args.quantile:g} quantile of "
                   f"the calibration patches' maxima (scope rest); ours: moves kept if the calibration crops agree "
-                  f"and mean |Δout| <= {args.max_change} x int8 margin; QuantMCU-style: moves kept while Omega <= "
+                  f"and mean |Δout| <= {args.max_change} x int8 margin and no crop loses more than {args.max_margin_loss:g} of "
+                  f"its margin; QuantMCU-style: moves kept while Omega <= "
                   f"{args.max_entropy_loss}; BitOPs = MACs x 8 x activation bits; instructions: not measured "
                   f"(no C for mixed plans)", highlight=False)
 

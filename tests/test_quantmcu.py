@@ -25,7 +25,7 @@ from tinypatch.planning.tiles import tile_stage
 from tinypatch.runtime.crops import crops, photos
 from tinypatch.runtime.mixed import MixedPrecision, stage_maps
 from tinypatch.runtime.plan_executor import PlanExecutor
-from tinypatch.runtime.quantmcu import measure, uniform
+from tinypatch.runtime.quantmcu import _margin_loss, measure, uniform
 
 
 @pytest.mark.parametrize("bits", [6, 4, 2])
@@ -206,3 +206,15 @@ def test_uniform_plan_has_no_calibration_outlier(vww):
     fid, _ = measure(graph, plan, prec, xs)
     c = fid.counts[plan.stages[0].start]
     assert 3 * c.bitops_int8 <= 8 * c.bitops < 8 * c.bitops_int8  # 3 bits but where a lowered map pushed a later one
+
+
+def test_margin_loss_is_the_share_of_the_int8_margin_lost():
+    ref = np.array([0.1, 0.7, 0.2])
+    assert _margin_loss(ref, ref) == 0.0
+    assert _margin_loss(np.array([0.1, 0.5, 0.4]), ref) == pytest.approx(0.8)  # margin 0.5 -> 0.1
+    assert _margin_loss(np.array([0.0, 0.9, 0.1]), ref) == 0.0  # a wider margin loses nothing
+    assert _margin_loss(np.array([0.6, 0.3, 0.1]), ref) > 1  # flipped
+    assert _margin_loss(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0 and _margin_loss(ref[:1], ref[:1]) == 0.0
+    with pytest.raises(UsageError, match="max-margin-loss"):
+        api.quantize(str(model_path("mlperf_vww_96_int8.tflite")), Plan.layer_by_layer(api.load(
+            str(model_path("mlperf_vww_96_int8.tflite")))), max_margin_loss=2)

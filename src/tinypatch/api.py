@@ -602,7 +602,8 @@ def _calibration_inputs(graph: Graph, calib: InputLike, n: int, split: str, seed
 def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_calib: int = 64,
              evaluate: InputLike = None, n_eval: int = 200, quantile: float = 0.9, lam: float = 0.5,
              bitwidths: Sequence[int] = (8, 6, 4, 2), scope: str = "rest", min_agreement: float = 1.0,
-             max_change: float = 0.25, accept: str = "agreement", max_entropy_loss: float = 0.1,
+             max_change: float = 0.25, max_margin_loss: float = 1.0, accept: str = "agreement",
+             max_entropy_loss: float = 0.1,
              preprocess: str = "auto", seed: int = 0, progress: Progress | None = None) -> QuantizeReport:
     """Calibrate a per-patch mixed-precision plan (VDPC + VDQS) for ``plan`` and measure it
     against int8 on held-out inputs (``tinypatch quantize``). ``calib`` / ``evaluate``: None for
@@ -620,9 +621,9 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
     from tinypatch.runtime.quantmcu import quantize as search
 
     if not 0 < quantile <= 1 or not 0 <= lam <= 1 or not 0 <= min_agreement <= 1 or not max_change >= 0 \
-            or not 0 <= max_entropy_loss <= 1:
-        raise UsageError("quantile must be in (0, 1], lambda, min-agreement and max-entropy-loss in [0, 1], "
-                         "max-change >= 0")
+            or not 0 <= max_entropy_loss <= 1 or not 0 <= max_margin_loss <= 1:
+        raise UsageError("quantile must be in (0, 1], lambda, min-agreement, max-margin-loss and max-entropy-loss "
+                         "in [0, 1], max-change >= 0")
     if n_calib < 1 or n_eval < 1:
         raise UsageError("n_calib and n_eval must be positive")
     if accept not in ("agreement", "entropy"):
@@ -636,7 +637,8 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
         raise UsageError("quantize calibrates single-input models")
     cal = _calibration_inputs(graph, calib, n_calib, "calibration", seed, preprocess)
     ev = _calibration_inputs(graph, evaluate, n_eval, "evaluation", seed + 1, preprocess)
-    opts = QuantizeOptions(quantile, lam, tuple(bitwidths), scope, min_agreement, max_change, accept, max_entropy_loss)
+    opts = QuantizeOptions(quantile, lam, tuple(bitwidths), scope, min_agreement, max_change, accept=accept,
+                           max_margin_loss=max_margin_loss, max_entropy_loss=max_entropy_loss)
     tick = _phase(progress, "searching bitwidths")
     steps = [0]
 

@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--min-agreement", type=float, default=1.0, help="calibration top-1 agreement a move keeps")
     q.add_argument("--max-change", type=float, default=0.25,
                    help="mean |output change| a move may reach, as a share of int8's mean top-1/top-2 margin")
+    q.add_argument("--max-margin-loss", type=float, default=1.0,
+                   help="with --accept agreement: the share of its own int8 top-1 margin any calibration input may "
+                        "lose (default 1: off)")
     q.add_argument("--accept", choices=("agreement", "entropy"), default="agreement",
                    help="what keeps a search move: the calibration inputs still agree with int8 (agreement, ours) "
                         "or its entropy loss Omega is at most --max-entropy-loss (entropy: training-free)")
@@ -349,7 +352,8 @@ def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
         result = api.quantize(args.model, args.plan, calib=args.calib, n_calib=args.n_calib, evaluate=args.evaluate,
                               n_eval=args.n_eval, quantile=args.quantile, lam=args.lam, bitwidths=bits,
                               scope=args.scope, min_agreement=args.min_agreement, max_change=args.max_change,
-                              accept=args.accept, max_entropy_loss=args.max_entropy_loss,
+                              max_margin_loss=args.max_margin_loss, accept=args.accept,
+                              max_entropy_loss=args.max_entropy_loss,
                               preprocess=args.preprocess, progress=progress)
     _emit(result, args, console, "precision plan")
     return 0

@@ -11,7 +11,8 @@
   share of the stage's int8 BitOPs saved (its consumers' MACs x 8 x bits dropped, scaled by
   the non-outlier share); the best-scoring move is kept if the calibration inputs still agree
   with int8 (top-1 agreement >= ``min_agreement``, mean |output change| <= ``max_change`` of
-  the mean int8 top-1/top-2 margin), else the map is frozen. With ``accept="entropy"`` (the
+  the mean int8 top-1/top-2 margin, and no calibration input losing more than
+  ``max_margin_loss`` of its own int8 top-1 margin), else the map is frozen. With ``accept="entropy"`` (the
   training-free reading of the paper) no run decides: a move stays if its Omega is at most
   ``max_entropy_loss``. The memory constraint is the
   patch plan's: the arena stays sized for all-int8 patches, so no move can break it.
@@ -46,6 +47,7 @@ class QuantizeOptions:
     min_agreement: float = 1.0  # on the calibration inputs
     max_change: float = 0.25  # mean |output change| / mean int8 top-1 - top-2 margin
     accept: str = "agreement"  # a move stays if: the calibration run agrees ("agreement"), or Omega is small ("entropy")
+    max_margin_loss: float = 1.0  # "agreement" also needs every calibration input to keep this share of its margin
     max_entropy_loss: float = 0.1  # the "entropy" acceptance: Omega of the move at most this
 
 
@@ -55,6 +57,7 @@ class Fidelity:
     agreement: float  # top-1 agreement with int8 (tie-aware, see _agree)
     mean_abs_change: float  # mean |output - int8 output| (real units)
     counts: dict[int, StageCounts]  # per stage start: tiles, outlier tiles, BitOPs
+    margin_loss: float = 0.0  # the largest share of an input's int8 top-1 margin lost (see _margin_loss)
 
     @property
     def bitops(self) -> tuple[int, int]:
@@ -96,7 +99,7 @@ def measure(graph: Graph, plan: Plan, precision: PrecisionPlan | None, inputs: I
     mixed = MixedPrecision(graph, plan, precision)
     ex = PlanExecutor(graph, plan, mixed)
     base = PlanExecutor(graph, plan) if reference is None else None
-    agree, change, refs, n = 0, 0.0, [], 0
+    agree, change, refs, n, worst = 0, 0.0, [], 0, 0.0
     inputs = list(inputs)
     for i, x in enumerate(inputs):
         ref = reference[i] if reference is not None else _outputs(graph, base([x]).outputs)  # type: ignore[misc]
@@ -105,9 +108,20 @@ def measure(graph: Graph, plan: Plan, precision: PrecisionPlan | None, inputs: I
         n += 1
         agree += int(_agree(out, ref))
         change += float(np.abs(out - ref).mean())
+        worst = max(worst, _margin_loss(out, ref))
         if stop_below is not None and (n - agree) > (1 - stop_below) * len(inputs) + 1e-9:
             break
-    return Fidelity(n, agree / max(n, 1), change / max(n, 1), mixed.counts), refs
+    return Fidelity(n, agree / max(n, 1), change / max(n, 1), mixed.counts, worst), refs
+
+
+def _margin_loss(out: np.ndarray, ref: np.ndarray) -> float:
+    """The share of int8's top-1 margin (its top class over the runner-up) that ``out`` lost;
+    0 for a single output or a tied int8 top (the tie-aware agreement judges those)."""
+    if ref.size < 2:
+        return 0.0
+    k = int(np.argmax(ref))
+    margin = float(ref[k] - np.delete(ref, k).max())
+    return 0.0 if margin <= 0 else max(0.0, (margin - float(out[k] - np.delete(out, k).max())) / margin)
 
 
 def _agree(out: np.ndarray, ref: np.ndarray) -> bool:
@@ -166,7 +180,7 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
     notes = {"outlier_rule": f"max|q-zp| of a patch > the {o.quantile:g} quantile of calibration patches' max",
              "lambda": o.lam, "bitwidths": list(o.bitwidths), "calibration_inputs": len(calib), "accept": o.accept,
              **({"max_entropy_loss": o.max_entropy_loss} if o.accept == "entropy" else
-                {"min_agreement": o.min_agreement, "max_change": o.max_change})}
+                {"min_agreement": o.min_agreement, "max_change": o.max_change, "max_margin_loss": o.max_margin_loss})}
     prec = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages, o.scope, "worst", notes)
     # VDQS: greedy moves one step down the bitwidth set
     frozen: set[str] = set()
@@ -195,7 +209,8 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
             ok = omega <= o.max_entropy_loss
         else:
             fid, _ = measure(graph, plan, prec, calib, refs, o.min_agreement)
-            ok = fid.n == len(calib) and fid.agreement >= o.min_agreement and fid.mean_abs_change <= change_cap
+            ok = fid.n == len(calib) and fid.agreement >= o.min_agreement and fid.mean_abs_change <= change_cap \
+                and fid.margin_loss <= o.max_margin_loss
         steps.append(SearchStep(t, b, score, ok, fid.agreement, fid.mean_abs_change))
         if log:
             log(steps[-1])
