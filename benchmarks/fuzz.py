@@ -1,7 +1,7 @@
 """Fuzzing at scale: mutated real models and random networks against LiteRT's reference kernels.
 
-Run: ``python benchmarks/fuzz.py [--mutations N] [--networks N] [--workers W] [--seed S]``
-(defaults: 100,000 mutated models, 10,000 random networks, 2 workers).
+Run: ``python benchmarks/fuzz.py [--mutations N] [--networks N] [--onnx N] [--workers W] [--seed S]``
+(defaults: 100,000 mutated models, 10,000 random networks, 10,000 mutated ONNX models, 2 workers).
 
 * **Mutated models**: case ``i`` takes one shared ``.tflite`` model (``$TINYPATCH_ASSETS/models``),
   rewrites 1 to 3 of its flatbuffer fields in memory (:mod:`tinypatch.backends.mutate`: shapes,
@@ -10,6 +10,12 @@ Run: ``python benchmarks/fuzz.py [--mutations N] [--networks N] [--workers W] [-
   a field of that kind), and imports it (parse + the validation pass). An accepted model has its
   kernels prepared and its layer-by-layer plan checked and costed; small ones (``--run-macs``)
   also get the per-layer analysis, one inference and the C sources rendered in memory.
+* **Mutated ONNX models**: case ``i`` takes one int8 ONNX model (``--onnx-models``, default
+  torchvision's MobileNetV2 / MobileNetV3-Small / ShuffleNetV2 exported and quantized by
+  onnxruntime in QDQ and QOperator form, built once into ``.cache/onnx-fuzz``; needs torch),
+  applies 1 to 3 structural mutations (``benchmarks/onnx_mutate.py``: operator types, attributes,
+  scales and zero points, initializer dims / types / bytes, input shapes, wiring, nodes) or flips
+  its bytes, and imports it with the ONNX reader; accepted ones go through the same steps.
 * **Random networks**: case ``i`` draws a random int8 CNN (:mod:`tinypatch.frontends.random_cnn`),
   writes it as ``.tflite``, imports it (the validation must accept it) and runs it with our
   executor and with LiteRT (BUILTIN_REF): every output byte must agree.
@@ -37,6 +43,7 @@ import queue
 import resource
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -48,6 +55,7 @@ from tinypatch.backends import write_tflite
 from tinypatch.backends.mutate import Field, fields, mutate
 from tinypatch.errors import TinypatchError, UnsupportedOperatorError
 from tinypatch.frontends.tflite import parse_tflite
+from tinypatch.ir import Graph
 
 BAD = ("traceback", "hang", "rss", "mismatch", "run refused")
 # how often each shared model is mutated: small models often (each case is cheap), big ones rarely
@@ -64,7 +72,9 @@ class CaseTimeout(Exception):
 class Corpus:
     """The shared models, their mutable fields grouped by kind, and the case runners."""
 
-    def __init__(self, models_dir: Path, run_macs: int) -> None:
+    def __init__(self, models_dir: Path, run_macs: int, onnx_dir: Path | None = None) -> None:
+        self.onnx_models = [p.read_bytes() for p in sorted(onnx_dir.glob("*.onnx"))] if onnx_dir else []
+        self.onnx_file = Path(tempfile.gettempdir()) / f"tinypatch-fuzz-{os.getpid()}.onnx"
         self.models: list[tuple[str, bytes, dict[str, list[Field]]]] = []
         weights = []
         for p in sorted(models_dir.glob("*.tflite")):
@@ -88,7 +98,31 @@ class Corpus:
             buf, _, _ = mutate(buf, rng, table)
         return self.check(buf, rng)
 
+    def onnx_mutation(self, seed: int, i: int) -> str:
+        from onnx_mutate import mutate_onnx
+
+        from tinypatch.frontends.load import load_model
+
+        if not self.onnx_models:
+            raise SystemExit("no ONNX models to mutate (--onnx-models)")
+        rng = np.random.default_rng([seed, 2, i])
+        data = mutate_onnx(self.onnx_models[int(rng.integers(len(self.onnx_models)))], rng)
+        self.onnx_file.write_bytes(data)
+        try:
+            graph = load_model(str(self.onnx_file))  # what every command does: import, validate, limits
+        except TinypatchError:
+            return "refused"
+        return self.exercise(graph, rng)
+
     def check(self, buf: bytes, rng: np.random.Generator) -> str:
+        try:
+            graph = parse_tflite(buf)
+        except TinypatchError:
+            return "refused"
+        return self.exercise(graph, rng)
+
+    def exercise(self, graph: Graph, rng: np.random.Generator) -> str:
+        """An imported model's kernels prepared, its plan checked and costed; small ones run and rendered."""
         from tinypatch.analysis.macs import cost_totals, op_costs
         from tinypatch.report.layer_memory import analyze
         from tinypatch.codegen import render
@@ -99,10 +133,6 @@ class Corpus:
         from tinypatch.runtime.executor import run
         from tinypatch.runtime.inputs import random_input
 
-        try:
-            graph = parse_tflite(buf)
-        except TinypatchError:
-            return "refused"
         try:
             for op in graph.ops:
                 prepare(graph, op)
@@ -148,13 +178,33 @@ class Corpus:
         return "exact"
 
 
+def build_onnx_models(folder: Path) -> Path:
+    """torchvision's MobileNetV2, MobileNetV3-Small and ShuffleNetV2-0.5 (random weights, 33x33) as
+    int8 QDQ and QOperator ONNX files in ``folder`` (built once; needs torch and onnxruntime)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    try:
+        from onnx_models import torchvision_model
+    except ImportError as exc:
+        raise SystemExit(f"building the ONNX corpus needs torch and onnxruntime ({exc}); pass --onnx 0") from None
+    int8 = folder / "int8"
+    int8.mkdir(parents=True, exist_ok=True)
+    for name in ("mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x0_5"):
+        for fmt in ("QDQ", "QOperator"):
+            path = torchvision_model(name, fmt, folder)
+            if not (int8 / path.name).exists():
+                (int8 / path.name).write_bytes(path.read_bytes())
+    return int8
+
+
 def run_case(corpus: Corpus, seed: int, case: str) -> str:
     kind, _, index = case.partition(":")
     if kind == "mutation":
         return corpus.mutation(seed, int(index))
     if kind == "network":
         return corpus.network(seed, int(index))
-    raise SystemExit(f"unknown case {case!r} (mutation:N or network:N)")
+    if kind == "onnx":
+        return corpus.onnx_mutation(seed, int(index))
+    raise SystemExit(f"unknown case {case!r} (mutation:N, network:N or onnx:N)")
 
 
 # --- workers ------------------------------------------------------------------------------------
@@ -171,7 +221,7 @@ def worker(wid: int, tasks: mp.Queue, results: mp.Queue, busy: mp.Array, args: a
     signal.signal(signal.SIGALRM, _alarm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    corpus = Corpus(args.models, args.run_macs)
+    corpus = Corpus(args.models, args.run_macs, args.onnx_models)
     while True:
         case = tasks.get()
         if case is None:
@@ -198,7 +248,8 @@ def worker(wid: int, tasks: mp.Queue, results: mp.Queue, busy: mp.Array, args: a
 
 
 def fuzz(args: argparse.Namespace) -> dict:
-    cases = [f"mutation:{i}" for i in range(args.mutations)] + [f"network:{i}" for i in range(args.networks)]
+    cases = ([f"mutation:{i}" for i in range(args.mutations)] + [f"network:{i}" for i in range(args.networks)]
+             + [f"onnx:{i}" for i in range(args.onnx)])
     ctx = mp.get_context("fork")
     tasks: mp.Queue = ctx.Queue()
     results: mp.Queue = ctx.Queue()
@@ -214,7 +265,7 @@ def fuzz(args: argparse.Namespace) -> dict:
     for w in range(args.workers):
         start(w)
     counts: collections.Counter = collections.Counter()
-    by_kind: dict[str, collections.Counter] = {"mutation": collections.Counter(), "network": collections.Counter()}
+    by_kind: dict[str, collections.Counter] = {k: collections.Counter() for k in ("mutation", "network", "onnx")}
     bad: list[tuple[str, str, str]] = []
     peak = 0.0
     done = 0
@@ -259,10 +310,11 @@ def fuzz(args: argparse.Namespace) -> dict:
     for p in procs.values():
         p.join(timeout=5)
     seconds = time.time() - t0
-    return {"seed": args.seed, "mutations": args.mutations, "networks": args.networks, "workers": args.workers,
+    return {"seed": args.seed, "mutations": args.mutations, "networks": args.networks, "onnx": args.onnx,
+            "workers": args.workers,
             "seconds": round(seconds, 1), "cases_per_second": round(len(cases) / max(seconds, 1e-9), 1),
             "outcomes": dict(counts), "mutation_outcomes": dict(by_kind["mutation"]),
-            "network_outcomes": dict(by_kind["network"]), "peak_rss_mib": round(peak, 1),
+            "network_outcomes": dict(by_kind["network"]), "onnx_outcomes": dict(by_kind["onnx"]), "peak_rss_mib": round(peak, 1),
             "rss_bound_mib": args.rss_mb, "timeout_s": args.timeout,
             "failures": [{"case": c, "outcome": o, "detail": d} for c, o, d in bad]}
 
@@ -271,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mutations", type=int, default=100_000, help="mutated shared models (default 100,000)")
     p.add_argument("--networks", type=int, default=10_000, help="random networks vs LiteRT (default 10,000)")
+    p.add_argument("--onnx", type=int, default=10_000, help="mutated int8 ONNX models (default 10,000; needs onnx)")
+    p.add_argument("--onnx-models", type=Path, default=None,
+                   help="folder of int8 .onnx models to mutate (default: torchvision nets built into .cache/onnx-fuzz)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of every case (default 0)")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds per case before it counts as a hang")
@@ -278,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-macs", type=int, default=8_000_000,
                    help="mutated models with at most this many MACs are also analysed, run and rendered to C")
     p.add_argument("--models", type=Path, default=None, help="folder of .tflite models (default: shared assets)")
-    p.add_argument("--case", help="rerun one case (mutation:N or network:N) here and show its traceback")
+    p.add_argument("--case", help="rerun one case (mutation:N, network:N or onnx:N) here and show its traceback")
     p.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines (0: none)")
     p.add_argument("--json", type=Path, help="also write the summary as JSON")
     args = p.parse_args(argv)
@@ -287,8 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         if assets is None:
             raise SystemExit("shared assets not found: set TINYPATCH_ASSETS or pass --models")
         args.models = assets / "models"
+    if args.onnx_models is None and (args.onnx or (args.case or "").startswith("onnx:")):
+        args.onnx_models = build_onnx_models(Path(__file__).resolve().parents[1] / ".cache" / "onnx-fuzz")
     if args.case:
-        print(args.case, "->", run_case(Corpus(args.models, args.run_macs), args.seed, args.case))
+        print(args.case, "->", run_case(Corpus(args.models, args.run_macs, args.onnx_models), args.seed, args.case))
         return 0
     summary = fuzz(args)
     text = json.dumps(summary, indent=1)

@@ -18,14 +18,28 @@ import fuzz  # noqa: E402
 
 @pytest.mark.skipif(ASSETS is None, reason=SKIP_NO_ASSETS)
 def test_fuzz_slice(capsys):
-    args = ["--mutations", "800", "--networks", "80", "--seed", "7", "--workers", "2", "--progress", "0",
-            "--timeout", "30"]
+    args = ["--mutations", "800", "--networks", "80", "--onnx", "0", "--seed", "7", "--workers", "2",
+            "--progress", "0", "--timeout", "30"]
     assert fuzz.main(args) == 0, capsys.readouterr().out
     summary = json.loads(capsys.readouterr().out)
     out = summary["outcomes"]
     assert not summary["failures"]
     assert out.get("refused", 0) > 100 and out.get("ran", 0) > 10 and out.get("exact") == 80
     assert summary["peak_rss_mib"] < 2048
+
+
+@pytest.mark.skipif(ASSETS is None, reason=SKIP_NO_ASSETS)
+def test_fuzz_slice_onnx(capsys, tmp_path):
+    """Mutated int8 ONNX models (QDQ and QOperator) through the ONNX reader and every later step."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    args = ["--mutations", "0", "--networks", "0", "--onnx", "160", "--seed", "3", "--workers", "2",
+            "--progress", "0", "--timeout", "60", "--onnx-models", str(fuzz.build_onnx_models(tmp_path))]
+    assert fuzz.main(args) == 0, capsys.readouterr().out
+    summary = json.loads(capsys.readouterr().out)
+    out = summary["onnx_outcomes"]
+    assert not summary["failures"]
+    assert out.get("refused", 0) > 40 and out.get("ran", 0) > 10, out
 
 
 @pytest.mark.skipif(ASSETS is None, reason=SKIP_NO_ASSETS)

@@ -14,12 +14,12 @@ The Python API (:mod:`tinypatch.api`) does what the ``tinypatch`` command does::
 """
 
 from tinypatch.api import (AnalysisResult, CodegenResult, PlanResult, QuantizeReport, RedistributionResult, RunResult,
-                           analyze, load, parse_size, plan, quantize, redistribute, run)
+                           analyze, from_torch, load, parse_size, plan, quantize, redistribute, run)
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 
 __all__ = ["AnalysisResult", "CodegenResult", "Graph", "Op", "PlanResult", "QuantParams", "QuantizeReport",
-           "RedistributionResult", "RunResult", "Tensor", "analyze", "codegen", "load", "parse_size", "plan",
-           "quantize", "redistribute", "run"]
+           "RedistributionResult", "RunResult", "Tensor", "analyze", "codegen", "from_torch", "load", "parse_size",
+           "plan", "quantize", "redistribute", "run"]
 __version__ = "0.1.0"
 
 

@@ -23,7 +23,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 from tinypatch.errors import UsageError
@@ -45,12 +45,13 @@ if TYPE_CHECKING:
     from tinypatch.runtime.quantmcu import Fidelity, QuantizeResult
 
 __all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "QuantizeReport", "RedistributionResult",
-           "RunResult", "analyze", "codegen", "load", "parse_fraction", "parse_size", "plan", "quantize",
-           "redistribute", "run"]
+           "RunResult", "analyze", "codegen", "from_torch", "import_torch", "load", "parse_fraction", "parse_size", "plan",
+           "quantize", "quantize_float", "redistribute", "run"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
 PlanLike = Union["Plan", "PlanResult", str, "os.PathLike[str]"]
 InputLike = Union[None, str, "os.PathLike[str]", "np.ndarray", Sequence["np.ndarray"], Mapping[str, "np.ndarray"]]
+ARITHS = ("tflite", "onnxruntime")  # the kernels' integer arithmetics (``run --arith``)
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: called as long work advances (``total`` 0: not known yet)."""
 
@@ -91,7 +92,7 @@ def parse_fraction(value: float | str) -> float:
 
 
 def load(model: ModelLike, **overrides: Any) -> Graph:
-    """The graph of ``model``: a ``.tflite`` file, an MCUNet/ProxylessNAS ``.json`` config
+    """The graph of ``model``: a ``.tflite`` or int8 ``.onnx`` file, an MCUNet/ProxylessNAS ``.json`` config
     (``chains.json#CHAIN`` for one msf-CNN chain), a zoo name (``tinypatch zoo``), or a Graph
     (returned as is). ``overrides`` go to the config / zoo builder (e.g. ``resolution=96``).
 
@@ -421,6 +422,52 @@ def _inputs(graph: Graph, value: InputLike, seed: int, preprocess: str, quantize
     return value
 
 
+@dataclass
+class ArithCheck:
+    """How the two integer arithmetics compare on one input (``run --arith``)."""
+
+    expected: str  # the arithmetic the model was made for (an .onnx model: onnxruntime's)
+    differ: int  # output bytes on which tflite and onnxruntime arithmetic differ
+    total: int  # output bytes
+    onnxruntime_differ: int | None = None  # .onnx models: --arith onnxruntime vs onnxruntime itself
+    onnxruntime_version: str | None = None
+
+    def render(self, console: Console, chosen: str) -> None:
+        console.print(f"arithmetic: {chosen} (model expects {self.expected}); tflite vs onnxruntime arithmetic: "
+                      f"{self.differ:,} of {self.total:,} output bytes differ")
+        if self.onnxruntime_differ is not None:
+            verdict = ("[green]byte-identical[/]" if self.onnxruntime_differ == 0
+                       else f"[red]{self.onnxruntime_differ:,} bytes differ[/]")
+            console.print(f"--arith onnxruntime vs onnxruntime {self.onnxruntime_version}: {verdict}")
+
+
+def _arith_check(graph: Graph, inputs: Any) -> ArithCheck:
+    """Run ``graph`` whole-image in both arithmetics (and, imported from an .onnx file, in onnxruntime)."""
+    import numpy as np
+
+    from tinypatch.runtime.executor import run as run_whole
+
+    outs = {}
+    for arith in ARITHS:
+        g = graph.copy()
+        g.meta["arith"] = arith
+        outs[arith] = run_whole(g, inputs)
+    check = ArithCheck(graph.meta.get("expected_arith", "tflite"),
+                       sum(int((outs["tflite"][n] != outs["onnxruntime"][n]).sum()) for n in graph.outputs),
+                       sum(int(outs["tflite"][n].size) for n in graph.outputs))
+    path = graph.meta.get("onnx", {}).get("path")
+    if path and os.path.isfile(path):
+        import onnxruntime
+
+        from tinypatch.frontends.onnx_reference import onnxruntime_outputs
+
+        ref = onnxruntime_outputs(path, graph, inputs)
+        check.onnxruntime_differ = sum(int((outs["onnxruntime"][n] != np.asarray(ref[n])).sum())
+                                       for n in graph.outputs)
+        check.onnxruntime_version = onnxruntime.__version__
+    return check
+
+
 @dataclass(repr=False)
 class RunResult(_Result):
     """A plan executed beside whole-image inference (``tinypatch run``)."""
@@ -435,6 +482,8 @@ class RunResult(_Result):
     include_input: bool
     whole_seconds: float
     plan_seconds: float
+    arith: str = "tflite"  # the kernels' integer arithmetic: tflite or onnxruntime
+    arith_check: ArithCheck | None = None  # tflite vs onnxruntime arithmetic (and vs onnxruntime itself)
 
     @property
     def ok(self) -> bool:
@@ -445,6 +494,8 @@ class RunResult(_Result):
         """Print the outputs, timings, verdict and arena figures, as ``tinypatch run`` does."""
         import numpy as np
 
+        if self.arith_check is not None:
+            self.arith_check.render(console, self.arith)
         for n, value in self.outputs.items():
             console.print(f"output {n}: {np.array2string(value.ravel()[:16], separator=', ')}"
                           f"{' ...' if value.size > 16 else ''}", highlight=False)
@@ -458,7 +509,8 @@ class RunResult(_Result):
         return {"model": self.model, "exact": self.exact, "ok": self.ok, "arena_high_water": self.arena_high_water,
                 "touched_high_water": self.touched_high_water, "arena_size": self.arena_size,
                 "include_input": self.include_input,
-                "whole_seconds": self.whole_seconds, "plan_seconds": self.plan_seconds,
+                "whole_seconds": self.whole_seconds, "plan_seconds": self.plan_seconds, "arith": self.arith,
+                "arith_check": None if self.arith_check is None else asdict(self.arith_check),
                 "outputs": {n: v.tolist() for n, v in self.outputs.items()}}
 
     def __repr__(self) -> str:
@@ -467,10 +519,14 @@ class RunResult(_Result):
 
 
 def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int = 0,
-        preprocess: str = "auto", quantize_input: bool = False) -> RunResult:
+        preprocess: str = "auto", quantize_input: bool = False, arith: str = "tflite") -> RunResult:
     """Run ``model`` whole-image and under ``plan`` in a simulated arena; compare byte for byte
     (``tinypatch run``). ``input``: an image or ``.npy`` path, array(s), or None for a seeded
     random input; ``preprocess``: how image pixels become the input (see ``tinypatch run --help``).
+    ``arith``: the kernels' integer arithmetic, ``tflite`` (fixed-point multipliers, what the C
+    generator uses) or ``onnxruntime`` (float scales, byte for byte onnxruntime's CPU kernels);
+    when it or the model's expected arithmetic is not tflite, ``arith_check`` counts the output
+    bytes the two differ on (and, for an ``.onnx`` file, compares with onnxruntime itself).
 
     >>> r = run("mcunet-in0", plan("mcunet-in0", sram="24KB"))
     >>> r.exact and r.arena_high_water <= r.arena_size
@@ -484,10 +540,17 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     from tinypatch.runtime.executor import run as run_whole
     from tinypatch.runtime.plan_executor import PlanExecutor
 
+    if arith not in ARITHS:
+        raise UsageError(f"arith must be one of {', '.join(ARITHS)}, got {arith!r}")
     graph = load(model)
     p = _as_plan(plan)
     check_plan(graph, p)
     inputs = _inputs(graph, input, seed, preprocess, quantize_input)
+    check = None
+    if arith != "tflite" or graph.meta.get("expected_arith", "tflite") != "tflite":
+        check = _arith_check(graph, inputs)
+    graph = graph.copy()
+    graph.meta["arith"] = arith
     t0 = time.perf_counter()
     whole = run_whole(graph, inputs)
     t1 = time.perf_counter()
@@ -497,7 +560,7 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
                 for n in graph.outputs)
     return RunResult(graph.name, {n: patched.outputs[n] for n in graph.outputs}, {n: whole[n] for n in graph.outputs},
                      exact, patched.arena_high_water, patched.touched_high_water, patched.arena_size, p.include_input,
-                     t1 - t0, t2 - t1)
+                     t1 - t0, t2 - t1, arith, check)
 
 
 # --- quantize (QuantMCU-style per-patch mixed precision) ------------------------------------------
@@ -728,6 +791,94 @@ def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike 
     if report:
         _build_and_check(graph, result, _inputs(graph, input, seed, preprocess, quantize_input), progress)
     return result
+
+
+def from_torch(module: Any, example_input: Any, calibration: Any = None, *,
+               c_project: str | os.PathLike[str] | None = None, target: str = "host", **kwargs: Any) -> Any:
+    """PyTorch module -> ONNX -> onnxruntime int8 static quantization -> IR, in one call
+    (``tinypatch import-torch`` for saved programs). ``kwargs`` go to
+    :func:`tinypatch.frontends.pytorch.from_torch` (``quant_format``: QDQ or QOperator;
+    ``workdir``). With ``c_project`` (a folder) the imported model's layer-by-layer C project is
+    written there too. Returns a ``TorchImport``: ``graph``, the ONNX file, and ``steps`` (what
+    each step did and how long it took).
+
+    >>> r = from_torch(net, torch.randn(1, 3, 32, 32), c_project="build/net")   # doctest: +SKIP
+    >>> r.graph, [s["step"] for s in r.steps]                                    # doctest: +SKIP
+
+    Raises ModelLoadError (torch/onnx missing, export or quantization failed, unsupported ops).
+    """
+    from tinypatch.frontends.pytorch import from_torch as _from_torch
+
+    result = _from_torch(module, example_input, calibration, **kwargs)
+    if c_project is not None:
+        t = time.perf_counter()
+        project = codegen(result.graph, c_project, target=target).project
+        result.steps.append(dict(step="codegen", seconds=time.perf_counter() - t, file=str(project.path),
+                                 what=f"C project: arena {project.arena_bytes:,} B, constants "
+                                      f"{project.const_bytes:,} B, {project.macs:,} MACs"))
+    return result
+
+
+def import_torch(model: str | os.PathLike[str], output: str | os.PathLike[str], *,
+                 input_shape: Sequence[int] | None = None, calibration: str | os.PathLike[str] | None = None,
+                 quant_format: str = "QDQ") -> Any:
+    """A saved PyTorch model (``.pt2`` torch.export program, or TorchScript with ``input_shape``)
+    quantized with onnxruntime and written to ``output`` as an int8 ``.onnx`` file, atomically
+    (``tinypatch import-torch``). ``calibration``: a ``.npy`` of float32 samples (default: the
+    example input). Returns the ``TorchImport`` (graph, steps)."""
+    import tempfile
+
+    import numpy as np
+
+    from tinypatch.errors import InputError
+    from tinypatch.frontends.pytorch import from_torch as _from_torch
+    from tinypatch.frontends.pytorch import load_torch_file
+    from tinypatch.safeio import write_bytes
+
+    module, example = load_torch_file(os.fspath(model), None if input_shape is None else tuple(input_shape))
+    samples = None
+    if calibration is not None:
+        try:
+            samples = list(np.load(os.fspath(calibration)).astype(np.float32))
+        except (OSError, ValueError) as e:
+            raise InputError(f"calibration {os.fspath(calibration)}: not a readable .npy array ({e})") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        result = _from_torch(module, example, samples, quant_format=quant_format, workdir=tmp)
+        with open(result.onnx_path, "rb") as f:
+            write_bytes(output, f.read())
+    result.onnx_path = os.fspath(output)
+    return result
+
+
+def quantize_float(model: str | os.PathLike[str], calibration: str | os.PathLike[str],
+                   output: str | os.PathLike[str]) -> Graph:
+    """A float ``.onnx`` CNN calibrated on ``calibration`` (a ``.npy`` of float32 samples, with or
+    without the batch axis) and written to ``output`` as int8 QDQ in TFLite's scheme (per-tensor
+    asymmetric activations, per-channel symmetric weights, int32 biases; ``tinypatch
+    quantize-float``). Returns the imported int8 graph."""
+    import numpy as np
+
+    from tinypatch.errors import InputError
+    from tinypatch.frontends.onnx import load_onnx, read_onnx_model
+    from tinypatch.frontends.onnx_quantize import quantize_float_onnx
+
+    path = os.fspath(model)
+    onnx_model = read_onnx_model(path)
+    inits = {t.name for t in onnx_model.graph.initializer}
+    inputs = [i for i in onnx_model.graph.input if i.name not in inits]
+    if not inputs:
+        raise InputError(f"{path}: the model has no input")
+    shape = tuple(d.dim_value for d in inputs[0].type.tensor_type.shape.dim)
+    try:
+        data = np.load(os.fspath(calibration)).astype(np.float32)
+    except (OSError, ValueError) as e:
+        raise InputError(f"calibration {os.fspath(calibration)}: not a readable .npy array ({e})") from None
+    if data.shape[1:] == shape[1:] and shape[:1] == (1,):
+        data = data[:, None]
+    if data.shape[1:] != shape:
+        raise InputError(f"calibration samples of shape {data.shape[1:]}, the model input is {shape}")
+    quantize_float_onnx(path, list(data), os.fspath(output))
+    return load_onnx(os.fspath(output))
 
 
 def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress: Progress | None) -> None:

@@ -152,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quantize-input", action="store_true",
                    help="the .npy holds real values: quantize them with the input's scale and zero point "
                         "(default: its values must fit the input's dtype exactly)")
+    r.add_argument("--arith", choices=("tflite", "onnxruntime"), default="tflite",
+                   help="integer arithmetic of the kernels: tflite (fixed-point multipliers, what the C generator "
+                        "and CMSIS-NN use; default) or onnxruntime (float scales, round half to even: byte for byte "
+                        "onnxruntime's CPU results). When either is not tflite, or the model expects onnxruntime's, an .onnx model is also run in onnxruntime and compared, and the "
+                        "output bytes on which the two arithmetics differ are counted")
 
     sh = sub.add_parser("show", help="print the IR, a plan's tiles and the arena map",
                         description="Print the IR (one line per op: inputs and outputs with shapes and "
@@ -211,6 +216,26 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--tolerance", type=_fraction, default=0.05, help="MAC and parameter tolerance (default 5%%)")
     rd.add_argument("-o", "--output", metavar="SPEC.json", help="write the redistributed spec")
     rd.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    it = sub.add_parser("import-torch", help="quantize a saved PyTorch model into an int8 .onnx file",
+                        description="Load a torch.export program (.pt2) or a TorchScript file, export it to ONNX "
+                                    "(opset 13), quantize it with onnxruntime's static quantization (per-channel "
+                                    "int8 weights) and check that tinypatch imports it; every command then takes "
+                                    "the written .onnx file.")
+    it.add_argument("model", help="a .pt2 (torch.export.save) or TorchScript (.pt) file")
+    it.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the quantized ONNX file to write")
+    it.add_argument("--input-shape", metavar="N,C,H,W", help="input shape (TorchScript; a .pt2 brings its example)")
+    it.add_argument("--calibration", metavar="FILE.npy", help="float32 calibration samples [K, C, H, W] or "
+                                                                "[K, N, C, H, W] (default: the example input)")
+    it.add_argument("--format", choices=("QDQ", "QOperator"), default="QDQ", help="ONNX quantization form")
+    qz = sub.add_parser("quantize-float", help="quantize a float .onnx model into TFLite's int8 scheme",
+                        description="Calibrate a float ONNX CNN on sample inputs and write it as an int8 QDQ model "
+                                    "in TFLite's scheme (per-tensor asymmetric activations, per-channel symmetric "
+                                    "weights, int32 biases): every command then takes the written file, and its "
+                                    "expected arithmetic is tflite.")
+    qz.add_argument("model", help="a float .onnx file with one input")
+    qz.add_argument("--calibration", required=True, metavar="FILE.npy",
+                    help="float32 samples [K, ...input shape] or [K, ...input shape without batch]")
+    qz.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the int8 ONNX file to write")
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
     return p
 
@@ -338,7 +363,7 @@ def _emit(result: api.PlanResult | api.RedistributionResult | api.QuantizeReport
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     result = api.run(args.model, args.plan, input=args.input, seed=args.seed, preprocess=args.preprocess,
-                     quantize_input=args.quantize_input)
+                     quantize_input=args.quantize_input, arith=args.arith)
     result.render(console)
     return 0 if result.ok else 1
 
@@ -356,6 +381,28 @@ def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
                               max_entropy_loss=args.max_entropy_loss,
                               preprocess=args.preprocess, progress=progress)
     _emit(result, args, console, "precision plan")
+    return 0
+
+
+def cmd_import_torch(args: argparse.Namespace, console: Console) -> int:
+    from tinypatch.errors import InputError
+
+    shape = None
+    if args.input_shape:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+        except ValueError:
+            raise InputError(f"--input-shape {args.input_shape!r}: expected integers like 1,3,32,32") from None
+    result = api.import_torch(args.model, args.output, input_shape=shape, calibration=args.calibration,
+                              quant_format=args.format)
+    console.print(result.report(), highlight=False)
+    console.print(f"written {args.output}")
+    return 0
+
+
+def cmd_quantize_float(args: argparse.Namespace, console: Console) -> int:
+    graph = api.quantize_float(args.model, args.calibration, args.output)
+    console.print(f"written {args.output}: {len(graph.ops)} int8 ops, TFLite scheme", highlight=False)
     return 0
 
 
@@ -402,7 +449,8 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
-            "show": cmd_show, "redistribute": cmd_redistribute, "quantize": cmd_quantize}
+            "show": cmd_show, "redistribute": cmd_redistribute, "quantize": cmd_quantize,
+            "import-torch": cmd_import_torch, "quantize-float": cmd_quantize_float}
 
 if __name__ == "__main__":
     sys.exit(main())

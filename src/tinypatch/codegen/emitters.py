@@ -511,7 +511,7 @@ _EMITTERS: dict[str, Callable[[OpEmitter, Site], str]] = {
     "RESHAPE": _reshape, "TRANSPOSE": _transpose, "PAD": _pad, "RESIZE_NEAREST_NEIGHBOR": _resize,
     "CONCATENATION": _concat, "QUANTIZE": _quantize, "DEQUANTIZE": _unary_lut,
     "RELU": _unary_lut, "RELU6": _unary_lut, "LEAKY_RELU": _unary_lut, "LOGISTIC": _unary_lut,
-    "HARD_SWISH": _unary_lut,
+    "HARD_SWISH": _unary_lut, "HARD_SIGMOID": _unary_lut,
     "RESIZE_BILINEAR": _resize_bilinear, "TRANSPOSE_CONV": _tconv, "MAXIMUM": _maxmin, "MINIMUM": _maxmin,
     "SQUARED_DIFFERENCE": _sqdiff, "PRELU": _prelu, "SLICE": _slice, "STRIDED_SLICE": _slice, "SPLIT": _split,
     "SPLIT_V": _split,

@@ -10,6 +10,7 @@ from tinypatch.errors import GraphError, ModelLoadError
 from tinypatch.frontends import zoo
 from tinypatch.frontends.mcunet_config import build_net, parse_config, read_json
 from tinypatch.frontends.msfcnn import build_chain, parse_chains
+from tinypatch.frontends.onnx import load_onnx
 from tinypatch.frontends.spec import is_spec_dict, spec_from_dict
 from tinypatch.frontends.tflite import load_tflite
 from tinypatch.ir import Graph
@@ -20,7 +21,7 @@ LIST_HINT = "`tinypatch zoo` lists the built-in models"
 
 
 def load_model(spec: str, max_tensor_bytes: int | None = None, **overrides: Any) -> Graph:
-    """Load ``spec``: a ``.tflite`` file, an MCUNet ``.json`` config, ``chains.json#CHAIN``
+    """Load ``spec``: a ``.tflite`` or int8 ``.onnx`` file, an MCUNet ``.json`` config, ``chains.json#CHAIN``
     (one msf-CNN chain), or a zoo name (``overrides`` go to the config / zoo builder).
     Every model passes :func:`tinypatch.ir.validate.validate` (``max_tensor_bytes``: its limit);
     quantization parameters that TFLite's reference kernels refuse raise QuantizationError.
@@ -36,15 +37,19 @@ def _load(spec: str, max_tensor_bytes: int | None, overrides: dict[str, Any]) ->
         if overrides:
             raise ModelLoadError(f"{spec}: a .tflite model takes no overrides ({', '.join(overrides)})")
         return load_tflite(path, max_tensor_bytes)
+    if path.lower().endswith(".onnx"):
+        if overrides:
+            raise ModelLoadError(f"{spec}: an .onnx model takes no overrides ({', '.join(overrides)})")
+        return _valid(load_onnx(path), spec, max_tensor_bytes)
     if path.lower().endswith(".json"):
         return _valid(_load_json(path, chain, overrides), spec, max_tensor_bytes)
     if zoo.is_zoo_name(spec):
         return _valid(zoo.build(spec, **overrides), spec, max_tensor_bytes)
     if os.path.exists(spec):
-        raise ModelLoadError(f"{spec}: unknown model file type (expected .tflite or .json)")
+        raise ModelLoadError(f"{spec}: unknown model file type (expected .tflite, .onnx or .json)")
     close = difflib.get_close_matches(spec, [*zoo.ZOO_NAMES, *zoo.PATTERNS], n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ModelLoadError(f"unknown model {spec!r}: not a .tflite/.json file nor a zoo name{hint} ({LIST_HINT})")
+    raise ModelLoadError(f"unknown model {spec!r}: not a .tflite/.onnx/.json file nor a zoo name{hint} ({LIST_HINT})")
 
 
 def _valid(graph: Graph, spec: str, max_tensor_bytes: int | None) -> Graph:

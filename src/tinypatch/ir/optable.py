@@ -126,6 +126,7 @@ class OpDef:
     multi_output: bool = False  # several outputs (never inside a patch stage; one C copy per output)
     attrs: dict[str, Any] = field(default_factory=dict)  # attribute defaults (TFLite schema names)
     limits: str = ""  # what is not supported (documentation)
+    tflite_builtin: bool = True  # False: imported from another format (ONNX), the TFLite writer cannot write it
 
     @property
     def local(self) -> bool:
@@ -187,6 +188,9 @@ OPS: dict[str, OpDef] = {d.name: d for d in (
           inplace=InPlace.ELEMENTWISE),
     OpDef("HARD_SWISH", Kind.POINTWISE, Region.IDENTITY, "activations.HardSwish", ("tp_lut_s8",),
           inplace=InPlace.ELEMENTWISE),
+    OpDef("HARD_SIGMOID", Kind.POINTWISE, Region.IDENTITY, "activations.HardSigmoid", ("tp_lut_s8",),
+          inplace=InPlace.ELEMENTWISE, attrs=dict(alpha=0.2, beta=0.5), tflite_builtin=False,
+          limits="ONNX HardSigmoid (no TFLite builtin): int8 through a 256-entry table"),
     OpDef("QUANTIZE", Kind.POINTWISE, Region.IDENTITY, "quantize.Quantize", ("tp_lut_s8", "tp_quantize_f32"),
           c_types=CTypes.QUANTIZE, inplace=InPlace.ELEMENTWISE, quantization="int8 or float32 in, int8 out",
           limits="per-tensor output"),

@@ -6,6 +6,11 @@
 * LOGISTIC: a 256-entry table built in float32 from ``1 / (1 + exp(-x))`` (``LUTPopulate``).
 * HARD_SWISH: the int16 fixed-point pipeline of ``reference_ops::HardSwish``, with its ``int16_t``
   wrap-arounds (gemmlowp's int16 ``RoundingDivideByPOT``, the zero point added in ``int16_t``).
+* HARD_SIGMOID (ONNX's ``max(0, min(1, alpha * x + beta))``, no TFLite builtin): a 256-entry
+  table built in float32 like LOGISTIC's.
+
+With ``arith="onnxruntime"`` every one of them is onnxruntime's DequantizeLinear -> float
+operator -> QuantizeLinear, tabulated over the 256 inputs (``kernels/onnxruntime.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from tinypatch.kernels.fixedpoint import (
     saturating_rounding_doubling_high_mul,
     wrap16,
 )
+from tinypatch.kernels.onnxruntime import float_lut
 
 
 class _Unary(PreparedOp):
@@ -35,10 +41,27 @@ class _Unary(PreparedOp):
         if self.quantized:
             self.in_scale, self.in_zp = self.qparams(self.tensor(0))
             self.out_scale, self.out_zp = self.qparams(self.out)
+        self.ort_table = (float_lut(self.in_scale, self.in_zp, self.out_scale, self.out_zp, self.float_fn)
+                          if self.ort else None)
+
+    def float_fn(self, x: np.ndarray) -> np.ndarray:
+        """The operator on float32 values (onnxruntime's float kernel)."""
+        self.unsupported("no onnxruntime arithmetic for this operator")
+        raise AssertionError
+
+    def __call__(self, inputs, pads=None):  # type: ignore[no-untyped-def]
+        if self.ort_table is None:
+            return super().__call__(inputs, pads)
+        x = np.asarray(inputs[0])
+        return [self.ort_table[x.astype(np.int64) + 128]]
 
 
 class _ReluX(_Unary):
     LIMITS: tuple[float, float]
+
+    def float_fn(self, x: np.ndarray) -> np.ndarray:
+        lo, hi = self.LIMITS
+        return np.clip(x, np.float32(lo), np.float32(hi)).astype(np.float32)
 
     def __init__(self, graph: Graph, op: Op) -> None:
         super().__init__(graph, op)
@@ -71,13 +94,16 @@ class Relu6(_ReluX):
 @register("LEAKY_RELU")
 class LeakyRelu(_Unary):
     def __init__(self, graph: Graph, op: Op) -> None:
-        super().__init__(graph, op)
         self.alpha = np.float32(with_defaults(op.type, op.attrs)["alpha"])
+        super().__init__(graph, op)
         if not self.quantized:
             return
         # float products, widened to double (LeakyReluPrepare)
         self.alpha_m = quantize_multiplier(float(self.in_scale * self.alpha / self.out_scale))
         self.identity_m = quantize_multiplier(float(self.in_scale / self.out_scale))
+
+    def float_fn(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x >= 0, x, x * self.alpha).astype(np.float32)
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         x = inputs[0]
@@ -155,3 +181,22 @@ class HardSwish(_Unary):
         out = saturating_doubling_high_mul16(reluish, preshift)
         out = wrap16(rounding_divide_by_pot(out, -self.out_exp, bits=16) + self.out_zp)  # int16_t += zero point
         return saturate_int8(out)
+
+
+@register("HARD_SIGMOID")
+class HardSigmoid(_Unary):
+    def __init__(self, graph: Graph, op: Op) -> None:
+        a = with_defaults(op.type, op.attrs)
+        self.alpha, self.beta = np.float32(a["alpha"]), np.float32(a["beta"])
+        super().__init__(graph, op)
+        if self.quantized and not self.ort:
+            self.table = lut_int8(self.in_scale, self.in_zp, self.out_scale, self.out_zp, self.float_fn)
+
+    def float_fn(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(self.alpha * x.astype(np.float32) + self.beta, np.float32(0), np.float32(1)).astype(np.float32)
+
+    def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
+        x = inputs[0]
+        if not self.quantized:
+            return self.float_fn(x)
+        return self.table[x.astype(np.int64) + 128]

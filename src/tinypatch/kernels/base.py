@@ -74,6 +74,8 @@ class PreparedOp:
         self.output_names = list(op.outputs)
         self.out = graph.tensors[op.outputs[0]]
         self.dtype = self.out.dtype
+        # which integer arithmetic to reproduce: "tflite" (fixed point) or "onnxruntime" (float scales)
+        self.arith = graph.meta.get("arith", "tflite")
         if self.dtype not in self.dtypes:
             self.unsupported(f"output dtype {self.dtype}")
 
@@ -123,6 +125,11 @@ class PreparedOp:
     @property
     def quantized(self) -> bool:
         return self.dtype == "int8"
+
+    @property
+    def ort(self) -> bool:
+        """Reproduce onnxruntime's CPU arithmetic instead of TFLite's (int8 only)."""
+        return self.arith == "onnxruntime" and self.quantized
 
 
 # --- activation ranges ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from tinypatch.kernels.fixedpoint import (
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 )
+from tinypatch.kernels.onnxruntime import float_binary, qlinear_add, qlinear_mul
 
 
 class _Binary(PreparedOp):
@@ -29,6 +30,9 @@ class _Binary(PreparedOp):
         self.consts = [t.data if t.is_const else None for t in self.operands]
         if self.quantized:
             out_scale, self.out_zp = self.qparams(self.out)
+            self.ort_params = (*self.qparams(self.operands[0]), *self.qparams(self.operands[1]), out_scale, self.out_zp)
+            # onnxruntime left this node in float (DQ -> op -> Q) rather than QLinearAdd/QLinearMul
+            self.float_op = op.name in graph.meta.get("onnx", {}).get("float_ops", ())
             self.act_min, self.act_max = activation_range_quantized(self.act, out_scale, self.out_zp)
 
     def operand_arrays(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -61,6 +65,9 @@ class Add(_Binary):
         a, b = self.operand_arrays(inputs)
         if not self.quantized:
             return activation_float(a.astype(np.float32) + b.astype(np.float32), self.act)
+        if self.ort:
+            y = float_binary(np.add, a, b, *self.ort_params) if self.float_op else qlinear_add(a, b, *self.ort_params)
+            return np.clip(y, self.act_min, self.act_max)
         x1 = (a.astype(np.int64) - self.zp1) << self.LEFT_SHIFT
         x2 = (b.astype(np.int64) - self.zp2) << self.LEFT_SHIFT
         raw = self._scale(x1, self.m1, self.sh1) + self._scale(x2, self.m2, self.sh2)
@@ -82,6 +89,9 @@ class Mul(_Binary):
         a, b = self.operand_arrays(inputs)
         if not self.quantized:
             return activation_float(a.astype(np.float32) * b.astype(np.float32), self.act)
+        if self.ort:
+            y = float_binary(np.multiply, a, b, *self.ort_params) if self.float_op else qlinear_mul(a, b, *self.ort_params)
+            return np.clip(y, self.act_min, self.act_max)
         prod = (a.astype(np.int64) - self.zp1) * (b.astype(np.int64) - self.zp2)
         y = multiply_by_quantized_multiplier(prod, self.multiplier, self.shift) + self.out_zp
         return saturate_int8(y, self.act_min, self.act_max)

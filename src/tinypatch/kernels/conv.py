@@ -26,6 +26,7 @@ from tinypatch.kernels.base import (
     window_slices,
 )
 from tinypatch.kernels.fixedpoint import multiply_by_quantized_multiplier, quantize_multipliers, wrap32
+from tinypatch.kernels.onnxruntime import conv_scale, im2col_block_k, requantize_float, sgemm
 
 
 def per_channel_multipliers(in_scale: np.float32, w_scales: np.ndarray, out_scale: np.float32,
@@ -61,6 +62,14 @@ class _ConvBase(SpatialOp):
             self.multiplier, self.shift = per_channel_multipliers(in_scale, w.quant.scale, out_scale, self.cout)
             self.act_min, self.act_max = activation_range_quantized(self.act, out_scale, self.out_zp)
             self.bias = np.asarray(bias, np.int64)
+            if self.ort:
+                ws = np.broadcast_to(np.asarray(w.quant.scale, np.float32), (self.cout,))
+                self.ort_scale = conv_scale(in_scale, ws, out_scale)
+                # onnxruntime left this Conv in float: DQ -> float conv -> Q (``float_taps``)
+                self.float_op = op.name in graph.meta.get("onnx", {}).get("float_ops", ())
+                self.in_scale, self.out_scale, self.w_scales = in_scale, out_scale, ws
+                bias_scale = np.float32(in_scale) * ws
+                self.float_bias = (np.asarray(bias, np.int64).astype(np.float32) * bias_scale).astype(np.float64)
         else:
             self.in_zp = 0
             self.bias = np.asarray(bias, np.float64)
@@ -69,11 +78,28 @@ class _ConvBase(SpatialOp):
         """Input minus its zero point, in a float type that holds it exactly."""
         return x.astype(dtype) - dtype(self.in_zp)
 
+    def _float_inputs(self, x: np.ndarray) -> np.ndarray:
+        """DequantizeLinear of the input (float32 values held in float64)."""
+        return ((x.astype(np.int64) - self.in_zp).astype(np.float32) * np.float32(self.in_scale)).astype(np.float64)
+
+    def _float_weights(self, w: np.ndarray, channel_axis: int) -> np.ndarray:
+        shape = [1] * w.ndim
+        shape[channel_axis] = -1
+        return (w.astype(np.float32) * self.w_scales.reshape(shape)).astype(np.float64)
+
+    def _finish_float(self, acc: np.ndarray) -> np.ndarray:
+        """Float conv result (products of dequantized values, summed exactly) plus bias, quantized."""
+        y = (acc.astype(np.float32) + self.float_bias.astype(np.float32)).astype(np.float32)
+        q = np.rint(y / np.float32(self.out_scale)) + self.out_zp
+        return np.clip(q, self.act_min, self.act_max).astype(np.int8)
+
     def _finish(self, acc: np.ndarray) -> np.ndarray:
         """Requantize (int8) or activate (float) an accumulator [..., cout]."""
         if not self.quantized:
             return activation_float((acc + self.bias).astype(np.float32), self.act)
         acc = wrap32(acc.astype(np.int64) + self.bias)
+        if self.ort:
+            return requantize_float(acc, self.ort_scale, self.out_zp, self.act_min, self.act_max)
         y = multiply_by_quantized_multiplier(acc, self.multiplier, self.shift) + self.out_zp
         return saturate_int8(y, self.act_min, self.act_max)
 
@@ -95,13 +121,21 @@ class Conv2D(_ConvBase):
     def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
         x = inputs[0]
         pads, (oh, ow) = self.geometry(x, pads)
-        xp = pad_hw(self._centered(x, self.gemm_dtype), pads, 0.0)
+        float_path = self.ort and self.float_op
+        xp = pad_hw(self._float_inputs(x) if float_path else self._centered(x, self.gemm_dtype), pads, 0.0)
         n = x.shape[0]
         if self.kernel_hw == (1, 1) and self.stride == (1, 1) and xp.shape[1:3] == (oh, ow):
             cols = xp.reshape(-1, self.cin)
         else:
             taps = [v for _, v in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)]
             cols = np.stack(taps, axis=3).reshape(n * oh * ow, -1)
+        if float_path:  # onnxruntime's NCHW im2col (channel, kernel row, kernel column) and SGEMM
+            kh, kw = self.kernel_hw
+            order = np.arange(kh * kw * self.cin).reshape(kh, kw, self.cin).transpose(2, 0, 1).ravel()
+            w_f = self._float_weights(self.w_mat.astype(np.int64), 1)[order].astype(np.float32)
+            block = None if self.kernel_hw == (1, 1) else im2col_block_k(oh * ow)
+            acc = sgemm(cols[:, order].astype(np.float32), w_f, block=block)
+            return self._finish_float(acc.reshape(n, oh, ow, self.cout))
         acc = (cols @ self.w_mat).reshape(n, oh, ow, self.cout)
         return self._finish(acc)
 
@@ -119,13 +153,22 @@ class DepthwiseConv2D(_ConvBase):
     def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
         x = inputs[0]
         pads, (oh, ow) = self.geometry(x, pads)
-        if self.quantized:
+        float_path = self.ort and self.float_op
+        if float_path:
+            xc = self._float_inputs(x)
+        elif self.quantized:
             xc = x.astype(np.int64) - self.in_zp
         else:
             xc = x.astype(np.float64)
         if self.depth_multiplier != 1:  # output channel ic * m + k reads input channel ic
             xc = np.repeat(xc, self.depth_multiplier, axis=3)
         xp = pad_hw(xc, pads, 0)
+        if float_path:  # an FMA chain over the taps in float32, per output
+            taps = self._float_weights(self.taps, 2).astype(np.float32)
+            acc32 = np.zeros((x.shape[0], oh, ow, self.cout), np.float32)
+            for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
+                acc32 = (acc32.astype(np.float64) + view * taps[i, j].astype(np.float64)).astype(np.float32)
+            return self._finish_float(acc32)
         acc = np.zeros((x.shape[0], oh, ow, self.cout), xc.dtype)
         for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
             acc += view * self.taps[i, j]

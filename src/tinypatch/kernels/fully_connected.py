@@ -16,6 +16,7 @@ from tinypatch.ir import Graph, Op
 from tinypatch.ir.ops import with_defaults
 from tinypatch.kernels.base import PreparedOp, activation_float, activation_range_quantized, register, saturate_int8
 from tinypatch.kernels.fixedpoint import float_to_int32, round_double, wrap32
+from tinypatch.kernels.onnxruntime import conv_scale, requantize_float, sgemm
 
 
 @register("FULLY_CONNECTED")
@@ -40,6 +41,14 @@ class FullyConnected(PreparedOp):
             self.act_min, self.act_max = activation_range_quantized(self.act, out_scale, self.out_zp)
             self.w_mat = (weights.astype(np.float64) - w_zp).T.copy()
             self.bias = np.asarray(bias, np.int64)
+            if self.ort:
+                ws = np.broadcast_to(np.asarray(w.quant.scale, np.float32), (self.units,))
+                self.ort_scale = conv_scale(in_scale, ws, out_scale)
+                # onnxruntime left this Gemm in float: DQ -> float Gemm -> Q
+                self.float_op = op.name in graph.meta.get("onnx", {}).get("float_ops", ())
+                self.float_w = ((weights.astype(np.int64) - w_zp).astype(np.float32) * ws[:, None]).astype(np.float64).T
+                self.float_bias = (np.asarray(bias, np.int64).astype(np.float32) * (np.float32(in_scale) * ws)).astype(np.float64)
+                self.scales = (in_scale, out_scale)
         else:
             self.in_zp = 0
             self.w_mat = weights.astype(np.float64).T.copy()
@@ -47,11 +56,25 @@ class FullyConnected(PreparedOp):
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         x = inputs[0]
+        if self.ort and self.float_op:
+            return self._run_float(x)
         rows = x.reshape(-1, self.depth).astype(np.float64) - self.in_zp
         acc = rows @ self.w_mat
         shape = (*x.shape[:-1], self.units) if self.keep_num_dims else (rows.shape[0], self.units)
         if not self.quantized:
             return activation_float((acc + self.bias).astype(np.float32), self.act).reshape(shape)
         acc = wrap32(acc.astype(np.int64) + self.bias)
+        if self.ort:
+            return requantize_float(acc, self.ort_scale, self.out_zp, self.act_min, self.act_max).reshape(shape)
         scaled = float_to_int32(round_double(acc.astype(np.float64) * self.effective_scale))
         return saturate_int8(wrap32(scaled + self.out_zp), self.act_min, self.act_max).reshape(shape)
+
+    def _run_float(self, x: np.ndarray) -> np.ndarray:
+        """onnxruntime's DQ -> float Gemm -> Q (products of dequantized values summed exactly)."""
+        rows = ((x.reshape(-1, self.depth).astype(np.int64) - self.in_zp).astype(np.float32)
+                * np.float32(self.scales[0])).astype(np.float64)
+        bias = np.broadcast_to(self.float_bias.astype(np.float32), (rows.shape[0], self.units)).copy()
+        y = sgemm(rows.astype(np.float32), self.float_w.astype(np.float32), bias)  # Gemm: C = bias, += A B
+        q = np.clip(np.rint(y / np.float32(self.scales[1])) + self.out_zp, self.act_min, self.act_max).astype(np.int8)
+        shape = (*x.shape[:-1], self.units) if self.keep_num_dims else (rows.shape[0], self.units)
+        return q.reshape(shape)

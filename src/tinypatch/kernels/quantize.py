@@ -12,6 +12,7 @@ import numpy as np
 
 from tinypatch.ir import Graph, Op
 from tinypatch.kernels.base import PreparedOp, register, saturate_int8
+from tinypatch.kernels.onnxruntime import float_lut
 from tinypatch.kernels.fixedpoint import (
     float_to_int32,
     multiply_by_quantized_multiplier,
@@ -46,11 +47,16 @@ class Quantize(PreparedOp):
         if src.dtype == "int8":
             self.in_scale, self.in_zp = self.qparams(src)
             self.multiplier, self.shift = requantizer(self.in_scale, self.out_scale)
+            # onnxruntime: DequantizeLinear then QuantizeLinear (float, round half to even)
+            self.ort_table = (float_lut(self.in_scale, self.in_zp, self.out_scale, self.out_zp, lambda v: v)
+                              if self.ort else None)
         elif src.dtype != "float32":
             self.unsupported(f"input dtype {src.dtype}")
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         x = inputs[0]
+        if self.src_dtype == "int8" and self.ort_table is not None:
+            return self.ort_table[x.astype(np.int64) + 128]
         if self.src_dtype == "int8":
             return requantize(x, self.in_zp, self.out_zp, self.multiplier, self.shift)
         q = float_to_int32(roundf(x.astype(np.float32) / self.out_scale))

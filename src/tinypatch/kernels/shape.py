@@ -7,6 +7,7 @@ import numpy as np
 from tinypatch.ir import Graph, Op, Tensor
 from tinypatch.ir.ops import with_defaults
 from tinypatch.kernels.base import Pads, PreparedOp, register
+from tinypatch.kernels.onnxruntime import float_lut
 from tinypatch.kernels.quantize import requantize, requantizer
 
 
@@ -45,6 +46,9 @@ class Concatenation(PreparedOp):
         self.axis = int(a["axis"]) % len(self.out.shape)
         self.sources = [graph.tensors[t] for t in op.inputs]
         self.rescale = [self._requant_params(t) if self.quantized else None for t in self.sources]
+        # onnxruntime (QLinearConcat, or DQ -> Concat -> Q): dequantize, quantize to the output scale
+        self.ort_tables = [None if rq is None else float_lut(*self.qparams(t), *self.qparams(self.out), lambda v: v)
+                           for t, rq in zip(self.sources, self.rescale)] if self.ort else None
 
     def _requant_params(self, t: Tensor) -> tuple[int, int, int, int] | None:
         """(zp_in, zp_out, multiplier, shift) when ``t`` needs requantizing, else None."""
@@ -57,9 +61,12 @@ class Concatenation(PreparedOp):
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         it = iter(inputs)
         parts = []
-        for t, rq in zip(self.sources, self.rescale):
+        for k, (t, rq) in enumerate(zip(self.sources, self.rescale)):
             x = t.data if t.is_const else next(it)
-            parts.append(x if rq is None else requantize(x, *rq))
+            if rq is not None and self.ort_tables is not None:
+                parts.append(self.ort_tables[k][x.astype(np.int64) + 128])
+            else:
+                parts.append(x if rq is None else requantize(x, *rq))
         return np.concatenate(parts, axis=self.axis)
 
 

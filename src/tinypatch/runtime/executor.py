@@ -84,8 +84,8 @@ class Executor:
         return env
 
 
-def _signature(graph: Graph) -> tuple[int, ...]:
-    return tuple(id(op) for op in graph.ops)
+def _signature(graph: Graph) -> tuple:
+    return (graph.meta.get("arith"), *(id(op) for op in graph.ops))
 
 
 # The executors of the last few graphs run. Not a WeakKeyDictionary: an executor references its

@@ -1,0 +1,374 @@
+"""ONNX frontend and the onnxruntime arithmetic.
+
+torchvision CNNs (random weights, 33x33 inputs) exported to ONNX and quantized by onnxruntime in
+QDQ and QOperator form: each imports to an NHWC graph without TRANSPOSE; with
+``arith="onnxruntime"`` its output equals onnxruntime's byte for byte on random and photo
+inputs; a patch plan runs exactly at the planned peak and the generated C equals the Python
+executor (TFLite arithmetic). Plus: an NCHW model plans exactly like its NHWC twin, from_torch
+reaches a C project, and bad files give one-line errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from onnx import TensorProto, helper  # noqa: E402
+from onnx_models import FORMATS, RESOLUTION, TORCHVISION, export, photos, quantize_file, torchvision_model  # noqa: E402
+
+import tinypatch  # noqa: E402
+import tinypatch.errors  # noqa: E402
+from tinypatch.codegen import generate  # noqa: E402
+from tinypatch.codegen.toolchain import make, missing_tools, run_host  # noqa: E402
+from tinypatch.errors import ModelLoadError, TinypatchError, UnsupportedOperatorError  # noqa: E402
+from tinypatch.frontends.load import load_model  # noqa: E402
+from tinypatch.frontends.onnx import load_onnx  # noqa: E402
+from tinypatch.frontends.onnx_reference import onnxruntime_outputs  # noqa: E402
+from tinypatch.planning.search import search  # noqa: E402
+from tinypatch.runtime.executor import run  # noqa: E402
+from tinypatch.runtime.plan_executor import PlanExecutor  # noqa: E402
+
+NO_CC = missing_tools("host")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx_models")
+
+
+@functools.cache
+def _path(folder, name: str, fmt: str) -> str:
+    return str(torchvision_model(name, fmt, folder))
+
+
+@functools.cache
+def _graph(folder, name: str, fmt: str):
+    return load_model(_path(folder, name, fmt))
+
+
+def _int8_inputs(g, n_random: int = 2) -> list[np.ndarray]:
+    """Random int8 inputs and scikit-image's photos quantized with the model's input scale (NHWC)."""
+    t = g.tensors[g.inputs[0]]
+    rs = np.random.RandomState(3)
+    xs = [rs.randint(-128, 128, t.shape).astype(np.int8) for _ in range(n_random)]
+    try:
+        imgs = photos(RESOLUTION)
+    except ImportError:
+        imgs = []
+    s, zp = float(t.quant.scale[0]), int(t.quant.zero_point[0])
+    for img in imgs:
+        q = np.clip(np.rint(img / np.float32(s)) + zp, -128, 127).astype(np.int8)
+        xs.append(q.transpose(0, 2, 3, 1))
+    return xs
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_model_imports_and_equals_onnxruntime(name, fmt, model_dir):
+    path = _path(model_dir, name, fmt)
+    g = _graph(model_dir, name, fmt).copy()
+    assert g.meta["expected_arith"] == "onnxruntime"
+    for op in g.ops:  # NCHW became NHWC at import: the only transposes left are channel shuffles
+        if op.type == "TRANSPOSE":
+            assert len(g.tensors[op.inputs[0]].shape) == 3 and list(g.tensors[op.inputs[1]].data) == [0, 2, 1]
+    assert g.tensors[g.inputs[0]].shape == (1, RESOLUTION, RESOLUTION, 3)
+    g.meta["arith"] = "onnxruntime"
+    xs = _int8_inputs(g)
+    assert len(xs) >= 2
+    for x in xs:
+        ours = run(g, [x])
+        ref = onnxruntime_outputs(path, g, [x])
+        for n in g.outputs:
+            assert ours[n].tobytes() == ref[n].tobytes(), \
+                f"{name} {fmt}: {int((ours[n] != ref[n]).sum())} of {ours[n].size} output bytes differ"
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_qdq_and_qoperator_import_to_the_same_operators(name, model_dir):
+    """The same layers and weights (QOperator may requantize where QDQ keeps one scale)."""
+    a, b = (_graph(model_dir, name, f) for f in FORMATS)
+    ops_a, ops_b = ([op for op in g.ops if op.type != "QUANTIZE"] for g in (a, b))
+    assert [op.type for op in ops_a] == [op.type for op in ops_b]
+    for oa, ob in zip(ops_a, ops_b):
+        for ta, tb in zip(oa.inputs, ob.inputs):
+            if ta and a.tensors[ta].is_const and a.tensors[ta].data.dtype == np.int8:
+                assert np.array_equal(a.tensors[ta].data, b.tensors[tb].data)
+
+
+@functools.cache
+def _least_peak_plan(folder, name: str):
+    g = _graph(folder, name, "QDQ")
+    front = search(g).front
+    patch = [c.plan for c in front if c.plan.stages]
+    return g, (patch[0] if patch else front[0].plan)
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_plan_runs_exactly_at_the_planned_peak(name, model_dir):
+    g, plan = _least_peak_plan(model_dir, name)
+    for x in _int8_inputs(g, 1)[:2]:  # one random input, one photo
+        whole = run(g, [x])
+        patched = PlanExecutor(g, plan)([x])
+        for n in g.outputs:
+            assert patched.outputs[n].tobytes() == whole[n].tobytes()
+        assert patched.arena_high_water == patched.arena_size
+
+
+@pytest.mark.skipif(NO_CC is not None, reason=f"host C compiler: {NO_CC}")
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_generated_c_is_exact_in_tflite_arithmetic(name, model_dir, tmp_path):
+    g, plan = _least_peak_plan(model_dir, name)
+    generate(g, plan, tmp_path)
+    make(tmp_path, "host-check")
+    xs = _int8_inputs(g, 1)[:2]
+    for x in xs:
+        got = run_host(tmp_path, g, [x], "model_host_check")
+        want = run(g, [x])
+        for n in g.outputs:
+            assert got[n].tobytes() == want[n].tobytes()
+
+
+class _Small(torch.nn.Module):
+    """Conv, depthwise, residual add, SE-style mul with hard-sigmoid, pooling, linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 8, 3, 2, 1)
+        self.dw = torch.nn.Conv2d(8, 8, 3, 1, 1, groups=8)
+        self.pw = torch.nn.Conv2d(8, 8, 1)
+        self.se = torch.nn.Conv2d(8, 8, 1)
+        self.fc = torch.nn.Linear(8, 5)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        x = torch.relu(self.c1(x))
+        y = self.pw(torch.relu(self.dw(x)))
+        y = y * torch.nn.functional.hardsigmoid(self.se(torch.nn.functional.adaptive_avg_pool2d(y, 1)))
+        x = torch.nn.functional.max_pool2d(x + y, 3, 2, 1)
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class _NHWC(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.inner(x.permute(0, 3, 1, 2))
+
+
+def _small_models(folder):
+    torch.manual_seed(1)
+    net = _Small()
+    nchw = quantize_file(export(net, (1, 3, 17, 17), folder / "small.onnx"), folder / "small-q.onnx", "QDQ",
+                         (1, 3, 17, 17))
+    nhwc = quantize_file(export(_NHWC(net), (1, 17, 17, 3), folder / "small_nhwc.onnx"), folder / "small_nhwc-q.onnx",
+                         "QDQ", (1, 17, 17, 3))
+    return nchw, nhwc
+
+
+def test_nchw_model_plans_exactly_like_its_nhwc_twin(tmp_path):
+    nchw, nhwc = _small_models(tmp_path)
+    a, b = load_onnx(str(nchw)), load_onnx(str(nhwc))
+    assert [op.type for op in a.ops] == [op.type for op in b.ops]
+    assert "TRANSPOSE" not in {op.type for op in a.ops} | {op.type for op in b.ops}
+    assert a.tensors[a.inputs[0]].shape == b.tensors[b.inputs[0]].shape == (1, 17, 17, 3)
+    fa, fb = search(a).front, search(b).front
+    assert [(c.peak, c.macs) for c in fa] == [(c.peak, c.macs) for c in fb]
+    for g, path in ((a, nchw), (b, nhwc)):  # both still equal onnxruntime
+        g.meta["arith"] = "onnxruntime"
+        x = np.random.RandomState(0).randint(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+        assert run(g, [x])[g.outputs[0]].tobytes() == onnxruntime_outputs(str(path), g, [x])[g.outputs[0]].tobytes()
+
+
+def test_even_input_gets_explicit_padding_and_stays_exact(tmp_path):
+    torch.manual_seed(2)
+    path = quantize_file(export(_Small().c1, (1, 3, 16, 16), tmp_path / "c.onnx"), tmp_path / "c-q.onnx", "QDQ",
+                         (1, 3, 16, 16))
+    g = load_onnx(str(path))
+    assert [op.type for op in g.ops] == ["PAD", "CONV_2D"]  # pads (1, 1) at stride 2 on 16: not TFLite's SAME
+    g.meta["arith"] = "onnxruntime"
+    x = np.random.RandomState(0).randint(-128, 128, (1, 16, 16, 3)).astype(np.int8)
+    assert run(g, [x])[g.outputs[0]].tobytes() == onnxruntime_outputs(str(path), g, [x])[g.outputs[0]].tobytes()
+
+
+@pytest.mark.skipif(NO_CC is not None, reason=f"host C compiler: {NO_CC}")
+def test_from_torch_reaches_a_c_project_in_one_call(tmp_path):
+    torch.manual_seed(3)
+    result = tinypatch.from_torch(_Small(), torch.randn(1, 3, 17, 17),
+                                  calibration=[torch.randn(1, 3, 17, 17) for _ in range(3)],
+                                  c_project=tmp_path / "c", workdir=str(tmp_path / "onnx"))
+    assert [s["step"] for s in result.steps] == ["export", "quantize", "import", "codegen"]
+    assert (tmp_path / "c" / "model.c").exists()
+    make(tmp_path / "c", "host-check")
+    g = result.graph
+    x = np.random.RandomState(0).randint(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+    assert run_host(tmp_path / "c", g, [x], "model_host_check")[g.outputs[0]].tobytes() == \
+        run(g, [x])[g.outputs[0]].tobytes()
+
+
+def test_arith_modes_differ_and_are_counted(tmp_path):
+    nchw, _ = _small_models(tmp_path)
+    g = load_onnx(str(nchw))
+    x = np.random.RandomState(5).randint(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+    tfl = run(g, [x])[g.outputs[0]]
+    g2 = g.copy()
+    g2.meta["arith"] = "onnxruntime"
+    ort_ = run(g2, [x])[g2.outputs[0]]
+    assert tfl.shape == ort_.shape and np.abs(tfl.astype(int) - ort_.astype(int)).max() <= 8
+
+
+# --- errors ---------------------------------------------------------------------------------------
+def _save(tmp_path, nodes, inputs, outputs, inits=(), name="m.onnx"):
+    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    p = tmp_path / name
+    onnx.save(m, str(p))
+    return str(p)
+
+
+def _qdq_prefix():
+    inits = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.INT8, [], [0])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xf"])]
+    return nodes, inits
+
+
+def test_unsupported_operators_are_all_named(tmp_path):
+    nodes, inits = _qdq_prefix()
+    nodes += [helper.make_node("Floor", ["xf"], ["a"]), helper.make_node("Ceil", ["a"], ["b"]),
+              helper.make_node("Floor", ["b"], ["y"])]
+    p = _save(tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])], inits)
+    with pytest.raises(ModelLoadError, match=r"unsupported ONNX operators: Ceil \(x1\), Floor \(x2\)"):
+        load_onnx(p)
+
+
+def test_dynamic_input_is_named(tmp_path):
+    nodes, inits = _qdq_prefix()
+    nodes.append(helper.make_node("Relu", ["xf"], ["y"]))
+    p = _save(tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    with pytest.raises(ModelLoadError, match=r"input 'x' has a dynamic dimension 'batch' at axis 0"):
+        load_onnx(p)
+
+
+def test_float_only_operator_in_int8_model(tmp_path):
+    nodes, inits = _qdq_prefix()
+    nodes.append(helper.make_node("Relu", ["xf"], ["y"]))  # its float result is never quantized
+    p = _save(tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])], inits)
+    with pytest.raises(UnsupportedOperatorError, match="float-only operator in an int8 model"):
+        load_onnx(p)
+
+
+def test_float_model_is_refused(tmp_path):
+    p = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])],
+              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    with pytest.raises(ModelLoadError, match="a float model"):
+        load_onnx(p)
+
+
+def test_malformed_protobuf_and_mutations_raise_only_our_errors(tmp_path):
+    nchw, _ = _small_models(tmp_path)
+    data = nchw.read_bytes()
+    bad = tmp_path / "bad.onnx"
+    rs = np.random.RandomState(0)
+    cases = [b"", b"\x00" * 10, b"not a protobuf at all" * 3, data[: len(data) // 2], data[:100]]
+    for _ in range(25):
+        buf = bytearray(data)
+        for i in rs.randint(0, len(buf), 4):
+            buf[i] ^= 1 << rs.randint(0, 8)
+        cases.append(bytes(buf))
+    for buf in cases:
+        bad.write_bytes(buf)
+        try:
+            load_onnx(str(bad)).validate()
+        except TinypatchError:
+            pass
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    r = subprocess.run([sys.executable, "-m", "tinypatch.cli", "analyze", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "ONNX" in r.stderr
+
+
+def test_float_model_quantized_by_us_in_tflite_scheme(tmp_path):
+    from tinypatch.frontends.onnx_quantize import quantize_float_onnx
+
+    torch.manual_seed(4)
+    net = _Small()
+    path = export(net, (1, 3, 17, 17), tmp_path / "f.onnx")
+    with pytest.raises(ModelLoadError, match="a float model"):
+        load_onnx(str(path))
+    rs = np.random.RandomState(0)
+    cal = [rs.randn(1, 3, 17, 17).astype(np.float32) for _ in range(8)]
+    g = load_onnx(quantize_float_onnx(str(path), cal, str(tmp_path / "q.onnx")))
+    assert g.meta["expected_arith"] == "tflite"
+    conv = next(op for op in g.ops if op.type == "CONV_2D")
+    w = g.tensors[conv.inputs[1]]
+    assert w.quant.per_channel and w.quant.axis == 0 and not w.quant.zero_point.any()
+    assert np.abs(w.data).max() == 127  # symmetric per-channel: each channel's largest weight is +-127
+    assert "RELU" not in {op.type for op in g.ops}, "Relu folded into the conv output's range"
+    x = rs.randn(1, 3, 17, 17).astype(np.float32)
+    want = net(torch.from_numpy(x)).detach().numpy().ravel()
+    q = g.tensors[g.inputs[0]].quant
+    xi = np.clip(np.rint(x / q.scale[0]) + q.zero_point[0], -128, 127).astype(np.int8).transpose(0, 2, 3, 1)
+    y = run(g, [xi])[g.outputs[0]].ravel()
+    qo = g.tensors[g.outputs[0]].quant
+    got = (y.astype(np.float32) - qo.zero_point[0]) * qo.scale[0]
+    assert np.abs(got - want).max() < 0.1 * np.abs(want).max() + 4 * qo.scale[0]
+
+
+class _Upsampler(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = torch.nn.Conv2d(3, 8, 3, 1, 1)
+        self.c2 = torch.nn.Conv2d(8, 8, 1)
+        self.up = torch.nn.Upsample(scale_factor=2)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.c2(self.up(torch.nn.functional.leaky_relu(self.c(x), 0.1)))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_leaky_relu_and_nearest_resize_equal_onnxruntime(fmt, tmp_path):
+    torch.manual_seed(0)
+    path = quantize_file(export(_Upsampler(), (1, 3, 9, 9), tmp_path / "u.onnx"), tmp_path / f"u-{fmt}.onnx", fmt,
+                         (1, 3, 9, 9))
+    g = load_onnx(str(path))
+    assert [op.type for op in g.ops] == ["CONV_2D", "LEAKY_RELU", "RESIZE_NEAREST_NEIGHBOR", "CONV_2D"]
+    g.meta["arith"] = "onnxruntime"
+    for seed in range(3):
+        x = np.random.RandomState(seed).randint(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+        assert run(g, [x])[g.outputs[0]].tobytes() == onnxruntime_outputs(str(path), g, [x])[g.outputs[0]].tobytes()
+
+
+def test_cli_run_arith_onnxruntime_compares_with_onnxruntime(tmp_path):
+    """`run --arith onnxruntime` on an .onnx file: the arithmetics' difference counted, onnxruntime matched."""
+    nchw, _ = _small_models(tmp_path)
+    plan = tmp_path / "p.json"
+    cli = [sys.executable, "-m", "tinypatch.cli"]
+    assert subprocess.run([*cli, "plan", str(nchw), "-o", str(plan)], capture_output=True).returncode == 0
+    r = subprocess.run([*cli, "run", str(nchw), "--plan", str(plan), "--arith", "onnxruntime"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"tflite vs onnxruntime arithmetic: \d+ of \d+ output bytes differ", r.stdout)
+    assert re.search(r"--arith onnxruntime vs onnxruntime [\d.]+: byte-identical", r.stdout)
+    result = tinypatch.run(str(nchw), str(plan), arith="onnxruntime")
+    assert result.ok and result.arith_check.onnxruntime_differ == 0 and result.arith == "onnxruntime"
+    with pytest.raises(tinypatch.errors.UsageError):
+        tinypatch.run(str(nchw), str(plan), arith="float")
