@@ -44,6 +44,10 @@ COLUMNS = ("model", "method", "plan", "SRAM worst / packed B", "BitOPs int8 /inp
            "top-1 agree (n)", "mean |Δout|", "outlier patches", "bitwidths", "s")
 
 
+def bits(text: str) -> list[int]:
+    return [int(b) for b in text.split(",")]
+
+
 def _bits(precision) -> str:
     return " | ".join(" ".join(str(m.bits) for m in sp.maps) for sp in precision.stages)
 
@@ -85,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
         print("set TINYPATCH_ASSETS to the folder holding models/", file=sys.stderr)
         return 2
     methods = args.methods.split(",")
-    bits = lambda s: [int(b) for b in s.split(",")]  # noqa: E731
     common = {"quantile": args.quantile, "lam": args.lam}
     rows: list[dict] = []
 
