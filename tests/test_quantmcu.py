@@ -28,7 +28,7 @@ from tinypatch.runtime.plan_executor import PlanExecutor
 from tinypatch.runtime.quantmcu import _margin_loss, measure, uniform
 
 
-@pytest.mark.parametrize("bits", [6, 4, 2])
+@pytest.mark.parametrize("bits", [7, 6, 5, 4, 3, 2])
 @pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("zp", [-128, -5, 0, 37])
 def test_requantize_is_the_documented_formula(bits, signed, zp):
