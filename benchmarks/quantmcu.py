@@ -13,7 +13,9 @@ stream stages left out: mixed precision runs tiled stages). Rows:
   with int8 (and the mean output change stays under ``--max-change`` x the int8 margin),
   bitwidths ``--bits``;
 * ``floor``: every map of the MCUNetV2 plan's stage at ``--floor-bits`` with no outlier on the
-  calibration crops: what a uniform lowering costs in agreement.
+  calibration crops: what a uniform lowering costs in agreement;
+* ``margins``: no row; the 1 % and 5 % quantiles of int8's top-1 margin (top output minus the
+  runner-up, real units) over the held-out crops: how close to a decision change they sit.
 
 Calibration crops (``--n-calib``, ``--n-calib-ours`` for the slower least-MAC plans) and
 held-out crops (``--n-eval``) come from different photos. BitOPs = MACs x 8 (weight bits) x the
@@ -30,13 +32,15 @@ import json
 import sys
 import time
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from tinypatch import api
 from tinypatch.assets import assets_dir
 from tinypatch.runtime.crops import crops
-from tinypatch.runtime.quantmcu import measure, uniform
+from tinypatch.runtime.executor import run as run_whole
+from tinypatch.runtime.quantmcu import _outputs, measure, uniform
 from tinypatch.safeio import write_text
 
 MODELS = ("mlperf_vww_96_int8", "person_detect", "mcunet_vww", "mlperf_ic_resnet8_int8")
@@ -67,7 +71,7 @@ def _row(model: str, method: str, label: str, r: api.QuantizeReport, seconds: fl
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--methods", default="int8,QuantMCU-style,ours-MCUNetV2,floor,ours-least-MAC")
+    ap.add_argument("--methods", default="margins,int8,QuantMCU-style,ours-MCUNetV2,floor,ours-least-MAC")
     ap.add_argument("--n-calib", type=int, default=64)
     ap.add_argument("--n-calib-ours", type=int, default=24, help="calibration crops for the least-MAC plan")
     ap.add_argument("--n-eval", type=int, default=500)
@@ -91,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.methods.split(",")
     common = {"quantile": args.quantile, "lam": args.lam}
     rows: list[dict] = []
+    margins: list[dict] = []
 
     def done(row: dict) -> None:
         rows.append(row)
         print(f"{row['model']} {row['method']} ({row['plan']}): {row['reduction']:.2f}x, agreement "
               f"{row['agreement']:.1%} of {row['n']}, {row['seconds']:.0f} s", flush=True)
         if args.json:
-            write_text(args.json, json.dumps(rows, indent=1))
+            write_text(args.json, json.dumps({"rows": rows, "margins": margins}, indent=1))
 
     for name in args.models.split(","):
         graph = api.load(str(root / "models" / f"{name}.tflite"))
@@ -105,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         t = graph.tensors[graph.inputs[0]]
         cal = list(crops(t, "calibration", args.n_calib, 0))
         ev = list(crops(t, "evaluation", args.n_eval, 1))
+        if "margins" in methods:
+            m = sorted(float(o[-1] - o[-2]) for o in (np.sort(_outputs(graph, run_whole(graph, [x]))) for x in ev))
+            q = [m[int(f * (len(m) - 1))] for f in (0.01, 0.05)]
+            margins.append({"model": name, "n": len(m), "q01": q[0], "q05": q[1]})
+            print(f"{name}: int8 top-1 margin over {len(m)} held-out crops: 1% quantile {q[0]:.4f}, "
+                  f"5% quantile {q[1]:.4f}", flush=True)
+            if args.json:
+                write_text(args.json, json.dumps({"rows": rows, "margins": margins}, indent=1))
         if "int8" in methods:
             t0 = time.perf_counter()
             r = api.quantize(graph, m2, calib=cal[:1], evaluate=ev, bitwidths=[8])

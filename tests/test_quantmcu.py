@@ -218,3 +218,9 @@ def test_margin_loss_is_the_share_of_the_int8_margin_lost():
     with pytest.raises(UsageError, match="max-margin-loss"):
         api.quantize(str(model_path("mlperf_vww_96_int8.tflite")), Plan.layer_by_layer(api.load(
             str(model_path("mlperf_vww_96_int8.tflite")))), max_margin_loss=2)
+
+
+def test_crops_use_pixel_levels_for_inputs_quantized_per_pixel_level():
+    graph = api.load(str(model_path("mlperf_ic_resnet8_int8.tflite")))  # input scale 1, zero point -128
+    x = next(crops(graph.tensors[graph.inputs[0]], "evaluation", 1, 1))
+    assert len(np.unique(x)) > 64  # 0..1 reals would give it two codes

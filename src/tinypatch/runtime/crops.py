@@ -4,7 +4,8 @@ Sources: scikit-image's bundled photos, scikit-learn's two sample images and the
 ``person.bmp`` / ``no_person.bmp`` (under ``$TINYPATCH_ASSETS/models``, when present).
 Calibration and evaluation crops come from disjoint photos. Each crop is a random square
 (30-100 % of the shorter side) at a random place, randomly mirrored, resized to the model's
-input with bilinear filtering and turned into the input tensor like an image file would be.
+input with bilinear filtering and turned into the input tensor like an image file would be
+(see :func:`_to_input` for inputs quantized at about one pixel level per step).
 """
 
 from __future__ import annotations
@@ -80,6 +81,18 @@ def crops(tensor: Tensor, split: str, n: int, seed: int = 0, preprocess: str = "
         if rng.random() < 0.5:
             piece = piece.transpose(Image.FLIP_LEFT_RIGHT)
         piece = piece.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-        yield pixels_to_input(np.asarray(piece, np.uint8).reshape(1, h, w, c), tensor, preprocess)
+        yield _to_input(np.asarray(piece, np.uint8).reshape(1, h, w, c), tensor, preprocess)
+
+
+def _to_input(pixels: np.ndarray, tensor: Tensor, preprocess: str) -> np.ndarray:
+    """As ``run`` reads images, except that ``auto`` gives a quantized input whose step is about
+    one pixel level (scale >= 0.5, e.g. MLPerf Tiny's ResNet-8: scale 1, zero point -128) the
+    pixel values themselves: scaled to 0..1 they would collapse to one or two codes."""
+    q = tensor.quant
+    if preprocess == "auto" and q is not None and tensor.np_dtype.kind in "iu" and float(q.scale[0]) >= 0.5:
+        info = np.iinfo(tensor.np_dtype)
+        return np.clip(np.round(pixels / float(q.scale[0])) + int(q.zero_point[0]), info.min, info.max
+                       ).astype(tensor.np_dtype)
+    return pixels_to_input(pixels, tensor, preprocess)
 
 
