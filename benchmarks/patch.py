@@ -6,7 +6,11 @@ Run: ``python benchmarks/patch.py [--json OUT] [--space both|mcunetv2|tinypatch]
 Models: every shared ``.tflite`` model and the zoo models mbv2-w1.0-r224, mbv2-w0.35-r144,
 proxyless-w0.3, mcunet-in0..in4 and the detectors mcunet-det (128x160) and mcunet-det-s (64x80),
 whose first two outputs are made in the middle of the graph (synthetic weights; only the
-architecture matters here).
+architecture matters here), and the TensorFlow-made FPN detector ``fpn_detector_96_b1`` when
+``python tools/make_tf_models.py`` has built it (cache: ``$TINYPATCH_TF_MODELS`` or ``.cache/tfmodels``).
+
+Detectors get one more table (issue 10's acceptance): in the full space, input not counted, is
+the least peak within +10% MACs below half the layer-by-layer placed peak?
 
 How each figure is measured (bytes; kB = 1024 B):
 
@@ -64,10 +68,28 @@ SHORT = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dw", "AVERAGE_POOL_2D": "avgpo
          "QUANTIZE": "quant", "RESIZE_NEAREST_NEIGHBOR": "resize", "CONCATENATION": "concat"}
 
 
+DETECTORS = ("mcunet-det", "mcunet-det-s", "fpn_detector_96_b1")
+TF_MODELS = ("fpn_detector_96_b1",)  # built by tools/make_tf_models.py (needs TensorFlow once)
+
+
+def tf_model_paths() -> list[str]:
+    """The converter-made models above, when the cache of tools/make_tf_models.py holds them."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "make_tf_models.py"
+    spec = importlib.util.spec_from_file_location("make_tf_models", script)
+    if spec is None or spec.loader is None:
+        return []
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folder = module.default_root() / module.cache_key("small")
+    return [str(folder / f"{n}.tflite") for n in TF_MODELS if (folder / f"{n}.tflite").exists()]
+
+
 def model_specs(only: list[str] | None) -> list[str]:
     root = assets_dir()
     shared = [str(p) for p in sorted((root / "models").glob("*.tflite"))] if root else []
-    return [s for s in shared + list(ZOO) if not only or name_of(s) in only or s in only]
+    return [s for s in shared + list(ZOO) + tf_model_paths() if not only or name_of(s) in only or s in only]
 
 
 def name_of(spec: str) -> str:
@@ -168,6 +190,35 @@ def print_tables(console: Console, rows: list[dict[str, Any]]) -> None:
         console.print(s)
 
 
+def detector_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per detector (full space, input not counted): layer-by-layer peak, half of it, the least peak
+    within +10% MACs and whether it is below half."""
+    out = []
+    for r in rows:
+        if r["model"] in DETECTORS and r["space"] == "tinypatch" and not r["include_input"]:
+            best = r["best"]["<=10%"]
+            half = r["layer_by_layer"] // 2
+            out.append({"model": r["model"], "layer_by_layer": r["layer_by_layer"], "half": half,
+                        "peak_10": best["peak"], "mac_overhead_10": best["mac_overhead"],
+                        "least_peak": r["best"]["any"]["peak"], "below_half": best["peak"] < half})
+    return out
+
+
+def print_detectors(console: Console, rows: list[dict[str, Any]]) -> None:
+    det = detector_rows(rows)
+    if not det:
+        return
+    t = Table(title="detectors (issue 10): least peak at <= +10% MACs vs half the layer-by-layer placed peak, "
+                    "input not counted, full schedule space")
+    for col in ("model", "layer-by-layer B", "half B", "peak <= +10% MACs B", "MAC overhead", "below half",
+                "least peak (any MACs) B"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for d in det:
+        t.add_row(d["model"], f"{d['layer_by_layer']:,}", f"{d['half']:,}", f"{d['peak_10']:,}",
+                  f"{d['mac_overhead_10']:+.1%}", "yes" if d["below_half"] else "[red]NO[/]", f"{d['least_peak']:,}")
+    console.print(t)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, metavar="OUT", help="also write every figure and chosen plan as JSON")
@@ -185,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = [r for spec in specs for r in measure(spec, spaces, args.verify)]
     print_tables(console, rows)
+    print_detectors(console, rows)
     console.print(f"{len(specs)} models, {len(rows)} searches in {time.perf_counter() - t0:.0f} s. Peaks: placed "
                   "arena high-water marks (tinypatch.planning.arena.place) of each plan's buffers, real dtypes, "
                   "16 B aligned; (Nx) = layer-by-layer / patch peak; MAC overhead border-clipped vs layer-by-layer.",

@@ -7,12 +7,14 @@ layer by layer; the reference kernels alone (FAST=) and the optimised ones (DSP 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import LAYER_KINDS, NEW_KINDS, random_cnn, unet_step
+from strategies import LAYER_KINDS, NEW_KINDS, CnnBuilder, random_cnn, unet_step
 from test_codegen import C_BUILDS, assert_outputs_equal, needs_cc
 from test_inplace import all_inplace
 from test_kernels_litert_ops import act_t, const_t, q, single_op
@@ -147,3 +149,36 @@ def test_unet_step_is_exact_on_cortex_m(target, plan_name, tmp_path):
     project = generate(g, unet_plans(g)[plan_name], tmp_path, target=target)
     assert "tp_tconv_s8" in (tmp_path / "model.c").read_text()
     assert measure(g, project, [x]).exact
+
+
+def tconv_chain() -> tuple[Graph, np.ndarray]:
+    """Three TRANSPOSE_CONVs covering the fast paths' tails: 3, 5 and 21 input channels (Helium: 8 per
+    VMLADAVA, predicated rest), 5, 21 and 4 output channels (4 per pass), strides 2x2, 1x1 and 2x3,
+    SAME and VALID, with and without bias."""
+    rng = np.random.default_rng(23)
+    b = CnnBuilder(rng, (1, 4, 5, 3), "tconv_chain")
+    b.transpose_conv(5, 3, 3, (2, 2), "SAME", True, "RELU")
+    b.transpose_conv(21, 2, 2, (1, 1), "VALID", False)
+    b.transpose_conv(4, 5, 4, (2, 3), "VALID", True, "RELU6")
+    return b.finish(), rng.integers(-128, 128, (1, 4, 5, 3), dtype=np.int8)
+
+
+@needs_cc
+@pytest.mark.parametrize("fast", [False, True], ids=["reference", "dsp-portable"])
+def test_tconv_chain_host_build_is_exact(fast, tmp_path):
+    g, x = tconv_chain()
+    build_and_compare(g, x, Plan.layer_by_layer(g), tmp_path, fast)
+
+
+@pytest.mark.parametrize("target,kernel", [("cortex-m55", "tp_mve_tconv_s8"), ("cortex-m7", "tp_fast_tconv_s8")])
+def test_tconv_chain_is_exact_on_cortex_m(target, kernel, tmp_path):
+    """The Helium transpose conv on an emulated Cortex-M55, the DSP one on a Cortex-M7 (both linked in)."""
+    missing = missing_tools(target)
+    if missing:
+        pytest.skip(f"Cortex-M toolchain/emulator: {missing}")
+    g, x = tconv_chain()
+    project = generate(g, Plan.layer_by_layer(g), tmp_path, target=target)
+    assert measure(g, project, [x], timeout=120).exact
+    symbols = subprocess.run(["arm-none-eabi-nm", str(tmp_path / f"model_{target}.elf")], capture_output=True,
+                             text=True, check=True).stdout
+    assert re.search(rf"\b{kernel}\b", symbols), f"{kernel} not linked for {target}"

@@ -25,6 +25,7 @@ LAYERS = {
     "planning": 4,
     "runtime": 5,
     "codegen": 6,
+    "nas": 6.5,  # architecture search (specs scored by their schedules) and export (checked by runtime and C)
     "report": 7,
     "api": 8, "cli": 9, "__init__": 10,
 }

@@ -271,6 +271,19 @@ def test_float_only_operator_in_int8_model(tmp_path):
         load_onnx(p)
 
 
+def test_non_finite_activation_attribute_is_refused(tmp_path):
+    """Found by the ONNX fuzzer: a NaN HardSigmoid alpha was imported and ran with garbage."""
+    nodes, inits = _qdq_prefix()
+    inits += [helper.make_tensor("so", TensorProto.FLOAT, [], [1 / 256]), helper.make_tensor("zo", TensorProto.INT8, [], [-128])]
+    nodes += [helper.make_node("HardSigmoid", ["xf"], ["h"], alpha=float("nan")),
+              helper.make_node("QuantizeLinear", ["h", "so", "zo"], ["hq"]),
+              helper.make_node("DequantizeLinear", ["hq", "so", "zo"], ["y"])]
+    p = _save(tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])], inits)
+    with pytest.raises(ModelLoadError, match=r"HARD_SIGMOID.*alpha=nan \(must be finite\)"):
+        load_model(p)
+
+
 def test_float_model_is_refused(tmp_path):
     p = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])],
               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],

@@ -42,11 +42,14 @@ if TYPE_CHECKING:
     from tinypatch.frontends.spec import NetSpec
     from tinypatch.planning.precision import PrecisionMemory, PrecisionPlan
     from tinypatch.planning.redistribute import Redistribution
+    from tinypatch.nas.evolution import SearchResult as NasResult
+    from tinypatch.nas.space import SearchSpace
     from tinypatch.runtime.quantmcu import Fidelity, QuantizeResult
 
-__all__ = ["AnalysisResult", "CodegenResult", "PlanResult", "Progress", "QuantizeReport", "RedistributionResult",
-           "RunResult", "analyze", "codegen", "from_torch", "import_torch", "load", "parse_fraction", "parse_size", "plan",
-           "quantize", "quantize_float", "redistribute", "run"]
+__all__ = ["AnalysisResult", "CodegenResult", "NasExportResult", "NasTrainResult", "PlanResult", "Progress",
+           "QuantizeReport", "RedistributionResult", "RunResult", "SearchOutcome", "analyze", "codegen", "from_torch",
+           "import_torch", "load", "nas_export", "nas_train", "parse_fraction", "parse_size", "plan", "quantize",
+           "quantize_float", "redistribute", "run", "search"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
 PlanLike = Union["Plan", "PlanResult", str, "os.PathLike[str]"]
@@ -408,6 +411,131 @@ def redistribute(spec: str | os.PathLike[str] | NetSpec, *, budget: int | str | 
     limit = None if budget is None else parse_size(budget)
     return RedistributionResult(search(net, grid, limit, parse_fraction(tolerance),
                                        progress=_phase(progress, "redistributing")))
+
+
+# --- search ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SearchOutcome(_Result):
+    """What ``tinypatch search`` prints and saves: the best network, its schedule, the history."""
+
+    search: NasResult
+    plan: Plan  # the best network's schedule
+    planner: Schedule | None = None  # analytic searches: our planner's best schedule of the winner, placed arena
+
+    @property
+    def spec(self) -> NetSpec:
+        return self.search.best.spec
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` (best spec as NetSpec JSON, its plan, figures, history) atomically."""
+        from tinypatch.safeio import write_text
+
+        write_text(path, self.to_json() + "\n")
+
+    def save_spec(self, path: str | os.PathLike[str]) -> None:
+        from tinypatch.frontends.spec import save_spec
+
+        save_spec(self.spec, path)
+
+    def plot(self, path: str | os.PathLike[str]) -> None:
+        """Pareto plot of the objective vs SRAM over every feasible network evaluated."""
+        from tinypatch.report.plots import plot_pareto
+
+        r = self.search
+        c = r.constraints
+        scale, unit = (1e6, "M") if r.settings["objective"] == "macs" else (1.0, "")
+        front = [(peak, score / scale) for peak, score, _ in r.pareto()]
+        best = (r.best.evaluation.peak, r.best.score / scale)
+        what = "MACs (M)" if r.settings["objective"] == "macs" else f"objective ({r.settings['objective']}{unit})"
+        plot_pareto(os.fspath(path), f"search: {len(r.scores)} feasible networks, SRAM <= {c.sram / 1024:g} kB "
+                                     f"({c.convention}{'' if c.include_input else ', no input'})",
+                    {"Pareto front of the networks evaluated": front}, {"best": [best]},
+                    xlabel=f"SRAM of the schedule, {c.convention} (kB = 1024 B)", ylabel=what)
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        r = self.search
+        c, e = r.constraints, r.best.evaluation
+        limits = [f"SRAM <= {c.sram / 1024:g} kB ({c.convention}, input {'counted' if c.include_input else 'not counted'})"]
+        if c.flash is not None:
+            limits.append(f"flash <= {c.flash / 1024:g} kB")
+        if c.max_macs is not None:
+            limits.append(f"executed MACs <= {c.max_macs / 1e6:g}M")
+        patches = "layer by layer only (p = 1)" if c.max_patches == 1 else f"p in 1..{c.max_patches}"
+        console.print(f"search: {r.space.name} space, {', '.join(limits)}, {patches}; seed {r.settings['seed']}, "
+                      f"objective {r.settings['objective']}", highlight=False)
+        t = Table(title="best network per iteration")
+        for col in ("iteration", "objective", "MACs", "SRAM kB", "flash kB", "schedule", "network"):
+            t.add_column(col, justify="left" if col in ("schedule", "network") else "right")
+        for h in r.history:
+            t.add_row(str(h["iteration"]), f"{h['best_score']:.6g}", f"{h['macs'] / 1e6:.1f}M",
+                      f"{h['peak'] / 1024:.1f}", f"{h['flash'] / 1024:.1f}", h["schedule"], h["best"])
+        console.print(t)
+        console.print(f"best: {e.macs / 1e6:.2f}M MACs ({e.schedule_macs / 1e6:.2f}M executed, {e.overhead:+.1%}), "
+                      f"SRAM {e.peak:,} B = {e.peak / 1024:.1f} kB (layer by layer {e.layer_peak / 1024:.1f} kB), "
+                      f"flash {e.flash:,} B = {e.flash / 1024:.1f} kB, schedule {e.schedule}", highlight=False)
+        if c.convention == "analytic":
+            p = self.planner
+            console.print("our planner on the best network (placed arena, 16-byte aligned, in place): " + (
+                f"{p.label}, {(p.peak or p.lower_bound) / 1024:.1f} kB, {p.macs / 1e6:.2f}M MACs executed" if p
+                else f"no schedule fits {c.sram:,} B"), highlight=False)
+        console.print(f"{len(r.evaluations)} networks evaluated ({len(r.scores)} feasible) from {r.proposals} "
+                      f"proposals in {r.seconds:.1f} s", highlight=False)
+        console.print(self.spec.describe(), highlight=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.planner
+        planner = None if p is None else {"schedule": p.label, "peak": p.peak or p.lower_bound, "macs": p.macs,
+                                          "plan": p.plan.to_dict()}
+        return {**self.search.to_dict(), "plan": self.plan.to_dict(), "planner": planner,
+                "pareto": [{"peak": p, "score": s, "fingerprint": f} for p, s, f in self.search.pareto()]}
+
+    def __repr__(self) -> str:
+        e = self.search.best.evaluation
+        return f"<SearchOutcome best {e.macs / 1e6:.1f}M MACs at {e.peak:,} B ({e.schedule})>"
+
+
+def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | None = None,
+           include_input: bool = True, convention: str = "analytic", max_patches: int = 4,
+           space: SearchSpace | None = None, objective: Callable[[NetSpec], float] | None = None,
+           population: int = 100, parents: int = 20, n_mutate: int = 50, n_crossover: int = 50,
+           mutate_prob: float = 0.1, iterations: int = 30, seed: int = 0,
+           resume: str | os.PathLike[str] | None = None, ray: bool = False, ray_address: str | None = None,
+           workers: int | None = None, progress: bool = False) -> SearchOutcome:
+    """Joint architecture + schedule search (``tinypatch search``, MCUNetV2 §3.3).
+
+    Evolution over ``space`` (default: MCUNetV2's on MCUNet's backbone) of networks whose best
+    schedule meets ``sram`` (``convention`` "analytic": MCUNetV2's patch schedules, or "placed":
+    our planner's placed arena), ``flash`` (weights + biases) and ``max_macs`` (executed MACs).
+    ``objective(spec)`` scores feasible networks, higher is better (default: MACs, the TinyNAS
+    proxy). ``max_patches=1`` is MCUNet's per-layer search. Candidates are evaluated on Ray when
+    ``ray``, ``ray_address`` or ``workers`` is given (a local cluster of ``workers`` CPUs unless
+    ``ray_address``), in process otherwise; the result does not depend on where. ``resume``: a
+    JSON state file written after every iteration, continued when it exists. An analytic search
+    also runs our planner on the winner (``planner``: its best schedule, placed arena).
+    """
+    from tinypatch.nas.evaluate import Constraints, best_plan, planner_schedule
+    from tinypatch.nas.evolution import evolve
+    from tinypatch.nas.space import mcunet_space
+
+    constraints = Constraints(parse_size(sram), None if flash is None else parse_size(flash), max_macs,
+                              include_input, convention, max_patches)
+    kwargs = dict(population=population, parents=parents, n_mutate=n_mutate, n_crossover=n_crossover,
+                  mutate_prob=mutate_prob, iterations=iterations, seed=seed, progress=progress, resume=resume)
+    space = space or mcunet_space()
+    if ray or ray_address or workers is not None:
+        from tinypatch.nas.executors import RayExecutor
+
+        with RayExecutor(ray_address, workers) as executor:
+            result = evolve(space, constraints, objective, executor=executor, **kwargs)
+    else:
+        result = evolve(space, constraints, objective, **kwargs)
+    best = result.best
+    planner = planner_schedule(best.spec, constraints) if convention == "analytic" else None
+    return SearchOutcome(result, best_plan(best.spec, best.evaluation, constraints), planner)
 
 
 # --- run ------------------------------------------------------------------------------------------
@@ -907,3 +1035,214 @@ def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress:
         plugin = toolchain.build_insncount(assets, Path(tmp)) if assets is not None else None
         result.cost = measure(graph, project, inputs, plugin)
     result.exact, result.insncount = result.cost.exact, plugin is not None
+
+
+# --- nas: supernet training and export to the board -------------------------------------------------
+
+def _nas(module: str) -> Any:
+    """Import ``tinypatch.nas.<module>`` (they need PyTorch); UsageError naming the extra when absent."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"tinypatch.nas.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "torch":
+            raise UsageError("supernet training and export need PyTorch: pip install 'tinypatch[nas]'") from None
+        raise
+
+
+def _log(progress: Progress | None) -> Callable[[str], None] | None:
+    return None if progress is None else (lambda line: progress(line, 0, 0))
+
+
+@dataclass(repr=False)
+class NasTrainResult(_Result):
+    """A trained weight-sharing supernet (``tinypatch nas train``): per-epoch loss and held-out
+    accuracy of the largest and smallest subnets (BatchNorm re-calibrated)."""
+
+    trained: Any  # tinypatch.nas.supernet.TrainedSupernet
+    path: str | None = None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        self.trained.save(path)
+        self.path = os.fspath(path)
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        t, c = self.trained, self.trained.config
+        console.print(f"data: {t.data.get('source', '?')}, {len(t.train.y)} training / {len(t.holdout.y)} held-out "
+                      f"images, {c.num_classes} classes; space: resolutions {list(c.resolutions)}, stem "
+                      f"{c.stem_channels}, MB1 {c.first_channels}, stages {[list(s[:2]) for s in c.stages]}, "
+                      f"depths {[list(s[2]) for s in c.stages]}, kernels {list(c.kernels)}, expands "
+                      f"{list(c.expands)}, widths {list(c.widths)}", highlight=False)
+        table = Table(title="supernet training (sandwich rule; held-out accuracy after BatchNorm re-calibration)")
+        for col in ("epoch", "loss", "largest", "smallest", "time s"):
+            table.add_column(col, justify="right")
+        for row in t.history:
+            table.add_row(str(row["epoch"]), f"{row['loss']:.3f}", f"{row['largest']:.1%}", f"{row['smallest']:.1%}",
+                          f"{row['seconds']:.0f}")
+        console.print(table)
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.trained
+        return {"config": t.config.to_dict(), "data": t.data, "history": t.history, "seconds": t.seconds,
+                "path": self.path}
+
+
+def accuracy_objective(supernet: str | os.PathLike[str] | None = None, data: str | os.PathLike[str] | None = None, *,
+                       epochs: int = 10, calib_batches: int = 20, seed: int = 0,
+                       progress: Progress | None = None) -> tuple[Callable[[NetSpec], float], SearchSpace]:
+    """The search objective from a supernet (``tinypatch search --data / --supernet``) and the space of
+    its subnets: the checkpoint ``supernet`` if it exists (its recorded data, or ``data``), else a
+    supernet trained on ``data`` for ``epochs`` (saved to ``supernet`` when given). The objective
+    is a subnet's held-out accuracy after BatchNorm re-calibration on ``calib_batches`` x 64
+    training images. Needs PyTorch."""
+    sn = _nas("supernet")
+    if supernet is not None and os.path.exists(supernet):
+        trained = sn.load_supernet(os.fspath(supernet), None if data is None else _nas("data").load_data(os.fspath(data)))
+    elif data is None:
+        raise UsageError(f"supernet checkpoint not found: {supernet}; give --data to train one")
+    else:
+        trained = nas_train(data, epochs=epochs, seed=seed, progress=progress).trained
+        if supernet is not None:
+            trained.save(supernet)
+    return sn.SupernetAccuracy(trained, calib_batches=calib_batches, seed=seed), trained.config.to_space()
+
+
+def nas_train(data: str | os.PathLike[str], *, epochs: int = 10, resolutions: Sequence[int] | None = None,
+              holdout: float | str = 0.2, seed: int = 0, batch_size: int = 64, config: Any = None,
+              progress: Progress | None = None) -> NasTrainResult:
+    """Train a weight-sharing supernet (MCUNet's space: kernel 3/5/7, expand 3/4/6, width
+    0.5/0.75/1, depth 2/3/4) on ``data``: ``digits`` / ``digits:64`` (scikit-learn's digits,
+    upscaled), a ``.npz`` with ``x`` and ``y``, or an image folder (one subfolder per class).
+    ``holdout`` of every class is kept for measuring accuracy. ``config``: a
+    :class:`tinypatch.nas.supernet.SupernetConfig` or its JSON file (default: a small space for
+    32x32 images); ``resolutions`` overrides its resolutions. ``save()`` writes the checkpoint.
+    Needs PyTorch.
+    """
+    sn = _nas("supernet")
+    if isinstance(config, (str, os.PathLike)):
+        from tinypatch.frontends.mcunet_config import read_json
+
+        try:
+            config = sn.SupernetConfig.from_dict(read_json(os.fspath(config)))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise UsageError(f"{config}: not a supernet config ({exc})") from None
+    trained = _nas("pipeline").train(os.fspath(data), config, resolutions=resolutions, epochs=epochs,
+                                     holdout=parse_fraction(holdout), seed=seed, batch_size=batch_size,
+                                     progress=_log(progress))
+    return NasTrainResult(trained)
+
+
+@dataclass(repr=False)
+class NasExportResult(_Result):
+    """A subnet taken to the board (``tinypatch nas export``): accuracies from supernet to int8, the
+    plan, and the held-out accuracy measured three ways."""
+
+    deployed: Any  # tinypatch.nas.pipeline.Deployed
+    output: str
+    planned: PlanResult | None = None
+    sram: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.deployed.verification.ok
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        d = self.deployed
+        ex = d.exported
+        console.print(ex.program.spec.describe(), highlight=False)
+        steps = [("supernet weights (BN re-calibrated)", "float", ex.supernet_accuracy)]
+        steps += [(f"fine-tuned, epoch {i}", "float", a) for i, a in enumerate(ex.finetune, 1)]
+        steps.append(("post-training calibration", "int8", ex.ptq_accuracy))
+        steps += [(f"quantization-aware, epoch {i}", "int8", a) for i, a in enumerate(ex.qat, 1)]
+        t = Table(title="held-out accuracy from supernet to int8")
+        for col in ("step", "arithmetic", "accuracy"):
+            t.add_column(col, justify="left" if col == "step" else "right")
+        for name, kind, acc in steps:
+            t.add_row(name, kind, f"{acc:.2%}")
+        console.print(t)
+        if self.planned is not None:
+            c, b = self.planned.cost, self.planned.baseline
+            budget = "" if self.sram is None else f" under {self.sram:,} B"
+            console.print(f"plan{budget}: {self.planned.schedule.label}, placed peak {c.peak:,} B (layer by layer "
+                          f"{b.peak:,} B), MACs {c.macs:,} ({c.mac_overhead:+.1%})", highlight=False)
+        v = Table(title="held-out accuracy, three ways (identical: same int8 bytes as our executor)")
+        for col in ("way", "images", "accuracy", "identical", "note"):
+            v.add_column(col, justify="left" if col in ("way", "note") else "right")
+        for w in d.verification.ways:
+            v.add_row(w.name, str(w.images), "-" if w.images == 0 else f"{w.accuracy:.2%}",
+                      {True: "yes", False: "NO", None: "-"}[w.identical], w.note)
+        console.print(v)
+        console.print(f"int8 model written to {self.output} ({len(d.tflite):,} B)"
+                      + ("" if self.planned is None else f"; plan to {_plan_path(self.output)}"), highlight=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.deployed
+        ex = d.exported
+        out: dict[str, Any] = {"spec": ex.program.spec.to_dict(), "output": self.output, "ok": self.ok,
+                               "accuracy": {"supernet": ex.supernet_accuracy, "finetune": ex.finetune,
+                                            "ptq": ex.ptq_accuracy, "qat": ex.qat},
+                               "verification": d.verification.to_dict()}
+        if self.planned is not None:
+            c = self.planned.cost
+            out["plan"] = {"schedule": self.planned.schedule.label, "peak": c.peak, "layer_peak": self.planned.baseline.peak,
+                           "macs": c.macs, "sram": self.sram}
+        return out
+
+
+def _plan_path(output: str) -> str:
+    return os.path.splitext(output)[0] + ".plan.json"
+
+
+def _read_spec(spec: Any) -> NetSpec:
+    """A NetSpec, a spec .json (``redistribute -o``), or a search result .json holding ``best.spec``."""
+    from tinypatch.frontends.spec import NetSpec, spec_from_dict
+
+    if isinstance(spec, NetSpec):
+        return spec
+    from tinypatch.frontends.mcunet_config import read_json
+
+    path = os.fspath(spec)
+    d = read_json(path)
+    if isinstance(d, dict) and isinstance(d.get("best"), dict) and "spec" in d["best"]:
+        d = d["best"]["spec"]
+    return spec_from_dict(d, path)
+
+
+def nas_export(supernet: str | os.PathLike[str], spec: Any, output: str | os.PathLike[str], *,
+               data: str | os.PathLike[str] | None = None, sram: int | str | None = None, include_input: bool = True,
+               finetune_epochs: int = 2, qat_epochs: int = 2, mcu_images: int | None = None,
+               target: str = "cortex-m7", project: str | os.PathLike[str] | None = None, seed: int = 0,
+               board: bool = True, progress: Progress | None = None) -> NasExportResult:
+    """Take ``spec`` (a NetSpec, a spec .json, or a search result .json) from the supernet checkpoint
+    to the board: extract, fine-tune, quantize to int8 (post-training calibration, then
+    quantization-aware fine-tuning), write ``output`` (.tflite), plan it (fewest MACs under ``sram``,
+    else the least peak; the plan goes to ``OUTPUT.plan.json``) and measure its held-out accuracy
+    three ways: the PyTorch int8 simulation vs our executor (identical int8 logits), LiteRT
+    BUILTIN_REF (identical bytes) and, unless ``board=False``, the generated C on QEMU
+    (``target``; ``mcu_images``: only the first images; ``project``: keep the C project there).
+    ``data``: the training data when it moved since ``nas train``. Needs PyTorch.
+    """
+    sn = _nas("supernet")
+    pipeline = _nas("pipeline")
+    net_spec = _read_spec(spec)
+    trained = sn.load_supernet(os.fspath(supernet), None if data is None else _nas("data").load_data(os.fspath(data)))
+    budget = None if sram is None else parse_size(sram)
+    holder: dict[str, PlanResult] = {}
+
+    def choose(graph: Graph) -> Plan:
+        holder["plan"] = plan(graph, sram=budget, include_input=include_input, progress=progress)
+        return holder["plan"].plan
+
+    out = os.fspath(output)
+    deployed = pipeline.export_to_board(trained, net_spec, out, plan=choose if board else None,
+                                        finetune_epochs=finetune_epochs, qat_epochs=qat_epochs, mcu_images=mcu_images,
+                                        target=target, project_dir=project, seed=seed, progress=_log(progress))
+    planned = holder.get("plan")
+    if planned is not None:
+        planned.save(_plan_path(out))
+    return NasExportResult(deployed, out, planned, budget)

@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--tolerance", type=_fraction, default=0.05, help="MAC and parameter tolerance (default 5%%)")
     rd.add_argument("-o", "--output", metavar="SPEC.json", help="write the redistributed spec")
     rd.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    _search_parser(sub)
     it = sub.add_parser("import-torch", help="quantize a saved PyTorch model into an int8 .onnx file",
                         description="Load a torch.export program (.pt2) or a TorchScript file, export it to ONNX "
                                     "(opset 13), quantize it with onnxruntime's static quantization (per-channel "
@@ -237,7 +238,178 @@ def build_parser() -> argparse.ArgumentParser:
                     help="float32 samples [K, ...input shape] or [K, ...input shape without batch]")
     qz.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the int8 ONNX file to write")
     _codegen_parser(sub, PREPROCESS, PREPROCESS_HELP)
+    _nas_parser(sub)
     return p
+
+
+NAS_EXAMPLES = """The three steps from data to board (PyTorch needed: pip install 'tinypatch[nas]'):
+  tinypatch nas train digits --resolutions 24,28,32 --epochs 15 -o sn.pt
+                                        train the supernet (20% of every class held out)
+  tinypatch search --supernet sn.pt --sram 4KB --placed --population 20 --iterations 5 -o best.json
+                                        evolve under the SRAM limit, scored by held-out accuracy
+  tinypatch nas export sn.pt --spec best.json --sram 4KB -o winner.tflite
+                                        int8 .tflite + plan, accuracy checked four ways (QEMU included)
+"""
+
+
+def _nas_parser(sub) -> None:  # noqa: ANN001
+    from tinypatch.codegen.targets import ALL_TARGETS
+
+    n = sub.add_parser("nas", help="train a weight-sharing supernet; export a subnet to int8 and the board",
+                       description="Accuracy for the architecture search (MCUNetV2 §3.3) and the way from the "
+                                   "search's winner to the board (issue 14).",
+                       epilog=NAS_EXAMPLES, formatter_class=_Formatter)
+    nsub = n.add_subparsers(dest="nas_command", required=True, metavar="STEP")
+    t = nsub.add_parser("train", help="train a supernet on your data (sandwich rule)",
+                        description="Train a weight-sharing supernet over MCUNet's space (kernel 3/5/7 by centre "
+                                    "crop, expand 3/4/6 and width 0.5/0.75/1 by channel slicing, depth 2/3/4) with "
+                                    "the sandwich rule and in-place distillation; a held-out part of every class is "
+                                    "kept for measuring subnets. Prints one line per epoch.",
+                        epilog=NAS_EXAMPLES, formatter_class=_Formatter)
+    t.add_argument("data", help="'digits' or 'digits:64' (scikit-learn's digits upscaled), a .npz with x (uint8 "
+                                "images) and y (labels), or a folder with one subfolder of images per class")
+    t.add_argument("-o", "--output", required=True, metavar="SUPERNET.pt", help="checkpoint to write")
+    t.add_argument("--epochs", type=_positive, default=10, help="training epochs (default 10)")
+    t.add_argument("--resolutions", type=_int_list, metavar="R,R,...",
+                   help="input resolutions of the space (default: the data's, 32 for digits)")
+    t.add_argument("--holdout", type=_fraction, default=0.2, metavar="F", help="held-out fraction (default 20%%)")
+    t.add_argument("--batch-size", type=_positive, default=64, help="batch size (default 64)")
+    t.add_argument("--config", metavar="CONFIG.json", help="the space as JSON (SupernetConfig fields)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the sampling")
+    t.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+    e = nsub.add_parser("export", help="int8 .tflite of a subnet, planned and checked on the board",
+                        description="Extract a subnet from the supernet, fine-tune it, quantize it to int8 "
+                                    "(post-training calibration, then quantization-aware fine-tuning whose "
+                                    "forward is the integer arithmetic), write the .tflite, plan it under --sram "
+                                    "and measure its held-out accuracy three ways: PyTorch int8 simulation vs our "
+                                    "executor (identical logits), LiteRT BUILTIN_REF (identical bytes), the "
+                                    "generated C on QEMU (identical bytes). Exit 1 if any differs.",
+                        epilog=NAS_EXAMPLES, formatter_class=_Formatter)
+    e.add_argument("supernet", metavar="SUPERNET.pt", help="a checkpoint from `tinypatch nas train`")
+    e.add_argument("--spec", required=True, metavar="SPEC.json",
+                   help="the subnet: a search result (`tinypatch search -o`) or a spec .json")
+    e.add_argument("-o", "--output", required=True, metavar="MODEL.tflite",
+                   help="the int8 model (the plan goes beside it as MODEL.plan.json)")
+    e.add_argument("--data", help="the training data, if it moved since `nas train`")
+    e.add_argument("--sram", type=parse_size, metavar="SIZE", help="SRAM budget of the plan (default: least peak)")
+    e.add_argument("--no-input", dest="include_input", action="store_false",
+                   help="leave the model input out of the planned arena")
+    e.add_argument("--finetune-epochs", type=_natural, default=2, help="float fine-tuning epochs (default 2)")
+    e.add_argument("--qat-epochs", type=_natural, default=2, help="quantization-aware epochs (default 2)")
+    e.add_argument("--target", choices=[t for t in ALL_TARGETS if t != "host"], default="cortex-m7",
+                   help="the emulated board (default cortex-m7)")
+    e.add_argument("--mcu-images", type=_positive, metavar="N", help="run only the first N held-out images on QEMU")
+    e.add_argument("--project", metavar="DIR", help="keep the generated C project in DIR")
+    e.add_argument("--no-board", dest="board", action="store_false", help="skip planning and QEMU")
+    e.add_argument("--seed", type=int, default=0, help="seed of fine-tuning and calibration batches")
+    e.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+
+
+
+SEARCH_EXAMPLES = """SRAM is MCUNetV2's analytic peak of the network's best patch schedule (every p x p grid, p <=
+--max-patches, over every first-stage length), or with --placed the placed arena of our planner's
+best schedule (multi-stage, halo caching, in place; slower). Flash counts int8 weights and int32
+biases. The objective is the network's MACs (TinyNAS's proxy: no data needed), or with --data /
+--supernet its held-out accuracy from a weight-sharing supernet (the space is then the supernet's).
+
+examples:
+  tinypatch search --sram 256KB --flash 1MB -o best.json --plot pareto.png
+                                        MCUNetV2-M4's board, 30 iterations x 100 (minutes)
+  tinypatch search --sram 256KB --flash 1MB --max-patches 1      MCUNet's per-layer search
+  tinypatch search --sram 64KB --flash 512KB --iterations 5 --population 20 --resume state.json
+                                        a short search; run it again to continue from state.json
+  tinypatch search --sram 256KB --flash 1MB --workers 4          candidates evaluated on a local Ray
+  tinypatch search --data digits --supernet sn.pt --sram 8KB --population 20 --iterations 5 -o best.json
+                                        accuracy on held-out digits (trains sn.pt first if missing)
+"""
+
+
+def _search_parser(sub) -> None:  # noqa: ANN001
+    from tinypatch.nas.space import SPACES
+
+    se = sub.add_parser("search", help="joint architecture + schedule search (MCUNetV2 §3.3)",
+                        description="Evolutionary search (MCUNetV2: random feasible population, top parents, "
+                                    "mutation and crossover children) over MCUNet's space (kernel 3/5/7, expand "
+                                    "3/4/6, width 0.5/0.75/1 per block, 2-4 blocks per stage, resolution 96-256) "
+                                    "for the network with the best objective whose best schedule fits the "
+                                    "constraints; prints the history and the winner, -o writes it with its plan.",
+                        epilog=SEARCH_EXAMPLES, formatter_class=_Formatter)
+    se.add_argument("--sram", type=parse_size, required=True, metavar="SIZE", help="SRAM limit, e.g. 256KB")
+    se.add_argument("--flash", type=parse_size, metavar="SIZE", help="flash limit for weights and biases, e.g. 1MB")
+    se.add_argument("--max-macs", type=_count, metavar="N", help="limit on the MACs the schedule executes, e.g. 200M")
+    se.add_argument("--no-input", dest="include_input", action="store_false",
+                    help="do not count the input image in SRAM (MCUNetV2's convention for its search)")
+    se.add_argument("--placed", action="store_true",
+                    help="SRAM is our planner's placed arena peak, not MCUNetV2's analytic figure")
+    se.add_argument("--max-patches", type=_positive, default=4, metavar="P",
+                    help="patch grids p x p for p = 1..P (default 4; 1: layer by layer only, MCUNet's search)")
+    se.add_argument("--space", choices=sorted(SPACES), default="mcunet",
+                    help="mcunet: ImageNet, 1000 classes (default); mcunet-vww: 2 classes, half width, "
+                         "resolution 48-256")
+    se.add_argument("--resolutions", type=_int_list, metavar="R,R,...", help="override the space's resolutions")
+    se.add_argument("--data", metavar="DATA",
+                    help="objective: held-out accuracy from a weight-sharing supernet trained on DATA ('digits', a .npz "
+                         "or an image folder; see `tinypatch nas train`), in the supernet's space (needs PyTorch)")
+    se.add_argument("--supernet", metavar="SUPERNET.pt",
+                    help="with --data: the checkpoint to load if it exists, else where to save the one trained; "
+                         "alone: use this checkpoint and the data it was trained on")
+    se.add_argument("--epochs", type=_positive, default=10, help="with --data and no checkpoint: training epochs")
+    se.add_argument("--calib-batches", type=_positive, default=20, metavar="N",
+                    help="BatchNorm re-calibration batches of 64 per candidate (default 20, MCUNetV2's)")
+    se.add_argument("--population", type=_positive, default=100, help="population size (default 100)")
+    se.add_argument("--parents", type=_positive, default=20, help="parents kept per iteration (default 20)")
+    se.add_argument("--mutate", type=_natural, default=50, metavar="N", help="mutation children (default 50)")
+    se.add_argument("--crossover", type=_natural, default=50, metavar="N", help="crossover children (default 50)")
+    se.add_argument("--mutate-prob", type=_fraction, default=0.1, metavar="F",
+                    help="probability a gene is resampled in a mutation (default 0.1)")
+    se.add_argument("--iterations", type=_natural, default=30, help="iterations (default 30)")
+    se.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same search (default 0)")
+    se.add_argument("--resume", metavar="FILE", help="state file written after every iteration; continued if it exists")
+    se.add_argument("--ray", action="store_true", help="evaluate candidates on a local Ray cluster")
+    se.add_argument("--ray-address", metavar="ADDR", help="evaluate candidates on the Ray cluster at ADDR")
+    se.add_argument("--workers", type=_positive, metavar="N", help="CPUs of the local Ray cluster (implies --ray)")
+    se.add_argument("-o", "--output", metavar="FILE.json",
+                    help="write the result: best spec (NetSpec JSON), its plan, figures, history")
+    se.add_argument("--save-spec", metavar="SPEC.json", help="write the best network's spec alone")
+    se.add_argument("--plot", metavar="FILE.png", help="save the Pareto plot of the objective vs SRAM")
+    se.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _natural(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive(text)
+
+
+def _count(text: str) -> int:
+    """'200M' -> 200000000, '1.5G', '5000k' or a plain integer."""
+    t = text.strip().upper()
+    mult = {"K": 10**3, "M": 10**6, "G": 10**9}.get(t[-1:], 1)
+    try:
+        v = float(t[:-1] if mult > 1 else t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r} (e.g. 200M)") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return int(v * mult)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"resolutions must be positive: {text!r}")
+    return values
 
 
 def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> None:  # noqa: ANN001
@@ -348,9 +520,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _emit(result: api.PlanResult | api.RedistributionResult | api.QuantizeReport, args: argparse.Namespace,
-          console: Console, what: str) -> None:
-    """Print a result (text or --json) and save it to -o, as plan, redistribute and quantize do."""
+def _emit(result: api.PlanResult | api.RedistributionResult | api.SearchOutcome | api.NasTrainResult
+          | api.QuantizeReport, args: argparse.Namespace, console: Console, what: str) -> None:
+    """Print a result (text or --json) and save it to -o, as plan, redistribute, search and quantize do."""
     if args.json:
         print(result.to_json())
     else:
@@ -428,6 +600,38 @@ def cmd_redistribute(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from tinypatch.nas.space import SPACES
+
+    space = SPACES[args.space]()
+    objective = None
+    if args.data or args.supernet:
+        with _log_lines(disable=args.json) as log:
+            objective, space = api.accuracy_objective(args.supernet, args.data, epochs=args.epochs,
+                                                      calib_batches=args.calib_batches, seed=args.seed, progress=log)
+    if args.resolutions:
+        from dataclasses import replace
+
+        space = replace(space, resolutions=args.resolutions)
+    err = Console(stderr=True)
+    result = api.search(sram=args.sram, flash=args.flash, max_macs=args.max_macs, include_input=args.include_input,
+                        objective=objective, convention="placed" if args.placed else "analytic", max_patches=args.max_patches,
+                        space=space, population=args.population, parents=args.parents, n_mutate=args.mutate,
+                        n_crossover=args.crossover, mutate_prob=args.mutate_prob, iterations=args.iterations,
+                        seed=args.seed, resume=args.resume, ray=args.ray, ray_address=args.ray_address,
+                        workers=args.workers, progress=not args.json and err.is_terminal)
+    _emit(result, args, console, "result")
+    if args.save_spec:
+        result.save_spec(args.save_spec)
+        if not args.json:
+            console.print(f"spec written to {args.save_spec}")
+    if args.plot:
+        result.plot(args.plot)
+        if not args.json:
+            console.print(f"Pareto plot written to {args.plot}")
+    return 0
+
+
 def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
     with _progress(disable=not args.report) as progress:
         result = api.codegen(args.model, args.output, plan=args.plan, target=args.target, sram=args.sram,
@@ -448,8 +652,38 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+@contextmanager
+def _log_lines(disable: bool = False) -> Iterator[api.Progress]:
+    """Progress of long steps (training epochs, phases) as lines on stderr."""
+    err = Console(stderr=True)
+
+    def hook(phase: str, done: int, total: int) -> None:
+        if not disable and done == 0 and total == 0:
+            err.print(phase, highlight=False)
+
+    yield hook
+
+
+def cmd_nas(args: argparse.Namespace, console: Console) -> int:
+    with _log_lines(disable=args.json) as progress:
+        if args.nas_command == "train":
+            result = api.nas_train(args.data, epochs=args.epochs, resolutions=args.resolutions, holdout=args.holdout,
+                                   seed=args.seed, batch_size=args.batch_size, config=args.config, progress=progress)
+        else:
+            result = api.nas_export(args.supernet, args.spec, args.output, data=args.data, sram=args.sram,
+                                    include_input=args.include_input, finetune_epochs=args.finetune_epochs,
+                                    qat_epochs=args.qat_epochs, mcu_images=args.mcu_images, target=args.target,
+                                    project=args.project, seed=args.seed, board=args.board, progress=progress)
+    if args.nas_command == "train":
+        _emit(result, args, console, "supernet")
+        return 0
+    print(result.to_json()) if args.json else result.render(console)
+    return 0 if result.ok else 1
+
+
 COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
-            "show": cmd_show, "redistribute": cmd_redistribute, "quantize": cmd_quantize,
+            "show": cmd_show, "redistribute": cmd_redistribute, "search": cmd_search, "nas": cmd_nas,
+            "quantize": cmd_quantize,
             "import-torch": cmd_import_torch, "quantize-float": cmd_quantize_float}
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ class AxisMap:
 
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
+NHWC_TO_NCHW = (0, 3, 1, 2)
 
 
 @lru_cache(maxsize=256)
@@ -109,22 +110,46 @@ def _read_table(kind: str, in_size: int, out_size: int, kernel: int, stride: int
 
 def _spatial_hw(graph: Graph, name: str) -> tuple[int, int] | None:
     shape = graph.tensors[name].shape
-    return (shape[1], shape[2]) if len(shape) == 4 else None
+    return tuple(nhwc_shape(graph, name)[1:3]) if len(shape) == 4 else None  # type: ignore[return-value]
+
+
+def _perm(graph: Graph, op: Op) -> tuple[int, ...] | None:
+    """The constant permutation of a 4-D TRANSPOSE (None for any other op)."""
+    if not op_def(op.type).permutes or len(op.inputs) < 2 or len(op.outputs) != 1:
+        return None
+    perm = graph.tensors[op.inputs[1]].data
+    return tuple(int(p) for p in perm) if perm is not None and perm.shape == (4,) else None
 
 
 def reads_nchw(graph: Graph, op: Op) -> bool:
     """Is ``op`` a TRANSPOSE of a 4-D NCHW graph input to NHWC (a PyTorch export's first op)? It
     then reads H and W at dims 2 and 3 of its input, and a patch stage may start with it."""
-    if not op_def(op.type).permutes or len(op.inputs) < 2 or op.inputs[0] not in graph.inputs:
-        return False
-    perm = graph.tensors[op.inputs[1]].data
-    return perm is not None and perm.shape == (4,) and tuple(int(p) for p in perm) == NCHW_TO_NHWC
+    return _perm(graph, op) == NCHW_TO_NHWC and op.inputs[0] in graph.inputs
+
+
+def writes_nchw(graph: Graph, op: Op) -> bool:
+    """Is ``op`` a TRANSPOSE of a 4-D NHWC map to an NCHW graph output that no op reads (a PyTorch
+    export's last op)? It then writes H and W at dims 2 and 3 of its output, and a patch stage may
+    end with it."""
+    out = op.outputs[0] if op.outputs else None
+    return (_perm(graph, op) == NHWC_TO_NCHW and out in graph.outputs
+            and not any(out in other.inputs for other in graph.ops))
+
+
+def nhwc_shape(graph: Graph, name: str) -> tuple[int, ...]:
+    """``name``'s shape in NHWC order: an NCHW graph output that :func:`writes_nchw` makes reads as
+    (N, H, W, C); any other tensor as it is."""
+    shape = graph.tensors[name].shape
+    if len(shape) == 4 and name in graph.outputs and any(
+            op.outputs[:1] == [name] and writes_nchw(graph, op) for op in graph.ops):
+        return shape[0], shape[2], shape[3], shape[1]
+    return shape
 
 
 def axis_maps(graph: Graph, op: Op) -> tuple[AxisMap, AxisMap] | None:
     """(H map, W map) of the op's first activation input, or None if the op is not spatially
-    local (global pooling, FC, reshape, softmax, transpose other than :func:`reads_nchw`, concat
-    along H/W...)."""
+    local (global pooling, FC, reshape, softmax, transpose other than :func:`reads_nchw` and
+    :func:`writes_nchw`, concat along H/W...)."""
     if len(op.outputs) != 1:
         return None
     out_hw = _spatial_hw(graph, op.outputs[0])
@@ -137,6 +162,8 @@ def axis_maps(graph: Graph, op: Op) -> tuple[AxisMap, AxisMap] | None:
     in_hw = _spatial_hw(graph, acts[0])
     if in_hw is None:
         return None
+    if writes_nchw(graph, op):  # output [:, :, y, x] reads input (y, x)
+        return AxisMap("identity", in_hw[0], out_hw[0]), AxisMap("identity", in_hw[1], out_hw[1])
     d = op_def(op.type)
     if d.region == Region.IDENTITY:
         if any(_spatial_hw(graph, x) is None for x in acts):

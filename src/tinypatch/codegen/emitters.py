@@ -358,7 +358,7 @@ def _reshape(e: OpEmitter, s: Site) -> str:
 def _transpose(e: OpEmitter, s: Site) -> str:
     kern = e.kernels[s.k]
     x = e.act_view(s)
-    if s.stage:  # NCHW -> NHWC in a patch stage: x is the tile's window already seen in NHWC order
+    if s.stage:  # NCHW <-> NHWC in a patch stage: both windows are seen in NHWC order (one of them strided)
         return s.out.check() + f"tp_copy({s.out.esize}, {s.out.dims()}, {x.ptr}, {x.strides()}, {s.out.ptr}, " \
                                f"{s.out.strides()});\n"
     in_shape = e.graph.tensors[x.tensor].shape

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tinypatch.analysis.regions import reads_nchw
+from tinypatch.analysis.regions import reads_nchw, writes_nchw
 from tinypatch.codegen import cfmt
 from tinypatch.codegen.emitters import OpEmitter, Site, reduce_finish
 from tinypatch.codegen.storage import Storage, Unit
@@ -123,7 +123,9 @@ class Scheduler:
             if k in persistent:
                 body.append(self._restore(k, st))
             site = self._site(st, k, columns[k])
-            call = self.emitter.call(site) + self._dump_view(k, "ti", "tj", f"h{k}[{OUT0}]", f"w{k}[{OUT0}]", site.out)
+            call = self.emitter.call(site)
+            if not writes_nchw(g, g.ops[k]):  # TP_DUMP reads NHWC rows
+                call += self._dump_view(k, "ti", "tj", f"h{k}[{OUT0}]", f"w{k}[{OUT0}]", site.out)
             body.append(f"if (h{k}[{OUT1}] > h{k}[{OUT0}] && w{k}[{OUT1}] > w{k}[{OUT0}]) {{\n"
                         + _indent(call, 4) + "}\n")
             if k in persistent:
@@ -251,8 +253,11 @@ class Scheduler:
     def _site(self, st: StageTiling, k: int, cols: list[int]) -> Site:
         ins = self._ins(st, k, cols, lambda t, c: (f"w{k}[{c}]", f"(w{k}[{c + 1}] - w{k}[{c}])"))
         out_t = self.graph.ops[k].outputs[0]
-        out = window_view(self.storage, out_t, self._layout(st, out_t), f"h{k}[{OUT0}]", f"w{k}[{OUT0}]",
-                          f"(h{k}[{OUT1}] - h{k}[{OUT0}])", f"(w{k}[{OUT1}] - w{k}[{OUT0}])")
+        where = (f"h{k}[{OUT0}]", f"w{k}[{OUT0}]", f"(h{k}[{OUT1}] - h{k}[{OUT0}])", f"(w{k}[{OUT1}] - w{k}[{OUT0}])")
+        if writes_nchw(self.graph, self.graph.ops[k]):  # a trailing TRANSPOSE writes its window of the NCHW output
+            out = nchw_window_view(self.storage, out_t, *where)
+        else:
+            out = window_view(self.storage, out_t, self._layout(st, out_t), *where)
         first = READS if cols else OUT0
         return Site(k, ins, out, pads=(f"h{k}[{PAD0}]", f"w{k}[{PAD0}]"),
                     win=(f"h{k}[{OUT0}]", f"w{k}[{OUT0}]", f"h{k}[{first}]", f"w{k}[{first}]"), stage=True)

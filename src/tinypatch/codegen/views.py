@@ -103,7 +103,8 @@ def window_view(storage: Storage, t: str, layout: Layout, y0: str, x0: str, h: s
 
 def nchw_window_view(storage: Storage, t: str, y0: str, x0: str, h: str, w: str) -> View:
     """The h x w window at (y0, x0) of a whole NCHW tensor ``t``, seen in NHWC order (dims
-    1, h, w, C; a channel steps H * W elements): a TRANSPOSE to NHWC reading it is a strided copy."""
+    1, h, w, C; a channel steps H * W elements): a TRANSPOSE to NHWC reading it (or from NHWC
+    writing it) is a strided copy."""
     _, c, th, tw = storage.graph.tensors[t].shape
     offset = []
     if th > 1:

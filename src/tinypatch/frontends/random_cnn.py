@@ -1,6 +1,7 @@
-"""Random small int8 CNNs built directly in the Graph IR, for property tests and fuzzing.
+"""Random small int8 CNNs built directly in the Graph IR, for property tests and fuzzing: the one
+generator (the tests' hypothesis strategies in ``tests/strategies.py`` wrap it).
 
-:func:`random_cnn` draws the structure (image size, layer kinds, kernels, strides, paddings,
+:func:`random_cnn` (and :func:`random_multi_output_cnn`, detector-like) draws the structure (image size, layer kinds, kernels, strides, paddings,
 activations) through a :class:`Draw` (hypothesis in the tests, :class:`RngDraw` with a seed
 in ``benchmarks/fuzz.py``) and fills weights, biases and quantization from a drawn seed. Every
 graph follows TFLite's int8 rules, so LiteRT's reference kernels accept it once written with
@@ -21,6 +22,9 @@ from tinypatch.ir import Graph, Op, QuantParams, Tensor
 from tinypatch.ir.ops import out_size
 
 LAYER_KINDS = ("conv", "depthwise", "avg_pool", "max_pool", "pad", "residual_add", "mul", "resize", "concat")
+# issue 10's operators (drawn only where a caller asks for them)
+NEW_KINDS = ("bilinear", "transpose_conv", "maximum", "minimum", "squared_difference", "prelu", "channel_slice",
+             "split")
 FUSED = ("NONE", "RELU", "RELU6")
 _TARGET_STD = 40.0  # aim activations at about this many quantization steps of spread
 _MAX_CHANNELS = 8
@@ -159,6 +163,74 @@ class CnnBuilder:
         return self._emit("RESIZE_NEAREST_NEIGHBOR", [self.cur, size], (n, out_h, out_w, c), self.quant(), self.std,
                           align_corners=align_corners, half_pixel_centers=half_pixel_centers)
 
+    def resize_bilinear(self, out_h: int, out_w: int, align_corners: bool, half_pixel_centers: bool) -> str:
+        n, _, _, c = self.shape()
+        size = self._const(np.array([out_h, out_w], np.int32))
+        return self._emit("RESIZE_BILINEAR", [self.cur, size], (n, out_h, out_w, c), self.quant(), self.std,
+                          align_corners=align_corners, half_pixel_centers=half_pixel_centers)
+
+    def transpose_conv(self, out_c: int, kh: int, kw: int, stride: tuple[int, int], padding: str, bias: bool,
+                       act: str = "NONE") -> str:
+        """Upsampling transpose conv: ``in * stride`` (SAME) or ``(in - 1) * stride + k`` (VALID)."""
+        n, h, w, c = self.shape()
+        oh, ow = (h * stride[0], w * stride[1]) if padding == "SAME" else \
+            ((h - 1) * stride[0] + kh, (w - 1) * stride[1] + kw)
+        shape = self._const(np.array([n, oh, ow, out_c], np.int32))
+        s_in = float(self.quant().scale[0])
+        w_scale = (self.rng.uniform(0.25, 1.0, out_c) * 0.01).astype(np.float32)
+        per_channel = out_c > 1
+        weights = self._const(self.rng.integers(-127, 128, (out_c, kh, kw, c), dtype=np.int8),
+                              QuantParams(w_scale, np.zeros(out_c, np.int64), 0 if per_channel else None))
+        fan_in = max(1, kh * kw * c // (stride[0] * stride[1]))
+        acc_std = self.std * 73.0 * math.sqrt(fan_in)
+        inputs = [shape, weights, self.cur]
+        if bias:
+            inputs.append(self._const(self.rng.integers(-int(acc_std), int(acc_std) + 1, out_c).astype(np.int32),
+                                      QuantParams(np.float32(s_in) * w_scale, np.zeros(out_c, np.int64),
+                                                  0 if per_channel else None)))
+        quant = self._fresh_quant(acc_std * s_in * float(w_scale.mean()), act)
+        return self._emit("TRANSPOSE_CONV", inputs, (n, oh, ow, out_c), quant, _TARGET_STD, padding=padding,
+                          stride_h=stride[0], stride_w=stride[1], fused_activation_function=act)
+
+    def binary(self, op_type: str, other: str) -> str:
+        """MAXIMUM / MINIMUM (one quantization, so the comparison means something) or SQUARED_DIFFERENCE."""
+        if op_type != "SQUARED_DIFFERENCE":
+            return self._emit(op_type, [other, self.cur], self.shape(), self.quant(), self.std)
+        real = self._real_std(self.cur) ** 2 + self._real_std(other) ** 2
+        return self._emit(op_type, [other, self.cur], self.shape(), self._fresh_quant(real), _TARGET_STD)
+
+    def prelu(self) -> str:
+        c = self.shape()[3]
+        alpha = self._const(self.rng.integers(-128, 128, (1, 1, c), dtype=np.int8),
+                            QuantParams.tensor(float(self.rng.uniform(0.002, 0.01)), int(self.rng.integers(-20, 21))))
+        return self._emit("PRELU", [self.cur, alpha], self.shape(), self._fresh_quant(self._real_std(self.cur)),
+                          _TARGET_STD)
+
+    def channel_slice(self, begin: int, size: int, strided: bool) -> str:
+        n, h, w, _ = self.shape()
+        if strided:
+            ins = [self._const(np.array(v, np.int32)) for v in ([0, 0, 0, begin], [0, 0, 0, begin + size], [1, 1, 1, 1])]
+            return self._emit("STRIDED_SLICE", [self.cur, *ins], (n, h, w, size), self.quant(), self.std,
+                              begin_mask=7, end_mask=7, ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0,
+                              offset=False)
+        ins = [self._const(np.array(v, np.int32)) for v in ([0, 0, 0, begin], [-1, -1, -1, size])]
+        return self._emit("SLICE", [self.cur, *ins], (n, h, w, size), self.quant(), self.std)
+
+    def split_swap(self, sizes: list[int], v: bool) -> str:
+        """SPLIT (equal parts) or SPLIT_V of the channels, then the parts concatenated in reverse order."""
+        n, h, w, c = self.shape()
+        outs = [self._activation((n, h, w, k), self.quant()) for k in sizes]
+        axis = self._const(np.array([3] if v else 3, np.int32))
+        if v:
+            ins = [self.cur, self._const(np.array(sizes, np.int32)), axis]
+        else:
+            ins = [axis, self.cur]
+        self.g.add_op(Op("SPLIT_V" if v else "SPLIT", ins, outs, {"num_splits": len(sizes)}))
+        for o in outs:
+            self.stds[o] = self.std
+        return self._emit("CONCATENATION", outs[::-1], (n, h, w, c), self.quant(), self.std, axis=3,
+                          fused_activation_function="NONE")
+
     def concat(self, first: str, axis: int) -> str:
         n, h, w, c = self.shape()
         shape = (n, h, w, self.shape(first)[3] + c)
@@ -275,6 +347,33 @@ def _layer(draw: Draw, b: CnnBuilder, kind: str) -> None:
         p = _conv_params(draw, b, max_stride=1) | {"padding": "SAME"}
         b.conv(draw.integers(1, _MAX_CHANNELS), out_quant=b.quant(), **p)
         b.concat(first, draw.sampled_from([3, -1]))
+    elif kind == "bilinear":
+        align, half = draw.sampled_from([(False, False), (True, False), (False, True)])
+        b.resize_bilinear(draw.integers((h + 1) // 2, min(2 * h, 40)), draw.integers((w + 1) // 2, min(2 * w, 40)),
+                          align, half)
+    elif kind == "transpose_conv":  # output at most 48 x 48 (stride 1 where even that is larger)
+        padding = draw.sampled_from(["SAME", "VALID"])
+        stride = tuple(draw.sampled_from([s for s in (1, 2, 2, 3) if n * s <= 48] or [1]) for n in (h, w))
+        b.transpose_conv(draw.integers(1, _MAX_CHANNELS), draw.integers(1, 4), draw.integers(1, 4), stride,
+                         padding, draw.booleans(), draw.sampled_from(FUSED))
+    elif kind in ("maximum", "minimum", "squared_difference"):
+        skip = b.cur
+        _same_shape_layer(draw, b)
+        if kind != "squared_difference":  # MAXIMUM/MINIMUM compare stored values: give both one quantization
+            b.conv(c, 1, 1, (1, 1), (1, 1), "SAME", out_quant=b.quant(skip))
+        b.binary(kind.upper(), skip)
+    elif kind == "prelu":
+        b.prelu()
+    elif kind == "channel_slice":  # one channel: the whole of it
+        begin = draw.integers(0, c - 1)
+        b.channel_slice(begin, draw.integers(1, c - begin), draw.booleans())
+    elif kind == "split":
+        if draw.booleans():  # SPLIT_V at up to 3 drawn cuts
+            cuts = sorted({draw.integers(1, c - 1) for _ in range(draw.integers(0, 3))}) if c > 1 else []
+            b.split_swap([hi - lo for lo, hi in zip([0, *cuts], [*cuts, c])], True)
+        else:
+            parts = draw.sampled_from([k for k in range(1, c + 1) if c % k == 0])
+            b.split_swap([c // parts] * parts, False)
     else:
         raise ValueError(f"unknown layer kind {kind!r}")
 
@@ -304,3 +403,37 @@ def random_cnn(draw: Draw, max_layers: int = 6, kinds: tuple[str, ...] = LAYER_K
             b.softmax()
     x = rng.integers(-128, 128, (1, h, w, c), dtype=np.int8)
     return b.finish(), x
+
+
+def random_multi_output_cnn(draw: Draw, max_layers: int = 5) -> tuple[Graph, np.ndarray]:
+    """A random int8 CNN with 2..4 graph outputs, like a detector: after some layers a head (a conv
+    or a pool) branches off the trunk into a graph output made in the middle of the graph, or the
+    trunk tensor itself becomes an output that later layers still read; the last layer's output is
+    an output too. Layers as :func:`random_cnn` (no global head)."""
+    h = _odd(draw, 5, 25)
+    w = _odd(draw, 5, 23)
+    w += 2 if w >= h else 0  # any odd width in 5..25 but h
+    rng = np.random.default_rng(draw.integers(0, 2**32 - 1))
+    b = CnnBuilder(rng, (1, h, w, draw.integers(1, _MAX_CHANNELS)), name="random_multi_output_cnn")
+    outputs: list[str] = []
+    for _ in range(draw.integers(2, max_layers)):
+        _layer(draw, b, draw.sampled_from(LAYER_KINDS))
+        tap = draw.sampled_from(["none", "head", "trunk"])
+        if tap == "trunk" and b.cur not in outputs:
+            outputs.append(b.cur)
+        elif tap == "head":
+            trunk = b.cur
+            if draw.booleans():
+                b.conv(draw.integers(1, _MAX_CHANNELS), **_conv_params(draw, b, max_stride=2))
+            else:
+                b.pool("MAX_POOL_2D", 2, 2, (2, 2), "SAME")
+            outputs.append(b.cur)
+            b.cur = trunk
+    if b.cur not in outputs:
+        outputs.append(b.cur)
+    if len(outputs) == 1:  # one more head on the last layer
+        b.pool("MAX_POOL_2D", 3, 3, (1, 1), "SAME")
+        outputs.append(b.cur)
+    b.g.outputs = outputs
+    b.g.validate()
+    return b.g, rng.integers(-128, 128, b.shape(b.g.inputs[0]), dtype=np.int8)

@@ -218,6 +218,9 @@ def _binary(c: _Check) -> Shape:
 
 def _same(c: _Check) -> Shape:
     x = c.need(0, "input")
+    for key, value in c.attrs.items():  # LEAKY_RELU's alpha, HARD_SIGMOID's alpha and beta
+        if isinstance(value, float) and not math.isfinite(value):
+            raise c.fail(f"{key}={value!r} (must be finite)")
     if c.op.type == "QUANTIZE" and x.dtype == "int8":
         c.requant(c.scale(x) / c.scale(c.g.tensors[c.op.outputs[0]]), "input scale / output scale")
     return x.shape
@@ -339,7 +342,7 @@ OP_RULES: dict[str, OpRule] = {
     "SOFTMAX": OpRule(1, 1, _softmax), "TRANSPOSE": OpRule(2, 2, _transpose),
     "RESIZE_NEAREST_NEIGHBOR": OpRule(2, 2, _resize), "CONCATENATION": OpRule(1, 64, _concat),
     **{t: OpRule(1, 1, _same) for t in ("QUANTIZE", "DEQUANTIZE", "LOGISTIC", "HARD_SWISH", "RELU", "RELU6",
-                                         "LEAKY_RELU")},
+                                         "LEAKY_RELU", "HARD_SIGMOID")},
     "RESIZE_BILINEAR": OpRule(2, 2, _resize), "TRANSPOSE_CONV": OpRule(3, 4, _transpose_conv),
     **{t: OpRule(2, 2, _broadcast) for t in ("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "PRELU")},
 }

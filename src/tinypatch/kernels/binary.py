@@ -41,8 +41,10 @@ class _Binary(PreparedOp):
         return a, b
 
 
-@register("ADD")
-class Add(_Binary):
+class _Rescaled(_Binary):
+    """Shared by ADD and SQUARED_DIFFERENCE: each input minus its zero point, shifted left by
+    ``LEFT_SHIFT`` and rescaled to twice the larger input scale (``m1/sh1``, ``m2/sh2``)."""
+
     LEFT_SHIFT = 20
 
     def __init__(self, graph: Graph, op: Op) -> None:
@@ -50,16 +52,30 @@ class Add(_Binary):
         if not self.quantized:
             return
         (s1, self.zp1), (s2, self.zp2) = (self.qparams(t) for t in self.operands)
-        out_scale, _ = self.qparams(self.out)
-        twice_max = 2.0 * float(max(s1, s2))
-        self.m1, self.sh1 = quantize_multiplier(float(s1) / twice_max)
-        self.m2, self.sh2 = quantize_multiplier(float(s2) / twice_max)
-        self.mo, self.sho = quantize_multiplier(twice_max / (float(1 << self.LEFT_SHIFT) * float(out_scale)))
+        self.twice_max = 2.0 * float(max(s1, s2))
+        self.m1, self.sh1 = quantize_multiplier(float(s1) / self.twice_max)
+        self.m2, self.sh2 = quantize_multiplier(float(s2) / self.twice_max)
 
     @staticmethod
     def _scale(x: np.ndarray, m: int, shift: int) -> np.ndarray:
         # MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0)
         return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), -shift)
+
+    def rescaled(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both operands on the common scale (int64)."""
+        x1 = (a.astype(np.int64) - self.zp1) << self.LEFT_SHIFT
+        x2 = (b.astype(np.int64) - self.zp2) << self.LEFT_SHIFT
+        return self._scale(x1, self.m1, self.sh1), self._scale(x2, self.m2, self.sh2)
+
+
+@register("ADD")
+class Add(_Rescaled):
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        if not self.quantized:
+            return
+        out_scale, _ = self.qparams(self.out)
+        self.mo, self.sho = quantize_multiplier(self.twice_max / (float(1 << self.LEFT_SHIFT) * float(out_scale)))
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         a, b = self.operand_arrays(inputs)
@@ -68,10 +84,8 @@ class Add(_Binary):
         if self.ort:
             y = float_binary(np.add, a, b, *self.ort_params) if self.float_op else qlinear_add(a, b, *self.ort_params)
             return np.clip(y, self.act_min, self.act_max)
-        x1 = (a.astype(np.int64) - self.zp1) << self.LEFT_SHIFT
-        x2 = (b.astype(np.int64) - self.zp2) << self.LEFT_SHIFT
-        raw = self._scale(x1, self.m1, self.sh1) + self._scale(x2, self.m2, self.sh2)
-        y = self._scale(raw, self.mo, self.sho) + self.out_zp
+        r1, r2 = self.rescaled(a, b)
+        y = self._scale(r1 + r2, self.mo, self.sho) + self.out_zp
         return saturate_int8(y, self.act_min, self.act_max)
 
 
@@ -108,7 +122,7 @@ class MaximumMinimum(_Binary):
 
 
 @register("SQUARED_DIFFERENCE")
-class SquaredDifference(_Binary):
+class SquaredDifference(_Rescaled):
     """int8: both inputs shifted left by 7 and rescaled to twice the larger input scale (as in
     ADD), their difference squared in int32 and rescaled by ``(2 max(s1, s2))^2 / (2^14 s_out)``."""
 
@@ -118,22 +132,17 @@ class SquaredDifference(_Binary):
         super().__init__(graph, op)
         if not self.quantized:
             return
-        (s1, self.zp1), (s2, self.zp2) = (self.qparams(t) for t in self.operands)
         out_scale, _ = self.qparams(self.out)
-        twice_max = 2.0 * float(max(s1, s2))
-        self.m1, self.sh1 = quantize_multiplier(float(s1) / twice_max)
-        self.m2, self.sh2 = quantize_multiplier(float(s2) / twice_max)
         denom = float(np.float32(1 << (2 * self.LEFT_SHIFT)) * out_scale)  # int * float: a float product
-        self.mo, self.sho = quantize_multiplier(twice_max * twice_max / denom)
+        self.mo, self.sho = quantize_multiplier(self.twice_max * self.twice_max / denom)
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         a, b = self.operand_arrays(inputs)
         if not self.quantized:
             d = a.astype(np.float32) - b.astype(np.float32)
             return (d * d).astype(np.float32)
-        x1 = (a.astype(np.int64) - self.zp1) << self.LEFT_SHIFT
-        x2 = (b.astype(np.int64) - self.zp2) << self.LEFT_SHIFT
-        diff = Add._scale(x1, self.m1, self.sh1) - Add._scale(x2, self.m2, self.sh2)
+        r1, r2 = self.rescaled(a, b)
+        diff = r1 - r2
         y = multiply_by_quantized_multiplier(diff * diff, self.mo, self.sho) + self.out_zp
         return saturate_int8(y)
 

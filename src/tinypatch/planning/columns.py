@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinypatch.analysis.regions import AxisMap, axis_maps, reads_nchw
+from tinypatch.analysis.regions import AxisMap, axis_maps, reads_nchw, writes_nchw
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 
@@ -25,7 +25,7 @@ def column_maps(graph: Graph, k: int) -> list[AxisMap | None] | None:
     """Column map of each input of op ``k`` (None for constants), or None if op k cannot stream."""
     op = graph.ops[k]
     maps = axis_maps(graph, op)
-    if maps is None or len(op.outputs) != 1 or reads_nchw(graph, op):
+    if maps is None or len(op.outputs) != 1 or reads_nchw(graph, op) or writes_nchw(graph, op):
         return None
     m = maps[1]
     if m.kind not in ("window", "identity"):

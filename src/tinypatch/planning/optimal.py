@@ -40,7 +40,7 @@ import numpy as np
 
 from tinypatch.analysis.liveness import align_up, liveness, tensor_lifetimes
 from tinypatch.analysis.macs import op_macs
-from tinypatch.analysis.regions import axis_maps, is_global_reduce, split_even
+from tinypatch.analysis.regions import axis_maps, is_global_reduce, nhwc_shape, split_even
 from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import DTYPE_BYTES, Graph
 from tinypatch.planning.columns import column_maps, output_window
@@ -310,7 +310,7 @@ def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool
                 first_only: bool) -> dict[tuple[int, frozenset[int], int], _AxisFigs]:
     """(axis, cached ops, tile count) -> figures of that tiling, for every variant's cached sets."""
     g, ops, internal = c.g, st.info.ops, st.internal
-    shape = g.tensors[st.info.tiled].shape
+    shape = nhwc_shape(g, st.info.tiled)
     table = {}
     for ax in (0, 1):
         counts = axis_counts(shape[1 + ax], max_grid, not first_only)
@@ -342,7 +342,7 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
     """Every start, policy variant and tile grid: the stage's lower bound (full-size input and output,
     the tile-local buffers live at each step, kept halos and line buffers) and MACs."""
     ops = st.info.ops
-    shape = c.g.tensors[st.info.tiled].shape
+    shape = nhwc_shape(c.g, st.info.tiled)
     out: list[Candidate] = []
     for var in variants:
         persistent = np.array([ops[r] in var.cache_w for r in range(len(st.internal))], bool)
@@ -378,7 +378,7 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
     """Stream stages from the starts in ``streams``: one-column tiles pulled through window buffers,
     rows recomputed per strip."""
     g, ops = c.g, st.info.ops
-    shape = g.tensors[st.info.tiled].shape
+    shape = nhwc_shape(g, st.info.tiled)
     cols = list(range(shape[2] + 1))
     fig_w = axis_figures(g, st.info, c.maps[1], [cols], frozenset(ops[:-1]))[0]
     if not fig_w.valid:
@@ -511,7 +511,7 @@ def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, incl
     for ch in choices:
         if ch.grid is None:
             continue
-        shape = graph.tensors[stage_info(graph, ch.start, ch.end).tiled].shape
+        shape = nhwc_shape(graph, stage_info(graph, ch.start, ch.end).tiled)
         stages.append(Stage(ch.start, ch.end, split_even(shape[1], ch.grid[0]), split_even(shape[2], ch.grid[1]),
                             ch.policy.halo(ch.start, ch.end)))
     return Plan(graph.name, fingerprint(graph), stages, include_input, include_output)

@@ -16,6 +16,7 @@ from tinypatch.analysis.regions import (
     axis_maps,
     hull,
     is_global_reduce,
+    nhwc_shape,
 )
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph, Op
@@ -197,7 +198,7 @@ def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int],
     reuses was computed by earlier tiles and kept ever since; when it was not (a tile reaching
     back before a gap in what was computed), PlanError says to recompute that op.
     """
-    size = graph.tensors[info.tiled].shape[1 + axis]
+    size = nhwc_shape(graph, info.tiled)[1 + axis]
     check_cuts(cuts, size, "rows" if axis == 0 else "cols", info.tiled)
     if maps is None:
         maps = input_maps(graph, info.tile_ops, axis)
@@ -315,7 +316,7 @@ def _stream_rings(graph: Graph, info: StageInfo, stage: Stage) -> dict[str, int]
     if info.reduce is not None or streamed != body or not body:
         raise PlanError(f"{where}: \"stream\" is a whole-stage mode: every op but the last streams (and the stage "
                         f"may not end with an accumulated average)")
-    width = graph.tensors[info.tiled].shape[2]
+    width = nhwc_shape(graph, info.tiled)[2]
     if stage.cols != list(range(width + 1)):
         raise PlanError(f"{where}: a stream stage has one-column tiles: cols must be 0, 1, ..., {width}")
     return ring_columns(graph, info.tile_ops)

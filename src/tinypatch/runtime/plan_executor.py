@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinypatch.analysis.regions import reads_nchw
+from tinypatch.analysis.regions import reads_nchw, writes_nchw
 from tinypatch.errors import InputError
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import op_def
@@ -165,6 +165,8 @@ class PlanExecutor:
         else:
             arena.alloc(out_buf, self.placement.offsets[out_buf], out_t.nbytes)
         full_out = self._get(arena, outside, st.info.output)
+        if writes_nchw(g, g.ops[st.info.ops[-1]]):  # a trailing TRANSPOSE: tiles write the NCHW output seen as NHWC
+            full_out = full_out.transpose(0, 2, 3, 1)
         if st.stream:
             _Stream(self, arena, outside, st, full_out).run()
             return
@@ -246,6 +248,8 @@ class PlanExecutor:
             value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
+        if writes_nchw(g, op):  # the NCHW tile goes into the output's NHWC view
+            value = value.transpose(0, 2, 3, 1)
         if self.mixed:
             value = self.mixed.wrote(k, value, op.outputs[0] == st.info.output)
         fresh = region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:]

@@ -401,8 +401,9 @@ static inline int8_t tconv_requant(const tp_conv_p *p, int32_t acc, int oc)
 
 #define TP_TCONV_TAPS 64 /* most (ky, kx) taps one output pixel may gather on the fast path */
 
-int tp_fast_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
-                     int oxp, int8_t *y, int oh, int ow, int ors)
+/* noinline: its tap tables stay off the stack while the Helium version runs */
+static __attribute__((noinline)) int tconv_dsp(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0,
+                                               int ix0, int oyp, int oxp, int8_t *y, int oh, int ow, int ors)
 {
     const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, zp = p->in_zp;
     if (!p->rq || kh * kw > TP_TCONV_TAPS) return 0;
@@ -451,6 +452,15 @@ int tp_fast_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int ir
         }
     }
     return 1;
+}
+
+int tp_fast_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                     int oxp, int8_t *y, int oh, int ow, int ors)
+{
+#if defined(__ARM_FEATURE_MVE)
+    if (tp_mve_tconv_s8(p, x, ih, iw, irs, iy0, ix0, oyp, oxp, y, oh, ow, ors)) return 1;
+#endif
+    return tconv_dsp(p, x, ih, iw, irs, iy0, ix0, oyp, oxp, y, oh, ow, ors);
 }
 #else
 typedef int tp_fast_disabled; /* built without -DTP_FAST: reference kernels only */

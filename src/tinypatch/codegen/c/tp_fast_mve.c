@@ -11,6 +11,8 @@
  *   rolling buffer of padded input rows; other shapes: 16 channels per load, widening multiplies
  *   (VMULLB/VMULLT) into four int32 vectors, requantized with per-lane parameters that the generator
  *   lays out in that lane order;
+ * - transpose convolution: the taps landing on an output pixel gathered, 4 output channels per pass,
+ *   8 input channels per VMLADAVA on int16 lanes (zero point subtracted: which taps land varies);
  * - requantization per vector lane: VQRDMULH (= SRDHM) and a rounding shift (see requant1),
  *   the per-channel parameters gathered from the tp_rq table. */
 #include "tp_fast_mve.h"
@@ -785,6 +787,77 @@ int tp_mve_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int ir
     }
     for (int ch = 0; ch < p->cout; ch += 4)
         dw_k3_group(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors, ch, p->cout - ch < 4 ? p->cout - ch : 4);
+    return 1;
+}
+
+/* --- transpose convolution ----------------------------------------------------------------- */
+/* s_j += sum_c w_j[c] * (x[c] - zp) over n bytes, 8 channels per VMLADAVA on int16 lanes (widening
+ * loads, predicated on the last 1 to 7: the zero-loaded weights make those lanes 0). */
+static inline void tconv_tap4(int32_t *s, const int8_t *x, const int8_t *w0, const int8_t *w1, const int8_t *w2,
+                              const int8_t *w3, int n, int zp)
+{
+    int32_t s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
+    for (int c = 0; c < n; c += 8) {
+        const mve_pred16_t pr = vctp16q((uint32_t)(n - c));
+        const int16x8_t xv = vsubq_n_s16(vldrbq_z_s16(x + c, pr), (int16_t)zp);
+        s0 = vmladavaq_s16(s0, xv, vldrbq_z_s16(w0 + c, pr));
+        s1 = vmladavaq_s16(s1, xv, vldrbq_z_s16(w1 + c, pr));
+        s2 = vmladavaq_s16(s2, xv, vldrbq_z_s16(w2 + c, pr));
+        s3 = vmladavaq_s16(s3, xv, vldrbq_z_s16(w3 + c, pr));
+    }
+    s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+}
+
+#define TP_MVE_TCONV_TAPS 64 /* most (ky, kx) taps one output pixel may gather on this path */
+
+/* Transpose convolution gathered per output pixel (the taps landing on it, as tp_tconv_s8 finds
+ * them), 4 output channels per pass sharing each input load, requantized as one vector (lanes past
+ * the last channel repeat it and are not stored). The bias is the real one (no zero point folded). */
+int tp_mve_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                    int oxp, int8_t *y, int oh, int ow, int ors)
+{
+    const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, sh = p->sh, sw = p->sw, zp = p->in_zp;
+    if (!p->rq || kh * kw > TP_MVE_TCONV_TAPS) return 0;
+    const int ktaps = kh * kw * cin;
+    const int32x4_t lo = vdupq_n_s32(p->act_min), hi = vdupq_n_s32(p->act_max);
+    const int8_t *xs[TP_MVE_TCONV_TAPS];
+    int woff[TP_MVE_TCONV_TAPS];
+    for (int oy = 0; oy < oh; oy++) {
+        for (int ox = 0; ox < ow; ox++) {
+            int n = 0;
+            for (int ky = 0; ky < kh; ky++) {
+                const int ty = oyp + oy - ky;
+                if (ty < 0 || ty % sh) continue;
+                const int iy = ty / sh - iy0;
+                if (iy < 0 || iy >= ih) continue;
+                for (int kx = 0; kx < kw; kx++) {
+                    const int tx = oxp + ox - kx;
+                    if (tx < 0 || tx % sw) continue;
+                    const int ix = tx / sw - ix0;
+                    if (ix < 0 || ix >= iw) continue;
+                    xs[n] = x + (ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin;
+                    woff[n++] = (ky * kw + kx) * cin;
+                }
+            }
+            int8_t *out = y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox * cout;
+            for (int oc = 0; oc < cout; oc += 4) {
+                const int left = cout - 1 - oc;
+                const int c1 = 1 < left ? 1 : left, c2 = 2 < left ? 2 : left, c3 = 3 < left ? 3 : left;
+                const int8_t *w = p->w + (ptrdiff_t)oc * ktaps;
+                int32_t s[4] = {0, 0, 0, 0};
+                if (p->bias) {
+                    s[0] = p->bias[oc], s[1] = p->bias[oc + c1], s[2] = p->bias[oc + c2], s[3] = p->bias[oc + c3];
+                }
+                for (int t = 0; t < n; t++)
+                    tconv_tap4(s, xs[t], w + woff[t], w + c1 * ktaps + woff[t], w + c2 * ktaps + woff[t],
+                               w + c3 * ktaps + woff[t], cin, zp);
+                const rq4 r = rq_gather(p->rq + oc, lanes_u32(0, 5u * (uint32_t)c1, 5u * (uint32_t)c2,
+                                                             5u * (uint32_t)c3));
+                vstrbq_p_s32(out + oc, requant4(from_lanes(s[0], s[1], s[2], s[3]), &r, p->out_zp, lo, hi),
+                             vctp32q((uint32_t)(cout - oc)));
+            }
+        }
+    }
     return 1;
 }
 #else

@@ -10,6 +10,8 @@ int tp_mve_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs,
                    int8_t *y, int oh, int ow, int ors);
 int tp_mve_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl,
                      int8_t *y, int oh, int ow, int ors);
+int tp_mve_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, int iy0, int ix0, int oyp,
+                    int oxp, int8_t *y, int oh, int ow, int ors);
 #endif
 
 #endif

@@ -1,0 +1,201 @@
+"""MCUNetV2 figures of a spec from its layer chain, without building the graph (the fast path).
+
+For a spec without SE blocks, :func:`build_net` makes a plain chain: stem conv, per block
+(1x1 expand) (depthwise) 1x1 project (ADD with the block input), (1x1 feature mix), MEAN, FC,
+square feature maps, TFLite SAME padding. :class:`Chain` lists those operators as sizes only
+and computes what :mod:`tinypatch.analysis` and :mod:`tinypatch.planning` compute on the graph,
+for this op set: MACs, flash, layer-by-layer analytic bytes (in+out, in-place depthwise,
+live residual skips), the legal first-stage ends, and, for ``p`` x ``p`` patches over ops
+``[0, end)`` with recomputed halos, the border-clipped MACs and the analytic peak (tiles'
+regions propagated backwards along one axis, the other being the same). Integer arithmetic
+on a few dozen intervals: microseconds where building and tiling the graph takes tens of
+milliseconds. tests/test_nas.py checks every figure against the graph path on random specs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinypatch.analysis.regions import split_even
+from tinypatch.frontends.spec import NetSpec
+
+
+@dataclass(frozen=True)
+class _Op:
+    kind: str  # conv, dw, add, mean, fc
+    inputs: tuple[int, ...]  # tensor ids (activations only)
+    output: int
+    kernel: int = 1
+    stride: int = 1
+
+
+class Chain:
+    """The operators and activation tensors ``build_net(spec)`` makes (``supported`` False with SE)."""
+
+    def __init__(self, spec: NetSpec) -> None:
+        self.supported = not any(b is not None and b.use_se for b in spec.blocks)
+        self.side: list[int] = [spec.resolution]  # per tensor: spatial side (1 after the pool)
+        self.chan: list[int] = [spec.in_channels]
+        self.ops: list[_Op] = []
+        self.flash = 0
+        x = self._conv("conv", 0, spec.stem_channels, spec.stem_kernel, spec.stem_stride)
+        for b in spec.blocks:
+            if b is None:
+                continue
+            cin = self.chan[x]
+            h = x
+            if b.expand_ratio != 1:
+                h = self._conv("conv", h, b.mid_channels or round(cin * b.expand_ratio), 1, 1)
+            if b.depthwise:
+                h = self._conv("dw", h, self.chan[h], b.kernel, b.stride)
+            h = self._conv("conv", h, b.out_channels, 1, 1)
+            x = self._add(h, x) if b.shortcut else h
+        if spec.feature_mix:
+            x = self._conv("conv", x, spec.feature_mix, 1, 1)
+        x = self._new(1, self.chan[x], _Op("mean", (x,), len(self.side)))
+        self.flash += 8  # the MEAN's axes (int32 [2])
+        self._new(1, spec.num_classes, _Op("fc", (x,), len(self.side)))
+        self.flash += spec.num_classes * (self.chan[x] + 4)
+        self.producer = {op.output: i for i, op in enumerate(self.ops)}
+        self.last_use = [0] * len(self.side)
+        for i, op in enumerate(self.ops):
+            for t in op.inputs:
+                self.last_use[t] = max(self.last_use[t], i)
+        self.last_use[-1] = len(self.ops)  # the graph output
+        self.skip_at = self._skips()
+
+    def _new(self, side: int, chan: int, op: _Op) -> int:
+        self.side.append(side)
+        self.chan.append(chan)
+        self.ops.append(op)
+        return op.output
+
+    def _conv(self, kind: str, x: int, cout: int, k: int, s: int) -> int:
+        cin = self.chan[x]
+        self.flash += (k * k * cout * (cin if kind == "conv" else 1)) + 4 * cout
+        return self._new(-(-self.side[x] // s), cout, _Op(kind, (x,), len(self.side), k, s))
+
+    def _add(self, h: int, x: int) -> int:
+        return self._new(self.side[h], self.chan[h], _Op("add", (h, x), len(self.side)))
+
+    def _skips(self) -> dict[int, list[int]]:
+        """Op -> skip tensors counted live there (analytic convention): the ops strictly between
+        the skip's producer and the projection conv that do not read the skip."""
+        out: dict[int, list[int]] = {}
+        for op in self.ops:
+            if op.kind != "add":
+                continue
+            main, skip = op.inputs
+            for i in range(self.producer.get(skip, -1) + 1, self.producer[main]):
+                if skip not in self.ops[i].inputs:
+                    out.setdefault(i, []).append(skip)
+        return out
+
+    # --- layer by layer ------------------------------------------------------------------------
+    def macs(self) -> list[int]:
+        out = []
+        for op in self.ops:
+            o, i = op.output, op.inputs[0]
+            if op.kind == "conv":
+                out.append(self.side[o] ** 2 * self.chan[o] * op.kernel ** 2 * self.chan[i])
+            elif op.kind == "dw":
+                out.append(self.side[o] ** 2 * self.chan[o] * op.kernel ** 2)
+            elif op.kind == "fc":
+                out.append(self.chan[o] * self.chan[i])
+            else:
+                out.append(0)
+        return out
+
+    def per_op(self, include_input: bool, elements: dict[int, int] | None = None,
+               extra: list[int] | None = None) -> list[int]:
+        """Analytic bytes of every op (``elements``: tile-sized tensors; ``extra``: bytes held)."""
+        nbytes = [self._bytes(t) for t in range(len(self.side))]
+        if not include_input:
+            nbytes[0] = 0
+        for t, e in (elements or {}).items():
+            nbytes[t] = e
+        out = []
+        for i, op in enumerate(self.ops):
+            ins = sum(nbytes[t] for t in op.inputs)
+            b = max(ins, nbytes[op.output]) if op.kind == "dw" else ins + nbytes[op.output]
+            b += sum(nbytes[s] for s in self.skip_at.get(i, ()))
+            out.append(b + (extra[i] if extra else 0))
+        return out
+
+    def _bytes(self, t: int) -> int:
+        return self.side[t] * self.side[t] * self.chan[t]
+
+    # --- patch stages --------------------------------------------------------------------------
+    def legal_ends(self) -> list[int]:
+        """Every ``end`` such that ops [0, end) form a legal patch stage with a 2-D output."""
+        ends = []
+        for end in range(1, len(self.ops) + 1):
+            if self.ops[end - 1].kind in ("mean", "fc"):
+                break
+            out = self.ops[end - 1].output
+            if all(self.last_use[t] < end for t in range(1, out)):  # only the last output leaves the stage
+                ends.append(end)
+        return ends
+
+    def patch(self, end: int, p: int, include_input: bool) -> tuple[int, int]:
+        """(border-clipped MACs of the whole network, analytic peak) with ``p`` x ``p`` tiles over
+        ops [0, end), halos recomputed (as plan_macs / plan_analytic on the graph)."""
+        out = self.ops[end - 1].output
+        cuts = split_even(self.side[out], p)
+        longest: dict[int, int] = {}
+        total: list[int] = [0] * end
+        for a, b in zip(cuts, cuts[1:]):
+            need = {out: (a, b)}
+            for k in range(end - 1, -1, -1):
+                op = self.ops[k]
+                lo, hi = need[op.output]
+                total[k] += hi - lo
+                if op.kind == "add":
+                    reads = (lo, hi)
+                else:
+                    n_in = self.side[op.inputs[0]]
+                    pad = max((self.side[op.output] - 1) * op.stride + op.kernel - n_in, 0) // 2
+                    reads = (max(lo * op.stride - pad, 0), min((hi - 1) * op.stride - pad + op.kernel, n_in))
+                for t in op.inputs:
+                    old = need.get(t)
+                    need[t] = reads if old is None else (min(old[0], reads[0]), max(old[1], reads[1]))
+            for t, (lo, hi) in need.items():
+                longest[t] = max(longest.get(t, 0), hi - lo)
+        macs = self.macs()
+        patched = sum(macs) + sum(m // self.side[self.ops[k].output] ** 2 * total[k] ** 2 - m
+                                  for k, m in enumerate(macs[:end]) if m)
+        elements = {t: longest[t] ** 2 * self.chan[t] for t in longest if 0 < t < out}
+        held_out = self._bytes(out)
+        held_in = self._bytes(0) if include_input else 0
+        extra = [(held_out if k < end - 1 else 0) + (held_in if 0 not in self.ops[k].inputs else 0)
+                 if k < end else 0 for k in range(len(self.ops))]
+        return patched, max(self.per_op(include_input, elements, extra))
+
+
+def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: int) -> tuple[int, int, int, int] | int:
+    """:func:`tinypatch.nas.evaluate.mcunetv2_schedule` on a :class:`Chain` (same pruning, same result)."""
+    per_op = chain.per_op(include_input)
+    tail = [0] * (len(per_op) + 1)
+    for i in range(len(per_op) - 1, -1, -1):
+        tail[i] = max(per_op[i], tail[i + 1])
+    head = [0]
+    for v in per_op:
+        head.append(max(head[-1], v))
+    best: tuple[int, int, int, int] | None = None
+    least: int | None = None
+    for p in range(2, max_patches + 1):
+        for end in chain.legal_ends():
+            out = chain.ops[end - 1].output
+            side = chain.side[out]
+            bound = max(tail[end], chain._bytes(out) + -(-head[end - 1] // (p * p)))
+            if side < p or bound > sram:
+                continue
+            smacs, peak = chain.patch(end, p, include_input)
+            if best is not None and smacs > best[0]:
+                break
+            least = peak if least is None else min(least, peak)
+            if peak <= sram and (best is None or (smacs, peak) < best[:2]):
+                best = (smacs, peak, p, end)
+    if best is None:
+        return least if least is not None else tail[0]
+    return best

@@ -1,0 +1,280 @@
+"""A candidate's best schedule under the constraints, and its figures.
+
+Conventions (:class:`Constraints`):
+
+- ``analytic`` (MCUNetV2's, its §3.3 search): SRAM is the analytic peak (int8 activations,
+  in+out per op, in-place depthwise). Every MCUNetV2 schedule is enumerated: ``p`` x ``p``
+  patches (``p`` in 1..``max_patches``; 1 = layer by layer) over ops ``[0, end)`` for every
+  legal stage end (the patch layers ``n`` < N), halos recomputed; the feasible one with the
+  fewest MACs is kept. Fast paths, each checked against the plain computation by the tests:
+  layer by layer is taken at once when it fits (no patch schedule has fewer MACs); a (p, end)
+  whose peak lower bound exceeds the budget is never tiled; a tiling's MACs are computed
+  before its (dearer) peak; and for specs without SE blocks the figures come from the layer
+  chain (:mod:`tinypatch.nas.chain`, microseconds) instead of the built and tiled graph.
+- ``placed``: SRAM is the placed arena peak (16-byte aligned, in-place ops) of our planner's
+  best schedule (:func:`tinypatch.planning.search.search`: multi-stage, halo caching, column
+  streaming, in place; grids up to ``max_patches`` tiles per axis besides 4-, 2- and 1-row
+  strips), MCUNetV2's schedules included; seconds per network, against tens of milliseconds.
+
+``include_input`` counts the model input in the SRAM figure. Flash is the bytes of the constant
+tensors (int8 weights, int32 biases); a network over the flash limit is never built. ``max_macs`` bounds the MACs the schedule executes
+(recomputed halos included). The objective value is not computed here (see
+:mod:`tinypatch.nas.evolution`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from tinypatch.analysis.analytic import analytic_memory
+from tinypatch.analysis.macs import op_macs
+from tinypatch.analysis.regions import split_even
+from tinypatch.errors import BudgetError, UsageError
+from tinypatch.frontends.mcunet_config import build_net
+from tinypatch.frontends.spec import NetSpec
+from tinypatch.ir import Graph
+from tinypatch.nas.chain import Chain, chain_schedule
+from tinypatch.planning.cost import plan_analytic, plan_macs
+from tinypatch.planning.plan import Plan, Stage, fingerprint
+from tinypatch.planning.optimal import Schedule
+from tinypatch.planning.search import choose, search
+from tinypatch.planning.tiles import StageTiling, legal_ends, stage_info, tile_axis, tile_stage
+
+CONVENTIONS = ("analytic", "placed")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What a feasible candidate must meet; sizes in bytes."""
+
+    sram: int
+    flash: int | None = None
+    max_macs: int | None = None
+    include_input: bool = True
+    convention: str = "analytic"
+    max_patches: int = 4  # p in 1..max_patches; 1: layer by layer only (MCUNet's per-layer search)
+
+    def __post_init__(self) -> None:
+        if self.convention not in CONVENTIONS:
+            raise UsageError(f"unknown SRAM convention {self.convention!r}; choose from {', '.join(CONVENTIONS)}")
+        for name in ("sram", "flash", "max_macs"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise UsageError(f"the {name.replace('_', ' ')} limit must be a positive integer, got {v!r}")
+        if not isinstance(self.max_patches, int) or not 1 <= self.max_patches <= 16:
+            raise UsageError(f"max_patches must be in 1..16, got {self.max_patches!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Figures of one candidate; ``peak`` / ``schedule_macs`` are those of its chosen schedule."""
+
+    fingerprint: str
+    feasible: bool
+    reason: str  # why it is infeasible ("" when feasible)
+    macs: int  # layer by layer
+    flash: int
+    layer_peak: int  # layer by layer, in the constraints' convention
+    peak: int  # the chosen schedule's (the least reachable one when infeasible on SRAM)
+    schedule_macs: int
+    patches: int  # p (grid p x p; 1: layer by layer)
+    end: int  # the patch stage runs ops [0, end) (0: layer by layer)
+    schedule: str  # readable label
+
+    @property
+    def overhead(self) -> float:
+        return self.schedule_macs / self.macs - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def network_figures(graph: Graph) -> tuple[int, int]:
+    """(MACs layer by layer, flash bytes of the constant tensors)."""
+    macs = sum(op_macs(graph, op) for op in graph.ops)
+    flash = sum(t.size * t.np_dtype.itemsize for t in graph.tensors.values() if t.is_const)
+    return macs, flash
+
+
+def evaluate(spec: NetSpec, constraints: Constraints, fast: bool = True) -> Evaluation:
+    """Find the best schedule of ``spec`` under ``constraints`` (module docstring).
+
+    ``fast``: in the analytic convention, compute everything from the spec's layer chain
+    (:mod:`tinypatch.nas.chain`) instead of building and tiling the graph (same figures)."""
+    c = constraints
+    fp = spec.fingerprint()
+    chain = Chain(spec)
+    if chain.supported and (fast and c.convention == "analytic" or c.flash is not None and chain.flash > c.flash):
+        return _chain(chain, fp, c)  # all from the chain, or over the flash limit: no graph needed
+    graph = build_net(spec)
+    macs, flash = network_figures(graph)
+
+    def result(feasible: bool, reason: str, layer_peak: int, peak: int, smacs: int, p: int, end: int,
+               label: str) -> Evaluation:
+        return _limit_macs(Evaluation(fp, feasible, reason, macs, flash, layer_peak, peak, smacs, p, end, label), c)
+
+    if c.flash is not None and flash > c.flash:
+        return result(False, f"flash {flash} B > {c.flash} B", 0, 0, macs, 1, 0, "-")
+    if c.convention == "placed":
+        return _placed(graph, c, result)
+    return _analytic(graph, c, macs, result)
+
+
+def _limit_macs(e: Evaluation, c: Constraints) -> Evaluation:
+    if e.feasible and c.max_macs is not None and e.schedule_macs > c.max_macs:
+        return replace(e, feasible=False, reason=f"executes {e.schedule_macs} MACs > {c.max_macs}")
+    return e
+
+
+def _chain(chain: Chain, fp: str, c: Constraints) -> Evaluation:
+    macs = sum(chain.macs())
+    if c.flash is not None and chain.flash > c.flash:
+        return Evaluation(fp, False, f"flash {chain.flash} B > {c.flash} B", macs, chain.flash, 0, 0, macs, 1, 0, "-")
+    layer = max(chain.per_op(c.include_input))
+    if layer <= c.sram or c.max_patches == 1:
+        ok = layer <= c.sram
+        return _limit_macs(Evaluation(fp, ok, "" if ok else f"SRAM {layer} B > {c.sram} B", macs, chain.flash, layer,
+                                      layer, macs, 1, 0, "layer-by-layer"), c)
+    found = chain_schedule(chain, c.sram, c.include_input, c.max_patches)
+    if isinstance(found, int):
+        return Evaluation(fp, False, f"SRAM: no schedule fits {c.sram} B", macs, chain.flash, layer, min(found, layer),
+                          macs, 1, 0, "-")
+    smacs, peak, p, end = found
+    return _limit_macs(Evaluation(fp, True, "", macs, chain.flash, layer, peak, smacs, p, end,
+                                  f"[0:{end}] {p}x{p} recompute"), c)
+
+
+def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluation:
+    lbl = analytic_memory(graph, c.include_input)
+    if lbl.peak <= c.sram or c.max_patches == 1:
+        ok = lbl.peak <= c.sram
+        return result(ok, "" if ok else f"SRAM {lbl.peak} B > {c.sram} B", lbl.peak, lbl.peak, macs, 1, 0,
+                      "layer-by-layer")
+    found = mcunetv2_schedule(graph, c.sram, c.include_input, c.max_patches)
+    if isinstance(found, int):
+        return result(False, f"SRAM: no schedule fits {c.sram} B", lbl.peak, min(found, lbl.peak), macs, 1, 0, "-")
+    smacs, peak, p, end = found
+    return result(True, "", lbl.peak, peak, smacs, p, end, f"[0:{end}] {p}x{p} recompute")
+
+
+def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_patches: int = 4,
+                      exhaustive: bool = False, square_fast_path: bool = True) -> tuple[int, int, int, int] | int:
+    """MCUNetV2's patch schedule of ``graph`` with the fewest MACs whose analytic peak fits ``sram``:
+    (MACs, peak, p, end), or the least peak of the schedules tiled when none fits.
+
+    Unless ``exhaustive``, a (p, end) is skipped untiled when a lower bound of its peak exceeds
+    ``sram``: the layers after the stage, or the full stage output held while every earlier op
+    of the stage works on tiles at least 1/p^2 of its layer-by-layer bytes; and for each ``p``
+    the stage ends are tried in increasing order, stopping at the first whose MACs exceed the
+    best found (a longer stage recomputes at least the same halos, so its MACs never shrink).
+    """
+    per_op = analytic_memory(graph, include_input).per_op
+    tail = _suffix_max(per_op)
+    head = [0] + [max(per_op[:k]) for k in range(1, len(per_op) + 1)]  # head[k] = max(per_op[:k])
+    ends = [e for e in legal_ends(graph, 0) if len(graph.tensors[graph.ops[e - 1].outputs[0]].shape) == 4]
+    best: tuple[int, int, int, int] | None = None
+    least: int | None = None
+    graph_fp = fingerprint(graph)
+    square = _square_prefix(graph) if square_fast_path else [False] * (len(graph.ops) + 1)
+    for p in range(2, max_patches + 1):
+        for end in ends:
+            out = graph.tensors[graph.ops[end - 1].outputs[0]]
+            bound = max(tail[end], out.size + -(-head[end - 1] // (p * p)))
+            if min(out.shape[1], out.shape[2]) < p or bound > sram and not exhaustive:
+                continue
+            stage = Stage(0, end, split_even(out.shape[1], p), split_even(out.shape[2], p))
+            st = _tile(graph, stage, square[end])
+            smacs = plan_macs(graph, [st])[0]
+            if best is not None and smacs > best[0] and not exhaustive:
+                break
+            plan = Plan(graph.name, graph_fp, [stage], include_input=include_input)
+            peak = plan_analytic(graph, plan, [st]).peak
+            assert peak >= bound, "the peak lower bound is wrong"
+            least = peak if least is None else min(least, peak)
+            if peak <= sram and (best is None or (smacs, peak) < best[:2]):
+                best = (smacs, peak, p, end)
+    if best is None:
+        return least if least is not None else tail[0]
+    return best
+
+
+_SQUARE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
+
+
+def _square_prefix(graph: Graph) -> list[bool]:
+    """``out[end]``: ops [0, end) are convolutions with square kernels, equal strides and
+    dilations on both axes, and residual adds, on square feature maps, so a stage over them
+    tiles the two axes alike (``out[0]`` is True)."""
+    out = [True]
+    for op in graph.ops:
+        shapes = [graph.tensors[t].shape for t in (*op.inputs, *op.outputs) if t]
+        ok = (out[-1] and op.type in _SQUARE_OPS and op.attrs.get("stride_h") == op.attrs.get("stride_w")
+              and op.attrs.get("dilation_h") == op.attrs.get("dilation_w")
+              and all(len(s) == 4 and s[1] == s[2] for s in shapes if len(s) == 4)
+              and all(len(s) in (1, 4) for s in shapes))
+        out.append(ok)
+    return out
+
+
+def _tile(graph: Graph, stage: Stage, square: bool) -> StageTiling:
+    """:func:`tile_stage` of a recompute stage; one axis tiled and reused for the other when the
+    stage is square (:func:`_square_prefix`) and so is its grid."""
+    if not square or stage.rows != stage.cols:
+        return tile_stage(graph, stage)
+    info = stage_info(graph, stage.start, stage.end)
+    rows = tile_axis(graph, info, 0, stage.rows)
+    return StageTiling(stage, info, rows, rows)
+
+
+def _suffix_max(values: list[int]) -> list[int]:
+    """``out[i]`` = max(values[i:]) (0 past the end)."""
+    out = [0] * (len(values) + 1)
+    for i in range(len(values) - 1, -1, -1):
+        out[i] = max(values[i], out[i + 1])
+    return out
+
+
+def _placed(graph: Graph, c: Constraints, result: Any) -> Evaluation:
+    front = search(graph, include_input=c.include_input, max_grid=c.max_patches)
+    base = front.baseline
+    layer_peak = base.peak or base.lower_bound
+    if c.max_patches == 1:
+        ok = layer_peak <= c.sram
+        return result(ok, "" if ok else f"SRAM {layer_peak} B > {c.sram} B", layer_peak, layer_peak, base.macs, 1,
+                      0, "layer-by-layer")
+    try:
+        s = choose(front, sram=c.sram)
+    except BudgetError as exc:
+        return result(False, f"SRAM: no schedule fits {c.sram} B", layer_peak, int(exc.best or 0), base.macs, 1, 0,
+                      "-")
+    grids = [ch.grid for ch in s.choices if ch.grid]
+    p = max((max(g) for g in grids), default=1)
+    end = s.plan.stages[0].end if s.plan.stages else 0
+    return result(True, "", layer_peak, s.peak or s.lower_bound, s.macs, p, end, s.label)
+
+
+def planner_schedule(spec: NetSpec, constraints: Constraints) -> Schedule | None:
+    """Our planner's best schedule of ``spec`` under the SRAM limit, placed arena (None if none fits)."""
+    front = search(build_net(spec), include_input=constraints.include_input, max_grid=constraints.max_patches)
+    try:
+        return choose(front, sram=constraints.sram)
+    except BudgetError:
+        return None
+
+
+def best_plan(spec: NetSpec, evaluation: Evaluation, constraints: Constraints) -> Plan:
+    """The plan behind a feasible evaluation (rebuilt: evaluations keep only its figures)."""
+    graph = build_net(spec)
+    if constraints.convention == "placed":
+        return choose(search(graph, include_input=constraints.include_input, max_grid=constraints.max_patches),
+                      sram=constraints.sram).plan
+    if evaluation.patches == 1:
+        return Plan.layer_by_layer(graph, include_input=constraints.include_input)
+    out = graph.tensors[graph.ops[evaluation.end - 1].outputs[0]].shape
+    p = evaluation.patches
+    return Plan(graph.name, fingerprint(graph), [Stage(0, evaluation.end, split_even(out[1], p),
+                                                       split_even(out[2], p))], include_input=constraints.include_input)

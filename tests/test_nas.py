@@ -1,0 +1,202 @@
+"""Joint architecture + schedule search (tinypatch.nas, `tinypatch search`): bounded runs on a small space."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from tinypatch.cli import main
+from tinypatch.errors import UsageError
+from tinypatch.frontends.mcunet_config import build_net
+from tinypatch.frontends.synth import make_divisible
+from tinypatch.analysis.analytic import analytic_memory
+from tinypatch.analysis.macs import op_macs
+from tinypatch.nas.chain import Chain, chain_schedule
+from tinypatch.nas.evaluate import Constraints, best_plan, evaluate, mcunetv2_schedule, network_figures
+from tinypatch.planning.tiles import legal_ends
+from tinypatch.nas.evolution import evolve
+from tinypatch.nas.space import mcunet_space, vww_space
+from tinypatch.planning.cost import plan_cost
+
+SMALL = vww_space(resolutions=(48, 64, 80), num_classes=10)
+LIMITS = Constraints(sram=24 * 1024, flash=300 * 1024, include_input=False)
+RUN = dict(population=8, parents=4, n_mutate=4, n_crossover=4, iterations=3, progress=False)
+
+
+def test_samples_stay_in_the_space():
+    space = mcunet_space()
+    rng = random.Random(0)
+    for _ in range(30):
+        genome = space.check(space.sample(rng))
+        spec = space.to_spec(genome)
+        assert spec.resolution in space.resolutions
+        depths = [sum(1 for b in spec.blocks[1:] if b.out_channels in
+                      {make_divisible(base * w, 8) for w in space.widths}) for base, _, _ in space.stages]
+        assert all(d >= 1 for d in depths)
+        assert len(spec.blocks) - 1 == sum(int(g) for (n, _), g in zip(space.genes, genome) if n.endswith("depth"))
+        assert 1 + 2 * 5 + 1 <= len(spec.blocks) <= 1 + 4 * 5 + 1
+        for b in spec.blocks[1:]:
+            assert b.kernel in space.kernels and b.expand_ratio in space.expands
+            assert b.shortcut == (b.stride == 1 and b.out_channels == spec.blocks[spec.blocks.index(b) - 1].out_channels)
+        assert sum(b.stride == 2 for b in spec.blocks) == 4 and spec.stem_stride == 2
+        mutant = space.mutate(genome, rng, 0.1)
+        space.check(mutant), space.check(space.crossover(genome, mutant, rng))
+    with pytest.raises(UsageError, match="gene resolution"):
+        space.check((97,) + genome[1:])
+
+
+def test_chain_figures_match_the_graph():
+    """The fast path (figures from the spec's layer chain) against the graph-based computation."""
+    rng = random.Random(1)
+    for space in (mcunet_space(resolutions=(96, 128)), SMALL):
+        for _ in range(3):
+            spec = space.to_spec(space.sample(rng))
+            graph, chain = build_net(spec), Chain(spec)
+            assert chain.macs() == [op_macs(graph, op) for op in graph.ops]
+            assert chain.flash == network_figures(graph)[1]
+            assert chain.per_op(True) == analytic_memory(graph, True).per_op
+            assert chain.per_op(False) == analytic_memory(graph, False).per_op
+            assert chain.legal_ends() == [e for e in legal_ends(graph, 0)
+                                          if len(graph.tensors[graph.ops[e - 1].outputs[0]].shape) == 4]
+            for sram in (16 * 1024, 64 * 1024, 200 * 1024):
+                for inc in (False, True):
+                    assert chain_schedule(chain, sram, inc, 4) == mcunetv2_schedule(graph, sram, inc, 4)
+            c = Constraints(64 * 1024, 600 * 1024, 30_000_000, include_input=False)
+            assert evaluate(spec, c) == evaluate(spec, c, fast=False)
+
+
+def test_fast_schedule_enumeration_equals_the_exhaustive_one():
+    rng = random.Random(2)
+    space = mcunet_space(resolutions=(96, 128))
+    for _ in range(3):
+        graph = build_net(space.to_spec(space.sample(rng)))
+        for sram in (48 * 1024, 96 * 1024, 160 * 1024):
+            fast = mcunetv2_schedule(graph, sram)
+            full = mcunetv2_schedule(graph, sram, exhaustive=True, square_fast_path=False)
+            assert type(fast) is type(full) and (isinstance(fast, int) or fast == full)
+
+
+def test_search_respects_the_constraints_and_is_seeded():
+    a = evolve(SMALL, LIMITS, seed=3, **RUN)
+    b = evolve(SMALL, LIMITS, seed=3, **RUN)
+    assert a.history == b.history and a.best.spec == b.best.spec and a.proposals == b.proposals
+    assert [h["best_score"] for h in a.history] == sorted(h["best_score"] for h in a.history)  # elitist
+    for c in a.population:
+        e = c.evaluation
+        assert e.feasible and e.peak <= LIMITS.sram and e.flash <= LIMITS.flash and c.score == e.macs
+    # an independent check of the winner: its plan, costed by the planner, fits
+    best = a.best
+    graph = build_net(best.spec)
+    cost = plan_cost(graph, best_plan(best.spec, best.evaluation, LIMITS))
+    assert cost.peak_analytic == best.evaluation.peak <= LIMITS.sram
+    assert cost.macs == best.evaluation.schedule_macs and network_figures(graph) == (best.evaluation.macs,
+                                                                                    best.evaluation.flash)
+    # the per-layer search (p = 1) is a restriction: never better, and all its winners run layer by layer
+    per_layer = evolve(SMALL, Constraints(LIMITS.sram, LIMITS.flash, include_input=False, max_patches=1), seed=3, **RUN)
+    assert all(c.evaluation.patches == 1 for c in per_layer.population)
+    assert per_layer.best.evaluation.layer_peak <= LIMITS.sram
+
+
+def test_objective_is_called_on_feasible_networks_only():
+    seen = []
+
+    def fewest_params(spec):
+        seen.append(spec)
+        return -Chain(spec).flash
+
+    r = evolve(SMALL, LIMITS, fewest_params, seed=0, **RUN)
+    assert seen and all(r.evaluations[s.fingerprint()].feasible for s in seen)
+    assert len(seen) == len({s.fingerprint() for s in seen}) == len(r.scores)  # cached per network
+    assert r.best.score == max(r.scores.values()) == -Chain(r.best.spec).flash
+
+
+def test_resume_continues_identically(tmp_path):
+    state = tmp_path / "state.json"
+    first = evolve(SMALL, LIMITS, seed=5, resume=state, **{**RUN, "iterations": 1})
+    assert json.loads(state.read_text())["history"] == first.history
+    resumed = evolve(SMALL, LIMITS, seed=5, resume=state, **RUN)
+    straight = evolve(SMALL, LIMITS, seed=5, **RUN)
+    assert resumed.history == straight.history and resumed.best.spec == straight.best.spec
+    assert resumed.proposals == straight.proposals and resumed.evaluations == straight.evaluations
+    with pytest.raises(UsageError, match="other settings.*seed"):
+        evolve(SMALL, LIMITS, seed=6, resume=state, **RUN)
+    with pytest.raises(UsageError, match="folder does not exist"):
+        evolve(SMALL, LIMITS, seed=5, resume=tmp_path / "nowhere" / "state.json", **RUN)
+    state.write_text("{oops")
+    with pytest.raises(UsageError, match="not a readable JSON file"):
+        evolve(SMALL, LIMITS, seed=5, resume=state, **RUN)
+
+
+def test_search_on_a_local_ray_cluster_of_two_workers_matches_in_process():
+    pytest.importorskip("ray")
+    from tinypatch.nas.executors import RayExecutor
+
+    with RayExecutor(workers=2) as executor:
+        on_ray = evolve(SMALL, LIMITS, seed=7, executor=executor, **RUN)
+    local = evolve(SMALL, LIMITS, seed=7, **RUN)
+    assert on_ray.history == local.history and on_ray.best.spec == local.best.spec
+    assert on_ray.evaluations == local.evaluations
+
+
+def test_cli_search_writes_spec_plan_and_plot(tmp_path, capsys):
+    out, spec, png = tmp_path / "r.json", tmp_path / "s.json", tmp_path / "p.png"
+    args = ["search", "--space", "mcunet-vww", "--resolutions", "48,64", "--sram", "24KB", "--flash", "200KB",
+            "--no-input", "--population", "6", "--parents", "3", "--mutate", "3", "--crossover", "3",
+            "--iterations", "2", "--seed", "1"]
+    assert main([*args, "-o", str(out), "--save-spec", str(spec), "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "best network per iteration" in text and "networks evaluated" in text
+    d = json.loads(out.read_text())
+    assert d["best"]["spec"]["format"] == "tinypatch-netspec" and d["plan"]["format"]
+    assert d["best"]["evaluation"]["peak"] <= 24 * 1024 and d["settings"]["seed"] == 1
+    assert d["planner"]["peak"] <= 24 * 1024 and d["planner"]["plan"]["include_input"] is False
+    assert json.loads(spec.read_text()) == d["best"]["spec"] and png.stat().st_size > 1000
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["best"] == d["best"]  # the same seed, the same network
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sram", "lots"], "not a size"),
+    (["--sram", "64KB", "--population", "0"], "must be at least 1"),
+    (["--sram", "64KB", "--mutate-prob", "2"], "mutate_prob must be in [0, 1]"),
+    (["--sram", "64KB", "--resolutions", "96,x"], "comma-separated"),
+    (["--sram", "64KB", "--max-macs", "lots"], "not a count"),
+    (["--sram", "64KB", "--max-patches", "20"], "max_patches must be in 1..16"),
+    (["--sram", "1KB", "--space", "mcunet-vww", "--resolutions", "48", "--population", "2", "--iterations", "0"],
+     "over the SRAM limit"),
+    (["--sram", "256KB", "--flash", "1KB", "--population", "2", "--iterations", "0"], "over the flash limit"),
+])
+def test_cli_errors_are_one_line(args, message, capsys):
+    try:
+        code, usage = main(["search", *args]), False
+    except SystemExit as exc:  # argparse: the usage, then one error line
+        code, usage = exc.code, True
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err
+    last = err.splitlines()[-1] if usage else err.replace("\n", " ")
+    assert message in last and last.count("error:") == 1
+    assert usage or len(err.splitlines()) <= 2  # rich may wrap one long line
+
+
+def test_cli_resume_file_garbage(tmp_path, capsys):
+    bad = tmp_path / "state.json"
+    bad.write_text(json.dumps({"format": "something else"}))
+    assert main(["search", "--sram", "64KB", "--resume", str(bad), "--population", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "not a tinypatch search file" in err and len(err.strip().splitlines()) <= 2
+
+
+def test_cli_search_help_teaches(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "examples:" in out and "tinypatch search --sram" in out and "--resume" in out
+
+
+def test_objective_must_return_a_finite_number():
+    with pytest.raises(UsageError, match="finite number"):
+        evolve(SMALL, LIMITS, lambda spec: float("nan"), seed=0, **RUN)
+    with pytest.raises(UsageError, match="mutate_prob"):
+        evolve(SMALL, LIMITS, mutate_prob="lots", **RUN)
