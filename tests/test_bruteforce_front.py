@@ -108,7 +108,7 @@ def measured(g: Graph, plan: Plan, x: np.ndarray, want: dict[str, np.ndarray]) -
 
         def counting(args, pads=None, _f=kern, _m=per_px):  # noqa: ANN001, ANN202
             out = _f(args, pads)
-            macs[0] += _m * out[0].shape[1] * out[0].shape[2]
+            macs[0] += _m * out[0].shape[0] * out[0].shape[1] * out[0].shape[2]  # like tiles run batched
             return out
         ex.kernels[k] = counting  # type: ignore[assignment]
     got = ex([x])

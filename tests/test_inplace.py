@@ -227,3 +227,44 @@ def test_inplace_front_lowers_peaks_and_its_figures_are_real():
     for s in lowered.front:
         assert place_plan(plan_buffers(g, s.plan)).peak == s.peak
     _assert_runs_exactly(g, lowered.baseline.plan, x)
+
+
+# --- the in-place pass's local screen --------------------------------------------------------------
+def _screen_is_sound(g: Graph, plan: Plan) -> int:
+    """Every candidate the screen turns down raises the placed peak when added: returns how many it
+    turned down."""
+    from tinypatch.planning.inplace import _Groups, _op_anchors
+
+    pb = plan_buffers(g, plan)
+    live = pb.liveness
+    peak = place_plan(pb).peak
+    groups = _Groups(live.buffers, 16)
+    refused = 0
+    for k, (out, src, shift) in _op_anchors(g, plan, pb).items():
+        if not groups.fits(out, src, shift, peak):
+            refused += 1
+            assert place(live.buffers, 16, None, {out: (src, shift)}).peak > peak, f"op {k} refused but fits"
+    return refused
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(random_cnn(max_layers=6))
+def test_inplace_screen_refuses_only_ops_that_raise_the_peak(case):
+    g, _ = case
+    _screen_is_sound(g, Plan.layer_by_layer(g))
+
+
+def test_inplace_screen_refuses_the_middle_of_a_uniform_chain():
+    """3x3 convs 8 -> 8 on 16x16: every step holds two 2 KiB buffers; an op in the middle run in
+    place leaves no room beside its pair for its neighbours within 4 KiB, so the screen refuses
+    it without placing, and the pass stays fast on long chains."""
+    from tinypatch.frontends.synth import Builder
+
+    b = Builder("chain")
+    x = b.input((1, 16, 16, 8))
+    for i in range(12):
+        x = b.conv(x, 8, 3, name=f"c{i}", act="RELU")
+    g = b.finish([x])
+    assert _screen_is_sound(g, Plan.layer_by_layer(g)) >= 8
+    plan = add_inplace(g, Plan.layer_by_layer(g))
+    assert place_plan(plan_buffers(g, plan)).peak == 4096

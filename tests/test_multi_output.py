@@ -65,7 +65,7 @@ def test_every_offered_stage_is_legal_and_some_run_while_fpn_maps_wait():
     g = build("mcunet-det-s")
     c = O._Costs(g, False, True, 16)
     opts = O._segment_options(c, O.cut_positions(g), 8, O.POLICIES, False)
-    stages = {(ch.start, ch.end) for v in opts.values() for _, _, ch in v if ch.grid}
+    stages = {(o.choice.start, o.choice.end) for v in opts.values() for o in v if o.choice.grid}
     for a, b in stages:
         stage_info(g, a, b)  # raises PlanError for an illegal stage
     waiting = [(a, b) for a, b in stages if any(t not in g.inputs and c.life[t][1] >= b for t in c.across[a])]

@@ -101,3 +101,13 @@ def test_supported_ops_doc_is_up_to_date():
     doc = PKG.parents[1] / "docs" / "supported-ops.md"
     assert doc.read_text() == supported_ops_markdown(), \
         "docs/supported-ops.md is stale: run python -m tinypatch.report.supported_ops docs/supported-ops.md"
+
+
+def test_batching_trait_keeps_tile_dependent_kernels_tile_by_tile():
+    """The plan executor stacks like tiles along N only for kernels that batch: window and
+    point-wise ops; never gathers (their index tables depend on where the tile is) nor slices
+    (their begin/size constants index N)."""
+    for d in OPS.values():
+        if d.gather or d.region in (Region.CHANNEL_SLICE, Region.NONE):
+            assert not d.batches, d.name
+    assert op_def("CONV_2D").batches and op_def("ADD").batches and op_def("PAD").batches

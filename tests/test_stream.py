@@ -135,7 +135,7 @@ def _stream_options_match_plans(g: Graph, alignment: int) -> int:
     opts = O._segment_options(c, cuts, 8, ("stream",), False)
     n = 0
     for (a, b), cands in opts.items():
-        for lb, macs, ch in cands:
+        for lb, macs, ch, *_ in cands:
             if ch.grid is None:
                 continue
             plan = O.to_plan(g, (ch,), True, True)

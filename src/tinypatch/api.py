@@ -23,7 +23,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Union
 
 from tinypatch.errors import UsageError
@@ -271,9 +271,11 @@ class PlanResult(_Result):
     def to_dict(self) -> dict[str, Any]:
         """The ``tinypatch plan --json`` object."""
         return {"plan": self.plan.to_dict(), "cost": self.cost.to_dict(), "baseline": self.baseline.to_dict(),
-                "front": [{"peak": s.peak, "lower_bound": s.lower_bound, "macs": s.macs, "schedule": s.label}
+                "front": [{"peak": s.peak, "lower_bound": s.lower_bound, "macs": s.macs,
+                           "predicted_instructions": s.insns, "kernel_calls": s.calls, "schedule": s.label}
                           for s in self.front.front],
-                "search_seconds": self.front.seconds}
+                "objective": self.front.objective, "target": self.settings.get("target"),
+                "predicted_instructions": self.schedule.insns, "search_seconds": self.front.seconds}
 
     def __repr__(self) -> str:
         c = self.cost
@@ -284,7 +286,8 @@ class PlanResult(_Result):
 
 def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: float | str | None = None,
          strategy: str = "auto", stream: bool = True, single_stage: bool = False, max_grid: int = 8,
-         inplace: bool = True, include_input: bool = True, progress: Progress | None = None) -> PlanResult:
+         inplace: bool = True, include_input: bool = True, target: str | None = None, objective: str | None = None,
+         progress: Progress | None = None) -> PlanResult:
     """Search patch-based schedules of ``model`` and choose one (``tinypatch plan``).
 
     The search gives the exact Pareto front of placed peak SRAM vs MACs; the choice is the fewest
@@ -293,7 +296,10 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     ``stream=False`` leaves out column-streamed stages; ``single_stage``: MCUNetV2's space (one
     stage from the first layer); ``max_grid``: most tiles per axis (besides row strips);
     ``inplace``: run layer-by-layer ops in place where that lowers the arena; ``include_input``:
-    count the model input in the arena; ``progress(phase, done, total)`` is called as it advances.
+    count the model input in the arena; ``target`` (e.g. "cortex-m7"): predict every schedule's
+    executed instructions with that target's fitted cost model and, unless ``objective`` is
+    "macs", trade peak against predicted instructions instead of MACs (ties: fewer kernel calls);
+    ``progress(phase, done, total)`` is called as it advances.
 
     >>> result = plan("mcunet-in0", sram="24KB")
     >>> result.cost.peak <= 24 * 1024
@@ -307,18 +313,21 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     from tinypatch.planning.inplace import inplace_front
     from tinypatch.planning.search import choose, search
 
+    t0 = time.perf_counter()
     budget = None if sram is None else parse_size(sram)
     overhead = None if max_mac_overhead is None else parse_fraction(max_mac_overhead)
     graph = load(model)
     front = search(graph, include_input=include_input, max_grid=max_grid, strategy=strategy,
-                   single_stage=single_stage, stream=stream, progress=_phase(progress, "searching schedules"))
+                   single_stage=single_stage, stream=stream, target=target, objective=objective,
+                   progress=_phase(progress, "searching schedules"))
     if inplace:
         front = inplace_front(graph, front, progress=_phase(progress, "running layer-by-layer ops in place"))
     chosen = choose(front, budget, overhead)
     settings = {"include_input": include_input, "max_grid": max_grid, "strategy": strategy,
-                "single_stage": single_stage, "inplace": inplace}
-    return PlanResult(graph, chosen, plan_cost(graph, chosen.plan), plan_cost(graph, front.baseline.plan), front,
-                      settings)
+                "single_stage": single_stage, "inplace": inplace, "target": target}
+    cost, baseline = plan_cost(graph, chosen.plan), plan_cost(graph, front.baseline.plan)
+    front = replace(front, seconds=time.perf_counter() - t0)  # the printed time: loading, search, in place, costs
+    return PlanResult(graph, chosen, cost, baseline, front, settings)
 
 
 # --- redistribute ---------------------------------------------------------------------------------
@@ -856,6 +865,7 @@ class CodegenResult(_Result):
     cost: McuCost | None = None  # flash, RAM, stack, instructions (report on a Cortex-M target)
     exact: bool | None = None  # outputs byte-identical to the Python executor; None: not built
     insncount: bool = False  # instruction counts measured (the qemu-insncount plugin was found)
+    predicted: float | None = None  # instructions the target's fitted cost model predicts (Cortex-M report)
 
     @property
     def ok(self) -> bool:
@@ -872,7 +882,7 @@ class CodegenResult(_Result):
         if self.exact is not None:
             from tinypatch.report.codegen_report import print_report
 
-            print_report(console, p, self.cost, self.outputs, bool(self.exact), bool(self.insncount))
+            print_report(console, p, self.cost, self.outputs, bool(self.exact), bool(self.insncount), self.predicted)
 
     def to_dict(self) -> dict[str, Any]:
         p = self.project
@@ -880,6 +890,7 @@ class CodegenResult(_Result):
                 "const_bytes": p.const_bytes, "macs": p.macs, "base_macs": p.base_macs,
                 "sram_budget": p.sram_budget, "stack": p.stack, "io_bytes": p.io_bytes, "plan": p.plan.to_dict(),
                 "exact": self.exact, "cost": None if self.cost is None else self.cost.to_dict(),
+                "predicted_instructions": self.predicted,
                 "outputs": None if self.outputs is None else {n: v.tolist() for n, v in self.outputs.items()}}
 
     def __repr__(self) -> str:
@@ -1018,6 +1029,7 @@ def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress:
     from tinypatch.codegen import toolchain
     from tinypatch.codegen.report import measure, outputs_equal
     from tinypatch.errors import ToolchainError
+    from tinypatch.planning.latency import cost_model, fitted_targets
 
     project = result.project
     missing = toolchain.missing_tools(project.target)
@@ -1035,6 +1047,8 @@ def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress:
         plugin = toolchain.build_insncount(assets, Path(tmp)) if assets is not None else None
         result.cost = measure(graph, project, inputs, plugin)
     result.exact, result.insncount = result.cost.exact, plugin is not None
+    if project.target in fitted_targets():
+        result.predicted = cost_model(project.target).predict(graph, project.plan)
 
 
 # --- nas: supernet training and export to the board -------------------------------------------------

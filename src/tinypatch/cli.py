@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +18,8 @@ from rich.text import Text
 
 from tinypatch import api
 from tinypatch.errors import TinypatchError, UsageError
+
+_STARTED: float | None = time.perf_counter()  # when the process's first command started (see _clock)
 
 EPILOG = """\
 MODEL is a .tflite file, an MCUNet/ProxylessNAS .json config, or a built-in zoo name
@@ -134,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-inplace", dest="inplace", action="store_false",
                     help="do not run layer-by-layer ops in place (default: every schedule runs the ops that "
                          "lower its arena in place, output over input in raster order; no extra MACs)")
+    from tinypatch.codegen.targets import ALL_TARGETS
+    pl.add_argument("--target", choices=ALL_TARGETS,
+                    help="predict executed instructions on this target (fitted cost model) and, unless --objective "
+                         "macs, pick the fewest predicted instructions under --sram (ties: fewer kernel calls)")
+    pl.add_argument("--objective", choices=("instructions", "macs"),
+                    help="what the front trades against SRAM: predicted instructions (default with --target; needs "
+                         "it) or MACs (default without --target)")
     pl.add_argument("-o", "--output", metavar="PLAN.json", help="write the chosen plan as JSON")
     pl.add_argument("--plot", metavar="FILE.png", help="save the Pareto front (peak SRAM vs MACs)")
     pl.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
@@ -453,8 +463,17 @@ def _accounting_flags(p: argparse.ArgumentParser, output: bool = True) -> None:
                        help="leave the model output out of the arena")
 
 
+def _clock() -> float:
+    """When this command started: at this module's import for a process's first command, else now
+    (plan's printed time covers the whole command: imports, loading, search, in-place pass, costs)."""
+    global _STARTED
+    started, _STARTED = (time.perf_counter() if _STARTED is None else _STARTED), None
+    return started
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.started = _clock()
     console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         if getattr(args, "model", None) is not None:  # every model is validated once, under --max-tensor-bytes
@@ -509,9 +528,14 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         result = api.plan(args.model, sram=args.sram, max_mac_overhead=args.max_mac_overhead,
                           strategy=args.strategy, stream=not args.no_stream, single_stage=args.single_stage,
                           max_grid=args.max_grid, inplace=args.inplace, include_input=args.include_input,
+                          target=args.target, objective=args.objective,
                           progress=progress)
         if args.plot:
             result.reference(progress)
+    from dataclasses import replace
+
+    # the printed time: the whole command up to its output (see _clock)
+    result.front = replace(result.front, seconds=time.perf_counter() - args.started)
     _emit(result, args, console, "plan")
     if args.plot:
         result.plot(args.plot)

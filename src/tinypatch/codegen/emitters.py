@@ -21,6 +21,7 @@ from tinypatch.errors import UnsupportedOperatorError
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import MOVE_DTYPES, CTypes, Reduce, op_def
 from tinypatch.kernels import PreparedOp, prepare
+from tinypatch.kernels.conv import requant_bound_ok
 from tinypatch.kernels.fixedpoint import (
     exp_on_negative_values,
     multiply_by_quantized_multiplier,
@@ -133,13 +134,12 @@ def fast_requant(kern: PreparedOp, w_per_channel: np.ndarray) -> list[tuple[int,
     """Rows of ``tp_rq`` (bias with the input zero point folded in, multiplier, rounding, left
     and right shifts) when every accumulator a channel can produce, |bias| + 255 * sum |w|,
     stays below 2^(30 - left): the optimised requantization is then exact. Else None."""
+    if not requant_bound_ok(kern.bias, kern.shift, w_per_channel):
+        return None
     w = np.asarray(w_per_channel, np.int64)
     bias = np.broadcast_to(np.asarray(kern.bias, np.int64), (w.shape[0],))
     left = np.maximum(kern.shift, 0)
     right = np.maximum(-kern.shift, 0)
-    bound = np.abs(bias) + 255 * np.abs(w).sum(axis=1)
-    if np.any(bound >= np.left_shift(np.int64(1), 30 - left)) or np.any(right > 31):
-        return None
     folded = wrap32(bias - kern.in_zp * w.sum(axis=1))
     return [(int(b), int(m), (1 << int(r - 1)) if r else 0, -1 if r else 0, int(lft) + 1, int(r))
             for b, m, r, lft in zip(folded, kern.multiplier, right, left)]

@@ -19,7 +19,8 @@ from typing import Any
 from tinypatch.errors import ModelLoadError
 
 FORMAT = "tinypatch-netspec"
-ACTS = ("RELU6", "RELU", "NONE")
+RELU6 = "RELU6"  # a block's activation (the default), fused into its convolutions
+ACTS = (RELU6, "RELU", "NONE")
 
 
 @dataclass(frozen=True)

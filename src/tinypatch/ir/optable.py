@@ -139,6 +139,12 @@ class OpDef:
         return self.region in (Region.WINDOW, Region.PAD, Region.NEAREST, Region.BILINEAR, Region.TRANSPOSE)
 
     @property
+    def batches(self) -> bool:
+        """Can its numpy kernel run like tiles stacked along the batch axis in one call (the plan
+        executor's batched recompute tiles)? Not gathers, nor slices (their constants index N)."""
+        return self.region in (Region.WINDOW, Region.PAD, Region.IDENTITY, Region.CONCAT)
+
+    @property
     def gather(self) -> bool:
         """Does its numpy kernel compute a tile's output window itself (``window(x, origin, out)``)?"""
         return self.region in (Region.NEAREST, Region.BILINEAR, Region.TRANSPOSE)

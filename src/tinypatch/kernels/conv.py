@@ -74,6 +74,25 @@ class _ConvBase(SpatialOp):
             self.in_zp = 0
             self.bias = np.asarray(bias, np.float64)
 
+    def channel_weights(self) -> np.ndarray:
+        """The filter as [cout, taps] (one row of weights per output channel)."""
+        raise NotImplementedError
+
+    @property
+    def _fits32(self) -> bool:
+        """Does every accumulator plus bias stay in int32 (|bias| + 255 * sum |w| < 2^31)?"""
+        if not hasattr(self, "_fits32_cache"):
+            bound = np.abs(self.bias).max(initial=0) + 255 * np.abs(self.channel_weights().astype(np.int64)).sum(
+                axis=1).max(initial=0)
+            self._fits32_cache = bool(bound < 2**31)
+        return self._fits32_cache
+
+    def fast_path(self) -> bool:
+        """Do the optimised C kernels (DSP, Helium) run this op? Quantized, dilation 1, depth
+        multiplier 1, and a requantization that :func:`requant_bound_ok` proves exact."""
+        return (self.quantized and self.dilation == (1, 1) and getattr(self, "depth_multiplier", 1) == 1
+                and requant_bound_ok(self.bias, self.shift, self.channel_weights()))
+
     def _centered(self, x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
         """Input minus its zero point, in a float type that holds it exactly."""
         return x.astype(dtype) - dtype(self.in_zp)
@@ -97,11 +116,24 @@ class _ConvBase(SpatialOp):
         """Requantize (int8) or activate (float) an accumulator [..., cout]."""
         if not self.quantized:
             return activation_float((acc + self.bias).astype(np.float32), self.act)
-        acc = wrap32(acc.astype(np.int64) + self.bias)
+        acc = acc.astype(np.int64) + self.bias
+        if not self._fits32:  # the sum may leave int32: wrap it as C does
+            acc = wrap32(acc)
         if self.ort:
             return requantize_float(acc, self.ort_scale, self.out_zp, self.act_min, self.act_max)
-        y = multiply_by_quantized_multiplier(acc, self.multiplier, self.shift) + self.out_zp
+        y = multiply_by_quantized_multiplier(acc, self.multiplier, self.shift, int32=True) + self.out_zp
         return saturate_int8(y, self.act_min, self.act_max)
+
+
+def requant_bound_ok(bias: np.ndarray, shift: np.ndarray, w_per_channel: np.ndarray) -> bool:
+    """Does every accumulator a channel can produce, |bias| + 255 * sum |w|, stay below
+    2^(30 - left shift), with right shifts of at most 31? (The optimised C kernels' requantization
+    is then exact.)"""
+    w = np.asarray(w_per_channel, np.int64)
+    bias = np.broadcast_to(np.asarray(bias, np.int64), (w.shape[0],))
+    left = np.maximum(shift, 0)
+    bound = np.abs(bias) + 255 * np.abs(w).sum(axis=1)
+    return not (np.any(bound >= np.left_shift(np.int64(1), 30 - left)) or np.any(np.maximum(-shift, 0) > 31))
 
 
 @register("CONV_2D")
@@ -117,6 +149,9 @@ class Conv2D(_ConvBase):
         worst = 255.0 * np.abs(w_mat).sum(axis=0).max(initial=0.0)
         self.gemm_dtype = np.float32 if self.quantized and worst < 2.0**24 else np.float64
         self.w_mat = np.ascontiguousarray(w_mat.astype(self.gemm_dtype))
+
+    def channel_weights(self) -> np.ndarray:
+        return self.weights.reshape(self.cout, -1)
 
     def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
         x = inputs[0]
@@ -148,7 +183,13 @@ class DepthwiseConv2D(_ConvBase):
         super().__init__(graph, op)
         self.depth_multiplier = with_defaults(op.type, op.attrs)["depth_multiplier"]
         w = self.weights[0]  # [kh, kw, cout], cout = cin * depth_multiplier
-        self.taps = w.astype(np.int64 if self.quantized else np.float64)
+        # quantized: float32 holds every partial sum exactly while 255 * sum |w| < 2^24 (faster than int64)
+        exact32 = self.quantized and 255 * np.abs(w.astype(np.int64)).sum(axis=(0, 1)).max(initial=0) < 2**24
+        self.acc_dtype = np.float32 if exact32 else np.int64 if self.quantized else np.float64
+        self.taps = w.astype(self.acc_dtype)
+
+    def channel_weights(self) -> np.ndarray:
+        return self.weights[0].reshape(-1, self.cout).T
 
     def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
         x = inputs[0]
@@ -156,10 +197,8 @@ class DepthwiseConv2D(_ConvBase):
         float_path = self.ort and self.float_op
         if float_path:
             xc = self._float_inputs(x)
-        elif self.quantized:
-            xc = x.astype(np.int64) - self.in_zp
         else:
-            xc = x.astype(np.float64)
+            xc = x.astype(self.acc_dtype) - self.acc_dtype(self.in_zp if self.quantized else 0)
         if self.depth_multiplier != 1:  # output channel ic * m + k reads input channel ic
             xc = np.repeat(xc, self.depth_multiplier, axis=3)
         xp = pad_hw(xc, pads, 0)

@@ -61,8 +61,9 @@ def wrap32(x: np.ndarray) -> np.ndarray:
 
 
 def _trunc_div_pot(x: np.ndarray, bits: int) -> np.ndarray:
-    """C's ``x / (1 << bits)`` (truncation toward zero) for int64 x."""
-    return np.where(x >= 0, x >> bits, -((-x) >> bits))
+    """C's ``x / (1 << bits)`` (truncation toward zero) for int64 x: a negative x is raised by
+    ``2**bits - 1`` before the arithmetic shift (which rounds down)."""
+    return (x + ((x >> 63) & ((1 << bits) - 1))) >> bits
 
 
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray, bits: int = 32) -> np.ndarray:
@@ -72,8 +73,9 @@ def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray, bits: in
     lo = -(1 << (bits - 1))
     ab = a * b
     half = 1 << (bits - 2)
-    nudge = np.where(ab >= 0, half, 1 - half)
-    out = _trunc_div_pot(ab + nudge, bits - 1)
+    out = _trunc_div_pot(ab + (half + ((ab >> 63) & (1 - 2 * half))), bits - 1)  # nudge: half, or 1 - half if < 0
+    if not (b == lo).any():  # saturates only where both are the least value (b: usually the multipliers)
+        return out
     return np.where((a == lo) & (b == lo), -lo - 1, out)
 
 
@@ -109,15 +111,19 @@ def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray | int, bits: int 
 
 
 def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int,
-                                     shift: np.ndarray | int) -> np.ndarray:
+                                     shift: np.ndarray | int, int32: bool = False) -> np.ndarray:
     """TFLite ``MultiplyByQuantizedMultiplier`` (double rounding); ``shift`` > 0 is a left shift.
 
-    The pre-shift ``x * (1 << left_shift)`` wraps in int32 exactly like the C code does.
+    The pre-shift ``x * (1 << left_shift)`` wraps in int32 exactly like the C code does
+    (``int32``: the caller guarantees x already holds int32 values, so with no left shift the
+    wrap is skipped).
     """
     s = np.asarray(shift, np.int64)
-    left = np.maximum(s, 0)
     right = np.maximum(-s, 0)
-    shifted = wrap32(np.asarray(x, np.int64) << left)
+    if int32 and (s <= 0).all():  # no left shift of int32 values: nothing to wrap
+        shifted = np.asarray(x, np.int64)
+    else:
+        shifted = wrap32(np.asarray(x, np.int64) << np.maximum(s, 0))
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from tinypatch.analysis.analytic import analytic_memory
 from tinypatch.analysis.macs import op_macs
-from tinypatch.analysis.regions import split_even
+from tinypatch.analysis.regions import axis_maps, split_even
 from tinypatch.errors import BudgetError, UsageError
 from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.frontends.spec import NetSpec
@@ -202,21 +202,15 @@ def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_
     return best
 
 
-_SQUARE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
-
-
 def _square_prefix(graph: Graph) -> list[bool]:
-    """``out[end]``: ops [0, end) are convolutions with square kernels, equal strides and
-    dilations on both axes, and residual adds, on square feature maps, so a stage over them
-    tiles the two axes alike (``out[0]`` is True)."""
+    """``out[end]``: ops [0, end) are spatially local with the same map along H and W, on square
+    feature maps, so a stage over them tiles the two axes alike (``out[0]`` is True)."""
     out = [True]
     for op in graph.ops:
-        shapes = [graph.tensors[t].shape for t in (*op.inputs, *op.outputs) if t]
-        ok = (out[-1] and op.type in _SQUARE_OPS and op.attrs.get("stride_h") == op.attrs.get("stride_w")
-              and op.attrs.get("dilation_h") == op.attrs.get("dilation_w")
-              and all(len(s) == 4 and s[1] == s[2] for s in shapes if len(s) == 4)
-              and all(len(s) in (1, 4) for s in shapes))
-        out.append(ok)
+        maps = axis_maps(graph, op)
+        shapes = [graph.tensors[t].shape for t in (*op.inputs, *op.outputs) if t and not graph.tensors[t].is_const]
+        out.append(out[-1] and maps is not None and maps[0] == maps[1]
+                   and all(len(s) == 4 and s[1] == s[2] for s in shapes))
     return out
 
 

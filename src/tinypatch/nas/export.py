@@ -31,7 +31,7 @@ from torch import nn
 
 from tinypatch.errors import GraphError
 from tinypatch.frontends.mcunet_config import build_net
-from tinypatch.frontends.spec import NetSpec
+from tinypatch.frontends.spec import RELU6, NetSpec
 from tinypatch.ir import Graph, QuantParams
 from tinypatch.kernels.conv import per_channel_multipliers
 from tinypatch.kernels.fixedpoint import quantize_multiplier
@@ -89,7 +89,7 @@ class ConvOp(nn.Module):
         y = self._conv(xs[0], self.weight, self.bias)
         if self.bn is not None:
             y = self.bn(y)
-        return F.relu6(y) if self.act == "RELU6" else y
+        return F.relu6(y) if self.act == RELU6 else y
 
     def fold(self) -> None:
         """Fold BatchNorm (its running statistics) into weight and bias."""
@@ -174,7 +174,7 @@ def _round_away(x: torch.Tensor) -> torch.Tensor:
 
 def _clamp(q: torch.Tensor, act: str, out: Quant) -> torch.Tensor:
     lo, hi = -128, 127
-    if act == "RELU6":
+    if act == RELU6:
         lo = max(lo, out.zp + int(np.round(np.float32(0.0) / out.scale)))
         r = float(np.float32(6.0) / out.scale)  # roundf: half away from zero
         hi = min(hi, out.zp + int(math.copysign(math.floor(abs(r) + 0.5), r)))
@@ -277,7 +277,7 @@ class Program(nn.Module):
                 s_t = torch.from_numpy(s_w).view(shape)
                 w_fq = op.weight + (torch.clamp(torch.round(op.weight / s_t), -127, 127) * s_t - op.weight).detach()
                 yf = op._conv(xs[0], w_fq, op.bias) if isinstance(op, ConvOp) else F.linear(xs[0], w_fq, op.bias)
-                if isinstance(op, ConvOp) and op.act == "RELU6":
+                if isinstance(op, ConvOp) and op.act == RELU6:
                     yf = F.relu6(yf)
             else:
                 yf = op.run_float(xs)
@@ -314,7 +314,7 @@ def extract(trained: TrainedSupernet, spec: NetSpec, calib_batches: int = 20, ba
         return ConvOp(name, src, w, stride, act, isinstance(mod, DynDepthwise), bn)
 
     ops: list[nn.Module] = [conv("stem", INPUT, net.stem, spec.in_channels, spec.stem_channels, 3,
-                                 spec.stem_stride, "RELU6")]
+                                 spec.stem_stride, RELU6)]
     mods = [net.first] + [m for mods, blks in zip(net.stages, stages) for m in list(mods)[: len(blks)]]
     blocks = [b for b in spec.blocks if b is not None]
     index = [i for i, b in enumerate(spec.blocks) if b is not None]
@@ -323,9 +323,9 @@ def extract(trained: TrainedSupernet, spec: NetSpec, calib_batches: int = 20, ba
         n, h = f"blocks.{i}", x
         mid = b.mid_channels or round(cin * b.expand_ratio)
         if b.expand_ratio != 1:
-            ops.append(conv(f"{n}.expand", h, m.expand, cin, mid, 1, 1, "RELU6"))
+            ops.append(conv(f"{n}.expand", h, m.expand, cin, mid, 1, 1, RELU6))
             h = f"{n}.expand"
-        ops.append(conv(f"{n}.dw", h, m.dw, mid, mid, b.kernel, b.stride, "RELU6"))
+        ops.append(conv(f"{n}.dw", h, m.dw, mid, mid, b.kernel, b.stride, RELU6))
         ops.append(conv(f"{n}.project", f"{n}.dw", m.project, mid, b.out_channels, 1, 1, "NONE"))
         h = f"{n}.project"
         if b.shortcut:
@@ -394,7 +394,7 @@ def calibrate(program: Program, data: Dataset, n_batches: int = 20, batch_size: 
             quant[op.name] = quant[op.inputs[0]]
             continue
         a, b = lo[op.name], hi[op.name]
-        if isinstance(op, ConvOp) and op.act == "RELU6":
+        if isinstance(op, ConvOp) and op.act == RELU6:
             a, b = 0.0, min(b, 6.0)
         scale = np.float32(max(b - a, 1e-6) / 255.0)
         zp = int(np.clip(np.round(-128 - a / float(scale)), -128, 127))

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinypatch.errors import ModelLoadError, UsageError
-from tinypatch.frontends.spec import BlockSpec, NetSpec
+from tinypatch.frontends.spec import RELU6, BlockSpec, NetSpec
 from tinypatch.frontends.synth import make_divisible
 from tinypatch.nas.data import Dataset, load_data, split
 from tinypatch.nas.space import SearchSpace
@@ -263,7 +263,7 @@ class Supernet(nn.Module):
         blocks = [b for b in spec.blocks if b is not None]
         b0 = blocks[0] if blocks else None
         if b0 is None or b0.expand_ratio != 1 or b0.kernel != 3 or b0.stride != 1 or not b0.depthwise \
-                or b0.out_channels > self.first.project.weight.shape[0] or b0.use_se or b0.act != "RELU6":
+                or b0.out_channels > self.first.project.weight.shape[0] or b0.use_se or b0.act != RELU6:
             raise ModelLoadError(f"{where} (block 0 must be MB1 k3 s1 with <= "
                                  f"{self.first.project.weight.shape[0]} channels)")
         rest = blocks[1:]
@@ -273,7 +273,7 @@ class Supernet(nn.Module):
             mid = b.mid_channels or round(cin * b.expand_ratio)
             outs = {c.channels(base, w) for w in c.widths}
             return (b.out_channels in outs and b.kernel <= c.max_kernel and b.depthwise and not b.use_se
-                    and b.act == "RELU6" and b.stride == (stride if j == 0 else 1) and b.expand_ratio != 1
+                    and b.act == RELU6 and b.stride == (stride if j == 0 else 1) and b.expand_ratio != 1
                     and mid <= self.stages[s][j].dw.weight.shape[0])
 
         def split(s: int, i: int, cin: int) -> list[list[BlockSpec]] | None:

@@ -105,9 +105,8 @@ def inplace_anchors(graph: Graph, plan: Plan, buffers: list[Buffer], tensor_buff
     not ``strict``, no anchor) for one that cannot (inside a stage, not the last reader of an
     arena input it could overwrite, ...)."""
     by_name = {b.name: b for b in buffers}
-    kept = {tensor_buffer[t] for t in graph.outputs if t in tensor_buffer}  # never overwritten
+    kept = kept_buffers(graph, tensor_buffer)
     anchors: dict[str, tuple[str, int]] = {}
-    overwritten: set[str] = set()
 
     def refuse(message: str) -> None:
         if strict:
@@ -120,18 +119,35 @@ def inplace_anchors(graph: Graph, plan: Plan, buffers: list[Buffer], tensor_buff
         if any(st.stage.start <= k < st.stage.end for st in tilings):
             refuse(f"op {k} runs inside a patch stage; only layer-by-layer ops run in place")
             continue
-        out = tensor_buffer.get(graph.ops[k].outputs[0])
-        for cand in inplace_candidates(graph, k):
-            src = tensor_buffer.get(cand.tensor)
-            if out and src and src != out and src not in kept and src not in overwritten and out not in anchors \
-                    and by_name[src].end == k and by_name[out].start == k:
-                anchors[out] = (src, cand.shift)
-                overwritten.add(src)
-                break
-        else:
+        anchor = op_anchor(graph, k, by_name, tensor_buffer, kept)
+        if anchor is None or anchor[0] in anchors:
             refuse(f"op {k} ({graph.ops[k].type}) cannot run in place: it is not the last reader "
                    f"of an arena input it could overwrite")
+            continue
+        anchors[anchor[0]] = anchor[1:]
     return anchors
+
+
+def kept_buffers(graph: Graph, tensor_buffer: dict[str, str]) -> set[str]:
+    """Buffers of the graph outputs: never overwritten."""
+    return {tensor_buffer[t] for t in graph.outputs if t in tensor_buffer}
+
+
+def op_anchor(graph: Graph, k: int, by_name: dict[str, Buffer], tensor_buffer: dict[str, str],
+              kept: set[str]) -> tuple[str, str, int] | None:
+    """(output buffer, input buffer, shift) if op ``k`` can write its output over an input.
+
+    The input buffer must end at op ``k`` and the output buffer start there, so no other op can
+    anchor either of them: the ops of a plan run in place independently of each other.
+    """
+    out = tensor_buffer.get(graph.ops[k].outputs[0]) if graph.ops[k].outputs else None
+    if not out or by_name[out].start != k:
+        return None
+    for cand in inplace_candidates(graph, k):
+        src = tensor_buffer.get(cand.tensor)
+        if src and src != out and src not in kept and by_name[src].end == k:
+            return out, src, cand.shift
+    return None
 
 
 def place_plan(buffers: PlanBuffers, alignment: int = 16, node_limit: int | None = None) -> Placement:

@@ -44,6 +44,7 @@ from tinypatch.analysis.regions import axis_maps, is_global_reduce, nhwc_shape, 
 from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import DTYPE_BYTES, Graph
 from tinypatch.planning.columns import column_maps, output_window
+from tinypatch.planning.latency import OBJECTIVES, CostModel, plan_calls
 from tinypatch.planning.memory import place_plan, plan_buffers
 from tinypatch.planning.plan import STREAM, Plan, Stage, fingerprint
 from tinypatch.planning.tile_arrays import axis_figures
@@ -95,11 +96,14 @@ class Choice:
 
 
 class Option(NamedTuple):
-    """One way to run a segment: its arena lower bound and MACs."""
+    """One way to run a segment: its arena lower bound, MACs, predicted instructions and kernel calls
+    (``cost``/``calls`` 0 without an instruction model)."""
 
     lower_bound: int
     macs: int
     choice: Choice
+    cost: float = 0.0
+    calls: int = 0
 
 
 class Variant(NamedTuple):
@@ -119,6 +123,8 @@ class Schedule:
     macs: int
     plan: Plan
     peak: int | None = None  # placed
+    insns: float | None = None  # predicted instructions (with a target's cost model)
+    calls: int | None = None  # kernel calls of the generated code (with a cost model)
 
     @property
     def label(self) -> str:
@@ -133,17 +139,27 @@ class FrontResult:
     seconds: float
     options: int  # segment options costed
     space: dict[str, object] = field(default_factory=dict)
+    objective: str = "macs"  # what the front trades against the peak: "macs" or predicted "instructions"
+    model: CostModel | None = None  # the target's instruction cost model, if any
+
+    def key(self, s: Schedule) -> tuple:
+        """The objective of ``s``, lower is better: predicted instructions then fewer kernel calls, or
+        MACs then (with a cost model) predicted instructions."""
+        if self.objective == "instructions":
+            return (round(s.insns or 0.0), s.calls or 0)
+        return (s.macs, round(s.insns or 0.0))
 
     def best_under_sram(self, sram: int) -> Schedule:
         fits = [s for s in self.front if (s.peak or s.lower_bound) <= sram]
         if not fits:
             best = min(s.peak or s.lower_bound for s in self.front)
             raise BudgetError(f"no schedule fits {sram} B of SRAM; the smallest achievable peak is {best} B", best)
-        return min(fits, key=lambda s: (s.macs, s.peak or s.lower_bound))
+        return min(fits, key=lambda s: (*self.key(s), s.peak or s.lower_bound))
 
     def best_under_overhead(self, max_overhead: float) -> Schedule:
         limit = self.baseline.macs * (1 + max_overhead) + 1e-9
-        return min((s for s in self.front if s.macs <= limit), key=lambda s: (s.peak or s.lower_bound, s.macs))
+        return min((s for s in self.front if s.macs <= limit), key=lambda s: (s.peak or s.lower_bound, s.macs,
+                                                                                 *self.key(s)))
 
 
 def cut_positions(graph: Graph) -> list[int]:
@@ -159,15 +175,13 @@ def axis_counts(size: int, max_grid: int, strips: bool = True) -> list[int]:
     return sorted(counts)
 
 
-def _grids(h: int, w: int, max_grid: int, strips: bool) -> list[tuple[int, int]]:
-    return [(a, b) for a in axis_counts(h, max_grid, strips) for b in axis_counts(w, max_grid, strips)]
-
-
 class _Costs:
     """Per-op figures of a graph under one accounting."""
 
-    def __init__(self, graph: Graph, include_input: bool, include_output: bool, alignment: int) -> None:
+    def __init__(self, graph: Graph, include_input: bool, include_output: bool, alignment: int,
+                 model: CostModel | None = None, by_cost: bool = False) -> None:
         self.g = graph
+        self.by_cost = by_cost  # the second objective is predicted instructions, not MACs
         self.n = len(graph.ops)
         self.alignment = alignment
         self.macs = np.array([op_macs(graph, op) for op in graph.ops], np.int64)
@@ -191,6 +205,25 @@ class _Costs:
         self.ring = [output_window(graph, k) for k in range(self.n)]
         # positions just after a spatially strided op (where the resolution drops)
         self.levels = [i + 1 for i, op in enumerate(graph.ops) if self.local[i] and _downsamples(graph, op)]
+        # predicted instructions per computed pixel, row and call of each op (tiled, and in a stream stage)
+        self.model = model
+        zero = np.zeros(self.n)
+        self.rates = self.stream_rates = (zero,) * 6
+        if model is not None:
+            self.rates, self.stream_rates = (tuple(np.array(v, float) for v in zip(
+                *[tuple(model.op_rates(graph, k, stream).__dict__.values()) for k in range(self.n)]))
+                for stream in (False, True))
+
+    def op_cost(self, ops: list[int] | np.ndarray, pixels: np.ndarray, rows: np.ndarray, calls: np.ndarray | int,
+                rem: tuple[np.ndarray, np.ndarray] | None = None, copy: np.ndarray | int = 0,
+                stream: bool = False) -> np.ndarray:
+        """Predicted instructions of ``ops`` computing these pixels and rows in these calls, with ``rem``
+        pixels left over from pairs and quads of a row (default: every pixel) and ``copy`` halo bytes
+        moved (0 without a model)."""
+        pix, row, call, rem2, rem4, cp = self.stream_rates if stream else self.rates
+        r2, r4 = rem if rem is not None else (pixels, pixels)
+        return (pix[ops] * pixels + row[ops] * rows + call[ops] * calls + rem2[ops] * r2 + rem4[ops] * r4
+                + cp[ops] * copy)
 
     def full(self, tensor: str) -> int:
         return self._full.get(tensor, 0)
@@ -206,7 +239,7 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
     """(a, b) -> every non-dominated :class:`Option` of the segment between cuts a and b:
     layer by layer, and for each end b the patch stages over tile grids (:func:`_tile_candidates`)
     and stream stages (:func:`_stream_candidates`) from every start a the stage can have."""
-    opts = _layer_options(c, cuts)
+    opts = _layer_options(c, cuts, c.g)
     for done, b in enumerate(cuts[1:], 1):
         if progress:
             progress(done, len(cuts) - 1)
@@ -219,18 +252,25 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         cands = _tile_candidates(c, stage, variants, table, max_grid, first_only)
         if streams:
             cands += _stream_candidates(c, stage, streams, table, max_grid, first_only)
-        _add_pareto(opts, b, cands)
+        _add_pareto(opts, b, cands, c.by_cost)
     return opts
 
 
-def _layer_options(c: _Costs, cuts: list[int]) -> dict[tuple[int, int], list[Option]]:
+def _layer_options(c: _Costs, cuts: list[int], g: Graph) -> dict[tuple[int, int], list[Option]]:
     """Every segment run layer by layer: its lower bound is its ops' liveness profile."""
     macs_prefix = np.concatenate([[0], np.cumsum(c.macs)])
+    ops = np.arange(c.n)
+    pixels = np.array([_pixels(g, k) for k in ops], float)
+    rows = np.array([s[1] if len(s) == 4 else 1 for s in (g.tensors[op.outputs[0]].shape for op in g.ops)], float)
+    widths = np.array([s[2] if len(s) == 4 else 1 for s in (g.tensors[op.outputs[0]].shape for op in g.ops)])
+    rem = (rows * (widths % 2), rows * (widths % 4))
+    cost_prefix = np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, rows, 1, rem))])
     opts: dict[tuple[int, int], list[Option]] = {}
     for ia, a in enumerate(cuts):
         for b in cuts[ia + 1:]:
             lb = int(c.lbl_profile[a:b].max())
-            opts[(a, b)] = [Option(lb, int(macs_prefix[b] - macs_prefix[a]), Choice(a, b))]
+            opts[(a, b)] = [Option(lb, int(macs_prefix[b] - macs_prefix[a]), Choice(a, b),
+                                   float(cost_prefix[b] - cost_prefix[a]), b - a)]
     return opts
 
 
@@ -245,6 +285,7 @@ class _StageEnd:
     reduce: bool  # ends with an accumulated global average
     internal: list[str]
     chan: np.ndarray  # bytes per pixel of each internal tensor in the arena (0: not in it)
+    chan_all: np.ndarray  # bytes per pixel of each internal tensor
     life: np.ndarray  # [internal, step]: tile-local lifetime over the stage's steps
     pixel_macs: np.ndarray  # MACs per output pixel of each op
     full_out: int  # the full-size stage output (and accumulator), aligned
@@ -279,6 +320,7 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEn
     internal = [g.ops[k].outputs[0] for k in ops[:-1]]
     chan = np.array([g.tensors[t].shape[3] * DTYPE_BYTES[g.tensors[t].dtype] if t in c.in_arena else 0
                      for t in internal], np.int64)
+    chan_all = np.array([g.tensors[t].shape[3] * DTYPE_BYTES[g.tensors[t].dtype] for t in internal], np.int64)
     life = np.zeros((len(internal), len(ops)), bool)
     for r, t in enumerate(internal):
         s, e = c.life[t]
@@ -292,8 +334,8 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEn
     full_ins = np.array([c.held(c.across[a]) for a in starts], np.int64)
     start_rows = [[internal.index(t) for t in c.across[a] if t in internal] for a in starts]
     step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
-    return _StageEnd(b, starts, info, red, internal, chan, life, pm, full_out, start_idx, full_ins, start_rows,
-                     step_mask)
+    return _StageEnd(b, starts, info, red, internal, chan, chan_all, life, pm, full_out, start_idx, full_ins,
+                     start_rows, step_mask)
 
 
 class _AxisFigs(NamedTuple):
@@ -315,66 +357,91 @@ def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool
     for ax in (0, 1):
         counts = axis_counts(shape[1 + ax], max_grid, not first_only)
         cached_sets = {(v.cache_h, v.cache_w)[ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set())
-        for cached in cached_sets:
-            figs = axis_figures(g, st.info, c.maps[ax], [split_even(shape[1 + ax], k) for k in counts], cached)
-            for cnt, fig in zip(counts, figs):
-                table[(ax, cached, cnt)] = _AxisFigs(
-                    fig.valid, np.array([fig.max_len.get(t, 0) for t in internal], np.int64),
-                    np.array([fig.total_len.get(k, 0) for k in ops], np.int64),
-                    np.array([fig.overlap[k] for k in ops[:-1]], np.int64),
-                    np.array([fig.extent.get(t, 0) for t in internal], np.int64))
+        keys = [(cached, cnt) for cached in cached_sets for cnt in counts]  # all propagated together
+        if not keys:
+            continue
+        figs = axis_figures(g, st.info, c.maps[ax], [split_even(shape[1 + ax], cnt) for _, cnt in keys],
+                            [cached for cached, _ in keys])
+        for (cached, cnt), fig in zip(keys, figs):
+            table[(ax, cached, cnt)] = _AxisFigs(
+                fig.valid, np.array([fig.max_len.get(t, 0) for t in internal], np.int64),
+                np.array([fig.total_len.get(k, 0) for k in ops], np.int64),
+                np.array([fig.overlap[k] for k in ops[:-1]], np.int64),
+                np.array([fig.extent.get(t, 0) for t in internal], np.int64))
     return table
 
 
-class Candidate(NamedTuple):
-    """A patch stage ``[start, end)`` before the Pareto filter."""
+class Candidates(NamedTuple):
+    """Patch stages ``[start, end)`` of one halo policy before the Pareto filter: one per tile grid
+    and start (arrays [grid, start])."""
 
-    start: int
-    lower_bound: int
-    macs: int
-    grid: tuple[int, int]
+    starts: list[int]
+    lower_bounds: np.ndarray
+    macs: np.ndarray
+    grids: list[tuple[int, int]]
     policy: HaloPolicy
+    cost: np.ndarray  # predicted instructions [grid, start] (0 without a cost model)
+    calls: np.ndarray  # kernel calls [grid, start] (0 without a cost model)
+
+
+def _ceil_to(x: np.ndarray, alignment: int) -> np.ndarray:
+    return -(-x // alignment) * alignment
 
 
 def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
                      table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
-                     first_only: bool) -> list[Candidate]:
+                     first_only: bool) -> list[Candidates]:
     """Every start, policy variant and tile grid: the stage's lower bound (full-size input and output,
-    the tile-local buffers live at each step, kept halos and line buffers) and MACs."""
+    the tile-local buffers live at each step, kept halos and line buffers) and MACs; all the grids
+    of a variant at once (arrays [rows, columns, ...])."""
     ops = st.info.ops
     shape = nhwc_shape(c.g, st.info.tiled)
-    out: list[Candidate] = []
+    counts_h = axis_counts(shape[1], max_grid, not first_only)
+    counts_w = axis_counts(shape[2], max_grid, not first_only)
+    grids = [(nh, nw) for nh in counts_h for nw in counts_w]
+    wide = (np.array(counts_w) > 1)[None, :, None]  # line buffers only when a tile row has several tiles
+    out: list[Candidates] = []
     for var in variants:
+        fh = [table[(0, var.cache_h, n)] for n in counts_h]
+        fw = [table[(1, var.cache_w, n)] for n in counts_w]
+        valid = (np.array([f.valid for f in fh])[:, None] & np.array([f.valid for f in fw])[None, :]).ravel()
+        if not valid.any():
+            continue
         persistent = np.array([ops[r] in var.cache_w for r in range(len(st.internal))], bool)
         line_rows = np.array([ops[r] in var.cache_h for r in range(len(st.internal))], bool)
         local_life = st.life & ~persistent[:, None]
-        for nh, nw in _grids(shape[1], shape[2], max_grid, not first_only):
-            fh, fw = table[(0, var.cache_h, nh)], table[(1, var.cache_w, nw)]
-            if not (fh.valid and fw.valid):
-                continue
-            sizes = -(-(fh.max_len * fw.max_len * st.chan) // c.alignment) * c.alignment
-            stage_macs = np.concatenate([[0], np.cumsum(st.pixel_macs * fh.total_len * fw.total_len)])
-            kept = np.where(persistent, sizes, 0)
-            if nw > 1:  # rows kept for the next tile row live in full-width line buffers
-                kept = kept + np.where(line_rows, -(-(fh.overlap * fw.extent * st.chan) // c.alignment) * c.alignment,
-                                       0)
-            tail = np.concatenate([np.cumsum(kept[::-1])[::-1], [0]])
-            live = sizes @ local_life  # tile-local buffers live at each stage step
-            corr = np.zeros((len(st.starts), len(ops)), np.int64)
-            for r_a, rows in enumerate(st.start_rows):
-                for r in rows:  # the entering tensors are held full-size, not as tiles
-                    corr[r_a] += sizes[r] * local_life[r]
-            held = np.where(st.step_mask, live[None, :] - corr, np.iinfo(np.int64).min).max(axis=1)
-            lbs = st.full_ins + st.full_out + held + tail[st.start_idx]
-            stage_m = stage_macs[-1] - stage_macs[st.start_idx]
-            out += [Candidate(a, lb, m, (nh, nw), var.policy) for a, lb, m in zip(st.starts, lbs.tolist(),
-                                                                                   stage_m.tolist())]
+        h_len, w_len = np.stack([f.max_len for f in fh]), np.stack([f.max_len for f in fw])
+        sizes = _ceil_to(h_len[:, None, :] * w_len[None, :, :] * st.chan, c.alignment)  # [nh, nw, internal]
+        h_tot, w_tot = np.stack([f.total_len for f in fh]), np.stack([f.total_len for f in fw])
+        stage_macs = np.cumsum(st.pixel_macs * h_tot[:, None, :] * w_tot[None, :, :], axis=-1)
+        stage_macs = np.concatenate([np.zeros(stage_macs.shape[:2] + (1,), np.int64), stage_macs], axis=-1)
+        kept = np.where(persistent, sizes, 0)
+        if line_rows.any():  # rows kept for the next tile row live in full-width line buffers
+            lines = _ceil_to(np.stack([f.overlap for f in fh])[:, None, :] * np.stack([f.extent for f in fw])[None]
+                             * st.chan, c.alignment)
+            kept = kept + np.where(line_rows & wide, lines, 0)
+        tail = np.concatenate([np.cumsum(kept[..., ::-1], axis=-1)[..., ::-1],
+                               np.zeros(kept.shape[:2] + (1,), np.int64)], axis=-1)
+        live = sizes @ local_life.astype(np.int64)  # tile-local buffers live at each stage step
+        held = np.empty(sizes.shape[:2] + (len(st.starts),), np.int64)
+        for j, (i0, rows) in enumerate(zip(st.start_idx.tolist(), st.start_rows)):
+            steps = live[..., i0:]
+            for r in rows:  # the tensors live at the start are held full-size, not as tiles
+                steps = steps - sizes[..., r, None] * local_life[r, i0:]
+            held[..., j] = steps.max(axis=-1)
+        lbs = st.full_ins + st.full_out + held + tail[..., st.start_idx]
+        stage_m = stage_macs[..., -1:] - stage_macs[..., st.start_idx]
+        cost, calls = _tile_costs(c, st, counts_h, counts_w, h_tot, w_tot, fh, fw, persistent, line_rows)
+        n = len(grids)
+        out.append(Candidates(st.starts, lbs.reshape(n, -1)[valid], stage_m.reshape(n, -1)[valid],
+                              [g for g, ok in zip(grids, valid) if ok], var.policy,
+                              cost.reshape(n, -1)[valid], calls.reshape(n, -1)[valid]))
     return out
 
 
 def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
                        table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
-                       first_only: bool) -> list[Candidate]:
+                       first_only: bool) -> list[Candidates]:
     """Stream stages from the starts in ``streams``: one-column tiles pulled through window buffers,
     rows recomputed per strip."""
     g, ops = c.g, st.info.ops
@@ -388,7 +455,7 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
     rings = np.array([c.ring[k] for k in ops[:-1]], np.int64)
     s_idx = np.array([idx[a] for a in streams])
     s_full = np.array([st.full_ins[st.starts.index(a)] for a in streams], np.int64)
-    out: list[Candidate] = []
+    out: list[Candidates] = []
     for nh in axis_counts(shape[1], max_grid, not first_only):
         fh = table[(0, frozenset(), nh)]
         if not fh.valid:
@@ -397,20 +464,80 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
         tail = np.concatenate([np.cumsum(sizes[::-1])[::-1], [0]])
         stage_macs = np.concatenate([[0], np.cumsum(st.pixel_macs * fh.total_len * tw)])
         lbs = s_full + st.full_out + tail[s_idx]
-        out += [Candidate(a, lb, m, (nh, shape[2]), HaloPolicy(STREAM))
-                for a, lb, m in zip(streams, lbs.tolist(), (stage_macs[-1] - stage_macs[s_idx]).tolist())]
+        if c.model is not None:
+            pixels = (fh.total_len * tw).astype(float)  # one call per column and strip: a column of rows each
+            costs = np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, pixels, nh * tw, stream=True))])
+            cost = (costs[-1] - costs[s_idx])[None]
+            calls = np.array([[nh * tw[i:].sum() for i in s_idx]], np.int64)
+        else:
+            cost, calls = np.zeros((1, len(s_idx))), np.zeros((1, len(s_idx)), np.int64)
+        out.append(Candidates(streams, lbs[None], (stage_macs[-1] - stage_macs[s_idx])[None], [(nh, shape[2])],
+                              HaloPolicy(STREAM), cost, calls))
     return out
 
 
-def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidate]) -> None:
+def _tile_costs(c: _Costs, st: _StageEnd, counts_h: list[int], counts_w: list[int], h_tot: np.ndarray,
+                w_tot: np.ndarray, fh: list[_AxisFigs], fw: list[_AxisFigs], persistent: np.ndarray,
+                line_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted instructions and kernel calls of a tile variant's stages, arrays [rows, columns, start]
+    (zeros without a cost model)."""
+    ops = st.info.ops
+    shape = (len(counts_h), len(counts_w), len(st.starts))
+    if c.model is None:
+        return np.zeros(shape), np.zeros(shape, np.int64)
+    nh = np.array(counts_h)[:, None, None]
+    nw = np.array(counts_w)[None, :, None]
+    pixels = (h_tot[:, None, :] * w_tot[None, :, :]).astype(float)
+    if st.reduce:  # the average's per-tile sums: charged once, as its whole-image work
+        pixels[..., -1] = 1.0
+    rem = tuple(h_tot[:, None, :] * _left_over(w_tot, np.array(counts_w)[:, None], m)[None] for m in (2, 4))
+    copy = np.zeros(pixels.shape)  # halo bytes moved between tiles (estimated from the largest overlaps)
+    h_ov, w_ov = np.stack([f.overlap for f in fh]), np.stack([f.overlap for f in fw])
+    copy[..., :-1] = st.chan_all * (
+        np.where(persistent, h_tot[:, None, :-1] * w_ov[None] * (nw - 1), 0)
+        + np.where(line_rows, h_ov[:, None, :] * w_tot[None, :, :-1] * (nh - 1) * np.where(nw > 1, 2, 1), 0))
+    costs = np.cumsum(c.op_cost(ops, pixels, h_tot[:, None, :] * nw, nh * nw, rem, copy), axis=-1)
+    costs = np.concatenate([np.zeros(shape[:2] + (1,)), costs], axis=-1)
+    cost = costs[..., -1:] - costs[..., st.start_idx]
+    calls = nh * nw * (len(ops) - st.start_idx)[None, None, :]
+    return cost, calls
+
+
+def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidates], by_cost: bool) -> None:
     """Add each segment's non-dominated candidates to its options (in the order they were found)."""
-    by_start: dict[int, list[Candidate]] = {}
-    for cand in cands:
-        by_start.setdefault(cand.start, []).append(cand)
-    for a, group in by_start.items():
-        keep = _pareto_filter(np.array([x.lower_bound for x in group]), np.array([x.macs for x in group]))
-        opts[(a, b)].extend(Option(group[k].lower_bound, group[k].macs, Choice(a, b, group[k].grid, group[k].policy))
-                            for k in keep)
+    by_start: dict[int, list[tuple[int, int]]] = {}  # start -> (block, column) in the order found
+    for i, blk in enumerate(cands):
+        for j, a in enumerate(blk.starts):
+            by_start.setdefault(a, []).append((i, j))
+    for a, cols in by_start.items():
+        lbs, macs, cost, calls = (np.concatenate([getattr(cands[i], f)[:, j] for i, j in cols])
+                                  for f in ("lower_bounds", "macs", "cost", "calls"))
+        ends = np.cumsum([len(cands[i].grids) for i, _ in cols])  # candidate k is in block searchsorted(ends, k)
+        for k in _pareto_filter(*_objectives(lbs, macs, cost, calls, by_cost)).tolist():
+            blk = int(np.searchsorted(ends, k, side="right"))
+            cand = cands[cols[blk][0]]
+            grid = cand.grids[k - (int(ends[blk - 1]) if blk else 0)]
+            opts[(a, b)].append(Option(int(lbs[k]), int(macs[k]), Choice(a, b, grid, cand.policy), float(cost[k]),
+                                       int(calls[k])))
+
+
+def _objectives(peaks: np.ndarray, macs: np.ndarray, cost: np.ndarray, calls: np.ndarray,
+                by_cost: bool) -> tuple[np.ndarray, ...]:
+    """(peaks, objective, tie-break) arrays: predicted instructions then kernel calls, or MACs then
+    predicted instructions (all 0 without a cost model: the order found)."""
+    cost = np.round(cost).astype(np.int64)
+    return (peaks, cost, calls) if by_cost else (peaks, macs, cost)
+
+
+def _option_objectives(items: list[Option], by_cost: bool) -> tuple[np.ndarray, ...]:
+    return _objectives(np.array([x.lower_bound for x in items]), np.array([x.macs for x in items]),
+                       np.array([x.cost for x in items]), np.array([x.calls for x in items]), by_cost)
+
+
+def _left_over(total: np.ndarray, n: np.ndarray | int, m: int) -> np.ndarray:
+    """Sum over ``n`` tiles of (tile width mod ``m``) when widths summing to ``total`` are split evenly."""
+    a, extra = total // n, total % n
+    return (n - extra) * (a % m) + extra * ((a + 1) % m)
 
 
 def _stream_starts(c: _Costs, starts: list[int], b: int) -> list[int]:
@@ -473,37 +600,37 @@ def _escapes(graph: Graph, c: _Costs, k: int, b: int) -> bool:
     return any(t in graph.outputs or c.life[t][1] >= b for t in graph.ops[k].outputs)
 
 
-def _pareto_filter(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated (peak, MACs) pairs, sorted by peak."""
-    order = np.lexsort((macs, peaks))
-    keep, best = [], None
-    for i in order:
-        if best is None or macs[i] < best:
-            keep.append(i)
-            best = macs[i]
-    return np.array(keep, np.int64)
+def _pareto_filter(peaks: np.ndarray, macs: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the non-dominated (peak, MACs) pairs, sorted by peak (equal MACs: least ``tie``
+    kept, then the first found)."""
+    order = np.lexsort((macs, peaks) if tie is None else (tie, macs, peaks))
+    m = np.asarray(macs)[order]
+    if not len(m):
+        return order.astype(np.int64)
+    before = np.concatenate([[np.iinfo(np.int64).max], np.minimum.accumulate(m)[:-1]])  # least MACs so far
+    return order[m < before].astype(np.int64)
 
 
-def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]]) -> list[tuple[int, int, tuple]]:
-    """Label-setting DP: Pareto set of (max peak, sum MACs, choices) at the last cut."""
-    labels: dict[int, list[tuple[int, int, tuple]]] = {cuts[0]: [(0, 0, ())]}
+def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]], by_cost: bool = False,
+        ) -> list[tuple[int, int, tuple]]:
+    """Label-setting DP: Pareto set of (max peak, sum MACs, choices) at the last cut; with ``by_cost``
+    the front is over (max peak, sum of predicted instructions), ties broken by fewer kernel calls."""
+    labels: dict[int, list[Option]] = {cuts[0]: [Option(0, 0, (), 0.0, 0)]}  # type: ignore[arg-type]
     for ib, b in enumerate(cuts[1:], 1):
-        cand = []
+        cand: list[Option] = []
         for a in cuts[:ib]:
             edge = opts.get((a, b))
             if not edge or a not in labels:
                 continue
-            ep = np.array([e.lower_bound for e in edge])
-            em = np.array([e.macs for e in edge])
-            keep = _pareto_filter(ep, em)
-            for lp, lm, lc in labels[a]:
+            keep = _pareto_filter(*_option_objectives(edge, by_cost))
+            for lab in labels[a]:  # a label's ``choice`` holds the choices of its whole prefix
                 for k in keep:
-                    cand.append((max(lp, int(ep[k])), lm + int(em[k]), lc + (edge[k].choice,)))
+                    e = edge[k]
+                    cand.append(Option(max(lab.lower_bound, e.lower_bound), lab.macs + e.macs,
+                                       lab.choice + (e.choice,), lab.cost + e.cost, lab.calls + e.calls))
         if cand:
-            p = np.array([x[0] for x in cand])
-            m = np.array([x[1] for x in cand])
-            labels[b] = [cand[i] for i in _pareto_filter(p, m)]
-    return labels.get(cuts[-1], [])
+            labels[b] = [cand[i] for i in _pareto_filter(*_option_objectives(cand, by_cost))]
+    return [(lab.lower_bound, lab.macs, lab.choice) for lab in labels.get(cuts[-1], [])]
 
 
 def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, include_output: bool) -> Plan:
@@ -519,29 +646,43 @@ def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, incl
 
 def optimal_front(graph: Graph, include_input: bool = True, include_output: bool = True, max_grid: int = 8,
                   policies: tuple[str, ...] = POLICIES, single_stage: bool = False, alignment: int = 16,
-                  place_front: bool = True, progress: Callable[[int, int], None] | None = None) -> FrontResult:
+                  place_front: bool = True, progress: Callable[[int, int], None] | None = None,
+                  model: CostModel | None = None, objective: str = "macs") -> FrontResult:
     """The exact (peak lower bound, MACs) front of the space in the module docstring.
 
     ``single_stage`` restricts it to MCUNetV2's space (one stage from the first spatial op);
-    ``policies`` restricts the halo policies (e.g. ("recompute",)).
+    ``policies`` restricts the halo policies (e.g. ("recompute",)). With an instruction cost
+    ``model`` every schedule gets its predicted instructions and kernel calls; ``objective``
+    "instructions" (which needs the model) makes the front (peak, predicted instructions).
     """
+    if objective not in OBJECTIVES:
+        raise PlanError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    if objective == "instructions" and model is None:
+        raise PlanError("the instructions objective needs a target's cost model (--target)")
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
         raise PlanError(f"unknown halo policy {bad}; choose from {', '.join(POLICIES)}")
     t0 = time.perf_counter()
-    c = _Costs(graph, include_input, include_output, alignment)
+    c = _Costs(graph, include_input, include_output, alignment, model, objective == "instructions")
     cuts = cut_positions(graph)
     # with single_stage every stage option starts at the first spatial op, so a path holds at most one
     opts = _segment_options(c, cuts, max_grid, policies, single_stage, progress)
-    labels = _dp(cuts, opts)
+    labels = _dp(cuts, opts, c.by_cost)
     front = [Schedule(ch, p, m, to_plan(graph, ch, include_input, include_output)) for p, m, ch in labels]
     base_ch = (Choice(0, len(graph.ops)),)
     baseline = Schedule(base_ch, int(c.lbl_profile.max()), int(c.macs.sum()),
                         to_plan(graph, base_ch, include_input, include_output))
+    result = FrontResult(baseline, front, 0.0, sum(len(v) for v in opts.values()),
+                         {"cuts": len(cuts), "policies": policies, "max_grid": max_grid, "single_stage": single_stage},
+                         objective, model)
+    if model is not None:  # exact predictions of the schedules found (the search's tile counts are per axis)
+        for s in [baseline, *front]:
+            s.insns, s.calls = model.predict(graph, s.plan), plan_calls(graph, s.plan)
     if place_front:  # the reported peak is the placed arena; keep the schedules that stay Pareto-optimal
         for s in [baseline, *front]:
             s.peak = place_plan(plan_buffers(graph, s.plan), alignment).peak
-        keep = _pareto_filter(np.array([s.peak for s in front]), np.array([s.macs for s in front]))
-        front = [front[i] for i in keep]
-    return FrontResult(baseline, front, time.perf_counter() - t0, sum(len(v) for v in opts.values()),
-                       {"cuts": len(cuts), "policies": policies, "max_grid": max_grid, "single_stage": single_stage})
+        if front:
+            keys = np.array([result.key(s) for s in front])
+            result.front = [front[i] for i in _pareto_filter(np.array([s.peak for s in front]), *keys.T)]
+    result.seconds = time.perf_counter() - t0
+    return result

@@ -48,12 +48,14 @@ def _span(m: AxisMap, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | None]],
-                 cut_lists: list[list[int]], cached: frozenset[int]) -> list[AxisFigures]:
-    """Figures of ``tile_axis(graph, info, axis, cuts, cached)`` for every ``cuts`` in ``cut_lists``.
+                 cut_lists: list[list[int]], cached: frozenset[int] | list[frozenset[int]]) -> list[AxisFigures]:
+    """Figures of ``tile_axis(graph, info, axis, cuts, cached)`` for every ``cuts`` in ``cut_lists``
+    (``cached``: one set for all, or one per tiling).
 
     All tilings are propagated together: their tiles are concatenated and per-tiling
     reductions use ``reduceat`` over the group starts.
     """
+    per_tiling = cached if isinstance(cached, list) else [cached] * len(cut_lists)
     a = np.concatenate([np.array(c[:-1], np.int64) for c in cut_lists])
     b = np.concatenate([np.array(c[1:], np.int64) for c in cut_lists])
     sizes = [len(c) - 1 for c in cut_lists]
@@ -77,7 +79,9 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
         h_lo, h_hi = np.where(nonempty, h_lo, 0), np.where(nonempty, h_hi, 0)
         lo[t_out], hi[t_out] = h_lo, h_hi
         o_lo = h_lo
-        if i in cached:
+        kept = np.zeros(n, np.int64)
+        caches = np.array([i in c for c in per_tiling], bool)[gid]  # tiles whose tiling caches op i
+        if caches.any():
             shift = gid * _BIG  # keeps running maxima inside each tiling
             done = np.maximum.accumulate(np.where(nonempty, h_hi, 0) + shift)
             done = np.where(first, 0, np.concatenate([[0], done[:-1]]) - shift)
@@ -90,17 +94,16 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
             last = np.maximum.accumulate(np.where(restart, np.arange(n), -1))
             prev = np.concatenate([[-1], last[:-1]])
             run_lo = np.where(prev >= base, h_lo[np.maximum(prev, 0)], 0)
-            ok = ~reuse | (h_lo >= run_lo)
+            ok = ~reuse | (h_lo >= run_lo) | ~caches
             valid &= np.logical_and.reduceat(ok, starts)
             # the buffer holds a window sliding forward: from the least start this or a later
             # tile needs to the furthest end computed so far (see tiles.tile_axis)
             up = np.maximum.accumulate(np.where(nonempty, h_hi, 0) + shift) - shift
             rev_lo = np.where(nonempty, h_lo, _BIG - 1)[::-1] + shift[::-1]
             down = np.minimum.accumulate(rev_lo)[::-1] - shift
-            widened[t_out] = np.where(nonempty, up - down, 0)
-            kept = np.where(nonempty, np.where(o_lo < h_hi, o_lo, up) - down, 0)
-        else:
-            kept = o_lo - h_lo
+            widened[t_out] = np.where(caches, np.where(nonempty, up - down, 0), h_hi - h_lo)
+            kept = np.where(caches & nonempty, np.where(o_lo < h_hi, o_lo, up) - down, 0)
+            o_lo = np.where(caches, o_lo, h_lo)
         total[i] = np.add.reduceat(h_hi - o_lo, starts)
         overlap[i] = np.maximum.reduceat(kept, starts)
         for t, m in zip(op.inputs, maps[i]):

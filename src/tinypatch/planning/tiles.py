@@ -9,6 +9,7 @@ image borders.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from weakref import WeakKeyDictionary
 
 from tinypatch.analysis.regions import (
     AxisMap,
@@ -296,7 +297,25 @@ class StageTiling:
         return op_index in self.h.cached and self.stage.grid[1] > 1
 
 
+_TILINGS: WeakKeyDictionary[Graph, dict[tuple, StageTiling]] = WeakKeyDictionary()  # graph -> stage key -> tiling
+
+
 def tile_stage(graph: Graph, stage: Stage) -> StageTiling:
+    """The tiling of ``stage`` (checked; raises PlanError). Tilings are kept per graph, so the search,
+    the in-place pass and the costs of one plan command tile each stage once."""
+    key = (len(graph.ops), stage.start, stage.end, tuple(stage.rows), tuple(stage.cols),
+           tuple(sorted(stage.halo.items())))
+    known = _TILINGS.setdefault(graph, {})
+    hit = known.get(key)
+    if hit is not None:
+        return hit
+    if len(known) > 512:
+        known.clear()
+    known[key] = st = _tile_stage(graph, stage)
+    return st
+
+
+def _tile_stage(graph: Graph, stage: Stage) -> StageTiling:
     info = stage_info(graph, stage.start, stage.end)
     last = info.tile_ops[-1]  # writes the tiled tensor: nothing to keep between tiles
     rings = _stream_rings(graph, info, stage)

@@ -12,14 +12,18 @@ from tinypatch.codegen.report import McuCost
 
 
 def print_report(console: Console, project: Project, cost: McuCost | None, outputs: dict[str, np.ndarray] | None,
-                 exact: bool, insncount: bool) -> None:
-    """The --report part of ``tinypatch codegen``: host outputs and verdict, or the Cortex-M cost table."""
+                 exact: bool, insncount: bool, predicted: float | None = None) -> None:
+    """The --report part of ``tinypatch codegen``: host outputs and verdict, or the Cortex-M cost table
+    (and ``predicted`` instructions of the target's cost model beside the measured ones)."""
     if cost is None:
         _print_outputs(console, outputs or {})
         console.print(f"host build (ASan/UBSan): {_verdict(exact)}; arena {project.arena_bytes:,} B")
         return
     cost_table(console, f"{escape(project.model)} on {project.target} (QEMU)", [("this plan", cost)])
     console.print(f"outputs vs Python executor: {_verdict(cost.exact)}")
+    if cost.insns is not None and predicted is not None:
+        console.print(f"instructions: predicted {predicted:,.0f} (cost model of {project.target}), measured "
+                      f"{cost.insns:,} ({predicted / cost.insns - 1:+.1%})")
     if not insncount:
         console.print("instruction counts need the qemu-insncount plugin of the shared assets (not found)")
 

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from tinypatch.analysis.regions import axis_maps
 from tinypatch.ir import Graph
-from tinypatch.report.plots import plot_layer_memory, plot_pareto
 
 if TYPE_CHECKING:
     from tinypatch.report.layer_memory import MemoryReport
@@ -57,6 +56,9 @@ def layer_plot(path: str, graph: Graph, report: MemoryReport, budget: int | None
                planned: list[int] | None = None) -> None:
     """MCUNetV2 Fig. 1 style bars: peak bytes per block (zoo models) or per layer; ``planned``
     adds the analytic bytes per op under a patch plan (layer-by-layer vs patch-based)."""
+    # matplotlib is imported only to plot
+    from tinypatch.report.plots import plot_layer_memory
+
     blocks = graph.meta.get("blocks") or [(f"{r.index}:{r.op_type.lower()}", [r.index]) for r in report.rows]
     labels = [name for name, _ in blocks]
     series = {"analytic, layer by layer (MCUNetV2 convention)": [max(report.rows[i].analytic_bytes for i in ix)
@@ -107,28 +109,36 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
             t.add_row(str(k), ops[k].type, "x".join(map(str, graph.tensors[ops[k].outputs[0]].shape[1:])),
                       "-", "-", "-", "accumulated over tiles")
         console.print(t)
+    insns = chosen.insns is not None and result.baseline.insns
     t = Table(title=f"before / after (placed arena peak, {inp}; kB = 1024 B)")
     for col in ("schedule", "peak kB", "peak kB (input counted)", "peak kB (input not counted)",
-                "analytic kB (MCUNetV2)", "MACs", "MAC overhead", "MAC overhead (full-size tiles)"):
+                "analytic kB (MCUNetV2)", "MACs", "MAC overhead", "MAC overhead (full-size tiles)",
+                *(("predicted instr.", "vs layer by layer") if insns else ())):
         t.add_column(col, justify="right" if col != "schedule" else "left", no_wrap=col == "schedule")
     lbl = "layer-by-layer" + (f", {len(result.baseline.plan.inplace)} in place" if result.baseline.plan.inplace else "")
-    for name, c in ((lbl, base), ("chosen", cost)):
+    for name, c, s in ((lbl, base, result.baseline), ("chosen", cost, chosen)):
         t.add_row(name, kb(c.peak), kb(c.peak_with_input), kb(c.peak_without_input), kb(c.peak_analytic),
-                  _m(c.macs), f"{c.mac_overhead:+.1%}", f"{c.mac_overhead_full_tiles:+.1%}")
+                  _m(c.macs), f"{c.mac_overhead:+.1%}", f"{c.mac_overhead_full_tiles:+.1%}",
+                  *((_m(round(s.insns)), f"{s.insns / result.baseline.insns:.3f}") if insns else ()))
     console.print(t)
     console.print(f"peak reduction {base.peak / cost.peak:.2f}x; per-tile working set of each stage: "
                   f"{', '.join(kb(w) + ' kB' for w in cost.stage_working_set) or '-'}")
     title = (f"Pareto front: {len(result.front)} schedules, exact over {result.options} segment options "
              f"(searched in {result.seconds:.2f} s)")
     t = Table(title=title, min_width=len(title))  # the title on one line
-    for col in ("schedule", "peak kB", "MACs", "MAC overhead"):
+    if insns:
+        t.caption = f"objective: {'predicted instructions, then fewer kernel calls' if result.objective == 'instructions' else 'MACs'}"
+    for col in ("schedule", "peak kB", "MACs", "MAC overhead", *(("predicted instr.", "vs layer by layer", "calls")
+                                                                   if insns else ())):
         t.add_column(escape("schedule: ops [start:end] grid halo") if col == "schedule" else col,
                      justify="right" if col != "schedule" else "left")
     for c in result.front:
         mark = " [bold green]<- chosen[/]" if c is chosen else ""
         inplace = f" ({len(c.plan.inplace)} in place)" if c.plan.inplace else ""
         t.add_row(escape(c.label) + inplace + mark, kb(c.peak or 0), _m(c.macs),
-                  f"{c.macs / result.baseline.macs - 1:+.1%}")
+                  f"{c.macs / result.baseline.macs - 1:+.1%}",
+                  *((_m(round(c.insns or 0)), f"{(c.insns or 0) / result.baseline.insns:.3f}", f"{c.calls:,}")
+                    if insns else ()))
     console.print(t)
 
 
@@ -138,5 +148,8 @@ def pareto_plot(path: str, graph: Graph, result: FrontResult, reference: FrontRe
     fronts = {"tinypatch (multi-stage, halo caching)": [(s.peak or 0, s.macs / 1e6) for s in result.front]}
     if reference is not None:
         fronts["MCUNetV2-style single stage, recompute"] = [(s.peak or 0, s.macs / 1e6) for s in reference.front]
+    # matplotlib is imported only to plot
+    from tinypatch.report.plots import plot_pareto
+
     plot_pareto(path, f"{graph.name}: peak SRAM vs MACs (placed arena)", fronts,
                 {"layer-by-layer": [(base.peak or 0, base.macs / 1e6)]})

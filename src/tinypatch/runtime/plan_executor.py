@@ -42,6 +42,7 @@ from tinypatch.planning.stream import (
 from tinypatch.planning.tiles import OpSpan, StageTiling
 from tinypatch.runtime.mixed import MixedPrecision
 from tinypatch.runtime.sim_arena import Arena
+from tinypatch.runtime.threads import blas_threads
 
 
 @dataclass
@@ -80,7 +81,7 @@ class PlanExecutor:
         self.stage_at = {st.stage.start: st for st in self.buffers.tilings}
         self.overwrites = {self.starts[out]: src for out, (src, _) in live.anchors.items()}  # op -> input buffer
         self.output_buffers = {self.buffer_of[t] for t in graph.outputs if t in self.buffer_of}
-        producers = graph.producers()
+        self.producers = producers = graph.producers()
         self.tile_buffers = {  # per stage: buffers freed inside each tile (tile-local, not cached)
             st.stage.start: {self.buffer_of[t] for t in st.info.internal
                              if t in self.buffer_of and not st.cached(producers[t])}
@@ -107,7 +108,12 @@ class PlanExecutor:
         return arena.view(self.buffer_of[name], t.shape, t.np_dtype)
 
     # --- running ------------------------------------------------------------------------
-    def __call__(self, inputs: list[np.ndarray] | dict[str, np.ndarray]) -> PlanRun:
+    def __call__(self, inputs: list[np.ndarray] | dict[str, np.ndarray], threads: int | None = 1) -> PlanRun:
+        """Run one inference; ``threads``: numpy's BLAS threads meanwhile (as :class:`~tinypatch.runtime.executor.Executor`)."""
+        with blas_threads(threads):
+            return self._run(inputs)
+
+    def _run(self, inputs: list[np.ndarray] | dict[str, np.ndarray]) -> PlanRun:
         g = self.graph
         if isinstance(inputs, np.ndarray):  # one array for a single-input model, as run() takes
             inputs = [inputs]
@@ -189,10 +195,15 @@ class PlanExecutor:
                     arena.alloc(lb, self.placement.offsets[lb], self.placement.sizes[lb])
         held: dict[str, tuple[np.ndarray, int, int]] = {}  # tensor -> (region array, row0, col0)
         kept: dict[str, tuple[np.ndarray, int, int]] = {}  # cached tensor -> its last non-empty region
+        # mixed precision classifies and lowers each tile as it runs: no batched tiles then
+        batched = self._batched(arena, outside, st) if sums is None and not persistent and not self.mixed else {}
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 if self.mixed:
                     self.mixed.begin_tile(st.stage.start)
+                if (i, j) in batched:  # computed with its like tiles: store its values as the tile would
+                    self._store_tile(arena, outside, st, i, j, batched[(i, j)], full_out, tile_bufs)
+                    continue
                 for k in st.info.tile_ops:
                     op = g.ops[k]
                     sh, sw = st.h.spans[i][k], st.w.spans[j][k]
@@ -224,6 +235,103 @@ class PlanExecutor:
             full_out[...] = self.kernels[st.info.reduce].finish(arena.read(sums).astype(np.int64))
             arena.wrote(full_out)
             arena.free(accumulator_name(st.info.output))
+
+    def _signature(self, st: StageTiling, i: int, j: int) -> tuple | None:
+        """What makes tile (i, j) of a recompute stage batchable with others: per op, its region
+        sizes, paddings, and where it reads (relative to a producer's region inside the stage,
+        or just how much from a full-size tensor). None: it computes only part of a region, or
+        runs an op whose kernel does not batch (gathers, slices: see the operator table) or reads
+        an NCHW input or writes an NCHW output."""
+        g, producers = self.graph, self.producers
+        sig = []
+        for k in st.info.tile_ops:
+            sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+            if sh.out != sh.need or sw.out != sw.need or sh.need[0] >= sh.need[1] or sw.need[0] >= sw.need[1] \
+                    or not op_def(g.ops[k].type).batches or reads_nchw(g, g.ops[k]) or writes_nchw(g, g.ops[k]):
+                return None
+            reads = []
+            for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
+                if rh is None or rw is None:
+                    reads.append(None)
+                elif producers.get(t) in st.h.spans[i]:  # a tile region of this stage
+                    ph, pw = st.h.spans[i][producers[t]].need[0], st.w.spans[j][producers[t]].need[0]
+                    reads.append((rh[0] - ph, rh[1] - ph, rw[0] - pw, rw[1] - pw))
+                else:
+                    reads.append((rh[1] - rh[0], rw[1] - rw[0]))
+            sig.append((sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], sh.pads, sw.pads, tuple(reads)))
+        return tuple(sig)
+
+    def _batched(self, arena: Arena, outside: dict[str, np.ndarray],
+                 st: StageTiling) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+        """Tile (i, j) -> its op outputs, for the tiles of a recompute stage that have like tiles
+        (same signature: interior tiles), each group run as one batched kernel call per op."""
+        groups: dict[tuple, list[tuple[int, int]]] = {}
+        for i in range(st.stage.grid[0]):
+            for j in range(st.stage.grid[1]):
+                sig = self._signature(st, i, j)
+                if sig is not None:
+                    groups.setdefault(sig, []).append((i, j))
+        out: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        for tiles in groups.values():
+            if len(tiles) < 2:
+                continue
+            values = self._run_batch(arena, outside, st, tiles)
+            for n, tile in enumerate(tiles):
+                out[tile] = {name: v[n: n + 1] for name, v in values.items()}
+        return out
+
+    def _run_batch(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling,
+                   tiles: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+        """The stage's op outputs for ``tiles`` (like tiles), stacked along the batch axis."""
+        g = self.graph
+        i0, j0 = tiles[0]
+        values: dict[str, np.ndarray] = {}
+        for k in st.info.tile_ops:
+            op = g.ops[k]
+            sh, sw = st.h.spans[i0][k], st.w.spans[j0][k]
+            args = []
+            for n, (t, rh, rw) in enumerate(zip(op.inputs, sh.reads, sw.reads)):
+                if rh is None or rw is None:
+                    args.append(g.tensors[t].data if t else None)
+                elif t in values:
+                    p = self.producers[t]
+                    ph, pw = st.h.spans[i0][p].need[0], st.w.spans[j0][p].need[0]
+                    args.append(values[t][:, rh[0] - ph: rh[1] - ph, rw[0] - pw: rw[1] - pw])
+                else:
+                    full = self._get(arena, outside, t)  # a full-size tensor: each tile's own window
+                    windows = [(st.h.spans[i][k].reads[n], st.w.spans[j][k].reads[n]) for i, j in tiles]
+                    args.append(np.concatenate([full[:, a[0]: a[1], b[0]: b[1]] for a, b in windows]))
+            values[op.outputs[0]] = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
+        return values
+
+    def _store_tile(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int, j: int,
+                    values: dict[str, np.ndarray], full_out: np.ndarray, tile_bufs: set[str]) -> None:
+        """Tile (i, j) computed in a batch: its regions claimed, read, written and freed as in the tile
+        loop (the arena checks and touched bytes stay those of the tile-by-tile run)."""
+        g = self.graph
+        held: dict[str, tuple[np.ndarray, int, int]] = {}
+        for k in st.info.tile_ops:
+            op = g.ops[k]
+            name = op.outputs[0]
+            sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+            if name == st.info.output:
+                region = full_out[:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
+            else:
+                region = self._region(arena, st, k, i, j, {})
+                held[name] = (region, sh.need[0], sw.need[0])
+            for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
+                if rh is None or rw is None:
+                    continue
+                if t in held:
+                    arr, r0, c0 = held[t]
+                    arena.read(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0], t)
+                else:
+                    arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
+            region[...] = values[name]
+            arena.wrote(region)
+            for buf in self.ends.get(k, []):
+                if buf in tile_bufs:
+                    arena.free(buf)
 
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
                  region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]]) -> None:

@@ -191,19 +191,78 @@ static void gemm_2px(const int8_t *x0, const int8_t *x1, const int8_t *w, int k,
     }
 }
 
-/* 1x1 convolution (no padding: a 1x1 window never reads outside its input) */
+/* 1x1 convolution of one pixel (its cin values at x0), every output channel, 2 channels per pass. */
+static void gemm_1px(const int8_t *x0, const int8_t *w, int k, int cout, const tp_rq *rq, int8_t *y0, int zp,
+                     int lo, int hi)
+{
+    int oc = 0;
+    for (; oc + 1 < cout; oc += 2, w += 2 * k, rq += 2) {
+        int32_t s0 = rq[0].bias, s1 = rq[1].bias;
+        const int8_t *a = x0, *u = w, *v = w + k;
+        for (int i = k >> 2; i > 0; i--) {
+            const uint32_t xa = ld32(a), wa = ld32(u), wb = ld32(v);
+            a += 4;
+            u += 4;
+            v += 4;
+            const int32_t xa0 = lo16x2(xa), xa1 = hi16x2(xa);
+            s0 = dual_mac(xa0, lo16x2(wa), s0);
+            s0 = dual_mac(xa1, hi16x2(wa), s0);
+            s1 = dual_mac(xa0, lo16x2(wb), s1);
+            s1 = dual_mac(xa1, hi16x2(wb), s1);
+        }
+        for (int i = k & 3; i > 0; i--) {
+            const int q = *a++;
+            s0 += q * *u++;
+            s1 += q * *v++;
+        }
+        y0[oc] = requant(s0, &rq[0], zp, lo, hi);
+        y0[oc + 1] = requant(s1, &rq[1], zp, lo, hi);
+    }
+    if (oc < cout) { /* odd channel count */
+        int32_t s0 = rq[0].bias;
+        for (int i = 0; i < k; i++) s0 += w[i] * x0[i];
+        y0[oc] = requant(s0, &rq[0], zp, lo, hi);
+    }
+}
+
+/* 1x1 convolution (no padding: a 1x1 window never reads outside its input). Out of place, the
+ * pixels pair up in raster order across row ends, so odd row widths and one-column calls (tiles,
+ * stream steps) keep the two-pixel pass; in place, pairs stay inside a row (the write order the
+ * in-place shift assumes, see analysis/inplace_shift.py). */
 static void conv_1x1(const tp_conv_p *p, const int8_t *x, int irs, int8_t *y, int oh, int ow, int ors)
 {
     const int cin = p->cin, cout = p->cout, sh = p->sh, sw = p->sw;
+    if (!p->inplace && ow & 1) {
+        const int8_t *xr = x;
+        int8_t *yr = y;
+        const int8_t *x0 = NULL;
+        int8_t *y0 = NULL;
+        for (int oy = 0; oy < oh; oy++, xr += (ptrdiff_t)sh * irs, yr += ors) {
+            for (int ox = 0; ox < ow; ox++) {
+                const int8_t *xp = xr + (ptrdiff_t)ox * sw * cin;
+                int8_t *yp = yr + (ptrdiff_t)ox * cout;
+                if (x0 == NULL) {
+                    x0 = xp;
+                    y0 = yp;
+                } else {
+                    gemm_2px(x0, xp, p->w, cin, cout, p->rq, y0, yp, p->out_zp, p->act_min, p->act_max);
+                    x0 = NULL;
+                }
+            }
+        }
+        if (x0 != NULL) gemm_1px(x0, p->w, cin, cout, p->rq, y0, p->out_zp, p->act_min, p->act_max);
+        return;
+    }
     for (int oy = 0; oy < oh; oy++) {
         const int8_t *xr = x + (ptrdiff_t)oy * sh * irs;
         int8_t *yr = y + (ptrdiff_t)oy * ors;
         for (int ox = 0; ox < ow; ox += 2) {
-            const int two = ox + 1 < ow;
             const int8_t *x0 = xr + (ptrdiff_t)ox * sw * cin;
             int8_t *y0 = yr + (ptrdiff_t)ox * cout;
-            gemm_2px(x0, two ? x0 + sw * cin : x0, p->w, cin, cout, p->rq, y0, two ? y0 + cout : y0, p->out_zp,
-                     p->act_min, p->act_max);
+            if (ox + 1 < ow)
+                gemm_2px(x0, x0 + sw * cin, p->w, cin, cout, p->rq, y0, y0 + cout, p->out_zp, p->act_min, p->act_max);
+            else
+                gemm_1px(x0, p->w, cin, cout, p->rq, y0, p->out_zp, p->act_min, p->act_max);
         }
     }
 }

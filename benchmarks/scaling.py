@@ -1,0 +1,70 @@
+"""Time against op count: `analyze` and `plan` of plain chains of 3x3 convolutions (16x16x8, ReLU).
+
+`python benchmarks/scaling.py [--analyze N ...] [--plan N ...] [--limit S]`
+
+Each measurement runs in its own process (fresh caches, one core) and is cut off after
+``--limit`` seconds (printed as "> S"). `analyze` runs the layer-by-layer arena placement and
+the in-place pass; `plan` the schedule search, the in-place pass over its front and the costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tinypatch import api
+from tinypatch.frontends.synth import Builder
+from tinypatch.ir import Graph
+
+
+def chain(n: int) -> Graph:
+    """``n`` 3x3 convolutions 8 -> 8 channels on 16x16, SAME padding, ReLU."""
+    b = Builder(f"chain{n}")
+    x = b.input((1, 16, 16, 8))
+    with np.errstate(divide="ignore", invalid="ignore"):  # the synthetic scales underflow deep in the chain
+        for i in range(n):
+            x = b.conv(x, 8, 3, name=f"c{i}", act="RELU")
+    return b.finish([x])
+
+
+def measure(what: str, n: int) -> str:
+    """One measurement (in this process): seconds, and the figure it produced."""
+    g = chain(n)
+    t = time.perf_counter()
+    if what == "analyze":
+        r = api.analyze(g).report
+        figure = f"peak in place {r.peak_inplace} B, {len(r.inplace_ops)} ops in place"
+    else:
+        p = api.plan(g)
+        figure = f"peak {p.cost.peak} B, front of {len(p.front.front)}"
+    return f"{time.perf_counter() - t:.2f}|{figure}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--analyze", type=int, nargs="*", default=[500, 1000, 2000, 5000, 10000])
+    p.add_argument("--plan", type=int, nargs="*", default=[25, 50, 100, 200, 400])
+    p.add_argument("--limit", type=float, default=120.0, help="seconds before a measurement is cut off")
+    p.add_argument("--one", nargs=2, metavar=("WHAT", "N"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(measure(args.one[0], int(args.one[1])))
+        return
+    print("| command | ops | seconds | result |\n|---|---|---|---|")
+    for what, sizes in (("analyze", args.analyze), ("plan", args.plan)):
+        for n in sizes:
+            try:
+                out = subprocess.run([sys.executable, __file__, "--one", what, str(n)], capture_output=True,
+                                     text=True, timeout=args.limit, check=True).stdout.strip().splitlines()[-1]
+                seconds, figure = out.split("|", 1)
+            except subprocess.TimeoutExpired:
+                seconds, figure = f"> {args.limit:.0f}", "cut off"
+            print(f"| {what} | {n:,} | {seconds} | {figure} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
