@@ -13,12 +13,13 @@ The Python API (:mod:`tinypatch.api`) does what the ``tinypatch`` command does::
 :func:`tinypatch.api.codegen`.
 """
 
-from tinypatch.api import (AnalysisResult, CodegenResult, PlanResult, RedistributionResult, RunResult, analyze,
-                           from_torch, load, parse_size, plan, redistribute, run)
+from tinypatch.api import (AnalysisResult, CodegenResult, PlanResult, QuantizeReport, RedistributionResult, RunResult,
+                           analyze, from_torch, load, parse_size, plan, quantize, redistribute, run)
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 
-__all__ = ["AnalysisResult", "CodegenResult", "Graph", "Op", "PlanResult", "QuantParams", "RedistributionResult",
-           "RunResult", "Tensor", "analyze", "codegen", "from_torch", "load", "parse_size", "plan", "redistribute", "run"]
+__all__ = ["AnalysisResult", "CodegenResult", "Graph", "Op", "PlanResult", "QuantParams", "QuantizeReport",
+           "RedistributionResult", "RunResult", "Tensor", "analyze", "codegen", "from_torch", "load", "parse_size",
+           "plan", "quantize", "redistribute", "run"]
 __version__ = "0.1.0"
 
 

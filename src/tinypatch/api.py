@@ -40,14 +40,16 @@ if TYPE_CHECKING:
     from tinypatch.planning.optimal import FrontResult, Schedule
     from tinypatch.planning.plan import Plan
     from tinypatch.frontends.spec import NetSpec
+    from tinypatch.planning.precision import PrecisionMemory, PrecisionPlan
     from tinypatch.planning.redistribute import Redistribution
     from tinypatch.nas.evolution import SearchResult as NasResult
     from tinypatch.nas.space import SearchSpace
+    from tinypatch.runtime.quantmcu import Fidelity, QuantizeResult
 
 __all__ = ["AnalysisResult", "CodegenResult", "NasExportResult", "NasTrainResult", "PlanResult", "Progress",
-           "RedistributionResult", "RunResult", "SearchOutcome", "analyze", "codegen", "from_torch", "import_torch", "load",
-           "nas_export", "nas_train", "parse_fraction", "parse_size", "plan", "quantize_float", "redistribute", "run",
-           "search"]
+           "QuantizeReport", "RedistributionResult", "RunResult", "SearchOutcome", "analyze", "codegen", "from_torch",
+           "import_torch", "load", "nas_export", "nas_train", "parse_fraction", "parse_size", "plan", "quantize",
+           "quantize_float", "redistribute", "run", "search"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
 PlanLike = Union["Plan", "PlanResult", str, "os.PathLike[str]"]
@@ -698,6 +700,160 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     return RunResult(graph.name, {n: patched.outputs[n] for n in graph.outputs}, {n: whole[n] for n in graph.outputs},
                      exact, patched.arena_high_water, patched.touched_high_water, patched.arena_size, p.include_input,
                      t1 - t0, t2 - t1, arith, check)
+
+
+# --- quantize (QuantMCU-style per-patch mixed precision) ------------------------------------------
+
+@dataclass(repr=False)
+class QuantizeReport(_Result):
+    """A precision plan calibrated on one set of inputs and measured on held-out ones (``tinypatch quantize``)."""
+
+    model: str
+    plan: Plan
+    result: QuantizeResult
+    evaluation: Fidelity
+    memory: PrecisionMemory
+
+    @property
+    def precision(self) -> PrecisionPlan:
+        return self.result.precision
+
+    @property
+    def bitops_reduction(self) -> float:
+        b8, bm = self.evaluation.bitops
+        return b8 / bm if bm else float("inf")
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        self.precision.save(os.fspath(path))
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        ev, notes = self.evaluation, self.precision.notes
+        console.print(f"outlier rule: {notes['outlier_rule']} (scope {self.precision.scope!r}); "
+                      f"lambda {notes['lambda']}; bitwidths {notes['bitwidths']}; "
+                      f"{notes['calibration_inputs']} calibration inputs; moves kept by {notes.get('accept', 'agreement')}",
+                      highlight=False)
+        table = Table(title=f"per stage, measured on {ev.n} held-out inputs")
+        for col in ("stage", "ops", "outlier patches", "bitwidths (maps in order)", "BitOPs int8", "BitOPs mixed",
+                    "reduction"):
+            table.add_column(col, justify="left" if col.startswith("bit") else "right")
+        for sp in self.precision.stages:
+            s = self.plan.stages[sp.stage]
+            c = ev.counts[s.start]
+            table.add_row(str(sp.stage), f"[{s.start}:{s.end}]", f"{c.outlier_tiles / max(c.tiles, 1):.1%}",
+                          " ".join(str(m.bits) for m in sp.maps), f"{c.bitops_int8 / max(ev.n, 1):,.0f}",
+                          f"{c.bitops / max(ev.n, 1):,.0f}", f"{c.bitops_int8 / max(c.bitops, 1):.2f}x")
+        console.print(table)
+        b8, bm = ev.bitops
+        console.print(f"patch stages: BitOPs {b8 / max(ev.n, 1):,.0f} -> {bm / max(ev.n, 1):,.0f} per input "
+                      f"({self.bitops_reduction:.2f}x fewer)", highlight=False)
+        console.print(f"fidelity vs int8 on {ev.n} held-out inputs: top-1 agreement {ev.agreement:.2%}, "
+                      f"mean |output change| {ev.mean_abs_change:.5f}", highlight=False)
+        console.print(f"arena: {self.memory.worst_case:,} B sized for the worst case (every patch an outlier); "
+                      f"{self.memory.all_low_bit:,} B if every lowered tile buffer were packed", highlight=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        ev = self.evaluation
+        return {"model": self.model, "precision": json.loads(self.precision.to_json()),
+                "evaluation": {"n": ev.n, "agreement": ev.agreement, "mean_abs_change": ev.mean_abs_change,
+                               "bitops_int8": ev.bitops[0], "bitops_mixed": ev.bitops[1],
+                               "stages": {str(k): {"tiles": c.tiles, "outlier_tiles": c.outlier_tiles,
+                                                   "bitops_int8": c.bitops_int8, "bitops": c.bitops}
+                                          for k, c in ev.counts.items()}},
+                "memory": {"worst_case": self.memory.worst_case, "all_low_bit": self.memory.all_low_bit},
+                "search": [vars(s) for s in self.result.steps]}
+
+
+def _calibration_inputs(graph: Graph, calib: InputLike, n: int, split: str, seed: int, preprocess: str) -> list[Any]:
+    """Model inputs for calibration/evaluation: None = ``n`` built-in photo crops of ``split``;
+    a folder of images / .npy files; one .npy holding a batch; or arrays."""
+    import numpy as np
+
+    from tinypatch.errors import InputError
+    from tinypatch.runtime.crops import crops
+    from tinypatch.runtime.inputs import MAX_NPY_BYTES, exact_cast, load_input
+
+    t = graph.tensors[graph.inputs[0]]
+    if calib is None:
+        return list(crops(t, split, n, seed, preprocess))
+    if isinstance(calib, (str, os.PathLike)):
+        path = os.fspath(calib)
+        if os.path.isdir(path):
+            files = sorted(os.path.join(path, f) for f in os.listdir(path)
+                           if f.lower().endswith((".npy", ".png", ".bmp", ".jpg", ".jpeg")))
+            if not files:
+                raise InputError(f"no images or .npy files in {path}")
+            return [load_input(f, t, preprocess) for f in files]
+        if path.lower().endswith(".npy") and os.path.exists(path):
+            try:
+                x = np.load(path, mmap_mode="r", allow_pickle=False)  # header first, never unpickled
+            except (ValueError, OSError, EOFError) as exc:
+                raise InputError(f"cannot read {path} as .npy: {exc}") from None
+            if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf" or not x.size or x.size % t.size:
+                raise InputError(f"{path} must hold a whole number of {t.shape} numeric inputs")
+            if x.nbytes > MAX_NPY_BYTES:
+                raise InputError(f"{path} holds {x.nbytes:,} B, over the {MAX_NPY_BYTES:,} B limit")
+            return list(exact_cast(np.array(x).reshape(-1, *t.shape), t, path))
+        return [load_input(path, t, preprocess)]
+    if isinstance(calib, Mapping):
+        raise UsageError("calibration inputs: a path, an array or a list of arrays")
+    return list(calib)
+
+
+def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_calib: int = 64,
+             evaluate: InputLike = None, n_eval: int = 200, quantile: float = 0.9, lam: float = 0.5,
+             bitwidths: Sequence[int] = (8, 6, 4, 2), scope: str = "rest", min_agreement: float = 1.0,
+             max_change: float = 0.25, max_margin_loss: float = 1.0, accept: str = "agreement",
+             max_entropy_loss: float = 0.1,
+             preprocess: str = "auto", seed: int = 0, progress: Progress | None = None) -> QuantizeReport:
+    """Calibrate a per-patch mixed-precision plan (VDPC + VDQS) for ``plan`` and measure it
+    against int8 on held-out inputs (``tinypatch quantize``). ``calib`` / ``evaluate``: None for
+    the built-in photo crops (``n_calib`` / ``n_eval``, disjoint photos), a folder of images or
+    .npy files, a batch .npy, or arrays. ``accept``: what keeps a search move, the calibration
+    run's agreement ("agreement", ours) or the entropy proxy alone ("entropy": Omega <=
+    ``max_entropy_loss``, the training-free reading of QuantMCU). See :mod:`tinypatch.runtime.quantmcu`.
+
+    Raises PlanError (no tiled stage, a plan of another model), InputError, UsageError (options).
+    """
+    from tinypatch.kernels.lowbit import BITWIDTHS
+    from tinypatch.planning.check import check_plan
+    from tinypatch.planning.precision import SCOPES, precision_memory
+    from tinypatch.runtime.quantmcu import QuantizeOptions, measure
+    from tinypatch.runtime.quantmcu import quantize as search
+
+    if not 0 < quantile <= 1 or not 0 <= lam <= 1 or not 0 <= min_agreement <= 1 or not max_change >= 0 \
+            or not 0 <= max_entropy_loss <= 1 or not 0 <= max_margin_loss <= 1:
+        raise UsageError("quantile must be in (0, 1], lambda, min-agreement, max-margin-loss and max-entropy-loss "
+                         "in [0, 1], max-change >= 0")
+    if n_calib < 1 or n_eval < 1:
+        raise UsageError("n_calib and n_eval must be positive")
+    if accept not in ("agreement", "entropy"):
+        raise UsageError(f"accept must be 'agreement' or 'entropy', got {accept!r}")
+    if scope not in SCOPES or not bitwidths or any(isinstance(b, bool) or b not in BITWIDTHS for b in bitwidths):
+        raise UsageError(f"scope one of {SCOPES}; bitwidths from {', '.join(map(str, BITWIDTHS))}")
+    graph = load(model)
+    p = _as_plan(plan)
+    check_plan(graph, p)
+    if len(graph.inputs) != 1:
+        raise UsageError("quantize calibrates single-input models")
+    cal = _calibration_inputs(graph, calib, n_calib, "calibration", seed, preprocess)
+    ev = _calibration_inputs(graph, evaluate, n_eval, "evaluation", seed + 1, preprocess)
+    opts = QuantizeOptions(quantile, lam, tuple(bitwidths), scope, min_agreement, max_change, accept=accept,
+                           max_margin_loss=max_margin_loss, max_entropy_loss=max_entropy_loss)
+    tick = _phase(progress, "searching bitwidths")
+    steps = [0]
+
+    def log(_step: Any) -> None:
+        steps[0] += 1
+        if tick:
+            tick(steps[0], 0)
+
+    result = search(graph, p, cal, opts, log)
+    if progress:
+        progress("measuring held-out inputs", 0, len(ev))
+    fid, _ = measure(graph, p, result.precision, ev)
+    return QuantizeReport(graph.name, p, result, fid, precision_memory(graph, p, result.precision))
 
 
 # --- codegen --------------------------------------------------------------------------------------

@@ -179,6 +179,39 @@ def build_parser() -> argparse.ArgumentParser:
                     help="as `codegen --no-inplace`: no layer-by-layer op writes over its input")
     sh.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
 
+    q = sub.add_parser("quantize", help="calibrate per-patch mixed precision (QuantMCU-style) for a plan",
+                       description="VDPC (outlier patches by value) + VDQS (greedy per-map bitwidths, score "
+                                   "S = -lambda*Omega + (1-lambda)*Phi) on calibration inputs; writes the precision "
+                                   "plan and prints per stage the outlier share, bitwidths, BitOPs before/after and "
+                                   "top-1 agreement / output change against int8 on held-out inputs.",
+                       formatter_class=_Formatter)
+    q.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    q.add_argument("--plan", required=True, metavar="PLAN.json", help="a plan written by `tinypatch plan -o`")
+    q.add_argument("--calib", metavar="DATA", help="folder of images/.npy, or a batch .npy; default: built-in "
+                                                   "photo crops (scikit-image / scikit-learn photos)")
+    q.add_argument("--eval", dest="evaluate", metavar="DATA", help="held-out inputs, as --calib; default: crops "
+                                                                   "of other photos")
+    q.add_argument("--n-calib", type=int, default=64, help="built-in calibration crops (default 64)")
+    q.add_argument("--n-eval", type=int, default=200, help="built-in held-out crops (default 200)")
+    q.add_argument("--quantile", type=float, default=0.9, help="non-outlier share of calibration patches (0.9)")
+    q.add_argument("--lambda", dest="lam", type=float, default=0.5, help="weight of the entropy term (0.5)")
+    q.add_argument("--bits", default="8,6,4,2", help="bitwidth set the search steps down, from 8..2 (default 8,6,4,2)")
+    q.add_argument("--scope", choices=("rest", "map"), default="rest",
+                   help="an outlier keeps this and later maps of the tile at 8 bits (rest) or only this map")
+    q.add_argument("--min-agreement", type=float, default=1.0, help="calibration top-1 agreement a move keeps")
+    q.add_argument("--max-change", type=float, default=0.25,
+                   help="mean |output change| a move may reach, as a share of int8's mean top-1/top-2 margin")
+    q.add_argument("--max-margin-loss", type=float, default=1.0,
+                   help="with --accept agreement: the share of its own int8 top-1 margin any calibration input may "
+                        "lose (default 1: off)")
+    q.add_argument("--accept", choices=("agreement", "entropy"), default="agreement",
+                   help="what keeps a search move: the calibration inputs still agree with int8 (agreement, ours) "
+                        "or its entropy loss Omega is at most --max-entropy-loss (entropy: training-free)")
+    q.add_argument("--max-entropy-loss", type=float, default=0.1, help="Omega bound of --accept entropy (0.1)")
+    q.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
+    q.add_argument("-o", "--output", metavar="PRECISION.json", help="write the precision plan")
+    q.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+
     sub.add_parser("zoo", help="list the built-in models", description="List the built-in zoo models.")
     rd = sub.add_parser("redistribute", help="shrink the patch stage's receptive field (MCUNetV2 Table 1)",
                         description="Search architecture edits (smaller kernels and no depthwise conv in the patch "
@@ -514,9 +547,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _emit(result: api.PlanResult | api.RedistributionResult | api.SearchOutcome | api.NasTrainResult,
-          args: argparse.Namespace, console: Console, what: str) -> None:
-    """Print a result (text or --json) and save it to -o, as plan, redistribute and search do."""
+def _emit(result: api.PlanResult | api.RedistributionResult | api.SearchOutcome | api.NasTrainResult
+          | api.QuantizeReport, args: argparse.Namespace, console: Console, what: str) -> None:
+    """Print a result (text or --json) and save it to -o, as plan, redistribute, search and quantize do."""
     if args.json:
         print(result.to_json())
     else:
@@ -532,6 +565,22 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                      quantize_input=args.quantize_input, arith=args.arith)
     result.render(console)
     return 0 if result.ok else 1
+
+
+def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
+    try:
+        bits = [int(b) for b in args.bits.split(",")]
+    except ValueError:
+        raise UsageError(f"--bits: comma-separated integers, got {args.bits!r}") from None
+    with _progress(disable=args.json) as progress:
+        result = api.quantize(args.model, args.plan, calib=args.calib, n_calib=args.n_calib, evaluate=args.evaluate,
+                              n_eval=args.n_eval, quantile=args.quantile, lam=args.lam, bitwidths=bits,
+                              scope=args.scope, min_agreement=args.min_agreement, max_change=args.max_change,
+                              max_margin_loss=args.max_margin_loss, accept=args.accept,
+                              max_entropy_loss=args.max_entropy_loss,
+                              preprocess=args.preprocess, progress=progress)
+    _emit(result, args, console, "precision plan")
+    return 0
 
 
 def cmd_import_torch(args: argparse.Namespace, console: Console) -> int:
@@ -662,6 +711,7 @@ def cmd_nas(args: argparse.Namespace, console: Console) -> int:
 
 COMMANDS = {"analyze": cmd_analyze, "plan": cmd_plan, "run": cmd_run, "zoo": cmd_zoo, "codegen": cmd_codegen,
             "show": cmd_show, "redistribute": cmd_redistribute, "search": cmd_search, "nas": cmd_nas,
+            "quantize": cmd_quantize,
             "import-torch": cmd_import_torch, "quantize-float": cmd_quantize_float}
 
 if __name__ == "__main__":

@@ -115,7 +115,13 @@ def _image(path: str, tensor: Tensor, preprocess: str) -> np.ndarray:
         raise InputError(f"cannot read {path} as an image: {exc}") from None
     if img.size != (w, h):
         img = img.resize((w, h), Image.BILINEAR)
-    pixels = np.asarray(img, np.uint8).reshape(1, h, w, c)
+    return pixels_to_input(np.asarray(img, np.uint8).reshape(1, h, w, c), tensor, preprocess)
+
+
+def pixels_to_input(pixels: np.ndarray, tensor: Tensor, preprocess: str = "auto") -> np.ndarray:
+    """uint8 pixels shaped like ``tensor`` as its value, by the ``preprocess`` rule."""
+    if preprocess not in PREPROCESS:
+        raise InputError(f"unknown preprocessing {preprocess!r}; choose one of {', '.join(PREPROCESS)}")
     if preprocess == "raw":
         return pixels.view(np.int8).astype(tensor.np_dtype) if tensor.dtype == "int8" else pixels.astype(tensor.np_dtype)
     real = pixels.astype(np.float32) / 255.0

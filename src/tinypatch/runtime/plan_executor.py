@@ -28,6 +28,7 @@ from tinypatch.planning.memory import (
 )
 from tinypatch.planning.columns import column_maps
 from tinypatch.planning.plan import Plan
+from tinypatch.planning.precision import PrecisionPlan
 from tinypatch.planning.stream import (
     STEP_DST,
     STEP_HI,
@@ -39,6 +40,7 @@ from tinypatch.planning.stream import (
     column_steps,
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
+from tinypatch.runtime.mixed import MixedPrecision
 from tinypatch.runtime.sim_arena import Arena
 from tinypatch.runtime.threads import blas_threads
 
@@ -58,10 +60,15 @@ class PlanRun:
 
 
 class PlanExecutor:
-    """Prepare once, run many inputs: ``PlanExecutor(graph, plan)(inputs)``."""
+    """Prepare once, run many inputs: ``PlanExecutor(graph, plan)(inputs)``.
 
-    def __init__(self, graph: Graph, plan: Plan) -> None:
+    ``mixed`` (a :class:`~tinypatch.runtime.mixed.MixedPrecision` hook, or a precision plan to
+    make one from) runs tiled stages at per-patch mixed precision; without it every map is int8.
+    """
+
+    def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None) -> None:
         self.graph, self.plan = graph, plan
+        self.mixed = MixedPrecision(graph, plan, mixed) if isinstance(mixed, PrecisionPlan) else mixed
         self.buffers = plan_buffers(graph, plan)
         self.placement = place_plan(self.buffers)
         self.kernels = [prepare(graph, op) for op in graph.ops]
@@ -188,9 +195,12 @@ class PlanExecutor:
                     arena.alloc(lb, self.placement.offsets[lb], self.placement.sizes[lb])
         held: dict[str, tuple[np.ndarray, int, int]] = {}  # tensor -> (region array, row0, col0)
         kept: dict[str, tuple[np.ndarray, int, int]] = {}  # cached tensor -> its last non-empty region
-        batched = self._batched(arena, outside, st) if sums is None and not persistent else {}
+        # mixed precision classifies and lowers each tile as it runs: no batched tiles then
+        batched = self._batched(arena, outside, st) if sums is None and not persistent and not self.mixed else {}
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
+                if self.mixed:
+                    self.mixed.begin_tile(st.stage.start)
                 if (i, j) in batched:  # computed with its like tiles: store its values as the tile would
                     self._store_tile(arena, outside, st, i, j, batched[(i, j)], full_out, tile_bufs)
                     continue
@@ -216,6 +226,8 @@ class PlanExecutor:
                     for buf in self.ends.get(k, []):
                         if buf in tile_bufs:
                             arena.free(buf)
+        if self.mixed:
+            self.mixed.end_stage()
         for k in persistent:
             if st.line_buffer(k):
                 arena.free(line_buffer_name(g.ops[k].outputs[0]))
@@ -337,7 +349,8 @@ class PlanExecutor:
             elif reads_nchw(g, op):
                 args.append(arena.read(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]], t))
             else:
-                args.append(arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t))
+                piece = arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
+                args.append(self.mixed.read(t, piece) if self.mixed else piece)
         if op_def(op.type).gather:  # resizes, transpose conv: the kernel computes the window itself
             p = next(p for p, r in enumerate(sh.reads) if r is not None)
             value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
@@ -345,6 +358,8 @@ class PlanExecutor:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
         if writes_nchw(g, op):  # the NCHW tile goes into the output's NHWC view
             value = value.transpose(0, 2, 3, 1)
+        if self.mixed:
+            value = self.mixed.wrote(k, value, op.outputs[0] == st.info.output)
         fresh = region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:]
         fresh[...] = value
         arena.wrote(fresh)

@@ -1,0 +1,183 @@
+"""Per-patch mixed precision (QuantMCU-style) on the shared models: BitOPs, SRAM, fidelity.
+
+Run: ``TINYPATCH_ASSETS=../shared python benchmarks/quantmcu.py [--models a,b] [--n-eval 500] [--json OUT]``.
+
+Per model, two patch plans with the input outside the arena and no in-place ops: MCUNetV2's
+(single stage, halos recomputed, least peak) and ours (the fewest MACs under the same SRAM,
+stream stages left out: mixed precision runs tiled stages). Rows:
+
+* ``int8``: the MCUNetV2 plan at int8 (the baseline: BitOPs, SRAM);
+* ``QuantMCU-style``: MCUNetV2 plan, VDPC + VDQS with the training-free acceptance (a move
+  stays while its entropy loss Omega <= ``--max-entropy-loss``), bitwidths ``--qm-bits``;
+* ``ours``: each plan, VDPC + VDQS whose moves stay only if the calibration crops still agree
+  with int8 (and the mean output change stays under ``--max-change`` x the int8 margin),
+  bitwidths ``--bits``;
+* ``floor``: every map of the MCUNetV2 plan's stage at ``--floor-bits`` with no outlier on the
+  calibration crops: what a uniform lowering costs in agreement;
+* ``margins``: no row; the 1 % and 5 % quantiles of int8's top-1 margin (top output minus the
+  runner-up, real units) over the held-out crops: how close to a decision change they sit.
+
+Calibration crops (``--n-calib``, ``--n-calib-ours`` for the slower least-MAC plans) and
+held-out crops (``--n-eval``) come from different photos. BitOPs = MACs x 8 (weight bits) x the
+activation bits each MAC's input was stored at, counted per patch as the executor runs, for
+the patch stage(s); reduction against the same plan at int8. SRAM: the worst case (every
+patch an outlier: the plan's peak, what is allocated) and with every lowered buffer packed.
+Instructions are not measured: there is no C code for mixed plans yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from tinypatch import api
+from tinypatch.assets import assets_dir
+from tinypatch.runtime.crops import crops
+from tinypatch.runtime.executor import run as run_whole
+from tinypatch.runtime.quantmcu import _outputs, measure, uniform
+from tinypatch.safeio import write_text
+
+MODELS = ("mlperf_vww_96_int8", "person_detect", "mcunet_vww", "mlperf_ic_resnet8_int8")
+COLUMNS = ("model", "method", "plan", "SRAM worst / packed B", "BitOPs int8 /input", "BitOPs /input", "reduction",
+           "top-1 agree (n)", "mean |Δout|", "outlier patches", "bitwidths", "s")
+
+
+def bits(text: str) -> list[int]:
+    return [int(b) for b in text.split(",")]
+
+
+def _bits(precision) -> str:
+    return " | ".join(" ".join(str(m.bits) for m in sp.maps) for sp in precision.stages)
+
+
+def _row(model: str, method: str, label: str, r: api.QuantizeReport, seconds: float) -> dict:
+    ev = r.evaluation
+    b8, bm = ev.bitops
+    tiles = sum(c.tiles for c in ev.counts.values())
+    return {"model": model, "method": method, "plan": label, "sram_worst": r.memory.worst_case,
+            "sram_packed": r.memory.all_low_bit, "bitops_int8": b8 / ev.n, "bitops": bm / ev.n,
+            "reduction": r.bitops_reduction, "agreement": ev.agreement, "n": ev.n, "mean_abs_change": ev.mean_abs_change,
+            "outlier_share": sum(c.outlier_tiles for c in ev.counts.values()) / max(tiles, 1),
+            "bits": _bits(r.precision), "notes": r.precision.notes, "scope": r.precision.scope,
+            "plan_stages": [s.to_dict() for s in r.plan.stages], "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--methods", default="margins,int8,QuantMCU-style,ours-MCUNetV2,floor,ours-least-MAC")
+    ap.add_argument("--n-calib", type=int, default=64)
+    ap.add_argument("--n-calib-ours", type=int, default=24, help="calibration crops for the least-MAC plan")
+    ap.add_argument("--n-eval", type=int, default=500)
+    ap.add_argument("--n-eval-ours", type=int, default=500, help="held-out crops for the least-MAC plan")
+    ap.add_argument("--quantile", type=float, default=0.9)
+    ap.add_argument("--lam", type=float, default=0.5)
+    ap.add_argument("--max-change", type=float, default=0.02)
+    ap.add_argument("--max-entropy-loss", type=float, default=0.1)
+    ap.add_argument("--max-margin-loss", type=float, default=1.0, help="ours: share of a calibration crop's margin "
+                                                                       "a move may cost (1: off)")
+    ap.add_argument("--bits", default="8,7,6,5,4,3,2")
+    ap.add_argument("--bits-ours", default="8,6,4,2", help="bitwidth steps for the least-MAC plan (search time)")
+    ap.add_argument("--qm-bits", default="8,6,4,2")
+    ap.add_argument("--floor-bits", type=int, default=7)
+    ap.add_argument("--json", metavar="OUT", help="write the rows as JSON (rewritten after every row)")
+    args = ap.parse_args(argv)
+    root = assets_dir()
+    if root is None:
+        print("set TINYPATCH_ASSETS to the folder holding models/", file=sys.stderr)
+        return 2
+    methods = args.methods.split(",")
+    common = {"quantile": args.quantile, "lam": args.lam}
+    rows: list[dict] = []
+    margins: list[dict] = []
+
+    def done(row: dict) -> None:
+        rows.append(row)
+        print(f"{row['model']} {row['method']} ({row['plan']}): {row['reduction']:.2f}x, agreement "
+              f"{row['agreement']:.1%} of {row['n']}, {row['seconds']:.0f} s", flush=True)
+        if args.json:
+            write_text(args.json, json.dumps({"rows": rows, "margins": margins}, indent=1))
+
+    for name in args.models.split(","):
+        graph = api.load(str(root / "models" / f"{name}.tflite"))
+        m2 = api.plan(graph, single_stage=True, strategy="recompute", inplace=False, include_input=False).plan
+        t = graph.tensors[graph.inputs[0]]
+        cal = list(crops(t, "calibration", args.n_calib, 0))
+        ev = list(crops(t, "evaluation", args.n_eval, 1))
+        if "margins" in methods:
+            m = sorted(float(o[-1] - o[-2]) for o in (np.sort(_outputs(graph, run_whole(graph, [x]))) for x in ev))
+            q = [m[int(f * (len(m) - 1))] for f in (0.01, 0.05)]
+            margins.append({"model": name, "n": len(m), "q01": q[0], "q05": q[1]})
+            print(f"{name}: int8 top-1 margin over {len(m)} held-out crops: 1% quantile {q[0]:.4f}, "
+                  f"5% quantile {q[1]:.4f}", flush=True)
+            if args.json:
+                write_text(args.json, json.dumps({"rows": rows, "margins": margins}, indent=1))
+        if "int8" in methods:
+            t0 = time.perf_counter()
+            r = api.quantize(graph, m2, calib=cal[:1], evaluate=ev, bitwidths=[8])
+            done(_row(name, "int8", "MCUNetV2", r, time.perf_counter() - t0))
+        if "QuantMCU-style" in methods:
+            t0 = time.perf_counter()
+            r = api.quantize(graph, m2, calib=cal, evaluate=ev, bitwidths=bits(args.qm_bits), accept="entropy",
+                             max_entropy_loss=args.max_entropy_loss, **common)
+            done(_row(name, "QuantMCU-style", "MCUNetV2", r, time.perf_counter() - t0))
+        if "ours-MCUNetV2" in methods:
+            t0 = time.perf_counter()
+            r = api.quantize(graph, m2, calib=cal, evaluate=ev, bitwidths=bits(args.bits), max_change=args.max_change,
+                             max_margin_loss=args.max_margin_loss, **common)
+            done(_row(name, "ours", "MCUNetV2", r, time.perf_counter() - t0))
+        if "floor" in methods:
+            t0 = time.perf_counter()
+            prec = uniform(graph, m2, cal, args.floor_bits)
+            fid, _ = measure(graph, m2, prec, ev)
+            b8, bm = fid.bitops
+            tiles = sum(c.tiles for c in fid.counts.values())
+            done({"model": name, "method": f"floor: all maps {args.floor_bits}-bit", "plan": "MCUNetV2",
+                  "sram_worst": None, "sram_packed": None, "bitops_int8": b8 / fid.n, "bitops": bm / fid.n,
+                  "reduction": b8 / bm, "agreement": fid.agreement, "n": fid.n, "mean_abs_change": fid.mean_abs_change,
+                  "outlier_share": sum(c.outlier_tiles for c in fid.counts.values()) / max(tiles, 1),
+                  "bits": _bits(prec), "notes": prec.notes, "scope": prec.scope, "seconds": time.perf_counter() - t0})
+        if "ours-least-MAC" in methods:
+            t0 = time.perf_counter()
+            sram = api.plan(graph, single_stage=True, strategy="recompute", inplace=False, include_input=False).cost.peak
+            least = api.plan(graph, sram=sram, stream=False, inplace=False, include_input=False).plan
+            r = api.quantize(graph, least, calib=cal[:args.n_calib_ours], evaluate=ev[:args.n_eval_ours],
+                             bitwidths=bits(args.bits_ours), max_change=args.max_change,
+                             max_margin_loss=args.max_margin_loss, **common)
+            done(_row(name, "ours", "least-MAC", r, time.perf_counter() - t0))
+    print_table(rows, args)
+    return 0
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    table = Table(title="per-patch mixed precision vs int8 (patch stages; held-out crops of other photos)")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("model", "method", "plan", "bitwidths") else "right")
+    for x in rows:
+        sram = f"{x['sram_worst']:,} / {x['sram_packed']:,}" if x["sram_worst"] is not None else "-"
+        table.add_row(x["model"], x["method"], x["plan"], sram, f"{x['bitops_int8'] / 1e6:,.1f}M",
+                      f"{x['bitops'] / 1e6:,.1f}M", f"{x['reduction']:.2f}x", f"{x['agreement']:.1%} ({x['n']})",
+                      f"{x['mean_abs_change']:.4f}", f"{x['outlier_share']:.1%}", x["bits"], f"{x['seconds']:.0f}")
+    console = Console(width=220)
+    console.print(table)
+    for method in sorted({(x["method"], x["plan"]) for x in rows}):
+        sel = [x for x in rows if (x["method"], x["plan"]) == method]
+        console.print(f"{method[0]} ({method[1]}): mean reduction {sum(x['reduction'] for x in sel) / len(sel):.2f}x, "
+                      f"lowest agreement {min(x['agreement'] for x in sel):.1%} over {len(sel)} model(s)",
+                      highlight=False)
+    console.print(f"lambda {args.lam}; outlier rule: a patch's max |q - zp| above the {args.quantile:g} quantile of "
+                  f"the calibration patches' maxima (scope rest); ours: moves kept if the calibration crops agree "
+                  f"and mean |Δout| <= {args.max_change} x int8 margin and no crop loses more than {args.max_margin_loss:g} of "
+                  f"its margin; QuantMCU-style: moves kept while Omega <= "
+                  f"{args.max_entropy_loss}; BitOPs = MACs x 8 x activation bits; instructions: not measured "
+                  f"(no C for mixed plans)", highlight=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Run-time side of a precision plan: classify each patch from its own values, requantize its
+feature maps to their low-bit grids, and count BitOPs (MACs x weight bits x activation bits).
+
+:class:`MixedPrecision` is the hook :class:`~tinypatch.runtime.plan_executor.PlanExecutor`
+calls inside a patch stage: :meth:`begin_tile` per tile, :meth:`read` for a stage input a tile
+reads, :meth:`wrote` for the piece of a map a tile computed. With ``record=True`` it also keeps
+the statistics calibration needs (per-patch max |q - zp|, value histograms).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinypatch.analysis.macs import op_macs
+from tinypatch.errors import PlanError
+from tinypatch.ir import Graph
+from tinypatch.kernels.lowbit import requantize
+from tinypatch.planning.plan import STREAM, Plan
+from tinypatch.planning.precision import MapPrecision, PrecisionPlan
+
+WEIGHT_BITS = 8
+
+
+@dataclass
+class StageCounts:
+    tiles: int = 0
+    outlier_tiles: int = 0  # tiles in which some map's patch failed the outlier test
+    bitops: int = 0
+    bitops_int8: int = 0
+
+
+@dataclass
+class MapStats:
+    """Calibration statistics of one map (int8 values, every patch)."""
+
+    patch_max: list[int] = field(default_factory=list)  # max |q - zp| per patch
+    hist: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))  # counts of q + 128
+    below_zero_point: bool = False
+
+
+def stage_maps(graph: Graph, plan: Plan, stage: int) -> list[str]:
+    """The feature maps of a stage a precision plan may lower: activation inputs the stage's ops
+    read from outside it, then the outputs of its ops but the last (the stage output stays int8)."""
+    s = plan.stages[stage]
+    produced = {graph.ops[k].outputs[0] for k in range(s.start, s.end)}
+    ext: list[str] = []
+    for k in range(s.start, s.end):
+        for t in graph.ops[k].inputs:
+            if t and not graph.tensors[t].is_const and t not in produced and t not in ext \
+                    and graph.tensors[t].dtype == "int8":
+                ext.append(t)
+    inner = [graph.ops[k].outputs[0] for k in range(s.start, s.end - 1)]
+    return ext + [t for t in inner if graph.tensors[t].dtype == "int8"]
+
+
+class MixedPrecision:
+    def __init__(self, graph: Graph, plan: Plan, precision: PrecisionPlan | None, record: bool = False) -> None:
+        self.graph, self.record = graph, record
+        self.scope = precision.scope if precision else "rest"
+        if precision is not None:
+            precision.check(graph, plan)
+        self.maps: dict[int, dict[str, MapPrecision]] = {}  # stage start -> tensor -> precision
+        for sp in precision.stages if precision else []:
+            s = plan.stages[sp.stage]
+            if STREAM in s.halo.values() and any(m.bits < 8 for m in sp.maps):
+                raise PlanError(f"stage {sp.stage} is a stream stage; mixed precision runs tiled stages only")
+            self.maps[s.start] = {m.tensor: m for m in sp.maps}
+        self.starts = [s.start for s in plan.stages]
+        self.counts = {s.start: StageCounts() for s in plan.stages}
+        self.stats: dict[str, MapStats] = {}
+        if record:
+            for i in range(len(plan.stages)):
+                for t in stage_maps(graph, plan, i):
+                    self.stats[t] = MapStats()
+        self.per_pixel = {}
+        for k, op in enumerate(graph.ops):
+            out = graph.tensors[op.outputs[0]]
+            pixels = int(np.prod(out.shape[:-1])) if len(out.shape) == 4 else 1
+            self.per_pixel[k] = op_macs(graph, op) // max(pixels, 1)
+        self._bits: dict[str, int] = {}
+        self._high = False
+        self._outlier = False
+        self._stage = -1
+
+    def begin_tile(self, stage_start: int) -> None:
+        self._close_tile()
+        self._stage, self._bits, self._high, self._outlier = stage_start, {}, False, False
+
+    def end_stage(self) -> None:
+        self._close_tile()
+        self._stage = -1
+
+    def _close_tile(self) -> None:
+        if self._stage >= 0:
+            c = self.counts[self._stage]
+            c.tiles += 1
+            c.outlier_tiles += self._outlier
+
+    def _apply(self, name: str, x: np.ndarray) -> np.ndarray:
+        if self.record and name in self.stats and x.size:
+            zp = int(self.graph.tensors[name].quant.zero_point[0])  # type: ignore[union-attr]
+            st = self.stats[name]
+            d = x.astype(np.int32) - zp
+            st.patch_max.append(int(np.abs(d).max()))
+            st.hist += np.bincount((x.astype(np.int32) + 128).ravel(), minlength=256)
+            st.below_zero_point |= bool(d.min() < 0)
+        m = self.maps.get(self._stage, {}).get(name)
+        if m is None or m.bits >= 8 or not x.size:
+            self._bits[name] = 8
+            return x
+        zp = int(self.graph.tensors[name].quant.zero_point[0])  # type: ignore[union-attr]
+        outlier = int(np.abs(x.astype(np.int32) - zp).max()) > m.threshold
+        self._outlier |= outlier
+        if outlier and self.scope == "rest":
+            self._high = True
+        if outlier or self._high:
+            self._bits[name] = 8
+            return x
+        self._bits[name] = m.bits
+        return requantize(x, zp, m.bits, m.shift, m.signed)
+
+    def read(self, name: str, x: np.ndarray) -> np.ndarray:
+        """A stage input's piece read by a tile (before the op uses it)."""
+        return self._apply(name, x)
+
+    def wrote(self, k: int, value: np.ndarray, is_stage_output: bool) -> np.ndarray:
+        """Op k's freshly computed piece in the current tile: count its BitOPs, lower it."""
+        op = self.graph.ops[k]
+        macs = self.per_pixel[k] * int(np.prod(value.shape[:-1]))
+        if macs:
+            c = self.counts[self._stage]
+            c.bitops += macs * WEIGHT_BITS * self._bits.get(op.inputs[0], 8)
+            c.bitops_int8 += macs * WEIGHT_BITS * 8
+        if is_stage_output:
+            return value
+        return self._apply(op.outputs[0], value)

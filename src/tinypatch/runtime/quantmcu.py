@@ -1,0 +1,246 @@
+"""QuantMCU-style calibration (VDPC + VDQS) and fidelity measurement of a precision plan.
+
+* VDPC (value-driven patch classification): one int8 run over the calibration inputs records,
+  per feature map of every tiled stage, the largest ``|q - zp|`` of each patch; the outlier
+  threshold is that figure's ``quantile`` (default 0.9: about one patch in ten per map is an
+  outlier). Maps never below their zero point get unsigned codes.
+* VDQS (value-driven quantization search): greedy and iterative. Every map starts at 8 bits;
+  each round scores lowering one map one step down the bitwidth set,
+  ``S = -lambda * Omega + (1 - lambda) * Phi``, with Omega the relative loss of Shannon
+  entropy of the map's calibration histogram when requantized (``(H8 - Hb) / H8``) and Phi the
+  share of the stage's int8 BitOPs saved (its consumers' MACs x 8 x bits dropped, scaled by
+  the non-outlier share); the best-scoring move is kept if the calibration inputs still agree
+  with int8 (top-1 agreement >= ``min_agreement``, mean |output change| <= ``max_change`` of
+  the mean int8 top-1/top-2 margin, and no calibration input losing more than
+  ``max_margin_loss`` of its own int8 top-1 margin), else the map is frozen. With ``accept="entropy"`` (the
+  training-free reading of the paper) no run decides: a move stays if its Omega is at most
+  ``max_entropy_loss``. The memory constraint is the
+  patch plan's: the arena stays sized for all-int8 patches, so no move can break it.
+
+Ours, not the paper's (which does not publish them): the outlier rule, the bitwidth set, the
+entropy estimator, lambda, the acceptance check and the greedy order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinypatch.analysis.macs import op_macs
+from tinypatch.errors import PlanError
+from tinypatch.ir import Graph
+from tinypatch.kernels.lowbit import DEFAULT_SET, requantize
+from tinypatch.planning.plan import STREAM, Plan, fingerprint
+from tinypatch.planning.precision import MapPrecision, PrecisionPlan, StagePrecision, plan_fingerprint
+from tinypatch.runtime.mixed import MixedPrecision, StageCounts, stage_maps
+from tinypatch.runtime.plan_executor import PlanExecutor
+
+
+@dataclass
+class QuantizeOptions:
+    quantile: float = 0.9  # non-outlier share of calibration patches per map
+    lam: float = 0.5  # lambda of S = -lambda * Omega + (1 - lambda) * Phi
+    bitwidths: tuple[int, ...] = DEFAULT_SET
+    scope: str = "rest"
+    min_agreement: float = 1.0  # on the calibration inputs
+    max_change: float = 0.25  # mean |output change| / mean int8 top-1 - top-2 margin
+    accept: str = "agreement"  # a move stays if: the calibration run agrees ("agreement"), or Omega is small ("entropy")
+    max_margin_loss: float = 1.0  # "agreement" also needs every calibration input to keep this share of its margin
+    max_entropy_loss: float = 0.1  # the "entropy" acceptance: Omega of the move at most this
+
+
+@dataclass
+class Fidelity:
+    n: int
+    agreement: float  # top-1 agreement with int8 (tie-aware, see _agree)
+    mean_abs_change: float  # mean |output - int8 output| (real units)
+    counts: dict[int, StageCounts]  # per stage start: tiles, outlier tiles, BitOPs
+    margin_loss: float = 0.0  # the largest share of an input's int8 top-1 margin lost (see _margin_loss)
+
+    @property
+    def bitops(self) -> tuple[int, int]:
+        """(int8, mixed) BitOPs of the patch stages, summed over the inputs."""
+        return (sum(c.bitops_int8 for c in self.counts.values()), sum(c.bitops for c in self.counts.values()))
+
+
+@dataclass
+class SearchStep:
+    tensor: str
+    bits: int
+    score: float
+    accepted: bool
+    agreement: float
+    change: float
+
+
+@dataclass
+class QuantizeResult:
+    precision: PrecisionPlan
+    steps: list[SearchStep] = field(default_factory=list)
+    calibration: Fidelity | None = None
+
+
+def _outputs(graph: Graph, run_outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The first output as real values (flattened)."""
+    name = graph.outputs[0]
+    t = graph.tensors[name]
+    x = run_outputs[name].astype(np.float64).ravel()
+    if t.quant is not None and t.np_dtype.kind in "iu":
+        x = (x - t.quant.zero_point[0]) * t.quant.scale[0]
+    return x
+
+
+def measure(graph: Graph, plan: Plan, precision: PrecisionPlan | None, inputs: Iterable[np.ndarray],
+            reference: list[np.ndarray] | None = None, stop_below: float | None = None) -> tuple[Fidelity, list[np.ndarray]]:
+    """Run ``inputs`` at mixed precision against int8 (``reference``: int8 outputs known);
+    ``stop_below``: stop at the first disagreement that makes that agreement unreachable."""
+    mixed = MixedPrecision(graph, plan, precision)
+    ex = PlanExecutor(graph, plan, mixed)
+    base = PlanExecutor(graph, plan) if reference is None else None
+    agree, change, refs, n, worst = 0, 0.0, [], 0, 0.0
+    inputs = list(inputs)
+    for i, x in enumerate(inputs):
+        ref = reference[i] if reference is not None else _outputs(graph, base([x]).outputs)  # type: ignore[misc]
+        refs.append(ref)
+        out = _outputs(graph, ex([x]).outputs)
+        n += 1
+        agree += int(_agree(out, ref))
+        change += float(np.abs(out - ref).mean())
+        worst = max(worst, _margin_loss(out, ref))
+        if stop_below is not None and (n - agree) > (1 - stop_below) * len(inputs) + 1e-9:
+            break
+    return Fidelity(n, agree / max(n, 1), change / max(n, 1), mixed.counts, worst), refs
+
+
+def _margin_loss(out: np.ndarray, ref: np.ndarray) -> float:
+    """The share of int8's top-1 margin (its top class over the runner-up) that ``out`` lost;
+    0 for a single output or a tied int8 top (the tie-aware agreement judges those)."""
+    if ref.size < 2:
+        return 0.0
+    k = int(np.argmax(ref))
+    margin = float(ref[k] - np.delete(ref, k).max())
+    return 0.0 if margin <= 0 else max(0.0, (margin - float(out[k] - np.delete(out, k).max())) / margin)
+
+
+def _agree(out: np.ndarray, ref: np.ndarray) -> bool:
+    """Top-1 agreement, tie-aware: one model's top class is a top class of the other (int8
+    softmax outputs often tie at their top step)."""
+    return bool(ref[np.argmax(out)] == ref.max() or out[np.argmax(ref)] == out.max())
+
+
+def _entropy(hist: np.ndarray) -> float:
+    p = hist[hist > 0] / hist.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def _omega(hist: np.ndarray, zp: int, m: MapPrecision) -> float:
+    """Relative entropy loss of the map's value histogram requantized to ``m``."""
+    values = np.arange(-128, 128, dtype=np.int8)
+    low = requantize(values, zp, m.bits, m.shift, m.signed).astype(np.int32) + 128
+    h8 = _entropy(hist)
+    return (h8 - _entropy(np.bincount(low, weights=hist, minlength=256))) / h8 if h8 > 0 else 0.0
+
+
+def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: QuantizeOptions | None = None,
+             log: Callable[[SearchStep], None] | None = None) -> QuantizeResult:
+    """VDPC + VDQS over ``calib`` (model inputs): the precision plan and the search trace."""
+    o = options or QuantizeOptions()
+    if not plan.stages:
+        raise PlanError("the plan has no patch stage: nothing to run at mixed precision")
+    if not calib:
+        raise PlanError("no calibration inputs")
+    lows = sorted((b for b in o.bitwidths if b < 8), reverse=True)
+    # VDPC: record int8 statistics
+    rec = MixedPrecision(graph, plan, None, record=True)
+    ex = PlanExecutor(graph, plan, rec)
+    refs = [_outputs(graph, ex([x]).outputs) for x in calib]
+    margins = [np.sort(r)[-1] - np.sort(r)[-2] if r.size > 1 else abs(float(r[0])) for r in refs]
+    change_cap = o.max_change * float(np.mean(margins))
+    stages: list[StagePrecision] = []
+    phi_unit: dict[str, float] = {}
+    zps: dict[str, int] = {}
+    for si, s in enumerate(plan.stages):
+        if STREAM in s.halo.values():
+            continue
+        total = sum(op_macs(graph, graph.ops[k]) for k in range(s.start, s.end)) * 64
+        maps = []
+        for t in stage_maps(graph, plan, si):
+            st = rec.stats[t]
+            if not st.patch_max:
+                continue
+            thr = int(np.quantile(st.patch_max, o.quantile, method="higher"))
+            maps.append(MapPrecision(t, 8, thr, st.below_zero_point))
+            zps[t] = int(graph.tensors[t].quant.zero_point[0])  # type: ignore[union-attr]
+            users = [k for k in range(s.start, s.end) if graph.ops[k].inputs and graph.ops[k].inputs[0] == t]
+            macs = sum(op_macs(graph, graph.ops[k]) for k in users)
+            phi_unit[t] = macs * 8 * o.quantile / total if total else 0.0
+        stages.append(StagePrecision(si, maps))
+    notes = {"outlier_rule": f"max|q-zp| of a patch > the {o.quantile:g} quantile of calibration patches' max",
+             "lambda": o.lam, "bitwidths": list(o.bitwidths), "calibration_inputs": len(calib), "accept": o.accept,
+             **({"max_entropy_loss": o.max_entropy_loss} if o.accept == "entropy" else
+                {"min_agreement": o.min_agreement, "max_change": o.max_change, "max_margin_loss": o.max_margin_loss})}
+    prec = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages, o.scope, "worst", notes)
+    # VDQS: greedy moves one step down the bitwidth set
+    frozen: set[str] = set()
+    steps: list[SearchStep] = []
+    entries = {m.tensor: m for sp in stages for m in sp.maps}
+    last = None
+    while True:
+        cands = []
+        for t, m in entries.items():
+            nxt = [b for b in lows if b < m.bits]
+            if t in frozen or not nxt:
+                continue
+            b = nxt[0]
+            trial = MapPrecision(t, b, m.threshold, m.signed)
+            omega = _omega(rec.stats[t].hist, zps[t], trial)
+            phi = phi_unit[t] * (m.bits - b)
+            cands.append((-o.lam * omega + (1 - o.lam) * phi, t, b, omega))
+        if not cands:
+            break
+        score, t, b, omega = max(cands)
+        old = entries[t]
+        new = MapPrecision(t, b, old.threshold, old.signed)
+        _swap(prec, new)
+        if o.accept == "entropy":  # training-free: no run, the entropy proxy alone decides
+            fid = Fidelity(0, float("nan"), float("nan"), {})
+            ok = omega <= o.max_entropy_loss
+        else:
+            fid, _ = measure(graph, plan, prec, calib, refs, o.min_agreement)
+            ok = fid.n == len(calib) and fid.agreement >= o.min_agreement and fid.mean_abs_change <= change_cap \
+                and fid.margin_loss <= o.max_margin_loss
+        steps.append(SearchStep(t, b, score, ok, fid.agreement, fid.mean_abs_change))
+        if log:
+            log(steps[-1])
+        if ok:
+            entries[t] = new
+            last = fid if fid.n else None
+        else:
+            _swap(prec, old)
+            frozen.add(t)
+    if last is None:
+        last, _ = measure(graph, plan, prec, calib, refs)
+    return QuantizeResult(prec, steps, last)
+
+
+def uniform(graph: Graph, plan: Plan, calib: list[np.ndarray], bits: int) -> PrecisionPlan:
+    """Every map of every tiled stage at ``bits``, its threshold the largest patch value of the
+    int8 run over ``calib`` (maps computed from lowered ones may still exceed it), scope ``map``:
+    how much a uniform lowering costs in fidelity (``benchmarks/quantmcu.py``'s floor rows)."""
+    rec = MixedPrecision(graph, plan, None, record=True)
+    ex = PlanExecutor(graph, plan, rec)
+    for x in calib:
+        ex([x])
+    stages = [StagePrecision(si, [MapPrecision(t, bits, max(rec.stats[t].patch_max), rec.stats[t].below_zero_point)
+                                  for t in stage_maps(graph, plan, si) if rec.stats[t].patch_max])
+              for si, s in enumerate(plan.stages) if STREAM not in s.halo.values()]
+    return PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages, "map", "worst",
+                         {"outlier_rule": "max|q-zp| of a patch > the largest of the int8 calibration run",
+                          "lambda": None, "bitwidths": [bits], "calibration_inputs": len(calib)})
+
+
+def _swap(prec: PrecisionPlan, m: MapPrecision) -> None:
+    for sp in prec.stages:
+        sp.maps = [m if x.tensor == m.tensor else x for x in sp.maps]

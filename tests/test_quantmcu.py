@@ -1,0 +1,226 @@
+"""Per-patch mixed precision (QuantMCU-style): the integer low-bit formula, the precision plan,
+the executor hook (int8 path unchanged; run-time patch classes), calibration and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import model_path
+
+from tinypatch import api
+from tinypatch.analysis.macs import op_macs
+from tinypatch.cli import main
+from tinypatch.errors import PlanError, UsageError
+from tinypatch.kernels.lowbit import code_range, packed_bytes, requantize, step_shift
+from tinypatch.planning.plan import Plan, fingerprint
+from tinypatch.planning.precision import (
+    MapPrecision,
+    PrecisionPlan,
+    StagePrecision,
+    plan_fingerprint,
+)
+from tinypatch.planning.tiles import tile_stage
+from tinypatch.runtime.crops import crops, photos
+from tinypatch.runtime.mixed import MixedPrecision, stage_maps
+from tinypatch.runtime.plan_executor import PlanExecutor
+from tinypatch.runtime.quantmcu import _margin_loss, measure, uniform
+
+
+@pytest.mark.parametrize("bits", [7, 6, 5, 4, 3, 2])
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("zp", [-128, -5, 0, 37])
+def test_requantize_is_the_documented_formula(bits, signed, zp):
+    q = np.arange(-128, 128, dtype=np.int8)
+    lo, hi = code_range(bits, signed)
+    for shift in range(8):
+        code = np.clip(np.floor((q.astype(np.float64) - zp) / 2 ** shift + 0.5), lo, hi)  # round half up
+        expect = np.clip(zp + code * 2 ** shift, -128, 127).astype(np.int8)
+        got = requantize(q, zp, bits, shift, signed)
+        assert np.array_equal(got, expect)
+        assert got[q == zp][0] == zp  # the zero point survives
+        assert len(np.unique(got)) <= 2 ** bits
+    assert np.array_equal(requantize(q, zp, 8, 0, True), q)
+
+
+def test_step_shift_and_packing():
+    assert step_shift(4, False, 15) == 0 and step_shift(4, False, 16) == 1 and step_shift(4, True, 255) == 6
+    assert step_shift(2, False, 200) == 7
+    assert packed_bytes(10, 4) == 5 and packed_bytes(4, 6) == 3 and packed_bytes(3, 2) == 1
+    assert packed_bytes(8, 3) == 3 and packed_bytes(8, 5) == 5 and packed_bytes(8, 7) == 7
+
+
+@pytest.fixture(scope="module")
+def vww():
+    graph = api.load(str(model_path("mlperf_vww_96_int8.tflite")))
+    plan = api.plan(graph, single_stage=True, strategy="recompute", inplace=False, include_input=False).plan
+    assert plan.stages
+    return graph, plan
+
+
+def _precision(graph, plan, bits, threshold, scope="rest"):
+    maps = [MapPrecision(t, bits, threshold, False) for t in stage_maps(graph, plan, 0)]
+    return PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), [StagePrecision(0, maps)], scope)
+
+
+def _input(graph, seed=0):
+    return next(crops(graph.tensors[graph.inputs[0]], "evaluation", 1, seed))
+
+
+def test_precision_plan_json_round_trip_and_checks(vww, tmp_path):
+    graph, plan = vww
+    p = _precision(graph, plan, 4, 200)
+    path = tmp_path / "p.json"
+    p.save(str(path))
+    q = PrecisionPlan.load(str(path))
+    assert q == p
+    q.check(graph, plan)
+    other = Plan(plan.model, plan.fingerprint, [], plan.include_input, plan.include_output)
+    with pytest.raises(PlanError, match="another patch plan"):
+        q.check(graph, other)
+    for bits in (1, 9):
+        with pytest.raises(PlanError, match="bits"):
+            MapPrecision("x", bits, 10, True)
+    good = json.loads(p.to_json())
+    for field, bad in (("bits", 4.5), ("bits", True), ("threshold", "7"), ("signed", 1), ("tensor", 3)):
+        d = json.loads(json.dumps(good))
+        d["stages"][0]["maps"][0][field] = bad
+        with pytest.raises(PlanError, match=field):
+            PrecisionPlan.from_json(json.dumps(d))
+    with pytest.raises(PlanError, match="nested too deeply"):
+        PrecisionPlan.from_json("[" * 100000 + "]" * 100000)
+    with pytest.raises(PlanError, match="not a tinypatch precision plan"):
+        PrecisionPlan.from_json(json.dumps({"format": "x"}))
+
+
+def test_all_8_bit_and_all_outlier_runs_are_int8_exact(vww):
+    graph, plan = vww
+    x = _input(graph)
+    ref = PlanExecutor(graph, plan)(x)
+    for prec in (_precision(graph, plan, 8, 255), _precision(graph, plan, 2, 0)):  # threshold 0: every patch an outlier
+        mixed = MixedPrecision(graph, plan, prec)
+        run = PlanExecutor(graph, plan, mixed)(x)
+        assert all(np.array_equal(run.outputs[n], ref.outputs[n]) for n in graph.outputs)
+        c = mixed.counts[plan.stages[0].start]
+        assert c.bitops == c.bitops_int8 and run.arena_high_water <= run.arena_size
+    assert c.outlier_tiles == c.tiles == plan.stages[0].n_tiles
+
+
+def test_low_bit_patches_counted_and_classified_at_run_time(vww):
+    graph, plan = vww
+    s = plan.stages[0]
+    stage_macs = api.plan(graph, single_stage=True, strategy="recompute", inplace=False,
+                          include_input=False).cost.macs - sum(
+        op_macs(graph, op) for k, op in enumerate(graph.ops) if not s.start <= k < s.end)
+    x = _input(graph, 3)
+    mixed = MixedPrecision(graph, plan, _precision(graph, plan, 4, 255))  # no patch can be an outlier
+    run = PlanExecutor(graph, plan, mixed)(x)
+    c = mixed.counts[s.start]
+    assert c.bitops_int8 == 64 * stage_macs and c.outlier_tiles == 0
+    assert 0 < c.bitops < c.bitops_int8 and c.bitops % 32 == 0
+    assert run.arena_high_water <= run.arena_size
+    # only the stage input lowered, threshold between the tiles' maxima: the outlier tiles are
+    # exactly those whose own input piece exceeds it
+    st = tile_stage(graph, s)
+    zp = int(graph.tensors[graph.inputs[0]].quant.zero_point[0])
+    maxima = []
+    for i in range(s.grid[0]):
+        for j in range(s.grid[1]):
+            (h0, h1), (w0, w1) = st.h.spans[i][s.start].reads[0], st.w.spans[j][s.start].reads[0]
+            maxima.append(int(np.abs(x[:, h0:h1, w0:w1].astype(np.int32) - zp).max()))
+    thr = sorted(maxima)[len(maxima) // 2]
+    prec = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan),
+                         [StagePrecision(0, [MapPrecision(graph.inputs[0], 4, thr, False)])])
+    mixed = MixedPrecision(graph, plan, prec)
+    PlanExecutor(graph, plan, mixed)(x)
+    assert mixed.counts[s.start].outlier_tiles == sum(m > thr for m in maxima)
+
+
+def test_crops_come_from_disjoint_photos():
+    cal = {n for n, _ in photos("calibration")}
+    ev = {n for n, _ in photos("evaluation")}
+    assert cal and ev and not cal & ev
+    graph = api.load(str(model_path("mlperf_vww_96_int8.tflite")))
+    t = graph.tensors[graph.inputs[0]]
+    a = list(crops(t, "calibration", 3, 0))
+    assert all(x.shape == t.shape and x.dtype == t.np_dtype for x in a)
+    assert np.array_equal(a[0], next(crops(t, "calibration", 1, 0))) and not np.array_equal(a[0], a[1])
+
+
+def test_quantize_cli(vww, tmp_path, capsys):
+    graph, plan = vww
+    pp = tmp_path / "plan.json"
+    plan.save(str(pp))
+    out = tmp_path / "prec.json"
+    assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(pp), "--n-calib", "3",
+                 "--n-eval", "3", "--bits", "8,4", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "top-1 agreement" in text and "outlier patches" in text and "worst case" in text
+    prec = PrecisionPlan.load(str(out))
+    prec.check(graph, plan)
+    assert {m.bits for m in prec.stages[0].maps} <= {8, 4}
+    assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(pp), "--bits", "9"]) == 2
+    assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(tmp_path / "no.json")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 2
+
+
+def test_quantize_api_takes_arrays_and_refuses_plans_without_stages(vww):
+    graph, plan = vww
+    xs = list(crops(graph.tensors[graph.inputs[0]], "evaluation", 2, 5))
+    r = api.quantize(graph, plan, calib=xs, evaluate=xs, bitwidths=(8, 4))
+    assert r.evaluation.n == 2 and json.loads(r.to_json())["evaluation"]["n"] == 2
+    b8, bm = r.evaluation.bitops
+    assert bm <= b8 and r.memory.all_low_bit <= r.memory.worst_case
+    with pytest.raises(PlanError, match="no patch stage"):
+        api.quantize(graph, Plan.layer_by_layer(graph), calib=xs, evaluate=xs)
+
+
+def test_entropy_acceptance_runs_no_calibration_and_respects_its_bound(vww):
+    graph, plan = vww
+    xs = list(crops(graph.tensors[graph.inputs[0]], "calibration", 2, 7))
+    loose = api.quantize(graph, plan, calib=xs, evaluate=xs[:1], bitwidths=(8, 4, 3), accept="entropy",
+                         max_entropy_loss=1.0)
+    assert all(m.bits == 3 for sp in loose.precision.stages for m in sp.maps)  # every move passes a bound of 1
+    assert all(s.accepted and s.agreement != s.agreement for s in loose.result.steps)  # NaN: nothing was run
+    strict = api.quantize(graph, plan, calib=xs, evaluate=xs[:1], bitwidths=(8, 4), accept="entropy",
+                          max_entropy_loss=0.0)
+    assert all(m.bits == 8 for sp in strict.precision.stages for m in sp.maps)
+    assert strict.precision.notes["accept"] == "entropy"
+    with pytest.raises(UsageError):
+        api.quantize(graph, plan, calib=xs, accept="proxy")
+    with pytest.raises(UsageError):
+        api.quantize(graph, plan, calib=xs, n_eval=0)
+
+
+def test_uniform_plan_has_no_calibration_outlier(vww):
+    graph, plan = vww
+    xs = list(crops(graph.tensors[graph.inputs[0]], "calibration", 2, 8))
+    prec = uniform(graph, plan, xs, 3)
+    assert prec.scope == "map" and {m.bits for sp in prec.stages for m in sp.maps} == {3}
+    rec = MixedPrecision(graph, plan, None, record=True)
+    for x in xs:
+        PlanExecutor(graph, plan, rec)(x)
+    assert all(m.threshold == max(rec.stats[m.tensor].patch_max) for m in prec.stages[0].maps)
+    fid, _ = measure(graph, plan, prec, xs)
+    c = fid.counts[plan.stages[0].start]
+    assert 3 * c.bitops_int8 <= 8 * c.bitops < 8 * c.bitops_int8  # 3 bits but where a lowered map pushed a later one
+
+
+def test_margin_loss_is_the_share_of_the_int8_margin_lost():
+    ref = np.array([0.1, 0.7, 0.2])
+    assert _margin_loss(ref, ref) == 0.0
+    assert _margin_loss(np.array([0.1, 0.5, 0.4]), ref) == pytest.approx(0.8)  # margin 0.5 -> 0.1
+    assert _margin_loss(np.array([0.0, 0.9, 0.1]), ref) == 0.0  # a wider margin loses nothing
+    assert _margin_loss(np.array([0.6, 0.3, 0.1]), ref) > 1  # flipped
+    assert _margin_loss(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0 and _margin_loss(ref[:1], ref[:1]) == 0.0
+    with pytest.raises(UsageError, match="max-margin-loss"):
+        api.quantize(str(model_path("mlperf_vww_96_int8.tflite")), Plan.layer_by_layer(api.load(
+            str(model_path("mlperf_vww_96_int8.tflite")))), max_margin_loss=2)
+
+
+def test_crops_use_pixel_levels_for_inputs_quantized_per_pixel_level():
+    graph = api.load(str(model_path("mlperf_ic_resnet8_int8.tflite")))  # input scale 1, zero point -128
+    x = next(crops(graph.tensors[graph.inputs[0]], "evaluation", 1, 1))
+    assert len(np.unique(x)) > 64  # 0..1 reals would give it two codes
