@@ -250,6 +250,7 @@ def _exhaustive_two_stages(chain, sram, one):
 
 def test_two_stage_search_matches_the_graph_and_the_exhaustive_enumeration():
     rng = random.Random(5)
+    two_stage_winners = 0
     for space in (mcunet_space(resolutions=(96, 128)), SMALL):
         for _ in range(2):
             spec = space.to_spec(space.sample(rng))
@@ -265,5 +266,8 @@ def test_two_stage_search_matches_the_graph_and_the_exhaustive_enumeration():
                     assert fast[:2] == full[:2]
                     assert isinstance(one, int) or fast[:2] <= one[:2]  # two stages never do worse than one
                     e = evaluate(spec, Constraints(sram, include_input=False))
+                    assert e == evaluate(spec, Constraints(sram, include_input=False), fast=False)
+                    two_stage_winners += e.patches2 > 0
                     cost = plan_cost(graph, best_plan(spec, e, Constraints(sram, include_input=False)))
                     assert (cost.macs, cost.peak_analytic) == (e.schedule_macs, e.peak) == fast[:2]
+    assert two_stage_winners >= 3
