@@ -9,9 +9,9 @@ Conventions (:class:`Constraints`):
   fewest MACs is kept; with ``stages`` = 2 (the default) also every pair of consecutive patch
   stages, ``[0, n1)`` in ``p1`` x ``p1`` then ``[n1, n2)`` in ``p2`` x ``p2`` tiles
   (:mod:`tinypatch.nas.twostage`; ``stages`` = 1: MCUNetV2's single stage). Fast paths, each
-  checked against the plain computation by the tests: layer by layer is taken at once when it fits (no patch schedule has fewer MACs); a (p, end)
-  whose peak lower bound exceeds the budget is never tiled; a tiling's MACs are computed
-  before its (dearer) peak; and for specs without SE blocks the figures come from the layer
+  checked against the plain computation by the tests: layer by layer is taken at once when it
+  fits (no patch schedule has fewer MACs); a (p, end) whose peak lower bound exceeds the budget
+  is never tiled; a tiling's MACs are computed before its (dearer) peak; and for specs without SE blocks the figures come from the layer
   chain (:mod:`tinypatch.nas.chain`, microseconds) instead of the built and tiled graph.
 - ``placed``: SRAM is the placed arena peak (16-byte aligned, in-place ops) of our planner's
   best schedule (:func:`tinypatch.planning.search.search`: multi-stage, halo caching, column
