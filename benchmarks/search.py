@@ -1,12 +1,15 @@
 """Joint architecture + schedule search vs MCUNet's per-layer search (MCUNetV2 §3.3, proxy objective).
 
-Run: ``python benchmarks/search.py [--seed 0] [--iterations 30] [--population 100] [--workers N] [--json OUT]``
+Run: ``python benchmarks/search.py [--seed 0] [--iterations 30] [--population 100] [--stages 1|2] [--boards 256,32]
+[--workers N] [--json OUT]``
 (the full run evaluates about 3,000 proposals per search, four searches: tens of minutes on one core).
 
 For each board: the MACs-proxy search (TinyNAS's objective: the network's MACs) under the SRAM
 limit (MCUNetV2's analytic convention, input not counted) and the flash limit (int8 weights +
-int32 biases), once with MCUNetV2's schedules (p x p patches, p <= 4, every first-stage
-length) and once layer by layer only (p = 1, MCUNet's search), same space and seed:
+int32 biases), once with patch schedules (p x p patches, p <= 4, every first-stage length; with
+``--stages 2``, the default, also every pair of consecutive patch stages, each with its own p,
+halos recomputed: the multi-stage side of our planner under the analytic convention; ``--stages 1``:
+MCUNetV2's single stage) and once layer by layer only (p = 1, MCUNet's search), same space and seed:
 
 - 256 kB SRAM / 1 MB flash (MCUNetV2-M4's board): MCUNet's ImageNet space (resolution 96-256);
 - 32 kB SRAM / 1 MB flash: the same space for 2 classes at half width, with resolutions 48, 64
@@ -37,7 +40,7 @@ BOARDS = (("256 kB / 1 MB", mcunet_space, 256 * KB, 1 * MB, 1.5), ("32 kB / 1 MB
 
 
 def run(space_fn, sram: int, flash: int, patches: int, args: argparse.Namespace, executor) -> SearchResult:  # noqa: ANN001
-    return evolve(space_fn(), Constraints(sram, flash, include_input=False, max_patches=patches),
+    return evolve(space_fn(), Constraints(sram, flash, include_input=False, max_patches=patches, stages=args.stages),
                   population=args.population, n_mutate=args.population // 2, n_crossover=args.population // 2,
                   parents=max(2, args.population // 5), iterations=args.iterations, seed=args.seed,
                   progress=sys.stderr.isatty(), executor=executor)
@@ -50,6 +53,8 @@ def main() -> int:
     ap.add_argument("--population", type=int, default=100)
     ap.add_argument("--workers", type=int, help="evaluate on a local Ray cluster of N CPUs")
     ap.add_argument("--boards", default="256,32", help="which boards (SRAM kB), comma-separated")
+    ap.add_argument("--stages", type=int, choices=(1, 2), default=2,
+                    help="patch stages of the joint search's schedules (default 2; 1: MCUNetV2's single stage)")
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args()
     console = Console(width=160)
@@ -69,7 +74,8 @@ def main() -> int:
         if sram // KB not in wanted:
             continue
         best = {}
-        for patches, label in ((4, "joint (p <= 4)"), (1, "per-layer (p = 1)")):
+        for patches, label in ((4, f"joint (p <= 4, {args.stages} stage{'s' * (args.stages > 1)})"),
+                               (1, "per-layer (p = 1)")):
             t0 = time.perf_counter()
             r = run(space_fn, sram, flash, patches, args, executor)
             e = r.best.evaluation

@@ -473,7 +473,8 @@ class SearchOutcome(_Result):
             limits.append(f"flash <= {c.flash / 1024:g} kB")
         if c.max_macs is not None:
             limits.append(f"executed MACs <= {c.max_macs / 1e6:g}M")
-        patches = "layer by layer only (p = 1)" if c.max_patches == 1 else f"p in 1..{c.max_patches}"
+        patches = "layer by layer only (p = 1)" if c.max_patches == 1 else f"p in 1..{c.max_patches}" + (
+            f", {c.stages} patch stage{'s' * (c.stages > 1)}" if c.convention == "analytic" else "")
         console.print(f"search: {r.space.name} space, {', '.join(limits)}, {patches}; seed {r.settings['seed']}, "
                       f"objective {r.settings['objective']}", highlight=False)
         t = Table(title="best network per iteration")
@@ -508,7 +509,7 @@ class SearchOutcome(_Result):
 
 
 def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | None = None,
-           include_input: bool = True, convention: str = "analytic", max_patches: int = 4,
+           include_input: bool = True, convention: str = "analytic", max_patches: int = 4, stages: int = 2,
            space: SearchSpace | None = None, objective: Callable[[NetSpec], float] | None = None,
            population: int = 100, parents: int = 20, n_mutate: int = 50, n_crossover: int = 50,
            mutate_prob: float = 0.1, iterations: int = 30, seed: int = 0,
@@ -520,7 +521,8 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     schedule meets ``sram`` (``convention`` "analytic": MCUNetV2's patch schedules, or "placed":
     our planner's placed arena), ``flash`` (weights + biases) and ``max_macs`` (executed MACs).
     ``objective(spec)`` scores feasible networks, higher is better (default: MACs, the TinyNAS
-    proxy). ``max_patches=1`` is MCUNet's per-layer search. Candidates are evaluated on Ray when
+    proxy). ``max_patches=1`` is MCUNet's per-layer search; ``stages`` (analytic convention): patch
+    stages before the per-layer part, 1 (MCUNetV2's) or 2. Candidates are evaluated on Ray when
     ``ray``, ``ray_address`` or ``workers`` is given (a local cluster of ``workers`` CPUs unless
     ``ray_address``), in process otherwise; the result does not depend on where. ``resume``: a
     JSON state file written after every iteration, continued when it exists. An analytic search
@@ -531,7 +533,7 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     from tinypatch.nas.space import mcunet_space
 
     constraints = Constraints(parse_size(sram), None if flash is None else parse_size(flash), max_macs,
-                              include_input, convention, max_patches)
+                              include_input, convention, max_patches, stages)
     kwargs = dict(population=population, parents=parents, n_mutate=n_mutate, n_crossover=n_crossover,
                   mutate_prob=mutate_prob, iterations=iterations, seed=seed, progress=progress, resume=resume)
     space = space or mcunet_space()

@@ -7,7 +7,8 @@ and computes what :mod:`tinypatch.analysis` and :mod:`tinypatch.planning` comput
 for this op set: MACs, flash, layer-by-layer analytic bytes (in+out, in-place depthwise,
 live residual skips), the legal first-stage ends, and, for ``p`` x ``p`` patches over ops
 ``[0, end)`` with recomputed halos, the border-clipped MACs and the analytic peak (tiles'
-regions propagated backwards along one axis, the other being the same). Integer arithmetic
+regions propagated backwards along one axis, the other being the same), and the same for a
+stage over ops ``[start, end)`` (the second of two patch stages). Integer arithmetic
 on a few dozen intervals: microseconds where building and tiling the graph takes tens of
 milliseconds. tests/test_nas.py checks every figure against the graph path on random specs.
 """
@@ -15,9 +16,11 @@ milliseconds. tests/test_nas.py checks every figure against the graph path on ra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from tinypatch.analysis.regions import split_even
 from tinypatch.frontends.spec import NetSpec
+from tinypatch.nas.twostage import two_stage_schedule
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class Chain:
                 self.last_use[t] = max(self.last_use[t], i)
         self.last_use[-1] = len(self.ops)  # the graph output
         self.skip_at = self._skips()
+        self._macs = self.macs()
+        self._pad = [max((self.side[op.output] - 1) * op.stride + op.kernel - self.side[op.inputs[0]], 0) // 2
+                     for op in self.ops]  # TFLite SAME padding before the first row
+        self._stages: dict[tuple[int, int, int, bool], tuple[int, dict[int, int], list[int]]] = {}
+        self._peaks: dict[tuple[int, int, int, bool], int] = {}
 
     def _new(self, side: int, chan: int, op: _Op) -> int:
         self.side.append(side)
@@ -107,15 +115,17 @@ class Chain:
         return out
 
     def per_op(self, include_input: bool, elements: dict[int, int] | None = None,
-               extra: list[int] | None = None) -> list[int]:
-        """Analytic bytes of every op (``elements``: tile-sized tensors; ``extra``: bytes held)."""
+               extra: list[int] | None = None, ops: range | None = None) -> list[int]:
+        """Analytic bytes of every op, or of ``ops`` (``elements``: tile-sized tensors; ``extra``:
+        bytes held)."""
         nbytes = [self._bytes(t) for t in range(len(self.side))]
         if not include_input:
             nbytes[0] = 0
         for t, e in (elements or {}).items():
             nbytes[t] = e
         out = []
-        for i, op in enumerate(self.ops):
+        for i in ops or range(len(self.ops)):
+            op = self.ops[i]
             ins = sum(nbytes[t] for t in op.inputs)
             b = max(ins, nbytes[op.output]) if op.kind == "dw" else ins + nbytes[op.output]
             b += sum(nbytes[s] for s in self.skip_at.get(i, ()))
@@ -126,54 +136,80 @@ class Chain:
         return self.side[t] * self.side[t] * self.chan[t]
 
     # --- patch stages --------------------------------------------------------------------------
-    def legal_ends(self) -> list[int]:
-        """Every ``end`` such that ops [0, end) form a legal patch stage with a 2-D output."""
+    def legal_ends(self, start: int = 0) -> list[int]:
+        """Every ``end`` such that ops [start, end) form a legal patch stage with a 2-D output."""
         ends = []
-        for end in range(1, len(self.ops) + 1):
+        for end in range(start + 1, len(self.ops) + 1):
             if self.ops[end - 1].kind in ("mean", "fc"):
                 break
             out = self.ops[end - 1].output
-            if all(self.last_use[t] < end for t in range(1, out)):  # only the last output leaves the stage
+            if all(self.last_use[t] < end for t in range(start + 1, out)):  # only the last output leaves
                 ends.append(end)
         return ends
 
     def patch(self, end: int, p: int, include_input: bool) -> tuple[int, int]:
         """(border-clipped MACs of the whole network, analytic peak) with ``p`` x ``p`` tiles over
         ops [0, end), halos recomputed (as plan_macs / plan_analytic on the graph)."""
+        overhead, elements, extra = self._tile(0, end, p, include_input)
+        return sum(self.macs()) + overhead, max(self.per_op(include_input, elements, extra))
+
+    def stage(self, start: int, end: int, p: int, include_input: bool) -> tuple[int, int]:
+        """(MAC overhead, max analytic bytes over ops [start, end)) of ``p`` x ``p`` recomputed tiles
+        over ops [start, end), the other ops layer by layer (cached)."""
+        return self.stage_overhead(start, end, p, include_input), self.stage_peak(start, end, p, include_input)
+
+    def stage_overhead(self, start: int, end: int, p: int, include_input: bool) -> int:
+        key = (start, end, p, include_input)
+        if key not in self._stages:
+            self._stages[key] = self._tile(start, end, p, include_input)
+        return self._stages[key][0]
+
+    def stage_peak(self, start: int, end: int, p: int, include_input: bool) -> int:
+        key = (start, end, p, include_input)
+        if key not in self._peaks:
+            self.stage_overhead(start, end, p, include_input)
+            _, elements, extra = self._stages[key]
+            self._peaks[key] = max(self.per_op(include_input, elements, extra, range(start, end)))
+        return self._peaks[key]
+
+    def _tile(self, start: int, end: int, p: int, include_input: bool) -> tuple[int, dict[int, int], list[int]]:
+        """(MAC overhead, tile-sized tensor elements, bytes held per op) of ``p`` x ``p`` tiles over
+        ops [start, end); the stage input is the output of op ``start - 1`` (the model input at 0)."""
         out = self.ops[end - 1].output
         cuts = split_even(self.side[out], p)
         longest: dict[int, int] = {}
-        total: list[int] = [0] * end
+        total: list[int] = [0] * end  # per op: output pixels computed along one axis
         for a, b in zip(cuts, cuts[1:]):
             need = {out: (a, b)}
-            for k in range(end - 1, -1, -1):
+            for k in range(end - 1, start - 1, -1):
                 op = self.ops[k]
                 lo, hi = need[op.output]
                 total[k] += hi - lo
                 if op.kind == "add":
                     reads = (lo, hi)
                 else:
-                    n_in = self.side[op.inputs[0]]
-                    pad = max((self.side[op.output] - 1) * op.stride + op.kernel - n_in, 0) // 2
+                    n_in, pad = self.side[op.inputs[0]], self._pad[k]
                     reads = (max(lo * op.stride - pad, 0), min((hi - 1) * op.stride - pad + op.kernel, n_in))
                 for t in op.inputs:
                     old = need.get(t)
                     need[t] = reads if old is None else (min(old[0], reads[0]), max(old[1], reads[1]))
             for t, (lo, hi) in need.items():
                 longest[t] = max(longest.get(t, 0), hi - lo)
-        macs = self.macs()
-        patched = sum(macs) + sum(m // self.side[self.ops[k].output] ** 2 * total[k] ** 2 - m
-                                  for k, m in enumerate(macs[:end]) if m)
-        elements = {t: longest[t] ** 2 * self.chan[t] for t in longest if 0 < t < out}
+        macs = self._macs
+        overhead = sum(m // self.side[self.ops[k].output] ** 2 * total[k] ** 2 - m
+                       for k, m in enumerate(macs[:end]) if m and k >= start)
+        elements = {t: longest[t] ** 2 * self.chan[t] for t in longest if start < t < out}
         held_out = self._bytes(out)
-        held_in = self._bytes(0) if include_input else 0
-        extra = [(held_out if k < end - 1 else 0) + (held_in if 0 not in self.ops[k].inputs else 0)
-                 if k < end else 0 for k in range(len(self.ops))]
-        return patched, max(self.per_op(include_input, elements, extra))
+        held_in = self._bytes(start) if include_input or start else 0  # tensor ``start``: the stage input
+        extra = [(held_out if k < end - 1 else 0) + (held_in if start not in self.ops[k].inputs else 0)
+                 if start <= k < end else 0 for k in range(len(self.ops))]
+        return overhead, elements, extra
 
 
-def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: int) -> tuple[int, int, int, int] | int:
-    """:func:`tinypatch.nas.evaluate.mcunetv2_schedule` on a :class:`Chain` (same pruning, same result)."""
+def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: int,
+                   stages: int = 1) -> tuple[int, ...] | int:
+    """:func:`tinypatch.nas.evaluate.mcunetv2_schedule` on a :class:`Chain` (same pruning, same result);
+    ``stages`` = 2 also tries two consecutive patch stages (:mod:`tinypatch.nas.twostage`)."""
     per_op = chain.per_op(include_input)
     tail = [0] * (len(per_op) + 1)
     for i in range(len(per_op) - 1, -1, -1):
@@ -196,6 +232,16 @@ def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: in
             least = peak if least is None else min(least, peak)
             if peak <= sram and (best is None or (smacs, peak) < best[:2]):
                 best = (smacs, peak, p, end)
+    if stages == 2:
+        found, least2 = two_stage_schedule(
+            per_op, sum(chain.macs()), cache(chain.legal_ends), lambda end: chain.side[chain.ops[end - 1].output],
+            lambda end: chain._bytes(chain.ops[end - 1].output),
+            lambda start, end, p: chain.stage_overhead(start, end, p, include_input),
+            lambda start, end, p: chain.stage_peak(start, end, p, include_input), sram, max_patches,
+            best + (0, 0) if best is not None else None)
+        if found is not None:
+            return found
+        least = min((v for v in (least, least2) if v is not None), default=None)
     if best is None:
         return least if least is not None else tail[0]
     return best

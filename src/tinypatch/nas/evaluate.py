@@ -6,10 +6,12 @@ Conventions (:class:`Constraints`):
   in+out per op, in-place depthwise). Every MCUNetV2 schedule is enumerated: ``p`` x ``p``
   patches (``p`` in 1..``max_patches``; 1 = layer by layer) over ops ``[0, end)`` for every
   legal stage end (the patch layers ``n`` < N), halos recomputed; the feasible one with the
-  fewest MACs is kept. Fast paths, each checked against the plain computation by the tests:
-  layer by layer is taken at once when it fits (no patch schedule has fewer MACs); a (p, end)
-  whose peak lower bound exceeds the budget is never tiled; a tiling's MACs are computed
-  before its (dearer) peak; and for specs without SE blocks the figures come from the layer
+  fewest MACs is kept; with ``stages`` = 2 (the default) also every pair of consecutive patch
+  stages, ``[0, n1)`` in ``p1`` x ``p1`` then ``[n1, n2)`` in ``p2`` x ``p2`` tiles
+  (:mod:`tinypatch.nas.twostage`; ``stages`` = 1: MCUNetV2's single stage). Fast paths, each
+  checked against the plain computation by the tests: layer by layer is taken at once when it
+  fits (no patch schedule has fewer MACs); a (p, end) whose peak lower bound exceeds the budget
+  is never tiled; a tiling's MACs are computed before its (dearer) peak; and for specs without SE blocks the figures come from the layer
   chain (:mod:`tinypatch.nas.chain`, microseconds) instead of the built and tiled graph.
 - ``placed``: SRAM is the placed arena peak (16-byte aligned, in-place ops) of our planner's
   best schedule (:func:`tinypatch.planning.search.search`: multi-stage, halo caching, column
@@ -25,6 +27,7 @@ tensors (int8 weights, int32 biases); a network over the flash limit is never bu
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import cache
 from typing import Any
 
 from tinypatch.analysis.analytic import analytic_memory
@@ -35,6 +38,7 @@ from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.frontends.spec import NetSpec
 from tinypatch.ir import Graph
 from tinypatch.nas.chain import Chain, chain_schedule
+from tinypatch.nas.twostage import two_stage_schedule
 from tinypatch.planning.cost import plan_analytic, plan_macs
 from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.optimal import Schedule
@@ -54,6 +58,7 @@ class Constraints:
     include_input: bool = True
     convention: str = "analytic"
     max_patches: int = 4  # p in 1..max_patches; 1: layer by layer only (MCUNet's per-layer search)
+    stages: int = 2  # analytic convention: patch stages before the per-layer part (1: MCUNetV2's one)
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
@@ -64,6 +69,8 @@ class Constraints:
                 raise UsageError(f"the {name.replace('_', ' ')} limit must be a positive integer, got {v!r}")
         if not isinstance(self.max_patches, int) or not 1 <= self.max_patches <= 16:
             raise UsageError(f"max_patches must be in 1..16, got {self.max_patches!r}")
+        if self.stages not in (1, 2):
+            raise UsageError(f"stages must be 1 or 2, got {self.stages!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +91,8 @@ class Evaluation:
     patches: int  # p (grid p x p; 1: layer by layer)
     end: int  # the patch stage runs ops [0, end) (0: layer by layer)
     schedule: str  # readable label
+    patches2: int = 0  # a second patch stage's p (0: none)
+    end2: int = 0  # the second patch stage runs ops [end, end2) (0: none)
 
     @property
     def overhead(self) -> float:
@@ -139,13 +148,17 @@ def _chain(chain: Chain, fp: str, c: Constraints) -> Evaluation:
         ok = layer <= c.sram
         return _limit_macs(Evaluation(fp, ok, "" if ok else f"SRAM {layer} B > {c.sram} B", macs, chain.flash, layer,
                                       layer, macs, 1, 0, "layer-by-layer"), c)
-    found = chain_schedule(chain, c.sram, c.include_input, c.max_patches)
+    found = chain_schedule(chain, c.sram, c.include_input, c.max_patches, c.stages)
     if isinstance(found, int):
         return Evaluation(fp, False, f"SRAM: no schedule fits {c.sram} B", macs, chain.flash, layer, min(found, layer),
                           macs, 1, 0, "-")
-    smacs, peak, p, end = found
+    smacs, peak, p, end, p2, end2 = (*found, 0, 0)[:6]
     return _limit_macs(Evaluation(fp, True, "", macs, chain.flash, layer, peak, smacs, p, end,
-                                  f"[0:{end}] {p}x{p} recompute"), c)
+                                  _label(p, end, p2, end2), p2, end2), c)
+
+
+def _label(p: int, end: int, p2: int, end2: int) -> str:
+    return f"[0:{end}] {p}x{p}" + (f" + [{end}:{end2}] {p2}x{p2}" if p2 else "") + " recompute"
 
 
 def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluation:
@@ -154,17 +167,20 @@ def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluatio
         ok = lbl.peak <= c.sram
         return result(ok, "" if ok else f"SRAM {lbl.peak} B > {c.sram} B", lbl.peak, lbl.peak, macs, 1, 0,
                       "layer-by-layer")
-    found = mcunetv2_schedule(graph, c.sram, c.include_input, c.max_patches)
+    found = mcunetv2_schedule(graph, c.sram, c.include_input, c.max_patches, stages=c.stages)
     if isinstance(found, int):
         return result(False, f"SRAM: no schedule fits {c.sram} B", lbl.peak, min(found, lbl.peak), macs, 1, 0, "-")
-    smacs, peak, p, end = found
-    return result(True, "", lbl.peak, peak, smacs, p, end, f"[0:{end}] {p}x{p} recompute")
+    smacs, peak, p, end, p2, end2 = (*found, 0, 0)[:6]
+    return replace(result(True, "", lbl.peak, peak, smacs, p, end, _label(p, end, p2, end2)), patches2=p2, end2=end2)
 
 
 def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_patches: int = 4,
-                      exhaustive: bool = False, square_fast_path: bool = True) -> tuple[int, int, int, int] | int:
+                      exhaustive: bool = False, square_fast_path: bool = True,
+                      stages: int = 1) -> tuple[int, ...] | int:
     """MCUNetV2's patch schedule of ``graph`` with the fewest MACs whose analytic peak fits ``sram``:
-    (MACs, peak, p, end), or the least peak of the schedules tiled when none fits.
+    (MACs, peak, p, end), or the least peak of the schedules tiled when none fits. ``stages`` = 2
+    also tries a second patch stage after the first (:mod:`tinypatch.nas.twostage`): then
+    (MACs, peak, p, end, p2, end2), ``p2`` = ``end2`` = 0 for one stage.
 
     Unless ``exhaustive``, a (p, end) is skipped untiled when a lower bound of its peak exceeds
     ``sram``: the layers after the stage, or the full stage output held while every earlier op
@@ -197,9 +213,41 @@ def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_
             least = peak if least is None else min(least, peak)
             if peak <= sram and (best is None or (smacs, peak) < best[:2]):
                 best = (smacs, peak, p, end)
+    if stages == 2:
+        found, least2 = _two_stages(graph, per_op, square, sram, include_input, max_patches,
+                                    best + (0, 0) if best is not None else None, exhaustive)
+        if found is not None:
+            return found
+        least = min((v for v in (least, least2) if v is not None), default=None)
     if best is None:
         return least if least is not None else tail[0]
     return best
+
+
+def _two_stages(graph: Graph, per_op: list[int], square: list[bool], sram: int, include_input: bool,
+                max_patches: int, best: tuple[int, ...] | None, exhaustive: bool) -> tuple[Any, int | None]:
+    """:func:`two_stage_schedule` with each stage tiled and costed on the graph."""
+    base = sum(op_macs(graph, op) for op in graph.ops)
+    outs = [graph.tensors[op.outputs[0]] for op in graph.ops]
+    ends = cache(lambda start: [e for e in legal_ends(graph, start) if len(outs[e - 1].shape) == 4])
+    fp = fingerprint(graph)
+
+    @cache
+    def tiled(start: int, end: int, p: int) -> tuple[Stage, StageTiling]:
+        shape = outs[end - 1].shape
+        stage = Stage(start, end, split_even(shape[1], p), split_even(shape[2], p))
+        return stage, _tile(graph, stage, square[end])
+
+    def overhead(start: int, end: int, p: int) -> int:
+        return plan_macs(graph, [tiled(start, end, p)[1]])[0] - base
+
+    def peak(start: int, end: int, p: int) -> int:
+        stage, st = tiled(start, end, p)
+        per = plan_analytic(graph, Plan(graph.name, fp, [stage], include_input=include_input), [st]).per_op
+        return max(per[start:end])
+
+    return two_stage_schedule(per_op, base, ends, lambda end: min(outs[end - 1].shape[1:3]),
+                              lambda end: outs[end - 1].size, overhead, peak, sram, max_patches, best, exhaustive)
 
 
 def _square_prefix(graph: Graph) -> list[bool]:
@@ -268,7 +316,15 @@ def best_plan(spec: NetSpec, evaluation: Evaluation, constraints: Constraints) -
                       sram=constraints.sram).plan
     if evaluation.patches == 1:
         return Plan.layer_by_layer(graph, include_input=constraints.include_input)
-    out = graph.tensors[graph.ops[evaluation.end - 1].outputs[0]].shape
-    p = evaluation.patches
-    return Plan(graph.name, fingerprint(graph), [Stage(0, evaluation.end, split_even(out[1], p),
-                                                       split_even(out[2], p))], include_input=constraints.include_input)
+    return Plan(graph.name, fingerprint(graph), recompute_stages(graph, [(0, evaluation.end, evaluation.patches)] + (
+        [(evaluation.end, evaluation.end2, evaluation.patches2)] if evaluation.patches2 else [])),
+        include_input=constraints.include_input)
+
+
+def recompute_stages(graph: Graph, stages: list[tuple[int, int, int]]) -> list[Stage]:
+    """Recompute stages ``(start, end, p)``: ops [start, end) in ``p`` x ``p`` tiles."""
+    out = []
+    for start, end, p in stages:
+        shape = graph.tensors[graph.ops[end - 1].outputs[0]].shape
+        out.append(Stage(start, end, split_even(shape[1], p), split_even(shape[2], p)))
+    return out
