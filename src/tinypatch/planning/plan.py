@@ -128,15 +128,21 @@ class Plan:
 
     @classmethod
     def load(cls, path: str) -> Plan:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_json(f.read(MAX_PLAN_BYTES + 1))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PlanError(f"cannot read plan {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        return cls.from_json(read_plan_text(path, "plan"))
 
     def save(self, path: str) -> None:
         """Write the plan as JSON, atomically (:func:`tinypatch.safeio.write_text`)."""
         write_text(path, self.to_json() + "\n")
+
+
+def read_plan_text(path: str, what: str) -> str:
+    """The text of a plan file (``what``: its kind, for the message), read up to one character past
+    MAX_PLAN_BYTES so the parser can refuse an oversized file; PlanError when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(MAX_PLAN_BYTES + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def fingerprint(graph: Graph) -> str:

@@ -21,7 +21,7 @@ from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.kernels.lowbit import BITWIDTHS, packed_bytes, step_shift
 from tinypatch.planning.memory import place_plan, plan_buffers
-from tinypatch.planning.plan import MAX_PLAN_BYTES, Plan, fingerprint
+from tinypatch.planning.plan import MAX_PLAN_BYTES, Plan, fingerprint, read_plan_text
 from tinypatch.safeio import write_text
 
 PRECISION_FORMAT = "tinypatch-precision/1"
@@ -107,11 +107,7 @@ class PrecisionPlan:
 
     @classmethod
     def load(cls, path: str) -> PrecisionPlan:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_json(f.read(MAX_PLAN_BYTES + 1))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PlanError(f"cannot read precision plan {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        return cls.from_json(read_plan_text(path, "precision plan"))
 
     def save(self, path: str) -> None:
         """Write the precision plan as JSON, atomically (:func:`tinypatch.safeio.write_text`)."""
