@@ -22,11 +22,14 @@ from tinypatch.errors import TinypatchError, UsageError
 _STARTED: float | None = time.perf_counter()  # when the process's first command started (see _clock)
 
 EPILOG = """\
-MODEL is a .tflite file, an MCUNet/ProxylessNAS .json config, or a built-in zoo name
-(`tinypatch zoo` lists them). Sizes accept B, kB/KB/KiB (1024 B), MB/MiB: 64KB, 256kB, 0.5MB.
+MODEL is a .tflite or int8 .onnx file, an MCUNet/ProxylessNAS .json config, or a built-in zoo
+name (`tinypatch zoo` lists them). Sizes accept B, kB/KB/KiB (1024 B), MB/MiB: 64KB, 256kB, 0.5MB.
 
 The usual order: analyze (how much SRAM?), plan (which schedule fits?), run (is it exact?),
-codegen (C for the board).
+codegen (C for the board). Before that, a network can change to fit better: redistribute (a
+smaller patch-stage receptive field), search (architecture + schedule), nas (train, export);
+after it, quantize (per-patch mixed precision). PyTorch and float ONNX models come in through
+import-torch and quantize-float.
 
 examples:
   tinypatch analyze mbv2-w0.35-r144 --plot mem.png
