@@ -224,3 +224,26 @@ def test_crops_use_pixel_levels_for_inputs_quantized_per_pixel_level():
     graph = api.load(str(model_path("mlperf_ic_resnet8_int8.tflite")))  # input scale 1, zero point -128
     x = next(crops(graph.tensors[graph.inputs[0]], "evaluation", 1, 1))
     assert len(np.unique(x)) > 64  # 0..1 reals would give it two codes
+
+
+def test_run_executes_a_precision_plan(vww, tmp_path, capsys):
+    """`run --precision` runs the patch stage at mixed precision: the same outputs as the executor
+    with the precision hook, the differing bytes counted against int8, the arena within the plan."""
+    graph, plan = vww
+    prec = _precision(graph, plan, 2, 255)  # every map at 2 bits, no patch an outlier
+    x = _input(graph, 5)
+    want = PlanExecutor(graph, plan, MixedPrecision(graph, plan, prec))(x).outputs
+    r = api.run(graph, plan, input=[x], precision=prec)
+    assert r.mixed and r.ok and r.arena_high_water <= r.arena_size
+    assert all(np.array_equal(r.outputs[n], want[n]) for n in graph.outputs)
+    assert r.differ == sum(int((want[n] != r.reference[n]).sum()) for n in graph.outputs) > 0
+    pp, qp = tmp_path / "plan.json", tmp_path / "prec.json"
+    plan.save(str(pp))
+    prec.save(str(qp))
+    model = str(model_path("mlperf_vww_96_int8.tflite"))
+    assert main(["run", model, "--plan", str(pp), "--precision", str(qp)]) == 0
+    assert "output bytes differ from int8" in capsys.readouterr().out
+    other = api.plan(graph, inplace=False).plan  # a precision plan of another patch plan is refused
+    other.save(str(pp))
+    assert main(["run", model, "--plan", str(pp), "--precision", str(qp)]) == 2
+    assert "precision plan" in capsys.readouterr().err

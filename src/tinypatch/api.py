@@ -623,11 +623,18 @@ class RunResult(_Result):
     plan_seconds: float
     arith: str = "tflite"  # the kernels' integer arithmetic: tflite or onnxruntime
     arith_check: ArithCheck | None = None  # tflite vs onnxruntime arithmetic (and vs onnxruntime itself)
+    mixed: bool = False  # run under a precision plan (per-patch mixed precision): int8 is the comparison
+
+    @property
+    def differ(self) -> int:
+        """Output bytes on which the planned run differs from whole-image int8 inference."""
+        return sum(int((self.outputs[n] != self.reference[n]).sum()) for n in self.outputs)
 
     @property
     def ok(self) -> bool:
-        """Exact, and the arena never grew past the planned peak (``tinypatch run`` exits 0)."""
-        return self.exact and self.arena_high_water <= self.arena_size
+        """Exact (a mixed-precision run: whatever it differs by is the precision plan's doing), and
+        the arena never grew past the planned peak (``tinypatch run`` exits 0)."""
+        return (self.exact or self.mixed) and self.arena_high_water <= self.arena_size
 
     def render(self, console: Console) -> None:
         """Print the outputs, timings, verdict and arena figures, as ``tinypatch run`` does."""
@@ -638,8 +645,12 @@ class RunResult(_Result):
         for n, value in self.outputs.items():
             console.print(f"output {n}: {np.array2string(value.ravel()[:16], separator=', ')}"
                           f"{' ...' if value.size > 16 else ''}", highlight=False)
-        console.print(f"whole-image {self.whole_seconds:.2f} s, planned {self.plan_seconds:.2f} s; "
-                      f"{'[green]byte-identical[/]' if self.exact else '[red]OUTPUTS DIFFER[/]'}")
+        if self.mixed:
+            total = sum(v.size for v in self.outputs.values())
+            verdict = f"mixed precision: {self.differ:,} of {total:,} output bytes differ from int8"
+        else:
+            verdict = "[green]byte-identical[/]" if self.exact else "[red]OUTPUTS DIFFER[/]"
+        console.print(f"whole-image {self.whole_seconds:.2f} s, planned {self.plan_seconds:.2f} s; {verdict}")
         console.print(f"arena: measured high-water mark {self.arena_high_water:,} B (bytes read or written up to "
                       f"{self.touched_high_water:,}, aligned), planned peak {self.arena_size:,} B "
                       f"(input {'in' if self.include_input else 'outside'} the arena)")
@@ -649,6 +660,7 @@ class RunResult(_Result):
                 "touched_high_water": self.touched_high_water, "arena_size": self.arena_size,
                 "include_input": self.include_input,
                 "whole_seconds": self.whole_seconds, "plan_seconds": self.plan_seconds, "arith": self.arith,
+                "mixed": self.mixed, "differ": self.differ,
                 "arith_check": None if self.arith_check is None else asdict(self.arith_check),
                 "outputs": {n: v.tolist() for n, v in self.outputs.items()}}
 
@@ -658,7 +670,8 @@ class RunResult(_Result):
 
 
 def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int = 0,
-        preprocess: str = "auto", quantize_input: bool = False, arith: str = "tflite") -> RunResult:
+        preprocess: str = "auto", quantize_input: bool = False, arith: str = "tflite",
+        precision: PrecisionPlan | str | os.PathLike[str] | None = None) -> RunResult:
     """Run ``model`` whole-image and under ``plan`` in a simulated arena; compare byte for byte
     (``tinypatch run``). ``input``: an image or ``.npy`` path, array(s), or None for a seeded
     random input; ``preprocess``: how image pixels become the input (see ``tinypatch run --help``).
@@ -666,6 +679,8 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     generator uses) or ``onnxruntime`` (float scales, byte for byte onnxruntime's CPU kernels);
     when it or the model's expected arithmetic is not tflite, ``arith_check`` counts the output
     bytes the two differ on (and, for an ``.onnx`` file, compares with onnxruntime itself).
+    ``precision``: a precision plan (``tinypatch quantize``) to run the patch stages at per-patch
+    mixed precision; the outputs are then compared with int8, not required to equal it.
 
     >>> r = run("mcunet-in0", plan("mcunet-in0", sram="24KB"))
     >>> r.exact and r.arena_high_water <= r.arena_size
@@ -681,9 +696,15 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
 
     if arith not in ARITHS:
         raise UsageError(f"arith must be one of {', '.join(ARITHS)}, got {arith!r}")
+    from tinypatch.planning.precision import PrecisionPlan
+
     graph = load(model)
     p = _as_plan(plan)
     check_plan(graph, p)
+    if precision is not None and not isinstance(precision, PrecisionPlan):
+        precision = PrecisionPlan.load(os.fspath(precision))
+    if precision is not None:
+        precision.check(graph, p)
     inputs = _inputs(graph, input, seed, preprocess, quantize_input)
     check = None
     if arith != "tflite" or graph.meta.get("expected_arith", "tflite") != "tflite":
@@ -693,13 +714,13 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     t0 = time.perf_counter()
     whole = run_whole(graph, inputs)
     t1 = time.perf_counter()
-    patched = PlanExecutor(graph, p)(inputs)
+    patched = PlanExecutor(graph, p, precision)(inputs)
     t2 = time.perf_counter()
     exact = all(np.array_equal(whole[n], patched.outputs[n]) and whole[n].dtype == patched.outputs[n].dtype
                 for n in graph.outputs)
     return RunResult(graph.name, {n: patched.outputs[n] for n in graph.outputs}, {n: whole[n] for n in graph.outputs},
                      exact, patched.arena_high_water, patched.touched_high_water, patched.arena_size, p.include_input,
-                     t1 - t0, t2 - t1, arith, check)
+                     t1 - t0, t2 - t1, arith, check, precision is not None)
 
 
 # --- quantize (QuantMCU-style per-patch mixed precision) ------------------------------------------

@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quantize-input", action="store_true",
                    help="the .npy holds real values: quantize them with the input's scale and zero point "
                         "(default: its values must fit the input's dtype exactly)")
+    r.add_argument("--precision", metavar="PRECISION.json",
+                   help="a precision plan from `tinypatch quantize`: run the patch stages at per-patch mixed "
+                        "precision and count the output bytes that differ from int8")
     r.add_argument("--arith", choices=("tflite", "onnxruntime"), default="tflite",
                    help="integer arithmetic of the kernels: tflite (fixed-point multipliers, what the C generator "
                         "and CMSIS-NN use; default) or onnxruntime (float scales, round half to even: byte for byte "
@@ -565,7 +568,8 @@ def _emit(result: api.PlanResult | api.RedistributionResult | api.SearchOutcome 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     result = api.run(args.model, args.plan, input=args.input, seed=args.seed, preprocess=args.preprocess,
-                     quantize_input=args.quantize_input, arith=args.arith)
+                     quantize_input=args.quantize_input, arith=args.arith,
+                     precision=args.precision)
     result.render(console)
     return 0 if result.ok else 1
 
