@@ -53,7 +53,7 @@ def main() -> int:
     ap.add_argument("--population", type=int, default=100)
     ap.add_argument("--workers", type=int, help="evaluate on a local Ray cluster of N CPUs")
     ap.add_argument("--boards", default="256,32", help="which boards (SRAM kB), comma-separated")
-    ap.add_argument("--stages", type=int, choices=(1, 2), default=2,
+    ap.add_argument("--stages", type=int, choices=(1, 2, 3, 4), default=2,
                     help="patch stages of the joint search's schedules (default 2; 1: MCUNetV2's single stage)")
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args()
