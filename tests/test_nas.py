@@ -14,7 +14,7 @@ from tinypatch.frontends.synth import make_divisible
 from tinypatch.analysis.analytic import analytic_memory
 from tinypatch.analysis.macs import op_macs
 from tinypatch.nas.chain import Chain, chain_schedule
-from tinypatch.nas.evaluate import (Constraints, best_plan, evaluate, mcunetv2_schedule, network_figures,
+from tinypatch.nas.evaluate import (Constraints, Evaluation, best_plan, evaluate, mcunetv2_schedule, network_figures,
                                     recompute_stages)
 from tinypatch.nas.twostage import stage_schedule
 from tinypatch.planning.check import check_plan
@@ -260,7 +260,7 @@ def _exhaustive_stages(chain, sram, one, stages):
 def test_stage_search_matches_the_graph_and_the_exhaustive_enumeration(stages):
     rng = random.Random(5)
     winners = 0
-    limits = dict(include_input=False, stages=stages)
+    limits = {"include_input": False, "stages": stages}
     for space in (mcunet_space(resolutions=(96, 128)), SMALL):
         for _ in range(2 if stages == 2 else 1):
             spec = space.to_spec(space.sample(rng))
@@ -279,7 +279,10 @@ def test_stage_search_matches_the_graph_and_the_exhaustive_enumeration(stages):
                     e = evaluate(spec, Constraints(sram, **limits))
                     assert e == evaluate(spec, Constraints(sram, **limits), fast=False)
                     winners += len(fast) == 2 + 2 * stages
+                    assert Evaluation(**json.loads(json.dumps(e.to_dict()))) == e  # as a resumed search reads it
                     assert len(fast) == 4 + 2 * (e.patches2 > 0) + len(e.later)
                     cost = plan_cost(graph, best_plan(spec, e, Constraints(sram, **limits)))
                     assert (cost.macs, cost.peak_analytic) == (e.schedule_macs, e.peak) == fast[:2]
     assert winners >= (3 if stages == 2 else 1)
+    with pytest.raises(UsageError, match="stages must be in 1..4"):
+        Constraints(1024, stages=5)

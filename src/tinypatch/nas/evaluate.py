@@ -59,7 +59,7 @@ class Constraints:
     include_input: bool = True
     convention: str = "analytic"
     max_patches: int = 4  # p in 1..max_patches; 1: layer by layer only (MCUNet's per-layer search)
-    stages: int = 2  # analytic convention: up to this many patch stages before the per-layer part (1..4; 1: MCUNetV2's one)
+    stages: int = 2  # analytic convention: at most this many patch stages, then per layer (1: MCUNetV2's)
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
@@ -326,7 +326,8 @@ def best_plan(spec: NetSpec, evaluation: Evaluation, constraints: Constraints) -
     flat = (evaluation.patches, evaluation.end, evaluation.patches2, evaluation.end2, *evaluation.later)
     ends = (0, *flat[1::2])
     stages = [(a, b, p) for a, b, p in zip(ends, ends[1:], flat[::2]) if p]
-    return Plan(graph.name, fingerprint(graph), recompute_stages(graph, stages), include_input=constraints.include_input)
+    return Plan(graph.name, fingerprint(graph), recompute_stages(graph, stages),
+                include_input=constraints.include_input)
 
 
 def recompute_stages(graph: Graph, stages: list[tuple[int, int, int]]) -> list[Stage]:
