@@ -8,7 +8,7 @@ for this op set: MACs, flash, layer-by-layer analytic bytes (in+out, in-place de
 live residual skips), the legal first-stage ends, and, for ``p`` x ``p`` patches over ops
 ``[0, end)`` with recomputed halos, the border-clipped MACs and the analytic peak (tiles'
 regions propagated backwards along one axis, the other being the same), and the same for a
-stage over ops ``[start, end)`` (the second of two patch stages). Integer arithmetic
+stage over ops ``[start, end)`` (a later patch stage). Integer arithmetic
 on a few dozen intervals: microseconds where building and tiling the graph takes tens of
 milliseconds. tests/test_nas.py checks every figure against the graph path on random specs.
 """
