@@ -1,13 +1,13 @@
 """Joint architecture + schedule search vs MCUNet's per-layer search (MCUNetV2 §3.3, proxy objective).
 
-Run: ``python benchmarks/search.py [--seed 0] [--iterations 30] [--population 100] [--stages 1|2] [--boards 256,32]
+Run: ``python benchmarks/search.py [--seed 0] [--iterations 30] [--population 100] [--stages 1..4] [--boards 256,32]
 [--workers N] [--json OUT]``
 (the full run evaluates about 3,000 proposals per search, four searches: tens of minutes on one core).
 
 For each board: the MACs-proxy search (TinyNAS's objective: the network's MACs) under the SRAM
 limit (MCUNetV2's analytic convention, input not counted) and the flash limit (int8 weights +
 int32 biases), once with patch schedules (p x p patches, p <= 4, every first-stage length; with
-``--stages 2``, the default, also every pair of consecutive patch stages, each with its own p,
+``--stages K``, default 2, also every run of up to K consecutive patch stages, each with its own p,
 halos recomputed: the multi-stage side of our planner under the analytic convention; ``--stages 1``:
 MCUNetV2's single stage) and once layer by layer only (p = 1, MCUNet's search), same space and seed:
 
@@ -53,8 +53,8 @@ def main() -> int:
     ap.add_argument("--population", type=int, default=100)
     ap.add_argument("--workers", type=int, help="evaluate on a local Ray cluster of N CPUs")
     ap.add_argument("--boards", default="256,32", help="which boards (SRAM kB), comma-separated")
-    ap.add_argument("--stages", type=int, choices=(1, 2), default=2,
-                    help="patch stages of the joint search's schedules (default 2; 1: MCUNetV2's single stage)")
+    ap.add_argument("--stages", type=int, choices=(1, 2, 3, 4), default=2,
+                    help="most patch stages of the joint search's schedules (default 2; 1: MCUNetV2's single stage)")
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args()
     console = Console(width=160)

@@ -14,9 +14,9 @@ from tinypatch.frontends.synth import make_divisible
 from tinypatch.analysis.analytic import analytic_memory
 from tinypatch.analysis.macs import op_macs
 from tinypatch.nas.chain import Chain, chain_schedule
-from tinypatch.nas.evaluate import (Constraints, best_plan, evaluate, mcunetv2_schedule, network_figures,
+from tinypatch.nas.evaluate import (Constraints, Evaluation, best_plan, evaluate, mcunetv2_schedule, network_figures,
                                     recompute_stages)
-from tinypatch.nas.twostage import two_stage_schedule
+from tinypatch.nas.twostage import stage_schedule
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_analytic, plan_macs
 from tinypatch.planning.plan import Plan, fingerprint
@@ -169,7 +169,7 @@ def test_cli_search_writes_spec_plan_and_plot(tmp_path, capsys):
     (["--sram", "64KB", "--resolutions", "96,x"], "comma-separated"),
     (["--sram", "64KB", "--max-macs", "lots"], "not a count"),
     (["--sram", "64KB", "--max-patches", "20"], "max_patches must be in 1..16"),
-    (["--sram", "64KB", "--stages", "3"], "invalid choice"),
+    (["--sram", "64KB", "--stages", "5"], "invalid choice"),
     (["--sram", "1KB", "--space", "mcunet-vww", "--resolutions", "48", "--population", "2", "--iterations", "0"],
      "over the SRAM limit"),
     (["--sram", "256KB", "--flash", "1KB", "--population", "2", "--iterations", "0"], "over the flash limit"),
@@ -208,66 +208,81 @@ def test_objective_must_return_a_finite_number():
         evolve(SMALL, LIMITS, mutate_prob="lots", **RUN)
 
 
-def _two_stage_schedules(chain, rng, count):
-    """``count`` random legal (p1, n1, p2, n2) of two consecutive patch stages."""
+def _stage_schedules(chain, rng, count, stages):
+    """``count`` random legal ((p1, n1), (p2, n2), ...) of ``stages`` consecutive patch stages."""
     out = []
     while len(out) < count:
-        n1 = rng.choice(chain.legal_ends()[:-1])
-        n2 = rng.choice(chain.legal_ends(n1))
-        p1, p2 = rng.randint(2, 4), rng.randint(2, 4)
-        if min(chain.side[chain.ops[n1 - 1].output], chain.side[chain.ops[n2 - 1].output]) >= max(p1, p2):
-            out.append((p1, n1, p2, n2))
+        path, start = [], 0
+        for k in range(stages):
+            ends = chain.legal_ends(start)[:len(chain.legal_ends(start)) - (stages - 1 - k)]
+            if not ends:
+                break
+            start = rng.choice(ends)
+            path.append((rng.randint(2, 4), start))
+        if len(path) == stages and all(chain.side[chain.ops[n - 1].output] >= p for p, n in path):
+            out.append(tuple(path))
     return out
 
 
-def test_two_stage_chain_figures_match_the_planner():
-    """Two consecutive recompute stages: the chain's per-stage figures, combined, equal the
-    planner's MACs and analytic peak of the two-stage plan on the built graph."""
-    rng = random.Random(4)
+@pytest.mark.parametrize("stages", [2, 3])
+def test_stage_chain_figures_match_the_planner(stages):
+    """Consecutive recompute stages: the chain's per-stage figures, combined, equal the
+    planner's MACs and analytic peak of the multi-stage plan on the built graph."""
+    rng = random.Random(4 + 10 * (stages - 2))
     for space in (mcunet_space(resolutions=(96, 128)), SMALL):
         for _ in range(2):
             spec = space.to_spec(space.sample(rng))
             graph, chain = build_net(spec), Chain(spec)
             assert chain.legal_ends(5) == [e for e in legal_ends(graph, 5)
                                            if len(graph.tensors[graph.ops[e - 1].outputs[0]].shape) == 4]
-            for p1, n1, p2, n2 in _two_stage_schedules(chain, rng, 4):
+            for path in _stage_schedules(chain, rng, 4, stages):
+                starts = (0, *(n for _, n in path[:-1]))
                 for inc in (False, True):
-                    plan = Plan(graph.name, fingerprint(graph), recompute_stages(graph, [(0, n1, p1), (n1, n2, p2)]),
+                    plan = Plan(graph.name, fingerprint(graph),
+                                recompute_stages(graph, [(a, n, p) for a, (p, n) in zip(starts, path)]),
                                 include_input=inc)
                     tilings = check_plan(graph, plan)
-                    (ov1, peak1), (ov2, peak2) = chain.stage(0, n1, p1, inc), chain.stage(n1, n2, p2, inc)
-                    assert sum(chain.macs()) + ov1 + ov2 == plan_macs(graph, tilings)[0]
-                    assert max(peak1, peak2, *chain.per_op(inc)[n2:]) == plan_analytic(graph, plan, tilings).peak
+                    figures = [chain.stage(a, n, p, inc) for a, (p, n) in zip(starts, path)]
+                    assert sum(chain.macs()) + sum(ov for ov, _ in figures) == plan_macs(graph, tilings)[0]
+                    assert max(*(pk for _, pk in figures), *chain.per_op(inc)[path[-1][1]:]) == \
+                        plan_analytic(graph, plan, tilings).peak
 
 
-def _exhaustive_two_stages(chain, sram, one):
-    """Every two-stage schedule tiled and costed (no pruning), from the one-stage best ``one``."""
-    return two_stage_schedule(
+def _exhaustive_stages(chain, sram, one, stages):
+    """Every schedule of 2..``stages`` patch stages tiled and costed (no pruning), from the one-stage best ``one``."""
+    return stage_schedule(
         chain.per_op(False), sum(chain.macs()), chain.legal_ends, lambda e: chain.side[chain.ops[e - 1].output],
         lambda e: chain._bytes(chain.ops[e - 1].output), lambda s, e, p: chain.stage(s, e, p, False)[0],
-        lambda s, e, p: chain.stage(s, e, p, False)[1], sram, 4, one, exhaustive=True)[0]
+        lambda s, e, p: chain.stage(s, e, p, False)[1], sram, 4, one, stages, exhaustive=True)[0]
 
 
-def test_two_stage_search_matches_the_graph_and_the_exhaustive_enumeration():
+@pytest.mark.parametrize("stages", [2, 3])
+def test_stage_search_matches_the_graph_and_the_exhaustive_enumeration(stages):
     rng = random.Random(5)
-    two_stage_winners = 0
+    winners = 0
+    limits = {"include_input": False, "stages": stages}
     for space in (mcunet_space(resolutions=(96, 128)), SMALL):
-        for _ in range(2):
+        for _ in range(2 if stages == 2 else 1):
             spec = space.to_spec(space.sample(rng))
             graph, chain = build_net(spec), Chain(spec)
             per_op = chain.per_op(False)
             for sram in sorted({max(per_op) // d for d in (2, 3, 5)}):
-                fast = chain_schedule(chain, sram, False, 4, stages=2)
-                assert fast == mcunetv2_schedule(graph, sram, False, 4, stages=2)
+                fast = chain_schedule(chain, sram, False, 4, stages=stages)
+                assert fast == mcunetv2_schedule(graph, sram, False, 4, stages=stages)
+                fewer = chain_schedule(chain, sram, False, 4, stages=stages - 1)
                 one = chain_schedule(chain, sram, False, 4)
-                full = _exhaustive_two_stages(chain, sram, None if isinstance(one, int) else one + (0, 0))
+                full = _exhaustive_stages(chain, sram, None if isinstance(one, int) else one, stages)
                 assert isinstance(fast, int) == (full is None)
                 if full is not None:
                     assert fast[:2] == full[:2]
-                    assert isinstance(one, int) or fast[:2] <= one[:2]  # two stages never do worse than one
-                    e = evaluate(spec, Constraints(sram, include_input=False))
-                    assert e == evaluate(spec, Constraints(sram, include_input=False), fast=False)
-                    two_stage_winners += e.patches2 > 0
-                    cost = plan_cost(graph, best_plan(spec, e, Constraints(sram, include_input=False)))
+                    assert isinstance(fewer, int) or fast[:2] <= fewer[:2]  # more stages never do worse
+                    e = evaluate(spec, Constraints(sram, **limits))
+                    assert e == evaluate(spec, Constraints(sram, **limits), fast=False)
+                    winners += len(fast) == 2 + 2 * stages
+                    assert Evaluation(**json.loads(json.dumps(e.to_dict()))) == e  # as a resumed search reads it
+                    assert len(fast) == 4 + 2 * (e.patches2 > 0) + len(e.later)
+                    cost = plan_cost(graph, best_plan(spec, e, Constraints(sram, **limits)))
                     assert (cost.macs, cost.peak_analytic) == (e.schedule_macs, e.peak) == fast[:2]
-    assert two_stage_winners >= 3
+    assert winners >= (3 if stages == 2 else 1)
+    with pytest.raises(UsageError, match="stages must be in 1..4"):
+        Constraints(1024, stages=5)

@@ -474,7 +474,7 @@ class SearchOutcome(_Result):
         if c.max_macs is not None:
             limits.append(f"executed MACs <= {c.max_macs / 1e6:g}M")
         patches = "layer by layer only (p = 1)" if c.max_patches == 1 else f"p in 1..{c.max_patches}" + (
-            f", {c.stages} patch stage{'s' * (c.stages > 1)}" if c.convention == "analytic" else "")
+            f", {'up to ' * (c.stages > 1)}{c.stages} patch stage{'s' * (c.stages > 1)}" if c.convention == "analytic" else "")
         console.print(f"search: {r.space.name} space, {', '.join(limits)}, {patches}; seed {r.settings['seed']}, "
                       f"objective {r.settings['objective']}", highlight=False)
         t = Table(title="best network per iteration")
@@ -521,8 +521,8 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     schedule meets ``sram`` (``convention`` "analytic": MCUNetV2's patch schedules, or "placed":
     our planner's placed arena), ``flash`` (weights + biases) and ``max_macs`` (executed MACs).
     ``objective(spec)`` scores feasible networks, higher is better (default: MACs, the TinyNAS
-    proxy). ``max_patches=1`` is MCUNet's per-layer search; ``stages`` (analytic convention): patch
-    stages before the per-layer part, 1 (MCUNetV2's) or 2. Candidates are evaluated on Ray when
+    proxy). ``max_patches=1`` is MCUNet's per-layer search; ``stages`` (analytic convention): up to
+    this many patch stages before the per-layer part, 1 (MCUNetV2's) to 4. Candidates are evaluated on Ray when
     ``ray``, ``ray_address`` or ``workers`` is given (a local cluster of ``workers`` CPUs unless
     ``ray_address``), in process otherwise; the result does not depend on where. ``resume``: a
     JSON state file written after every iteration, continued when it exists. An analytic search

@@ -323,8 +323,8 @@ def _nas_parser(sub) -> None:  # noqa: ANN001
 
 
 SEARCH_EXAMPLES = """SRAM is MCUNetV2's analytic peak of the network's best patch schedule (every p x p grid, p <=
---max-patches, over every first-stage length, and with --stages 2, the default, every pair of
-consecutive patch stages), or with --placed the placed arena of our planner's
+--max-patches, over every first-stage length, and with --stages K, default 2, every run of up
+to K consecutive patch stages), or with --placed the placed arena of our planner's
 best schedule (multi-stage, halo caching, in place; slower). Flash counts int8 weights and int32
 biases. The objective is the network's MACs (TinyNAS's proxy: no data needed), or with --data /
 --supernet its held-out accuracy from a weight-sharing supernet (the space is then the supernet's).
@@ -360,8 +360,9 @@ def _search_parser(sub) -> None:  # noqa: ANN001
                     help="SRAM is our planner's placed arena peak, not MCUNetV2's analytic figure")
     se.add_argument("--max-patches", type=_positive, default=4, metavar="P",
                     help="patch grids p x p for p = 1..P (default 4; 1: layer by layer only, MCUNet's search)")
-    se.add_argument("--stages", type=int, choices=(1, 2), default=2,
-                    help="analytic SRAM: patch stages before the per-layer part (default 2; 1: MCUNetV2's one)")
+    se.add_argument("--stages", type=int, choices=(1, 2, 3, 4), default=2,
+                    help="analytic SRAM: up to this many patch stages before the per-layer part (default 2; "
+                         "1: MCUNetV2's one)")
     se.add_argument("--space", choices=sorted(SPACES), default="mcunet",
                     help="mcunet: ImageNet, 1000 classes (default); mcunet-vww: 2 classes, half width, "
                          "resolution 48-256")

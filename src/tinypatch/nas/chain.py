@@ -8,7 +8,7 @@ for this op set: MACs, flash, layer-by-layer analytic bytes (in+out, in-place de
 live residual skips), the legal first-stage ends, and, for ``p`` x ``p`` patches over ops
 ``[0, end)`` with recomputed halos, the border-clipped MACs and the analytic peak (tiles'
 regions propagated backwards along one axis, the other being the same), and the same for a
-stage over ops ``[start, end)`` (the second of two patch stages). Integer arithmetic
+stage over ops ``[start, end)`` (a later patch stage). Integer arithmetic
 on a few dozen intervals: microseconds where building and tiling the graph takes tens of
 milliseconds. tests/test_nas.py checks every figure against the graph path on random specs.
 """
@@ -20,7 +20,7 @@ from functools import cache
 
 from tinypatch.analysis.regions import split_even
 from tinypatch.frontends.spec import NetSpec
-from tinypatch.nas.twostage import two_stage_schedule
+from tinypatch.nas.twostage import stage_schedule
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ class Chain:
 def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: int,
                    stages: int = 1) -> tuple[int, ...] | int:
     """:func:`tinypatch.nas.evaluate.mcunetv2_schedule` on a :class:`Chain` (same pruning, same result);
-    ``stages`` = 2 also tries two consecutive patch stages (:mod:`tinypatch.nas.twostage`)."""
+    ``stages`` >= 2 also tries up to that many consecutive patch stages (:mod:`tinypatch.nas.twostage`)."""
     per_op = chain.per_op(include_input)
     tail = [0] * (len(per_op) + 1)
     for i in range(len(per_op) - 1, -1, -1):
@@ -232,13 +232,12 @@ def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: in
             least = peak if least is None else min(least, peak)
             if peak <= sram and (best is None or (smacs, peak) < best[:2]):
                 best = (smacs, peak, p, end)
-    if stages == 2:
-        found, least2 = two_stage_schedule(
+    if stages >= 2:
+        found, least2 = stage_schedule(
             per_op, sum(chain.macs()), cache(chain.legal_ends), lambda end: chain.side[chain.ops[end - 1].output],
             lambda end: chain._bytes(chain.ops[end - 1].output),
             lambda start, end, p: chain.stage_overhead(start, end, p, include_input),
-            lambda start, end, p: chain.stage_peak(start, end, p, include_input), sram, max_patches,
-            best + (0, 0) if best is not None else None)
+            lambda start, end, p: chain.stage_peak(start, end, p, include_input), sram, max_patches, best, stages)
         if found is not None:
             return found
         least = min((v for v in (least, least2) if v is not None), default=None)

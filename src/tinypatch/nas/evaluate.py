@@ -6,9 +6,9 @@ Conventions (:class:`Constraints`):
   in+out per op, in-place depthwise). Every MCUNetV2 schedule is enumerated: ``p`` x ``p``
   patches (``p`` in 1..``max_patches``; 1 = layer by layer) over ops ``[0, end)`` for every
   legal stage end (the patch layers ``n`` < N), halos recomputed; the feasible one with the
-  fewest MACs is kept; with ``stages`` = 2 (the default) also every pair of consecutive patch
-  stages, ``[0, n1)`` in ``p1`` x ``p1`` then ``[n1, n2)`` in ``p2`` x ``p2`` tiles
-  (:mod:`tinypatch.nas.twostage`; ``stages`` = 1: MCUNetV2's single stage). Fast paths, each
+  fewest MACs is kept; with ``stages`` = K >= 2 (default 2, at most 4) also every run of up to K
+  consecutive patch stages, ``[0, n1)`` in ``p1`` x ``p1`` then ``[n1, n2)`` in ``p2`` x ``p2``
+  tiles, ... (:mod:`tinypatch.nas.twostage`; ``stages`` = 1: MCUNetV2's single stage). Fast paths, each
   checked against the plain computation by the tests: layer by layer is taken at once when it
   fits (no patch schedule has fewer MACs); a (p, end) whose peak lower bound exceeds the budget
   is never tiled; a tiling's MACs are computed before its (dearer) peak; and for specs without SE blocks the figures come from the layer
@@ -38,7 +38,7 @@ from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.frontends.spec import NetSpec
 from tinypatch.ir import Graph
 from tinypatch.nas.chain import Chain, chain_schedule
-from tinypatch.nas.twostage import two_stage_schedule
+from tinypatch.nas.twostage import stage_schedule
 from tinypatch.planning.cost import plan_analytic, plan_macs
 from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.optimal import Schedule
@@ -46,6 +46,7 @@ from tinypatch.planning.search import choose, search
 from tinypatch.planning.tiles import StageTiling, legal_ends, stage_info, tile_axis, tile_stage
 
 CONVENTIONS = ("analytic", "placed")
+MAX_STAGES = 4  # consecutive patch stages the analytic convention's schedules may have
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Constraints:
     include_input: bool = True
     convention: str = "analytic"
     max_patches: int = 4  # p in 1..max_patches; 1: layer by layer only (MCUNet's per-layer search)
-    stages: int = 2  # analytic convention: patch stages before the per-layer part (1: MCUNetV2's one)
+    stages: int = 2  # analytic convention: at most this many patch stages, then per layer (1: MCUNetV2's)
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
@@ -69,8 +70,8 @@ class Constraints:
                 raise UsageError(f"the {name.replace('_', ' ')} limit must be a positive integer, got {v!r}")
         if not isinstance(self.max_patches, int) or not 1 <= self.max_patches <= 16:
             raise UsageError(f"max_patches must be in 1..16, got {self.max_patches!r}")
-        if self.stages not in (1, 2):
-            raise UsageError(f"stages must be 1 or 2, got {self.stages!r}")
+        if self.stages not in range(1, MAX_STAGES + 1):
+            raise UsageError(f"stages must be in 1..{MAX_STAGES}, got {self.stages!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +94,10 @@ class Evaluation:
     schedule: str  # readable label
     patches2: int = 0  # a second patch stage's p (0: none)
     end2: int = 0  # the second patch stage runs ops [end, end2) (0: none)
+    later: tuple[int, ...] = ()  # (p, end) of the third and later patch stages, flattened
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "later", tuple(self.later))  # a list when read back from JSON
 
     @property
     def overhead(self) -> float:
@@ -152,13 +157,15 @@ def _chain(chain: Chain, fp: str, c: Constraints) -> Evaluation:
     if isinstance(found, int):
         return Evaluation(fp, False, f"SRAM: no schedule fits {c.sram} B", macs, chain.flash, layer, min(found, layer),
                           macs, 1, 0, "-")
-    smacs, peak, p, end, p2, end2 = (*found, 0, 0)[:6]
+    smacs, peak, p, end, p2, end2, *later = (*found, 0, 0) if len(found) == 4 else found
     return _limit_macs(Evaluation(fp, True, "", macs, chain.flash, layer, peak, smacs, p, end,
-                                  _label(p, end, p2, end2), p2, end2), c)
+                                  _label(found[2:]), p2, end2, tuple(later)), c)
 
 
-def _label(p: int, end: int, p2: int, end2: int) -> str:
-    return f"[0:{end}] {p}x{p}" + (f" + [{end}:{end2}] {p2}x{p2}" if p2 else "") + " recompute"
+def _label(stages: tuple[int, ...]) -> str:
+    """``[0:n1] p1xp1 + [n1:n2] p2xp2 ... recompute`` from (p1, n1, p2, n2, ...)."""
+    ends = (0, *stages[1::2])
+    return " + ".join(f"[{a}:{b}] {p}x{p}" for a, b, p in zip(ends, ends[1:], stages[::2])) + " recompute"
 
 
 def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluation:
@@ -170,17 +177,18 @@ def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluatio
     found = mcunetv2_schedule(graph, c.sram, c.include_input, c.max_patches, stages=c.stages)
     if isinstance(found, int):
         return result(False, f"SRAM: no schedule fits {c.sram} B", lbl.peak, min(found, lbl.peak), macs, 1, 0, "-")
-    smacs, peak, p, end, p2, end2 = (*found, 0, 0)[:6]
-    return replace(result(True, "", lbl.peak, peak, smacs, p, end, _label(p, end, p2, end2)), patches2=p2, end2=end2)
+    smacs, peak, p, end, p2, end2, *later = (*found, 0, 0) if len(found) == 4 else found
+    return replace(result(True, "", lbl.peak, peak, smacs, p, end, _label(found[2:])), patches2=p2, end2=end2,
+                   later=tuple(later))
 
 
 def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_patches: int = 4,
                       exhaustive: bool = False, square_fast_path: bool = True,
                       stages: int = 1) -> tuple[int, ...] | int:
     """MCUNetV2's patch schedule of ``graph`` with the fewest MACs whose analytic peak fits ``sram``:
-    (MACs, peak, p, end), or the least peak of the schedules tiled when none fits. ``stages`` = 2
-    also tries a second patch stage after the first (:mod:`tinypatch.nas.twostage`): then
-    (MACs, peak, p, end, p2, end2), ``p2`` = ``end2`` = 0 for one stage.
+    (MACs, peak, p, end), or the least peak of the schedules tiled when none fits. ``stages`` >= 2
+    also tries up to that many consecutive patch stages (:mod:`tinypatch.nas.twostage`): then
+    (MACs, peak, p1, end1, p2, end2, ...) when more than one stage wins.
 
     Unless ``exhaustive``, a (p, end) is skipped untiled when a lower bound of its peak exceeds
     ``sram``: the layers after the stage, or the full stage output held while every earlier op
@@ -213,9 +221,8 @@ def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_
             least = peak if least is None else min(least, peak)
             if peak <= sram and (best is None or (smacs, peak) < best[:2]):
                 best = (smacs, peak, p, end)
-    if stages == 2:
-        found, least2 = _two_stages(graph, per_op, square, sram, include_input, max_patches,
-                                    best + (0, 0) if best is not None else None, exhaustive)
+    if stages >= 2:
+        found, least2 = _stages(graph, per_op, square, sram, include_input, max_patches, best, stages, exhaustive)
         if found is not None:
             return found
         least = min((v for v in (least, least2) if v is not None), default=None)
@@ -224,9 +231,9 @@ def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_
     return best
 
 
-def _two_stages(graph: Graph, per_op: list[int], square: list[bool], sram: int, include_input: bool,
-                max_patches: int, best: tuple[int, ...] | None, exhaustive: bool) -> tuple[Any, int | None]:
-    """:func:`two_stage_schedule` with each stage tiled and costed on the graph."""
+def _stages(graph: Graph, per_op: list[int], square: list[bool], sram: int, include_input: bool,
+            max_patches: int, best: tuple[int, ...] | None, stages: int, exhaustive: bool) -> tuple[Any, int | None]:
+    """:func:`stage_schedule` with each stage tiled and costed on the graph."""
     base = sum(op_macs(graph, op) for op in graph.ops)
     outs = [graph.tensors[op.outputs[0]] for op in graph.ops]
     ends = cache(lambda start: [e for e in legal_ends(graph, start) if len(outs[e - 1].shape) == 4])
@@ -246,8 +253,8 @@ def _two_stages(graph: Graph, per_op: list[int], square: list[bool], sram: int, 
         per = plan_analytic(graph, Plan(graph.name, fp, [stage], include_input=include_input), [st]).per_op
         return max(per[start:end])
 
-    return two_stage_schedule(per_op, base, ends, lambda end: min(outs[end - 1].shape[1:3]),
-                              lambda end: outs[end - 1].size, overhead, peak, sram, max_patches, best, exhaustive)
+    return stage_schedule(per_op, base, ends, lambda end: min(outs[end - 1].shape[1:3]),
+                          lambda end: outs[end - 1].size, overhead, peak, sram, max_patches, best, stages, exhaustive)
 
 
 def _square_prefix(graph: Graph) -> list[bool]:
@@ -316,9 +323,11 @@ def best_plan(spec: NetSpec, evaluation: Evaluation, constraints: Constraints) -
                       sram=constraints.sram).plan
     if evaluation.patches == 1:
         return Plan.layer_by_layer(graph, include_input=constraints.include_input)
-    return Plan(graph.name, fingerprint(graph), recompute_stages(graph, [(0, evaluation.end, evaluation.patches)] + (
-        [(evaluation.end, evaluation.end2, evaluation.patches2)] if evaluation.patches2 else [])),
-        include_input=constraints.include_input)
+    flat = (evaluation.patches, evaluation.end, evaluation.patches2, evaluation.end2, *evaluation.later)
+    ends = (0, *flat[1::2])
+    stages = [(a, b, p) for a, b, p in zip(ends, ends[1:], flat[::2]) if p]
+    return Plan(graph.name, fingerprint(graph), recompute_stages(graph, stages),
+                include_input=constraints.include_input)
 
 
 def recompute_stages(graph: Graph, stages: list[tuple[int, int, int]]) -> list[Stage]:

@@ -1,32 +1,37 @@
-"""Two consecutive patch stages, ``[0, n1)`` in ``p1`` x ``p1`` tiles then ``[n1, n2)`` in ``p2`` x ``p2``
-tiles, then layer by layer: the schedule with the fewest MACs whose analytic peak fits the budget.
+"""Up to ``K`` consecutive patch stages, ``[0, n1)`` in ``p1`` x ``p1`` tiles, ``[n1, n2)`` in
+``p2`` x ``p2`` tiles, ..., then layer by layer: the schedule with the fewest MACs whose analytic
+peak fits the budget.
 
 Each stage recomputes its halos, so its MAC overhead and the analytic bytes of its own ops
 depend on that stage alone (a skip tensor inside a stage is either tile-sized or the stage's
 input): the search combines per-stage figures, ``overhead(start, end, p)`` (MACs recomputed)
 and ``peak(start, end, p)`` (max analytic bytes over ops [start, end)), computed once per stage
 and the dearer peak only when the MACs can still win, by the caller
-(:class:`tinypatch.nas.chain.Chain` or the graph). Pruning, checked against the exhaustive
-enumeration by tests/test_nas.py: a stage whose peak lower bound (its full output held while
-its other ops work on at least 1/p^2 of their layer-by-layer bytes, or the layers after it)
-exceeds the budget is not tiled; stage ends are tried in increasing order and a loop stops at
-the first whose MACs exceed the best found (a longer stage never recomputes less).
+(:class:`tinypatch.nas.chain.Chain` or the graph). A schedule's MACs are the sum of its stages'
+overheads (plus the layer-by-layer MACs), its peak the max of its stages' peaks and of the
+layers after the last stage, so a depth-first walk over the stage boundaries (stage ends in
+increasing order, then the next stage from that end) enumerates every schedule. Pruning, checked
+against the exhaustive enumeration by tests/test_nas.py: a stage whose peak lower bound (its full
+output held while its other ops work on at least 1/p^2 of their layer-by-layer bytes; for the
+last stage also the layers after it) exceeds the budget is not tiled; a stage whose peak does is
+not extended; a loop over stage ends stops at the first whose MACs so far exceed the best found
+(a longer stage never recomputes less, and later stages never subtract MACs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-Found = tuple[int, int, int, int, int, int]  # (MACs, peak, p1, n1, p2, n2); p2 = n2 = 0: one stage
+Found = tuple[int, ...]  # (MACs, peak, p1, n1, p2, n2, ...): one (p, end) per patch stage
 
 
-def two_stage_schedule(per_op: list[int], base_macs: int, ends: Callable[[int], list[int]],
-                       side: Callable[[int], int], out_bytes: Callable[[int], int],
-                       overhead: Callable[[int, int, int], int], peak_of: Callable[[int, int, int], int],
-                       sram: int, max_patches: int,
-                       best: Found | None, exhaustive: bool = False) -> tuple[Found | None, int | None]:
-    """The best of ``best`` (a one-stage schedule, or None) and every two-stage schedule; with the
-    least analytic peak of the two-stage schedules tiled (None if none was)."""
+def stage_schedule(per_op: list[int], base_macs: int, ends: Callable[[int], list[int]],
+                   side: Callable[[int], int], out_bytes: Callable[[int], int],
+                   overhead: Callable[[int, int, int], int], peak_of: Callable[[int, int, int], int],
+                   sram: int, max_patches: int, best: Found | None, stages: int = 2,
+                   exhaustive: bool = False) -> tuple[Found | None, int | None]:
+    """The best of ``best`` (a one-stage schedule, or None) and every schedule of 2..``stages``
+    consecutive patch stages; with the least analytic peak of those tiled (None if none was)."""
     n = len(per_op)
     tail = [0] * (n + 1)
     for i in range(n - 1, -1, -1):
@@ -37,25 +42,29 @@ def two_stage_schedule(per_op: list[int], base_macs: int, ends: Callable[[int], 
         inner = max(per_op[start:end - 1], default=0)
         return out_bytes(end) + -(-inner // (p * p))
 
-    for p1 in range(2, max_patches + 1):
-        for n1 in ends(0):
-            if side(n1) < p1 or bound(0, n1, p1) > sram and not exhaustive:
-                continue
-            ov1 = overhead(0, n1, p1)
-            if best is not None and base_macs + ov1 > best[0] and not exhaustive:
-                break
-            peak1 = peak_of(0, n1, p1)
-            if peak1 > sram and not exhaustive:
-                continue
-            for p2 in range(2, max_patches + 1):
-                for n2 in ends(n1):
-                    if side(n2) < p2 or max(tail[n2], bound(n1, n2, p2)) > sram and not exhaustive:
-                        continue
-                    macs = base_macs + ov1 + overhead(n1, n2, p2)
-                    if best is not None and macs > best[0] and not exhaustive:
-                        break
-                    peak = max(peak1, peak_of(n1, n2, p2), tail[n2])
-                    least = peak if least is None else min(least, peak)
-                    if peak <= sram and (best is None or (macs, peak) < best[:2]):
-                        best = (macs, peak, p1, n1, p2, n2)
+    def walk(start: int, macs0: int, peak0: int, path: tuple[int, ...]) -> None:
+        nonlocal best, least
+        depth = len(path) // 2 + 1  # this stage's number
+        for p in range(2, max_patches + 1):
+            for end in ends(start):
+                if side(end) < p:
+                    continue
+                low = bound(start, end, p)
+                last_ok = max(tail[end], low) <= sram  # the schedule may end with this stage
+                if not exhaustive and low > sram or depth == stages and not last_ok and not exhaustive:
+                    continue
+                macs = macs0 + overhead(start, end, p)
+                if best is not None and macs > best[0] and not exhaustive:
+                    break
+                peak = max(peak0, peak_of(start, end, p))
+                if depth >= 2 and (last_ok or exhaustive):
+                    full = max(peak, tail[end])
+                    least = full if least is None else min(least, full)
+                    if full <= sram and (best is None or (macs, full) < best[:2]):
+                        best = (macs, full, *path, p, end)
+                if depth < stages and (peak <= sram or exhaustive):
+                    walk(end, macs, peak, (*path, p, end))
+
+    if stages >= 2:
+        walk(0, base_macs, 0, ())
     return best, least
