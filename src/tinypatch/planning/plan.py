@@ -116,15 +116,7 @@ class Plan:
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
-        if len(text) > MAX_PLAN_BYTES:
-            raise PlanError(f"plan is {len(text):,} characters long, more than any plan needs ({MAX_PLAN_BYTES:,})")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PlanError(f"plan is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise PlanError(f"plan JSON is nested too deeply (a plan nests {MAX_DEPTH} levels at most)") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_plan_json(text, "plan"))
 
     @classmethod
     def load(cls, path: str) -> Plan:
@@ -133,6 +125,19 @@ class Plan:
     def save(self, path: str) -> None:
         """Write the plan as JSON, atomically (:func:`tinypatch.safeio.write_text`)."""
         write_text(path, self.to_json() + "\n")
+
+
+def parse_plan_json(text: str, what: str) -> Any:
+    """The parsed JSON of a plan file's text (``what``: its kind, for the messages); PlanError for
+    oversized text (MAX_PLAN_BYTES), invalid JSON or nesting deep enough to exhaust the parser."""
+    if len(text) > MAX_PLAN_BYTES:
+        raise PlanError(f"{what} is {len(text):,} characters long, more than any {what} needs ({MAX_PLAN_BYTES:,})")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PlanError(f"{what} JSON is nested too deeply (a plan nests {MAX_DEPTH} levels at most)") from None
 
 
 def read_plan_text(path: str, what: str) -> str:

@@ -21,7 +21,7 @@ from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.kernels.lowbit import BITWIDTHS, packed_bytes, step_shift
 from tinypatch.planning.memory import place_plan, plan_buffers
-from tinypatch.planning.plan import MAX_PLAN_BYTES, Plan, fingerprint, read_plan_text
+from tinypatch.planning.plan import Plan, fingerprint, parse_plan_json, read_plan_text
 from tinypatch.safeio import write_text
 
 PRECISION_FORMAT = "tinypatch-precision/1"
@@ -84,14 +84,7 @@ class PrecisionPlan:
 
     @classmethod
     def from_json(cls, text: str) -> PrecisionPlan:
-        if len(text) > MAX_PLAN_BYTES:
-            raise PlanError(f"precision plan is {len(text):,} characters long, more than any needs ({MAX_PLAN_BYTES:,})")
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PlanError(f"precision plan is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise PlanError("precision plan JSON is nested too deeply") from None
+        d = parse_plan_json(text, "precision plan")
         if not isinstance(d, dict) or d.get("format") != PRECISION_FORMAT:
             raise PlanError(f"not a tinypatch precision plan (expected \"format\": \"{PRECISION_FORMAT}\")")
         try:
