@@ -10,10 +10,9 @@ each halo policy run exactly in C under ASan/UBSan.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from litert_ref import litert_activations
 from test_codegen import assert_outputs_equal, needs_cc
-from test_multi_output import litert_activations
 
 from tinypatch.analysis.regions import axis_maps, nhwc_shape, reads_nchw, writes_nchw
 from tinypatch.backends import write_tflite

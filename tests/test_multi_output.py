@@ -13,9 +13,9 @@ import re
 
 import numpy as np
 import pytest
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from litert_ref import assert_matches_litert
 from strategies import random_multi_output_cnn
 from test_codegen import C_BUILDS, assert_outputs_equal, needs_cc
 
@@ -122,16 +122,6 @@ def test_small_detector_front_is_exact(include_input):
     assert len(front) > 3 and any(s.plan.stages for s in front)
 
 
-def litert_activations(g: Graph, content: bytes, x: np.ndarray) -> dict[str, np.ndarray]:
-    it = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-                     experimental_preserve_all_tensors=True)
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], x)
-    it.invoke()
-    index = {d["name"]: d["index"] for d in it.get_tensor_details()}
-    return {name: it.get_tensor(index[name]) for name in g.activations()}
-
-
 @pytest.mark.parametrize("name", ["mcunet-det-s", "mcunet-det"])
 def test_detector_matches_litert_tensor_by_tensor(name):
     g = build(name)
@@ -140,11 +130,7 @@ def test_detector_matches_litert_tensor_by_tensor(name):
     assert back.outputs == g.outputs
     for seed in (1, 2):
         x = random_input(g.tensors[g.inputs[0]], seed)
-        ref = litert_activations(g, content, x)
-        ours = run(g, [x], keep=True)
-        for i, op in enumerate(g.ops):
-            t = op.outputs[0]
-            assert ours[t].tobytes() == ref[t].tobytes(), f"op {i} {op.type} {t}"
+        assert_matches_litert(g, content, x)
 
 
 def test_detector_plan_halves_the_peak_within_ten_percent_macs():

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from litert_ref import assert_matches_litert
 from strategies import LAYER_KINDS, NEW_KINDS, assert_same_graph, random_cnn
 from test_patch_properties import assert_runs_exactly, legal_stages, stage
-from test_random_cnn_litert import litert_activations
 from test_stream import assert_stream_exact, stream_case
 
 from tinypatch.analysis.regions import AxisMap
@@ -26,7 +26,6 @@ from tinypatch.ir import Graph
 from tinypatch.ir.ops import pad_before
 from tinypatch.kernels.resize import bilinear_axis
 from tinypatch.planning.plan import Plan, Stage, fingerprint
-from tinypatch.runtime.executor import run
 
 SETTINGS = settings(deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -42,12 +41,7 @@ def test_random_cnns_with_new_ops_match_litert(case):
     graph, x = case
     content = write_tflite(graph)
     assert_same_graph(graph, parse_tflite(content, name=graph.name))
-    ref = litert_activations(graph, content, x)
-    ours = run(graph, [x], keep=True)
-    for i, op in enumerate(graph.ops):
-        for name in op.outputs:
-            assert ours[name].shape == ref[name].shape and ours[name].tobytes() == ref[name].tobytes(), \
-                f"op {i} {op!r} {op.attrs} differs from LiteRT"
+    assert_matches_litert(graph, content, x)
 
 
 @st.composite

@@ -7,26 +7,12 @@ the first op whose output differs is named in the failure.
 
 from __future__ import annotations
 
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from hypothesis import HealthCheck, given, settings
+from litert_ref import assert_matches_litert
 from strategies import assert_same_graph, random_cnn
 
 from tinypatch.backends import write_tflite
 from tinypatch.frontends.tflite import parse_tflite
-from tinypatch.ir import Graph
-from tinypatch.runtime.executor import run
-
-
-def litert_activations(graph: Graph, content: bytes, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every activation of ``graph`` as computed by LiteRT's reference kernels."""
-    it = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-                     experimental_preserve_all_tensors=True)
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], x)
-    it.invoke()
-    index = {d["name"]: d["index"] for d in it.get_tensor_details()}
-    return {name: it.get_tensor(index[name]) for name in graph.activations()}
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
@@ -36,12 +22,4 @@ def test_executor_matches_litert(case):
     graph, x = case
     content = write_tflite(graph)
     assert_same_graph(graph, parse_tflite(content, name=graph.name))
-    ref = litert_activations(graph, content, x)
-    ours = run(graph, [x], keep=True)
-    for i, op in enumerate(graph.ops):
-        for name in op.outputs:
-            assert ours[name].dtype == ref[name].dtype and ours[name].shape == ref[name].shape, f"op {i} {op!r}"
-            diff = np.flatnonzero(ours[name].astype(np.int64) != ref[name].astype(np.int64))
-            assert diff.size == 0, (f"op {i} {op!r} {op.attrs}: {diff.size}/{ref[name].size} values differ, "
-                                    f"first at flat index {diff[0]}: ours {ours[name].flat[diff[0]]}, "
-                                    f"LiteRT {ref[name].flat[diff[0]]}")
+    assert_matches_litert(graph, content, x)
