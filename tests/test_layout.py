@@ -11,7 +11,7 @@ each halo policy run exactly in C under ASan/UBSan.
 from __future__ import annotations
 
 import pytest
-from litert_ref import litert_activations
+from litert_ref import assert_matches_litert
 from test_codegen import assert_outputs_equal, needs_cc
 
 from tinypatch.analysis.regions import axis_maps, nhwc_shape, reads_nchw, writes_nchw
@@ -55,10 +55,19 @@ def test_nchw_model_matches_litert_tensor_by_tensor():
     g = twin(True)
     content = write_tflite(g)
     x = random_input(g.tensors[g.inputs[0]], 4)
-    ref = litert_activations(g, content, x)
-    ours = run(g, [x], keep=True)
-    for i, op in enumerate(g.ops):
-        assert ours[op.outputs[0]].tobytes() == ref[op.outputs[0]].tobytes(), f"op {i} {op.type}"
+    assert_matches_litert(g, content, x)
+
+
+def _front_runs_exactly(g, include_input: bool):  # noqa: ANN001, ANN202
+    """The search's front for ``g``, every plan run byte-identically at measured == planned peak."""
+    res = search(g, include_input=include_input)
+    x = [random_input(g.tensors[g.inputs[0]], 1)]
+    ref = run(g, x)
+    for s in res.front:
+        out = PlanExecutor(g, s.plan)(x)
+        assert out.arena_high_water == out.arena_size == s.peak, s.label
+        assert all(out.outputs[n].tobytes() == ref[n].tobytes() for n in g.outputs), s.label
+    return res
 
 
 @pytest.mark.parametrize("include_input", [True, False])
@@ -66,13 +75,7 @@ def test_nchw_model_reaches_its_nhwc_twins_least_peak(include_input):
     least = {}
     for nchw in (False, True):
         g = twin(nchw)
-        res = search(g, include_input=include_input)
-        x = [random_input(g.tensors[g.inputs[0]], 1)]
-        ref = run(g, x)
-        for s in res.front:
-            out = PlanExecutor(g, s.plan)(x)
-            assert out.arena_high_water == out.arena_size == s.peak, s.label
-            assert all(out.outputs[n].tobytes() == ref[n].tobytes() for n in g.outputs), s.label
+        res = _front_runs_exactly(g, include_input)
         least[nchw] = min(s.peak for s in res.front)
     image = g.tensors[g.inputs[0]].nbytes
     assert least[True] <= least[False] + image, least
@@ -122,10 +125,7 @@ def test_only_a_trailing_transpose_to_an_nchw_output_is_local():
 def test_nchw_in_out_model_matches_litert_tensor_by_tensor():
     g = twin_out(True)
     x = random_input(g.tensors[g.inputs[0]], 4)
-    ref = litert_activations(g, write_tflite(g), x)
-    ours = run(g, [x], keep=True)
-    for i, op in enumerate(g.ops):
-        assert ours[op.outputs[0]].tobytes() == ref[op.outputs[0]].tobytes(), f"op {i} {op.type}"
+    assert_matches_litert(g, write_tflite(g), x)
 
 
 @pytest.mark.parametrize("include_input", [True, False])
@@ -135,13 +135,7 @@ def test_nchw_in_out_model_reaches_its_nhwc_twins_least_peak(include_input):
     least = {}
     for nchw in (False, True):
         g = twin_out(nchw)
-        res = search(g, include_input=include_input)
-        x = [random_input(g.tensors[g.inputs[0]], 1)]
-        ref = run(g, x)
-        for s in res.front:
-            out = PlanExecutor(g, s.plan)(x)
-            assert out.arena_high_water == out.arena_size == s.peak, s.label
-            assert all(out.outputs[n].tobytes() == ref[n].tobytes() for n in g.outputs), s.label
+        res = _front_runs_exactly(g, include_input)
         least[nchw] = min(res.front, key=lambda s: s.peak)
     assert least[True].peak <= least[False].peak + g.tensors[g.inputs[0]].nbytes, (least[True].peak,
                                                                                    least[False].peak)
