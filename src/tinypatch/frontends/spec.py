@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from tinypatch.errors import ModelLoadError
+from tinypatch.safeio import write_text
 
 FORMAT = "tinypatch-netspec"
 RELU6 = "RELU6"  # a block's activation (the default), fused into its convolutions
@@ -206,8 +207,8 @@ def spec_from_dict(d: Any, where: str = "spec") -> NetSpec:
 
 
 def save_spec(spec: NetSpec, path: str | os.PathLike[str]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(spec.to_json() + "\n")
+    """Write ``spec`` as JSON, atomically (:func:`tinypatch.safeio.write_text`)."""
+    write_text(path, spec.to_json() + "\n")
 
 
 def load_spec(path: str | os.PathLike[str]) -> NetSpec:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from tinypatch.ir.optable import OPS, CTypes, InPlace, Region
+from tinypatch.safeio import write_text
 
 _REGION = {
     Region.WINDOW: "window", Region.PAD: "window (padding)", Region.IDENTITY: "point-wise",
@@ -50,8 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     text = supported_ops_markdown()
     if args:
-        with open(args[0], "w") as f:
-            f.write(text)
+        write_text(args[0], text)
     else:
         sys.stdout.write(text)
 
