@@ -927,7 +927,8 @@ def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike 
             sram: int | str | None = None, stack: int | str | None = None, include_input: bool = True,
             inplace: bool = True, report: bool = False, input: InputLike = None, seed: int = 0,
             preprocess: str = "auto", quantize_input: bool = False, force: bool = False,
-            progress: Progress | None = None) -> CodegenResult:
+            progress: Progress | None = None,
+            precision: PrecisionPlan | str | os.PathLike[str] | None = None) -> CodegenResult:
     """Write a self-contained C99 project for ``model`` under ``plan`` (default layer by layer)
     into the folder ``output`` (``tinypatch codegen``). ``target``: host, cortex-m4, cortex-m7 or
     cortex-m55; ``sram``: the RAM region's budget (default the planned arena); ``stack``: bytes
@@ -935,6 +936,8 @@ def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike 
     ``report=True`` also builds and runs it (host: ASan/UBSan; Cortex-M: QEMU) on ``input`` and
     checks the outputs against the Python executor. A folder holding files an earlier codegen did
     not write is refused unless ``force``; the project appears as a whole or not at all.
+    ``precision``: a precision plan for ``plan`` (``tinypatch quantize``): the patch stages run at
+    per-patch mixed precision, and ``report`` compares with the plan executor under it.
 
     >>> c = codegen("mcunet-in0", "build/in0", report=True)   # doctest: +SKIP
     >>> c.exact, c.project.arena_bytes                          # doctest: +SKIP
@@ -945,13 +948,20 @@ def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike 
     from tinypatch.codegen.targets import DEFAULT_STACK
     from tinypatch.planning.plan import Plan
 
+    from tinypatch.errors import PlanError
+    from tinypatch.planning.precision import PrecisionPlan
+
     graph = load(model)
+    if precision is not None and plan is None:
+        raise PlanError("a precision plan is calibrated for a patch plan: give the plan too (--plan)")
+    if precision is not None and not isinstance(precision, PrecisionPlan):
+        precision = PrecisionPlan.load(os.fspath(precision))
     p = Plan.layer_by_layer(graph, include_input=include_input) if plan is None else _as_plan(plan)
     project = generate(graph, p, os.fspath(output), target, None if sram is None else parse_size(sram),
-                       DEFAULT_STACK if stack is None else parse_size(stack), inplace, force)
+                       DEFAULT_STACK if stack is None else parse_size(stack), inplace, force, precision)
     result = CodegenResult(project)
     if report:
-        _build_and_check(graph, result, _inputs(graph, input, seed, preprocess, quantize_input), progress)
+        _build_and_check(graph, result, _inputs(graph, input, seed, preprocess, quantize_input), progress, precision)
     return result
 
 
@@ -1043,8 +1053,10 @@ def quantize_float(model: str | os.PathLike[str], calibration: str | os.PathLike
     return load_onnx(os.fspath(output))
 
 
-def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress: Progress | None) -> None:
-    """Build and run ``result.project`` on its target; fill in its outputs / cost and verdict."""
+def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress: Progress | None,
+                     precision: PrecisionPlan | None = None) -> None:
+    """Build and run ``result.project`` on its target; fill in its outputs / cost and verdict
+    (against the plan executor under ``precision`` when given, else the whole-image executor)."""
     import tempfile
     from pathlib import Path
 
@@ -1058,17 +1070,22 @@ def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress:
     missing = toolchain.missing_tools(project.target)
     if missing:
         raise ToolchainError(f"cannot build for {project.target}: {missing}")
+    reference = None
+    if precision is not None:
+        from tinypatch.runtime.plan_executor import PlanExecutor
+
+        reference = PlanExecutor(graph, project.plan, precision)(inputs).outputs
     if project.target == "host":
         _phase(progress, "building and running on the host (ASan/UBSan)")
         toolchain.make(project.path, "host-check")
         result.outputs = toolchain.run_host(project.path, graph, inputs, "model_host_check")
-        result.exact = outputs_equal(graph, result.outputs, inputs)
+        result.exact = outputs_equal(graph, result.outputs, inputs, reference)
         return
     _phase(progress, f"building and running on {project.target} (QEMU)")
     with tempfile.TemporaryDirectory() as tmp:
         assets = assets_dir()
         plugin = toolchain.build_insncount(assets, Path(tmp)) if assets is not None else None
-        result.cost = measure(graph, project, inputs, plugin)
+        result.cost = measure(graph, project, inputs, plugin, reference=reference)
     result.exact, result.insncount = result.cost.exact, plugin is not None
     if project.target in fitted_targets():
         result.predicted = cost_model(project.target).predict(graph, project.plan)

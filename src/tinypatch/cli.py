@@ -443,6 +443,10 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
                        epilog=CODEGEN_EXAMPLES, formatter_class=_Formatter)
     c.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     c.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
+    c.add_argument("--precision", metavar="PRECISION.json",
+                   help="a precision plan from `tinypatch quantize` for --plan: the patch stages run at per-patch "
+                        "mixed precision (run-time outlier test, low-bit requantization); --report compares "
+                        "with `tinypatch run --precision`")
     c.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="folder to write the project into (replaced as a whole; see --force)")
     c.add_argument("--force", action="store_true",
@@ -673,7 +677,8 @@ def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
         result = api.codegen(args.model, args.output, plan=args.plan, target=args.target, sram=args.sram,
                              stack=args.stack, include_input=args.include_input, inplace=args.inplace,
                              report=args.report, input=args.input, seed=args.seed, preprocess=args.preprocess,
-                             quantize_input=args.quantize_input, force=args.force, progress=progress)
+                             quantize_input=args.quantize_input, force=args.force, progress=progress,
+                             precision=args.precision)
     result.render(console)
     return 0 if result.ok else 1
 
