@@ -152,16 +152,41 @@ def test_stream_stages_and_other_consumers_are_refused(tmp_path):
     prec = precision(g, stream, [4, 4, 4], [50, 50, 50], [True, False, False])
     with pytest.raises(PlanError, match="stream stage"):
         generate(g, stream, tmp_path / "s", precision=prec)
-    # a lowered stage input read by AVERAGE_POOL_2D: only convolutions read through the table
-    b = CnnBuilder(np.random.default_rng(2), (1, 16, 16, 3), "pool_first")
-    b.pool("AVERAGE_POOL_2D", 2, 2, (1, 1), "SAME")
-    b.conv(8, 3, 3, (1, 1), (1, 1), "SAME", "RELU")
-    b.conv(4, 3, 3, (1, 1), (1, 1), "SAME")
-    g2 = b.finish()
+    # a lowered stage input read by PAD: only convolutions and pooling read through the table
+    g2 = pad_first()
     plan = api.plan(g2, single_stage=True, strategy="recompute", stream=False, inplace=False, max_grid=4).plan
     prec = precision(g2, plan, [4], [50], [True])
     with pytest.raises(UnsupportedOperatorError, match="lowered stage input"):
         generate(g2, plan, tmp_path / "p", precision=prec)
+
+
+def pad_first() -> Graph:
+    b = CnnBuilder(np.random.default_rng(2), (1, 16, 16, 3), "pad_first")
+    b.pad(1, 1, 1, 1)
+    b.conv(8, 3, 3, (1, 1), (1, 1), "VALID", "RELU")
+    b.conv(4, 3, 3, (1, 1), (1, 1), "SAME")
+    return b.finish()
+
+
+@needs_cc
+@pytest.mark.parametrize("pool", ["AVERAGE_POOL_2D", "MAX_POOL_2D"])
+def test_lowered_input_read_by_a_pool_and_a_wide_conv(pool, tmp_path):
+    """Pools read a gathered window; a 3x3 conv over 48 channels (a 432 B window, more than the
+    gather buffer) reads through the table in the reference loops."""
+    rng = np.random.default_rng(4)
+    b = CnnBuilder(rng, (1, 12, 12, 48), "wide_first")
+    b.pool(pool, 2, 2, (1, 1), "SAME")
+    b.conv(8, 3, 3, (1, 1), (1, 1), "SAME", "RELU")
+    b.conv(4, 3, 3, (1, 1), (1, 1), "SAME")
+    g = b.finish()
+    x = rng.integers(-128, 128, (1, 12, 12, 48), dtype=np.int8)
+    plan = api.plan(g, single_stage=True, strategy="recompute", stream=False, inplace=False, max_grid=3).plan
+    later = replace(plan, stages=[replace(plan.stages[0], start=1)])  # the stage reads the pooled map
+    for pl, prec in ((plan, precision(g, plan, [3, 4], [144, 125], [True, False])),
+                     (later, precision(g, later, [4], [130], [False]))):
+        rec = check_host(g, pl, prec, x, tmp_path / str(pl.stages[0].start))
+        c = rec.counts[pl.stages[0].start]
+        assert 0 < c.outlier_tiles < c.tiles and c.bitops < c.bitops_int8  # both classes ran
 
 
 def test_cli_needs_the_plan_with_a_precision_plan(tmp_path, capsys):

@@ -7,8 +7,10 @@ generated program stores the bytes the Python plan executor stores:
   patch (max |q - zp| > threshold: an outlier); a non-outlier patch is requantized in place to its
   low-bit grid (``tp_lb_apply``, a 256-entry table filled from :func:`tinypatch.kernels.lowbit.requantize`);
 * a lowered stage input (read by many overlapping tiles, so never changed in place) is tested on
-  the window the op reads; a non-outlier window is read through the table by ``tp_lb_conv_s8`` /
-  ``tp_lb_dwconv_s8`` (other consumers are refused);
+  the window the op reads; a non-outlier window is gathered through the table, a few input rows at
+  a time, into a stack buffer the ordinary kernel reads (``tp_lb_spatial``: convolutions and
+  pooling; a convolution whose one-pixel window does not fit reads through the table in the
+  reference loops; other consumers are refused);
 * scope ``rest``: a tile flag ``tp_hi`` set by the first outlier keeps every later map of the tile int8.
 
 Lowered values are stored as their int8 value ``q'`` in the int8-sized tile buffers (the arena is
@@ -21,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinypatch.analysis.regions import reads_nchw, writes_nchw
-from tinypatch.codegen.emitters import OpEmitter, Site, _conv_params
+from tinypatch.codegen.emitters import OpEmitter, Site, _conv_params, _pool_params
 from tinypatch.codegen.storage import Unit
 from tinypatch.codegen.views import View
 from tinypatch.errors import PlanError, UnsupportedOperatorError
@@ -31,7 +33,10 @@ from tinypatch.planning.plan import STREAM, Plan
 from tinypatch.planning.precision import MapPrecision, PrecisionPlan
 from tinypatch.planning.tiles import StageTiling
 
-_LUT_KERNELS = {"CONV_2D": ("tp_lb_conv_s8", False), "DEPTHWISE_CONV_2D": ("tp_lb_dwconv_s8", True)}
+# ops that may read a lowered stage input: tp_lb_spatial's kind, and whether it is a depthwise conv
+_SPATIAL = {"CONV_2D": ("TP_LB_CONV", False), "DEPTHWISE_CONV_2D": ("TP_LB_DWCONV", True),
+            "AVERAGE_POOL_2D": ("TP_LB_AVGPOOL", False), "MAX_POOL_2D": ("TP_LB_MAXPOOL", False)}
+GATHER = 384  # TP_LB_GATHER in tp_lowbit.h: stack bytes of a gathered window
 FLAG = "tp_hi"  # scope rest: an outlier seen earlier in this tile
 
 
@@ -109,17 +114,32 @@ class MixedCode:
 
     def _lut_call(self, st: StageTiling, k: int, site: Site, lowered: list[tuple[str, View, MapPrecision]],
                   call: str) -> str:
-        """The int8 call, or for a non-outlier window the convolution reading it through the table."""
+        """The int8 call, or for a non-outlier window the kernel reading it through the table."""
         op = self.graph.ops[k]
-        if op.type not in _LUT_KERNELS or len(lowered) != 1 or k in self.emitter.storage.inplace:
+        e = self.emitter
+        if op.type not in _SPATIAL or len(lowered) != 1 or k in e.storage.inplace:
             raise UnsupportedOperatorError(op.type, k, "C code generation: a lowered stage input is read by "
-                                           "CONV_2D or DEPTHWISE_CONV_2D only (not in place)")
-        fn, depthwise = _LUT_KERNELS[op.type]
+                                           "CONV_2D, DEPTHWISE_CONV_2D or a pooling op only (not in place)")
+        kind, depthwise = _SPATIAL[op.type]
         var, x, m = lowered[0]
-        y = site.out
-        p = self.emitter.params(k, lambda: _conv_params(self.emitter, k, depthwise))
-        low = (f"{fn}(&{p}, {self._lut(st, m)}, {x.ptr}, {x.h}, {x.w}, {x.rs}, {site.pads[0]}, {site.pads[1]}, "
-               f"{y.ptr}, {y.h}, {y.w}, {y.rs});\n")
+        y, lut = site.out, self._lut(st, m)
+        kern = e.kernels[k]
+        conv = op.type in ("CONV_2D", "DEPTHWISE_CONV_2D")
+        p = e.params(k, lambda: _conv_params(e, k, depthwise) if conv else _pool_params(e, k))
+        (kh, kw), (sh, sw) = kern.kernel_hw, kern.stride
+        dh, dw = kern.dilation if conv else (1, 1)
+        cin = self.graph.tensors[x.tensor].shape[3]
+        window = ((kh - 1) * dh + 1) * ((kw - 1) * dw + 1) * cin
+        args = f"{x.ptr}, {x.h}, {x.w}, {x.rs}, {site.pads[0]}, {site.pads[1]}, {y.ptr}, {y.h}, {y.w}, {y.rs}"
+        if window <= GATHER:
+            geom = e.params((k, "lb_geom"), lambda: e.struct(k, "tp_lb_geom", dict(
+                c=cin, oc=self.graph.tensors[op.outputs[0]].shape[3], kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw), 16))
+            low = f"tp_lb_spatial({kind}, &{p}, {lut}, &{geom}, {args});\n"
+        elif conv:
+            low = f"{'tp_lb_dwconv_s8' if depthwise else 'tp_lb_conv_s8'}(&{p}, {lut}, {args});\n"
+        else:
+            raise UnsupportedOperatorError(op.type, k, f"C code generation: a lowered stage input window of {window} B "
+                                           f"(more than {GATHER} B) read by a pooling op")
         return f"if (!{var}) {{\n" + _indent(x.check() + y.check() + low, 4) + "} else {\n" + _indent(call, 4) + "}\n"
 
 

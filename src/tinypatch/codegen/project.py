@@ -181,6 +181,10 @@ static __attribute__((unused)) void tp_dump(int k, int ti, int tj, long y0, long
 #define TP_DUMP(k, ti, tj, y0, x0, p, h, w, rs, c, es) ((void)0)
 #endif
 
+#ifndef TP_STAGE_RUNS
+#define TP_STAGE_RUNS 1 /* how often each tiled patch stage runs (2: measurement builds count one stage's instructions) */
+#endif
+
 /* The arena: every activation at its planned offset. */
 static uint8_t {ARENA}[{arena}] TP_ALIGN(16);
 {storage.io_decls()}

@@ -77,3 +77,17 @@ def measure(graph: Graph, project: Project, inputs: Inputs, plugin: Path | None 
                    data + sizes.get(".bss", 0), project.arena_bytes, project.ram_length, q.stack_used,
                    project.stack, q.insns, q.kernel_insns, project.macs,
                    outputs_equal(graph, q.outputs, inputs, reference))
+
+
+def stage_instructions(graph: Graph, project: Project, inputs: Inputs, plugin: Path, timeout: float = 600) -> int:
+    """Executed instructions of the project's tiled patch stages alone, on its Cortex-M target: the
+    program built with every such stage run twice (``TP_STAGE_RUNS=2``, same input, same data after
+    it) minus the program as generated. Valid for plans whose stages run no op in place."""
+    counts = []
+    for runs in (2, 1):  # the project is left built as generated
+        toolchain.make(project.path, "clean")
+        toolchain.make(project.path, project.target, timeout, {"FAST": f"-DTP_FAST -DTP_STAGE_RUNS={runs}"})
+        insns = toolchain.run_qemu(project.path, graph, inputs, project.target, plugin, timeout).insns
+        assert insns is not None
+        counts.append(insns)
+    return counts[0] - counts[1]

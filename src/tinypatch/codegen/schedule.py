@@ -145,8 +145,9 @@ class Scheduler:
             tail = f"/* op {st.info.reduce}: {g.ops[st.info.reduce].type} from the accumulated sums */\n" \
                 + reduce_finish(self.emitter, st.info.reduce, sums, out) + self._dump_whole(st.info.reduce, st.info.output)
         head = (f"/* stage {n}: ops [{stage.start}, {stage.end}) patch by patch, {nh}x{nw} tiles "
-                f"(rows {stage.rows}, cols {stage.cols}) */\n")
-        return head + "{\n" + _indent(setup + loop + tail, 4) + "}\n"
+                f"(rows {stage.rows}, cols {stage.cols}); TP_STAGE_RUNS > 1 (instruction counts of the stage "
+                f"alone) runs it again on the same input */\n")
+        return head + "for (int tp_run = 0; tp_run < TP_STAGE_RUNS; tp_run++) {\n" + _indent(setup + loop + tail, 4) + "}\n"
 
     # --- stream stages --------------------------------------------------------------------
     def stream_stage(self, n: int, st: StageTiling) -> str:

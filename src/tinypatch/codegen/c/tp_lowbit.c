@@ -1,8 +1,13 @@
-/* Per-patch mixed precision: outlier test, low-bit requantization, convolutions reading a
- * lowered stage input (see tp_lowbit.h). The outlier test is the hot part: it reads every value
- * a non-outlier map stores. On Cortex-M4/M7 it keeps the running max and min of 4 values per
- * 32-bit load (biased to unsigned, USUB8 + SEL); on Cortex-M55 of 16 values per tail-predicated
- * Helium load (VMAXV/VMINV); elsewhere it is plain C. */
+/* Per-patch mixed precision: outlier test, low-bit requantization, spatial kernels reading a
+ * lowered stage input (see tp_lowbit.h).
+ * - outlier test: on Cortex-M4/M7 the running max and min of 4 values per 32-bit load (biased to
+ *   unsigned, USUB8 + SEL); on Cortex-M55 of 16 values per tail-predicated Helium load (VMAXV/VMINV);
+ * - requantization through the 256-entry table: on Cortex-M55 16 values per gather load (VLDRB with
+ *   byte offsets), on Cortex-M4/M7 one load and one store per 4 values;
+ * - a lowered stage input is gathered through the table into a small stack buffer (TP_LB_GATHER bytes:
+ *   the rows one output row reads, as many columns as fit), and the ordinary (optimised) kernel runs
+ *   on it; a window too big for the buffer takes the reference loops reading through the table.
+ * Elsewhere everything is plain C. */
 #include "tp_lowbit.h"
 
 #include <string.h>
@@ -64,12 +69,69 @@ int tp_lb_maxdev(const int8_t *x, int h, int n, int rs, int zp)
     return a > b ? a : b;
 }
 
+/* dst[i] = t[src[i]] (t: a table centred on value 0), n values; src may be dst */
+static void lut_copy(const int8_t *t, const int8_t *src, int8_t *dst, int n)
+{
+    int i = 0;
+#if defined(TP_FAST) && defined(__ARM_FEATURE_MVE)
+    const uint8_t *base = (const uint8_t *)(t - 128);
+    for (; i < n; i += 16) { /* 16 table reads per gather load */
+        const mve_pred16_t m = vctp8q((uint32_t)(n - i));
+        const uint8x16_t u = veorq_u8(vldrbq_z_u8((const uint8_t *)src + i, m), vdupq_n_u8(0x80));
+        vstrbq_p_u8((uint8_t *)dst + i, vldrbq_gather_offset_z_u8(base, u, m), m);
+    }
+#elif defined(TP_FAST) && defined(__ARM_FEATURE_DSP)
+    const uint8_t *base = (const uint8_t *)(t - 128);
+    for (; i + 4 <= n; i += 4) { /* one load and one store per 4 values */
+        uint32_t v;
+        memcpy(&v, src + i, 4);
+        v ^= 0x80808080u;
+        const uint32_t r = (uint32_t)base[v & 0xff] | (uint32_t)base[(v >> 8) & 0xff] << 8
+                           | (uint32_t)base[(v >> 16) & 0xff] << 16 | (uint32_t)base[v >> 24] << 24;
+        memcpy(dst + i, &r, 4);
+    }
+#endif
+    for (; i < n; i++) TP_WR(dst[i], t[TP_RD(src[i])]);
+}
+
 void tp_lb_apply(const int8_t *lut, int8_t *x, int h, int n, int rs)
 {
-    const int8_t *t = lut + 128;
-    for (int r = 0; r < h; r++) {
-        int8_t *p = x + (ptrdiff_t)r * rs;
-        for (int i = 0; i < n; i++) TP_WR(p[i], t[TP_RD(p[i])]);
+    for (int r = 0; r < h; r++) lut_copy(lut + 128, x + (ptrdiff_t)r * rs, x + (ptrdiff_t)r * rs, n);
+}
+
+static void spatial(int kind, const void *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl, int8_t *y,
+                    int oh, int ow, int ors)
+{
+    switch (kind) {
+    case TP_LB_CONV: tp_conv_s8((const tp_conv_p *)p, x, ih, iw, irs, pt, pl, y, oh, ow, ors); break;
+    case TP_LB_DWCONV: tp_dwconv_s8((const tp_conv_p *)p, x, ih, iw, irs, pt, pl, y, oh, ow, ors); break;
+    case TP_LB_AVGPOOL: tp_avgpool_s8((const tp_pool_p *)p, x, ih, iw, irs, pt, pl, y, oh, ow, ors); break;
+    default: tp_maxpool_s8((const tp_pool_p *)p, x, ih, iw, irs, pt, pl, y, oh, ow, ors); break;
+    }
+}
+
+void tp_lb_spatial(int kind, const void *p, const int8_t *lut, const tp_lb_geom *g, const int8_t *x, int ih, int iw,
+                   int irs, int pt, int pl, int8_t *y, int oh, int ow, int ors)
+{
+    int8_t buf[TP_LB_GATHER] TP_ALIGN(4);
+    const int span_h = (g->kh - 1) * g->dh + 1, span_w = (g->kw - 1) * g->dw + 1;
+    for (int oy = 0; oy < oh; oy++) {
+        const int r0 = oy * g->sh - pt;
+        const int a0 = r0 < 0 ? 0 : r0, a1 = r0 + span_h > ih ? ih : r0 + span_h;
+        const int rows = a1 - a0;
+        /* output columns per gathered chunk: its input columns times rows times channels fit buf */
+        const int cols_max = TP_LB_GATHER / ((rows > 0 ? rows : 1) * g->c);
+        const int step = cols_max >= span_w ? (cols_max - span_w) / g->sw + 1 : 1;
+        for (int ox0 = 0; ox0 < ow; ox0 += step) {
+            const int ox1 = ox0 + step < ow ? ox0 + step : ow;
+            const int c0 = ox0 * g->sw - pl, c1 = (ox1 - 1) * g->sw - pl + span_w;
+            const int b0 = c0 < 0 ? 0 : c0, b1 = c1 > iw ? iw : c1;
+            const int n = (b1 - b0) * g->c;
+            for (int r = 0; r < rows; r++)
+                lut_copy(lut + 128, x + (ptrdiff_t)(a0 + r) * irs + (ptrdiff_t)b0 * g->c, buf + r * n, n);
+            spatial(kind, p, buf, rows, b1 - b0, n, a0 - r0, b0 - c0, y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox0 * g->oc,
+                    1, ox1 - ox0, ors);
+        }
     }
 }
 
