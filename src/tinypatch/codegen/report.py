@@ -18,6 +18,7 @@ import numpy as np
 
 from tinypatch.codegen import toolchain
 from tinypatch.codegen.project import Project
+from tinypatch.errors import ToolchainError
 from tinypatch.ir import Graph
 from tinypatch.runtime.executor import run
 
@@ -79,15 +80,19 @@ def measure(graph: Graph, project: Project, inputs: Inputs, plugin: Path | None 
                    outputs_equal(graph, q.outputs, inputs, reference))
 
 
-def stage_instructions(graph: Graph, project: Project, inputs: Inputs, plugin: Path, timeout: float = 600) -> int:
-    """Executed instructions of the project's tiled patch stages alone, on its Cortex-M target: the
-    program built with every such stage run twice (``TP_STAGE_RUNS=2``, same input, same data after
-    it) minus the program as generated. Valid for plans whose stages run no op in place."""
-    counts = []
+def stage_instructions(graph: Graph, project: Project, inputs: Inputs, plugin: Path,
+                       timeout: float = 600) -> tuple[int, dict[str, np.ndarray]]:
+    """Executed instructions of the project's tiled patch stages alone, on its Cortex-M target, and the
+    outputs of the program as generated: the program built with every such stage run twice
+    (``TP_STAGE_RUNS=2``, same input, same data after it) minus the program as generated. Valid for
+    plans whose stages run no op in place."""
+    counts, outputs = [], {}
     for runs in (2, 1):  # the project is left built as generated
         toolchain.make(project.path, "clean")
         toolchain.make(project.path, project.target, timeout, {"FAST": f"-DTP_FAST -DTP_STAGE_RUNS={runs}"})
-        insns = toolchain.run_qemu(project.path, graph, inputs, project.target, plugin, timeout).insns
-        assert insns is not None
-        counts.append(insns)
-    return counts[0] - counts[1]
+        q = toolchain.run_qemu(project.path, graph, inputs, project.target, plugin, timeout)
+        if q.insns is None:
+            raise ToolchainError("the qemu-insncount plugin reported no count")
+        counts.append(q.insns)
+        outputs = q.outputs
+    return counts[0] - counts[1], outputs
