@@ -76,11 +76,19 @@ class MixedCode:
     def _zp(self, t: str) -> int:
         return int(self.graph.tensors[t].quant.zero_point[0])  # type: ignore[union-attr]
 
-    def _test(self, var: str, v: View, m: MapPrecision) -> str:
-        """``var`` = 1 when the patch in view ``v`` should stay int8 (outlier, or the tile flag)."""
-        dev = f"tp_lb_maxdev({v.ptr}, {v.h}, ({v.w}) * {v.c}, {v.rs}, {self._zp(m.tensor)}) > {m.threshold}"
-        if self.scope == "rest":
-            return f"if ({dev}) {FLAG} = 1;\nconst int {var} = {FLAG};\n"
+    def _test(self, var: str, v: View, m: MapPrecision, k: int | None = None) -> str:
+        """``var`` = 1 when the patch in view ``v`` should stay int8 (outlier, or the tile flag). No
+        scan where the threshold is at least the largest |q - zp| the map can hold (op ``k``'s
+        activation range, or all of int8): no patch of it is an outlier."""
+        zp = self._zp(m.tensor)
+        lo, hi = -128, 127
+        if k is not None and hasattr(self.emitter.kernels[k], "act_min"):
+            lo, hi = self.emitter.kernels[k].act_min, self.emitter.kernels[k].act_max
+        if m.threshold >= max(hi - zp, zp - lo):
+            return f"const int {var} = {FLAG if self.scope == 'rest' else 0};  /* never an outlier */\n"
+        dev = f"tp_lb_maxdev({v.ptr}, {v.h}, ({v.w}) * {v.c}, {v.rs}, {zp}) > {m.threshold}"
+        if self.scope == "rest":  # no test once the tile is int8 for good
+            return f"if (!{FLAG} && {dev}) {FLAG} = 1;\nconst int {var} = {FLAG};\n"
         return f"const int {var} = {dev};\n"
 
     def wrap(self, st: StageTiling, k: int, site: Site, call: str) -> str:
@@ -107,7 +115,7 @@ class MixedCode:
                 raise UnsupportedOperatorError(op.type, k, "C code generation: a lowered map written NCHW")
             m, y = maps[out], site.out
             n = f"({y.w}) * {y.c}"
-            post = ("{\n" + _indent(self._test(f"hi{k}", y, m)
+            post = ("{\n" + _indent(self._test(f"hi{k}", y, m, k)
                                     + f"if (!hi{k}) tp_lb_apply({self._lut(st, m)}, {y.ptr}, {y.h}, {n}, {y.rs});\n")
                     + "}\n")
         return pre + call + post
