@@ -246,3 +246,20 @@ def test_cortex_m_is_exact_inside_the_planned_ram(target, tmp_path):
         assert cost.static_ram <= cost.arena + RUNTIME_OVERHEAD
         assert cost.ram_region == ram_length(project.arena_bytes, project.stack)
         assert project.arena_bytes == generate(g, plan, tmp_path / f"{name}8", target=target, inplace=False).arena_bytes
+
+
+@needs_cc
+def test_cli_and_api_codegen_with_a_precision_plan(tmp_path, capsys):
+    graph, plan, x, prec = vww()
+    plan.save(str(tmp_path / "plan.json"))
+    prec.save(str(tmp_path / "prec.json"))
+    model = str(model_path("mlperf_vww_96_int8.tflite"))
+    assert main(["codegen", model, "--plan", str(tmp_path / "plan.json"), "--precision", str(tmp_path / "prec.json"),
+                 "-o", str(tmp_path / "c"), "--no-inplace"]) == 0
+    assert "tp_lb_maxdev(" in (tmp_path / "c" / "model.c").read_text()
+    np.save(tmp_path / "x.npy", x)
+    r = api.codegen(model, tmp_path / "r", plan=plan, precision=str(tmp_path / "prec.json"), inplace=False,
+                    report=True, input=str(tmp_path / "x.npy"))
+    assert r.exact  # against the plan executor under the precision plan
+    ref = PlanExecutor(graph, plan, prec)([x]).outputs
+    assert all(np.array_equal(r.outputs[o], ref[o]) for o in graph.outputs)
