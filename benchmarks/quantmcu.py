@@ -68,7 +68,7 @@ class Insns:
         self.plugin = build_insncount(root, workdir / "plugin")
         self.int8: dict[tuple, int] = {}
 
-    def _count(self, graph, plan, prec, target: str, xs: list) -> int:  # noqa: ANN001
+    def _count(self, graph, plan, prec, target: str, xs: list) -> int:
         project = generate(graph, plan, self.work / target, target=target, precision=prec, inplace=False, force=True)
         total = 0
         for x in xs:
@@ -79,7 +79,7 @@ class Insns:
             total += insns
         return total
 
-    def row(self, graph, plan, prec, ev: list) -> dict:  # noqa: ANN001
+    def row(self, graph, plan, prec, ev: list) -> dict:
         """{target: (int8, mixed)} instructions per input."""
         xs = ev[: self.n]
         out = {}
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory()
     insns = Insns([t for t in args.insns.split(",") if t], args.insn_inputs, Path(tmp.name)) if args.insns else None
 
-    def done(row: dict, graph=None, plan=None, prec=None, ev=None) -> None:  # noqa: ANN001
+    def done(row: dict, graph=None, plan=None, prec=None, ev=None) -> None:
         row["insns"] = insns.row(graph, plan, prec, ev) if insns and prec is not None else {}
         rows.append(row)
         print(f"{row['model']} {row['method']} ({row['plan']}): {row['reduction']:.2f}x, agreement "

@@ -25,7 +25,12 @@ from tinypatch.frontends.random_cnn import CnnBuilder
 from tinypatch.ir import Graph
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.plan import Plan, Stage, fingerprint
-from tinypatch.planning.precision import MapPrecision, PrecisionPlan, StagePrecision, plan_fingerprint
+from tinypatch.planning.precision import (
+    MapPrecision,
+    PrecisionPlan,
+    StagePrecision,
+    plan_fingerprint,
+)
 from tinypatch.runtime.executor import run
 from tinypatch.runtime.mixed import MixedPrecision, stage_maps
 from tinypatch.runtime.plan_executor import PlanExecutor
@@ -69,7 +74,7 @@ def precision(graph: Graph, plan: Plan, bits: list[int], thresholds: list[int], 
 class Recorder(MixedPrecision):
     """The hook that also keeps every stored tile piece, in the order the executor computed them."""
 
-    def __init__(self, *args) -> None:  # noqa: ANN002
+    def __init__(self, *args) -> None:
         super().__init__(*args)
         self.pieces: list[tuple[int, np.ndarray]] = []
 
@@ -79,7 +84,7 @@ class Recorder(MixedPrecision):
         return value
 
 
-def check_host(graph: Graph, plan: Plan, prec: PrecisionPlan, x: np.ndarray, out_dir) -> Recorder:  # noqa: ANN001
+def check_host(graph: Graph, plan: Plan, prec: PrecisionPlan, x: np.ndarray, out_dir) -> Recorder:
     """C (ASan/UBSan) == the plan executor under ``prec``: outputs and every op's fresh piece of every tile."""
     rec = Recorder(graph, plan, prec)
     ref = PlanExecutor(graph, plan, rec)([x]).outputs
@@ -194,7 +199,7 @@ def test_lowered_input_read_by_a_pool_and_a_wide_conv(pool, tmp_path):
 
 
 def test_cli_needs_the_plan_with_a_precision_plan(tmp_path, capsys):
-    graph, plan, _, prec = vww()
+    prec = vww()[3]
     prec.save(str(tmp_path / "prec.json"))
     model = str(model_path("mlperf_vww_96_int8.tflite"))
     assert main(["codegen", model, "--precision", str(tmp_path / "prec.json"), "-o", str(tmp_path / "c")]) == 2
@@ -245,6 +250,7 @@ def test_cortex_m_is_exact_inside_the_planned_ram(target, tmp_path):
         assert cost.exact, name
         assert cost.static_ram <= cost.arena + RUNTIME_OVERHEAD
         assert cost.ram_region == ram_length(project.arena_bytes, project.stack)
+        assert 0 < cost.stack_used <= project.stack  # the gather buffer included
         assert project.arena_bytes == generate(g, plan, tmp_path / f"{name}8", target=target, inplace=False).arena_bytes
 
 
@@ -263,3 +269,26 @@ def test_cli_and_api_codegen_with_a_precision_plan(tmp_path, capsys):
     assert r.exact  # against the plan executor under the precision plan
     ref = PlanExecutor(graph, plan, prec)([x]).outputs
     assert all(np.array_equal(r.outputs[o], ref[o]) for o in graph.outputs)
+
+
+@needs_mcu
+def test_stage_instructions_count_the_stage_alone(tmp_path):
+    """Run twice minus once: a positive count below the whole program's, and the outputs as generated."""
+    from tinypatch.assets import assets_dir
+    from tinypatch.codegen.report import stage_instructions
+    from tinypatch.codegen.toolchain import build_insncount, run_qemu
+
+    root = assets_dir()
+    if root is None:
+        pytest.skip("the qemu-insncount plugin source is in the shared assets")
+    plugin = build_insncount(root, tmp_path / "plugin")
+    g, x = tiny()
+    plan = tiny_plan("recompute")
+    n = len(stage_maps(g, plan, 0))
+    prec = precision(g, plan, [3] * n, [255] * n, [False] * n)
+    project = generate(g, plan, tmp_path / "c", target="cortex-m7", precision=prec, inplace=False)
+    insns, out = stage_instructions(g, project, [x], plugin)
+    want = PlanExecutor(g, plan, prec)([x]).outputs
+    assert all(np.array_equal(out[o], want[o]) for o in g.outputs)
+    total = run_qemu(project.path, g, [x], "cortex-m7", plugin).insns
+    assert 0 < insns < total
