@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinypatch.analysis.regions import reads_nchw, writes_nchw
-from tinypatch.errors import InputError
+from tinypatch.errors import InputError, PlanError
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import op_def
 from tinypatch.kernels import prepare
@@ -64,10 +64,13 @@ class PlanExecutor:
 
     ``mixed`` (a :class:`~tinypatch.runtime.mixed.MixedPrecision` hook, or a precision plan to
     make one from) runs tiled stages at per-patch mixed precision; without it every map is int8.
+    ``batch=False`` runs every tile (and every stream column) on its own, with its own arena
+    accounting: the reference the batched run is tested against (same bytes, same arena figures).
     """
 
-    def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None) -> None:
-        self.graph, self.plan = graph, plan
+    def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None,
+                 batch: bool = True) -> None:
+        self.graph, self.plan, self.batch = graph, plan, batch
         self.mixed = MixedPrecision(graph, plan, mixed) if isinstance(mixed, PrecisionPlan) else mixed
         self.buffers = plan_buffers(graph, plan)
         self.placement = place_plan(self.buffers)
@@ -196,13 +199,17 @@ class PlanExecutor:
         held: dict[str, tuple[np.ndarray, int, int]] = {}  # tensor -> (region array, row0, col0)
         kept: dict[str, tuple[np.ndarray, int, int]] = {}  # cached tensor -> its last non-empty region
         # mixed precision classifies and lowers each tile as it runs: no batched tiles then
-        batched = self._batched(arena, outside, st) if sums is None and not persistent and not self.mixed else {}
+        batched = self._batched(arena, outside, st) if sums is None and not persistent and not self.mixed \
+            and self.batch else {}
+        accounted: set[int] = set()  # groups of like tiles whose first tile claimed its tile buffers
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 if self.mixed:
                     self.mixed.begin_tile(st.stage.start)
                 if (i, j) in batched:  # computed with its like tiles: store its values as the tile would
-                    self._store_tile(arena, outside, st, i, j, batched[(i, j)], full_out, tile_bufs)
+                    values, group = batched[(i, j)]
+                    self._store_tile(arena, outside, st, i, j, values, full_out, tile_bufs, group not in accounted)
+                    accounted.add(group)
                     continue
                 for k in st.info.tile_ops:
                     op = g.ops[k]
@@ -262,22 +269,22 @@ class PlanExecutor:
         return tuple(sig)
 
     def _batched(self, arena: Arena, outside: dict[str, np.ndarray],
-                 st: StageTiling) -> dict[tuple[int, int], dict[str, np.ndarray]]:
-        """Tile (i, j) -> its op outputs, for the tiles of a recompute stage that have like tiles
-        (same signature: interior tiles), each group run as one batched kernel call per op."""
+                 st: StageTiling) -> dict[tuple[int, int], tuple[dict[str, np.ndarray], int]]:
+        """Tile (i, j) -> (its op outputs, its group), for the tiles of a recompute stage that have
+        like tiles (same signature: interior tiles), each group run as one batched kernel call per op."""
         groups: dict[tuple, list[tuple[int, int]]] = {}
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 sig = self._signature(st, i, j)
                 if sig is not None:
                     groups.setdefault(sig, []).append((i, j))
-        out: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-        for tiles in groups.values():
+        out: dict[tuple[int, int], tuple[dict[str, np.ndarray], int]] = {}
+        for group, tiles in enumerate(groups.values()):
             if len(tiles) < 2:
                 continue
             values = self._run_batch(arena, outside, st, tiles)
             for n, tile in enumerate(tiles):
-                out[tile] = {name: v[n: n + 1] for name, v in values.items()}
+                out[tile] = ({name: v[n: n + 1] for name, v in values.items()}, group)
         return out
 
     def _run_batch(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling,
@@ -305,9 +312,14 @@ class PlanExecutor:
         return values
 
     def _store_tile(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int, j: int,
-                    values: dict[str, np.ndarray], full_out: np.ndarray, tile_bufs: set[str]) -> None:
+                    values: dict[str, np.ndarray], full_out: np.ndarray, tile_bufs: set[str], local: bool) -> None:
         """Tile (i, j) computed in a batch: its regions claimed, read, written and freed as in the tile
-        loop (the arena checks and touched bytes stay those of the tile-by-tile run)."""
+        loop (the arena checks and touched bytes stay those of the tile-by-tile run).
+
+        ``local=False`` (a later tile of an accounted group) leaves out the tile buffers: every like
+        tile claims, writes, reads and frees the same bytes of them in the same order, and each tile
+        starts with them unclaimed (so unreadable), so the first tile's checks and touched bytes are
+        every tile's. Its reads of full-size tensors and its piece of the stage output are recorded."""
         g = self.graph
         held: dict[str, tuple[np.ndarray, int, int]] = {}
         for k in st.info.tile_ops:
@@ -316,9 +328,12 @@ class PlanExecutor:
             sh, sw = st.h.spans[i][k], st.w.spans[j][k]
             if name == st.info.output:
                 region = full_out[:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
-            else:
+            elif local:
                 region = self._region(arena, st, k, i, j, {})
                 held[name] = (region, sh.need[0], sw.need[0])
+            else:
+                held[name] = (values[name], sh.need[0], sw.need[0])  # not in the arena: nothing recorded
+                continue
             for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
                 if rh is None or rw is None:
                     continue
@@ -329,9 +344,10 @@ class PlanExecutor:
                     arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
             region[...] = values[name]
             arena.wrote(region)
-            for buf in self.ends.get(k, []):
-                if buf in tile_bufs:
-                    arena.free(buf)
+            if local:
+                for buf in self.ends.get(k, []):
+                    if buf in tile_bufs:
+                        arena.free(buf)
 
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
                  region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]]) -> None:
@@ -422,7 +438,19 @@ class _Stream:
     """One stream stage run (see :mod:`tinypatch.planning.stream`): per row strip, the stage's
     step table (:func:`~tinypatch.planning.stream.column_steps`, the same one the generated C
     walks): each step one op computing one column into its window buffer (the last op: into
-    the stage output), or one window buffer sliding its kept columns to the front."""
+    the stage output), or one window buffer sliding its kept columns to the front.
+
+    Batched (the executor's default, where every op computes a contiguous run of columns whose
+    input windows touch): like strips (same rows per op, paddings and relative reads) compute
+    each op's whole row of columns in one kernel call for all of them, from the stage input read
+    out of the arena, which gives the column-by-column values (a kernel's output column depends
+    only on its input window, padded only at the image border). The first strip of each group
+    then walks the step table moving those columns through the window buffers, and every read
+    of a window buffer is compared with the columns the op needs (a wrong slide or slot raises
+    PlanError). The other strips of the group claim, write and read the same window-buffer bytes
+    in the same order with no buffer freed in between, so the first strip's checks and touched
+    bytes are theirs; their reads of the stage input and writes of the stage output are recorded.
+    """
 
     def __init__(self, ex: PlanExecutor, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling,
                  full_out: np.ndarray) -> None:
@@ -433,30 +461,131 @@ class _Stream:
         for k in st.info.tile_ops:
             maps = [m for m in column_maps(ex.graph, k) or [] if m is not None]
             self.window[k] = maps[0] if maps and maps[0].kind == "window" else None
+        self.rows = self._rows() if ex.batch else None
+
+    def _rows(self) -> dict[int, tuple[int, int, int, int, int]] | None:
+        """Op -> (first output column, input columns lo, hi, left and right padding) of its
+        whole-row computation, or None when some op computes columns with gaps between them."""
+        g = self.ex.graph
+        computes: dict[int, list[tuple[int, ...]]] = {k: [] for k in self.st.info.tile_ops}
+        for step in self.steps:
+            if not step[STEP_KEEP]:
+                computes[step[STEP_OP]].append(step)
+        last = self.st.info.tile_ops[-1]
+        first = {last: 0}  # op -> the first column it computes (its consumer's first input column)
+        for k, cs in computes.items():
+            if not cs or any(b[STEP_LO] > a[STEP_HI] or b[STEP_LO] >= b[STEP_HI] for a, b in zip(cs, cs[1:])):
+                return None
+            for t in g.ops[k].inputs:
+                if t in self.st.rings:
+                    p = self.producers[t]
+                    if len(computes[p]) != cs[-1][STEP_HI] - cs[0][STEP_LO]:
+                        return None
+                    first[p] = cs[0][STEP_LO]
+        out = {}
+        for k, cs in computes.items():
+            lo, hi, m = cs[0][STEP_LO], cs[-1][STEP_HI], self.window[k]
+            right = m.extent - cs[-1][STEP_PAD] - (cs[-1][STEP_HI] - cs[-1][STEP_LO]) if m is not None else 0
+            out[k] = (first[k], lo, hi, cs[0][STEP_PAD] if m is not None else 0, right)
+        return out
+
+    def _signature(self, spans: dict[int, OpSpan]) -> tuple | None:
+        """What makes a strip batchable with others: per op its rows, paddings and reads (relative
+        to the producer's rows inside the stage, or how many rows of a full-size tensor). None: an
+        op computes only part of its rows, or none."""
+        g, sig = self.ex.graph, []
+        for k in self.st.info.tile_ops:
+            sh = spans[k]
+            if sh.out != sh.need or sh.need[0] >= sh.need[1]:
+                return None
+            reads = []
+            for t, rh in zip(g.ops[k].inputs, sh.reads):
+                if rh is None or g.tensors[t].is_const:
+                    reads.append(None)
+                elif t in self.st.rings:
+                    r0 = spans[self.producers[t]].need[0]
+                    reads.append((rh[0] - r0, rh[1] - r0))
+                else:
+                    reads.append((rh[1] - rh[0],))
+            sig.append((sh.need[1] - sh.need[0], sh.pads, tuple(reads)))
+        return tuple(sig)
 
     def run(self) -> None:
         g, st, ex = self.ex.graph, self.st, self.ex
         for k in st.info.tile_ops[:-1]:  # window buffers live across the whole stage
             buf = ex.buffer_of[g.ops[k].outputs[0]]
             self.arena.alloc(buf, ex.placement.offsets[buf], ex.placement.sizes[buf])
-        for spans in st.h.spans:
-            views = {}
-            for k in st.info.tile_ops[:-1]:
-                t = g.tensors[g.ops[k].outputs[0]]
-                rows = spans[k].need[1] - spans[k].need[0]
-                views[t.name] = self.arena.view(ex.buffer_of[t.name], (1, rows, st.rings[t.name], t.shape[3]),
-                                                t.np_dtype)
-            for step in self.steps:
-                k = step[STEP_OP]
-                if step[STEP_KEEP]:  # slide: kept columns to the front
-                    view, keep, shift = views[g.ops[k].outputs[0]], step[STEP_KEEP], step[STEP_SHIFT]
-                    view[:, :, :keep] = self.arena.read(view[:, :, shift: shift + keep]).copy()
-                    self.arena.wrote(view[:, :, :keep])
-                elif spans[k].out[0] < spans[k].out[1]:
-                    self.compute(k, step, spans, views)
+        groups: dict[tuple, list[int]] = {}
+        if self.rows is not None:
+            for s, spans in enumerate(st.h.spans):
+                sig = self._signature(spans)
+                if sig is not None:
+                    groups.setdefault(sig, []).append(s)
+        batch = {s: (group, n) for group, strips in enumerate(groups.values()) for n, s in enumerate(strips)}
+        values: dict[int, dict[str, np.ndarray]] = {}  # group -> its op outputs
+        for s, spans in enumerate(st.h.spans):
+            if s not in batch:
+                self.walk(spans, None, 0)
+                continue
+            group, n = batch[s]
+            if n == 0:  # the group's first strip: compute the group, then walk the step table once
+                values[group] = self.compute_rows(list(groups.values())[group])
+                self.walk(spans, values[group], 0)
+            else:
+                sh = spans[st.info.tile_ops[-1]]
+                dst = self.full_out[:, sh.out[0]: sh.out[1]]
+                dst[...] = values[group][g.ops[st.info.tile_ops[-1]].outputs[0]][n: n + 1]
+                self.arena.wrote(dst)
 
-    def compute(self, k: int, step: tuple[int, ...], spans: dict[int, OpSpan], views: dict[str, np.ndarray]) -> None:
-        """A compute step: op k's column ``step[STEP_DST]`` over the strip's rows."""
+    def compute_rows(self, strips: list[int]) -> dict[str, np.ndarray]:
+        """Every op's whole row of columns for ``strips`` (like strips), stacked along the batch axis."""
+        g, st, rows = self.ex.graph, self.st, self.rows
+        assert rows is not None
+        values: dict[str, np.ndarray] = {}
+        for k in st.info.tile_ops:
+            op = g.ops[k]
+            sh = st.h.spans[strips[0]][k]
+            _, lo, hi, left, right = rows[k]
+            args = []
+            for n, (t, rh) in enumerate(zip(op.inputs, sh.reads)):
+                if rh is None or g.tensors[t].is_const:
+                    args.append(g.tensors[t].data if t else None)
+                elif t in values:
+                    p = self.producers[t]
+                    r0, c0 = st.h.spans[strips[0]][p].need[0], rows[p][0]
+                    args.append(values[t][:, rh[0] - r0: rh[1] - r0, lo - c0: hi - c0])
+                else:
+                    full = self.ex._get(self.arena, self.outside, t)
+                    args.append(np.concatenate([self.arena.read(full[:, a[0]: a[1], lo:hi], t) for a in
+                                                (st.h.spans[s][k].reads[n] for s in strips)]))
+            values[op.outputs[0]] = self.ex.kernels[k](args, (*sh.pads, left, right))[0]
+        return values
+
+    def walk(self, spans: dict[int, OpSpan], values: dict[str, np.ndarray] | None, n: int) -> None:
+        """One strip's step table: ops computing columns (``values`` None), or moving the columns of
+        strip ``n`` of ``values`` through the window buffers, checking what each step reads."""
+        g, st = self.ex.graph, self.st
+        views = {}
+        for k in st.info.tile_ops[:-1]:
+            t = g.tensors[g.ops[k].outputs[0]]
+            rows = spans[k].need[1] - spans[k].need[0]
+            views[t.name] = self.arena.view(self.ex.buffer_of[t.name], (1, rows, st.rings[t.name], t.shape[3]),
+                                            t.np_dtype)
+        done = dict.fromkeys(st.info.tile_ops, 0)  # columns each op has computed so far
+        for step in self.steps:
+            k = step[STEP_OP]
+            if step[STEP_KEEP]:  # slide: kept columns to the front
+                view, keep, shift = views[g.ops[k].outputs[0]], step[STEP_KEEP], step[STEP_SHIFT]
+                view[:, :, :keep] = self.arena.read(view[:, :, shift: shift + keep]).copy()
+                self.arena.wrote(view[:, :, :keep])
+            elif spans[k].out[0] < spans[k].out[1]:
+                self.compute(k, step, spans, views, values, n, done[k])
+                done[k] += 1
+
+    def compute(self, k: int, step: tuple[int, ...], spans: dict[int, OpSpan], views: dict[str, np.ndarray],
+                values: dict[str, np.ndarray] | None, n: int, col: int) -> None:
+        """A compute step: op k's column ``step[STEP_DST]`` over the strip's rows (its ``col``-th
+        column, taken from ``values`` when given)."""
         g = self.ex.graph
         op = g.ops[k]
         sh = spans[k]
@@ -466,15 +595,24 @@ class _Stream:
             if rh is None or g.tensors[t].is_const:
                 args.append(g.tensors[t].data if t else None)
             elif t in views:  # a window buffer holds the consumer's columns from its column 0
-                r0 = spans[self.producers[t]].need[0]
-                args.append(self.arena.read(views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo], t))
+                p = self.producers[t]
+                r0 = spans[p].need[0]
+                got = self.arena.read(views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo], t)
+                if values is not None:
+                    c0 = self.rows[p][0]  # type: ignore[index]
+                    if not np.array_equal(got[0], values[t][n, rh[0] - r0: rh[1] - r0, lo - c0: hi - c0]):
+                        raise PlanError(f"stream stage: the window buffer of {t!r} does not hold columns "
+                                        f"[{lo}, {hi}) when op {k} reads them")
+                args.append(got)
             else:
                 args.append(self.arena.read(self.ex._get(self.arena, self.outside, t)[:, rh[0]: rh[1], lo:hi], t))
-        m = self.window[k]  # one output column reads before + (hi - lo) + after = the window's extent
-        wpads = (step[STEP_PAD], m.extent - step[STEP_PAD] - (hi - lo)) if m is not None else (0, 0)
-        value = self.ex.kernels[k](args, (*sh.pads, *wpads))[0]
         name = op.outputs[0]
+        if values is not None:
+            value = values[name][n: n + 1, :, col: col + 1]
+        else:
+            m = self.window[k]  # one output column reads before + (hi - lo) + after = the window's extent
+            wpads = (step[STEP_PAD], m.extent - step[STEP_PAD] - (hi - lo)) if m is not None else (0, 0)
+            value = self.ex.kernels[k](args, (*sh.pads, *wpads))[0]
         dst = views[name] if name in views else self.full_out[:, sh.out[0]: sh.out[1]]
         dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
         self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
-

@@ -12,8 +12,9 @@ Claims are rounded up to the arena's alignment, as a C arena reserves aligned sl
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from tinypatch.errors import PlanError
 
@@ -28,6 +29,7 @@ class Arena:
         self.valid = np.zeros(size, bool)  # written and not freed since
         self.touched = np.zeros(size, bool)  # ever read or written
         self.live: dict[str, tuple[int, int]] = {}
+        self._base = self.memory.__array_interface__["data"][0]
 
     @property
     def touched_high_water(self) -> int:
@@ -58,17 +60,17 @@ class Arena:
         if name not in self.live:
             raise PlanError(f"buffer {name!r} is not live (freed or never allocated)")
         offset, nbytes = self.live[name]
-        count = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        count = math.prod(shape) * np.dtype(dtype).itemsize
         if count > nbytes:
             raise PlanError(f"buffer {name!r} holds {nbytes} bytes, {count} requested")
         return self.memory[offset: offset + count].view(dtype).reshape(shape)
 
     def _bytes(self, mask: np.ndarray, arr: np.ndarray) -> np.ndarray | None:
         """``mask`` seen at the bytes ``arr`` covers (None: ``arr`` is empty or not in the arena)."""
-        if arr.size == 0 or not np.may_share_memory(arr, self.memory):
+        start = arr.__array_interface__["data"][0] - self._base
+        if arr.size == 0 or not 0 <= start < self.size:
             return None
-        start = arr.__array_interface__["data"][0] - self.memory.__array_interface__["data"][0]
-        return as_strided(mask[start:], arr.shape + (arr.itemsize,), arr.strides + (1,), writeable=True)
+        return np.ndarray(arr.shape + (arr.itemsize,), bool, mask, start, arr.strides + (1,))
 
     def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
         """Record a read of ``arr`` (a view into the arena, or any other array); every byte must
@@ -77,7 +79,7 @@ class Arena:
         if valid is None:
             return arr
         if not valid.all():
-            start = arr.__array_interface__["data"][0] - self.memory.__array_interface__["data"][0]
+            start = arr.__array_interface__["data"][0] - self._base
             raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
         self._bytes(self.touched, arr)[...] = True  # type: ignore[index]
         return arr
