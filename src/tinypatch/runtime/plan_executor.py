@@ -199,8 +199,7 @@ class PlanExecutor:
         held: dict[str, tuple[np.ndarray, int, int]] = {}  # tensor -> (region array, row0, col0)
         kept: dict[str, tuple[np.ndarray, int, int]] = {}  # cached tensor -> its last non-empty region
         # mixed precision classifies and lowers each tile as it runs: no batched tiles then
-        batched = self._batched(arena, outside, st) if sums is None and not persistent and not self.mixed \
-            and self.batch else {}
+        batched = self._batched(arena, outside, st) if not persistent and not self.mixed and self.batch else {}
         accounted: set[int] = set()  # groups of like tiles whose first tile claimed its tile buffers
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
@@ -208,7 +207,8 @@ class PlanExecutor:
                     self.mixed.begin_tile(st.stage.start)
                 if (i, j) in batched:  # computed with its like tiles: store its values as the tile would
                     values, group = batched[(i, j)]
-                    self._store_tile(arena, outside, st, i, j, values, full_out, tile_bufs, group not in accounted)
+                    self._store_tile(arena, outside, st, i, j, values, full_out, tile_bufs, group not in accounted,
+                                     sums)
                     accounted.add(group)
                     continue
                 for k in st.info.tile_ops:
@@ -312,7 +312,8 @@ class PlanExecutor:
         return values
 
     def _store_tile(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int, j: int,
-                    values: dict[str, np.ndarray], full_out: np.ndarray, tile_bufs: set[str], local: bool) -> None:
+                    values: dict[str, np.ndarray], full_out: np.ndarray, tile_bufs: set[str], local: bool,
+                    sums: np.ndarray | None) -> None:
         """Tile (i, j) computed in a batch: its regions claimed, read, written and freed as in the tile
         loop (the arena checks and touched bytes stay those of the tile-by-tile run).
 
@@ -333,6 +334,9 @@ class PlanExecutor:
                 held[name] = (region, sh.need[0], sw.need[0])
             else:
                 held[name] = (values[name], sh.need[0], sw.need[0])  # not in the arena: nothing recorded
+                if sums is not None and name == st.info.tiled:
+                    sums += values[name].sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+                    arena.read(sums)
                 continue
             for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
                 if rh is None or rw is None:
@@ -344,6 +348,10 @@ class PlanExecutor:
                     arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
             region[...] = values[name]
             arena.wrote(region)
+            if sums is not None and name == st.info.tiled:
+                sums += arena.read(region, name).sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+                arena.read(sums)
+                arena.free(self.buffer_of[name])
             if local:
                 for buf in self.ends.get(k, []):
                     if buf in tile_bufs:
