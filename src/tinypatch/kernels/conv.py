@@ -25,7 +25,13 @@ from tinypatch.kernels.base import (
     saturate_int8,
     window_slices,
 )
-from tinypatch.kernels.fixedpoint import multiply_by_quantized_multiplier, quantize_multipliers, wrap32
+from tinypatch.kernels.fixedpoint import (
+    float_requantizer,
+    multiply_by_quantized_multiplier,
+    quantize_multipliers,
+    requantize_float64,
+    wrap32,
+)
 from tinypatch.kernels.onnxruntime import conv_scale, im2col_block_k, requantize_float, sgemm
 
 
@@ -78,6 +84,17 @@ class _ConvBase(SpatialOp):
         """The filter as [cout, taps] (one row of weights per output channel)."""
         raise NotImplementedError
 
+    def _prepare_requant(self) -> None:
+        """The float64 requantization (:func:`float_requantizer`), and whether it is exact for every
+        accumulator plus bias the op can produce (|bias| + 255 * sum |w| per channel); where it is
+        not, each call checks its own accumulators against the limit."""
+        self.requant = None
+        if self.quantized and not self.ort:
+            self.requant = float_requantizer(self.multiplier, self.shift)
+            self.bias_f = self.bias.astype(np.float64)
+            bound = np.abs(self.bias) + 255 * np.abs(self.channel_weights().astype(np.int64)).sum(axis=1)
+            self.requant_always = self.requant is not None and float(bound.max(initial=0)) < self.requant[2]
+
     @property
     def _fits32(self) -> bool:
         """Does every accumulator plus bias stay in int32 (|bias| + 255 * sum |w| < 2^31)?"""
@@ -116,6 +133,11 @@ class _ConvBase(SpatialOp):
         """Requantize (int8) or activate (float) an accumulator [..., cout]."""
         if not self.quantized:
             return activation_float((acc + self.bias).astype(np.float32), self.act)
+        if self.requant is not None:
+            z = acc + self.bias_f
+            if self.requant_always or np.abs(z).max(initial=0.0) < self.requant[2]:
+                y = requantize_float64(z, *self.requant[:2])
+                return np.clip(y + self.out_zp, self.act_min, self.act_max).astype(np.int8)
         acc = acc.astype(np.int64) + self.bias
         if not self._fits32:  # the sum may leave int32: wrap it as C does
             acc = wrap32(acc)
@@ -149,6 +171,7 @@ class Conv2D(_ConvBase):
         worst = 255.0 * np.abs(w_mat).sum(axis=0).max(initial=0.0)
         self.gemm_dtype = np.float32 if self.quantized and worst < 2.0**24 else np.float64
         self.w_mat = np.ascontiguousarray(w_mat.astype(self.gemm_dtype))
+        self._prepare_requant()
 
     def channel_weights(self) -> np.ndarray:
         return self.weights.reshape(self.cout, -1)
@@ -187,6 +210,7 @@ class DepthwiseConv2D(_ConvBase):
         exact32 = self.quantized and 255 * np.abs(w.astype(np.int64)).sum(axis=(0, 1)).max(initial=0) < 2**24
         self.acc_dtype = np.float32 if exact32 else np.int64 if self.quantized else np.float64
         self.taps = w.astype(self.acc_dtype)
+        self._prepare_requant()
 
     def channel_weights(self) -> np.ndarray:
         return self.weights[0].reshape(-1, self.cout).T
