@@ -1,8 +1,8 @@
 """The plan executor's batched paths (like recompute tiles in one kernel call per op, like stream
-strips computed row-wide) against its tile-by-tile / column-by-column run (``batch=False``):
-the same output bytes and the same simulated arena at the end (every byte's value, validity and
-touched flag), so the measured high-water mark is the same; and a wrong window-buffer slot is
-caught by the batched stream walk."""
+strips computed row-wide, cached stages computed a tile row at a time) against its tile-by-tile /
+column-by-column run (``batch=False``): the same output bytes and the same simulated arena at the
+end (every byte's value, validity and touched flag), so the measured high-water mark is the same;
+and a wrong window-buffer slot or a stale cached part is caught by the batched walks."""
 
 from __future__ import annotations
 
@@ -88,6 +88,28 @@ def test_recompute_tiles_into_an_average_match_the_tile_loop():
     assert_batched_same(g, _plan(g, [stage]), _input(g))
 
 
+@pytest.mark.parametrize("mode", ["cache_w", "cache"])
+@pytest.mark.parametrize("grid", [(4, 3), (5, 1), (1, 4)])
+def test_cached_stages_match_the_tile_loop(mode, grid):
+    g = _chain()
+    stage = Stage(0, 5, split_even(10, grid[0]), split_even(10, grid[1]), {k: mode for k in range(4)})
+    assert_batched_same(g, _plan(g, [stage]), _input(g))
+
+
+def test_a_stale_line_buffer_is_caught(monkeypatch):
+    """The band path checks what every tile reads from its cached parts: a line buffer saved for
+    the second tile row only (valid but stale bytes from then on) is a PlanError."""
+    g = _chain()
+    stage = Stage(0, 5, split_even(10, 4), split_even(10, 3), {k: "cache" for k in range(4)})
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))
+    ex([_input(g)])
+    save = ex._save_lines
+    monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, j, region: save(arena, st_, k, i, j, region)
+                        if i == 0 else None)
+    with pytest.raises(PlanError, match="reads wrong bytes"):
+        ex([_input(g)])
+
+
 @pytest.mark.parametrize("end,rows", [(5, [0, 3, 5, 7, 10]), (3, [0, 1, 2, 5, 8, 11, 14, 17, 20]), (4, [0, 10])])
 def test_like_stream_strips_match_the_column_walk(end, rows):
     g = _chain()
@@ -123,7 +145,8 @@ def _case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
     if draw(st.booleans()) and e - s >= 2:
         stage = Stage(s, e, rows, list(range(w + 1)), {k: "stream" for k in range(s, e - 1)})
     else:
-        stage = Stage(s, e, rows, split_even(w, draw(st.integers(1, w))))
+        mode = draw(st.sampled_from(["recompute", "cache_w", "cache"]))
+        stage = Stage(s, e, rows, split_even(w, draw(st.integers(1, w))), {k: mode for k in range(s, e - 1)})
     plan = _plan(graph, [stage], draw(st.booleans()))
     try:
         check_plan(graph, plan)
@@ -132,7 +155,7 @@ def _case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
     return graph, x, plan
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(_case())
 def test_random_batched_stages_match_the_tile_loop(case):

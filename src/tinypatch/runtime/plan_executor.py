@@ -201,7 +201,14 @@ class PlanExecutor:
         # mixed precision classifies and lowers each tile as it runs: no batched tiles then
         batched = self._batched(arena, outside, st) if not persistent and not self.mixed and self.batch else {}
         accounted: set[int] = set()  # groups of like tiles whose first tile claimed its tile buffers
+        cols = self._band_columns(st) if persistent and not self.mixed and self.batch else None
+        shadow: dict[str, np.ndarray] | None = None  # band path: each op's output, filled tile row by tile row
+        if cols is not None:
+            shadow = {g.ops[k].outputs[0]: np.zeros(g.tensors[g.ops[k].outputs[0]].shape,
+                                                    g.tensors[g.ops[k].outputs[0]].np_dtype) for k in st.info.tile_ops}
         for i in range(st.stage.grid[0]):
+            if shadow is not None:
+                self._band(arena, outside, st, i, cols, shadow)  # type: ignore[arg-type]
             for j in range(st.stage.grid[1]):
                 if self.mixed:
                     self.mixed.begin_tile(st.stage.start)
@@ -221,7 +228,7 @@ class PlanExecutor:
                         region = self._region(arena, st, k, i, j, kept)
                         held[name] = (region, sh.need[0], sw.need[0])
                     if sh.out[0] < sh.out[1] and sw.out[0] < sw.out[1]:  # else all of it was cached
-                        self._compute(arena, outside, st, k, i, j, region, held)
+                        self._compute(arena, outside, st, k, i, j, region, held, shadow)
                     if st.cached(k) and region.size:  # an empty region leaves the buffer as it was
                         kept[name] = held[name]
                         if st.line_buffer(k):
@@ -357,9 +364,58 @@ class PlanExecutor:
                     if buf in tile_bufs:
                         arena.free(buf)
 
+    def _band_columns(self, st: StageTiling) -> dict[int, tuple[tuple[int, int], tuple[int, int], list]] | None:
+        """For the band path of a cached stage: op -> (its output columns, (left, right) padding, the
+        columns read from each input) when computing a tile row at once, or None where that would
+        not compute exactly the tiles' fresh pixels (fresh columns overlapping or with gaps between
+        tiles) or an op's kernel does not batch or works in NCHW."""
+        g = self.graph
+        out = {}
+        for k in st.info.tile_ops:
+            op = g.ops[k]
+            if not op_def(op.type).batches or reads_nchw(g, op) or writes_nchw(g, op):
+                return None
+            spans = [s[k] for s in st.w.spans if s[k].out[0] < s[k].out[1]]
+            if not spans:
+                return None
+            for a, b in zip(spans, spans[1:]):
+                if a.out[1] != b.out[0] or any(ra is not None and rb[0] < ra[0] for ra, rb in zip(a.reads, b.reads)):
+                    return None
+            reads = [None if r is None else (r[0], spans[-1].reads[n][1]) for n, r in enumerate(spans[0].reads)]
+            out[k] = ((spans[0].out[0], spans[-1].out[1]), (spans[0].pads[0], spans[-1].pads[1]), reads)
+        return out
+
+    def _band(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int,
+              cols: dict[int, tuple[tuple[int, int], tuple[int, int], list]], shadow: dict[str, np.ndarray]) -> None:
+        """The fresh rows of tile row i of every op of a cached stage, all its columns in one kernel
+        call per op, into ``shadow``: the pixels the row's tiles compute (a kernel's output pixel
+        depends only on its input window, padded only at the image border)."""
+        g = self.graph
+        for k in st.info.tile_ops:
+            op = g.ops[k]
+            sh = st.h.spans[i][k]
+            if sh.out[0] >= sh.out[1]:
+                continue
+            (c0, c1), wpads, reads = cols[k]
+            args = []
+            for t, rh, rw in zip(op.inputs, sh.reads, reads):
+                if rh is None or rw is None:
+                    args.append(g.tensors[t].data if t else None)
+                else:
+                    src = shadow[t] if t in shadow else self._get(arena, outside, t)  # checked when the tiles read it
+                    args.append(src[:, rh[0]: rh[1], rw[0]: rw[1]])
+            value = self.kernels[k](args, (*sh.pads, *wpads))[0]
+            if value.shape[1:3] != (sh.out[1] - sh.out[0], c1 - c0):
+                raise PlanError(f"op {k}: a band of tile row {i} computed {value.shape[1:3]}, its tiles "
+                                f"{(sh.out[1] - sh.out[0], c1 - c0)}")
+            shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], c0:c1] = value
+
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
-                 region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]]) -> None:
-        """Run op k on the fresh part of tile (i, j) and write it into ``region``."""
+                 region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]],
+                 shadow: dict[str, np.ndarray] | None = None) -> None:
+        """Run op k on the fresh part of tile (i, j) and write it into ``region``; with ``shadow``
+        (the band path) take the fresh part from there instead, after checking that every byte the
+        tile reads from a stage buffer (its cached parts, line buffers included) is what op k needs."""
         g = self.graph
         op = g.ops[k]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
@@ -369,13 +425,19 @@ class PlanExecutor:
                 args.append(g.tensors[t].data if t else None)
             elif t in held:
                 arr, r0, c0 = held[t]
-                args.append(arena.read(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0], t))
+                got = arena.read(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0], t)
+                if shadow is not None and not np.array_equal(got, shadow[t][:, rh[0]: rh[1], rw[0]: rw[1]]):
+                    raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} reads wrong "
+                                    f"bytes of {t!r} (a cached part or line buffer out of step)")
+                args.append(got)
             elif reads_nchw(g, op):
                 args.append(arena.read(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]], t))
             else:
                 piece = arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
                 args.append(self.mixed.read(t, piece) if self.mixed else piece)
-        if op_def(op.type).gather:  # resizes, transpose conv: the kernel computes the window itself
+        if shadow is not None:
+            value = shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]
+        elif op_def(op.type).gather:  # resizes, transpose conv: the kernel computes the window itself
             p = next(p for p, r in enumerate(sh.reads) if r is not None)
             value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:
