@@ -2,8 +2,9 @@
 (BUILTIN_REF, one thread), our whole-image executor, and the plan executor on each plan kind of
 the model's `tinypatch plan` front: the default (chosen) plan, the least-peak plan and the
 least-peak plan with a stream stage (when the front has one; kinds that name the same plan are
-run once). `python benchmarks/host_speed.py [--repeat N] [MODEL ...]`. Everything is prepared
-once; the median of N interleaved runs is printed (ms), with each ratio taken in the same run."""
+run once), with each plan's MACs over layer by layer's. `python benchmarks/host_speed.py
+[--repeat N] [MODEL ...]`. Everything is prepared once; the median of N interleaved runs is
+printed (ms), with each ratio taken in the same run."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from tinypatch import api, load
 from tinypatch.assets import assets_dir
+from tinypatch.planning.check import check_plan
+from tinypatch.planning.cost import plan_macs
 from tinypatch.planning.plan import STREAM, Plan
 from tinypatch.runtime.executor import executor_for
 from tinypatch.runtime.inputs import model_inputs
@@ -50,6 +53,12 @@ def plan_kinds(model: str) -> dict[str, Plan]:
     return out
 
 
+def mac_ratio(graph: object, plan: Plan) -> float:
+    """The plan's MACs over layer by layer's (recomputed halos make it more than 1)."""
+    macs, _, base = plan_macs(graph, check_plan(graph, plan))  # type: ignore[arg-type]
+    return macs / base if base else 1.0
+
+
 def describe(plan: Plan) -> str:
     if not plan.stages:
         return "layer by layer"
@@ -65,8 +74,8 @@ def main() -> None:
     assets = assets_dir()
     models = args.models or ([str(m) for m in sorted((assets / "models").glob("*.tflite"))] if assets else [])
     print(f"median of {args.repeat} interleaved runs, ms\n\n"
-          "| model | LiteRT ref | whole-image | whole / LiteRT | plan kind | plan | planned | planned / whole |\n"
-          "|---|---|---|---|---|---|---|---|")
+          "| model | LiteRT ref | whole-image | whole / LiteRT | plan kind | plan | MACs / whole | planned | planned / whole |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for m in models:
         graph = load(m)
         x = model_inputs(graph, None)
@@ -89,7 +98,8 @@ def main() -> None:
         ratio = f"{ms['whole'] / ms['litert']:.2f}x" if callable(litert) else ""
         for n, (kind, plan) in enumerate(plans.items()):
             head = f"| {graph.name} | {ref} | {ms['whole']:,.2f} | {ratio} " if n == 0 else "| | | | "
-            print(f"{head}| {kind} | {describe(plan)} | {ms[kind]:,.2f} | {ms[kind] / ms['whole']:.2f}x |",
+            print(f"{head}| {kind} | {describe(plan)} | {mac_ratio(graph, plan):.2f}x | {ms[kind]:,.2f} "
+                  f"| {ms[kind] / ms['whole']:.2f}x |",
                   flush=True)
 
 

@@ -20,6 +20,7 @@ from tinypatch.kernels.base import (
     SpatialOp,
     activation_float,
     activation_range_quantized,
+    centered_padded,
     pad_hw,
     register,
     saturate_int8,
@@ -110,10 +111,6 @@ class _ConvBase(SpatialOp):
         return (self.quantized and self.dilation == (1, 1) and getattr(self, "depth_multiplier", 1) == 1
                 and requant_bound_ok(self.bias, self.shift, self.channel_weights()))
 
-    def _centered(self, x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-        """Input minus its zero point, in a float type that holds it exactly."""
-        return x.astype(dtype) - dtype(self.in_zp)
-
     def _float_inputs(self, x: np.ndarray) -> np.ndarray:
         """DequantizeLinear of the input (float32 values held in float64)."""
         return ((x.astype(np.int64) - self.in_zp).astype(np.float32) * np.float32(self.in_scale)).astype(np.float64)
@@ -180,7 +177,8 @@ class Conv2D(_ConvBase):
         x = inputs[0]
         pads, (oh, ow) = self.geometry(x, pads)
         float_path = self.ort and self.float_op
-        xp = pad_hw(self._float_inputs(x) if float_path else self._centered(x, self.gemm_dtype), pads, 0.0)
+        xp = pad_hw(self._float_inputs(x), pads, 0.0) if float_path else \
+            centered_padded(x, self.in_zp, pads, self.gemm_dtype)
         n = x.shape[0]
         if self.kernel_hw == (1, 1) and self.stride == (1, 1) and xp.shape[1:3] == (oh, ow):
             cols = xp.reshape(-1, self.cin)
@@ -219,20 +217,20 @@ class DepthwiseConv2D(_ConvBase):
         x = inputs[0]
         pads, (oh, ow) = self.geometry(x, pads)
         float_path = self.ort and self.float_op
-        if float_path:
-            xc = self._float_inputs(x)
+        if float_path or self.depth_multiplier != 1:
+            xc = self._float_inputs(x) if float_path else x.astype(self.acc_dtype) - self.acc_dtype(self.in_zp)
+            if self.depth_multiplier != 1:  # output channel ic * m + k reads input channel ic
+                xc = np.repeat(xc, self.depth_multiplier, axis=3)
+            xp = pad_hw(xc, pads, 0)
         else:
-            xc = x.astype(self.acc_dtype) - self.acc_dtype(self.in_zp if self.quantized else 0)
-        if self.depth_multiplier != 1:  # output channel ic * m + k reads input channel ic
-            xc = np.repeat(xc, self.depth_multiplier, axis=3)
-        xp = pad_hw(xc, pads, 0)
+            xp = centered_padded(x, self.in_zp, pads, self.acc_dtype)
         if float_path:  # an FMA chain over the taps in float32, per output
             taps = self._float_weights(self.taps, 2).astype(np.float32)
             acc32 = np.zeros((x.shape[0], oh, ow, self.cout), np.float32)
             for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
                 acc32 = (acc32.astype(np.float64) + view * taps[i, j].astype(np.float64)).astype(np.float32)
             return self._finish_float(acc32)
-        acc = np.zeros((x.shape[0], oh, ow, self.cout), xc.dtype)
+        acc = np.zeros((x.shape[0], oh, ow, self.cout), xp.dtype)
         for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
             acc += view * self.taps[i, j]
         return self._finish(acc)

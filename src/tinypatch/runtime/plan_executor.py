@@ -510,8 +510,8 @@ class _Stream:
     walks): each step one op computing one column into its window buffer (the last op: into
     the stage output), or one window buffer sliding its kept columns to the front.
 
-    Batched (the executor's default, where every op computes a contiguous run of columns whose
-    input windows touch): like strips (same rows per op, paddings and relative reads) compute
+    Batched (the executor's default, where every op's kernel batches and computes a contiguous
+    run of columns whose input windows touch): like strips (same rows per op, paddings and relative reads) compute
     each op's whole row of columns in one kernel call for all of them, from the stage input read
     out of the arena, which gives the column-by-column values (a kernel's output column depends
     only on its input window, padded only at the image border). The first strip of each group
@@ -535,8 +535,12 @@ class _Stream:
 
     def _rows(self) -> dict[int, tuple[int, int, int, int, int]] | None:
         """Op -> (first output column, input columns lo, hi, left and right padding) of its
-        whole-row computation, or None when some op computes columns with gaps between them."""
+        whole-row computation, or None when some op computes columns with gaps between them or
+        its kernel does not batch (see :meth:`PlanExecutor._signature`)."""
         g = self.ex.graph
+        if any(not op_def(g.ops[k].type).batches or reads_nchw(g, g.ops[k]) or writes_nchw(g, g.ops[k])
+               for k in self.st.info.tile_ops):
+            return None
         computes: dict[int, list[tuple[int, ...]]] = {k: [] for k in self.st.info.tile_ops}
         for step in self.steps:
             if not step[STEP_KEEP]:
