@@ -89,6 +89,9 @@ class PlanExecutor:
             st.stage.start: {self.buffer_of[t] for t in st.info.internal
                              if t in self.buffer_of and not st.cached(producers[t])}
             for st in self.buffers.tilings}
+        self.streams = {st.stage.start: _Stream(self, st) for st in self.buffers.tilings if st.stream}
+        self.tile_groups: dict[int, list[list[tuple[int, int]]]] = {}  # stage -> like recompute tiles
+        self.band_columns: dict[int, dict | None] = {}  # stage -> its band path geometry (None: tile by tile)
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -177,7 +180,7 @@ class PlanExecutor:
         if writes_nchw(g, g.ops[st.info.ops[-1]]):  # a trailing TRANSPOSE: tiles write the NCHW output seen as NHWC
             full_out = full_out.transpose(0, 2, 3, 1)
         if st.stream:
-            _Stream(self, arena, outside, st, full_out).run()
+            self.streams[st.stage.start].run(arena, outside, full_out)
             return
         tile_bufs = self.tile_buffers[st.stage.start]
         sums = None
@@ -201,7 +204,9 @@ class PlanExecutor:
         # mixed precision classifies and lowers each tile as it runs: no batched tiles then
         batched = self._batched(arena, outside, st) if not persistent and not self.mixed and self.batch else {}
         accounted: set[int] = set()  # groups of like tiles whose first tile claimed its tile buffers
-        cols = self._band_columns(st) if persistent and not self.mixed and self.batch else None
+        if st.stage.start not in self.band_columns:
+            self.band_columns[st.stage.start] = self._band_columns(st) if persistent and self.batch else None
+        cols = None if self.mixed else self.band_columns[st.stage.start]
         shadow: dict[str, np.ndarray] | None = None  # band path: each op's output, filled tile row by tile row
         if cols is not None:
             shadow = {g.ops[k].outputs[0]: np.zeros(g.tensors[g.ops[k].outputs[0]].shape,
@@ -279,14 +284,17 @@ class PlanExecutor:
                  st: StageTiling) -> dict[tuple[int, int], tuple[dict[str, np.ndarray], int]]:
         """Tile (i, j) -> (its op outputs, its group), for the tiles of a recompute stage that have
         like tiles (same signature: interior tiles), each group run as one batched kernel call per op."""
-        groups: dict[tuple, list[tuple[int, int]]] = {}
-        for i in range(st.stage.grid[0]):
-            for j in range(st.stage.grid[1]):
-                sig = self._signature(st, i, j)
-                if sig is not None:
-                    groups.setdefault(sig, []).append((i, j))
+        groups = self.tile_groups.get(st.stage.start)
+        if groups is None:  # the plan's, worked out on the first run
+            sigs: dict[tuple, list[tuple[int, int]]] = {}
+            for i in range(st.stage.grid[0]):
+                for j in range(st.stage.grid[1]):
+                    sig = self._signature(st, i, j)
+                    if sig is not None:
+                        sigs.setdefault(sig, []).append((i, j))
+            groups = self.tile_groups[st.stage.start] = list(sigs.values())
         out: dict[tuple[int, int], tuple[dict[str, np.ndarray], int]] = {}
-        for group, tiles in enumerate(groups.values()):
+        for group, tiles in enumerate(groups):
             if len(tiles) < 2:
                 continue
             values = self._run_batch(arena, outside, st, tiles)
@@ -522,16 +530,21 @@ class _Stream:
     bytes are theirs; their reads of the stage input and writes of the stage output are recorded.
     """
 
-    def __init__(self, ex: PlanExecutor, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling,
-                 full_out: np.ndarray) -> None:
-        self.ex, self.arena, self.outside, self.st, self.full_out = ex, arena, outside, st, full_out
-        self.producers = ex.graph.producers()
+    def __init__(self, ex: PlanExecutor, st: StageTiling) -> None:
+        self.ex, self.st = ex, st
+        self.producers = ex.producers
         self.steps = column_steps(ex.graph, st)
         self.window = {}  # op -> its column window map (None: point-wise)
         for k in st.info.tile_ops:
             maps = [m for m in column_maps(ex.graph, k) or [] if m is not None]
             self.window[k] = maps[0] if maps and maps[0].kind == "window" else None
         self.rows = self._rows() if ex.batch else None
+        self.groups: dict[tuple, list[int]] = {}  # like strips (batched), in order
+        if self.rows is not None:
+            for s, spans in enumerate(st.h.spans):
+                sig = self._signature(spans)
+                if sig is not None:
+                    self.groups.setdefault(sig, []).append(s)
 
     def _rows(self) -> dict[int, tuple[int, int, int, int, int]] | None:
         """Op -> (first output column, input columns lo, hi, left and right padding) of its
@@ -584,17 +597,14 @@ class _Stream:
             sig.append((sh.need[1] - sh.need[0], sh.pads, tuple(reads)))
         return tuple(sig)
 
-    def run(self) -> None:
+    def run(self, arena: Arena, outside: dict[str, np.ndarray], full_out: np.ndarray) -> None:
+        """Run the stage in ``arena`` (tensors outside it in ``outside``), writing ``full_out``."""
+        self.arena, self.outside, self.full_out = arena, outside, full_out
         g, st, ex = self.ex.graph, self.st, self.ex
         for k in st.info.tile_ops[:-1]:  # window buffers live across the whole stage
             buf = ex.buffer_of[g.ops[k].outputs[0]]
             self.arena.alloc(buf, ex.placement.offsets[buf], ex.placement.sizes[buf])
-        groups: dict[tuple, list[int]] = {}
-        if self.rows is not None:
-            for s, spans in enumerate(st.h.spans):
-                sig = self._signature(spans)
-                if sig is not None:
-                    groups.setdefault(sig, []).append(s)
+        groups = self.groups
         batch = {s: (group, n) for group, strips in enumerate(groups.values()) for n, s in enumerate(strips)}
         values: dict[int, dict[str, np.ndarray]] = {}  # group -> its op outputs
         for s, spans in enumerate(st.h.spans):

@@ -27,15 +27,14 @@ class Arena:
         self.alignment = alignment
         self.memory = np.full(size, POISON, np.uint8)
         self.valid = np.zeros(size, bool)  # written and not freed since
-        self.touched = np.zeros(size, bool)  # ever read or written
+        self._end = 0  # one past the highest byte read or written
         self.live: dict[str, tuple[int, int]] = {}
         self._base = self.memory.__array_interface__["data"][0]
 
     @property
     def touched_high_water(self) -> int:
         """One past the highest byte read or written (0 when none was)."""
-        hits = np.flatnonzero(self.touched)
-        return int(hits[-1]) + 1 if hits.size else 0
+        return self._end
 
     def alloc(self, name: str, offset: int, nbytes: int) -> None:
         """Claim ``[offset, offset + nbytes)`` for buffer ``name``."""
@@ -65,28 +64,32 @@ class Arena:
             raise PlanError(f"buffer {name!r} holds {nbytes} bytes, {count} requested")
         return self.memory[offset: offset + count].view(dtype).reshape(shape)
 
-    def _bytes(self, mask: np.ndarray, arr: np.ndarray) -> np.ndarray | None:
-        """``mask`` seen at the bytes ``arr`` covers (None: ``arr`` is empty or not in the arena)."""
+    def _bytes(self, arr: np.ndarray) -> tuple[np.ndarray, int] | None:
+        """:attr:`valid` seen at the bytes ``arr`` covers, and one past ``arr``'s last byte (None:
+        ``arr`` is empty or not in the arena)."""
         start = arr.__array_interface__["data"][0] - self._base
         if arr.size == 0 or not 0 <= start < self.size:
             return None
-        return np.ndarray(arr.shape + (arr.itemsize,), bool, mask, start, arr.strides + (1,))
+        end = start + arr.itemsize  # views step forward: the last element is the highest
+        for n, step in zip(arr.shape, arr.strides):
+            end += (n - 1) * step
+        return np.ndarray(arr.shape + (arr.itemsize,), bool, self.valid, start, arr.strides + (1,)), end
 
     def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
         """Record a read of ``arr`` (a view into the arena, or any other array); every byte must
         hold a value written since its buffer was last freed. Returns ``arr``."""
-        valid = self._bytes(self.valid, arr)
-        if valid is None:
+        got = self._bytes(arr)
+        if got is None:
             return arr
-        if not valid.all():
+        if not got[0].all():
             start = arr.__array_interface__["data"][0] - self._base
             raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
-        self._bytes(self.touched, arr)[...] = True  # type: ignore[index]
+        self._end = max(self._end, got[1])
         return arr
 
     def wrote(self, arr: np.ndarray) -> None:
         """Record that every byte of ``arr`` (a view into the arena) now holds a value."""
-        for mask in (self.valid, self.touched):
-            m = self._bytes(mask, arr)
-            if m is not None:
-                m[...] = True
+        got = self._bytes(arr)
+        if got is not None:
+            got[0][...] = True
+            self._end = max(self._end, got[1])
