@@ -89,6 +89,8 @@ class PlanExecutor:
             st.stage.start: {self.buffer_of[t] for t in st.info.internal
                              if t in self.buffer_of and not st.cached(producers[t])}
             for st in self.buffers.tilings}
+        # per op: (reads NCHW, writes NCHW, gathers): looked up once, not per tile
+        self.layout = [(reads_nchw(graph, op), writes_nchw(graph, op), op_def(op.type).gather) for op in graph.ops]
         self.streams = {st.stage.start: _Stream(self, st) for st in self.buffers.tilings if st.stream}
         self.tile_groups: dict[int, list[list[tuple[int, int]]]] = {}  # stage -> like recompute tiles
         self.band_columns: dict[int, dict | None] = {}  # stage -> its band path geometry (None: tile by tile)
@@ -426,6 +428,7 @@ class PlanExecutor:
         tile reads from a stage buffer (its cached parts, line buffers included) is what op k needs."""
         g = self.graph
         op = g.ops[k]
+        nchw_in, nchw_out, gather = self.layout[k]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
         args = []
         for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
@@ -438,19 +441,19 @@ class PlanExecutor:
                     raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} reads wrong "
                                     f"bytes of {t!r} (a cached part or line buffer out of step)")
                 args.append(got)
-            elif reads_nchw(g, op):
+            elif nchw_in:
                 args.append(arena.read(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]], t))
             else:
                 piece = arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
                 args.append(self.mixed.read(t, piece) if self.mixed else piece)
         if shadow is not None:
             value = shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]
-        elif op_def(op.type).gather:  # resizes, transpose conv: the kernel computes the window itself
+        elif gather:  # resizes, transpose conv: the kernel computes the window itself
             p = next(p for p, r in enumerate(sh.reads) if r is not None)
             value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
-        if writes_nchw(g, op):  # the NCHW tile goes into the output's NHWC view
+        if nchw_out:  # the NCHW tile goes into the output's NHWC view
             value = value.transpose(0, 2, 3, 1)
         if self.mixed:
             value = self.mixed.wrote(k, value, op.outputs[0] == st.info.output)
