@@ -213,9 +213,13 @@ class PlanExecutor:
         if cols is not None:
             shadow = {g.ops[k].outputs[0]: np.zeros(g.tensors[g.ops[k].outputs[0]].shape,
                                                     g.tensors[g.ops[k].outputs[0]].np_dtype) for k in st.info.tile_ops}
+        skip = self._like_rows(st) if shadow is not None and sums is None else set()
         for i in range(st.stage.grid[0]):
             if shadow is not None:
                 self._band(arena, outside, st, i, cols, shadow)  # type: ignore[arg-type]
+            if i in skip:
+                self._skip_row(arena, outside, st, i, full_out, shadow)  # type: ignore[arg-type]
+                continue
             for j in range(st.stage.grid[1]):
                 if self.mixed:
                     self.mixed.begin_tile(st.stage.start)
@@ -394,6 +398,49 @@ class PlanExecutor:
             reads = [None if r is None else (r[0], spans[-1].reads[n][1]) for n, r in enumerate(spans[0].reads)]
             out[k] = ((spans[0].out[0], spans[-1].out[1]), (spans[0].pads[0], spans[-1].pads[1]), reads)
         return out
+
+    def _like_rows(self, st: StageTiling) -> set[int]:
+        """Tile rows of a band-path stage that need no walk: where no op keeps rows for the next
+        tile row (nothing crosses tile rows), the rows after the first of each group of like rows
+        (same rows, paddings and relative reads per op). Their tiles claim, write and read the same
+        stage-buffer bytes as the first row's, in the same order, with the stage's cached buffers
+        never freed in between and its tile buffers unclaimed at each tile's start, so the first
+        row's checks and touched bytes are theirs."""
+        g, seen, like = self.graph, set(), set()
+        for i, spans in enumerate(st.h.spans):
+            sig = []
+            for k in st.info.tile_ops:
+                sh = spans[k]
+                if sh.out != sh.need:
+                    return set()
+                reads = tuple(None if r is None else (r[0] - spans[self.producers[t]].need[0],
+                                                      r[1] - spans[self.producers[t]].need[0])
+                              if self.producers.get(t) in spans else (r[1] - r[0],)
+                              for t, r in zip(g.ops[k].inputs, sh.reads))
+                sig.append((sh.need[1] - sh.need[0], sh.pads, reads))
+            key = tuple(sig)
+            if key in seen:
+                like.add(i)
+            seen.add(key)
+        return like
+
+    def _skip_row(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int,
+                  full_out: np.ndarray, shadow: dict[str, np.ndarray]) -> None:
+        """Tile row i, like an earlier walked one (:meth:`_like_rows`): each tile's reads of tensors
+        from before the stage are recorded, and the row's stage output written from ``shadow``."""
+        g = self.graph
+        for j in range(st.stage.grid[1]):
+            for k in st.info.tile_ops:
+                sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                if sh.out[0] >= sh.out[1] or sw.out[0] >= sw.out[1]:
+                    continue
+                for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
+                    if rh is not None and rw is not None and t not in shadow:
+                        arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
+        rows = st.h.spans[i][st.info.tile_ops[-1]].out
+        dst = full_out[:, rows[0]: rows[1]]
+        dst[...] = shadow[st.info.output][:, rows[0]: rows[1]]
+        arena.wrote(dst)
 
     def _band(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int,
               cols: dict[int, tuple[tuple[int, int], tuple[int, int], list]], shadow: dict[str, np.ndarray]) -> None:
