@@ -569,15 +569,17 @@ class _Stream:
     the stage output), or one window buffer sliding its kept columns to the front.
 
     Batched (the executor's default, where every op's kernel batches and computes a contiguous
-    run of columns whose input windows touch): like strips (same rows per op, paddings and relative reads) compute
-    each op's whole row of columns in one kernel call for all of them, from the stage input read
-    out of the arena, which gives the column-by-column values (a kernel's output column depends
-    only on its input window, padded only at the image border). The first strip of each group
-    then walks the step table moving those columns through the window buffers, and every read
-    of a window buffer is compared with the columns the op needs (a wrong slide or slot raises
-    PlanError). The other strips of the group claim, write and read the same window-buffer bytes
-    in the same order with no buffer freed in between, so the first strip's checks and touched
-    bytes are theirs; their reads of the stage input and writes of the stage output are recorded.
+    run of columns whose input windows touch): like strips (same rows per op, paddings and
+    relative reads) compute each op's whole row of columns in one kernel call for all of them,
+    from the stage input read out of the arena, which gives the column-by-column values (a
+    kernel's output column depends only on its input window, padded only at the image border).
+    The stage's first strip then walks the step table moving those columns through the (fresh)
+    window buffers, and every read of a window buffer is compared with the columns the op needs
+    (a wrong slide or slot raises PlanError; a slot read before it is written, a read of
+    never-written bytes). The table is the same for every strip and each step writes all rows of
+    its slot, so that holds at any rows: the other strips record the window-buffer bytes the walk
+    writes at their rows (:meth:`touch`, once per group of like strips, which touch the same
+    bytes), their reads of the stage input and their rows of the stage output.
     """
 
     def __init__(self, ex: PlanExecutor, st: StageTiling) -> None:
@@ -589,6 +591,12 @@ class _Stream:
             maps = [m for m in column_maps(ex.graph, k) or [] if m is not None]
             self.window[k] = maps[0] if maps and maps[0].kind == "window" else None
         self.rows = self._rows() if ex.batch else None
+        written: dict[str, set[int]] = {t: set() for t in st.rings}  # window buffer -> the slots steps write
+        for step in self.steps:
+            name = ex.graph.ops[step[STEP_OP]].outputs[0]
+            if name in written:
+                written[name].update(range(step[STEP_KEEP]) if step[STEP_KEEP] else (step[STEP_DST],))
+        self.slots = {t: _runs(sorted(c)) for t, c in written.items()}  # as runs [a, b) of slots
         self.groups: dict[tuple, list[int]] = {}  # like strips (batched), in order
         if self.rows is not None:
             for s, spans in enumerate(st.h.spans):
@@ -657,19 +665,38 @@ class _Stream:
         groups = self.groups
         batch = {s: (group, n) for group, strips in enumerate(groups.values()) for n, s in enumerate(strips)}
         values: dict[int, dict[str, np.ndarray]] = {}  # group -> its op outputs
+        walked = False
         for s, spans in enumerate(st.h.spans):
             if s not in batch:
                 self.walk(spans, None, 0)
+                walked = True
                 continue
             group, n = batch[s]
-            if n == 0:  # the group's first strip: compute the group, then walk the step table once
+            if n == 0:  # the group's first strip: compute the group; the stage's first strip walks the table
                 values[group] = self.compute_rows(list(groups.values())[group])
+            if n == 0 and not walked:
                 self.walk(spans, values[group], 0)
+                walked = True
             else:
+                if n == 0:
+                    self.touch(spans)
                 sh = spans[st.info.tile_ops[-1]]
                 dst = self.full_out[:, sh.out[0]: sh.out[1]]
                 dst[...] = values[group][g.ops[st.info.tile_ops[-1]].outputs[0]][n: n + 1]
                 self.arena.wrote(dst)
+
+    def touch(self, spans: dict[int, OpSpan]) -> None:
+        """Record the window-buffer bytes a strip's walk writes (and so reads) at these rows: every
+        row of each slot the step table writes. The first strip's walk showed the table reads a
+        slot only after writing it (the buffers were fresh) and always the columns the op needs;
+        a compute step writes all rows of its slot, so both hold at any rows."""
+        g, st = self.ex.graph, self.st
+        for k in st.info.tile_ops[:-1]:
+            t = g.tensors[g.ops[k].outputs[0]]
+            rows = spans[k].need[1] - spans[k].need[0]
+            view = self.arena.view(self.ex.buffer_of[t.name], (1, rows, st.rings[t.name], t.shape[3]), t.np_dtype)
+            for a, b in self.slots[t.name]:
+                self.arena.wrote(view[:, :, a:b])
 
     def compute_rows(self, strips: list[int]) -> dict[str, np.ndarray]:
         """Every op's whole row of columns for ``strips`` (like strips), stacked along the batch axis."""
@@ -750,3 +777,14 @@ class _Stream:
         dst = views[name] if name in views else self.full_out[:, sh.out[0]: sh.out[1]]
         dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
         self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    """Sorted distinct integers as runs [a, b) of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for v in values:
+        if runs and runs[-1][1] == v:
+            runs[-1] = (runs[-1][0], v + 1)
+        else:
+            runs.append((v, v + 1))
+    return runs
