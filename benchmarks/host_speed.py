@@ -81,9 +81,11 @@ def main() -> None:
         x = model_inputs(graph, None)
         xs = [x[n] for n in graph.inputs] if isinstance(x, dict) else list(x)
         plans = plan_kinds(m)
-        runs: dict[str, Callable[[], object]] = {"whole": lambda w=executor_for(graph), v=xs: w(v)}
+        whole = executor_for(graph)
+        runs: dict[str, Callable[[], object]] = {"whole": lambda w=whole, v=xs: w(v)}
         for kind, plan in plans.items():
-            runs[kind] = lambda e=PlanExecutor(graph, plan), v=xs: e(v)
+            planned = PlanExecutor(graph, plan)
+            runs[kind] = lambda e=planned, v=xs: e(v)
         litert = _litert(m, xs)
         if callable(litert):
             runs["litert"] = litert

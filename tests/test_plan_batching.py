@@ -6,6 +6,8 @@ and a wrong window-buffer slot or a stale cached part is caught by the batched w
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -26,9 +28,9 @@ from tinypatch.runtime.sim_arena import Arena
 
 
 class _Recording(Arena):
-    made: list[Arena] = []
+    made: ClassVar[list[Arena]] = []
 
-    def __init__(self, *a, **k) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *a, **k) -> None:
         super().__init__(*a, **k)
         _Recording.made.append(self)
 

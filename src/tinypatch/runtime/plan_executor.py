@@ -12,6 +12,7 @@ bytes, and a read of a freed or never-written byte raises :class:`~tinypatch.err
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -392,7 +393,7 @@ class PlanExecutor:
             spans = [s[k] for s in st.w.spans if s[k].out[0] < s[k].out[1]]
             if not spans:
                 return None
-            for a, b in zip(spans, spans[1:]):
+            for a, b in pairwise(spans):
                 if a.out[1] != b.out[0] or any(ra is not None and rb[0] < ra[0] for ra, rb in zip(a.reads, b.reads)):
                     return None
             reads = [None if r is None else (r[0], spans[-1].reads[n][1]) for n, r in enumerate(spans[0].reads)]
@@ -619,7 +620,7 @@ class _Stream:
         last = self.st.info.tile_ops[-1]
         first = {last: 0}  # op -> the first column it computes (its consumer's first input column)
         for k, cs in computes.items():
-            if not cs or any(b[STEP_LO] > a[STEP_HI] or b[STEP_LO] >= b[STEP_HI] for a, b in zip(cs, cs[1:])):
+            if not cs or any(b[STEP_LO] > a[STEP_HI] or b[STEP_LO] >= b[STEP_HI] for a, b in pairwise(cs)):
                 return None
             for t in g.ops[k].inputs:
                 if t in self.st.rings:
