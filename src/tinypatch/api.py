@@ -490,7 +490,7 @@ class SearchOutcome(_Result):
         front = [(peak, score / scale) for peak, score, _ in r.pareto()]
         best = (r.best.evaluation.peak, r.best.score / scale)
         what = "MACs (M)" if r.settings["objective"] == "macs" else f"objective ({r.settings['objective']}{unit})"
-        latency = f", {_latency_limit(c)}" if c.max_insns is not None else ""
+        latency = f"\n{_latency_limit(c, short=True)}" if c.max_insns is not None else ""
         plot_pareto(os.fspath(path), f"search: {len(r.scores)} feasible networks, SRAM <= {c.sram / 1024:g} kB "
                                      f"({c.convention}{'' if c.include_input else ', no input'}){latency}",
                     {"Pareto front of the networks evaluated": front}, {"best": [best]},
@@ -607,10 +607,10 @@ def _insns_text(insns: int, c: Any) -> str:
     return f"{insns / 1e6:.2f}M instructions{at}"
 
 
-def _latency_limit(c: Any) -> str:
+def _latency_limit(c: Any, short: bool = False) -> str:
     """'predicted instructions <= 43.2M on cortex-m7 (20 ms at 216 MHz, 1 instruction per cycle)'."""
-    at = (f" ({c.max_insns / c.clock_hz * 1e3:.3g} ms at {c.clock_hz / 1e6:g} MHz, 1 instruction per cycle)"
-          if c.clock_hz else "")
+    at = (f" ({c.max_insns / c.clock_hz * 1e3:.3g} ms at {c.clock_hz / 1e6:g} MHz"
+          f"{'' if short else ', 1 instruction per cycle'})" if c.clock_hz else "")
     return f"predicted instructions <= {c.max_insns / 1e6:.4g}M on {c.target}{at}"
 
 
