@@ -24,7 +24,7 @@ from tinypatch.planning.plan import Plan, fingerprint
 
 SMALL = vww_space(resolutions=(48, 64, 80), num_classes=10)
 LIMITS = Constraints(sram=24 * 1024, flash=300 * 1024, include_input=False, target="cortex-m7")
-RUN = dict(population=8, parents=4, n_mutate=4, n_crossover=4, iterations=3, progress=False)
+RUN = {"population": 8, "parents": 4, "n_mutate": 4, "n_crossover": 4, "iterations": 3, "progress": False}
 
 
 def _schedules(chain, stages):
@@ -63,6 +63,14 @@ def test_chain_instructions_equal_the_cost_model_on_the_graph(target):
             assert all(cost.delta(a, b, p) >= cost.slack(a) for a, b, p in zip(ends, ends[1:], path[::2]))
 
 
+def _unpruned_two_stages(chain, cost, sram):
+    """The stage walk of two stages by instructions, nothing pruned."""
+    return stage_schedule(chain.per_op(False), sum(chain.macs()), chain.legal_ends,
+                          lambda e: chain.side[chain.ops[e - 1].output], lambda e: chain._bytes(chain.ops[e - 1].output),
+                          lambda s, e, p: chain.stage(s, e, p, False)[0], lambda s, e, p: chain.stage(s, e, p, False)[1],
+                          sram, 4, None, 2, exhaustive=True, insns=cost.delta, base_insns=cost.base)[0]
+
+
 def test_fewest_instructions_schedule_is_exact():
     """The pruned enumeration finds the schedule with the fewest predicted instructions among every
     schedule of up to 2 stages (and layer by layer) that fits, found here without pruning."""
@@ -95,12 +103,7 @@ def test_fewest_instructions_schedule_is_exact():
             by_macs = chain_schedule(chain, sram, False, 4, 2)
             differs += by_macs[2:] != found[2:] and max(per_op) > sram
             # the stage walk of two stages without any pruning agrees
-            full = stage_schedule(per_op, sum(chain.macs()), chain.legal_ends,
-                                  lambda e: chain.side[chain.ops[e - 1].output],
-                                  lambda e: chain._bytes(chain.ops[e - 1].output),
-                                  lambda s, e, p: chain.stage(s, e, p, False)[0],
-                                  lambda s, e, p: chain.stage(s, e, p, False)[1], sram, 4, None, 2, exhaustive=True,
-                                  insns=cost.delta, base_insns=cost.base)[0]
+            full = _unpruned_two_stages(chain, cost, sram)
             two = [v for path, v in fits.items() if len(path) == 4]
             assert (full is None) == (not two) and (full is None or fits[full[2:]] == min(two))
     assert differs >= 1  # the objective matters: some network's schedule changes
