@@ -213,3 +213,17 @@ def test_cli_latency_errors_are_one_line(args, message, capsys):
         code = exc.code
     err = capsys.readouterr().err.strip()
     assert code == 2 and "Traceback" not in err and message in err.replace("\n", " ")
+
+
+def test_resume_reads_a_state_written_before_the_latency_constraints(tmp_path):
+    state = tmp_path / "state.json"
+    plain = Constraints(sram=24 * 1024, flash=300 * 1024, include_input=False)
+    evolve(SMALL, plain, seed=5, resume=state, **{**RUN, "iterations": 1})
+    old = json.loads(state.read_text())
+    for key in ("target", "max_insns", "schedule_objective", "clock_hz"):
+        del old["constraints"][key]
+    state.write_text(json.dumps(old))
+    resumed = evolve(SMALL, plain, seed=5, resume=state, **RUN)
+    assert resumed.history == evolve(SMALL, plain, seed=5, **RUN).history
+    with pytest.raises(UsageError, match="other settings"):  # a latency limit is another setting
+        evolve(SMALL, Constraints(**{**plain.to_dict(), "target": "cortex-m7"}), seed=5, resume=state, **RUN)

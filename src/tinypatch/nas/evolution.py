@@ -25,7 +25,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from functools import partial
 from typing import Any, Protocol
 
@@ -280,6 +280,9 @@ def _load(path: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, A
         raise UsageError(f"cannot resume from {os.fspath(path)}: not a readable JSON file ({exc})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"cannot resume from {os.fspath(path)}: not a tinypatch search file")
+    if isinstance(state.get("constraints"), dict):  # written before a constraint existed: it had the default
+        state["constraints"] = {**{f.name: f.default for f in fields(Constraints) if f.default is not MISSING},
+                                **state["constraints"]}
     diff = [k for k, v in settings.items() if state.get(k) != json.loads(json.dumps(v))]
     if diff:
         raise UsageError(f"cannot resume from {os.fspath(path)}: it was written with other settings "
