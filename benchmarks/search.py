@@ -91,8 +91,8 @@ def main() -> int:
                         + (f"; predicted instructions on {args.target}" if args.target else "")
                         + (f" <= {args.max_latency}" + (f" at {args.clock}" if args.clock else "") if args.max_latency
                            else "") + ")")
-    for col in ("board", "space", "schedules", "best MACs", "SRAM kB", "flash kB", *(("instructions",) * bool(args.target)),
-                "schedule", "resolution", "proposals", "evaluated", "feasible", "run time", "ms / evaluation"):
+    for col in ("board", "space", "schedules", "best MACs", "SRAM kB", "flash kB",
+                *(("instructions",) * bool(args.target)), "schedule", "resolution", "proposals", "evaluated", "feasible", "run time", "ms / evaluation"):
         table.add_column(col, justify="left" if col in ("board", "space", "schedules", "schedule") else "right")
     out, ok = [], True
     for board, space_fn, sram, flash, factor in BOARDS:

@@ -66,8 +66,10 @@ def test_chain_instructions_equal_the_cost_model_on_the_graph(target):
 def _unpruned_two_stages(chain, cost, sram):
     """The stage walk of two stages by instructions, nothing pruned."""
     return stage_schedule(chain.per_op(False), sum(chain.macs()), chain.legal_ends,
-                          lambda e: chain.side[chain.ops[e - 1].output], lambda e: chain._bytes(chain.ops[e - 1].output),
-                          lambda s, e, p: chain.stage(s, e, p, False)[0], lambda s, e, p: chain.stage(s, e, p, False)[1],
+                          lambda e: chain.side[chain.ops[e - 1].output],
+                          lambda e: chain._bytes(chain.ops[e - 1].output),
+                          lambda s, e, p: chain.stage(s, e, p, False)[0],
+                          lambda s, e, p: chain.stage(s, e, p, False)[1],
                           sram, 4, None, 2, exhaustive=True, insns=cost.delta, base_insns=cost.base)[0]
 
 

@@ -120,7 +120,8 @@ def parse_latency(latency: int | str, clock: int | str | None = None) -> int:
     elif unit in ("", "k", "m", "g"):
         value = float(m.group(1)) * {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[unit]
     else:
-        raise UsageError(f"not a latency: {latency!r} (predicted instructions like 120M, or a time like 20ms with a clock)")
+        raise UsageError(f"not a latency: {latency!r} (predicted instructions like 120M, "
+                         "or a time like 20ms with a clock)")
     if not value >= 1:
         raise UsageError(f"the latency limit must be at least one instruction, got {latency!r}")
     return int(value)
@@ -510,8 +511,8 @@ class SearchOutcome(_Result):
             limits.append(_latency_limit(c))
         patches = "layer by layer only (p = 1)" if c.max_patches == 1 else f"p in 1..{c.max_patches}" + (
             f", {'up to ' * (c.stages > 1)}{c.stages} patch stage{'s' * (c.stages > 1)}" if c.convention == "analytic" else "")
-        schedules = "" if c.target is None else (f"; schedules by fewest {'predicted instructions' if c.schedule_objective == 'instructions' else 'MACs'} "
-                                                 f"(cost model {c.target})")
+        by = "predicted instructions" if c.schedule_objective == "instructions" else "MACs"
+        schedules = "" if c.target is None else f"; schedules by fewest {by} (cost model {c.target})"
         console.print(f"search: {r.space.name} space, {', '.join(limits)}, {patches}; seed {r.settings['seed']}, "
                       f"objective {r.settings['objective']}{schedules}", highlight=False)
         t = Table(title="best network per iteration")

@@ -87,7 +87,8 @@ class Constraints:
             raise UsageError(f"no instruction cost model for target {self.target!r} "
                              f"(fitted: {', '.join(fitted_targets()) or 'none'})")
         if self.schedule_objective not in OBJECTIVES:
-            raise UsageError(f"unknown schedule objective {self.schedule_objective!r}; choose from {', '.join(OBJECTIVES)}")
+            raise UsageError(f"unknown schedule objective {self.schedule_objective!r}; "
+                             f"choose from {', '.join(OBJECTIVES)}")
         for what, needs in (("a latency limit", self.max_insns is not None),
                             ("the instructions objective", self.schedule_objective == "instructions")):
             if needs and self.target is None:
