@@ -211,7 +211,8 @@ class Chain:
         elements = {t: longest[t] ** 2 * self.chan[t] for t in longest if start < t < out}
         held_out = self._bytes(out)
         held_in = self._bytes(start) if include_input or start else 0  # tensor ``start``: the stage input
-        extra = [(held_out if k < end - 1 else 0) + (held_in if start not in self.ops[k].inputs else 0)
+        extra = [(held_out if k < end - 1 else 0)
+                 + (held_in if start not in self.ops[k].inputs and start not in self.skip_at.get(k, ()) else 0)
                  if start <= k < end else 0 for k in range(len(self.ops))]
         return overhead, elements, extra, spans
 
