@@ -5,7 +5,10 @@ stage run layer by layer. A stage is a contiguous range of operators ``[start, e
 only tensor used after it is the output of its last operator (the stage output). The stage
 output's H and W are cut into tiles by ``rows`` and ``cols`` (cut points, uneven allowed).
 ``inplace`` lists layer-by-layer operators that write their output over the input they read
-last (:mod:`tinypatch.analysis.inplace_shift`). Everything else (regions, paddings, buffer sizes) is derived from the graph, never stored as
+last (:mod:`tinypatch.analysis.inplace_shift`). ``rewrites`` (optional) lists graph rewrites
+(op reordering, recomputation: :mod:`tinypatch.planning.rewrite`) that turn the model into the
+graph the stages index; ``fingerprint`` is always the model's, ``rewritten_fingerprint`` the
+rewritten graph's. Everything else (regions, paddings, buffer sizes) is derived from the graph, never stored as
 a source of truth: :mod:`tinypatch.planning.tiles` computes it.
 """
 
@@ -85,6 +88,13 @@ class Plan:
     include_input: bool = True
     include_output: bool = True
     inplace: list[int] = field(default_factory=list)  # layer-by-layer ops writing over their input
+    rewrites: list[dict[str, Any]] = field(default_factory=list)  # see tinypatch.planning.rewrite
+    rewritten_fingerprint: str = ""  # the rewritten graph's fingerprint (with rewrites)
+
+    @property
+    def graph_fingerprint(self) -> str:
+        """The fingerprint of the graph the stages index: the model's, or the rewritten graph's."""
+        return self.rewritten_fingerprint if self.rewrites else self.fingerprint
 
     @classmethod
     def layer_by_layer(cls, graph: Graph, include_input: bool = True, include_output: bool = True) -> Plan:
@@ -99,6 +109,8 @@ class Plan:
             "include_output": self.include_output,
             "stages": [s.to_dict() for s in self.stages],
             **({"inplace": sorted(self.inplace)} if self.inplace else {}),
+            **({"rewrites": self.rewrites, "rewritten_fingerprint": self.rewritten_fingerprint}
+               if self.rewrites else {}),
         }
 
     def to_json(self) -> str:
@@ -112,7 +124,8 @@ class Plan:
         """A plan from its JSON form, after :func:`check_schema`."""
         check_schema(d)
         return cls(d["model"], d["fingerprint"], [Stage.from_dict(s) for s in d["stages"]],
-                   d.get("include_input", True), d.get("include_output", True), sorted(d.get("inplace", [])))
+                   d.get("include_input", True), d.get("include_output", True), sorted(d.get("inplace", [])),
+                   [dict(r) for r in d.get("rewrites", [])], d.get("rewritten_fingerprint", ""))
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
@@ -184,6 +197,30 @@ def check_schema(d: Any) -> None:
     inplace = d.get("inplace", [])
     if not isinstance(inplace, list) or not all(_is_index(v) for v in inplace) or len(set(inplace)) != len(inplace):
         raise PlanError(f"plan field 'inplace' must list distinct operator indices, got {_show(inplace)}")
+    rewrites = d.get("rewrites", [])
+    if not isinstance(rewrites, list):
+        raise PlanError(f"plan field 'rewrites' must be a list, got {_show(rewrites)}")
+    for k, r in enumerate(rewrites):
+        check_rewrite(r, f"rewrite {k}")
+    if rewrites and not isinstance(d.get("rewritten_fingerprint"), str):
+        raise PlanError("a plan with 'rewrites' needs the string field 'rewritten_fingerprint'")
+
+
+def check_rewrite(r: Any, where: str) -> None:
+    """A rewrite is ``{"order": [every op index once]}`` or ``{"recompute": [increasing op indices], "for": op}``."""
+    if isinstance(r, dict) and set(r) == {"order"}:
+        order = r["order"]
+        if isinstance(order, list) and all(_is_index(v) for v in order) and sorted(order) == list(range(len(order))):
+            return
+        raise PlanError(f"{where}: 'order' must list every operator index once, got {_show(order)}")
+    if isinstance(r, dict) and set(r) == {"recompute", "for"}:
+        ops, consumer = r["recompute"], r["for"]
+        if (isinstance(ops, list) and ops and all(_is_index(v) for v in ops)
+                and all(a < b for a, b in zip(ops, ops[1:])) and _is_index(consumer) and ops[-1] < consumer):
+            return
+        raise PlanError(f"{where}: 'recompute' must list increasing operator indices before 'for' (an operator "
+                        f"index), got {_show(r)}")
+    raise PlanError(f"{where} must be {{\"order\": [...]}} or {{\"recompute\": [...], \"for\": N}}, got {_show(r)}")
 
 
 def _check_stage(d: Any, where: str) -> None:
