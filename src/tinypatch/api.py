@@ -325,20 +325,22 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     budget = None if sram is None else parse_size(sram)
     overhead = None if max_mac_overhead is None else parse_fraction(max_mac_overhead)
     graph = load(model)
-    first = [True]
+    def search_of(g: Graph, announce: bool = False) -> FrontResult:
+        return search(g, include_input=include_input, max_grid=max_grid, strategy=strategy,
+                      single_stage=single_stage, stream=stream, target=target, objective=objective,
+                      progress=_phase(progress, "searching schedules") if announce else None)
 
-    def front_of(g: Graph) -> FrontResult:
-        announce, first[0] = first[0], False  # progress for the model's own search
-        front = search(g, include_input=include_input, max_grid=max_grid, strategy=strategy,
-                       single_stage=single_stage, stream=stream, target=target, objective=objective,
-                       progress=_phase(progress, "searching schedules") if announce else None)
-        if inplace:
-            front = inplace_front(g, front, progress=_phase(progress, "running layer-by-layer ops in place")
-                                  if announce else None)
-        return front
+    def refine(g: Graph, front: FrontResult, announce: bool = False) -> FrontResult:
+        return inplace_front(g, front, progress=_phase(progress, "running layer-by-layer ops in place")
+                             if announce and progress else None)
 
-    front = (rewrite_front(graph, front_of, _phase(progress, "searching reordered and recomputing graphs"))
-             if rewrite and not single_stage else front_of(graph))
+    if rewrite and not single_stage:
+        front = rewrite_front(graph, lambda g: search_of(g, g is graph),
+                              (lambda g, f: refine(g, f, g is graph)) if inplace else None,
+                              _phase(progress, "searching reordered and recomputing graphs"))
+    else:
+        front = search_of(graph, True)
+        front = refine(graph, front, True) if inplace else front
     chosen = choose(front, budget, overhead)
     settings = {"include_input": include_input, "max_grid": max_grid, "strategy": strategy,
                 "single_stage": single_stage, "inplace": inplace, "target": target, "rewrite": rewrite}

@@ -1,7 +1,7 @@
 """The schedule search over rewritten graphs: reordered operators and recomputed maps.
 
-:func:`rewrite_front` runs a search (any ``front_of(graph)``, e.g. the exact search plus the
-in-place pass) on the model and on each candidate rewrite of it (:func:`candidates`: the
+:func:`rewrite_front` runs a search (any ``search_of(graph)``, e.g. the exact search, then
+optionally a ``refine`` pass such as in-place ops) on the model and on each candidate rewrite of it (:func:`candidates`: the
 memory-aware orders of :mod:`tinypatch.planning.reorder`, and on each the recompute rewrites
 of :mod:`tinypatch.planning.recompute`), and merges the fronts: a schedule of a rewritten graph
 is kept where it beats every other on (peak, MACs), its plan carrying the rewrites. MACs are
@@ -62,19 +62,28 @@ def candidates(graph: Graph, limit: int = 2) -> Iterator[tuple[list[dict[str, An
                 yield rewrites, r
 
 
-def rewrite_front(graph: Graph, front_of: Callable[[Graph], FrontResult],
+def rewrite_front(graph: Graph, search_of: Callable[[Graph], FrontResult],
+                  refine: Callable[[Graph, FrontResult], FrontResult] | None = None,
                   progress: Callable[[int, int], None] | None = None) -> FrontResult:
-    """``front_of(graph)`` merged with ``front_of`` of every candidate rewrite (module docstring)."""
+    """``search_of(graph)`` (then ``refine``d, e.g. by the in-place pass) merged with the points of
+    every candidate rewrite's front (module docstring). A candidate's points that the model's own
+    searched front already matches or beats on (peak, MACs) are dropped before ``refine``, which
+    then only runs where a rewrite may pay."""
     t0 = time.perf_counter()
-    base = front_of(graph)
+    raw = search_of(graph)
+    base = refine(graph, raw) if refine else raw
     points: list[Schedule] = list(base.front)
     options = base.options
     tried = list(candidates(graph))
     for n, (rewrites, g) in enumerate(tried, 1):
-        result = front_of(g)
+        result = search_of(g)
         options += result.options
+        new = [s for s in result.front if not any(_covers(raw, b, s) for b in raw.front)]
+        if new and refine:
+            new = [s for s in refine(g, replace(result, front=new)).front
+                   if not any(_covers(raw, b, s) for b in raw.front)]
         note = describe(rewrites)
-        for s in result.front:
+        for s in new:
             figures = {f.name: getattr(s, f.name) for f in fields(Schedule)}
             figures["plan"] = tag_plan(s.plan, graph, rewrites, g)
             points.append(RewrittenSchedule(**figures, graph=g, note=note))
@@ -87,3 +96,8 @@ def rewrite_front(graph: Graph, front_of: Callable[[Graph], FrontResult],
             fewest = base.key(s)
     return replace(base, front=front, options=options, seconds=time.perf_counter() - t0,
                    space={**base.space, "rewrites": len(tried)})
+
+
+def _covers(result: FrontResult, a: Schedule, b: Schedule) -> bool:
+    """``a`` is at least as good as ``b`` on peak and on the front's objective."""
+    return (a.peak or a.lower_bound) <= (b.peak or b.lower_bound) and result.key(a) <= result.key(b)
