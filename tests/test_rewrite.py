@@ -200,3 +200,31 @@ def test_plans_without_rewrites_are_unchanged():
     d = plan.to_dict()
     assert "rewrites" not in d and "rewritten_fingerprint" not in d
     assert rewritten(g, Plan.from_dict(d)) is g
+
+
+def test_rewrites_cannot_blow_the_graph_up():
+    g, plan = _rewriting_plan()
+    sizes = [len(g.ops)]
+    for _ in range(5):  # 11, 21, 41, ... 321 ops: past 2 x 11 + 256
+        sizes.append(2 * sizes[-1] - 1)
+    doubling = [{"recompute": list(range(m - 1)), "for": m - 1} for m in sizes]  # clone all but the last op
+    with pytest.raises(PlanError, match="at most double"):
+        apply_rewrites(g, doubling)
+
+
+def test_cli_plans_runs_and_shows_a_rewritten_plan(tmp_path, capsys):
+    from tinypatch.backends import write_tflite
+    from tinypatch.cli import main
+
+    g, x = tiny_fpn()
+    model, plan, inp = tmp_path / "fpn.tflite", tmp_path / "plan.json", tmp_path / "x.npy"
+    model.write_bytes(write_tflite(g))
+    np.save(inp, x)
+    assert main(["plan", str(model), "--no-input", "--sram", "4200", "--no-rewrite"]) == 2
+    assert "smallest achievable peak is 7296 B" in capsys.readouterr().err
+    assert main(["plan", str(model), "--no-input", "--sram", "4200", "-o", str(plan)]) == 0
+    assert "graph rewritten (" in capsys.readouterr().out and Plan.load(plan).rewrites
+    assert main(["run", str(model), "--plan", str(plan), "--input", str(inp)]) == 0
+    assert "byte-identical" in capsys.readouterr().out
+    assert main(["show", str(model), "--plan", str(plan)]) == 0
+    assert "/recompute" in capsys.readouterr().out

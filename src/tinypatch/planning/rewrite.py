@@ -29,6 +29,8 @@ from tinypatch.ir import Graph, Op, Tensor
 from tinypatch.planning.plan import Plan, check_rewrite, fingerprint
 
 RECOMPUTED = "/recompute"  # suffix of the tensors and operators a recompute rewrite makes
+MAX_GROWTH = 2  # rewrites may make at most this many times the model's operators (plus MAX_EXTRA)
+MAX_EXTRA = 256
 
 
 def reorder(graph: Graph, order: list[int]) -> Graph:
@@ -78,8 +80,12 @@ def apply_rewrites(graph: Graph, rewrites: list[dict[str, Any]]) -> Graph:
     records the model's fingerprint and layer-by-layer MACs (``rewritten_from``), which MAC
     overheads are measured against."""
     g = graph
+    limit = MAX_GROWTH * len(graph.ops) + MAX_EXTRA
     for k, r in enumerate(rewrites):
         check_rewrite(r, f"rewrite {k}")
+        if "recompute" in r and len(g.ops) + len(r["recompute"]) > limit:
+            raise PlanError(f"rewrite {k} would make more than {limit} operators of the model's {len(graph.ops)}; "
+                            f"rewrites may at most double a graph")
         g = reorder(g, r["order"]) if "order" in r else recompute(g, r["recompute"], r["for"])
     if g is graph:
         return graph
