@@ -155,7 +155,7 @@ def measure(spec: str, spaces: list[str], check: bool) -> list[dict[str, Any]]:
         for space in spaces:
             t0 = time.perf_counter()
             if space == "rewrite":
-                res = rewrite_front(graph, lambda g: search(g, include_input=include_input, **SPACES[space]))
+                res = rewrite_front(graph, lambda g, inc=include_input: search(g, include_input=inc, strategy="auto"))
             else:
                 res = search(graph, include_input=include_input, **SPACES[space])  # type: ignore[arg-type]
             seconds = time.perf_counter() - t0

@@ -167,9 +167,10 @@ def _rewriting_plan() -> tuple[Graph, Plan]:
     ([{"recompute": [0], "for": 0}], "increasing operator indices"),
     ([{"swap": [0, 1]}], "must be"),
     ([{"order": [0], "recompute": [0], "for": 1}], "must be"),
+    ([], "exactly when its format is tinypatch-plan/2"),
 ])
 def test_malformed_rewrites_are_refused(rewrites, match):
-    g, plan = _rewriting_plan()
+    _, plan = _rewriting_plan()
     d = plan.to_dict()
     d["rewrites"] = rewrites
     with pytest.raises(PlanError, match=match):
@@ -198,12 +199,17 @@ def test_plans_without_rewrites_are_unchanged():
     g, _ = tiny_fpn()
     plan = min(search(g, include_input=False).front, key=lambda s: s.peak).plan
     d = plan.to_dict()
-    assert "rewrites" not in d and "rewritten_fingerprint" not in d
+    assert d["format"] == "tinypatch-plan/1" and "rewrites" not in d and "rewritten_fingerprint" not in d
     assert rewritten(g, Plan.from_dict(d)) is g
+    _, rewriting = _rewriting_plan()
+    d = rewriting.to_dict()
+    assert d["format"] == "tinypatch-plan/2"  # a reader of /1 plans refuses it rather than misread the stages
+    with pytest.raises(PlanError, match="exactly when"):
+        Plan.from_dict(d | {"format": "tinypatch-plan/1"})
 
 
 def test_rewrites_cannot_blow_the_graph_up():
-    g, plan = _rewriting_plan()
+    g, _ = tiny_fpn()
     sizes = [len(g.ops)]
     for _ in range(5):  # 11, 21, 41, ... 321 ops: past 2 x 11 + 256
         sizes.append(2 * sizes[-1] - 1)

@@ -325,6 +325,7 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     budget = None if sram is None else parse_size(sram)
     overhead = None if max_mac_overhead is None else parse_fraction(max_mac_overhead)
     graph = load(model)
+
     def search_of(g: Graph, announce: bool = False) -> FrontResult:
         return search(g, include_input=include_input, max_grid=max_grid, strategy=strategy,
                       single_stage=single_stage, stream=stream, target=target, objective=objective,
@@ -332,7 +333,7 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
 
     def refine(g: Graph, front: FrontResult, announce: bool = False) -> FrontResult:
         return inplace_front(g, front, progress=_phase(progress, "running layer-by-layer ops in place")
-                             if announce and progress else None)
+                             if announce else None)
 
     if rewrite and not single_stage:
         front = rewrite_front(graph, lambda g: search_of(g, g is graph),

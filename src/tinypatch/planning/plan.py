@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from tinypatch.errors import PlanError
@@ -25,6 +26,7 @@ from tinypatch.ir import Graph
 from tinypatch.safeio import write_text
 
 PLAN_FORMAT = "tinypatch-plan/1"
+REWRITING_FORMAT = "tinypatch-plan/2"  # a plan with graph rewrites (readers of /1 must refuse it)
 HALO_MODES = ("recompute", "cache_w", "cache")  # per-op halo handling inside a stage
 STREAM = "stream"  # a whole-stage halo mode (every op but the last): see tinypatch.planning.stream
 MAX_PLAN_BYTES = 16 * 2**20  # plans are kilobytes; refuse anything near this before parsing it
@@ -102,7 +104,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": PLAN_FORMAT,
+            "format": REWRITING_FORMAT if self.rewrites else PLAN_FORMAT,
             "model": self.model,
             "fingerprint": self.fingerprint,
             "include_input": self.include_input,
@@ -180,8 +182,9 @@ def check_schema(d: Any) -> None:
     increase from 0, op ranges are ``[start, end)`` with ``0 <= start < end``, halo keys are op
     indices inside the stage, and nothing nests deeper than a plan does.
     """
-    if not isinstance(d, dict) or d.get("format") != PLAN_FORMAT:
-        raise PlanError(f"not a tinypatch plan (expected \"format\": \"{PLAN_FORMAT}\")")
+    if not isinstance(d, dict) or d.get("format") not in (PLAN_FORMAT, REWRITING_FORMAT):
+        raise PlanError(f"not a tinypatch plan (expected \"format\": \"{PLAN_FORMAT}\", or \"{REWRITING_FORMAT}\" "
+                        f"with graph rewrites)")
     _check_depth(d)
     for key in ("model", "fingerprint"):
         if not isinstance(d.get(key), str):
@@ -202,6 +205,8 @@ def check_schema(d: Any) -> None:
         raise PlanError(f"plan field 'rewrites' must be a list, got {_show(rewrites)}")
     for k, r in enumerate(rewrites):
         check_rewrite(r, f"rewrite {k}")
+    if bool(rewrites) != (d["format"] == REWRITING_FORMAT):
+        raise PlanError(f"a plan lists graph 'rewrites' exactly when its format is {REWRITING_FORMAT}")
     if rewrites and not isinstance(d.get("rewritten_fingerprint"), str):
         raise PlanError("a plan with 'rewrites' needs the string field 'rewritten_fingerprint'")
 
@@ -216,7 +221,7 @@ def check_rewrite(r: Any, where: str) -> None:
     if isinstance(r, dict) and set(r) == {"recompute", "for"}:
         ops, consumer = r["recompute"], r["for"]
         if (isinstance(ops, list) and ops and all(_is_index(v) for v in ops)
-                and all(a < b for a, b in zip(ops, ops[1:])) and _is_index(consumer) and ops[-1] < consumer):
+                and all(a < b for a, b in pairwise(ops)) and _is_index(consumer) and ops[-1] < consumer):
             return
         raise PlanError(f"{where}: 'recompute' must list increasing operator indices before 'for' (an operator "
                         f"index), got {_show(r)}")

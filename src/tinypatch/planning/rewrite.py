@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from itertools import pairwise
 from typing import Any
 
 from tinypatch.analysis.macs import op_macs
@@ -49,7 +50,7 @@ def reorder(graph: Graph, order: list[int]) -> Graph:
 def recompute(graph: Graph, ops: list[int], consumer: int) -> Graph:
     """A copy of ``graph`` in which operators ``ops`` are cloned for ``consumer`` (see the module
     docstring). Raises PlanError when ``consumer`` reads none of their outputs."""
-    if not ops or any(b <= a for a, b in zip(ops, ops[1:])) or ops[0] < 0 or not ops[-1] < consumer < len(graph.ops):
+    if not ops or any(b <= a for a, b in pairwise(ops)) or ops[0] < 0 or not ops[-1] < consumer < len(graph.ops):
         raise PlanError(f"a recompute rewrite clones increasing operator indices before its consumer "
                         f"(0..{len(graph.ops) - 1}), got {ops} for {consumer}")
     g = graph.copy()
