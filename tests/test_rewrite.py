@@ -13,9 +13,9 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from strategies import random_multi_output_cnn
-from test_codegen import assert_outputs_equal, needs_cc
+from test_codegen import C_BUILDS, assert_outputs_equal, needs_cc
 
 import tinypatch
 from tinypatch.codegen import generate
@@ -27,7 +27,7 @@ from tinypatch.ir import Graph
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.plan import Plan, fingerprint
 from tinypatch.planning.reorder import HEADS, sink_order
-from tinypatch.planning.rewrite import apply_rewrites, recompute, rewritten
+from tinypatch.planning.rewrite import apply_rewrites, recompute, rewritten, tag_plan
 from tinypatch.planning.rewrite_search import candidates, rewrite_front, schedule_graph
 from tinypatch.planning.search import search
 from tinypatch.runtime.executor import run
@@ -153,6 +153,23 @@ def test_random_multi_output_rewrites_keep_every_output(case):
     ref = run(g, [x])
     assert all(out.outputs[n].tobytes() == ref[n].tobytes() for n in g.outputs)
     assert schedule_graph(best, g).outputs == g.outputs
+
+
+@needs_cc
+@settings(C_BUILDS, max_examples=3)
+@given(random_multi_output_cnn(max_layers=4))
+def test_random_multi_output_rewritten_plan_is_exact_in_c(tmp_path_factory, case):
+    """A plan of a candidate rewrite (recompute where there is one), generated from the model."""
+    g, x = case
+    found = list(candidates(g))
+    assume(found)
+    rewrites, h = max(found, key=lambda c: any("recompute" in r for r in c[0]))
+    s = min(search(h, include_input=False).front, key=lambda s: (s.peak, s.macs))
+    plan = Plan.from_json(tag_plan(s.plan, g, rewrites, h).to_json())
+    out = tmp_path_factory.mktemp("c")
+    generate(g, plan, out)
+    make(out, "host-check")
+    assert_outputs_equal(g, run_host(out, g, [x], "model_host_check"), [x])
 
 
 def _rewriting_plan() -> tuple[Graph, Plan]:
