@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AnalysisResult", "CodegenResult", "NasExportResult", "NasTrainResult", "PlanResult", "Progress",
            "QuantizeReport", "RedistributionResult", "RunResult", "SearchOutcome", "analyze", "codegen", "from_torch",
-           "import_torch", "load", "nas_export", "nas_train", "parse_fraction", "parse_size", "plan", "quantize",
+           "import_torch", "load", "nas_export", "nas_train", "parse_clock", "parse_fraction", "parse_latency",
+           "parse_size", "plan", "quantize",
            "quantize_float", "redistribute", "run", "search"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
@@ -92,6 +93,38 @@ def parse_fraction(value: float | str) -> float:
     if not v >= 0:  # also refuses NaN
         raise UsageError("the MAC overhead must be >= 0")
     return v
+
+
+_COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_TIMES = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def parse_clock(clock: int | str) -> int:
+    """A clock in Hz from an int or a string: ``"216MHz"``, ``"1GHz"``, ``"480e6"``, ``8000000``."""
+    m = _COUNT.match(str(clock)) if not isinstance(clock, bool) else None
+    mult = {"": 1, "hz": 1, "khz": 10**3, "mhz": 10**6, "ghz": 10**9}.get(m.group(2).lower()) if m else None
+    if mult is None or not float(m.group(1)) * mult >= 1:
+        raise UsageError(f"not a clock: {clock!r} (try 216MHz, 1GHz or 480000000)")
+    return round(float(m.group(1)) * mult)
+
+
+def parse_latency(latency: int | str, clock: int | str | None = None) -> int:
+    """A latency limit in predicted instructions: a count (``"120M"``, ``"1.5G"``, ``"5000k"``, an int)
+    or a time (``"20ms"``, ``"0.5s"``, ``"800us"``) at ``clock``, one instruction per cycle."""
+    m = _COUNT.match(str(latency)) if not isinstance(latency, bool) else None
+    unit = m.group(2).lower() if m else None
+    if unit in _TIMES:
+        if clock is None:
+            raise UsageError(f"a latency of {latency!r} needs a clock to turn time into instructions (--clock 216MHz)")
+        value = float(m.group(1)) * _TIMES[unit] * parse_clock(clock)
+    elif unit in ("", "k", "m", "g"):
+        value = float(m.group(1)) * {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[unit]
+    else:
+        raise UsageError(f"not a latency: {latency!r} (predicted instructions like 120M, "
+                         "or a time like 20ms with a clock)")
+    if not value >= 1:
+        raise UsageError(f"the latency limit must be at least one instruction, got {latency!r}")
+    return int(value)
 
 
 def load(model: ModelLike, **overrides: Any) -> Graph:
@@ -479,8 +512,9 @@ class SearchOutcome(_Result):
         front = [(peak, score / scale) for peak, score, _ in r.pareto()]
         best = (r.best.evaluation.peak, r.best.score / scale)
         what = "MACs (M)" if r.settings["objective"] == "macs" else f"objective ({r.settings['objective']}{unit})"
+        latency = f"\n{_latency_limit(c, short=True)}" if c.max_insns is not None else ""
         plot_pareto(os.fspath(path), f"search: {len(r.scores)} feasible networks, SRAM <= {c.sram / 1024:g} kB "
-                                     f"({c.convention}{'' if c.include_input else ', no input'})",
+                                     f"({c.convention}{'' if c.include_input else ', no input'}){latency}",
                     {"Pareto front of the networks evaluated": front}, {"best": [best]},
                     xlabel=f"SRAM of the schedule, {c.convention} (kB = 1024 B)", ylabel=what)
 
@@ -494,24 +528,33 @@ class SearchOutcome(_Result):
             limits.append(f"flash <= {c.flash / 1024:g} kB")
         if c.max_macs is not None:
             limits.append(f"executed MACs <= {c.max_macs / 1e6:g}M")
+        if c.max_insns is not None:
+            limits.append(_latency_limit(c))
         patches = "layer by layer only (p = 1)" if c.max_patches == 1 else f"p in 1..{c.max_patches}" + (
             f", {'up to ' * (c.stages > 1)}{c.stages} patch stage{'s' * (c.stages > 1)}" if c.convention == "analytic" else "")
+        by = "predicted instructions" if c.schedule_objective == "instructions" else "MACs"
+        schedules = "" if c.target is None else f"; schedules by fewest {by} (cost model {c.target})"
         console.print(f"search: {r.space.name} space, {', '.join(limits)}, {patches}; seed {r.settings['seed']}, "
-                      f"objective {r.settings['objective']}", highlight=False)
+                      f"objective {r.settings['objective']}{schedules}", highlight=False)
         t = Table(title="best network per iteration")
-        for col in ("iteration", "objective", "MACs", "SRAM kB", "flash kB", "schedule", "network"):
+        cols = ("iteration", "objective", "MACs", "SRAM kB", "flash kB", *(("instructions",) if c.target else ()),
+                "schedule", "network")
+        for col in cols:
             t.add_column(col, justify="left" if col in ("schedule", "network") else "right")
         for h in r.history:
+            insns = (f"{h.get('insns', 0) / 1e6:.1f}M",) if c.target else ()
             t.add_row(str(h["iteration"]), f"{h['best_score']:.6g}", f"{h['macs'] / 1e6:.1f}M",
-                      f"{h['peak'] / 1024:.1f}", f"{h['flash'] / 1024:.1f}", h["schedule"], h["best"])
+                      f"{h['peak'] / 1024:.1f}", f"{h['flash'] / 1024:.1f}", *insns, h["schedule"], h["best"])
         console.print(t)
         console.print(f"best: {e.macs / 1e6:.2f}M MACs ({e.schedule_macs / 1e6:.2f}M executed, {e.overhead:+.1%}), "
                       f"SRAM {e.peak:,} B = {e.peak / 1024:.1f} kB (layer by layer {e.layer_peak / 1024:.1f} kB), "
-                      f"flash {e.flash:,} B = {e.flash / 1024:.1f} kB, schedule {e.schedule}", highlight=False)
+                      f"flash {e.flash:,} B = {e.flash / 1024:.1f} kB, schedule {e.schedule}"
+                      + (f", predicted {_insns_text(e.insns, c)} on {c.target}" if c.target else ""), highlight=False)
         if c.convention == "analytic":
             p = self.planner
             console.print("our planner on the best network (placed arena, 16-byte aligned, in place): " + (
-                f"{p.label}, {(p.peak or p.lower_bound) / 1024:.1f} kB, {p.macs / 1e6:.2f}M MACs executed" if p
+                f"{p.label}, {(p.peak or p.lower_bound) / 1024:.1f} kB, {p.macs / 1e6:.2f}M MACs executed"
+                + (f", predicted {_insns_text(round(p.insns), c)}" if p.insns is not None else "") if p
                 else f"no schedule fits {c.sram:,} B"), highlight=False)
         console.print(f"{len(r.evaluations)} networks evaluated ({len(r.scores)} feasible) from {r.proposals} "
                       f"proposals in {r.seconds:.1f} s", highlight=False)
@@ -520,7 +563,7 @@ class SearchOutcome(_Result):
     def to_dict(self) -> dict[str, Any]:
         p = self.planner
         planner = None if p is None else {"schedule": p.label, "peak": p.peak or p.lower_bound, "macs": p.macs,
-                                          "plan": p.plan.to_dict()}
+                                          "insns": p.insns, "plan": p.plan.to_dict()}
         return {**self.search.to_dict(), "plan": self.plan.to_dict(), "planner": planner,
                 "pareto": [{"peak": p, "score": s, "fingerprint": f} for p, s, f in self.search.pareto()]}
 
@@ -535,7 +578,9 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
            population: int = 100, parents: int = 20, n_mutate: int = 50, n_crossover: int = 50,
            mutate_prob: float = 0.1, iterations: int = 30, seed: int = 0,
            resume: str | os.PathLike[str] | None = None, ray: bool = False, ray_address: str | None = None,
-           workers: int | None = None, progress: bool = False) -> SearchOutcome:
+           workers: int | None = None, progress: bool = False, target: str | None = None,
+           max_latency: int | str | None = None, clock: int | str | None = None,
+           schedule_objective: str | None = None) -> SearchOutcome:
     """Joint architecture + schedule search (``tinypatch search``, MCUNetV2 §3.3).
 
     Evolution over ``space`` (default: MCUNetV2's on MCUNet's backbone) of networks whose best
@@ -548,13 +593,21 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     ``ray_address``), in process otherwise; the result does not depend on where. ``resume``: a
     JSON state file written after every iteration, continued when it exists. An analytic search
     also runs our planner on the winner (``planner``: its best schedule, placed arena).
+
+    ``target`` (a fitted cost model, as ``plan --target``): every feasible network's schedule gets
+    its predicted instructions; ``max_latency`` bounds them (:func:`parse_latency`: a count, or a
+    time at ``clock``); ``schedule_objective`` picks each network's schedule by the fewest
+    "instructions" (the default with a target) or "macs" (MCUNetV2's; the default without).
     """
     from tinypatch.nas.evaluate import Constraints, best_plan, planner_schedule
     from tinypatch.nas.evolution import evolve
     from tinypatch.nas.space import mcunet_space
 
+    clock_hz = None if clock is None else parse_clock(clock)
     constraints = Constraints(parse_size(sram), None if flash is None else parse_size(flash), max_macs,
-                              include_input, convention, max_patches, stages)
+                              include_input, convention, max_patches, stages, target,
+                              None if max_latency is None else parse_latency(max_latency, clock_hz),
+                              schedule_objective or ("instructions" if target else "macs"), clock_hz)
     kwargs = dict(population=population, parents=parents, n_mutate=n_mutate, n_crossover=n_crossover,
                   mutate_prob=mutate_prob, iterations=iterations, seed=seed, progress=progress, resume=resume)
     space = space or mcunet_space()
@@ -568,6 +621,19 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     best = result.best
     planner = planner_schedule(best.spec, constraints) if convention == "analytic" else None
     return SearchOutcome(result, best_plan(best.spec, best.evaluation, constraints), planner)
+
+
+def _insns_text(insns: int, c: Any) -> str:
+    """'41.02M instructions (= 19.0 ms at 216 MHz)' (the time only with a clock)."""
+    at = f" (= {insns / c.clock_hz * 1e3:.3g} ms at {c.clock_hz / 1e6:g} MHz)" if c.clock_hz else ""
+    return f"{insns / 1e6:.2f}M instructions{at}"
+
+
+def _latency_limit(c: Any, short: bool = False) -> str:
+    """'predicted instructions <= 43.2M on cortex-m7 (20 ms at 216 MHz, 1 instruction per cycle)'."""
+    at = (f" ({c.max_insns / c.clock_hz * 1e3:.3g} ms at {c.clock_hz / 1e6:g} MHz"
+          f"{'' if short else ', 1 instruction per cycle'})" if c.clock_hz else "")
+    return f"predicted instructions <= {c.max_insns / 1e6:.4g}M on {c.target}{at}"
 
 
 # --- run ------------------------------------------------------------------------------------------
