@@ -223,6 +223,9 @@ class AnalysisResult(_Result):
             from tinypatch.planning.cost import plan_analytic
 
             p = _as_plan(plan)
+            if p.rewrites:
+                raise UsageError("the per-block chart compares a plan with the model's own layers; this plan "
+                                 "rewrites the graph (plan it with rewrite=False / --no-rewrite to chart it)")
             planned = plan_analytic(self.graph, p, check_plan(self.graph, p)).per_op
         layer_plot(os.fspath(path), self.graph, self.report, None if sram is None else parse_size(sram), planned)
 
@@ -260,6 +263,7 @@ class PlanResult(_Result):
     baseline: PlanCost  # layer by layer (with its in-place ops, as the front counts it)
     front: FrontResult
     settings: dict[str, Any] = field(default_factory=dict)  # the search's space (for reference())
+    model: Graph | None = None  # the model, when the chosen plan rewrites it (``graph`` is then the rewritten graph)
     _reference: FrontResult | None = field(default=None, init=False)
 
     @property
@@ -281,11 +285,12 @@ class PlanResult(_Result):
             from tinypatch.planning.inplace import inplace_front
             from tinypatch.planning.search import search
 
-            ref = search(self.graph, include_input=s.get("include_input", True), max_grid=s.get("max_grid", 8),
+            graph = self.model or self.graph
+            ref = search(graph, include_input=s.get("include_input", True), max_grid=s.get("max_grid", 8),
                          strategy="recompute", single_stage=True,
                          progress=_phase(progress, "searching the MCUNetV2-style single-stage front"))
             if s.get("inplace", True):
-                ref = inplace_front(self.graph, ref, progress=_phase(progress, "running layer-by-layer ops in place"))
+                ref = inplace_front(graph, ref, progress=_phase(progress, "running layer-by-layer ops in place"))
             self._reference = ref
         return self._reference
 
@@ -320,7 +325,7 @@ class PlanResult(_Result):
 def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: float | str | None = None,
          strategy: str = "auto", stream: bool = True, single_stage: bool = False, max_grid: int = 8,
          inplace: bool = True, include_input: bool = True, target: str | None = None, objective: str | None = None,
-         progress: Progress | None = None) -> PlanResult:
+         rewrite: bool = True, progress: Progress | None = None) -> PlanResult:
     """Search patch-based schedules of ``model`` and choose one (``tinypatch plan``).
 
     The search gives the exact Pareto front of placed peak SRAM vs MACs; the choice is the fewest
@@ -329,7 +334,9 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     ``stream=False`` leaves out column-streamed stages; ``single_stage``: MCUNetV2's space (one
     stage from the first layer); ``max_grid``: most tiles per axis (besides row strips);
     ``inplace``: run layer-by-layer ops in place where that lowers the arena; ``include_input``:
-    count the model input in the arena; ``target`` (e.g. "cortex-m7"): predict every schedule's
+    count the model input in the arena; ``rewrite``: also search graphs with reordered operators and
+    recomputed maps (:mod:`tinypatch.planning.rewrite_search`; a plan chosen there records its
+    rewrites, and ``graph`` is then the rewritten graph); ``target`` (e.g. "cortex-m7"): predict every schedule's
     executed instructions with that target's fitted cost model and, unless ``objective`` is
     "macs", trade peak against predicted instructions instead of MACs (ties: fewer kernel calls);
     ``progress(phase, done, total)`` is called as it advances.
@@ -344,23 +351,37 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     """
     from tinypatch.planning.cost import plan_cost
     from tinypatch.planning.inplace import inplace_front
+    from tinypatch.planning.rewrite_search import rewrite_front, schedule_graph
     from tinypatch.planning.search import choose, search
 
     t0 = time.perf_counter()
     budget = None if sram is None else parse_size(sram)
     overhead = None if max_mac_overhead is None else parse_fraction(max_mac_overhead)
     graph = load(model)
-    front = search(graph, include_input=include_input, max_grid=max_grid, strategy=strategy,
-                   single_stage=single_stage, stream=stream, target=target, objective=objective,
-                   progress=_phase(progress, "searching schedules"))
-    if inplace:
-        front = inplace_front(graph, front, progress=_phase(progress, "running layer-by-layer ops in place"))
+
+    def search_of(g: Graph, announce: bool = False) -> FrontResult:
+        return search(g, include_input=include_input, max_grid=max_grid, strategy=strategy,
+                      single_stage=single_stage, stream=stream, target=target, objective=objective,
+                      progress=_phase(progress, "searching schedules") if announce else None)
+
+    def refine(g: Graph, front: FrontResult, announce: bool = False) -> FrontResult:
+        return inplace_front(g, front, progress=_phase(progress, "running layer-by-layer ops in place")
+                             if announce else None)
+
+    if rewrite and not single_stage:
+        front = rewrite_front(graph, lambda g: search_of(g, g is graph),
+                              (lambda g, f: refine(g, f, g is graph)) if inplace else None,
+                              _phase(progress, "searching reordered and recomputing graphs"))
+    else:
+        front = search_of(graph, True)
+        front = refine(graph, front, True) if inplace else front
     chosen = choose(front, budget, overhead)
     settings = {"include_input": include_input, "max_grid": max_grid, "strategy": strategy,
-                "single_stage": single_stage, "inplace": inplace, "target": target}
-    cost, baseline = plan_cost(graph, chosen.plan), plan_cost(graph, front.baseline.plan)
+                "single_stage": single_stage, "inplace": inplace, "target": target, "rewrite": rewrite}
+    planned = schedule_graph(chosen, graph)
+    cost, baseline = plan_cost(planned, chosen.plan), plan_cost(graph, front.baseline.plan)
     front = replace(front, seconds=time.perf_counter() - t0)  # the printed time: loading, search, in place, costs
-    return PlanResult(graph, chosen, cost, baseline, front, settings)
+    return PlanResult(planned, chosen, cost, baseline, front, settings, graph if planned is not graph else None)
 
 
 # --- redistribute ---------------------------------------------------------------------------------
@@ -757,6 +778,7 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     import numpy as np
 
     from tinypatch.planning.check import check_plan
+    from tinypatch.planning.rewrite import rewritten
     from tinypatch.runtime.executor import run as run_whole
     from tinypatch.runtime.plan_executor import PlanExecutor
 
@@ -766,21 +788,22 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
 
     graph = load(model)
     p = _as_plan(plan)
-    check_plan(graph, p)
+    planned = rewritten(graph, p)  # the graph the stages index; the reference runs the model as loaded
+    check_plan(planned, p)
     if precision is not None and not isinstance(precision, PrecisionPlan):
         precision = PrecisionPlan.load(os.fspath(precision))
     if precision is not None:
-        precision.check(graph, p)
+        precision.check(planned, p)
     inputs = _inputs(graph, input, seed, preprocess, quantize_input)
     check = None
     if arith != "tflite" or graph.meta.get("expected_arith", "tflite") != "tflite":
         check = _arith_check(graph, inputs)
-    graph = graph.copy()
-    graph.meta["arith"] = arith
+    graph, planned = graph.copy(), planned.copy()
+    graph.meta["arith"] = planned.meta["arith"] = arith
     t0 = time.perf_counter()
     whole = run_whole(graph, inputs)
     t1 = time.perf_counter()
-    patched = PlanExecutor(graph, p, precision)(inputs)
+    patched = PlanExecutor(planned, p, precision)(inputs)
     t2 = time.perf_counter()
     exact = all(np.array_equal(whole[n], patched.outputs[n]) and whole[n].dtype == patched.outputs[n].dtype
                 for n in graph.outputs)
@@ -906,6 +929,7 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
     from tinypatch.kernels.lowbit import BITWIDTHS
     from tinypatch.planning.check import check_plan
     from tinypatch.planning.precision import SCOPES, precision_memory
+    from tinypatch.planning.rewrite import rewritten
     from tinypatch.runtime.quantmcu import QuantizeOptions, measure
     from tinypatch.runtime.quantmcu import quantize as search
 
@@ -919,8 +943,8 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
         raise UsageError(f"accept must be 'agreement' or 'entropy', got {accept!r}")
     if scope not in SCOPES or not bitwidths or any(isinstance(b, bool) or b not in BITWIDTHS for b in bitwidths):
         raise UsageError(f"scope one of {SCOPES}; bitwidths from {', '.join(map(str, BITWIDTHS))}")
-    graph = load(model)
     p = _as_plan(plan)
+    graph = rewritten(load(model), p)  # the graph the plan's stages index
     check_plan(graph, p)
     if len(graph.inputs) != 1:
         raise UsageError("quantize calibrates single-input models")
@@ -1010,10 +1034,12 @@ def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike 
     from tinypatch.codegen import generate
     from tinypatch.codegen.targets import DEFAULT_STACK
     from tinypatch.planning.plan import Plan
+    from tinypatch.planning.rewrite import rewritten
 
     graph = load(model)
     p = Plan.layer_by_layer(graph, include_input=include_input) if plan is None else _as_plan(plan)
-    project = generate(graph, p, os.fspath(output), target, None if sram is None else parse_size(sram),
+    planned = rewritten(graph, p)  # the graph the plan's stages index (same inputs and outputs as the model)
+    project = generate(planned, p, os.fspath(output), target, None if sram is None else parse_size(sram),
                        DEFAULT_STACK if stack is None else parse_size(stack), inplace, force)
     result = CodegenResult(project)
     if report:
@@ -1119,6 +1145,7 @@ def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress:
     from tinypatch.codegen.report import measure, outputs_equal
     from tinypatch.errors import ToolchainError
     from tinypatch.planning.latency import cost_model, fitted_targets
+    from tinypatch.planning.rewrite import rewritten
 
     project = result.project
     missing = toolchain.missing_tools(project.target)
@@ -1137,7 +1164,7 @@ def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress:
         result.cost = measure(graph, project, inputs, plugin)
     result.exact, result.insncount = result.cost.exact, plugin is not None
     if project.target in fitted_targets():
-        result.predicted = cost_model(project.target).predict(graph, project.plan)
+        result.predicted = cost_model(project.target).predict(rewritten(graph, project.plan), project.plan)
 
 
 # --- nas: supernet training and export to the board -------------------------------------------------

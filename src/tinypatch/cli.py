@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-inplace", dest="inplace", action="store_false",
                     help="do not run layer-by-layer ops in place (default: every schedule runs the ops that "
                          "lower its arena in place, output over input in raster order; no extra MACs)")
+    pl.add_argument("--no-rewrite", dest="rewrite", action="store_false",
+                    help="search the model's operator order only (default: also graphs with producers moved just "
+                         "before their consumers and long-lived maps recomputed for their last reader; a plan "
+                         "chosen there records its rewrites, which run, codegen and show replay)")
     from tinypatch.codegen.targets import ALL_TARGETS
     pl.add_argument("--target", choices=ALL_TARGETS,
                     help="predict executed instructions on this target (fitted cost model) and, unless --objective "
@@ -552,7 +556,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         result = api.plan(args.model, sram=args.sram, max_mac_overhead=args.max_mac_overhead,
                           strategy=args.strategy, stream=not args.no_stream, single_stage=args.single_stage,
                           max_grid=args.max_grid, inplace=args.inplace, include_input=args.include_input,
-                          target=args.target, objective=args.objective,
+                          target=args.target, objective=args.objective, rewrite=args.rewrite,
                           progress=progress)
         if args.plot:
             result.reference(progress)

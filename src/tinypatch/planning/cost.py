@@ -12,6 +12,7 @@ from tinypatch.planning.arena import place
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.memory import accumulator_bytes, line_buffer_bytes, place_plan, plan_buffers
 from tinypatch.planning.plan import Plan
+from tinypatch.planning.rewrite import base_macs
 from tinypatch.planning.tiles import StageTiling
 
 
@@ -68,7 +69,8 @@ def plan_macs(graph: Graph, tilings: list[StageTiling]) -> tuple[int, int, int]:
 
 def plan_cost(graph: Graph, plan: Plan, alignment: int = 16) -> PlanCost:
     tilings = check_plan(graph, plan)
-    macs, macs_full, base = plan_macs(graph, tilings)
+    macs, macs_full, _ = plan_macs(graph, tilings)
+    base = base_macs(graph)  # the model's, for a graph rewritten by the plan
     peaks = {}
     for inc in (True, False):
         pb = plan_buffers(graph, replace(plan, include_input=inc), tilings, strict=inc == plan.include_input)

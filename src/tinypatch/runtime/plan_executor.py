@@ -30,6 +30,7 @@ from tinypatch.planning.memory import (
 from tinypatch.planning.columns import column_maps
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.precision import PrecisionPlan
+from tinypatch.planning.rewrite import rewritten
 from tinypatch.planning.stream import (
     STEP_DST,
     STEP_HI,
@@ -71,6 +72,7 @@ class PlanExecutor:
 
     def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None,
                  batch: bool = True) -> None:
+        graph = rewritten(graph, plan)  # the graph the stages index (the model's unless the plan rewrites it)
         self.graph, self.plan, self.batch = graph, plan, batch
         self.mixed = MixedPrecision(graph, plan, mixed) if isinstance(mixed, PrecisionPlan) else mixed
         self.buffers = plan_buffers(graph, plan)
