@@ -25,6 +25,7 @@ from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.inplace import add_inplace
 from tinypatch.planning.plan import STREAM, Plan
 from tinypatch.planning.precision import PrecisionPlan
+from tinypatch.planning.rewrite import rewritten
 from tinypatch.safeio import output_folder
 
 RUNTIME_SOURCES = ("tp_types.h", "tp_shadow.h", "tp_shadow.c", "tp_kernels.h", "tp_kernels.c", "tp_fast.h",
@@ -68,6 +69,7 @@ def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str =
     """
     if target not in tg.ALL_TARGETS:
         raise PlanError(f"unknown target {target!r}; choose one of {', '.join(tg.ALL_TARGETS)}")
+    graph = rewritten(graph, plan) if plan is not None else graph
     plan = deployed_plan(graph, plan, inplace)
     files, project = render(graph, plan, Path(out_dir), target, sram, stack, precision)
     src = resources.files("tinypatch.codegen") / "c"
