@@ -1,6 +1,6 @@
 """Generated C for precision plans (per-patch mixed precision): byte for byte what the Python plan
 executor computes under the same plan (runtime/mixed.py), every tile of every op included, on the
-host (ASan/UBSan) and on emulated Cortex-M7 / M55 inside the planned RAM region; all-outlier plans
+host (ASan/UBSan) and on emulated Cortex-M4 / M7 / M55 inside the planned RAM region; all-outlier plans
 give int8's bytes; stream stages and unsupported consumers are refused."""
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def test_shared_model_is_exact_tile_by_tile(tmp_path):
 
 
 @needs_mcu
-@pytest.mark.parametrize("target", ["cortex-m7", "cortex-m55"])
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "cortex-m55"])
 def test_cortex_m_is_exact_inside_the_planned_ram(target, tmp_path):
     from tinypatch.codegen.report import measure
     from tinypatch.codegen.targets import RUNTIME_OVERHEAD, ram_length
