@@ -98,7 +98,7 @@ def test_cached_stages_match_the_tile_loop(mode, grid):
 
 
 def test_a_stale_line_buffer_is_caught(monkeypatch):
-    """The band path checks what every tile reads from its cached parts: a line buffer saved for
+    """The shadow path checks what every tile reads from its cached parts: a line buffer saved for
     the second tile row only (valid but stale bytes from then on) is a PlanError."""
     g = _chain()
     stage = Stage(0, 5, split_even(10, 4), split_even(10, 3), {k: "cache" for k in range(4)})

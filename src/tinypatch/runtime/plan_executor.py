@@ -96,7 +96,7 @@ class PlanExecutor:
         self.layout = [(reads_nchw(graph, op), writes_nchw(graph, op), op_def(op.type).gather) for op in graph.ops]
         self.streams = {st.stage.start: _Stream(self, st) for st in self.buffers.tilings if st.stream}
         self.tile_groups: dict[int, list[list[tuple[int, int]]]] = {}  # stage -> like recompute tiles
-        self.band_columns: dict[int, dict | None] = {}  # stage -> its band path geometry (None: tile by tile)
+        self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -209,17 +209,11 @@ class PlanExecutor:
         # mixed precision classifies and lowers each tile as it runs: no batched tiles then
         batched = self._batched(arena, outside, st) if not persistent and not self.mixed and self.batch else {}
         accounted: set[int] = set()  # groups of like tiles whose first tile claimed its tile buffers
-        if st.stage.start not in self.band_columns:
-            self.band_columns[st.stage.start] = self._band_columns(st) if persistent and self.batch else None
-        cols = None if self.mixed else self.band_columns[st.stage.start]
-        shadow: dict[str, np.ndarray] | None = None  # band path: each op's output, filled tile row by tile row
-        if cols is not None:
-            shadow = {g.ops[k].outputs[0]: np.zeros(g.tensors[g.ops[k].outputs[0]].shape,
-                                                    g.tensors[g.ops[k].outputs[0]].np_dtype) for k in st.info.tile_ops}
+        if st.stage.start not in self.shadowed:
+            self.shadowed[st.stage.start] = bool(persistent) and self.batch and self._shadows(st)
+        shadow = self._shadow(arena, outside, st) if self.shadowed[st.stage.start] and not self.mixed else None
         skip = self._like_rows(st) if shadow is not None and sums is None else set()
         for i in range(st.stage.grid[0]):
-            if shadow is not None:
-                self._band(arena, outside, st, i, cols, shadow)  # type: ignore[arg-type]
             if i in skip:
                 self._skip_row(arena, outside, st, i, full_out, shadow)  # type: ignore[arg-type]
                 continue
@@ -381,29 +375,14 @@ class PlanExecutor:
                     if buf in tile_bufs:
                         arena.free(buf)
 
-    def _band_columns(self, st: StageTiling) -> dict[int, tuple[tuple[int, int], tuple[int, int], list]] | None:
-        """For the band path of a cached stage: op -> (its output columns, (left, right) padding, the
-        columns read from each input) when computing a tile row at once, or None where that would
-        not compute exactly the tiles' fresh pixels (fresh columns overlapping or with gaps between
-        tiles) or an op's kernel does not batch or works in NCHW."""
+    def _shadows(self, st: StageTiling) -> bool:
+        """Whether a cached stage takes the shadow path: every op's kernel batches and works in NHWC."""
         g = self.graph
-        out = {}
-        for k in st.info.tile_ops:
-            op = g.ops[k]
-            if not op_def(op.type).batches or reads_nchw(g, op) or writes_nchw(g, op):
-                return None
-            spans = [s[k] for s in st.w.spans if s[k].out[0] < s[k].out[1]]
-            if not spans:
-                return None
-            for a, b in pairwise(spans):
-                if a.out[1] != b.out[0] or any(ra is not None and rb[0] < ra[0] for ra, rb in zip(a.reads, b.reads)):
-                    return None
-            reads = [None if r is None else (r[0], spans[-1].reads[n][1]) for n, r in enumerate(spans[0].reads)]
-            out[k] = ((spans[0].out[0], spans[-1].out[1]), (spans[0].pads[0], spans[-1].pads[1]), reads)
-        return out
+        return all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
+                   for k in st.info.tile_ops)
 
     def _like_rows(self, st: StageTiling) -> set[int]:
-        """Tile rows of a band-path stage that need no walk: where no op keeps rows for the next
+        """Tile rows of a shadow-path stage that need no walk: where no op keeps rows for the next
         tile row (nothing crosses tile rows), the rows after the first of each group of like rows
         (same rows, paddings and relative reads per op). Their tiles claim, write and read the same
         stage-buffer bytes as the first row's, in the same order, with the stage's cached buffers
@@ -445,36 +424,23 @@ class PlanExecutor:
         dst[...] = shadow[st.info.output][:, rows[0]: rows[1]]
         arena.wrote(dst)
 
-    def _band(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int,
-              cols: dict[int, tuple[tuple[int, int], tuple[int, int], list]], shadow: dict[str, np.ndarray]) -> None:
-        """The fresh rows of tile row i of every op of a cached stage, all its columns in one kernel
-        call per op, into ``shadow``: the pixels the row's tiles compute (a kernel's output pixel
-        depends only on its input window, padded only at the image border)."""
+    def _shadow(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling) -> dict[str, np.ndarray]:
+        """Every op of a cached stage run on the whole image, one kernel call each: the values the tiles
+        compute (a kernel's output pixel depends only on its input window, padded only at the image
+        border). The stage inputs are read whole here, unrecorded: each tile records its own reads."""
         g = self.graph
+        shadow: dict[str, np.ndarray] = {}
         for k in st.info.tile_ops:
             op = g.ops[k]
-            sh = st.h.spans[i][k]
-            if sh.out[0] >= sh.out[1]:
-                continue
-            (c0, c1), wpads, reads = cols[k]
-            args = []
-            for t, rh, rw in zip(op.inputs, sh.reads, reads):
-                if rh is None or rw is None:
-                    args.append(g.tensors[t].data if t else None)
-                else:
-                    src = shadow[t] if t in shadow else self._get(arena, outside, t)  # checked when the tiles read it
-                    args.append(src[:, rh[0]: rh[1], rw[0]: rw[1]])
-            value = self.kernels[k](args, (*sh.pads, *wpads))[0]
-            if value.shape[1:3] != (sh.out[1] - sh.out[0], c1 - c0):
-                raise PlanError(f"op {k}: a band of tile row {i} computed {value.shape[1:3]}, its tiles "
-                                f"{(sh.out[1] - sh.out[0], c1 - c0)}")
-            shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], c0:c1] = value
+            args = [shadow[t] if t in shadow else self._get(arena, outside, t) for t in self.kernels[k].input_names]
+            shadow[op.outputs[0]] = self.kernels[k](args)[0]
+        return shadow
 
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
                  region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]],
                  shadow: dict[str, np.ndarray] | None = None) -> None:
         """Run op k on the fresh part of tile (i, j) and write it into ``region``; with ``shadow``
-        (the band path) take the fresh part from there instead, after checking that every byte the
+        (the shadow path) take the fresh part from there instead, after checking that every byte the
         tile reads from a stage buffer (its cached parts, line buffers included) is what op k needs."""
         g = self.graph
         op = g.ops[k]
