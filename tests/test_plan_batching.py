@@ -1,5 +1,5 @@
 """The plan executor's batched paths (like recompute tiles in one kernel call per op, like stream
-strips computed row-wide, cached stages computed a tile row at a time) against its tile-by-tile /
+strips computed row-wide, cached stages computed on the whole image) against its tile-by-tile /
 column-by-column run (``batch=False``): the same output bytes and the same simulated arena at the
 end (every byte's value, validity and touched flag), so the measured high-water mark is the same;
 and a wrong window-buffer slot or a stale cached part is caught by the batched walks."""
@@ -95,6 +95,37 @@ def test_cached_stages_match_the_tile_loop(mode, grid):
     g = _chain()
     stage = Stage(0, 5, split_even(10, grid[0]), split_even(10, grid[1]), {k: mode for k in range(4)})
     assert_batched_same(g, _plan(g, [stage]), _input(g))
+
+
+@pytest.mark.parametrize("modes", [{k: "cache_w" for k in range(4)}, {1: "cache_w", 3: "cache_w"}, {2: "cache_w"}])
+@pytest.mark.parametrize("grid", [(5, 5), (3, 5), (5, 2)])
+def test_like_tiles_of_cached_stages_skip_their_walk(modes, grid):
+    """Shadow-path stages where nothing crosses tile rows (``cache_w``, mixed with recompute ops)
+    walk one tile per key (rows, columns, left neighbour) only; the arena ends the same."""
+    g = _chain()
+    stage = Stage(0, 5, split_even(10, grid[0]), split_even(10, grid[1]), modes)
+    plan = _plan(g, [stage])
+    check_plan(g, plan)
+    assert_batched_same(g, plan, _input(g))
+    ex = pe.PlanExecutor(g, plan)
+    ex([_input(g)])
+    assert ex.skips[0][0], "no tile skipped its walk: the test would not exercise that path"
+
+
+def test_walks_after_a_skipped_tile_check_its_restored_columns(monkeypatch):
+    """The walk after skipped tiles compares what it slides from their restored regions with the
+    shadow: a restore that leaves stale bytes is a PlanError."""
+    g = _chain()
+    stage = Stage(0, 5, split_even(10, 5), split_even(10, 5), {k: "cache_w" for k in range(4)})
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))
+    ex([_input(g)])
+    restore = ex._restore
+
+    def stale(arena, st_, i, j, kept, shadow):
+        restore(arena, st_, i, j, kept, {t: v + 1 for t, v in shadow.items()})
+    monkeypatch.setattr(ex, "_restore", stale)
+    with pytest.raises(PlanError, match="reads wrong bytes"):
+        ex([_input(g)])
 
 
 def test_a_stale_line_buffer_is_caught(monkeypatch):

@@ -21,13 +21,13 @@ from tinypatch.errors import InputError, PlanError
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import op_def
 from tinypatch.kernels import prepare
+from tinypatch.planning.columns import column_maps
 from tinypatch.planning.memory import (
     accumulator_name,
     line_buffer_name,
     place_plan,
     plan_buffers,
 )
-from tinypatch.planning.columns import column_maps
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.precision import PrecisionPlan
 from tinypatch.planning.rewrite import rewritten
@@ -97,6 +97,7 @@ class PlanExecutor:
         self.streams = {st.stage.start: _Stream(self, st) for st in self.buffers.tilings if st.stream}
         self.tile_groups: dict[int, list[list[tuple[int, int]]]] = {}  # stage -> like recompute tiles
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
+        self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -212,12 +213,17 @@ class PlanExecutor:
         if st.stage.start not in self.shadowed:
             self.shadowed[st.stage.start] = bool(persistent) and self.batch and self._shadows(st)
         shadow = self._shadow(arena, outside, st) if self.shadowed[st.stage.start] and not self.mixed else None
-        skip = self._like_rows(st) if shadow is not None and sums is None else set()
+        skip: set[tuple[int, int]] = set()
+        if shadow is not None and sums is None:
+            if st.stage.start not in self.skips:
+                self.skips[st.stage.start] = self._like_tiles(st)
+            skip = self._skip_tiles(arena, outside, st, full_out, shadow, *self.skips[st.stage.start])
         for i in range(st.stage.grid[0]):
-            if i in skip:
-                self._skip_row(arena, outside, st, i, full_out, shadow)  # type: ignore[arg-type]
-                continue
             for j in range(st.stage.grid[1]):
+                if (i, j) in skip:
+                    continue
+                if j > 0 and (i, j - 1) in skip:  # its predecessor's cached regions, as its walk leaves them
+                    self._restore(arena, st, i, j - 1, kept, shadow)  # type: ignore[arg-type]
                 if self.mixed:
                     self.mixed.begin_tile(st.stage.start)
                 if (i, j) in batched:  # computed with its like tiles: store its values as the tile would
@@ -381,48 +387,79 @@ class PlanExecutor:
         return all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
                    for k in st.info.tile_ops)
 
-    def _like_rows(self, st: StageTiling) -> set[int]:
-        """Tile rows of a shadow-path stage that need no walk: where no op keeps rows for the next
-        tile row (nothing crosses tile rows), the rows after the first of each group of like rows
-        (same rows, paddings and relative reads per op). Their tiles claim, write and read the same
-        stage-buffer bytes as the first row's, in the same order, with the stage's cached buffers
-        never freed in between and its tile buffers unclaimed at each tile's start, so the first
-        row's checks and touched bytes are theirs."""
-        g, seen, like = self.graph, set(), set()
-        for i, spans in enumerate(st.h.spans):
-            sig = []
-            for k in st.info.tile_ops:
-                sh = spans[k]
-                if sh.out != sh.need:
-                    return set()
-                reads = tuple(None if r is None else (r[0] - spans[self.producers[t]].need[0],
-                                                      r[1] - spans[self.producers[t]].need[0])
-                              if self.producers.get(t) in spans else (r[1] - r[0],)
-                              for t, r in zip(g.ops[k].inputs, sh.reads))
-                sig.append((sh.need[1] - sh.need[0], sh.pads, reads))
-            key = tuple(sig)
-            if key in seen:
-                like.add(i)
-            seen.add(key)
-        return like
+    def _like_tiles(self, st: StageTiling) -> tuple[set[tuple[int, int]], list, list]:
+        """Tiles of a shadow-path stage that need no walk, with the windows of full-size tensors they
+        read and the stage-output windows they write, merged (:func:`_merge`).
 
-    def _skip_row(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int,
-                  full_out: np.ndarray, shadow: dict[str, np.ndarray]) -> None:
-        """Tile row i, like an earlier walked one (:meth:`_like_rows`): each tile's reads of tensors
-        from before the stage are recorded, and the row's stage output written from ``shadow``."""
-        g = self.graph
-        for j in range(st.stage.grid[1]):
-            for k in st.info.tile_ops:
-                sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-                if sh.out[0] >= sh.out[1] or sw.out[0] >= sw.out[1]:
+        Only where no op keeps rows for the next tile row and every region is non-empty: a tile's
+        walk then depends only on its rows (sizes, paddings, reads relative to the producer's rows,
+        per op), its columns likewise, and its left neighbour's columns with the step between them,
+        so a later tile with the same key claims, slides, checks and frees the same stage-buffer
+        bytes as the first one, which its walk compared with the shadow; the walk after a skipped
+        tile starts from that tile's cached regions, restored from the shadow (:meth:`_restore`)."""
+        g, producers, inside = self.graph, self.producers, set(st.info.tile_ops)
+        rows: list[tuple] = []
+        for spans in st.h.spans:
+            if any(spans[k].out != spans[k].need or spans[k].need[0] >= spans[k].need[1] for k in st.info.tile_ops):
+                return set(), [], []
+            rows.append(_axis_key(g, st.info.tile_ops, spans, producers))
+        cols: list[tuple] = []
+        for j, spans in enumerate(st.w.spans):
+            if any(spans[k].need[0] >= spans[k].need[1] for k in st.info.tile_ops):
+                return set(), [], []
+            step = () if j == 0 else tuple(spans[k].need[0] - st.w.spans[j - 1][k].need[0] for k in st.info.tile_ops)
+            own = _axis_key(g, st.info.tile_ops, spans, producers, True)
+            cols.append((own, step, cols[j - 1][0] if j else None))
+        seen: set[tuple] = set()
+        skip: set[tuple[int, int]] = set()
+        reads: dict[str, list[tuple[int, int, int, int]]] = {}
+        outs: list[tuple[int, int, int, int]] = []
+        last = st.info.tile_ops[-1]
+        for i, rk in enumerate(rows):
+            for j, ck in enumerate(cols):
+                if (rk, ck) not in seen:
+                    seen.add((rk, ck))
                     continue
-                for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
-                    if rh is not None and rw is not None and t not in shadow:
-                        arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
-        rows = st.h.spans[i][st.info.tile_ops[-1]].out
-        dst = full_out[:, rows[0]: rows[1]]
-        dst[...] = shadow[st.info.output][:, rows[0]: rows[1]]
-        arena.wrote(dst)
+                skip.add((i, j))
+                for k in st.info.tile_ops:
+                    sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                    for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
+                        if rh is not None and rw is not None and producers.get(t) not in inside:
+                            reads.setdefault(t, []).append((*rh, *rw))
+                sh, sw = st.h.spans[i][last], st.w.spans[j][last]
+                outs.append((*sh.out, *sw.out))
+        return skip, [(t, _merge(w)) for t, w in reads.items()], _merge(outs)
+
+    def _skip_tiles(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
+                    shadow: dict[str, np.ndarray], skip: set[tuple[int, int]], reads: list,
+                    outs: list) -> set[tuple[int, int]]:
+        """Record the skipped tiles' reads of full-size tensors and write their pieces of the stage output
+        from ``shadow`` (both as merged windows: the same bytes). Returns ``skip``."""
+        for t, windows in reads:
+            full = self._get(arena, outside, t)
+            for r0, r1, c0, c1 in windows:
+                arena.read(full[:, r0:r1, c0:c1], t)
+        for r0, r1, c0, c1 in outs:
+            dst = full_out[:, r0:r1, c0:c1]
+            dst[...] = shadow[st.info.output][:, r0:r1, c0:c1]
+            arena.wrote(dst)
+        return skip
+
+    def _restore(self, arena: Arena, st: StageTiling, i: int, j: int, kept: dict[str, tuple[np.ndarray, int, int]],
+                 shadow: dict[str, np.ndarray]) -> None:
+        """Tile (i, j) was skipped (:meth:`_like_tiles`): its cached regions as its walk leaves them (all of
+        each region written, with the shadow's values), for the next tile's walk to slide from."""
+        g = self.graph
+        for k in st.info.tile_ops:
+            if not st.cached(k):
+                continue
+            t = g.tensors[g.ops[k].outputs[0]]
+            sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+            region = arena.view(self.buffer_of[t.name], (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0],
+                                                         t.shape[3]), t.np_dtype)
+            region[...] = shadow[t.name][:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
+            arena.wrote(region)
+            kept[t.name] = (region, sh.need[0], sw.need[0])
 
     def _shadow(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling) -> dict[str, np.ndarray]:
         """Every op of a cached stage run on the whole image, one kernel call each: the values the tiles
@@ -746,6 +783,43 @@ class _Stream:
         dst = views[name] if name in views else self.full_out[:, sh.out[0]: sh.out[1]]
         dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
         self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
+
+
+def _axis_key(g: Graph, ops: list[int], spans: dict[int, OpSpan], producers: dict[str, int],
+              fresh: bool = False) -> tuple:
+    """One tile's geometry along one axis, per op: its size, paddings and reads (relative to the
+    producer's region when the stage computes it, else just their size); ``fresh``: also where its
+    fresh part starts (columns may be cached)."""
+    key = []
+    for k in ops:
+        sp = spans[k]
+        reads = tuple(None if r is None else (r[0] - spans[producers[t]].need[0], r[1] - spans[producers[t]].need[0])
+                      if producers.get(t) in spans else (r[1] - r[0],) for t, r in zip(g.ops[k].inputs, sp.reads))
+        key.append((sp.need[1] - sp.need[0], sp.pads, reads, sp.out[0] - sp.need[0] if fresh else 0))
+    return tuple(key)
+
+
+def _merge(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Windows (rows r0:r1, columns c0:c1) as fewer windows covering exactly the same pixels: per row
+    range its column ranges merged, then row ranges with the same column ranges merged."""
+    by_rows: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for r0, r1, c0, c1 in windows:
+        by_rows.setdefault((r0, r1), []).append((c0, c1))
+    by_cols: dict[tuple, list[tuple[int, int]]] = {}
+    for r, cs in by_rows.items():
+        by_cols.setdefault(tuple(_union(cs)), []).append(r)
+    return [(r0, r1, c0, c1) for cs, rs in by_cols.items() for r0, r1 in _union(rs) for c0, c1 in cs]
+
+
+def _union(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Half-open intervals merged where they overlap or touch, sorted."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _runs(values: list[int]) -> list[tuple[int, int]]:
