@@ -95,7 +95,9 @@ class PlanExecutor:
         # per op: (reads NCHW, writes NCHW, gathers): looked up once, not per tile
         self.layout = [(reads_nchw(graph, op), writes_nchw(graph, op), op_def(op.type).gather) for op in graph.ops]
         self.streams = {st.stage.start: _Stream(self, st) for st in self.buffers.tilings if st.stream}
-        self.tile_groups: dict[int, list[list[tuple[int, int]]]] = {}  # stage -> like recompute tiles
+        self.tile_groups: dict[int, list[list[tuple[int, int]]]] = {}  # stage -> groups of like recompute tiles
+        self.stored: dict[int, set[tuple[int, int]]] = {}  # stage -> tiles stored with their batch
+        self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
 
@@ -208,8 +210,9 @@ class PlanExecutor:
         held: dict[str, tuple[np.ndarray, int, int]] = {}  # tensor -> (region array, row0, col0)
         kept: dict[str, tuple[np.ndarray, int, int]] = {}  # cached tensor -> its last non-empty region
         # mixed precision classifies and lowers each tile as it runs: no batched tiles then
-        batched = self._batched(arena, outside, st) if not persistent and not self.mixed and self.batch else {}
-        accounted: set[int] = set()  # groups of like tiles whose first tile claimed its tile buffers
+        batched = self._batched(arena, outside, st, full_out, sums) \
+            if not persistent and not self.mixed and self.batch else {}
+        stored = self.stored.get(st.stage.start, set()) if batched else set()
         if st.stage.start not in self.shadowed:
             self.shadowed[st.stage.start] = bool(persistent) and self.batch and self._shadows(st)
         shadow = self._shadow(arena, outside, st) if self.shadowed[st.stage.start] and not self.mixed else None
@@ -226,11 +229,10 @@ class PlanExecutor:
                     self._restore(arena, st, i, j - 1, kept, shadow)  # type: ignore[arg-type]
                 if self.mixed:
                     self.mixed.begin_tile(st.stage.start)
-                if (i, j) in batched:  # computed with its like tiles: store its values as the tile would
-                    values, group = batched[(i, j)]
-                    self._store_tile(arena, outside, st, i, j, values, full_out, tile_bufs, group not in accounted,
-                                     sums)
-                    accounted.add(group)
+                if (i, j) in batched:  # the first of its like tiles (the others were stored with the batch)
+                    self._store_tile(arena, outside, st, i, j, batched[(i, j)], full_out, tile_bufs, sums)
+                    continue
+                if (i, j) in stored:
                     continue
                 for k in st.info.tile_ops:
                     op = g.ops[k]
@@ -289,10 +291,13 @@ class PlanExecutor:
             sig.append((sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], sh.pads, sw.pads, tuple(reads)))
         return tuple(sig)
 
-    def _batched(self, arena: Arena, outside: dict[str, np.ndarray],
-                 st: StageTiling) -> dict[tuple[int, int], tuple[dict[str, np.ndarray], int]]:
-        """Tile (i, j) -> (its op outputs, its group), for the tiles of a recompute stage that have
-        like tiles (same signature: interior tiles), each group run as one batched kernel call per op."""
+    def _batched(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
+                 sums: np.ndarray | None) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+        """The first tile of each group of like tiles of a recompute stage (same signature) -> its op
+        outputs, each group run as one batched kernel call per op. The other tiles of a group are
+        stored here (:meth:`_store_like`); the first one claims, writes, reads and frees the tile
+        buffers in the tile loop (:meth:`_store_tile`), for all of them: every like tile touches the
+        same tile-buffer bytes in the same order, each starting with them unclaimed."""
         groups = self.tile_groups.get(st.stage.start)
         if groups is None:  # the plan's, worked out on the first run
             sigs: dict[tuple, list[tuple[int, int]]] = {}
@@ -301,15 +306,54 @@ class PlanExecutor:
                     sig = self._signature(st, i, j)
                     if sig is not None:
                         sigs.setdefault(sig, []).append((i, j))
-            groups = self.tile_groups[st.stage.start] = list(sigs.values())
-        out: dict[tuple[int, int], tuple[dict[str, np.ndarray], int]] = {}
-        for group, tiles in enumerate(groups):
-            if len(tiles) < 2:
-                continue
+            groups = self.tile_groups[st.stage.start] = [t for t in sigs.values() if len(t) > 1]
+            self.stored[st.stage.start] = {t for tiles in groups for t in tiles[1:]}
+            self.like_windows[st.stage.start] = [self._like_windows(st, tiles[1:]) for tiles in groups]
+        out: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        for tiles, (reads, outs) in zip(groups, self.like_windows[st.stage.start]):
             values = self._run_batch(arena, outside, st, tiles)
-            for n, tile in enumerate(tiles):
-                out[tile] = ({name: v[n: n + 1] for name, v in values.items()}, group)
+            out[tiles[0]] = {name: v[:1] for name, v in values.items()}
+            self._store_like(arena, outside, st, tiles[1:], values, reads, outs, full_out, sums)
         return out
+
+    def _like_windows(self, st: StageTiling, tiles: list[tuple[int, int]]) -> tuple[list, list]:
+        """The windows of full-size tensors ``tiles`` read and the stage-output windows they write,
+        merged (:func:`_merge`)."""
+        g, inside = self.graph, set(st.info.tile_ops)
+        reads: dict[str, list[tuple[int, int, int, int]]] = {}
+        for i, j in tiles:
+            for k in st.info.tile_ops:
+                sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
+                    if rh is not None and rw is not None and self.producers.get(t) not in inside:
+                        reads.setdefault(t, []).append((*rh, *rw))
+        last = st.info.tile_ops[-1]
+        outs = [(*st.h.spans[i][last].out, *st.w.spans[j][last].out) for i, j in tiles]
+        return [(t, _merge(w)) for t, w in reads.items()], _merge(outs)
+
+    def _store_like(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling,
+                    tiles: list[tuple[int, int]], values: dict[str, np.ndarray], reads: list, outs: list,
+                    full_out: np.ndarray, sums: np.ndarray | None) -> None:
+        """The later tiles of a batch (``values``: the whole batch's op outputs, these from index 1):
+        their reads of full-size tensors recorded and their pieces of the stage output written, as
+        merged windows (the same bytes); their tile buffers are left to the group's first tile
+        (:meth:`_batched`). Their sums (stages ending in an average) are added in one go: int32
+        additions wrap, so the order does not matter."""
+        for t, windows in reads:
+            full = self._get(arena, outside, t)
+            for r0, r1, c0, c1 in windows:
+                arena.read(full[:, r0:r1, c0:c1], t)
+        name = st.info.output
+        if name in values:
+            last = st.info.tile_ops[-1]
+            for n, (i, j) in enumerate(tiles, 1):
+                sh, sw = st.h.spans[i][last], st.w.spans[j][last]
+                full_out[:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]] = values[name][n: n + 1]
+            for r0, r1, c0, c1 in outs:
+                arena.wrote(full_out[:, r0:r1, c0:c1])
+        if sums is not None:
+            sums += values[st.info.tiled][1:].sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+            arena.read(sums)
 
     def _run_batch(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling,
                    tiles: list[tuple[int, int]]) -> dict[str, np.ndarray]:
@@ -336,15 +380,10 @@ class PlanExecutor:
         return values
 
     def _store_tile(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int, j: int,
-                    values: dict[str, np.ndarray], full_out: np.ndarray, tile_bufs: set[str], local: bool,
+                    values: dict[str, np.ndarray], full_out: np.ndarray, tile_bufs: set[str],
                     sums: np.ndarray | None) -> None:
         """Tile (i, j) computed in a batch: its regions claimed, read, written and freed as in the tile
-        loop (the arena checks and touched bytes stay those of the tile-by-tile run).
-
-        ``local=False`` (a later tile of an accounted group) leaves out the tile buffers: every like
-        tile claims, writes, reads and frees the same bytes of them in the same order, and each tile
-        starts with them unclaimed (so unreadable), so the first tile's checks and touched bytes are
-        every tile's. Its reads of full-size tensors and its piece of the stage output are recorded."""
+        loop (the arena checks and touched bytes stay those of the tile-by-tile run)."""
         g = self.graph
         held: dict[str, tuple[np.ndarray, int, int]] = {}
         for k in st.info.tile_ops:
@@ -353,15 +392,9 @@ class PlanExecutor:
             sh, sw = st.h.spans[i][k], st.w.spans[j][k]
             if name == st.info.output:
                 region = full_out[:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
-            elif local:
+            else:
                 region = self._region(arena, st, k, i, j, {})
                 held[name] = (region, sh.need[0], sw.need[0])
-            else:
-                held[name] = (values[name], sh.need[0], sw.need[0])  # not in the arena: nothing recorded
-                if sums is not None and name == st.info.tiled:
-                    sums += values[name].sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
-                    arena.read(sums)
-                continue
             for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
                 if rh is None or rw is None:
                     continue
@@ -376,10 +409,9 @@ class PlanExecutor:
                 sums += arena.read(region, name).sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
                 arena.read(sums)
                 arena.free(self.buffer_of[name])
-            if local:
-                for buf in self.ends.get(k, []):
-                    if buf in tile_bufs:
-                        arena.free(buf)
+            for buf in self.ends.get(k, []):
+                if buf in tile_bufs:
+                    arena.free(buf)
 
     def _shadows(self, st: StageTiling) -> bool:
         """Whether a cached stage takes the shadow path: every op's kernel batches and works in NHWC."""
