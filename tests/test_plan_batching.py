@@ -97,11 +97,12 @@ def test_cached_stages_match_the_tile_loop(mode, grid):
     assert_batched_same(g, _plan(g, [stage]), _input(g))
 
 
-@pytest.mark.parametrize("modes", [{k: "cache_w" for k in range(4)}, {1: "cache_w", 3: "cache_w"}, {2: "cache_w"}])
+@pytest.mark.parametrize("modes", [{k: "cache_w" for k in range(4)}, {1: "cache_w", 3: "cache_w"}, {2: "cache_w"},
+                                   {k: "cache" for k in range(4)}, {0: "cache", 3: "cache"}])
 @pytest.mark.parametrize("grid", [(5, 5), (3, 5), (5, 2)])
 def test_like_tiles_of_cached_stages_skip_their_walk(modes, grid):
-    """Shadow-path stages where nothing crosses tile rows (``cache_w``, mixed with recompute ops)
-    walk one tile per key (rows, columns, left neighbour) only; the arena ends the same."""
+    """Shadow-path stages (``cache_w``, ``cache`` with line buffers, mixed with recompute ops) walk
+    one tile per key (rows, columns, left neighbour, saved lines) only; the arena ends the same."""
     g = _chain()
     stage = Stage(0, 5, split_even(10, grid[0]), split_even(10, grid[1]), modes)
     plan = _plan(g, [stage])

@@ -224,6 +224,11 @@ class PlanExecutor:
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 if (i, j) in skip:
+                    for k in st.info.tile_ops:  # the rows its walk would keep for the next tile row
+                        if st.line_buffer(k):
+                            sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                            self._save_lines(arena, st, k, i, j, shadow[g.ops[k].outputs[0]][  # type: ignore[index]
+                                :, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]])
                     continue
                 if j > 0 and (i, j - 1) in skip:  # its predecessor's cached regions, as its walk leaves them
                     self._restore(arena, st, i, j - 1, kept, shadow)  # type: ignore[arg-type]
@@ -423,18 +428,27 @@ class PlanExecutor:
         """Tiles of a shadow-path stage that need no walk, with the windows of full-size tensors they
         read and the stage-output windows they write, merged (:func:`_merge`).
 
-        Only where no op keeps rows for the next tile row and every region is non-empty: a tile's
-        walk then depends only on its rows (sizes, paddings, reads relative to the producer's rows,
-        per op), its columns likewise, and its left neighbour's columns with the step between them,
-        so a later tile with the same key claims, slides, checks and frees the same stage-buffer
-        bytes as the first one, which its walk compared with the shadow; the walk after a skipped
-        tile starts from that tile's cached regions, restored from the shadow (:meth:`_restore`)."""
+        Only where every region is non-empty and the rows an op keeps for the next tile row go
+        through a line buffer: a tile's walk then depends only on its rows (sizes, paddings, fresh
+        rows, reads relative to the producer's rows, the rows it saves for the next tile row, per
+        op), its columns likewise, and its left neighbour's columns with the step between them, so
+        a later tile with the same key claims, slides, checks, saves and frees the same stage-buffer
+        bytes (its line-buffer columns: those of the tile above) as the first one, which its walk
+        compared with the shadow. A skipped tile saves its lines from the shadow where its walk
+        would (:meth:`_save_lines`); the walk after a skipped tile starts from that tile's cached
+        regions, restored from the shadow (:meth:`_restore`)."""
         g, producers, inside = self.graph, self.producers, set(st.info.tile_ops)
         rows: list[tuple] = []
-        for spans in st.h.spans:
-            if any(spans[k].out != spans[k].need or spans[k].need[0] >= spans[k].need[1] for k in st.info.tile_ops):
+        for i, spans in enumerate(st.h.spans):
+            if any(spans[k].need[0] >= spans[k].need[1] or spans[k].out != spans[k].need and not st.line_buffer(k)
+                   for k in st.info.tile_ops):
                 return set(), [], []
-            rows.append(_axis_key(g, st.info.tile_ops, spans, producers))
+            saves = []  # per line-buffered op: the rows it saves for the next tile row, where they start
+            for k in st.info.tile_ops:
+                nxt = st.h.spans[i + 1][k] if i + 1 < len(st.h.spans) and st.line_buffer(k) else None
+                saves.append(None if nxt is None or nxt.out[0] <= nxt.need[0] else
+                             (nxt.out[0] - nxt.need[0], nxt.need[0] - spans[k].need[0]))
+            rows.append((_axis_key(g, st.info.tile_ops, spans, producers, True), tuple(saves)))
         cols: list[tuple] = []
         for j, spans in enumerate(st.w.spans):
             if any(spans[k].need[0] >= spans[k].need[1] for k in st.info.tile_ops):
