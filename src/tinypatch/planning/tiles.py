@@ -95,8 +95,9 @@ class StageInfo:
         return self.ops[:-1] if self.reduce is not None else self.ops
 
 
-def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
-    """Check that ops ``[start, end)`` can run patch by patch and name their tensors."""
+def stage_info(graph: Graph, start: int, end: int, consumers: dict[str, list[int]] | None = None) -> StageInfo:
+    """Check that ops ``[start, end)`` can run patch by patch and name their tensors (``consumers``:
+    ``graph.consumers()`` if already at hand)."""
     n = len(graph.ops)
     if not 0 <= start < end <= n:
         raise PlanError(f"stage ops [{start}, {end}) out of range: the model has {n} operators")
@@ -109,7 +110,7 @@ def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
             raise PlanError(f"operator {i} ({op.type}) needs its whole input and cannot be inside a patch stage "
                             f"[{start}, {end}): end the stage at operator {i} (exclusive) or start it after it")
     produced = {t: i for i in ops for t in graph.ops[i].outputs}
-    users = graph.consumers()
+    users = graph.consumers() if consumers is None else consumers
     exits = {t for t in produced if t in graph.outputs or any(u >= end for u in users.get(t, []))}
     output = last.outputs[0]
     if exits != {output}:
