@@ -914,12 +914,13 @@ def _ordered_filter(cand: _Cands, by_cost: bool) -> np.ndarray:
     return order[m < before]
 
 
-def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, include_output: bool) -> Plan:
+def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, include_output: bool,
+            consumers: dict[str, list[int]] | None = None) -> Plan:
     stages = []
     for ch in choices:
         if ch.grid is None:
             continue
-        shape = nhwc_shape(graph, stage_info(graph, ch.start, ch.end).tiled)
+        shape = nhwc_shape(graph, stage_info(graph, ch.start, ch.end, consumers).tiled)
         stages.append(Stage(ch.start, ch.end, split_even(shape[1], ch.grid[0]), split_even(shape[2], ch.grid[1]),
                             ch.policy.halo(ch.start, ch.end)))
     return Plan(graph.name, fingerprint(graph), stages, include_input, include_output)
@@ -949,7 +950,7 @@ def optimal_front(graph: Graph, include_input: bool = True, include_output: bool
     # with single_stage every stage option starts at the first spatial op, so a path holds at most one
     opts = _segment_options(c, cuts, max_grid, policies, single_stage, progress)
     labels = _dp(cuts, opts, c)
-    front = [Schedule(ch, p, m, to_plan(graph, ch, include_input, include_output)) for p, m, ch in labels]
+    front = [Schedule(ch, p, m, to_plan(graph, ch, include_input, include_output, c.users)) for p, m, ch in labels]
     base_ch = (Choice(0, len(graph.ops)),)
     baseline = Schedule(base_ch, int(c.lbl_profile.max()), int(c.macs.sum()),
                         to_plan(graph, base_ch, include_input, include_output))

@@ -301,9 +301,10 @@ class StageTiling:
 _TILINGS: WeakKeyDictionary[Graph, dict[tuple, StageTiling]] = WeakKeyDictionary()  # graph -> stage key -> tiling
 
 
-def tile_stage(graph: Graph, stage: Stage) -> StageTiling:
+def tile_stage(graph: Graph, stage: Stage, consumers: dict[str, list[int]] | None = None) -> StageTiling:
     """The tiling of ``stage`` (checked; raises PlanError). Tilings are kept per graph, so the search,
-    the in-place pass and the costs of one plan command tile each stage once."""
+    the in-place pass and the costs of one plan command tile each stage once (``consumers``:
+    ``graph.consumers()`` if already at hand, for plans of many stages)."""
     key = (len(graph.ops), stage.start, stage.end, tuple(stage.rows), tuple(stage.cols),
            tuple(sorted(stage.halo.items())))
     known = _TILINGS.setdefault(graph, {})
@@ -312,12 +313,12 @@ def tile_stage(graph: Graph, stage: Stage) -> StageTiling:
         return hit
     if len(known) > 512:
         known.clear()
-    known[key] = st = _tile_stage(graph, stage)
+    known[key] = st = _tile_stage(graph, stage, consumers)
     return st
 
 
-def _tile_stage(graph: Graph, stage: Stage) -> StageTiling:
-    info = stage_info(graph, stage.start, stage.end)
+def _tile_stage(graph: Graph, stage: Stage, consumers: dict[str, list[int]] | None) -> StageTiling:
+    info = stage_info(graph, stage.start, stage.end, consumers)
     last = info.tile_ops[-1]  # writes the tiled tensor: nothing to keep between tiles
     rings = _stream_rings(graph, info, stage)
     cache_h = frozenset(k for k in info.tile_ops if stage.mode(k) == "cache" and k != last)
