@@ -33,11 +33,8 @@ def conv_chain(n: int, residual: bool = False, size: int = 16):
 
 def _front(g, **kw):
     res = search(g, **kw)
-    return res.baseline.peak, [(s.lower_bound, s.macs, s.peak, s.choices, s.plan.to_dict()) for s in res.front]
-
-
-def _options(g, **kw) -> int:
-    return search(g, **kw).options
+    return res.baseline.peak, [(s.lower_bound, s.macs, s.peak, s.choices, s.plan.to_dict()) for s in res.front], \
+        res.options
 
 
 def _unpruned(monkeypatch) -> None:
@@ -52,12 +49,12 @@ def _unpruned(monkeypatch) -> None:
 def test_left_out_starts_never_change_the_front(make, monkeypatch):
     g = make()
     for kw in ({}, {"strategy": "recompute"}, {"include_input": False}):
-        pruned, fewer = _front(g, **kw), _options(g, **kw)
+        pruned = _front(g, **kw)
         with monkeypatch.context() as m:
             _unpruned(m)
-            full, every = _front(g, **kw), _options(g, **kw)
-        assert pruned == full, kw
-        assert fewer < every, kw  # some starts were left out
+            full = _front(g, **kw)
+        assert pruned[:2] == full[:2], kw
+        assert pruned[2] < full[2], kw  # some starts were left out
 
 
 @settings(max_examples=15, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
@@ -67,7 +64,7 @@ def test_left_out_starts_never_change_the_front_of_random_cnns(case):
     pruned = _front(g)
     with pytest.MonkeyPatch.context() as m:
         _unpruned(m)
-        assert _front(g) == pruned
+        assert _front(g)[:2] == pruned[:2]
 
 
 def _reference_dp(c: O._Costs, cuts: list[int], opts) -> list[tuple]:
