@@ -23,7 +23,12 @@ a label-setting dynamic program over the cuts keeps, at each cut, every Pareto-o
 schedules of the prefix; max and + are monotone, so the front at the last cut is the exact
 front of the whole space. Tilings are computed once per segment end, policy and tile count
 and shared by every segment start (the backward region propagation does not depend on where
-the stage starts), which makes the search take seconds.
+the stage starts), which makes the search take seconds. On long graphs the search stays near
+linear in the op count with the same front: layer-by-layer segments of any length are costed
+from prefix sums (:func:`_dp`), and the starts of the stages ending at a cut are costed from the
+latest backwards only until a proof shows that every earlier start is matched by running the
+same ops layer by layer (:func:`_layer_wins`, :func:`_below_dominated`; not with an instruction
+cost model), so those stages are left out (they are counted in no ``options`` figure).
 
 Peaks here are liveness lower bounds; :func:`optimal_front` then places each front plan in
 an arena and reports the placed peak as well.
@@ -257,10 +262,13 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
     stream stages (:func:`_stream_candidates`) from the starts a the stage can have.
 
     Ends where :func:`_layer_wins` proves that no stage beats layer by layer are skipped. Otherwise
-    the stages ending at b are costed from the latest starts backwards, in windows of growing
-    length, until :func:`_below_dominated` proves that every stage from an earlier start is matched
-    by running its ops layer by layer (then those starts are left out: the front is unchanged)."""
+    the stages ending at b are costed from the latest starts backwards, in a window as long as the
+    one that settled the end before (growing 4x at a time; all the starts once it would hold half
+    of them), until :func:`_below_dominated` proves
+    that every stage from an earlier start is matched by running its ops layer by layer (then
+    those starts are left out: the front is unchanged)."""
     opts = _layer_options(c)
+    width = _WINDOW  # the window that settled the last end: the next one starts there
     for done, b in enumerate(cuts[1:], 1):
         if progress:
             progress(done, len(cuts) - 1)
@@ -270,9 +278,8 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
         s0, last = span
         if not first_only and _layer_wins(c, b, s0, last):
             continue
-        width = _WINDOW
         while True:
-            lo = s0 if first_only else max(s0, last + 1 - width)
+            lo = s0 if first_only or last + 1 - s0 < 2 * width else last + 1 - width  # half or more: all
             stage = _stage_end(c, cuts, b, first_only, s0, lo)
             if stage is None:
                 break
@@ -287,12 +294,13 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                 covered = covered and cols_cover
             if lo == s0 or _below_dominated(c, stage, cands, covered, s0, STREAM in policies):
                 _add_pareto(opts, b, cands, c.by_cost)
+                width = max(_WINDOW, last + 1 - lo)
                 break
             width *= 4
     return opts
 
 
-_WINDOW = 2  # ops in the first window of stage starts tried per end (see _segment_options)
+_WINDOW = 2  # ops in the shortest window of stage starts tried (see _segment_options)
 
 
 def _layer_wins(c: _Costs, b: int, s0: int, last: int) -> bool:
