@@ -648,8 +648,8 @@ def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[C
             blk = int(np.searchsorted(ends, k, side="right"))
             cand = cands[cols[blk][0]]
             grid = cand.grids[k - (int(ends[blk - 1]) if blk else 0)]
-            opts.setdefault((a, b), []).append(Option(int(lbs[k]), int(macs[k]), Choice(a, b, grid, cand.policy), float(cost[k]),
-                                       int(calls[k])))
+            opts.setdefault((a, b), []).append(Option(int(lbs[k]), int(macs[k]), Choice(a, b, grid, cand.policy),
+                                                      float(cost[k]), int(calls[k])))
 
 
 def _objectives(peaks: np.ndarray, macs: np.ndarray, cost: np.ndarray, calls: np.ndarray,
