@@ -1,7 +1,10 @@
 """Host inference time per shared model, side by side in one run: LiteRT's reference kernels
-(BUILTIN_REF, one thread), our whole-image executor, and the plan executor running the least-peak
-plan of the default front (`tinypatch plan`, the most tiles): `python benchmarks/host_speed.py
-[--repeat N] [MODEL ...]`. Prepared once each; the median of N interleaved runs is printed."""
+(BUILTIN_REF, one thread), our whole-image executor, and the plan executor on each plan kind of
+the model's `tinypatch plan` front: the default (chosen) plan, the least-peak plan and the
+least-peak plan with a stream stage (when the front has one; kinds that name the same plan are
+run once), with each plan's MACs over layer by layer's. `python benchmarks/host_speed.py
+[--repeat N] [MODEL ...]`. Everything is prepared once; the median of N interleaved runs is
+printed (ms), with each ratio taken in the same run."""
 
 from __future__ import annotations
 
@@ -15,17 +18,52 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from tinypatch import api, load
 from tinypatch.assets import assets_dir
+from tinypatch.planning.check import check_plan
+from tinypatch.planning.cost import plan_macs
+from tinypatch.planning.plan import STREAM, Plan
 from tinypatch.runtime.executor import executor_for
 from tinypatch.runtime.inputs import model_inputs
 from tinypatch.runtime.plan_executor import PlanExecutor
 
 
-def _litert(path: str, x: list[np.ndarray]) -> Callable[[], None]:
-    it = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF, num_threads=1)
-    it.allocate_tensors()
+def _litert(path: str, x: list[np.ndarray]) -> Callable[[], object] | str:
+    try:
+        it = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF, num_threads=1)
+        it.allocate_tensors()
+    except ValueError as e:  # e.g. person_detect.tflite: LiteRT refuses its quantization (see _qdimfix)
+        return "refused: " + str(e).split(".")[0]
     for d, v in zip(it.get_input_details(), x):
         it.set_tensor(d["index"], v)
     return it.invoke
+
+
+def plan_kinds(model: str) -> dict[str, Plan]:
+    """The default plan, the least-peak plan and the least-peak stream plan of ``model``'s front
+    (kinds naming the same plan as an earlier kind are left out)."""
+    result = api.plan(model)
+    front = sorted(result.front.front, key=lambda s: (s.peak, s.macs))
+    stream = [s for s in front if any(STREAM in st.halo.values() for st in s.plan.stages)]
+    kinds = {"default": result.plan, "least-peak": front[0].plan}
+    if stream:
+        kinds["stream"] = stream[0].plan
+    out: dict[str, Plan] = {}
+    for kind, plan in kinds.items():
+        if all(plan.to_dict() != p.to_dict() for p in out.values()):
+            out[kind] = plan
+    return out
+
+
+def mac_ratio(graph: object, plan: Plan) -> float:
+    """The plan's MACs over layer by layer's (recomputed halos make it more than 1)."""
+    macs, _, base = plan_macs(graph, check_plan(graph, plan))  # type: ignore[arg-type]
+    return macs / base if base else 1.0
+
+
+def describe(plan: Plan) -> str:
+    if not plan.stages:
+        return "layer by layer"
+    modes = sorted({m for st in plan.stages for m in st.halo.values()} or {"recompute"})
+    return f"{len(plan.stages)} st, {sum(st.n_tiles for st in plan.stages)} tiles, {'/'.join(modes)}"
 
 
 def main() -> None:
@@ -35,20 +73,22 @@ def main() -> None:
     args = p.parse_args()
     assets = assets_dir()
     models = args.models or ([str(m) for m in sorted((assets / "models").glob("*.tflite"))] if assets else [])
-    print("| model | LiteRT ref ms | whole-image ms | whole / LiteRT | plan (tiles) | planned ms | planned / whole |\n"
-          "|---|---|---|---|---|---|---|")
+    print(f"median of {args.repeat} interleaved runs, ms\n\n"
+          "| model | LiteRT ref | whole-image | whole / LiteRT | plan kind | plan | MACs / whole | planned | planned / whole |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for m in models:
         graph = load(m)
         x = model_inputs(graph, None)
         xs = [x[n] for n in graph.inputs] if isinstance(x, dict) else list(x)
-        chosen = api.plan(graph).plan
-        whole, planned = executor_for(graph), PlanExecutor(graph, chosen)
-        runs = {"whole": lambda w=whole, v=xs: w(v), "plan": lambda p=planned, v=xs: p(v)}
-        try:
-            runs["litert"] = _litert(m, xs)
-        except ValueError as e:  # e.g. person_detect.tflite: LiteRT refuses its quantization (see _qdimfix)
-            print(f"| {graph.name} | refused: {str(e).split('.')[0]} | | | | | |")
-            continue
+        plans = plan_kinds(m)
+        whole = executor_for(graph)
+        runs: dict[str, Callable[[], object]] = {"whole": lambda w=whole, v=xs: w(v)}
+        for kind, plan in plans.items():
+            planned = PlanExecutor(graph, plan)
+            runs[kind] = lambda e=planned, v=xs: e(v)
+        litert = _litert(m, xs)
+        if callable(litert):
+            runs["litert"] = litert
         times: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(args.repeat):
             for k, f in runs.items():
@@ -56,10 +96,13 @@ def main() -> None:
                 f()
                 times[k].append(time.perf_counter() - t)
         ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        tiles = sum(s.grid[0] * s.grid[1] for s in chosen.stages)
-        print(f"| {graph.name} | {ms['litert']:,.1f} | {ms['whole']:,.1f} | {ms['whole'] / ms['litert']:.2f}x "
-              f"| {len(chosen.stages)} stages, {tiles} tiles | {ms['plan']:,.1f} | {ms['plan'] / ms['whole']:.2f}x |",
-              flush=True)
+        ref = f"{ms['litert']:,.2f}" if callable(litert) else litert
+        ratio = f"{ms['whole'] / ms['litert']:.2f}x" if callable(litert) else ""
+        for n, (kind, plan) in enumerate(plans.items()):
+            head = f"| {graph.name} | {ref} | {ms['whole']:,.2f} | {ratio} " if n == 0 else "| | | | "
+            print(f"{head}| {kind} | {describe(plan)} | {mac_ratio(graph, plan):.2f}x | {ms[kind]:,.2f} "
+                  f"| {ms[kind] / ms['whole']:.2f}x |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Patch-based inference: least peak SRAM the schedule search finds, per MAC budget, per model.
 
-Run: ``python benchmarks/patch.py [--json OUT] [--space both|mcunetv2|tinypatch] [--models NAME ...]
+Run: ``python benchmarks/patch.py [--json OUT] [--space all|mcunetv2|tinypatch|rewrite] [--models NAME ...]
 [--verify]``.
 
 Models: every shared ``.tflite`` model and the zoo models mbv2-w1.0-r224, mbv2-w0.35-r144,
@@ -9,8 +9,9 @@ whose first two outputs are made in the middle of the graph (synthetic weights; 
 architecture matters here), and the TensorFlow-made FPN detector ``fpn_detector_96_b1`` when
 ``python tools/make_tf_models.py`` has built it (cache: ``$TINYPATCH_TF_MODELS`` or ``.cache/tfmodels``).
 
-Detectors get one more table (issue 10's acceptance): in the full space, input not counted, is
-the least peak within +10% MACs below half the layer-by-layer placed peak?
+Detectors get one more table (issue 10's acceptance): in the full space (with and without graph
+rewrites), input not counted, is the least peak within +10% MACs below half the layer-by-layer
+placed peak?
 
 How each figure is measured (bytes; kB = 1024 B):
 
@@ -34,7 +35,10 @@ Two schedule spaces, searched by the same code:
 * ``mcunetv2``: MCUNetV2's: one patch stage from the first spatial operator to a legal split,
   tile grids 1..8 x 1..8, halos recomputed (``strategy="recompute", single_stage=True``);
 * ``tinypatch``: the full space: several fused stages cut anywhere, grids up to 8x8 and
-  strips, per-stage halo policy (recompute, cache along W, cache both) (``strategy="auto"``).
+  strips, per-stage halo policy (recompute, cache along W, cache both) (``strategy="auto"``);
+* ``rewrite``: the full space searched on the model and on its candidate rewrites (memory-aware
+  op orders, maps recomputed for a late reader: :mod:`tinypatch.planning.rewrite_search`, as
+  ``tinypatch plan`` does), fronts merged; MACs include the recomputed clones.
 """
 
 from __future__ import annotations
@@ -56,13 +60,16 @@ from tinypatch.frontends.load import load_model
 from tinypatch.ir import Graph
 from tinypatch.planning.optimal import FrontResult, Schedule
 from tinypatch.planning.plan import Plan
+from tinypatch.planning.rewrite import describe as describe_rewrites
+from tinypatch.planning.rewrite_search import rewrite_front, schedule_graph
 from tinypatch.planning.search import search
 from tinypatch.planning.tiles import stage_info
 from tinypatch.safeio import write_text
 
 ZOO = ("mbv2-w1.0-r224", "mbv2-w0.35-r144", "proxyless-w0.3", "mcunet-in0", "mcunet-in1", "mcunet-in2",
        "mcunet-in3", "mcunet-in4", "mcunet-det", "mcunet-det-s")
-SPACES = {"mcunetv2": {"strategy": "recompute", "single_stage": True}, "tinypatch": {"strategy": "auto"}}
+SPACES = {"mcunetv2": {"strategy": "recompute", "single_stage": True}, "tinypatch": {"strategy": "auto"},
+          "rewrite": {"strategy": "auto"}}
 BUDGETS = (("<=10%", 0.10), ("<=20%", 0.20), ("any", None))
 SHORT = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dw", "AVERAGE_POOL_2D": "avgpool", "MAX_POOL_2D": "maxpool",
          "QUANTIZE": "quant", "RESIZE_NEAREST_NEIGHBOR": "resize", "CONCATENATION": "concat"}
@@ -110,10 +117,10 @@ def describe(graph: Graph, plan: Plan) -> list[dict[str, Any]]:
     return out
 
 
-def stage_text(stages: list[dict[str, Any]]) -> str:
+def stage_text(stages: list[dict[str, Any]], rewrites: str = "") -> str:
     if not stages:
         return "layer-by-layer"
-    parts = []
+    parts = [f"graph rewritten: {rewrites}"] if rewrites else []
     for s in stages:
         types = " ".join(f"{n}x{t}" if n > 1 else t for t, n in s["op_types"].items())
         tiled = "x".join(map(str, s["tiled"][1:])) + (", averaged tile by tile" if s["accumulates_average"] else "")
@@ -124,11 +131,13 @@ def stage_text(stages: list[dict[str, Any]]) -> str:
 
 def point(graph: Graph, res: FrontResult, s: Schedule) -> dict[str, Any]:
     return {"peak": s.peak, "macs": s.macs, "mac_overhead": s.macs / res.baseline.macs - 1,
-            "stages": describe(graph, s.plan), "plan": s.plan.to_dict()}
+            "stages": describe(schedule_graph(s, graph), s.plan), "rewrites": describe_rewrites(s.plan.rewrites),
+            "plan": s.plan.to_dict()}
 
 
 def verify(graph: Graph, s: Schedule) -> bool:
-    """Run the plan on a seeded random input: outputs equal whole-image inference, arena as planned."""
+    """Run the plan on a seeded random input: outputs equal the model's whole-image inference, arena
+    as planned (a plan with rewrites runs the graph they make of the model)."""
     from tinypatch.runtime.executor import run
     from tinypatch.runtime.inputs import random_input
     from tinypatch.runtime.plan_executor import PlanExecutor
@@ -145,7 +154,10 @@ def measure(spec: str, spaces: list[str], check: bool) -> list[dict[str, Any]]:
     for include_input in (True, False):
         for space in spaces:
             t0 = time.perf_counter()
-            res = search(graph, include_input=include_input, **SPACES[space])  # type: ignore[arg-type]
+            if space == "rewrite":
+                res = rewrite_front(graph, lambda g, inc=include_input: search(g, include_input=inc, strategy="auto"))
+            else:
+                res = search(graph, include_input=include_input, **SPACES[space])  # type: ignore[arg-type]
             seconds = time.perf_counter() - t0
             best = {}
             for label, limit in BUDGETS:
@@ -186,19 +198,20 @@ def print_tables(console: Console, rows: list[dict[str, Any]]) -> None:
             s.add_column(col)
         for r in (r for r in rows if r["include_input"] == include_input):
             for label, _ in BUDGETS:
-                s.add_row(r["model"], r["space"], label, stage_text(r["best"][label]["stages"]))
+                p = r["best"][label]
+                s.add_row(r["model"], r["space"], label, stage_text(p["stages"], p.get("rewrites", "")))
         console.print(s)
 
 
 def detector_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per detector (full space, input not counted): layer-by-layer peak, half of it, the least peak
-    within +10% MACs and whether it is below half."""
+    """Per detector and full space (with / without rewrites; input not counted): layer-by-layer peak,
+    half of it, the least peak within +10% MACs and whether it is below half."""
     out = []
     for r in rows:
-        if r["model"] in DETECTORS and r["space"] == "tinypatch" and not r["include_input"]:
+        if r["model"] in DETECTORS and r["space"] in ("tinypatch", "rewrite") and not r["include_input"]:
             best = r["best"]["<=10%"]
             half = r["layer_by_layer"] // 2
-            out.append({"model": r["model"], "layer_by_layer": r["layer_by_layer"], "half": half,
+            out.append({"model": r["model"], "space": r["space"], "layer_by_layer": r["layer_by_layer"], "half": half,
                         "peak_10": best["peak"], "mac_overhead_10": best["mac_overhead"],
                         "least_peak": r["best"]["any"]["peak"], "below_half": best["peak"] < half})
     return out
@@ -209,12 +222,12 @@ def print_detectors(console: Console, rows: list[dict[str, Any]]) -> None:
     if not det:
         return
     t = Table(title="detectors (issue 10): least peak at <= +10% MACs vs half the layer-by-layer placed peak, "
-                    "input not counted, full schedule space")
-    for col in ("model", "layer-by-layer B", "half B", "peak <= +10% MACs B", "MAC overhead", "below half",
+                    "input not counted, full schedule space (rewrite: with graph rewrites)")
+    for col in ("model", "space", "layer-by-layer B", "half B", "peak <= +10% MACs B", "MAC overhead", "below half",
                 "least peak (any MACs) B"):
-        t.add_column(col, justify="left" if col == "model" else "right")
+        t.add_column(col, justify="left" if col in ("model", "space") else "right")
     for d in det:
-        t.add_row(d["model"], f"{d['layer_by_layer']:,}", f"{d['half']:,}", f"{d['peak_10']:,}",
+        t.add_row(d["model"], d["space"], f"{d['layer_by_layer']:,}", f"{d['half']:,}", f"{d['peak_10']:,}",
                   f"{d['mac_overhead_10']:+.1%}", "yes" if d["below_half"] else "[red]NO[/]", f"{d['least_peak']:,}")
     console.print(t)
 
@@ -222,13 +235,13 @@ def print_detectors(console: Console, rows: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, metavar="OUT", help="also write every figure and chosen plan as JSON")
-    ap.add_argument("--space", choices=("both", *SPACES), default="both", help="schedule space(s) to search")
+    ap.add_argument("--space", choices=("all", *SPACES), default="all", help="schedule space(s) to search")
     ap.add_argument("--models", nargs="+", metavar="NAME", help="only these (file stem or zoo name)")
     ap.add_argument("--verify", action="store_true",
                     help="run every chosen plan in the patch executor and check it (slow on large models)")
     args = ap.parse_args(argv)
     console = Console(width=200)
-    spaces = list(SPACES) if args.space == "both" else [args.space]
+    spaces = list(SPACES) if args.space == "all" else [args.space]
     specs = model_specs(args.models)
     if not specs:
         console.print("no models: set TINYPATCH_ASSETS for the shared .tflite models, or check --models")

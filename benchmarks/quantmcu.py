@@ -22,7 +22,11 @@ held-out crops (``--n-eval``) come from different photos. BitOPs = MACs x 8 (wei
 activation bits each MAC's input was stored at, counted per patch as the executor runs, for
 the patch stage(s); reduction against the same plan at int8. SRAM: the worst case (every
 patch an outlier: the plan's peak, what is allocated) and with every lowered buffer packed.
-Instructions are not measured: there is no C code for mixed plans yet.
+Instructions (``--insns``, default Cortex-M7 and M55): the patch stage(s) of the generated C
+(``tinypatch codegen --precision``) executed on QEMU, counted with the qemu-insncount plugin as
+the program with each stage run twice minus the program as generated, summed over the first
+``--insn-inputs`` held-out crops, for the int8 build and the mixed build of the same plan; the
+mixed build's outputs are checked byte for byte against the Python plan executor.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -38,14 +44,51 @@ from rich.table import Table
 
 from tinypatch import api
 from tinypatch.assets import assets_dir
+from tinypatch.codegen import generate
+from tinypatch.codegen.report import stage_instructions
+from tinypatch.codegen.toolchain import build_insncount
 from tinypatch.runtime.crops import crops
 from tinypatch.runtime.executor import run as run_whole
+from tinypatch.runtime.plan_executor import PlanExecutor
 from tinypatch.runtime.quantmcu import _outputs, measure, uniform
 from tinypatch.safeio import write_text
 
 MODELS = ("mlperf_vww_96_int8", "person_detect", "mcunet_vww", "mlperf_ic_resnet8_int8")
 COLUMNS = ("model", "method", "plan", "SRAM worst / packed B", "BitOPs int8 /input", "BitOPs /input", "reduction",
-           "top-1 agree (n)", "mean |Δout|", "outlier patches", "bitwidths", "s")
+           "top-1 agree (n)", "mean |Δout|", "outlier patches", "bitwidths", "insns int8 -> mixed /input", "s")
+
+
+class Insns:
+    """Patch-stage instructions of the generated C on emulated Cortex-M targets (int8 builds cached)."""
+
+    def __init__(self, targets: list[str], n_inputs: int, workdir: Path) -> None:
+        root = assets_dir()
+        assert root is not None
+        self.targets, self.n, self.work = targets, n_inputs, workdir
+        self.plugin = build_insncount(root, workdir / "plugin")
+        self.int8: dict[tuple, int] = {}
+
+    def _count(self, graph, plan, prec, target: str, xs: list) -> int:
+        project = generate(graph, plan, self.work / target, target=target, precision=prec, inplace=False, force=True)
+        total = 0
+        for x in xs:
+            insns, out = stage_instructions(graph, project, [x], self.plugin)
+            want = PlanExecutor(graph, plan, prec)([x]).outputs
+            if not all(np.array_equal(out[n], want[n]) for n in graph.outputs):
+                raise AssertionError(f"{graph.name} on {target}: the C outputs differ from the plan executor's")
+            total += insns
+        return total
+
+    def row(self, graph, plan, prec, ev: list) -> dict:
+        """{target: (int8, mixed)} instructions per input."""
+        xs = ev[: self.n]
+        out = {}
+        for t in self.targets:
+            key = (graph.name, json.dumps([s.to_dict() for s in plan.stages]), t)
+            if key not in self.int8:
+                self.int8[key] = self._count(graph, plan, None, t, xs)
+            out[t] = (self.int8[key] / len(xs), self._count(graph, plan, prec, t, xs) / len(xs))
+        return out
 
 
 def bits(text: str) -> list[int]:
@@ -86,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bits-ours", default="8,6,4,2", help="bitwidth steps for the least-MAC plan (search time)")
     ap.add_argument("--qm-bits", default="8,6,4,2")
     ap.add_argument("--floor-bits", type=int, default=7)
+    ap.add_argument("--insns", default="cortex-m7,cortex-m55",
+                    help="Cortex-M targets whose patch-stage instructions are counted on QEMU ('' : none)")
+    ap.add_argument("--insn-inputs", type=int, default=2, help="held-out crops the instruction counts run on")
     ap.add_argument("--json", metavar="OUT", help="write the rows as JSON (rewritten after every row)")
     args = ap.parse_args(argv)
     root = assets_dir()
@@ -96,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     common = {"quantile": args.quantile, "lam": args.lam}
     rows: list[dict] = []
     margins: list[dict] = []
+    tmp = tempfile.TemporaryDirectory()
+    insns = Insns([t for t in args.insns.split(",") if t], args.insn_inputs, Path(tmp.name)) if args.insns else None
 
-    def done(row: dict) -> None:
+    def done(row: dict, graph=None, plan=None, prec=None, ev=None) -> None:
+        row["insns"] = insns.row(graph, plan, prec, ev) if insns and prec is not None else {}
         rows.append(row)
         print(f"{row['model']} {row['method']} ({row['plan']}): {row['reduction']:.2f}x, agreement "
               f"{row['agreement']:.1%} of {row['n']}, {row['seconds']:.0f} s", flush=True)
@@ -121,17 +170,17 @@ def main(argv: list[str] | None = None) -> int:
         if "int8" in methods:
             t0 = time.perf_counter()
             r = api.quantize(graph, m2, calib=cal[:1], evaluate=ev, bitwidths=[8])
-            done(_row(name, "int8", "MCUNetV2", r, time.perf_counter() - t0))
+            done(_row(name, "int8", "MCUNetV2", r, time.perf_counter() - t0), graph, m2, r.precision, ev)
         if "QuantMCU-style" in methods:
             t0 = time.perf_counter()
             r = api.quantize(graph, m2, calib=cal, evaluate=ev, bitwidths=bits(args.qm_bits), accept="entropy",
                              max_entropy_loss=args.max_entropy_loss, **common)
-            done(_row(name, "QuantMCU-style", "MCUNetV2", r, time.perf_counter() - t0))
+            done(_row(name, "QuantMCU-style", "MCUNetV2", r, time.perf_counter() - t0), graph, m2, r.precision, ev)
         if "ours-MCUNetV2" in methods:
             t0 = time.perf_counter()
             r = api.quantize(graph, m2, calib=cal, evaluate=ev, bitwidths=bits(args.bits), max_change=args.max_change,
                              max_margin_loss=args.max_margin_loss, **common)
-            done(_row(name, "ours", "MCUNetV2", r, time.perf_counter() - t0))
+            done(_row(name, "ours", "MCUNetV2", r, time.perf_counter() - t0), graph, m2, r.precision, ev)
         if "floor" in methods:
             t0 = time.perf_counter()
             prec = uniform(graph, m2, cal, args.floor_bits)
@@ -142,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                   "sram_worst": None, "sram_packed": None, "bitops_int8": b8 / fid.n, "bitops": bm / fid.n,
                   "reduction": b8 / bm, "agreement": fid.agreement, "n": fid.n, "mean_abs_change": fid.mean_abs_change,
                   "outlier_share": sum(c.outlier_tiles for c in fid.counts.values()) / max(tiles, 1),
-                  "bits": _bits(prec), "notes": prec.notes, "scope": prec.scope, "seconds": time.perf_counter() - t0})
+                  "bits": _bits(prec), "notes": prec.notes, "scope": prec.scope, "seconds": time.perf_counter() - t0},
+                 graph, m2, prec, ev)
         if "ours-least-MAC" in methods:
             t0 = time.perf_counter()
             sram = api.plan(graph, single_stage=True, strategy="recompute", inplace=False, include_input=False).cost.peak
@@ -150,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             r = api.quantize(graph, least, calib=cal[:args.n_calib_ours], evaluate=ev[:args.n_eval_ours],
                              bitwidths=bits(args.bits_ours), max_change=args.max_change,
                              max_margin_loss=args.max_margin_loss, **common)
-            done(_row(name, "ours", "least-MAC", r, time.perf_counter() - t0))
+            done(_row(name, "ours", "least-MAC", r, time.perf_counter() - t0), graph, least, r.precision, ev)
     print_table(rows, args)
     return 0
 
@@ -163,7 +213,8 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         sram = f"{x['sram_worst']:,} / {x['sram_packed']:,}" if x["sram_worst"] is not None else "-"
         table.add_row(x["model"], x["method"], x["plan"], sram, f"{x['bitops_int8'] / 1e6:,.1f}M",
                       f"{x['bitops'] / 1e6:,.1f}M", f"{x['reduction']:.2f}x", f"{x['agreement']:.1%} ({x['n']})",
-                      f"{x['mean_abs_change']:.4f}", f"{x['outlier_share']:.1%}", x["bits"], f"{x['seconds']:.0f}")
+                      f"{x['mean_abs_change']:.4f}", f"{x['outlier_share']:.1%}", x["bits"], _insns(x),
+                      f"{x['seconds']:.0f}")
     console = Console(width=220)
     console.print(table)
     for method in sorted({(x["method"], x["plan"]) for x in rows}):
@@ -175,8 +226,15 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
                   f"the calibration patches' maxima (scope rest); ours: moves kept if the calibration crops agree "
                   f"and mean |Δout| <= {args.max_change} x int8 margin and no crop loses more than {args.max_margin_loss:g} of "
                   f"its margin; QuantMCU-style: moves kept while Omega <= "
-                  f"{args.max_entropy_loss}; BitOPs = MACs x 8 x activation bits; instructions: not measured "
-                  f"(no C for mixed plans)", highlight=False)
+                  f"{args.max_entropy_loss}; BitOPs = MACs x 8 x activation bits; instructions: patch stage(s) of "
+                  f"the generated C on QEMU ({args.insns or 'not measured'}), mean over {args.insn_inputs} held-out "
+                  f"crop(s), int8 build -> mixed build (int8 / mixed)", highlight=False)
+
+
+def _insns(x: dict) -> str:
+    short = {"cortex-m4": "M4", "cortex-m7": "M7", "cortex-m55": "M55"}
+    return "; ".join(f"{short.get(t, t)} {a / 1e6:.2f}M -> {b / 1e6:.2f}M ({a / b:.2f}x)"
+                     for t, (a, b) in x.get("insns", {}).items()) or "-"
 
 
 if __name__ == "__main__":

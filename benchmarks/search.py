@@ -1,7 +1,7 @@
 """Joint architecture + schedule search vs MCUNet's per-layer search (MCUNetV2 §3.3, proxy objective).
 
 Run: ``python benchmarks/search.py [--seed 0] [--iterations 30] [--population 100] [--stages 1..4] [--boards 256,32]
-[--workers N] [--json OUT]``
+[--workers N] [--target T --max-latency N [--clock HZ] [--objective macs|instructions]] [--json OUT]``
 (the full run evaluates about 3,000 proposals per search, four searches: tens of minutes on one core).
 
 For each board: the MACs-proxy search (TinyNAS's objective: the network's MACs) under the SRAM
@@ -17,20 +17,28 @@ MCUNetV2's single stage) and once layer by layer only (p = 1, MCUNet's search), 
   network of the ImageNet space fits 32 kB layer by layer, nor one of this space at resolution
   96 or more, so without them the per-layer search would find nothing).
 
+With ``--target`` both searches also predict each feasible network's instructions on that target
+(the fitted cost model of ``tinypatch plan --target``) and ``--max-latency`` bounds them (a count,
+or a time with ``--clock``, one instruction per cycle); each schedule is then the one with the
+fewest predicted instructions unless ``--objective macs``.
+
 Acceptance (issue 14): joint >= 119M MACs at 256 kB; joint / per-layer >= 1.5x at 256 kB and
->= 3x at 32 kB. Prints seeds, run time and evaluation throughput.
+>= 3x at 32 kB. Prints seeds, run time, evaluation throughput and the machine's load (run times
+on a shared machine are upper bounds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 from rich.console import Console
 from rich.table import Table
 
+from tinypatch.api import parse_clock, parse_latency
 from tinypatch.nas.evaluate import Constraints
 from tinypatch.nas.evolution import SearchResult, evolve
 from tinypatch.nas.space import mcunet_space, vww_space
@@ -40,7 +48,12 @@ BOARDS = (("256 kB / 1 MB", mcunet_space, 256 * KB, 1 * MB, 1.5), ("32 kB / 1 MB
 
 
 def run(space_fn, sram: int, flash: int, patches: int, args: argparse.Namespace, executor) -> SearchResult:  # noqa: ANN001
-    return evolve(space_fn(), Constraints(sram, flash, include_input=False, max_patches=patches, stages=args.stages),
+    clock = None if args.clock is None else parse_clock(args.clock)
+    latency = None if args.max_latency is None else parse_latency(args.max_latency, clock)
+    objective = args.objective or ("instructions" if args.target else "macs")
+    return evolve(space_fn(), Constraints(sram, flash, include_input=False, max_patches=patches, stages=args.stages,
+                                          target=args.target, max_insns=latency, schedule_objective=objective,
+                                          clock_hz=clock),
                   population=args.population, n_mutate=args.population // 2, n_crossover=args.population // 2,
                   parents=max(2, args.population // 5), iterations=args.iterations, seed=args.seed,
                   progress=sys.stderr.isatty(), executor=executor)
@@ -55,9 +68,18 @@ def main() -> int:
     ap.add_argument("--boards", default="256,32", help="which boards (SRAM kB), comma-separated")
     ap.add_argument("--stages", type=int, choices=(1, 2, 3, 4), default=2,
                     help="most patch stages of the joint search's schedules (default 2; 1: MCUNetV2's single stage)")
+    ap.add_argument("--target", help="predict instructions on this target (cortex-m7, cortex-m55)")
+    ap.add_argument("--max-latency", help="latency limit: predicted instructions (120M) or a time (20ms, with --clock)")
+    ap.add_argument("--clock", help="clock for a time in --max-latency, e.g. 216MHz")
+    ap.add_argument("--objective", choices=("macs", "instructions"), help="schedule choice (default: instructions "
+                                                                          "with --target, else macs)")
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args()
-    console = Console(width=160)
+    console = Console(width=200 if args.target else 160)
+    console.print(f"seed {args.seed}, --stages {args.stages}; {os.cpu_count()} CPUs, load average "
+                  f"{os.getloadavg()[0]:.1f} at the start (a shared machine: run times are upper bounds)",
+                  highlight=False)
+    started = time.perf_counter()
     executor = None
     if args.workers:
         from tinypatch.nas.executors import RayExecutor
@@ -65,9 +87,12 @@ def main() -> int:
         executor = RayExecutor(workers=args.workers)
     wanted = {int(b) for b in args.boards.split(",")}
     table = Table(title=f"MACs-proxy search, seed {args.seed}, {args.iterations} iterations x population "
-                        f"{args.population} (analytic SRAM, input not counted)")
-    for col in ("board", "space", "schedules", "best MACs", "SRAM kB", "flash kB", "schedule", "resolution",
-                "proposals", "evaluated", "feasible", "run time", "ms / evaluation"):
+                        f"{args.population} (analytic SRAM, input not counted"
+                        + (f"; predicted instructions on {args.target}" if args.target else "")
+                        + (f" <= {args.max_latency}" + (f" at {args.clock}" if args.clock else "") if args.max_latency
+                           else "") + ")")
+    for col in ("board", "space", "schedules", "best MACs", "SRAM kB", "flash kB",
+                *(("instructions",) * bool(args.target)), "schedule", "resolution", "proposals", "evaluated", "feasible", "run time", "ms / evaluation"):
         table.add_column(col, justify="left" if col in ("board", "space", "schedules", "schedule") else "right")
     out, ok = [], True
     for board, space_fn, sram, flash, factor in BOARDS:
@@ -81,7 +106,8 @@ def main() -> int:
             e = r.best.evaluation
             best[patches] = e.macs
             table.add_row(board, r.space.name, label, f"{e.macs / 1e6:.1f}M", f"{e.peak / KB:.1f}",
-                          f"{e.flash / KB:.1f}", e.schedule, str(r.best.spec.resolution), str(r.proposals),
+                          f"{e.flash / KB:.1f}", *((f"{e.insns / 1e6:.1f}M",) * bool(args.target)), e.schedule,
+                          str(r.best.spec.resolution), str(r.proposals),
                           str(len(r.evaluations)), str(len(r.scores)), f"{r.seconds:.0f} s",
                           f"{1000 * r.seconds / max(1, len(r.evaluations)):.0f}")
             out.append({"board": board, "space": r.space.name, "patches": patches, "seed": args.seed,
@@ -92,11 +118,15 @@ def main() -> int:
             console.print(f"{board} {label}: {e.macs / 1e6:.1f}M MACs in {r.seconds:.0f} s", highlight=False)
         ratio = best[4] / best[1]
         met = ratio >= factor and (sram != 256 * KB or best[4] >= 119e6)
-        ok &= met
+        ok &= met or args.max_latency is not None
         console.print(f"{board}: joint / per-layer = {ratio:.2f}x (floor {factor:g}x"
                       + (f", joint >= 119M: {best[4] >= 119e6}" if sram == 256 * KB else "")
-                      + f") -> {'met' if met else 'NOT met'}", highlight=False)
+                      + f") -> {'met' if met else 'NOT met'}"
+                      + (" (the floor is for searches without a latency limit)" if args.max_latency else ""),
+                      highlight=False)
     console.print(table)
+    console.print(f"total {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.1f} at the end",
+                  highlight=False)
     if executor is not None:
         executor.close()
     if args.json:

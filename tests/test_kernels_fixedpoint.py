@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from tinypatch.kernels.base import activation_range_quantized, conv_pads
 from tinypatch.kernels.fixedpoint import (
     exp_on_negative_values,
+    float_requantizer,
     get_reciprocal,
     multiply_by_quantized_multiplier,
     quantize_multiplier,
+    requantize_float64,
     round_double,
     roundf,
     rounding_divide_by_pot,
@@ -117,3 +119,24 @@ def test_mbqm_is_within_one_of_exact(x: int, real: float) -> None:
 ])
 def test_conv_pads(n: int, k: int, s: int, d: int, padding: str, expected: tuple[int, int]) -> None:
     assert conv_pads((n, n), (k, k), (s, s), (d, d), padding) == (*expected, *expected)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(m=st.one_of(st.just(0), st.integers(2**30, 2**31 - 1)), shift=st.integers(-40, 8), seed=st.integers(0, 2**32 - 1))
+def test_float64_requantization_is_multiply_by_quantized_multiplier(m, shift, seed) -> None:
+    """Below :func:`float_requantizer`'s limit the float64 path equals the integer one (ties of
+    both roundings included), and the limit is where float64 stops being exact or the pre-shift wraps."""
+    got = float_requantizer(np.array([m]), np.array([shift]))
+    if got is None:
+        assert -shift > 62
+        return
+    scale, post, limit = got
+    left = 2 ** max(shift, 0)
+    assert limit == min(2.0**31 / left, 2.0**52 / (max(m, 1) * left))
+    bound = min(int(np.ceil(limit)) - 1, 2**31 - 1)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-bound, bound + 1, 2000)
+    half = 2 ** max(-shift - 1, 0)
+    x = np.concatenate([x, np.clip([bound, -bound, 0, 1, -1, half, -half, 3 * half, -3 * half], -bound, bound)])
+    want = multiply_by_quantized_multiplier(x, m, shift)
+    assert np.array_equal(requantize_float64(x.astype(np.float64), scale, post).astype(np.int64), want)

@@ -286,3 +286,36 @@ def test_stage_search_matches_the_graph_and_the_exhaustive_enumeration(stages):
     assert winners >= (3 if stages == 2 else 1)
     with pytest.raises(UsageError, match="stages must be in 1..4"):
         Constraints(1024, stages=5)
+
+
+def test_a_stage_input_that_is_a_residual_skip_is_counted_once():
+    """A stage starting at a residual block holds its input whole while ops that do not read it
+    run; the analytic convention also counts that input live as the block's skip. The plan's
+    per-op bytes hold each tensor once (a set), on the graph and on the chain alike."""
+    from tinypatch.analysis.analytic import op_bytes, residual_skips
+    rng = random.Random(11)
+    space = mcunet_space(resolutions=(96,))
+    checked = 0
+    while checked < 3:
+        spec = space.to_spec(space.sample(rng))
+        graph, chain = build_net(spec), Chain(spec)
+        skips = residual_skips(graph)
+        starts = [a for a in range(1, len(graph.ops)) if any(graph.ops[a].inputs[0] in v for v in skips.values())]
+        if not starts:
+            continue
+        a = starts[0]
+        end = next(e for e in chain.legal_ends(a) if any(graph.ops[a].inputs[0] in skips.get(k, ()) for k in range(a, e)))
+        plan = Plan(graph.name, fingerprint(graph), recompute_stages(graph, [(a, end, 2)]), include_input=True)
+        tilings = check_plan(graph, plan)
+        per_op = plan_analytic(graph, plan, tilings).per_op
+        st = tilings[0]
+        nbytes = {n: t.size for n, t in graph.tensors.items() if not t.is_const}
+        nbytes.update({t: st.h.max_len(t) * st.buffer_cols(t) * graph.tensors[t].shape[3] for t in st.info.internal})
+        for k in range(a, end):
+            op = graph.ops[k]
+            held = set(skips.get(k, ())) | {t for t in st.info.inputs if t not in op.inputs}
+            if k < end - 1:
+                held.add(st.info.output)
+            assert per_op[k] == op_bytes(graph, op, nbytes) + sum(nbytes[t] for t in held), k
+        assert max(per_op[a:end]) == chain.stage(a, end, 2, True)[1]
+        checked += 1

@@ -49,7 +49,7 @@ def counted_run(g: Graph, plan: Plan, x: list[np.ndarray]):
     for k, kern in enumerate(ex.kernels):
         def counting(args, pads=None, _k=k, _f=kern):
             out = _f(args, pads)
-            pixels[_k] += out[0].shape[1] * out[0].shape[2] if out[0].ndim == 4 else 1
+            pixels[_k] += out[0].shape[0] * out[0].shape[1] * out[0].shape[2] if out[0].ndim == 4 else 1  # batched strips
             return out
         counting.finish = getattr(kern, "finish", None)  # type: ignore[attr-defined]
         ex.kernels[k] = counting  # type: ignore[assignment]

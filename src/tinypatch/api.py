@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AnalysisResult", "CodegenResult", "NasExportResult", "NasTrainResult", "PlanResult", "Progress",
            "QuantizeReport", "RedistributionResult", "RunResult", "SearchOutcome", "analyze", "codegen", "from_torch",
-           "import_torch", "load", "nas_export", "nas_train", "parse_fraction", "parse_size", "plan", "quantize",
+           "import_torch", "load", "nas_export", "nas_train", "parse_clock", "parse_fraction", "parse_latency",
+           "parse_size", "plan", "quantize",
            "quantize_float", "redistribute", "run", "search"]
 
 ModelLike = Union[str, "os.PathLike[str]", Graph]
@@ -92,6 +93,38 @@ def parse_fraction(value: float | str) -> float:
     if not v >= 0:  # also refuses NaN
         raise UsageError("the MAC overhead must be >= 0")
     return v
+
+
+_COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_TIMES = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def parse_clock(clock: int | str) -> int:
+    """A clock in Hz from an int or a string: ``"216MHz"``, ``"1GHz"``, ``"480e6"``, ``8000000``."""
+    m = _COUNT.match(str(clock)) if not isinstance(clock, bool) else None
+    mult = {"": 1, "hz": 1, "khz": 10**3, "mhz": 10**6, "ghz": 10**9}.get(m.group(2).lower()) if m else None
+    if mult is None or not float(m.group(1)) * mult >= 1:
+        raise UsageError(f"not a clock: {clock!r} (try 216MHz, 1GHz or 480000000)")
+    return round(float(m.group(1)) * mult)
+
+
+def parse_latency(latency: int | str, clock: int | str | None = None) -> int:
+    """A latency limit in predicted instructions: a count (``"120M"``, ``"1.5G"``, ``"5000k"``, an int)
+    or a time (``"20ms"``, ``"0.5s"``, ``"800us"``) at ``clock``, one instruction per cycle."""
+    m = _COUNT.match(str(latency)) if not isinstance(latency, bool) else None
+    unit = m.group(2).lower() if m else None
+    if unit in _TIMES:
+        if clock is None:
+            raise UsageError(f"a latency of {latency!r} needs a clock to turn time into instructions (--clock 216MHz)")
+        value = float(m.group(1)) * _TIMES[unit] * parse_clock(clock)
+    elif unit in ("", "k", "m", "g"):
+        value = float(m.group(1)) * {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[unit]
+    else:
+        raise UsageError(f"not a latency: {latency!r} (predicted instructions like 120M, "
+                         "or a time like 20ms with a clock)")
+    if not value >= 1:
+        raise UsageError(f"the latency limit must be at least one instruction, got {latency!r}")
+    return int(value)
 
 
 def load(model: ModelLike, **overrides: Any) -> Graph:
@@ -190,6 +223,9 @@ class AnalysisResult(_Result):
             from tinypatch.planning.cost import plan_analytic
 
             p = _as_plan(plan)
+            if p.rewrites:
+                raise UsageError("the per-block chart compares a plan with the model's own layers; this plan "
+                                 "rewrites the graph (plan it with rewrite=False / --no-rewrite to chart it)")
             planned = plan_analytic(self.graph, p, check_plan(self.graph, p)).per_op
         layer_plot(os.fspath(path), self.graph, self.report, None if sram is None else parse_size(sram), planned)
 
@@ -227,6 +263,7 @@ class PlanResult(_Result):
     baseline: PlanCost  # layer by layer (with its in-place ops, as the front counts it)
     front: FrontResult
     settings: dict[str, Any] = field(default_factory=dict)  # the search's space (for reference())
+    model: Graph | None = None  # the model, when the chosen plan rewrites it (``graph`` is then the rewritten graph)
     _reference: FrontResult | None = field(default=None, init=False)
 
     @property
@@ -248,11 +285,12 @@ class PlanResult(_Result):
             from tinypatch.planning.inplace import inplace_front
             from tinypatch.planning.search import search
 
-            ref = search(self.graph, include_input=s.get("include_input", True), max_grid=s.get("max_grid", 8),
+            graph = self.model or self.graph
+            ref = search(graph, include_input=s.get("include_input", True), max_grid=s.get("max_grid", 8),
                          strategy="recompute", single_stage=True,
                          progress=_phase(progress, "searching the MCUNetV2-style single-stage front"))
             if s.get("inplace", True):
-                ref = inplace_front(self.graph, ref, progress=_phase(progress, "running layer-by-layer ops in place"))
+                ref = inplace_front(graph, ref, progress=_phase(progress, "running layer-by-layer ops in place"))
             self._reference = ref
         return self._reference
 
@@ -287,7 +325,7 @@ class PlanResult(_Result):
 def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: float | str | None = None,
          strategy: str = "auto", stream: bool = True, single_stage: bool = False, max_grid: int = 8,
          inplace: bool = True, include_input: bool = True, target: str | None = None, objective: str | None = None,
-         progress: Progress | None = None) -> PlanResult:
+         rewrite: bool = True, progress: Progress | None = None) -> PlanResult:
     """Search patch-based schedules of ``model`` and choose one (``tinypatch plan``).
 
     The search gives the exact Pareto front of placed peak SRAM vs MACs; the choice is the fewest
@@ -296,7 +334,9 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     ``stream=False`` leaves out column-streamed stages; ``single_stage``: MCUNetV2's space (one
     stage from the first layer); ``max_grid``: most tiles per axis (besides row strips);
     ``inplace``: run layer-by-layer ops in place where that lowers the arena; ``include_input``:
-    count the model input in the arena; ``target`` (e.g. "cortex-m7"): predict every schedule's
+    count the model input in the arena; ``rewrite``: also search graphs with reordered operators and
+    recomputed maps (:mod:`tinypatch.planning.rewrite_search`; a plan chosen there records its
+    rewrites, and ``graph`` is then the rewritten graph); ``target`` (e.g. "cortex-m7"): predict every schedule's
     executed instructions with that target's fitted cost model and, unless ``objective`` is
     "macs", trade peak against predicted instructions instead of MACs (ties: fewer kernel calls);
     ``progress(phase, done, total)`` is called as it advances.
@@ -311,23 +351,37 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     """
     from tinypatch.planning.cost import plan_cost
     from tinypatch.planning.inplace import inplace_front
+    from tinypatch.planning.rewrite_search import rewrite_front, schedule_graph
     from tinypatch.planning.search import choose, search
 
     t0 = time.perf_counter()
     budget = None if sram is None else parse_size(sram)
     overhead = None if max_mac_overhead is None else parse_fraction(max_mac_overhead)
     graph = load(model)
-    front = search(graph, include_input=include_input, max_grid=max_grid, strategy=strategy,
-                   single_stage=single_stage, stream=stream, target=target, objective=objective,
-                   progress=_phase(progress, "searching schedules"))
-    if inplace:
-        front = inplace_front(graph, front, progress=_phase(progress, "running layer-by-layer ops in place"))
+
+    def search_of(g: Graph, announce: bool = False) -> FrontResult:
+        return search(g, include_input=include_input, max_grid=max_grid, strategy=strategy,
+                      single_stage=single_stage, stream=stream, target=target, objective=objective,
+                      progress=_phase(progress, "searching schedules") if announce else None)
+
+    def refine(g: Graph, front: FrontResult, announce: bool = False) -> FrontResult:
+        return inplace_front(g, front, progress=_phase(progress, "running layer-by-layer ops in place")
+                             if announce else None)
+
+    if rewrite and not single_stage:
+        front = rewrite_front(graph, lambda g: search_of(g, g is graph),
+                              (lambda g, f: refine(g, f, g is graph)) if inplace else None,
+                              _phase(progress, "searching reordered and recomputing graphs"))
+    else:
+        front = search_of(graph, True)
+        front = refine(graph, front, True) if inplace else front
     chosen = choose(front, budget, overhead)
     settings = {"include_input": include_input, "max_grid": max_grid, "strategy": strategy,
-                "single_stage": single_stage, "inplace": inplace, "target": target}
-    cost, baseline = plan_cost(graph, chosen.plan), plan_cost(graph, front.baseline.plan)
+                "single_stage": single_stage, "inplace": inplace, "target": target, "rewrite": rewrite}
+    planned = schedule_graph(chosen, graph)
+    cost, baseline = plan_cost(planned, chosen.plan), plan_cost(graph, front.baseline.plan)
     front = replace(front, seconds=time.perf_counter() - t0)  # the printed time: loading, search, in place, costs
-    return PlanResult(graph, chosen, cost, baseline, front, settings)
+    return PlanResult(planned, chosen, cost, baseline, front, settings, graph if planned is not graph else None)
 
 
 # --- redistribute ---------------------------------------------------------------------------------
@@ -458,8 +512,9 @@ class SearchOutcome(_Result):
         front = [(peak, score / scale) for peak, score, _ in r.pareto()]
         best = (r.best.evaluation.peak, r.best.score / scale)
         what = "MACs (M)" if r.settings["objective"] == "macs" else f"objective ({r.settings['objective']}{unit})"
+        latency = f"\n{_latency_limit(c, short=True)}" if c.max_insns is not None else ""
         plot_pareto(os.fspath(path), f"search: {len(r.scores)} feasible networks, SRAM <= {c.sram / 1024:g} kB "
-                                     f"({c.convention}{'' if c.include_input else ', no input'})",
+                                     f"({c.convention}{'' if c.include_input else ', no input'}){latency}",
                     {"Pareto front of the networks evaluated": front}, {"best": [best]},
                     xlabel=f"SRAM of the schedule, {c.convention} (kB = 1024 B)", ylabel=what)
 
@@ -473,24 +528,33 @@ class SearchOutcome(_Result):
             limits.append(f"flash <= {c.flash / 1024:g} kB")
         if c.max_macs is not None:
             limits.append(f"executed MACs <= {c.max_macs / 1e6:g}M")
+        if c.max_insns is not None:
+            limits.append(_latency_limit(c))
         patches = "layer by layer only (p = 1)" if c.max_patches == 1 else f"p in 1..{c.max_patches}" + (
             f", {'up to ' * (c.stages > 1)}{c.stages} patch stage{'s' * (c.stages > 1)}" if c.convention == "analytic" else "")
+        by = "predicted instructions" if c.schedule_objective == "instructions" else "MACs"
+        schedules = "" if c.target is None else f"; schedules by fewest {by} (cost model {c.target})"
         console.print(f"search: {r.space.name} space, {', '.join(limits)}, {patches}; seed {r.settings['seed']}, "
-                      f"objective {r.settings['objective']}", highlight=False)
+                      f"objective {r.settings['objective']}{schedules}", highlight=False)
         t = Table(title="best network per iteration")
-        for col in ("iteration", "objective", "MACs", "SRAM kB", "flash kB", "schedule", "network"):
+        cols = ("iteration", "objective", "MACs", "SRAM kB", "flash kB", *(("instructions",) if c.target else ()),
+                "schedule", "network")
+        for col in cols:
             t.add_column(col, justify="left" if col in ("schedule", "network") else "right")
         for h in r.history:
+            insns = (f"{h.get('insns', 0) / 1e6:.1f}M",) if c.target else ()
             t.add_row(str(h["iteration"]), f"{h['best_score']:.6g}", f"{h['macs'] / 1e6:.1f}M",
-                      f"{h['peak'] / 1024:.1f}", f"{h['flash'] / 1024:.1f}", h["schedule"], h["best"])
+                      f"{h['peak'] / 1024:.1f}", f"{h['flash'] / 1024:.1f}", *insns, h["schedule"], h["best"])
         console.print(t)
         console.print(f"best: {e.macs / 1e6:.2f}M MACs ({e.schedule_macs / 1e6:.2f}M executed, {e.overhead:+.1%}), "
                       f"SRAM {e.peak:,} B = {e.peak / 1024:.1f} kB (layer by layer {e.layer_peak / 1024:.1f} kB), "
-                      f"flash {e.flash:,} B = {e.flash / 1024:.1f} kB, schedule {e.schedule}", highlight=False)
+                      f"flash {e.flash:,} B = {e.flash / 1024:.1f} kB, schedule {e.schedule}"
+                      + (f", predicted {_insns_text(e.insns, c)} on {c.target}" if c.target else ""), highlight=False)
         if c.convention == "analytic":
             p = self.planner
             console.print("our planner on the best network (placed arena, 16-byte aligned, in place): " + (
-                f"{p.label}, {(p.peak or p.lower_bound) / 1024:.1f} kB, {p.macs / 1e6:.2f}M MACs executed" if p
+                f"{p.label}, {(p.peak or p.lower_bound) / 1024:.1f} kB, {p.macs / 1e6:.2f}M MACs executed"
+                + (f", predicted {_insns_text(round(p.insns), c)}" if p.insns is not None else "") if p
                 else f"no schedule fits {c.sram:,} B"), highlight=False)
         console.print(f"{len(r.evaluations)} networks evaluated ({len(r.scores)} feasible) from {r.proposals} "
                       f"proposals in {r.seconds:.1f} s", highlight=False)
@@ -499,7 +563,7 @@ class SearchOutcome(_Result):
     def to_dict(self) -> dict[str, Any]:
         p = self.planner
         planner = None if p is None else {"schedule": p.label, "peak": p.peak or p.lower_bound, "macs": p.macs,
-                                          "plan": p.plan.to_dict()}
+                                          "insns": p.insns, "plan": p.plan.to_dict()}
         return {**self.search.to_dict(), "plan": self.plan.to_dict(), "planner": planner,
                 "pareto": [{"peak": p, "score": s, "fingerprint": f} for p, s, f in self.search.pareto()]}
 
@@ -514,7 +578,9 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
            population: int = 100, parents: int = 20, n_mutate: int = 50, n_crossover: int = 50,
            mutate_prob: float = 0.1, iterations: int = 30, seed: int = 0,
            resume: str | os.PathLike[str] | None = None, ray: bool = False, ray_address: str | None = None,
-           workers: int | None = None, progress: bool = False) -> SearchOutcome:
+           workers: int | None = None, progress: bool = False, target: str | None = None,
+           max_latency: int | str | None = None, clock: int | str | None = None,
+           schedule_objective: str | None = None) -> SearchOutcome:
     """Joint architecture + schedule search (``tinypatch search``, MCUNetV2 §3.3).
 
     Evolution over ``space`` (default: MCUNetV2's on MCUNet's backbone) of networks whose best
@@ -527,13 +593,21 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     ``ray_address``), in process otherwise; the result does not depend on where. ``resume``: a
     JSON state file written after every iteration, continued when it exists. An analytic search
     also runs our planner on the winner (``planner``: its best schedule, placed arena).
+
+    ``target`` (a fitted cost model, as ``plan --target``): every feasible network's schedule gets
+    its predicted instructions; ``max_latency`` bounds them (:func:`parse_latency`: a count, or a
+    time at ``clock``); ``schedule_objective`` picks each network's schedule by the fewest
+    "instructions" (the default with a target) or "macs" (MCUNetV2's; the default without).
     """
     from tinypatch.nas.evaluate import Constraints, best_plan, planner_schedule
     from tinypatch.nas.evolution import evolve
     from tinypatch.nas.space import mcunet_space
 
+    clock_hz = None if clock is None else parse_clock(clock)
     constraints = Constraints(parse_size(sram), None if flash is None else parse_size(flash), max_macs,
-                              include_input, convention, max_patches, stages)
+                              include_input, convention, max_patches, stages, target,
+                              None if max_latency is None else parse_latency(max_latency, clock_hz),
+                              schedule_objective or ("instructions" if target else "macs"), clock_hz)
     kwargs = dict(population=population, parents=parents, n_mutate=n_mutate, n_crossover=n_crossover,
                   mutate_prob=mutate_prob, iterations=iterations, seed=seed, progress=progress, resume=resume)
     space = space or mcunet_space()
@@ -547,6 +621,19 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     best = result.best
     planner = planner_schedule(best.spec, constraints) if convention == "analytic" else None
     return SearchOutcome(result, best_plan(best.spec, best.evaluation, constraints), planner)
+
+
+def _insns_text(insns: int, c: Any) -> str:
+    """'41.02M instructions (= 19.0 ms at 216 MHz)' (the time only with a clock)."""
+    at = f" (= {insns / c.clock_hz * 1e3:.3g} ms at {c.clock_hz / 1e6:g} MHz)" if c.clock_hz else ""
+    return f"{insns / 1e6:.2f}M instructions{at}"
+
+
+def _latency_limit(c: Any, short: bool = False) -> str:
+    """'predicted instructions <= 43.2M on cortex-m7 (20 ms at 216 MHz, 1 instruction per cycle)'."""
+    at = (f" ({c.max_insns / c.clock_hz * 1e3:.3g} ms at {c.clock_hz / 1e6:g} MHz"
+          f"{'' if short else ', 1 instruction per cycle'})" if c.clock_hz else "")
+    return f"predicted instructions <= {c.max_insns / 1e6:.4g}M on {c.target}{at}"
 
 
 # --- run ------------------------------------------------------------------------------------------
@@ -691,6 +778,7 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
     import numpy as np
 
     from tinypatch.planning.check import check_plan
+    from tinypatch.planning.rewrite import rewritten
     from tinypatch.runtime.executor import run as run_whole
     from tinypatch.runtime.plan_executor import PlanExecutor
 
@@ -700,21 +788,22 @@ def run(model: ModelLike, plan: PlanLike, *, input: InputLike = None, seed: int 
 
     graph = load(model)
     p = _as_plan(plan)
-    check_plan(graph, p)
+    planned = rewritten(graph, p)  # the graph the stages index; the reference runs the model as loaded
+    check_plan(planned, p)
     if precision is not None and not isinstance(precision, PrecisionPlan):
         precision = PrecisionPlan.load(os.fspath(precision))
     if precision is not None:
-        precision.check(graph, p)
+        precision.check(planned, p)
     inputs = _inputs(graph, input, seed, preprocess, quantize_input)
     check = None
     if arith != "tflite" or graph.meta.get("expected_arith", "tflite") != "tflite":
         check = _arith_check(graph, inputs)
-    graph = graph.copy()
-    graph.meta["arith"] = arith
+    graph, planned = graph.copy(), planned.copy()
+    graph.meta["arith"] = planned.meta["arith"] = arith
     t0 = time.perf_counter()
     whole = run_whole(graph, inputs)
     t1 = time.perf_counter()
-    patched = PlanExecutor(graph, p, precision)(inputs)
+    patched = PlanExecutor(planned, p, precision)(inputs)
     t2 = time.perf_counter()
     exact = all(np.array_equal(whole[n], patched.outputs[n]) and whole[n].dtype == patched.outputs[n].dtype
                 for n in graph.outputs)
@@ -840,6 +929,7 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
     from tinypatch.kernels.lowbit import BITWIDTHS
     from tinypatch.planning.check import check_plan
     from tinypatch.planning.precision import SCOPES, precision_memory
+    from tinypatch.planning.rewrite import rewritten
     from tinypatch.runtime.quantmcu import QuantizeOptions, measure
     from tinypatch.runtime.quantmcu import quantize as search
 
@@ -853,8 +943,8 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
         raise UsageError(f"accept must be 'agreement' or 'entropy', got {accept!r}")
     if scope not in SCOPES or not bitwidths or any(isinstance(b, bool) or b not in BITWIDTHS for b in bitwidths):
         raise UsageError(f"scope one of {SCOPES}; bitwidths from {', '.join(map(str, BITWIDTHS))}")
-    graph = load(model)
     p = _as_plan(plan)
+    graph = rewritten(load(model), p)  # the graph the plan's stages index
     check_plan(graph, p)
     if len(graph.inputs) != 1:
         raise UsageError("quantize calibrates single-input models")
@@ -927,7 +1017,8 @@ def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike 
             sram: int | str | None = None, stack: int | str | None = None, include_input: bool = True,
             inplace: bool = True, report: bool = False, input: InputLike = None, seed: int = 0,
             preprocess: str = "auto", quantize_input: bool = False, force: bool = False,
-            progress: Progress | None = None) -> CodegenResult:
+            progress: Progress | None = None,
+            precision: PrecisionPlan | str | os.PathLike[str] | None = None) -> CodegenResult:
     """Write a self-contained C99 project for ``model`` under ``plan`` (default layer by layer)
     into the folder ``output`` (``tinypatch codegen``). ``target``: host, cortex-m4, cortex-m7 or
     cortex-m55; ``sram``: the RAM region's budget (default the planned arena); ``stack``: bytes
@@ -935,6 +1026,8 @@ def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike 
     ``report=True`` also builds and runs it (host: ASan/UBSan; Cortex-M: QEMU) on ``input`` and
     checks the outputs against the Python executor. A folder holding files an earlier codegen did
     not write is refused unless ``force``; the project appears as a whole or not at all.
+    ``precision``: a precision plan for ``plan`` (``tinypatch quantize``): the patch stages run at
+    per-patch mixed precision, and ``report`` compares with the plan executor under it.
 
     >>> c = codegen("mcunet-in0", "build/in0", report=True)   # doctest: +SKIP
     >>> c.exact, c.project.arena_bytes                          # doctest: +SKIP
@@ -944,14 +1037,22 @@ def codegen(model: ModelLike, output: str | os.PathLike[str], *, plan: PlanLike 
     from tinypatch.codegen import generate
     from tinypatch.codegen.targets import DEFAULT_STACK
     from tinypatch.planning.plan import Plan
+    from tinypatch.errors import PlanError
+    from tinypatch.planning.precision import PrecisionPlan
+    from tinypatch.planning.rewrite import rewritten
 
     graph = load(model)
+    if precision is not None and plan is None:
+        raise PlanError("a precision plan is calibrated for a patch plan: give the plan too (--plan)")
+    if precision is not None and not isinstance(precision, PrecisionPlan):
+        precision = PrecisionPlan.load(os.fspath(precision))
     p = Plan.layer_by_layer(graph, include_input=include_input) if plan is None else _as_plan(plan)
-    project = generate(graph, p, os.fspath(output), target, None if sram is None else parse_size(sram),
-                       DEFAULT_STACK if stack is None else parse_size(stack), inplace, force)
+    planned = rewritten(graph, p)  # the graph the plan's stages index (same inputs and outputs as the model)
+    project = generate(planned, p, os.fspath(output), target, None if sram is None else parse_size(sram),
+                       DEFAULT_STACK if stack is None else parse_size(stack), inplace, force, precision)
     result = CodegenResult(project)
     if report:
-        _build_and_check(graph, result, _inputs(graph, input, seed, preprocess, quantize_input), progress)
+        _build_and_check(graph, result, _inputs(graph, input, seed, preprocess, quantize_input), progress, precision)
     return result
 
 
@@ -1043,8 +1144,10 @@ def quantize_float(model: str | os.PathLike[str], calibration: str | os.PathLike
     return load_onnx(os.fspath(output))
 
 
-def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress: Progress | None) -> None:
-    """Build and run ``result.project`` on its target; fill in its outputs / cost and verdict."""
+def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress: Progress | None,
+                     precision: PrecisionPlan | None = None) -> None:
+    """Build and run ``result.project`` on its target; fill in its outputs / cost and verdict
+    (against the plan executor under ``precision`` when given, else the whole-image executor)."""
     import tempfile
     from pathlib import Path
 
@@ -1053,25 +1156,31 @@ def _build_and_check(graph: Graph, result: CodegenResult, inputs: Any, progress:
     from tinypatch.codegen.report import measure, outputs_equal
     from tinypatch.errors import ToolchainError
     from tinypatch.planning.latency import cost_model, fitted_targets
+    from tinypatch.planning.rewrite import rewritten
 
     project = result.project
     missing = toolchain.missing_tools(project.target)
     if missing:
         raise ToolchainError(f"cannot build for {project.target}: {missing}")
+    reference = None
+    if precision is not None:
+        from tinypatch.runtime.plan_executor import PlanExecutor
+
+        reference = PlanExecutor(graph, project.plan, precision)(inputs).outputs
     if project.target == "host":
         _phase(progress, "building and running on the host (ASan/UBSan)")
         toolchain.make(project.path, "host-check")
         result.outputs = toolchain.run_host(project.path, graph, inputs, "model_host_check")
-        result.exact = outputs_equal(graph, result.outputs, inputs)
+        result.exact = outputs_equal(graph, result.outputs, inputs, reference)
         return
     _phase(progress, f"building and running on {project.target} (QEMU)")
     with tempfile.TemporaryDirectory() as tmp:
         assets = assets_dir()
         plugin = toolchain.build_insncount(assets, Path(tmp)) if assets is not None else None
-        result.cost = measure(graph, project, inputs, plugin)
+        result.cost = measure(graph, project, inputs, plugin, reference=reference)
     result.exact, result.insncount = result.cost.exact, plugin is not None
     if project.target in fitted_targets():
-        result.predicted = cost_model(project.target).predict(graph, project.plan)
+        result.predicted = cost_model(project.target).predict(rewritten(graph, project.plan), project.plan)
 
 
 # --- nas: supernet training and export to the board -------------------------------------------------

@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-inplace", dest="inplace", action="store_false",
                     help="do not run layer-by-layer ops in place (default: every schedule runs the ops that "
                          "lower its arena in place, output over input in raster order; no extra MACs)")
+    pl.add_argument("--no-rewrite", dest="rewrite", action="store_false",
+                    help="search the model's operator order only (default: also graphs with producers moved just "
+                         "before their consumers and long-lived maps recomputed for their last reader; a plan "
+                         "chosen there records its rewrites, which run, codegen and show replay)")
     from tinypatch.codegen.targets import ALL_TARGETS
     pl.add_argument("--target", choices=ALL_TARGETS,
                     help="predict executed instructions on this target (fitted cost model) and, unless --objective "
@@ -336,6 +340,8 @@ examples:
   tinypatch search --sram 64KB --flash 512KB --iterations 5 --population 20 --resume state.json
                                         a short search; run it again to continue from state.json
   tinypatch search --sram 256KB --flash 1MB --workers 4          candidates evaluated on a local Ray
+  tinypatch search --sram 256KB --flash 1MB --target cortex-m7 --max-latency 500ms --clock 216MHz
+                                        also within a predicted latency (each schedule by fewest instructions)
   tinypatch search --data digits --supernet sn.pt --sram 8KB --population 20 --iterations 5 -o best.json
                                         accuracy on held-out digits (trains sn.pt first if missing)
 """
@@ -354,6 +360,18 @@ def _search_parser(sub) -> None:  # noqa: ANN001
     se.add_argument("--sram", type=parse_size, required=True, metavar="SIZE", help="SRAM limit, e.g. 256KB")
     se.add_argument("--flash", type=parse_size, metavar="SIZE", help="flash limit for weights and biases, e.g. 1MB")
     se.add_argument("--max-macs", type=_count, metavar="N", help="limit on the MACs the schedule executes, e.g. 200M")
+    from tinypatch.planning.latency import fitted_targets
+
+    se.add_argument("--target", choices=fitted_targets(),
+                    help="predict each feasible network's executed instructions on this target (the fitted cost "
+                         "model of `plan --target`) and, unless --objective macs, choose its schedule by them")
+    se.add_argument("--max-latency", metavar="N",
+                    help="latency limit (needs --target): predicted instructions (e.g. 120M) or a time (e.g. 20ms, "
+                         "with --clock; one instruction per cycle)")
+    se.add_argument("--clock", metavar="HZ", help="the board's clock for a time in --max-latency, e.g. 216MHz")
+    se.add_argument("--objective", choices=("instructions", "macs"), dest="schedule_objective",
+                    help="how each network's schedule is chosen: fewest predicted instructions (default with "
+                         "--target; needs it) or fewest MACs (MCUNetV2's; default without --target)")
     se.add_argument("--no-input", dest="include_input", action="store_false",
                     help="do not count the input image in SRAM (MCUNetV2's convention for its search)")
     se.add_argument("--placed", action="store_true",
@@ -443,6 +461,10 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
                        epilog=CODEGEN_EXAMPLES, formatter_class=_Formatter)
     c.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     c.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
+    c.add_argument("--precision", metavar="PRECISION.json",
+                   help="a precision plan from `tinypatch quantize` for --plan: the patch stages run at per-patch "
+                        "mixed precision (run-time outlier test, low-bit requantization); --report compares "
+                        "with `tinypatch run --precision`")
     c.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="folder to write the project into (replaced as a whole; see --force)")
     c.add_argument("--force", action="store_true",
@@ -538,7 +560,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         result = api.plan(args.model, sram=args.sram, max_mac_overhead=args.max_mac_overhead,
                           strategy=args.strategy, stream=not args.no_stream, single_stage=args.single_stage,
                           max_grid=args.max_grid, inplace=args.inplace, include_input=args.include_input,
-                          target=args.target, objective=args.objective,
+                          target=args.target, objective=args.objective, rewrite=args.rewrite,
                           progress=progress)
         if args.plot:
             result.reference(progress)
@@ -655,7 +677,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                         space=space, population=args.population, parents=args.parents, n_mutate=args.mutate,
                         n_crossover=args.crossover, mutate_prob=args.mutate_prob, iterations=args.iterations,
                         seed=args.seed, resume=args.resume, ray=args.ray, ray_address=args.ray_address,
-                        workers=args.workers, progress=not args.json and err.is_terminal)
+                        workers=args.workers, progress=not args.json and err.is_terminal, target=args.target,
+                        max_latency=args.max_latency, clock=args.clock, schedule_objective=args.schedule_objective)
     _emit(result, args, console, "result")
     if args.save_spec:
         result.save_spec(args.save_spec)
@@ -673,7 +696,8 @@ def cmd_codegen(args: argparse.Namespace, console: Console) -> int:
         result = api.codegen(args.model, args.output, plan=args.plan, target=args.target, sram=args.sram,
                              stack=args.stack, include_input=args.include_input, inplace=args.inplace,
                              report=args.report, input=args.input, seed=args.seed, preprocess=args.preprocess,
-                             quantize_input=args.quantize_input, force=args.force, progress=progress)
+                             quantize_input=args.quantize_input, force=args.force, progress=progress,
+                             precision=args.precision)
     result.render(console)
     return 0 if result.ok else 1
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tinypatch.codegen import targets as tg
 from tinypatch.codegen.emitters import OpEmitter
+from tinypatch.codegen.mixed import MixedCode
 from tinypatch.codegen.sanitize import c_comment
 from tinypatch.codegen.schedule import Scheduler
 from tinypatch.codegen.storage import ARENA, Storage, Unit
@@ -23,10 +24,12 @@ from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_cost
 from tinypatch.planning.inplace import add_inplace
 from tinypatch.planning.plan import STREAM, Plan
+from tinypatch.planning.precision import PrecisionPlan
+from tinypatch.planning.rewrite import rewritten
 from tinypatch.safeio import output_folder
 
 RUNTIME_SOURCES = ("tp_types.h", "tp_shadow.h", "tp_shadow.c", "tp_kernels.h", "tp_kernels.c", "tp_fast.h",
-                   "tp_fast.c", "tp_fast_mve.h", "tp_fast_mve.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c", "tp_startup.c", "tp_main_mcu.c",
+                   "tp_fast.c", "tp_fast_mve.h", "tp_fast_mve.c", "tp_lowbit.h", "tp_lowbit.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c", "tp_startup.c", "tp_main_mcu.c",
                    "tp_main_host.c")
 
 
@@ -53,18 +56,22 @@ class Project:
 
 def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str = "host",
              sram: int | None = None, stack: int = tg.DEFAULT_STACK, inplace: bool = True,
-             force: bool = False) -> Project:
+             force: bool = False, precision: PrecisionPlan | None = None) -> Project:
     """Write the C project for ``graph`` under ``plan`` (None: layer by layer) into ``out_dir``;
     ``inplace``: also run in place every layer-by-layer op that lowers the arena
     (:func:`tinypatch.planning.inplace.add_inplace`; ops the plan already lists always are).
+
+    ``precision``: a precision plan (``tinypatch quantize``) for ``plan``: its patch stages then run at
+    per-patch mixed precision, exactly as the Python plan executor runs them (:mod:`tinypatch.codegen.mixed`).
 
     The folder is written as one step (:func:`tinypatch.safeio.output_folder`): a folder that
     holds other files is refused unless ``force``, and an interrupted run leaves no half project.
     """
     if target not in tg.ALL_TARGETS:
         raise PlanError(f"unknown target {target!r}; choose one of {', '.join(tg.ALL_TARGETS)}")
+    graph = rewritten(graph, plan) if plan is not None else graph
     plan = deployed_plan(graph, plan, inplace)
-    files, project = render(graph, plan, Path(out_dir), target, sram, stack)
+    files, project = render(graph, plan, Path(out_dir), target, sram, stack, precision)
     src = resources.files("tinypatch.codegen") / "c"
     with output_folder(out_dir, force) as staging:
         for name, text in files.items():
@@ -82,8 +89,8 @@ def deployed_plan(graph: Graph, plan: Plan | None, inplace: bool = True) -> Plan
     return add_inplace(graph, plan) if inplace else plan
 
 
-def render(graph: Graph, plan: Plan, out: Path, target: str, sram: int | None, stack: int
-           ) -> tuple[dict[str, str], Project]:
+def render(graph: Graph, plan: Plan, out: Path, target: str, sram: int | None, stack: int,
+           precision: PrecisionPlan | None = None) -> tuple[dict[str, str], Project]:
     """The generated files by name, and the project figures (nothing is written)."""
     unit = Unit()
     storage = Storage(graph, plan, unit)
@@ -96,7 +103,8 @@ def render(graph: Graph, plan: Plan, out: Path, target: str, sram: int | None, s
         raise BudgetError(f"{target} ({t.machine}) has {t.ram_max} B of SRAM at 0x{t.ram_origin:x}; the plan needs "
                           f"{tg.ram_length(budget, stack)} B (SRAM budget {budget} B + stack + overhead)", arena)
     emitter = OpEmitter(graph, storage, unit, target)
-    body = Scheduler(graph, storage, unit, emitter).body()
+    mixed = MixedCode(graph, plan, precision, unit, emitter) if precision is not None else None
+    body = Scheduler(graph, storage, unit, emitter, mixed).body()
     cost = plan_cost(graph, plan)
     io_bytes = sum(graph.tensors[t].nbytes for t in storage.io)
     project = Project(out, graph.name, target, arena, unit.const_bytes, cost.macs, cost.base_macs, budget, stack,
@@ -126,6 +134,7 @@ def _model_c(graph: Graph, storage: Storage, unit: Unit, body: str) -> str:
 
 #include "model.h"
 #include "tp_kernels.h"
+#include "tp_lowbit.h"
 
 #if defined(__arm__) && !defined(__linux__)
 #define TP_IO __attribute__((section(".tp_io")))
@@ -172,6 +181,10 @@ static __attribute__((unused)) void tp_dump(int k, int ti, int tj, long y0, long
 #else
 #define TP_WINDOW(p, h, w, rs, c, es, lo, hi) ((void)0)
 #define TP_DUMP(k, ti, tj, y0, x0, p, h, w, rs, c, es) ((void)0)
+#endif
+
+#ifndef TP_STAGE_RUNS
+#define TP_STAGE_RUNS 1 /* how often each tiled patch stage runs (2: measurement builds count one stage's instructions) */
 #endif
 
 /* The arena: every activation at its planned offset. */
@@ -267,8 +280,8 @@ QEMU ?= qemu-system-arm
 OPT ?= -O2
 FAST ?= -DTP_FAST
 CFLAGS_COMMON = -std=c99 -Wall -Wextra -fno-strict-aliasing -ffp-contract=off $(FAST)
-MODEL_SRCS = model.c tp_kernels.c tp_fast.c tp_shadow.c
-HEADERS = model.h tp_types.h tp_kernels.h tp_fast.h tp_fast_mve.h tp_mcu.h tp_semihost.h
+MODEL_SRCS = model.c tp_kernels.c tp_fast.c tp_lowbit.c tp_shadow.c
+HEADERS = model.h tp_types.h tp_kernels.h tp_fast.h tp_fast_mve.h tp_lowbit.h tp_mcu.h tp_semihost.h
 HOST_SRCS = $(MODEL_SRCS) tp_main_host.c
 MCU_SRCS = $(MODEL_SRCS) tp_fast_mve.c tp_main_mcu.c tp_startup.c tp_semihost.c
 ARM_CFLAGS = $(CFLAGS_COMMON) $(OPT) -mthumb -ffunction-sections -fdata-sections

@@ -18,6 +18,7 @@ import numpy as np
 
 from tinypatch.codegen import toolchain
 from tinypatch.codegen.project import Project
+from tinypatch.errors import ToolchainError
 from tinypatch.ir import Graph
 from tinypatch.runtime.executor import run
 
@@ -55,15 +56,17 @@ class McuCost:
         return d
 
 
-def outputs_equal(graph: Graph, got: Mapping[str, np.ndarray], inputs: Inputs) -> bool:
-    """Are ``got`` byte for byte the Python executor's outputs on ``inputs``?"""
-    ref = run(graph, inputs)
+def outputs_equal(graph: Graph, got: Mapping[str, np.ndarray], inputs: Inputs,
+                  reference: Mapping[str, np.ndarray] | None = None) -> bool:
+    """Are ``got`` byte for byte the Python executor's outputs on ``inputs`` (or ``reference``, e.g.
+    the plan executor's under a precision plan)?"""
+    ref = run(graph, inputs) if reference is None else reference
     return all(got[n].dtype == ref[n].dtype and np.array_equal(got[n].view(np.uint8), ref[n].view(np.uint8))
                for n in graph.outputs)
 
 
 def measure(graph: Graph, project: Project, inputs: Inputs, plugin: Path | None = None,
-            timeout: float = 600) -> McuCost:
+            timeout: float = 600, reference: Mapping[str, np.ndarray] | None = None) -> McuCost:
     """Build ``project`` for its Cortex-M target, run it on QEMU and collect its costs."""
     target = project.target
     toolchain.make(project.path, target)
@@ -73,4 +76,23 @@ def measure(graph: Graph, project: Project, inputs: Inputs, plugin: Path | None 
     text, rodata, data = sizes.get(".text", 0), sizes.get(".rodata", 0), sizes.get(".data", 0)
     return McuCost(target, text + rodata + sizes.get(".ARM.exidx", 0) + data, text, rodata,
                    data + sizes.get(".bss", 0), project.arena_bytes, project.ram_length, q.stack_used,
-                   project.stack, q.insns, q.kernel_insns, project.macs, outputs_equal(graph, q.outputs, inputs))
+                   project.stack, q.insns, q.kernel_insns, project.macs,
+                   outputs_equal(graph, q.outputs, inputs, reference))
+
+
+def stage_instructions(graph: Graph, project: Project, inputs: Inputs, plugin: Path,
+                       timeout: float = 600) -> tuple[int, dict[str, np.ndarray]]:
+    """Executed instructions of the project's tiled patch stages alone, on its Cortex-M target, and the
+    outputs of the program as generated: the program built with every such stage run twice
+    (``TP_STAGE_RUNS=2``, same input, same data after it) minus the program as generated. Valid for
+    plans whose stages run no op in place."""
+    counts, outputs = [], {}
+    for runs in (2, 1):  # the project is left built as generated
+        toolchain.make(project.path, "clean")
+        toolchain.make(project.path, project.target, timeout, {"FAST": f"-DTP_FAST -DTP_STAGE_RUNS={runs}"})
+        q = toolchain.run_qemu(project.path, graph, inputs, project.target, plugin, timeout)
+        if q.insns is None:
+            raise ToolchainError("the qemu-insncount plugin reported no count")
+        counts.append(q.insns)
+        outputs = q.outputs
+    return counts[0] - counts[1], outputs

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from tinypatch.analysis.regions import reads_nchw, writes_nchw
 from tinypatch.codegen import cfmt
 from tinypatch.codegen.emitters import OpEmitter, Site, reduce_finish
+from tinypatch.codegen.mixed import MixedCode
 from tinypatch.codegen.storage import Storage, Unit
 from tinypatch.codegen.views import Layout, View, full_view, nchw_window_view, window_view
 from tinypatch.errors import UnsupportedOperatorError
@@ -51,8 +52,10 @@ def _indent(text: str, n: int) -> str:
 
 
 class Scheduler:
-    def __init__(self, graph: Graph, storage: Storage, unit: Unit, emitter: OpEmitter) -> None:
+    def __init__(self, graph: Graph, storage: Storage, unit: Unit, emitter: OpEmitter,
+                 mixed: MixedCode | None = None) -> None:
         self.graph, self.storage, self.unit, self.emitter = graph, storage, unit, emitter
+        self.mixed = mixed  # a precision plan's per-patch tests and requantization
 
     def body(self) -> str:
         """C statements of the whole inference, in schedule order."""
@@ -117,13 +120,15 @@ class Scheduler:
             sums = f"((int32_t *){self.storage.raw(accumulator_name(st.info.output))})"
             setup += f"memset({sums}, 0, {4 * g.tensors[st.info.tiled].shape[3]});  /* per-channel sums */\n"
         decl = "".join(f"const int16_t *h{k} = tp_s{n}h{k}[ti], *w{k} = tp_s{n}w{k}[tj];\n" for k in ops)
-        body = [decl]
+        body = [decl + (self.mixed.tile_begin(st) if self.mixed else "")]
         for k in ops:
             body.append(f"/* op {k}: {g.ops[k].type} */\n")
             if k in persistent:
                 body.append(self._restore(k, st))
             site = self._site(st, k, columns[k])
             call = self.emitter.call(site)
+            if self.mixed:
+                call = self.mixed.wrap(st, k, site, call)
             if not writes_nchw(g, g.ops[k]):  # TP_DUMP reads NHWC rows
                 call += self._dump_view(k, "ti", "tj", f"h{k}[{OUT0}]", f"w{k}[{OUT0}]", site.out)
             body.append(f"if (h{k}[{OUT1}] > h{k}[{OUT0}] && w{k}[{OUT1}] > w{k}[{OUT0}]) {{\n"
@@ -140,8 +145,9 @@ class Scheduler:
             tail = f"/* op {st.info.reduce}: {g.ops[st.info.reduce].type} from the accumulated sums */\n" \
                 + reduce_finish(self.emitter, st.info.reduce, sums, out) + self._dump_whole(st.info.reduce, st.info.output)
         head = (f"/* stage {n}: ops [{stage.start}, {stage.end}) patch by patch, {nh}x{nw} tiles "
-                f"(rows {stage.rows}, cols {stage.cols}) */\n")
-        return head + "{\n" + _indent(setup + loop + tail, 4) + "}\n"
+                f"(rows {stage.rows}, cols {stage.cols}); TP_STAGE_RUNS > 1 (instruction counts of the stage "
+                f"alone) runs it again on the same input */\n")
+        return head + "for (int tp_run = 0; tp_run < TP_STAGE_RUNS; tp_run++) {\n" + _indent(setup + loop + tail, 4) + "}\n"
 
     # --- stream stages --------------------------------------------------------------------
     def stream_stage(self, n: int, st: StageTiling) -> str:

@@ -68,6 +68,7 @@ SECTIONS
     *tp_kernels.o(.text*)
     *tp_fast.o(.text*)
     *tp_fast_mve.o(.text*)
+    *tp_lowbit.o(.text*)
     __tp_kernels_end = .;
     *(.text*)
     . = ALIGN(4);

@@ -196,7 +196,21 @@ def pad_hw(x: np.ndarray, pads: Pads, value: float | int) -> np.ndarray:
     top, bottom, left, right = pads
     if not any(pads):
         return x
-    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode="constant", constant_values=value)
+    n, h, w, c = x.shape
+    out = np.full((n, h + top + bottom, w + left + right, c), value, x.dtype)
+    out[:, top: top + h, left: left + w] = x
+    return out
+
+
+def centered_padded(x: np.ndarray, zero_point: int, pads: Pads, dtype: type) -> np.ndarray:
+    """``pad_hw(x.astype(dtype) - zero_point, pads, 0)`` in one pass over ``x``."""
+    top, bottom, left, right = pads
+    n, h, w, c = x.shape
+    if not any(pads):
+        return np.subtract(x, zero_point, dtype=dtype)
+    out = np.zeros((n, h + top + bottom, w + left + right, c), dtype)
+    np.subtract(x, zero_point, out=out[:, top: top + h, left: left + w], dtype=dtype)
+    return out
 
 
 def window_slices(xp: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],

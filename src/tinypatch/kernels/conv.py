@@ -20,12 +20,19 @@ from tinypatch.kernels.base import (
     SpatialOp,
     activation_float,
     activation_range_quantized,
+    centered_padded,
     pad_hw,
     register,
     saturate_int8,
     window_slices,
 )
-from tinypatch.kernels.fixedpoint import multiply_by_quantized_multiplier, quantize_multipliers, wrap32
+from tinypatch.kernels.fixedpoint import (
+    float_requantizer,
+    multiply_by_quantized_multiplier,
+    quantize_multipliers,
+    requantize_float64,
+    wrap32,
+)
 from tinypatch.kernels.onnxruntime import conv_scale, im2col_block_k, requantize_float, sgemm
 
 
@@ -78,6 +85,17 @@ class _ConvBase(SpatialOp):
         """The filter as [cout, taps] (one row of weights per output channel)."""
         raise NotImplementedError
 
+    def _prepare_requant(self) -> None:
+        """The float64 requantization (:func:`float_requantizer`), and whether it is exact for every
+        accumulator plus bias the op can produce (|bias| + 255 * sum |w| per channel); where it is
+        not, each call checks its own accumulators against the limit."""
+        self.requant = None
+        if self.quantized and not self.ort:
+            self.requant = float_requantizer(self.multiplier, self.shift)
+            self.bias_f = self.bias.astype(np.float64)
+            bound = np.abs(self.bias) + 255 * np.abs(self.channel_weights().astype(np.int64)).sum(axis=1)
+            self.requant_always = self.requant is not None and float(bound.max(initial=0)) < self.requant[2]
+
     @property
     def _fits32(self) -> bool:
         """Does every accumulator plus bias stay in int32 (|bias| + 255 * sum |w| < 2^31)?"""
@@ -92,10 +110,6 @@ class _ConvBase(SpatialOp):
         multiplier 1, and a requantization that :func:`requant_bound_ok` proves exact."""
         return (self.quantized and self.dilation == (1, 1) and getattr(self, "depth_multiplier", 1) == 1
                 and requant_bound_ok(self.bias, self.shift, self.channel_weights()))
-
-    def _centered(self, x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-        """Input minus its zero point, in a float type that holds it exactly."""
-        return x.astype(dtype) - dtype(self.in_zp)
 
     def _float_inputs(self, x: np.ndarray) -> np.ndarray:
         """DequantizeLinear of the input (float32 values held in float64)."""
@@ -116,6 +130,11 @@ class _ConvBase(SpatialOp):
         """Requantize (int8) or activate (float) an accumulator [..., cout]."""
         if not self.quantized:
             return activation_float((acc + self.bias).astype(np.float32), self.act)
+        if self.requant is not None:
+            z = acc + self.bias_f
+            if self.requant_always or np.abs(z).max(initial=0.0) < self.requant[2]:
+                y = requantize_float64(z, *self.requant[:2])
+                return np.clip(y + self.out_zp, self.act_min, self.act_max).astype(np.int8)
         acc = acc.astype(np.int64) + self.bias
         if not self._fits32:  # the sum may leave int32: wrap it as C does
             acc = wrap32(acc)
@@ -149,6 +168,7 @@ class Conv2D(_ConvBase):
         worst = 255.0 * np.abs(w_mat).sum(axis=0).max(initial=0.0)
         self.gemm_dtype = np.float32 if self.quantized and worst < 2.0**24 else np.float64
         self.w_mat = np.ascontiguousarray(w_mat.astype(self.gemm_dtype))
+        self._prepare_requant()
 
     def channel_weights(self) -> np.ndarray:
         return self.weights.reshape(self.cout, -1)
@@ -157,7 +177,8 @@ class Conv2D(_ConvBase):
         x = inputs[0]
         pads, (oh, ow) = self.geometry(x, pads)
         float_path = self.ort and self.float_op
-        xp = pad_hw(self._float_inputs(x) if float_path else self._centered(x, self.gemm_dtype), pads, 0.0)
+        xp = pad_hw(self._float_inputs(x), pads, 0.0) if float_path else \
+            centered_padded(x, self.in_zp, pads, self.gemm_dtype)
         n = x.shape[0]
         if self.kernel_hw == (1, 1) and self.stride == (1, 1) and xp.shape[1:3] == (oh, ow):
             cols = xp.reshape(-1, self.cin)
@@ -187,6 +208,7 @@ class DepthwiseConv2D(_ConvBase):
         exact32 = self.quantized and 255 * np.abs(w.astype(np.int64)).sum(axis=(0, 1)).max(initial=0) < 2**24
         self.acc_dtype = np.float32 if exact32 else np.int64 if self.quantized else np.float64
         self.taps = w.astype(self.acc_dtype)
+        self._prepare_requant()
 
     def channel_weights(self) -> np.ndarray:
         return self.weights[0].reshape(-1, self.cout).T
@@ -195,20 +217,20 @@ class DepthwiseConv2D(_ConvBase):
         x = inputs[0]
         pads, (oh, ow) = self.geometry(x, pads)
         float_path = self.ort and self.float_op
-        if float_path:
-            xc = self._float_inputs(x)
+        if float_path or self.depth_multiplier != 1:
+            xc = self._float_inputs(x) if float_path else x.astype(self.acc_dtype) - self.acc_dtype(self.in_zp)
+            if self.depth_multiplier != 1:  # output channel ic * m + k reads input channel ic
+                xc = np.repeat(xc, self.depth_multiplier, axis=3)
+            xp = pad_hw(xc, pads, 0)
         else:
-            xc = x.astype(self.acc_dtype) - self.acc_dtype(self.in_zp if self.quantized else 0)
-        if self.depth_multiplier != 1:  # output channel ic * m + k reads input channel ic
-            xc = np.repeat(xc, self.depth_multiplier, axis=3)
-        xp = pad_hw(xc, pads, 0)
+            xp = centered_padded(x, self.in_zp, pads, self.acc_dtype)
         if float_path:  # an FMA chain over the taps in float32, per output
             taps = self._float_weights(self.taps, 2).astype(np.float32)
             acc32 = np.zeros((x.shape[0], oh, ow, self.cout), np.float32)
             for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
                 acc32 = (acc32.astype(np.float64) + view * taps[i, j].astype(np.float64)).astype(np.float32)
             return self._finish_float(acc32)
-        acc = np.zeros((x.shape[0], oh, ow, self.cout), xc.dtype)
+        acc = np.zeros((x.shape[0], oh, ow, self.cout), xp.dtype)
         for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
             acc += view * self.taps[i, j]
         return self._finish(acc)

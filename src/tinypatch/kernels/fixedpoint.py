@@ -127,6 +127,30 @@ def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
 
 
+def float_requantizer(multiplier: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Per-channel (scale, post) that make :func:`requantize_float64` equal
+    :func:`multiply_by_quantized_multiplier` for every int32 ``x`` with ``|x| < limit``, and that
+    limit (the third value): below it no left shift wraps and ``x * multiplier * 2^left`` stays
+    under 2^52, so float64 holds every step exactly. None for right shifts past 62."""
+    m = np.asarray(multiplier, np.int64)
+    s = np.asarray(shift, np.int64)
+    if np.any(-s > 62):
+        return None
+    left = np.exp2(np.maximum(s, 0).astype(np.float64))
+    limit = float(np.min(np.minimum(2.0**31 / left, 2.0**52 / (np.maximum(m, 1) * left)), initial=2.0**31))
+    return m.astype(np.float64) * left * 2.0**-31, np.exp2(np.minimum(s, 0).astype(np.float64)), limit
+
+
+def requantize_float64(x: np.ndarray, scale: np.ndarray, post: np.ndarray) -> np.ndarray:
+    """:func:`multiply_by_quantized_multiplier` in float64 (integer-valued float64 out), with
+    (scale, post) from :func:`float_requantizer`. ``SaturatingRoundingDoublingHighMul`` by a
+    non-negative multiplier is ``floor(x * m / 2^31 + 1/2)`` (its nudge rounds ties up for either
+    sign; no saturation: m < 2^31), ``RoundingDivideByPOT`` rounds half away from zero; every
+    step is exact in float64 below 2^52."""
+    v = np.floor(x * scale + 0.5) * post
+    return np.copysign(np.floor(np.abs(v) + 0.5), v)
+
+
 def saturating_left_shift16(x: np.ndarray, amount: int) -> np.ndarray:
     """TFLite ``SaturatingLeftShift`` on int16 values."""
     return np.clip(np.asarray(x, np.int64) << amount, INT16_MIN, INT16_MAX)

@@ -41,6 +41,10 @@ class FullyConnected(PreparedOp):
             self.act_min, self.act_max = activation_range_quantized(self.act, out_scale, self.out_zp)
             self.w_mat = (weights.astype(np.float64) - w_zp).T.copy()
             self.bias = np.asarray(bias, np.int64)
+            # |acc + bias| <= bound: no int32 wrap, and the rescaled value plus zero point stays an int32
+            bound = np.abs(self.bias) + 255 * np.abs(self.w_mat).sum(axis=0)
+            self.no_wrap = bool(np.all(bound < 2**31 - 1) and np.all(bound * self.effective_scale < 2**30))
+            self.bias_f = self.bias.astype(np.float64)
             if self.ort:
                 ws = np.broadcast_to(np.asarray(w.quant.scale, np.float32), (self.units,))
                 self.ort_scale = conv_scale(in_scale, ws, out_scale)
@@ -63,6 +67,9 @@ class FullyConnected(PreparedOp):
         shape = (*x.shape[:-1], self.units) if self.keep_num_dims else (rows.shape[0], self.units)
         if not self.quantized:
             return activation_float((acc + self.bias).astype(np.float32), self.act).reshape(shape)
+        if self.no_wrap and not self.ort:  # the general path's wraps and int32 casts change nothing
+            scaled = round_double((acc + self.bias_f) * self.effective_scale)
+            return np.clip(scaled + self.out_zp, self.act_min, self.act_max).astype(np.int8).reshape(shape)
         acc = wrap32(acc.astype(np.int64) + self.bias)
         if self.ort:
             return requantize_float(acc, self.ort_scale, self.out_zp, self.act_min, self.act_max).reshape(shape)

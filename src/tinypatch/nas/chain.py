@@ -15,12 +15,17 @@ milliseconds. tests/test_nas.py checks every figure against the graph path on ra
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 from tinypatch.analysis.regions import split_even
 from tinypatch.frontends.spec import NetSpec
 from tinypatch.nas.twostage import stage_schedule
+
+if TYPE_CHECKING:
+    from tinypatch.nas.insns import ChainCost
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class Chain:
         self._macs = self.macs()
         self._pad = [max((self.side[op.output] - 1) * op.stride + op.kernel - self.side[op.inputs[0]], 0) // 2
                      for op in self.ops]  # TFLite SAME padding before the first row
-        self._stages: dict[tuple[int, int, int, bool], tuple[int, dict[int, int], list[int]]] = {}
+        self._stages: dict[tuple[int, int, int, bool], tuple[int, dict[int, int], list[int], dict[int, list[int]]]] = {}
         self._peaks: dict[tuple[int, int, int, bool], int] = {}
 
     def _new(self, side: int, chan: int, op: _Op) -> int:
@@ -147,12 +152,6 @@ class Chain:
                 ends.append(end)
         return ends
 
-    def patch(self, end: int, p: int, include_input: bool) -> tuple[int, int]:
-        """(border-clipped MACs of the whole network, analytic peak) with ``p`` x ``p`` tiles over
-        ops [0, end), halos recomputed (as plan_macs / plan_analytic on the graph)."""
-        overhead, elements, extra = self._tile(0, end, p, include_input)
-        return sum(self.macs()) + overhead, max(self.per_op(include_input, elements, extra))
-
     def stage(self, start: int, end: int, p: int, include_input: bool) -> tuple[int, int]:
         """(MAC overhead, max analytic bytes over ops [start, end)) of ``p`` x ``p`` recomputed tiles
         over ops [start, end), the other ops layer by layer (cached)."""
@@ -168,23 +167,34 @@ class Chain:
         key = (start, end, p, include_input)
         if key not in self._peaks:
             self.stage_overhead(start, end, p, include_input)
-            _, elements, extra = self._stages[key]
+            _, elements, extra, _ = self._stages[key]
             self._peaks[key] = max(self.per_op(include_input, elements, extra, range(start, end)))
         return self._peaks[key]
 
-    def _tile(self, start: int, end: int, p: int, include_input: bool) -> tuple[int, dict[int, int], list[int]]:
-        """(MAC overhead, tile-sized tensor elements, bytes held per op) of ``p`` x ``p`` tiles over
-        ops [start, end); the stage input is the output of op ``start - 1`` (the model input at 0)."""
+    def extents(self, start: int, end: int, p: int) -> dict[int, list[int]]:
+        """Per op ``k`` of the stage: the output rows (= columns) each tile row computes (cached)."""
+        key = (start, end, p, False)
+        if key not in self._stages:
+            self._stages[key] = self._tile(start, end, p, False)
+        return self._stages[key][3]
+
+    def _tile(self, start: int, end: int, p: int,
+              include_input: bool) -> tuple[int, dict[int, int], list[int], dict[int, list[int]]]:
+        """(MAC overhead, tile-sized tensor elements, bytes held per op, per op the output extent of
+        each tile along one axis) of ``p`` x ``p`` tiles over ops [start, end); the stage input is
+        the output of op ``start - 1`` (the model input at 0)."""
         out = self.ops[end - 1].output
         cuts = split_even(self.side[out], p)
         longest: dict[int, int] = {}
         total: list[int] = [0] * end  # per op: output pixels computed along one axis
+        spans: dict[int, list[int]] = {k: [] for k in range(start, end)}
         for a, b in zip(cuts, cuts[1:]):
             need = {out: (a, b)}
             for k in range(end - 1, start - 1, -1):
                 op = self.ops[k]
                 lo, hi = need[op.output]
                 total[k] += hi - lo
+                spans[k].append(hi - lo)
                 if op.kind == "add":
                     reads = (lo, hi)
                 else:
@@ -201,15 +211,20 @@ class Chain:
         elements = {t: longest[t] ** 2 * self.chan[t] for t in longest if start < t < out}
         held_out = self._bytes(out)
         held_in = self._bytes(start) if include_input or start else 0  # tensor ``start``: the stage input
-        extra = [(held_out if k < end - 1 else 0) + (held_in if start not in self.ops[k].inputs else 0)
+        extra = [(held_out if k < end - 1 else 0)
+                 + (held_in if start not in self.ops[k].inputs and start not in self.skip_at.get(k, ()) else 0)
                  if start <= k < end else 0 for k in range(len(self.ops))]
-        return overhead, elements, extra
+        return overhead, elements, extra, spans
 
 
 def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: int,
-                   stages: int = 1) -> tuple[int, ...] | int:
+                   stages: int = 1, cost: ChainCost | None = None) -> tuple[int, ...] | int:
     """:func:`tinypatch.nas.evaluate.mcunetv2_schedule` on a :class:`Chain` (same pruning, same result);
-    ``stages`` >= 2 also tries up to that many consecutive patch stages (:mod:`tinypatch.nas.twostage`)."""
+    ``stages`` >= 2 also tries up to that many consecutive patch stages (:mod:`tinypatch.nas.twostage`).
+
+    With ``cost``, the schedule with the fewest predicted instructions wins instead, layer by layer
+    included (then ``(MACs, peak, 1, 0)``); a (p, end) is skipped, not the loop stopped, when its
+    instructions minus what later stages could save exceed the best found."""
     per_op = chain.per_op(include_input)
     tail = [0] * (len(per_op) + 1)
     for i in range(len(per_op) - 1, -1, -1):
@@ -217,7 +232,9 @@ def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: in
     head = [0]
     for v in per_op:
         head.append(max(head[-1], v))
-    best: tuple[int, int, int, int] | None = None
+    base = sum(chain.macs())
+    best: tuple[int, ...] | None = (base, tail[0], 1, 0) if cost is not None and tail[0] <= sram else None
+    best_ins = cost.base if best is not None and cost is not None else math.inf
     least: int | None = None
     for p in range(2, max_patches + 1):
         for end in chain.legal_ends():
@@ -226,18 +243,28 @@ def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: in
             bound = max(tail[end], chain._bytes(out) + -(-head[end - 1] // (p * p)))
             if side < p or bound > sram:
                 continue
-            smacs, peak = chain.patch(end, p, include_input)
-            if best is not None and smacs > best[0]:
-                break
+            ins = 0.0
+            if cost is None:
+                smacs = base + chain.stage_overhead(0, end, p, include_input)
+                if best is not None and smacs > best[0]:
+                    break
+            else:
+                ins = cost.base + cost.delta(0, end, p)
+                if ins + cost.slack(end) > best_ins:
+                    continue
+                smacs = base + chain.stage_overhead(0, end, p, include_input)
+            peak = max(chain.stage_peak(0, end, p, include_input), tail[end])
             least = peak if least is None else min(least, peak)
-            if peak <= sram and (best is None or (smacs, peak) < best[:2]):
-                best = (smacs, peak, p, end)
+            if peak <= sram and (best is None or (ins, smacs, peak) < (best_ins if cost else 0.0, *best[:2])):
+                best, best_ins = (smacs, peak, p, end), ins
     if stages >= 2:
         found, least2 = stage_schedule(
-            per_op, sum(chain.macs()), cache(chain.legal_ends), lambda end: chain.side[chain.ops[end - 1].output],
+            per_op, base, cache(chain.legal_ends), lambda end: chain.side[chain.ops[end - 1].output],
             lambda end: chain._bytes(chain.ops[end - 1].output),
             lambda start, end, p: chain.stage_overhead(start, end, p, include_input),
-            lambda start, end, p: chain.stage_peak(start, end, p, include_input), sram, max_patches, best, stages)
+            lambda start, end, p: chain.stage_peak(start, end, p, include_input), sram, max_patches, best, stages,
+            insns=cost.delta if cost else None, slack=cost.slack if cost else None,
+            base_insns=cost.base if cost else 0.0)
         if found is not None:
             return found
         least = min((v for v in (least, least2) if v is not None), default=None)

@@ -20,8 +20,13 @@ Conventions (:class:`Constraints`):
 
 ``include_input`` counts the model input in the SRAM figure. Flash is the bytes of the constant
 tensors (int8 weights, int32 biases); a network over the flash limit is never built. ``max_macs`` bounds the MACs the schedule executes
-(recomputed halos included). The objective value is not computed here (see
-:mod:`tinypatch.nas.evolution`).
+(recomputed halos included). With a ``target`` (a fitted instruction cost model,
+:mod:`tinypatch.planning.latency`, as ``tinypatch plan --target``) the chosen schedule's predicted
+instructions are computed on the built graph and ``max_insns`` bounds them (the latency limit);
+``schedule_objective`` "instructions" chooses each network's schedule by the fewest predicted
+instructions instead of the fewest MACs (analytic: exact over the same schedules,
+:mod:`tinypatch.nas.insns`; placed: our planner's instruction front). The objective value is not
+computed here (see :mod:`tinypatch.nas.evolution`).
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.frontends.spec import NetSpec
 from tinypatch.ir import Graph
 from tinypatch.nas.chain import Chain, chain_schedule
+from tinypatch.nas.insns import ChainCost
 from tinypatch.nas.twostage import stage_schedule
 from tinypatch.planning.cost import plan_analytic, plan_macs
+from tinypatch.planning.latency import OBJECTIVES, cost_model, fitted_targets
 from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.optimal import Schedule
 from tinypatch.planning.search import choose, search
@@ -60,11 +67,15 @@ class Constraints:
     convention: str = "analytic"
     max_patches: int = 4  # p in 1..max_patches; 1: layer by layer only (MCUNet's per-layer search)
     stages: int = 2  # analytic convention: at most this many patch stages, then per layer (1: MCUNetV2's)
+    target: str | None = None  # a fitted instruction cost model: predict the chosen schedule's instructions
+    max_insns: int | None = None  # limit on those predicted instructions (needs target)
+    schedule_objective: str = "macs"  # a network's schedule: fewest MACs or fewest predicted "instructions"
+    clock_hz: int | None = None  # for printing max_insns as time (one instruction per cycle); changes nothing
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
             raise UsageError(f"unknown SRAM convention {self.convention!r}; choose from {', '.join(CONVENTIONS)}")
-        for name in ("sram", "flash", "max_macs"):
+        for name in ("sram", "flash", "max_macs", "max_insns", "clock_hz"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise UsageError(f"the {name.replace('_', ' ')} limit must be a positive integer, got {v!r}")
@@ -72,6 +83,16 @@ class Constraints:
             raise UsageError(f"max_patches must be in 1..16, got {self.max_patches!r}")
         if self.stages not in range(1, MAX_STAGES + 1):
             raise UsageError(f"stages must be in 1..{MAX_STAGES}, got {self.stages!r}")
+        if self.target is not None and self.target not in fitted_targets():
+            raise UsageError(f"no instruction cost model for target {self.target!r} "
+                             f"(fitted: {', '.join(fitted_targets()) or 'none'})")
+        if self.schedule_objective not in OBJECTIVES:
+            raise UsageError(f"unknown schedule objective {self.schedule_objective!r}; "
+                             f"choose from {', '.join(OBJECTIVES)}")
+        for what, needs in (("a latency limit", self.max_insns is not None),
+                            ("the instructions objective", self.schedule_objective == "instructions")):
+            if needs and self.target is None:
+                raise UsageError(f"{what} needs a target's instruction cost model (--target)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +116,7 @@ class Evaluation:
     patches2: int = 0  # a second patch stage's p (0: none)
     end2: int = 0  # the second patch stage runs ops [end, end2) (0: none)
     later: tuple[int, ...] = ()  # (p, end) of the third and later patch stages, flattened
+    insns: int = 0  # the schedule's predicted instructions on the constraints' target (0: no target)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "later", tuple(self.later))  # a list when read back from JSON
@@ -123,7 +145,10 @@ def evaluate(spec: NetSpec, constraints: Constraints, fast: bool = True) -> Eval
     fp = spec.fingerprint()
     chain = Chain(spec)
     if chain.supported and (fast and c.convention == "analytic" or c.flash is not None and chain.flash > c.flash):
-        return _chain(chain, fp, c)  # all from the chain, or over the flash limit: no graph needed
+        return _chain(spec, chain, fp, c)  # all from the chain, or over the flash limit: no graph needed
+    if c.convention == "analytic" and c.schedule_objective == "instructions":
+        raise UsageError("the instructions objective of the analytic convention needs the chain fast path "
+                         "(fast=True, a network without SE blocks)")
     graph = build_net(spec)
     macs, flash = network_figures(graph)
 
@@ -134,8 +159,8 @@ def evaluate(spec: NetSpec, constraints: Constraints, fast: bool = True) -> Eval
     if c.flash is not None and flash > c.flash:
         return result(False, f"flash {flash} B > {c.flash} B", 0, 0, macs, 1, 0, "-")
     if c.convention == "placed":
-        return _placed(graph, c, result)
-    return _analytic(graph, c, macs, result)
+        return _limit_insns(_placed(graph, c, result), c)
+    return _latency(graph, _analytic(graph, c, macs, result), c)
 
 
 def _limit_macs(e: Evaluation, c: Constraints) -> Evaluation:
@@ -144,22 +169,64 @@ def _limit_macs(e: Evaluation, c: Constraints) -> Evaluation:
     return e
 
 
-def _chain(chain: Chain, fp: str, c: Constraints) -> Evaluation:
+def _latency(graph: Graph, e: Evaluation, c: Constraints) -> Evaluation:
+    """``e`` with its schedule's predicted instructions on ``c.target`` and the latency limit applied
+    (unchanged without a target; only feasible evaluations are predicted)."""
+    if c.target is None or not e.feasible:
+        return e
+    plan = Plan(graph.name, fingerprint(graph), recompute_stages(graph, _stages_of(e)),
+                include_input=c.include_input)
+    return _limit_insns(replace(e, insns=round(cost_model(c.target).predict(graph, plan))), c)
+
+
+def _limit_insns(e: Evaluation, c: Constraints) -> Evaluation:
+    if e.feasible and c.max_insns is not None and e.insns > c.max_insns:
+        return replace(e, feasible=False,
+                       reason=f"latency: predicted {e.insns:,} instructions > {c.max_insns:,} on {c.target}")
+    return e
+
+
+def _chain(spec: NetSpec, chain: Chain, fp: str, c: Constraints) -> Evaluation:
     macs = sum(chain.macs())
     if c.flash is not None and chain.flash > c.flash:
         return Evaluation(fp, False, f"flash {chain.flash} B > {c.flash} B", macs, chain.flash, 0, 0, macs, 1, 0, "-")
     layer = max(chain.per_op(c.include_input))
-    if layer <= c.sram or c.max_patches == 1:
-        ok = layer <= c.sram
-        return _limit_macs(Evaluation(fp, ok, "" if ok else f"SRAM {layer} B > {c.sram} B", macs, chain.flash, layer,
-                                      layer, macs, 1, 0, "layer-by-layer"), c)
-    found = chain_schedule(chain, c.sram, c.include_input, c.max_patches, c.stages)
+    by_insns = c.schedule_objective == "instructions" and c.max_patches > 1
+    found: tuple[int, ...] | int = (macs, layer, 1, 0)
+    if layer > c.sram and c.max_patches > 1:
+        found = chain_schedule(chain, c.sram, c.include_input, c.max_patches, c.stages)
     if isinstance(found, int):
         return Evaluation(fp, False, f"SRAM: no schedule fits {c.sram} B", macs, chain.flash, layer, min(found, layer),
                           macs, 1, 0, "-")
+    if layer > c.sram and c.max_patches == 1:
+        return Evaluation(fp, False, f"SRAM {layer} B > {c.sram} B", macs, chain.flash, layer, layer, macs, 1, 0,
+                          "layer-by-layer")
+    if c.target is None:
+        return _limit_macs(_found(fp, macs, chain.flash, layer, found), c)
+    graph = build_net(spec)
+    if by_insns:  # the MAC search above only told that some schedule fits
+        found = chain_schedule(chain, c.sram, c.include_input, c.max_patches, c.stages,
+                               ChainCost(chain, graph, cost_model(c.target)))
+        assert not isinstance(found, int)
+    e = _limit_macs(_found(fp, macs, chain.flash, layer, found), c)
+    return _latency(graph, e, c)
+
+
+def _found(fp: str, macs: int, flash: int, layer: int, found: tuple[int, ...]) -> Evaluation:
+    """The feasible evaluation of a schedule (MACs, peak, p1, n1, ...) (p1 = 1: layer by layer)."""
+    if found[2] == 1:
+        return Evaluation(fp, True, "", macs, flash, layer, layer, macs, 1, 0, "layer-by-layer")
     smacs, peak, p, end, p2, end2, *later = (*found, 0, 0) if len(found) == 4 else found
-    return _limit_macs(Evaluation(fp, True, "", macs, chain.flash, layer, peak, smacs, p, end,
-                                  _label(found[2:]), p2, end2, tuple(later)), c)
+    return Evaluation(fp, True, "", macs, flash, layer, peak, smacs, p, end, _label(found[2:]), p2, end2, tuple(later))
+
+
+def _stages_of(e: Evaluation) -> list[tuple[int, int, int]]:
+    """The recompute stages (start, end, p) of an analytic evaluation (none: layer by layer)."""
+    if e.patches == 1:
+        return []
+    flat = (e.patches, e.end, e.patches2, e.end2, *e.later)
+    ends = (0, *flat[1::2])
+    return [(a, b, p) for a, b, p in zip(ends, ends[1:], flat[::2]) if p]
 
 
 def _label(stages: tuple[int, ...]) -> str:
@@ -288,13 +355,15 @@ def _suffix_max(values: list[int]) -> list[int]:
 
 
 def _placed(graph: Graph, c: Constraints, result: Any) -> Evaluation:
-    front = search(graph, include_input=c.include_input, max_grid=c.max_patches)
+    front = search(graph, include_input=c.include_input, max_grid=c.max_patches, target=c.target,
+                   objective=c.schedule_objective)
     base = front.baseline
     layer_peak = base.peak or base.lower_bound
     if c.max_patches == 1:
         ok = layer_peak <= c.sram
-        return result(ok, "" if ok else f"SRAM {layer_peak} B > {c.sram} B", layer_peak, layer_peak, base.macs, 1,
-                      0, "layer-by-layer")
+        e = result(ok, "" if ok else f"SRAM {layer_peak} B > {c.sram} B", layer_peak, layer_peak, base.macs, 1,
+                   0, "layer-by-layer")
+        return replace(e, insns=round(base.insns)) if base.insns is not None else e
     try:
         s = choose(front, sram=c.sram)
     except BudgetError as exc:
@@ -303,12 +372,15 @@ def _placed(graph: Graph, c: Constraints, result: Any) -> Evaluation:
     grids = [ch.grid for ch in s.choices if ch.grid]
     p = max((max(g) for g in grids), default=1)
     end = s.plan.stages[0].end if s.plan.stages else 0
-    return result(True, "", layer_peak, s.peak or s.lower_bound, s.macs, p, end, s.label)
+    e = result(True, "", layer_peak, s.peak or s.lower_bound, s.macs, p, end, s.label)
+    return replace(e, insns=round(s.insns)) if s.insns is not None else e
 
 
 def planner_schedule(spec: NetSpec, constraints: Constraints) -> Schedule | None:
-    """Our planner's best schedule of ``spec`` under the SRAM limit, placed arena (None if none fits)."""
-    front = search(build_net(spec), include_input=constraints.include_input, max_grid=constraints.max_patches)
+    """Our planner's best schedule of ``spec`` under the SRAM limit, placed arena (None if none fits;
+    with a target: the fewest predicted instructions, or MACs with the MACs schedule objective)."""
+    front = search(build_net(spec), include_input=constraints.include_input, max_grid=constraints.max_patches,
+                   target=constraints.target, objective=constraints.schedule_objective)
     try:
         return choose(front, sram=constraints.sram)
     except BudgetError:
@@ -319,14 +391,10 @@ def best_plan(spec: NetSpec, evaluation: Evaluation, constraints: Constraints) -
     """The plan behind a feasible evaluation (rebuilt: evaluations keep only its figures)."""
     graph = build_net(spec)
     if constraints.convention == "placed":
-        return choose(search(graph, include_input=constraints.include_input, max_grid=constraints.max_patches),
+        return choose(search(graph, include_input=constraints.include_input, max_grid=constraints.max_patches,
+                             target=constraints.target, objective=constraints.schedule_objective),
                       sram=constraints.sram).plan
-    if evaluation.patches == 1:
-        return Plan.layer_by_layer(graph, include_input=constraints.include_input)
-    flat = (evaluation.patches, evaluation.end, evaluation.patches2, evaluation.end2, *evaluation.later)
-    ends = (0, *flat[1::2])
-    stages = [(a, b, p) for a, b, p in zip(ends, ends[1:], flat[::2]) if p]
-    return Plan(graph.name, fingerprint(graph), recompute_stages(graph, stages),
+    return Plan(graph.name, fingerprint(graph), recompute_stages(graph, _stages_of(evaluation)),
                 include_input=constraints.include_input)
 
 

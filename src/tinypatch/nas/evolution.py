@@ -25,7 +25,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from functools import partial
 from typing import Any, Protocol
 
@@ -210,12 +210,15 @@ def _why(failed: list[Evaluation]) -> str:
     """'120 over the flash limit, 80 over the SRAM limit (least 40,960 B)'."""
     flash = [e for e in failed if e.reason.startswith("flash")]
     sram = [e for e in failed if e.reason.startswith("SRAM")]
-    macs = len(failed) - len(flash) - len(sram)
+    slow = [e for e in failed if e.reason.startswith("latency")]
+    macs = len(failed) - len(flash) - len(sram) - len(slow)
     parts = [f"{len(flash)} over the flash limit (least {min(e.flash for e in flash):,} B)"] if flash else []
     if sram:
         parts.append(f"{len(sram)} over the SRAM limit (least {min(e.peak for e in sram):,} B)")
     if macs:
         parts.append(f"{macs} over the MAC limit")
+    if slow:
+        parts.append(f"{len(slow)} over the latency limit (least {min(e.insns for e in slow):,} instructions)")
     return ", ".join(parts) or "none evaluated"
 
 
@@ -250,7 +253,7 @@ def _summary(iteration: int, pop: list[Candidate]) -> dict[str, Any]:
     best = _select(pop, 1)[0]
     e = best.evaluation
     return {"iteration": iteration, "best_score": best.score, "best": e.fingerprint, "macs": e.macs,
-            "peak": e.peak, "flash": e.flash, "schedule": e.schedule}
+            "peak": e.peak, "flash": e.flash, "schedule": e.schedule, "insns": e.insns}
 
 
 def _rng_state(data: list[Any]) -> tuple[Any, ...]:
@@ -277,6 +280,9 @@ def _load(path: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, A
         raise UsageError(f"cannot resume from {os.fspath(path)}: not a readable JSON file ({exc})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"cannot resume from {os.fspath(path)}: not a tinypatch search file")
+    if isinstance(state.get("constraints"), dict):  # written before a constraint existed: it had the default
+        state["constraints"] = {**{f.name: f.default for f in fields(Constraints) if f.default is not MISSING},
+                                **state["constraints"]}
     diff = [k for k, v in settings.items() if state.get(k) != json.loads(json.dumps(v))]
     if diff:
         raise UsageError(f"cannot resume from {os.fspath(path)}: it was written with other settings "

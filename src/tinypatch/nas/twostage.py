@@ -16,6 +16,12 @@ output held while its other ops work on at least 1/p^2 of their layer-by-layer b
 last stage also the layers after it) exceeds the budget is not tiled; a stage whose peak does is
 not extended; a loop over stage ends stops at the first whose MACs so far exceed the best found
 (a longer stage never recomputes less, and later stages never subtract MACs).
+
+With ``insns`` (each stage's predicted instructions over layer by layer,
+:class:`tinypatch.nas.insns.ChainCost`) the schedule with the fewest predicted instructions wins
+(ties: fewer MACs, then the lower peak); instructions are not monotone in a stage's length, so
+instead of stopping a loop, a stage is dropped when its instructions so far plus ``slack(end)``
+(what later stages could save at most) exceed the best found.
 """
 
 from __future__ import annotations
@@ -29,21 +35,29 @@ def stage_schedule(per_op: list[int], base_macs: int, ends: Callable[[int], list
                    side: Callable[[int], int], out_bytes: Callable[[int], int],
                    overhead: Callable[[int, int, int], int], peak_of: Callable[[int, int, int], int],
                    sram: int, max_patches: int, best: Found | None, stages: int = 2,
-                   exhaustive: bool = False) -> tuple[Found | None, int | None]:
-    """The best of ``best`` (a one-stage schedule, or None) and every schedule of 2..``stages``
-    consecutive patch stages; with the least analytic peak of those tiled (None if none was)."""
+                   exhaustive: bool = False, insns: Callable[[int, int, int], float] | None = None,
+                   slack: Callable[[int], float] | None = None,
+                   base_insns: float = 0.0) -> tuple[Found | None, int | None]:
+    """The best of ``best`` (a one-stage or layer-by-layer schedule, or None) and every schedule of
+    2..``stages`` consecutive patch stages; with the least analytic peak of those tiled (None if none
+    was). With ``insns``: fewest predicted instructions (``base_insns`` layer by layer; module docstring)."""
     n = len(per_op)
     tail = [0] * (n + 1)
     for i in range(n - 1, -1, -1):
         tail[i] = max(per_op[i], tail[i + 1])
     least: int | None = None
 
+    def key(macs: int, peak: int, ins: float) -> tuple[float, ...]:
+        return (macs, peak) if insns is None else (ins, macs, peak)
+
+    best_key = None if best is None else key(best[0], best[1], base_insns + _insns(insns, best[2:]))
+
     def bound(start: int, end: int, p: int) -> int:
         inner = max(per_op[start:end - 1], default=0)
         return out_bytes(end) + -(-inner // (p * p))
 
-    def walk(start: int, macs0: int, peak0: int, path: tuple[int, ...]) -> None:
-        nonlocal best, least
+    def walk(start: int, macs0: int, ins0: float, peak0: int, path: tuple[int, ...]) -> None:
+        nonlocal best, best_key, least
         depth = len(path) // 2 + 1  # this stage's number
         for p in range(2, max_patches + 1):
             for end in ends(start):
@@ -54,17 +68,29 @@ def stage_schedule(per_op: list[int], base_macs: int, ends: Callable[[int], list
                 if not exhaustive and low > sram or depth == stages and not last_ok and not exhaustive:
                     continue
                 macs = macs0 + overhead(start, end, p)
-                if best is not None and macs > best[0] and not exhaustive:
-                    break
+                ins = ins0 + insns(start, end, p) if insns is not None else 0.0
+                if best_key is not None and not exhaustive:
+                    if insns is None and macs > best_key[0]:
+                        break
+                    if slack is not None and ins + slack(end) > best_key[0]:
+                        continue
                 peak = max(peak0, peak_of(start, end, p))
                 if depth >= 2 and (last_ok or exhaustive):
                     full = max(peak, tail[end])
                     least = full if least is None else min(least, full)
-                    if full <= sram and (best is None or (macs, full) < best[:2]):
-                        best = (macs, full, *path, p, end)
+                    if full <= sram and (best_key is None or key(macs, full, ins) < best_key):
+                        best, best_key = (macs, full, *path, p, end), key(macs, full, ins)
                 if depth < stages and (peak <= sram or exhaustive):
-                    walk(end, macs, peak, (*path, p, end))
+                    walk(end, macs, ins, peak, (*path, p, end))
 
     if stages >= 2:
-        walk(0, base_macs, 0, ())
+        walk(0, base_macs, base_insns, 0, ())
     return best, least
+
+
+def _insns(insns: Callable[[int, int, int], float] | None, stages: tuple[int, ...]) -> float:
+    """The instructions the stages (p1, n1, p2, n2, ...) add (0: none, or p1 = 1, layer by layer)."""
+    if insns is None or not stages or stages[0] == 1:
+        return 0.0
+    ends = (0, *stages[1::2])
+    return sum(insns(a, b, p) for a, b, p in zip(ends, ends[1:], stages[::2]))

@@ -11,7 +11,10 @@ from tinypatch.planning.tiles import StageTiling, tile_stage
 def check_plan(graph: Graph, plan: Plan) -> list[StageTiling]:
     """Validate ``plan`` against ``graph``; return its stage tilings. Raises PlanError."""
     fp = fingerprint(graph)
-    if plan.fingerprint != fp:
+    if plan.rewrites and fp == plan.fingerprint and fp != plan.graph_fingerprint:
+        raise PlanError("the plan rewrites the model's graph; run it on tinypatch.planning.rewrite.rewritten(graph, "
+                        "plan), as run, codegen and show do")
+    if plan.graph_fingerprint != fp:
         raise PlanError(f"the plan was made for model {plan.model!r} (fingerprint {plan.fingerprint}), "
                         f"not for {graph.name!r} (fingerprint {fp}); re-run `tinypatch plan`")
     previous_end = 0

@@ -6,12 +6,13 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from tinypatch.analysis.macs import op_macs
-from tinypatch.analysis.analytic import AnalyticMemory, analytic_memory
+from tinypatch.analysis.analytic import AnalyticMemory, analytic_memory, residual_skips
 from tinypatch.ir import Graph
 from tinypatch.planning.arena import place
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.memory import accumulator_bytes, line_buffer_bytes, place_plan, plan_buffers
 from tinypatch.planning.plan import Plan
+from tinypatch.planning.rewrite import base_macs
 from tinypatch.planning.tiles import StageTiling
 
 
@@ -68,7 +69,8 @@ def plan_macs(graph: Graph, tilings: list[StageTiling]) -> tuple[int, int, int]:
 
 def plan_cost(graph: Graph, plan: Plan, alignment: int = 16) -> PlanCost:
     tilings = check_plan(graph, plan)
-    macs, macs_full, base = plan_macs(graph, tilings)
+    macs, macs_full, _ = plan_macs(graph, tilings)
+    base = base_macs(graph)  # the model's, for a graph rewritten by the plan
     peaks = {}
     for inc in (True, False):
         pb = plan_buffers(graph, replace(plan, include_input=inc), tilings, strict=inc == plan.include_input)
@@ -90,14 +92,17 @@ def plan_analytic(graph: Graph, plan: Plan, tilings: list[StageTiling]) -> Analy
 
     Inside a stage each op costs its tile-sized input and output (the last op writes the
     full-size stage output), plus what the stage keeps across tiles: the full stage output,
-    full stage inputs it does not read itself, cached tile buffers, line buffers and the sums of
-    an accumulated global average.
+    full stage inputs it does not read itself (once: one that is a residual skip there is
+    already counted live), cached tile buffers, line buffers and the sums of an accumulated
+    global average.
     """
     elements: dict[str, int] = {}
     extra = [0] * len(graph.ops)
     producers = graph.producers()
     excluded = set(graph.inputs if not plan.include_input else []) | set(
         graph.outputs if not plan.include_output else [])
+
+    skips = residual_skips(graph)  # counted live by analytic_memory already: not held twice
 
     def full(t: str) -> int:
         return 0 if t in excluded else graph.tensors[t].size
@@ -109,7 +114,7 @@ def plan_analytic(graph: Graph, plan: Plan, tilings: list[StageTiling]) -> Analy
         for k in st.info.ops:
             op = graph.ops[k]
             held = 0 if k == st.stage.end - 1 else full(st.info.output)
-            held += sum(full(t) for t in st.info.inputs if t not in op.inputs)
+            held += sum(full(t) for t in st.info.inputs if t not in op.inputs and t not in skips.get(k, ()))
             held += sum(elements[graph.ops[c].outputs[0]] for c in cached
                         if graph.ops[c].outputs[0] not in (*op.inputs, *op.outputs))
             held += sum(line_buffer_bytes(graph, st, c) // graph.tensors[graph.ops[c].outputs[0]].np_dtype.itemsize

@@ -5,7 +5,10 @@ stage run layer by layer. A stage is a contiguous range of operators ``[start, e
 only tensor used after it is the output of its last operator (the stage output). The stage
 output's H and W are cut into tiles by ``rows`` and ``cols`` (cut points, uneven allowed).
 ``inplace`` lists layer-by-layer operators that write their output over the input they read
-last (:mod:`tinypatch.analysis.inplace_shift`). Everything else (regions, paddings, buffer sizes) is derived from the graph, never stored as
+last (:mod:`tinypatch.analysis.inplace_shift`). ``rewrites`` (optional) lists graph rewrites
+(op reordering, recomputation: :mod:`tinypatch.planning.rewrite`) that turn the model into the
+graph the stages index; ``fingerprint`` is always the model's, ``rewritten_fingerprint`` the
+rewritten graph's. Everything else (regions, paddings, buffer sizes) is derived from the graph, never stored as
 a source of truth: :mod:`tinypatch.planning.tiles` computes it.
 """
 
@@ -15,6 +18,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from tinypatch.errors import PlanError
@@ -22,6 +26,7 @@ from tinypatch.ir import Graph
 from tinypatch.safeio import write_text
 
 PLAN_FORMAT = "tinypatch-plan/1"
+REWRITING_FORMAT = "tinypatch-plan/2"  # a plan with graph rewrites (readers of /1 must refuse it)
 HALO_MODES = ("recompute", "cache_w", "cache")  # per-op halo handling inside a stage
 STREAM = "stream"  # a whole-stage halo mode (every op but the last): see tinypatch.planning.stream
 MAX_PLAN_BYTES = 16 * 2**20  # plans are kilobytes; refuse anything near this before parsing it
@@ -85,6 +90,13 @@ class Plan:
     include_input: bool = True
     include_output: bool = True
     inplace: list[int] = field(default_factory=list)  # layer-by-layer ops writing over their input
+    rewrites: list[dict[str, Any]] = field(default_factory=list)  # see tinypatch.planning.rewrite
+    rewritten_fingerprint: str = ""  # the rewritten graph's fingerprint (with rewrites)
+
+    @property
+    def graph_fingerprint(self) -> str:
+        """The fingerprint of the graph the stages index: the model's, or the rewritten graph's."""
+        return self.rewritten_fingerprint if self.rewrites else self.fingerprint
 
     @classmethod
     def layer_by_layer(cls, graph: Graph, include_input: bool = True, include_output: bool = True) -> Plan:
@@ -92,13 +104,15 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": PLAN_FORMAT,
+            "format": REWRITING_FORMAT if self.rewrites else PLAN_FORMAT,
             "model": self.model,
             "fingerprint": self.fingerprint,
             "include_input": self.include_input,
             "include_output": self.include_output,
             "stages": [s.to_dict() for s in self.stages],
             **({"inplace": sorted(self.inplace)} if self.inplace else {}),
+            **({"rewrites": self.rewrites, "rewritten_fingerprint": self.rewritten_fingerprint}
+               if self.rewrites else {}),
         }
 
     def to_json(self) -> str:
@@ -112,7 +126,8 @@ class Plan:
         """A plan from its JSON form, after :func:`check_schema`."""
         check_schema(d)
         return cls(d["model"], d["fingerprint"], [Stage.from_dict(s) for s in d["stages"]],
-                   d.get("include_input", True), d.get("include_output", True), sorted(d.get("inplace", [])))
+                   d.get("include_input", True), d.get("include_output", True), sorted(d.get("inplace", [])),
+                   [dict(r) for r in d.get("rewrites", [])], d.get("rewritten_fingerprint", ""))
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
@@ -167,8 +182,9 @@ def check_schema(d: Any) -> None:
     increase from 0, op ranges are ``[start, end)`` with ``0 <= start < end``, halo keys are op
     indices inside the stage, and nothing nests deeper than a plan does.
     """
-    if not isinstance(d, dict) or d.get("format") != PLAN_FORMAT:
-        raise PlanError(f"not a tinypatch plan (expected \"format\": \"{PLAN_FORMAT}\")")
+    if not isinstance(d, dict) or d.get("format") not in (PLAN_FORMAT, REWRITING_FORMAT):
+        raise PlanError(f"not a tinypatch plan (expected \"format\": \"{PLAN_FORMAT}\", or \"{REWRITING_FORMAT}\" "
+                        f"with graph rewrites)")
     _check_depth(d)
     for key in ("model", "fingerprint"):
         if not isinstance(d.get(key), str):
@@ -184,6 +200,32 @@ def check_schema(d: Any) -> None:
     inplace = d.get("inplace", [])
     if not isinstance(inplace, list) or not all(_is_index(v) for v in inplace) or len(set(inplace)) != len(inplace):
         raise PlanError(f"plan field 'inplace' must list distinct operator indices, got {_show(inplace)}")
+    rewrites = d.get("rewrites", [])
+    if not isinstance(rewrites, list):
+        raise PlanError(f"plan field 'rewrites' must be a list, got {_show(rewrites)}")
+    for k, r in enumerate(rewrites):
+        check_rewrite(r, f"rewrite {k}")
+    if bool(rewrites) != (d["format"] == REWRITING_FORMAT):
+        raise PlanError(f"a plan lists graph 'rewrites' exactly when its format is {REWRITING_FORMAT}")
+    if rewrites and not isinstance(d.get("rewritten_fingerprint"), str):
+        raise PlanError("a plan with 'rewrites' needs the string field 'rewritten_fingerprint'")
+
+
+def check_rewrite(r: Any, where: str) -> None:
+    """A rewrite is ``{"order": [every op index once]}`` or ``{"recompute": [increasing op indices], "for": op}``."""
+    if isinstance(r, dict) and set(r) == {"order"}:
+        order = r["order"]
+        if isinstance(order, list) and all(_is_index(v) for v in order) and sorted(order) == list(range(len(order))):
+            return
+        raise PlanError(f"{where}: 'order' must list every operator index once, got {_show(order)}")
+    if isinstance(r, dict) and set(r) == {"recompute", "for"}:
+        ops, consumer = r["recompute"], r["for"]
+        if (isinstance(ops, list) and ops and all(_is_index(v) for v in ops)
+                and all(a < b for a, b in pairwise(ops)) and _is_index(consumer) and ops[-1] < consumer):
+            return
+        raise PlanError(f"{where}: 'recompute' must list increasing operator indices before 'for' (an operator "
+                        f"index), got {_show(r)}")
+    raise PlanError(f"{where} must be {{\"order\": [...]}} or {{\"recompute\": [...], \"for\": N}}, got {_show(r)}")
 
 
 def _check_stage(d: Any, where: str) -> None:

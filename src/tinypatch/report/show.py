@@ -20,6 +20,7 @@ from tinypatch.codegen.project import deployed_plan
 from tinypatch.codegen.storage import Storage, Unit
 from tinypatch.ir import Graph, Tensor
 from tinypatch.planning.plan import Plan
+from tinypatch.planning.rewrite import rewritten
 from tinypatch.planning.tiles import AxisTiling, StageTiling
 
 
@@ -59,6 +60,7 @@ def _stage(st: StageTiling) -> dict[str, Any]:
 
 def pipeline(graph: Graph, plan: Plan | None = None, inplace: bool = True) -> dict[str, Any]:
     """The IR, the plan's stages and tiles, and the arena map, as plain data."""
+    graph = rewritten(graph, plan) if plan is not None else graph
     plan = deployed_plan(graph, plan, inplace)
     storage = Storage(graph, plan, Unit())
     holders: dict[str, list[str]] = {}

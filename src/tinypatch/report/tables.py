@@ -80,6 +80,12 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
     else:
         console.print(f"[bold]chosen schedule:[/] {len(chosen.plan.stages)} patch stage(s), the other operators "
                       f"layer by layer")
+    if chosen.plan.rewrites:
+        from tinypatch.planning.rewrite import describe
+
+        console.print(f"graph rewritten ({describe(chosen.plan.rewrites)}): {len(graph.ops)} ops; the op indices "
+                      f"below are the rewritten graph's, which run, codegen and show rebuild from the model",
+                      highlight=False)
     if chosen.plan.inplace:
         console.print(f"in place (output written over the input, raster order): ops "
                       f"{', '.join(map(str, chosen.plan.inplace))}")

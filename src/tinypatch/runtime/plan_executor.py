@@ -12,11 +12,12 @@ bytes, and a read of a freed or never-written byte raises :class:`~tinypatch.err
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
 from tinypatch.analysis.regions import reads_nchw, writes_nchw
-from tinypatch.errors import InputError
+from tinypatch.errors import InputError, PlanError
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import op_def
 from tinypatch.kernels import prepare
@@ -29,6 +30,7 @@ from tinypatch.planning.memory import (
 from tinypatch.planning.columns import column_maps
 from tinypatch.planning.plan import Plan
 from tinypatch.planning.precision import PrecisionPlan
+from tinypatch.planning.rewrite import rewritten
 from tinypatch.planning.stream import (
     STEP_DST,
     STEP_HI,
@@ -64,10 +66,14 @@ class PlanExecutor:
 
     ``mixed`` (a :class:`~tinypatch.runtime.mixed.MixedPrecision` hook, or a precision plan to
     make one from) runs tiled stages at per-patch mixed precision; without it every map is int8.
+    ``batch=False`` runs every tile (and every stream column) on its own, with its own arena
+    accounting: the reference the batched run is tested against (same bytes, same arena figures).
     """
 
-    def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None) -> None:
-        self.graph, self.plan = graph, plan
+    def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None,
+                 batch: bool = True) -> None:
+        graph = rewritten(graph, plan)  # the graph the stages index (the model's unless the plan rewrites it)
+        self.graph, self.plan, self.batch = graph, plan, batch
         self.mixed = MixedPrecision(graph, plan, mixed) if isinstance(mixed, PrecisionPlan) else mixed
         self.buffers = plan_buffers(graph, plan)
         self.placement = place_plan(self.buffers)
@@ -86,6 +92,11 @@ class PlanExecutor:
             st.stage.start: {self.buffer_of[t] for t in st.info.internal
                              if t in self.buffer_of and not st.cached(producers[t])}
             for st in self.buffers.tilings}
+        # per op: (reads NCHW, writes NCHW, gathers): looked up once, not per tile
+        self.layout = [(reads_nchw(graph, op), writes_nchw(graph, op), op_def(op.type).gather) for op in graph.ops]
+        self.streams = {st.stage.start: _Stream(self, st) for st in self.buffers.tilings if st.stream}
+        self.tile_groups: dict[int, list[list[tuple[int, int]]]] = {}  # stage -> like recompute tiles
+        self.band_columns: dict[int, dict | None] = {}  # stage -> its band path geometry (None: tile by tile)
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -174,7 +185,7 @@ class PlanExecutor:
         if writes_nchw(g, g.ops[st.info.ops[-1]]):  # a trailing TRANSPOSE: tiles write the NCHW output seen as NHWC
             full_out = full_out.transpose(0, 2, 3, 1)
         if st.stream:
-            _Stream(self, arena, outside, st, full_out).run()
+            self.streams[st.stage.start].run(arena, outside, full_out)
             return
         tile_bufs = self.tile_buffers[st.stage.start]
         sums = None
@@ -196,13 +207,30 @@ class PlanExecutor:
         held: dict[str, tuple[np.ndarray, int, int]] = {}  # tensor -> (region array, row0, col0)
         kept: dict[str, tuple[np.ndarray, int, int]] = {}  # cached tensor -> its last non-empty region
         # mixed precision classifies and lowers each tile as it runs: no batched tiles then
-        batched = self._batched(arena, outside, st) if sums is None and not persistent and not self.mixed else {}
+        batched = self._batched(arena, outside, st) if not persistent and not self.mixed and self.batch else {}
+        accounted: set[int] = set()  # groups of like tiles whose first tile claimed its tile buffers
+        if st.stage.start not in self.band_columns:
+            self.band_columns[st.stage.start] = self._band_columns(st) if persistent and self.batch else None
+        cols = None if self.mixed else self.band_columns[st.stage.start]
+        shadow: dict[str, np.ndarray] | None = None  # band path: each op's output, filled tile row by tile row
+        if cols is not None:
+            shadow = {g.ops[k].outputs[0]: np.zeros(g.tensors[g.ops[k].outputs[0]].shape,
+                                                    g.tensors[g.ops[k].outputs[0]].np_dtype) for k in st.info.tile_ops}
+        skip = self._like_rows(st) if shadow is not None and sums is None else set()
         for i in range(st.stage.grid[0]):
+            if shadow is not None:
+                self._band(arena, outside, st, i, cols, shadow)  # type: ignore[arg-type]
+            if i in skip:
+                self._skip_row(arena, outside, st, i, full_out, shadow)  # type: ignore[arg-type]
+                continue
             for j in range(st.stage.grid[1]):
                 if self.mixed:
                     self.mixed.begin_tile(st.stage.start)
                 if (i, j) in batched:  # computed with its like tiles: store its values as the tile would
-                    self._store_tile(arena, outside, st, i, j, batched[(i, j)], full_out, tile_bufs)
+                    values, group = batched[(i, j)]
+                    self._store_tile(arena, outside, st, i, j, values, full_out, tile_bufs, group not in accounted,
+                                     sums)
+                    accounted.add(group)
                     continue
                 for k in st.info.tile_ops:
                     op = g.ops[k]
@@ -214,7 +242,7 @@ class PlanExecutor:
                         region = self._region(arena, st, k, i, j, kept)
                         held[name] = (region, sh.need[0], sw.need[0])
                     if sh.out[0] < sh.out[1] and sw.out[0] < sw.out[1]:  # else all of it was cached
-                        self._compute(arena, outside, st, k, i, j, region, held)
+                        self._compute(arena, outside, st, k, i, j, region, held, shadow)
                     if st.cached(k) and region.size:  # an empty region leaves the buffer as it was
                         kept[name] = held[name]
                         if st.line_buffer(k):
@@ -262,22 +290,25 @@ class PlanExecutor:
         return tuple(sig)
 
     def _batched(self, arena: Arena, outside: dict[str, np.ndarray],
-                 st: StageTiling) -> dict[tuple[int, int], dict[str, np.ndarray]]:
-        """Tile (i, j) -> its op outputs, for the tiles of a recompute stage that have like tiles
-        (same signature: interior tiles), each group run as one batched kernel call per op."""
-        groups: dict[tuple, list[tuple[int, int]]] = {}
-        for i in range(st.stage.grid[0]):
-            for j in range(st.stage.grid[1]):
-                sig = self._signature(st, i, j)
-                if sig is not None:
-                    groups.setdefault(sig, []).append((i, j))
-        out: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-        for tiles in groups.values():
+                 st: StageTiling) -> dict[tuple[int, int], tuple[dict[str, np.ndarray], int]]:
+        """Tile (i, j) -> (its op outputs, its group), for the tiles of a recompute stage that have
+        like tiles (same signature: interior tiles), each group run as one batched kernel call per op."""
+        groups = self.tile_groups.get(st.stage.start)
+        if groups is None:  # the plan's, worked out on the first run
+            sigs: dict[tuple, list[tuple[int, int]]] = {}
+            for i in range(st.stage.grid[0]):
+                for j in range(st.stage.grid[1]):
+                    sig = self._signature(st, i, j)
+                    if sig is not None:
+                        sigs.setdefault(sig, []).append((i, j))
+            groups = self.tile_groups[st.stage.start] = list(sigs.values())
+        out: dict[tuple[int, int], tuple[dict[str, np.ndarray], int]] = {}
+        for group, tiles in enumerate(groups):
             if len(tiles) < 2:
                 continue
             values = self._run_batch(arena, outside, st, tiles)
             for n, tile in enumerate(tiles):
-                out[tile] = {name: v[n: n + 1] for name, v in values.items()}
+                out[tile] = ({name: v[n: n + 1] for name, v in values.items()}, group)
         return out
 
     def _run_batch(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling,
@@ -305,9 +336,15 @@ class PlanExecutor:
         return values
 
     def _store_tile(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int, j: int,
-                    values: dict[str, np.ndarray], full_out: np.ndarray, tile_bufs: set[str]) -> None:
+                    values: dict[str, np.ndarray], full_out: np.ndarray, tile_bufs: set[str], local: bool,
+                    sums: np.ndarray | None) -> None:
         """Tile (i, j) computed in a batch: its regions claimed, read, written and freed as in the tile
-        loop (the arena checks and touched bytes stay those of the tile-by-tile run)."""
+        loop (the arena checks and touched bytes stay those of the tile-by-tile run).
+
+        ``local=False`` (a later tile of an accounted group) leaves out the tile buffers: every like
+        tile claims, writes, reads and frees the same bytes of them in the same order, and each tile
+        starts with them unclaimed (so unreadable), so the first tile's checks and touched bytes are
+        every tile's. Its reads of full-size tensors and its piece of the stage output are recorded."""
         g = self.graph
         held: dict[str, tuple[np.ndarray, int, int]] = {}
         for k in st.info.tile_ops:
@@ -316,9 +353,15 @@ class PlanExecutor:
             sh, sw = st.h.spans[i][k], st.w.spans[j][k]
             if name == st.info.output:
                 region = full_out[:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
-            else:
+            elif local:
                 region = self._region(arena, st, k, i, j, {})
                 held[name] = (region, sh.need[0], sw.need[0])
+            else:
+                held[name] = (values[name], sh.need[0], sw.need[0])  # not in the arena: nothing recorded
+                if sums is not None and name == st.info.tiled:
+                    sums += values[name].sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+                    arena.read(sums)
+                continue
             for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
                 if rh is None or rw is None:
                     continue
@@ -329,15 +372,113 @@ class PlanExecutor:
                     arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
             region[...] = values[name]
             arena.wrote(region)
-            for buf in self.ends.get(k, []):
-                if buf in tile_bufs:
-                    arena.free(buf)
+            if sums is not None and name == st.info.tiled:
+                sums += arena.read(region, name).sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+                arena.read(sums)
+                arena.free(self.buffer_of[name])
+            if local:
+                for buf in self.ends.get(k, []):
+                    if buf in tile_bufs:
+                        arena.free(buf)
+
+    def _band_columns(self, st: StageTiling) -> dict[int, tuple[tuple[int, int], tuple[int, int], list]] | None:
+        """For the band path of a cached stage: op -> (its output columns, (left, right) padding, the
+        columns read from each input) when computing a tile row at once, or None where that would
+        not compute exactly the tiles' fresh pixels (fresh columns overlapping or with gaps between
+        tiles) or an op's kernel does not batch or works in NCHW."""
+        g = self.graph
+        out = {}
+        for k in st.info.tile_ops:
+            op = g.ops[k]
+            if not op_def(op.type).batches or reads_nchw(g, op) or writes_nchw(g, op):
+                return None
+            spans = [s[k] for s in st.w.spans if s[k].out[0] < s[k].out[1]]
+            if not spans:
+                return None
+            for a, b in pairwise(spans):
+                if a.out[1] != b.out[0] or any(ra is not None and rb[0] < ra[0] for ra, rb in zip(a.reads, b.reads)):
+                    return None
+            reads = [None if r is None else (r[0], spans[-1].reads[n][1]) for n, r in enumerate(spans[0].reads)]
+            out[k] = ((spans[0].out[0], spans[-1].out[1]), (spans[0].pads[0], spans[-1].pads[1]), reads)
+        return out
+
+    def _like_rows(self, st: StageTiling) -> set[int]:
+        """Tile rows of a band-path stage that need no walk: where no op keeps rows for the next
+        tile row (nothing crosses tile rows), the rows after the first of each group of like rows
+        (same rows, paddings and relative reads per op). Their tiles claim, write and read the same
+        stage-buffer bytes as the first row's, in the same order, with the stage's cached buffers
+        never freed in between and its tile buffers unclaimed at each tile's start, so the first
+        row's checks and touched bytes are theirs."""
+        g, seen, like = self.graph, set(), set()
+        for i, spans in enumerate(st.h.spans):
+            sig = []
+            for k in st.info.tile_ops:
+                sh = spans[k]
+                if sh.out != sh.need:
+                    return set()
+                reads = tuple(None if r is None else (r[0] - spans[self.producers[t]].need[0],
+                                                      r[1] - spans[self.producers[t]].need[0])
+                              if self.producers.get(t) in spans else (r[1] - r[0],)
+                              for t, r in zip(g.ops[k].inputs, sh.reads))
+                sig.append((sh.need[1] - sh.need[0], sh.pads, reads))
+            key = tuple(sig)
+            if key in seen:
+                like.add(i)
+            seen.add(key)
+        return like
+
+    def _skip_row(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int,
+                  full_out: np.ndarray, shadow: dict[str, np.ndarray]) -> None:
+        """Tile row i, like an earlier walked one (:meth:`_like_rows`): each tile's reads of tensors
+        from before the stage are recorded, and the row's stage output written from ``shadow``."""
+        g = self.graph
+        for j in range(st.stage.grid[1]):
+            for k in st.info.tile_ops:
+                sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                if sh.out[0] >= sh.out[1] or sw.out[0] >= sw.out[1]:
+                    continue
+                for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
+                    if rh is not None and rw is not None and t not in shadow:
+                        arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
+        rows = st.h.spans[i][st.info.tile_ops[-1]].out
+        dst = full_out[:, rows[0]: rows[1]]
+        dst[...] = shadow[st.info.output][:, rows[0]: rows[1]]
+        arena.wrote(dst)
+
+    def _band(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, i: int,
+              cols: dict[int, tuple[tuple[int, int], tuple[int, int], list]], shadow: dict[str, np.ndarray]) -> None:
+        """The fresh rows of tile row i of every op of a cached stage, all its columns in one kernel
+        call per op, into ``shadow``: the pixels the row's tiles compute (a kernel's output pixel
+        depends only on its input window, padded only at the image border)."""
+        g = self.graph
+        for k in st.info.tile_ops:
+            op = g.ops[k]
+            sh = st.h.spans[i][k]
+            if sh.out[0] >= sh.out[1]:
+                continue
+            (c0, c1), wpads, reads = cols[k]
+            args = []
+            for t, rh, rw in zip(op.inputs, sh.reads, reads):
+                if rh is None or rw is None:
+                    args.append(g.tensors[t].data if t else None)
+                else:
+                    src = shadow[t] if t in shadow else self._get(arena, outside, t)  # checked when the tiles read it
+                    args.append(src[:, rh[0]: rh[1], rw[0]: rw[1]])
+            value = self.kernels[k](args, (*sh.pads, *wpads))[0]
+            if value.shape[1:3] != (sh.out[1] - sh.out[0], c1 - c0):
+                raise PlanError(f"op {k}: a band of tile row {i} computed {value.shape[1:3]}, its tiles "
+                                f"{(sh.out[1] - sh.out[0], c1 - c0)}")
+            shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], c0:c1] = value
 
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
-                 region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]]) -> None:
-        """Run op k on the fresh part of tile (i, j) and write it into ``region``."""
+                 region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]],
+                 shadow: dict[str, np.ndarray] | None = None) -> None:
+        """Run op k on the fresh part of tile (i, j) and write it into ``region``; with ``shadow``
+        (the band path) take the fresh part from there instead, after checking that every byte the
+        tile reads from a stage buffer (its cached parts, line buffers included) is what op k needs."""
         g = self.graph
         op = g.ops[k]
+        nchw_in, nchw_out, gather = self.layout[k]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
         args = []
         for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
@@ -345,18 +486,24 @@ class PlanExecutor:
                 args.append(g.tensors[t].data if t else None)
             elif t in held:
                 arr, r0, c0 = held[t]
-                args.append(arena.read(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0], t))
-            elif reads_nchw(g, op):
+                got = arena.read(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0], t)
+                if shadow is not None and not np.array_equal(got, shadow[t][:, rh[0]: rh[1], rw[0]: rw[1]]):
+                    raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} reads wrong "
+                                    f"bytes of {t!r} (a cached part or line buffer out of step)")
+                args.append(got)
+            elif nchw_in:
                 args.append(arena.read(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]], t))
             else:
                 piece = arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
                 args.append(self.mixed.read(t, piece) if self.mixed else piece)
-        if op_def(op.type).gather:  # resizes, transpose conv: the kernel computes the window itself
+        if shadow is not None:
+            value = shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]
+        elif gather:  # resizes, transpose conv: the kernel computes the window itself
             p = next(p for p, r in enumerate(sh.reads) if r is not None)
             value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
-        if writes_nchw(g, op):  # the NCHW tile goes into the output's NHWC view
+        if nchw_out:  # the NCHW tile goes into the output's NHWC view
             value = value.transpose(0, 2, 3, 1)
         if self.mixed:
             value = self.mixed.wrote(k, value, op.outputs[0] == st.info.output)
@@ -422,41 +569,187 @@ class _Stream:
     """One stream stage run (see :mod:`tinypatch.planning.stream`): per row strip, the stage's
     step table (:func:`~tinypatch.planning.stream.column_steps`, the same one the generated C
     walks): each step one op computing one column into its window buffer (the last op: into
-    the stage output), or one window buffer sliding its kept columns to the front."""
+    the stage output), or one window buffer sliding its kept columns to the front.
 
-    def __init__(self, ex: PlanExecutor, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling,
-                 full_out: np.ndarray) -> None:
-        self.ex, self.arena, self.outside, self.st, self.full_out = ex, arena, outside, st, full_out
-        self.producers = ex.graph.producers()
+    Batched (the executor's default, where every op's kernel batches and computes a contiguous
+    run of columns whose input windows touch): like strips (same rows per op, paddings and
+    relative reads) compute each op's whole row of columns in one kernel call for all of them,
+    from the stage input read out of the arena, which gives the column-by-column values (a
+    kernel's output column depends only on its input window, padded only at the image border).
+    The stage's first strip then walks the step table moving those columns through the (fresh)
+    window buffers, and every read of a window buffer is compared with the columns the op needs
+    (a wrong slide or slot raises PlanError; a slot read before it is written, a read of
+    never-written bytes). The table is the same for every strip and each step writes all rows of
+    its slot, so that holds at any rows: the other strips record the window-buffer bytes the walk
+    writes at their rows (:meth:`touch`, once per group of like strips, which touch the same
+    bytes), their reads of the stage input and their rows of the stage output.
+    """
+
+    def __init__(self, ex: PlanExecutor, st: StageTiling) -> None:
+        self.ex, self.st = ex, st
+        self.producers = ex.producers
         self.steps = column_steps(ex.graph, st)
         self.window = {}  # op -> its column window map (None: point-wise)
         for k in st.info.tile_ops:
             maps = [m for m in column_maps(ex.graph, k) or [] if m is not None]
             self.window[k] = maps[0] if maps and maps[0].kind == "window" else None
+        self.rows = self._rows() if ex.batch else None
+        written: dict[str, set[int]] = {t: set() for t in st.rings}  # window buffer -> the slots steps write
+        for step in self.steps:
+            name = ex.graph.ops[step[STEP_OP]].outputs[0]
+            if name in written:
+                written[name].update(range(step[STEP_KEEP]) if step[STEP_KEEP] else (step[STEP_DST],))
+        self.slots = {t: _runs(sorted(c)) for t, c in written.items()}  # as runs [a, b) of slots
+        self.groups: dict[tuple, list[int]] = {}  # like strips (batched), in order
+        if self.rows is not None:
+            for s, spans in enumerate(st.h.spans):
+                sig = self._signature(spans)
+                if sig is not None:
+                    self.groups.setdefault(sig, []).append(s)
 
-    def run(self) -> None:
+    def _rows(self) -> dict[int, tuple[int, int, int, int, int]] | None:
+        """Op -> (first output column, input columns lo, hi, left and right padding) of its
+        whole-row computation, or None when some op computes columns with gaps between them or
+        its kernel does not batch (see :meth:`PlanExecutor._signature`)."""
+        g = self.ex.graph
+        if any(not op_def(g.ops[k].type).batches or reads_nchw(g, g.ops[k]) or writes_nchw(g, g.ops[k])
+               for k in self.st.info.tile_ops):
+            return None
+        computes: dict[int, list[tuple[int, ...]]] = {k: [] for k in self.st.info.tile_ops}
+        for step in self.steps:
+            if not step[STEP_KEEP]:
+                computes[step[STEP_OP]].append(step)
+        last = self.st.info.tile_ops[-1]
+        first = {last: 0}  # op -> the first column it computes (its consumer's first input column)
+        for k, cs in computes.items():
+            if not cs or any(b[STEP_LO] > a[STEP_HI] or b[STEP_LO] >= b[STEP_HI] for a, b in pairwise(cs)):
+                return None
+            for t in g.ops[k].inputs:
+                if t in self.st.rings:
+                    p = self.producers[t]
+                    if len(computes[p]) != cs[-1][STEP_HI] - cs[0][STEP_LO]:
+                        return None
+                    first[p] = cs[0][STEP_LO]
+        out = {}
+        for k, cs in computes.items():
+            lo, hi, m = cs[0][STEP_LO], cs[-1][STEP_HI], self.window[k]
+            right = m.extent - cs[-1][STEP_PAD] - (cs[-1][STEP_HI] - cs[-1][STEP_LO]) if m is not None else 0
+            out[k] = (first[k], lo, hi, cs[0][STEP_PAD] if m is not None else 0, right)
+        return out
+
+    def _signature(self, spans: dict[int, OpSpan]) -> tuple | None:
+        """What makes a strip batchable with others: per op its rows, paddings and reads (relative
+        to the producer's rows inside the stage, or how many rows of a full-size tensor). None: an
+        op computes only part of its rows, or none."""
+        g, sig = self.ex.graph, []
+        for k in self.st.info.tile_ops:
+            sh = spans[k]
+            if sh.out != sh.need or sh.need[0] >= sh.need[1]:
+                return None
+            reads = []
+            for t, rh in zip(g.ops[k].inputs, sh.reads):
+                if rh is None or g.tensors[t].is_const:
+                    reads.append(None)
+                elif t in self.st.rings:
+                    r0 = spans[self.producers[t]].need[0]
+                    reads.append((rh[0] - r0, rh[1] - r0))
+                else:
+                    reads.append((rh[1] - rh[0],))
+            sig.append((sh.need[1] - sh.need[0], sh.pads, tuple(reads)))
+        return tuple(sig)
+
+    def run(self, arena: Arena, outside: dict[str, np.ndarray], full_out: np.ndarray) -> None:
+        """Run the stage in ``arena`` (tensors outside it in ``outside``), writing ``full_out``."""
+        self.arena, self.outside, self.full_out = arena, outside, full_out
         g, st, ex = self.ex.graph, self.st, self.ex
         for k in st.info.tile_ops[:-1]:  # window buffers live across the whole stage
             buf = ex.buffer_of[g.ops[k].outputs[0]]
             self.arena.alloc(buf, ex.placement.offsets[buf], ex.placement.sizes[buf])
-        for spans in st.h.spans:
-            views = {}
-            for k in st.info.tile_ops[:-1]:
-                t = g.tensors[g.ops[k].outputs[0]]
-                rows = spans[k].need[1] - spans[k].need[0]
-                views[t.name] = self.arena.view(ex.buffer_of[t.name], (1, rows, st.rings[t.name], t.shape[3]),
-                                                t.np_dtype)
-            for step in self.steps:
-                k = step[STEP_OP]
-                if step[STEP_KEEP]:  # slide: kept columns to the front
-                    view, keep, shift = views[g.ops[k].outputs[0]], step[STEP_KEEP], step[STEP_SHIFT]
-                    view[:, :, :keep] = self.arena.read(view[:, :, shift: shift + keep]).copy()
-                    self.arena.wrote(view[:, :, :keep])
-                elif spans[k].out[0] < spans[k].out[1]:
-                    self.compute(k, step, spans, views)
+        groups = self.groups
+        batch = {s: (group, n) for group, strips in enumerate(groups.values()) for n, s in enumerate(strips)}
+        values: dict[int, dict[str, np.ndarray]] = {}  # group -> its op outputs
+        walked = False
+        for s, spans in enumerate(st.h.spans):
+            if s not in batch:
+                self.walk(spans, None, 0)
+                walked = True
+                continue
+            group, n = batch[s]
+            if n == 0:  # the group's first strip: compute the group; the stage's first strip walks the table
+                values[group] = self.compute_rows(list(groups.values())[group])
+            if n == 0 and not walked:
+                self.walk(spans, values[group], 0)
+                walked = True
+            else:
+                if n == 0:
+                    self.touch(spans)
+                sh = spans[st.info.tile_ops[-1]]
+                dst = self.full_out[:, sh.out[0]: sh.out[1]]
+                dst[...] = values[group][g.ops[st.info.tile_ops[-1]].outputs[0]][n: n + 1]
+                self.arena.wrote(dst)
 
-    def compute(self, k: int, step: tuple[int, ...], spans: dict[int, OpSpan], views: dict[str, np.ndarray]) -> None:
-        """A compute step: op k's column ``step[STEP_DST]`` over the strip's rows."""
+    def touch(self, spans: dict[int, OpSpan]) -> None:
+        """Record the window-buffer bytes a strip's walk writes (and so reads) at these rows: every
+        row of each slot the step table writes. The first strip's walk showed the table reads a
+        slot only after writing it (the buffers were fresh) and always the columns the op needs;
+        a compute step writes all rows of its slot, so both hold at any rows."""
+        g, st = self.ex.graph, self.st
+        for k in st.info.tile_ops[:-1]:
+            t = g.tensors[g.ops[k].outputs[0]]
+            rows = spans[k].need[1] - spans[k].need[0]
+            view = self.arena.view(self.ex.buffer_of[t.name], (1, rows, st.rings[t.name], t.shape[3]), t.np_dtype)
+            for a, b in self.slots[t.name]:
+                self.arena.wrote(view[:, :, a:b])
+
+    def compute_rows(self, strips: list[int]) -> dict[str, np.ndarray]:
+        """Every op's whole row of columns for ``strips`` (like strips), stacked along the batch axis."""
+        g, st, rows = self.ex.graph, self.st, self.rows
+        assert rows is not None
+        values: dict[str, np.ndarray] = {}
+        for k in st.info.tile_ops:
+            op = g.ops[k]
+            sh = st.h.spans[strips[0]][k]
+            _, lo, hi, left, right = rows[k]
+            args = []
+            for n, (t, rh) in enumerate(zip(op.inputs, sh.reads)):
+                if rh is None or g.tensors[t].is_const:
+                    args.append(g.tensors[t].data if t else None)
+                elif t in values:
+                    p = self.producers[t]
+                    r0, c0 = st.h.spans[strips[0]][p].need[0], rows[p][0]
+                    args.append(values[t][:, rh[0] - r0: rh[1] - r0, lo - c0: hi - c0])
+                else:
+                    full = self.ex._get(self.arena, self.outside, t)
+                    args.append(np.concatenate([self.arena.read(full[:, a[0]: a[1], lo:hi], t) for a in
+                                                (st.h.spans[s][k].reads[n] for s in strips)]))
+            values[op.outputs[0]] = self.ex.kernels[k](args, (*sh.pads, left, right))[0]
+        return values
+
+    def walk(self, spans: dict[int, OpSpan], values: dict[str, np.ndarray] | None, n: int) -> None:
+        """One strip's step table: ops computing columns (``values`` None), or moving the columns of
+        strip ``n`` of ``values`` through the window buffers, checking what each step reads."""
+        g, st = self.ex.graph, self.st
+        views = {}
+        for k in st.info.tile_ops[:-1]:
+            t = g.tensors[g.ops[k].outputs[0]]
+            rows = spans[k].need[1] - spans[k].need[0]
+            views[t.name] = self.arena.view(self.ex.buffer_of[t.name], (1, rows, st.rings[t.name], t.shape[3]),
+                                            t.np_dtype)
+        done = dict.fromkeys(st.info.tile_ops, 0)  # columns each op has computed so far
+        for step in self.steps:
+            k = step[STEP_OP]
+            if step[STEP_KEEP]:  # slide: kept columns to the front
+                view, keep, shift = views[g.ops[k].outputs[0]], step[STEP_KEEP], step[STEP_SHIFT]
+                view[:, :, :keep] = self.arena.read(view[:, :, shift: shift + keep]).copy()
+                self.arena.wrote(view[:, :, :keep])
+            elif spans[k].out[0] < spans[k].out[1]:
+                self.compute(k, step, spans, views, values, n, done[k])
+                done[k] += 1
+
+    def compute(self, k: int, step: tuple[int, ...], spans: dict[int, OpSpan], views: dict[str, np.ndarray],
+                values: dict[str, np.ndarray] | None, n: int, col: int) -> None:
+        """A compute step: op k's column ``step[STEP_DST]`` over the strip's rows (its ``col``-th
+        column, taken from ``values`` when given)."""
         g = self.ex.graph
         op = g.ops[k]
         sh = spans[k]
@@ -466,15 +759,35 @@ class _Stream:
             if rh is None or g.tensors[t].is_const:
                 args.append(g.tensors[t].data if t else None)
             elif t in views:  # a window buffer holds the consumer's columns from its column 0
-                r0 = spans[self.producers[t]].need[0]
-                args.append(self.arena.read(views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo], t))
+                p = self.producers[t]
+                r0 = spans[p].need[0]
+                got = self.arena.read(views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo], t)
+                if values is not None:
+                    c0 = self.rows[p][0]  # type: ignore[index]
+                    if not np.array_equal(got[0], values[t][n, rh[0] - r0: rh[1] - r0, lo - c0: hi - c0]):
+                        raise PlanError(f"stream stage: the window buffer of {t!r} does not hold columns "
+                                        f"[{lo}, {hi}) when op {k} reads them")
+                args.append(got)
             else:
                 args.append(self.arena.read(self.ex._get(self.arena, self.outside, t)[:, rh[0]: rh[1], lo:hi], t))
-        m = self.window[k]  # one output column reads before + (hi - lo) + after = the window's extent
-        wpads = (step[STEP_PAD], m.extent - step[STEP_PAD] - (hi - lo)) if m is not None else (0, 0)
-        value = self.ex.kernels[k](args, (*sh.pads, *wpads))[0]
         name = op.outputs[0]
+        if values is not None:
+            value = values[name][n: n + 1, :, col: col + 1]
+        else:
+            m = self.window[k]  # one output column reads before + (hi - lo) + after = the window's extent
+            wpads = (step[STEP_PAD], m.extent - step[STEP_PAD] - (hi - lo)) if m is not None else (0, 0)
+            value = self.ex.kernels[k](args, (*sh.pads, *wpads))[0]
         dst = views[name] if name in views else self.full_out[:, sh.out[0]: sh.out[1]]
         dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
         self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
 
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    """Sorted distinct integers as runs [a, b) of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for v in values:
+        if runs and runs[-1][1] == v:
+            runs[-1] = (runs[-1][0], v + 1)
+        else:
+            runs.append((v, v + 1))
+    return runs

@@ -12,8 +12,9 @@ Claims are rounded up to the arena's alignment, as a C arena reserves aligned sl
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from tinypatch.errors import PlanError
 
@@ -26,14 +27,15 @@ class Arena:
         self.alignment = alignment
         self.memory = np.full(size, POISON, np.uint8)
         self.valid = np.zeros(size, bool)  # written and not freed since
-        self.touched = np.zeros(size, bool)  # ever read or written
+        self._end = 0  # one past the highest byte read or written
+        self._views: dict[tuple, tuple[np.ndarray, int]] = {}  # (start, shape, strides, itemsize) -> (valid mask, end)
         self.live: dict[str, tuple[int, int]] = {}
+        self._base = self.memory.__array_interface__["data"][0]
 
     @property
     def touched_high_water(self) -> int:
         """One past the highest byte read or written (0 when none was)."""
-        hits = np.flatnonzero(self.touched)
-        return int(hits[-1]) + 1 if hits.size else 0
+        return self._end
 
     def alloc(self, name: str, offset: int, nbytes: int) -> None:
         """Claim ``[offset, offset + nbytes)`` for buffer ``name``."""
@@ -58,33 +60,42 @@ class Arena:
         if name not in self.live:
             raise PlanError(f"buffer {name!r} is not live (freed or never allocated)")
         offset, nbytes = self.live[name]
-        count = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        count = math.prod(shape) * np.dtype(dtype).itemsize
         if count > nbytes:
             raise PlanError(f"buffer {name!r} holds {nbytes} bytes, {count} requested")
         return self.memory[offset: offset + count].view(dtype).reshape(shape)
 
-    def _bytes(self, mask: np.ndarray, arr: np.ndarray) -> np.ndarray | None:
-        """``mask`` seen at the bytes ``arr`` covers (None: ``arr`` is empty or not in the arena)."""
-        if arr.size == 0 or not np.may_share_memory(arr, self.memory):
+    def _bytes(self, arr: np.ndarray) -> tuple[np.ndarray, int] | None:
+        """:attr:`valid` seen at the bytes ``arr`` covers, and one past ``arr``'s last byte (None:
+        ``arr`` is empty or not in the arena)."""
+        start = arr.__array_interface__["data"][0] - self._base
+        if arr.size == 0 or not 0 <= start < self.size:
             return None
-        start = arr.__array_interface__["data"][0] - self.memory.__array_interface__["data"][0]
-        return as_strided(mask[start:], arr.shape + (arr.itemsize,), arr.strides + (1,), writeable=True)
+        key = (start, arr.shape, arr.strides, arr.itemsize)
+        got = self._views.get(key)
+        if got is None:  # an executor makes the same views run after run: each is built once
+            end = start + arr.itemsize  # views step forward: the last element is the highest
+            for n, step in zip(arr.shape, arr.strides):
+                end += (n - 1) * step
+            got = self._views[key] = (np.ndarray(arr.shape + (arr.itemsize,), bool, self.valid, start,
+                                                 arr.strides + (1,)), end)
+        return got
 
     def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
         """Record a read of ``arr`` (a view into the arena, or any other array); every byte must
         hold a value written since its buffer was last freed. Returns ``arr``."""
-        valid = self._bytes(self.valid, arr)
-        if valid is None:
+        got = self._bytes(arr)
+        if got is None:
             return arr
-        if not valid.all():
-            start = arr.__array_interface__["data"][0] - self.memory.__array_interface__["data"][0]
+        if not got[0].all():
+            start = arr.__array_interface__["data"][0] - self._base
             raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
-        self._bytes(self.touched, arr)[...] = True  # type: ignore[index]
+        self._end = max(self._end, got[1])
         return arr
 
     def wrote(self, arr: np.ndarray) -> None:
         """Record that every byte of ``arr`` (a view into the arena) now holds a value."""
-        for mask in (self.valid, self.touched):
-            m = self._bytes(mask, arr)
-            if m is not None:
-                m[...] = True
+        got = self._bytes(arr)
+        if got is not None:
+            got[0][...] = True
+            self._end = max(self._end, got[1])

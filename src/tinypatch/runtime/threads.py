@@ -30,5 +30,14 @@ def blas_threads(limit: int | None = 1) -> Iterator[None]:
     if controller is None:
         yield
         return
-    with controller.limit(limits=limit, user_api="blas"):
+    libs = [lib for lib in controller.lib_controllers if lib.user_api == "blas"]
+    old = [lib.get_num_threads() for lib in libs]  # a C call each: cheaper than a threadpool_limits
+    try:
+        for lib, n in zip(libs, old):
+            if n != limit:
+                lib.set_num_threads(limit)
         yield
+    finally:
+        for lib, n in zip(libs, old):
+            if n != limit:
+                lib.set_num_threads(n)

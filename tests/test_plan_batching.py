@@ -1,0 +1,165 @@
+"""The plan executor's batched paths (like recompute tiles in one kernel call per op, like stream
+strips computed row-wide, cached stages computed a tile row at a time) against its tile-by-tile /
+column-by-column run (``batch=False``): the same output bytes and the same simulated arena at the
+end (every byte's value, validity and touched flag), so the measured high-water mark is the same;
+and a wrong window-buffer slot or a stale cached part is caught by the batched walks."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from strategies import random_cnn
+
+import tinypatch.runtime.plan_executor as pe
+from tinypatch.analysis.regions import split_even
+from tinypatch.errors import PlanError
+from tinypatch.frontends.synth import Builder
+from tinypatch.ir import Graph
+from tinypatch.planning.check import check_plan
+from tinypatch.planning.plan import Plan, Stage, fingerprint
+from tinypatch.planning.stream import STEP_DST, STEP_KEEP
+from tinypatch.planning.tiles import legal_ends
+from tinypatch.runtime.executor import run
+from tinypatch.runtime.sim_arena import Arena
+
+
+class _Recording(Arena):
+    made: ClassVar[list[Arena]] = []
+
+    def __init__(self, *a, **k) -> None:
+        super().__init__(*a, **k)
+        _Recording.made.append(self)
+
+
+def _run(g: Graph, plan: Plan, x: np.ndarray, batch: bool):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pe, "Arena", _Recording)
+        _Recording.made.clear()
+        out = pe.PlanExecutor(g, plan, batch=batch)([x])
+    return out, _Recording.made[-1]
+
+
+def assert_batched_same(g: Graph, plan: Plan, x: np.ndarray) -> None:
+    got, a = _run(g, plan, x, True)
+    ref, b = _run(g, plan, x, False)
+    whole = run(g, [x])
+    for n in g.outputs:
+        assert got.outputs[n].tobytes() == ref.outputs[n].tobytes() == whole[n].tobytes(), plan.to_json()
+    assert got.touched_high_water == ref.touched_high_water
+    assert np.array_equal(a.memory, b.memory)
+    assert np.array_equal(a.valid, b.valid)
+
+
+def _chain(pool: bool = False) -> Graph:
+    b = Builder("chain", seed=5)
+    x = b.input((1, 20, 20, 3))
+    x = b.conv(x, 6, 3, 1, name="c0")
+    x = b.depthwise(x, 3, 1, name="d1")
+    x = b.conv(x, 5, 1, 1, name="p2", act="NONE")
+    x = b.depthwise(x, 3, 2, name="d3")
+    x = b.conv(x, 4, 1, 1, name="p4")
+    if pool:
+        x = b.global_pool(x, "avg", name="gap")
+    return b.finish([x])
+
+
+def _plan(g: Graph, stages: list[Stage], include_input: bool = True) -> Plan:
+    return Plan(g.name, fingerprint(g), stages, include_input)
+
+
+def _input(g: Graph) -> np.ndarray:
+    return np.random.default_rng(1).integers(-128, 128, g.tensors[g.inputs[0]].shape, dtype=np.int8)
+
+
+@pytest.mark.parametrize("grid", [(4, 3), (5, 5), (3, 1)])
+def test_like_recompute_tiles_match_the_tile_loop(grid):
+    g = _chain()
+    stage = Stage(0, 5, split_even(10, grid[0]), split_even(10, grid[1]))
+    assert_batched_same(g, _plan(g, [stage]), _input(g))
+
+
+def test_recompute_tiles_into_an_average_match_the_tile_loop():
+    g = _chain(pool=True)
+    stage = Stage(0, 6, split_even(10, 5), split_even(10, 3))
+    check_plan(g, _plan(g, [stage]))
+    assert_batched_same(g, _plan(g, [stage]), _input(g))
+
+
+@pytest.mark.parametrize("mode", ["cache_w", "cache"])
+@pytest.mark.parametrize("grid", [(4, 3), (5, 1), (1, 4)])
+def test_cached_stages_match_the_tile_loop(mode, grid):
+    g = _chain()
+    stage = Stage(0, 5, split_even(10, grid[0]), split_even(10, grid[1]), {k: mode for k in range(4)})
+    assert_batched_same(g, _plan(g, [stage]), _input(g))
+
+
+def test_a_stale_line_buffer_is_caught(monkeypatch):
+    """The band path checks what every tile reads from its cached parts: a line buffer saved for
+    the second tile row only (valid but stale bytes from then on) is a PlanError."""
+    g = _chain()
+    stage = Stage(0, 5, split_even(10, 4), split_even(10, 3), {k: "cache" for k in range(4)})
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))
+    ex([_input(g)])
+    save = ex._save_lines
+    monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, j, region: save(arena, st_, k, i, j, region)
+                        if i == 0 else None)
+    with pytest.raises(PlanError, match="reads wrong bytes"):
+        ex([_input(g)])
+
+
+@pytest.mark.parametrize("end,rows", [(5, [0, 3, 5, 7, 10]), (3, [0, 1, 2, 5, 8, 11, 14, 17, 20]), (4, [0, 10])])
+def test_like_stream_strips_match_the_column_walk(end, rows):
+    g = _chain()
+    width = g.tensors[g.ops[end - 1].outputs[0]].shape[2]
+    stage = Stage(0, end, rows, list(range(width + 1)), {k: "stream" for k in range(end - 1)})
+    assert_batched_same(g, _plan(g, [stage], include_input=False), _input(g))
+
+
+def test_a_wrong_window_slot_is_caught(monkeypatch):
+    """The batched walk checks what every step reads: a compute step that writes its column one
+    slot off is a PlanError (the column-by-column run would compute wrong bytes instead)."""
+    g = _chain()
+    stage = Stage(0, 3, [0, 10, 20], list(range(21)), {0: "stream", 1: "stream"})
+    plan = _plan(g, [stage], include_input=False)
+    steps = pe.column_steps(g, check_plan(g, plan)[0])
+    k = max(n for n, s in enumerate(steps) if not s[STEP_KEEP] and s[0] == 0 and s[STEP_DST] > 0)  # slots all written
+    bad = [*steps]
+    bad[k] = (*steps[k][:STEP_DST], steps[k][STEP_DST] - 1, *steps[k][STEP_DST + 1:])
+    monkeypatch.setattr(pe, "column_steps", lambda graph, st_: bad)
+    ex = pe.PlanExecutor(g, plan)
+    with pytest.raises(PlanError, match="window buffer"):
+        ex([_input(g)])
+
+
+@st.composite
+def _case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
+    graph, x = draw(random_cnn(max_layers=5, head=False))
+    s = draw(st.integers(0, len(graph.ops) - 1))
+    ends = [e for e in legal_ends(graph, s) if e - s >= 1]
+    assume(ends)
+    e = draw(st.sampled_from(ends))
+    h, w = graph.tensors[graph.ops[e - 1].outputs[0]].shape[1:3]
+    rows = split_even(h, draw(st.integers(1, h)))
+    if draw(st.booleans()) and e - s >= 2:
+        stage = Stage(s, e, rows, list(range(w + 1)), {k: "stream" for k in range(s, e - 1)})
+    else:
+        mode = draw(st.sampled_from(["recompute", "cache_w", "cache"]))
+        stage = Stage(s, e, rows, split_even(w, draw(st.integers(1, w))), {k: mode for k in range(s, e - 1)})
+    plan = _plan(graph, [stage], draw(st.booleans()))
+    try:
+        check_plan(graph, plan)
+    except PlanError:
+        assume(False)
+    return graph, x, plan
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(_case())
+def test_random_batched_stages_match_the_tile_loop(case):
+    graph, x, plan = case
+    assert_batched_same(graph, plan, x)
