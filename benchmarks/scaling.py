@@ -1,10 +1,14 @@
-"""Time against op count: `analyze` and `plan` of plain chains of 3x3 convolutions (16x16x8, ReLU).
+"""Time against op count: `analyze` and `plan` of plain chains of 3x3 convolutions (16x16x8, ReLU),
+and `plan` of residual chains (blocks of two such convolutions and a skip ADD).
 
-`python benchmarks/scaling.py [--analyze N ...] [--plan N ...] [--limit S]`
+`python benchmarks/scaling.py [--analyze N ...] [--plan N ...] [--residual N ...] [--limit S]`
 
 Each measurement runs in its own process (fresh caches, one core) and is cut off after
 ``--limit`` seconds (printed as "> S"). `analyze` runs the layer-by-layer arena placement and
 the in-place pass; `plan` the schedule search, the in-place pass over its front and the costs.
+In the plain chain no stage can beat layer by layer (each holds its input and output whole,
+all that layer by layer needs), which the search proves per stage end; in the residual chain
+stages do lower the peak, so every end costs its tilings and the front plans have many stages.
 """
 
 from __future__ import annotations
@@ -21,19 +25,23 @@ from tinypatch.frontends.synth import Builder
 from tinypatch.ir import Graph
 
 
-def chain(n: int) -> Graph:
-    """``n`` 3x3 convolutions 8 -> 8 channels on 16x16, SAME padding, ReLU."""
+def chain(n: int, residual: bool = False) -> Graph:
+    """``n`` 3x3 convolutions 8 -> 8 channels on 16x16, SAME padding, ReLU; with ``residual``, ``n`` ops
+    in blocks of two convolutions and an ADD of the block's input (ReLU after the ADD)."""
     b = Builder(f"chain{n}")
     x = b.input((1, 16, 16, 8))
     with np.errstate(divide="ignore", invalid="ignore"):  # the synthetic scales underflow deep in the chain
-        for i in range(n):
-            x = b.conv(x, 8, 3, name=f"c{i}", act="RELU")
+        for i in range(n // 3 if residual else n):
+            h = b.conv(x, 8, 3, name=f"c{i}", act="RELU")
+            if residual:
+                h = b.add(x, b.conv(h, 8, 3, name=f"d{i}"), name=f"s{i}", act="RELU")
+            x = h
     return b.finish([x])
 
 
 def measure(what: str, n: int) -> str:
     """One measurement (in this process): seconds, and the figure it produced."""
-    g = chain(n)
+    g = chain(n, what == "residual")
     t = time.perf_counter()
     if what == "analyze":
         r = api.analyze(g).report
@@ -47,7 +55,9 @@ def measure(what: str, n: int) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--analyze", type=int, nargs="*", default=[500, 1000, 2000, 5000, 10000])
-    p.add_argument("--plan", type=int, nargs="*", default=[25, 50, 100, 200, 400])
+    p.add_argument("--plan", type=int, nargs="*", default=[500, 1000, 2000, 5000, 10000])
+    p.add_argument("--residual", type=int, nargs="*", default=[300, 600, 1200, 2100],
+                   help="ops of the residual chains to plan")
     p.add_argument("--limit", type=float, default=120.0, help="seconds before a measurement is cut off")
     p.add_argument("--one", nargs=2, metavar=("WHAT", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -55,7 +65,7 @@ def main() -> None:
         print(measure(args.one[0], int(args.one[1])))
         return
     print("| command | ops | seconds | result |\n|---|---|---|---|")
-    for what, sizes in (("analyze", args.analyze), ("plan", args.plan)):
+    for what, sizes in (("analyze", args.analyze), ("plan", args.plan), ("residual", args.residual)):
         for n in sizes:
             try:
                 out = subprocess.run([sys.executable, __file__, "--one", what, str(n)], capture_output=True,
@@ -63,7 +73,8 @@ def main() -> None:
                 seconds, figure = out.split("|", 1)
             except subprocess.TimeoutExpired:
                 seconds, figure = f"> {args.limit:.0f}", "cut off"
-            print(f"| {what} | {n:,} | {seconds} | {figure} |", flush=True)
+            command = "plan (residual)" if what == "residual" else what
+            print(f"| {command} | {n:,} | {seconds} | {figure} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def test_dp_front_equals_brute_force():
             results.append((peak, macs))
             return
         for b in cuts[cuts.index(at) + 1:]:
-            for lb, m, *_ in opts[(at, b)]:
+            for lb, m, *_ in opts.get((at, b), ()):  # layer-by-layer runs: their single ops in a row
                 walk(b, max(peak, lb), macs + m)
 
     walk(cuts[0], 0, 0)

@@ -24,4 +24,5 @@ def check_plan(graph: Graph, plan: Plan) -> list[StageTiling]:
         previous_end = stage.end
     if [s.start for s in plan.stages] != sorted(s.start for s in plan.stages):
         raise PlanError("plan stages must be listed in operator order")
-    return [tile_stage(graph, s) for s in plan.stages]
+    users = graph.consumers() if len(plan.stages) > 1 else None
+    return [tile_stage(graph, s, users) for s in plan.stages]

@@ -43,16 +43,17 @@ def column_maps(graph: Graph, k: int) -> list[AxisMap | None] | None:
     return out
 
 
-def single_consumer(graph: Graph, tensor: str) -> int | None:
-    """The one op reading ``tensor`` (None if it has several, none, or is a model output)."""
-    users = set(graph.consumers().get(tensor, []))
+def single_consumer(graph: Graph, tensor: str, consumers: dict[str, list[int]] | None = None) -> int | None:
+    """The one op reading ``tensor`` (None if it has several, none, or is a model output);
+    ``consumers``: ``graph.consumers()`` if already at hand."""
+    users = set((graph.consumers() if consumers is None else consumers).get(tensor, []))
     return next(iter(users)) if len(users) == 1 and tensor not in graph.outputs else None
 
 
-def output_window(graph: Graph, k: int) -> int:
+def output_window(graph: Graph, k: int, consumers: dict[str, list[int]] | None = None) -> int:
     """Window-buffer width of op k's output streamed into its one consumer (0: it cannot stream)."""
     op = graph.ops[k]
-    q = single_consumer(graph, op.outputs[0]) if len(op.outputs) == 1 else None
+    q = single_consumer(graph, op.outputs[0], consumers) if len(op.outputs) == 1 else None
     maps = column_maps(graph, q) if q is not None else None
     if maps is None:
         return 0

@@ -61,13 +61,18 @@ def plan_buffers(graph: Graph, plan: Plan, tilings: list[StageTiling] | None = N
     """Buffers (size, first step, last step) of every arena tensor under ``plan``; ``strict``:
     an op of ``plan.inplace`` that cannot run in place is an error (else it runs out of place)."""
     if tilings is None:
-        tilings = [tile_stage(graph, s) for s in plan.stages]
+        users = graph.consumers() if len(plan.stages) > 1 else None
+        tilings = [tile_stage(graph, s, users) for s in plan.stages]
     base = liveness(graph, plan.include_input, plan.include_output)
     tile_tensors = {t: k for k, st in enumerate(tilings) for t in st.info.internal}
     holders: dict[str, list[str]] = {}
     for t, b in base.tensor_buffer.items():
         holders.setdefault(b, []).append(t)
     producers, users = graph.producers(), graph.consumers()
+    in_stage: dict[int, list[tuple[int, int]]] = {}  # op -> (first op, last op) of each stage holding it
+    for st in tilings:
+        for k in range(st.stage.start, st.stage.end):
+            in_stage.setdefault(k, []).append((st.stage.start, st.stage.end - 1))
     buffers = []
     for b in base.buffers:
         tensors = holders[b.name]
@@ -83,13 +88,9 @@ def plan_buffers(graph: Graph, plan: Plan, tilings: list[StageTiling] | None = N
                                       st.stage.start, st.stage.end - 1))
             continue
         start, end = b.start, b.end
-        for st in tilings:
-            s0, s1 = st.stage.start, st.stage.end - 1
-            for t in tensors:
-                if s0 <= producers.get(t, -1) <= s1:
-                    start = min(start, s0)
-                if any(s0 <= u <= s1 for u in users.get(t, [])):
-                    end = max(end, s1)
+        for t in tensors:  # made or read inside a stage: lives from its start / to its last op
+            start = min([start] + [s0 for s0, _ in in_stage.get(producers.get(t, -1), ())])
+            end = max([end] + [s1 for u in users.get(t, []) for _, s1 in in_stage.get(u, ())])
         buffers.append(Buffer(b.name, b.size, start, end))
     for st in tilings:
         if st.info.reduce is not None:

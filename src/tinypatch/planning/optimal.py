@@ -23,7 +23,12 @@ a label-setting dynamic program over the cuts keeps, at each cut, every Pareto-o
 schedules of the prefix; max and + are monotone, so the front at the last cut is the exact
 front of the whole space. Tilings are computed once per segment end, policy and tile count
 and shared by every segment start (the backward region propagation does not depend on where
-the stage starts), which makes the search take seconds.
+the stage starts), which makes the search take seconds. On long graphs the search stays near
+linear in the op count with the same front: layer-by-layer segments of any length are costed
+from prefix sums (:func:`_dp`), and the starts of the stages ending at a cut are costed from the
+latest backwards only until a proof shows that every earlier start is matched by running the
+same ops layer by layer (:func:`_layer_wins`, :func:`_below_dominated`; not with an instruction
+cost model), so those stages are left out (they are counted in no ``options`` figure).
 
 Peaks here are liveness lower bounds; :func:`optimal_front` then places each front plan in
 an arena and reports the placed peak as well.
@@ -32,6 +37,7 @@ an arena and reports the placed peak as well.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -47,7 +53,7 @@ from tinypatch.planning.columns import column_maps, output_window
 from tinypatch.planning.latency import OBJECTIVES, CostModel, plan_calls
 from tinypatch.planning.memory import place_plan, plan_buffers
 from tinypatch.planning.plan import STREAM, Plan, Stage, fingerprint
-from tinypatch.planning.tile_arrays import axis_figures
+from tinypatch.planning.tile_arrays import AxisFigures, axis_figures, reads_all
 from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps, stage_info
 
 POLICIES = ("recompute", "cache_w", "cache", STREAM)
@@ -202,7 +208,8 @@ class _Costs:
         self._full = {t: align_up(graph.tensors[t].nbytes, alignment) for t in self.in_arena}
         # stream stages: which ops can pull columns, and each output's window width (0: not streamable)
         self.streams = [column_maps(graph, k) is not None for k in range(self.n)]
-        self.ring = [output_window(graph, k) for k in range(self.n)]
+        self.users = graph.consumers()
+        self.ring = [output_window(graph, k, self.users) for k in range(self.n)]
         # positions just after a spatially strided op (where the resolution drops)
         self.levels = [i + 1 for i, op in enumerate(graph.ops) if self.local[i] and _downsamples(graph, op)]
         # predicted instructions per computed pixel, row and call of each op (tiled, and in a stream stage)
@@ -213,6 +220,19 @@ class _Costs:
             self.rates, self.stream_rates = (tuple(np.array(v, float) for v in zip(
                 *[tuple(model.op_rates(graph, k, stream).__dict__.values()) for k in range(self.n)]))
                 for stream in (False, True))
+        # layer-by-layer runs [a, b): MACs and predicted instructions as prefix sums
+        self.macs_prefix = np.concatenate([[0], np.cumsum(self.macs)])
+        self.cost_prefix = _layer_cost_prefix(self)
+        self.held_across = np.array([self.held(ts) for ts in self.across], np.int64)
+        # stage starts: op j blocks a stage ending at b when it is not local or its output is used at or after b
+        used_to = [max([self.life[t][1] if t not in graph.outputs else self.n for t in op.outputs], default=self.n)
+                   for op in graph.ops]
+        self.used_to = np.array(used_to, np.int64)
+        self.local_arr = np.array(self.local, bool)
+        # ops that may not be proven to compute all of their output in every tiling (_below_dominated)
+        covers = [self.local[k] and bool(self.users.get(op.outputs[0])) and all(
+            reads_all(m) for ax in (0, 1) for m in self.maps[ax][k] if m is not None) for k, op in enumerate(graph.ops)]
+        self.partial_prefix = np.concatenate([[0], np.cumsum(~np.array(covers, bool))])
 
     def op_cost(self, ops: list[int] | np.ndarray, pixels: np.ndarray, rows: np.ndarray, calls: np.ndarray | int,
                 rem: tuple[np.ndarray, np.ndarray] | None = None, copy: np.ndarray | int = 0,
@@ -236,42 +256,146 @@ class _Costs:
 def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[str, ...],
                      first_only: bool, progress: Callable[[int, int], None] | None = None,
                      ) -> dict[tuple[int, int], list[Option]]:
-    """(a, b) -> every non-dominated :class:`Option` of the segment between cuts a and b:
-    layer by layer, and for each end b the patch stages over tile grids (:func:`_tile_candidates`)
-    and stream stages (:func:`_stream_candidates`) from every start a the stage can have."""
-    opts = _layer_options(c, cuts, c.g)
+    """(a, b) -> the non-dominated :class:`Option` of the segment between cuts a and b: one op run
+    layer by layer (longer layer-by-layer runs are sums of these, costed in :func:`_dp` from prefix
+    sums), and for each end b the patch stages over tile grids (:func:`_tile_candidates`) and
+    stream stages (:func:`_stream_candidates`) from the starts a the stage can have.
+
+    Ends where :func:`_layer_wins` proves that no stage beats layer by layer are skipped. Otherwise
+    the stages ending at b are costed from the latest starts backwards, in a window as long as the
+    one that settled the end before (growing 4x at a time; all the starts once it would hold half
+    of them), until :func:`_below_dominated` proves
+    that every stage from an earlier start is matched by running its ops layer by layer (then
+    those starts are left out: the front is unchanged)."""
+    opts = _layer_options(c)
+    width = _WINDOW  # the window that settled the last end: the next one starts there
     for done, b in enumerate(cuts[1:], 1):
         if progress:
             progress(done, len(cuts) - 1)
-        stage = _stage_end(c, cuts, b, first_only)
-        if stage is None:
+        span = _stage_span(c, b)
+        if span is None:
             continue
-        variants = _policy_variants(policies, stage.info.tile_ops, c.levels)
-        streams = _stream_starts(c, stage.starts, b) if STREAM in policies and not stage.reduce else []
-        table = _axis_table(c, stage, variants, bool(streams), max_grid, first_only)
-        cands = _tile_candidates(c, stage, variants, table, max_grid, first_only)
-        if streams:
-            cands += _stream_candidates(c, stage, streams, table, max_grid, first_only)
-        _add_pareto(opts, b, cands, c.by_cost)
+        s0, last = span
+        if not first_only and _layer_wins(c, b, s0, last):
+            continue
+        while True:
+            lo = s0 if first_only or last + 1 - s0 < 2 * width else last + 1 - width  # half or more: all
+            stage = _stage_end(c, cuts, b, first_only, s0, lo)
+            if stage is None:
+                break
+            variants = _policy_variants(policies, stage.info.tile_ops, c.levels)
+            streams = _stream_starts(c, stage.starts, b) if STREAM in policies and not stage.reduce else []
+            table = _axis_table(c, stage, variants, bool(streams), max_grid, first_only)
+            cands = _tile_candidates(c, stage, variants, table, max_grid, first_only)
+            covered = all(f.covers for f in table.values() if f.valid)
+            if streams:
+                more, cols_cover = _stream_candidates(c, stage, streams, table, max_grid, first_only)
+                cands += more
+                covered = covered and cols_cover
+            if lo == s0 or _below_dominated(c, stage, cands, covered, s0, STREAM in policies):
+                _add_pareto(opts, b, cands, c.by_cost)
+                width = max(_WINDOW, last + 1 - lo)
+                break
+            width *= 4
     return opts
 
 
-def _layer_options(c: _Costs, cuts: list[int], g: Graph) -> dict[tuple[int, int], list[Option]]:
-    """Every segment run layer by layer: its lower bound is its ops' liveness profile."""
-    macs_prefix = np.concatenate([[0], np.cumsum(c.macs)])
+_WINDOW = 2  # ops in the shortest window of stage starts tried (see _segment_options)
+
+
+def _layer_wins(c: _Costs, b: int, s0: int, last: int) -> bool:
+    """Is every stage ending at ``b`` matched by its ops run layer by layer, on figures known before any
+    tiling (so the search can skip ``b``)?
+
+    A stage ``[a, b)`` holds what is live at ``a`` and its output whole, so its lower bound is at least
+    ``held(a) + full(output)``; if that reaches the layer-by-layer bound of ``[a, b)`` for every
+    start, the peak is matched. Its tiles compute all of the output, and when every op in
+    ``[s0, b)`` has a reader and reads all of its inputs (:func:`_below_dominated`), every op
+    computes all of its output at least once: no fewer MACs. Not for a stage ending with an
+    accumulated average (its own MACs are not counted per tile) nor with an instruction model."""
+    if c.model is not None or last != b - 1 or c.partial_prefix[b] - c.partial_prefix[s0]:
+        return False
+    out = c.full(c.g.ops[b - 1].outputs[0])
+    lbl = np.maximum.accumulate(c.lbl_profile[s0:b][::-1])[::-1][:last + 1 - s0]  # layer-by-layer bound of [a, b)
+    return bool((c.held_across[s0:last + 1] + out >= lbl).all())
+
+
+def _below_dominated(c: _Costs, st: _StageEnd, cands: list[Candidates], covered: bool, s0: int,
+                     streams: bool) -> bool:
+    """Is every patch or stream stage ``[a, b)`` with ``s0 <= a < k`` (``k``: the first start of
+    ``st``) matched, peak and MACs both no higher, by running ``[a, b)`` layer by layer?
+
+    Such a stage never changes the front: the DP's Pareto filter keeps the layer-by-layer segment
+    ahead of it on a tie. The proof, for a stage of tiling and halo policy (G, V) from ``a``:
+
+    * Peak. Its lower bound is what is live at ``a`` held whole, plus the full-size output, plus the
+      most tile buffers live at one step from ``a`` on, plus the kept halos of its ops; the last two
+      can only grow when the stage starts earlier, so the bound is at least
+      ``held(a) + (lb_k - held(k))`` where ``lb_k`` is the bound of the same (G, V) from ``k`` (for
+      stream stages, window buffers likewise). If ``held(a)`` plus the least ``lb_k - held(k)`` over
+      all (G, V) reaches the layer-by-layer bound of ``[a, b)`` for every such ``a``, the peak is
+      matched. A (G, V) valid from ``a`` is valid from ``k`` (validity is checked op by op), so
+      the least over the candidates from ``k`` covers every candidate from ``a``.
+    * MACs. From ``k`` each candidate must cost at least the layer-by-layer MACs of ``[k, b)``.
+      For the ops before ``k``: the tiles of every tiling read all of each tensor the ops from
+      ``k`` read of them (``covered``: gapless regions from 0 to the full size on both axes), and
+      every op in ``[s0, k)`` has a reader and reads all of its inputs once all of its output is
+      computed (:func:`~tinypatch.planning.tile_arrays.reads_all`). By induction down from ``k``,
+      every op in ``[a, k)`` computes all of its output at least once over the tiles, so it costs
+      at least its MACs (per output pixel rounded up, see :func:`_stage_end`).
+    * Without an instruction cost model both options cost 0 instructions; with one this proof does
+      not hold (tiles may be predicted cheaper per pixel), so no start is left out.
+
+    Stream stages from ``a`` need every op in ``[a, b)`` to stream, so they exist only when
+    those from ``k`` do, given at least two ops from ``k`` (otherwise this answers False).
+    """
+    k = st.starts[0]
+    if c.model is not None or not covered or c.partial_prefix[k] - c.partial_prefix[s0]:
+        return False
+    if streams and not st.reduce and st.b - k < 2:
+        return False
+    lbl_macs = int(c.macs_prefix[st.b] - c.macs_prefix[k])
+    least = None
+    for blk in cands:
+        if blk.starts[0] != k:
+            continue
+        if (blk.macs[:, 0] < lbl_macs).any():
+            return False
+        low = int(blk.lower_bounds[:, 0].min()) - int(c.held_across[k])
+        least = low if least is None else min(least, low)
+    if least is None:  # no stage from k, so none from earlier starts
+        return True
+    lbl = np.maximum.accumulate(c.lbl_profile[s0:st.b][::-1])[::-1][:k - s0]  # layer-by-layer bound of [a, b)
+    return bool((c.held_across[s0:k] + least >= lbl).all())
+
+
+def _layer_cost_prefix(c: _Costs) -> np.ndarray:
+    """Predicted instructions of ops ``[0, k)`` run layer by layer, for every k (zeros without a model)."""
+    g = c.g
     ops = np.arange(c.n)
     pixels = np.array([_pixels(g, k) for k in ops], float)
     rows = np.array([s[1] if len(s) == 4 else 1 for s in (g.tensors[op.outputs[0]].shape for op in g.ops)], float)
     widths = np.array([s[2] if len(s) == 4 else 1 for s in (g.tensors[op.outputs[0]].shape for op in g.ops)])
     rem = (rows * (widths % 2), rows * (widths % 4))
-    cost_prefix = np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, rows, 1, rem))])
-    opts: dict[tuple[int, int], list[Option]] = {}
-    for ia, a in enumerate(cuts):
-        for b in cuts[ia + 1:]:
-            lb = int(c.lbl_profile[a:b].max())
-            opts[(a, b)] = [Option(lb, int(macs_prefix[b] - macs_prefix[a]), Choice(a, b),
-                                   float(cost_prefix[b] - cost_prefix[a]), b - a)]
-    return opts
+    return np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, rows, 1, rem))])
+
+
+def _layer_options(c: _Costs) -> dict[tuple[int, int], list[Option]]:
+    """Every op run on its own layer by layer: its lower bound is its liveness profile."""
+    return {(k, k + 1): [Option(int(c.lbl_profile[k]), int(c.macs[k]), Choice(k, k + 1),
+                                float(c.cost_prefix[k + 1] - c.cost_prefix[k]), 1)] for k in range(c.n)}
+
+
+def _stage_span(c: _Costs, b: int) -> tuple[int, int] | None:
+    """(s0, last): every ``[a, b)`` with ``s0 <= a <= last`` may be a stage as far as its ops go (local,
+    no output used after it but the last); None when no stage ends at ``b``."""
+    red = _accumulating_end(c.g, c, b)
+    last = b - 2 if red else b - 1
+    if last < 0 or not c.local[last]:
+        return None
+    # op j < last blocks the starts up to j when it is not local or its output escapes past b
+    blocked = np.flatnonzero((c.used_to[:last] >= b) | ~c.local_arr[:last])
+    return (int(blocked[-1]) + 1 if len(blocked) else 0), last
 
 
 @dataclass
@@ -293,27 +417,27 @@ class _StageEnd:
     full_ins: np.ndarray  # what is live at each start (entering tensors, waiting maps, outputs) held whole, aligned
     start_rows: list[list[int]]  # internal rows of the tensors live at each start (held whole, not as tiles)
     step_mask: np.ndarray  # [start, step]: steps run by the stage from that start
+    inner: list[str]  # stage inputs made by ops that may start a longer stage ending at b
 
 
-def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEnd | None:
-    """Geometry and figures of the stages ending at cut ``b`` (None when none can)."""
+def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool, s0: int, lo: int) -> _StageEnd | None:
+    """Geometry and figures of the stages ending at cut ``b`` that start at ``lo`` or later (None when
+    none can); ``s0`` is the earliest start (:func:`_stage_span`). The figures of a start do not
+    depend on ``lo``: regions propagate backwards from ``b``."""
     g = c.g
     red = _accumulating_end(g, c, b)
     last_tile = b - 2 if red else b - 1
-    s0 = last_tile + 1  # every [a, b) with s0 <= a <= last_tile is a legal stage
-    while s0 > 0 and c.local[s0 - 1] and (s0 - 1 == last_tile or not _escapes(g, c, s0 - 1, b)):
-        s0 -= 1
-    if s0 > last_tile:
-        return None
-    starts = [a for a in cuts if s0 <= a <= last_tile]
+    starts = cuts[bisect_left(cuts, lo):bisect_right(cuts, last_tile)]
     if first_only:
         starts = [a for a in starts if a == s0 and a == first_local_op(g)]
     if len(g.tensors[g.ops[last_tile].outputs[0]].shape) != 4 or not starts:
         return None
+    earliest, s0 = s0, lo
     try:
-        info = stage_info(g, s0, b)
+        info = stage_info(g, s0, b, c.users)
     except PlanError:  # e.g. the last output is read by nothing: no stage ends here
         return None
+    inner = [t for t in info.inputs if c.producers.get(t, -1) >= earliest]
     out = g.tensors[info.tiled]
     ops = info.ops
     idx = {k: i for i, k in enumerate(ops)}
@@ -331,11 +455,11 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool) -> _StageEn
         full_out += align_up(4 * out.shape[3], c.alignment)
     # what is live at cut a (the entering tensors, waiting maps, finished outputs) stays whole
     start_idx = np.array([idx[a] for a in starts])
-    full_ins = np.array([c.held(c.across[a]) for a in starts], np.int64)
+    full_ins = c.held_across[starts]
     start_rows = [[internal.index(t) for t in c.across[a] if t in internal] for a in starts]
     step_mask = np.arange(len(ops))[None, :] >= start_idx[:, None]
     return _StageEnd(b, starts, info, red, internal, chan, chan_all, life, pm, full_out, start_idx, full_ins,
-                     start_rows, step_mask)
+                     start_rows, step_mask, inner)
 
 
 class _AxisFigs(NamedTuple):
@@ -346,6 +470,7 @@ class _AxisFigs(NamedTuple):
     total_len: np.ndarray  # per op
     overlap: np.ndarray  # per op but the last
     extent: np.ndarray  # per internal tensor
+    covers: bool  # the tiles read all of every tensor in the stage's ``inner`` inputs along this axis
 
 
 def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool, max_grid: int,
@@ -367,8 +492,14 @@ def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool
                 fig.valid, np.array([fig.max_len.get(t, 0) for t in internal], np.int64),
                 np.array([fig.total_len.get(k, 0) for k in ops], np.int64),
                 np.array([fig.overlap[k] for k in ops[:-1]], np.int64),
-                np.array([fig.extent.get(t, 0) for t in internal], np.int64))
+                np.array([fig.extent.get(t, 0) for t in internal], np.int64),
+                _reads_inner(g, st, fig, ax))
     return table
+
+
+def _reads_inner(g: Graph, st: _StageEnd, fig: AxisFigures, ax: int) -> bool:
+    """Do the tiles of ``fig`` read all of each of the stage's ``inner`` inputs along axis ``ax``?"""
+    return all(fig.reach.get(t, -1) == nhwc_shape(g, t)[1 + ax] for t in st.inner)
 
 
 class Candidates(NamedTuple):
@@ -441,15 +572,15 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
 
 def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
                        table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
-                       first_only: bool) -> list[Candidates]:
+                       first_only: bool) -> tuple[list[Candidates], bool]:
     """Stream stages from the starts in ``streams``: one-column tiles pulled through window buffers,
-    rows recomputed per strip."""
+    rows recomputed per strip; and whether the columns read all of the stage's ``inner`` inputs."""
     g, ops = c.g, st.info.ops
     shape = nhwc_shape(g, st.info.tiled)
     cols = list(range(shape[2] + 1))
     fig_w = axis_figures(g, st.info, c.maps[1], [cols], frozenset(ops[:-1]))[0]
     if not fig_w.valid:
-        return []
+        return [], True
     idx = {k: i for i, k in enumerate(ops)}
     tw = np.array([fig_w.total_len.get(k, 0) for k in ops], np.int64)
     rings = np.array([c.ring[k] for k in ops[:-1]], np.int64)
@@ -473,7 +604,7 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
             cost, calls = np.zeros((1, len(s_idx))), np.zeros((1, len(s_idx)), np.int64)
         out.append(Candidates(streams, lbs[None], (stage_macs[-1] - stage_macs[s_idx])[None], [(nh, shape[2])],
                               HaloPolicy(STREAM), cost, calls))
-    return out
+    return out, _reads_inner(g, st, fig_w, 1)
 
 
 def _tile_costs(c: _Costs, st: _StageEnd, counts_h: list[int], counts_w: list[int], h_tot: np.ndarray,
@@ -517,8 +648,8 @@ def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[C
             blk = int(np.searchsorted(ends, k, side="right"))
             cand = cands[cols[blk][0]]
             grid = cand.grids[k - (int(ends[blk - 1]) if blk else 0)]
-            opts[(a, b)].append(Option(int(lbs[k]), int(macs[k]), Choice(a, b, grid, cand.policy), float(cost[k]),
-                                       int(calls[k])))
+            opts.setdefault((a, b), []).append(Option(int(lbs[k]), int(macs[k]), Choice(a, b, grid, cand.policy),
+                                                      float(cost[k]), int(calls[k])))
 
 
 def _objectives(peaks: np.ndarray, macs: np.ndarray, cost: np.ndarray, calls: np.ndarray,
@@ -611,34 +742,193 @@ def _pareto_filter(peaks: np.ndarray, macs: np.ndarray, tie: np.ndarray | None =
     return order[m < before].astype(np.int64)
 
 
-def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]], by_cost: bool = False,
-        ) -> list[tuple[int, int, tuple]]:
-    """Label-setting DP: Pareto set of (max peak, sum MACs, choices) at the last cut; with ``by_cost``
-    the front is over (max peak, sum of predicted instructions), ties broken by fewer kernel calls."""
-    labels: dict[int, list[Option]] = {cuts[0]: [Option(0, 0, (), 0.0, 0)]}  # type: ignore[arg-type]
-    for ib, b in enumerate(cuts[1:], 1):
-        cand: list[Option] = []
-        for a in cuts[:ib]:
-            edge = opts.get((a, b))
-            if not edge or a not in labels:
+def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]], c: _Costs,
+        ) -> list[tuple[int, int, tuple[Choice, ...]]]:
+    """Label-setting DP: Pareto set of (max peak, sum MACs, choices) at the last cut; with ``c.by_cost``
+    the front is over (max peak, sum of predicted instructions), ties broken by fewer kernel calls.
+
+    At each cut b the candidates are every label at an earlier cut a followed by a segment [a, b):
+    the ops [a, b) run layer by layer (a "run" of label (a, i), figures from prefix sums) or a
+    patch or stream stage of ``opts``, each unless the other segment [a, b) beats it. Among
+    equal figures the first found wins, in the order (a, label index, segment figures, layer by
+    layer first). A run with no less peak than another run and more MACs, or as many MACs and found
+    later, is beaten by it at every later cut: both grow by the same ops, their MAC difference
+    is fixed and the peaks keep their order. So, without an instruction model (whose rounded
+    sums are not that regular), such runs are dropped for good, which keeps a long chain linear.
+    """
+    stages: dict[int, list[tuple[int, int, Option]]] = {}  # b -> (a, index in opts[(a, b)], option)
+    for (a, b), edge in opts.items():
+        for i, o in enumerate(edge):
+            if o.choice.grid is not None:
+                stages.setdefault(b, []).append((a, i + 1 - (b == a + 1), o))  # (k, k + 1) lists the op first
+    nodes: list[tuple[Choice | None, int]] = [(None, -1)]  # (last segment, previous node) of every label
+    labels = {cuts[0]: _Labels(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64),
+                               np.zeros(1, np.int64))}
+    runs = _Labels.empty()  # one per label at every earlier cut a, followed by ops [a, b) layer by layer
+    profile, mp, cp = c.lbl_profile, c.macs_prefix, c.cost_prefix
+    for ib in range(1, len(cuts)):
+        b, prev = cuts[ib], cuts[ib - 1]
+        runs = runs.extend(labels[prev], prev)
+        runs.seg_peak = np.maximum(runs.seg_peak, int(profile[prev:b].max()))
+        a = runs.start
+        seg = (runs.seg_peak, mp[b] - mp[a], cp[b] - cp[a], b - a)
+        cand = _Cands(np.maximum(runs.lb, seg[0]), runs.macs + seg[1], runs.cost + seg[2], runs.calls + seg[3],
+                      runs.node, [a, runs.index, *_objectives(*seg, c.by_cost), np.zeros(len(a), np.int64)],
+                      np.full(len(a), -1, np.int64))
+        if c.model is None and len(a) > 1:
+            keep = _lasting_runs(cand)
+            runs, cand = runs.take(keep), cand.take(keep)
+        beaten = set()  # starts a whose layer-by-layer segment [a, b) a stage keeps off the front
+        more = []
+        for a0, idx, o in stages.get(b, []):
+            layer = _segment(c, a0, b)
+            if _beats(layer, o, c.by_cost, True):
                 continue
-            keep = _pareto_filter(*_option_objectives(edge, by_cost))
-            for lab in labels[a]:  # a label's ``choice`` holds the choices of its whole prefix
-                for k in keep:
-                    e = edge[k]
-                    cand.append(Option(max(lab.lower_bound, e.lower_bound), lab.macs + e.macs,
-                                       lab.choice + (e.choice,), lab.cost + e.cost, lab.calls + e.calls))
-        if cand:
-            labels[b] = [cand[i] for i in _pareto_filter(*_option_objectives(cand, by_cost))]
-    return [(lab.lower_bound, lab.macs, lab.choice) for lab in labels.get(cuts[-1], [])]
+            if _beats(o, layer, c.by_cost, False):
+                beaten.add(a0)
+            lab = labels[a0]
+            n = len(lab.lb)
+            more.append(_Cands(np.maximum(lab.lb, o.lower_bound), lab.macs + o.macs, lab.cost + o.cost,
+                               lab.calls + o.calls, lab.node,
+                               [np.full(n, a0), np.arange(n), *(np.full(n, v) for v in _objectives_of(
+                                   o.lower_bound, o.macs, o.cost, o.calls, c.by_cost)), np.full(n, idx)],
+                               np.full(n, len(nodes), np.int64)))
+            nodes.append((o.choice, -1))  # the stage's choice; each label taking it gets its own node
+        if beaten:
+            cand = cand.take(np.flatnonzero(~np.isin(cand.order[0], list(beaten))))
+        allc = _Cands.concat([cand, *more])
+        keep = _ordered_filter(allc, c.by_cost)
+        chosen = allc.take(keep)
+        ids = []
+        for k in range(len(keep)):
+            seg_node, parent = int(chosen.seg[k]), int(chosen.node[k])
+            choice = Choice(int(chosen.order[0][k]), b) if seg_node < 0 else nodes[seg_node][0]
+            nodes.append((choice, parent))
+            ids.append(len(nodes) - 1)
+        labels[b] = _Labels(chosen.peak, chosen.macs, chosen.cost, chosen.calls, np.array(ids, np.int64))
+    out = []
+    last = labels[cuts[-1]]
+    for k in range(len(last.lb)):
+        path, node = [], int(last.node[k])
+        while nodes[node][0] is not None:
+            path.append(nodes[node][0])
+            node = nodes[node][1]
+        out.append((int(last.lb[k]), int(last.macs[k]), tuple(reversed(path))))
+    return out
 
 
-def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, include_output: bool) -> Plan:
+@dataclass
+class _Labels:
+    """The labels at a cut as arrays (``node``: where :func:`_dp` keeps their choices); as runs,
+    also each one's start cut, label index there and the layer-by-layer peak since."""
+
+    lb: np.ndarray
+    macs: np.ndarray
+    cost: np.ndarray
+    calls: np.ndarray
+    node: np.ndarray
+    start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    seg_peak: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @staticmethod
+    def empty() -> _Labels:
+        z = np.zeros(0, np.int64)
+        return _Labels(z, z, np.zeros(0), z, z)
+
+    def take(self, keep: np.ndarray | list[int]) -> _Labels:
+        k = np.asarray(keep, np.int64)
+        return _Labels(self.lb[k], self.macs[k], self.cost[k], self.calls[k], self.node[k], self.start[k],
+                       self.index[k], self.seg_peak[k])
+
+    def extend(self, new: _Labels, at: int) -> _Labels:
+        """These runs and one new run from each label of ``new`` (at cut ``at``)."""
+        n = len(new.lb)
+        return _Labels(*(np.concatenate([x, y]) for x, y in (
+            (self.lb, new.lb), (self.macs, new.macs), (self.cost, new.cost), (self.calls, new.calls),
+            (self.node, new.node), (self.start, np.full(n, at, np.int64)), (self.index, np.arange(n)),
+            (self.seg_peak, np.zeros(n, np.int64)))))
+
+
+@dataclass
+class _Cands:
+    """Candidate labels at a cut: figures, the label they extend, their place in the order they are found,
+    and the node of their stage segment (-1: run layer by layer from ``order[0]``)."""
+
+    peak: np.ndarray
+    macs: np.ndarray
+    cost: np.ndarray
+    calls: np.ndarray
+    node: np.ndarray
+    order: list[np.ndarray]  # start cut, label index, segment objectives (3), segment index
+    seg: np.ndarray
+
+    def take(self, keep: np.ndarray | list[int]) -> _Cands:
+        k = np.asarray(keep, np.int64)
+        return _Cands(self.peak[k], self.macs[k], self.cost[k], self.calls[k], self.node[k],
+                      [o[k] for o in self.order], self.seg[k])
+
+    @staticmethod
+    def concat(parts: list[_Cands]) -> _Cands:
+        return _Cands(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("peak", "macs", "cost", "calls",
+                                                                               "node")),
+                      [np.concatenate([p.order[j] for p in parts]) for j in range(6)],
+                      np.concatenate([p.seg for p in parts]))
+
+
+def _segment(c: _Costs, a: int, b: int) -> Option:
+    """Ops ``[a, b)`` run layer by layer."""
+    return Option(int(c.lbl_profile[a:b].max()), int(c.macs_prefix[b] - c.macs_prefix[a]), Choice(a, b),
+                  float(c.cost_prefix[b] - c.cost_prefix[a]), b - a)
+
+
+def _objectives_of(peak: int, macs: int, cost: float, calls: int, by_cost: bool) -> tuple[int, int, int]:
+    """:func:`_objectives` of one schedule or segment."""
+    return (peak, round(cost), calls) if by_cost else (peak, macs, round(cost))
+
+
+def _beats(x: Option, y: Option, by_cost: bool, x_first: bool) -> bool:
+    """Does ``x`` keep ``y`` off a Pareto filter (``x_first``: x was found before y)?"""
+    ox, oy = _objectives_of(x.lower_bound, x.macs, x.cost, x.calls, by_cost), \
+        _objectives_of(y.lower_bound, y.macs, y.cost, y.calls, by_cost)
+    return (ox <= oy if x_first else ox < oy) and ox[1] <= oy[1]
+
+
+def _lasting_runs(runs: _Cands) -> list[int]:
+    """Indices (in order) of the runs no earlier-found run beats for good: one with no more peak and
+    fewer MACs, or as many MACs and found first."""
+    out, least, first = [], None, None
+    order = list(zip(runs.order[0].tolist(), runs.order[1].tolist()))
+    for k in np.lexsort((runs.order[1], runs.order[0], runs.macs, runs.peak)).tolist():
+        m = int(runs.macs[k])
+        if least is not None and (m > least or (m == least and first < order[k])):
+            continue
+        out.append(k)
+        if least is None or m < least:
+            least, first = m, order[k]
+        else:
+            first = min(first, order[k])
+    return sorted(out)
+
+
+def _ordered_filter(cand: _Cands, by_cost: bool) -> np.ndarray:
+    """:func:`_pareto_filter` of the candidates, equal objectives going to the first in ``order``."""
+    o1, o2, o3 = _objectives(cand.peak, cand.macs, cand.cost, cand.calls, by_cost)
+    order = np.lexsort((*cand.order[::-1], o3, o2, o1))
+    m = o2[order]
+    if not len(m):
+        return order
+    before = np.concatenate([[np.iinfo(np.int64).max], np.minimum.accumulate(m)[:-1]])
+    return order[m < before]
+
+
+def to_plan(graph: Graph, choices: tuple[Choice, ...], include_input: bool, include_output: bool,
+            consumers: dict[str, list[int]] | None = None) -> Plan:
     stages = []
     for ch in choices:
         if ch.grid is None:
             continue
-        shape = nhwc_shape(graph, stage_info(graph, ch.start, ch.end).tiled)
+        shape = nhwc_shape(graph, stage_info(graph, ch.start, ch.end, consumers).tiled)
         stages.append(Stage(ch.start, ch.end, split_even(shape[1], ch.grid[0]), split_even(shape[2], ch.grid[1]),
                             ch.policy.halo(ch.start, ch.end)))
     return Plan(graph.name, fingerprint(graph), stages, include_input, include_output)
@@ -667,12 +957,13 @@ def optimal_front(graph: Graph, include_input: bool = True, include_output: bool
     cuts = cut_positions(graph)
     # with single_stage every stage option starts at the first spatial op, so a path holds at most one
     opts = _segment_options(c, cuts, max_grid, policies, single_stage, progress)
-    labels = _dp(cuts, opts, c.by_cost)
-    front = [Schedule(ch, p, m, to_plan(graph, ch, include_input, include_output)) for p, m, ch in labels]
+    labels = _dp(cuts, opts, c)
+    front = [Schedule(ch, p, m, to_plan(graph, ch, include_input, include_output, c.users)) for p, m, ch in labels]
     base_ch = (Choice(0, len(graph.ops)),)
     baseline = Schedule(base_ch, int(c.lbl_profile.max()), int(c.macs.sum()),
                         to_plan(graph, base_ch, include_input, include_output))
-    result = FrontResult(baseline, front, 0.0, sum(len(v) for v in opts.values()),
+    runs = len(cuts) * (len(cuts) - 1) // 2  # every layer-by-layer segment, costed from prefix sums in _dp
+    result = FrontResult(baseline, front, 0.0, runs + sum(o.choice.grid is not None for v in opts.values() for o in v),
                          {"cuts": len(cuts), "policies": policies, "max_grid": max_grid, "single_stage": single_stage},
                          objective, model)
     if model is not None:  # exact predictions of the schedules found (the search's tile counts are per axis)

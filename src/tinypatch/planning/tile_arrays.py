@@ -8,7 +8,7 @@ the same propagation with numpy over all tiles at once; tests check that both ag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class AxisFigures:
     total_len: dict[int, int]  # op -> computed output length summed over tiles
     overlap: dict[int, int]  # op -> most positions of its output kept for the next tile
     valid: bool
+    reach: dict[str, int] = field(default_factory=dict)  # stage input -> see :func:`axis_figures`
 
 
 def _span(m: AxisMap, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,13 +48,27 @@ def _span(m: AxisMap, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.where(empty, 0, s), np.where(empty, 0, e)
 
 
+def reads_all(m: AxisMap) -> bool:
+    """Does every input position along ``m`` feed some output position (so tiles that compute all of
+    an op's output, in any pieces, read all of its input)?"""
+    p = np.arange(m.out_size, dtype=np.int64)
+    s, e = _span(m, p, p + 1)
+    order = np.argsort(s, kind="stable")
+    s, e = s[order], e[order]
+    reach = np.maximum.accumulate(e)
+    return bool(len(p)) and s[0] == 0 and bool((s[1:] <= reach[:-1]).all()) and reach[-1] == m.in_size
+
+
 def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | None]],
                  cut_lists: list[list[int]], cached: frozenset[int] | list[frozenset[int]]) -> list[AxisFigures]:
     """Figures of ``tile_axis(graph, info, axis, cuts, cached)`` for every ``cuts`` in ``cut_lists``
     (``cached``: one set for all, or one per tiling).
 
     All tilings are propagated together: their tiles are concatenated and per-tiling
-    reductions use ``reduceat`` over the group starts.
+    reductions use ``reduceat`` over the group starts. ``reach`` gives, for each tensor the
+    stage reads but does not make, the end ``e`` when the union of its tile regions is the
+    interval ``[0, e)`` taken in tile order without a gap, else -1 (so ``reach == size``
+    proves that the tiles read all of it).
     """
     per_tiling = cached if isinstance(cached, list) else [cached] * len(cut_lists)
     a = np.concatenate([np.array(c[:-1], np.int64) for c in cut_lists])
@@ -118,6 +133,17 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
             else:
                 lo[t], hi[t] = s_, e_
     max_len = {t: np.maximum.reduceat(widened.get(t, hi[t] - lo[t]), starts) for t in lo}
+    made = {graph.ops[i].outputs[0] for i in info.tile_ops}
+    shift = gid * _BIG
+    reach = {}
+    for t in lo:
+        if t in made:
+            continue
+        ne = lo[t] < hi[t]
+        top = np.maximum.accumulate(np.where(ne, hi[t], 0) + shift) - shift  # furthest end so far in the tiling
+        before = np.where(first, 0, np.concatenate([[0], top[:-1]]))
+        joined = np.logical_and.reduceat(~ne | (lo[t] <= before), starts)  # each region starts inside the union
+        reach[t] = np.where(joined, np.maximum.reduceat(top, starts), -1)
     extent = {}
     for t in lo:
         ne = lo[t] < hi[t]
@@ -126,4 +152,4 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
         extent[t] = np.where(top > bottom, top - bottom, 0)
     return [AxisFigures({t: int(v[g]) for t, v in max_len.items()}, {t: int(v[g]) for t, v in extent.items()},
                         {k: int(v[g]) for k, v in total.items()}, {k: int(v[g]) for k, v in overlap.items()},
-                        bool(valid[g])) for g in range(len(cut_lists))]
+                        bool(valid[g]), {t: int(v[g]) for t, v in reach.items()}) for g in range(len(cut_lists))]

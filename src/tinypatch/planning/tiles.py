@@ -95,8 +95,9 @@ class StageInfo:
         return self.ops[:-1] if self.reduce is not None else self.ops
 
 
-def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
-    """Check that ops ``[start, end)`` can run patch by patch and name their tensors."""
+def stage_info(graph: Graph, start: int, end: int, consumers: dict[str, list[int]] | None = None) -> StageInfo:
+    """Check that ops ``[start, end)`` can run patch by patch and name their tensors (``consumers``:
+    ``graph.consumers()`` if already at hand)."""
     n = len(graph.ops)
     if not 0 <= start < end <= n:
         raise PlanError(f"stage ops [{start}, {end}) out of range: the model has {n} operators")
@@ -109,7 +110,7 @@ def stage_info(graph: Graph, start: int, end: int) -> StageInfo:
             raise PlanError(f"operator {i} ({op.type}) needs its whole input and cannot be inside a patch stage "
                             f"[{start}, {end}): end the stage at operator {i} (exclusive) or start it after it")
     produced = {t: i for i in ops for t in graph.ops[i].outputs}
-    users = graph.consumers()
+    users = graph.consumers() if consumers is None else consumers
     exits = {t for t in produced if t in graph.outputs or any(u >= end for u in users.get(t, []))}
     output = last.outputs[0]
     if exits != {output}:
@@ -300,9 +301,10 @@ class StageTiling:
 _TILINGS: WeakKeyDictionary[Graph, dict[tuple, StageTiling]] = WeakKeyDictionary()  # graph -> stage key -> tiling
 
 
-def tile_stage(graph: Graph, stage: Stage) -> StageTiling:
+def tile_stage(graph: Graph, stage: Stage, consumers: dict[str, list[int]] | None = None) -> StageTiling:
     """The tiling of ``stage`` (checked; raises PlanError). Tilings are kept per graph, so the search,
-    the in-place pass and the costs of one plan command tile each stage once."""
+    the in-place pass and the costs of one plan command tile each stage once (``consumers``:
+    ``graph.consumers()`` if already at hand, for plans of many stages)."""
     key = (len(graph.ops), stage.start, stage.end, tuple(stage.rows), tuple(stage.cols),
            tuple(sorted(stage.halo.items())))
     known = _TILINGS.setdefault(graph, {})
@@ -311,12 +313,12 @@ def tile_stage(graph: Graph, stage: Stage) -> StageTiling:
         return hit
     if len(known) > 512:
         known.clear()
-    known[key] = st = _tile_stage(graph, stage)
+    known[key] = st = _tile_stage(graph, stage, consumers)
     return st
 
 
-def _tile_stage(graph: Graph, stage: Stage) -> StageTiling:
-    info = stage_info(graph, stage.start, stage.end)
+def _tile_stage(graph: Graph, stage: Stage, consumers: dict[str, list[int]] | None) -> StageTiling:
+    info = stage_info(graph, stage.start, stage.end, consumers)
     last = info.tile_ops[-1]  # writes the tiled tensor: nothing to keep between tiles
     rings = _stream_rings(graph, info, stage)
     cache_h = frozenset(k for k in info.tile_ops if stage.mode(k) == "cache" and k != last)
