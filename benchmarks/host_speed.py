@@ -21,6 +21,7 @@ from tinypatch.assets import assets_dir
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_macs
 from tinypatch.planning.plan import STREAM, Plan
+from tinypatch.planning.rewrite import base_macs, rewritten
 from tinypatch.runtime.executor import executor_for
 from tinypatch.runtime.inputs import model_inputs
 from tinypatch.runtime.plan_executor import PlanExecutor
@@ -54,8 +55,11 @@ def plan_kinds(model: str) -> dict[str, Plan]:
 
 
 def mac_ratio(graph: object, plan: Plan) -> float:
-    """The plan's MACs over layer by layer's (recomputed halos make it more than 1)."""
-    macs, _, base = plan_macs(graph, check_plan(graph, plan))  # type: ignore[arg-type]
+    """The plan's MACs (on the graph it rewrites, if it does) over the model's layer by layer
+    (recomputed halos and recomputed ops make it more than 1)."""
+    g = rewritten(graph, plan)  # type: ignore[arg-type]
+    macs, _, _ = plan_macs(g, check_plan(g, plan))
+    base = base_macs(g)
     return macs / base if base else 1.0
 
 
