@@ -68,7 +68,7 @@ class Arena:
     def _bytes(self, arr: np.ndarray) -> tuple[np.ndarray, int] | None:
         """:attr:`valid` seen at the bytes ``arr`` covers, and one past ``arr``'s last byte (None:
         ``arr`` is empty or not in the arena)."""
-        start = arr.__array_interface__["data"][0] - self._base
+        start = arr.ctypes.data - self._base
         if arr.size == 0 or not 0 <= start < self.size:
             return None
         key = (start, arr.shape, arr.strides, arr.itemsize)
@@ -88,7 +88,7 @@ class Arena:
         if got is None:
             return arr
         if not got[0].all():
-            start = arr.__array_interface__["data"][0] - self._base
+            start = arr.ctypes.data - self._base
             raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
         self._end = max(self._end, got[1])
         return arr
