@@ -98,7 +98,7 @@ def all_plans(g: Graph) -> dict[str, Plan]:
 def measured(g: Graph, plan: Plan, x: np.ndarray, want: dict[str, np.ndarray]) -> tuple[int, int] | None:
     """(measured peak, MACs counted from computed pixels), or None for a plan the planner refuses."""
     try:
-        ex = PlanExecutor(g, plan)
+        ex = PlanExecutor(g, plan, batch=False)  # tile by tile: every computed pixel counted
     except PlanError:
         return None
     macs = [0]
@@ -108,7 +108,7 @@ def measured(g: Graph, plan: Plan, x: np.ndarray, want: dict[str, np.ndarray]) -
 
         def counting(args, pads=None, _f=kern, _m=per_px):  # noqa: ANN001, ANN202
             out = _f(args, pads)
-            macs[0] += _m * out[0].shape[0] * out[0].shape[1] * out[0].shape[2]  # like tiles run batched
+            macs[0] += _m * out[0].shape[0] * out[0].shape[1] * out[0].shape[2]
             return out
         ex.kernels[k] = counting  # type: ignore[assignment]
     got = ex([x])

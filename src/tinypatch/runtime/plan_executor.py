@@ -515,7 +515,7 @@ class PlanExecutor:
         shadow: dict[str, np.ndarray] = {}
         for k in st.info.tile_ops:
             op = g.ops[k]
-            args = [shadow[t] if t in shadow else self._get(arena, outside, t) for t in self.kernels[k].input_names]
+            args = [None if not t else shadow[t] if t in shadow else self._get(arena, outside, t) for t in op.inputs]
             shadow[op.outputs[0]] = self.kernels[k](args)[0]
         return shadow
 
