@@ -145,6 +145,11 @@ def fast_requant(kern: PreparedOp, w_per_channel: np.ndarray) -> list[tuple[int,
             for b, m, r, lft in zip(folded, kern.multiplier, right, left)]
 
 
+# ops that may read a lowered stage input of a mixed-precision plan (codegen/mixed_tiles.py):
+# tp_lb_spatial's kind, and whether it is a depthwise conv
+LOWBIT_SPATIAL = {"CONV_2D": ("TP_LB_CONV", False), "DEPTHWISE_CONV_2D": ("TP_LB_DWCONV", True),
+                  "AVERAGE_POOL_2D": ("TP_LB_AVGPOOL", False), "MAX_POOL_2D": ("TP_LB_MAXPOOL", False)}
+
 # lanes of the Helium depthwise accumulators: channels of a 16-block in widening-multiply order
 MVE_LANES = (0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tinypatch.codegen import targets as tg
 from tinypatch.codegen.emitters import OpEmitter
-from tinypatch.codegen.mixed import MixedCode
+from tinypatch.codegen.mixed_tiles import MixedCode
 from tinypatch.codegen.sanitize import c_comment
 from tinypatch.codegen.schedule import Scheduler
 from tinypatch.codegen.storage import ARENA, Storage, Unit
@@ -62,7 +62,7 @@ def generate(graph: Graph, plan: Plan | None, out_dir: str | Path, target: str =
     (:func:`tinypatch.planning.inplace.add_inplace`; ops the plan already lists always are).
 
     ``precision``: a precision plan (``tinypatch quantize``) for ``plan``: its patch stages then run at
-    per-patch mixed precision, exactly as the Python plan executor runs them (:mod:`tinypatch.codegen.mixed`).
+    per-patch mixed precision, exactly as the Python plan executor runs them (:mod:`tinypatch.codegen.mixed_tiles`).
 
     The folder is written as one step (:func:`tinypatch.safeio.output_folder`): a folder that
     holds other files is refused unless ``force``, and an interrupted run leaves no half project.

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from tinypatch.analysis.regions import reads_nchw, writes_nchw
 from tinypatch.codegen import cfmt
 from tinypatch.codegen.emitters import OpEmitter, Site, reduce_finish
-from tinypatch.codegen.mixed import MixedCode
+from tinypatch.codegen.mixed_tiles import MixedCode
 from tinypatch.codegen.storage import Storage, Unit
 from tinypatch.codegen.views import Layout, View, full_view, nchw_window_view, window_view
 from tinypatch.errors import UnsupportedOperatorError

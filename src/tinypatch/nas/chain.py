@@ -18,14 +18,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tinypatch.analysis.regions import split_even
 from tinypatch.frontends.spec import NetSpec
 from tinypatch.nas.twostage import stage_schedule
 
-if TYPE_CHECKING:
-    from tinypatch.nas.insns import ChainCost
+
+class StageCost(Protocol):
+    """Predicted instructions of a chain's schedules (:class:`tinypatch.nas.insns.ChainCost`)."""
+
+    base: float  # layer by layer
+
+    def delta(self, start: int, end: int, p: int) -> float: ...  # a patch stage's change
+
+    def slack(self, start: int) -> float: ...  # the most stages from op start on could still save
 
 
 @dataclass(frozen=True)
@@ -218,7 +225,7 @@ class Chain:
 
 
 def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: int,
-                   stages: int = 1, cost: ChainCost | None = None) -> tuple[int, ...] | int:
+                   stages: int = 1, cost: StageCost | None = None) -> tuple[int, ...] | int:
     """:func:`tinypatch.nas.evaluate.mcunetv2_schedule` on a :class:`Chain` (same pruning, same result);
     ``stages`` >= 2 also tries up to that many consecutive patch stages (:mod:`tinypatch.nas.twostage`).
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinypatch.analysis.regions import reads_nchw, writes_nchw
-from tinypatch.codegen.emitters import OpEmitter, Site, _conv_params, _pool_params
+from tinypatch.codegen.emitters import LOWBIT_SPATIAL, OpEmitter, Site, _conv_params, _pool_params
 from tinypatch.codegen.storage import Unit
 from tinypatch.codegen.views import View
 from tinypatch.errors import PlanError, UnsupportedOperatorError
@@ -33,9 +33,6 @@ from tinypatch.planning.plan import STREAM, Plan
 from tinypatch.planning.precision import MapPrecision, PrecisionPlan
 from tinypatch.planning.tiles import StageTiling
 
-# ops that may read a lowered stage input: tp_lb_spatial's kind, and whether it is a depthwise conv
-_SPATIAL = {"CONV_2D": ("TP_LB_CONV", False), "DEPTHWISE_CONV_2D": ("TP_LB_DWCONV", True),
-            "AVERAGE_POOL_2D": ("TP_LB_AVGPOOL", False), "MAX_POOL_2D": ("TP_LB_MAXPOOL", False)}
 GATHER = 384  # TP_LB_GATHER in tp_lowbit.h: stack bytes of a gathered window
 FLAG = "tp_hi"  # scope rest: an outlier seen earlier in this tile
 
@@ -125,14 +122,14 @@ class MixedCode:
         """The int8 call, or for a non-outlier window the kernel reading it through the table."""
         op = self.graph.ops[k]
         e = self.emitter
-        if op.type not in _SPATIAL or len(lowered) != 1 or k in e.storage.inplace:
+        if op.type not in LOWBIT_SPATIAL or len(lowered) != 1 or k in e.storage.inplace:
             raise UnsupportedOperatorError(op.type, k, "C code generation: a lowered stage input is read by "
                                            "CONV_2D, DEPTHWISE_CONV_2D or a pooling op only (not in place)")
-        kind, depthwise = _SPATIAL[op.type]
+        kind, depthwise = LOWBIT_SPATIAL[op.type]
         var, x, m = lowered[0]
         y, lut = site.out, self._lut(st, m)
         kern = e.kernels[k]
-        conv = op.type in ("CONV_2D", "DEPTHWISE_CONV_2D")
+        conv = kind in ("TP_LB_CONV", "TP_LB_DWCONV")
         p = e.params(k, lambda: _conv_params(e, k, depthwise) if conv else _pool_params(e, k))
         (kh, kw), (sh, sw) = kern.kernel_hw, kern.stride
         dh, dw = kern.dilation if conv else (1, 1)
