@@ -129,6 +129,27 @@ def test_walks_after_a_skipped_tile_check_its_restored_columns(monkeypatch):
         ex([_input(g)])
 
 
+def test_walked_tiles_of_shadow_stages_compute_their_own_bytes():
+    """On the shadow path the walked tile of each like-tile group still runs its kernels on its own
+    window and is compared with the whole-image values: a tile computation that goes wrong (here
+    a depthwise kernel off by one on tile windows only) is a PlanError, not masked by the shadow."""
+    g = _chain()
+    stage = Stage(0, 5, split_even(10, 5), split_even(10, 5), {k: "cache_w" for k in range(4)})
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))
+    ex([_input(g)])
+    assert ex.shadowed[0], "the stage does not take the shadow path: the test would not exercise it"
+    kernel = ex.kernels[1]
+
+    def off_by_one_on_tiles(args, pads=None):
+        if pads is None:  # the whole-image (shadow) call
+            return kernel(args)
+        out = kernel(args, pads)
+        return [(out[0].astype(np.int16) + 1).clip(-128, 127).astype(np.int8)]
+    ex.kernels[1] = off_by_one_on_tiles
+    with pytest.raises(PlanError, match="computes other bytes"):
+        ex([_input(g)])
+
+
 def test_a_stale_line_buffer_is_caught(monkeypatch):
     """The shadow path checks what every tile reads from its cached parts: a line buffer saved for
     the second tile row only (valid but stale bytes from then on) is a PlanError."""

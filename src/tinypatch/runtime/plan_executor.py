@@ -522,9 +522,10 @@ class PlanExecutor:
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
                  region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]],
                  shadow: dict[str, np.ndarray] | None = None) -> None:
-        """Run op k on the fresh part of tile (i, j) and write it into ``region``; with ``shadow``
-        (the shadow path) take the fresh part from there instead, after checking that every byte the
-        tile reads from a stage buffer (its cached parts, line buffers included) is what op k needs."""
+        """Run op k on the fresh part of tile (i, j) from the tile's own window and write it into
+        ``region``; with ``shadow`` (the shadow path) also check that every byte the tile reads
+        from a stage buffer (its cached parts, line buffers included) and every byte it computes
+        equal the whole-image values: the walked tile of each like-tile group is computed for real."""
         g = self.graph
         op = g.ops[k]
         nchw_in, nchw_out, gather = self.layout[k]
@@ -545,13 +546,14 @@ class PlanExecutor:
             else:
                 piece = arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
                 args.append(self.mixed.read(t, piece) if self.mixed else piece)
-        if shadow is not None:
-            value = shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]
-        elif gather:  # resizes, transpose conv: the kernel computes the window itself
+        if gather:  # resizes, transpose conv: the kernel computes the window itself
             p = next(p for p, r in enumerate(sh.reads) if r is not None)
             value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
+        if shadow is not None and not _same(value, shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]):
+            raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} computes other bytes "
+                            f"than the whole image from its window (a region or padding out of step)")
         if nchw_out:  # the NCHW tile goes into the output's NHWC view
             value = value.transpose(0, 2, 3, 1)
         if self.mixed:
