@@ -14,12 +14,13 @@ The Python API (:mod:`tinypatch.api`) does what the ``tinypatch`` command does::
 """
 
 from tinypatch.api import (AnalysisResult, CodegenResult, PlanResult, QuantizeReport, RedistributionResult, RunResult,
-                           analyze, from_torch, load, parse_size, plan, quantize, redistribute, run)
+                           SearchOutcome, analyze, from_torch, import_torch, load, parse_size, plan, quantize,
+                           quantize_float, redistribute, run, search)
 from tinypatch.ir import Graph, Op, QuantParams, Tensor
 
 __all__ = ["AnalysisResult", "CodegenResult", "Graph", "Op", "PlanResult", "QuantParams", "QuantizeReport",
-           "RedistributionResult", "RunResult", "Tensor", "analyze", "codegen", "from_torch", "load", "parse_size",
-           "plan", "quantize", "redistribute", "run"]
+           "RedistributionResult", "RunResult", "SearchOutcome", "Tensor", "analyze", "codegen", "from_torch",
+           "import_torch", "load", "parse_size", "plan", "quantize", "quantize_float", "redistribute", "run", "search"]
 __version__ = "0.1.0"
 
 
