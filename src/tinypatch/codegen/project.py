@@ -28,7 +28,7 @@ from tinypatch.planning.precision import PrecisionPlan
 from tinypatch.planning.rewrite import rewritten
 from tinypatch.safeio import output_folder
 
-RUNTIME_SOURCES = ("tp_types.h", "tp_shadow.h", "tp_shadow.c", "tp_kernels.h", "tp_kernels.c", "tp_fast.h",
+RUNTIME_SOURCES = ("tp_types.h", "tp_shadow.h", "tp_shadow.c", "tp_kernels.h", "tp_ref.h", "tp_kernels.c", "tp_fast.h",
                    "tp_fast.c", "tp_fast_mve.h", "tp_fast_mve.c", "tp_lowbit.h", "tp_lowbit.c", "tp_mcu.h", "tp_semihost.h", "tp_semihost.c", "tp_startup.c", "tp_main_mcu.c",
                    "tp_main_host.c")
 
@@ -281,7 +281,7 @@ OPT ?= -O2
 FAST ?= -DTP_FAST
 CFLAGS_COMMON = -std=c99 -Wall -Wextra -fno-strict-aliasing -ffp-contract=off $(FAST)
 MODEL_SRCS = model.c tp_kernels.c tp_fast.c tp_lowbit.c tp_shadow.c
-HEADERS = model.h tp_types.h tp_kernels.h tp_fast.h tp_fast_mve.h tp_lowbit.h tp_mcu.h tp_semihost.h
+HEADERS = model.h tp_types.h tp_kernels.h tp_ref.h tp_fast.h tp_fast_mve.h tp_lowbit.h tp_mcu.h tp_semihost.h
 HOST_SRCS = $(MODEL_SRCS) tp_main_host.c
 MCU_SRCS = $(MODEL_SRCS) tp_fast_mve.c tp_main_mcu.c tp_startup.c tp_semihost.c
 ARM_CFLAGS = $(CFLAGS_COMMON) $(OPT) -mthumb -ffunction-sections -fdata-sections

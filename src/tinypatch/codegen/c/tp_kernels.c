@@ -2,6 +2,7 @@
  * TFLite's reference kernel bit for bit, as tinypatch's numpy kernels do. Accumulators are
  * int32 like the reference code; a sum that overflows int32 would wrap there too. */
 #include "tp_kernels.h"
+#include "tp_ref.h"
 
 #include <string.h>
 
@@ -45,10 +46,6 @@ static inline int8_t clamp8(int64_t v, int lo, int hi)
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-static inline int8_t requant(int32_t acc, int32_t m, int shift, int zp, int lo, int hi)
-{
-    return clamp8((int64_t)tp_mbqm(acc, m, shift) + zp, lo, hi);
-}
 
 static inline int32_t wrap_add(int32_t a, int32_t b)
 {
@@ -97,30 +94,7 @@ void tp_conv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, in
                 int8_t *y, int oh, int ow, int ors)
 {
     if (tp_fast_conv_s8(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors)) return;
-    const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, zp = p->in_zp;
-    for (int oy = 0; oy < oh; oy++) {
-        const int iy0 = oy * p->sh - pt;
-        for (int ox = 0; ox < ow; ox++) {
-            const int ix0 = ox * p->sw - pl;
-            int8_t *out = y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox * cout;
-            for (int oc = 0; oc < cout; oc++) {
-                const int8_t *w = p->w + (ptrdiff_t)oc * kh * kw * cin;
-                int32_t acc = p->bias ? p->bias[oc] : 0;
-                for (int ky = 0; ky < kh; ky++) {
-                    const int iy = iy0 + ky * p->dh;
-                    if (iy < 0 || iy >= ih) continue;
-                    for (int kx = 0; kx < kw; kx++) {
-                        const int ix = ix0 + kx * p->dw;
-                        if (ix < 0 || ix >= iw) continue;
-                        const int8_t *px = x + (ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin;
-                        const int8_t *wk = w + (ky * kw + kx) * cin;
-                        for (int c = 0; c < cin; c++) acc += wk[c] * (TP_RD(px[c]) - zp);
-                    }
-                }
-                TP_WR(out[oc], requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max));
-            }
-        }
-    }
+    TP_CONV_REF(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors, TP_RD);
 }
 
 /* write-ahead: 1 output pixel (its channels one by one).
@@ -130,28 +104,7 @@ void tp_dwconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, 
                   int8_t *y, int oh, int ow, int ors)
 {
     if (tp_fast_dwconv_s8(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors)) return;
-    const int cin = p->cin, cout = p->cout, dm = p->dm, kh = p->kh, kw = p->kw, zp = p->in_zp;
-    for (int oy = 0; oy < oh; oy++) {
-        const int iy0 = oy * p->sh - pt;
-        for (int ox = 0; ox < ow; ox++) {
-            const int ix0 = ox * p->sw - pl;
-            int8_t *out = y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox * cout;
-            for (int oc = 0; oc < cout; oc++) {
-                const int ic = oc / dm;
-                int32_t acc = p->bias ? p->bias[oc] : 0;
-                for (int ky = 0; ky < kh; ky++) {
-                    const int iy = iy0 + ky * p->dh;
-                    if (iy < 0 || iy >= ih) continue;
-                    for (int kx = 0; kx < kw; kx++) {
-                        const int ix = ix0 + kx * p->dw;
-                        if (ix < 0 || ix >= iw) continue;
-                        acc += p->w[(ky * kw + kx) * cout + oc] * (TP_RD(x[(ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin + ic]) - zp);
-                    }
-                }
-                TP_WR(out[oc], requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max));
-            }
-        }
-    }
+    TP_DWCONV_REF(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors, TP_RD);
 }
 
 /* --- pooling (padded cells never take part) --------------------------------------------- */
@@ -270,7 +223,7 @@ void tp_tconv_s8(const tp_conv_p *p, const int8_t *x, int ih, int iw, int irs, i
                         for (int c = 0; c < cin; c++) acc = wrap_add(acc, wk[c] * (px[c] - zp));
                     }
                 }
-                out[oc] = requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
+                out[oc] = tp_requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max);
             }
         }
     }
@@ -309,7 +262,7 @@ void tp_mul_s8(const tp_mul_p *p, const int32_t *d, const int8_t *a, const int32
         int8_t *py = TP_AT(y, sy);
         for (int32_t i = 0; i < d[3]; i++) {
             const int32_t prod = (TP_RD(pa[i * sa[3]]) - p->zp1) * (TP_RD(pb[i * sb[3]]) - p->zp2);
-            TP_WR(py[i * sy[3]], requant(prod, p->m, p->shift, p->out_zp, p->act_min, p->act_max));
+            TP_WR(py[i * sy[3]], tp_requant(prod, p->m, p->shift, p->out_zp, p->act_min, p->act_max));
         }
     }
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "tp_kernels.h"
+#include "tp_ref.h"
 #include "tp_shadow.h"
 
 #if defined(TP_FAST) && defined(__ARM_FEATURE_MVE)
@@ -135,68 +136,21 @@ void tp_lb_spatial(int kind, const void *p, const int8_t *lut, const tp_lb_geom 
     }
 }
 
-static inline int8_t requant(int32_t acc, int32_t m, int shift, int zp, int lo, int hi)
-{
-    const int64_t v = (int64_t)tp_mbqm(acc, m, shift) + zp;
-    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
-}
 
 /* write-ahead: 1 output pixel (the reference kernels' order) */
+/* a lowered input value, read through the table t (the reference loops of tp_ref.h) */
+#define TP_LB_LOAD(v) t[TP_RD(v)]
+
 void tp_lb_conv_s8(const tp_conv_p *p, const int8_t *lut, const int8_t *x, int ih, int iw, int irs, int pt,
                    int pl, int8_t *y, int oh, int ow, int ors)
 {
     const int8_t *t = lut + 128;
-    const int cin = p->cin, cout = p->cout, kh = p->kh, kw = p->kw, zp = p->in_zp;
-    for (int oy = 0; oy < oh; oy++) {
-        const int iy0 = oy * p->sh - pt;
-        for (int ox = 0; ox < ow; ox++) {
-            const int ix0 = ox * p->sw - pl;
-            int8_t *out = y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox * cout;
-            for (int oc = 0; oc < cout; oc++) {
-                const int8_t *w = p->w + (ptrdiff_t)oc * kh * kw * cin;
-                int32_t acc = p->bias ? p->bias[oc] : 0;
-                for (int ky = 0; ky < kh; ky++) {
-                    const int iy = iy0 + ky * p->dh;
-                    if (iy < 0 || iy >= ih) continue;
-                    for (int kx = 0; kx < kw; kx++) {
-                        const int ix = ix0 + kx * p->dw;
-                        if (ix < 0 || ix >= iw) continue;
-                        const int8_t *px = x + (ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin;
-                        const int8_t *wk = w + (ky * kw + kx) * cin;
-                        for (int c = 0; c < cin; c++) acc += wk[c] * (t[TP_RD(px[c])] - zp);
-                    }
-                }
-                TP_WR(out[oc], requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max));
-            }
-        }
-    }
+    TP_CONV_REF(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors, TP_LB_LOAD);
 }
 
 void tp_lb_dwconv_s8(const tp_conv_p *p, const int8_t *lut, const int8_t *x, int ih, int iw, int irs, int pt,
                      int pl, int8_t *y, int oh, int ow, int ors)
 {
     const int8_t *t = lut + 128;
-    const int cin = p->cin, cout = p->cout, dm = p->dm, kh = p->kh, kw = p->kw, zp = p->in_zp;
-    for (int oy = 0; oy < oh; oy++) {
-        const int iy0 = oy * p->sh - pt;
-        for (int ox = 0; ox < ow; ox++) {
-            const int ix0 = ox * p->sw - pl;
-            int8_t *out = y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox * cout;
-            for (int oc = 0; oc < cout; oc++) {
-                const int ic = oc / dm;
-                int32_t acc = p->bias ? p->bias[oc] : 0;
-                for (int ky = 0; ky < kh; ky++) {
-                    const int iy = iy0 + ky * p->dh;
-                    if (iy < 0 || iy >= ih) continue;
-                    for (int kx = 0; kx < kw; kx++) {
-                        const int ix = ix0 + kx * p->dw;
-                        if (ix < 0 || ix >= iw) continue;
-                        acc += p->w[(ky * kw + kx) * cout + oc]
-                               * (t[TP_RD(x[(ptrdiff_t)iy * irs + (ptrdiff_t)ix * cin + ic])] - zp);
-                    }
-                }
-                TP_WR(out[oc], requant(acc, p->mult[oc], p->shift[oc], p->out_zp, p->act_min, p->act_max));
-            }
-        }
-    }
+    TP_DWCONV_REF(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors, TP_LB_LOAD);
 }
