@@ -1,13 +1,14 @@
 /* The reference convolution loops, written once for the int8 kernels (tp_kernels.c) and for the
  * kernels that read a lowered stage input through a table (tp_lowbit.c): LOAD(v) is how an input
- * value is read (TP_RD for int8, a table lookup for the low-bit path). Internal to the runtime. */
+ * value is read (TP_RD for int8, a table lookup for the low-bit path). Internal to the runtime;
+ * include it after tp_kernels.h (tp_conv_p, tp_mbqm), which it does not include itself so that the
+ * kernel files keep calling each other in one direction. */
 #ifndef TP_REF_H
 #define TP_REF_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tp_kernels.h"
 #include "tp_shadow.h"
 
 static inline int8_t tp_requant(int32_t acc, int32_t m, int shift, int zp, int lo, int hi)
