@@ -254,13 +254,7 @@ class PlanExecutor:
                         kept[name] = held[name]
                         if st.line_buffer(k):
                             self._save_lines(arena, st, k, i, j, region)
-                    if sums is not None and name == st.info.tiled:
-                        sums += arena.read(region, name).sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
-                        arena.read(sums)
-                        arena.free(self.buffer_of[name])
-                    for buf in self.ends.get(k, []):
-                        if buf in tile_bufs:
-                            arena.free(buf)
+                    self._end_op(arena, k, name, region, st, sums, tile_bufs)
         if self.mixed:
             self.mixed.end_stage()
         for k in persistent:
@@ -410,13 +404,7 @@ class PlanExecutor:
                     arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
             region[...] = values[name]
             arena.wrote(region)
-            if sums is not None and name == st.info.tiled:
-                sums += arena.read(region, name).sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
-                arena.read(sums)
-                arena.free(self.buffer_of[name])
-            for buf in self.ends.get(k, []):
-                if buf in tile_bufs:
-                    arena.free(buf)
+            self._end_op(arena, k, name, region, st, sums, tile_bufs)
 
     def _shadows(self, st: StageTiling) -> bool:
         """Whether a cached stage takes the shadow path: every op's kernel batches and works in NHWC."""
@@ -518,6 +506,18 @@ class PlanExecutor:
             args = [None if not t else shadow[t] if t in shadow else self._get(arena, outside, t) for t in op.inputs]
             shadow[op.outputs[0]] = self.kernels[k](args)[0]
         return shadow
+
+    def _end_op(self, arena: Arena, k: int, name: str, region: np.ndarray, st: StageTiling,
+                sums: np.ndarray | None, tile_bufs: set[str]) -> None:
+        """After op k wrote ``region`` of tile buffer ``name``: add it to an accumulated average's
+        sums (then free it), and free the tile buffers that die at op k."""
+        if sums is not None and name == st.info.tiled:
+            sums += arena.read(region, name).sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+            arena.read(sums)
+            arena.free(self.buffer_of[name])
+        for buf in self.ends.get(k, []):
+            if buf in tile_bufs:
+                arena.free(buf)
 
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
                  region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]],
