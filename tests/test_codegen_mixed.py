@@ -66,8 +66,10 @@ def tiny_plan(strategy: str) -> Plan:
 
 
 def precision(graph: Graph, plan: Plan, bits: list[int], thresholds: list[int], signed: list[bool],
-              scope: str = "rest") -> PrecisionPlan:
-    maps = [MapPrecision(t, b, th, s) for t, b, th, s in zip(stage_maps(graph, plan, 0), bits, thresholds, signed)]
+              scope: str = "rest", steps: list[str] | None = None) -> PrecisionPlan:
+    steps = steps or ["static"] * len(bits)
+    maps = [MapPrecision(t, b, th, s, step=p)
+            for t, b, th, s, p in zip(stage_maps(graph, plan, 0), bits, thresholds, signed, steps)]
     return PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), [StagePrecision(0, maps)], scope)
 
 
@@ -109,14 +111,16 @@ def _mixed_share(rec: Recorder) -> tuple[int, int]:
 @needs_cc
 @pytest.mark.parametrize("strategy", ["recompute", "cache"])
 @pytest.mark.parametrize("scope", ["rest", "map"])
-def test_tiny_graph_is_exact_tile_by_tile(strategy, scope, tmp_path):
+@pytest.mark.parametrize("step", ["static", "patch", "pixel"])
+def test_tiny_graph_is_exact_tile_by_tile(strategy, scope, step, tmp_path):
     g, x = tiny()
     plan = tiny_plan(strategy)
     maps = stage_maps(g, plan, 0)
     stats = MixedPrecision(g, plan, None, record=True)
     PlanExecutor(g, plan, stats)([x])
     thr = [int(np.median(stats.stats[t].patch_max)) for t in maps]  # about half the patches are outliers
-    prec = precision(g, plan, [4, 3, 2, 6, 5, 7][: len(maps)], thr, [True] + [False] * (len(maps) - 1), scope)
+    prec = precision(g, plan, [4, 3, 2, 6, 5, 7][: len(maps)], thr, [True] + [False] * (len(maps) - 1), scope,
+                     [step] * len(maps))
     rec = check_host(g, plan, prec, x, tmp_path / "c")
     outliers, tiles = _mixed_share(rec)
     assert 0 < outliers < tiles  # both classes ran
@@ -150,7 +154,8 @@ def test_random_bits_and_thresholds_are_exact(tmp_path_factory, data):
     bits = data.draw(st.lists(st.integers(2, 8), min_size=n, max_size=n))
     thr = data.draw(st.lists(st.integers(0, 255), min_size=n, max_size=n))
     signed = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    prec = precision(g, plan, bits, thr, signed, data.draw(st.sampled_from(["rest", "map"])))
+    steps = data.draw(st.lists(st.sampled_from(["static", "patch", "pixel"]), min_size=n, max_size=n))
+    prec = precision(g, plan, bits, thr, signed, data.draw(st.sampled_from(["rest", "map"])), steps)
     check_host(g, plan, prec, x, tmp_path_factory.mktemp("mixed"))
 
 
@@ -179,9 +184,11 @@ def pad_first() -> Graph:
 
 @needs_cc
 @pytest.mark.parametrize("pool", ["AVERAGE_POOL_2D", "MAX_POOL_2D"])
-def test_lowered_input_read_by_a_pool_and_a_wide_conv(pool, tmp_path):
+@pytest.mark.parametrize("step", ["static", "patch"])
+def test_lowered_input_read_by_a_pool_and_a_wide_conv(pool, step, tmp_path):
     """Pools read a gathered window; a 3x3 conv over 48 channels (a 432 B window, more than the
-    gather buffer) reads through the table in the reference loops."""
+    gather buffer) reads through the table in the reference loops (one table, or the patch's run-time
+    step's); a run-time step per pixel there is refused."""
     rng = np.random.default_rng(4)
     b = CnnBuilder(rng, (1, 12, 12, 48), "wide_first")
     b.pool(pool, 2, 2, (1, 1), "SAME")
@@ -191,11 +198,13 @@ def test_lowered_input_read_by_a_pool_and_a_wide_conv(pool, tmp_path):
     x = rng.integers(-128, 128, (1, 12, 12, 48), dtype=np.int8)
     plan = api.plan(g, single_stage=True, strategy="recompute", stream=False, inplace=False, max_grid=3).plan
     later = replace(plan, stages=[replace(plan.stages[0], start=1)])  # the stage reads the pooled map
-    for pl, prec in ((plan, precision(g, plan, [3, 4], [144, 125], [True, False])),
-                     (later, precision(g, later, [4], [130], [False]))):
+    for pl, prec in ((plan, precision(g, plan, [3, 4], [144, 125], [True, False], steps=[step, step])),
+                     (later, precision(g, later, [4], [130], [False], steps=[step]))):
         rec = check_host(g, pl, prec, x, tmp_path / str(pl.stages[0].start))
         c = rec.counts[pl.stages[0].start]
         assert 0 < c.outlier_tiles < c.tiles and c.bitops < c.bitops_int8  # both classes ran
+    with pytest.raises(UnsupportedOperatorError, match="run-time step per pixel"):
+        generate(g, later, tmp_path / "px", precision=precision(g, later, [4], [130], [False], steps=["pixel"]))
 
 
 def test_cli_needs_the_plan_with_a_precision_plan(tmp_path, capsys):

@@ -915,18 +915,20 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
              evaluate: InputLike = None, n_eval: int = 200, quantile: float = 0.9, lam: float = 0.5,
              bitwidths: Sequence[int] = (8, 6, 4, 2), scope: str = "rest", min_agreement: float = 1.0,
              max_change: float = 0.25, max_margin_loss: float = 1.0, accept: str = "agreement",
-             max_entropy_loss: float = 0.1,
+             max_entropy_loss: float = 0.1, step: str = "static",
              preprocess: str = "auto", seed: int = 0, progress: Progress | None = None) -> QuantizeReport:
     """Calibrate a per-patch mixed-precision plan (VDPC + VDQS) for ``plan`` and measure it
     against int8 on held-out inputs (``tinypatch quantize``). ``calib`` / ``evaluate``: None for
     the built-in photo crops (``n_calib`` / ``n_eval``, disjoint photos), a folder of images or
     .npy files, a batch .npy, or arrays. ``accept``: what keeps a search move, the calibration
     run's agreement ("agreement", ours) or the entropy proxy alone ("entropy": Omega <=
-    ``max_entropy_loss``, the training-free reading of QuantMCU). See :mod:`tinypatch.runtime.quantmcu`.
+    ``max_entropy_loss``, the training-free reading of QuantMCU). ``step``: the low-bit maps' shift,
+    one per map ("static") or chosen at run time from the values of each patch ("patch") or of
+    each pixel of it ("pixel"). See :mod:`tinypatch.runtime.quantmcu`.
 
     Raises PlanError (no tiled stage, a plan of another model), InputError, UsageError (options).
     """
-    from tinypatch.kernels.lowbit import BITWIDTHS
+    from tinypatch.kernels.lowbit import BITWIDTHS, STEPS
     from tinypatch.planning.check import check_plan
     from tinypatch.planning.precision import SCOPES, precision_memory
     from tinypatch.planning.rewrite import rewritten
@@ -941,6 +943,8 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
         raise UsageError("n_calib and n_eval must be positive")
     if accept not in ("agreement", "entropy"):
         raise UsageError(f"accept must be 'agreement' or 'entropy', got {accept!r}")
+    if step not in STEPS:
+        raise UsageError(f"step must be one of {', '.join(STEPS)}, got {step!r}")
     if scope not in SCOPES or not bitwidths or any(isinstance(b, bool) or b not in BITWIDTHS for b in bitwidths):
         raise UsageError(f"scope one of {SCOPES}; bitwidths from {', '.join(map(str, BITWIDTHS))}")
     p = _as_plan(plan)
@@ -951,7 +955,7 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
     cal = _calibration_inputs(graph, calib, n_calib, "calibration", seed, preprocess)
     ev = _calibration_inputs(graph, evaluate, n_eval, "evaluation", seed + 1, preprocess)
     opts = QuantizeOptions(quantile, lam, tuple(bitwidths), scope, min_agreement, max_change, accept=accept,
-                           max_margin_loss=max_margin_loss, max_entropy_loss=max_entropy_loss)
+                           max_margin_loss=max_margin_loss, max_entropy_loss=max_entropy_loss, step=step)
     tick = _phase(progress, "searching bitwidths")
     steps = [0]
 

@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what keeps a search move: the calibration inputs still agree with int8 (agreement, ours) "
                         "or its entropy loss Omega is at most --max-entropy-loss (entropy: training-free)")
     q.add_argument("--max-entropy-loss", type=float, default=0.1, help="Omega bound of --accept entropy (0.1)")
+    q.add_argument("--step", choices=("static", "patch", "pixel"), default="static",
+                   help="the low-bit maps' step: one per map (static), or chosen at run time from the values of "
+                        "each patch (patch) or of each pixel of a patch (pixel; block floating point)")
     q.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
     q.add_argument("-o", "--output", metavar="PRECISION.json", help="write the precision plan")
     q.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
@@ -607,7 +610,7 @@ def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
                               n_eval=args.n_eval, quantile=args.quantile, lam=args.lam, bitwidths=bits,
                               scope=args.scope, min_agreement=args.min_agreement, max_change=args.max_change,
                               max_margin_loss=args.max_margin_loss, accept=args.accept,
-                              max_entropy_loss=args.max_entropy_loss,
+                              max_entropy_loss=args.max_entropy_loss, step=args.step,
                               preprocess=args.preprocess, progress=progress)
     _emit(result, args, console, "precision plan")
     return 0

@@ -11,7 +11,10 @@ generated program stores the bytes the Python plan executor stores:
   a time, into a stack buffer the ordinary kernel reads (``tp_lb_spatial``: convolutions and
   pooling; a convolution whose one-pixel window does not fit reads through the table in the
   reference loops; other consumers are refused);
-* scope ``rest``: a tile flag ``tp_hi`` set by the first outlier keeps every later map of the tile int8.
+* scope ``rest``: a tile flag ``tp_hi`` set by the first outlier keeps every later map of the tile int8;
+* a run-time step (the map's ``step``): the table holds one 256-entry table per shift 0..``shift``;
+  ``patch`` picks one from the patch's max |q - zp| (the test's own scan), ``pixel`` one per pixel
+  (``tp_lb_apply_px``, or ``tp_lb_spatial`` gathering with the geometry's ``top``/``zp``).
 
 Lowered values are stored as their int8 value ``q'`` in the int8-sized tile buffers (the arena is
 the plan's worst-case peak); storing the codes packed is not implemented. Stream stages with a
@@ -28,7 +31,7 @@ from tinypatch.codegen.storage import Unit
 from tinypatch.codegen.views import View
 from tinypatch.errors import PlanError, UnsupportedOperatorError
 from tinypatch.ir import Graph
-from tinypatch.kernels.lowbit import requantize
+from tinypatch.kernels.lowbit import code_range, requantize
 from tinypatch.planning.plan import STREAM, Plan
 from tinypatch.planning.precision import MapPrecision, PrecisionPlan
 from tinypatch.planning.tiles import StageTiling
@@ -66,9 +69,22 @@ class MixedCode:
         if key not in self._luts:
             zp = self._zp(m.tensor)
             q = np.arange(-128, 128, dtype=np.int64).astype(np.int8)
-            self._luts[key] = self.unit.array("int8_t", f"tp_lb{st.stage.start}_{m.tensor}",
-                                              requantize(q, zp, m.bits, m.shift, m.signed))
+            shifts = [m.shift] if m.step == "static" else range(m.shift + 1)  # run-time steps: one table per shift
+            self._luts[key] = self.unit.array("int8_t", f"tp_lb{st.stage.start}_{m.tensor}", np.concatenate(
+                [requantize(q, zp, m.bits, s, m.signed) for s in shifts]))
         return self._luts[key]
+
+    def _dev_test(self, var: str, v: View, m: MapPrecision) -> str:
+        """Step ``patch``: ``var`` as in :meth:`_test`, and ``s{var}`` the patch's run-time shift, the
+        least with top << s >= its max |q - zp| (the scan the outlier test makes)."""
+        zp, top = self._zp(m.tensor), code_range(m.bits, m.signed)[1]
+        scan = f"tp_lb_maxdev({v.ptr}, {v.h}, ({v.w}) * {v.c}, {v.rs}, {zp})"
+        if self.scope == "rest":  # no scan once the tile is int8 for good
+            head = (f"const int d{var} = {FLAG} ? 0 : {scan};\nif (d{var} > {m.threshold}) {FLAG} = 1;\n"
+                    f"const int {var} = {FLAG};\n")
+        else:
+            head = f"const int d{var} = {scan};\nconst int {var} = d{var} > {m.threshold};\n"
+        return head + f"int s{var} = 0;\nwhile (({top} << s{var}) < d{var}) s{var}++;\n"
 
     def _zp(self, t: str) -> int:
         return int(self.graph.tensors[t].quant.zero_point[0])  # type: ignore[union-attr]
@@ -101,7 +117,8 @@ class MixedCode:
         for p, t in enumerate(op.inputs):
             if t in maps and t not in produced and site.ins[p] is not None and not reads_nchw(g, op):
                 var = f"hi{k}_{p}"
-                pre += self._test(var, site.ins[p], maps[t])  # type: ignore[arg-type]
+                test = self._dev_test if maps[t].step == "patch" else self._test
+                pre += test(var, site.ins[p], maps[t])  # type: ignore[arg-type]
                 lowered.append((var, site.ins[p], maps[t]))  # type: ignore[arg-type]
         if lowered:
             call = self._lut_call(st, k, site, lowered, call)
@@ -111,10 +128,17 @@ class MixedCode:
             if writes_nchw(g, op):
                 raise UnsupportedOperatorError(op.type, k, "C code generation: a lowered map written NCHW")
             m, y = maps[out], site.out
-            n = f"({y.w}) * {y.c}"
-            post = ("{\n" + _indent(self._test(f"hi{k}", y, m, k)
-                                    + f"if (!hi{k}) tp_lb_apply({self._lut(st, m)}, {y.ptr}, {y.h}, {n}, {y.rs});\n")
-                    + "}\n")
+            n, lut = f"({y.w}) * {y.c}", self._lut(st, m)
+            if m.step == "patch":
+                body = self._dev_test(f"hi{k}", y, m) + \
+                    f"if (!hi{k}) tp_lb_apply({lut} + 256 * shi{k}, {y.ptr}, {y.h}, {n}, {y.rs});\n"
+            elif m.step == "pixel":
+                top = code_range(m.bits, m.signed)[1]
+                body = self._test(f"hi{k}", y, m, k) + f"if (!hi{k}) tp_lb_apply_px({lut}, {top}, {self._zp(out)}, " \
+                    f"{y.ptr}, {y.h}, {y.w}, {y.c}, {y.rs});\n"
+            else:
+                body = self._test(f"hi{k}", y, m, k) + f"if (!hi{k}) tp_lb_apply({lut}, {y.ptr}, {y.h}, {n}, {y.rs});\n"
+            post = "{\n" + _indent(body) + "}\n"
         return pre + call + post
 
     def _lut_call(self, st: StageTiling, k: int, site: Site, lowered: list[tuple[str, View, MapPrecision]],
@@ -128,6 +152,8 @@ class MixedCode:
         kind, depthwise = LOWBIT_SPATIAL[op.type]
         var, x, m = lowered[0]
         y, lut = site.out, self._lut(st, m)
+        if m.step == "patch":
+            lut = f"{lut} + 256 * s{var}"
         kern = e.kernels[k]
         conv = kind in ("TP_LB_CONV", "TP_LB_DWCONV")
         p = e.params(k, lambda: _conv_params(e, k, depthwise) if conv else _pool_params(e, k))
@@ -137,9 +163,14 @@ class MixedCode:
         window = ((kh - 1) * dh + 1) * ((kw - 1) * dw + 1) * cin
         args = f"{x.ptr}, {x.h}, {x.w}, {x.rs}, {site.pads[0]}, {site.pads[1]}, {y.ptr}, {y.h}, {y.w}, {y.rs}"
         if window <= GATHER:
+            pixel = dict(top=code_range(m.bits, m.signed)[1], zp=self._zp(m.tensor)) if m.step == "pixel" else {}
             geom = e.params((k, "lb_geom"), lambda: e.struct(k, "tp_lb_geom", dict(
-                c=cin, oc=self.graph.tensors[op.outputs[0]].shape[3], kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw), 16))
+                c=cin, oc=self.graph.tensors[op.outputs[0]].shape[3], kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw,
+                **pixel), 20))
             low = f"tp_lb_spatial({kind}, &{p}, {lut}, &{geom}, {args});\n"
+        elif conv and m.step == "pixel":
+            raise UnsupportedOperatorError(op.type, k, f"C code generation: a lowered stage input window of {window} B "
+                                           f"(more than {GATHER} B) with a run-time step per pixel")
         elif conv:
             low = f"{'tp_lb_dwconv_s8' if depthwise else 'tp_lb_conv_s8'}(&{p}, {lut}, {args});\n"
         else:

@@ -3,8 +3,10 @@
 Data beside a :class:`~tinypatch.planning.plan.Plan` (JSON, fingerprinted with the graph and
 the patch plan it was calibrated for). A map entry says: for a patch (the piece of the map a
 tile computes, or for the stage input the piece a tile reads) whose largest ``|q - zp|`` is at
-most ``threshold``, store the map in ``bits`` bits with step ``2**shift`` (signed or unsigned
-codes, :mod:`tinypatch.kernels.lowbit`); otherwise the patch is an *outlier*. With scope
+most ``threshold``, store the map in ``bits`` bits (signed or unsigned codes,
+:mod:`tinypatch.kernels.lowbit`) with step ``2**shift`` (``step`` "static"), or with a step chosen
+at run time from the values of the patch ("patch") or of each of its pixels ("pixel"), at most
+``2**shift``; otherwise the patch is an *outlier*. With scope
 ``"rest"`` (the default) an outlier switches this map and every later map of the same tile
 to 8 bits; with ``"map"`` only this map. The class is decided at run time from the patch's
 own values. The arena stays sized for the worst case (every patch an outlier, i.e. int8).
@@ -19,12 +21,13 @@ from typing import Any
 
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
-from tinypatch.kernels.lowbit import BITWIDTHS, packed_bytes, step_shift
+from tinypatch.kernels.lowbit import BITWIDTHS, STEPS, packed_bytes, step_shift
 from tinypatch.planning.memory import place_plan, plan_buffers
 from tinypatch.planning.plan import Plan, fingerprint, parse_plan_json, read_plan_text
 from tinypatch.safeio import write_text
 
-PRECISION_FORMAT = "tinypatch-precision/1"
+PRECISION_FORMAT = "tinypatch-precision/2"  # /2 added the maps' "step"; /1 plans (all static) still load
+READ_FORMATS = ("tinypatch-precision/1", PRECISION_FORMAT)
 SCOPES = ("rest", "map")
 
 
@@ -34,9 +37,12 @@ class MapPrecision:
     bits: int  # non-outlier patches
     threshold: int  # outlier test: max |q - zp| over the patch > threshold
     signed: bool
-    shift: int = -1  # -1: derived from bits, signed and threshold
+    shift: int = -1  # -1: derived from bits, signed and threshold (the largest shift a run-time step takes)
+    step: str = "static"  # the shift: one per map, or chosen at run time per patch / per pixel (STEPS)
 
     def __post_init__(self) -> None:
+        if self.step not in STEPS:
+            raise PlanError(f"map {self.tensor!r}: step must be one of {STEPS}, got {self.step!r}")
         if self.bits not in BITWIDTHS:
             raise PlanError(f"map {self.tensor!r}: bits must be one of {BITWIDTHS}, got {self.bits}")
         if not 0 <= self.threshold <= 255:
@@ -85,12 +91,13 @@ class PrecisionPlan:
     @classmethod
     def from_json(cls, text: str) -> PrecisionPlan:
         d = parse_plan_json(text, "precision plan")
-        if not isinstance(d, dict) or d.get("format") != PRECISION_FORMAT:
+        if not isinstance(d, dict) or d.get("format") not in READ_FORMATS:
             raise PlanError(f"not a tinypatch precision plan (expected \"format\": \"{PRECISION_FORMAT}\")")
         try:
             stages = [StagePrecision(_typed(s, "stage", int), [
                 MapPrecision(_typed(m, "tensor", str), _typed(m, "bits", int), _typed(m, "threshold", int),
-                             _typed(m, "signed", bool), _typed(m, "shift", int, -1)) for m in _typed(s, "maps", list)])
+                             _typed(m, "signed", bool), _typed(m, "shift", int, -1),
+                             _typed(m, "step", str, "static")) for m in _typed(s, "maps", list)])
                 for s in _typed(d, "stages", list)]
             return cls(_typed(d, "model", str), _typed(d, "fingerprint", str), _typed(d, "plan_fingerprint", str),
                        stages, _typed(d, "scope", str, "rest"), _typed(d, "arena", str, "worst"),
@@ -135,13 +142,14 @@ def precision_memory(graph: Graph, plan: Plan, precision: PrecisionPlan) -> Prec
     """Arena peaks of the worst case (int8) and of every lowered tile buffer stored packed."""
     pb = plan_buffers(graph, plan)
     worst = place_plan(pb)
-    bits = {m.tensor: m.bits for sp in precision.stages for m in sp.maps if m.bits < 8}
+    low = {m.tensor: m for sp in precision.stages for m in sp.maps if m.bits < 8}
     tbuf = pb.liveness.tensor_buffer
     packed: dict[str, tuple[int, int]] = {}
-    for t, b in bits.items():
+    for t, m in low.items():
         if t in pb.tile_tensors and t in tbuf:
             size = next(x.size for x in pb.liveness.buffers if x.name == tbuf[t])
-            packed[tbuf[t]] = (size, packed_bytes(size, b))
-    low = replace(pb, liveness=replace(pb.liveness, buffers=[
+            blocks = {"static": 0, "patch": 1, "pixel": size // graph.tensors[t].shape[-1]}[m.step]
+            packed[tbuf[t]] = (size, packed_bytes(size, m.bits, blocks))
+    packed_pb = replace(pb, liveness=replace(pb.liveness, buffers=[
         replace(x, size=packed[x.name][1]) if x.name in packed else x for x in pb.liveness.buffers]))
-    return PrecisionMemory(worst.peak, place_plan(low).peak, packed)
+    return PrecisionMemory(worst.peak, place_plan(packed_pb).peak, packed)

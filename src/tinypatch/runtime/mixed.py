@@ -16,7 +16,7 @@ import numpy as np
 from tinypatch.analysis.macs import op_macs
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
-from tinypatch.kernels.lowbit import requantize
+from tinypatch.kernels.lowbit import requantize, requantize_blocks
 from tinypatch.planning.plan import STREAM, Plan
 from tinypatch.planning.precision import MapPrecision, PrecisionPlan
 
@@ -38,6 +38,11 @@ class MapStats:
     patch_max: list[int] = field(default_factory=list)  # max |q - zp| per patch
     hist: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))  # counts of q + 128
     below_zero_point: bool = False
+    pixels: list[np.ndarray] = field(default_factory=list)  # up to SAMPLE pixels (channel vectors) per patch
+    pixel_patch_max: list[np.ndarray] = field(default_factory=list)  # their patch's max |q - zp|
+
+
+SAMPLE = 64  # pixels kept per patch for the entropy estimate of run-time steps
 
 
 def stage_maps(graph: Graph, plan: Plan, stage: int) -> list[str]:
@@ -106,6 +111,10 @@ class MixedPrecision:
             st.patch_max.append(int(np.abs(d).max()))
             st.hist += np.bincount((x.astype(np.int32) + 128).ravel(), minlength=256)
             st.below_zero_point |= bool(d.min() < 0)
+            px = x.reshape(-1, x.shape[-1])
+            px = px[:: max(1, len(px) // SAMPLE)][:SAMPLE]
+            st.pixels.append(px)
+            st.pixel_patch_max.append(np.full(len(px), st.patch_max[-1], np.int32))
         m = self.maps.get(self._stage, {}).get(name)
         if m is None or m.bits >= 8 or not x.size:
             self._bits[name] = 8
@@ -119,7 +128,9 @@ class MixedPrecision:
             self._bits[name] = 8
             return x
         self._bits[name] = m.bits
-        return requantize(x, zp, m.bits, m.shift, m.signed)
+        if m.step == "static":
+            return requantize(x, zp, m.bits, m.shift, m.signed)
+        return requantize_blocks(x, zp, m.bits, m.signed, m.step)
 
     def read(self, name: str, x: np.ndarray) -> np.ndarray:
         """A stage input's piece read by a tile (before the op uses it)."""

@@ -31,10 +31,10 @@ import numpy as np
 from tinypatch.analysis.macs import op_macs
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
-from tinypatch.kernels.lowbit import DEFAULT_SET, requantize
+from tinypatch.kernels.lowbit import DEFAULT_SET, block_shift, requantize, requantize_blocks
 from tinypatch.planning.plan import STREAM, Plan, fingerprint
 from tinypatch.planning.precision import MapPrecision, PrecisionPlan, StagePrecision, plan_fingerprint
-from tinypatch.runtime.mixed import MixedPrecision, StageCounts, stage_maps
+from tinypatch.runtime.mixed import MapStats, MixedPrecision, StageCounts, stage_maps
 from tinypatch.runtime.plan_executor import PlanExecutor
 
 
@@ -49,6 +49,7 @@ class QuantizeOptions:
     accept: str = "agreement"  # a move stays if: the calibration run agrees ("agreement"), or Omega is small ("entropy")
     max_margin_loss: float = 1.0  # "agreement" also needs every calibration input to keep this share of its margin
     max_entropy_loss: float = 0.1  # the "entropy" acceptance: Omega of the move at most this
+    step: str = "static"  # the maps' shift: static, or chosen at run time per "patch" / per "pixel"
 
 
 @dataclass
@@ -135,12 +136,28 @@ def _entropy(hist: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def _omega(hist: np.ndarray, zp: int, m: MapPrecision) -> float:
-    """Relative entropy loss of the map's value histogram requantized to ``m``."""
-    values = np.arange(-128, 128, dtype=np.int8)
-    low = requantize(values, zp, m.bits, m.shift, m.signed).astype(np.int32) + 128
+def _omega(st: MapStats, zp: int, m: MapPrecision) -> float:
+    """Relative entropy loss of the map's value histogram requantized to ``m`` (a run-time step:
+    of the sampled pixels of non-outlier patches, each requantized with its own block's shift)."""
+    if m.step == "static":
+        hist = st.hist
+        values = np.arange(-128, 128, dtype=np.int8)
+        low = np.bincount(requantize(values, zp, m.bits, m.shift, m.signed).astype(np.int32) + 128,
+                          weights=hist, minlength=256)
+    else:
+        px, pm = np.concatenate(st.pixels), np.concatenate(st.pixel_patch_max)
+        px = px[pm <= m.threshold]
+        if not px.size:
+            return 0.0
+        hist = np.bincount(px.astype(np.int32).ravel() + 128, minlength=256)
+        if m.step == "patch":  # one shift per patch: from its max
+            shift = block_shift(pm[pm <= m.threshold], m.bits, m.signed)[:, None]
+            q = requantize(px, zp, m.bits, shift, m.signed)
+        else:
+            q = requantize_blocks(px, zp, m.bits, m.signed, "pixel")
+        low = np.bincount(q.astype(np.int32).ravel() + 128, minlength=256)
     h8 = _entropy(hist)
-    return (h8 - _entropy(np.bincount(low, weights=hist, minlength=256))) / h8 if h8 > 0 else 0.0
+    return (h8 - _entropy(low)) / h8 if h8 > 0 else 0.0
 
 
 def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: QuantizeOptions | None = None,
@@ -171,7 +188,7 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
             if not st.patch_max:
                 continue
             thr = int(np.quantile(st.patch_max, o.quantile, method="higher"))
-            maps.append(MapPrecision(t, 8, thr, st.below_zero_point))
+            maps.append(MapPrecision(t, 8, thr, st.below_zero_point, step=o.step))
             zps[t] = int(graph.tensors[t].quant.zero_point[0])  # type: ignore[union-attr]
             users = [k for k in range(s.start, s.end) if graph.ops[k].inputs and graph.ops[k].inputs[0] == t]
             macs = sum(op_macs(graph, graph.ops[k]) for k in users)
@@ -179,6 +196,7 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
         stages.append(StagePrecision(si, maps))
     notes = {"outlier_rule": f"max|q-zp| of a patch > the {o.quantile:g} quantile of calibration patches' max",
              "lambda": o.lam, "bitwidths": list(o.bitwidths), "calibration_inputs": len(calib), "accept": o.accept,
+             "step": o.step,
              **({"max_entropy_loss": o.max_entropy_loss} if o.accept == "entropy" else
                 {"min_agreement": o.min_agreement, "max_change": o.max_change, "max_margin_loss": o.max_margin_loss})}
     prec = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages, o.scope, "worst", notes)
@@ -194,15 +212,15 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
             if t in frozen or not nxt:
                 continue
             b = nxt[0]
-            trial = MapPrecision(t, b, m.threshold, m.signed)
-            omega = _omega(rec.stats[t].hist, zps[t], trial)
+            trial = MapPrecision(t, b, m.threshold, m.signed, step=o.step)
+            omega = _omega(rec.stats[t], zps[t], trial)
             phi = phi_unit[t] * (m.bits - b)
             cands.append((-o.lam * omega + (1 - o.lam) * phi, t, b, omega))
         if not cands:
             break
         score, t, b, omega = max(cands)
         old = entries[t]
-        new = MapPrecision(t, b, old.threshold, old.signed)
+        new = MapPrecision(t, b, old.threshold, old.signed, step=o.step)
         _swap(prec, new)
         if o.accept == "entropy":  # training-free: no run, the entropy proxy alone decides
             fid = Fidelity(0, float("nan"), float("nan"), {})
@@ -225,7 +243,7 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
     return QuantizeResult(prec, steps, last)
 
 
-def uniform(graph: Graph, plan: Plan, calib: list[np.ndarray], bits: int) -> PrecisionPlan:
+def uniform(graph: Graph, plan: Plan, calib: list[np.ndarray], bits: int, step: str = "static") -> PrecisionPlan:
     """Every map of every tiled stage at ``bits``, its threshold the largest patch value of the
     int8 run over ``calib`` (maps computed from lowered ones may still exceed it), scope ``map``:
     how much a uniform lowering costs in fidelity (``benchmarks/quantmcu.py``'s floor rows)."""
@@ -233,12 +251,13 @@ def uniform(graph: Graph, plan: Plan, calib: list[np.ndarray], bits: int) -> Pre
     ex = PlanExecutor(graph, plan, rec)
     for x in calib:
         ex([x])
-    stages = [StagePrecision(si, [MapPrecision(t, bits, max(rec.stats[t].patch_max), rec.stats[t].below_zero_point)
+    stages = [StagePrecision(si, [MapPrecision(t, bits, max(rec.stats[t].patch_max), rec.stats[t].below_zero_point,
+                                               step=step)
                                   for t in stage_maps(graph, plan, si) if rec.stats[t].patch_max])
               for si, s in enumerate(plan.stages) if STREAM not in s.halo.values()]
     return PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages, "map", "worst",
                          {"outlier_rule": "max|q-zp| of a patch > the largest of the int8 calibration run",
-                          "lambda": None, "bitwidths": [bits], "calibration_inputs": len(calib)})
+                          "lambda": None, "bitwidths": [bits], "calibration_inputs": len(calib), "step": step})
 
 
 def _swap(prec: PrecisionPlan, m: MapPrecision) -> None:

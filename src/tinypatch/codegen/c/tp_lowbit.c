@@ -111,6 +111,17 @@ static void spatial(int kind, const void *p, const int8_t *x, int ih, int iw, in
     }
 }
 
+/* n values through the table (g->top > 0: a table per pixel, chosen by its run-time step) */
+static void gather(const int8_t *lut, const tp_lb_geom *g, const int8_t *src, int8_t *dst, int n)
+{
+    if (!g->top) {
+        lut_copy(lut + 128, src, dst, n);
+        return;
+    }
+    for (int i = 0; i < n; i += g->c)
+        lut_copy(lut + 128 + 256 * tp_lb_pixel_shift(src + i, g->c, g->top, g->zp), src + i, dst + i, g->c);
+}
+
 void tp_lb_spatial(int kind, const void *p, const int8_t *lut, const tp_lb_geom *g, const int8_t *x, int ih, int iw,
                    int irs, int pt, int pl, int8_t *y, int oh, int ow, int ors)
 {
@@ -129,7 +140,7 @@ void tp_lb_spatial(int kind, const void *p, const int8_t *lut, const tp_lb_geom 
             const int b0 = c0 < 0 ? 0 : c0, b1 = c1 > iw ? iw : c1;
             const int n = (b1 - b0) * g->c;
             for (int r = 0; r < rows; r++)
-                lut_copy(lut + 128, x + (ptrdiff_t)(a0 + r) * irs + (ptrdiff_t)b0 * g->c, buf + r * n, n);
+                gather(lut, g, x + (ptrdiff_t)(a0 + r) * irs + (ptrdiff_t)b0 * g->c, buf + r * n, n);
             spatial(kind, p, buf, rows, b1 - b0, n, a0 - r0, b0 - c0, y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox0 * g->oc,
                     1, ox1 - ox0, ors);
         }
@@ -153,4 +164,22 @@ void tp_lb_dwconv_s8(const tp_conv_p *p, const int8_t *lut, const int8_t *x, int
 {
     const int8_t *t = lut + 128;
     TP_DWCONV_REF(p, x, ih, iw, irs, pt, pl, y, oh, ow, ors, TP_LB_LOAD);
+}
+
+int tp_lb_pixel_shift(const int8_t *p, int c, int top, int zp)
+{
+    int lo = 127, hi = -128, s = 0;
+    row_range(p, c, &lo, &hi);
+    const int dev = hi - zp > zp - lo ? hi - zp : zp - lo;
+    while ((top << s) < dev) s++;
+    return s;
+}
+
+void tp_lb_apply_px(const int8_t *luts, int top, int zp, int8_t *x, int h, int w, int c, int rs)
+{
+    for (int r = 0; r < h; r++)
+        for (int j = 0; j < w; j++) {
+            int8_t *p = x + (ptrdiff_t)r * rs + (ptrdiff_t)j * c;
+            lut_copy(luts + 128 + 256 * tp_lb_pixel_shift(p, c, top, zp), p, p, c);
+        }
 }

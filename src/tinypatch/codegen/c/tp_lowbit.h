@@ -22,6 +22,7 @@ void tp_lb_apply(const int8_t *lut, int8_t *x, int h, int n, int rs);
 enum { TP_LB_CONV, TP_LB_DWCONV, TP_LB_AVGPOOL, TP_LB_MAXPOOL };
 typedef struct {
     int16_t c, oc, kh, kw, sh, sw, dh, dw; /* input and output channels, kernel, stride, dilation */
+    int16_t top, zp; /* top > 0: a run-time step per pixel (tp_lb_apply_px); 0: lut is one table */
 } tp_lb_geom;
 #define TP_LB_GATHER 384 /* stack bytes of a gathered input window; one output pixel's window must fit */
 /* kernel `kind` (p: its parameters) on a window of a lowered map read through lut: the input rows of
@@ -34,5 +35,10 @@ void tp_lb_conv_s8(const tp_conv_p *p, const int8_t *lut, const int8_t *x, int i
                    int pl, int8_t *y, int oh, int ow, int ors);
 void tp_lb_dwconv_s8(const tp_conv_p *p, const int8_t *lut, const int8_t *x, int ih, int iw, int irs, int pt,
                      int pl, int8_t *y, int oh, int ow, int ors);
+/* run-time step per pixel (block floating point, tinypatch.kernels.lowbit): each pixel's c values
+ * take the least shift s with top << s >= their max |q - zp| (top: the largest code), then the
+ * table luts + 256 * s; luts holds one 256-entry table per shift */
+int tp_lb_pixel_shift(const int8_t *p, int c, int top, int zp);
+void tp_lb_apply_px(const int8_t *luts, int top, int zp, int8_t *x, int h, int w, int c, int rs);
 
 #endif
