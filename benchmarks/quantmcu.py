@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bits-ours", default="8,6,4,2", help="bitwidth steps for the least-MAC plan (search time)")
     ap.add_argument("--qm-bits", default="8,6,4,2")
     ap.add_argument("--floor-bits", type=int, default=7)
+    ap.add_argument("--steps", default="pixel", help="the low-bit maps' step for the ours and floor rows, one row per "
+                                                    "entry: static, patch, pixel (run time, per patch / per pixel)")
+    ap.add_argument("--max-flip-risk", type=float, default=1.0,
+                    help="ours: estimated flip rate a move may reach on the calibration crops (1: off)")
     ap.add_argument("--insns", default="cortex-m7,cortex-m55",
                     help="Cortex-M targets whose patch-stage instructions are counted on QEMU ('' : none)")
     ap.add_argument("--insn-inputs", type=int, default=2, help="held-out crops the instruction counts run on")
@@ -140,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     methods = args.methods.split(",")
     common = {"quantile": args.quantile, "lam": args.lam}
+    steps = args.steps.split(",")
+    ours = {"max_change": args.max_change, "max_margin_loss": args.max_margin_loss, "max_flip_risk": args.max_flip_risk,
+            **common}
+
+    def label(method: str, step: str) -> str:
+        return method if steps == ["static"] else f"{method}, {step} step"
     rows: list[dict] = []
     margins: list[dict] = []
     tmp = tempfile.TemporaryDirectory()
@@ -176,31 +186,30 @@ def main(argv: list[str] | None = None) -> int:
             r = api.quantize(graph, m2, calib=cal, evaluate=ev, bitwidths=bits(args.qm_bits), accept="entropy",
                              max_entropy_loss=args.max_entropy_loss, **common)
             done(_row(name, "QuantMCU-style", "MCUNetV2", r, time.perf_counter() - t0), graph, m2, r.precision, ev)
-        if "ours-MCUNetV2" in methods:
+        for step in steps if "ours-MCUNetV2" in methods else ():
             t0 = time.perf_counter()
-            r = api.quantize(graph, m2, calib=cal, evaluate=ev, bitwidths=bits(args.bits), max_change=args.max_change,
-                             max_margin_loss=args.max_margin_loss, **common)
-            done(_row(name, "ours", "MCUNetV2", r, time.perf_counter() - t0), graph, m2, r.precision, ev)
-        if "floor" in methods:
+            r = api.quantize(graph, m2, calib=cal, evaluate=ev, bitwidths=bits(args.bits), step=step, **ours)
+            done(_row(name, label("ours", step), "MCUNetV2", r, time.perf_counter() - t0), graph, m2, r.precision, ev)
+        for step in steps if "floor" in methods else ():
             t0 = time.perf_counter()
-            prec = uniform(graph, m2, cal, args.floor_bits)
+            prec = uniform(graph, m2, cal, args.floor_bits, step)
             fid, _ = measure(graph, m2, prec, ev)
             b8, bm = fid.bitops
             tiles = sum(c.tiles for c in fid.counts.values())
-            done({"model": name, "method": f"floor: all maps {args.floor_bits}-bit", "plan": "MCUNetV2",
+            done({"model": name, "method": label(f"floor: all maps {args.floor_bits}-bit", step), "plan": "MCUNetV2",
                   "sram_worst": None, "sram_packed": None, "bitops_int8": b8 / fid.n, "bitops": bm / fid.n,
                   "reduction": b8 / bm, "agreement": fid.agreement, "n": fid.n, "mean_abs_change": fid.mean_abs_change,
                   "outlier_share": sum(c.outlier_tiles for c in fid.counts.values()) / max(tiles, 1),
                   "bits": _bits(prec), "notes": prec.notes, "scope": prec.scope, "seconds": time.perf_counter() - t0},
                  graph, m2, prec, ev)
-        if "ours-least-MAC" in methods:
+        for step in steps if "ours-least-MAC" in methods else ():
             t0 = time.perf_counter()
             sram = api.plan(graph, single_stage=True, strategy="recompute", inplace=False, include_input=False).cost.peak
             least = api.plan(graph, sram=sram, stream=False, inplace=False, include_input=False).plan
             r = api.quantize(graph, least, calib=cal[:args.n_calib_ours], evaluate=ev[:args.n_eval_ours],
-                             bitwidths=bits(args.bits_ours), max_change=args.max_change,
-                             max_margin_loss=args.max_margin_loss, **common)
-            done(_row(name, "ours", "least-MAC", r, time.perf_counter() - t0), graph, least, r.precision, ev)
+                             bitwidths=bits(args.bits_ours), step=step, **ours)
+            done(_row(name, label("ours", step), "least-MAC", r, time.perf_counter() - t0), graph, least, r.precision,
+                 ev)
     print_table(rows, args)
     return 0
 
@@ -222,7 +231,7 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         console.print(f"{method[0]} ({method[1]}): mean reduction {sum(x['reduction'] for x in sel) / len(sel):.2f}x, "
                       f"lowest agreement {min(x['agreement'] for x in sel):.1%} over {len(sel)} model(s)",
                       highlight=False)
-    console.print(f"lambda {args.lam}; outlier rule: a patch's max |q - zp| above the {args.quantile:g} quantile of "
+    console.print(f"step(s) {args.steps}; flip-risk bound {args.max_flip_risk:g}; lambda {args.lam}; outlier rule: a patch's max |q - zp| above the {args.quantile:g} quantile of "
                   f"the calibration patches' maxima (scope rest); ours: moves kept if the calibration crops agree "
                   f"and mean |Δout| <= {args.max_change} x int8 margin and no crop loses more than {args.max_margin_loss:g} of "
                   f"its margin; QuantMCU-style: moves kept while Omega <= "

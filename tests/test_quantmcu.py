@@ -13,7 +13,7 @@ from tinypatch import api
 from tinypatch.analysis.macs import op_macs
 from tinypatch.cli import main
 from tinypatch.errors import PlanError, UsageError
-from tinypatch.kernels.lowbit import code_range, packed_bytes, requantize, step_shift
+from tinypatch.kernels.lowbit import block_shift, code_range, packed_bytes, requantize, requantize_blocks, step_shift
 from tinypatch.planning.plan import Plan, fingerprint
 from tinypatch.planning.precision import (
     MapPrecision,
@@ -23,9 +23,9 @@ from tinypatch.planning.precision import (
 )
 from tinypatch.planning.tiles import tile_stage
 from tinypatch.runtime.crops import crops, photos
-from tinypatch.runtime.mixed import MixedPrecision, stage_maps
+from tinypatch.runtime.mixed import MixedPrecision, PixelwiseRun, stage_maps, tile_independent
 from tinypatch.runtime.plan_executor import PlanExecutor
-from tinypatch.runtime.quantmcu import _margin_loss, measure, uniform
+from tinypatch.runtime.quantmcu import _margin_loss, flip_risk, measure, uniform
 
 
 @pytest.mark.parametrize("bits", [7, 6, 5, 4, 3, 2])
@@ -49,6 +49,7 @@ def test_step_shift_and_packing():
     assert step_shift(2, False, 200) == 7
     assert packed_bytes(10, 4) == 5 and packed_bytes(4, 6) == 3 and packed_bytes(3, 2) == 1
     assert packed_bytes(8, 3) == 3 and packed_bytes(8, 5) == 5 and packed_bytes(8, 7) == 7
+    assert packed_bytes(8, 4, 2) == 5  # two 3-bit run-time shifts
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +248,105 @@ def test_run_executes_a_precision_plan(vww, tmp_path, capsys):
     other.save(str(pp))
     assert main(["run", model, "--plan", str(pp), "--precision", str(qp)]) == 2
     assert "precision plan" in capsys.readouterr().err
+
+
+# --- run-time steps (block floating point per patch / per pixel) -----------------------------------
+@pytest.mark.parametrize("bits", [7, 5, 4, 2])
+@pytest.mark.parametrize("signed", [True, False])
+def test_run_time_step_is_the_least_shift_that_fits_the_block(bits, signed):
+    rng = np.random.default_rng(bits)
+    zp = -128 if not signed else 3
+    x = rng.integers(-128, 128, (1, 5, 6, 7)).astype(np.int8)
+    x[0, 0, 0] = np.clip(zp + rng.integers(0, 3, 7), -128, 127)  # a pixel with a tiny range
+    top = code_range(bits, signed)[1]
+    got = requantize_blocks(x, zp, bits, signed, "pixel")
+    for idx in np.ndindex(x.shape[:-1]):
+        px = x[idx]
+        m = int(np.abs(px.astype(np.int32) - zp).max())
+        s = next(s for s in range(9) if top << s >= m)
+        assert s == 0 or top << (s - 1) < m
+        assert np.array_equal(got[idx], requantize(px, zp, bits, s, signed))
+        if m <= top:
+            assert np.array_equal(got[idx], px)  # lossless
+    whole = requantize_blocks(x, zp, bits, signed, "patch")
+    assert np.array_equal(whole, requantize(x, zp, bits, int(block_shift(np.abs(x.astype(int) - zp).max(), bits,
+                                                                           signed)), signed))
+    assert np.array_equal(block_shift(np.array([0, top, top + 1, 255]), bits, signed)[:3], [0, 0, 1])
+
+
+def test_precision_plan_step_field_and_format_versions(vww):
+    graph, plan = vww
+    p = _precision(graph, plan, 4, 255)
+    p.stages[0].maps[1] = MapPrecision(p.stages[0].maps[1].tensor, 5, 255, False, step="pixel")
+    d = json.loads(p.to_json())
+    assert d["format"] == "tinypatch-precision/2" and PrecisionPlan.from_json(p.to_json()) == p
+    old = json.loads(_precision(graph, plan, 4, 255).to_json())
+    old["format"] = "tinypatch-precision/1"
+    for m in old["stages"][0]["maps"]:
+        del m["step"]
+    assert all(m.step == "static" for m in PrecisionPlan.from_json(json.dumps(old)).stages[0].maps)
+    with pytest.raises(PlanError, match="step"):
+        MapPrecision("x", 4, 10, True, step="row")
+    d["stages"][0]["maps"][0]["step"] = 3
+    with pytest.raises(PlanError, match="step"):
+        PrecisionPlan.from_json(json.dumps(d))
+
+
+def _pixel_plan(graph, plan, bits, threshold=255, step="pixel"):
+    stages = [StagePrecision(i, [MapPrecision(t, bits, threshold, False, step=step) for t in stage_maps(graph, plan, i)])
+              for i in range(len(plan.stages))]
+    return PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages)
+
+
+def test_pixel_steps_without_outliers_do_not_depend_on_the_tiling(vww):
+    """Per-pixel steps and no outlier patch: the tiled run equals the whole-image run with the
+    stage's maps requantized (PixelwiseRun), which measure() then uses after checking the first input."""
+    graph, plan = vww
+    prec = _pixel_plan(graph, plan, 3)
+    assert tile_independent(prec) and not tile_independent(_pixel_plan(graph, plan, 3, 200))
+    assert not tile_independent(_pixel_plan(graph, plan, 3, step="patch")) and not tile_independent(None)
+    xs = list(crops(graph.tensors[graph.inputs[0]], "evaluation", 3, 4))
+    fast = PixelwiseRun(graph, plan, prec)
+    tiled = []
+    for x in xs:
+        mixed = MixedPrecision(graph, plan, prec)
+        want = PlanExecutor(graph, plan, mixed)([x]).outputs
+        assert all(np.array_equal(fast(x)[n], want[n]) for n in graph.outputs)
+        tiled.append(mixed.counts[plan.stages[0].start])
+    fid, _ = measure(graph, plan, prec, xs)
+    c = fid.counts[plan.stages[0].start]
+    assert c.bitops == sum(t.bitops for t in tiled) < c.bitops_int8 == sum(t.bitops_int8 for t in tiled)
+    assert c.tiles == sum(t.tiles for t in tiled) and c.outlier_tiles == 0
+    with pytest.raises(PlanError, match="tiling"):
+        PixelwiseRun(graph, plan, _pixel_plan(graph, plan, 3, 200))
+
+
+def test_flip_risk_pairs_every_loss_with_every_margin():
+    assert flip_risk([0.0, 0.0], [0.5, 0.1]) == 0.0
+    assert flip_risk([0.2, 0.0], [0.1, 0.3]) == pytest.approx(0.25)  # 0.2 exceeds one of two margins, for one input
+    assert flip_risk([1.0], [0.0, 0.5]) == 1.0  # tied int8 tops are left out
+    assert flip_risk([], [0.1]) == 0.0 and flip_risk([0.3], [0.0]) == 0.0
+
+
+def test_search_with_pixel_steps_and_no_outliers(vww, tmp_path, capsys):
+    graph, plan = vww
+    xs = list(crops(graph.tensors[graph.inputs[0]], "calibration", 3, 9))
+    r = api.quantize(graph, plan, calib=xs, evaluate=xs[:2], bitwidths=(8, 4), step="pixel", outliers=False,
+                     max_change=10, max_flip_risk=1.0)
+    maps = r.precision.stages[0].maps
+    assert all(m.step == "pixel" and m.threshold == 255 for m in maps) and {m.bits for m in maps} <= {8, 4}
+    assert r.evaluation.counts[plan.stages[0].start].outlier_tiles == 0
+    assert r.precision.notes["step"] == "pixel" and "none" in r.precision.notes["outlier_rule"]
+    pp = tmp_path / "plan.json"
+    plan.save(str(pp))
+    assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(pp), "--n-calib", "2",
+                 "--n-eval", "2", "--bits", "8,4", "--step", "pixel", "--no-outliers", "--max-flip-risk", "0.5",
+                 "-o", str(tmp_path / "p.json")]) == 0
+    assert all(m.step == "pixel" for m in PrecisionPlan.load(str(tmp_path / "p.json")).stages[0].maps)
+    with pytest.raises(SystemExit) as exc:  # argparse's own refusal: usage on stderr, status 2
+        main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(pp), "--step", "row"])
+    assert exc.value.code == 2
+    with pytest.raises(UsageError, match="step"):
+        api.quantize(graph, plan, calib=xs, step="row")
+    with pytest.raises(UsageError, match="flip-risk"):
+        api.quantize(graph, plan, calib=xs, max_flip_risk=2)

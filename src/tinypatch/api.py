@@ -915,7 +915,8 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
              evaluate: InputLike = None, n_eval: int = 200, quantile: float = 0.9, lam: float = 0.5,
              bitwidths: Sequence[int] = (8, 6, 4, 2), scope: str = "rest", min_agreement: float = 1.0,
              max_change: float = 0.25, max_margin_loss: float = 1.0, accept: str = "agreement",
-             max_entropy_loss: float = 0.1, step: str = "static",
+             max_entropy_loss: float = 0.1, step: str = "static", max_flip_risk: float = 1.0,
+             outliers: bool = True,
              preprocess: str = "auto", seed: int = 0, progress: Progress | None = None) -> QuantizeReport:
     """Calibrate a per-patch mixed-precision plan (VDPC + VDQS) for ``plan`` and measure it
     against int8 on held-out inputs (``tinypatch quantize``). ``calib`` / ``evaluate``: None for
@@ -924,7 +925,10 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
     run's agreement ("agreement", ours) or the entropy proxy alone ("entropy": Omega <=
     ``max_entropy_loss``, the training-free reading of QuantMCU). ``step``: the low-bit maps' shift,
     one per map ("static") or chosen at run time from the values of each patch ("patch") or of
-    each pixel of it ("pixel"). See :mod:`tinypatch.runtime.quantmcu`.
+    each pixel of it ("pixel"). ``max_flip_risk``: with "agreement", the estimated share of inputs
+    whose top-1 flips a move may reach (:func:`tinypatch.runtime.quantmcu.flip_risk`; 1: off).
+    ``outliers=False``: no outlier patches (thresholds 255), each block takes its own step.
+    See :mod:`tinypatch.runtime.quantmcu`.
 
     Raises PlanError (no tiled stage, a plan of another model), InputError, UsageError (options).
     """
@@ -936,9 +940,9 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
     from tinypatch.runtime.quantmcu import quantize as search
 
     if not 0 < quantile <= 1 or not 0 <= lam <= 1 or not 0 <= min_agreement <= 1 or not max_change >= 0 \
-            or not 0 <= max_entropy_loss <= 1 or not 0 <= max_margin_loss <= 1:
-        raise UsageError("quantile must be in (0, 1], lambda, min-agreement, max-margin-loss and max-entropy-loss "
-                         "in [0, 1], max-change >= 0")
+            or not 0 <= max_entropy_loss <= 1 or not 0 <= max_margin_loss <= 1 or not 0 <= max_flip_risk <= 1:
+        raise UsageError("quantile must be in (0, 1], lambda, min-agreement, max-margin-loss, max-flip-risk and "
+                         "max-entropy-loss in [0, 1], max-change >= 0")
     if n_calib < 1 or n_eval < 1:
         raise UsageError("n_calib and n_eval must be positive")
     if accept not in ("agreement", "entropy"):
@@ -955,7 +959,8 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
     cal = _calibration_inputs(graph, calib, n_calib, "calibration", seed, preprocess)
     ev = _calibration_inputs(graph, evaluate, n_eval, "evaluation", seed + 1, preprocess)
     opts = QuantizeOptions(quantile, lam, tuple(bitwidths), scope, min_agreement, max_change, accept=accept,
-                           max_margin_loss=max_margin_loss, max_entropy_loss=max_entropy_loss, step=step)
+                           max_margin_loss=max_margin_loss, max_entropy_loss=max_entropy_loss, step=step,
+                           max_flip_risk=max_flip_risk, outliers=outliers)
     tick = _phase(progress, "searching bitwidths")
     steps = [0]
 

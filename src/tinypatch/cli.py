@@ -221,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--step", choices=("static", "patch", "pixel"), default="static",
                    help="the low-bit maps' step: one per map (static), or chosen at run time from the values of "
                         "each patch (patch) or of each pixel of a patch (pixel; block floating point)")
+    q.add_argument("--no-outliers", dest="outliers", action="store_false",
+                   help="no outlier patches (VDPC off, thresholds 255): every patch low-bit at its blocks' own steps")
+    q.add_argument("--max-flip-risk", type=float, default=1.0,
+                   help="with --accept agreement: the estimated share of inputs whose top-1 flips (every input's lead "
+                        "lost against every input's int8 margin) a move may reach (default 1: off)")
     q.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
     q.add_argument("-o", "--output", metavar="PRECISION.json", help="write the precision plan")
     q.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
@@ -611,6 +616,7 @@ def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
                               scope=args.scope, min_agreement=args.min_agreement, max_change=args.max_change,
                               max_margin_loss=args.max_margin_loss, accept=args.accept,
                               max_entropy_loss=args.max_entropy_loss, step=args.step,
+                              max_flip_risk=args.max_flip_risk, outliers=args.outliers,
                               preprocess=args.preprocess, progress=progress)
     _emit(result, args, console, "precision plan")
     return 0

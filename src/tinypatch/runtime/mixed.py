@@ -147,3 +147,54 @@ class MixedPrecision:
         if is_stage_output:
             return value
         return self._apply(op.outputs[0], value)
+
+
+def tile_independent(precision: PrecisionPlan | None) -> bool:
+    """True when the plan's low-bit values do not depend on the tiling: no lowered map can hold an
+    outlier patch (threshold 255 covers every |q - zp|) and no step is chosen per patch. Each value
+    is then requantized from its own pixel alone, so a patch stage computes what the whole-image
+    graph computes with every lowered map requantized (:class:`PixelwiseRun`)."""
+    return precision is not None and all(m.bits >= 8 or (m.threshold >= 255 and m.step != "patch")
+                                         for sp in precision.stages for m in sp.maps)
+
+
+class PixelwiseRun:
+    """A tile-independent precision plan (:func:`tile_independent`) run on the whole image: the
+    prepared kernels in graph order, each op of a patch stage reading that stage's lowered maps
+    requantized (static or per-pixel step). Gives the plan executor's outputs, fast (one numpy call
+    per op); BitOPs are not counted here."""
+
+    def __init__(self, graph: Graph, plan: Plan, precision: PrecisionPlan) -> None:
+        from tinypatch.runtime.executor import Executor
+
+        if not tile_independent(precision):
+            raise PlanError("the precision plan depends on the tiling (outlier patches or a per-patch step)")
+        precision.check(graph, plan)
+        self.graph, self.ex = graph, Executor(graph)
+        self.stage: dict[int, int] = {}  # op -> its stage's index into precision.stages
+        self.maps: list[dict[str, MapPrecision]] = []
+        for i, sp in enumerate(precision.stages):
+            s = plan.stages[sp.stage]
+            self.stage.update({k: i for k in range(s.start, s.end)})
+            self.maps.append({m.tensor: m for m in sp.maps if m.bits < 8})
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        g = self.graph
+        env = self.ex.check_inputs([x])
+        low: dict[tuple[int, str], np.ndarray] = {}
+        for k, (op, kernel) in enumerate(zip(g.ops, self.ex.kernels)):
+            i = self.stage.get(k)
+            args = []
+            for t in kernel.input_names:
+                m = self.maps[i].get(t) if i is not None else None
+                if m is not None:
+                    if (i, t) not in low:
+                        zp = int(g.tensors[t].quant.zero_point[0])  # type: ignore[union-attr]
+                        low[i, t] = requantize(env[t], zp, m.bits, m.shift, m.signed) if m.step == "static" \
+                            else requantize_blocks(env[t], zp, m.bits, m.signed, m.step)
+                    args.append(low[i, t])
+                else:
+                    args.append(env[t])
+            for name, value in zip(op.outputs, kernel(args)):
+                env[name] = value
+        return {n: env[n] for n in g.outputs}

@@ -34,7 +34,15 @@ from tinypatch.ir import Graph
 from tinypatch.kernels.lowbit import DEFAULT_SET, block_shift, requantize, requantize_blocks
 from tinypatch.planning.plan import STREAM, Plan, fingerprint
 from tinypatch.planning.precision import MapPrecision, PrecisionPlan, StagePrecision, plan_fingerprint
-from tinypatch.runtime.mixed import MapStats, MixedPrecision, StageCounts, stage_maps
+from tinypatch.runtime.mixed import (
+    MapStats,
+    MixedPrecision,
+    PixelwiseRun,
+    StageCounts,
+    stage_maps,
+    tile_independent,
+)
+from tinypatch.runtime.executor import Executor
 from tinypatch.runtime.plan_executor import PlanExecutor
 
 
@@ -50,6 +58,8 @@ class QuantizeOptions:
     max_margin_loss: float = 1.0  # "agreement" also needs every calibration input to keep this share of its margin
     max_entropy_loss: float = 0.1  # the "entropy" acceptance: Omega of the move at most this
     step: str = "static"  # the maps' shift: static, or chosen at run time per "patch" / per "pixel"
+    outliers: bool = True  # VDPC: outlier patches stay int8; False: thresholds 255 (no patch is one)
+    max_flip_risk: float = 1.0  # "agreement" also needs the estimated flip rate (see flip_risk) at most this (1: off)
 
 
 @dataclass
@@ -59,6 +69,7 @@ class Fidelity:
     mean_abs_change: float  # mean |output - int8 output| (real units)
     counts: dict[int, StageCounts]  # per stage start: tiles, outlier tiles, BitOPs
     margin_loss: float = 0.0  # the largest share of an input's int8 top-1 margin lost (see _margin_loss)
+    flip_risk: float = 0.0  # estimated share of inputs whose top-1 would flip (see flip_risk)
 
     @property
     def bitops(self) -> tuple[int, int]:
@@ -96,23 +107,61 @@ def _outputs(graph: Graph, run_outputs: dict[str, np.ndarray]) -> np.ndarray:
 def measure(graph: Graph, plan: Plan, precision: PrecisionPlan | None, inputs: Iterable[np.ndarray],
             reference: list[np.ndarray] | None = None, stop_below: float | None = None) -> tuple[Fidelity, list[np.ndarray]]:
     """Run ``inputs`` at mixed precision against int8 (``reference``: int8 outputs known);
-    ``stop_below``: stop at the first disagreement that makes that agreement unreachable."""
+    ``stop_below``: stop at the first disagreement that makes that agreement unreachable. A
+    tile-independent precision plan (:func:`~tinypatch.runtime.mixed.tile_independent`) runs the
+    first input tiled (its BitOPs, the same for every input then) and checks the whole-image run
+    (:class:`~tinypatch.runtime.mixed.PixelwiseRun`) gives its bytes, then runs the rest whole-image."""
     mixed = MixedPrecision(graph, plan, precision)
     ex = PlanExecutor(graph, plan, mixed)
-    base = PlanExecutor(graph, plan) if reference is None else None
+    fast = PixelwiseRun(graph, plan, precision) if tile_independent(precision) else None  # type: ignore[arg-type]
+    base = (Executor(graph) if fast else PlanExecutor(graph, plan)) if reference is None else None
     agree, change, refs, n, worst = 0, 0.0, [], 0, 0.0
+    losses, margins = [], []
     inputs = list(inputs)
     for i, x in enumerate(inputs):
-        ref = reference[i] if reference is not None else _outputs(graph, base([x]).outputs)  # type: ignore[misc]
+        if reference is not None:
+            ref = reference[i]
+        else:  # the plan's int8 bytes are the whole image's (the executors' contract)
+            ref = _outputs(graph, base([x]) if fast else base([x]).outputs)  # type: ignore[misc, union-attr]
         refs.append(ref)
-        out = _outputs(graph, ex([x]).outputs)
+        if fast is None or i == 0:
+            run = ex([x]).outputs
+            if fast is not None and any(not np.array_equal(v, run[k]) for k, v in fast(x).items()):
+                raise PlanError("the whole-image run of a tile-independent precision plan differs from the tiled run")
+        else:
+            run = fast(x)
+        out = _outputs(graph, run)
         n += 1
         agree += int(_agree(out, ref))
         change += float(np.abs(out - ref).mean())
         worst = max(worst, _margin_loss(out, ref))
+        losses.append(_lead(ref, ref) - _lead(out, ref))
+        margins.append(_lead(ref, ref))
         if stop_below is not None and (n - agree) > (1 - stop_below) * len(inputs) + 1e-9:
             break
-    return Fidelity(n, agree / max(n, 1), change / max(n, 1), mixed.counts, worst), refs
+    if fast is not None:  # BitOPs from the first input's tiled run: with no outlier patch every input counts the same
+        mixed.counts = {k: StageCounts(c.tiles * n, 0, c.bitops * n, c.bitops_int8 * n) for k, c in mixed.counts.items()}
+    return Fidelity(n, agree / max(n, 1), change / max(n, 1), mixed.counts, worst, flip_risk(losses, margins)), refs
+
+
+def _lead(out: np.ndarray, ref: np.ndarray) -> float:
+    """How far ``out``'s value of int8's top class leads its best other class (0 for one output)."""
+    if out.size < 2:
+        return 0.0
+    k = int(np.argmax(ref))
+    return float(out[k] - np.delete(out, k).max())
+
+
+def flip_risk(losses: list[float], margins: list[float]) -> float:
+    """The estimated share of inputs whose top-1 flips: the chance that the lead an input loses
+    (int8's top class over the runner-up, before minus after) exceeds the int8 margin of another,
+    over all pairs of inputs with a positive margin. Pairing every loss with every margin smooths
+    the count of actual flips (a handful of inputs decides it) and does not tie the estimate to
+    the margins of the calibration inputs that happened to be lowered the least."""
+    m = np.sort(np.asarray([x for x in margins if x > 0]))
+    if not m.size or not losses:
+        return 0.0
+    return float(np.searchsorted(m, np.asarray(losses), side="left").mean() / m.size)
 
 
 def _margin_loss(out: np.ndarray, ref: np.ndarray) -> float:
@@ -187,18 +236,20 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
             st = rec.stats[t]
             if not st.patch_max:
                 continue
-            thr = int(np.quantile(st.patch_max, o.quantile, method="higher"))
+            thr = int(np.quantile(st.patch_max, o.quantile, method="higher")) if o.outliers else 255
             maps.append(MapPrecision(t, 8, thr, st.below_zero_point, step=o.step))
             zps[t] = int(graph.tensors[t].quant.zero_point[0])  # type: ignore[union-attr]
             users = [k for k in range(s.start, s.end) if graph.ops[k].inputs and graph.ops[k].inputs[0] == t]
             macs = sum(op_macs(graph, graph.ops[k]) for k in users)
-            phi_unit[t] = macs * 8 * o.quantile / total if total else 0.0
+            phi_unit[t] = macs * 8 * (o.quantile if o.outliers else 1.0) / total if total else 0.0
         stages.append(StagePrecision(si, maps))
-    notes = {"outlier_rule": f"max|q-zp| of a patch > the {o.quantile:g} quantile of calibration patches' max",
+    notes = {"outlier_rule": f"max|q-zp| of a patch > the {o.quantile:g} quantile of calibration patches' max"
+             if o.outliers else "none (threshold 255: every patch low-bit, each block at its own run-time step)",
              "lambda": o.lam, "bitwidths": list(o.bitwidths), "calibration_inputs": len(calib), "accept": o.accept,
              "step": o.step,
              **({"max_entropy_loss": o.max_entropy_loss} if o.accept == "entropy" else
-                {"min_agreement": o.min_agreement, "max_change": o.max_change, "max_margin_loss": o.max_margin_loss})}
+                {"min_agreement": o.min_agreement, "max_change": o.max_change, "max_margin_loss": o.max_margin_loss,
+                 "max_flip_risk": o.max_flip_risk})}
     prec = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages, o.scope, "worst", notes)
     # VDQS: greedy moves one step down the bitwidth set
     frozen: set[str] = set()
@@ -228,7 +279,7 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
         else:
             fid, _ = measure(graph, plan, prec, calib, refs, o.min_agreement)
             ok = fid.n == len(calib) and fid.agreement >= o.min_agreement and fid.mean_abs_change <= change_cap \
-                and fid.margin_loss <= o.max_margin_loss
+                and fid.margin_loss <= o.max_margin_loss and fid.flip_risk <= o.max_flip_risk
         steps.append(SearchStep(t, b, score, ok, fid.agreement, fid.mean_abs_change))
         if log:
             log(steps[-1])
