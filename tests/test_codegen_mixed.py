@@ -234,8 +234,16 @@ def vww() -> tuple[Graph, Plan, np.ndarray, PrecisionPlan]:
 
 
 @needs_cc
-def test_shared_model_is_exact_tile_by_tile(tmp_path):
+@pytest.mark.parametrize("step", ["static", "pixel"])
+def test_shared_model_is_exact_tile_by_tile(step, tmp_path):
     graph, plan, x, prec = vww()
+    if step != "static":  # the same bits, each pixel at its own run-time step; the third map's threshold
+        maps = [replace(m, step=step) for m in prec.stages[0].maps]  # its median patch under these steps
+        stats = MixedPrecision(graph, plan, replace(prec, stages=[StagePrecision(0, [
+            replace(m, threshold=255, shift=-1) for m in maps])]), record=True)
+        PlanExecutor(graph, plan, stats)([x])
+        maps[2] = replace(maps[2], threshold=int(np.median(stats.stats[maps[2].tensor].patch_max)), shift=-1)
+        prec = replace(prec, stages=[StagePrecision(0, maps)])
     rec = check_host(graph, plan, prec, x, tmp_path)
     outliers, tiles = _mixed_share(rec)
     assert 0 < outliers < tiles
