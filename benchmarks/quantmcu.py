@@ -36,6 +36,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ from tinypatch.runtime.crops import crops
 from tinypatch.runtime.executor import run as run_whole
 from tinypatch.runtime.plan_executor import PlanExecutor
 from tinypatch.runtime.quantmcu import _outputs, measure, uniform
+from tinypatch.planning.precision import PrecisionPlan
 from tinypatch.safeio import write_text
 
 MODELS = ("mlperf_vww_96_int8", "person_detect", "mcunet_vww", "mlperf_ic_resnet8_int8")
@@ -89,6 +91,14 @@ class Insns:
                 self.int8[key] = self._count(graph, plan, None, t, xs)
             out[t] = (self.int8[key] / len(xs), self._count(graph, plan, prec, t, xs) / len(xs))
         return out
+
+
+def no_outliers(prec: PrecisionPlan) -> PrecisionPlan:
+    """The same bitwidths and steps with thresholds 255: no patch is an outlier."""
+    for sp in prec.stages:
+        sp.maps = [replace(m, threshold=255, shift=-1) for m in sp.maps]
+    prec.notes["outlier_rule"] = "none (threshold 255)"
+    return prec
 
 
 def bits(text: str) -> list[int]:
@@ -131,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floor-bits", type=int, default=7)
     ap.add_argument("--steps", default="pixel", help="the low-bit maps' step for the ours and floor rows, one row per "
                                                     "entry: static, patch, pixel (run time, per patch / per pixel)")
+    ap.add_argument("--no-outlier-steps", default="pixel",
+                    help="steps whose ours rows have no outlier patches (thresholds 255; pixel steps then run the "
+                         "held-out crops whole-image, checked against the tiled run)")
     ap.add_argument("--max-flip-risk", type=float, default=1.0,
                     help="ours: estimated flip rate a move may reach on the calibration crops (1: off)")
     ap.add_argument("--insns", default="cortex-m7,cortex-m55",
@@ -188,11 +201,14 @@ def main(argv: list[str] | None = None) -> int:
             done(_row(name, "QuantMCU-style", "MCUNetV2", r, time.perf_counter() - t0), graph, m2, r.precision, ev)
         for step in steps if "ours-MCUNetV2" in methods else ():
             t0 = time.perf_counter()
-            r = api.quantize(graph, m2, calib=cal, evaluate=ev, bitwidths=bits(args.bits), step=step, **ours)
+            r = api.quantize(graph, m2, calib=cal, evaluate=ev, bitwidths=bits(args.bits), step=step,
+                             outliers=step not in args.no_outlier_steps.split(","), **ours)
             done(_row(name, label("ours", step), "MCUNetV2", r, time.perf_counter() - t0), graph, m2, r.precision, ev)
         for step in steps if "floor" in methods else ():
             t0 = time.perf_counter()
             prec = uniform(graph, m2, cal, args.floor_bits, step)
+            if step in args.no_outlier_steps.split(","):
+                prec = no_outliers(prec)
             fid, _ = measure(graph, m2, prec, ev)
             b8, bm = fid.bitops
             tiles = sum(c.tiles for c in fid.counts.values())
@@ -207,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             sram = api.plan(graph, single_stage=True, strategy="recompute", inplace=False, include_input=False).cost.peak
             least = api.plan(graph, sram=sram, stream=False, inplace=False, include_input=False).plan
             r = api.quantize(graph, least, calib=cal[:args.n_calib_ours], evaluate=ev[:args.n_eval_ours],
-                             bitwidths=bits(args.bits_ours), step=step, **ours)
+                             bitwidths=bits(args.bits_ours), step=step,
+                             outliers=step not in args.no_outlier_steps.split(","), **ours)
             done(_row(name, label("ours", step), "least-MAC", r, time.perf_counter() - t0), graph, least, r.precision,
                  ev)
     print_table(rows, args)
@@ -231,13 +248,14 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         console.print(f"{method[0]} ({method[1]}): mean reduction {sum(x['reduction'] for x in sel) / len(sel):.2f}x, "
                       f"lowest agreement {min(x['agreement'] for x in sel):.1%} over {len(sel)} model(s)",
                       highlight=False)
-    console.print(f"step(s) {args.steps}; flip-risk bound {args.max_flip_risk:g}; lambda {args.lam}; outlier rule: a patch's max |q - zp| above the {args.quantile:g} quantile of "
-                  f"the calibration patches' maxima (scope rest); ours: moves kept if the calibration crops agree "
-                  f"and mean |Δout| <= {args.max_change} x int8 margin and no crop loses more than {args.max_margin_loss:g} of "
-                  f"its margin; QuantMCU-style: moves kept while Omega <= "
-                  f"{args.max_entropy_loss}; BitOPs = MACs x 8 x activation bits; instructions: patch stage(s) of "
-                  f"the generated C on QEMU ({args.insns or 'not measured'}), mean over {args.insn_inputs} held-out "
-                  f"crop(s), int8 build -> mixed build (int8 / mixed)", highlight=False)
+    console.print(f"lambda {args.lam}; step(s) of the ours/floor rows: {args.steps} (no outlier patch with "
+                  f"{args.no_outlier_steps}); outlier rule otherwise: a patch's max |q - zp| above the {args.quantile:g} "
+                  f"quantile of the calibration patches' maxima (scope rest); ours: moves kept if the calibration crops "
+                  f"agree, mean |Δout| <= {args.max_change} x int8 margin, no crop loses more than "
+                  f"{args.max_margin_loss:g} of its margin and the flip risk is <= {args.max_flip_risk:g}; QuantMCU-style: "
+                  f"moves kept while Omega <= {args.max_entropy_loss}; BitOPs = MACs x 8 x activation bits; "
+                  f"instructions: patch stage(s) of the generated C on QEMU ({args.insns or 'not measured'}), mean over "
+                  f"{args.insn_inputs} held-out crop(s), int8 build -> mixed build (int8 / mixed)", highlight=False)
 
 
 def _insns(x: dict) -> str:
