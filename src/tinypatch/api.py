@@ -841,7 +841,7 @@ class QuantizeReport(_Result):
 
         ev, notes = self.evaluation, self.precision.notes
         console.print(f"outlier rule: {notes['outlier_rule']} (scope {self.precision.scope!r}); "
-                      f"lambda {notes['lambda']}; bitwidths {notes['bitwidths']}; "
+                      f"step {notes.get('step', 'static')}; lambda {notes['lambda']}; bitwidths {notes['bitwidths']}; "
                       f"{notes['calibration_inputs']} calibration inputs; moves kept by {notes.get('accept', 'agreement')}",
                       highlight=False)
         table = Table(title=f"per stage, measured on {ev.n} held-out inputs")
@@ -859,7 +859,7 @@ class QuantizeReport(_Result):
         console.print(f"patch stages: BitOPs {b8 / max(ev.n, 1):,.0f} -> {bm / max(ev.n, 1):,.0f} per input "
                       f"({self.bitops_reduction:.2f}x fewer)", highlight=False)
         console.print(f"fidelity vs int8 on {ev.n} held-out inputs: top-1 agreement {ev.agreement:.2%}, "
-                      f"mean |output change| {ev.mean_abs_change:.5f}", highlight=False)
+                      f"mean |output change| {ev.mean_abs_change:.5f}, flip risk {ev.flip_risk:.4f}", highlight=False)
         console.print(f"arena: {self.memory.worst_case:,} B sized for the worst case (every patch an outlier); "
                       f"{self.memory.all_low_bit:,} B if every lowered tile buffer were packed", highlight=False)
 
@@ -867,6 +867,7 @@ class QuantizeReport(_Result):
         ev = self.evaluation
         return {"model": self.model, "precision": json.loads(self.precision.to_json()),
                 "evaluation": {"n": ev.n, "agreement": ev.agreement, "mean_abs_change": ev.mean_abs_change,
+                               "flip_risk": ev.flip_risk,
                                "bitops_int8": ev.bitops[0], "bitops_mixed": ev.bitops[1],
                                "stages": {str(k): {"tiles": c.tiles, "outlier_tiles": c.outlier_tiles,
                                                    "bitops_int8": c.bitops_int8, "bitops": c.bitops}
