@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-outlier-steps", default="pixel",
                     help="steps whose ours rows have no outlier patches (thresholds 255; pixel steps then run the "
                          "held-out crops whole-image, checked against the tiled run)")
+    ap.add_argument("--uniform-first", action="store_true", help="ours: lower all maps together first")
     ap.add_argument("--min-agreement", type=float, default=1.0, help="ours: calibration top-1 agreement a move keeps")
     ap.add_argument("--max-flip-risk", type=float, default=1.0,
                     help="ours: estimated flip rate a move may reach on the calibration crops (1: off)")
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     methods = args.methods.split(",")
     common = {"quantile": args.quantile, "lam": args.lam}
     steps = args.steps.split(",")
-    ours = {"max_change": args.max_change, "min_agreement": args.min_agreement, "max_margin_loss": args.max_margin_loss, "max_flip_risk": args.max_flip_risk,
+    ours = {"max_change": args.max_change, "min_agreement": args.min_agreement, "uniform_first": args.uniform_first,
+            "max_margin_loss": args.max_margin_loss, "max_flip_risk": args.max_flip_risk,
             **common}
 
     def label(method: str, step: str) -> str:
@@ -253,7 +255,8 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
                   f"{args.no_outlier_steps}); outlier rule otherwise: a patch's max |q - zp| above the {args.quantile:g} "
                   f"quantile of the calibration patches' maxima (scope rest); ours: moves kept if the calibration crops "
                   f"agree (>= {args.min_agreement:.0%}), mean |Δout| <= {args.max_change} x int8 margin, no crop loses more than "
-                  f"{args.max_margin_loss:g} of its margin and the flip risk is <= {args.max_flip_risk:g}; QuantMCU-style: "
+                  f"{args.max_margin_loss:g} of its margin and the flip risk is <= {args.max_flip_risk:g}"
+                  f"{' (all maps lowered together first)' if args.uniform_first else ''}; QuantMCU-style: "
                   f"moves kept while Omega <= {args.max_entropy_loss}; BitOPs = MACs x 8 x activation bits; "
                   f"instructions: patch stage(s) of the generated C on QEMU ({args.insns or 'not measured'}), mean over "
                   f"{args.insn_inputs} held-out crop(s), int8 build -> mixed build (int8 / mixed)", highlight=False)

@@ -917,7 +917,7 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
              bitwidths: Sequence[int] = (8, 6, 4, 2), scope: str = "rest", min_agreement: float = 1.0,
              max_change: float = 0.25, max_margin_loss: float = 1.0, accept: str = "agreement",
              max_entropy_loss: float = 0.1, step: str = "static", max_flip_risk: float = 1.0,
-             outliers: bool = True,
+             outliers: bool = True, uniform_first: bool = False,
              preprocess: str = "auto", seed: int = 0, progress: Progress | None = None) -> QuantizeReport:
     """Calibrate a per-patch mixed-precision plan (VDPC + VDQS) for ``plan`` and measure it
     against int8 on held-out inputs (``tinypatch quantize``). ``calib`` / ``evaluate``: None for
@@ -929,6 +929,7 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
     each pixel of it ("pixel"). ``max_flip_risk``: with "agreement", the estimated share of inputs
     whose top-1 flips a move may reach (:func:`tinypatch.runtime.quantmcu.flip_risk`; 1: off).
     ``outliers=False``: no outlier patches (thresholds 255), each block takes its own step.
+    ``uniform_first``: before the per-map moves, lower all maps together one step at a time.
     See :mod:`tinypatch.runtime.quantmcu`.
 
     Raises PlanError (no tiled stage, a plan of another model), InputError, UsageError (options).
@@ -961,7 +962,8 @@ def quantize(model: ModelLike, plan: PlanLike, *, calib: InputLike = None, n_cal
     ev = _calibration_inputs(graph, evaluate, n_eval, "evaluation", seed + 1, preprocess)
     opts = QuantizeOptions(quantile, lam, tuple(bitwidths), scope, min_agreement, max_change, accept=accept,
                            max_margin_loss=max_margin_loss, max_entropy_loss=max_entropy_loss, step=step,
-                           max_flip_risk=max_flip_risk, outliers=outliers)
+                           max_flip_risk=max_flip_risk, outliers=outliers,
+                           uniform_first=uniform_first)
     tick = _phase(progress, "searching bitwidths")
     steps = [0]
 

@@ -223,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "each patch (patch) or of each pixel of a patch (pixel; block floating point)")
     q.add_argument("--no-outliers", dest="outliers", action="store_false",
                    help="no outlier patches (VDPC off, thresholds 255): every patch low-bit at its blocks' own steps")
+    q.add_argument("--uniform-first", action="store_true",
+                   help="before the per-map moves, lower every map together one step at a time while accepted")
     q.add_argument("--max-flip-risk", type=float, default=1.0,
                    help="with --accept agreement: the estimated share of inputs whose top-1 flips (every input's lead "
                         "lost against every input's int8 margin) a move may reach (default 1: off)")
@@ -617,6 +619,7 @@ def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
                               max_margin_loss=args.max_margin_loss, accept=args.accept,
                               max_entropy_loss=args.max_entropy_loss, step=args.step,
                               max_flip_risk=args.max_flip_risk, outliers=args.outliers,
+                              uniform_first=args.uniform_first,
                               preprocess=args.preprocess, progress=progress)
     _emit(result, args, console, "precision plan")
     return 0

@@ -4,7 +4,8 @@
   per feature map of every tiled stage, the largest ``|q - zp|`` of each patch; the outlier
   threshold is that figure's ``quantile`` (default 0.9: about one patch in ten per map is an
   outlier). Maps never below their zero point get unsigned codes.
-* VDQS (value-driven quantization search): greedy and iterative. Every map starts at 8 bits;
+* VDQS (value-driven quantization search): greedy and iterative. Every map starts at 8 bits
+  (with ``uniform_first``, first all maps lowered together one step at a time while accepted);
   each round scores lowering one map one step down the bitwidth set,
   ``S = -lambda * Omega + (1 - lambda) * Phi``, with Omega the relative loss of Shannon
   entropy of the map's calibration histogram when requantized (``(H8 - Hb) / H8``) and Phi the
@@ -59,6 +60,7 @@ class QuantizeOptions:
     max_entropy_loss: float = 0.1  # the "entropy" acceptance: Omega of the move at most this
     step: str = "static"  # the maps' shift: static, or chosen at run time per "patch" / per "pixel"
     outliers: bool = True  # VDPC: outlier patches stay int8; False: thresholds 255 (no patch is one)
+    uniform_first: bool = False  # before the per-map moves, lower every map together one step at a time
     max_flip_risk: float = 1.0  # "agreement" also needs the estimated flip rate (see flip_risk) at most this (1: off)
 
 
@@ -246,7 +248,7 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
     notes = {"outlier_rule": f"max|q-zp| of a patch > the {o.quantile:g} quantile of calibration patches' max"
              if o.outliers else "none (threshold 255: every patch low-bit, each block at its own run-time step)",
              "lambda": o.lam, "bitwidths": list(o.bitwidths), "calibration_inputs": len(calib), "accept": o.accept,
-             "step": o.step,
+             "step": o.step, "uniform_first": o.uniform_first,
              **({"max_entropy_loss": o.max_entropy_loss} if o.accept == "entropy" else
                 {"min_agreement": o.min_agreement, "max_change": o.max_change, "max_margin_loss": o.max_margin_loss,
                  "max_flip_risk": o.max_flip_risk})}
@@ -256,6 +258,30 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
     steps: list[SearchStep] = []
     entries = {m.tensor: m for sp in stages for m in sp.maps}
     last = None
+
+    def accepts(omega: float) -> tuple[bool, Fidelity]:
+        if o.accept == "entropy":  # training-free: no run, the entropy proxy alone decides
+            return omega <= o.max_entropy_loss, Fidelity(0, float("nan"), float("nan"), {})
+        fid, _ = measure(graph, plan, prec, calib, refs, o.min_agreement)
+        return (fid.n == len(calib) and fid.agreement >= o.min_agreement and fid.mean_abs_change <= change_cap
+                and fid.margin_loss <= o.max_margin_loss and fid.flip_risk <= o.max_flip_risk), fid
+
+    for b in lows if o.uniform_first else ():  # coarse: every map one step lower together, while accepted
+        old_entries = dict(entries)
+        for t, m in old_entries.items():
+            entries[t] = MapPrecision(t, b, m.threshold, m.signed, step=o.step)
+            _swap(prec, entries[t])
+        omega = max(_omega(rec.stats[t], zps[t], m) for t, m in entries.items())
+        ok, fid = accepts(omega)
+        steps.append(SearchStep("*", b, 0.0, ok, fid.agreement, fid.mean_abs_change))
+        if log:
+            log(steps[-1])
+        if not ok:
+            for m in old_entries.values():
+                _swap(prec, m)
+            entries = old_entries
+            break
+        last = fid if fid.n else None
     while True:
         cands = []
         for t, m in entries.items():
@@ -273,13 +299,7 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
         old = entries[t]
         new = MapPrecision(t, b, old.threshold, old.signed, step=o.step)
         _swap(prec, new)
-        if o.accept == "entropy":  # training-free: no run, the entropy proxy alone decides
-            fid = Fidelity(0, float("nan"), float("nan"), {})
-            ok = omega <= o.max_entropy_loss
-        else:
-            fid, _ = measure(graph, plan, prec, calib, refs, o.min_agreement)
-            ok = fid.n == len(calib) and fid.agreement >= o.min_agreement and fid.mean_abs_change <= change_cap \
-                and fid.margin_loss <= o.max_margin_loss and fid.flip_risk <= o.max_flip_risk
+        ok, fid = accepts(omega)
         steps.append(SearchStep(t, b, score, ok, fid.agreement, fid.mean_abs_change))
         if log:
             log(steps[-1])
