@@ -337,10 +337,15 @@ def test_search_with_pixel_steps_and_no_outliers(vww, tmp_path, capsys):
     assert all(m.step == "pixel" and m.threshold == 255 for m in maps) and {m.bits for m in maps} <= {8, 4}
     assert r.evaluation.counts[plan.stages[0].start].outlier_tiles == 0
     assert r.precision.notes["step"] == "pixel" and "none" in r.precision.notes["outlier_rule"]
+    first = api.quantize(graph, plan, calib=xs, evaluate=xs[:1], bitwidths=(8, 6, 4), step="pixel", outliers=False,
+                         uniform_first=True, min_agreement=0, max_change=1e9)
+    assert [(s.tensor, s.bits, s.accepted) for s in first.result.steps[:2]] == [("*", 6, True), ("*", 4, True)]
+    assert {m.bits for m in first.precision.stages[0].maps} == {4}  # every move accepted, all together first
     pp = tmp_path / "plan.json"
     plan.save(str(pp))
     assert main(["quantize", str(model_path("mlperf_vww_96_int8.tflite")), "--plan", str(pp), "--n-calib", "2",
                  "--n-eval", "2", "--bits", "8,4", "--step", "pixel", "--no-outliers", "--max-flip-risk", "0.5",
+                 "--uniform-first",
                  "-o", str(tmp_path / "p.json")]) == 0
     assert all(m.step == "pixel" for m in PrecisionPlan.load(str(tmp_path / "p.json")).stages[0].maps)
     with pytest.raises(SystemExit) as exc:  # argparse's own refusal: usage on stderr, status 2
