@@ -14,6 +14,10 @@ stream stages left out: mixed precision runs tiled stages). Rows:
   bitwidths ``--bits``;
 * ``floor``: every map of the MCUNetV2 plan's stage at ``--floor-bits`` with no outlier on the
   calibration crops: what a uniform lowering costs in agreement;
+* the ``ours`` and ``floor`` rows come once per ``--steps`` entry (static, patch, pixel: the low-bit
+  maps' shift per map, or chosen at run time per patch / per pixel); steps in ``--no-outlier-steps``
+  (default pixel) run without outlier patches, and their held-out crops whole-image after the first
+  one matched the tiled run (``runtime.mixed.PixelwiseRun``);
 * ``margins``: no row; the 1 % and 5 % quantiles of int8's top-1 margin (top output minus the
   runner-up, real units) over the held-out crops: how close to a decision change they sit.
 
