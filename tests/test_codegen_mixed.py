@@ -258,7 +258,8 @@ def test_cortex_m_is_exact_inside_the_planned_ram(target, tmp_path):
     g, x = tiny()
     plan = tiny_plan("cache")
     n = len(stage_maps(g, plan, 0))
-    cases = {"tiny": (g, plan, x, precision(g, plan, [3, 5, 2, 4][:n], [40, 30, 60, 20][:n], [True] + [False] * 3)),
+    cases = {"tiny": (g, plan, x, precision(g, plan, [3, 5, 2, 4][:n], [40, 30, 60, 20][:n], [True] + [False] * 3,
+                                            steps=["pixel", "patch", "static", "pixel"][:n])),
              "vww": vww()}
     for name, (g, plan, x, prec) in cases.items():
         ref = PlanExecutor(g, plan, prec)([x]).outputs
