@@ -10,7 +10,9 @@ channels of every conv (elastic expand ratio and width), the first blocks of eve
 :func:`tinypatch.frontends.mcunet_config.build_net` makes of a spec computes the same function.
 
 :func:`train_supernet` trains with the sandwich rule (largest, smallest and random subnets each
-step, the smaller ones distilled from the largest); :class:`SupernetAccuracy` is the search's
+step, the smaller ones distilled from the largest), data-parallel: a step is K micro-batches whose
+gradients (:func:`micro_grads`, on a replica, in process or on Ray workers) are summed in a fixed
+order, so the weights do not depend on where they ran; :class:`SupernetAccuracy` is the search's
 objective ``(NetSpec) -> float``: BatchNorm statistics re-calibrated for that subnet on N
 training batches, then top-1 accuracy on the held-out split. This module needs torch.
 """
@@ -628,7 +630,8 @@ class SupernetAccuracy:
     """The search objective: ``objective(spec)`` is ``spec``'s held-out top-1 accuracy with the
     supernet's weights after BatchNorm re-calibration on ``calib_batches`` training batches of
     ``batch_size`` (MCUNetV2: 20 x 64). The input is resized to ``spec.resolution``. Results are
-    cached by the spec's fingerprint."""
+    cached by the spec's fingerprint. Computed under :func:`deterministic` (one torch thread), so
+    a search scores a subnet the same in process and on any Ray worker."""
 
     def __init__(self, trained: TrainedSupernet, calib_batches: int = 20, batch_size: int = 64, seed: int = 0) -> None:
         self.trained = trained
@@ -649,9 +652,10 @@ class SupernetAccuracy:
         if key not in self.cache:
             net = self.trained.net
             train_x, held_x = self._data(spec.resolution)
-            recalibrate(net, spec, train_x, self.batch_size, self.calib_batches, self.seed)
-            stages = net.layout(spec)
-            net.eval()
-            self.cache[key] = accuracy(lambda t: net(t, spec, stages), held_x,
-                                       torch.from_numpy(self.trained.holdout.y))
+            with deterministic():  # the same figure in process and on any Ray worker
+                recalibrate(net, spec, train_x, self.batch_size, self.calib_batches, self.seed)
+                stages = net.layout(spec)
+                net.eval()
+                self.cache[key] = accuracy(lambda t: net(t, spec, stages), held_x,
+                                           torch.from_numpy(self.trained.holdout.y))
         return self.cache[key]
