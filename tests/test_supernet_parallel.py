@@ -98,10 +98,10 @@ def test_ray_training_with_two_workers_equals_in_process(data):
     from tinypatch.nas.executors import RayExecutor
 
     tr, held = data
-    kw = dict(epochs=2, batch_size=64, seed=0, micro_batches=2)
+    kw = {"epochs": 2, "batch_size": 64, "seed": 0, "micro_batches": 2}
     local = train_supernet(tr, held, TINY, **kw)
-    search = dict(sram="64KB", space=TINY.to_space(), population=6, parents=3, n_mutate=3, n_crossover=3,
-                  iterations=2, seed=0)
+    search = {"sram": "64KB", "space": TINY.to_space(), "population": 6, "parents": 3, "n_mutate": 3,
+              "n_crossover": 3, "iterations": 2, "seed": 0}
     with RayExecutor(workers=2) as executor:
         assert executor.cpus == 2
         on_ray = train_supernet(tr, held, TINY, executor=executor, **kw)
