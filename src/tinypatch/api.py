@@ -1283,7 +1283,8 @@ def nas_train(data: str | os.PathLike[str], *, epochs: int = 10, resolutions: Se
             config = sn.SupernetConfig.from_dict(read_json(os.fspath(config)))
         except (TypeError, ValueError, KeyError) as exc:
             raise UsageError(f"{config}: not a supernet config ({exc})") from None
-    if micro_batches is not None and (not isinstance(micro_batches, int) or micro_batches < 1):
+    if micro_batches is not None and (not isinstance(micro_batches, int) or isinstance(micro_batches, bool)
+                                      or micro_batches < 1):
         raise UsageError(f"micro-batches must be a positive integer, got {micro_batches!r}")
     from tinypatch.nas.executors import ray_executor
 

@@ -327,7 +327,6 @@ def _nas_parser(sub) -> None:  # noqa: ANN001
     e.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
 
 
-
 def _ray_options(parser, what: str) -> None:  # noqa: ANN001
     parser.add_argument("--ray", action="store_true", help=f"{what} on a local Ray cluster")
     parser.add_argument("--ray-address", metavar="ADDR", help=f"{what} on the Ray cluster at ADDR")
