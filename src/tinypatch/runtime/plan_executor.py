@@ -43,7 +43,8 @@ from tinypatch.planning.stream import (
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
 from tinypatch.runtime.mixed import MixedPrecision
-from tinypatch.runtime.sim_arena import Arena
+from tinypatch.runtime.sim_arena import Arena, ArenaEffect
+from tinypatch.runtime.stage_replay import TiledChecks
 from tinypatch.runtime.threads import blas_threads
 
 
@@ -68,6 +69,8 @@ class PlanExecutor:
     make one from) runs tiled stages at per-patch mixed precision; without it every map is int8.
     ``batch=False`` runs every tile (and every stream column) on its own, with its own arena
     accounting: the reference the batched run is tested against (same bytes, same arena figures).
+    Batched, a stage's later runs replay the arena effect of its first run's walk and only compute
+    and check its values (:mod:`~tinypatch.runtime.stage_replay`).
     """
 
     def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None,
@@ -100,6 +103,9 @@ class PlanExecutor:
         self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
+        # stage -> (its arena effect, recorded on the first run, and what computes its values on later
+        # runs; see :mod:`~tinypatch.runtime.stage_replay`), or None where later runs walk it again
+        self.replays: dict[int, tuple[ArenaEffect, TiledChecks | _Stream] | None] = {}
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -147,9 +153,16 @@ class PlanExecutor:
         while i < len(g.ops):
             if i in self.stage_at:
                 st = self.stage_at[i]
-                self._run_stage(arena, outside, st)
-                for k in range(st.stage.start, st.stage.end):
-                    self._free(arena, k, st)
+                replay = self.replays.get(i)
+                if replay is not None and replay[0].applies(arena):
+                    self._replay_stage(arena, outside, st, *replay)
+                else:
+                    before = arena.state() if i not in self.replays else None
+                    self._run_stage(arena, outside, st)
+                    for k in range(st.stage.start, st.stage.end):
+                        self._free(arena, k, st)
+                    if before is not None:
+                        self.replays[i] = self._replayable(arena, st, before)
                 i = st.stage.end
             else:
                 self._run_op(arena, outside, i)
@@ -157,6 +170,42 @@ class PlanExecutor:
                 i += 1
         outputs = {name: np.array(arena.read(self._get(arena, outside, name), name)) for name in g.outputs}
         return PlanRun(outputs, arena.touched_high_water, arena.size, arena.alignment)
+
+    def _replayable(self, arena: Arena, st: StageTiling, before: tuple) -> tuple[ArenaEffect, TiledChecks | _Stream] | None:
+        """Stage ``st`` just ran from arena state ``before``: its recorded effect and what computes its
+        values on later runs, or None where later runs walk it again (mixed precision, a kernel that
+        does not batch, a tile op reading other than its receptive field, an effect on other bytes)."""
+        if not self.batch or self.mixed:
+            return None
+        if st.stream:
+            values: TiledChecks | _Stream = self.streams[st.stage.start]
+            if not values.replayable:  # type: ignore[union-attr]
+                return None
+        else:
+            if not self._shadows(st):
+                return None
+            values = TiledChecks(self, st)
+            if not values.usable:
+                return None
+        buf = self.buffer_of.get(st.info.output)
+        effect = ArenaEffect(before, arena, (self.placement.offsets[buf], self.graph.tensors[st.info.output].nbytes)
+                             if buf is not None else None)
+        return (effect, values) if effect.replayable else None
+
+    def _replay_stage(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, effect: ArenaEffect,
+                      values: TiledChecks | _Stream) -> None:
+        """Stage ``st`` on a later run (see :mod:`~tinypatch.runtime.stage_replay`): its output
+        computed and checked, then the arena effect of its first run applied (its frees included)."""
+        out = values.values(arena, outside)
+        t = self.graph.tensors[st.info.output]
+        out = np.asarray(out, t.np_dtype).reshape(t.shape)
+        buf = self.buffer_of.get(st.info.output)
+        if buf is None:
+            outside[st.info.output] = out
+        else:
+            off = self.placement.offsets[buf]
+            arena.memory[off: off + out.nbytes].view(out.dtype).reshape(out.shape)[...] = out
+        effect.apply(arena)
 
     def _run_op(self, arena: Arena, outside: dict[str, np.ndarray], i: int) -> None:
         """Layer-by-layer op ``i``: inputs read whole, then the output written whole (an in-place
@@ -708,6 +757,25 @@ class _Stream:
                     reads.append((rh[1] - rh[0],))
             sig.append((sh.need[1] - sh.need[0], sh.pads, tuple(reads)))
         return tuple(sig)
+
+    @property
+    def replayable(self) -> bool:
+        """Do later runs compute every strip row-wide (:meth:`values`)?"""
+        return self.rows is not None and sum(len(s) for s in self.groups.values()) == len(self.st.h.spans)
+
+    def values(self, arena: Arena, outside: dict[str, np.ndarray]) -> np.ndarray:
+        """The stage output, each group of like strips computed row-wide in one call per op."""
+        self.arena, self.outside = arena, outside
+        g, st = self.ex.graph, self.st
+        last = st.info.tile_ops[-1]
+        t = g.tensors[st.info.output]
+        out = np.empty(t.shape, t.np_dtype)
+        for strips in self.groups.values():
+            rows = self.compute_rows(strips)[g.ops[last].outputs[0]]
+            for n, s in enumerate(strips):
+                sh = st.h.spans[s][last]
+                out[:, sh.out[0]: sh.out[1]] = rows[n: n + 1]
+        return out
 
     def run(self, arena: Arena, outside: dict[str, np.ndarray], full_out: np.ndarray) -> None:
         """Run the stage in ``arena`` (tensors outside it in ``outside``), writing ``full_out``."""
