@@ -36,14 +36,13 @@ class _Recording(Arena):
 
 
 def _run(g: Graph, plan: Plan, xs: list[np.ndarray], batch: bool):
-    """The last of runs on ``xs`` by one executor, its arena, and the executor."""
+    """Runs on ``xs`` by one executor: their results, their arenas, and the executor."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pe, "Arena", _Recording)
         _Recording.made.clear()
         ex = pe.PlanExecutor(g, plan, batch=batch)
-        for x in xs:
-            out = ex([x])
-    return out, _Recording.made[-1], ex
+        outs = [ex([x]) for x in xs]
+    return outs, list(_Recording.made), ex
 
 
 def _other(x: np.ndarray) -> np.ndarray:
@@ -55,13 +54,13 @@ def _other(x: np.ndarray) -> np.ndarray:
 
 
 def assert_batched_same(g: Graph, plan: Plan, x: np.ndarray) -> pe.PlanExecutor:
-    """The first batched run (the walk) and a later one on another executor (which replays the walk's
+    """The first batched run (the walk) and a later one after another input (which replays the walk's
     arena effect where it can, :mod:`tinypatch.runtime.stage_replay`) against the tile loop: the same
-    output bytes, arena bytes, validity and high-water mark. Returns the executor that replayed."""
-    ref, b, _ = _run(g, plan, [x], False)
+    output bytes, arena bytes, validity and high-water mark. Returns the batched executor."""
+    (ref,), (b,), _ = _run(g, plan, [x], False)
     whole = run(g, [x])
-    for xs in ([x], [_other(x), x]):
-        got, a, ex = _run(g, plan, xs, True)
+    outs, arenas, ex = _run(g, plan, [x, _other(x), x], True)
+    for got, a in ((outs[0], arenas[0]), (outs[2], arenas[2])):
         for n in g.outputs:
             assert got.outputs[n].tobytes() == ref.outputs[n].tobytes() == whole[n].tobytes(), plan.to_json()
         assert got.touched_high_water == ref.touched_high_water
