@@ -105,7 +105,7 @@ class PlanExecutor:
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
         # stage -> (its arena effect, recorded on the first run, and what computes its values on later
         # runs; see :mod:`~tinypatch.runtime.stage_replay`), or None where later runs walk it again
-        self.replays: dict[int, tuple[ArenaEffect, TiledChecks | _Stream] | None] = {}
+        self.replays: dict[int, tuple[ArenaEffect, TiledChecks] | None] = {}
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -171,29 +171,24 @@ class PlanExecutor:
         outputs = {name: np.array(arena.read(self._get(arena, outside, name), name)) for name in g.outputs}
         return PlanRun(outputs, arena.touched_high_water, arena.size, arena.alignment)
 
-    def _replayable(self, arena: Arena, st: StageTiling, before: tuple) -> tuple[ArenaEffect, TiledChecks | _Stream] | None:
+    def _replayable(self, arena: Arena, st: StageTiling, before: tuple) -> tuple[ArenaEffect, TiledChecks] | None:
         """Stage ``st`` just ran from arena state ``before``: its recorded effect and what computes its
         values on later runs, or None where later runs walk it again (mixed precision, a kernel that
         does not batch, a tile op reading other than its receptive field, an effect on other bytes)."""
         if not self.batch or self.mixed:
             return None
-        if st.stream:
-            values: TiledChecks | _Stream = self.streams[st.stage.start]
-            if not values.replayable:  # type: ignore[union-attr]
-                return None
-        else:
-            if not self._shadows(st):
-                return None
-            values = TiledChecks(self, st)
-            if not values.usable:
-                return None
+        if not self._shadows(st) or st.stream and self.streams[st.stage.start].rows is None:
+            return None
+        values = TiledChecks(self, st)
+        if not values.usable:
+            return None
         buf = self.buffer_of.get(st.info.output)
         effect = ArenaEffect(before, arena, (self.placement.offsets[buf], self.graph.tensors[st.info.output].nbytes)
                              if buf is not None else None)
         return (effect, values) if effect.replayable else None
 
     def _replay_stage(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, effect: ArenaEffect,
-                      values: TiledChecks | _Stream) -> None:
+                      values: TiledChecks) -> None:
         """Stage ``st`` on a later run (see :mod:`~tinypatch.runtime.stage_replay`): its output
         computed and checked, then the arena effect of its first run applied (its frees included)."""
         out = values.values(arena, outside)
@@ -757,25 +752,6 @@ class _Stream:
                     reads.append((rh[1] - rh[0],))
             sig.append((sh.need[1] - sh.need[0], sh.pads, tuple(reads)))
         return tuple(sig)
-
-    @property
-    def replayable(self) -> bool:
-        """Do later runs compute every strip row-wide (:meth:`values`)?"""
-        return self.rows is not None and sum(len(s) for s in self.groups.values()) == len(self.st.h.spans)
-
-    def values(self, arena: Arena, outside: dict[str, np.ndarray]) -> np.ndarray:
-        """The stage output, each group of like strips computed row-wide in one call per op."""
-        self.arena, self.outside = arena, outside
-        g, st = self.ex.graph, self.st
-        last = st.info.tile_ops[-1]
-        t = g.tensors[st.info.output]
-        out = np.empty(t.shape, t.np_dtype)
-        for strips in self.groups.values():
-            rows = self.compute_rows(strips)[g.ops[last].outputs[0]]
-            for n, s in enumerate(strips):
-                sh = st.h.spans[s][last]
-                out[:, sh.out[0]: sh.out[1]] = rows[n: n + 1]
-        return out
 
     def run(self, arena: Arena, outside: dict[str, np.ndarray], full_out: np.ndarray) -> None:
         """Run the stage in ``arena`` (tensors outside it in ``outside``), writing ``full_out``."""

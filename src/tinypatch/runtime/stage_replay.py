@@ -8,14 +8,16 @@ and records that effect (:class:`~tinypatch.runtime.sim_arena.ArenaEffect`); a l
 finds the arena in the recorded state before the stage applies it and computes the values here:
 
 * a tiled stage (:class:`TiledChecks`): every op once on the whole image (the shadow), and every
-  tile's computation of every op checked. A tile op whose window is padded (it touches the image
-  border) runs its kernel on its own window, in one batched call with the like tile ops (same op,
-  sizes and paddings), compared byte for byte with the whole-image values. A tile op with no
-  padding reads exactly the receptive field of the pixels it computes (checked once per plan for
-  every tile and op against :meth:`~tinypatch.analysis.regions.AxisMap.input_span`), so its kernel
-  does the arithmetic of the whole-image call on those pixels: their whole-image values are its own.
-* a stream stage: each group of like strips computes its rows in one call per op (as in the first
-  run, :meth:`~tinypatch.runtime.plan_executor._Stream.compute_rows`).
+  tile's computation of every op checked. Every tile op reads exactly the receptive field of the
+  pixels it computes, padded where the image border is (checked once per plan for every tile and
+  op against :meth:`~tinypatch.analysis.regions.AxisMap.input_span`). Where along each axis its
+  window is not padded, or is the whole axis, its kernel does the arithmetic of the whole-image
+  call on those pixels: their whole-image values are its own. A tile op whose window is padded
+  at a border of an axis it does not span whole runs its kernel with its own paddings on its own
+  window, in one batched call per op and paddings (:class:`TiledChecks`), compared byte for byte
+  with the whole-image values.
+  A stream stage is checked so too, its strips computing whole rows (its columns' walk through
+  the window buffers is what the first run checks).
 
 What the first run checks once, a later run does not redo: the cached parts, line buffers and
 window buffers the walk reads (compared there with whole-image values) and the arena's checks.
@@ -57,6 +59,21 @@ def _exact(maps: list[AxisMap | None], span: OpSpan) -> bool:
                for m, r in zip(maps, span.reads))
 
 
+def _whole(maps: list[AxisMap | None]) -> OpSpan:
+    """An op computing the whole axis."""
+    m0 = next(m for m in maps if m is not None)
+    spans = [None if m is None else m.input_span((0, m.out_size)) for m in maps]
+    pads = next((s[1:] for s, m in zip(spans, maps) if m is not None and m.kind == "window"), (0, 0))
+    return OpSpan((0, m0.out_size), (0, m0.out_size), tuple(None if s is None else s[0] for s in spans), pads)
+
+
+def _whole_like(maps: list[AxisMap | None], span: OpSpan) -> bool:
+    """Is an exact tile op's window along this axis read as the whole-image call reads it there: not
+    padded, or the whole axis (then padded as the whole image is)?"""
+    m0 = next(m for m in maps if m is not None)
+    return not any(span.pads) or span.out == (0, m0.out_size)
+
+
 def _widen(maps: list[AxisMap | None], span: OpSpan, size: int) -> Interval | None:
     """``span.out`` grown to ``size`` away from its padded end, where the window of the grown
     interval keeps the same paddings (it then holds the tile's own window where the kernel reads
@@ -83,18 +100,20 @@ class TiledChecks:
         self.ex, self.st = ex, st
         g, ops = ex.graph, st.info.tile_ops
         maps = (input_maps(g, ops, 0), input_maps(g, ops, 1))
+        # a stream stage's strips compute whole rows (the first run's walk checked its columns)
+        self.cols = [{k: _whole(maps[1][k]) for k in ops}] if st.stream else st.w.spans
         padded: dict[tuple, list[tuple[int, int, OpSpan, OpSpan]]] = {}  # (op, paddings) -> its exact tile ops
         odd: dict[tuple, list[tuple[int, int, Interval, Interval]]] = {}  # tile ops read otherwise: as they are
         seen: set[tuple] = set()
         self.usable = True
         for i, rows in enumerate(st.h.spans):
-            for j, cols in enumerate(st.w.spans):
+            for j, cols in enumerate(self.cols):
                 for k in ops:
                     sh, sw = rows[k], cols[k]
                     if sh.out[0] >= sh.out[1] or sw.out[0] >= sw.out[1]:
                         continue
                     exact = _exact(maps[0][k], sh) and _exact(maps[1][k], sw)
-                    if exact and not any(sh.pads) and not any(sw.pads):
+                    if exact and _whole_like(maps[0][k], sh) and _whole_like(maps[1][k], sw):
                         continue  # its whole-image values are its own (see the module docstring)
                     if exact:
                         like = (k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads)
@@ -122,7 +141,7 @@ class TiledChecks:
             last = ops[-1]
             count = np.zeros(g.tensors[st.info.tiled].shape[1:3], np.int64)
             for rows in st.h.spans:
-                for cols in st.w.spans:
+                for cols in self.cols:
                     sh, sw = rows[last], cols[last]
                     count[sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]] += 1
             self.usable = self.usable and bool((count == 1).all())
@@ -140,7 +159,7 @@ class TiledChecks:
                 continue
             reads = []
             for i, j, oh, ow in tiles:
-                sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                sh, sw = st.h.spans[i][k], self.cols[j][k]
                 reads.append((sh.reads[n] if oh == sh.out else maps[0][k][n].input_span(oh)[0],
                               sw.reads[n] if ow == sw.out else maps[1][k][n].input_span(ow)[0]))
             rows = _index([r[0][0] for r in reads], reads[0][0][1] - reads[0][0][0])
