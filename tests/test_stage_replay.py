@@ -143,3 +143,20 @@ def test_a_grown_tile_computes_its_own_pixels_from_its_own_window(case):
     assert (gb, ga) == (before, after)
     big = kernel([x[:, g0:g1]], (gb, ga, *wpads))[0]
     assert big[:, out[0] - grown[0]: out[1] - grown[0]].tobytes() == mine.tobytes()
+
+
+def test_the_first_run_also_walks_on_random_values(monkeypatch):
+    """Later runs do not walk, so the first run walks each replayed stage a second time on random
+    values: a stale line buffer is caught even where the input is flat (here all zeros: every
+    interior pixel alike, so the stale bytes equal the right ones)."""
+    g = _chain()
+    ex = pe.PlanExecutor(g, _plan(g, [_STAGES["cache"][1]]))
+    save = ex._save_lines
+    monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, j, region: save(arena, st_, k, i, j, region)
+                        if i == 0 else None)
+    walked = []
+    walk = ex._walk_random
+    monkeypatch.setattr(ex, "_walk_random", lambda *a: walked.append(1) or walk(*a))
+    with pytest.raises(PlanError, match="reads wrong bytes"):
+        ex([np.zeros_like(_input(g))])
+    assert walked == [1], "the walk on the input caught it: the test would not show what the random walk adds"

@@ -42,6 +42,7 @@ from tinypatch.planning.stream import (
     column_steps,
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
+from tinypatch.runtime import sim_arena
 from tinypatch.runtime.mixed import MixedPrecision
 from tinypatch.runtime.sim_arena import Arena, ArenaEffect
 from tinypatch.runtime.stage_replay import TiledChecks
@@ -163,6 +164,8 @@ class PlanExecutor:
                         self._free(arena, k, st)
                     if before is not None:
                         self.replays[i] = self._replayable(arena, st, before)
+                        if self.replays[i] is not None:
+                            self._walk_random(st, before, outside)
                 i = st.stage.end
             else:
                 self._run_op(arena, outside, i)
@@ -186,6 +189,25 @@ class PlanExecutor:
         effect = ArenaEffect(before, arena, (self.placement.offsets[buf], self.graph.tensors[st.info.output].nbytes)
                              if buf is not None else None)
         return (effect, values) if effect.replayable else None
+
+    def _walk_random(self, st: StageTiling, before: tuple, outside: dict[str, np.ndarray]) -> None:
+        """Walk stage ``st`` once more, on random values: in a scratch arena in state ``before`` with
+        every valid byte random (int8 stages only). Later runs do not walk it, and what the walk moves
+        through cached parts, line and window buffers is compared with whole-image values: random
+        ones cannot hide a wrong move as an input with flat regions can."""
+        g = self.graph
+        names = {t for k in st.info.tile_ops for t in g.ops[k].inputs if t and not g.tensors[t].is_const}
+        if any(g.tensors[t].np_dtype != np.int8 for t in names):
+            return
+        memory, valid, live, end = before
+        rng = np.random.default_rng(0)
+        scratch = sim_arena.Arena(self.placement.peak, self.placement.alignment)
+        scratch.memory[...] = np.where(valid, rng.integers(0, 256, memory.size, dtype=np.uint8), memory)
+        scratch.valid[...] = valid
+        scratch.live, scratch._end = dict(live), end
+        noise = {t: rng.integers(-128, 128, v.shape, dtype=np.int8) if v.dtype == np.int8 else v
+                 for t, v in outside.items()}
+        self._run_stage(scratch, noise, st)
 
     def _replay_stage(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, effect: ArenaEffect,
                       values: TiledChecks) -> None:
