@@ -14,8 +14,9 @@ finds the arena in the recorded state before the stage applies it and computes t
   window is not padded, or is the whole axis, its kernel does the arithmetic of the whole-image
   call on those pixels: their whole-image values are its own. A tile op whose window is padded
   at a border of an axis it does not span whole runs its kernel with its own paddings on its own
-  window, in one batched call per op and paddings (:class:`TiledChecks`), compared byte for byte
-  with the whole-image values.
+  window (one of like tile ops: same op, sizes and paddings, the same call at another place),
+  in one batched call per op and paddings (:class:`TiledChecks`), compared byte for byte with
+  the whole-image values.
   A stream stage is checked so too, its strips computing whole rows (its columns' walk through
   the window buffers is what the first run checks).
 
