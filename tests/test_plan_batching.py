@@ -54,9 +54,10 @@ def _other(x: np.ndarray) -> np.ndarray:
 
 
 def assert_batched_same(g: Graph, plan: Plan, x: np.ndarray) -> pe.PlanExecutor:
-    """The first batched run (the walk) and a later one after another input (which replays the walk's
-    arena effect where it can, :mod:`tinypatch.runtime.stage_replay`) against the tile loop: the same
-    output bytes, arena bytes, validity and high-water mark. Returns the batched executor."""
+    """The first batched run (the walk) and the third, after another input (the second walks again and
+    records, the third replays the walk's arena effect where it can, :mod:`tinypatch.runtime.stage_replay`),
+    against the tile loop: the same output bytes, arena bytes, validity and high-water mark. Returns
+    the batched executor."""
     (ref,), (b,), _ = _run(g, plan, [x], False)
     whole = run(g, [x])
     outs, arenas, ex = _run(g, plan, [x, _other(x), x], True)
@@ -133,7 +134,7 @@ def test_walks_after_a_skipped_tile_check_its_restored_columns(monkeypatch):
     shadow: a restore that leaves stale bytes is a PlanError."""
     g = _chain()
     stage = Stage(0, 5, split_even(10, 5), split_even(10, 5), {k: "cache_w" for k in range(4)})
-    ex = pe.PlanExecutor(g, _plan(g, [stage]))  # the first run walks (later runs replay its arena effect)
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))  # the first two runs walk (later ones replay)
     restore = ex._restore
 
     def stale(arena, st_, i, j, kept, shadow):
@@ -169,7 +170,7 @@ def test_a_stale_line_buffer_is_caught(monkeypatch):
     the second tile row only (valid but stale bytes from then on) is a PlanError."""
     g = _chain()
     stage = Stage(0, 5, split_even(10, 4), split_even(10, 3), {k: "cache" for k in range(4)})
-    ex = pe.PlanExecutor(g, _plan(g, [stage]))  # the first run walks (later runs replay its arena effect)
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))  # the first two runs walk (later ones replay)
     save = ex._save_lines
     monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, j, region: save(arena, st_, k, i, j, region)
                         if i == 0 else None)

@@ -1,5 +1,5 @@
 """Later runs of a plan executor (:mod:`tinypatch.runtime.stage_replay`): the arena effect of the
-first run's walk replayed, every tile's computation checked in batches. Byte-exact against the tile
+second run's walk replayed, every tile's computation checked in batches. Byte-exact against the tile
 loop (``batch=False``) in :func:`test_plan_batching.assert_batched_same`, which every batching test
 runs twice; here: that each stage kind does replay, that replays still catch a tile computing other
 bytes (border tiles, whose kernels run on their own windows), and that the growing of padded tiles
@@ -51,11 +51,12 @@ def test_later_runs_replay_stream_stages():
 def test_replays_run_padded_tiles_on_their_own_windows(kind):
     """A later run computes the padded (border) tiles' kernels on their own windows and compares them
     with the whole image: a kernel that goes wrong on tile calls only (an explicit ``pads``) is a
-    PlanError, as in the first run's walk."""
+    PlanError, as in the walks."""
     pool, stage = _STAGES[kind]
     g = _chain(pool)
     ex = pe.PlanExecutor(g, _plan(g, [stage]))
     ex([_input(g)])
+    ex([_input(g)])  # the second run records what the third replays
     assert ex.replays[0] is not None and ex.replays[0][1].groups
     kernel = ex.kernels[0]
 
@@ -73,6 +74,7 @@ def test_a_replay_needs_the_arena_state_it_was_recorded_from(monkeypatch):
     ex = pe.PlanExecutor(g, _plan(g, [_STAGES["cache"][1]]))
     x = _input(g)
     want = ex([x]).outputs
+    ex([x])  # records
     walks = []
     walk = ex._run_stage
     monkeypatch.setattr(ex, "_run_stage", lambda *a: walks.append(1) or walk(*a))
@@ -145,10 +147,11 @@ def test_a_grown_tile_computes_its_own_pixels_from_its_own_window(case):
     assert big[:, out[0] - grown[0]: out[1] - grown[0]].tobytes() == mine.tobytes()
 
 
-def test_the_first_run_also_walks_on_random_values(monkeypatch):
-    """Later runs do not walk, so the first run walks each replayed stage a second time on random
-    values: a stale line buffer is caught even where the input is flat (here all zeros: every
-    interior pixel alike, so the stale bytes equal the right ones)."""
+def test_the_recording_run_also_walks_on_random_values(monkeypatch):
+    """Later runs do not walk, so the run that records a stage's arena effect (the second) walks it
+    once more on random values: a stale line buffer is caught even where the input is flat (here
+    all zeros: every interior pixel alike, so the stale bytes equal the right ones; the first run's
+    walk, as every run's before replays, does not see it)."""
     g = _chain()
     ex = pe.PlanExecutor(g, _plan(g, [_STAGES["cache"][1]]))
     save = ex._save_lines
@@ -157,6 +160,8 @@ def test_the_first_run_also_walks_on_random_values(monkeypatch):
     walked = []
     walk = ex._walk_random
     monkeypatch.setattr(ex, "_walk_random", lambda *a: walked.append(1) or walk(*a))
+    flat = np.zeros_like(_input(g))
+    ex([flat])
     with pytest.raises(PlanError, match="reads wrong bytes"):
-        ex([np.zeros_like(_input(g))])
+        ex([flat])
     assert walked == [1], "the walk on the input caught it: the test would not show what the random walk adds"

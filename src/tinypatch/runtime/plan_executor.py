@@ -70,8 +70,9 @@ class PlanExecutor:
     make one from) runs tiled stages at per-patch mixed precision; without it every map is int8.
     ``batch=False`` runs every tile (and every stream column) on its own, with its own arena
     accounting: the reference the batched run is tested against (same bytes, same arena figures).
-    Batched, a stage's later runs replay the arena effect of its first run's walk and only compute
-    and check its values (:mod:`~tinypatch.runtime.stage_replay`).
+    Batched, a stage's runs after the second replay the arena effect of its walk (recorded on the
+    second run, which walks it once more on random values) and only compute and check its values
+    (:mod:`~tinypatch.runtime.stage_replay`).
     """
 
     def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None,
@@ -104,9 +105,10 @@ class PlanExecutor:
         self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
-        # stage -> (its arena effect, recorded on the first run, and what computes its values on later
-        # runs; see :mod:`~tinypatch.runtime.stage_replay`), or None where later runs walk it again
+        # stage -> (its arena effect, recorded on its second walk, and what computes its values on
+        # later runs; see :mod:`~tinypatch.runtime.stage_replay`), or None where later runs walk it again
         self.replays: dict[int, tuple[ArenaEffect, TiledChecks] | None] = {}
+        self.walked: set[int] = set()  # stages walked at least once
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -157,11 +159,12 @@ class PlanExecutor:
                 replay = self.replays.get(i)
                 if replay is not None and replay[0].applies(arena):
                     self._replay_stage(arena, outside, st, *replay)
-                else:
-                    before = arena.state() if i not in self.replays else None
+                else:  # the second walk records (a single run pays nothing for later ones)
+                    before = arena.state() if i in self.walked and i not in self.replays else None
                     self._run_stage(arena, outside, st)
                     for k in range(st.stage.start, st.stage.end):
                         self._free(arena, k, st)
+                    self.walked.add(i)
                     if before is not None:
                         self.replays[i] = self._replayable(arena, st, before)
                         if self.replays[i] is not None:

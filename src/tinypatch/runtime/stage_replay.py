@@ -2,10 +2,11 @@
 computations checked in batches.
 
 What a stage does to the simulated arena (the bytes it claims, writes, reads and frees, the
-high-water mark) depends on the plan, never on the input values. The executor's first run of a
-stage walks its tiles with every check (:class:`~tinypatch.runtime.plan_executor.PlanExecutor`)
-and records that effect (:class:`~tinypatch.runtime.sim_arena.ArenaEffect`); a later run that
-finds the arena in the recorded state before the stage applies it and computes the values here:
+high-water mark) depends on the plan, never on the input values. The executor's first two runs
+of a stage walk its tiles with every check (:class:`~tinypatch.runtime.plan_executor.PlanExecutor`);
+the second records that effect (:class:`~tinypatch.runtime.sim_arena.ArenaEffect`) and walks the
+stage once more on random values; a later run that finds the arena in the recorded state before
+the stage applies it and computes the values here:
 
 * a tiled stage (:class:`TiledChecks`): every op once on the whole image (the shadow), and every
   tile's computation of every op checked. Every tile op reads exactly the receptive field of the
@@ -18,10 +19,11 @@ finds the arena in the recorded state before the stage applies it and computes t
   in one batched call per op and paddings (:class:`TiledChecks`), compared byte for byte with
   the whole-image values.
   A stream stage is checked so too, its strips computing whole rows (its columns' walk through
-  the window buffers is what the first run checks).
+  the window buffers is what the walks check).
 
-What the first run checks once, a later run does not redo: the cached parts, line buffers and
-window buffers the walk reads (compared there with whole-image values) and the arena's checks.
+What the walks check, a later run does not redo: the cached parts, line buffers and window
+buffers the walk reads (compared there with whole-image values: on the first two runs' inputs
+and on random values) and the arena's checks.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ class TiledChecks:
         self.ex, self.st = ex, st
         g, ops = ex.graph, st.info.tile_ops
         maps = (input_maps(g, ops, 0), input_maps(g, ops, 1))
-        # a stream stage's strips compute whole rows (the first run's walk checked its columns)
+        # a stream stage's strips compute whole rows (the walks checked its columns)
         self.cols = [{k: _whole(maps[1][k]) for k in ops}] if st.stream else st.w.spans
         padded: dict[tuple, list[tuple[int, int, OpSpan, OpSpan]]] = {}  # (op, paddings) -> its exact tile ops
         odd: dict[tuple, list[tuple[int, int, Interval, Interval]]] = {}  # tile ops read otherwise: as they are
