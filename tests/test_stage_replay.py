@@ -165,3 +165,5 @@ def test_the_recording_run_also_walks_on_random_values(monkeypatch):
     with pytest.raises(PlanError, match="reads wrong bytes"):
         ex([flat])
     assert walked == [1], "the walk on the input caught it: the test would not show what the random walk adds"
+    with pytest.raises(PlanError, match="reads wrong bytes"):  # no replay was recorded: it walks (and fails) again
+        ex([flat])

@@ -166,9 +166,10 @@ class PlanExecutor:
                         self._free(arena, k, st)
                     self.walked.add(i)
                     if before is not None:
-                        self.replays[i] = self._replayable(arena, st, before)
-                        if self.replays[i] is not None:
+                        replay = self._replayable(arena, st, before)
+                        if replay is not None:  # a PlanError here leaves later runs walking (and raising)
                             self._walk_random(st, before, outside)
+                        self.replays[i] = replay
                 i = st.stage.end
             else:
                 self._run_op(arena, outside, i)
@@ -215,7 +216,7 @@ class PlanExecutor:
     def _replay_stage(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, effect: ArenaEffect,
                       values: TiledChecks) -> None:
         """Stage ``st`` on a later run (see :mod:`~tinypatch.runtime.stage_replay`): its output
-        computed and checked, then the arena effect of its first run applied (its frees included)."""
+        computed and checked, then the arena effect of its recorded walk applied (its frees included)."""
         out = values.values(arena, outside)
         t = self.graph.tensors[st.info.output]
         out = np.asarray(out, t.np_dtype).reshape(t.shape)
