@@ -52,11 +52,11 @@ from tinypatch.assets import assets_dir
 from tinypatch.codegen import generate
 from tinypatch.codegen.report import stage_instructions
 from tinypatch.codegen.toolchain import build_insncount
+from tinypatch.planning.precision import PrecisionPlan
 from tinypatch.runtime.crops import crops
 from tinypatch.runtime.executor import run as run_whole
 from tinypatch.runtime.plan_executor import PlanExecutor
 from tinypatch.runtime.quantmcu import _outputs, measure, uniform
-from tinypatch.planning.precision import PrecisionPlan
 from tinypatch.safeio import write_text
 
 MODELS = ("mlperf_vww_96_int8", "person_detect", "mcunet_vww", "mlperf_ic_resnet8_int8")

@@ -13,7 +13,14 @@ from tinypatch import api
 from tinypatch.analysis.macs import op_macs
 from tinypatch.cli import main
 from tinypatch.errors import PlanError, UsageError
-from tinypatch.kernels.lowbit import block_shift, code_range, packed_bytes, requantize, requantize_blocks, step_shift
+from tinypatch.kernels.lowbit import (
+    block_shift,
+    code_range,
+    packed_bytes,
+    requantize,
+    requantize_blocks,
+    step_shift,
+)
 from tinypatch.planning.plan import Plan, fingerprint
 from tinypatch.planning.precision import (
     MapPrecision,
@@ -23,7 +30,12 @@ from tinypatch.planning.precision import (
 )
 from tinypatch.planning.tiles import tile_stage
 from tinypatch.runtime.crops import crops, photos
-from tinypatch.runtime.mixed import MixedPrecision, PixelwiseRun, stage_maps, tile_independent
+from tinypatch.runtime.mixed import (
+    MixedPrecision,
+    PixelwiseRun,
+    stage_maps,
+    tile_independent,
+)
 from tinypatch.runtime.plan_executor import PlanExecutor
 from tinypatch.runtime.quantmcu import _margin_loss, flip_risk, measure, uniform
 

@@ -32,9 +32,20 @@ import numpy as np
 from tinypatch.analysis.macs import op_macs
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
-from tinypatch.kernels.lowbit import DEFAULT_SET, block_shift, requantize, requantize_blocks
+from tinypatch.kernels.lowbit import (
+    DEFAULT_SET,
+    block_shift,
+    requantize,
+    requantize_blocks,
+)
 from tinypatch.planning.plan import STREAM, Plan, fingerprint
-from tinypatch.planning.precision import MapPrecision, PrecisionPlan, StagePrecision, plan_fingerprint
+from tinypatch.planning.precision import (
+    MapPrecision,
+    PrecisionPlan,
+    StagePrecision,
+    plan_fingerprint,
+)
+from tinypatch.runtime.executor import Executor
 from tinypatch.runtime.mixed import (
     MapStats,
     MixedPrecision,
@@ -43,7 +54,6 @@ from tinypatch.runtime.mixed import (
     stage_maps,
     tile_independent,
 )
-from tinypatch.runtime.executor import Executor
 from tinypatch.runtime.plan_executor import PlanExecutor
 
 
@@ -158,8 +168,7 @@ def flip_risk(losses: list[float], margins: list[float]) -> float:
     """The estimated share of inputs whose top-1 flips: the chance that the lead an input loses
     (int8's top class over the runner-up, before minus after) exceeds the int8 margin of another,
     over all pairs of inputs with a positive margin. Pairing every loss with every margin smooths
-    the count of actual flips (a handful of inputs decides it) and does not tie the estimate to
-    the margins of the calibration inputs that happened to be lowered the least."""
+    the count of actual flips, which a handful of inputs decides."""
     m = np.sort(np.asarray([x for x in margins if x > 0]))
     if not m.size or not losses:
         return 0.0
