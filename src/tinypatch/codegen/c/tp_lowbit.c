@@ -35,7 +35,15 @@ static int row_outside(const int8_t *p, int n, int lo, int hi)
     int i = 0;
 #if defined(TP_FAST) && defined(__ARM_FEATURE_MVE)
     int8x16_t vmax = vdupq_n_s8(-128), vmin = vdupq_n_s8(127);
-    for (; i < n; i += 16) { /* running lane extremes (tail-predicated), one reduction per row */
+    if (lo == -128) /* one side: a load and a lane max per 16 values */
+        for (; i + 16 <= n; i += 16) vmax = vmaxq_s8(vmax, vldrbq_s8(p + i));
+    else
+        for (; i + 16 <= n; i += 16) { /* running lane extremes, one reduction per row */
+            const int8x16_t v = vldrbq_s8(p + i);
+            vmax = vmaxq_s8(vmax, v);
+            vmin = vminq_s8(vmin, v);
+        }
+    if (i < n) { /* the tail, predicated */
         const mve_pred16_t m = vctp8q((uint32_t)(n - i));
         const int8x16_t v = vldrbq_z_s8(p + i, m);
         vmax = vmaxq_m_s8(vmax, vmax, v, m);
@@ -100,10 +108,14 @@ static void lut_copy(const int8_t *t, const int8_t *src, int8_t *dst, int n)
     int i = 0;
 #if defined(TP_FAST) && defined(__ARM_FEATURE_MVE)
     const uint8_t *base = (const uint8_t *)(t - 128);
-    for (; i < n; i += 16) { /* 16 table reads per gather load */
+    const uint8x16_t bias = vdupq_n_u8(0x80);
+    for (; i + 16 <= n; i += 16) /* 16 table reads per gather load */
+        vstrbq_u8((uint8_t *)dst + i, vldrbq_gather_offset_u8(base, veorq_u8(vldrbq_u8((const uint8_t *)src + i), bias)));
+    if (i < n) { /* the tail, predicated */
         const mve_pred16_t m = vctp8q((uint32_t)(n - i));
-        const uint8x16_t u = veorq_u8(vldrbq_z_u8((const uint8_t *)src + i, m), vdupq_n_u8(0x80));
+        const uint8x16_t u = veorq_u8(vldrbq_z_u8((const uint8_t *)src + i, m), bias);
         vstrbq_p_u8((uint8_t *)dst + i, vldrbq_gather_offset_z_u8(base, u, m), m);
+        i = n;
     }
 #elif defined(TP_FAST) && defined(__ARM_FEATURE_DSP)
     const uint8_t *base = (const uint8_t *)t; /* indexed by the signed value */
