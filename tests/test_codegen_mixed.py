@@ -361,7 +361,7 @@ def test_stage_instructions_count_the_stage_alone(tmp_path):
 @needs_mcu
 def test_stage_profile_splits_the_kernel_count_by_function(tmp_path):
     """Per-function counts of the patch stage add up to the kernel range's count (same two builds),
-    and the low-bit functions show up in the mixed build only."""
+    and the precision plan's functions are among them."""
     from tinypatch.assets import assets_dir
     from tinypatch.codegen.report import stage_profile
     from tinypatch.codegen.toolchain import build_insncount, run_qemu
@@ -374,16 +374,13 @@ def test_stage_profile_splits_the_kernel_count_by_function(tmp_path):
     plan = tiny_plan("recompute")
     n = len(stage_maps(g, plan, 0))
     prec = precision(g, plan, [4] * n, [100] * n, [True] + [False] * (n - 1), "map")
-    per = {}
-    for name, p in (("int8", None), ("mixed", prec)):
-        project = generate(g, plan, tmp_path / name, target="cortex-m7", precision=p, inplace=False)
-        per[name] = stage_profile(g, project, [x], plugin)
-        kernel = []
-        for runs in (2, 1):
-            make(project.path, "clean")
-            make(project.path, "cortex-m7", variables={"FAST": f"-DTP_FAST -DTP_STAGE_RUNS={runs}"})
-            kernel.append(run_qemu(project.path, g, [x], "cortex-m7", plugin).kernel_insns)
-        assert sum(per[name].values()) == kernel[0] - kernel[1] > 0
-    assert not any(k.startswith("tp_lb_") for k in per["int8"])
-    assert per["mixed"].get("tp_lb_outside", 0) > 0
-    assert sum(per["mixed"].get(f, 0) for f in ("tp_lb_grid", "grid_row")) > 0  # byte arithmetic, no table
+    project = generate(g, plan, tmp_path / "c", target="cortex-m7", precision=prec, inplace=False)
+    per = stage_profile(g, project, [x], plugin)
+    kernel = []
+    for runs in (2, 1):
+        make(project.path, "clean")
+        make(project.path, "cortex-m7", variables={"FAST": f"-DTP_FAST -DTP_STAGE_RUNS={runs}"})
+        kernel.append(run_qemu(project.path, g, [x], "cortex-m7", plugin).kernel_insns)
+    assert sum(per.values()) == kernel[0] - kernel[1] > 0
+    assert per.get("tp_lb_outside", 0) > 0 and per.get("gemm_2px", 0) > 0
+    assert sum(per.get(f, 0) for f in ("tp_lb_grid", "grid_copy")) > 0  # byte arithmetic, no table
