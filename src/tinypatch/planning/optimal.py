@@ -602,8 +602,10 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
         tail = np.concatenate([np.cumsum(kept[..., ::-1], axis=-1)[..., ::-1],
                                np.zeros(kept.shape[:2] + (1,), np.int64)], axis=-1)
         live = sizes @ local_life.astype(np.int64)  # tile-local buffers live at each stage step
-        held = np.empty(sizes.shape[:2] + (len(st.starts),), np.int64)
+        held = np.maximum.accumulate(live[..., ::-1], axis=-1)[..., ::-1][..., st.start_idx]  # most from each start
         for j, (i0, rows) in enumerate(zip(st.start_idx.tolist(), st.start_rows)):
+            if not rows:
+                continue
             steps = live[..., i0:]
             for r in rows:  # the tensors live at the start are held full-size, not as tiles
                 steps = steps - sizes[..., r, None] * local_life[r, i0:]
