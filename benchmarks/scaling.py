@@ -81,6 +81,8 @@ def main() -> None:
                 seconds, figure = out.split("|", 1)
             except subprocess.TimeoutExpired:
                 seconds, figure = f"> {args.limit:.0f}", "cut off"
+            except subprocess.CalledProcessError as exc:
+                seconds, figure = "-", "failed: " + (exc.stderr.strip().splitlines() or ["?"])[-1]
             command = "plan" if what == "residual" else what
             command += f" --target {target}" * bool(target) + " (residual)" * (what == "residual")
             print(f"| {command} | {n:,} | {seconds} | {figure} |", flush=True)

@@ -27,8 +27,9 @@ the stage starts), which makes the search take seconds. On long graphs the searc
 linear in the op count with the same front: layer-by-layer segments of any length are costed
 from prefix sums (:func:`_dp`), and the starts of the stages ending at a cut are costed from the
 latest backwards only until a proof shows that every earlier start is matched by running the
-same ops layer by layer (:func:`_layer_wins`, :func:`_below_dominated`; not with an instruction
-cost model), so those stages are left out (they are counted in no ``options`` figure).
+same ops layer by layer (:func:`_layer_wins`, :func:`_below_dominated`; with an instruction cost
+model also on predicted instructions, :func:`_deficit_prefix`), so those stages are left out (they
+are counted in no ``options`` figure).
 
 Peaks here are liveness lower bounds; :func:`optimal_front` then places each front plan in
 an arena and reports the placed peak as well.
