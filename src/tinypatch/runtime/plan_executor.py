@@ -42,8 +42,10 @@ from tinypatch.planning.stream import (
     column_steps,
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
+from tinypatch.runtime import sim_arena
 from tinypatch.runtime.mixed import MixedPrecision
-from tinypatch.runtime.sim_arena import Arena
+from tinypatch.runtime.sim_arena import Arena, ArenaEffect
+from tinypatch.runtime.stage_replay import TiledChecks
 from tinypatch.runtime.threads import blas_threads
 
 
@@ -68,6 +70,9 @@ class PlanExecutor:
     make one from) runs tiled stages at per-patch mixed precision; without it every map is int8.
     ``batch=False`` runs every tile (and every stream column) on its own, with its own arena
     accounting: the reference the batched run is tested against (same bytes, same arena figures).
+    Batched, a stage's runs after the second replay the arena effect of its walk (recorded on the
+    second run, which walks it once more on random values) and only compute and check its values
+    (:mod:`~tinypatch.runtime.stage_replay`).
     """
 
     def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None,
@@ -100,6 +105,10 @@ class PlanExecutor:
         self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
+        # stage -> (its arena effect, recorded on its second walk, and what computes its values on
+        # later runs; see :mod:`~tinypatch.runtime.stage_replay`), or None where later runs walk it again
+        self.replays: dict[int, tuple[ArenaEffect, TiledChecks] | None] = {}
+        self.walked: set[int] = set()  # stages walked at least once
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -147,9 +156,20 @@ class PlanExecutor:
         while i < len(g.ops):
             if i in self.stage_at:
                 st = self.stage_at[i]
-                self._run_stage(arena, outside, st)
-                for k in range(st.stage.start, st.stage.end):
-                    self._free(arena, k, st)
+                replay = self.replays.get(i)
+                if replay is not None and replay[0].applies(arena):
+                    self._replay_stage(arena, outside, st, *replay)
+                else:  # the second walk records (a single run pays nothing for later ones)
+                    before = arena.state() if i in self.walked and i not in self.replays else None
+                    self._run_stage(arena, outside, st)
+                    for k in range(st.stage.start, st.stage.end):
+                        self._free(arena, k, st)
+                    self.walked.add(i)
+                    if before is not None:
+                        replay = self._replayable(arena, st, before)
+                        if replay is not None:  # a PlanError here leaves later runs walking (and raising)
+                            self._walk_random(st, before, outside)
+                        self.replays[i] = replay
                 i = st.stage.end
             else:
                 self._run_op(arena, outside, i)
@@ -157,6 +177,56 @@ class PlanExecutor:
                 i += 1
         outputs = {name: np.array(arena.read(self._get(arena, outside, name), name)) for name in g.outputs}
         return PlanRun(outputs, arena.touched_high_water, arena.size, arena.alignment)
+
+    def _replayable(self, arena: Arena, st: StageTiling, before: tuple) -> tuple[ArenaEffect, TiledChecks] | None:
+        """Stage ``st`` just ran from arena state ``before``: its recorded effect and what computes its
+        values on later runs, or None where later runs walk it again (mixed precision, a kernel that
+        does not batch, a tile op reading other than its receptive field, an effect on other bytes)."""
+        if not self.batch or self.mixed:
+            return None
+        if not self._shadows(st) or st.stream and self.streams[st.stage.start].rows is None:
+            return None
+        values = TiledChecks(self, st)
+        if not values.usable:
+            return None
+        buf = self.buffer_of.get(st.info.output)
+        effect = ArenaEffect(before, arena, (self.placement.offsets[buf], self.graph.tensors[st.info.output].nbytes)
+                             if buf is not None else None)
+        return (effect, values) if effect.replayable else None
+
+    def _walk_random(self, st: StageTiling, before: tuple, outside: dict[str, np.ndarray]) -> None:
+        """Walk stage ``st`` once more, on random values: in a scratch arena in state ``before`` with
+        every valid byte random (int8 stages only). Later runs do not walk it, and what the walk moves
+        through cached parts, line and window buffers is compared with whole-image values: random
+        ones cannot hide a wrong move as an input with flat regions can."""
+        g = self.graph
+        names = {t for k in st.info.tile_ops for t in g.ops[k].inputs if t and not g.tensors[t].is_const}
+        if any(g.tensors[t].np_dtype != np.int8 for t in names):
+            return
+        memory, valid, live, end = before
+        rng = np.random.default_rng(0)
+        scratch = sim_arena.Arena(self.placement.peak, self.placement.alignment)
+        scratch.memory[...] = np.where(valid, rng.integers(0, 256, memory.size, dtype=np.uint8), memory)
+        scratch.valid[...] = valid
+        scratch.live, scratch._end = dict(live), end
+        noise = {t: rng.integers(-128, 128, v.shape, dtype=np.int8) if v.dtype == np.int8 else v
+                 for t, v in outside.items()}
+        self._run_stage(scratch, noise, st)
+
+    def _replay_stage(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, effect: ArenaEffect,
+                      values: TiledChecks) -> None:
+        """Stage ``st`` on a later run (see :mod:`~tinypatch.runtime.stage_replay`): its output
+        computed and checked, then the arena effect of its recorded walk applied (its frees included)."""
+        out = values.values(arena, outside)
+        t = self.graph.tensors[st.info.output]
+        out = np.asarray(out, t.np_dtype).reshape(t.shape)
+        buf = self.buffer_of.get(st.info.output)
+        if buf is None:
+            outside[st.info.output] = out
+        else:
+            off = self.placement.offsets[buf]
+            arena.memory[off: off + out.nbytes].view(out.dtype).reshape(out.shape)[...] = out
+        effect.apply(arena)
 
     def _run_op(self, arena: Arena, outside: dict[str, np.ndarray], i: int) -> None:
         """Layer-by-layer op ``i``: inputs read whole, then the output written whole (an in-place

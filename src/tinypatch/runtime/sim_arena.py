@@ -93,9 +93,45 @@ class Arena:
         self._end = max(self._end, got[1])
         return arr
 
+    def state(self) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int]:
+        """A copy of everything the arena holds: (memory, valid, live buffers, touched end)."""
+        return self.memory.copy(), self.valid.copy(), dict(self.live), self._end
+
     def wrote(self, arr: np.ndarray) -> None:
         """Record that every byte of ``arr`` (a view into the arena) now holds a value."""
         got = self._bytes(arr)
         if got is not None:
             got[0][...] = True
             self._end = max(self._end, got[1])
+
+
+class ArenaEffect:
+    """What a stretch of a run did to an arena whose every claim, read, write and free depends on the
+    plan only (not on the values): recorded once from ``before`` (:meth:`Arena.state`) and the arena
+    after it, applied to a later run's arena found in the same state before (:meth:`applies`).
+
+    The stretch may change the bytes of ``out`` (offset, size: the values the later run writes itself)
+    and poison the bytes it frees (every byte not valid after it holds :data:`POISON`, whatever the
+    values); :attr:`replayable` is False when it left any other byte changed."""
+
+    def __init__(self, before: tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int], arena: Arena,
+                 out: tuple[int, int] | None) -> None:
+        memory, self.valid_before, self.live_before, self.end_before = before
+        self.invalid = ~arena.valid
+        other = (arena.memory != memory) & arena.valid
+        if out is not None:
+            other[out[0]: out[0] + out[1]] = False
+        self.replayable = not other.any() and bool((arena.memory[self.invalid] == POISON).all())
+        self.valid, self.live, self.end = arena.valid.copy(), dict(arena.live), arena._end
+
+    def applies(self, arena: Arena) -> bool:
+        """Is ``arena`` in the recorded state before the stretch (so the stretch does the same to it)?"""
+        return (self.replayable and arena._end == self.end_before and arena.live == self.live_before
+                and np.array_equal(arena.valid, self.valid_before))
+
+    def apply(self, arena: Arena) -> None:
+        """Do to ``arena`` what the recorded stretch did, but for the values of ``out``."""
+        np.copyto(arena.memory, POISON, where=self.invalid)
+        arena.valid[...] = self.valid
+        arena.live = dict(self.live)
+        arena._end = self.end

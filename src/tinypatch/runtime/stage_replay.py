@@ -1,0 +1,201 @@
+"""Fast repeat runs of a patch stage by the plan executor: the arena effect replayed, the tiles'
+computations checked in batches.
+
+What a stage does to the simulated arena (the bytes it claims, writes, reads and frees, the
+high-water mark) depends on the plan, never on the input values. The executor's first two runs
+of a stage walk its tiles with every check (:class:`~tinypatch.runtime.plan_executor.PlanExecutor`);
+the second records that effect (:class:`~tinypatch.runtime.sim_arena.ArenaEffect`) and walks the
+stage once more on random values; a later run that finds the arena in the recorded state before
+the stage applies it and computes the values here:
+
+* a tiled stage (:class:`TiledChecks`): every op once on the whole image (the shadow), and every
+  tile's computation of every op checked. Every tile op reads exactly the receptive field of the
+  pixels it computes, padded where the image border is (checked once per plan for every tile and
+  op against :meth:`~tinypatch.analysis.regions.AxisMap.input_span`). Where along each axis its
+  window is not padded, or is the whole axis, its kernel does the arithmetic of the whole-image
+  call on those pixels: their whole-image values are its own. A tile op whose window is padded
+  at a border of an axis it does not span whole runs its kernel with its own paddings on its own
+  window (one of like tile ops: same op, sizes and paddings, the same call at another place),
+  in one batched call per op and paddings (:class:`TiledChecks`), compared byte for byte with
+  the whole-image values.
+  A stream stage is checked so too, its strips computing whole rows (its columns' walk through
+  the window buffers is what the walks check).
+
+What the walks check, a later run does not redo: the cached parts, line buffers and window
+buffers the walk reads (compared there with whole-image values: on the first two runs' inputs
+and on random values) and the arena's checks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tinypatch.analysis.regions import AxisMap, Interval
+from tinypatch.errors import PlanError
+from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps
+from tinypatch.runtime.sim_arena import Arena
+
+if TYPE_CHECKING:
+    from tinypatch.runtime.plan_executor import PlanExecutor
+
+
+class _Group:
+    """Like tile computations of one op: the tiles, and per activation input the (rows, columns)
+    index arrays of each tile's window, then those of each tile's output."""
+
+    def __init__(self, k: int, pads: tuple[int, ...], tiles: list[tuple[int, int]],
+                 windows: list[tuple[str, np.ndarray, np.ndarray] | None], out: tuple[np.ndarray, np.ndarray]) -> None:
+        self.k, self.pads, self.tiles, self.windows, self.out = k, pads, tiles, windows, out
+
+
+def _index(starts: list[int], size: int) -> np.ndarray:
+    """Indices of intervals of ``size`` from ``starts``, one row of them per interval."""
+    return np.array(starts, np.intp)[:, None] + np.arange(size, dtype=np.intp)
+
+
+def _exact(maps: list[AxisMap | None], span: OpSpan) -> bool:
+    """Does a tile op read along this axis exactly the receptive field of what it computes, padded as
+    the whole image is there (:meth:`~tinypatch.analysis.regions.AxisMap.input_span`)?"""
+    return all(m is None or m.input_span(span.out) == (r, *(span.pads if m.kind == "window" else (0, 0)))
+               for m, r in zip(maps, span.reads))
+
+
+def _whole(maps: list[AxisMap | None]) -> OpSpan:
+    """An op computing the whole axis."""
+    m0 = next(m for m in maps if m is not None)
+    spans = [None if m is None else m.input_span((0, m.out_size)) for m in maps]
+    pads = next((s[1:] for s, m in zip(spans, maps) if m is not None and m.kind == "window"), (0, 0))
+    return OpSpan((0, m0.out_size), (0, m0.out_size), tuple(None if s is None else s[0] for s in spans), pads)
+
+
+def _whole_like(maps: list[AxisMap | None], span: OpSpan) -> bool:
+    """Is an exact tile op's window along this axis read as the whole-image call reads it there: not
+    padded, or the whole axis (then padded as the whole image is)?"""
+    m0 = next(m for m in maps if m is not None)
+    return not any(span.pads) or span.out == (0, m0.out_size)
+
+
+def _widen(maps: list[AxisMap | None], span: OpSpan, size: int) -> Interval | None:
+    """``span.out`` grown to ``size`` away from its padded end, where the window of the grown
+    interval keeps the same paddings (it then holds the tile's own window where the kernel reads
+    it for the tile's own pixels); None where neither way does."""
+    a, b = span.out
+    m0 = next(m for m in maps if m is not None)
+    for out in ((a, a + size), (b - size, b)) if span.pads[1] == 0 else ((b - size, b), (a, a + size)):
+        if 0 <= out[0] and out[1] <= m0.out_size and all(
+                m is None or m.input_span(out)[1:] == (span.pads if m.kind == "window" else (0, 0)) for m in maps):
+            return out
+    return None
+
+
+class TiledChecks:
+    """A tiled stage's fast run (see the module docstring): the batched groups of padded tile ops,
+    worked out once per plan. Padded tile ops of one op with the same paddings run as one call: each
+    grown to the group's largest size away from its padded image border (:func:`_widen`; a kernel's
+    output pixel depends only on its window, so the tile's own pixels come out of its own window) and
+    compared with the whole-image values over all it computes. :attr:`usable` is False where a tile
+    op without padding reads other than the receptive field of its pixels, or a stage ending in an
+    average sums pixels twice or never."""
+
+    def __init__(self, ex: PlanExecutor, st: StageTiling) -> None:
+        self.ex, self.st = ex, st
+        g, ops = ex.graph, st.info.tile_ops
+        maps = (input_maps(g, ops, 0), input_maps(g, ops, 1))
+        # a stream stage's strips compute whole rows (the walks checked its columns)
+        self.cols = [{k: _whole(maps[1][k]) for k in ops}] if st.stream else st.w.spans
+        padded: dict[tuple, list[tuple[int, int, OpSpan, OpSpan]]] = {}  # (op, paddings) -> its exact tile ops
+        odd: dict[tuple, list[tuple[int, int, Interval, Interval]]] = {}  # tile ops read otherwise: as they are
+        seen: set[tuple] = set()
+        self.usable = True
+        for i, rows in enumerate(st.h.spans):
+            for j, cols in enumerate(self.cols):
+                for k in ops:
+                    sh, sw = rows[k], cols[k]
+                    if sh.out[0] >= sh.out[1] or sw.out[0] >= sw.out[1]:
+                        continue
+                    exact = _exact(maps[0][k], sh) and _exact(maps[1][k], sw)
+                    if exact and _whole_like(maps[0][k], sh) and _whole_like(maps[1][k], sw):
+                        continue  # its whole-image values are its own (see the module docstring)
+                    if exact:
+                        like = (k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads)
+                        if like not in seen:  # the first of its like tile ops computes for them all
+                            seen.add(like)
+                            padded.setdefault((k, sh.pads, sw.pads), []).append((i, j, sh, sw))
+                    else:
+                        self.usable = self.usable and bool(any(sh.pads) or any(sw.pads))
+                        sizes = tuple(None if rh is None else (rh[1] - rh[0], rw[1] - rw[0])
+                                      for rh, rw in zip(sh.reads, sw.reads))
+                        odd.setdefault((k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads, sizes),
+                                       []).append((i, j, sh.out, sw.out))
+        for (k, ph, pw), tiles in padded.items():
+            size_h = max(sh.out[1] - sh.out[0] for _, _, sh, _ in tiles)
+            size_w = max(sw.out[1] - sw.out[0] for _, _, _, sw in tiles)
+            for i, j, sh, sw in tiles:
+                oh, ow = _widen(maps[0][k], sh, size_h), _widen(maps[1][k], sw, size_w)
+                if oh is None or ow is None:
+                    oh, ow = sh.out, sw.out
+                group = odd.setdefault((k, oh[1] - oh[0], ow[1] - ow[0], ph, pw, None), [])
+                if all(t[2:] != (oh, ow) for t in group):  # tiles grown to the same window: computed once
+                    group.append((i, j, oh, ow))
+        self.groups = [self._group(k, maps, (*ph, *pw), tiles) for (k, _, _, ph, pw, _), tiles in odd.items()]
+        if st.info.reduce is not None:  # the sums add every pixel of the tiled map once
+            last = ops[-1]
+            count = np.zeros(g.tensors[st.info.tiled].shape[1:3], np.int64)
+            for rows in st.h.spans:
+                for cols in self.cols:
+                    sh, sw = rows[last], cols[last]
+                    count[sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]] += 1
+            self.usable = self.usable and bool((count == 1).all())
+
+    def _group(self, k: int, maps: tuple[dict, dict], pads: tuple[int, ...],
+               tiles: list[tuple[int, int, Interval, Interval]]) -> _Group:
+        """One call's index arrays: each tile op computes ``out`` (rows, columns) from the windows
+        its maps give (its own reads where ``out`` is its own)."""
+        g, st = self.ex.graph, self.st
+        op = g.ops[k]
+        windows: list[tuple[str, np.ndarray, np.ndarray] | None] = []
+        for n, t in enumerate(op.inputs):
+            if not t or g.tensors[t].is_const:
+                windows.append(None)
+                continue
+            reads = []
+            for i, j, oh, ow in tiles:
+                sh, sw = st.h.spans[i][k], self.cols[j][k]
+                reads.append((sh.reads[n] if oh == sh.out else maps[0][k][n].input_span(oh)[0],
+                              sw.reads[n] if ow == sw.out else maps[1][k][n].input_span(ow)[0]))
+            rows = _index([r[0][0] for r in reads], reads[0][0][1] - reads[0][0][0])
+            cols = _index([r[1][0] for r in reads], reads[0][1][1] - reads[0][1][0])
+            windows.append((t, rows[:, :, None], cols[:, None, :]))
+        rows = _index([oh[0] for _, _, oh, _ in tiles], tiles[0][2][1] - tiles[0][2][0])
+        cols = _index([ow[0] for _, _, _, ow in tiles], tiles[0][3][1] - tiles[0][3][0])
+        return _Group(k, pads, [(i, j) for i, j, _, _ in tiles], windows, (rows[:, :, None], cols[:, None, :]))
+
+    def values(self, arena: Arena, outside: dict[str, np.ndarray]) -> np.ndarray:
+        """The stage output, every tile's computation checked (PlanError names the first tile whose
+        kernel on its own window computes other bytes than the whole image)."""
+        ex, st = self.ex, self.st
+        g = ex.graph
+        shadow = ex._shadow(arena, outside, st)
+        for grp in self.groups:
+            op = g.ops[grp.k]
+            args = []
+            for t, w in zip(op.inputs, grp.windows):
+                if w is None:
+                    args.append(g.tensors[t].data if t else None)
+                else:
+                    x = shadow[t] if t in shadow else ex._get(arena, outside, t)
+                    args.append(x[0][w[1], w[2]])
+            value = ex.kernels[grp.k](args, grp.pads)[0]
+            want = shadow[op.outputs[0]][0][grp.out[0], grp.out[1]]
+            if value.shape != want.shape or value.dtype != want.dtype or not np.array_equal(value, want):
+                bad = next((n for n in range(len(grp.tiles)) if value.shape != want.shape
+                            or not np.array_equal(value[n], want[n])), 0)
+                i, j = grp.tiles[bad]
+                raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {grp.k} computes other "
+                                f"bytes than the whole image from its window (a region or padding out of step)")
+        if st.info.reduce is None:
+            return shadow[st.info.output]
+        sums = shadow[st.info.tiled].sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)  # int32 wraps, as tile by tile
+        return ex.kernels[st.info.reduce].finish(sums.astype(np.int64))

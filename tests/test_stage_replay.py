@@ -1,0 +1,169 @@
+"""Later runs of a plan executor (:mod:`tinypatch.runtime.stage_replay`): the arena effect of the
+second run's walk replayed, every tile's computation checked in batches. Byte-exact against the tile
+loop (``batch=False``) in :func:`test_plan_batching.assert_batched_same`, which every batching test
+runs twice; here: that each stage kind does replay, that replays still catch a tile computing other
+bytes (border tiles, whose kernels run on their own windows), and that the growing of padded tiles
+to a common size keeps each tile's own pixels (kernel locality, hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_plan_batching import _chain, _input, _plan, assert_batched_same
+
+import tinypatch.runtime.plan_executor as pe
+from tinypatch.analysis.regions import AxisMap, axis_maps, split_even
+from tinypatch.errors import PlanError
+from tinypatch.frontends.synth import Builder
+from tinypatch.kernels import prepare
+from tinypatch.planning.plan import Stage
+from tinypatch.planning.tiles import OpSpan
+from tinypatch.runtime.stage_replay import _exact, _widen
+
+_STAGES = {
+    "recompute": (False, Stage(0, 5, split_even(10, 4), split_even(10, 3))),
+    "average": (True, Stage(0, 6, split_even(10, 5), split_even(10, 3))),
+    "cache_w": (False, Stage(0, 5, split_even(10, 5), split_even(10, 5), {k: "cache_w" for k in range(4)})),
+    "cache": (False, Stage(0, 5, split_even(10, 4), split_even(10, 3), {k: "cache" for k in range(4)})),
+    "mixed": (False, Stage(0, 5, split_even(10, 5), split_even(10, 2), {0: "cache", 3: "cache"})),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_STAGES))
+def test_later_runs_replay_tiled_stages(kind):
+    pool, stage = _STAGES[kind]
+    g = _chain(pool)
+    ex = assert_batched_same(g, _plan(g, [stage]), _input(g))
+    assert ex.replays[0] is not None, "the stage does not replay: the test would not exercise that path"
+
+
+def test_later_runs_replay_stream_stages():
+    g = _chain()
+    width = g.tensors[g.ops[4].outputs[0]].shape[2]
+    stage = Stage(0, 5, [0, 3, 5, 7, 10], list(range(width + 1)), {k: "stream" for k in range(4)})
+    ex = assert_batched_same(g, _plan(g, [stage], include_input=False), _input(g))
+    assert ex.replays[0] is not None
+
+
+@pytest.mark.parametrize("kind", ["recompute", "cache"])
+def test_replays_run_padded_tiles_on_their_own_windows(kind):
+    """A later run computes the padded (border) tiles' kernels on their own windows and compares them
+    with the whole image: a kernel that goes wrong on tile calls only (an explicit ``pads``) is a
+    PlanError, as in the walks."""
+    pool, stage = _STAGES[kind]
+    g = _chain(pool)
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))
+    ex([_input(g)])
+    ex([_input(g)])  # the second run records what the third replays
+    assert ex.replays[0] is not None and ex.replays[0][1].groups
+    kernel = ex.kernels[0]
+
+    def off_by_one_on_tiles(args, pads=None):
+        out = kernel(args, pads)
+        return out if pads is None else [(out[0].astype(np.int16) + 1).clip(-128, 127).astype(np.int8)]
+    ex.kernels[0] = off_by_one_on_tiles
+    with pytest.raises(PlanError, match=r"tile \(\d+, \d+\) of op 0 computes other bytes"):
+        ex([_input(g)])
+
+
+def test_a_replay_needs_the_arena_state_it_was_recorded_from(monkeypatch):
+    """A run reaching the stage with the arena in another state than the recording run walks again."""
+    g = _chain()
+    ex = pe.PlanExecutor(g, _plan(g, [_STAGES["cache"][1]]))
+    x = _input(g)
+    want = ex([x]).outputs
+    ex([x])  # records
+    walks = []
+    walk = ex._run_stage
+    monkeypatch.setattr(ex, "_run_stage", lambda *a: walks.append(1) or walk(*a))
+    ex([x])
+    assert not walks
+    ex.replays[0][0].end_before += 1  # as if an earlier op had touched one more byte
+    got = ex([x]).outputs
+    assert walks == [1]
+    assert all(got[n].tobytes() == want[n].tobytes() for n in g.outputs)
+
+
+def test_exact_windows():
+    m = AxisMap("window", 10, 10, kernel=3, stride=1, pad=1)
+    assert _exact([m], OpSpan((0, 4), (0, 4), ((0, 5),), (1, 0)))
+    assert not _exact([m], OpSpan((0, 4), (0, 4), ((0, 6),), (1, 0)))  # one row too many
+    assert not _exact([m], OpSpan((0, 4), (0, 4), ((0, 5),), (0, 0)))  # the border padding missing
+    assert _exact([m], OpSpan((3, 6), (3, 6), ((2, 7),), (0, 0)))
+    ident = AxisMap("identity", 10, 10)
+    assert _exact([ident, None], OpSpan((3, 6), (3, 6), ((3, 6), None), (0, 0)))
+
+
+def test_widen_keeps_the_padded_end():
+    m = AxisMap("window", 10, 5, kernel=3, stride=2, pad=0)  # VALID-like: pads only past the end
+    top = AxisMap("window", 10, 10, kernel=3, stride=1, pad=1)
+    assert _widen([top], OpSpan((0, 2), (0, 2), ((0, 3),), (1, 0)), 4) == (0, 4)
+    assert _widen([top], OpSpan((8, 10), (8, 10), ((7, 10),), (0, 1)), 4) == (6, 10)
+    assert _widen([top], OpSpan((0, 10), (0, 10), ((0, 10),), (1, 1)), 11) is None
+    assert _widen([m], OpSpan((1, 2), (1, 2), ((2, 5),), (0, 0)), 3) == (1, 4)
+
+
+@st.composite
+def _op_and_tile(draw: st.DrawFn):
+    kind = draw(st.sampled_from(["conv", "depthwise", "avg", "max"]))
+    k, s = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    h = draw(st.integers(k + 1, 12))
+    b = Builder("one", seed=draw(st.integers(0, 9)))
+    x = b.input((1, h, 6, 3))
+    if kind == "conv":
+        y = b.conv(x, 4, k, s, name="op")
+    elif kind == "depthwise":
+        y = b.depthwise(x, k, s, name="op")
+    else:
+        y = b.pool(x, kind, k, s, name="op", padding="SAME")
+    g = b.finish([y])
+    m = axis_maps(g, g.ops[0])[0]
+    a = draw(st.integers(0, m.out_size - 1))
+    n = draw(st.integers(a + 1, m.out_size))
+    return g, m, (a, n), draw(st.integers(n - a, m.out_size))
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(_op_and_tile())
+def test_a_grown_tile_computes_its_own_pixels_from_its_own_window(case):
+    """What the batched checks rest on: a padded tile grown to a larger size (:func:`_widen`) with its
+    paddings kept computes, at the tile's own pixels, the bytes of the tile's own kernel call."""
+    g, m, out, size = case
+    (r0, r1), before, after = m.input_span(out)
+    own = OpSpan(out, out, ((r0, r1),), (before, after))
+    grown = _widen([m], own, size)
+    if grown is None:
+        return
+    kernel = prepare(g, g.ops[0])
+    x = np.random.default_rng(size).integers(-128, 128, g.tensors[g.inputs[0]].shape, dtype=np.int8)
+    wpads = (1, 1) if kernel.default_pads((x.shape[1], x.shape[2]))[2] else (0, 0)
+    mine = kernel([x[:, r0:r1]], (before, after, *wpads))[0]
+    (g0, g1), gb, ga = m.input_span(grown)
+    assert (gb, ga) == (before, after)
+    big = kernel([x[:, g0:g1]], (gb, ga, *wpads))[0]
+    assert big[:, out[0] - grown[0]: out[1] - grown[0]].tobytes() == mine.tobytes()
+
+
+def test_the_recording_run_also_walks_on_random_values(monkeypatch):
+    """Later runs do not walk, so the run that records a stage's arena effect (the second) walks it
+    once more on random values: a stale line buffer is caught even where the input is flat (here
+    all zeros: every interior pixel alike, so the stale bytes equal the right ones; the first run's
+    walk, as every run's before replays, does not see it)."""
+    g = _chain()
+    ex = pe.PlanExecutor(g, _plan(g, [_STAGES["cache"][1]]))
+    save = ex._save_lines
+    monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, j, region: save(arena, st_, k, i, j, region)
+                        if i == 0 else None)
+    walked = []
+    walk = ex._walk_random
+    monkeypatch.setattr(ex, "_walk_random", lambda *a: walked.append(1) or walk(*a))
+    flat = np.zeros_like(_input(g))
+    ex([flat])
+    with pytest.raises(PlanError, match="reads wrong bytes"):
+        ex([flat])
+    assert walked == [1], "the walk on the input caught it: the test would not show what the random walk adds"
+    with pytest.raises(PlanError, match="reads wrong bytes"):  # no replay was recorded: it walks (and fails) again
+        ex([flat])
