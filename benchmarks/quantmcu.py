@@ -26,7 +26,8 @@ Instructions (``--insns``, default Cortex-M7 and M55): the patch stage(s) of the
 (``tinypatch codegen --precision``) executed on QEMU, counted with the qemu-insncount plugin as
 the program with each stage run twice minus the program as generated, summed over the first
 ``--insn-inputs`` held-out crops, for the int8 build and the mixed build of the same plan; the
-mixed build's outputs are checked byte for byte against the Python plan executor.
+mixed build's outputs are checked byte for byte against the Python plan executor. ``--profile``
+adds the same count per kernel function (one QEMU run per function) for the first crop.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from rich.table import Table
 from tinypatch import api
 from tinypatch.assets import assets_dir
 from tinypatch.codegen import generate
-from tinypatch.codegen.report import stage_instructions
+from tinypatch.codegen.report import stage_instructions, stage_profile
 from tinypatch.codegen.toolchain import build_insncount
 from tinypatch.runtime.crops import crops
 from tinypatch.runtime.executor import run as run_whole
@@ -61,10 +62,10 @@ COLUMNS = ("model", "method", "plan", "SRAM worst / packed B", "BitOPs int8 /inp
 class Insns:
     """Patch-stage instructions of the generated C on emulated Cortex-M targets (int8 builds cached)."""
 
-    def __init__(self, targets: list[str], n_inputs: int, workdir: Path) -> None:
+    def __init__(self, targets: list[str], n_inputs: int, workdir: Path, profile: bool = False) -> None:
         root = assets_dir()
         assert root is not None
-        self.targets, self.n, self.work = targets, n_inputs, workdir
+        self.targets, self.n, self.work, self.profile = targets, n_inputs, workdir, profile
         self.plugin = build_insncount(root, workdir / "plugin")
         self.int8: dict[tuple, int] = {}
 
@@ -88,6 +89,17 @@ class Insns:
             if key not in self.int8:
                 self.int8[key] = self._count(graph, plan, None, t, xs)
             out[t] = (self.int8[key] / len(xs), self._count(graph, plan, prec, t, xs) / len(xs))
+        return out
+
+    def kernels(self, graph, plan, prec, x) -> dict:
+        """{target: {kernel function: [int8, mixed]}}: the patch stage's instructions per kernel on input x."""
+        out = {}
+        for t in self.targets:
+            per = [stage_profile(graph, generate(graph, plan, self.work / t, target=t, precision=p, inplace=False,
+                                                 force=True), [x], self.plugin) for p in (None, prec)]
+            out[t] = {k: [per[0].get(k, 0), per[1].get(k, 0)] for k in sorted(set(per[0]) | set(per[1]),
+                                                                            key=lambda k: -max(per[0].get(k, 0),
+                                                                                               per[1].get(k, 0)))}
         return out
 
 
@@ -132,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--insns", default="cortex-m7,cortex-m55",
                     help="Cortex-M targets whose patch-stage instructions are counted on QEMU ('' : none)")
     ap.add_argument("--insn-inputs", type=int, default=2, help="held-out crops the instruction counts run on")
+    ap.add_argument("--profile", action="store_true", help="also the patch stage's instructions per kernel function "
+                                                           "(int8 and mixed build, first held-out crop)")
     ap.add_argument("--json", metavar="OUT", help="write the rows as JSON (rewritten after every row)")
     args = ap.parse_args(argv)
     root = assets_dir()
@@ -143,10 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     margins: list[dict] = []
     tmp = tempfile.TemporaryDirectory()
-    insns = Insns([t for t in args.insns.split(",") if t], args.insn_inputs, Path(tmp.name)) if args.insns else None
+    insns = Insns([t for t in args.insns.split(",") if t], args.insn_inputs, Path(tmp.name),
+                                 args.profile) if args.insns else None
 
     def done(row: dict, graph=None, plan=None, prec=None, ev=None) -> None:
         row["insns"] = insns.row(graph, plan, prec, ev) if insns and prec is not None else {}
+        if insns and insns.profile and prec is not None and any(m.bits < 8 for sp in prec.stages for m in sp.maps):
+            row["kernels"] = insns.kernels(graph, plan, prec, ev[0])
         rows.append(row)
         print(f"{row['model']} {row['method']} ({row['plan']}): {row['reduction']:.2f}x, agreement "
               f"{row['agreement']:.1%} of {row['n']}, {row['seconds']:.0f} s", flush=True)
@@ -222,6 +239,11 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         console.print(f"{method[0]} ({method[1]}): mean reduction {sum(x['reduction'] for x in sel) / len(sel):.2f}x, "
                       f"lowest agreement {min(x['agreement'] for x in sel):.1%} over {len(sel)} model(s)",
                       highlight=False)
+    for x in rows:
+        for t, per in x.get("kernels", {}).items():
+            console.print(f"{x['model']} {x['method']} ({x['plan']}), {t}: patch-stage instructions per kernel, "
+                          "int8 -> mixed: " + ", ".join(f"{k} {a / 1e6:.3f}M -> {b / 1e6:.3f}M" for k, (a, b) in per.items()),
+                          highlight=False)
     console.print(f"lambda {args.lam}; outlier rule: a patch's max |q - zp| above the {args.quantile:g} quantile of "
                   f"the calibration patches' maxima (scope rest); ours: moves kept if the calibration crops agree "
                   f"and mean |Δout| <= {args.max_change} x int8 margin and no crop loses more than {args.max_margin_loss:g} of "

@@ -22,7 +22,7 @@ from tinypatch.codegen.dump import read_dump
 from tinypatch.codegen.toolchain import make, missing_tools, run_host
 from tinypatch.errors import PlanError, UnsupportedOperatorError
 from tinypatch.frontends.random_cnn import CnnBuilder
-from tinypatch.ir import Graph
+from tinypatch.ir import Graph, QuantParams
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.precision import (
@@ -42,23 +42,31 @@ needs_mcu = pytest.mark.skipif(NO_MCU is not None, reason=f"Cortex-M toolchain/e
 
 
 @functools.cache
-def tiny() -> tuple[Graph, np.ndarray]:
-    """conv 3x3 -> depthwise 3x3 s2 -> conv 1x1 -> avg pool 2x2 -> conv 3x3 (ReLU maps, 20x20x3 input)."""
+def tiny(act: str = "RELU") -> tuple[Graph, np.ndarray]:
+    """conv 3x3 -> depthwise 3x3 s2 -> conv 1x1 -> avg pool 2x2 -> conv 3x3 (20x20x3 input); maps
+    after ReLU, or (act NONE) on both sides of their zero point: both sides of the outlier test run;
+    SAT: ReLU maps, the first one at a quarter of its scale, so many of its values saturate at 127
+    (where rounding up to the low-bit grid saturates too)."""
     rng = np.random.default_rng(5)
-    b = CnnBuilder(rng, (1, 20, 20, 3), "tiny_mixed")
-    b.conv(8, 3, 3, (1, 1), (1, 1), "SAME", "RELU")
-    b.depthwise(1, 3, 3, (2, 2), (1, 1), "SAME", "RELU")
-    b.conv(12, 1, 1, (1, 1), (1, 1), "SAME", "RELU")
+    b = CnnBuilder(rng, (1, 20, 20, 3), {"RELU": "tiny_mixed", "NONE": "tiny_mixed_signed"}.get(act, "tiny_mixed_sat"))
+    fused = "RELU" if act == "SAT" else act
+    first = b.conv(8, 3, 3, (1, 1), (1, 1), "SAME", fused)
+    b.depthwise(1, 3, 3, (2, 2), (1, 1), "SAME", fused)
+    b.conv(12, 1, 1, (1, 1), (1, 1), "SAME", fused)
     b.pool("AVERAGE_POOL_2D", 2, 2, (1, 1), "SAME")
     b.conv(4, 3, 3, (1, 1), (1, 1), "SAME")
-    return b.finish(), rng.integers(-128, 128, (1, 20, 20, 3), dtype=np.int8)
+    g = b.finish()
+    if act == "SAT":
+        q = g.tensors[first].quant
+        g.tensors[first] = replace(g.tensors[first], quant=QuantParams.tensor(float(q.scale[0]) / 4, int(q.zero_point[0])))
+    return g, rng.integers(-128, 128, (1, 20, 20, 3), dtype=np.int8)
 
 
 @functools.cache
-def tiny_plan(strategy: str) -> Plan:
+def tiny_plan(strategy: str, act: str = "RELU") -> Plan:
     """One stage over ops [0, 4) in 3x3 tiles of the pool's 10x10 output; halos recomputed, or
     every op's halo cached (``cache``: line buffers across tile rows, slides along a row)."""
-    g, _ = tiny()
+    g, _ = tiny(act)
     halo = {} if strategy == "recompute" else {k: "cache" for k in range(3)}
     plan = Plan(g.name, fingerprint(g), [Stage(0, 4, [0, 3, 7, 10], [0, 4, 7, 10], halo)])
     check_plan(g, plan)
@@ -144,8 +152,9 @@ C_BUILDS = settings(max_examples=6, deadline=None, derandomize=True, database=No
 @C_BUILDS
 @given(st.data())
 def test_random_bits_and_thresholds_are_exact(tmp_path_factory, data):
-    g, x = tiny()
-    plan = tiny_plan(data.draw(st.sampled_from(["recompute", "cache"])))
+    act = data.draw(st.sampled_from(["RELU", "NONE", "SAT"]))
+    g, x = tiny(act)
+    plan = tiny_plan(data.draw(st.sampled_from(["recompute", "cache"])), act)
     n = len(stage_maps(g, plan, 0))
     bits = data.draw(st.lists(st.integers(2, 8), min_size=n, max_size=n))
     thr = data.draw(st.lists(st.integers(0, 255), min_size=n, max_size=n))
@@ -262,13 +271,68 @@ def test_cli_and_api_codegen_with_a_precision_plan(tmp_path, capsys):
     model = str(model_path("mlperf_vww_96_int8.tflite"))
     assert main(["codegen", model, "--plan", str(tmp_path / "plan.json"), "--precision", str(tmp_path / "prec.json"),
                  "-o", str(tmp_path / "c"), "--no-inplace"]) == 0
-    assert "tp_lb_maxdev(" in (tmp_path / "c" / "model.c").read_text()
+    assert "tp_lb_outside(" in (tmp_path / "c" / "model.c").read_text()
     np.save(tmp_path / "x.npy", x)
     r = api.codegen(model, tmp_path / "r", plan=plan, precision=str(tmp_path / "prec.json"), inplace=False,
                     report=True, input=str(tmp_path / "x.npy"))
     assert r.exact  # against the plan executor under the precision plan
     ref = PlanExecutor(graph, plan, prec)([x]).outputs
     assert all(np.array_equal(r.outputs[o], ref[o]) for o in graph.outputs)
+
+
+QEMU_BUILDS = settings(max_examples=2, deadline=None, derandomize=True, database=None,
+                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@needs_mcu
+@pytest.mark.parametrize("target", ["cortex-m7", "cortex-m55"])
+@pytest.mark.parametrize("act", ["RELU", "NONE", "SAT"])
+@QEMU_BUILDS
+@given(data=st.data())
+def test_random_plans_are_exact_on_dsp_and_helium(target, act, tmp_path_factory, data):
+    """The DSP (SSUB8/SEL) and Helium outlier tests and table loops: ReLU maps (one side tested) and
+    maps on both sides of their zero point, thresholds around the patches' own maxima, border tiles
+    (3x3 tiles of a 10x10 map) and outlier patches switching to 8 bits in both scopes."""
+    from tinypatch.codegen.report import measure
+
+    g, x = tiny(act)
+    plan = tiny_plan(data.draw(st.sampled_from(["recompute", "cache"])), act)
+    maps = stage_maps(g, plan, 0)
+    stats = MixedPrecision(g, plan, None, record=True)
+    PlanExecutor(g, plan, stats)([x])
+    # one less than some patch's own max |q - zp|: that patch is an outlier by a single step
+    thr = [data.draw(st.sampled_from(sorted({int(m) - 1 for m in stats.stats[t].patch_max if m > 0}))) for t in maps]
+    if act == "SAT":  # the saturated map's patches are not outliers: its grid rounds 127 up, and saturates
+        thr[1] = int(max(stats.stats[maps[1]].patch_max))
+    bits = data.draw(st.lists(st.integers(2, 7), min_size=len(maps), max_size=len(maps)))
+    signed = [act == "NONE" or i == 0 for i in range(len(maps))]
+    prec = precision(g, plan, bits, thr, signed, data.draw(st.sampled_from(["rest", "map"])))
+    ref = PlanExecutor(g, plan, prec)([x]).outputs
+    project = generate(g, plan, tmp_path_factory.mktemp("qemu"), target=target, precision=prec, inplace=False)
+    assert measure(g, project, [x], reference=ref).exact
+
+
+@needs_mcu
+@pytest.mark.parametrize("target", ["cortex-m7", "cortex-m55"])
+def test_grid_rounding_saturates_like_the_table(target, tmp_path):
+    """A map whose non-outlier patches hold 127, on a grid that rounds 127 up past it: the byte
+    arithmetic (tp_lb_grid) saturates where the table clamps."""
+    from tinypatch.codegen.report import measure
+
+    g, x = tiny("SAT")
+    plan = tiny_plan("recompute", "SAT")
+    maps = stage_maps(g, plan, 0)
+    stats = MixedPrecision(g, plan, None, record=True)
+    PlanExecutor(g, plan, stats)([x])
+    thr = [255] * len(maps)
+    thr[1] = int(max(stats.stats[maps[1]].patch_max))  # no patch of the saturated map is an outlier
+    prec = precision(g, plan, [8, 4, 8, 8], thr, [True, False, False, False], "map")
+    m, zp = prec.stages[0].maps[1], int(g.tensors[maps[1]].quant.zero_point[0])
+    assert zp + ((127 - zp + (1 << (m.shift - 1))) & -(1 << m.shift)) > 127  # rounds past 127
+    ref = PlanExecutor(g, plan, prec)([x]).outputs
+    project = generate(g, plan, tmp_path, target=target, precision=prec, inplace=False)
+    assert "tp_lb_grid(" in (tmp_path / "model.c").read_text()
+    assert measure(g, project, [x], reference=ref).exact
 
 
 @needs_mcu
@@ -292,3 +356,31 @@ def test_stage_instructions_count_the_stage_alone(tmp_path):
     assert all(np.array_equal(out[o], want[o]) for o in g.outputs)
     total = run_qemu(project.path, g, [x], "cortex-m7", plugin).insns
     assert 0 < insns < total
+
+
+@needs_mcu
+def test_stage_profile_splits_the_kernel_count_by_function(tmp_path):
+    """Per-function counts of the patch stage add up to the kernel range's count (same two builds),
+    and the precision plan's functions are among them."""
+    from tinypatch.assets import assets_dir
+    from tinypatch.codegen.report import stage_profile
+    from tinypatch.codegen.toolchain import build_insncount, run_qemu
+
+    root = assets_dir()
+    if root is None:
+        pytest.skip("the qemu-insncount plugin source is in the shared assets")
+    plugin = build_insncount(root, tmp_path / "plugin")
+    g, x = tiny()
+    plan = tiny_plan("recompute")
+    n = len(stage_maps(g, plan, 0))
+    prec = precision(g, plan, [4] * n, [100] * n, [True] + [False] * (n - 1), "map")
+    project = generate(g, plan, tmp_path / "c", target="cortex-m7", precision=prec, inplace=False)
+    per = stage_profile(g, project, [x], plugin)
+    kernel = []
+    for runs in (2, 1):
+        make(project.path, "clean")
+        make(project.path, "cortex-m7", variables={"FAST": f"-DTP_FAST -DTP_STAGE_RUNS={runs}"})
+        kernel.append(run_qemu(project.path, g, [x], "cortex-m7", plugin).kernel_insns)
+    assert sum(per.values()) == kernel[0] - kernel[1] > 0
+    assert per.get("tp_lb_outside", 0) > 0 and per.get("gemm_2px", 0) > 0
+    assert sum(per.get(f, 0) for f in ("tp_lb_grid", "grid_copy")) > 0  # byte arithmetic, no table

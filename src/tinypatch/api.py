@@ -611,13 +611,10 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     kwargs = dict(population=population, parents=parents, n_mutate=n_mutate, n_crossover=n_crossover,
                   mutate_prob=mutate_prob, iterations=iterations, seed=seed, progress=progress, resume=resume)
     space = space or mcunet_space()
-    if ray or ray_address or workers is not None:
-        from tinypatch.nas.executors import RayExecutor
+    from tinypatch.nas.executors import ray_executor
 
-        with RayExecutor(ray_address, workers) as executor:
-            result = evolve(space, constraints, objective, executor=executor, **kwargs)
-    else:
-        result = evolve(space, constraints, objective, **kwargs)
+    with ray_executor(ray, ray_address, workers) as executor:
+        result = evolve(space, constraints, objective, executor=executor, **kwargs)
     best = result.best
     planner = planner_schedule(best.spec, constraints) if convention == "analytic" else None
     return SearchOutcome(result, best_plan(best.spec, best.evaluation, constraints), planner)
@@ -1222,7 +1219,9 @@ class NasTrainResult(_Result):
                       f"{c.stem_channels}, MB1 {c.first_channels}, stages {[list(s[:2]) for s in c.stages]}, "
                       f"depths {[list(s[2]) for s in c.stages]}, kernels {list(c.kernels)}, expands "
                       f"{list(c.expands)}, widths {list(c.widths)}", highlight=False)
-        table = Table(title="supernet training (sandwich rule; held-out accuracy after BatchNorm re-calibration)")
+        k = t.micro_batches
+        table = Table(title=f"supernet training (sandwich rule{f', {k} micro-batches a step' if k > 1 else ''}; "
+                            "held-out accuracy after BatchNorm re-calibration)")
         for col in ("epoch", "loss", "largest", "smallest", "time s"):
             table.add_column(col, justify="right")
         for row in t.history:
@@ -1233,24 +1232,27 @@ class NasTrainResult(_Result):
     def to_dict(self) -> dict[str, Any]:
         t = self.trained
         return {"config": t.config.to_dict(), "data": t.data, "history": t.history, "seconds": t.seconds,
-                "path": self.path}
+                "micro_batches": t.micro_batches, "path": self.path}
 
 
 def accuracy_objective(supernet: str | os.PathLike[str] | None = None, data: str | os.PathLike[str] | None = None, *,
-                       epochs: int = 10, calib_batches: int = 20, seed: int = 0,
+                       epochs: int = 10, calib_batches: int = 20, seed: int = 0, micro_batches: int | None = None,
+                       ray: bool = False, ray_address: str | None = None, workers: int | None = None,
                        progress: Progress | None = None) -> tuple[Callable[[NetSpec], float], SearchSpace]:
     """The search objective from a supernet (``tinypatch search --data / --supernet``) and the space of
     its subnets: the checkpoint ``supernet`` if it exists (its recorded data, or ``data``), else a
-    supernet trained on ``data`` for ``epochs`` (saved to ``supernet`` when given). The objective
-    is a subnet's held-out accuracy after BatchNorm re-calibration on ``calib_batches`` x 64
-    training images. Needs PyTorch."""
+    supernet trained on ``data`` for ``epochs`` (saved to ``supernet`` when given; ``micro_batches``,
+    ``ray``, ``ray_address``, ``workers``: as :func:`nas_train`). The objective is a subnet's
+    held-out accuracy after BatchNorm re-calibration on ``calib_batches`` x 64 training images.
+    Needs PyTorch."""
     sn = _nas("supernet")
     if supernet is not None and os.path.exists(supernet):
         trained = sn.load_supernet(os.fspath(supernet), None if data is None else _nas("data").load_data(os.fspath(data)))
     elif data is None:
         raise UsageError(f"supernet checkpoint not found: {supernet}; give --data to train one")
     else:
-        trained = nas_train(data, epochs=epochs, seed=seed, progress=progress).trained
+        trained = nas_train(data, epochs=epochs, seed=seed, micro_batches=micro_batches, ray=ray,
+                            ray_address=ray_address, workers=workers, progress=progress).trained
         if supernet is not None:
             trained.save(supernet)
     return sn.SupernetAccuracy(trained, calib_batches=calib_batches, seed=seed), trained.config.to_space()
@@ -1258,14 +1260,20 @@ def accuracy_objective(supernet: str | os.PathLike[str] | None = None, data: str
 
 def nas_train(data: str | os.PathLike[str], *, epochs: int = 10, resolutions: Sequence[int] | None = None,
               holdout: float | str = 0.2, seed: int = 0, batch_size: int = 64, config: Any = None,
-              progress: Progress | None = None) -> NasTrainResult:
+              micro_batches: int | None = None, ray: bool = False, ray_address: str | None = None,
+              workers: int | None = None, progress: Progress | None = None) -> NasTrainResult:
     """Train a weight-sharing supernet (MCUNet's space: kernel 3/5/7, expand 3/4/6, width
     0.5/0.75/1, depth 2/3/4) on ``data``: ``digits`` / ``digits:64`` (scikit-learn's digits,
     upscaled), a ``.npz`` with ``x`` and ``y``, or an image folder (one subfolder per class).
     ``holdout`` of every class is kept for measuring accuracy. ``config``: a
     :class:`tinypatch.nas.supernet.SupernetConfig` or its JSON file (default: a small space for
     32x32 images); ``resolutions`` overrides its resolutions. ``save()`` writes the checkpoint.
-    Needs PyTorch.
+
+    Data-parallel: each step is ``micro_batches`` micro-batches whose gradients are summed in a
+    fixed order (default: 1 in process, the cluster's CPUs on Ray); they run on Ray when ``ray``,
+    ``ray_address`` or ``workers`` is given (a local cluster of ``workers`` CPUs unless
+    ``ray_address``), else in process. The weights depend on the seed and ``micro_batches`` only:
+    in process and on Ray they are the same bits. Needs PyTorch.
     """
     sn = _nas("supernet")
     if isinstance(config, (str, os.PathLike)):
@@ -1275,9 +1283,16 @@ def nas_train(data: str | os.PathLike[str], *, epochs: int = 10, resolutions: Se
             config = sn.SupernetConfig.from_dict(read_json(os.fspath(config)))
         except (TypeError, ValueError, KeyError) as exc:
             raise UsageError(f"{config}: not a supernet config ({exc})") from None
-    trained = _nas("pipeline").train(os.fspath(data), config, resolutions=resolutions, epochs=epochs,
-                                     holdout=parse_fraction(holdout), seed=seed, batch_size=batch_size,
-                                     progress=_log(progress))
+    if micro_batches is not None and (not isinstance(micro_batches, int) or isinstance(micro_batches, bool)
+                                      or micro_batches < 1):
+        raise UsageError(f"micro-batches must be a positive integer, got {micro_batches!r}")
+    from tinypatch.nas.executors import ray_executor
+
+    with ray_executor(ray, ray_address, workers) as executor:
+        k = micro_batches or (executor.cpus if executor is not None else 1)
+        trained = _nas("pipeline").train(os.fspath(data), config, resolutions=resolutions, epochs=epochs,
+                                         holdout=parse_fraction(holdout), seed=seed, batch_size=batch_size,
+                                         micro_batches=k, executor=executor, progress=_log(progress))
     return NasTrainResult(trained)
 
 

@@ -296,6 +296,8 @@ def _nas_parser(sub) -> None:  # noqa: ANN001
     t.add_argument("--batch-size", type=_positive, default=64, help="batch size (default 64)")
     t.add_argument("--config", metavar="CONFIG.json", help="the space as JSON (SupernetConfig fields)")
     t.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the sampling")
+    _micro_batches_option(t)
+    _ray_options(t, "compute the micro-batches' gradients")
     t.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
     e = nsub.add_parser("export", help="int8 .tflite of a subnet, planned and checked on the board",
                         description="Extract a subnet from the supernet, fine-tune it, quantize it to int8 "
@@ -324,6 +326,18 @@ def _nas_parser(sub) -> None:  # noqa: ANN001
     e.add_argument("--seed", type=int, default=0, help="seed of fine-tuning and calibration batches")
     e.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
 
+
+def _ray_options(parser, what: str) -> None:  # noqa: ANN001
+    parser.add_argument("--ray", action="store_true", help=f"{what} on a local Ray cluster")
+    parser.add_argument("--ray-address", metavar="ADDR", help=f"{what} on the Ray cluster at ADDR")
+    parser.add_argument("--workers", type=_positive, metavar="N", help="CPUs of the local Ray cluster (implies --ray)")
+
+
+def _micro_batches_option(parser, prefix: str = "") -> None:  # noqa: ANN001
+    parser.add_argument("--micro-batches", type=_positive, metavar="K",
+                        help=f"{prefix}each training step is K micro-batches, gradients summed in a fixed order "
+                             "(default 1, on Ray the cluster's CPUs); the weights depend on the seed and K only, "
+                             "in process or on Ray")
 
 
 SEARCH_EXAMPLES = """SRAM is MCUNetV2's analytic peak of the network's best patch schedule (every p x p grid, p <=
@@ -392,6 +406,7 @@ def _search_parser(sub) -> None:  # noqa: ANN001
                     help="with --data: the checkpoint to load if it exists, else where to save the one trained; "
                          "alone: use this checkpoint and the data it was trained on")
     se.add_argument("--epochs", type=_positive, default=10, help="with --data and no checkpoint: training epochs")
+    _micro_batches_option(se, "with --data and no checkpoint: ")
     se.add_argument("--calib-batches", type=_positive, default=20, metavar="N",
                     help="BatchNorm re-calibration batches of 64 per candidate (default 20, MCUNetV2's)")
     se.add_argument("--population", type=_positive, default=100, help="population size (default 100)")
@@ -403,9 +418,7 @@ def _search_parser(sub) -> None:  # noqa: ANN001
     se.add_argument("--iterations", type=_natural, default=30, help="iterations (default 30)")
     se.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same search (default 0)")
     se.add_argument("--resume", metavar="FILE", help="state file written after every iteration; continued if it exists")
-    se.add_argument("--ray", action="store_true", help="evaluate candidates on a local Ray cluster")
-    se.add_argument("--ray-address", metavar="ADDR", help="evaluate candidates on the Ray cluster at ADDR")
-    se.add_argument("--workers", type=_positive, metavar="N", help="CPUs of the local Ray cluster (implies --ray)")
+    _ray_options(se, "evaluate candidates (and, with --data and no checkpoint, train the supernet)")
     se.add_argument("-o", "--output", metavar="FILE.json",
                     help="write the result: best spec (NetSpec JSON), its plan, figures, history")
     se.add_argument("--save-spec", metavar="SPEC.json", help="write the best network's spec alone")
@@ -658,6 +671,13 @@ def cmd_redistribute(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from tinypatch.nas.executors import ray_executor
+
+    with ray_executor(args.ray, args.ray_address, args.workers):  # one Ray session for training and search
+        return _search(args, console)
+
+
+def _search(args: argparse.Namespace, console: Console) -> int:
     from tinypatch.nas.space import SPACES
 
     space = SPACES[args.space]()
@@ -665,7 +685,10 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     if args.data or args.supernet:
         with _log_lines(disable=args.json) as log:
             objective, space = api.accuracy_objective(args.supernet, args.data, epochs=args.epochs,
-                                                      calib_batches=args.calib_batches, seed=args.seed, progress=log)
+                                                      calib_batches=args.calib_batches, seed=args.seed,
+                                                      micro_batches=args.micro_batches, ray=args.ray,
+                                                      ray_address=args.ray_address, workers=args.workers,
+                                                      progress=log)
     if args.resolutions:
         from dataclasses import replace
 
@@ -728,7 +751,9 @@ def cmd_nas(args: argparse.Namespace, console: Console) -> int:
     with _log_lines(disable=args.json) as progress:
         if args.nas_command == "train":
             result = api.nas_train(args.data, epochs=args.epochs, resolutions=args.resolutions, holdout=args.holdout,
-                                   seed=args.seed, batch_size=args.batch_size, config=args.config, progress=progress)
+                                   seed=args.seed, batch_size=args.batch_size, config=args.config,
+                                   micro_batches=args.micro_batches, ray=args.ray, ray_address=args.ray_address,
+                                   workers=args.workers, progress=progress)
         else:
             result = api.nas_export(args.supernet, args.spec, args.output, data=args.data, sram=args.sram,
                                     include_input=args.include_input, finetune_epochs=args.finetune_epochs,

@@ -3,12 +3,15 @@
 The statements follow :class:`tinypatch.runtime.mixed.MixedPrecision` step for step, so the
 generated program stores the bytes the Python plan executor stores:
 
-* after an op of a patch stage writes the fresh part of a lowered map, ``tp_lb_maxdev`` tests the
-  patch (max |q - zp| > threshold: an outlier); a non-outlier patch is requantized in place to its
-  low-bit grid (``tp_lb_apply``, a 256-entry table filled from :func:`tinypatch.kernels.lowbit.requantize`);
+* after an op of a patch stage writes the fresh part of a lowered map, ``tp_lb_outside`` tests the
+  patch (max |q - zp| > threshold: an outlier; a side the op's activation range cannot cross is
+  not tested); a non-outlier patch is requantized in place to its low-bit grid: by byte arithmetic
+  (``tp_lb_grid``) where the generator checks, value by value, that it equals
+  :func:`tinypatch.kernels.lowbit.requantize` on everything such a patch can hold, else through a
+  256-entry table filled from that function (``tp_lb_apply``);
 * a lowered stage input (read by many overlapping tiles, so never changed in place) is tested on
-  the window the op reads; a non-outlier window is gathered through the table, a few input rows at
-  a time, into a stack buffer the ordinary kernel reads (``tp_lb_spatial``: convolutions and
+  the window the op reads; a non-outlier window is gathered through the same byte arithmetic where
+  checked, else through the table, a few input rows at a time, into a stack buffer the ordinary kernel reads (``tp_lb_spatial``: convolutions and
   pooling; a convolution whose one-pixel window does not fit reads through the table in the
   reference loops; other consumers are refused);
 * scope ``rest``: a tile flag ``tp_hi`` set by the first outlier keeps every later map of the tile int8.
@@ -73,17 +76,44 @@ class MixedCode:
     def _zp(self, t: str) -> int:
         return int(self.graph.tensors[t].quant.zero_point[0])  # type: ignore[union-attr]
 
+    def _act_range(self, k: int | None) -> tuple[int, int]:
+        """The values op ``k``'s output can take (its fused activation's clamp; all of int8 for None)."""
+        if k is not None and hasattr(self.emitter.kernels[k], "act_min"):
+            return self.emitter.kernels[k].act_min, self.emitter.kernels[k].act_max
+        return -128, 127
+
+    def _grid(self, m: MapPrecision, lo: int, hi: int) -> bool:
+        """Does ``tp_lb_grid``'s byte arithmetic give :func:`requantize`'s value on every value a non-outlier
+        patch of map ``m`` can hold (within ``[lo, hi]`` and ``threshold`` of the zero point)? Checked
+        value by value on a transcription of its byte steps."""
+        zp = self._zp(m.tensor)
+        q = np.arange(max(lo, zp - m.threshold), min(hi, zp + m.threshold) + 1)
+        if not q.size or m.shift < 1:
+            return False
+        h = ((np.maximum(q - zp, 0) + (1 << (m.shift - 1))) >> 1) & ((0x1FF & ~((1 << m.shift) - 1)) >> 1)
+        grid = np.minimum(np.minimum(2 * h, 255) + zp + 128, 255) - 128
+        return np.array_equal(grid, requantize(q.astype(np.int8), zp, m.bits, m.shift, m.signed).astype(np.int64))
+
+    def _requant_call(self, st: StageTiling, k: int, m: MapPrecision, y: View) -> str:
+        """In-place requantization of op k's non-outlier patch: ``tp_lb_grid`` (byte arithmetic) where it is
+        checked here to give the table's value on every value such a patch can hold, else the table."""
+        n = f"({y.w}) * {y.c}"
+        if self._grid(m, *self._act_range(k)):
+            return f"tp_lb_grid({self._lut(st, m)}, {y.ptr}, {y.h}, {n}, {y.rs}, {self._zp(m.tensor)}, {m.shift});\n"
+        return f"tp_lb_apply({self._lut(st, m)}, {y.ptr}, {y.h}, {n}, {y.rs});\n"
+
     def _test(self, var: str, v: View, m: MapPrecision, k: int | None = None) -> str:
         """``var`` = 1 when the patch in view ``v`` should stay int8 (outlier, or the tile flag). No
         scan where the threshold is at least the largest |q - zp| the map can hold (op ``k``'s
         activation range, or all of int8): no patch of it is an outlier."""
         zp = self._zp(m.tensor)
-        lo, hi = -128, 127
-        if k is not None and hasattr(self.emitter.kernels[k], "act_min"):
-            lo, hi = self.emitter.kernels[k].act_min, self.emitter.kernels[k].act_max
+        lo, hi = self._act_range(k)
         if m.threshold >= max(hi - zp, zp - lo):
             return f"const int {var} = {FLAG if self.scope == 'rest' else 0};  /* never an outlier */\n"
-        dev = f"tp_lb_maxdev({v.ptr}, {v.h}, ({v.w}) * {v.c}, {v.rs}, {zp}) > {m.threshold}"
+        # a side the values cannot cross is left untested (-128 / 127)
+        below = zp - m.threshold if zp - m.threshold > lo else -128
+        above = zp + m.threshold if zp + m.threshold < hi else 127
+        dev = f"tp_lb_outside({v.ptr}, {v.h}, ({v.w}) * {v.c}, {v.rs}, {below}, {above})"
         if self.scope == "rest":  # no test once the tile is int8 for good
             return f"if (!{FLAG} && {dev}) {FLAG} = 1;\nconst int {var} = {FLAG};\n"
         return f"const int {var} = {dev};\n"
@@ -111,10 +141,8 @@ class MixedCode:
             if writes_nchw(g, op):
                 raise UnsupportedOperatorError(op.type, k, "C code generation: a lowered map written NCHW")
             m, y = maps[out], site.out
-            n = f"({y.w}) * {y.c}"
-            post = ("{\n" + _indent(self._test(f"hi{k}", y, m, k)
-                                    + f"if (!hi{k}) tp_lb_apply({self._lut(st, m)}, {y.ptr}, {y.h}, {n}, {y.rs});\n")
-                    + "}\n")
+            post = "{\n" + _indent(self._test(f"hi{k}", y, m, k) + f"if (!hi{k}) " + self._requant_call(st, k, m, y)) \
+                + "}\n"
         return pre + call + post
 
     def _lut_call(self, st: StageTiling, k: int, site: Site, lowered: list[tuple[str, View, MapPrecision]],
@@ -127,7 +155,7 @@ class MixedCode:
                                            "CONV_2D, DEPTHWISE_CONV_2D or a pooling op only (not in place)")
         kind, depthwise = LOWBIT_SPATIAL[op.type]
         var, x, m = lowered[0]
-        y, lut = site.out, self._lut(st, m)
+        y = site.out
         kern = e.kernels[k]
         conv = kind in ("TP_LB_CONV", "TP_LB_DWCONV")
         p = e.params(k, lambda: _conv_params(e, k, depthwise) if conv else _pool_params(e, k))
@@ -137,11 +165,13 @@ class MixedCode:
         window = ((kh - 1) * dh + 1) * ((kw - 1) * dw + 1) * cin
         args = f"{x.ptr}, {x.h}, {x.w}, {x.rs}, {site.pads[0]}, {site.pads[1]}, {y.ptr}, {y.h}, {y.w}, {y.rs}"
         if window <= GATHER:
+            grid = self._grid(m, -128, 127)
             geom = e.params((k, "lb_geom"), lambda: e.struct(k, "tp_lb_geom", dict(
-                c=cin, oc=self.graph.tensors[op.outputs[0]].shape[3], kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw), 16))
-            low = f"tp_lb_spatial({kind}, &{p}, {lut}, &{geom}, {args});\n"
+                c=cin, oc=self.graph.tensors[op.outputs[0]].shape[3], kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw,
+                zp=self._zp(m.tensor), shift=m.shift if grid else 0), 20))
+            low = f"tp_lb_spatial({kind}, &{p}, {self._lut(st, m)}, &{geom}, {args});\n"
         elif conv:
-            low = f"{'tp_lb_dwconv_s8' if depthwise else 'tp_lb_conv_s8'}(&{p}, {lut}, {args});\n"
+            low = f"{'tp_lb_dwconv_s8' if depthwise else 'tp_lb_conv_s8'}(&{p}, {self._lut(st, m)}, {args});\n"
         else:
             raise UnsupportedOperatorError(op.type, k, f"C code generation: a lowered stage input window of {window} B "
                                            f"(more than {GATHER} B) read by a pooling op")

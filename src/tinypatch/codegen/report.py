@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -80,6 +80,14 @@ def measure(graph: Graph, project: Project, inputs: Inputs, plugin: Path | None 
                    outputs_equal(graph, q.outputs, inputs, reference))
 
 
+def _stage_builds(project: Project, timeout: float) -> Iterator[int]:
+    """Build the project with every tiled patch stage run twice, then as generated (left built so)."""
+    for runs in (2, 1):
+        toolchain.make(project.path, "clean")
+        toolchain.make(project.path, project.target, timeout, {"FAST": f"-DTP_FAST -DTP_STAGE_RUNS={runs}"})
+        yield runs
+
+
 def stage_instructions(graph: Graph, project: Project, inputs: Inputs, plugin: Path,
                        timeout: float = 600) -> tuple[int, dict[str, np.ndarray]]:
     """Executed instructions of the project's tiled patch stages alone, on its Cortex-M target, and the
@@ -87,12 +95,27 @@ def stage_instructions(graph: Graph, project: Project, inputs: Inputs, plugin: P
     (``TP_STAGE_RUNS=2``, same input, same data after it) minus the program as generated. Valid for
     plans whose stages run no op in place."""
     counts, outputs = [], {}
-    for runs in (2, 1):  # the project is left built as generated
-        toolchain.make(project.path, "clean")
-        toolchain.make(project.path, project.target, timeout, {"FAST": f"-DTP_FAST -DTP_STAGE_RUNS={runs}"})
+    for _ in _stage_builds(project, timeout):
         q = toolchain.run_qemu(project.path, graph, inputs, project.target, plugin, timeout)
         if q.insns is None:
             raise ToolchainError("the qemu-insncount plugin reported no count")
         counts.append(q.insns)
         outputs = q.outputs
     return counts[0] - counts[1], outputs
+
+
+def stage_profile(graph: Graph, project: Project, inputs: Inputs, plugin: Path,
+                  timeout: float = 600) -> dict[str, int]:
+    """Executed instructions of the tiled patch stages per kernel function (``tp_kernels.c``,
+    ``tp_fast*.c``, ``tp_lowbit.c``; a static helper the compiler kept counts under its own name), as
+    :func:`stage_instructions` counts the total: every stage run twice minus as generated, one QEMU run
+    per function and build. Functions the stages do not run are left out."""
+    per: dict[str, int] = {}
+    for runs in _stage_builds(project, timeout):
+        elf = project.path / f"model_{project.target}.elf"
+        for name, span in toolchain.kernel_functions(elf).items():
+            q = toolchain.run_qemu(project.path, graph, inputs, project.target, plugin, timeout, span)
+            if q.kernel_insns is None:
+                raise ToolchainError("the qemu-insncount plugin reported no count")
+            per[name] = per.get(name, 0) + (q.kernel_insns if runs == 2 else -q.kernel_insns)
+    return {k: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v}

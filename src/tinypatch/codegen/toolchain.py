@@ -98,8 +98,9 @@ class QemuRun:
 
 
 def run_qemu(project: Path, graph: Graph, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray], target: str,
-             plugin: Path | None = None, timeout: float = 600) -> QemuRun:
-    """Run ``model_<target>.elf`` on QEMU; with ``plugin`` (libinsncount.so) count instructions."""
+             plugin: Path | None = None, timeout: float = 600, span: tuple[int, int] | None = None) -> QemuRun:
+    """Run ``model_<target>.elf`` on QEMU; with ``plugin`` (libinsncount.so) count instructions, in
+    total and inside ``span`` ([lo, hi) addresses; default the kernel code)."""
     project = Path(project)
     elf = project / f"model_{target}.elf"
     write_inputs(project, graph, inputs)
@@ -109,7 +110,7 @@ def run_qemu(project: Path, graph: Graph, inputs: Sequence[np.ndarray] | Mapping
            "-semihosting-config", "enable=on,target=native", "-kernel", elf.name]
     log = project / "plugin.log"
     if plugin is not None:
-        lo, hi = kernel_range(elf)
+        lo, hi = span or kernel_range(elf)
         log.unlink(missing_ok=True)
         cmd += ["-plugin", f"{Path(plugin).resolve()},lo={lo:#x},hi={hi:#x}", "-d", "plugin", "-D", log.name]
     try:
@@ -159,6 +160,19 @@ def kernel_range(elf: Path) -> tuple[int, int]:
     """[start, end) addresses of the kernel code (tp_kernels.c and tp_fast_arm.c)."""
     sym = symbols(elf)
     return sym["__tp_kernels_start"], sym["__tp_kernels_end"]
+
+
+def kernel_functions(elf: Path) -> dict[str, tuple[int, int]]:
+    """{name: [start, end)} of the functions inside the kernel code (static helpers included)."""
+    lo, hi = kernel_range(elf)
+    out = {}
+    for line in _tool_output(["arm-none-eabi-nm", "-S", "--defined-only", str(elf)]).splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tT":
+            start = int(parts[0], 16) & ~1  # Thumb bit
+            if lo <= start < hi:
+                out[parts[3]] = (start, start + int(parts[1], 16))
+    return out
 
 
 def build_insncount(assets: Path, workdir: Path) -> Path:

@@ -17,18 +17,27 @@ from tinypatch.frontends.spec import NetSpec
 from tinypatch.ir import Graph
 from tinypatch.nas.data import Dataset, load_data, split
 from tinypatch.nas.export import Exported, export, int8_predictions
-from tinypatch.nas.supernet import Progress, SupernetConfig, TrainedSupernet, data_digest, resize_uint8, train_supernet
+from tinypatch.nas.supernet import (
+    Mapper,
+    Progress,
+    SupernetConfig,
+    TrainedSupernet,
+    data_digest,
+    resize_uint8,
+    train_supernet,
+)
 from tinypatch.nas.verify import Verification, verify
 from tinypatch.planning.plan import Plan
 from tinypatch.safeio import write_bytes
 
 
 def train(source: str, config: SupernetConfig | None = None, *, resolutions: Sequence[int] | None = None,
-          epochs: int = 10, holdout: float = 0.2, seed: int = 0, batch_size: int = 64,
-          progress: Progress | None = None) -> TrainedSupernet:
+          epochs: int = 10, holdout: float = 0.2, seed: int = 0, batch_size: int = 64, micro_batches: int = 1,
+          executor: Mapper | None = None, progress: Progress | None = None) -> TrainedSupernet:
     """Train a supernet on the data at ``source`` (see :func:`tinypatch.nas.data.load_data`); the
     images are loaded at the largest resolution (an image folder: resized to it). Without
-    ``config``: the default space for the data's classes at ``resolutions`` (default: the data's)."""
+    ``config``: the default space for the data's classes at ``resolutions`` (default: the data's).
+    ``micro_batches`` per step, run on ``executor``: see :func:`train_supernet`."""
     if config is not None and resolutions:
         config = replace(config, resolutions=tuple(resolutions))
     resolution = max(config.resolutions) if config is not None else max(resolutions) if resolutions else None
@@ -36,7 +45,8 @@ def train(source: str, config: SupernetConfig | None = None, *, resolutions: Seq
     if config is None:
         config = SupernetConfig(resolutions=tuple(resolutions or (data.resolution,)), num_classes=len(data.classes))
     tr, held = split(data, holdout, seed)
-    trained = train_supernet(tr, held, config, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
+    trained = train_supernet(tr, held, config, epochs=epochs, batch_size=batch_size, seed=seed,
+                             micro_batches=micro_batches, executor=executor, progress=progress)
     trained.data = {"source": os.fspath(source), "resolution": resolution, "holdout": holdout, "seed": seed,
                     "digest": data_digest(data), "images": len(data.y), "classes": data.classes}
     return trained

@@ -10,7 +10,9 @@ channels of every conv (elastic expand ratio and width), the first blocks of eve
 :func:`tinypatch.frontends.mcunet_config.build_net` makes of a spec computes the same function.
 
 :func:`train_supernet` trains with the sandwich rule (largest, smallest and random subnets each
-step, the smaller ones distilled from the largest); :class:`SupernetAccuracy` is the search's
+step, the smaller ones distilled from the largest), data-parallel: a step is K micro-batches whose
+gradients (:func:`micro_grads`, on a replica, in process or on Ray workers) are summed in a fixed
+order, so the weights do not depend on where they ran; :class:`SupernetAccuracy` is the search's
 objective ``(NetSpec) -> float``: BatchNorm statistics re-calibrated for that subnet on N
 training batches, then top-1 accuracy on the held-out split. This module needs torch.
 """
@@ -22,8 +24,11 @@ import io
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -333,11 +338,18 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> list[np
     return [order[i: i + batch_size] for i in range(0, n, batch_size)]
 
 
-def augment(x: torch.Tensor, rng: np.random.Generator, shift: int) -> torch.Tensor:
-    """Random translation by up to ``shift`` pixels (zero fill), one offset per batch."""
+def shift_offset(rng: np.random.Generator, shift: int) -> tuple[int, int]:
+    """A random translation ``(dy, dx)`` of up to ``shift`` pixels (no draw when ``shift <= 0``)."""
     if shift <= 0:
-        return x
+        return 0, 0
     dy, dx = (int(v) for v in rng.integers(-shift, shift + 1, 2))
+    return dy, dx
+
+
+def translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``x`` moved by ``(dy, dx)`` pixels, zero fill (a new tensor unless both are 0)."""
+    if not dy and not dx:
+        return x
     x = torch.roll(x, (dy, dx), dims=(2, 3))
     if dy > 0:
         x[:, :, :dy] = 0
@@ -348,6 +360,11 @@ def augment(x: torch.Tensor, rng: np.random.Generator, shift: int) -> torch.Tens
     elif dx < 0:
         x[:, :, :, dx:] = 0
     return x
+
+
+def augment(x: torch.Tensor, rng: np.random.Generator, shift: int) -> torch.Tensor:
+    """Random translation by up to ``shift`` pixels (zero fill), one offset per batch."""
+    return translate(x, *shift_offset(rng, shift))
 
 
 # --- training ----------------------------------------------------------------------------
@@ -362,12 +379,14 @@ class TrainedSupernet:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     data: dict = field(default_factory=dict)  # how to rebuild the split: source, holdout, seed, digest
+    micro_batches: int = 1  # per training step (the weights depend on it and the seed only)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Weights, config, history and the data split's recipe, written atomically (torch.save format)."""
         buf = io.BytesIO()
         torch.save({"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "state": self.net.state_dict(),
-                    "history": self.history, "seconds": self.seconds, "data": self.data}, buf)
+                    "history": self.history, "seconds": self.seconds, "data": self.data,
+                    "micro_batches": self.micro_batches}, buf)
         write_bytes(path, buf.getvalue())
 
 
@@ -400,7 +419,8 @@ def load_supernet(path: str | os.PathLike[str], data: Dataset | None = None) -> 
         raise ModelLoadError(f"{path} was trained on other data than {meta.get('source', 'the data given')} "
                              f"(digest {meta.get('digest')} != {data_digest(data)})")
     train, holdout = split(data, meta.get("holdout", 0.2), meta.get("seed", 0))
-    return TrainedSupernet(net, config, train, holdout, ck.get("history", []), ck.get("seconds", 0.0), meta)
+    return TrainedSupernet(net, config, train, holdout, ck.get("history", []), ck.get("seconds", 0.0), meta,
+                          ck.get("micro_batches", 1))
 
 
 def check_data(config: SupernetConfig, data: Dataset) -> None:
@@ -409,60 +429,169 @@ def check_data(config: SupernetConfig, data: Dataset) -> None:
                          f"expects {config.in_channels} and at most {config.num_classes}")
 
 
+class Mapper(Protocol):
+    """Where a step's micro-batches run: ``map(fn, items)`` with results in the order of ``items``
+    (:class:`tinypatch.nas.executors.RayExecutor`; in process: the builtin ``map``)."""
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], /) -> Iterable[Any]: ...
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """One of a training step's micro-batches: all a worker needs besides the weights."""
+
+    x: np.ndarray  # uint8 NHWC images
+    y: np.ndarray  # labels
+    offset: tuple[int, int]  # the step's translation (dy, dx)
+    specs: tuple[NetSpec, ...]  # the step's subnets, the largest (hard labels) first
+    weight: float  # its share of the step's images, n_k / n
+    distill: bool
+
+
+@dataclass
+class MicroGrads:
+    """What a micro-batch gives back: gradients (``net.parameters()`` order), BatchNorm running
+    statistics after its forward passes, the largest subnet's cross-entropy summed over its images."""
+
+    grads: list[torch.Tensor | None]
+    stats: list[torch.Tensor]
+    loss: float
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """One torch thread and deterministic algorithms (restored after): the same arithmetic, so the
+    same bits, in every process on the same torch build and CPU kind."""
+    threads = torch.get_num_threads()
+    det, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det, warn_only=warn)
+
+
+def split_step(x: np.ndarray, y: np.ndarray, idx: np.ndarray, parts: int, offset: tuple[int, int],
+               specs: Sequence[NetSpec], distill: bool) -> list[MicroBatch]:
+    """The step on images ``idx`` as ``parts`` micro-batches: ``np.array_split`` of ``idx`` (sizes
+    differ by at most one; empty ones dropped), each weighted by its share of the images."""
+    return [MicroBatch(x[p], y[p], offset, tuple(specs), len(p) / len(idx), distill)
+            for p in np.array_split(idx, parts) if len(p)]
+
+
+def _at(x: torch.Tensor, spec: NetSpec) -> torch.Tensor:
+    r = spec.resolution
+    return x if r == x.shape[-1] else F.interpolate(x, size=(r, r), mode="bilinear", align_corners=False)
+
+
+def _stats(net: Supernet) -> list[torch.Tensor]:
+    return [t for m in net.bns() for t in (m.bn.running_mean, m.bn.running_var)]
+
+
+_REPLICA: dict[SupernetConfig, Supernet] = {}  # this process's replica (one config at a time)
+
+
+def micro_grads(config: SupernetConfig, state: dict[str, torch.Tensor], micro: MicroBatch) -> MicroGrads:
+    """One micro-batch's gradient with the sandwich rule (the largest subnet on hard labels, the
+    others on its soft labels when ``distill``), every loss weighted by the micro-batch's share of
+    the step, computed on this process's replica of the supernet loaded with ``state`` under
+    :func:`deterministic`: the same bits wherever it runs."""
+    net = _REPLICA.get(config)
+    if net is None:
+        _REPLICA.clear()
+        with torch.random.fork_rng(devices=[]):  # its initial weights are overwritten: leave the seed alone
+            net = _REPLICA[config] = Supernet(config)
+    net.load_state_dict(state)
+    net.train()
+    with deterministic():
+        x, y = translate(to_tensor(micro.x), *micro.offset), torch.from_numpy(micro.y)
+        big, *rest = micro.specs
+        logits = net(_at(x, big), big)
+        loss = F.cross_entropy(logits, y)
+        (loss * micro.weight).backward()
+        soft = F.softmax(logits.detach(), dim=1)
+        for spec in rest:
+            out = net(_at(x, spec), spec)
+            sub = F.kl_div(F.log_softmax(out, 1), soft, reduction="batchmean") if micro.distill \
+                else F.cross_entropy(out, y)
+            (sub * micro.weight).backward()
+    grads = []
+    for p in net.parameters():
+        grads.append(p.grad)
+        p.grad = None
+    return MicroGrads(grads, [t.clone() for t in _stats(net)], float(loss.detach()) * len(y))
+
+
+def apply_grads(net: Supernet, results: Sequence[MicroGrads]) -> float:
+    """Set ``net``'s gradients to the micro-batches' sum and its BatchNorm running statistics to
+    their mean, both summed in the micro-batches' order; returns their summed loss."""
+    for i, p in enumerate(net.parameters()):
+        g = None
+        for r in results:
+            if r.grads[i] is not None:
+                g = r.grads[i] if g is None else g + r.grads[i]
+        p.grad = g
+    with torch.no_grad():
+        for i, t in enumerate(_stats(net)):
+            acc = results[0].stats[i]
+            for r in results[1:]:
+                acc = acc + r.stats[i]
+            t.copy_(acc / len(results))
+    return sum(r.loss for r in results)
+
+
 def train_supernet(train: Dataset, holdout: Dataset, config: SupernetConfig | None = None, *, epochs: int = 10,
                    batch_size: int = 64, lr: float = 3e-3, random_subnets: int = 2, distill: bool = True,
-                   shift: int = 2, seed: int = 0, progress: Progress | None = None) -> TrainedSupernet:
+                   shift: int = 2, seed: int = 0, micro_batches: int = 1, executor: Mapper | None = None,
+                   progress: Progress | None = None) -> TrainedSupernet:
     """Train a supernet on ``train`` with the sandwich rule: each step the largest subnet (hard
     labels), the smallest and ``random_subnets`` random ones (soft labels of the largest when
     ``distill``), gradients summed; AdamW with a cosine schedule, random shifts by ``shift`` px.
-    ``progress`` receives one line per epoch (loss, largest / smallest held-out accuracy)."""
+
+    A step is ``micro_batches`` micro-batches (:func:`split_step`, fixed split and order), each
+    with its own BatchNorm batch statistics; their gradients (:func:`micro_grads`) are summed in
+    order and their running statistics averaged (:func:`apply_grads`). They run on ``executor``
+    (e.g. a :class:`~tinypatch.nas.executors.RayExecutor`) or in process; subnets and shifts are
+    drawn here from the seeded RNG, so the weights depend on the seed and ``micro_batches`` only,
+    bit for bit. ``progress`` receives one line per epoch (loss, largest / smallest held-out accuracy)."""
     if config is None:
         config = SupernetConfig(resolutions=(train.resolution,), in_channels=train.channels,
                                 num_classes=len(train.classes))
     check_data(config, train)
-    if epochs < 1 or batch_size < 1 or random_subnets < 0:
-        raise UsageError("epochs and batch size must be positive, random subnets not negative")
+    if epochs < 1 or batch_size < 1 or random_subnets < 0 or micro_batches < 1:
+        raise UsageError("epochs, batch size and micro-batches must be positive, random subnets not negative")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = Supernet(config)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(train.y) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
-    x_all, y_all = to_tensor(train.x), torch.from_numpy(train.y)
     big, small = config.max_spec(), config.min_spec()
-    result = TrainedSupernet(net, config, train, holdout)
+    result = TrainedSupernet(net, config, train, holdout, micro_batches=micro_batches)
+    run = executor.map if executor is not None else map
     t0 = time.perf_counter()
-
-    def at(x: torch.Tensor, spec: NetSpec) -> torch.Tensor:
-        r = spec.resolution
-        return x if r == x.shape[-1] else F.interpolate(x, size=(r, r), mode="bilinear", align_corners=False)
-
-    for epoch in range(epochs):
-        net.train()
-        total, count = 0.0, 0
-        for idx in batches(len(y_all), batch_size, rng):
-            xb, yb = augment(x_all[idx].clone(), rng, shift), y_all[idx]
-            opt.zero_grad()
-            logits = net(at(xb, big), big)
-            loss = F.cross_entropy(logits, yb)
-            loss.backward()
-            soft = F.softmax(logits.detach(), dim=1)
-            for spec in [small] + [config.sample(rng) for _ in range(random_subnets)]:
-                out = net(at(xb, spec), spec)
-                sub = F.kl_div(F.log_softmax(out, 1), soft, reduction="batchmean") if distill \
-                    else F.cross_entropy(out, yb)
-                sub.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        acc = SupernetAccuracy(result, calib_batches=4)
-        row = {"epoch": epoch + 1, "loss": total / count, "largest": acc(big), "smallest": acc(small),
-               "seconds": time.perf_counter() - t0}
-        result.history.append(row)
-        if progress is not None:
-            progress(f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.3f}, held-out accuracy largest "
-                     f"{row['largest']:.1%}, smallest {row['smallest']:.1%} ({row['seconds']:.0f} s)")
+    with deterministic():
+        for epoch in range(epochs):
+            net.train()
+            total, count = 0.0, 0
+            for idx in batches(len(train.y), batch_size, rng):
+                offset = shift_offset(rng, shift)
+                specs = [big, small] + [config.sample(rng) for _ in range(random_subnets)]
+                micro = split_step(train.x, train.y, idx, micro_batches, offset, specs, distill)
+                opt.zero_grad()
+                total += apply_grads(net, list(run(partial(micro_grads, config, net.state_dict()), micro)))
+                opt.step()
+                sched.step()
+                count += len(idx)
+            acc = SupernetAccuracy(result, calib_batches=4)
+            row = {"epoch": epoch + 1, "loss": total / count, "largest": acc(big), "smallest": acc(small),
+                   "seconds": time.perf_counter() - t0}
+            result.history.append(row)
+            if progress is not None:
+                progress(f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.3f}, held-out accuracy largest "
+                         f"{row['largest']:.1%}, smallest {row['smallest']:.1%} ({row['seconds']:.0f} s)")
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -501,7 +630,8 @@ class SupernetAccuracy:
     """The search objective: ``objective(spec)`` is ``spec``'s held-out top-1 accuracy with the
     supernet's weights after BatchNorm re-calibration on ``calib_batches`` training batches of
     ``batch_size`` (MCUNetV2: 20 x 64). The input is resized to ``spec.resolution``. Results are
-    cached by the spec's fingerprint."""
+    cached by the spec's fingerprint. Computed under :func:`deterministic` (one torch thread), so
+    a search scores a subnet the same in process and on any Ray worker."""
 
     def __init__(self, trained: TrainedSupernet, calib_batches: int = 20, batch_size: int = 64, seed: int = 0) -> None:
         self.trained = trained
@@ -522,9 +652,10 @@ class SupernetAccuracy:
         if key not in self.cache:
             net = self.trained.net
             train_x, held_x = self._data(spec.resolution)
-            recalibrate(net, spec, train_x, self.batch_size, self.calib_batches, self.seed)
-            stages = net.layout(spec)
-            net.eval()
-            self.cache[key] = accuracy(lambda t: net(t, spec, stages), held_x,
-                                       torch.from_numpy(self.trained.holdout.y))
+            with deterministic():  # the same figure in process and on any Ray worker
+                recalibrate(net, spec, train_x, self.batch_size, self.calib_batches, self.seed)
+                stages = net.layout(spec)
+                net.eval()
+                self.cache[key] = accuracy(lambda t: net(t, spec, stages), held_x,
+                                           torch.from_numpy(self.trained.holdout.y))
         return self.cache[key]

@@ -1,8 +1,15 @@
 /* Per-patch mixed precision: outlier test, low-bit requantization, spatial kernels reading a
  * lowered stage input (see tp_lowbit.h).
- * - outlier test: on Cortex-M4/M7 the running max and min of 4 values per 32-bit load (biased to
- *   unsigned, USUB8 + SEL); on Cortex-M55 of 16 values per tail-predicated Helium load (VMAXV/VMINV);
- * - requantization through the 256-entry table: on Cortex-M55 16 values per gather load (VLDRB with
+ * - outlier test: is a value outside [zp - threshold, zp + threshold]; a side the producing op's
+ *   activation range cannot cross is not tested (the generator passes -128 / 127). On Cortex-M4/M7
+ *   4 values per 32-bit load (SSUB8 sets the GE flags, SEL collects them: 3 instructions per 4
+ *   values and side); on Cortex-M55 running lane max / min of 16 values per Helium load, one
+ *   reduction per row; a row with an outlier ends the test;
+ * - requantization of a patch an op just wrote: where the generator proved it equal to the table on
+ *   every value a non-outlier patch can hold, by unsigned byte arithmetic (tp_lb_grid: saturating and
+ *   halving byte adds, a mask; 9 instructions per 4 values on Cortex-M4/M7; on Cortex-M55 the table's
+ *   gather loads take fewer instructions than these steps, and tp_lb_grid reads the table);
+ * - otherwise through the 256-entry table: on Cortex-M55 16 values per gather load (VLDRB with
  *   byte offsets), on Cortex-M4/M7 one load and one store per 4 values;
  * - a lowered stage input is gathered through the table into a small stack buffer (TP_LB_GATHER bytes:
  *   the rows one output row reads, as many columns as fit), and the ordinary (optimised) kernel runs
@@ -22,52 +29,77 @@
 #include <arm_acle.h>
 #endif
 
-/* the extremes of one row of n values, folded into *lo and *hi */
-static void row_range(const int8_t *p, int n, int *lo, int *hi)
+/* 1 when one of the n values at p lies below lo or above hi; lo == -128 (hi == 127) drops that side */
+static int row_outside(const int8_t *p, int n, int lo, int hi)
 {
-    int i = 0, l = *lo, h = *hi;
+    int i = 0;
 #if defined(TP_FAST) && defined(__ARM_FEATURE_MVE)
-    for (; i < n; i += 16) {
+    int8x16_t vmax = vdupq_n_s8(-128), vmin = vdupq_n_s8(127);
+    if (lo == -128) /* one side: a load and a lane max per 16 values */
+        for (; i + 16 <= n; i += 16) vmax = vmaxq_s8(vmax, vldrbq_s8(p + i));
+    else
+        for (; i + 16 <= n; i += 16) { /* running lane extremes, one reduction per row */
+            const int8x16_t v = vldrbq_s8(p + i);
+            vmax = vmaxq_s8(vmax, v);
+            vmin = vminq_s8(vmin, v);
+        }
+    if (i < n) { /* the tail, predicated */
         const mve_pred16_t m = vctp8q((uint32_t)(n - i));
         const int8x16_t v = vldrbq_z_s8(p + i, m);
-        h = vmaxvq_p_s8((int8_t)h, v, m);
-        l = vminvq_p_s8((int8_t)l, v, m);
+        vmax = vmaxq_m_s8(vmax, vmax, v, m);
+        vmin = vminq_m_s8(vmin, vmin, v, m);
     }
+    return (hi < 127 && vmaxvq_s8(-128, vmax) > hi) || (lo > -128 && vminvq_s8(127, vmin) < lo);
 #elif defined(TP_FAST) && defined(__ARM_FEATURE_DSP)
-    if (n >= 4) {
-        uint32_t vmax = 0, vmin = 0xffffffffu; /* values + 128, one per byte */
-        for (; i + 4 <= n; i += 4) {
-            uint32_t v;
-            memcpy(&v, p + i, 4);
-            v ^= 0x80808080u;
-            (void)__usub8(v, vmax); /* GE where v >= vmax */
-            vmax = __sel(v, vmax);
-            (void)__usub8(vmin, v); /* GE where v <= vmin */
-            vmin = __sel(v, vmin);
+    if (n >= 8) {
+        /* SSUB8 sets a byte's GE flag where the (unwrapped) signed difference is >= 0; SEL keeps it */
+        const uint32_t h = 0x01010101u * (uint8_t)(hi + 1), l = 0x01010101u * (uint8_t)(lo - 1);
+        uint32_t seen = 0, v, u;
+        if (lo == -128) { /* one side: 3 instructions per 4 values */
+            for (; i + 8 <= n; i += 8) {
+                memcpy(&v, p + i, 4);
+                memcpy(&u, p + i + 4, 4);
+                (void)__ssub8(v, h); /* GE: v >= hi + 1 */
+                seen = __sel(~0u, seen);
+                (void)__ssub8(u, h);
+                seen = __sel(~0u, seen);
+            }
+        } else {
+            for (; i + 8 <= n; i += 8) {
+                memcpy(&v, p + i, 4);
+                memcpy(&u, p + i + 4, 4);
+                if (hi < 127) {
+                    (void)__ssub8(v, h);
+                    seen = __sel(~0u, seen);
+                    (void)__ssub8(u, h);
+                    seen = __sel(~0u, seen);
+                }
+                (void)__ssub8(l, v); /* GE: v <= lo - 1 */
+                seen = __sel(~0u, seen);
+                (void)__ssub8(l, u);
+                seen = __sel(~0u, seen);
+            }
         }
-        for (int b = 0; b < 32; b += 8) {
-            const int a = (int)((vmax >> b) & 0xff) - 128, c = (int)((vmin >> b) & 0xff) - 128;
-            h = a > h ? a : h;
-            l = c < l ? c : l;
-        }
+        if (seen) return 1;
     }
 #endif
     for (; i < n; i++) {
         const int v = TP_RD(p[i]);
-        h = v > h ? v : h;
-        l = v < l ? v : l;
+        if (v < lo || v > hi) return 1;
     }
-    *lo = l;
-    *hi = h;
+    return 0;
 }
 
-int tp_lb_maxdev(const int8_t *x, int h, int n, int rs, int zp)
+int tp_lb_outside(const int8_t *x, int h, int n, int rs, int lo, int hi)
 {
-    if (h <= 0 || n <= 0) return 0;
-    int lo = 127, hi = -128;
-    for (int r = 0; r < h; r++) row_range(x + (ptrdiff_t)r * rs, n, &lo, &hi);
-    const int a = hi - zp, b = zp - lo;
-    return a > b ? a : b;
+    if (lo <= -128 && hi >= 127) return 0;
+    if (rs == n) { /* contiguous rows: one run */
+        n *= h;
+        h = 1;
+    }
+    for (int r = 0; r < h; r++)
+        if (row_outside(x + (ptrdiff_t)r * rs, n, lo < -128 ? -128 : lo, hi > 127 ? 127 : hi)) return 1;
+    return 0;
 }
 
 /* dst[i] = t[src[i]] (t: a table centred on value 0), n values; src may be dst */
@@ -76,19 +108,22 @@ static void lut_copy(const int8_t *t, const int8_t *src, int8_t *dst, int n)
     int i = 0;
 #if defined(TP_FAST) && defined(__ARM_FEATURE_MVE)
     const uint8_t *base = (const uint8_t *)(t - 128);
-    for (; i < n; i += 16) { /* 16 table reads per gather load */
+    const uint8x16_t bias = vdupq_n_u8(0x80);
+    for (; i + 16 <= n; i += 16) /* 16 table reads per gather load */
+        vstrbq_u8((uint8_t *)dst + i, vldrbq_gather_offset_u8(base, veorq_u8(vldrbq_u8((const uint8_t *)src + i), bias)));
+    if (i < n) { /* the tail, predicated */
         const mve_pred16_t m = vctp8q((uint32_t)(n - i));
-        const uint8x16_t u = veorq_u8(vldrbq_z_u8((const uint8_t *)src + i, m), vdupq_n_u8(0x80));
+        const uint8x16_t u = veorq_u8(vldrbq_z_u8((const uint8_t *)src + i, m), bias);
         vstrbq_p_u8((uint8_t *)dst + i, vldrbq_gather_offset_z_u8(base, u, m), m);
+        i = n;
     }
 #elif defined(TP_FAST) && defined(__ARM_FEATURE_DSP)
-    const uint8_t *base = (const uint8_t *)(t - 128);
+    const uint8_t *base = (const uint8_t *)t; /* indexed by the signed value */
     for (; i + 4 <= n; i += 4) { /* one load and one store per 4 values */
-        uint32_t v;
+        int32_t v;
         memcpy(&v, src + i, 4);
-        v ^= 0x80808080u;
-        const uint32_t r = (uint32_t)base[v & 0xff] | (uint32_t)base[(v >> 8) & 0xff] << 8
-                           | (uint32_t)base[(v >> 16) & 0xff] << 16 | (uint32_t)base[v >> 24] << 24;
+        const uint32_t r = (uint32_t)base[(int8_t)v] | (uint32_t)base[(int8_t)(v >> 8)] << 8
+                           | (uint32_t)base[(int8_t)(v >> 16)] << 16 | (uint32_t)base[v >> 24] << 24;
         memcpy(dst + i, &r, 4);
     }
 #endif
@@ -97,7 +132,62 @@ static void lut_copy(const int8_t *t, const int8_t *src, int8_t *dst, int n)
 
 void tp_lb_apply(const int8_t *lut, int8_t *x, int h, int n, int rs)
 {
+    if (rs == n) { /* contiguous rows: one run */
+        n *= h;
+        h = 1;
+    }
     for (int r = 0; r < h; r++) lut_copy(lut + 128, x + (ptrdiff_t)r * rs, x + (ptrdiff_t)r * rs, n);
+}
+
+#if !(defined(TP_FAST) && defined(__ARM_FEATURE_MVE))
+/* q <- min(zp + ((max(q - zp, 0) + r) & -2^s), 127), r = 2^(s-1), s >= 1, in unsigned bytes that never
+ * wrap (u = q + 128, z = zp + 128): d = u - z saturating at 0 (UQSUB8), the rounded grid value halved
+ * ((d + r) >> 1 by a halving add, UHADD8, masked), doubled saturating at 255 (UQADD8 with itself),
+ * z added saturating at 255 (UQADD8); dst[i] = that of src[i], n values, src may be dst */
+static void grid_copy(const int8_t *src, int8_t *dst, int n, int zp, int s)
+{
+    const int z = zp + 128, r = 1 << (s - 1), m = (0x1ff & ~((1 << s) - 1)) >> 1; /* 2h: 9 bits */
+    int i = 0;
+#if defined(TP_FAST) && defined(__ARM_FEATURE_DSP)
+    const uint32_t rr = 0x01010101u * (uint8_t)r, mm = 0x01010101u * (uint8_t)m, zz = 0x01010101u * (uint8_t)z;
+    for (; i + 4 <= n; i += 4) { /* 9 instructions per 4 values */
+        uint32_t v;
+        memcpy(&v, src + i, 4);
+        v = __uhadd8(__uqsub8(v ^ 0x80808080u, zz), rr) & mm;
+        v = __uqadd8(__uqadd8(v, v), zz) ^ 0x80808080u;
+        memcpy(dst + i, &v, 4);
+    }
+#endif
+    for (; i < n; i++) {
+        const int d = TP_RD(src[i]) + 128 - z, h = (((d > 0 ? d : 0) + r) >> 1) & m, w = 2 * h > 255 ? 255 : 2 * h;
+        TP_WR(dst[i], (int8_t)((w + z > 255 ? 255 : w + z) - 128));
+    }
+}
+#endif
+
+/* the grid values of n values: on Cortex-M55 through the table (a Helium gather load reads 16 entries,
+ * fewer instructions than the byte steps), elsewhere by the byte steps where shift >= 1 */
+static void map_copy(const int8_t *lut, int zp, int shift, const int8_t *src, int8_t *dst, int n)
+{
+#if defined(TP_FAST) && defined(__ARM_FEATURE_MVE)
+    (void)zp;
+    (void)shift;
+    lut_copy(lut + 128, src, dst, n);
+#else
+    if (shift >= 1)
+        grid_copy(src, dst, n, zp, shift);
+    else
+        lut_copy(lut + 128, src, dst, n);
+#endif
+}
+
+void tp_lb_grid(const int8_t *lut, int8_t *x, int h, int n, int rs, int zp, int shift)
+{
+    if (rs == n) { /* contiguous rows: one run */
+        n *= h;
+        h = 1;
+    }
+    for (int r = 0; r < h; r++) map_copy(lut, zp, shift, x + (ptrdiff_t)r * rs, x + (ptrdiff_t)r * rs, n);
 }
 
 static void spatial(int kind, const void *p, const int8_t *x, int ih, int iw, int irs, int pt, int pl, int8_t *y,
@@ -129,7 +219,7 @@ void tp_lb_spatial(int kind, const void *p, const int8_t *lut, const tp_lb_geom 
             const int b0 = c0 < 0 ? 0 : c0, b1 = c1 > iw ? iw : c1;
             const int n = (b1 - b0) * g->c;
             for (int r = 0; r < rows; r++)
-                lut_copy(lut + 128, x + (ptrdiff_t)(a0 + r) * irs + (ptrdiff_t)b0 * g->c, buf + r * n, n);
+                map_copy(lut, g->zp, g->shift, x + (ptrdiff_t)(a0 + r) * irs + (ptrdiff_t)b0 * g->c, buf + r * n, n);
             spatial(kind, p, buf, rows, b1 - b0, n, a0 - r0, b0 - c0, y + (ptrdiff_t)oy * ors + (ptrdiff_t)ox0 * g->oc,
                     1, ox1 - ox0, ors);
         }
