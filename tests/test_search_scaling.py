@@ -1,5 +1,6 @@
 """The search's shortcuts for long graphs (left-out stage starts, persistent layer-by-layer runs)
-keep its front exactly, and a long chain plans in near-linear time."""
+keep its front exactly, with the MAC objective and with a target's predicted instructions, and a
+long chain plans in near-linear time."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ def conv_chain(n: int, residual: bool = False, size: int = 16):
 
 def _front(g, **kw):
     res = search(g, **kw)
-    return res.baseline.peak, [(s.lower_bound, s.macs, s.peak, s.choices, s.plan.to_dict()) for s in res.front], \
-        res.options
+    return res.baseline.peak, [(s.lower_bound, s.macs, s.peak, s.choices, s.plan.to_dict(), s.insns, s.calls)
+                               for s in res.front], res.options
 
 
 def _unpruned(monkeypatch) -> None:
@@ -57,14 +58,48 @@ def test_left_out_starts_never_change_the_front(make, monkeypatch):
         assert pruned[2] < full[2], kw  # some starts were left out
 
 
+@pytest.mark.parametrize("make", [lambda: conv_chain(14), lambda: conv_chain(16, residual=True),
+                                  lambda: build("mcunet-in0")], ids=["chain", "residual", "mcunet-in0"])
+def test_left_out_starts_never_change_the_front_with_a_cost_model(make, monkeypatch):
+    """With a target's predicted instructions (either objective, input counted or not) the starts the
+    proofs leave out change no schedule, figure or plan of the front; on the plain chain some are left
+    out on Cortex-M7 (on Cortex-M55 a stream stage is predicted cheaper than layer by layer: no proof)."""
+    g = make()
+    for kw in ({"target": "cortex-m7"}, {"target": "cortex-m55", "include_input": False},
+               {"target": "cortex-m7", "objective": "macs"}, {"target": "cortex-m7", "strategy": "recompute"}):
+        pruned = _front(g, **kw)
+        with monkeypatch.context() as m:
+            _unpruned(m)
+            full = _front(g, **kw)
+        assert pruned[:2] == full[:2], kw
+        assert pruned[2] <= full[2], kw
+        if g.name == "chain14" and kw["target"] == "cortex-m7":  # Cortex-M55's stream kernels are predicted cheaper
+            assert pruned[2] < full[2], kw
+
+
+def test_a_negative_coefficient_turns_the_cost_proofs_off():
+    """The proofs bound what a stage may cost less than layer by layer only with coefficients >= 0."""
+    from tinypatch.planning.latency import cost_model, op_path
+
+    g, model = conv_chain(4), cost_model("cortex-m7")
+    c = O._Costs(g, True, True, 16, model, by_cost=True)
+    assert c.deficit_prefix is not None and c.deficit_prefix[-1] == 0  # 16 wide: no left-over pixels
+    assert O._layer_wins(c, 2, 0, 1)
+    path = model.coef(op_path(g, 0))
+    model.paths = {p: {**v, "rows": -1.0} if v is path else v for p, v in model.paths.items()}
+    c = O._Costs(g, True, True, 16, model, by_cost=True)
+    assert c.deficit_prefix is None and not O._layer_wins(c, 2, 0, 1)
+
+
 @settings(max_examples=15, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @given(random_cnn(max_layers=6, head=False))
 def test_left_out_starts_never_change_the_front_of_random_cnns(case):
     g = case[0]
-    pruned = _front(g)
-    with pytest.MonkeyPatch.context() as m:
-        _unpruned(m)
-        assert _front(g)[:2] == pruned[:2]
+    for kw in ({}, {"target": "cortex-m7"}):
+        pruned = _front(g, **kw)
+        with pytest.MonkeyPatch.context() as m:
+            _unpruned(m)
+            assert _front(g, **kw)[:2] == pruned[:2], kw
 
 
 def _reference_dp(c: O._Costs, cuts: list[int], opts) -> list[tuple]:
@@ -121,3 +156,22 @@ def test_a_long_chain_plans_in_near_linear_time():
     assert time.perf_counter() - t < 30
     assert calls <= len(g.ops)  # at most one window of starts per stage end
     assert [s.label for s in res.front] == ["layer-by-layer"] and res.front[0].peak == res.baseline.peak
+
+
+def test_a_long_chain_plans_in_near_linear_time_with_a_cost_model():
+    """The same with a target's predicted instructions as the objective (before: every end costed
+    every earlier start, 31 s for a 400-op chain)."""
+    g = conv_chain(300)
+    starts = 0
+    table = O._axis_table
+
+    def counted(c, st, *a):
+        nonlocal starts
+        starts += len(st.starts)
+        return table(c, st, *a)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(O, "_axis_table", counted)
+        res = search(g, target="cortex-m7")
+    assert starts <= 4 * len(g.ops)  # stage starts tiled: a short window per end (every earlier start: 45,150)
+    assert [s.label for s in res.front] == ["layer-by-layer"]

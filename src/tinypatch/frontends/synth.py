@@ -100,15 +100,17 @@ class Builder:
 
     # --- layers with weights ------------------------------------------------------------
     def conv(self, x: str, out_channels: int, kernel: int = 1, stride: int = 1, *, name: str,
-             dilation: int = 1, padding: Padding = "SAME", act: str = "RELU6", role: str = "conv") -> str:
-        """``CONV_2D`` with a square ``kernel``; ``padding`` as in :data:`Padding`."""
+             dilation: int = 1, padding: Padding = "SAME", act: str = "RELU6", role: str = "conv",
+             gain: float | None = None) -> str:
+        """``CONV_2D`` with a square ``kernel``; ``padding`` as in :data:`Padding`; ``gain``: the weights'
+        norm (default: the He gain with a ReLU, else 1)."""
         rng = self._rng(name)
         cin = self.shape(x)[3]
         x, pad = self._padding(x, kernel, stride, dilation, padding, name)
         q = _int8_weights(rng, (out_channels, kernel, kernel, cin), name)
         attrs = dict(padding=pad, stride_h=stride, stride_w=stride, dilation_h=dilation, dilation_w=dilation)
         shape = self._spatial_out(x, kernel, stride, dilation, pad, out_channels)
-        return self._weighted("CONV_2D", x, q, 0, attrs, shape, act, name, role, rng)
+        return self._weighted("CONV_2D", x, q, 0, attrs, shape, act, name, role, rng, gain)
 
     def depthwise(self, x: str, kernel: int = 3, stride: int = 1, *, name: str, dilation: int = 1,
                   padding: Padding = "SAME", act: str = "RELU6", role: str = "dw") -> str:

@@ -169,8 +169,9 @@ def _stage_work(graph: Graph, st: StageTiling) -> list[OpWork]:
 def plan_work(graph: Graph, plan: Plan) -> list[OpWork]:
     """One :class:`OpWork` per op of the graph under ``plan`` (layer-by-layer ops: one call)."""
     staged: dict[int, StageTiling] = {}
+    users = graph.consumers() if plan.stages else None
     for stage in plan.stages:
-        staged[stage.start] = tile_stage(graph, stage)
+        staged[stage.start] = tile_stage(graph, stage, users)
     out, k = [], 0
     while k < len(graph.ops):
         if k in staged:

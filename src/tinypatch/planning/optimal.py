@@ -27,8 +27,9 @@ the stage starts), which makes the search take seconds. On long graphs the searc
 linear in the op count with the same front: layer-by-layer segments of any length are costed
 from prefix sums (:func:`_dp`), and the starts of the stages ending at a cut are costed from the
 latest backwards only until a proof shows that every earlier start is matched by running the
-same ops layer by layer (:func:`_layer_wins`, :func:`_below_dominated`; not with an instruction
-cost model), so those stages are left out (they are counted in no ``options`` figure).
+same ops layer by layer (:func:`_layer_wins`, :func:`_below_dominated`; with an instruction cost
+model also on predicted instructions, :func:`_deficit_prefix`), so those stages are left out (they
+are counted in no ``options`` figure).
 
 Peaks here are liveness lower bounds; :func:`optimal_front` then places each front plan in
 an arena and reports the placed peak as well.
@@ -53,7 +54,7 @@ from tinypatch.planning.columns import column_maps, output_window
 from tinypatch.planning.latency import OBJECTIVES, CostModel, plan_calls
 from tinypatch.planning.memory import place_plan, plan_buffers
 from tinypatch.planning.plan import STREAM, Plan, Stage, fingerprint
-from tinypatch.planning.tile_arrays import AxisFigures, axis_figures, reads_all
+from tinypatch.planning.tile_arrays import AxisFigures, axis_arrays, axis_figures, reads_all
 from tinypatch.planning.tiles import StageInfo, first_local_op, input_maps, stage_info
 
 POLICIES = ("recompute", "cache_w", "cache", STREAM)
@@ -233,6 +234,7 @@ class _Costs:
         covers = [self.local[k] and bool(self.users.get(op.outputs[0])) and all(
             reads_all(m) for ax in (0, 1) for m in self.maps[ax][k] if m is not None) for k, op in enumerate(graph.ops)]
         self.partial_prefix = np.concatenate([[0], np.cumsum(~np.array(covers, bool))])
+        self.deficit_prefix = _deficit_prefix(self)
 
     def op_cost(self, ops: list[int] | np.ndarray, pixels: np.ndarray, rows: np.ndarray, calls: np.ndarray | int,
                 rem: tuple[np.ndarray, np.ndarray] | None = None, copy: np.ndarray | int = 0,
@@ -301,6 +303,7 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
 
 
 _WINDOW = 2  # ops in the shortest window of stage starts tried (see _segment_options)
+_ROUNDING = 1e-9  # relative: predicted instructions this close are equal (float sums in different orders)
 
 
 def _layer_wins(c: _Costs, b: int, s0: int, last: int) -> bool:
@@ -311,9 +314,12 @@ def _layer_wins(c: _Costs, b: int, s0: int, last: int) -> bool:
     ``held(a) + full(output)``; if that reaches the layer-by-layer bound of ``[a, b)`` for every
     start, the peak is matched. Its tiles compute all of the output, and when every op in
     ``[s0, b)`` has a reader and reads all of its inputs (:func:`_below_dominated`), every op
-    computes all of its output at least once: no fewer MACs. Not for a stage ending with an
-    accumulated average (its own MACs are not counted per tile) nor with an instruction model."""
-    if c.model is not None or last != b - 1 or c.partial_prefix[b] - c.partial_prefix[s0]:
+    computes all of its output at least once: no fewer MACs, and with an instruction model no fewer
+    predicted instructions when no op of ``[s0, b)`` can cost less in a stage (:func:`_deficit_prefix`).
+    Not for a stage ending with an accumulated average (its own MACs are not counted per tile)."""
+    if last != b - 1 or c.partial_prefix[b] - c.partial_prefix[s0]:
+        return False
+    if c.deficit_prefix is None or c.deficit_prefix[b] - c.deficit_prefix[s0] > 0:
         return False
     out = c.full(c.g.ops[b - 1].outputs[0])
     lbl = np.maximum.accumulate(c.lbl_profile[s0:b][::-1])[::-1][:last + 1 - s0]  # layer-by-layer bound of [a, b)
@@ -343,23 +349,27 @@ def _below_dominated(c: _Costs, st: _StageEnd, cands: list[Candidates], covered:
       computed (:func:`~tinypatch.planning.tile_arrays.reads_all`). By induction down from ``k``,
       every op in ``[a, k)`` computes all of its output at least once over the tiles, so it costs
       at least its MACs (per output pixel rounded up, see :func:`_stage_end`).
-    * Without an instruction cost model both options cost 0 instructions; with one this proof does
-      not hold (tiles may be predicted cheaper per pixel), so no start is left out.
+    * Predicted instructions (0 for both without a cost model). From ``k`` each candidate must cost at
+      least layer by layer's instructions of ``[k, b)`` plus what the ops of ``[s0, k)``, computing all
+      of their output, may cost less in a stage than layer by layer (:func:`_deficit_prefix`; no
+      bound with a negative coefficient). Kernel calls: a stage makes at least one per op.
 
     Stream stages from ``a`` need every op in ``[a, b)`` to stream, so they exist only when
     those from ``k`` do, given at least two ops from ``k`` (otherwise this answers False).
     """
     k = st.starts[0]
-    if c.model is not None or not covered or c.partial_prefix[k] - c.partial_prefix[s0]:
+    if c.deficit_prefix is None or not covered or c.partial_prefix[k] - c.partial_prefix[s0]:
         return False
     if streams and not st.reduce and st.b - k < 2:
         return False
     lbl_macs = int(c.macs_prefix[st.b] - c.macs_prefix[k])
+    lbl_cost = c.cost_prefix[st.b] - c.cost_prefix[k] + (c.deficit_prefix[k] - c.deficit_prefix[s0])
+    lbl_cost -= _ROUNDING * abs(lbl_cost)  # sums in another order: equal costs may differ by a few ulps
     least = None
     for blk in cands:
         if blk.starts[0] != k:
             continue
-        if (blk.macs[:, 0] < lbl_macs).any():
+        if (not c.by_cost and (blk.macs[:, 0] < lbl_macs).any()) or (blk.cost[:, 0] < lbl_cost).any():
             return False
         low = int(blk.lower_bounds[:, 0].min()) - int(c.held_across[k])
         least = low if least is None else min(least, low)
@@ -369,15 +379,47 @@ def _below_dominated(c: _Costs, st: _StageEnd, cands: list[Candidates], covered:
     return bool((c.held_across[s0:k] + least >= lbl).all())
 
 
-def _layer_cost_prefix(c: _Costs) -> np.ndarray:
-    """Predicted instructions of ops ``[0, k)`` run layer by layer, for every k (zeros without a model)."""
+def _deficit_prefix(c: _Costs) -> np.ndarray | None:
+    """Without a cost model, zeros. With one, prefix sums over the ops of how many predicted instructions
+    less than layer by layer an op that computes all of its output may cost in a tile or stream stage
+    (what the stage figures the search may not compute can hide: :func:`_below_dominated`); None when a
+    coefficient is negative, so that no such bound exists.
+
+    Computing all of its output, an op's tiles cover at least its ``H x W`` pixels in at least ``H``
+    rows and one call (stream: ``H x W`` pixels, each a row, in at least ``W`` calls); its left-over
+    pixels and halo copies cost at least 0, which layer by layer's left-over pixels may exceed.
+    """
+    if c.model is None:
+        return np.zeros(c.n + 1)
+    if any((r < 0).any() for r in (*c.rates, *c.stream_rates)):
+        return None
+    g = c.g
+    shapes = [g.tensors[op.outputs[0]].shape for op in g.ops]
+    hw = np.array([_pixels(g, k) for k in range(c.n)], float)
+    h = np.array([s[1] if len(s) == 4 else 1 for s in shapes], float)
+    w = np.array([s[2] if len(s) == 4 else 1 for s in shapes], float)
+    pix, row, call = c.rates[:3]
+    least = pix * hw + row * h + call
+    spix, srow, scall, srem2, srem4 = c.stream_rates[:5]
+    streamed = (spix + srow + srem2 + srem4) * hw + scall * w
+    least = np.where(np.array(c.streams, bool), np.minimum(least, streamed), least)
+    return np.concatenate([[0.0], np.cumsum(np.maximum(_layer_costs(c) - least, 0.0))])
+
+
+def _layer_costs(c: _Costs) -> np.ndarray:
+    """Predicted instructions of each op run layer by layer (zeros without a model)."""
     g = c.g
     ops = np.arange(c.n)
     pixels = np.array([_pixels(g, k) for k in ops], float)
     rows = np.array([s[1] if len(s) == 4 else 1 for s in (g.tensors[op.outputs[0]].shape for op in g.ops)], float)
     widths = np.array([s[2] if len(s) == 4 else 1 for s in (g.tensors[op.outputs[0]].shape for op in g.ops)])
     rem = (rows * (widths % 2), rows * (widths % 4))
-    return np.concatenate([[0.0], np.cumsum(c.op_cost(ops, pixels, rows, 1, rem))])
+    return c.op_cost(ops, pixels, rows, 1, rem)
+
+
+def _layer_cost_prefix(c: _Costs) -> np.ndarray:
+    """Predicted instructions of ops ``[0, k)`` run layer by layer, for every k (zeros without a model)."""
+    return np.concatenate([[0.0], np.cumsum(_layer_costs(c))])
 
 
 def _layer_options(c: _Costs) -> dict[tuple[int, int], list[Option]]:
@@ -485,15 +527,22 @@ def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool
         keys = [(cached, cnt) for cached in cached_sets for cnt in counts]  # all propagated together
         if not keys:
             continue
-        figs = axis_figures(g, st.info, c.maps[ax], [split_even(shape[1 + ax], cnt) for _, cnt in keys],
-                            [cached for cached, _ in keys])
-        for (cached, cnt), fig in zip(keys, figs):
-            table[(ax, cached, cnt)] = _AxisFigs(
-                fig.valid, np.array([fig.max_len.get(t, 0) for t in internal], np.int64),
-                np.array([fig.total_len.get(k, 0) for k in ops], np.int64),
-                np.array([fig.overlap[k] for k in ops[:-1]], np.int64),
-                np.array([fig.extent.get(t, 0) for t in internal], np.int64),
-                _reads_inner(g, st, fig, ax))
+        arr = axis_arrays(g, st.info, c.maps[ax], [split_even(shape[1 + ax], cnt) for _, cnt in keys],
+                          [cached for cached, _ in keys])
+        zero, none = np.zeros(len(keys), np.int64), np.full(len(keys), -1, np.int64)
+
+        def rows(figure: dict, names: list) -> np.ndarray:  # [tiling, name], 0 where a name has no figure
+            return np.stack([figure.get(x, zero) for x in names], axis=1) if names else np.zeros((len(keys), 0),
+                                                                                                 np.int64)
+
+        max_len, total, overlap, extent = (rows(arr.max_len, internal), rows(arr.total_len, ops),
+                                           rows(arr.overlap, ops[:-1]), rows(arr.extent, internal))
+        covers = np.ones(len(keys), bool)
+        for t in st.inner:
+            covers &= arr.reach.get(t, none) == nhwc_shape(g, t)[1 + ax]
+        for i, (cached, cnt) in enumerate(keys):
+            table[(ax, cached, cnt)] = _AxisFigs(bool(arr.valid[i]), max_len[i], total[i], overlap[i], extent[i],
+                                                 bool(covers[i]))
     return table
 
 
@@ -554,8 +603,10 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
         tail = np.concatenate([np.cumsum(kept[..., ::-1], axis=-1)[..., ::-1],
                                np.zeros(kept.shape[:2] + (1,), np.int64)], axis=-1)
         live = sizes @ local_life.astype(np.int64)  # tile-local buffers live at each stage step
-        held = np.empty(sizes.shape[:2] + (len(st.starts),), np.int64)
+        held = np.maximum.accumulate(live[..., ::-1], axis=-1)[..., ::-1][..., st.start_idx]  # most from each start
         for j, (i0, rows) in enumerate(zip(st.start_idx.tolist(), st.start_rows)):
+            if not rows:
+                continue
             steps = live[..., i0:]
             for r in rows:  # the tensors live at the start are held full-size, not as tiles
                 steps = steps - sizes[..., r, None] * local_life[r, i0:]

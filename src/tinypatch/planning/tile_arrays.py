@@ -59,10 +59,36 @@ def reads_all(m: AxisMap) -> bool:
     return bool(len(p)) and s[0] == 0 and bool((s[1:] <= reach[:-1]).all()) and reach[-1] == m.in_size
 
 
+@dataclass
+class AxisArrays:
+    """:class:`AxisFigures` of several tilings, each figure an array over the tilings."""
+
+    max_len: dict[str, np.ndarray]
+    extent: dict[str, np.ndarray]
+    total_len: dict[int, np.ndarray]
+    overlap: dict[int, np.ndarray]
+    valid: np.ndarray
+    reach: dict[str, np.ndarray]
+
+    def figures(self, g: int) -> AxisFigures:
+        """The figures of tiling ``g``."""
+        return AxisFigures({t: int(v[g]) for t, v in self.max_len.items()}, {t: int(v[g]) for t, v in self.extent.items()},
+                           {k: int(v[g]) for k, v in self.total_len.items()},
+                           {k: int(v[g]) for k, v in self.overlap.items()}, bool(self.valid[g]),
+                           {t: int(v[g]) for t, v in self.reach.items()})
+
+
 def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | None]],
                  cut_lists: list[list[int]], cached: frozenset[int] | list[frozenset[int]]) -> list[AxisFigures]:
     """Figures of ``tile_axis(graph, info, axis, cuts, cached)`` for every ``cuts`` in ``cut_lists``
-    (``cached``: one set for all, or one per tiling).
+    (``cached``: one set for all, or one per tiling): see :func:`axis_arrays`."""
+    arrays = axis_arrays(graph, info, maps, cut_lists, cached)
+    return [arrays.figures(g) for g in range(len(cut_lists))]
+
+
+def axis_arrays(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | None]],
+                cut_lists: list[list[int]], cached: frozenset[int] | list[frozenset[int]]) -> AxisArrays:
+    """The figures of :func:`axis_figures` as arrays over the tilings.
 
     All tilings are propagated together: their tiles are concatenated and per-tiling
     reductions use ``reduceat`` over the group starts. ``reach`` gives, for each tensor the
@@ -150,6 +176,4 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
         top = np.maximum.reduceat(np.where(ne, hi[t], -_BIG), starts)
         bottom = np.minimum.reduceat(np.where(ne, lo[t], _BIG), starts)
         extent[t] = np.where(top > bottom, top - bottom, 0)
-    return [AxisFigures({t: int(v[g]) for t, v in max_len.items()}, {t: int(v[g]) for t, v in extent.items()},
-                        {k: int(v[g]) for k, v in total.items()}, {k: int(v[g]) for k, v in overlap.items()},
-                        bool(valid[g]), {t: int(v[g]) for t, v in reach.items()}) for g in range(len(cut_lists))]
+    return AxisArrays(max_len, extent, total, overlap, valid, reach)

@@ -311,7 +311,7 @@ def tile_stage(graph: Graph, stage: Stage, consumers: dict[str, list[int]] | Non
     hit = known.get(key)
     if hit is not None:
         return hit
-    if len(known) > 512:
+    if len(known) > max(512, 16 * len(graph.ops)):  # the plans of a front of long graphs have many stages
         known.clear()
     known[key] = st = _tile_stage(graph, stage, consumers)
     return st

@@ -186,7 +186,7 @@ class PlanExecutor:
             return None
         if not self._shadows(st) or st.stream and self.streams[st.stage.start].rows is None:
             return None
-        values = TiledChecks(self, st)
+        values = TiledChecks(self.graph, self.kernels, st)
         if not values.usable:
             return None
         buf = self.buffer_of.get(st.info.output)
@@ -217,7 +217,7 @@ class PlanExecutor:
                       values: TiledChecks) -> None:
         """Stage ``st`` on a later run (see :mod:`~tinypatch.runtime.stage_replay`): its output
         computed and checked, then the arena effect of its recorded walk applied (its frees included)."""
-        out = values.values(arena, outside)
+        out = values.values(self._shadow(arena, outside, st), lambda t: self._get(arena, outside, t))
         t = self.graph.tensors[st.info.output]
         out = np.asarray(out, t.np_dtype).reshape(t.shape)
         buf = self.buffer_of.get(st.info.output)

@@ -28,17 +28,15 @@ and on random values) and the arena's checks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from tinypatch.analysis.regions import AxisMap, Interval
 from tinypatch.errors import PlanError
+from tinypatch.ir import Graph
 from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps
-from tinypatch.runtime.sim_arena import Arena
 
-if TYPE_CHECKING:
-    from tinypatch.runtime.plan_executor import PlanExecutor
 
 
 class _Group:
@@ -99,9 +97,9 @@ class TiledChecks:
     op without padding reads other than the receptive field of its pixels, or a stage ending in an
     average sums pixels twice or never."""
 
-    def __init__(self, ex: PlanExecutor, st: StageTiling) -> None:
-        self.ex, self.st = ex, st
-        g, ops = ex.graph, st.info.tile_ops
+    def __init__(self, graph: Graph, kernels: Sequence[Callable], st: StageTiling) -> None:
+        self.graph, self.kernels, self.st = graph, kernels, st
+        g, ops = graph, st.info.tile_ops
         maps = (input_maps(g, ops, 0), input_maps(g, ops, 1))
         # a stream stage's strips compute whole rows (the walks checked its columns)
         self.cols = [{k: _whole(maps[1][k]) for k in ops}] if st.stream else st.w.spans
@@ -153,7 +151,7 @@ class TiledChecks:
                tiles: list[tuple[int, int, Interval, Interval]]) -> _Group:
         """One call's index arrays: each tile op computes ``out`` (rows, columns) from the windows
         its maps give (its own reads where ``out`` is its own)."""
-        g, st = self.ex.graph, self.st
+        g, st = self.graph, self.st
         op = g.ops[k]
         windows: list[tuple[str, np.ndarray, np.ndarray] | None] = []
         for n, t in enumerate(op.inputs):
@@ -172,12 +170,11 @@ class TiledChecks:
         cols = _index([ow[0] for _, _, _, ow in tiles], tiles[0][3][1] - tiles[0][3][0])
         return _Group(k, pads, [(i, j) for i, j, _, _ in tiles], windows, (rows[:, :, None], cols[:, None, :]))
 
-    def values(self, arena: Arena, outside: dict[str, np.ndarray]) -> np.ndarray:
-        """The stage output, every tile's computation checked (PlanError names the first tile whose
-        kernel on its own window computes other bytes than the whole image)."""
-        ex, st = self.ex, self.st
-        g = ex.graph
-        shadow = ex._shadow(arena, outside, st)
+    def values(self, shadow: dict[str, np.ndarray], get: Callable[[str], np.ndarray]) -> np.ndarray:
+        """The stage output from ``shadow`` (the stage's maps computed on the whole image; ``get``
+        reads a map from outside the stage), every tile's computation checked (PlanError names the
+        first tile whose kernel on its own window computes other bytes than the whole image)."""
+        st, g = self.st, self.graph
         for grp in self.groups:
             op = g.ops[grp.k]
             args = []
@@ -185,9 +182,9 @@ class TiledChecks:
                 if w is None:
                     args.append(g.tensors[t].data if t else None)
                 else:
-                    x = shadow[t] if t in shadow else ex._get(arena, outside, t)
+                    x = shadow[t] if t in shadow else get(t)
                     args.append(x[0][w[1], w[2]])
-            value = ex.kernels[grp.k](args, grp.pads)[0]
+            value = self.kernels[grp.k](args, grp.pads)[0]
             want = shadow[op.outputs[0]][0][grp.out[0], grp.out[1]]
             if value.shape != want.shape or value.dtype != want.dtype or not np.array_equal(value, want):
                 bad = next((n for n in range(len(grp.tiles)) if value.shape != want.shape
@@ -198,4 +195,4 @@ class TiledChecks:
         if st.info.reduce is None:
             return shadow[st.info.output]
         sums = shadow[st.info.tiled].sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)  # int32 wraps, as tile by tile
-        return ex.kernels[st.info.reduce].finish(sums.astype(np.int64))
+        return self.kernels[st.info.reduce].finish(sums.astype(np.int64))
