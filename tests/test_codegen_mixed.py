@@ -353,17 +353,24 @@ def test_grid_rounding_saturates_like_the_table(target, tmp_path):
     assert measure(g, project, [x], reference=ref).exact
 
 
-@needs_mcu
-def test_stage_instructions_count_the_stage_alone(tmp_path):
-    """Run twice minus once: a positive count below the whole program's, and the outputs as generated."""
+def _insn_plugin(tmp_path):
+    """The QEMU instruction-count plugin, built from the shared assets (skip without them)."""
     from tinypatch.assets import assets_dir
-    from tinypatch.codegen.report import stage_instructions
-    from tinypatch.codegen.toolchain import build_insncount, run_qemu
+    from tinypatch.codegen.toolchain import build_insncount
 
     root = assets_dir()
     if root is None:
         pytest.skip("the qemu-insncount plugin source is in the shared assets")
-    plugin = build_insncount(root, tmp_path / "plugin")
+    return build_insncount(root, tmp_path / "plugin")
+
+
+@needs_mcu
+def test_stage_instructions_count_the_stage_alone(tmp_path):
+    """Run twice minus once: a positive count below the whole program's, and the outputs as generated."""
+    from tinypatch.codegen.report import stage_instructions
+    from tinypatch.codegen.toolchain import run_qemu
+
+    plugin = _insn_plugin(tmp_path)
     g, x = tiny()
     plan = tiny_plan("recompute")
     n = len(stage_maps(g, plan, 0))
@@ -380,14 +387,10 @@ def test_stage_instructions_count_the_stage_alone(tmp_path):
 def test_stage_profile_splits_the_kernel_count_by_function(tmp_path):
     """Per-function counts of the patch stage add up to the kernel range's count (same two builds),
     and the precision plan's functions are among them."""
-    from tinypatch.assets import assets_dir
     from tinypatch.codegen.report import stage_profile
-    from tinypatch.codegen.toolchain import build_insncount, run_qemu
+    from tinypatch.codegen.toolchain import run_qemu
 
-    root = assets_dir()
-    if root is None:
-        pytest.skip("the qemu-insncount plugin source is in the shared assets")
-    plugin = build_insncount(root, tmp_path / "plugin")
+    plugin = _insn_plugin(tmp_path)
     g, x = tiny()
     plan = tiny_plan("recompute")
     n = len(stage_maps(g, plan, 0))
