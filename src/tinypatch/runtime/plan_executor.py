@@ -205,10 +205,9 @@ class PlanExecutor:
             return
         memory, valid, live, end = before
         rng = np.random.default_rng(0)
+        # sim_arena.Arena, not the name Arena: tests swap that to record the runs' own arenas
         scratch = sim_arena.Arena(self.placement.peak, self.placement.alignment)
-        scratch.memory[...] = np.where(valid, rng.integers(0, 256, memory.size, dtype=np.uint8), memory)
-        scratch.valid[...] = valid
-        scratch.live, scratch._end = dict(live), end
+        scratch.restore((np.where(valid, rng.integers(0, 256, memory.size, dtype=np.uint8), memory), valid, live, end))
         noise = {t: rng.integers(-128, 128, v.shape, dtype=np.int8) if v.dtype == np.int8 else v
                  for t, v in outside.items()}
         self._run_stage(scratch, noise, st)

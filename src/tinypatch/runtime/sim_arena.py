@@ -97,6 +97,11 @@ class Arena:
         """A copy of everything the arena holds: (memory, valid, live buffers, touched end)."""
         return self.memory.copy(), self.valid.copy(), dict(self.live), self._end
 
+    def restore(self, state: tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int]) -> None:
+        """Put the arena in ``state`` (as :meth:`state` returns it)."""
+        memory, valid, live, end = state
+        self.memory[...], self.valid[...], self.live, self._end = memory, valid, dict(live), end
+
     def wrote(self, arr: np.ndarray) -> None:
         """Record that every byte of ``arr`` (a view into the arena) now holds a value."""
         got = self._bytes(arr)
