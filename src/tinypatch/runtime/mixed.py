@@ -19,6 +19,7 @@ from tinypatch.ir import Graph
 from tinypatch.kernels.lowbit import requantize, requantize_blocks
 from tinypatch.planning.plan import STREAM, Plan
 from tinypatch.planning.precision import MapPrecision, PrecisionPlan
+from tinypatch.runtime.executor import Executor
 
 WEIGHT_BITS = 8
 
@@ -128,9 +129,7 @@ class MixedPrecision:
             self._bits[name] = 8
             return x
         self._bits[name] = m.bits
-        if m.step == "static":
-            return requantize(x, zp, m.bits, m.shift, m.signed)
-        return requantize_blocks(x, zp, m.bits, m.signed, m.step)
+        return lower(x, zp, m)
 
     def read(self, name: str, x: np.ndarray) -> np.ndarray:
         """A stage input's piece read by a tile (before the op uses it)."""
@@ -149,6 +148,14 @@ class MixedPrecision:
         return self._apply(op.outputs[0], value)
 
 
+def lower(x: np.ndarray, zp: int, m: MapPrecision) -> np.ndarray:
+    """``x`` (int8 codes, zero point ``zp``) requantized as map ``m`` stores a non-outlier patch:
+    at its static step, or at the step of each patch or pixel (:mod:`tinypatch.kernels.lowbit`)."""
+    if m.step == "static":
+        return requantize(x, zp, m.bits, m.shift, m.signed)
+    return requantize_blocks(x, zp, m.bits, m.signed, m.step)
+
+
 def tile_independent(precision: PrecisionPlan | None) -> bool:
     """True when the plan's low-bit values do not depend on the tiling: no lowered map can hold an
     outlier patch (threshold 255 covers every |q - zp|) and no step is chosen per patch. Each value
@@ -165,8 +172,6 @@ class PixelwiseRun:
     per op); BitOPs are not counted here."""
 
     def __init__(self, graph: Graph, plan: Plan, precision: PrecisionPlan) -> None:
-        from tinypatch.runtime.executor import Executor
-
         if not tile_independent(precision):
             raise PlanError("the precision plan depends on the tiling (outlier patches or a per-patch step)")
         precision.check(graph, plan)
@@ -190,8 +195,7 @@ class PixelwiseRun:
                 if m is not None:
                     if (i, t) not in low:
                         zp = int(g.tensors[t].quant.zero_point[0])  # type: ignore[union-attr]
-                        low[i, t] = requantize(env[t], zp, m.bits, m.shift, m.signed) if m.step == "static" \
-                            else requantize_blocks(env[t], zp, m.bits, m.signed, m.step)
+                        low[i, t] = lower(env[t], zp, m)
                     args.append(low[i, t])
                 else:
                     args.append(env[t])
