@@ -319,3 +319,41 @@ def test_a_stage_input_that_is_a_residual_skip_is_counted_once():
             assert per_op[k] == op_bytes(graph, op, nbytes) + sum(nbytes[t] for t in held), k
         assert max(per_op[a:end]) == chain.stage(a, end, 2, True)[1]
         checked += 1
+
+
+@pytest.mark.parametrize("mode, strips", [("cache", False), ("cache_w", False), ("cache", True)])
+def test_a_cached_tile_buffer_that_is_a_residual_skip_is_counted_once(mode: str, strips: bool):
+    """In a stage with cached halos every cached tile buffer is held across the stage; one that is
+    also a live residual skip (a block input inside the stage) is held once, not also as the skip:
+    the plan's per-op bytes recounted as a set (4x4 tiles with line buffers, or full-width row strips)."""
+    from tinypatch.analysis.analytic import op_bytes, residual_skips
+    from tinypatch.analysis.regions import split_even
+    from tinypatch.planning.memory import line_buffer_bytes
+    from tinypatch.planning.plan import Stage
+    rng = random.Random(11)
+    space = mcunet_space(resolutions=(96,))
+    for _ in range(3):
+        spec = space.to_spec(space.sample(rng))
+        graph, chain = build_net(spec), Chain(spec)
+        skips = residual_skips(graph)
+        end = next(e for e in chain.legal_ends(0) if any(k < e - 1 for k in skips))  # a skip inside the stage
+        shape = graph.tensors[graph.ops[end - 1].outputs[0]].shape
+        stage = Stage(0, end, split_even(shape[1], shape[1] if strips else 4), split_even(shape[2], 1 if strips else 4),
+                      {k: mode for k in range(end - 1)})
+        plan = Plan(graph.name, fingerprint(graph), [stage], include_input=False)
+        st = check_plan(graph, plan)[0]
+        per_op = plan_analytic(graph, plan, [st]).per_op
+        nbytes = {n: t.size for n, t in graph.tensors.items() if not t.is_const}
+        nbytes[graph.inputs[0]] = 0
+        nbytes.update({t: st.h.max_len(t) * st.buffer_cols(t) * graph.tensors[t].shape[3] for t in st.info.internal})
+        cached = {graph.ops[c].outputs[0] for c in range(end) if st.cached(c)}
+        lines = sum(line_buffer_bytes(graph, st, c) for c in range(end) if st.cached(c) and st.line_buffer(c))
+        assert bool(lines) == (mode == "cache" and not strips)  # line buffers: rows cached on a grid
+        counted = 0
+        for k in range(end):
+            op = graph.ops[k]
+            held = set(skips.get(k, ())) | {t for t in st.info.inputs if t not in op.inputs}
+            held |= cached - {*op.inputs, *op.outputs} | ({st.info.output} if k < end - 1 else set())
+            counted += bool(set(skips.get(k, ())) & cached)
+            assert per_op[k] == op_bytes(graph, op, nbytes) + sum(nbytes[t] for t in held) + lines, k
+        assert counted  # some op held a cached skip

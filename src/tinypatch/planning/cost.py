@@ -92,8 +92,8 @@ def plan_analytic(graph: Graph, plan: Plan, tilings: list[StageTiling]) -> Analy
 
     Inside a stage each op costs its tile-sized input and output (the last op writes the
     full-size stage output), plus what the stage keeps across tiles: the full stage output,
-    full stage inputs it does not read itself (once: one that is a residual skip there is
-    already counted live), cached tile buffers, line buffers and the sums of an accumulated
+    full stage inputs it does not read itself and cached tile buffers (each once: one that is a
+    residual skip there is already counted live), line buffers and the sums of an accumulated
     global average.
     """
     elements: dict[str, int] = {}
@@ -116,7 +116,7 @@ def plan_analytic(graph: Graph, plan: Plan, tilings: list[StageTiling]) -> Analy
             held = 0 if k == st.stage.end - 1 else full(st.info.output)
             held += sum(full(t) for t in st.info.inputs if t not in op.inputs and t not in skips.get(k, ()))
             held += sum(elements[graph.ops[c].outputs[0]] for c in cached
-                        if graph.ops[c].outputs[0] not in (*op.inputs, *op.outputs))
+                        if graph.ops[c].outputs[0] not in (*op.inputs, *op.outputs, *skips.get(k, ())))
             held += sum(line_buffer_bytes(graph, st, c) // graph.tensors[graph.ops[c].outputs[0]].np_dtype.itemsize
                         for c in cached if st.line_buffer(c))
             extra[k] = held + accumulator_bytes(graph, st)  # int32 sums of an accumulated global average
