@@ -1,6 +1,6 @@
 """Joint architecture + schedule search vs MCUNet's per-layer search (MCUNetV2 §3.3, proxy objective).
 
-Run: ``python benchmarks/search.py [--seed 0] [--iterations 30] [--population 100] [--stages 1..4] [--boards 256,32]
+Run: ``python benchmarks/search.py [--seed 0] [--iterations 30] [--population 100] [--stages 1..4] [--no-stream] [--boards 256,32]
 [--workers N] [--target T --max-latency N [--clock HZ] [--objective macs|instructions]] [--json OUT]``
 (the full run evaluates about 3,000 proposals per search, four searches: tens of minutes on one core).
 
@@ -8,8 +8,10 @@ For each board: the MACs-proxy search (TinyNAS's objective: the network's MACs) 
 limit (MCUNetV2's analytic convention, input not counted) and the flash limit (int8 weights +
 int32 biases), once with patch schedules (p x p patches, p <= 4, every first-stage length; with
 ``--stages K``, default 2, also every run of up to K consecutive patch stages, each with its own p,
-halos recomputed: the multi-stage side of our planner under the analytic convention; ``--stages 1``:
-MCUNetV2's single stage) and once layer by layer only (p = 1, MCUNet's search), same space and seed:
+halos recomputed, or, unless ``--no-stream``, a stream stage (our planner's row strips computed column
+by column through window buffers, where no tensor inside the stage has two readers): the multi-stage
+side of our planner under the analytic convention; ``--stages 1 --no-stream``: MCUNetV2's single
+stage) and once layer by layer only (p = 1, MCUNet's search), same space and seed:
 
 - 256 kB SRAM / 1 MB flash (MCUNetV2-M4's board): MCUNet's ImageNet space (resolution 96-256);
 - 32 kB SRAM / 1 MB flash: the same space for 2 classes at half width, with resolutions 48, 64
@@ -53,7 +55,7 @@ def run(space_fn, sram: int, flash: int, patches: int, args: argparse.Namespace,
     objective = args.objective or ("instructions" if args.target else "macs")
     return evolve(space_fn(), Constraints(sram, flash, include_input=False, max_patches=patches, stages=args.stages,
                                           target=args.target, max_insns=latency, schedule_objective=objective,
-                                          clock_hz=clock),
+                                          clock_hz=clock, stream=args.stream),
                   population=args.population, n_mutate=args.population // 2, n_crossover=args.population // 2,
                   parents=max(2, args.population // 5), iterations=args.iterations, seed=args.seed,
                   progress=sys.stderr.isatty(), executor=executor)
@@ -68,6 +70,8 @@ def main() -> int:
     ap.add_argument("--boards", default="256,32", help="which boards (SRAM kB), comma-separated")
     ap.add_argument("--stages", type=int, choices=(1, 2, 3, 4), default=2,
                     help="most patch stages of the joint search's schedules (default 2; 1: MCUNetV2's single stage)")
+    ap.add_argument("--no-stream", dest="stream", action="store_false",
+                    help="the joint search's stages recompute p x p tiles only (by default a stage may also stream)")
     ap.add_argument("--target", help="predict instructions on this target (cortex-m7, cortex-m55)")
     ap.add_argument("--max-latency", help="latency limit: predicted instructions (120M) or a time (20ms, with --clock)")
     ap.add_argument("--clock", help="clock for a time in --max-latency, e.g. 216MHz")
@@ -76,7 +80,7 @@ def main() -> int:
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args()
     console = Console(width=200 if args.target else 160)
-    console.print(f"seed {args.seed}, --stages {args.stages}; {os.cpu_count()} CPUs, load average "
+    console.print(f"seed {args.seed}, --stages {args.stages}{'' if args.stream else ' --no-stream'}; {os.cpu_count()} CPUs, load average "
                   f"{os.getloadavg()[0]:.1f} at the start (a shared machine: run times are upper bounds)",
                   highlight=False)
     started = time.perf_counter()
@@ -99,7 +103,9 @@ def main() -> int:
         if sram // KB not in wanted:
             continue
         best = {}
-        for patches, label in ((4, f"joint (p <= 4, {args.stages} stage{'s' * (args.stages > 1)})"),
+        by_insns = (args.objective or ("instructions" if args.target else "macs")) == "instructions"
+        stream = ", stream" if args.stream and not by_insns else ""
+        for patches, label in ((4, f"joint (p <= 4{stream}, {args.stages} stage{'s' * (args.stages > 1)})"),
                                (1, "per-layer (p = 1)")):
             t0 = time.perf_counter()
             r = run(space_fn, sram, flash, patches, args, executor)

@@ -260,7 +260,7 @@ def _exhaustive_stages(chain, sram, one, stages):
 def test_stage_search_matches_the_graph_and_the_exhaustive_enumeration(stages):
     rng = random.Random(5)
     winners = 0
-    limits = {"include_input": False, "stages": stages}
+    limits = {"include_input": False, "stages": stages, "stream": False}
     for space in (mcunet_space(resolutions=(96, 128)), SMALL):
         for _ in range(2 if stages == 2 else 1):
             spec = space.to_spec(space.sample(rng))
@@ -357,3 +357,102 @@ def test_a_cached_tile_buffer_that_is_a_residual_skip_is_counted_once(mode: str,
             counted += bool(set(skips.get(k, ())) & cached)
             assert per_op[k] == op_bytes(graph, op, nbytes) + sum(nbytes[t] for t in held) + lines, k
         assert counted  # some op held a cached skip
+
+
+def _adds(chain):
+    """Stage starts at a residual ADD (after a stage ending at the block's projection): its skip was
+    made before the stage."""
+    return sorted({k for a in chain.legal_ends(0) for k in chain.legal_ends(a)
+                   if k < len(chain.ops) and chain.ops[k].kind == "add"})
+
+
+def _stream_test_specs(rng, count):
+    """Random specs (both spaces) with a first stage that streams and a stage start at a residual ADD."""
+    out = []
+    for _ in range(200):
+        space = (mcunet_space(resolutions=(96, 128)), SMALL)[len(out) % 2]
+        spec = space.to_spec(space.sample(rng))
+        chain = Chain(spec)
+        if _adds(chain) and any(chain.streams(0, e) for e in chain.legal_ends(0)[1:]):
+            out.append(spec)
+        if len(out) == count:
+            return out
+    raise AssertionError("no such specs")
+
+
+def test_stream_stage_figures_match_the_planner():
+    """Stream stages (row strips, columns streamed through window buffers): which stages may
+    stream, and their MACs and analytic peak, from the chain equal the planner's stream stage on
+    the built graph; also for a stage after one ending just before a residual ADD (the ADD's skip,
+    made before the stage, is held whole), and combined with recompute stages in one plan."""
+    from tinypatch.planning.columns import ring_columns
+    from tinypatch.planning.optimal import axis_counts
+    rng = random.Random(21)
+    checked = streamed = after_add = 0
+    for spec in _stream_test_specs(rng, 3):
+        graph, chain = build_net(spec), Chain(spec)
+        base = sum(chain.macs())
+        for start in sorted({0, *_adds(chain)[:2], *chain.legal_ends(0)[:3]}):
+            for end in chain.legal_ends(start)[:6]:
+                try:
+                    ring_columns(graph, list(range(start, end)))
+                    ok = True
+                except Exception:
+                    ok = False
+                assert chain.streams(start, end) == ok
+                side = chain.side[chain.ops[end - 1].output]
+                for p in [2, *(-g for g in axis_counts(side, 4) if ok)]:  # also recompute tiles after an ADD start
+                    for inc in (False, True):
+                        plan = Plan(graph.name, fingerprint(graph), recompute_stages(graph, [(start, end, p)]),
+                                    include_input=inc)
+                        tilings = check_plan(graph, plan)
+                        assert tilings[0].stream == (p < 0 and end - start > 1)
+                        macs, peak = chain.stage(start, end, p, inc)
+                        assert base + macs == plan_macs(graph, tilings)[0]
+                        assert peak == max(plan_analytic(graph, plan, tilings).per_op[start:end])
+                        checked += 1
+                        streamed += p < 0 and end - start > 2
+                        after_add += chain.ops[start].kind == "add" and end - start > 1
+        first = next(e for e in chain.legal_ends(0)[1:] if chain.streams(0, e))
+        second = chain.legal_ends(first)[0]
+        path = [(0, first, -chain.side[chain.ops[first - 1].output]), (first, second, 2)]
+        plan = Plan(graph.name, fingerprint(graph), recompute_stages(graph, path), include_input=False)
+        tilings = check_plan(graph, plan)
+        figures = [chain.stage(a, b, p, False) for a, b, p in path]
+        assert base + sum(m for m, _ in figures) == plan_macs(graph, tilings)[0]
+        assert max(*(pk for _, pk in figures), *chain.per_op(False)[second:]) == plan_analytic(graph, plan, tilings).peak
+    assert checked > 50 and streamed > 5 and after_add > 2
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_stream_search_matches_the_graph_and_the_exhaustive_enumeration(stages):
+    """With stream stages the chain's schedule equals the graph's and the unpruned enumeration's,
+    never has more MACs than recompute stages alone, and its plan's figures are the planner's."""
+    rng = random.Random(7 + stages)
+    limits = {"include_input": False, "stages": stages}
+    streams = 0
+    for spec in _stream_test_specs(rng, 4):
+        graph, chain = build_net(spec), Chain(spec)
+        per_op = chain.per_op(False)
+        for sram in sorted({max(per_op) // d for d in (2, 3, 5)}):
+            fast = chain_schedule(chain, sram, False, 4, stages=stages, stream=True)
+            assert fast == mcunetv2_schedule(graph, sram, False, 4, stages=stages, stream=True)
+            one = chain_schedule(chain, sram, False, 4)
+            full = stage_schedule(
+                per_op, sum(chain.macs()), chain.legal_ends, lambda e: chain.side[chain.ops[e - 1].output],
+                lambda e: chain._bytes(chain.ops[e - 1].output), lambda s, e, p: chain.stage(s, e, p, False)[0],
+                lambda s, e, p: chain.stage(s, e, p, False)[1], sram, 4, None if isinstance(one, int) else one,
+                stages, exhaustive=True, strips=lambda s, e: chain.strips(s, e, 4))[0]
+            assert isinstance(fast, int) == (full is None)
+            recompute = chain_schedule(chain, sram, False, 4, stages=stages)
+            assert isinstance(recompute, int) or not isinstance(fast, int) and fast[:2] <= recompute[:2]
+            if full is None:
+                continue
+            assert fast[:2] == full[:2]
+            streams += any(p < 0 for p in fast[2::2])
+            e = evaluate(spec, Constraints(sram, **limits))
+            assert e == evaluate(spec, Constraints(sram, **limits), fast=False)
+            assert ("stream" in e.schedule) == any(p < 0 for p in fast[2::2])
+            cost = plan_cost(graph, best_plan(spec, e, Constraints(sram, **limits)))
+            assert (cost.macs, cost.peak_analytic) == (e.schedule_macs, e.peak) == fast[:2]
+    assert streams >= 2

@@ -531,7 +531,9 @@ class SearchOutcome(_Result):
         if c.max_insns is not None:
             limits.append(_latency_limit(c))
         patches = "layer by layer only (p = 1)" if c.max_patches == 1 else f"p in 1..{c.max_patches}" + (
-            f", {'up to ' * (c.stages > 1)}{c.stages} patch stage{'s' * (c.stages > 1)}" if c.convention == "analytic" else "")
+            f", {'up to ' * (c.stages > 1)}{c.stages} patch stage{'s' * (c.stages > 1)}"
+            + (", recomputed or streamed" if c.stream and c.schedule_objective != "instructions" else "")
+            if c.convention == "analytic" else "")
         by = "predicted instructions" if c.schedule_objective == "instructions" else "MACs"
         schedules = "" if c.target is None else f"; schedules by fewest {by} (cost model {c.target})"
         console.print(f"search: {r.space.name} space, {', '.join(limits)}, {patches}; seed {r.settings['seed']}, "
@@ -580,7 +582,7 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
            resume: str | os.PathLike[str] | None = None, ray: bool = False, ray_address: str | None = None,
            workers: int | None = None, progress: bool = False, target: str | None = None,
            max_latency: int | str | None = None, clock: int | str | None = None,
-           schedule_objective: str | None = None) -> SearchOutcome:
+           schedule_objective: str | None = None, stream: bool = True) -> SearchOutcome:
     """Joint architecture + schedule search (``tinypatch search``, MCUNetV2 §3.3).
 
     Evolution over ``space`` (default: MCUNetV2's on MCUNet's backbone) of networks whose best
@@ -588,7 +590,9 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     our planner's placed arena), ``flash`` (weights + biases) and ``max_macs`` (executed MACs).
     ``objective(spec)`` scores feasible networks, higher is better (default: MACs, the TinyNAS
     proxy). ``max_patches=1`` is MCUNet's per-layer search; ``stages`` (analytic convention): up to
-    this many patch stages before the per-layer part, 1 (MCUNetV2's) to 4. Candidates are evaluated on Ray when
+    this many patch stages before the per-layer part, 1 (MCUNetV2's) to 4, each of them recomputed p x p
+    tiles or, with ``stream`` (default), also one of our planner's stream stages (row strips, columns
+    streamed; ``stream=False``: MCUNetV2's tiles only). Candidates are evaluated on Ray when
     ``ray``, ``ray_address`` or ``workers`` is given (a local cluster of ``workers`` CPUs unless
     ``ray_address``), in process otherwise; the result does not depend on where. ``resume``: a
     JSON state file written after every iteration, continued when it exists. An analytic search
@@ -607,7 +611,7 @@ def search(*, sram: int | str, flash: int | str | None = None, max_macs: int | N
     constraints = Constraints(parse_size(sram), None if flash is None else parse_size(flash), max_macs,
                               include_input, convention, max_patches, stages, target,
                               None if max_latency is None else parse_latency(max_latency, clock_hz),
-                              schedule_objective or ("instructions" if target else "macs"), clock_hz)
+                              schedule_objective or ("instructions" if target else "macs"), clock_hz, stream)
     kwargs = dict(population=population, parents=parents, n_mutate=n_mutate, n_crossover=n_crossover,
                   mutate_prob=mutate_prob, iterations=iterations, seed=seed, progress=progress, resume=resume)
     space = space or mcunet_space()

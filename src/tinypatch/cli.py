@@ -352,7 +352,8 @@ def _micro_batches_option(parser, prefix: str = "") -> None:  # noqa: ANN001
 
 SEARCH_EXAMPLES = """SRAM is MCUNetV2's analytic peak of the network's best patch schedule (every p x p grid, p <=
 --max-patches, over every first-stage length, and with --stages K, default 2, every run of up
-to K consecutive patch stages), or with --placed the placed arena of our planner's
+to K consecutive patch stages, each also as one of our planner's stream stages unless --no-stream),
+or with --placed the placed arena of our planner's
 best schedule (multi-stage, halo caching, in place; slower). Flash counts int8 weights and int32
 biases. The objective is the network's MACs (TinyNAS's proxy: no data needed), or with --data /
 --supernet its held-out accuracy from a weight-sharing supernet (the space is then the supernet's).
@@ -405,6 +406,10 @@ def _search_parser(sub) -> None:  # noqa: ANN001
     se.add_argument("--stages", type=int, choices=(1, 2, 3, 4), default=2,
                     help="analytic SRAM: up to this many patch stages before the per-layer part (default 2; "
                          "1: MCUNetV2's one)")
+    se.add_argument("--no-stream", dest="stream", action="store_false",
+                    help="analytic SRAM: patch stages recompute p x p tiles only (MCUNetV2's); by default a stage may "
+                         "also stream (our planner's row strips computed column by column, where no tensor inside it "
+                         "has two readers; not with the instructions objective)")
     se.add_argument("--space", choices=sorted(SPACES), default="mcunet",
                     help="mcunet: ImageNet, 1000 classes (default); mcunet-vww: 2 classes, half width, "
                          "resolution 48-256")
@@ -708,7 +713,7 @@ def _search(args: argparse.Namespace, console: Console) -> int:
     err = Console(stderr=True)
     result = api.search(sram=args.sram, flash=args.flash, max_macs=args.max_macs, include_input=args.include_input,
                         objective=objective, convention="placed" if args.placed else "analytic", max_patches=args.max_patches,
-                        stages=args.stages,
+                        stages=args.stages, stream=args.stream,
                         space=space, population=args.population, parents=args.parents, n_mutate=args.mutate,
                         n_crossover=args.crossover, mutate_prob=args.mutate_prob, iterations=args.iterations,
                         seed=args.seed, resume=args.resume, ray=args.ray, ray_address=args.ray_address,

@@ -8,7 +8,10 @@ for this op set: MACs, flash, layer-by-layer analytic bytes (in+out, in-place de
 live residual skips), the legal first-stage ends, and, for ``p`` x ``p`` patches over ops
 ``[0, end)`` with recomputed halos, the border-clipped MACs and the analytic peak (tiles'
 regions propagated backwards along one axis, the other being the same), and the same for a
-stage over ops ``[start, end)`` (a later patch stage). Integer arithmetic
+stage over ops ``[start, end)`` (a later patch stage); and the same for a *stream* stage (our
+planner's :mod:`tinypatch.planning.stream`: ``g`` row strips, each computed column by column
+through window buffers of its consumer's kernel width, rows recomputed between strips, columns
+computed once; legal where no tensor inside the stage has two consumers). Integer arithmetic
 on a few dozen intervals: microseconds where building and tiling the graph takes tens of
 milliseconds. tests/test_nas.py checks every figure against the graph path on random specs.
 """
@@ -23,6 +26,7 @@ from typing import Protocol
 from tinypatch.analysis.regions import split_even
 from tinypatch.frontends.spec import NetSpec
 from tinypatch.nas.twostage import stage_schedule
+from tinypatch.planning.optimal import axis_counts
 
 
 class StageCost(Protocol):
@@ -73,9 +77,11 @@ class Chain:
         self.flash += spec.num_classes * (self.chan[x] + 4)
         self.producer = {op.output: i for i, op in enumerate(self.ops)}
         self.last_use = [0] * len(self.side)
+        self.readers = [0] * len(self.side)  # ops reading each tensor
         for i, op in enumerate(self.ops):
             for t in op.inputs:
                 self.last_use[t] = max(self.last_use[t], i)
+                self.readers[t] += 1
         self.last_use[-1] = len(self.ops)  # the graph output
         self.skip_at = self._skips()
         self._macs = self.macs()
@@ -159,9 +165,19 @@ class Chain:
                 ends.append(end)
         return ends
 
+    def streams(self, start: int, end: int) -> bool:
+        """Can ops [start, end) (a legal stage) run as a stream stage: every tensor made inside it but
+        its output read by one op (:func:`tinypatch.planning.columns.ring_columns`)?"""
+        return all(self.readers[t] == 1 for t in range(start + 1, self.ops[end - 1].output))
+
+    def strips(self, start: int, end: int, max_patches: int) -> list[int]:
+        """Row-strip counts of the stream stages ops [start, end) may run as (none if they cannot)."""
+        return axis_counts(self.side[self.ops[end - 1].output], max_patches) if self.streams(start, end) else []
+
     def stage(self, start: int, end: int, p: int, include_input: bool) -> tuple[int, int]:
         """(MAC overhead, max analytic bytes over ops [start, end)) of ``p`` x ``p`` recomputed tiles
-        over ops [start, end), the other ops layer by layer (cached)."""
+        over ops [start, end), or for ``p`` < 0 of a stream stage of ``-p`` row strips
+        (:meth:`streams` must hold), the other ops layer by layer (cached)."""
         return self.stage_overhead(start, end, p, include_input), self.stage_peak(start, end, p, include_input)
 
     def stage_overhead(self, start: int, end: int, p: int, include_input: bool) -> int:
@@ -188,10 +204,53 @@ class Chain:
     def _tile(self, start: int, end: int, p: int,
               include_input: bool) -> tuple[int, dict[int, int], list[int], dict[int, list[int]]]:
         """(MAC overhead, tile-sized tensor elements, bytes held per op, per op the output extent of
-        each tile along one axis) of ``p`` x ``p`` tiles over ops [start, end); the stage input is
-        the output of op ``start - 1`` (the model input at 0)."""
+        each tile along one axis) of ``p`` x ``p`` tiles over ops [start, end), or (``p`` < 0) of a
+        stream stage of ``-p`` row strips; the stage input is the output of op ``start - 1`` (the
+        model input at 0).
+
+        A stream stage recomputes rows like ``-p`` x 1 tiles and computes every column once (the
+        columns one whole-width tile needs); each tensor inside it lives in a window buffer (its
+        strip rows x its consumer's window columns) held across the whole stage, as
+        :func:`tinypatch.planning.cost.plan_analytic` counts cached buffers."""
         out = self.ops[end - 1].output
-        cuts = split_even(self.side[out], p)
+        longest, total, spans = self._axis(start, end, split_even(self.side[out], abs(p)))
+        cols = total if p > 0 else self._axis(start, end, [0, self.side[out]])[1]
+        macs = self._macs
+        overhead = sum(m // self.side[self.ops[k].output] ** 2 * total[k] * cols[k] - m
+                       for k, m in enumerate(macs[:end]) if m and k >= start)
+        inside = [t for t in longest if start < t < out]
+        if p > 0:
+            elements = {t: longest[t] ** 2 * self.chan[t] for t in inside}
+        else:
+            elements = {t: longest[t] * self._window(t) * self.chan[t] for t in inside}
+        held_out = self._bytes(out)
+        # the stage inputs, held whole: tensor ``start`` (the output of op ``start - 1``, the model input at 0)
+        # and a residual skip made before the stage that an ADD inside it reads (a stage starting at that ADD)
+        held_in = {t: self._bytes(t) if include_input or t else 0
+                   for k in range(start, end) for t in self.ops[k].inputs if t <= start}
+        extra = [0] * len(self.ops)
+        for k in range(start, end):
+            op, skips = self.ops[k], self.skip_at.get(k, ())
+            extra[k] = ((held_out if k < end - 1 else 0)
+                        + sum(b for t, b in held_in.items() if t not in op.inputs and t not in skips))
+            if p < 0:  # every window buffer lives across the stage
+                extra[k] += sum(elements[t] for t in inside if t not in op.inputs and t != op.output and t not in skips)
+        return overhead, elements, extra, spans
+
+    def _window(self, t: int) -> int:
+        """Columns of tensor ``t`` its one reader takes for one output column (its window buffer)."""
+        q = next(op for op in self.ops if t in op.inputs)
+        if q.kind not in ("conv", "dw"):
+            return 1
+        n_in, pad = self.side[t], self._pad[self.producer[q.output]]
+        return max(min(c * q.stride - pad + q.kernel, n_in) - max(c * q.stride - pad, 0)
+                   for c in range(self.side[q.output]))
+
+    def _axis(self, start: int, end: int, cuts: list[int]) -> tuple[dict[int, int], list[int], dict[int, list[int]]]:
+        """Tiles ``cuts`` of the stage output propagated backwards along one axis, halos recomputed:
+        (per tensor its longest region, per op the output length computed over all tiles, per op the
+        output extent of each tile)."""
+        out = self.ops[end - 1].output
         longest: dict[int, int] = {}
         total: list[int] = [0] * end  # per op: output pixels computed along one axis
         spans: dict[int, list[int]] = {k: [] for k in range(start, end)}
@@ -212,22 +271,15 @@ class Chain:
                     need[t] = reads if old is None else (min(old[0], reads[0]), max(old[1], reads[1]))
             for t, (lo, hi) in need.items():
                 longest[t] = max(longest.get(t, 0), hi - lo)
-        macs = self._macs
-        overhead = sum(m // self.side[self.ops[k].output] ** 2 * total[k] ** 2 - m
-                       for k, m in enumerate(macs[:end]) if m and k >= start)
-        elements = {t: longest[t] ** 2 * self.chan[t] for t in longest if start < t < out}
-        held_out = self._bytes(out)
-        held_in = self._bytes(start) if include_input or start else 0  # tensor ``start``: the stage input
-        extra = [(held_out if k < end - 1 else 0)
-                 + (held_in if start not in self.ops[k].inputs and start not in self.skip_at.get(k, ()) else 0)
-                 if start <= k < end else 0 for k in range(len(self.ops))]
-        return overhead, elements, extra, spans
+        return longest, total, spans
 
 
 def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: int,
-                   stages: int = 1, cost: StageCost | None = None) -> tuple[int, ...] | int:
+                   stages: int = 1, cost: StageCost | None = None, stream: bool = False) -> tuple[int, ...] | int:
     """:func:`tinypatch.nas.evaluate.mcunetv2_schedule` on a :class:`Chain` (same pruning, same result);
-    ``stages`` >= 2 also tries up to that many consecutive patch stages (:mod:`tinypatch.nas.twostage`).
+    ``stages`` >= 2 also tries up to that many consecutive patch stages (:mod:`tinypatch.nas.twostage`);
+    ``stream``: each of them may also be a stream stage (``p`` = ``-g``: ``g`` row strips, our
+    planner's strip counts :func:`tinypatch.planning.optimal.axis_counts`; not with ``cost``).
 
     With ``cost``, the schedule with the fewest predicted instructions wins instead, layer by layer
     included (then ``(MACs, peak, 1, 0)``); a (p, end) is skipped, not the loop stopped, when its
@@ -264,14 +316,15 @@ def chain_schedule(chain: Chain, sram: int, include_input: bool, max_patches: in
             least = peak if least is None else min(least, peak)
             if peak <= sram and (best is None or (ins, smacs, peak) < (best_ins if cost else 0.0, *best[:2])):
                 best, best_ins = (smacs, peak, p, end), ins
-    if stages >= 2:
+    if stages >= 2 or stream:
         found, least2 = stage_schedule(
             per_op, base, cache(chain.legal_ends), lambda end: chain.side[chain.ops[end - 1].output],
             lambda end: chain._bytes(chain.ops[end - 1].output),
             lambda start, end, p: chain.stage_overhead(start, end, p, include_input),
             lambda start, end, p: chain.stage_peak(start, end, p, include_input), sram, max_patches, best, stages,
             insns=cost.delta if cost else None, slack=cost.slack if cost else None,
-            base_insns=cost.base if cost else 0.0)
+            base_insns=cost.base if cost else 0.0,
+            strips=(lambda start, end: chain.strips(start, end, max_patches)) if stream else None)
         if found is not None:
             return found
         least = min((v for v in (least, least2) if v is not None), default=None)

@@ -8,7 +8,13 @@ Conventions (:class:`Constraints`):
   legal stage end (the patch layers ``n`` < N), halos recomputed; the feasible one with the
   fewest MACs is kept; with ``stages`` = K >= 2 (default 2, at most 4) also every run of up to K
   consecutive patch stages, ``[0, n1)`` in ``p1`` x ``p1`` then ``[n1, n2)`` in ``p2`` x ``p2``
-  tiles, ... (:mod:`tinypatch.nas.twostage`; ``stages`` = 1: MCUNetV2's single stage). Fast paths, each
+  tiles, ... (:mod:`tinypatch.nas.twostage`; ``stages`` = 1: MCUNetV2's single stage). With ``stream``
+  (default) each of those stages may also be one of our planner's stream stages
+  (:mod:`tinypatch.planning.stream`: ``g`` row strips, ``g`` in its strip counts, each computed
+  column by column through window buffers of the consumer's kernel width, halo rows recomputed,
+  columns computed once; where no tensor inside the stage has two readers, i.e. no residual block
+  inside it), whose analytic peak holds every window buffer across the stage as ``plan_analytic``
+  counts cached buffers; ``stream=False`` and ``stages`` = 1 is MCUNetV2's space. Fast paths, each
   checked against the plain computation by the tests: layer by layer is taken at once when it
   fits (no patch schedule has fewer MACs); a (p, end) whose peak lower bound exceeds the budget
   is never tiled; a tiling's MACs are computed before its (dearer) peak; and for specs without SE blocks the figures come from the layer
@@ -38,7 +44,7 @@ from typing import Any
 from tinypatch.analysis.analytic import analytic_memory
 from tinypatch.analysis.macs import op_macs
 from tinypatch.analysis.regions import axis_maps, split_even
-from tinypatch.errors import BudgetError, UsageError
+from tinypatch.errors import BudgetError, PlanError, UsageError
 from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.frontends.spec import NetSpec
 from tinypatch.ir import Graph
@@ -47,8 +53,9 @@ from tinypatch.nas.insns import ChainCost
 from tinypatch.nas.twostage import stage_schedule
 from tinypatch.planning.cost import plan_analytic, plan_macs
 from tinypatch.planning.latency import OBJECTIVES, cost_model, fitted_targets
-from tinypatch.planning.plan import Plan, Stage, fingerprint
-from tinypatch.planning.optimal import Schedule
+from tinypatch.planning.columns import ring_columns
+from tinypatch.planning.plan import STREAM, Plan, Stage, fingerprint
+from tinypatch.planning.optimal import Schedule, axis_counts
 from tinypatch.planning.search import choose, search
 from tinypatch.planning.tiles import StageTiling, legal_ends, stage_info, tile_axis, tile_stage
 
@@ -71,6 +78,7 @@ class Constraints:
     max_insns: int | None = None  # limit on those predicted instructions (needs target)
     schedule_objective: str = "macs"  # a network's schedule: fewest MACs or fewest predicted "instructions"
     clock_hz: int | None = None  # for printing max_insns as time (one instruction per cycle); changes nothing
+    stream: bool = True  # analytic convention: stages may also stream (not with the instructions objective)
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
@@ -81,6 +89,8 @@ class Constraints:
                 raise UsageError(f"the {name.replace('_', ' ')} limit must be a positive integer, got {v!r}")
         if not isinstance(self.max_patches, int) or not 1 <= self.max_patches <= 16:
             raise UsageError(f"max_patches must be in 1..16, got {self.max_patches!r}")
+        if not isinstance(self.stream, bool):
+            raise UsageError(f"stream must be True or False, got {self.stream!r}")
         if self.stages not in range(1, MAX_STAGES + 1):
             raise UsageError(f"stages must be in 1..{MAX_STAGES}, got {self.stages!r}")
         if self.target is not None and self.target not in fitted_targets():
@@ -110,10 +120,10 @@ class Evaluation:
     layer_peak: int  # layer by layer, in the constraints' convention
     peak: int  # the chosen schedule's (the least reachable one when infeasible on SRAM)
     schedule_macs: int
-    patches: int  # p (grid p x p; 1: layer by layer)
+    patches: int  # p (grid p x p; 1: layer by layer; -g: a stream stage of g row strips)
     end: int  # the patch stage runs ops [0, end) (0: layer by layer)
     schedule: str  # readable label
-    patches2: int = 0  # a second patch stage's p (0: none)
+    patches2: int = 0  # a second patch stage's p (0: none; -g: stream)
     end2: int = 0  # the second patch stage runs ops [end, end2) (0: none)
     later: tuple[int, ...] = ()  # (p, end) of the third and later patch stages, flattened
     insns: int = 0  # the schedule's predicted instructions on the constraints' target (0: no target)
@@ -194,7 +204,7 @@ def _chain(spec: NetSpec, chain: Chain, fp: str, c: Constraints) -> Evaluation:
     by_insns = c.schedule_objective == "instructions" and c.max_patches > 1
     found: tuple[int, ...] | int = (macs, layer, 1, 0)
     if layer > c.sram and c.max_patches > 1:
-        found = chain_schedule(chain, c.sram, c.include_input, c.max_patches, c.stages)
+        found = chain_schedule(chain, c.sram, c.include_input, c.max_patches, c.stages, stream=_streams(c))
     if isinstance(found, int):
         return Evaluation(fp, False, f"SRAM: no schedule fits {c.sram} B", macs, chain.flash, layer, min(found, layer),
                           macs, 1, 0, "-")
@@ -212,6 +222,11 @@ def _chain(spec: NetSpec, chain: Chain, fp: str, c: Constraints) -> Evaluation:
     return _latency(graph, e, c)
 
 
+def _streams(c: Constraints) -> bool:
+    """Are stream stages enumerated (the instruction figures of the chain cover recompute tiles only)?"""
+    return c.stream and c.schedule_objective != "instructions"
+
+
 def _found(fp: str, macs: int, flash: int, layer: int, found: tuple[int, ...]) -> Evaluation:
     """The feasible evaluation of a schedule (MACs, peak, p1, n1, ...) (p1 = 1: layer by layer)."""
     if found[2] == 1:
@@ -221,7 +236,7 @@ def _found(fp: str, macs: int, flash: int, layer: int, found: tuple[int, ...]) -
 
 
 def _stages_of(e: Evaluation) -> list[tuple[int, int, int]]:
-    """The recompute stages (start, end, p) of an analytic evaluation (none: layer by layer)."""
+    """The stages (start, end, p) of an analytic evaluation (none: layer by layer; p < 0: stream)."""
     if e.patches == 1:
         return []
     flat = (e.patches, e.end, e.patches2, e.end2, *e.later)
@@ -230,9 +245,13 @@ def _stages_of(e: Evaluation) -> list[tuple[int, int, int]]:
 
 
 def _label(stages: tuple[int, ...]) -> str:
-    """``[0:n1] p1xp1 + [n1:n2] p2xp2 ... recompute`` from (p1, n1, p2, n2, ...)."""
+    """``[0:n1] p1xp1 + [n1:n2] p2xp2 ... recompute`` from (p1, n1, p2, n2, ...); with a stream
+    stage (p = -g) each stage says its mode: ``[0:n1] g strips stream + [n1:n2] p2xp2 recompute``."""
     ends = (0, *stages[1::2])
-    return " + ".join(f"[{a}:{b}] {p}x{p}" for a, b, p in zip(ends, ends[1:], stages[::2])) + " recompute"
+    parts = [(a, b, p) for a, b, p in zip(ends, ends[1:], stages[::2])]
+    if all(p > 0 for _, _, p in parts):
+        return " + ".join(f"[{a}:{b}] {p}x{p}" for a, b, p in parts) + " recompute"
+    return " + ".join(f"[{a}:{b}] " + (f"{p}x{p} recompute" if p > 0 else f"{-p} strips stream") for a, b, p in parts)
 
 
 def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluation:
@@ -241,7 +260,7 @@ def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluatio
         ok = lbl.peak <= c.sram
         return result(ok, "" if ok else f"SRAM {lbl.peak} B > {c.sram} B", lbl.peak, lbl.peak, macs, 1, 0,
                       "layer-by-layer")
-    found = mcunetv2_schedule(graph, c.sram, c.include_input, c.max_patches, stages=c.stages)
+    found = mcunetv2_schedule(graph, c.sram, c.include_input, c.max_patches, stages=c.stages, stream=_streams(c))
     if isinstance(found, int):
         return result(False, f"SRAM: no schedule fits {c.sram} B", lbl.peak, min(found, lbl.peak), macs, 1, 0, "-")
     smacs, peak, p, end, p2, end2, *later = (*found, 0, 0) if len(found) == 4 else found
@@ -251,11 +270,12 @@ def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluatio
 
 def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_patches: int = 4,
                       exhaustive: bool = False, square_fast_path: bool = True,
-                      stages: int = 1) -> tuple[int, ...] | int:
+                      stages: int = 1, stream: bool = False) -> tuple[int, ...] | int:
     """MCUNetV2's patch schedule of ``graph`` with the fewest MACs whose analytic peak fits ``sram``:
     (MACs, peak, p, end), or the least peak of the schedules tiled when none fits. ``stages`` >= 2
     also tries up to that many consecutive patch stages (:mod:`tinypatch.nas.twostage`): then
-    (MACs, peak, p1, end1, p2, end2, ...) when more than one stage wins.
+    (MACs, peak, p1, end1, p2, end2, ...) when more than one stage wins; ``stream``: each stage may
+    also be a stream stage (p = -g, ``g`` row strips; module docstring).
 
     Unless ``exhaustive``, a (p, end) is skipped untiled when a lower bound of its peak exceeds
     ``sram``: the layers after the stage, or the full stage output held while every earlier op
@@ -288,8 +308,9 @@ def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_
             least = peak if least is None else min(least, peak)
             if peak <= sram and (best is None or (smacs, peak) < best[:2]):
                 best = (smacs, peak, p, end)
-    if stages >= 2:
-        found, least2 = _stages(graph, per_op, square, sram, include_input, max_patches, best, stages, exhaustive)
+    if stages >= 2 or stream:
+        found, least2 = _stages(graph, per_op, square, sram, include_input, max_patches, best, stages, exhaustive,
+                                stream)
         if found is not None:
             return found
         least = min((v for v in (least, least2) if v is not None), default=None)
@@ -299,8 +320,9 @@ def mcunetv2_schedule(graph: Graph, sram: int, include_input: bool = False, max_
 
 
 def _stages(graph: Graph, per_op: list[int], square: list[bool], sram: int, include_input: bool,
-            max_patches: int, best: tuple[int, ...] | None, stages: int, exhaustive: bool) -> tuple[Any, int | None]:
-    """:func:`stage_schedule` with each stage tiled and costed on the graph."""
+            max_patches: int, best: tuple[int, ...] | None, stages: int, exhaustive: bool,
+            stream: bool = False) -> tuple[Any, int | None]:
+    """:func:`stage_schedule` with each stage tiled and costed on the graph (``p`` < 0: a stream stage)."""
     base = sum(op_macs(graph, op) for op in graph.ops)
     outs = [graph.tensors[op.outputs[0]] for op in graph.ops]
     ends = cache(lambda start: [e for e in legal_ends(graph, start) if len(outs[e - 1].shape) == 4])
@@ -308,9 +330,20 @@ def _stages(graph: Graph, per_op: list[int], square: list[bool], sram: int, incl
 
     @cache
     def tiled(start: int, end: int, p: int) -> tuple[Stage, StageTiling]:
+        if p < 0:
+            stage = recompute_stages(graph, [(start, end, p)])[0]
+            return stage, tile_stage(graph, stage)
         shape = outs[end - 1].shape
         stage = Stage(start, end, split_even(shape[1], p), split_even(shape[2], p))
         return stage, _tile(graph, stage, square[end])
+
+    @cache
+    def strips(start: int, end: int) -> list[int]:
+        try:
+            ring_columns(graph, list(range(start, end)))
+        except PlanError:  # a tensor inside read twice, or an op that cannot stream
+            return []
+        return axis_counts(outs[end - 1].shape[1], max_patches)
 
     def overhead(start: int, end: int, p: int) -> int:
         return plan_macs(graph, [tiled(start, end, p)[1]])[0] - base
@@ -321,7 +354,8 @@ def _stages(graph: Graph, per_op: list[int], square: list[bool], sram: int, incl
         return max(per[start:end])
 
     return stage_schedule(per_op, base, ends, lambda end: min(outs[end - 1].shape[1:3]),
-                          lambda end: outs[end - 1].size, overhead, peak, sram, max_patches, best, stages, exhaustive)
+                          lambda end: outs[end - 1].size, overhead, peak, sram, max_patches, best, stages, exhaustive,
+                          strips=strips if stream else None)
 
 
 def _square_prefix(graph: Graph) -> list[bool]:
@@ -399,9 +433,14 @@ def best_plan(spec: NetSpec, evaluation: Evaluation, constraints: Constraints) -
 
 
 def recompute_stages(graph: Graph, stages: list[tuple[int, int, int]]) -> list[Stage]:
-    """Recompute stages ``(start, end, p)``: ops [start, end) in ``p`` x ``p`` tiles."""
+    """Stages ``(start, end, p)``: ops [start, end) in ``p`` x ``p`` recomputed tiles, or for ``p`` < 0 a
+    stream stage of ``-p`` row strips (one-column tiles, every op but the last streaming)."""
     out = []
     for start, end, p in stages:
         shape = graph.tensors[graph.ops[end - 1].outputs[0]].shape
-        out.append(Stage(start, end, split_even(shape[1], p), split_even(shape[2], p)))
+        if p < 0:
+            out.append(Stage(start, end, split_even(shape[1], -p), split_even(shape[2], shape[2]),
+                             {k: STREAM for k in range(start, end - 1)}))
+        else:
+            out.append(Stage(start, end, split_even(shape[1], p), split_even(shape[2], p)))
     return out

@@ -17,6 +17,12 @@ last stage also the layers after it) exceeds the budget is not tiled; a stage wh
 not extended; a loop over stage ends stops at the first whose MACs so far exceed the best found
 (a longer stage never recomputes less, and later stages never subtract MACs).
 
+With ``strips`` (per stage ``[start, end)`` the row-strip counts ``g`` of the stream stages it may
+run as, :meth:`tinypatch.nas.chain.Chain.streams`) every stage may also be a stream stage, ``p`` =
+``-g`` in the result; then schedules of one stage are enumerated here too when one streams (the
+caller enumerates one recompute stage). A stream stage's peak lower bound is its full output;
+its MACs are not monotone in its length, so a loop over its ends is never stopped, only skipped.
+
 With ``insns`` (each stage's predicted instructions over layer by layer,
 :class:`tinypatch.nas.insns.ChainCost`) the schedule with the fewest predicted instructions wins
 (ties: fewer MACs, then the lower peak); instructions are not monotone in a stage's length, so
@@ -37,10 +43,14 @@ def stage_schedule(per_op: list[int], base_macs: int, ends: Callable[[int], list
                    sram: int, max_patches: int, best: Found | None, stages: int = 2,
                    exhaustive: bool = False, insns: Callable[[int, int, int], float] | None = None,
                    slack: Callable[[int], float] | None = None,
-                   base_insns: float = 0.0) -> tuple[Found | None, int | None]:
+                   base_insns: float = 0.0,
+                   strips: Callable[[int, int], list[int]] | None = None) -> tuple[Found | None, int | None]:
     """The best of ``best`` (a one-stage or layer-by-layer schedule, or None) and every schedule of
-    2..``stages`` consecutive patch stages; with the least analytic peak of those tiled (None if none
-    was). With ``insns``: fewest predicted instructions (``base_insns`` layer by layer; module docstring)."""
+    2..``stages`` consecutive patch stages (with ``strips``, stream stages too: 1..``stages``); with the
+    least analytic peak of those tiled (None if none was). With ``insns``: fewest predicted
+    instructions (``base_insns`` layer by layer; module docstring)."""
+    if insns is not None and strips is not None:
+        raise ValueError("stream stages have no instruction figures here")
     n = len(per_op)
     tail = [0] * (n + 1)
     for i in range(n - 1, -1, -1):
@@ -56,34 +66,42 @@ def stage_schedule(per_op: list[int], base_macs: int, ends: Callable[[int], list
         inner = max(per_op[start:end - 1], default=0)
         return out_bytes(end) + -(-inner // (p * p))
 
-    def walk(start: int, macs0: int, ins0: float, peak0: int, path: tuple[int, ...]) -> None:
+    def visit(start: int, end: int, p: int, macs0: int, ins0: float, peak0: int, path: tuple[int, ...]) -> bool:
+        """Cost stage [start, end) as ``p`` (< 0: a stream stage), record it, go on from it; True: stop
+        the loop over longer stages (they cannot recompute fewer MACs)."""
         nonlocal best, best_key, least
         depth = len(path) // 2 + 1  # this stage's number
+        low = bound(start, end, p) if p > 0 else out_bytes(end)
+        last_ok = max(tail[end], low) <= sram  # the schedule may end with this stage
+        if not exhaustive and low > sram or depth == stages and not last_ok and not exhaustive:
+            return False
+        macs = macs0 + overhead(start, end, p)
+        ins = ins0 + insns(start, end, p) if insns is not None else 0.0
+        if best_key is not None and not exhaustive:
+            if insns is None and macs > best_key[0]:
+                return p > 0
+            if slack is not None and ins + slack(end) > best_key[0]:
+                return False
+        peak = max(peak0, peak_of(start, end, p))
+        if (depth >= 2 or p < 0 or any(q < 0 for q in path[::2])) and (last_ok or exhaustive):
+            full = max(peak, tail[end])
+            least = full if least is None else min(least, full)
+            if full <= sram and (best_key is None or key(macs, full, ins) < best_key):
+                best, best_key = (macs, full, *path, p, end), key(macs, full, ins)
+        if depth < stages and (peak <= sram or exhaustive):
+            walk(end, macs, ins, peak, (*path, p, end))
+        return False
+
+    def walk(start: int, macs0: int, ins0: float, peak0: int, path: tuple[int, ...]) -> None:
         for p in range(2, max_patches + 1):
             for end in ends(start):
-                if side(end) < p:
-                    continue
-                low = bound(start, end, p)
-                last_ok = max(tail[end], low) <= sram  # the schedule may end with this stage
-                if not exhaustive and low > sram or depth == stages and not last_ok and not exhaustive:
-                    continue
-                macs = macs0 + overhead(start, end, p)
-                ins = ins0 + insns(start, end, p) if insns is not None else 0.0
-                if best_key is not None and not exhaustive:
-                    if insns is None and macs > best_key[0]:
-                        break
-                    if slack is not None and ins + slack(end) > best_key[0]:
-                        continue
-                peak = max(peak0, peak_of(start, end, p))
-                if depth >= 2 and (last_ok or exhaustive):
-                    full = max(peak, tail[end])
-                    least = full if least is None else min(least, full)
-                    if full <= sram and (best_key is None or key(macs, full, ins) < best_key):
-                        best, best_key = (macs, full, *path, p, end), key(macs, full, ins)
-                if depth < stages and (peak <= sram or exhaustive):
-                    walk(end, macs, ins, peak, (*path, p, end))
+                if side(end) >= p and visit(start, end, p, macs0, ins0, peak0, path):
+                    break
+        for end in ends(start) if strips is not None else ():
+            for g in strips(start, end):
+                visit(start, end, -g, macs0, ins0, peak0, path)
 
-    if stages >= 2:
+    if stages >= 2 or strips is not None:
         walk(0, base_macs, base_insns, 0, ())
     return best, least
 
