@@ -1,24 +1,26 @@
 """Do cached halos lower the analytic peak of the joint search's schedules? (issue 14, MCUNetV2 §3.3)
 
 Run: ``python benchmarks/cached_stages.py [--json SEARCH.json ...] [--random N] [--resolutions 128,160]
-[--seed S] [--stages K] [--fast]`` (``SEARCH.json``: ``benchmarks/search.py --json``; its joint winners).
+[--seed S] [--stages K] [--grids]`` (``SEARCH.json``: ``benchmarks/search.py --json``; its joint winners).
 
 The search's analytic convention (``src/tinypatch/nas/evaluate.py``) costs schedules of up to K
-consecutive patch stages from the first op, each in p x p tiles (p <= 4) with recomputed halos,
-then layer by layer. Our planner also keeps halos: ``cache_w`` (columns kept for the next tile
-of a row), ``cache`` (rows too, in full-width line buffers; with one tile column: full-width row
-strips whose tile buffers roll down), on grids of 1..4 tiles per axis or of tiles 4, 2 or 1 long.
+consecutive patch stages from the first op, then layer by layer; each stage was p x p tiles
+(p <= 4) with recomputed halos until stream stages were added. Our planner also keeps halos:
+``cache_w`` (columns kept for the next tile of a row), ``cache`` (rows too, in full-width line
+buffers; with one tile column: full-width row strips whose tile buffers roll down), on grids of
+1..4 tiles per axis or of tiles 4, 2 or 1 long, and streams columns (``stream``).
 For each network this prints the least analytic peak (``plan_analytic`` on the built graph: int8,
 in+out per op, in-place depthwise, input not counted) over that K-stage structure, each stage
 drawn from one set of tilings:
 
-- ``recompute p<=4``: p x p, halos recomputed (what the search enumerates);
-- ``+ cached p<=4``: also ``cache`` and ``cache_w`` p x p, cached full-width row strips, and
-  ``stream`` stages (row strips computed column by column through window buffers, msf-CNN's;
-  only where no tensor inside the stage has two consumers, i.e. no residual block);
-- ``recompute, planner grids``: every planner grid (a x b tiles), halos recomputed;
-- ``+ cached, planner grids``: also ``cache`` and ``cache_w`` on those grids, and ``stream`` (``--fast`` leaves
-  the two planner-grid sets out).
+- ``recompute p<=4``: p x p, halos recomputed (what the search enumerated before stream stages);
+- ``+ cache, cache_w, cached strips``: also ``cache`` and ``cache_w`` p x p and cached full-width
+  row strips (every planner strip count);
+- ``+ stream``: recompute p x p, or ``stream`` stages (row strips, every planner strip count,
+  computed column by column through window buffers, msf-CNN's; only where no tensor inside the
+  stage has two readers): the search's schedules now;
+- with ``--grids``: ``recompute, planner grids`` (every planner grid a x b, halos recomputed) and
+  ``+ cache, cache_w, planner grids`` (minutes per network).
 
 Exact: a min-max over the stage ends (a schedule's peak is the max of its stages' peaks and of
 the layers after the last stage), every tiling of every legal stage costed on the graph.
@@ -60,21 +62,22 @@ def _streams(side: int) -> list[Tiling]:
     return [(g, side, STREAM) for g in axis_counts(side, 4)]
 
 
-def _cached(side: int) -> list[Tiling]:
-    return (_square(side) + [(p, p, m) for p in range(2, min(4, side) + 1) for m in KEEP]
-            + [(g, 1, "cache") for g in axis_counts(side, 4) if g > 1] + _streams(side))
+def _kept(side: int) -> list[Tiling]:
+    return [(p, p, m) for p in range(2, min(4, side) + 1) for m in KEEP] + [(g, 1, "cache") for g in axis_counts(side, 4)
+                                                                            if g > 1]
 
 
 def _grids(side: int, modes: tuple[str, ...]) -> list[Tiling]:
     counts = axis_counts(side, 4)
-    return [(a, b, m) for a in counts for b in counts if a * b > 1 for m in modes] + _streams(side) * (len(modes) > 1)
+    return [(a, b, m) for a in counts for b in counts if a * b > 1 for m in modes]
 
 
 SETS: dict[str, Callable[[int], list[Tiling]]] = {
     "recompute p<=4": _square,
-    "+ cached p<=4": _cached,
+    "+ cache, cache_w, cached strips": lambda side: _square(side) + _kept(side),
+    "+ stream": lambda side: _square(side) + _streams(side),
     "recompute, planner grids": lambda side: _grids(side, ("recompute",)),
-    "+ cached, planner grids": lambda side: _grids(side, ("recompute", *KEEP)),
+    "+ cache, cache_w, planner grids": lambda side: _grids(side, ("recompute", *KEEP)),
 }
 
 
@@ -139,20 +142,20 @@ def main() -> int:
     ap.add_argument("--resolutions", default="128,160", help="resolutions of the random networks")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stages", type=int, default=2, choices=(1, 2, 3, 4))
-    ap.add_argument("--fast", action="store_true", help="leave out the planner-grid sets (minutes per network)")
+    ap.add_argument("--grids", action="store_true", help="also the planner-grid sets (minutes per network)")
     args = ap.parse_args()
     nets: list[tuple[str, NetSpec, str]] = []
     for path in args.json:
         with open(path, encoding="utf-8") as f:
             for r in json.load(f):
-                if r["patches"] > 1:
+                if r["schedule"] != "layer-by-layer":  # the joint winners
                     nets.append((f"seed {r['seed']} winner", spec_from_dict(r["spec"]),
                                  f"{r['peak'] / 1024:.1f} kB, {r['schedule']}"))
     space, rng = vww_space(), random.Random(args.seed)
     for res in (int(r) for r in args.resolutions.split(",") if args.random):
         for i in range(args.random):
             nets.append((f"random {i}, seed {args.seed}", space.to_spec((float(res), *space.sample(rng)[1:])), "-"))
-    sets = list(SETS)[:2] if args.fast else list(SETS)
+    sets = list(SETS) if args.grids else list(SETS)[:3]
     console = Console(width=220)
     table = Table(title=f"least analytic peak (kB) over up to {args.stages} consecutive patch stages, then layer by "
                         f"layer (input not counted)")

@@ -251,7 +251,7 @@ def _label(stages: tuple[int, ...]) -> str:
     parts = [(a, b, p) for a, b, p in zip(ends, ends[1:], stages[::2])]
     if all(p > 0 for _, _, p in parts):
         return " + ".join(f"[{a}:{b}] {p}x{p}" for a, b, p in parts) + " recompute"
-    return " + ".join(f"[{a}:{b}] " + (f"{p}x{p} recompute" if p > 0 else f"{-p} strips stream") for a, b, p in parts)
+    return " + ".join(f"[{a}:{b}] " + (f"{p}x{p} recompute" if p > 0 else f"{-p} strip{'s' * (p < -1)} stream") for a, b, p in parts)
 
 
 def _analytic(graph: Graph, c: Constraints, macs: int, result: Any) -> Evaluation:

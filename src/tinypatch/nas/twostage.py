@@ -21,7 +21,8 @@ With ``strips`` (per stage ``[start, end)`` the row-strip counts ``g`` of the st
 run as, :meth:`tinypatch.nas.chain.Chain.streams`) every stage may also be a stream stage, ``p`` =
 ``-g`` in the result; then schedules of one stage are enumerated here too when one streams (the
 caller enumerates one recompute stage). A stream stage's peak lower bound is its full output;
-its MACs are not monotone in its length, so a loop over its ends is never stopped, only skipped.
+its MACs are not assumed monotone in its length, so a loop over its ends is never stopped, only
+skipped.
 
 With ``insns`` (each stage's predicted instructions over layer by layer,
 :class:`tinypatch.nas.insns.ChainCost`) the schedule with the fewest predicted instructions wins
@@ -33,6 +34,8 @@ instead of stopping a loop, a stage is dropped when its instructions so far plus
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from tinypatch.errors import UsageError
 
 Found = tuple[int, ...]  # (MACs, peak, p1, n1, p2, n2, ...): one (p, end) per patch stage
 
@@ -50,7 +53,7 @@ def stage_schedule(per_op: list[int], base_macs: int, ends: Callable[[int], list
     least analytic peak of those tiled (None if none was). With ``insns``: fewest predicted
     instructions (``base_insns`` layer by layer; module docstring)."""
     if insns is not None and strips is not None:
-        raise ValueError("stream stages have no instruction figures here")
+        raise UsageError("stream stages have no instruction figures here (use strips=None with insns)")
     n = len(per_op)
     tail = [0] * (n + 1)
     for i in range(n - 1, -1, -1):
