@@ -455,4 +455,8 @@ def test_stream_search_matches_the_graph_and_the_exhaustive_enumeration(stages):
             assert ("stream" in e.schedule) == any(p < 0 for p in fast[2::2])
             cost = plan_cost(graph, best_plan(spec, e, Constraints(sram, **limits)))
             assert (cost.macs, cost.peak_analytic) == (e.schedule_macs, e.peak) == fast[:2]
+            tiles = evaluate(spec, Constraints(sram, stream=False, **limits))  # --no-stream: recomputed tiles only
+            assert "stream" not in tiles.schedule and (isinstance(recompute, int) or tiles.peak == recompute[1])
     assert streams >= 2
+    with pytest.raises(UsageError, match="stream must be True or False"):
+        Constraints(1024, stream="yes")
