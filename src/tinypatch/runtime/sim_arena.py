@@ -8,6 +8,10 @@ between a write and the free of its buffer (freed bytes are poisoned), so a read
 or never-written byte raises, and :attr:`Arena.touched_high_water` is one past the highest
 byte actually read or written, measured from the bytes, not from the planner's offsets.
 Claims are rounded up to the arena's alignment, as a C arena reserves aligned slots.
+
+:class:`IdArena` is the same arena holding provenance (which tensor byte each byte holds) instead
+of values; :class:`ArenaEffect` records what a walk on it did (claims, validity, high-water mark),
+to apply to a run's arena without walking.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ POISON = 0xA5  # what a freed byte holds
 
 
 class Arena:
+    poison = POISON  # what a freed cell holds
+    cell = np.dtype(np.uint8)  # what a cell of :attr:`memory` holds (one per arena byte)
+
     def __init__(self, size: int, alignment: int = 16) -> None:
         self.size = size
         self.alignment = alignment
-        self.memory = np.full(size, POISON, np.uint8)
+        self.memory = np.full(size, self.poison, self.cell)
         self.valid = np.zeros(size, bool)  # written and not freed since
         self._end = 0  # one past the highest byte read or written
         self._views: dict[tuple, tuple[np.ndarray, int]] = {}  # (start, shape, strides, itemsize) -> (valid mask, end)
@@ -52,7 +59,7 @@ class Arena:
         """Release ``name``: its bytes are poisoned and unreadable until written again."""
         span = self.live.pop(name, None)
         if span is not None:
-            self.memory[span[0]: span[0] + span[1]] = POISON
+            self.memory[span[0]: span[0] + span[1]] = self.poison
             self.valid[span[0]: span[0] + span[1]] = False
 
     def view(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -63,22 +70,27 @@ class Arena:
         count = math.prod(shape) * np.dtype(dtype).itemsize
         if count > nbytes:
             raise PlanError(f"buffer {name!r} holds {nbytes} bytes, {count} requested")
-        return self.memory[offset: offset + count].view(dtype).reshape(shape)
+        return self._shaped(self.memory[offset: offset + count], shape, np.dtype(dtype))
+
+    def _shaped(self, cells: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """``cells`` seen as an array of ``shape`` and ``dtype``."""
+        return cells.view(dtype).reshape(shape)
 
     def _bytes(self, arr: np.ndarray) -> tuple[np.ndarray, int] | None:
         """:attr:`valid` seen at the bytes ``arr`` covers, and one past ``arr``'s last byte (None:
         ``arr`` is empty or not in the arena)."""
-        start = arr.ctypes.data - self._base
-        if arr.size == 0 or not 0 <= start < self.size:
+        start, cell = arr.ctypes.data - self._base, self.cell.itemsize
+        if arr.size == 0 or not 0 <= start < self.size * cell:
             return None
         key = (start, arr.shape, arr.strides, arr.itemsize)
         got = self._views.get(key)
         if got is None:  # an executor makes the same views run after run: each is built once
-            end = start + arr.itemsize  # views step forward: the last element is the highest
+            start //= cell
+            end = start + arr.itemsize // cell  # views step forward: the last element is the highest
             for n, step in zip(arr.shape, arr.strides):
-                end += (n - 1) * step
-            got = self._views[key] = (np.ndarray(arr.shape + (arr.itemsize,), bool, self.valid, start,
-                                                 arr.strides + (1,)), end)
+                end += (n - 1) * step // cell
+            got = self._views[key] = (np.ndarray(arr.shape + (arr.itemsize // cell,), bool, self.valid, start,
+                                                 tuple(s // cell for s in arr.strides) + (1,)), end)
         return got
 
     def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
@@ -88,19 +100,10 @@ class Arena:
         if got is None:
             return arr
         if not got[0].all():
-            start = arr.ctypes.data - self._base
+            start = (arr.ctypes.data - self._base) // self.cell.itemsize
             raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
         self._end = max(self._end, got[1])
         return arr
-
-    def state(self) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int]:
-        """A copy of everything the arena holds: (memory, valid, live buffers, touched end)."""
-        return self.memory.copy(), self.valid.copy(), dict(self.live), self._end
-
-    def restore(self, state: tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int]) -> None:
-        """Put the arena in ``state`` (as :meth:`state` returns it)."""
-        memory, valid, live, end = state
-        self.memory[...], self.valid[...], self.live, self._end = memory, valid, dict(live), end
 
     def wrote(self, arr: np.ndarray) -> None:
         """Record that every byte of ``arr`` (a view into the arena) now holds a value."""
@@ -110,24 +113,55 @@ class Arena:
             self._end = max(self._end, got[1])
 
 
+class IdArena(Arena):
+    """An arena of provenance: each cell says which byte the arena byte holds (a tensor byte's id,
+    :data:`FOREIGN` for a byte written before whose provenance is not followed, :data:`NOTHING` for a
+    freed or never-written byte) instead of its value. An array of ``shape`` and ``dtype`` is seen
+    as its bytes' cells, ``shape`` with the last axis times the item size (channels last: a window
+    of pixels is a window of cells). Claims, reads, writes, frees and the touched high-water mark
+    are checked and measured as in :class:`Arena`, byte for byte."""
+
+    poison = NOTHING = -1
+    FOREIGN = -2
+    cell = np.dtype(np.int64)
+
+    def _shaped(self, cells: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return cells.reshape(*shape[:-1], shape[-1] * dtype.itemsize) if shape else cells
+
+    @classmethod
+    def of(cls, arena: Arena, placed: list[tuple[int, np.ndarray]]) -> IdArena:
+        """``arena``'s claims, validity and high-water mark, its valid bytes :data:`FOREIGN` but where
+        ``placed`` (offset, ids) puts the ids of a tensor's bytes (where those bytes are valid)."""
+        a = cls(arena.size, arena.alignment)
+        a.valid[...], a.live, a._end = arena.valid, dict(arena.live), arena._end
+        a.memory[arena.valid] = cls.FOREIGN
+        for offset, ids in placed:
+            cells = a.memory[offset: offset + ids.size]
+            np.copyto(cells, ids.reshape(-1), where=arena.valid[offset: offset + ids.size])
+        return a
+
+
 class ArenaEffect:
-    """What a stretch of a run did to an arena whose every claim, read, write and free depends on the
-    plan only (not on the values): recorded once from ``before`` (:meth:`Arena.state`) and the arena
-    after it, applied to a later run's arena found in the same state before (:meth:`applies`).
+    """What a stretch of a run does to an arena whose every claim, read, write and free depends on the
+    plan only (not on the values): recorded once from a walk of the stretch on provenance (an
+    :class:`IdArena` made of the run's arena before it), applied to a run's arena found in the same
+    state before (:meth:`applies`).
 
-    The stretch may change the bytes of ``out`` (offset, size: the values the later run writes itself)
-    and poison the bytes it frees (every byte not valid after it holds :data:`POISON`, whatever the
-    values); :attr:`replayable` is False when it left any other byte changed."""
+    The stretch may change the bytes of ``out`` (offset, size: the values the run writes itself) and
+    poison the bytes it frees (every byte not valid after it holds :data:`POISON`, whatever the
+    values); :attr:`replayable` is False when it left any other valid byte holding another byte
+    than before."""
 
-    def __init__(self, before: tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int], arena: Arena,
-                 out: tuple[int, int] | None) -> None:
-        memory, self.valid_before, self.live_before, self.end_before = before
-        self.invalid = ~arena.valid
-        other = (arena.memory != memory) & arena.valid
+    def __init__(self, arena: Arena, walked: IdArena, before: np.ndarray, out: tuple[int, int] | None) -> None:
+        """``arena``: the run's arena before the stretch; ``walked``: the id arena made of it, whose
+        cells were ``before``, after the walk."""
+        self.valid_before, self.live_before, self.end_before = arena.valid.copy(), dict(arena.live), arena._end
+        self.invalid = ~walked.valid
+        other = (walked.memory != before) & walked.valid
         if out is not None:
             other[out[0]: out[0] + out[1]] = False
-        self.replayable = not other.any() and bool((arena.memory[self.invalid] == POISON).all())
-        self.valid, self.live, self.end = arena.valid.copy(), dict(arena.live), arena._end
+        self.replayable = not other.any()
+        self.valid, self.live, self.end = walked.valid.copy(), dict(walked.live), walked._end
 
     def applies(self, arena: Arena) -> bool:
         """Is ``arena`` in the recorded state before the stretch (so the stretch does the same to it)?"""

@@ -1,12 +1,15 @@
-"""Fast repeat runs of a patch stage by the plan executor: the arena effect replayed, the tiles'
+"""Fast runs of a patch stage by the plan executor: the arena effect replayed, the tiles'
 computations checked in batches.
 
 What a stage does to the simulated arena (the bytes it claims, writes, reads and frees, the
-high-water mark) depends on the plan, never on the input values. The executor's first two runs
-of a stage walk its tiles with every check (:class:`~tinypatch.runtime.plan_executor.PlanExecutor`);
-the second records that effect (:class:`~tinypatch.runtime.sim_arena.ArenaEffect`) and walks the
-stage once more on random values; a later run that finds the arena in the recorded state before
-the stage applies it and computes the values here:
+high-water mark) depends on the plan, never on the input values. The executor's first run of a
+stage walks its tiles on provenance
+(:meth:`~tinypatch.runtime.plan_executor.PlanExecutor._walk_ids`, in an
+:class:`~tinypatch.runtime.sim_arena.IdArena`): no kernel runs, each tile op writes the ids of the
+pixels it computes and every window it reads must hold exactly the ids of the pixels it needs,
+with every arena check. That records the effect (:class:`~tinypatch.runtime.sim_arena.ArenaEffect`);
+every run that finds the arena in the recorded state before the stage (the first included) applies
+it and computes the values here:
 
 * a tiled stage (:class:`TiledChecks`): every op once on the whole image (the shadow), and every
   tile's computation of every op checked. Every tile op reads exactly the receptive field of the
@@ -19,11 +22,11 @@ the stage applies it and computes the values here:
   in one batched call per op and paddings (:class:`TiledChecks`), compared byte for byte with
   the whole-image values.
   A stream stage is checked so too, its strips computing whole rows (its columns' walk through
-  the window buffers is what the walks check).
+  the window buffers is what the walk on provenance checks).
 
-What the walks check, a later run does not redo: the cached parts, line buffers and window
-buffers the walk reads (compared there with whole-image values: on the first two runs' inputs
-and on random values) and the arena's checks.
+What the walk on provenance checks, a replay does not redo: the cached parts, line buffers and
+window buffers every tile reads (their ids: stronger than comparing values, which can agree by
+chance where the input is flat) and the arena's checks.
 """
 
 from __future__ import annotations
@@ -107,15 +110,20 @@ class TiledChecks:
         odd: dict[tuple, list[tuple[int, int, Interval, Interval]]] = {}  # tile ops read otherwise: as they are
         seen: set[tuple] = set()
         self.usable = True
+        # per axis, tile row (column) and op: (computes any pixel, reads exactly, reads as the whole image)
+        kinds = [[{k: (some, some and _exact(maps[a][k], sp[k]), some and _whole_like(maps[a][k], sp[k]))
+                   for k in ops for some in (sp[k].out[0] < sp[k].out[1],)} for sp in spans]
+                 for a, spans in enumerate((st.h.spans, self.cols))]
         for i, rows in enumerate(st.h.spans):
             for j, cols in enumerate(self.cols):
                 for k in ops:
-                    sh, sw = rows[k], cols[k]
-                    if sh.out[0] >= sh.out[1] or sw.out[0] >= sw.out[1]:
+                    (some_h, exact_h, like_h), (some_w, exact_w, like_w) = kinds[0][i][k], kinds[1][j][k]
+                    if not (some_h and some_w):
                         continue
-                    exact = _exact(maps[0][k], sh) and _exact(maps[1][k], sw)
-                    if exact and _whole_like(maps[0][k], sh) and _whole_like(maps[1][k], sw):
+                    exact = exact_h and exact_w
+                    if exact and like_h and like_w:
                         continue  # its whole-image values are its own (see the module docstring)
+                    sh, sw = rows[k], cols[k]
                     if exact:
                         like = (k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads)
                         if like not in seen:  # the first of its like tile ops computes for them all
