@@ -11,6 +11,7 @@ bytes, and a read of a freed or never-written byte raises :class:`~tinypatch.err
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -228,12 +229,16 @@ class PlanExecutor:
         base = self._id_base[name]
         return np.arange(base, base + t.nbytes, dtype=np.int64).reshape(*t.shape[:-1], t.shape[-1] * t.np_dtype.itemsize)
 
-    def _checked(self, got: np.ndarray, t: str, rows: tuple[int, int], cols: tuple[int, int], st: StageTiling,
-                 who: str) -> np.ndarray:
-        """On a walk on provenance: ``got`` (read from the arena) must hold the ids of tensor ``t``'s
-        pixels ``rows`` x ``cols`` (PlanError naming ``who`` otherwise). Returns ``got``."""
-        if self._ids is not None and not _same(got, self._ids[t][:, rows[0]: rows[1], cols[0]: cols[1]]):
-            raise PlanError(f"patch stage at op {st.stage.start}: {who} reads other bytes than pixels "
+    def _read(self, arena: Arena, got: np.ndarray, t: str, rows: tuple[int, int], cols: tuple[int, int],
+              st: StageTiling, who: str, *args: object) -> np.ndarray:
+        """Read ``got`` (pixels ``rows`` x ``cols`` of tensor ``t``) from ``arena``; on a walk on provenance
+        it must hold their ids (PlanError naming ``who.format(*args)`` otherwise; ids that match hold no
+        freed byte and need no other check: a read never raises the high-water mark). Returns ``got``."""
+        if self._ids is None:
+            return arena.read(got, t)
+        if not _same(got, self._ids[t][:, rows[0]: rows[1], cols[0]: cols[1]]):
+            arena.read(got, t)  # a freed or never-written byte is named as such
+            raise PlanError(f"patch stage at op {st.stage.start}: {who.format(*args)} reads other bytes than pixels "
                             f"[{rows[0]}, {rows[1]}) x [{cols[0]}, {cols[1]}) of {t!r} (a cached part, line "
                             f"or window buffer out of step, or a placement overlap)")
         return got
@@ -319,14 +324,14 @@ class PlanExecutor:
             if st.stage.start not in self.skips:
                 self.skips[st.stage.start] = self._like_tiles(st)
             skip = self._skip_tiles(arena, outside, st, full_out, shadow, *self.skips[st.stage.start])
+        lined = [k for k in st.info.tile_ops if st.line_buffer(k)]
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 if (i, j) in skip:
-                    for k in st.info.tile_ops:  # the rows its walk would keep for the next tile row
-                        if st.line_buffer(k):
-                            sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-                            self._save_lines(arena, st, k, i, j, shadow[g.ops[k].outputs[0]][  # type: ignore[index]
-                                :, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]])
+                    for k in lined:  # the rows its walk would keep for the next tile row
+                        sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                        self._save_lines(arena, st, k, i, j, shadow[g.ops[k].outputs[0]][  # type: ignore[index]
+                            :, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]])
                     continue
                 if j > 0 and (i, j - 1) in skip:  # its predecessor's cached regions, as its walk leaves them
                     self._restore(arena, st, i, j - 1, kept, shadow)  # type: ignore[arg-type]
@@ -365,30 +370,20 @@ class PlanExecutor:
             arena.wrote(full_out)
             arena.free(accumulator_name(st.info.output))
 
-    def _signature(self, st: StageTiling, i: int, j: int) -> tuple | None:
-        """What makes tile (i, j) of a recompute stage batchable with others: per op, its region
-        sizes, paddings, and where it reads (relative to a producer's region inside the stage,
-        or just how much from a full-size tensor). None: it computes only part of a region, or
-        runs an op whose kernel does not batch (gathers, slices: see the operator table) or reads
-        an NCHW input or writes an NCHW output."""
-        g, producers = self.graph, self.producers
-        sig = []
-        for k in st.info.tile_ops:
-            sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-            if sh.out != sh.need or sw.out != sw.need or sh.need[0] >= sh.need[1] or sw.need[0] >= sw.need[1] \
-                    or not op_def(g.ops[k].type).batches or reads_nchw(g, g.ops[k]) or writes_nchw(g, g.ops[k]):
-                return None
-            reads = []
-            for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
-                if rh is None or rw is None:
-                    reads.append(None)
-                elif producers.get(t) in st.h.spans[i]:  # a tile region of this stage
-                    ph, pw = st.h.spans[i][producers[t]].need[0], st.w.spans[j][producers[t]].need[0]
-                    reads.append((rh[0] - ph, rh[1] - ph, rw[0] - pw, rw[1] - pw))
-                else:
-                    reads.append((rh[1] - rh[0], rw[1] - rw[0]))
-            sig.append((sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], sh.pads, sw.pads, tuple(reads)))
-        return tuple(sig)
+    def _signatures(self, st: StageTiling) -> list[list[tuple | None]]:
+        """Per axis, what makes a tile row (column) of a recompute stage batchable with others: per op,
+        its region size, paddings, and where it reads (relative to a producer's region inside the
+        stage, or just how much of a full-size tensor; :func:`_axis_key`). Like tiles are those with
+        the same row and column signatures. None: an op computes only part of its region, or none;
+        every signature is None where an op's kernel does not batch (gathers, slices: see the
+        operator table) or it reads an NCHW input or writes an NCHW output."""
+        g, ops = self.graph, st.info.tile_ops
+        if not all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
+                   for k in ops):
+            return [[None] * len(st.h.spans), [None] * len(st.w.spans)]
+        return [[_axis_key(g, ops, sp, self.producers)
+                 if all(sp[k].out == sp[k].need and sp[k].need[0] < sp[k].need[1] for k in ops) else None
+                 for sp in spans] for spans in (st.h.spans, st.w.spans)]
 
     def _batched(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
                  sums: np.ndarray | None) -> dict[tuple[int, int], dict[str, np.ndarray]]:
@@ -400,11 +395,11 @@ class PlanExecutor:
         groups = self.tile_groups.get(st.stage.start)
         if groups is None:  # the plan's, worked out on the first run
             sigs: dict[tuple, list[tuple[int, int]]] = {}
-            for i in range(st.stage.grid[0]):
-                for j in range(st.stage.grid[1]):
-                    sig = self._signature(st, i, j)
-                    if sig is not None:
-                        sigs.setdefault(sig, []).append((i, j))
+            rows, cols = self._signatures(st)
+            for i, row in enumerate(rows):
+                for j, col in enumerate(cols):
+                    if row is not None and col is not None:
+                        sigs.setdefault((row, col), []).append((i, j))
             groups = self.tile_groups[st.stage.start] = [t for t in sigs.values() if len(t) > 1]
             self.stored[st.stage.start] = {t for tiles in groups for t in tiles[1:]}
             self.like_windows[st.stage.start] = [self._like_windows(st, tiles[1:]) for tiles in groups]
@@ -506,10 +501,10 @@ class PlanExecutor:
                     continue
                 if t in held:
                     arr, r0, c0 = held[t]
-                    got = arena.read(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0], t)
+                    got = arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0]
                 else:
-                    got = arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
-                self._checked(got, t, rh, rw, st, f"tile ({i}, {j}) of op {k}")
+                    got = self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]]
+                self._read(arena, got, t, rh, rw, st, "tile ({}, {}) of op {}", i, j, k)
             region[...] = values[name]
             arena.wrote(region)
             self._end_op(arena, k, name, region, st, sums, tile_bufs)
@@ -557,17 +552,18 @@ class PlanExecutor:
         reads: dict[str, list[tuple[int, int, int, int]]] = {}
         outs: list[tuple[int, int, int, int]] = []
         last = st.info.tile_ops[-1]
+        full = [(k, n, t) for k in st.info.tile_ops for n, t in enumerate(g.ops[k].inputs)
+                if t and producers.get(t) not in inside and not g.tensors[t].is_const]  # reads of full-size tensors
         for i, rk in enumerate(rows):
             for j, ck in enumerate(cols):
                 if (rk, ck) not in seen:
                     seen.add((rk, ck))
                     continue
                 skip.add((i, j))
-                for k in st.info.tile_ops:
-                    sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-                    for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
-                        if rh is not None and rw is not None and producers.get(t) not in inside:
-                            reads.setdefault(t, []).append((*rh, *rw))
+                for k, n, t in full:
+                    rh, rw = st.h.spans[i][k].reads[n], st.w.spans[j][k].reads[n]
+                    if rh is not None and rw is not None:
+                        reads.setdefault(t, []).append((*rh, *rw))
                 sh, sw = st.h.spans[i][last], st.w.spans[j][last]
                 outs.append((*sh.out, *sw.out))
         return skip, [(t, _merge(w)) for t, w in reads.items()], _merge(outs)
@@ -587,11 +583,11 @@ class PlanExecutor:
     def _read_windows(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, reads: list,
                       who: str) -> None:
         """Record reads of full-size tensors' windows ``reads`` ((tensor, windows r0, r1, c0, c1) pairs),
-        checked on provenance (:meth:`_checked`)."""
+        checked on provenance (:meth:`_read`)."""
         for t, windows in reads:
             full = self._get(arena, outside, t)
             for r0, r1, c0, c1 in windows:
-                self._checked(arena.read(full[:, r0:r1, c0:c1], t), t, (r0, r1), (c0, c1), st, who)
+                self._read(arena, full[:, r0:r1, c0:c1], t, (r0, r1), (c0, c1), st, who)
 
     def _restore(self, arena: Arena, st: StageTiling, i: int, j: int, kept: dict[str, tuple[np.ndarray, int, int]],
                  shadow: dict[str, np.ndarray]) -> None:
@@ -652,16 +648,19 @@ class PlanExecutor:
                 args.append(g.tensors[t].data if t else None)
             elif t in held:
                 arr, r0, c0 = held[t]
-                got = arena.read(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0], t)
+                got = arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0]
+                if shadow is None or self._ids is None:  # on provenance the ids say it (see _read)
+                    arena.read(got, t)
                 if shadow is not None and not _same(got, shadow[t][:, rh[0]: rh[1], rw[0]: rw[1]]):
+                    arena.read(got, t)  # a freed or never-written byte is named as such
                     raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} reads wrong "
                                     f"bytes of {t!r} (a cached part or line buffer out of step)")
                 args.append(got)
             elif nchw_in:
                 args.append(arena.read(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]], t))
             else:
-                piece = self._checked(arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t), t,
-                                      rh, rw, st, f"tile ({i}, {j}) of op {k}")
+                piece = self._read(arena, self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t, rh, rw, st,
+                                   "tile ({}, {}) of op {}", i, j, k)
                 args.append(self.mixed.read(t, piece) if self.mixed else piece)
         if self._ids is not None:  # on provenance: no kernel, the tile's pixels' ids
             value = self._ids[op.outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]
@@ -690,7 +689,7 @@ class PlanExecutor:
         shape = (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], t.shape[3])
         buf = self.buffer_of[t.name]
         if not st.cached(k):
-            arena.alloc(buf, self.placement.offsets[buf], int(np.prod(shape)) * t.np_dtype.itemsize)
+            arena.alloc(buf, self.placement.offsets[buf], math.prod(shape) * t.np_dtype.itemsize)
             return arena.view(buf, shape, t.np_dtype)
         old = kept.get(t.name)
         region = arena.view(buf, shape, t.np_dtype)
@@ -890,8 +889,8 @@ class _Stream:
                         full = self.ex._get(self.arena, self.outside, t)
                         for s in strips:
                             a = st.h.spans[s][k].reads[n]
-                            self.ex._checked(self.arena.read(full[:, a[0]: a[1], lo:hi], t), t, a, (lo, hi), st,
-                                             f"strip {s} of op {k}")
+                            self.ex._read(self.arena, full[:, a[0]: a[1], lo:hi], t, a, (lo, hi), st,
+                                          "strip {} of op {}", s, k)
                 values[op.outputs[0]] = np.concatenate([ids[op.outputs[0]][:, st.h.spans[s][k].need[0]:
                                                                            st.h.spans[s][k].need[1],
                                                                            first: first + self.columns[k]]
@@ -948,18 +947,21 @@ class _Stream:
             elif t in views:  # a window buffer holds the consumer's columns from its column 0
                 p = self.producers[t]
                 r0 = spans[p].need[0]
-                got = self.arena.read(views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo], t)
+                got = views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo]
+                if ids is None:  # on provenance the ids say it (see PlanExecutor._read)
+                    self.arena.read(got, t)
                 if ids is not None or values is not None:
                     c0 = self.rows[p][0]  # type: ignore[index]
                     want = ids[t][0, rh[0]: rh[1], lo:hi] if ids is not None else \
                         values[t][n, rh[0] - r0: rh[1] - r0, lo - c0: hi - c0]  # type: ignore[index]
                     if not _same(got[0], want):
+                        self.arena.read(got, t)  # a freed or never-written byte is named as such
                         raise PlanError(f"stream stage: the window buffer of {t!r} does not hold columns "
                                         f"[{lo}, {hi}) when op {k} reads them")
                 args.append(got)
             else:
-                args.append(self.ex._checked(self.arena.read(self.ex._get(self.arena, self.outside, t)[
-                    :, rh[0]: rh[1], lo:hi], t), t, rh, (lo, hi), self.st, f"stream op {k}"))
+                args.append(self.ex._read(self.arena, self.ex._get(self.arena, self.outside, t)[:, rh[0]: rh[1], lo:hi],
+                                          t, rh, (lo, hi), self.st, "stream op {}", k))
         name = op.outputs[0]
         if values is not None:
             value = values[name][n: n + 1, :, col: col + 1]

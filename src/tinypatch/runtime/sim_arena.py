@@ -26,13 +26,10 @@ POISON = 0xA5  # what a freed byte holds
 
 
 class Arena:
-    poison = POISON  # what a freed cell holds
-    cell = np.dtype(np.uint8)  # what a cell of :attr:`memory` holds (one per arena byte)
-
     def __init__(self, size: int, alignment: int = 16) -> None:
         self.size = size
         self.alignment = alignment
-        self.memory = np.full(size, self.poison, self.cell)
+        self.memory = np.full(size, POISON, np.uint8)
         self.valid = np.zeros(size, bool)  # written and not freed since
         self._end = 0  # one past the highest byte read or written
         self._views: dict[tuple, tuple[np.ndarray, int]] = {}  # (start, shape, strides, itemsize) -> (valid mask, end)
@@ -59,7 +56,7 @@ class Arena:
         """Release ``name``: its bytes are poisoned and unreadable until written again."""
         span = self.live.pop(name, None)
         if span is not None:
-            self.memory[span[0]: span[0] + span[1]] = self.poison
+            self.memory[span[0]: span[0] + span[1]] = POISON
             self.valid[span[0]: span[0] + span[1]] = False
 
     def view(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -79,18 +76,17 @@ class Arena:
     def _bytes(self, arr: np.ndarray) -> tuple[np.ndarray, int] | None:
         """:attr:`valid` seen at the bytes ``arr`` covers, and one past ``arr``'s last byte (None:
         ``arr`` is empty or not in the arena)."""
-        start, cell = arr.ctypes.data - self._base, self.cell.itemsize
-        if arr.size == 0 or not 0 <= start < self.size * cell:
+        start = arr.ctypes.data - self._base
+        if arr.size == 0 or not 0 <= start < self.size:
             return None
         key = (start, arr.shape, arr.strides, arr.itemsize)
         got = self._views.get(key)
         if got is None:  # an executor makes the same views run after run: each is built once
-            start //= cell
-            end = start + arr.itemsize // cell  # views step forward: the last element is the highest
+            end = start + arr.itemsize  # views step forward: the last element is the highest
             for n, step in zip(arr.shape, arr.strides):
-                end += (n - 1) * step // cell
-            got = self._views[key] = (np.ndarray(arr.shape + (arr.itemsize // cell,), bool, self.valid, start,
-                                                 tuple(s // cell for s in arr.strides) + (1,)), end)
+                end += (n - 1) * step
+            got = self._views[key] = (np.ndarray(arr.shape + (arr.itemsize,), bool, self.valid, start,
+                                                 arr.strides + (1,)), end)
         return got
 
     def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
@@ -100,7 +96,7 @@ class Arena:
         if got is None:
             return arr
         if not got[0].all():
-            start = (arr.ctypes.data - self._base) // self.cell.itemsize
+            start = arr.ctypes.data - self._base
             raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
         self._end = max(self._end, got[1])
         return arr
@@ -118,27 +114,58 @@ class IdArena(Arena):
     :data:`FOREIGN` for a byte written before whose provenance is not followed, :data:`NOTHING` for a
     freed or never-written byte) instead of its value. An array of ``shape`` and ``dtype`` is seen
     as its bytes' cells, ``shape`` with the last axis times the item size (channels last: a window
-    of pixels is a window of cells). Claims, reads, writes, frees and the touched high-water mark
-    are checked and measured as in :class:`Arena`, byte for byte."""
+    of pixels is a window of cells). Claims and frees are checked as in :class:`Arena`; a byte is
+    valid where its cell holds something (:attr:`valid`), a read of any other raises, and the
+    touched high-water mark is measured from the cells written (a read never raises it: every
+    valid byte was written, which did)."""
 
-    poison = NOTHING = -1
+    NOTHING = -1
     FOREIGN = -2
-    cell = np.dtype(np.int64)
 
-    def _shaped(self, cells: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return cells.reshape(*shape[:-1], shape[-1] * dtype.itemsize) if shape else cells
+    def __init__(self, size: int, alignment: int = 16) -> None:
+        self.size = size
+        self.alignment = alignment
+        self.memory = np.full(size, self.NOTHING, np.int64)
+        self._end = 0
+        self.live: dict[str, tuple[int, int]] = {}
+        self._base = self.memory.__array_interface__["data"][0]
 
     @classmethod
     def of(cls, arena: Arena, placed: list[tuple[int, np.ndarray]]) -> IdArena:
         """``arena``'s claims, validity and high-water mark, its valid bytes :data:`FOREIGN` but where
         ``placed`` (offset, ids) puts the ids of a tensor's bytes (where those bytes are valid)."""
         a = cls(arena.size, arena.alignment)
-        a.valid[...], a.live, a._end = arena.valid, dict(arena.live), arena._end
+        a.live, a._end = dict(arena.live), arena._end
         a.memory[arena.valid] = cls.FOREIGN
         for offset, ids in placed:
             cells = a.memory[offset: offset + ids.size]
             np.copyto(cells, ids.reshape(-1), where=arena.valid[offset: offset + ids.size])
         return a
+
+    @property
+    def valid(self) -> np.ndarray:  # type: ignore[override]
+        """Which bytes hold a value (written and not freed since)."""
+        return self.memory != self.NOTHING
+
+    def _shaped(self, cells: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return cells.reshape(*shape[:-1], shape[-1] * dtype.itemsize) if shape else cells
+
+    def free(self, name: str) -> None:
+        span = self.live.pop(name, None)
+        if span is not None:
+            self.memory[span[0]: span[0] + span[1]] = self.NOTHING
+
+    def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
+        if (arr == self.NOTHING).any():  # an id map (outside the arena) holds no NOTHING
+            start = (arr.ctypes.data - self._base) // self.memory.itemsize
+            raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
+        return arr
+
+    def wrote(self, arr: np.ndarray) -> None:
+        start = arr.ctypes.data - self._base
+        if arr.size and 0 <= start < self.memory.nbytes:  # views step forward: the last cell is the highest
+            self._end = max(self._end, (start + sum((n - 1) * step for n, step in zip(arr.shape, arr.strides)))
+                            // self.memory.itemsize + 1)
 
 
 class ArenaEffect:
@@ -156,12 +183,12 @@ class ArenaEffect:
         """``arena``: the run's arena before the stretch; ``walked``: the id arena made of it, whose
         cells were ``before``, after the walk."""
         self.valid_before, self.live_before, self.end_before = arena.valid.copy(), dict(arena.live), arena._end
-        self.invalid = ~walked.valid
-        other = (walked.memory != before) & walked.valid
+        self.valid, self.live, self.end = walked.valid, dict(walked.live), walked._end
+        self.invalid = ~self.valid
+        other = (walked.memory != before) & self.valid
         if out is not None:
             other[out[0]: out[0] + out[1]] = False
         self.replayable = not other.any()
-        self.valid, self.live, self.end = walked.valid.copy(), dict(walked.live), walked._end
 
     def applies(self, arena: Arena) -> bool:
         """Is ``arena`` in the recorded state before the stretch (so the stretch does the same to it)?"""

@@ -114,27 +114,29 @@ class TiledChecks:
         kinds = [[{k: (some, some and _exact(maps[a][k], sp[k]), some and _whole_like(maps[a][k], sp[k]))
                    for k in ops for some in (sp[k].out[0] < sp[k].out[1],)} for sp in spans]
                  for a, spans in enumerate((st.h.spans, self.cols))]
-        for i, rows in enumerate(st.h.spans):
-            for j, cols in enumerate(self.cols):
-                for k in ops:
-                    (some_h, exact_h, like_h), (some_w, exact_w, like_w) = kinds[0][i][k], kinds[1][j][k]
-                    if not (some_h and some_w):
-                        continue
-                    exact = exact_h and exact_w
-                    if exact and like_h and like_w:
-                        continue  # its whole-image values are its own (see the module docstring)
-                    sh, sw = rows[k], cols[k]
-                    if exact:
-                        like = (k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads)
-                        if like not in seen:  # the first of its like tile ops computes for them all
-                            seen.add(like)
-                            padded.setdefault((k, sh.pads, sw.pads), []).append((i, j, sh, sw))
-                    else:
-                        self.usable = self.usable and bool(any(sh.pads) or any(sw.pads))
-                        sizes = tuple(None if rh is None else (rh[1] - rh[0], rw[1] - rw[0])
-                                      for rh, rw in zip(sh.reads, sw.reads))
-                        odd.setdefault((k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads, sizes),
-                                       []).append((i, j, sh.out, sw.out))
+        # in tile order, the tile ops computing pixels but those exact and read as the whole image along
+        # both axes (their whole-image values are their own, see the module docstring)
+        todo = []
+        for k in ops:
+            cols = [j for j, kind in enumerate(kinds[1]) if kind[k][0]]
+            odd_cols = [j for j in cols if not (kinds[1][j][k][1] and kinds[1][j][k][2])]
+            for i, kind in enumerate(kinds[0]):
+                if kind[k][0]:
+                    todo.extend((i, j, k) for j in (odd_cols if kind[k][1] and kind[k][2] else cols))
+        for i, j, k in sorted(todo):
+            sh, sw = st.h.spans[i][k], self.cols[j][k]
+            exact = kinds[0][i][k][1] and kinds[1][j][k][1]
+            if exact:
+                like = (k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads)
+                if like not in seen:  # the first of its like tile ops computes for them all
+                    seen.add(like)
+                    padded.setdefault((k, sh.pads, sw.pads), []).append((i, j, sh, sw))
+            else:
+                self.usable = self.usable and bool(any(sh.pads) or any(sw.pads))
+                sizes = tuple(None if rh is None else (rh[1] - rh[0], rw[1] - rw[0])
+                              for rh, rw in zip(sh.reads, sw.reads))
+                odd.setdefault((k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads, sizes),
+                               []).append((i, j, sh.out, sw.out))
         for (k, ph, pw), tiles in padded.items():
             size_h = max(sh.out[1] - sh.out[0] for _, _, sh, _ in tiles)
             size_w = max(sw.out[1] - sw.out[0] for _, _, _, sw in tiles)
