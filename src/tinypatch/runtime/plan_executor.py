@@ -679,7 +679,8 @@ class PlanExecutor:
             value = self.mixed.wrote(k, value, op.outputs[0] == st.info.output)
         fresh = region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:]
         fresh[...] = value
-        arena.wrote(fresh)
+        if self._ids is None:  # on provenance the ids written say so (IdArena.wrote)
+            arena.wrote(fresh)
 
     def _region(self, arena: Arena, st: StageTiling, k: int, i: int, j: int,
                 kept: dict[str, tuple[np.ndarray, int, int]]) -> np.ndarray:

@@ -111,23 +111,25 @@ class Arena:
 
 class IdArena(Arena):
     """An arena of provenance: each cell says which byte the arena byte holds (a tensor byte's id,
-    :data:`FOREIGN` for a byte written before whose provenance is not followed, :data:`NOTHING` for a
-    freed or never-written byte) instead of its value. An array of ``shape`` and ``dtype`` is seen
-    as its bytes' cells, ``shape`` with the last axis times the item size (channels last: a window
-    of pixels is a window of cells). Claims and frees are checked as in :class:`Arena`; a byte is
-    valid where its cell holds something (:attr:`valid`), a read of any other raises, and the
-    touched high-water mark is measured from the cells written (a read never raises it: every
-    valid byte was written, which did)."""
+    :data:`FOREIGN` for a byte written before whose provenance is not followed) or that it holds none
+    (:data:`NOTHING`: never written; :data:`FREED`: written, then freed) instead of its value. An
+    array of ``shape`` and ``dtype`` is seen as its bytes' cells, ``shape`` with the last axis times
+    the item size (channels last: a window of pixels is a window of cells). Claims and frees are
+    checked as in :class:`Arena`; a byte is valid where its cell holds a byte (:attr:`valid`), a
+    read of any other raises, and the touched high-water mark is one past the last cell ever
+    written (a read never raises it: every valid byte was written, and no cell written goes back
+    to :data:`NOTHING`)."""
 
     NOTHING = -1
-    FOREIGN = -2
+    FREED = -2
+    FOREIGN = -3
 
     def __init__(self, size: int, alignment: int = 16) -> None:
         self.size = size
         self.alignment = alignment
         self.memory = np.full(size, self.NOTHING, np.int64)
-        self._end = 0
         self.live: dict[str, tuple[int, int]] = {}
+        self._end_before = 0
         self._base = self.memory.__array_interface__["data"][0]
 
     @classmethod
@@ -135,7 +137,7 @@ class IdArena(Arena):
         """``arena``'s claims, validity and high-water mark, its valid bytes :data:`FOREIGN` but where
         ``placed`` (offset, ids) puts the ids of a tensor's bytes (where those bytes are valid)."""
         a = cls(arena.size, arena.alignment)
-        a.live, a._end = dict(arena.live), arena._end
+        a.live, a._end_before = dict(arena.live), arena._end
         a.memory[arena.valid] = cls.FOREIGN
         for offset, ids in placed:
             cells = a.memory[offset: offset + ids.size]
@@ -145,7 +147,12 @@ class IdArena(Arena):
     @property
     def valid(self) -> np.ndarray:  # type: ignore[override]
         """Which bytes hold a value (written and not freed since)."""
-        return self.memory != self.NOTHING
+        return (self.memory != self.NOTHING) & (self.memory != self.FREED)
+
+    @property
+    def touched_high_water(self) -> int:
+        written = np.flatnonzero(self.memory != self.NOTHING)  # every byte written holds a byte, or FREED
+        return max(self._end_before, int(written[-1]) + 1 if written.size else 0)
 
     def _shaped(self, cells: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return cells.reshape(*shape[:-1], shape[-1] * dtype.itemsize) if shape else cells
@@ -153,19 +160,20 @@ class IdArena(Arena):
     def free(self, name: str) -> None:
         span = self.live.pop(name, None)
         if span is not None:
-            self.memory[span[0]: span[0] + span[1]] = self.NOTHING
+            cells = self.memory[span[0]: span[0] + span[1]]
+            np.copyto(cells, self.FREED, where=cells != self.NOTHING)
 
     def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
-        if (arr == self.NOTHING).any():  # an id map (outside the arena) holds no NOTHING
+        if ((arr == self.NOTHING) | (arr == self.FREED)).any():  # an id map (outside the arena) holds neither
             start = (arr.ctypes.data - self._base) // self.memory.itemsize
             raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
         return arr
 
     def wrote(self, arr: np.ndarray) -> None:
-        start = arr.ctypes.data - self._base
-        if arr.size and 0 <= start < self.memory.nbytes:  # views step forward: the last cell is the highest
-            self._end = max(self._end, (start + sum((n - 1) * step for n, step in zip(arr.shape, arr.strides)))
-                            // self.memory.itemsize + 1)
+        """Record that every byte of ``arr`` holds a value: cells that hold none (bytes recorded as
+        written, not walked) are :data:`FOREIGN` from now on. (Cells written with ids say so
+        themselves: a walk need not record them.)"""
+        np.copyto(arr, self.FOREIGN, where=(arr == self.NOTHING) | (arr == self.FREED))
 
 
 class ArenaEffect:
@@ -183,7 +191,7 @@ class ArenaEffect:
         """``arena``: the run's arena before the stretch; ``walked``: the id arena made of it, whose
         cells were ``before``, after the walk."""
         self.valid_before, self.live_before, self.end_before = arena.valid.copy(), dict(arena.live), arena._end
-        self.valid, self.live, self.end = walked.valid, dict(walked.live), walked._end
+        self.valid, self.live, self.end = walked.valid, dict(walked.live), walked.touched_high_water
         self.invalid = ~self.valid
         other = (walked.memory != before) & self.valid
         if out is not None:
