@@ -88,9 +88,9 @@ def main() -> None:
     assets = assets_dir()
     models = args.models or ([str(m) for m in sorted((assets / "models").glob("*.tflite"))] if assets else [])
     print(f"median of {args.repeat} interleaved runs, ms ({args.clock} clock)\n\n"
-          "| model | LiteRT ref | whole-image | whole / LiteRT | whole-image, first run | plan kind | plan | MACs / whole "
-          "| planned, first run | first / whole first | first / whole | planned | planned / whole |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| model | LiteRT ref | whole-image | whole / LiteRT | whole-image, first run | plan kind | plan "
+          "| MACs / whole | planned, first run | first / whole first | first / whole | planned | planned / whole |\n"
+          + "|---" * 13 + "|")
     with blas_threads():  # made once per process: not any executor's first run
         pass
     for m in models:

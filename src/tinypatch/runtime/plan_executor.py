@@ -194,8 +194,8 @@ class PlanExecutor:
             return None
         walked, before = self._walk_ids(arena, outside, st)
         buf = self.buffer_of.get(st.info.output)
-        effect = ArenaEffect(arena, walked, before, (self.placement.offsets[buf], self.graph.tensors[st.info.output].nbytes)
-                             if buf is not None else None)
+        out = (self.placement.offsets[buf], self.graph.tensors[st.info.output].nbytes) if buf is not None else None
+        effect = ArenaEffect(arena, walked, before, out)
         return (effect, values) if effect.replayable else None
 
     def _walk_ids(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling) -> tuple[IdArena, np.ndarray]:
@@ -227,7 +227,8 @@ class PlanExecutor:
         """The ids of tensor ``name``'s bytes, shaped as an :class:`~tinypatch.runtime.sim_arena.IdArena` sees it."""
         t = self.graph.tensors[name]
         base = self._id_base[name]
-        return np.arange(base, base + t.nbytes, dtype=np.int64).reshape(*t.shape[:-1], t.shape[-1] * t.np_dtype.itemsize)
+        return np.arange(base, base + t.nbytes, dtype=np.int64).reshape(*t.shape[:-1],
+                                                                          t.shape[-1] * t.np_dtype.itemsize)
 
     def _read(self, arena: Arena, got: np.ndarray, t: str, rows: tuple[int, int], cols: tuple[int, int],
               st: StageTiling, who: str, *args: object) -> np.ndarray:
@@ -975,7 +976,8 @@ class _Stream:
             value = self.ex.kernels[k](args, (*sh.pads, *wpads))[0]
         dst = views[name] if name in views else self.full_out[:, sh.out[0]: sh.out[1]]
         dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
-        self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
+        if ids is None:  # on provenance the ids written say so (IdArena.wrote)
+            self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
