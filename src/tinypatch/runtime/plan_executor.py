@@ -772,8 +772,6 @@ class _Stream:
             if name in written:
                 written[name].update(range(step[STEP_KEEP]) if step[STEP_KEEP] else (step[STEP_DST],))
         self.slots = {t: _runs(sorted(c)) for t, c in written.items()}  # as runs [a, b) of slots
-        self.columns = {k: sum(1 for step in self.steps if step[STEP_OP] == k and not step[STEP_KEEP])
-                        for k in st.info.tile_ops}  # how many columns each op computes
         self.groups: dict[tuple, list[int]] = {}  # like strips (batched), in order
         if self.rows is not None:
             for s, spans in enumerate(st.h.spans):
@@ -841,7 +839,7 @@ class _Stream:
             self.arena.alloc(buf, ex.placement.offsets[buf], ex.placement.sizes[buf])
         groups = self.groups
         batch = {s: (group, n) for group, strips in enumerate(groups.values()) for n, s in enumerate(strips)}
-        values: dict[int, dict[str, np.ndarray]] = {}  # group -> its op outputs
+        values: dict[int, dict[str, np.ndarray] | None] = {}  # group -> its op outputs (on provenance: None)
         walked = False
         for s, spans in enumerate(st.h.spans):
             if s not in batch:
@@ -859,7 +857,10 @@ class _Stream:
                     self.touch(spans)
                 sh = spans[st.info.tile_ops[-1]]
                 dst = self.full_out[:, sh.out[0]: sh.out[1]]
-                dst[...] = values[group][g.ops[st.info.tile_ops[-1]].outputs[0]][n: n + 1]
+                name, got = g.ops[st.info.tile_ops[-1]].outputs[0], values[group]
+                # on provenance: the ids of the pixels the strip computes
+                dst[...] = got[name][n: n + 1] if got is not None else self.ex._ids[name][  # type: ignore[index]
+                    :, sh.out[0]: sh.out[1]]
                 self.arena.wrote(dst)
 
     def touch(self, spans: dict[int, OpSpan]) -> None:
@@ -875,29 +876,27 @@ class _Stream:
             for a, b in self.slots[t.name]:
                 self.arena.wrote(view[:, :, a:b])
 
-    def compute_rows(self, strips: list[int]) -> dict[str, np.ndarray]:
-        """Every op's whole row of columns for ``strips`` (like strips), stacked along the batch axis (on
-        provenance: their ids)."""
+    def compute_rows(self, strips: list[int]) -> dict[str, np.ndarray] | None:
+        """Every op's whole row of columns for ``strips`` (like strips), stacked along the batch axis. On
+        provenance only their reads of full-size tensors, checked (None: the values are the ids)."""
         g, st, rows, ids = self.ex.graph, self.st, self.rows, self.ex._ids
         assert rows is not None
-        values: dict[str, np.ndarray] = {}
-        for k in st.info.tile_ops:
-            op = g.ops[k]
-            sh = st.h.spans[strips[0]][k]
-            first, lo, hi, left, right = rows[k]
-            if ids is not None:
-                for n, (t, rh) in enumerate(zip(op.inputs, sh.reads)):
-                    if rh is not None and not g.tensors[t].is_const and t not in values:
+        if ids is not None:
+            for k in st.info.tile_ops:
+                lo, hi = rows[k][1:3]
+                for n, t in enumerate(g.ops[k].inputs):
+                    if t and not g.tensors[t].is_const and t not in st.rings and st.h.spans[strips[0]][k].reads[n]:
                         full = self.ex._get(self.arena, self.outside, t)
                         for s in strips:
                             a = st.h.spans[s][k].reads[n]
                             self.ex._read(self.arena, full[:, a[0]: a[1], lo:hi], t, a, (lo, hi), st,
                                           "strip {} of op {}", s, k)
-                values[op.outputs[0]] = np.concatenate([ids[op.outputs[0]][:, st.h.spans[s][k].need[0]:
-                                                                           st.h.spans[s][k].need[1],
-                                                                           first: first + self.columns[k]]
-                                                        for s in strips])
-                continue
+            return None
+        values: dict[str, np.ndarray] = {}
+        for k in st.info.tile_ops:
+            op = g.ops[k]
+            sh = st.h.spans[strips[0]][k]
+            _, lo, hi, left, right = rows[k]
             args = []
             for n, (t, rh) in enumerate(zip(op.inputs, sh.reads)):
                 if rh is None or g.tensors[t].is_const:

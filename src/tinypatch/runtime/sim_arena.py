@@ -122,7 +122,7 @@ class IdArena(Arena):
 
     NOTHING = -1
     FREED = -2
-    FOREIGN = -3
+    FOREIGN = 1 << 62  # above every id: a cell holds a byte where it is not negative
 
     def __init__(self, size: int, alignment: int = 16) -> None:
         self.size = size
@@ -147,7 +147,7 @@ class IdArena(Arena):
     @property
     def valid(self) -> np.ndarray:  # type: ignore[override]
         """Which bytes hold a value (written and not freed since)."""
-        return (self.memory != self.NOTHING) & (self.memory != self.FREED)
+        return self.memory >= 0
 
     @property
     def touched_high_water(self) -> int:
@@ -164,7 +164,7 @@ class IdArena(Arena):
             np.copyto(cells, self.FREED, where=cells != self.NOTHING)
 
     def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
-        if ((arr == self.NOTHING) | (arr == self.FREED)).any():  # an id map (outside the arena) holds neither
+        if (arr < 0).any():  # an id map (outside the arena) holds no negative id
             start = (arr.ctypes.data - self._base) // self.memory.itemsize
             raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
         return arr
@@ -173,7 +173,7 @@ class IdArena(Arena):
         """Record that every byte of ``arr`` holds a value: cells that hold none (bytes recorded as
         written, not walked) are :data:`FOREIGN` from now on. (Cells written with ids say so
         themselves: a walk need not record them.)"""
-        np.copyto(arr, self.FOREIGN, where=(arr == self.NOTHING) | (arr == self.FREED))
+        np.copyto(arr, self.FOREIGN, where=arr < 0)
 
 
 class ArenaEffect:
