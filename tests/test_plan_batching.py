@@ -35,12 +35,15 @@ class _Recording(Arena):
         _Recording.made.append(self)
 
 
-def _run(g: Graph, plan: Plan, xs: list[np.ndarray], batch: bool):
-    """Runs on ``xs`` by one executor: their results, their arenas, and the executor."""
+def _run(g: Graph, plan: Plan, xs: list[np.ndarray], batch: bool, replay: bool = True):
+    """Runs on ``xs`` by one executor: their results, their arenas, and the executor (``replay``
+    False: it walks every stage on values, as where a recorded arena effect does not apply)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pe, "Arena", _Recording)
         _Recording.made.clear()
         ex = pe.PlanExecutor(g, plan, batch=batch)
+        if not replay:
+            mp.setattr(ex, "_replayable", lambda *a: None)
         outs = [ex([x]) for x in xs]
     return outs, list(_Recording.made), ex
 
@@ -55,12 +58,14 @@ def _other(x: np.ndarray) -> np.ndarray:
 
 def assert_batched_same(g: Graph, plan: Plan, x: np.ndarray) -> pe.PlanExecutor:
     """The first batched run (a walk on provenance records each stage's arena effect, then replays it,
-    :mod:`tinypatch.runtime.stage_replay`) and the third, after another input, against the tile loop:
-    the same output bytes, arena bytes, validity and high-water mark. Returns the batched executor."""
+    :mod:`tinypatch.runtime.stage_replay`), the third, after another input, and a batched walk on
+    values (where a replay does not apply) against the tile loop: the same output bytes, arena bytes,
+    validity and high-water mark. Returns the batched executor."""
     (ref,), (b,), _ = _run(g, plan, [x], False)
     whole = run(g, [x])
+    (walked,), (w,), _ = _run(g, plan, [x], True, replay=False)
     outs, arenas, ex = _run(g, plan, [x, _other(x), x], True)
-    for got, a in ((outs[0], arenas[0]), (outs[2], arenas[2])):
+    for got, a in ((outs[0], arenas[0]), (outs[2], arenas[2]), (walked, w)):
         for n in g.outputs:
             assert got.outputs[n].tobytes() == ref.outputs[n].tobytes() == whole[n].tobytes(), plan.to_json()
         assert got.touched_high_water == ref.touched_high_water

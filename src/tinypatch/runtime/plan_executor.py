@@ -7,6 +7,9 @@ activations live in one :class:`~tinypatch.runtime.sim_arena.Arena` at the plann
 and every array read from or written to it is reported to the arena:
 :attr:`PlanRun.touched_high_water` is the highest byte actually touched, measured from the
 bytes, and a read of a freed or never-written byte raises :class:`~tinypatch.errors.PlanError`.
+Batched (the default), a stage is walked so once, on provenance (in an
+:class:`~tinypatch.runtime.sim_arena.IdArena`, no kernel run), and every run replays that walk's
+arena effect and computes the stage's values in batches (:mod:`~tinypatch.runtime.stage_replay`).
 """
 
 from __future__ import annotations
