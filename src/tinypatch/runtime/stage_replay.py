@@ -137,16 +137,24 @@ class TiledChecks:
                               for rh, rw in zip(sh.reads, sw.reads))
                 odd.setdefault((k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads, sizes),
                                []).append((i, j, sh.out, sw.out))
+        windows: dict[tuple, set[tuple[Interval, Interval]]] = {}  # per group: the windows it computes
         for (k, ph, pw), tiles in padded.items():
             size_h = max(sh.out[1] - sh.out[0] for _, _, sh, _ in tiles)
             size_w = max(sw.out[1] - sw.out[0] for _, _, _, sw in tiles)
+            grown_h: dict[int, Interval | None] = {}  # tile row -> its grown rows (a row's tiles share them)
+            grown_w: dict[int, Interval | None] = {}
             for i, j, sh, sw in tiles:
-                oh, ow = _widen(maps[0][k], sh, size_h), _widen(maps[1][k], sw, size_w)
+                if i not in grown_h:
+                    grown_h[i] = _widen(maps[0][k], sh, size_h)
+                if j not in grown_w:
+                    grown_w[j] = _widen(maps[1][k], sw, size_w)
+                oh, ow = grown_h[i], grown_w[j]
                 if oh is None or ow is None:
                     oh, ow = sh.out, sw.out
-                group = odd.setdefault((k, oh[1] - oh[0], ow[1] - ow[0], ph, pw, None), [])
-                if all(t[2:] != (oh, ow) for t in group):  # tiles grown to the same window: computed once
-                    group.append((i, j, oh, ow))
+                key = (k, oh[1] - oh[0], ow[1] - ow[0], ph, pw, None)
+                if (oh, ow) not in windows.setdefault(key, set()):  # tiles grown to the same window: computed once
+                    windows[key].add((oh, ow))
+                    odd.setdefault(key, []).append((i, j, oh, ow))
         self.groups = [self._group(k, maps, (*ph, *pw), tiles) for (k, _, _, ph, pw, _), tiles in odd.items()]
         if st.info.reduce is not None:  # the sums add every pixel of the tiled map once
             last = ops[-1]
