@@ -41,7 +41,6 @@ from tinypatch.ir import Graph
 from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps
 
 
-
 class _Group:
     """Like tile computations of one op: the tiles, and per activation input the (rows, columns)
     index arrays of each tile's window, then those of each tile's output."""
