@@ -64,8 +64,10 @@ def _gather(x: np.ndarray, starts: list[tuple[int, int]], size: tuple[int, int])
 def _exact(maps: list[AxisMap | None], span: OpSpan) -> bool:
     """Does a tile op read along this axis exactly the receptive field of what it computes, padded as
     the whole image is there (:meth:`~tinypatch.analysis.regions.AxisMap.input_span`)?"""
-    return all(m is None or m.input_span(span.out) == (r, *(span.pads if m.kind == "window" else (0, 0)))
-               for m, r in zip(maps, span.reads))
+    for m, r in zip(maps, span.reads):
+        if m is not None and m.input_span(span.out) != (r, *(span.pads if m.kind == "window" else (0, 0))):
+            return False
+    return True
 
 
 def _whole(maps: list[AxisMap | None]) -> OpSpan:
@@ -81,6 +83,15 @@ def _whole_like(maps: list[AxisMap | None], span: OpSpan) -> bool:
     padded, or the whole axis (then padded as the whole image is)?"""
     m0 = next(m for m in maps if m is not None)
     return not any(span.pads) or span.out == (0, m0.out_size)
+
+
+def _kinds(maps: dict[int, list[AxisMap | None]], spans: dict[int, OpSpan]) -> dict[int, tuple[bool, bool, bool]]:
+    """Per op of one tile row (column): (computes any pixel, :func:`_exact`, :func:`_whole_like`)."""
+    out = {}
+    for k, sp in spans.items():
+        some = sp.out[0] < sp.out[1]
+        out[k] = (some, some and _exact(maps[k], sp), some and _whole_like(maps[k], sp))
+    return out
 
 
 def _widen(maps: list[AxisMap | None], span: OpSpan, size: int) -> Interval | None:
@@ -116,9 +127,7 @@ class TiledChecks:
         seen: set[tuple] = set()
         self.usable = True
         # per axis, tile row (column) and op: (computes any pixel, reads exactly, reads as the whole image)
-        kinds = [[{k: (some, some and _exact(maps[a][k], sp[k]), some and _whole_like(maps[a][k], sp[k]))
-                   for k in ops for some in (sp[k].out[0] < sp[k].out[1],)} for sp in spans]
-                 for a, spans in enumerate((st.h.spans, self.cols))]
+        kinds = [[_kinds(maps[a], sp) for sp in spans] for a, spans in enumerate((st.h.spans, self.cols))]
         # in tile order, the tile ops computing pixels but those exact and read as the whole image along
         # both axes (their whole-image values are their own, see the module docstring)
         todo = []
