@@ -24,6 +24,7 @@ from tinypatch.kernels.base import (
     pad_hw,
     register,
     saturate_int8,
+    window_matrix,
     window_slices,
 )
 from tinypatch.kernels.fixedpoint import (
@@ -183,8 +184,7 @@ class Conv2D(_ConvBase):
         if self.kernel_hw == (1, 1) and self.stride == (1, 1) and xp.shape[1:3] == (oh, ow):
             cols = xp.reshape(-1, self.cin)
         else:
-            taps = [v for _, v in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)]
-            cols = np.stack(taps, axis=3).reshape(n * oh * ow, -1)
+            cols = window_matrix(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)
         if float_path:  # onnxruntime's NCHW im2col (channel, kernel row, kernel column) and SGEMM
             kh, kw = self.kernel_hw
             order = np.arange(kh * kw * self.cin).reshape(kh, kw, self.cin).transpose(2, 0, 1).ravel()
