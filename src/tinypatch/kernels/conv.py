@@ -25,6 +25,7 @@ from tinypatch.kernels.base import (
     register,
     saturate_int8,
     window_matrix,
+    window_view,
     window_slices,
 )
 from tinypatch.kernels.fixedpoint import (
@@ -198,7 +199,8 @@ class Conv2D(_ConvBase):
 
 @register("DEPTHWISE_CONV_2D")
 class DepthwiseConv2D(_ConvBase):
-    """One multiply-add per kernel tap, vectorised over the whole output."""
+    """Quantized: one pass over every output pixel's window (:func:`window_view`), exact in any
+    summation order; float: one multiply-add per kernel tap, vectorised over the whole output."""
 
     def __init__(self, graph: Graph, op: Op) -> None:
         super().__init__(graph, op)
@@ -230,6 +232,10 @@ class DepthwiseConv2D(_ConvBase):
             for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
                 acc32 = (acc32.astype(np.float64) + view * taps[i, j].astype(np.float64)).astype(np.float32)
             return self._finish_float(acc32)
+        if self.quantized:  # integer products and sums, exact in any order (acc_dtype): one pass
+            acc = np.einsum("nhwijc,ijc->nhwc", window_view(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation),
+                            self.taps)
+            return self._finish(acc)
         acc = np.zeros((x.shape[0], oh, ow, self.cout), xp.dtype)
         for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
             acc += view * self.taps[i, j]
