@@ -89,8 +89,10 @@ def _kinds(maps: dict[int, list[AxisMap | None]], spans: dict[int, OpSpan]) -> d
     """Per op of one tile row (column): (computes any pixel, :func:`_exact`, :func:`_whole_like`)."""
     out = {}
     for k, sp in spans.items():
-        some = sp.out[0] < sp.out[1]
-        out[k] = (some, some and _exact(maps[k], sp), some and _whole_like(maps[k], sp))
+        if sp.out[0] < sp.out[1]:
+            out[k] = (True, _exact(maps[k], sp), not (sp.pads[0] or sp.pads[1]) or _whole_like(maps[k], sp))
+        else:
+            out[k] = (False, False, False)
     return out
 
 
