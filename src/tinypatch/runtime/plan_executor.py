@@ -995,9 +995,17 @@ def _axis_key(g: Graph, ops: list[int], spans: dict[int, OpSpan], producers: dic
     key = []
     for k in ops:
         sp = spans[k]
-        reads = tuple(None if r is None else (r[0] - spans[producers[t]].need[0], r[1] - spans[producers[t]].need[0])
-                      if producers.get(t) in spans else (r[1] - r[0],) for t, r in zip(g.ops[k].inputs, sp.reads))
-        key.append((sp.need[1] - sp.need[0], sp.pads, reads, sp.out[0] - sp.need[0] if fresh else 0))
+        reads = []
+        for t, r in zip(g.ops[k].inputs, sp.reads):
+            p = producers.get(t)
+            if r is None:
+                reads.append(None)
+            elif p in spans:
+                base = spans[p].need[0]
+                reads.append((r[0] - base, r[1] - base))
+            else:
+                reads.append((r[1] - r[0],))
+        key.append((sp.need[1] - sp.need[0], sp.pads, tuple(reads), sp.out[0] - sp.need[0] if fresh else 0))
     return tuple(key)
 
 
