@@ -133,10 +133,12 @@ class _ConvBase(SpatialOp):
         if not self.quantized:
             return activation_float((acc + self.bias).astype(np.float32), self.act)
         if self.requant is not None:
-            z = acc + self.bias_f
+            z = np.add(acc, self.bias_f, dtype=np.float64)
             if self.requant_always or np.abs(z).max(initial=0.0) < self.requant[2]:
                 y = requantize_float64(z, *self.requant[:2])
-                return np.clip(y + self.out_zp, self.act_min, self.act_max).astype(np.int8)
+                y += self.out_zp  # then clipped to the activation range (in place: small tiles pay per call)
+                np.maximum(y, self.act_min, out=y)
+                return np.minimum(y, self.act_max, out=y).astype(np.int8)
         acc = acc.astype(np.int64) + self.bias
         if not self._fits32:  # the sum may leave int32: wrap it as C does
             acc = wrap32(acc)
