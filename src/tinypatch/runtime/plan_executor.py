@@ -110,6 +110,7 @@ class PlanExecutor:
         self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
+        self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _save_lines
         # stage -> (its arena effect, recorded by its first run's walk on provenance, and what computes
         # its values; see :mod:`~tinypatch.runtime.stage_replay`), or None where every run walks it
         self.replays: dict[int, tuple[ArenaEffect, TiledChecks] | None] = {}
@@ -739,10 +740,12 @@ class PlanExecutor:
         the line buffer (fresh columns only)."""
         t = self.graph.tensors[self.graph.ops[k].outputs[0]]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-        later = [s[k] for s in st.h.spans[i + 1:] if s[k].need[0] < s[k].need[1]]
-        if not later or later[0].out[0] <= later[0].need[0]:
+        key = (st.stage.start, k, i)
+        if key not in self._next_rows:  # the next tile row needing any of it (looked up once per plan)
+            self._next_rows[key] = next((s[k] for s in st.h.spans[i + 1:] if s[k].need[0] < s[k].need[1]), None)
+        nxt = self._next_rows[key]
+        if nxt is None or nxt.out[0] <= nxt.need[0]:
             return
-        nxt = later[0]
         lo = st.w.extent(t.name)[0]
         lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
                                                       t.shape[3]), t.np_dtype)
