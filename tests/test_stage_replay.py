@@ -96,6 +96,20 @@ def test_exact_windows():
     assert _exact([ident, None], OpSpan((3, 6), (3, 6), ((3, 6), None), (0, 0)))
 
 
+def test_window_input_span_is_the_padded_receptive_field():
+    """AxisMap.input_span (its branch-free form) against the formula it stands for, windows reaching
+    past either border or lying wholly outside the map (tiles inside a PAD border) included."""
+    for in_size, kernel, stride, dilation, pad in [(1, 1, 1, 1, 0), (5, 3, 1, 1, 1), (7, 3, 2, 1, 1), (6, 5, 2, 2, 4),
+                                                   (9, 10, 3, 1, 5), (4, 2, 1, 3, 0)]:
+        m = AxisMap("window", in_size, 12, kernel=kernel, stride=stride, dilation=dilation, pad=pad)
+        for a in range(-2, 13):
+            for b in range(a + 1, 14):
+                lo, hi = a * stride - pad, (b - 1) * stride - pad + (kernel - 1) * dilation + 1
+                start = min(max(lo, 0), in_size)
+                want = ((start, max(min(hi, in_size), start)), max(0, min(hi, 0) - lo), max(0, hi - max(lo, in_size)))
+                assert m.input_span((a, b)) == want, (m, a, b)
+
+
 def test_widen_keeps_the_padded_end():
     m = AxisMap("window", 10, 5, kernel=3, stride=2, pad=0)  # VALID-like: pads only past the end
     top = AxisMap("window", 10, 10, kernel=3, stride=1, pad=1)
