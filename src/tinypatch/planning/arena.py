@@ -374,45 +374,71 @@ def _lowest_free(forbidden: list[tuple[int, int]]) -> int:
     return cand
 
 
-def _place_groups(buffers: list[Buffer], alignment: int, anchors: dict[str, tuple[str, int]]) -> Placement:
-    """Greedy first fit of whole anchored groups, over several group orders; the lowest wins."""
-    p = _Problem(buffers, alignment)
-    where = anchor_groups(buffers, anchors, alignment)
-    index = {b.name: i for i, b in enumerate(buffers)}
-    groups: dict[str, list[tuple[int, int]]] = {}
-    for b in buffers:
-        root, rel = where[b.name]
-        groups.setdefault(root, []).append((index[b.name], rel))
-    members = list(groups.values())
-    group_of = [0] * len(buffers)
-    for g, ms in enumerate(members):
-        for i, _ in ms:
-            group_of[i] = g
-    extent = [max(r + p.sizes[i] for i, r in ms) for ms in members]
-    start = [min(p.buffers[i].start for i, _ in ms) for ms in members]
-    end = [max(p.buffers[i].end for i, _ in ms) for ms in members]
-    pressure = [max(p.pressure[i] for i, _ in ms) for ms in members]
-    orders = {"size": _by([-e for e in extent]),
-              "pressure": _by([(-q, -e) for q, e in zip(pressure, extent)]),
-              "lifetime": _by([(a - b, -e) for a, b, e in zip(start, end, extent)]),
-              "start": _by([(a, -e) for a, e in zip(start, extent)]),
-              "area": _by([-e * (b - a + 1) for a, b, e in zip(start, end, extent)])}
-    lb = lower_bound(buffers, alignment, anchors)
-    best = None
-    for name, order in orders.items():
-        offsets: list[int | None] = [None] * len(buffers)
-        for g in order:
-            forbidden = [(offsets[j] - r - p.sizes[i], offsets[j] + p.sizes[j] - r)  # type: ignore[operator]
-                         for i, r in members[g] for j in p.conflicts[i]
-                         if offsets[j] is not None and group_of[j] != g and p.sizes[i] and p.sizes[j]]
-            o = _lowest_free(forbidden)
-            for i, r in members[g]:
-                offsets[i] = o + r
-        cand = _placement(p, offsets, alignment, f"groups/{name}", lb, False)  # type: ignore[arg-type]
-        if best is None or cand.peak < best.peak:
-            best = cand
-    assert best is not None
-    return replace(best, anchors=dict(anchors))
+class GroupPlacer:
+    """Greedy first fit of whole anchored groups (over several group orders; the lowest wins) for
+    one buffer list under any anchors: the time conflicts are worked out once, so that the
+    in-place pass can try many anchor sets cheaply."""
+
+    def __init__(self, buffers: list[Buffer], alignment: int) -> None:
+        _validate(buffers, alignment)
+        self.buffers, self.alignment = buffers, alignment
+        self.p = _Problem(buffers, alignment)
+        self.index = {b.name: i for i, b in enumerate(buffers)}
+        s = self.p.sizes
+        # buffer i alone in its group: (j, lo, hi) for each buffer j it meets, i may not start in (o_j + lo, o_j + hi)
+        self.alone = [[(j, -s[i], s[j]) for j in c if s[j]] if s[i] else [] for i, c in enumerate(self.p.conflicts)]
+
+    def offsets(self, anchors: dict[str, tuple[str, int]]) -> tuple[list[int], str]:
+        """Offsets of the lowest placement, and its group order."""
+        p, alone = self.p, self.alone
+        where = anchor_groups(self.buffers, anchors, self.alignment)
+        groups: dict[str, list[tuple[int, int]]] = {}
+        for b in self.buffers:
+            root, rel = where[b.name]
+            groups.setdefault(root, []).append((self.index[b.name], rel))
+        members = list(groups.values())
+        group_of = [0] * len(self.buffers)
+        for g, ms in enumerate(members):
+            for i, _ in ms:
+                group_of[i] = g
+        sizes, conflicts, bufs = p.sizes, p.conflicts, self.buffers
+        forbid = []  # per group: (j, lo, hi): the group may not start in (o_j + lo, o_j + hi)
+        for g, ms in enumerate(members):
+            if len(ms) == 1:
+                forbid.append(alone[ms[0][0]])
+                continue
+            forbid.append([(j, -r - sizes[i], sizes[j] - r) for i, r in ms if sizes[i] for j in conflicts[i]
+                           if group_of[j] != g and sizes[j]])
+        extent = [max(r + sizes[i] for i, r in ms) for ms in members]
+        start = [min(bufs[i].start for i, _ in ms) for ms in members]
+        end = [max(bufs[i].end for i, _ in ms) for ms in members]
+        pressure = [max(p.pressure[i] for i, _ in ms) for ms in members]
+        orders = {"size": _by([-e for e in extent]),
+                  "pressure": _by([(-q, -e) for q, e in zip(pressure, extent)]),
+                  "lifetime": _by([(a - b, -e) for a, b, e in zip(start, end, extent)]),
+                  "start": _by([(a, -e) for a, e in zip(start, extent)]),
+                  "area": _by([-e * (b - a + 1) for a, b, e in zip(start, end, extent)])}
+        best, best_peak, best_name = None, 0, ""
+        for name, order in orders.items():
+            offsets: list[int | None] = [None] * len(bufs)
+            for g in order:
+                o = _lowest_free([(oj + lo, oj + hi) for j, lo, hi in forbid[g] if (oj := offsets[j]) is not None])
+                for i, r in members[g]:
+                    offsets[i] = o + r
+            peak = p.peak(offsets)  # type: ignore[arg-type]
+            if best is None or peak < best_peak:
+                best, best_peak, best_name = offsets, peak, name
+        assert best is not None
+        return best, best_name  # type: ignore[return-value]
+
+    def peak(self, anchors: dict[str, tuple[str, int]]) -> int:
+        """Arena bytes of :meth:`place`'s placement."""
+        return self.p.peak(self.offsets(anchors)[0])
+
+    def place(self, anchors: dict[str, tuple[str, int]]) -> Placement:
+        offsets, name = self.offsets(anchors)
+        lb = lower_bound(self.buffers, self.alignment, anchors)
+        return replace(_placement(self.p, offsets, self.alignment, f"groups/{name}", lb, False), anchors=dict(anchors))
 
 
 # --- entry points ---------------------------------------------------------------------
@@ -421,10 +447,10 @@ def place(buffers: list[Buffer], alignment: int = 16, node_limit: int | None = N
     """The lowest placement found: TFLM's greedy, then the search for the lower bound, then the
     other greedy variants and bisection. ``node_limit``: search nodes to spend (default
     :func:`_budget`: about 40 ms up to ~170 buffers, one dive beyond). With ``anchors``
-    (buffer -> (buffer above it, shift)) the anchored groups are placed by :func:`_place_groups`."""
+    (buffer -> (buffer above it, shift)) the anchored groups are placed by :class:`GroupPlacer`."""
     _validate(buffers, alignment)
     if anchors:
-        return _place_groups(buffers, alignment, anchors)
+        return GroupPlacer(buffers, alignment).place(anchors)
     p = _Problem(buffers, alignment)
     lb = lower_bound(buffers, alignment)
     best = _greedy(p, alignment, lb, "first", "tflm")

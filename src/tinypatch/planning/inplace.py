@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from tinypatch.analysis.liveness import Buffer, align_up, live_profile
 from tinypatch.ir import Graph
-from tinypatch.planning.arena import place
+from tinypatch.planning.arena import GroupPlacer, place
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.memory import PlanBuffers, kept_buffers, op_anchor, place_plan, plan_buffers
 from tinypatch.planning.optimal import FrontResult, Schedule
@@ -132,9 +132,11 @@ def add_inplace(graph: Graph, plan: Plan, alignment: int = 16, tilings: list[Sta
     live = pb.liveness
     sizes = {b.name: align_up(b.size, alignment) for b in live.buffers}
 
+    placer = GroupPlacer(live.buffers, alignment)
+
     def score(anchors: dict[str, tuple[str, int]]) -> tuple[int, list[int]]:
         """(placed peak, bytes live per step, fullest first): lower is better, lexicographically."""
-        peak = place(live.buffers, alignment, None, anchors).peak
+        peak = placer.peak(anchors) if anchors else place(live.buffers, alignment).peak
         return peak, sorted(live_profile(live.buffers, live.num_steps, alignment, anchors), reverse=True)
 
     found = _op_anchors(graph, plan, pb)
