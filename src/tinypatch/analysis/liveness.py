@@ -108,10 +108,13 @@ def live_profile(buffers: list[Buffer], num_steps: int, alignment: int = 1,
         acc += diff[t]
         prof[t] = acc
     for members in shared.values():
-        lo, hi = min(b.start for b, _ in members), max(b.end for b, _ in members)
-        for t in range(lo, hi + 1):
-            prof[t] += _union_bytes([(rel, rel + align_up(b.size, alignment)) for b, rel in members
-                                     if b.start <= t <= b.end])
+        at: dict[int, list[tuple[int, int]]] = {}  # step -> the members' byte ranges live then
+        for b, rel in members:
+            span = (rel, rel + align_up(b.size, alignment))
+            for t in range(b.start, b.end + 1):
+                at.setdefault(t, []).append(span)
+        for t, spans in at.items():
+            prof[t] += _union_bytes(spans)
     return prof
 
 
