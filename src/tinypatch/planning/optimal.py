@@ -581,6 +581,7 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
     grids = [(nh, nw) for nh in counts_h for nw in counts_w]
     wide = (np.array(counts_w) > 1)[None, :, None]  # line buffers only when a tile row has several tiles
     out: list[Candidates] = []
+    starts_of: dict[frozenset[int], _StartRows] = {}  # by the ops whose column halos are kept (persistent)
     for var in variants:
         fh = [table[(0, var.cache_h, n)] for n in counts_h]
         fw = [table[(1, var.cache_w, n)] for n in counts_w]
@@ -603,14 +604,7 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
         tail = np.concatenate([np.cumsum(kept[..., ::-1], axis=-1)[..., ::-1],
                                np.zeros(kept.shape[:2] + (1,), np.int64)], axis=-1)
         live = sizes @ local_life.astype(np.int64)  # tile-local buffers live at each stage step
-        held = np.maximum.accumulate(live[..., ::-1], axis=-1)[..., ::-1][..., st.start_idx]  # most from each start
-        for j, (i0, rows) in enumerate(zip(st.start_idx.tolist(), st.start_rows)):
-            if not rows:
-                continue
-            steps = live[..., i0:]
-            for r in rows:  # the tensors live at the start are held full-size, not as tiles
-                steps = steps - sizes[..., r, None] * local_life[r, i0:]
-            held[..., j] = steps.max(axis=-1)
+        held = _held_tiles(st, live, sizes, persistent, starts_of.setdefault(var.cache_w, _StartRows(st, persistent)))
         lbs = st.full_ins + st.full_out + held + tail[..., st.start_idx]
         stage_m = stage_macs[..., -1:] - stage_macs[..., st.start_idx]
         cost, calls = _tile_costs(c, st, counts_h, counts_w, h_tot, w_tot, fh, fw, persistent, line_rows)
@@ -619,6 +613,52 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
                               [g for g, ok in zip(grids, valid) if ok], var.policy,
                               cost.reshape(n, -1)[valid], calls.reshape(n, -1)[valid]))
     return out
+
+
+class _StartRows:
+    """Where the tensors live at a stage's starts (held whole, not as tiles) would count as tile
+    buffers, for one set of persistent (whole-stage) buffers: the (start, step) pairs from each
+    start to the last step one of them lives, and the tile buffers to take off at each pair."""
+
+    def __init__(self, st: _StageEnd, persistent: np.ndarray) -> None:
+        last = [int(np.flatnonzero(row)[-1]) if row.any() else -1 for row in st.life]  # last step of each tile buffer
+        self.starts: list[int] = []  # start index j of each start with pairs
+        self.ends: list[int] = []  # the last step of its pairs
+        self.first_pair: list[int] = []  # its first pair
+        self.steps: list[int] = []  # step of each pair
+        self.first_row: list[int] = []  # first entry of each pair in rows
+        self.rows: list[int] = []  # tile buffers to take off, per pair
+        for j, (i0, rows) in enumerate(zip(st.start_idx.tolist(), st.start_rows)):
+            rs = [r for r in rows if not persistent[r] and last[r] >= i0]
+            if not rs:
+                continue
+            self.starts.append(j)
+            self.ends.append(max(last[r] for r in rs))
+            self.first_pair.append(len(self.steps))
+            for t in range(i0, self.ends[-1] + 1):
+                self.steps.append(t)
+                self.first_row.append(len(self.rows))
+                self.rows += [r for r in rs if last[r] >= t]
+
+
+def _held_tiles(st: _StageEnd, live: np.ndarray, sizes: np.ndarray, persistent: np.ndarray,
+                sr: _StartRows) -> np.ndarray:
+    """Most tile-buffer bytes live at one step from each start [..., start]: ``live`` [..., step], less
+    (from a start on) the tile buffers of the tensors live at that start, which it holds whole.
+
+    Those tensors were made before the start, so from the start on they are the only tile buffers
+    made before it that still live; each lives without a gap from the start to its last step."""
+    suffix = np.maximum.accumulate(live[..., ::-1], axis=-1)[..., ::-1]
+    held = suffix[..., st.start_idx]
+    if not sr.starts:
+        return held
+    grids = live.shape[:-1]
+    flat_live, flat_sizes = live.reshape(-1, live.shape[-1]), sizes.reshape(-1, sizes.shape[-1])
+    taken = np.add.reduceat(flat_sizes[:, sr.rows], sr.first_row, axis=1)  # [grid, pair]
+    at_pairs = np.maximum.reduceat(flat_live[:, sr.steps] - taken, sr.first_pair, axis=1)  # [grid, start]
+    after = np.concatenate([suffix.reshape(flat_live.shape), np.zeros((len(flat_live), 1), live.dtype)], axis=1)
+    held[..., sr.starts] = np.maximum(at_pairs, after[:, np.array(sr.ends) + 1]).reshape(*grids, -1)
+    return held
 
 
 def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
@@ -686,21 +726,40 @@ def _tile_costs(c: _Costs, st: _StageEnd, counts_h: list[int], counts_w: list[in
 
 
 def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidates], by_cost: bool) -> None:
-    """Add each segment's non-dominated candidates to its options (in the order they were found)."""
-    by_start: dict[int, list[tuple[int, int]]] = {}  # start -> (block, column) in the order found
-    for i, blk in enumerate(cands):
-        for j, a in enumerate(blk.starts):
-            by_start.setdefault(a, []).append((i, j))
-    for a, cols in by_start.items():
-        lbs, macs, cost, calls = (np.concatenate([getattr(cands[i], f)[:, j] for i, j in cols])
-                                  for f in ("lower_bounds", "macs", "cost", "calls"))
-        ends = np.cumsum([len(cands[i].grids) for i, _ in cols])  # candidate k is in block searchsorted(ends, k)
-        for k in _pareto_filter(*_objectives(lbs, macs, cost, calls, by_cost)).tolist():
-            blk = int(np.searchsorted(ends, k, side="right"))
-            cand = cands[cols[blk][0]]
-            grid = cand.grids[k - (int(ends[blk - 1]) if blk else 0)]
-            opts.setdefault((a, b), []).append(Option(int(lbs[k]), int(macs[k]), Choice(a, b, grid, cand.policy),
-                                                      float(cost[k]), int(calls[k])))
+    """Add each segment's non-dominated candidates to its options (in the order they were found).
+
+    All segments at once: the candidates of every block, start and grid in one array, sorted by
+    start, then as :func:`_pareto_filter` sorts; each start's running least objective is taken
+    over its own candidates only (each start's values shifted below every earlier start's)."""
+    if not cands:
+        return
+    rank = {a: r for r, a in enumerate(dict.fromkeys(a for blk in cands for a in blk.starts))}  # in the order found
+    fields = [np.concatenate([getattr(blk, f).T.ravel() for blk in cands])
+              for f in ("lower_bounds", "macs", "cost", "calls")]
+    block = np.concatenate([np.full(blk.macs.size, i) for i, blk in enumerate(cands)])
+    row = np.concatenate([np.tile(np.arange(len(blk.grids)), len(blk.starts)) for blk in cands])
+    start = np.concatenate([np.repeat([rank[a] for a in blk.starts], len(blk.grids)) for blk in cands])
+    peaks, obj, tie = _objectives(*fields, by_cost)
+    order = np.lexsort((row, block, tie, obj, peaks, start))
+    obj, start = obj[order], start[order]
+    span = int(obj.max()) - int(obj.min()) + 1
+    if span * len(rank) >= 1 << 62:  # too wide to shift: start by start
+        keep = np.concatenate([np.flatnonzero(start == r)[_running_least(obj[start == r])] for r in range(len(rank))])
+    else:
+        keep = np.flatnonzero(_running_least(obj - start * span))
+    lbs, macs, cost, calls = (f[order[keep]].tolist() for f in fields)
+    starts = list(rank)
+    for k, s, i, r in zip(range(len(keep)), start[keep].tolist(), block[order[keep]].tolist(),
+                          row[order[keep]].tolist()):
+        a, cand = starts[s], cands[i]
+        opts.setdefault((a, b), []).append(Option(lbs[k], macs[k], Choice(a, b, cand.grids[r], cand.policy),
+                                                  cost[k], calls[k]))
+
+
+def _running_least(values: np.ndarray) -> np.ndarray:
+    """Where each value is below every value before it."""
+    before = np.concatenate([[np.iinfo(np.int64).max], np.minimum.accumulate(values)[:-1]])
+    return values < before
 
 
 def _objectives(peaks: np.ndarray, macs: np.ndarray, cost: np.ndarray, calls: np.ndarray,
