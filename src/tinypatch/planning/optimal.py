@@ -582,6 +582,10 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
     wide = (np.array(counts_w) > 1)[None, :, None]  # line buffers only when a tile row has several tiles
     out: list[Candidates] = []
     starts_of: dict[frozenset[int], _StartRows] = {}  # by the ops whose column halos are kept (persistent)
+    steps = st.life.shape[1]
+    last = np.where(st.life.any(axis=1), steps - 1 - np.argmax(st.life[:, ::-1], axis=1), -1)  # of each tile buffer
+    at = (np.repeat(np.arange(len(st.starts)), [len(rows) for rows in st.start_rows]),
+          np.array([r for rows in st.start_rows for r in rows], np.int64))
     for var in variants:
         fh = [table[(0, var.cache_h, n)] for n in counts_h]
         fw = [table[(1, var.cache_w, n)] for n in counts_w]
@@ -604,7 +608,9 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
         tail = np.concatenate([np.cumsum(kept[..., ::-1], axis=-1)[..., ::-1],
                                np.zeros(kept.shape[:2] + (1,), np.int64)], axis=-1)
         live = sizes @ local_life.astype(np.int64)  # tile-local buffers live at each stage step
-        held = _held_tiles(st, live, sizes, persistent, starts_of.setdefault(var.cache_w, _StartRows(st, persistent)))
+        if var.cache_w not in starts_of:
+            starts_of[var.cache_w] = _StartRows(st, persistent, last, at)
+        held = _held_tiles(st, live, sizes, starts_of[var.cache_w])
         lbs = st.full_ins + st.full_out + held + tail[..., st.start_idx]
         stage_m = stage_macs[..., -1:] - stage_macs[..., st.start_idx]
         cost, calls = _tile_costs(c, st, counts_h, counts_w, h_tot, w_tot, fh, fw, persistent, line_rows)
@@ -620,29 +626,32 @@ class _StartRows:
     buffers, for one set of persistent (whole-stage) buffers: the (start, step) pairs from each
     start to the last step one of them lives, and the tile buffers to take off at each pair."""
 
-    def __init__(self, st: _StageEnd, persistent: np.ndarray) -> None:
-        last = [int(np.flatnonzero(row)[-1]) if row.any() else -1 for row in st.life]  # last step of each tile buffer
-        self.starts: list[int] = []  # start index j of each start with pairs
-        self.ends: list[int] = []  # the last step of its pairs
-        self.first_pair: list[int] = []  # its first pair
-        self.steps: list[int] = []  # step of each pair
-        self.first_row: list[int] = []  # first entry of each pair in rows
-        self.rows: list[int] = []  # tile buffers to take off, per pair
-        for j, (i0, rows) in enumerate(zip(st.start_idx.tolist(), st.start_rows)):
-            rs = [r for r in rows if not persistent[r] and last[r] >= i0]
-            if not rs:
-                continue
-            self.starts.append(j)
-            self.ends.append(max(last[r] for r in rs))
-            self.first_pair.append(len(self.steps))
-            for t in range(i0, self.ends[-1] + 1):
-                self.steps.append(t)
-                self.first_row.append(len(self.rows))
-                self.rows += [r for r in rs if last[r] >= t]
+    def __init__(self, st: _StageEnd, persistent: np.ndarray, last: np.ndarray, at: tuple[np.ndarray, np.ndarray]) -> None:
+        j, r = at  # (start, tile buffer) of each tensor live at a start, by start
+        i0 = st.start_idx[j]
+        ok = ~persistent[r] & (last[r] >= i0)
+        j, r, i0 = j[ok], r[ok], i0[ok]
+        self.starts = np.unique(j)  # starts with pairs
+        if not len(j):
+            return
+        self.ends = np.zeros(len(st.starts), np.int64)
+        np.maximum.at(self.ends, j, last[r])
+        self.ends = self.ends[self.starts]  # the last step of each one's pairs
+        count = self.ends - st.start_idx[self.starts] + 1
+        self.first_pair = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+        # pair p of start k is step start_idx + p - first_pair[k]
+        self.steps = np.arange(count.sum()) - np.repeat(self.first_pair - st.start_idx[self.starts], count)
+        # each tensor takes off its tile buffer at the pairs from its start to its last step
+        base = np.zeros(len(st.starts), np.int64)
+        base[self.starts] = self.first_pair
+        span = last[r] - i0 + 1
+        pair = np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span) + np.repeat(base[j], span)
+        order = np.argsort(pair, kind="stable")
+        self.rows = np.repeat(r, span)[order]
+        self.first_row = np.flatnonzero(np.diff(pair[order], prepend=-1))
 
 
-def _held_tiles(st: _StageEnd, live: np.ndarray, sizes: np.ndarray, persistent: np.ndarray,
-                sr: _StartRows) -> np.ndarray:
+def _held_tiles(st: _StageEnd, live: np.ndarray, sizes: np.ndarray, sr: _StartRows) -> np.ndarray:
     """Most tile-buffer bytes live at one step from each start [..., start]: ``live`` [..., step], less
     (from a start on) the tile buffers of the tensors live at that start, which it holds whole.
 
@@ -650,14 +659,14 @@ def _held_tiles(st: _StageEnd, live: np.ndarray, sizes: np.ndarray, persistent: 
     made before it that still live; each lives without a gap from the start to its last step."""
     suffix = np.maximum.accumulate(live[..., ::-1], axis=-1)[..., ::-1]
     held = suffix[..., st.start_idx]
-    if not sr.starts:
+    if not len(sr.starts):
         return held
     grids = live.shape[:-1]
     flat_live, flat_sizes = live.reshape(-1, live.shape[-1]), sizes.reshape(-1, sizes.shape[-1])
     taken = np.add.reduceat(flat_sizes[:, sr.rows], sr.first_row, axis=1)  # [grid, pair]
     at_pairs = np.maximum.reduceat(flat_live[:, sr.steps] - taken, sr.first_pair, axis=1)  # [grid, start]
     after = np.concatenate([suffix.reshape(flat_live.shape), np.zeros((len(flat_live), 1), live.dtype)], axis=1)
-    held[..., sr.starts] = np.maximum(at_pairs, after[:, np.array(sr.ends) + 1]).reshape(*grids, -1)
+    held[..., sr.starts] = np.maximum(at_pairs, after[:, sr.ends + 1]).reshape(*grids, -1)
     return held
 
 
@@ -740,7 +749,10 @@ def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[C
     row = np.concatenate([np.tile(np.arange(len(blk.grids)), len(blk.starts)) for blk in cands])
     start = np.concatenate([np.repeat([rank[a] for a in blk.starts], len(blk.grids)) for blk in cands])
     peaks, obj, tie = _objectives(*fields, by_cost)
-    order = np.lexsort((row, block, tie, obj, peaks, start))
+    keys = [obj, peaks, start] if tie.min() == tie.max() else [tie, obj, peaks, start]  # (tie 0: no model)
+    if int(peaks.min()) >= 0 and (int(peaks.max()) + 1) * len(rank) < 1 << 62:
+        keys[-2:] = [start * (int(peaks.max()) + 1) + peaks]  # sorts as (start, peak)
+    order = np.lexsort(keys)  # stable: a start's candidates stay in (block, grid) order on ties
     obj, start = obj[order], start[order]
     span = int(obj.max()) - int(obj.min()) + 1
     if span * len(rank) >= 1 << 62:  # too wide to shift: start by start

@@ -41,10 +41,12 @@ def _span(m: AxisMap, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.nd
     elif m.kind in TABLE_KINDS:
         s, e = m.table_span(lo, hi)
     else:
-        raw_lo = lo * m.stride - m.pad
-        raw_hi = (hi - 1) * m.stride - m.pad + m.extent
+        raw_lo = (lo * m.stride if m.stride != 1 else lo) - m.pad
+        raw_hi = (hi * m.stride if m.stride != 1 else hi) + (m.extent - m.pad - m.stride)  # (hi - 1) * stride - pad + extent
         s = np.minimum(np.maximum(raw_lo, 0), m.in_size)
         e = np.maximum(np.minimum(raw_hi, m.in_size), s)
+    if not empty.any():
+        return s, e
     return np.where(empty, 0, s), np.where(empty, 0, e)
 
 
