@@ -677,12 +677,16 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
     rows recomputed per strip; and whether the columns read all of the stage's ``inner`` inputs."""
     g, ops = c.g, st.info.ops
     shape = nhwc_shape(g, st.info.tiled)
-    cols = list(range(shape[2] + 1))
-    fig_w = axis_figures(g, st.info, c.maps[1], [cols], frozenset(ops[:-1]))[0]
-    if not fig_w.valid:
+    known = table.get((1, frozenset(ops[:-1]), shape[2]))  # one-column tiles, every column kept: cache_w's
+    if known is not None:
+        valid, tw, reads = known.valid, known.total_len, known.covers
+    else:
+        fig_w = axis_figures(g, st.info, c.maps[1], [list(range(shape[2] + 1))], frozenset(ops[:-1]))[0]
+        valid, reads = fig_w.valid, _reads_inner(g, st, fig_w, 1)
+        tw = np.array([fig_w.total_len.get(k, 0) for k in ops], np.int64)
+    if not valid:
         return [], True
     idx = {k: i for i, k in enumerate(ops)}
-    tw = np.array([fig_w.total_len.get(k, 0) for k in ops], np.int64)
     rings = np.array([c.ring[k] for k in ops[:-1]], np.int64)
     s_idx = np.array([idx[a] for a in streams])
     s_full = np.array([st.full_ins[st.starts.index(a)] for a in streams], np.int64)
@@ -704,7 +708,7 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
             cost, calls = np.zeros((1, len(s_idx))), np.zeros((1, len(s_idx)), np.int64)
         out.append(Candidates(streams, lbs[None], (stage_macs[-1] - stage_macs[s_idx])[None], [(nh, shape[2])],
                               HaloPolicy(STREAM), cost, calls))
-    return out, _reads_inner(g, st, fig_w, 1)
+    return out, reads
 
 
 def _tile_costs(c: _Costs, st: _StageEnd, counts_h: list[int], counts_w: list[int], h_tot: np.ndarray,
