@@ -904,22 +904,7 @@ def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]], c: _Costs,
         if c.model is None and len(a) > 1:
             keep = _lasting_runs(cand)
             runs, cand = runs.take(keep), cand.take(keep)
-        beaten = set()  # starts a whose layer-by-layer segment [a, b) a stage keeps off the front
-        more = []
-        for a0, idx, o in stages.get(b, []):
-            layer = _segment(c, a0, b)
-            if _beats(layer, o, c.by_cost, True):
-                continue
-            if _beats(o, layer, c.by_cost, False):
-                beaten.add(a0)
-            lab = labels[a0]
-            n = len(lab.lb)
-            more.append(_Cands(np.maximum(lab.lb, o.lower_bound), lab.macs + o.macs, lab.cost + o.cost,
-                               lab.calls + o.calls, lab.node,
-                               [np.full(n, a0), np.arange(n), *(np.full(n, v) for v in _objectives_of(
-                                   o.lower_bound, o.macs, o.cost, o.calls, c.by_cost)), np.full(n, idx)],
-                               np.full(n, len(nodes), np.int64)))
-            nodes.append((o.choice, -1))  # the stage's choice; each label taking it gets its own node
+        beaten, more = _stage_labels(stages.get(b, []), b, labels, nodes, c)
         if beaten:
             cand = cand.take(np.flatnonzero(~np.isin(cand.order[0], list(beaten))))
         allc = _Cands.concat([cand, *more])
@@ -941,6 +926,54 @@ def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]], c: _Costs,
             node = nodes[node][1]
         out.append((int(last.lb[k]), int(last.macs[k]), tuple(reversed(path))))
     return out
+
+
+def _stage_labels(entries: list[tuple[int, int, Option]], b: int, labels: dict[int, _Labels],
+                  nodes: list[tuple[Choice | None, int]], c: _Costs) -> tuple[set[int], list[_Cands]]:
+    """The candidate labels at cut ``b`` that end with a stage: every label at ``a`` followed by each
+    stage ``[a, b)`` of ``entries`` ((a, index in its options, option), in order) that the same ops run
+    layer by layer do not beat (those get a node each, in order); and the starts ``a`` whose layer-by-layer
+    segment one of these stages beats."""
+    if not entries:
+        return set(), []
+    a0 = np.array([e[0] for e in entries], np.int64)
+    index = np.array([e[1] for e in entries], np.int64)
+    figs = [np.array([getattr(e[2], f) for e in entries]) for f in ("lower_bound", "macs", "cost", "calls")]
+    reach = np.maximum.accumulate(c.lbl_profile[:b][::-1])[::-1]  # layer-by-layer peak of [a, b), by a
+    layer = _objectives(reach[a0], c.macs_prefix[b] - c.macs_prefix[a0], c.cost_prefix[b] - c.cost_prefix[a0],
+                        b - a0, c.by_cost)
+    own = _objectives(*figs, c.by_cost)
+    kept = np.flatnonzero(~_beats_all(layer, own, True))
+    beaten = set(a0[kept][_beats_all([o[kept] for o in own], [x[kept] for x in layer], False)].tolist())
+    if not len(kept):
+        return beaten, []
+    first_node = len(nodes)
+    nodes.extend((entries[i][2].choice, -1) for i in kept.tolist())  # each label taking a stage gets its own node
+    starts = a0[kept]
+    where = {a: k for k, a in enumerate(dict.fromkeys(starts.tolist()))}  # the labels of each start, concatenated
+    labs = [labels[a] for a in where]
+    counts = np.array([len(lab.lb) for lab in labs], np.int64)
+    offset = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    group = np.array([where[a] for a in starts.tolist()], np.int64)
+    n = counts[group]  # labels each kept stage extends
+    stage = np.repeat(np.arange(len(kept)), n)
+    label = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)  # index among its start's labels
+    at = offset[group][stage] + label
+    lb, macs, cost, calls, node = (np.concatenate([getattr(lab, f) for lab in labs])[at]
+                                   for f in ("lb", "macs", "cost", "calls", "node"))
+    pick = kept[stage]
+    return beaten, [_Cands(np.maximum(lb, figs[0][pick]), macs + figs[1][pick], cost + figs[2][pick],
+                           calls + figs[3][pick], node,
+                           [a0[pick], label, *(o[pick] for o in own), index[pick]], first_node + stage)]
+
+
+def _beats_all(x: tuple[np.ndarray, ...] | list[np.ndarray], y: tuple[np.ndarray, ...] | list[np.ndarray],
+               x_first: bool) -> np.ndarray:
+    """Does ``x`` keep ``y`` off a Pareto filter, element by element (objective arrays of
+    :func:`_objectives`; ``x_first``: x was found before y, so it wins a tie)?"""
+    last = x[2] <= y[2] if x_first else x[2] < y[2]
+    ahead = (x[0] < y[0]) | ((x[0] == y[0]) & ((x[1] < y[1]) | ((x[1] == y[1]) & last)))
+    return ahead & (x[1] <= y[1])
 
 
 @dataclass
@@ -1006,18 +1039,6 @@ def _segment(c: _Costs, a: int, b: int) -> Option:
     """Ops ``[a, b)`` run layer by layer."""
     return Option(int(c.lbl_profile[a:b].max()), int(c.macs_prefix[b] - c.macs_prefix[a]), Choice(a, b),
                   float(c.cost_prefix[b] - c.cost_prefix[a]), b - a)
-
-
-def _objectives_of(peak: int, macs: int, cost: float, calls: int, by_cost: bool) -> tuple[int, int, int]:
-    """:func:`_objectives` of one schedule or segment."""
-    return (peak, round(cost), calls) if by_cost else (peak, macs, round(cost))
-
-
-def _beats(x: Option, y: Option, by_cost: bool, x_first: bool) -> bool:
-    """Does ``x`` keep ``y`` off a Pareto filter (``x_first``: x was found before y)?"""
-    ox, oy = _objectives_of(x.lower_bound, x.macs, x.cost, x.calls, by_cost), \
-        _objectives_of(y.lower_bound, y.macs, y.cost, y.calls, by_cost)
-    return (ox <= oy if x_first else ox < oy) and ox[1] <= oy[1]
 
 
 def _lasting_runs(runs: _Cands) -> list[int]:
