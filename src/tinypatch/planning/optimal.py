@@ -517,33 +517,33 @@ class _AxisFigs(NamedTuple):
 
 def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool, max_grid: int,
                 first_only: bool) -> dict[tuple[int, frozenset[int], int], _AxisFigs]:
-    """(axis, cached ops, tile count) -> figures of that tiling, for every variant's cached sets."""
+    """(axis, cached ops, tile count) -> figures of that tiling, for every variant's cached sets (the
+    tilings of both axes propagated together)."""
     g, ops, internal = c.g, st.info.ops, st.internal
     shape = nhwc_shape(g, st.info.tiled)
-    table = {}
+    keys = []
     for ax in (0, 1):
         counts = axis_counts(shape[1 + ax], max_grid, not first_only)
         cached_sets = {(v.cache_h, v.cache_w)[ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set())
-        keys = [(cached, cnt) for cached in cached_sets for cnt in counts]  # all propagated together
-        if not keys:
-            continue
-        arr = axis_arrays(g, st.info, c.maps[ax], [split_even(shape[1 + ax], cnt) for _, cnt in keys],
-                          [cached for cached, _ in keys])
-        zero, none = np.zeros(len(keys), np.int64), np.full(len(keys), -1, np.int64)
+        keys += [(ax, cached, cnt) for cached in cached_sets for cnt in counts]
+    if not keys:
+        return {}
+    arr = axis_arrays(g, st.info, [c.maps[ax] for ax, _, _ in keys], [split_even(shape[1 + ax], cnt) for ax, _, cnt in keys],
+                      [cached for _, cached, _ in keys])
+    zero, none = np.zeros(len(keys), np.int64), np.full(len(keys), -1, np.int64)
 
-        def rows(figure: dict, names: list) -> np.ndarray:  # [tiling, name], 0 where a name has no figure
-            return np.stack([figure.get(x, zero) for x in names], axis=1) if names else np.zeros((len(keys), 0),
-                                                                                                 np.int64)
+    def rows(figure: dict, names: list) -> np.ndarray:  # [tiling, name], 0 where a name has no figure
+        return np.stack([figure.get(x, zero) for x in names], axis=1) if names else np.zeros((len(keys), 0), np.int64)
 
-        max_len, total, overlap, extent = (rows(arr.max_len, internal), rows(arr.total_len, ops),
-                                           rows(arr.overlap, ops[:-1]), rows(arr.extent, internal))
-        covers = np.ones(len(keys), bool)
-        for t in st.inner:
-            covers &= arr.reach.get(t, none) == nhwc_shape(g, t)[1 + ax]
-        for i, (cached, cnt) in enumerate(keys):
-            table[(ax, cached, cnt)] = _AxisFigs(bool(arr.valid[i]), max_len[i], total[i], overlap[i], extent[i],
-                                                 bool(covers[i]))
-    return table
+    max_len, total, overlap, extent = (rows(arr.max_len, internal), rows(arr.total_len, ops),
+                                       rows(arr.overlap, ops[:-1]), rows(arr.extent, internal))
+    covers = np.ones(len(keys), bool)
+    axis = np.array([ax for ax, _, _ in keys])
+    for t in st.inner:
+        covers &= arr.reach.get(t, none) == np.array(nhwc_shape(g, t)[1:3])[axis]
+    valid = arr.valid.tolist()
+    return {key: _AxisFigs(valid[i], max_len[i], total[i], overlap[i], extent[i], bool(covers[i]))
+            for i, key in enumerate(keys)}
 
 
 def _reads_inner(g: Graph, st: _StageEnd, fig: AxisFigures, ax: int) -> bool:

@@ -88,17 +88,20 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
     return [arrays.figures(g) for g in range(len(cut_lists))]
 
 
-def axis_arrays(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | None]],
+def axis_arrays(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | None]] | list[dict[int, list[AxisMap | None]]],
                 cut_lists: list[list[int]], cached: frozenset[int] | list[frozenset[int]]) -> AxisArrays:
     """The figures of :func:`axis_figures` as arrays over the tilings.
 
     All tilings are propagated together: their tiles are concatenated and per-tiling
-    reductions use ``reduceat`` over the group starts. ``reach`` gives, for each tensor the
+    reductions use ``reduceat`` over the group starts. ``maps``: the axis maps of every tiling,
+    or a list with each tiling's (so that tilings of both axes go together; spans are taken per
+    run of tilings with the same maps). ``reach`` gives, for each tensor the
     stage reads but does not make, the end ``e`` when the union of its tile regions is the
     interval ``[0, e)`` taken in tile order without a gap, else -1 (so ``reach == size``
     proves that the tiles read all of it).
     """
     per_tiling = cached if isinstance(cached, list) else [cached] * len(cut_lists)
+    per_maps = maps if isinstance(maps, list) else [maps] * len(cut_lists)
     distinct = list(dict.fromkeys(per_tiling))  # the cached sets, each once
     set_of = {c: k for k, c in enumerate(distinct)}
     a = np.concatenate([np.array(c[:-1], np.int64) for c in cut_lists])
@@ -119,6 +122,13 @@ def axis_arrays(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | No
     widened: dict[str, np.ndarray] = {}  # cached op output -> region length per tile
     valid = np.ones(len(cut_lists), bool)
     zeros = np.zeros(n, np.int64)
+    parts = []  # (maps, first tile, end tile) of each run of tilings with the same maps
+    for k, m in enumerate(per_maps):
+        tile = int(starts[k])
+        if parts and parts[-1][0] is m:
+            parts[-1][2] = tile + sizes[k]
+        else:
+            parts.append([m, tile, tile + sizes[k]])
     for i in reversed(info.tile_ops):
         op = graph.ops[i]
         t_out = op.outputs[0]
@@ -156,10 +166,15 @@ def axis_arrays(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | No
             o_lo = np.where(caches, o_lo, h_lo)
         total[i] = np.add.reduceat(h_hi - o_lo, starts)
         overlap[i] = np.maximum.reduceat(kept, starts)
-        for t, m in zip(op.inputs, maps[i]):
+        for j, t in enumerate(op.inputs):
+            m = parts[0][0][i][j]
             if m is None:
                 continue
-            s_, e_ = _span(m, o_lo, h_hi)
+            if len(parts) == 1:
+                s_, e_ = _span(m, o_lo, h_hi)
+            else:
+                spans = [_span(pm[i][j], o_lo[p0:p1], h_hi[p0:p1]) for pm, p0, p1 in parts]
+                s_, e_ = np.concatenate([x for x, _ in spans]), np.concatenate([y for _, y in spans])
             if t in lo:
                 cur_lo, cur_hi = lo[t], hi[t]
                 cur_empty, new_empty = cur_lo >= cur_hi, s_ >= e_
