@@ -8,7 +8,7 @@ image borders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
 from tinypatch.analysis.regions import (
@@ -258,7 +258,7 @@ def _slide_window(spans: list[dict[int, OpSpan]], regions: list[dict[str, Interv
         s = spans[t][i]
         hi = s.need[1] if hi is None else max(hi, s.need[1])
         out = s.out if s.out[0] < s.out[1] else (hi, hi)
-        spans[t][i] = replace(s, need=(starts[t], hi), out=out)
+        spans[t][i] = OpSpan((starts[t], hi), out, s.reads, s.pads)
         regions[t][tensor] = (starts[t], hi)
 
 
