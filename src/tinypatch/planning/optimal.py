@@ -287,8 +287,8 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                 break
             variants = _policy_variants(policies, stage.info.tile_ops, c.levels)
             streams = _stream_starts(c, stage.starts, b) if STREAM in policies and not stage.reduce else []
-            table = _axis_table(c, stage, variants, bool(streams), max_grid, first_only)
-            cands = _tile_candidates(c, stage, variants, table, max_grid, first_only)
+            table, blocks = _axis_table(c, stage, variants, bool(streams), max_grid, first_only)
+            cands = _tile_candidates(c, stage, variants, blocks, max_grid, first_only)
             covered = all(f.covers for f in table.values() if f.valid)
             if streams:
                 more, cols_cover = _stream_candidates(c, stage, streams, table, max_grid, first_only)
@@ -515,19 +515,32 @@ class _AxisFigs(NamedTuple):
     covers: bool  # the tiles read all of every tensor in the stage's ``inner`` inputs along this axis
 
 
-def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool, max_grid: int,
-                first_only: bool) -> dict[tuple[int, frozenset[int], int], _AxisFigs]:
+class _AxisBlock(NamedTuple):
+    """The :class:`_AxisFigs` of one axis and cached set for every tile count (in
+    :func:`axis_counts` order), each figure an array with a row per count."""
+
+    valid: np.ndarray
+    max_len: np.ndarray
+    total_len: np.ndarray
+    overlap: np.ndarray
+    extent: np.ndarray
+
+
+def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool, max_grid: int, first_only: bool,
+                ) -> tuple[dict[tuple[int, frozenset[int], int], _AxisFigs], dict[tuple[int, frozenset[int]], _AxisBlock]]:
     """(axis, cached ops, tile count) -> figures of that tiling, for every variant's cached sets (the
-    tilings of both axes propagated together)."""
+    tilings of both axes propagated together); and the same by (axis, cached ops) for all counts."""
     g, ops, internal = c.g, st.info.ops, st.internal
     shape = nhwc_shape(g, st.info.tiled)
-    keys = []
+    keys, runs = [], {}
     for ax in (0, 1):
         counts = axis_counts(shape[1 + ax], max_grid, not first_only)
         cached_sets = {(v.cache_h, v.cache_w)[ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set())
-        keys += [(ax, cached, cnt) for cached in cached_sets for cnt in counts]
+        for cached in cached_sets:
+            runs[(ax, cached)] = slice(len(keys), len(keys) + len(counts))
+            keys += [(ax, cached, cnt) for cnt in counts]
     if not keys:
-        return {}
+        return {}, {}
     arr = axis_arrays(g, st.info, [c.maps[ax] for ax, _, _ in keys], [split_even(shape[1 + ax], cnt) for ax, _, cnt in keys],
                       [cached for _, cached, _ in keys])
     zero, none = np.zeros(len(keys), np.int64), np.full(len(keys), -1, np.int64)
@@ -542,8 +555,9 @@ def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool
     for t in st.inner:
         covers &= arr.reach.get(t, none) == np.array(nhwc_shape(g, t)[1:3])[axis]
     valid = arr.valid.tolist()
+    blocks = {key: _AxisBlock(arr.valid[r], max_len[r], total[r], overlap[r], extent[r]) for key, r in runs.items()}
     return {key: _AxisFigs(valid[i], max_len[i], total[i], overlap[i], extent[i], bool(covers[i]))
-            for i, key in enumerate(keys)}
+            for i, key in enumerate(keys)}, blocks
 
 
 def _reads_inner(g: Graph, st: _StageEnd, fig: AxisFigures, ax: int) -> bool:
@@ -569,7 +583,7 @@ def _ceil_to(x: np.ndarray, alignment: int) -> np.ndarray:
 
 
 def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
-                     table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
+                     blocks: dict[tuple[int, frozenset[int]], _AxisBlock], max_grid: int,
                      first_only: bool) -> list[Candidates]:
     """Every start, policy variant and tile grid: the stage's lower bound (full-size input and output,
     the tile-local buffers live at each step, kept halos and line buffers) and MACs; all the grids
@@ -581,36 +595,28 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
     grids = [(nh, nw) for nh in counts_h for nw in counts_w]
     wide = (np.array(counts_w) > 1)[None, :, None]  # line buffers only when a tile row has several tiles
     out: list[Candidates] = []
-    starts_of: dict[frozenset[int], _StartRows] = {}  # by the ops whose column halos are kept (persistent)
-    steps = st.life.shape[1]
-    last = np.where(st.life.any(axis=1), steps - 1 - np.argmax(st.life[:, ::-1], axis=1), -1)  # of each tile buffer
-    at = (np.repeat(np.arange(len(st.starts)), [len(rows) for rows in st.start_rows]),
-          np.array([r for rows in st.start_rows for r in rows], np.int64))
+    start_rows = _StartRows(st)
     for var in variants:
-        fh = [table[(0, var.cache_h, n)] for n in counts_h]
-        fw = [table[(1, var.cache_w, n)] for n in counts_w]
-        valid = (np.array([f.valid for f in fh])[:, None] & np.array([f.valid for f in fw])[None, :]).ravel()
+        fh, fw = blocks[(0, var.cache_h)], blocks[(1, var.cache_w)]
+        valid = (fh.valid[:, None] & fw.valid[None, :]).ravel()
         if not valid.any():
             continue
         persistent = np.array([ops[r] in var.cache_w for r in range(len(st.internal))], bool)
         line_rows = np.array([ops[r] in var.cache_h for r in range(len(st.internal))], bool)
         local_life = st.life & ~persistent[:, None]
-        h_len, w_len = np.stack([f.max_len for f in fh]), np.stack([f.max_len for f in fw])
+        h_len, w_len = fh.max_len, fw.max_len
         sizes = _ceil_to(h_len[:, None, :] * w_len[None, :, :] * st.chan, c.alignment)  # [nh, nw, internal]
-        h_tot, w_tot = np.stack([f.total_len for f in fh]), np.stack([f.total_len for f in fw])
+        h_tot, w_tot = fh.total_len, fw.total_len
         stage_macs = np.cumsum(st.pixel_macs * h_tot[:, None, :] * w_tot[None, :, :], axis=-1)
         stage_macs = np.concatenate([np.zeros(stage_macs.shape[:2] + (1,), np.int64), stage_macs], axis=-1)
         kept = np.where(persistent, sizes, 0)
         if line_rows.any():  # rows kept for the next tile row live in full-width line buffers
-            lines = _ceil_to(np.stack([f.overlap for f in fh])[:, None, :] * np.stack([f.extent for f in fw])[None]
-                             * st.chan, c.alignment)
+            lines = _ceil_to(fh.overlap[:, None, :] * fw.extent[None] * st.chan, c.alignment)
             kept = kept + np.where(line_rows & wide, lines, 0)
         tail = np.concatenate([np.cumsum(kept[..., ::-1], axis=-1)[..., ::-1],
                                np.zeros(kept.shape[:2] + (1,), np.int64)], axis=-1)
         live = sizes @ local_life.astype(np.int64)  # tile-local buffers live at each stage step
-        if var.cache_w not in starts_of:
-            starts_of[var.cache_w] = _StartRows(st, persistent, last, at)
-        held = _held_tiles(st, live, sizes, starts_of[var.cache_w])
+        held = _held_tiles(st, live, np.where(persistent, 0, sizes), start_rows)
         lbs = st.full_ins + st.full_out + held + tail[..., st.start_idx]
         stage_m = stage_macs[..., -1:] - stage_macs[..., st.start_idx]
         cost, calls = _tile_costs(c, st, counts_h, counts_w, h_tot, w_tot, fh, fw, persistent, line_rows)
@@ -623,13 +629,16 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
 
 class _StartRows:
     """Where the tensors live at a stage's starts (held whole, not as tiles) would count as tile
-    buffers, for one set of persistent (whole-stage) buffers: the (start, step) pairs from each
-    start to the last step one of them lives, and the tile buffers to take off at each pair."""
+    buffers: the (start, step) pairs from each start to the last step one of them lives, and the
+    tile buffers to take off at each pair."""
 
-    def __init__(self, st: _StageEnd, persistent: np.ndarray, last: np.ndarray, at: tuple[np.ndarray, np.ndarray]) -> None:
-        j, r = at  # (start, tile buffer) of each tensor live at a start, by start
+    def __init__(self, st: _StageEnd) -> None:
+        steps = st.life.shape[1]
+        last = np.where(st.life.any(axis=1), steps - 1 - np.argmax(st.life[:, ::-1], axis=1), -1)  # of each buffer
+        j = np.repeat(np.arange(len(st.starts)), [len(rows) for rows in st.start_rows])  # (start, tile buffer) pairs
+        r = np.array([r for rows in st.start_rows for r in rows], np.int64)
         i0 = st.start_idx[j]
-        ok = ~persistent[r] & (last[r] >= i0)
+        ok = last[r] >= i0
         j, r, i0 = j[ok], r[ok], i0[ok]
         self.starts = np.unique(j)  # starts with pairs
         if not len(j):
@@ -653,7 +662,8 @@ class _StartRows:
 
 def _held_tiles(st: _StageEnd, live: np.ndarray, sizes: np.ndarray, sr: _StartRows) -> np.ndarray:
     """Most tile-buffer bytes live at one step from each start [..., start]: ``live`` [..., step], less
-    (from a start on) the tile buffers of the tensors live at that start, which it holds whole.
+    (from a start on) the tile buffers of the tensors live at that start, which it holds whole
+    (``sizes`` [..., buffer]: 0 for a buffer that persists over the stage, not in ``live``).
 
     Those tensors were made before the start, so from the start on they are the only tile buffers
     made before it that still live; each lives without a gap from the start to its last step."""
@@ -712,7 +722,7 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
 
 
 def _tile_costs(c: _Costs, st: _StageEnd, counts_h: list[int], counts_w: list[int], h_tot: np.ndarray,
-                w_tot: np.ndarray, fh: list[_AxisFigs], fw: list[_AxisFigs], persistent: np.ndarray,
+                w_tot: np.ndarray, fh: _AxisBlock, fw: _AxisBlock, persistent: np.ndarray,
                 line_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predicted instructions and kernel calls of a tile variant's stages, arrays [rows, columns, start]
     (zeros without a cost model)."""
@@ -727,7 +737,7 @@ def _tile_costs(c: _Costs, st: _StageEnd, counts_h: list[int], counts_w: list[in
         pixels[..., -1] = 1.0
     rem = tuple(h_tot[:, None, :] * _left_over(w_tot, np.array(counts_w)[:, None], m)[None] for m in (2, 4))
     copy = np.zeros(pixels.shape)  # halo bytes moved between tiles (estimated from the largest overlaps)
-    h_ov, w_ov = np.stack([f.overlap for f in fh]), np.stack([f.overlap for f in fw])
+    h_ov, w_ov = fh.overlap, fw.overlap
     copy[..., :-1] = st.chan_all * (
         np.where(persistent, h_tot[:, None, :-1] * w_ov[None] * (nw - 1), 0)
         + np.where(line_rows, h_ov[:, None, :] * w_tot[None, :, :-1] * (nh - 1) * np.where(nw > 1, 2, 1), 0))
