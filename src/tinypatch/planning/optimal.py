@@ -476,7 +476,7 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool, s0: int, lo
         return None
     earliest, s0 = s0, lo
     try:
-        info = stage_info(g, s0, b, c.users)
+        info = stage_info(g, s0, b, c.users, c.local)
     except PlanError:  # e.g. the last output is read by nothing: no stage ends here
         return None
     inner = [t for t in info.inputs if c.producers.get(t, -1) >= earliest]
