@@ -144,7 +144,8 @@ def add_inplace(graph: Graph, plan: Plan, alignment: int = 16, tilings: list[Sta
         return None if peak is None or (cap is not None and peak > cap) else (peak, profile)
 
     found = _op_anchors(graph, plan, pb)
-    profile = plan_buffers(graph, replace(plan, inplace=[]), tilings).liveness.profile()
+    # bytes live per step with no op in place (the plan's own buffers when it has none in place)
+    profile = (plan_buffers(graph, replace(plan, inplace=[]), tilings) if plan.inplace else pb).liveness.profile()
     options = sorted(found, key=lambda k: -profile[k])
     anchors = dict(live.anchors)
     chosen = list(plan.inplace)
