@@ -35,12 +35,15 @@ class _Recording(Arena):
         _Recording.made.append(self)
 
 
-def _run(g: Graph, plan: Plan, xs: list[np.ndarray], batch: bool):
-    """Runs on ``xs`` by one executor: their results, their arenas, and the executor."""
+def _run(g: Graph, plan: Plan, xs: list[np.ndarray], batch: bool, replay: bool = True):
+    """Runs on ``xs`` by one executor: their results, their arenas, and the executor (``replay``
+    False: it walks every stage on values, as where a recorded arena effect does not apply)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pe, "Arena", _Recording)
         _Recording.made.clear()
         ex = pe.PlanExecutor(g, plan, batch=batch)
+        if not replay:
+            mp.setattr(ex, "_replayable", lambda *a: None)
         outs = [ex([x]) for x in xs]
     return outs, list(_Recording.made), ex
 
@@ -54,14 +57,15 @@ def _other(x: np.ndarray) -> np.ndarray:
 
 
 def assert_batched_same(g: Graph, plan: Plan, x: np.ndarray) -> pe.PlanExecutor:
-    """The first batched run (the walk) and the third, after another input (the second walks again and
-    records, the third replays the walk's arena effect where it can, :mod:`tinypatch.runtime.stage_replay`),
-    against the tile loop: the same output bytes, arena bytes, validity and high-water mark. Returns
-    the batched executor."""
+    """The first batched run (a walk on provenance records each stage's arena effect, then replays it,
+    :mod:`tinypatch.runtime.stage_replay`), the third, after another input, and a batched walk on
+    values (where a replay does not apply) against the tile loop: the same output bytes, arena bytes,
+    validity and high-water mark. Returns the batched executor."""
     (ref,), (b,), _ = _run(g, plan, [x], False)
     whole = run(g, [x])
+    (walked,), (w,), _ = _run(g, plan, [x], True, replay=False)
     outs, arenas, ex = _run(g, plan, [x, _other(x), x], True)
-    for got, a in ((outs[0], arenas[0]), (outs[2], arenas[2])):
+    for got, a in ((outs[0], arenas[0]), (outs[2], arenas[2]), (walked, w)):
         for n in g.outputs:
             assert got.outputs[n].tobytes() == ref.outputs[n].tobytes() == whole[n].tobytes(), plan.to_json()
         assert got.touched_high_water == ref.touched_high_water
@@ -129,12 +133,21 @@ def test_like_tiles_of_cached_stages_skip_their_walk(modes, grid):
     assert ex.skips[0][0], "no tile skipped its walk: the test would not exercise that path"
 
 
-def test_walks_after_a_skipped_tile_check_its_restored_columns(monkeypatch):
+def _walk_values(monkeypatch: pytest.MonkeyPatch, ex: pe.PlanExecutor, provenance: bool) -> None:
+    """Unless ``provenance``, ``ex`` walks every stage on values (as where a replay does not apply),
+    not once on provenance (its first run, then replays)."""
+    if not provenance:
+        monkeypatch.setattr(ex, "_replayable", lambda *a: None)
+
+
+@pytest.mark.parametrize("provenance", [True, False])
+def test_walks_after_a_skipped_tile_check_its_restored_columns(monkeypatch, provenance):
     """The walk after skipped tiles compares what it slides from their restored regions with the
-    shadow: a restore that leaves stale bytes is a PlanError."""
+    shadow (on provenance: the ids): a restore that leaves stale bytes is a PlanError."""
     g = _chain()
     stage = Stage(0, 5, split_even(10, 5), split_even(10, 5), {k: "cache_w" for k in range(4)})
-    ex = pe.PlanExecutor(g, _plan(g, [stage]))  # the first two runs walk (later ones replay)
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))  # the first run walks (on provenance; later ones replay)
+    _walk_values(monkeypatch, ex, provenance)
     restore = ex._restore
 
     def stale(arena, st_, i, j, kept, shadow):
@@ -165,12 +178,14 @@ def test_walked_tiles_of_shadow_stages_compute_their_own_bytes():
         ex([_input(g)])
 
 
-def test_a_stale_line_buffer_is_caught(monkeypatch):
+@pytest.mark.parametrize("provenance", [True, False])
+def test_a_stale_line_buffer_is_caught(monkeypatch, provenance):
     """The shadow path checks what every tile reads from its cached parts: a line buffer saved for
     the second tile row only (valid but stale bytes from then on) is a PlanError."""
     g = _chain()
     stage = Stage(0, 5, split_even(10, 4), split_even(10, 3), {k: "cache" for k in range(4)})
-    ex = pe.PlanExecutor(g, _plan(g, [stage]))  # the first two runs walk (later ones replay)
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))
+    _walk_values(monkeypatch, ex, provenance)
     save = ex._save_lines
     monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, j, region: save(arena, st_, k, i, j, region)
                         if i == 0 else None)
@@ -186,7 +201,8 @@ def test_like_stream_strips_match_the_column_walk(end, rows):
     assert_batched_same(g, _plan(g, [stage], include_input=False), _input(g))
 
 
-def test_a_wrong_window_slot_is_caught(monkeypatch):
+@pytest.mark.parametrize("provenance", [True, False])
+def test_a_wrong_window_slot_is_caught(monkeypatch, provenance):
     """The batched walk checks what every step reads: a compute step that writes its column one
     slot off is a PlanError (the column-by-column run would compute wrong bytes instead)."""
     g = _chain()
@@ -198,6 +214,7 @@ def test_a_wrong_window_slot_is_caught(monkeypatch):
     bad[k] = (*steps[k][:STEP_DST], steps[k][STEP_DST] - 1, *steps[k][STEP_DST + 1:])
     monkeypatch.setattr(pe, "column_steps", lambda graph, st_: bad)
     ex = pe.PlanExecutor(g, plan)
+    _walk_values(monkeypatch, ex, provenance)
     with pytest.raises(PlanError, match="window buffer"):
         ex([_input(g)])
 
@@ -230,3 +247,40 @@ def _case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
 def test_random_batched_stages_match_the_tile_loop(case):
     graph, x, plan = case
     assert_batched_same(graph, plan, x)
+
+
+def _plan_kinds(path: str) -> dict[str, Plan]:
+    """What ``benchmarks/host_speed.py`` runs: the default plan, the least-peak plan and the least-peak
+    stream plan of the model's front (kinds naming the same plan once)."""
+    from tinypatch import api
+    from tinypatch.planning.plan import STREAM
+
+    result = api.plan(path)
+    front = sorted(result.front.front, key=lambda s: (s.peak, s.macs))
+    stream = [s.plan for s in front if any(STREAM in st_.halo.values() for st_ in s.plan.stages)]
+    kinds: dict[str, Plan] = {}
+    for kind, plan in (("default", result.plan), ("least-peak", front[0].plan), *(("stream", p) for p in stream[:1])):
+        if all(plan.to_dict() != p.to_dict() for p in kinds.values()):
+            kinds[kind] = plan
+    return kinds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hello_world_int8", "mlperf_ic_resnet8_int8", "mlperf_kws_dscnn_int8",
+                                  "mlperf_vww_96_int8", "person_detect", "person_detect_qdimfix", "mcunet_vww",
+                                  "mcunetv2_large"])
+def test_shared_model_plans_match_the_tile_loop(name):
+    """Every plan kind the host-speed benchmark runs, on the shared models: the first run (a walk on
+    provenance, then the stage values computed in batches) and a later one (a replay) give the bytes,
+    arena and high-water mark of the tile loop, and every stage replays."""
+    from conftest import model_path
+
+    from tinypatch import load
+    from tinypatch.runtime.inputs import model_inputs
+
+    path = str(model_path(f"{name}.tflite"))
+    g = load(path)
+    (x,) = model_inputs(g, None)
+    for plan in _plan_kinds(path).values():
+        ex = assert_batched_same(g, plan, x)
+        assert len(ex.replays) == len(plan.stages) and all(r is not None for r in ex.replays.values())

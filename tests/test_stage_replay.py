@@ -1,8 +1,9 @@
-"""Later runs of a plan executor (:mod:`tinypatch.runtime.stage_replay`): the arena effect of the
-second run's walk replayed, every tile's computation checked in batches. Byte-exact against the tile
+"""Runs of a plan executor (:mod:`tinypatch.runtime.stage_replay`): the arena effect of the first
+run's walk on provenance replayed, every tile's computation checked in batches. Byte-exact against the tile
 loop (``batch=False``) in :func:`test_plan_batching.assert_batched_same`, which every batching test
 runs twice; here: that each stage kind does replay, that replays still catch a tile computing other
-bytes (border tiles, whose kernels run on their own windows), and that the growing of padded tiles
+bytes (border tiles, whose kernels run on their own windows), that the walk on provenance catches
+a stale line buffer where values cannot, and a placement overlap, and that the growing of padded tiles
 to a common size keeps each tile's own pixels (kernel locality, hypothesis)."""
 
 from __future__ import annotations
@@ -49,14 +50,13 @@ def test_later_runs_replay_stream_stages():
 
 @pytest.mark.parametrize("kind", ["recompute", "cache"])
 def test_replays_run_padded_tiles_on_their_own_windows(kind):
-    """A later run computes the padded (border) tiles' kernels on their own windows and compares them
-    with the whole image: a kernel that goes wrong on tile calls only (an explicit ``pads``) is a
+    """A replaying run computes the padded (border) tiles' kernels on their own windows and compares
+    them with the whole image: a kernel that goes wrong on tile calls only (an explicit ``pads``) is a
     PlanError, as in the walks."""
     pool, stage = _STAGES[kind]
     g = _chain(pool)
     ex = pe.PlanExecutor(g, _plan(g, [stage]))
-    ex([_input(g)])
-    ex([_input(g)])  # the second run records what the third replays
+    ex([_input(g)])  # the first run records what later runs replay
     assert ex.replays[0] is not None and ex.replays[0][1].groups
     kernel = ex.kernels[0]
 
@@ -74,7 +74,7 @@ def test_a_replay_needs_the_arena_state_it_was_recorded_from(monkeypatch):
     ex = pe.PlanExecutor(g, _plan(g, [_STAGES["cache"][1]]))
     x = _input(g)
     want = ex([x]).outputs
-    ex([x])  # records
+    ex([x])  # the first run recorded, this one replays
     walks = []
     walk = ex._run_stage
     monkeypatch.setattr(ex, "_run_stage", lambda *a: walks.append(1) or walk(*a))
@@ -147,23 +147,42 @@ def test_a_grown_tile_computes_its_own_pixels_from_its_own_window(case):
     assert big[:, out[0] - grown[0]: out[1] - grown[0]].tobytes() == mine.tobytes()
 
 
-def test_the_recording_run_also_walks_on_random_values(monkeypatch):
-    """Later runs do not walk, so the run that records a stage's arena effect (the second) walks it
-    once more on random values: a stale line buffer is caught even where the input is flat (here
-    all zeros: every interior pixel alike, so the stale bytes equal the right ones; the first run's
-    walk, as every run's before replays, does not see it)."""
+def test_the_first_run_walks_on_provenance(monkeypatch):
+    """Later runs do not walk, so the first run walks each stage on provenance (every window a tile reads
+    must hold the ids of the pixels it needs, :meth:`~tinypatch.runtime.plan_executor.PlanExecutor._walk_ids`):
+    a stale line buffer is caught even where the input is flat (here all zeros: every interior pixel
+    alike, so the stale bytes equal the right ones, and a walk on values does not see it)."""
     g = _chain()
-    ex = pe.PlanExecutor(g, _plan(g, [_STAGES["cache"][1]]))
-    save = ex._save_lines
-    monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, j, region: save(arena, st_, k, i, j, region)
-                        if i == 0 else None)
-    walked = []
-    walk = ex._walk_random
-    monkeypatch.setattr(ex, "_walk_random", lambda *a: walked.append(1) or walk(*a))
     flat = np.zeros_like(_input(g))
+
+    def executor(provenance: bool) -> pe.PlanExecutor:
+        ex = pe.PlanExecutor(g, _plan(g, [_STAGES["cache"][1]]))
+        save = ex._save_lines
+        monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, j, region: save(arena, st_, k, i, j, region)
+                            if i == 0 else None)
+        if not provenance:  # every run walks on values
+            monkeypatch.setattr(ex, "_replayable", lambda *a: None)
+        return ex
+
+    ex = executor(False)
     ex([flat])
+    assert ex.shadowed[0], "the value walk does not compare what it reads: the test would show nothing"
+    ex = executor(True)
     with pytest.raises(PlanError, match="reads wrong bytes"):
         ex([flat])
-    assert walked == [1], "the walk on the input caught it: the test would not show what the random walk adds"
+    assert 0 not in ex.replays
     with pytest.raises(PlanError, match="reads wrong bytes"):  # no replay was recorded: it walks (and fails) again
         ex([flat])
+
+
+def test_the_first_run_catches_a_placement_overlap():
+    """A line buffer placed over its cached map's buffer: the first run (a walk on provenance) claims
+    both, as the tile loop does, and fails."""
+    g = _chain()
+    ex = pe.PlanExecutor(g, _plan(g, [_STAGES["cache"][1]]))
+    cached = ex.buffer_of[g.ops[0].outputs[0]]
+    lines = pe.line_buffer_name(g.ops[0].outputs[0])
+    ex.placement.offsets[lines] = ex.placement.offsets[cached]
+    with pytest.raises(PlanError, match="collides"):
+        ex([_input(g)])
+    assert 0 not in ex.replays

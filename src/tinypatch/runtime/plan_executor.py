@@ -7,10 +7,14 @@ activations live in one :class:`~tinypatch.runtime.sim_arena.Arena` at the plann
 and every array read from or written to it is reported to the arena:
 :attr:`PlanRun.touched_high_water` is the highest byte actually touched, measured from the
 bytes, and a read of a freed or never-written byte raises :class:`~tinypatch.errors.PlanError`.
+Batched (the default), a stage is walked so once, on provenance (in an
+:class:`~tinypatch.runtime.sim_arena.IdArena`, no kernel run), and every run replays that walk's
+arena effect and computes the stage's values in batches (:mod:`~tinypatch.runtime.stage_replay`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -42,9 +46,8 @@ from tinypatch.planning.stream import (
     column_steps,
 )
 from tinypatch.planning.tiles import OpSpan, StageTiling
-from tinypatch.runtime import sim_arena
 from tinypatch.runtime.mixed import MixedPrecision
-from tinypatch.runtime.sim_arena import Arena, ArenaEffect
+from tinypatch.runtime.sim_arena import Arena, ArenaEffect, IdArena
 from tinypatch.runtime.stage_replay import TiledChecks
 from tinypatch.runtime.threads import blas_threads
 
@@ -70,9 +73,11 @@ class PlanExecutor:
     make one from) runs tiled stages at per-patch mixed precision; without it every map is int8.
     ``batch=False`` runs every tile (and every stream column) on its own, with its own arena
     accounting: the reference the batched run is tested against (same bytes, same arena figures).
-    Batched, a stage's runs after the second replay the arena effect of its walk (recorded on the
-    second run, which walks it once more on random values) and only compute and check its values
-    (:mod:`~tinypatch.runtime.stage_replay`).
+    Batched, a stage's first run walks it on provenance (:meth:`_walk_ids`: no kernel runs, every
+    window a tile reads must hold the ids of the pixels it needs) to record its arena effect; every
+    run, the first included, replays that effect and computes and checks the stage's values in batches
+    (:mod:`~tinypatch.runtime.stage_replay`). Stages that cannot replay (mixed precision, kernels that
+    do not batch) walk on values every run.
     """
 
     def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None,
@@ -105,10 +110,15 @@ class PlanExecutor:
         self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
-        # stage -> (its arena effect, recorded on its second walk, and what computes its values on
-        # later runs; see :mod:`~tinypatch.runtime.stage_replay`), or None where later runs walk it again
+        # stage -> (its arena effect, recorded by its first run's walk on provenance, and what computes
+        # its values; see :mod:`~tinypatch.runtime.stage_replay`), or None where every run walks it
         self.replays: dict[int, tuple[ArenaEffect, TiledChecks] | None] = {}
-        self.walked: set[int] = set()  # stages walked at least once
+        self._ids: dict[str, np.ndarray] | None = None  # on a walk on provenance: the ids of the stage's tensors
+        self._id_base: dict[str, int] = {}  # activation -> the id of its first byte (ids: see IdArena)
+        base = 0
+        for t in graph.tensors.values():
+            if not t.is_const:
+                self._id_base[t.name], base = base, base + t.nbytes
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -156,20 +166,15 @@ class PlanExecutor:
         while i < len(g.ops):
             if i in self.stage_at:
                 st = self.stage_at[i]
-                replay = self.replays.get(i)
+                if i not in self.replays:  # the first run records (a PlanError leaves later runs recording again)
+                    self.replays[i] = self._replayable(arena, outside, st)
+                replay = self.replays[i]
                 if replay is not None and replay[0].applies(arena):
                     self._replay_stage(arena, outside, st, *replay)
-                else:  # the second walk records (a single run pays nothing for later ones)
-                    before = arena.state() if i in self.walked and i not in self.replays else None
+                else:
                     self._run_stage(arena, outside, st)
                     for k in range(st.stage.start, st.stage.end):
                         self._free(arena, k, st)
-                    self.walked.add(i)
-                    if before is not None:
-                        replay = self._replayable(arena, st, before)
-                        if replay is not None:  # a PlanError here leaves later runs walking (and raising)
-                            self._walk_random(st, before, outside)
-                        self.replays[i] = replay
                 i = st.stage.end
             else:
                 self._run_op(arena, outside, i)
@@ -178,10 +183,11 @@ class PlanExecutor:
         outputs = {name: np.array(arena.read(self._get(arena, outside, name), name)) for name in g.outputs}
         return PlanRun(outputs, arena.touched_high_water, arena.size, arena.alignment)
 
-    def _replayable(self, arena: Arena, st: StageTiling, before: tuple) -> tuple[ArenaEffect, TiledChecks] | None:
-        """Stage ``st`` just ran from arena state ``before``: its recorded effect and what computes its
-        values on later runs, or None where later runs walk it again (mixed precision, a kernel that
-        does not batch, a tile op reading other than its receptive field, an effect on other bytes)."""
+    def _replayable(self, arena: Arena, outside: dict[str, np.ndarray],
+                    st: StageTiling) -> tuple[ArenaEffect, TiledChecks] | None:
+        """Stage ``st``'s arena effect from ``arena``'s state (a walk on provenance, :meth:`_walk_ids`) and
+        what computes its values, or None where every run walks it (mixed precision, a kernel that does
+        not batch, a tile op reading other than its receptive field, an effect on other bytes)."""
         if not self.batch or self.mixed:
             return None
         if not self._shadows(st) or st.stream and self.streams[st.stage.start].rows is None:
@@ -189,28 +195,57 @@ class PlanExecutor:
         values = TiledChecks(self.graph, self.kernels, st)
         if not values.usable:
             return None
+        walked, before = self._walk_ids(arena, outside, st)
         buf = self.buffer_of.get(st.info.output)
-        effect = ArenaEffect(before, arena, (self.placement.offsets[buf], self.graph.tensors[st.info.output].nbytes)
-                             if buf is not None else None)
+        out = (self.placement.offsets[buf], self.graph.tensors[st.info.output].nbytes) if buf is not None else None
+        effect = ArenaEffect(arena, walked, before, out)
         return (effect, values) if effect.replayable else None
 
-    def _walk_random(self, st: StageTiling, before: tuple, outside: dict[str, np.ndarray]) -> None:
-        """Walk stage ``st`` once more, on random values: in a scratch arena in state ``before`` with
-        every valid byte random (int8 stages only). Later runs do not walk it, and what the walk moves
-        through cached parts, line and window buffers is compared with whole-image values: random
-        ones cannot hide a wrong move as an input with flat regions can."""
+    def _walk_ids(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling) -> tuple[IdArena, np.ndarray]:
+        """Walk stage ``st`` on provenance: in an :class:`~tinypatch.runtime.sim_arena.IdArena` made of
+        ``arena`` (the stage inputs' bytes holding their ids), every tile op (stream step) writes the ids
+        of the pixels it computes, runs no kernel, and checks that every window it reads (stage inputs,
+        cached parts, line and window buffers) holds exactly the ids of the pixels it needs: a stronger
+        check than comparing values, which can agree by chance (flat inputs). Returns the walked id
+        arena and its cells before the walk."""
         g = self.graph
-        names = {t for k in st.info.tile_ops for t in g.ops[k].inputs if t and not g.tensors[t].is_const}
-        if any(g.tensors[t].np_dtype != np.int8 for t in names):
-            return
-        memory, valid, live, end = before
-        rng = np.random.default_rng(0)
-        # sim_arena.Arena, not the name Arena: tests swap that to record the runs' own arenas
-        scratch = sim_arena.Arena(self.placement.peak, self.placement.alignment)
-        scratch.restore((np.where(valid, rng.integers(0, 256, memory.size, dtype=np.uint8), memory), valid, live, end))
-        noise = {t: rng.integers(-128, 128, v.shape, dtype=np.int8) if v.dtype == np.int8 else v
-                 for t, v in outside.items()}
-        self._run_stage(scratch, noise, st)
+        names = {t for k in st.info.tile_ops for t in (*g.ops[k].inputs, *g.ops[k].outputs)
+                 if t and not g.tensors[t].is_const} | {st.info.output}
+        ids = {t: self._id_map(t) for t in names}
+        inputs = {t for k in st.info.tile_ops for t in g.ops[k].inputs if t in names and self.producers.get(t) not in
+                  st.info.tile_ops}
+        walked = IdArena.of(arena, [(self.placement.offsets[self.buffer_of[t]], ids[t]) for t in inputs
+                                    if t in self.buffer_of and t not in outside])
+        before = walked.memory.copy()
+        self._ids = ids
+        try:
+            self._run_stage(walked, {t: ids[t] for t in inputs if t in outside}, st)
+            for k in range(st.stage.start, st.stage.end):
+                self._free(walked, k, st)
+        finally:
+            self._ids = None
+        return walked, before
+
+    def _id_map(self, name: str) -> np.ndarray:
+        """The ids of tensor ``name``'s bytes, shaped as an :class:`~tinypatch.runtime.sim_arena.IdArena` sees it."""
+        t = self.graph.tensors[name]
+        base = self._id_base[name]
+        return np.arange(base, base + t.nbytes, dtype=np.int64).reshape(*t.shape[:-1],
+                                                                          t.shape[-1] * t.np_dtype.itemsize)
+
+    def _read(self, arena: Arena, got: np.ndarray, t: str, rows: tuple[int, int], cols: tuple[int, int],
+              st: StageTiling, who: str, *args: object) -> np.ndarray:
+        """Read ``got`` (pixels ``rows`` x ``cols`` of tensor ``t``) from ``arena``; on a walk on provenance
+        it must hold their ids (PlanError naming ``who.format(*args)`` otherwise; ids that match hold no
+        freed byte and need no other check: a read never raises the high-water mark). Returns ``got``."""
+        if self._ids is None:
+            return arena.read(got, t)
+        if not _same(got, self._ids[t][:, rows[0]: rows[1], cols[0]: cols[1]]):
+            arena.read(got, t)  # a freed or never-written byte is named as such
+            raise PlanError(f"patch stage at op {st.stage.start}: {who.format(*args)} reads other bytes than pixels "
+                            f"[{rows[0]}, {rows[1]}) x [{cols[0]}, {cols[1]}) of {t!r} (a cached part, line "
+                            f"or window buffer out of step, or a placement overlap)")
+        return got
 
     def _replay_stage(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, effect: ArenaEffect,
                       values: TiledChecks) -> None:
@@ -250,7 +285,8 @@ class PlanExecutor:
         out_t = g.tensors[st.info.output]
         out_buf = self.buffer_of.get(st.info.output)
         if out_buf is None:
-            outside[st.info.output] = np.zeros(out_t.shape, out_t.np_dtype)
+            outside[st.info.output] = np.zeros(out_t.shape, out_t.np_dtype) if self._ids is None else \
+                np.full(self._ids[st.info.output].shape, IdArena.NOTHING)
         else:
             arena.alloc(out_buf, self.placement.offsets[out_buf], out_t.nbytes)
         full_out = self._get(arena, outside, st.info.output)
@@ -284,20 +320,22 @@ class PlanExecutor:
         stored = self.stored.get(st.stage.start, set()) if batched else set()
         if st.stage.start not in self.shadowed:
             self.shadowed[st.stage.start] = bool(persistent) and self.batch and self._shadows(st)
-        shadow = self._shadow(arena, outside, st) if self.shadowed[st.stage.start] and not self.mixed else None
+        shadowed = self.shadowed[st.stage.start] and not self.mixed
+        # on a walk on provenance the ids are the shadow: every tile checks all it reads
+        shadow = self._ids if self._ids is not None else self._shadow(arena, outside, st) if shadowed else None
         skip: set[tuple[int, int]] = set()
-        if shadow is not None and sums is None:
+        if shadowed and sums is None:
             if st.stage.start not in self.skips:
                 self.skips[st.stage.start] = self._like_tiles(st)
             skip = self._skip_tiles(arena, outside, st, full_out, shadow, *self.skips[st.stage.start])
+        lined = [k for k in st.info.tile_ops if st.line_buffer(k)]
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 if (i, j) in skip:
-                    for k in st.info.tile_ops:  # the rows its walk would keep for the next tile row
-                        if st.line_buffer(k):
-                            sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-                            self._save_lines(arena, st, k, i, j, shadow[g.ops[k].outputs[0]][  # type: ignore[index]
-                                :, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]])
+                    for k in lined:  # the rows its walk would keep for the next tile row
+                        sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                        self._save_lines(arena, st, k, i, j, shadow[g.ops[k].outputs[0]][  # type: ignore[index]
+                            :, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]])
                     continue
                 if j > 0 and (i, j - 1) in skip:  # its predecessor's cached regions, as its walk leaves them
                     self._restore(arena, st, i, j - 1, kept, shadow)  # type: ignore[arg-type]
@@ -330,34 +368,26 @@ class PlanExecutor:
             if st.line_buffer(k):
                 arena.free(line_buffer_name(g.ops[k].outputs[0]))
         if sums is not None:
-            full_out[...] = self.kernels[st.info.reduce].finish(arena.read(sums).astype(np.int64))
+            arena.read(sums)
+            full_out[...] = self.kernels[st.info.reduce].finish(sums.astype(np.int64)) if self._ids is None else \
+                self._ids[st.info.output]
             arena.wrote(full_out)
             arena.free(accumulator_name(st.info.output))
 
-    def _signature(self, st: StageTiling, i: int, j: int) -> tuple | None:
-        """What makes tile (i, j) of a recompute stage batchable with others: per op, its region
-        sizes, paddings, and where it reads (relative to a producer's region inside the stage,
-        or just how much from a full-size tensor). None: it computes only part of a region, or
-        runs an op whose kernel does not batch (gathers, slices: see the operator table) or reads
-        an NCHW input or writes an NCHW output."""
-        g, producers = self.graph, self.producers
-        sig = []
-        for k in st.info.tile_ops:
-            sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-            if sh.out != sh.need or sw.out != sw.need or sh.need[0] >= sh.need[1] or sw.need[0] >= sw.need[1] \
-                    or not op_def(g.ops[k].type).batches or reads_nchw(g, g.ops[k]) or writes_nchw(g, g.ops[k]):
-                return None
-            reads = []
-            for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
-                if rh is None or rw is None:
-                    reads.append(None)
-                elif producers.get(t) in st.h.spans[i]:  # a tile region of this stage
-                    ph, pw = st.h.spans[i][producers[t]].need[0], st.w.spans[j][producers[t]].need[0]
-                    reads.append((rh[0] - ph, rh[1] - ph, rw[0] - pw, rw[1] - pw))
-                else:
-                    reads.append((rh[1] - rh[0], rw[1] - rw[0]))
-            sig.append((sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], sh.pads, sw.pads, tuple(reads)))
-        return tuple(sig)
+    def _signatures(self, st: StageTiling) -> list[list[tuple | None]]:
+        """Per axis, what makes a tile row (column) of a recompute stage batchable with others: per op,
+        its region size, paddings, and where it reads (relative to a producer's region inside the
+        stage, or just how much of a full-size tensor; :func:`_axis_key`). Like tiles are those with
+        the same row and column signatures. None: an op computes only part of its region, or none;
+        every signature is None where an op's kernel does not batch (gathers, slices: see the
+        operator table) or it reads an NCHW input or writes an NCHW output."""
+        g, ops = self.graph, st.info.tile_ops
+        if not all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
+                   for k in ops):
+            return [[None] * len(st.h.spans), [None] * len(st.w.spans)]
+        return [[_axis_key(g, ops, sp, self.producers)
+                 if all(sp[k].out == sp[k].need and sp[k].need[0] < sp[k].need[1] for k in ops) else None
+                 for sp in spans] for spans in (st.h.spans, st.w.spans)]
 
     def _batched(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
                  sums: np.ndarray | None) -> dict[tuple[int, int], dict[str, np.ndarray]]:
@@ -369,17 +399,23 @@ class PlanExecutor:
         groups = self.tile_groups.get(st.stage.start)
         if groups is None:  # the plan's, worked out on the first run
             sigs: dict[tuple, list[tuple[int, int]]] = {}
-            for i in range(st.stage.grid[0]):
-                for j in range(st.stage.grid[1]):
-                    sig = self._signature(st, i, j)
-                    if sig is not None:
-                        sigs.setdefault(sig, []).append((i, j))
+            rows, cols = self._signatures(st)
+            for i, row in enumerate(rows):
+                for j, col in enumerate(cols):
+                    if row is not None and col is not None:
+                        sigs.setdefault((row, col), []).append((i, j))
             groups = self.tile_groups[st.stage.start] = [t for t in sigs.values() if len(t) > 1]
             self.stored[st.stage.start] = {t for tiles in groups for t in tiles[1:]}
             self.like_windows[st.stage.start] = [self._like_windows(st, tiles[1:]) for tiles in groups]
         out: dict[tuple[int, int], dict[str, np.ndarray]] = {}
         for tiles, (reads, outs) in zip(groups, self.like_windows[st.stage.start]):
-            values = self._run_batch(arena, outside, st, tiles)
+            if self._ids is not None:  # on provenance: the first tile's ids (the others' are written as windows)
+                i, j = tiles[0]
+                values = {name: self._ids[name][:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
+                          for name, sh, sw in ((self.graph.ops[k].outputs[0], st.h.spans[i][k], st.w.spans[j][k])
+                                               for k in st.info.tile_ops)}
+            else:
+                values = self._run_batch(arena, outside, st, tiles)
             out[tiles[0]] = {name: v[:1] for name, v in values.items()}
             self._store_like(arena, outside, st, tiles[1:], values, reads, outs, full_out, sums)
         return out
@@ -407,20 +443,21 @@ class PlanExecutor:
         merged windows (the same bytes); their tile buffers are left to the group's first tile
         (:meth:`_batched`). Their sums (stages ending in an average) are added in one go: int32
         additions wrap, so the order does not matter."""
-        for t, windows in reads:
-            full = self._get(arena, outside, t)
-            for r0, r1, c0, c1 in windows:
-                arena.read(full[:, r0:r1, c0:c1], t)
+        self._read_windows(arena, outside, st, reads, "a batch of like tiles")
         name = st.info.output
         if name in values:
             last = st.info.tile_ops[-1]
-            for n, (i, j) in enumerate(tiles, 1):
-                sh, sw = st.h.spans[i][last], st.w.spans[j][last]
-                full_out[:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]] = values[name][n: n + 1]
+            if self._ids is None:
+                for n, (i, j) in enumerate(tiles, 1):
+                    sh, sw = st.h.spans[i][last], st.w.spans[j][last]
+                    full_out[:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]] = values[name][n: n + 1]
             for r0, r1, c0, c1 in outs:
+                if self._ids is not None:  # on provenance: the ids of the pixels these tiles compute
+                    full_out[:, r0:r1, c0:c1] = self._ids[name][:, r0:r1, c0:c1]
                 arena.wrote(full_out[:, r0:r1, c0:c1])
         if sums is not None:
-            sums += values[st.info.tiled][1:].sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+            if self._ids is None:
+                sums += values[st.info.tiled][1:].sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
             arena.read(sums)
 
     def _run_batch(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling,
@@ -468,9 +505,10 @@ class PlanExecutor:
                     continue
                 if t in held:
                     arr, r0, c0 = held[t]
-                    arena.read(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0], t)
+                    got = arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0]
                 else:
-                    arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
+                    got = self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]]
+                self._read(arena, got, t, rh, rw, st, "tile ({}, {}) of op {}", i, j, k)
             region[...] = values[name]
             arena.wrote(region)
             self._end_op(arena, k, name, region, st, sums, tile_bufs)
@@ -518,17 +556,18 @@ class PlanExecutor:
         reads: dict[str, list[tuple[int, int, int, int]]] = {}
         outs: list[tuple[int, int, int, int]] = []
         last = st.info.tile_ops[-1]
+        full = [(k, n, t) for k in st.info.tile_ops for n, t in enumerate(g.ops[k].inputs)
+                if t and producers.get(t) not in inside and not g.tensors[t].is_const]  # reads of full-size tensors
         for i, rk in enumerate(rows):
             for j, ck in enumerate(cols):
                 if (rk, ck) not in seen:
                     seen.add((rk, ck))
                     continue
                 skip.add((i, j))
-                for k in st.info.tile_ops:
-                    sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-                    for t, rh, rw in zip(g.ops[k].inputs, sh.reads, sw.reads):
-                        if rh is not None and rw is not None and producers.get(t) not in inside:
-                            reads.setdefault(t, []).append((*rh, *rw))
+                for k, n, t in full:
+                    rh, rw = st.h.spans[i][k].reads[n], st.w.spans[j][k].reads[n]
+                    if rh is not None and rw is not None:
+                        reads.setdefault(t, []).append((*rh, *rw))
                 sh, sw = st.h.spans[i][last], st.w.spans[j][last]
                 outs.append((*sh.out, *sw.out))
         return skip, [(t, _merge(w)) for t, w in reads.items()], _merge(outs)
@@ -538,15 +577,21 @@ class PlanExecutor:
                     outs: list) -> set[tuple[int, int]]:
         """Record the skipped tiles' reads of full-size tensors and write their pieces of the stage output
         from ``shadow`` (both as merged windows: the same bytes). Returns ``skip``."""
-        for t, windows in reads:
-            full = self._get(arena, outside, t)
-            for r0, r1, c0, c1 in windows:
-                arena.read(full[:, r0:r1, c0:c1], t)
+        self._read_windows(arena, outside, st, reads, "a tile that skips its walk")
         for r0, r1, c0, c1 in outs:
             dst = full_out[:, r0:r1, c0:c1]
             dst[...] = shadow[st.info.output][:, r0:r1, c0:c1]
             arena.wrote(dst)
         return skip
+
+    def _read_windows(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, reads: list,
+                      who: str) -> None:
+        """Record reads of full-size tensors' windows ``reads`` ((tensor, windows r0, r1, c0, c1) pairs),
+        checked on provenance (:meth:`_read`)."""
+        for t, windows in reads:
+            full = self._get(arena, outside, t)
+            for r0, r1, c0, c1 in windows:
+                self._read(arena, full[:, r0:r1, c0:c1], t, (r0, r1), (c0, c1), st, who)
 
     def _restore(self, arena: Arena, st: StageTiling, i: int, j: int, kept: dict[str, tuple[np.ndarray, int, int]],
                  shadow: dict[str, np.ndarray]) -> None:
@@ -581,7 +626,9 @@ class PlanExecutor:
         """After op k wrote ``region`` of tile buffer ``name``: add it to an accumulated average's
         sums (then free it), and free the tile buffers that die at op k."""
         if sums is not None and name == st.info.tiled:
-            sums += arena.read(region, name).sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+            arena.read(region, name)
+            if self._ids is None:
+                sums += region.sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
             arena.read(sums)
             arena.free(self.buffer_of[name])
         for buf in self.ends.get(k, []):
@@ -605,22 +652,29 @@ class PlanExecutor:
                 args.append(g.tensors[t].data if t else None)
             elif t in held:
                 arr, r0, c0 = held[t]
-                got = arena.read(arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0], t)
+                got = arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0]
+                if shadow is None or self._ids is None:  # on provenance the ids say it (see _read)
+                    arena.read(got, t)
                 if shadow is not None and not _same(got, shadow[t][:, rh[0]: rh[1], rw[0]: rw[1]]):
+                    arena.read(got, t)  # a freed or never-written byte is named as such
                     raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} reads wrong "
                                     f"bytes of {t!r} (a cached part or line buffer out of step)")
                 args.append(got)
             elif nchw_in:
                 args.append(arena.read(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]], t))
             else:
-                piece = arena.read(self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t)
+                piece = self._read(arena, self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]], t, rh, rw, st,
+                                   "tile ({}, {}) of op {}", i, j, k)
                 args.append(self.mixed.read(t, piece) if self.mixed else piece)
-        if gather:  # resizes, transpose conv: the kernel computes the window itself
+        if self._ids is not None:  # on provenance: no kernel, the tile's pixels' ids
+            value = self._ids[op.outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]
+        elif gather:  # resizes, transpose conv: the kernel computes the window itself
             p = next(p for p, r in enumerate(sh.reads) if r is not None)
             value = self.kernels[k].window(args[p], (sh.reads[p][0], sw.reads[p][0]), (sh.out, sw.out))
         else:
             value = self.kernels[k](args, (*sh.pads, *sw.pads))[0]
-        if shadow is not None and not _same(value, shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]):
+        if shadow is not None and self._ids is None and \
+                not _same(value, shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]):
             raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} computes other bytes "
                             f"than the whole image from its window (a region or padding out of step)")
         if nchw_out:  # the NCHW tile goes into the output's NHWC view
@@ -629,7 +683,8 @@ class PlanExecutor:
             value = self.mixed.wrote(k, value, op.outputs[0] == st.info.output)
         fresh = region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:]
         fresh[...] = value
-        arena.wrote(fresh)
+        if self._ids is None:  # on provenance the ids written say so (IdArena.wrote)
+            arena.wrote(fresh)
 
     def _region(self, arena: Arena, st: StageTiling, k: int, i: int, j: int,
                 kept: dict[str, tuple[np.ndarray, int, int]]) -> np.ndarray:
@@ -639,7 +694,7 @@ class PlanExecutor:
         shape = (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], t.shape[3])
         buf = self.buffer_of[t.name]
         if not st.cached(k):
-            arena.alloc(buf, self.placement.offsets[buf], int(np.prod(shape)) * t.np_dtype.itemsize)
+            arena.alloc(buf, self.placement.offsets[buf], math.prod(shape) * t.np_dtype.itemsize)
             return arena.view(buf, shape, t.np_dtype)
         old = kept.get(t.name)
         region = arena.view(buf, shape, t.np_dtype)
@@ -787,7 +842,7 @@ class _Stream:
             self.arena.alloc(buf, ex.placement.offsets[buf], ex.placement.sizes[buf])
         groups = self.groups
         batch = {s: (group, n) for group, strips in enumerate(groups.values()) for n, s in enumerate(strips)}
-        values: dict[int, dict[str, np.ndarray]] = {}  # group -> its op outputs
+        values: dict[int, dict[str, np.ndarray] | None] = {}  # group -> its op outputs (on provenance: None)
         walked = False
         for s, spans in enumerate(st.h.spans):
             if s not in batch:
@@ -805,7 +860,10 @@ class _Stream:
                     self.touch(spans)
                 sh = spans[st.info.tile_ops[-1]]
                 dst = self.full_out[:, sh.out[0]: sh.out[1]]
-                dst[...] = values[group][g.ops[st.info.tile_ops[-1]].outputs[0]][n: n + 1]
+                name, got = g.ops[st.info.tile_ops[-1]].outputs[0], values[group]
+                # on provenance: the ids of the pixels the strip computes
+                dst[...] = got[name][n: n + 1] if got is not None else self.ex._ids[name][  # type: ignore[index]
+                    :, sh.out[0]: sh.out[1]]
                 self.arena.wrote(dst)
 
     def touch(self, spans: dict[int, OpSpan]) -> None:
@@ -821,10 +879,22 @@ class _Stream:
             for a, b in self.slots[t.name]:
                 self.arena.wrote(view[:, :, a:b])
 
-    def compute_rows(self, strips: list[int]) -> dict[str, np.ndarray]:
-        """Every op's whole row of columns for ``strips`` (like strips), stacked along the batch axis."""
-        g, st, rows = self.ex.graph, self.st, self.rows
+    def compute_rows(self, strips: list[int]) -> dict[str, np.ndarray] | None:
+        """Every op's whole row of columns for ``strips`` (like strips), stacked along the batch axis. On
+        provenance only their reads of full-size tensors, checked (None: the values are the ids)."""
+        g, st, rows, ids = self.ex.graph, self.st, self.rows, self.ex._ids
         assert rows is not None
+        if ids is not None:
+            for k in st.info.tile_ops:
+                lo, hi = rows[k][1:3]
+                for n, t in enumerate(g.ops[k].inputs):
+                    if t and not g.tensors[t].is_const and t not in st.rings and st.h.spans[strips[0]][k].reads[n]:
+                        full = self.ex._get(self.arena, self.outside, t)
+                        for s in strips:
+                            a = st.h.spans[s][k].reads[n]
+                            self.ex._read(self.arena, full[:, a[0]: a[1], lo:hi], t, a, (lo, hi), st,
+                                          "strip {} of op {}", s, k)
+            return None
         values: dict[str, np.ndarray] = {}
         for k in st.info.tile_ops:
             op = g.ops[k]
@@ -870,7 +940,7 @@ class _Stream:
                 values: dict[str, np.ndarray] | None, n: int, col: int) -> None:
         """A compute step: op k's column ``step[STEP_DST]`` over the strip's rows (its ``col``-th
         column, taken from ``values`` when given)."""
-        g = self.ex.graph
+        g, ids = self.ex.graph, self.ex._ids
         op = g.ops[k]
         sh = spans[k]
         lo, hi = step[STEP_LO], step[STEP_HI]
@@ -881,25 +951,35 @@ class _Stream:
             elif t in views:  # a window buffer holds the consumer's columns from its column 0
                 p = self.producers[t]
                 r0 = spans[p].need[0]
-                got = self.arena.read(views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo], t)
-                if values is not None:
+                got = views[t][:, rh[0] - r0: rh[1] - r0, : hi - lo]
+                if ids is None:  # on provenance the ids say it (see PlanExecutor._read)
+                    self.arena.read(got, t)
+                if ids is not None or values is not None:
                     c0 = self.rows[p][0]  # type: ignore[index]
-                    if not _same(got[0], values[t][n, rh[0] - r0: rh[1] - r0, lo - c0: hi - c0]):
+                    want = ids[t][0, rh[0]: rh[1], lo:hi] if ids is not None else \
+                        values[t][n, rh[0] - r0: rh[1] - r0, lo - c0: hi - c0]  # type: ignore[index]
+                    if not _same(got[0], want):
+                        self.arena.read(got, t)  # a freed or never-written byte is named as such
                         raise PlanError(f"stream stage: the window buffer of {t!r} does not hold columns "
                                         f"[{lo}, {hi}) when op {k} reads them")
                 args.append(got)
             else:
-                args.append(self.arena.read(self.ex._get(self.arena, self.outside, t)[:, rh[0]: rh[1], lo:hi], t))
+                args.append(self.ex._read(self.arena, self.ex._get(self.arena, self.outside, t)[:, rh[0]: rh[1], lo:hi],
+                                          t, rh, (lo, hi), self.st, "stream op {}", k))
         name = op.outputs[0]
         if values is not None:
             value = values[name][n: n + 1, :, col: col + 1]
+        elif ids is not None:  # on provenance: no kernel, the column's pixels' ids
+            c = self.rows[k][0] + col  # type: ignore[index]
+            value = ids[name][:, sh.out[0]: sh.out[1], c: c + 1]
         else:
             m = self.window[k]  # one output column reads before + (hi - lo) + after = the window's extent
             wpads = (step[STEP_PAD], m.extent - step[STEP_PAD] - (hi - lo)) if m is not None else (0, 0)
             value = self.ex.kernels[k](args, (*sh.pads, *wpads))[0]
         dst = views[name] if name in views else self.full_out[:, sh.out[0]: sh.out[1]]
         dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
-        self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
+        if ids is None:  # on provenance the ids written say so (IdArena.wrote)
+            self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -8,6 +8,10 @@ between a write and the free of its buffer (freed bytes are poisoned), so a read
 or never-written byte raises, and :attr:`Arena.touched_high_water` is one past the highest
 byte actually read or written, measured from the bytes, not from the planner's offsets.
 Claims are rounded up to the arena's alignment, as a C arena reserves aligned slots.
+
+:class:`IdArena` is the same arena holding provenance (which tensor byte each byte holds) instead
+of values; :class:`ArenaEffect` records what a walk on it did (claims, validity, high-water mark),
+to apply to a run's arena without walking.
 """
 
 from __future__ import annotations
@@ -63,7 +67,11 @@ class Arena:
         count = math.prod(shape) * np.dtype(dtype).itemsize
         if count > nbytes:
             raise PlanError(f"buffer {name!r} holds {nbytes} bytes, {count} requested")
-        return self.memory[offset: offset + count].view(dtype).reshape(shape)
+        return self._shaped(self.memory[offset: offset + count], shape, np.dtype(dtype))
+
+    def _shaped(self, cells: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """``cells`` seen as an array of ``shape`` and ``dtype``."""
+        return cells.view(dtype).reshape(shape)
 
     def _bytes(self, arr: np.ndarray) -> tuple[np.ndarray, int] | None:
         """:attr:`valid` seen at the bytes ``arr`` covers, and one past ``arr``'s last byte (None:
@@ -93,15 +101,6 @@ class Arena:
         self._end = max(self._end, got[1])
         return arr
 
-    def state(self) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int]:
-        """A copy of everything the arena holds: (memory, valid, live buffers, touched end)."""
-        return self.memory.copy(), self.valid.copy(), dict(self.live), self._end
-
-    def restore(self, state: tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int]) -> None:
-        """Put the arena in ``state`` (as :meth:`state` returns it)."""
-        memory, valid, live, end = state
-        self.memory[...], self.valid[...], self.live, self._end = memory, valid, dict(live), end
-
     def wrote(self, arr: np.ndarray) -> None:
         """Record that every byte of ``arr`` (a view into the arena) now holds a value."""
         got = self._bytes(arr)
@@ -110,24 +109,94 @@ class Arena:
             self._end = max(self._end, got[1])
 
 
+class IdArena(Arena):
+    """An arena of provenance: each cell says which byte the arena byte holds (a tensor byte's id,
+    :data:`FOREIGN` for a byte written before whose provenance is not followed) or that it holds none
+    (:data:`NOTHING`: never written; :data:`FREED`: written, then freed) instead of its value. An
+    array of ``shape`` and ``dtype`` is seen as its bytes' cells, ``shape`` with the last axis times
+    the item size (channels last: a window of pixels is a window of cells). Claims and frees are
+    checked as in :class:`Arena`; a byte is valid where its cell holds a byte (:attr:`valid`), a
+    read of any other raises, and the touched high-water mark is one past the last cell ever
+    written (a read never raises it: every valid byte was written, and no cell written goes back
+    to :data:`NOTHING`)."""
+
+    NOTHING = -1
+    FREED = -2
+    FOREIGN = 1 << 62  # above every id: a cell holds a byte where it is not negative
+
+    def __init__(self, size: int, alignment: int = 16) -> None:
+        self.size = size
+        self.alignment = alignment
+        self.memory = np.full(size, self.NOTHING, np.int64)
+        self.live: dict[str, tuple[int, int]] = {}
+        self._end_before = 0
+        self._base = self.memory.__array_interface__["data"][0]
+
+    @classmethod
+    def of(cls, arena: Arena, placed: list[tuple[int, np.ndarray]]) -> IdArena:
+        """``arena``'s claims, validity and high-water mark, its valid bytes :data:`FOREIGN` but where
+        ``placed`` (offset, ids) puts the ids of a tensor's bytes (where those bytes are valid)."""
+        a = cls(arena.size, arena.alignment)
+        a.live, a._end_before = dict(arena.live), arena._end
+        a.memory[arena.valid] = cls.FOREIGN
+        for offset, ids in placed:
+            cells = a.memory[offset: offset + ids.size]
+            np.copyto(cells, ids.reshape(-1), where=arena.valid[offset: offset + ids.size])
+        return a
+
+    @property
+    def valid(self) -> np.ndarray:  # type: ignore[override]
+        """Which bytes hold a value (written and not freed since)."""
+        return self.memory >= 0
+
+    @property
+    def touched_high_water(self) -> int:
+        written = np.flatnonzero(self.memory != self.NOTHING)  # every byte written holds a byte, or FREED
+        return max(self._end_before, int(written[-1]) + 1 if written.size else 0)
+
+    def _shaped(self, cells: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return cells.reshape(*shape[:-1], shape[-1] * dtype.itemsize) if shape else cells
+
+    def free(self, name: str) -> None:
+        span = self.live.pop(name, None)
+        if span is not None:
+            cells = self.memory[span[0]: span[0] + span[1]]
+            np.copyto(cells, self.FREED, where=cells != self.NOTHING)
+
+    def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
+        if (arr < 0).any():  # an id map (outside the arena) holds no negative id
+            start = (arr.ctypes.data - self._base) // self.memory.itemsize
+            raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
+        return arr
+
+    def wrote(self, arr: np.ndarray) -> None:
+        """Record that every byte of ``arr`` holds a value: cells that hold none (bytes recorded as
+        written, not walked) are :data:`FOREIGN` from now on. (Cells written with ids say so
+        themselves: a walk need not record them.)"""
+        np.copyto(arr, self.FOREIGN, where=arr < 0)
+
+
 class ArenaEffect:
-    """What a stretch of a run did to an arena whose every claim, read, write and free depends on the
-    plan only (not on the values): recorded once from ``before`` (:meth:`Arena.state`) and the arena
-    after it, applied to a later run's arena found in the same state before (:meth:`applies`).
+    """What a stretch of a run does to an arena whose every claim, read, write and free depends on the
+    plan only (not on the values): recorded once from a walk of the stretch on provenance (an
+    :class:`IdArena` made of the run's arena before it), applied to a run's arena found in the same
+    state before (:meth:`applies`).
 
-    The stretch may change the bytes of ``out`` (offset, size: the values the later run writes itself)
-    and poison the bytes it frees (every byte not valid after it holds :data:`POISON`, whatever the
-    values); :attr:`replayable` is False when it left any other byte changed."""
+    The stretch may change the bytes of ``out`` (offset, size: the values the run writes itself) and
+    poison the bytes it frees (every byte not valid after it holds :data:`POISON`, whatever the
+    values); :attr:`replayable` is False when it left any other valid byte holding another byte
+    than before."""
 
-    def __init__(self, before: tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]], int], arena: Arena,
-                 out: tuple[int, int] | None) -> None:
-        memory, self.valid_before, self.live_before, self.end_before = before
-        self.invalid = ~arena.valid
-        other = (arena.memory != memory) & arena.valid
+    def __init__(self, arena: Arena, walked: IdArena, before: np.ndarray, out: tuple[int, int] | None) -> None:
+        """``arena``: the run's arena before the stretch; ``walked``: the id arena made of it, whose
+        cells were ``before``, after the walk."""
+        self.valid_before, self.live_before, self.end_before = arena.valid.copy(), dict(arena.live), arena._end
+        self.valid, self.live, self.end = walked.valid, dict(walked.live), walked.touched_high_water
+        self.invalid = ~self.valid
+        other = (walked.memory != before) & self.valid
         if out is not None:
             other[out[0]: out[0] + out[1]] = False
-        self.replayable = not other.any() and bool((arena.memory[self.invalid] == POISON).all())
-        self.valid, self.live, self.end = arena.valid.copy(), dict(arena.live), arena._end
+        self.replayable = not other.any()
 
     def applies(self, arena: Arena) -> bool:
         """Is ``arena`` in the recorded state before the stretch (so the stretch does the same to it)?"""

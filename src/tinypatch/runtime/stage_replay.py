@@ -1,12 +1,15 @@
-"""Fast repeat runs of a patch stage by the plan executor: the arena effect replayed, the tiles'
+"""Fast runs of a patch stage by the plan executor: the arena effect replayed, the tiles'
 computations checked in batches.
 
 What a stage does to the simulated arena (the bytes it claims, writes, reads and frees, the
-high-water mark) depends on the plan, never on the input values. The executor's first two runs
-of a stage walk its tiles with every check (:class:`~tinypatch.runtime.plan_executor.PlanExecutor`);
-the second records that effect (:class:`~tinypatch.runtime.sim_arena.ArenaEffect`) and walks the
-stage once more on random values; a later run that finds the arena in the recorded state before
-the stage applies it and computes the values here:
+high-water mark) depends on the plan, never on the input values. The executor's first run of a
+stage walks its tiles on provenance
+(:meth:`~tinypatch.runtime.plan_executor.PlanExecutor._walk_ids`, in an
+:class:`~tinypatch.runtime.sim_arena.IdArena`): no kernel runs, each tile op writes the ids of the
+pixels it computes and every window it reads must hold exactly the ids of the pixels it needs,
+with every arena check. That records the effect (:class:`~tinypatch.runtime.sim_arena.ArenaEffect`);
+every run that finds the arena in the recorded state before the stage (the first included) applies
+it and computes the values here:
 
 * a tiled stage (:class:`TiledChecks`): every op once on the whole image (the shadow), and every
   tile's computation of every op checked. Every tile op reads exactly the receptive field of the
@@ -19,11 +22,11 @@ the stage applies it and computes the values here:
   in one batched call per op and paddings (:class:`TiledChecks`), compared byte for byte with
   the whole-image values.
   A stream stage is checked so too, its strips computing whole rows (its columns' walk through
-  the window buffers is what the walks check).
+  the window buffers is what the walk on provenance checks).
 
-What the walks check, a later run does not redo: the cached parts, line buffers and window
-buffers the walk reads (compared there with whole-image values: on the first two runs' inputs
-and on random values) and the arena's checks.
+What the walk on provenance checks, a replay does not redo: the cached parts, line buffers and
+window buffers every tile reads (their ids: stronger than comparing values, which can agree by
+chance where the input is flat) and the arena's checks.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from tinypatch.analysis.regions import AxisMap, Interval
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps
-
 
 
 class _Group:
@@ -107,36 +109,51 @@ class TiledChecks:
         odd: dict[tuple, list[tuple[int, int, Interval, Interval]]] = {}  # tile ops read otherwise: as they are
         seen: set[tuple] = set()
         self.usable = True
-        for i, rows in enumerate(st.h.spans):
-            for j, cols in enumerate(self.cols):
-                for k in ops:
-                    sh, sw = rows[k], cols[k]
-                    if sh.out[0] >= sh.out[1] or sw.out[0] >= sw.out[1]:
-                        continue
-                    exact = _exact(maps[0][k], sh) and _exact(maps[1][k], sw)
-                    if exact and _whole_like(maps[0][k], sh) and _whole_like(maps[1][k], sw):
-                        continue  # its whole-image values are its own (see the module docstring)
-                    if exact:
-                        like = (k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads)
-                        if like not in seen:  # the first of its like tile ops computes for them all
-                            seen.add(like)
-                            padded.setdefault((k, sh.pads, sw.pads), []).append((i, j, sh, sw))
-                    else:
-                        self.usable = self.usable and bool(any(sh.pads) or any(sw.pads))
-                        sizes = tuple(None if rh is None else (rh[1] - rh[0], rw[1] - rw[0])
-                                      for rh, rw in zip(sh.reads, sw.reads))
-                        odd.setdefault((k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads, sizes),
-                                       []).append((i, j, sh.out, sw.out))
+        # per axis, tile row (column) and op: (computes any pixel, reads exactly, reads as the whole image)
+        kinds = [[{k: (some, some and _exact(maps[a][k], sp[k]), some and _whole_like(maps[a][k], sp[k]))
+                   for k in ops for some in (sp[k].out[0] < sp[k].out[1],)} for sp in spans]
+                 for a, spans in enumerate((st.h.spans, self.cols))]
+        # in tile order, the tile ops computing pixels but those exact and read as the whole image along
+        # both axes (their whole-image values are their own, see the module docstring)
+        todo = []
+        for k in ops:
+            cols = [j for j, kind in enumerate(kinds[1]) if kind[k][0]]
+            odd_cols = [j for j in cols if not (kinds[1][j][k][1] and kinds[1][j][k][2])]
+            for i, kind in enumerate(kinds[0]):
+                if kind[k][0]:
+                    todo.extend((i, j, k) for j in (odd_cols if kind[k][1] and kind[k][2] else cols))
+        for i, j, k in sorted(todo):
+            sh, sw = st.h.spans[i][k], self.cols[j][k]
+            exact = kinds[0][i][k][1] and kinds[1][j][k][1]
+            if exact:
+                like = (k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads)
+                if like not in seen:  # the first of its like tile ops computes for them all
+                    seen.add(like)
+                    padded.setdefault((k, sh.pads, sw.pads), []).append((i, j, sh, sw))
+            else:
+                self.usable = self.usable and bool(any(sh.pads) or any(sw.pads))
+                sizes = tuple(None if rh is None else (rh[1] - rh[0], rw[1] - rw[0])
+                              for rh, rw in zip(sh.reads, sw.reads))
+                odd.setdefault((k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads, sizes),
+                               []).append((i, j, sh.out, sw.out))
+        windows: dict[tuple, set[tuple[Interval, Interval]]] = {}  # per group: the windows it computes
         for (k, ph, pw), tiles in padded.items():
             size_h = max(sh.out[1] - sh.out[0] for _, _, sh, _ in tiles)
             size_w = max(sw.out[1] - sw.out[0] for _, _, _, sw in tiles)
+            grown_h: dict[int, Interval | None] = {}  # tile row -> its grown rows (a row's tiles share them)
+            grown_w: dict[int, Interval | None] = {}
             for i, j, sh, sw in tiles:
-                oh, ow = _widen(maps[0][k], sh, size_h), _widen(maps[1][k], sw, size_w)
+                if i not in grown_h:
+                    grown_h[i] = _widen(maps[0][k], sh, size_h)
+                if j not in grown_w:
+                    grown_w[j] = _widen(maps[1][k], sw, size_w)
+                oh, ow = grown_h[i], grown_w[j]
                 if oh is None or ow is None:
                     oh, ow = sh.out, sw.out
-                group = odd.setdefault((k, oh[1] - oh[0], ow[1] - ow[0], ph, pw, None), [])
-                if all(t[2:] != (oh, ow) for t in group):  # tiles grown to the same window: computed once
-                    group.append((i, j, oh, ow))
+                key = (k, oh[1] - oh[0], ow[1] - ow[0], ph, pw, None)
+                if (oh, ow) not in windows.setdefault(key, set()):  # tiles grown to the same window: computed once
+                    windows[key].add((oh, ow))
+                    odd.setdefault(key, []).append((i, j, oh, ow))
         self.groups = [self._group(k, maps, (*ph, *pw), tiles) for (k, _, _, ph, pw, _), tiles in odd.items()]
         if st.info.reduce is not None:  # the sums add every pixel of the tiled map once
             last = ops[-1]
