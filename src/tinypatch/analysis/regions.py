@@ -80,14 +80,15 @@ class AxisMap:
         n = self.in_size
         lo = a * self.stride - self.pad
         hi = (b - 1) * self.stride - self.pad + (self.kernel - 1) * self.dilation + 1  # + extent
-        # (conditional expressions: the min/max of the formulas, which planning calls very often)
-        start = n if lo > n else lo if lo > 0 else 0  # min(max(lo, 0), n)
-        stop = hi if hi < n else n  # max(min(hi, n), start)
-        stop = stop if stop > start else start
+        # conditional expressions for the min/max of the formulas (4x faster; planning and every run's
+        # checks call this very often)
+        start = n if lo > n else lo if lo > 0 else 0  # noqa: FURB136  min(max(lo, 0), n)
+        stop = hi if hi < n else n  # noqa: FURB136
+        stop = stop if stop > start else start  # noqa: FURB136  max(min(hi, n), start)
         # a window entirely outside the map (a tile inside a PAD border) reads nothing: all padding
-        before = (hi if hi < 0 else 0) - lo  # max(0, min(hi, 0) - lo)
-        after = hi - (lo if lo > n else n)  # max(0, hi - max(lo, n))
-        return (start, stop), before if before > 0 else 0, after if after > 0 else 0
+        before = (hi if hi < 0 else 0) - lo  # noqa: FURB136  max(0, min(hi, 0) - lo)
+        after = hi - (lo if lo > n else n)  # noqa: FURB136  max(0, hi - max(lo, n))
+        return (start, stop), before if before > 0 else 0, after if after > 0 else 0  # noqa: FURB136
 
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
