@@ -3,7 +3,8 @@ run's walk on provenance replayed, every tile's computation checked in batches. 
 loop (``batch=False``) in :func:`test_plan_batching.assert_batched_same`, which every batching test
 runs twice; here: that each stage kind does replay, that replays still catch a tile computing other
 bytes (border tiles, whose kernels run on their own windows), that the walk on provenance catches
-a stale line buffer where values cannot, and a placement overlap, and that the growing of padded tiles
+a stale line buffer where values cannot, and a placement overlap, that the tiles a walk skips read and
+write their own windows, and that the growing of padded tiles
 to a common size keeps each tile's own pixels (kernel locality, hypothesis)."""
 
 from __future__ import annotations
@@ -84,6 +85,31 @@ def test_a_replay_needs_the_arena_state_it_was_recorded_from(monkeypatch):
     got = ex([x]).outputs
     assert walks == [1]
     assert all(got[n].tobytes() == want[n].tobytes() for n in g.outputs)
+
+
+@pytest.mark.parametrize("halo", ["cache", "cache_w"])
+def test_skipped_tiles_read_and_write_their_own_windows(halo):
+    """The tiles a cached stage's walk skips (``_like_tiles``: their keys interned, their windows
+    gathered per tile row and merged) read exactly the pixels of full-size tensors and write exactly
+    the stage-output pixels that those tiles' own spans name, one by one."""
+    g = _chain()
+    ex = pe.PlanExecutor(g, _plan(g, [Stage(0, 5, split_even(10, 5), split_even(10, 5), {k: halo for k in range(4)})]))
+    st = ex.stage_at[0]
+    skip, reads, outs = ex._like_tiles(st)
+    assert skip, "no tile skips its walk: the test would not exercise the skipped tiles"
+
+    def pixels(windows):
+        return {(r, c) for r0, r1, c0, c1 in windows for r in range(r0, r1) for c in range(c0, c1)}
+    want: dict[str, set] = {}
+    for i, j in skip:
+        for k in st.info.tile_ops:
+            for n, t in enumerate(g.ops[k].inputs):
+                rh, rw = st.h.spans[i][k].reads[n], st.w.spans[j][k].reads[n]
+                if rh is not None and rw is not None and ex.producers.get(t) not in st.info.tile_ops:
+                    want.setdefault(t, set()).update(pixels([(*rh, *rw)]))
+    assert {t: pixels(w) for t, w in reads} == want
+    last = st.info.tile_ops[-1]
+    assert pixels(outs) == pixels([(*st.h.spans[i][last].out, *st.w.spans[j][last].out) for i, j in skip])
 
 
 def test_exact_windows():
