@@ -4,8 +4,8 @@ loop (``batch=False``) in :func:`test_plan_batching.assert_batched_same`, which 
 runs twice; here: that each stage kind does replay, that replays still catch a tile computing other
 bytes (border tiles, whose kernels run on their own windows), that the walk on provenance catches
 a stale line buffer where values cannot, and a placement overlap, that the tiles a walk skips read and
-write their own windows, and that the growing of padded tiles
-to a common size keeps each tile's own pixels (kernel locality, hypothesis)."""
+write their own windows, and that the growing of padded tiles to a common size keeps each tile's own
+pixels (kernel locality, hypothesis)."""
 
 from __future__ import annotations
 
