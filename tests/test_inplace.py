@@ -125,6 +125,41 @@ def test_anchored_lower_bound_counts_shared_bytes_once():
     assert lower_bound(bufs, 16, {"out": ("in", 20)}) == 192  # 160 + the shift rounded to 32
 
 
+@settings(max_examples=60, **SETTINGS)
+@given(st.data())
+def test_group_placer_and_profile_agree_with_plain_computations(data):
+    """GroupPlacer gives place()'s peak, None exactly when that is above a cap, and live_profile
+    counts the bytes of each anchored group once per step, as a byte-by-byte union does."""
+    from tinypatch.analysis.liveness import align_up, anchor_groups, live_profile
+    from tinypatch.planning.arena import GroupPlacer
+
+    n = data.draw(st.integers(2, 10))
+    bufs = []
+    for i in range(n):
+        start = data.draw(st.integers(0, 6))
+        bufs.append(Buffer(f"b{i}", data.draw(st.integers(0, 300)), start, data.draw(st.integers(start, 7))))
+    anchors, used = {}, set()
+    for i in range(1, n):
+        j = data.draw(st.integers(0, i - 1))
+        if data.draw(st.booleans()) and j not in used:
+            anchors[f"b{i}"] = (f"b{j}", data.draw(st.integers(0, 64)))
+            used.add(j)
+    where = anchor_groups(bufs, anchors, 16)
+    for t, got in enumerate(live_profile(bufs, 8, 16, anchors)):
+        held: dict[str, set[int]] = {}
+        for b in bufs:
+            if b.start <= t <= b.end:
+                root, rel = where[b.name]
+                held.setdefault(root, set()).update(range(rel, rel + align_up(b.size, 16)))
+        assert got == sum(map(len, held.values()))
+    if not anchors:
+        return
+    placer, peak = GroupPlacer(bufs, 16), place(bufs, 16, anchors=anchors).peak
+    assert placer.peak(anchors) == peak
+    for cap in (peak, peak - 1, data.draw(st.integers(0, peak + 64))):
+        assert placer.peak(anchors, cap) == (peak if peak <= cap else None)
+
+
 # --- plans with in-place ops ---------------------------------------------------------------------
 def all_inplace(graph: Graph, plan: Plan) -> Plan:
     """Every layer-by-layer op that can run in place alongside the others, whatever it costs."""

@@ -3,8 +3,9 @@ run's walk on provenance replayed, every tile's computation checked in batches. 
 loop (``batch=False``) in :func:`test_plan_batching.assert_batched_same`, which every batching test
 runs twice; here: that each stage kind does replay, that replays still catch a tile computing other
 bytes (border tiles, whose kernels run on their own windows), that the walk on provenance catches
-a stale line buffer where values cannot, and a placement overlap, and that the growing of padded tiles
-to a common size keeps each tile's own pixels (kernel locality, hypothesis)."""
+a stale line buffer where values cannot, and a placement overlap, that the tiles a walk skips read and
+write their own windows, and that the growing of padded tiles to a common size keeps each tile's own
+pixels (kernel locality, hypothesis)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,31 @@ def test_a_replay_needs_the_arena_state_it_was_recorded_from(monkeypatch):
     assert all(got[n].tobytes() == want[n].tobytes() for n in g.outputs)
 
 
+@pytest.mark.parametrize("halo", ["cache", "cache_w"])
+def test_skipped_tiles_read_and_write_their_own_windows(halo):
+    """The tiles a cached stage's walk skips (``_like_tiles``: their keys interned, their windows
+    gathered per tile row and merged) read exactly the pixels of full-size tensors and write exactly
+    the stage-output pixels that those tiles' own spans name, one by one."""
+    g = _chain()
+    ex = pe.PlanExecutor(g, _plan(g, [Stage(0, 5, split_even(10, 5), split_even(10, 5), {k: halo for k in range(4)})]))
+    st = ex.stage_at[0]
+    skip, reads, outs = ex._like_tiles(st)
+    assert skip, "no tile skips its walk: the test would not exercise the skipped tiles"
+
+    def pixels(windows):
+        return {(r, c) for r0, r1, c0, c1 in windows for r in range(r0, r1) for c in range(c0, c1)}
+    want: dict[str, set] = {}
+    for i, j in skip:
+        for k in st.info.tile_ops:
+            for n, t in enumerate(g.ops[k].inputs):
+                rh, rw = st.h.spans[i][k].reads[n], st.w.spans[j][k].reads[n]
+                if rh is not None and rw is not None and ex.producers.get(t) not in st.info.tile_ops:
+                    want.setdefault(t, set()).update(pixels([(*rh, *rw)]))
+    assert {t: pixels(w) for t, w in reads} == want
+    last = st.info.tile_ops[-1]
+    assert pixels(outs) == pixels([(*st.h.spans[i][last].out, *st.w.spans[j][last].out) for i, j in skip])
+
+
 def test_exact_windows():
     m = AxisMap("window", 10, 10, kernel=3, stride=1, pad=1)
     assert _exact([m], OpSpan((0, 4), (0, 4), ((0, 5),), (1, 0)))
@@ -94,6 +120,20 @@ def test_exact_windows():
     assert _exact([m], OpSpan((3, 6), (3, 6), ((2, 7),), (0, 0)))
     ident = AxisMap("identity", 10, 10)
     assert _exact([ident, None], OpSpan((3, 6), (3, 6), ((3, 6), None), (0, 0)))
+
+
+def test_window_input_span_is_the_padded_receptive_field():
+    """AxisMap.input_span (its branch-free form) against the formula it stands for, windows reaching
+    past either border or lying wholly outside the map (tiles inside a PAD border) included."""
+    for in_size, kernel, stride, dilation, pad in [(1, 1, 1, 1, 0), (5, 3, 1, 1, 1), (7, 3, 2, 1, 1), (6, 5, 2, 2, 4),
+                                                   (9, 10, 3, 1, 5), (4, 2, 1, 3, 0)]:
+        m = AxisMap("window", in_size, 12, kernel=kernel, stride=stride, dilation=dilation, pad=pad)
+        for a in range(-2, 13):
+            for b in range(a + 1, 14):
+                lo, hi = a * stride - pad, (b - 1) * stride - pad + (kernel - 1) * dilation + 1
+                start = min(max(lo, 0), in_size)
+                want = ((start, max(min(hi, in_size), start)), max(0, min(hi, 0) - lo), max(0, hi - max(lo, in_size)))
+                assert m.input_span((a, b)) == want, (m, a, b)
 
 
 def test_widen_keeps_the_padded_end():

@@ -88,20 +88,34 @@ def live_profile(buffers: list[Buffer], num_steps: int, alignment: int = 1,
                  anchors: dict[str, tuple[str, int]] | None = None) -> list[int]:
     """Bytes live at each step ``0..num_steps-1``: the sum of aligned sizes, the members of an
     anchored group live at that step counted once where they share bytes."""
-    prof = [0] * max(num_steps, max((b.end + 1 for b in buffers), default=0))
-    if not anchors:
-        for b in buffers:
-            size = align_up(b.size, alignment)
-            for t in range(b.start, b.end + 1):
-                prof[t] += size
-        return prof
-    groups = anchor_groups(buffers, anchors, alignment)
-    members: list[dict[str, list[tuple[int, int]]]] = [{} for _ in prof]
+    steps = max(num_steps, max((b.end + 1 for b in buffers), default=0))
+    diff = [0] * (steps + 1)  # buffers alone in their group: added from start, taken off after end
+    shared: dict[str, list[tuple[Buffer, int]]] = {}  # root of an anchored group -> (member, offset)
+    groups = anchor_groups(buffers, anchors, alignment) if anchors else {}
+    count: dict[str, int] = {}
+    for root, _ in groups.values():
+        count[root] = count.get(root, 0) + 1
     for b in buffers:
-        root, rel = groups[b.name]
-        for t in range(b.start, b.end + 1):
-            members[t].setdefault(root, []).append((rel, rel + align_up(b.size, alignment)))
-    return [sum(_union_bytes(iv) for iv in step.values()) for step in members]
+        root, rel = groups.get(b.name, (b.name, 0))
+        if count.get(root, 1) > 1:
+            shared.setdefault(root, []).append((b, rel))
+            continue
+        size = align_up(b.size, alignment)
+        diff[b.start] += size
+        diff[b.end + 1] -= size
+    prof, acc = [0] * steps, 0
+    for t in range(steps):
+        acc += diff[t]
+        prof[t] = acc
+    for members in shared.values():
+        at: dict[int, list[tuple[int, int]]] = {}  # step -> the members' byte ranges live then
+        for b, rel in members:
+            span = (rel, rel + align_up(b.size, alignment))
+            for t in range(b.start, b.end + 1):
+                at.setdefault(t, []).append(span)
+        for t, spans in at.items():
+            prof[t] += _union_bytes(spans)
+    return prof
 
 
 def _union_bytes(intervals: list[tuple[int, int]]) -> int:

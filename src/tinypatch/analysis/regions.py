@@ -77,14 +77,18 @@ class AxisMap:
         if self.kind in TABLE_KINDS:
             s, e = self.table_span(np.array([a]), np.array([b]))
             return (int(s[0]), int(e[0])), 0, 0
+        n = self.in_size
         lo = a * self.stride - self.pad
-        hi = (b - 1) * self.stride - self.pad + self.extent
-        start = min(max(lo, 0), self.in_size)
-        stop = max(min(hi, self.in_size), start)
+        hi = (b - 1) * self.stride - self.pad + (self.kernel - 1) * self.dilation + 1  # + extent
+        # conditional expressions for the min/max of the formulas (4x faster; planning and every run's
+        # checks call this very often)
+        start = n if lo > n else lo if lo > 0 else 0  # noqa: FURB136  min(max(lo, 0), n)
+        stop = hi if hi < n else n  # noqa: FURB136
+        stop = stop if stop > start else start  # noqa: FURB136  max(min(hi, n), start)
         # a window entirely outside the map (a tile inside a PAD border) reads nothing: all padding
-        before = max(0, min(hi, 0) - lo)
-        after = max(0, hi - max(lo, self.in_size))
-        return (start, stop), before, after
+        before = (hi if hi < 0 else 0) - lo  # noqa: FURB136  max(0, min(hi, 0) - lo)
+        after = hi - (lo if lo > n else n)  # noqa: FURB136  max(0, hi - max(lo, n))
+        return (start, stop), before if before > 0 else 0, after if after > 0 else 0  # noqa: FURB136
 
 
 NCHW_TO_NHWC = (0, 2, 3, 1)

@@ -225,6 +225,32 @@ def window_slices(xp: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int,
             yield (i, j), xp[:, y0: y0 + (oh - 1) * sh + 1: sh, x0: x0 + (ow - 1) * sw + 1: sw, :]
 
 
+def window_view(xp: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],
+                stride: tuple[int, int], dilation: tuple[int, int]) -> np.ndarray:
+    """[N, OH, OW, KH, KW, C]: every output pixel's window of ``xp`` (a read-only strided view,
+    element [n, y, x, i, j] being tap (i, j)'s view of :func:`window_slices` at (y, x))."""
+    n, h, w, c = xp.shape
+    oh, ow = out_hw
+    (kh, kw), (sh, sw), (dh, dw) = kernel_hw, stride, dilation
+    if min(n, oh, ow, c) <= 0:
+        return np.zeros((max(n, 0), max(oh, 0), max(ow, 0), kh, kw, max(c, 0)), xp.dtype)
+    if (oh - 1) * sh + (kh - 1) * dh >= h or (ow - 1) * sw + (kw - 1) * dw >= w:
+        raise InputError(f"a {kh}x{kw} window at stride {stride} and dilation {dilation} giving {oh}x{ow} "
+                         f"does not fit a {h}x{w} input")
+    bn, bh, bw, bc = xp.strides
+    return np.lib.stride_tricks.as_strided(xp, (n, oh, ow, kh, kw, c), (bn, bh * sh, bw * sw, bh * dh, bw * dw, bc),
+                                           writeable=False)
+
+
+def window_matrix(xp: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],
+                  stride: tuple[int, int], dilation: tuple[int, int]) -> np.ndarray:
+    """Im2col: [N * OH * OW, KH * KW * C], row (n, y, x) holding the taps of its window in the order of
+    :func:`window_slices` (kernel row, kernel column, channel), in one copy of :func:`window_view`."""
+    v = window_view(xp, out_hw, kernel_hw, stride, dilation)
+    n, oh, ow, kh, kw, c = v.shape
+    return v.reshape(n * oh * ow, kh * kw * c)
+
+
 class SpatialOp(PreparedOp):
     """Base of conv/pool kernels: window geometry and explicit-padding resolution."""
 

@@ -24,6 +24,8 @@ from tinypatch.kernels.base import (
     pad_hw,
     register,
     saturate_int8,
+    window_matrix,
+    window_view,
     window_slices,
 )
 from tinypatch.kernels.fixedpoint import (
@@ -131,10 +133,12 @@ class _ConvBase(SpatialOp):
         if not self.quantized:
             return activation_float((acc + self.bias).astype(np.float32), self.act)
         if self.requant is not None:
-            z = acc + self.bias_f
+            z = np.add(acc, self.bias_f, dtype=np.float64)
             if self.requant_always or np.abs(z).max(initial=0.0) < self.requant[2]:
                 y = requantize_float64(z, *self.requant[:2])
-                return np.clip(y + self.out_zp, self.act_min, self.act_max).astype(np.int8)
+                y += self.out_zp  # then clipped to the activation range (in place: small tiles pay per call)
+                np.maximum(y, self.act_min, out=y)
+                return np.minimum(y, self.act_max, out=y).astype(np.int8)
         acc = acc.astype(np.int64) + self.bias
         if not self._fits32:  # the sum may leave int32: wrap it as C does
             acc = wrap32(acc)
@@ -183,8 +187,7 @@ class Conv2D(_ConvBase):
         if self.kernel_hw == (1, 1) and self.stride == (1, 1) and xp.shape[1:3] == (oh, ow):
             cols = xp.reshape(-1, self.cin)
         else:
-            taps = [v for _, v in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)]
-            cols = np.stack(taps, axis=3).reshape(n * oh * ow, -1)
+            cols = window_matrix(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)
         if float_path:  # onnxruntime's NCHW im2col (channel, kernel row, kernel column) and SGEMM
             kh, kw = self.kernel_hw
             order = np.arange(kh * kw * self.cin).reshape(kh, kw, self.cin).transpose(2, 0, 1).ravel()
@@ -198,7 +201,8 @@ class Conv2D(_ConvBase):
 
 @register("DEPTHWISE_CONV_2D")
 class DepthwiseConv2D(_ConvBase):
-    """One multiply-add per kernel tap, vectorised over the whole output."""
+    """Quantized: one pass over every output pixel's window (:func:`window_view`), exact in any
+    summation order; float: one multiply-add per kernel tap, vectorised over the whole output."""
 
     def __init__(self, graph: Graph, op: Op) -> None:
         super().__init__(graph, op)
@@ -230,6 +234,10 @@ class DepthwiseConv2D(_ConvBase):
             for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
                 acc32 = (acc32.astype(np.float64) + view * taps[i, j].astype(np.float64)).astype(np.float32)
             return self._finish_float(acc32)
+        if self.quantized:  # integer products and sums, exact in any order (acc_dtype): one pass
+            acc = np.einsum("nhwijc,ijc->nhwc", window_view(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation),
+                            self.taps)
+            return self._finish(acc)
         acc = np.zeros((x.shape[0], oh, ow, self.cout), xp.dtype)
         for (i, j), view in window_slices(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation):
             acc += view * self.taps[i, j]

@@ -147,8 +147,14 @@ def requantize_float64(x: np.ndarray, scale: np.ndarray, post: np.ndarray) -> np
     non-negative multiplier is ``floor(x * m / 2^31 + 1/2)`` (its nudge rounds ties up for either
     sign; no saturation: m < 2^31), ``RoundingDivideByPOT`` rounds half away from zero; every
     step is exact in float64 below 2^52."""
-    v = np.floor(x * scale + 0.5) * post
-    return np.copysign(np.floor(np.abs(v) + 0.5), v)
+    v = np.multiply(x, scale, dtype=np.float64)  # the same steps as floor(x * scale + 0.5) * post, ...
+    v += 0.5
+    np.floor(v, out=v)
+    v *= post
+    r = np.abs(v)  # ... then copysign(floor(|v| + 0.5), v), in place
+    r += 0.5
+    np.floor(r, out=r)
+    return np.copysign(r, v, out=r)
 
 
 def saturating_left_shift16(x: np.ndarray, amount: int) -> np.ndarray:

@@ -41,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from tinypatch.analysis.liveness import Buffer, align_up, anchor_groups, liveness, lower_bound
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
@@ -374,45 +376,76 @@ def _lowest_free(forbidden: list[tuple[int, int]]) -> int:
     return cand
 
 
-def _place_groups(buffers: list[Buffer], alignment: int, anchors: dict[str, tuple[str, int]]) -> Placement:
-    """Greedy first fit of whole anchored groups, over several group orders; the lowest wins."""
-    p = _Problem(buffers, alignment)
-    where = anchor_groups(buffers, anchors, alignment)
-    index = {b.name: i for i, b in enumerate(buffers)}
-    groups: dict[str, list[tuple[int, int]]] = {}
-    for b in buffers:
-        root, rel = where[b.name]
-        groups.setdefault(root, []).append((index[b.name], rel))
-    members = list(groups.values())
-    group_of = [0] * len(buffers)
-    for g, ms in enumerate(members):
-        for i, _ in ms:
-            group_of[i] = g
-    extent = [max(r + p.sizes[i] for i, r in ms) for ms in members]
-    start = [min(p.buffers[i].start for i, _ in ms) for ms in members]
-    end = [max(p.buffers[i].end for i, _ in ms) for ms in members]
-    pressure = [max(p.pressure[i] for i, _ in ms) for ms in members]
-    orders = {"size": _by([-e for e in extent]),
-              "pressure": _by([(-q, -e) for q, e in zip(pressure, extent)]),
-              "lifetime": _by([(a - b, -e) for a, b, e in zip(start, end, extent)]),
-              "start": _by([(a, -e) for a, e in zip(start, extent)]),
-              "area": _by([-e * (b - a + 1) for a, b, e in zip(start, end, extent)])}
-    lb = lower_bound(buffers, alignment, anchors)
-    best = None
-    for name, order in orders.items():
-        offsets: list[int | None] = [None] * len(buffers)
-        for g in order:
-            forbidden = [(offsets[j] - r - p.sizes[i], offsets[j] + p.sizes[j] - r)  # type: ignore[operator]
-                         for i, r in members[g] for j in p.conflicts[i]
-                         if offsets[j] is not None and group_of[j] != g and p.sizes[i] and p.sizes[j]]
-            o = _lowest_free(forbidden)
-            for i, r in members[g]:
-                offsets[i] = o + r
-        cand = _placement(p, offsets, alignment, f"groups/{name}", lb, False)  # type: ignore[arg-type]
-        if best is None or cand.peak < best.peak:
-            best = cand
-    assert best is not None
-    return replace(best, anchors=dict(anchors))
+class GroupPlacer:
+    """Greedy first fit of whole anchored groups (over several group orders; the lowest wins) for
+    one buffer list under any anchors: the time conflicts are worked out once, so that the
+    in-place pass can try many anchor sets cheaply."""
+
+    def __init__(self, buffers: list[Buffer], alignment: int) -> None:
+        _validate(buffers, alignment)
+        self.buffers, self.alignment = buffers, alignment
+        self.p = _Problem(buffers, alignment)
+        self.index = {b.name: i for i, b in enumerate(buffers)}
+        s = self.p.sizes
+        # buffer i alone in its group: (j, lo, hi) for each buffer j it meets, i may not start in (o_j + lo, o_j + hi)
+        self.alone = [[(j, -s[i], s[j]) for j in c if s[j]] if s[i] else [] for i, c in enumerate(self.p.conflicts)]
+
+    def offsets(self, anchors: dict[str, tuple[str, int]], cap: int | None = None) -> tuple[list[int], str] | None:
+        """Offsets of the lowest placement, and its group order; None when every order needs more
+        than ``cap`` bytes (an order is given up as soon as it does)."""
+        p, alone, bufs, sizes = self.p, self.alone, self.buffers, self.p.sizes
+        # anchored groups by their first member (buffer order), members in buffer order; the others alone
+        where = anchor_groups([bufs[self.index[n]] for n in anchors], anchors, self.alignment)
+        shared: dict[str, list[tuple[int, int]]] = {}
+        for name, (root, rel) in where.items():
+            shared.setdefault(root, []).append((self.index[name], rel))
+        first = {min(ms)[0]: sorted(ms) for ms in shared.values()}
+        later = {i for ms in first.values() for i, _ in ms[1:]}
+        members = [first.get(i) or [(i, 0)] for i in range(len(bufs)) if i not in later]
+        forbid = []  # per group: (j, lo, hi): the group may not start in (o_j + lo, o_j + hi)
+        for ms in members:
+            if len(ms) == 1:
+                forbid.append(alone[ms[0][0]])
+                continue
+            own = {i for i, _ in ms}
+            forbid.append([(j, -r - sizes[i], sizes[j] - r) for i, r in ms if sizes[i] for j in p.conflicts[i]
+                           if j not in own and sizes[j]])
+        extent = np.array([max(r + sizes[i] for i, r in ms) for ms in members], np.int64)
+        start = np.array([min(bufs[i].start for i, _ in ms) for ms in members], np.int64)
+        end = np.array([max(bufs[i].end for i, _ in ms) for ms in members], np.int64)
+        pressure = np.array([max(p.pressure[i] for i, _ in ms) for ms in members], np.int64)
+        orders = {"size": np.argsort(-extent, kind="stable"),  # stable, as _by
+                  "pressure": np.lexsort((-extent, -pressure)),
+                  "lifetime": np.lexsort((-extent, start - end)),
+                  "start": np.lexsort((-extent, start)),
+                  "area": np.argsort(-extent * (end - start + 1), kind="stable")}
+        top = [max([r + sizes[i] for i, r in ms if sizes[i]], default=None) for ms in members]  # highest byte
+        best, best_name = None, ""
+        for name, order in orders.items():
+            offsets: list[int | None] = [None] * len(bufs)
+            peak = 0
+            for g in order.tolist():
+                o = _lowest_free([(oj + lo, oj + hi) for j, lo, hi in forbid[g] if (oj := offsets[j]) is not None])
+                for i, r in members[g]:
+                    offsets[i] = o + r
+                if top[g] is not None and o + top[g] > peak:
+                    peak = o + top[g]
+                    if cap is not None and peak > cap:
+                        break
+            else:
+                if best is None or peak < cap:  # type: ignore[operator]
+                    best, best_name, cap = offsets, name, peak
+        return None if best is None else (best, best_name)  # type: ignore[return-value]
+
+    def peak(self, anchors: dict[str, tuple[str, int]], cap: int | None = None) -> int | None:
+        """Arena bytes of :meth:`place`'s placement; None when that is more than ``cap``."""
+        found = self.offsets(anchors, cap)
+        return None if found is None else self.p.peak(found[0])
+
+    def place(self, anchors: dict[str, tuple[str, int]]) -> Placement:
+        offsets, name = self.offsets(anchors)  # type: ignore[misc]
+        lb = lower_bound(self.buffers, self.alignment, anchors)
+        return replace(_placement(self.p, offsets, self.alignment, f"groups/{name}", lb, False), anchors=dict(anchors))
 
 
 # --- entry points ---------------------------------------------------------------------
@@ -421,10 +454,10 @@ def place(buffers: list[Buffer], alignment: int = 16, node_limit: int | None = N
     """The lowest placement found: TFLM's greedy, then the search for the lower bound, then the
     other greedy variants and bisection. ``node_limit``: search nodes to spend (default
     :func:`_budget`: about 40 ms up to ~170 buffers, one dive beyond). With ``anchors``
-    (buffer -> (buffer above it, shift)) the anchored groups are placed by :func:`_place_groups`."""
+    (buffer -> (buffer above it, shift)) the anchored groups are placed by :class:`GroupPlacer`."""
     _validate(buffers, alignment)
     if anchors:
-        return _place_groups(buffers, alignment, anchors)
+        return GroupPlacer(buffers, alignment).place(anchors)
     p = _Problem(buffers, alignment)
     lb = lower_bound(buffers, alignment)
     best = _greedy(p, alignment, lb, "first", "tflm")

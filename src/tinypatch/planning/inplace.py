@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from tinypatch.analysis.liveness import Buffer, align_up, live_profile
 from tinypatch.ir import Graph
-from tinypatch.planning.arena import place
+from tinypatch.planning.arena import GroupPlacer, place
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.memory import PlanBuffers, kept_buffers, op_anchor, place_plan, plan_buffers
 from tinypatch.planning.optimal import FrontResult, Schedule
@@ -132,17 +132,25 @@ def add_inplace(graph: Graph, plan: Plan, alignment: int = 16, tilings: list[Sta
     live = pb.liveness
     sizes = {b.name: align_up(b.size, alignment) for b in live.buffers}
 
-    def score(anchors: dict[str, tuple[str, int]]) -> tuple[int, list[int]]:
-        """(placed peak, bytes live per step, fullest first): lower is better, lexicographically."""
-        peak = place(live.buffers, alignment, None, anchors).peak
-        return peak, sorted(live_profile(live.buffers, live.num_steps, alignment, anchors), reverse=True)
+    placer = GroupPlacer(live.buffers, alignment)
+
+    def score(anchors: dict[str, tuple[str, int]], cap: int | None = None) -> tuple[int, list[int]] | None:
+        """(placed peak, bytes live per step, fullest first): lower is better, lexicographically; None
+        when the peak is above ``cap`` (the bytes live at one step already are, or every greedy order is)."""
+        profile = sorted(live_profile(live.buffers, live.num_steps, alignment, anchors), reverse=True)
+        if cap is not None and profile and profile[0] > cap:
+            return None
+        peak = placer.peak(anchors, cap) if anchors else place(live.buffers, alignment).peak
+        return None if peak is None or (cap is not None and peak > cap) else (peak, profile)
 
     found = _op_anchors(graph, plan, pb)
-    profile = plan_buffers(graph, replace(plan, inplace=[]), tilings).liveness.profile()
+    # bytes live per step with no op in place (the plan's own buffers when it has none in place)
+    profile = (plan_buffers(graph, replace(plan, inplace=[]), tilings) if plan.inplace else pb).liveness.profile()
     options = sorted(found, key=lambda k: -profile[k])
     anchors = dict(live.anchors)
     chosen = list(plan.inplace)
     best = score(anchors)
+    assert best is not None
     improved = True
     while improved:
         improved = False
@@ -162,8 +170,8 @@ def add_inplace(graph: Graph, plan: Plan, alignment: int = 16, tilings: list[Sta
         while i < len(screened):
             block = screened[i:i + m]
             trial = {**anchors, **{found[k][0]: found[k][1:] for k in block}}
-            s = score(trial)
-            if s < best and (m == 1 or s[0] == best[0]):  # a block that lowers the peak goes op by op
+            s = score(trial, best[0])  # a higher peak cannot be better
+            if s is not None and s < best and (m == 1 or s[0] == best[0]):  # a block that lowers the peak goes op by op
                 best, anchors, improved = s, trial, True
                 chosen += block
                 i += len(block)

@@ -287,8 +287,8 @@ def _segment_options(c: _Costs, cuts: list[int], max_grid: int, policies: tuple[
                 break
             variants = _policy_variants(policies, stage.info.tile_ops, c.levels)
             streams = _stream_starts(c, stage.starts, b) if STREAM in policies and not stage.reduce else []
-            table = _axis_table(c, stage, variants, bool(streams), max_grid, first_only)
-            cands = _tile_candidates(c, stage, variants, table, max_grid, first_only)
+            table, blocks = _axis_table(c, stage, variants, bool(streams), max_grid, first_only)
+            cands = _tile_candidates(c, stage, variants, blocks, max_grid, first_only)
             covered = all(f.covers for f in table.values() if f.valid)
             if streams:
                 more, cols_cover = _stream_candidates(c, stage, streams, table, max_grid, first_only)
@@ -476,7 +476,7 @@ def _stage_end(c: _Costs, cuts: list[int], b: int, first_only: bool, s0: int, lo
         return None
     earliest, s0 = s0, lo
     try:
-        info = stage_info(g, s0, b, c.users)
+        info = stage_info(g, s0, b, c.users, c.local)
     except PlanError:  # e.g. the last output is read by nothing: no stage ends here
         return None
     inner = [t for t in info.inputs if c.producers.get(t, -1) >= earliest]
@@ -515,35 +515,49 @@ class _AxisFigs(NamedTuple):
     covers: bool  # the tiles read all of every tensor in the stage's ``inner`` inputs along this axis
 
 
-def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool, max_grid: int,
-                first_only: bool) -> dict[tuple[int, frozenset[int], int], _AxisFigs]:
-    """(axis, cached ops, tile count) -> figures of that tiling, for every variant's cached sets."""
+class _AxisBlock(NamedTuple):
+    """The :class:`_AxisFigs` of one axis and cached set for every tile count (in
+    :func:`axis_counts` order), each figure an array with a row per count."""
+
+    valid: np.ndarray
+    max_len: np.ndarray
+    total_len: np.ndarray
+    overlap: np.ndarray
+    extent: np.ndarray
+
+
+def _axis_table(c: _Costs, st: _StageEnd, variants: list[Variant], streams: bool, max_grid: int, first_only: bool,
+                ) -> tuple[dict[tuple[int, frozenset[int], int], _AxisFigs], dict[tuple[int, frozenset[int]], _AxisBlock]]:
+    """(axis, cached ops, tile count) -> figures of that tiling, for every variant's cached sets (the
+    tilings of both axes propagated together); and the same by (axis, cached ops) for all counts."""
     g, ops, internal = c.g, st.info.ops, st.internal
     shape = nhwc_shape(g, st.info.tiled)
-    table = {}
+    keys, runs = [], {}
     for ax in (0, 1):
         counts = axis_counts(shape[1 + ax], max_grid, not first_only)
         cached_sets = {(v.cache_h, v.cache_w)[ax] for v in variants} | ({frozenset()} if streams and ax == 0 else set())
-        keys = [(cached, cnt) for cached in cached_sets for cnt in counts]  # all propagated together
-        if not keys:
-            continue
-        arr = axis_arrays(g, st.info, c.maps[ax], [split_even(shape[1 + ax], cnt) for _, cnt in keys],
-                          [cached for cached, _ in keys])
-        zero, none = np.zeros(len(keys), np.int64), np.full(len(keys), -1, np.int64)
+        for cached in cached_sets:
+            runs[(ax, cached)] = slice(len(keys), len(keys) + len(counts))
+            keys += [(ax, cached, cnt) for cnt in counts]
+    if not keys:
+        return {}, {}
+    arr = axis_arrays(g, st.info, [c.maps[ax] for ax, _, _ in keys], [split_even(shape[1 + ax], cnt) for ax, _, cnt in keys],
+                      [cached for _, cached, _ in keys])
+    zero, none = np.zeros(len(keys), np.int64), np.full(len(keys), -1, np.int64)
 
-        def rows(figure: dict, names: list) -> np.ndarray:  # [tiling, name], 0 where a name has no figure
-            return np.stack([figure.get(x, zero) for x in names], axis=1) if names else np.zeros((len(keys), 0),
-                                                                                                 np.int64)
+    def rows(figure: dict, names: list) -> np.ndarray:  # [tiling, name], 0 where a name has no figure
+        return np.stack([figure.get(x, zero) for x in names], axis=1) if names else np.zeros((len(keys), 0), np.int64)
 
-        max_len, total, overlap, extent = (rows(arr.max_len, internal), rows(arr.total_len, ops),
-                                           rows(arr.overlap, ops[:-1]), rows(arr.extent, internal))
-        covers = np.ones(len(keys), bool)
-        for t in st.inner:
-            covers &= arr.reach.get(t, none) == nhwc_shape(g, t)[1 + ax]
-        for i, (cached, cnt) in enumerate(keys):
-            table[(ax, cached, cnt)] = _AxisFigs(bool(arr.valid[i]), max_len[i], total[i], overlap[i], extent[i],
-                                                 bool(covers[i]))
-    return table
+    max_len, total, overlap, extent = (rows(arr.max_len, internal), rows(arr.total_len, ops),
+                                       rows(arr.overlap, ops[:-1]), rows(arr.extent, internal))
+    covers = np.ones(len(keys), bool)
+    axis = np.array([ax for ax, _, _ in keys])
+    for t in st.inner:
+        covers &= arr.reach.get(t, none) == np.array(nhwc_shape(g, t)[1:3])[axis]
+    valid = arr.valid.tolist()
+    blocks = {key: _AxisBlock(arr.valid[r], max_len[r], total[r], overlap[r], extent[r]) for key, r in runs.items()}
+    return {key: _AxisFigs(valid[i], max_len[i], total[i], overlap[i], extent[i], bool(covers[i]))
+            for i, key in enumerate(keys)}, blocks
 
 
 def _reads_inner(g: Graph, st: _StageEnd, fig: AxisFigures, ax: int) -> bool:
@@ -569,7 +583,7 @@ def _ceil_to(x: np.ndarray, alignment: int) -> np.ndarray:
 
 
 def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
-                     table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
+                     blocks: dict[tuple[int, frozenset[int]], _AxisBlock], max_grid: int,
                      first_only: bool) -> list[Candidates]:
     """Every start, policy variant and tile grid: the stage's lower bound (full-size input and output,
     the tile-local buffers live at each step, kept halos and line buffers) and MACs; all the grids
@@ -581,36 +595,28 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
     grids = [(nh, nw) for nh in counts_h for nw in counts_w]
     wide = (np.array(counts_w) > 1)[None, :, None]  # line buffers only when a tile row has several tiles
     out: list[Candidates] = []
+    start_rows = _StartRows(st)
     for var in variants:
-        fh = [table[(0, var.cache_h, n)] for n in counts_h]
-        fw = [table[(1, var.cache_w, n)] for n in counts_w]
-        valid = (np.array([f.valid for f in fh])[:, None] & np.array([f.valid for f in fw])[None, :]).ravel()
+        fh, fw = blocks[(0, var.cache_h)], blocks[(1, var.cache_w)]
+        valid = (fh.valid[:, None] & fw.valid[None, :]).ravel()
         if not valid.any():
             continue
         persistent = np.array([ops[r] in var.cache_w for r in range(len(st.internal))], bool)
         line_rows = np.array([ops[r] in var.cache_h for r in range(len(st.internal))], bool)
         local_life = st.life & ~persistent[:, None]
-        h_len, w_len = np.stack([f.max_len for f in fh]), np.stack([f.max_len for f in fw])
+        h_len, w_len = fh.max_len, fw.max_len
         sizes = _ceil_to(h_len[:, None, :] * w_len[None, :, :] * st.chan, c.alignment)  # [nh, nw, internal]
-        h_tot, w_tot = np.stack([f.total_len for f in fh]), np.stack([f.total_len for f in fw])
+        h_tot, w_tot = fh.total_len, fw.total_len
         stage_macs = np.cumsum(st.pixel_macs * h_tot[:, None, :] * w_tot[None, :, :], axis=-1)
         stage_macs = np.concatenate([np.zeros(stage_macs.shape[:2] + (1,), np.int64), stage_macs], axis=-1)
         kept = np.where(persistent, sizes, 0)
         if line_rows.any():  # rows kept for the next tile row live in full-width line buffers
-            lines = _ceil_to(np.stack([f.overlap for f in fh])[:, None, :] * np.stack([f.extent for f in fw])[None]
-                             * st.chan, c.alignment)
+            lines = _ceil_to(fh.overlap[:, None, :] * fw.extent[None] * st.chan, c.alignment)
             kept = kept + np.where(line_rows & wide, lines, 0)
         tail = np.concatenate([np.cumsum(kept[..., ::-1], axis=-1)[..., ::-1],
                                np.zeros(kept.shape[:2] + (1,), np.int64)], axis=-1)
         live = sizes @ local_life.astype(np.int64)  # tile-local buffers live at each stage step
-        held = np.maximum.accumulate(live[..., ::-1], axis=-1)[..., ::-1][..., st.start_idx]  # most from each start
-        for j, (i0, rows) in enumerate(zip(st.start_idx.tolist(), st.start_rows)):
-            if not rows:
-                continue
-            steps = live[..., i0:]
-            for r in rows:  # the tensors live at the start are held full-size, not as tiles
-                steps = steps - sizes[..., r, None] * local_life[r, i0:]
-            held[..., j] = steps.max(axis=-1)
+        held = _held_tiles(st, live, np.where(persistent, 0, sizes), start_rows)
         lbs = st.full_ins + st.full_out + held + tail[..., st.start_idx]
         stage_m = stage_macs[..., -1:] - stage_macs[..., st.start_idx]
         cost, calls = _tile_costs(c, st, counts_h, counts_w, h_tot, w_tot, fh, fw, persistent, line_rows)
@@ -621,6 +627,59 @@ def _tile_candidates(c: _Costs, st: _StageEnd, variants: list[Variant],
     return out
 
 
+class _StartRows:
+    """Where the tensors live at a stage's starts (held whole, not as tiles) would count as tile
+    buffers: the (start, step) pairs from each start to the last step one of them lives, and the
+    tile buffers to take off at each pair."""
+
+    def __init__(self, st: _StageEnd) -> None:
+        steps = st.life.shape[1]
+        last = np.where(st.life.any(axis=1), steps - 1 - np.argmax(st.life[:, ::-1], axis=1), -1)  # of each buffer
+        j = np.repeat(np.arange(len(st.starts)), [len(rows) for rows in st.start_rows])  # (start, tile buffer) pairs
+        r = np.array([r for rows in st.start_rows for r in rows], np.int64)
+        i0 = st.start_idx[j]
+        ok = last[r] >= i0
+        j, r, i0 = j[ok], r[ok], i0[ok]
+        self.starts = np.unique(j)  # starts with pairs
+        if not len(j):
+            return
+        self.ends = np.zeros(len(st.starts), np.int64)
+        np.maximum.at(self.ends, j, last[r])
+        self.ends = self.ends[self.starts]  # the last step of each one's pairs
+        count = self.ends - st.start_idx[self.starts] + 1
+        self.first_pair = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+        # pair p of start k is step start_idx + p - first_pair[k]
+        self.steps = np.arange(count.sum()) - np.repeat(self.first_pair - st.start_idx[self.starts], count)
+        # each tensor takes off its tile buffer at the pairs from its start to its last step
+        base = np.zeros(len(st.starts), np.int64)
+        base[self.starts] = self.first_pair
+        span = last[r] - i0 + 1
+        pair = np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span) + np.repeat(base[j], span)
+        order = np.argsort(pair, kind="stable")
+        self.rows = np.repeat(r, span)[order]
+        self.first_row = np.flatnonzero(np.diff(pair[order], prepend=-1))
+
+
+def _held_tiles(st: _StageEnd, live: np.ndarray, sizes: np.ndarray, sr: _StartRows) -> np.ndarray:
+    """Most tile-buffer bytes live at one step from each start [..., start]: ``live`` [..., step], less
+    (from a start on) the tile buffers of the tensors live at that start, which it holds whole
+    (``sizes`` [..., buffer]: 0 for a buffer that persists over the stage, not in ``live``).
+
+    Those tensors were made before the start, so from the start on they are the only tile buffers
+    made before it that still live; each lives without a gap from the start to its last step."""
+    suffix = np.maximum.accumulate(live[..., ::-1], axis=-1)[..., ::-1]
+    held = suffix[..., st.start_idx]
+    if not len(sr.starts):
+        return held
+    grids = live.shape[:-1]
+    flat_live, flat_sizes = live.reshape(-1, live.shape[-1]), sizes.reshape(-1, sizes.shape[-1])
+    taken = np.add.reduceat(flat_sizes[:, sr.rows], sr.first_row, axis=1)  # [grid, pair]
+    at_pairs = np.maximum.reduceat(flat_live[:, sr.steps] - taken, sr.first_pair, axis=1)  # [grid, start]
+    after = np.concatenate([suffix.reshape(flat_live.shape), np.zeros((len(flat_live), 1), live.dtype)], axis=1)
+    held[..., sr.starts] = np.maximum(at_pairs, after[:, sr.ends + 1]).reshape(*grids, -1)
+    return held
+
+
 def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
                        table: dict[tuple[int, frozenset[int], int], _AxisFigs], max_grid: int,
                        first_only: bool) -> tuple[list[Candidates], bool]:
@@ -628,12 +687,16 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
     rows recomputed per strip; and whether the columns read all of the stage's ``inner`` inputs."""
     g, ops = c.g, st.info.ops
     shape = nhwc_shape(g, st.info.tiled)
-    cols = list(range(shape[2] + 1))
-    fig_w = axis_figures(g, st.info, c.maps[1], [cols], frozenset(ops[:-1]))[0]
-    if not fig_w.valid:
+    known = table.get((1, frozenset(ops[:-1]), shape[2]))  # one-column tiles, every column kept: cache_w's
+    if known is not None:
+        valid, tw, reads = known.valid, known.total_len, known.covers
+    else:
+        fig_w = axis_figures(g, st.info, c.maps[1], [list(range(shape[2] + 1))], frozenset(ops[:-1]))[0]
+        valid, reads = fig_w.valid, _reads_inner(g, st, fig_w, 1)
+        tw = np.array([fig_w.total_len.get(k, 0) for k in ops], np.int64)
+    if not valid:
         return [], True
     idx = {k: i for i, k in enumerate(ops)}
-    tw = np.array([fig_w.total_len.get(k, 0) for k in ops], np.int64)
     rings = np.array([c.ring[k] for k in ops[:-1]], np.int64)
     s_idx = np.array([idx[a] for a in streams])
     s_full = np.array([st.full_ins[st.starts.index(a)] for a in streams], np.int64)
@@ -655,11 +718,11 @@ def _stream_candidates(c: _Costs, st: _StageEnd, streams: list[int],
             cost, calls = np.zeros((1, len(s_idx))), np.zeros((1, len(s_idx)), np.int64)
         out.append(Candidates(streams, lbs[None], (stage_macs[-1] - stage_macs[s_idx])[None], [(nh, shape[2])],
                               HaloPolicy(STREAM), cost, calls))
-    return out, _reads_inner(g, st, fig_w, 1)
+    return out, reads
 
 
 def _tile_costs(c: _Costs, st: _StageEnd, counts_h: list[int], counts_w: list[int], h_tot: np.ndarray,
-                w_tot: np.ndarray, fh: list[_AxisFigs], fw: list[_AxisFigs], persistent: np.ndarray,
+                w_tot: np.ndarray, fh: _AxisBlock, fw: _AxisBlock, persistent: np.ndarray,
                 line_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predicted instructions and kernel calls of a tile variant's stages, arrays [rows, columns, start]
     (zeros without a cost model)."""
@@ -674,7 +737,7 @@ def _tile_costs(c: _Costs, st: _StageEnd, counts_h: list[int], counts_w: list[in
         pixels[..., -1] = 1.0
     rem = tuple(h_tot[:, None, :] * _left_over(w_tot, np.array(counts_w)[:, None], m)[None] for m in (2, 4))
     copy = np.zeros(pixels.shape)  # halo bytes moved between tiles (estimated from the largest overlaps)
-    h_ov, w_ov = np.stack([f.overlap for f in fh]), np.stack([f.overlap for f in fw])
+    h_ov, w_ov = fh.overlap, fw.overlap
     copy[..., :-1] = st.chan_all * (
         np.where(persistent, h_tot[:, None, :-1] * w_ov[None] * (nw - 1), 0)
         + np.where(line_rows, h_ov[:, None, :] * w_tot[None, :, :-1] * (nh - 1) * np.where(nw > 1, 2, 1), 0))
@@ -686,21 +749,43 @@ def _tile_costs(c: _Costs, st: _StageEnd, counts_h: list[int], counts_w: list[in
 
 
 def _add_pareto(opts: dict[tuple[int, int], list[Option]], b: int, cands: list[Candidates], by_cost: bool) -> None:
-    """Add each segment's non-dominated candidates to its options (in the order they were found)."""
-    by_start: dict[int, list[tuple[int, int]]] = {}  # start -> (block, column) in the order found
-    for i, blk in enumerate(cands):
-        for j, a in enumerate(blk.starts):
-            by_start.setdefault(a, []).append((i, j))
-    for a, cols in by_start.items():
-        lbs, macs, cost, calls = (np.concatenate([getattr(cands[i], f)[:, j] for i, j in cols])
-                                  for f in ("lower_bounds", "macs", "cost", "calls"))
-        ends = np.cumsum([len(cands[i].grids) for i, _ in cols])  # candidate k is in block searchsorted(ends, k)
-        for k in _pareto_filter(*_objectives(lbs, macs, cost, calls, by_cost)).tolist():
-            blk = int(np.searchsorted(ends, k, side="right"))
-            cand = cands[cols[blk][0]]
-            grid = cand.grids[k - (int(ends[blk - 1]) if blk else 0)]
-            opts.setdefault((a, b), []).append(Option(int(lbs[k]), int(macs[k]), Choice(a, b, grid, cand.policy),
-                                                      float(cost[k]), int(calls[k])))
+    """Add each segment's non-dominated candidates to its options (in the order they were found).
+
+    All segments at once: the candidates of every block, start and grid in one array, sorted by
+    start, then as :func:`_pareto_filter` sorts; each start's running least objective is taken
+    over its own candidates only (each start's values shifted below every earlier start's)."""
+    if not cands:
+        return
+    rank = {a: r for r, a in enumerate(dict.fromkeys(a for blk in cands for a in blk.starts))}  # in the order found
+    fields = [np.concatenate([getattr(blk, f).T.ravel() for blk in cands])
+              for f in ("lower_bounds", "macs", "cost", "calls")]
+    block = np.concatenate([np.full(blk.macs.size, i) for i, blk in enumerate(cands)])
+    row = np.concatenate([np.tile(np.arange(len(blk.grids)), len(blk.starts)) for blk in cands])
+    start = np.concatenate([np.repeat([rank[a] for a in blk.starts], len(blk.grids)) for blk in cands])
+    peaks, obj, tie = _objectives(*fields, by_cost)
+    keys = [obj, peaks, start] if tie.min() == tie.max() else [tie, obj, peaks, start]  # (tie 0: no model)
+    if int(peaks.min()) >= 0 and (int(peaks.max()) + 1) * len(rank) < 1 << 62:
+        keys[-2:] = [start * (int(peaks.max()) + 1) + peaks]  # sorts as (start, peak)
+    order = np.lexsort(keys)  # stable: a start's candidates stay in (block, grid) order on ties
+    obj, start = obj[order], start[order]
+    span = int(obj.max()) - int(obj.min()) + 1
+    if span * len(rank) >= 1 << 62:  # too wide to shift: start by start
+        keep = np.concatenate([np.flatnonzero(start == r)[_running_least(obj[start == r])] for r in range(len(rank))])
+    else:
+        keep = np.flatnonzero(_running_least(obj - start * span))
+    lbs, macs, cost, calls = (f[order[keep]].tolist() for f in fields)
+    starts = list(rank)
+    for k, s, i, r in zip(range(len(keep)), start[keep].tolist(), block[order[keep]].tolist(),
+                          row[order[keep]].tolist()):
+        a, cand = starts[s], cands[i]
+        opts.setdefault((a, b), []).append(Option(lbs[k], macs[k], Choice(a, b, cand.grids[r], cand.policy),
+                                                  cost[k], calls[k]))
+
+
+def _running_least(values: np.ndarray) -> np.ndarray:
+    """Where each value is below every value before it."""
+    before = np.concatenate([[np.iinfo(np.int64).max], np.minimum.accumulate(values)[:-1]])
+    return values < before
 
 
 def _objectives(peaks: np.ndarray, macs: np.ndarray, cost: np.ndarray, calls: np.ndarray,
@@ -829,22 +914,7 @@ def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]], c: _Costs,
         if c.model is None and len(a) > 1:
             keep = _lasting_runs(cand)
             runs, cand = runs.take(keep), cand.take(keep)
-        beaten = set()  # starts a whose layer-by-layer segment [a, b) a stage keeps off the front
-        more = []
-        for a0, idx, o in stages.get(b, []):
-            layer = _segment(c, a0, b)
-            if _beats(layer, o, c.by_cost, True):
-                continue
-            if _beats(o, layer, c.by_cost, False):
-                beaten.add(a0)
-            lab = labels[a0]
-            n = len(lab.lb)
-            more.append(_Cands(np.maximum(lab.lb, o.lower_bound), lab.macs + o.macs, lab.cost + o.cost,
-                               lab.calls + o.calls, lab.node,
-                               [np.full(n, a0), np.arange(n), *(np.full(n, v) for v in _objectives_of(
-                                   o.lower_bound, o.macs, o.cost, o.calls, c.by_cost)), np.full(n, idx)],
-                               np.full(n, len(nodes), np.int64)))
-            nodes.append((o.choice, -1))  # the stage's choice; each label taking it gets its own node
+        beaten, more = _stage_labels(stages.get(b, []), b, labels, nodes, c)
         if beaten:
             cand = cand.take(np.flatnonzero(~np.isin(cand.order[0], list(beaten))))
         allc = _Cands.concat([cand, *more])
@@ -866,6 +936,54 @@ def _dp(cuts: list[int], opts: dict[tuple[int, int], list[Option]], c: _Costs,
             node = nodes[node][1]
         out.append((int(last.lb[k]), int(last.macs[k]), tuple(reversed(path))))
     return out
+
+
+def _stage_labels(entries: list[tuple[int, int, Option]], b: int, labels: dict[int, _Labels],
+                  nodes: list[tuple[Choice | None, int]], c: _Costs) -> tuple[set[int], list[_Cands]]:
+    """The candidate labels at cut ``b`` that end with a stage: every label at ``a`` followed by each
+    stage ``[a, b)`` of ``entries`` ((a, index in its options, option), in order) that the same ops run
+    layer by layer do not beat (those get a node each, in order); and the starts ``a`` whose layer-by-layer
+    segment one of these stages beats."""
+    if not entries:
+        return set(), []
+    a0 = np.array([e[0] for e in entries], np.int64)
+    index = np.array([e[1] for e in entries], np.int64)
+    figs = [np.array([getattr(e[2], f) for e in entries]) for f in ("lower_bound", "macs", "cost", "calls")]
+    reach = np.maximum.accumulate(c.lbl_profile[:b][::-1])[::-1]  # layer-by-layer peak of [a, b), by a
+    layer = _objectives(reach[a0], c.macs_prefix[b] - c.macs_prefix[a0], c.cost_prefix[b] - c.cost_prefix[a0],
+                        b - a0, c.by_cost)
+    own = _objectives(*figs, c.by_cost)
+    kept = np.flatnonzero(~_beats_all(layer, own, True))
+    beaten = set(a0[kept][_beats_all([o[kept] for o in own], [x[kept] for x in layer], False)].tolist())
+    if not len(kept):
+        return beaten, []
+    first_node = len(nodes)
+    nodes.extend((entries[i][2].choice, -1) for i in kept.tolist())  # each label taking a stage gets its own node
+    starts = a0[kept]
+    where = {a: k for k, a in enumerate(dict.fromkeys(starts.tolist()))}  # the labels of each start, concatenated
+    labs = [labels[a] for a in where]
+    counts = np.array([len(lab.lb) for lab in labs], np.int64)
+    offset = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    group = np.array([where[a] for a in starts.tolist()], np.int64)
+    n = counts[group]  # labels each kept stage extends
+    stage = np.repeat(np.arange(len(kept)), n)
+    label = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)  # index among its start's labels
+    at = offset[group][stage] + label
+    lb, macs, cost, calls, node = (np.concatenate([getattr(lab, f) for lab in labs])[at]
+                                   for f in ("lb", "macs", "cost", "calls", "node"))
+    pick = kept[stage]
+    return beaten, [_Cands(np.maximum(lb, figs[0][pick]), macs + figs[1][pick], cost + figs[2][pick],
+                           calls + figs[3][pick], node,
+                           [a0[pick], label, *(o[pick] for o in own), index[pick]], first_node + stage)]
+
+
+def _beats_all(x: tuple[np.ndarray, ...] | list[np.ndarray], y: tuple[np.ndarray, ...] | list[np.ndarray],
+               x_first: bool) -> np.ndarray:
+    """Does ``x`` keep ``y`` off a Pareto filter, element by element (objective arrays of
+    :func:`_objectives`; ``x_first``: x was found before y, so it wins a tie)?"""
+    last = x[2] <= y[2] if x_first else x[2] < y[2]
+    ahead = (x[0] < y[0]) | ((x[0] == y[0]) & ((x[1] < y[1]) | ((x[1] == y[1]) & last)))
+    return ahead & (x[1] <= y[1])
 
 
 @dataclass
@@ -931,18 +1049,6 @@ def _segment(c: _Costs, a: int, b: int) -> Option:
     """Ops ``[a, b)`` run layer by layer."""
     return Option(int(c.lbl_profile[a:b].max()), int(c.macs_prefix[b] - c.macs_prefix[a]), Choice(a, b),
                   float(c.cost_prefix[b] - c.cost_prefix[a]), b - a)
-
-
-def _objectives_of(peak: int, macs: int, cost: float, calls: int, by_cost: bool) -> tuple[int, int, int]:
-    """:func:`_objectives` of one schedule or segment."""
-    return (peak, round(cost), calls) if by_cost else (peak, macs, round(cost))
-
-
-def _beats(x: Option, y: Option, by_cost: bool, x_first: bool) -> bool:
-    """Does ``x`` keep ``y`` off a Pareto filter (``x_first``: x was found before y)?"""
-    ox, oy = _objectives_of(x.lower_bound, x.macs, x.cost, x.calls, by_cost), \
-        _objectives_of(y.lower_bound, y.macs, y.cost, y.calls, by_cost)
-    return (ox <= oy if x_first else ox < oy) and ox[1] <= oy[1]
 
 
 def _lasting_runs(runs: _Cands) -> list[int]:

@@ -41,10 +41,12 @@ def _span(m: AxisMap, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.nd
     elif m.kind in TABLE_KINDS:
         s, e = m.table_span(lo, hi)
     else:
-        raw_lo = lo * m.stride - m.pad
-        raw_hi = (hi - 1) * m.stride - m.pad + m.extent
-        s = np.clip(raw_lo, 0, m.in_size)
+        raw_lo = (lo * m.stride if m.stride != 1 else lo) - m.pad
+        raw_hi = (hi * m.stride if m.stride != 1 else hi) + (m.extent - m.pad - m.stride)  # (hi - 1) * stride - pad + extent
+        s = np.minimum(np.maximum(raw_lo, 0), m.in_size)
         e = np.maximum(np.minimum(raw_hi, m.in_size), s)
+    if not empty.any():
+        return s, e
     return np.where(empty, 0, s), np.where(empty, 0, e)
 
 
@@ -86,60 +88,77 @@ def axis_figures(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | N
     return [arrays.figures(g) for g in range(len(cut_lists))]
 
 
-def axis_arrays(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | None]],
+def axis_arrays(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | None]] | list[dict[int, list[AxisMap | None]]],
                 cut_lists: list[list[int]], cached: frozenset[int] | list[frozenset[int]]) -> AxisArrays:
     """The figures of :func:`axis_figures` as arrays over the tilings.
 
     All tilings are propagated together: their tiles are concatenated and per-tiling
-    reductions use ``reduceat`` over the group starts. ``reach`` gives, for each tensor the
+    reductions use ``reduceat`` over the group starts. ``maps``: the axis maps of every tiling,
+    or a list with each tiling's (so that tilings of both axes go together; spans are taken per
+    run of tilings with the same maps). ``reach`` gives, for each tensor the
     stage reads but does not make, the end ``e`` when the union of its tile regions is the
     interval ``[0, e)`` taken in tile order without a gap, else -1 (so ``reach == size``
     proves that the tiles read all of it).
     """
     per_tiling = cached if isinstance(cached, list) else [cached] * len(cut_lists)
+    per_maps = maps if isinstance(maps, list) else [maps] * len(cut_lists)
+    distinct = list(dict.fromkeys(per_tiling))  # the cached sets, each once
+    set_of = {c: k for k, c in enumerate(distinct)}
     a = np.concatenate([np.array(c[:-1], np.int64) for c in cut_lists])
     b = np.concatenate([np.array(c[1:], np.int64) for c in cut_lists])
     sizes = [len(c) - 1 for c in cut_lists]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     gid = np.repeat(np.arange(len(cut_lists)), sizes)
+    tile_set = np.array([set_of[c] for c in per_tiling])[gid]  # cached set of each tile's tiling
     first = np.zeros(len(a), bool)
     first[starts] = True
     base = starts[gid]
     n = len(a)
+    index = np.arange(n)
+    shift = gid * _BIG  # keeps running maxima inside each tiling
     lo: dict[str, np.ndarray] = {info.tiled: a}
     hi: dict[str, np.ndarray] = {info.tiled: b}
     total, overlap = {}, {}
     widened: dict[str, np.ndarray] = {}  # cached op output -> region length per tile
     valid = np.ones(len(cut_lists), bool)
+    zeros = np.zeros(n, np.int64)
+    parts = []  # (maps, first tile, end tile) of each run of tilings with the same maps
+    for k, m in enumerate(per_maps):
+        tile = int(starts[k])
+        if parts and parts[-1][0] is m:
+            parts[-1][2] = tile + sizes[k]
+        else:
+            parts.append([m, tile, tile + sizes[k]])
     for i in reversed(info.tile_ops):
         op = graph.ops[i]
         t_out = op.outputs[0]
-        h_lo = lo.get(t_out, np.zeros(n, np.int64))
-        h_hi = hi.get(t_out, np.zeros(n, np.int64))
+        h_lo = lo.get(t_out, zeros)
+        h_hi = hi.get(t_out, zeros)
         nonempty = h_lo < h_hi
-        h_lo, h_hi = np.where(nonempty, h_lo, 0), np.where(nonempty, h_hi, 0)
+        if not nonempty.all():
+            h_lo, h_hi = np.where(nonempty, h_lo, 0), np.where(nonempty, h_hi, 0)
         lo[t_out], hi[t_out] = h_lo, h_hi
         o_lo = h_lo
-        kept = np.zeros(n, np.int64)
-        caches = np.array([i in c for c in per_tiling], bool)[gid]  # tiles whose tiling caches op i
-        if caches.any():
-            shift = gid * _BIG  # keeps running maxima inside each tiling
-            done = np.maximum.accumulate(np.where(nonempty, h_hi, 0) + shift)
-            done = np.where(first, 0, np.concatenate([[0], done[:-1]]) - shift)
+        kept = zeros
+        in_set = [i in c for c in distinct]
+        if any(in_set):
+            caches = np.array(in_set)[tile_set]  # tiles whose tiling caches op i
+            up = np.maximum.accumulate(h_hi + shift) - shift  # furthest end computed so far in the tiling
+            done = np.concatenate([[0], up[:-1]])
+            done[first] = 0
             reuse = nonempty & (done > h_lo)
             o_lo = np.where(reuse, np.minimum(done, h_hi), h_lo)
             # a run of computed outputs restarts where a tile starts past everything computed so far;
             # reusing outputs from before the current run's start is impossible (they were dropped)
-            used_before = np.concatenate([[-1], np.maximum.accumulate(np.where(nonempty, np.arange(n), -1))[:-1]])
+            used_before = np.concatenate([[-1], np.maximum.accumulate(np.where(nonempty, index, -1))[:-1]])
             restart = nonempty & ((used_before < base) | (h_lo > done))
-            last = np.maximum.accumulate(np.where(restart, np.arange(n), -1))
+            last = np.maximum.accumulate(np.where(restart, index, -1))
             prev = np.concatenate([[-1], last[:-1]])
             run_lo = np.where(prev >= base, h_lo[np.maximum(prev, 0)], 0)
             ok = ~reuse | (h_lo >= run_lo) | ~caches
             valid &= np.logical_and.reduceat(ok, starts)
             # the buffer holds a window sliding forward: from the least start this or a later
             # tile needs to the furthest end computed so far (see tiles.tile_axis)
-            up = np.maximum.accumulate(np.where(nonempty, h_hi, 0) + shift) - shift
             rev_lo = np.where(nonempty, h_lo, _BIG - 1)[::-1] + shift[::-1]
             down = np.minimum.accumulate(rev_lo)[::-1] - shift
             widened[t_out] = np.where(caches, np.where(nonempty, up - down, 0), h_hi - h_lo)
@@ -147,10 +166,15 @@ def axis_arrays(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | No
             o_lo = np.where(caches, o_lo, h_lo)
         total[i] = np.add.reduceat(h_hi - o_lo, starts)
         overlap[i] = np.maximum.reduceat(kept, starts)
-        for t, m in zip(op.inputs, maps[i]):
+        for j, t in enumerate(op.inputs):
+            m = parts[0][0][i][j]
             if m is None:
                 continue
-            s_, e_ = _span(m, o_lo, h_hi)
+            if len(parts) == 1:
+                s_, e_ = _span(m, o_lo, h_hi)
+            else:
+                spans = [_span(pm[i][j], o_lo[p0:p1], h_hi[p0:p1]) for pm, p0, p1 in parts]
+                s_, e_ = np.concatenate([x for x, _ in spans]), np.concatenate([y for _, y in spans])
             if t in lo:
                 cur_lo, cur_hi = lo[t], hi[t]
                 cur_empty, new_empty = cur_lo >= cur_hi, s_ >= e_
@@ -160,7 +184,6 @@ def axis_arrays(graph: Graph, info: StageInfo, maps: dict[int, list[AxisMap | No
                 lo[t], hi[t] = s_, e_
     max_len = {t: np.maximum.reduceat(widened.get(t, hi[t] - lo[t]), starts) for t in lo}
     made = {graph.ops[i].outputs[0] for i in info.tile_ops}
-    shift = gid * _BIG
     reach = {}
     for t in lo:
         if t in made:

@@ -8,7 +8,7 @@ image borders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
 from tinypatch.analysis.regions import (
@@ -95,9 +95,11 @@ class StageInfo:
         return self.ops[:-1] if self.reduce is not None else self.ops
 
 
-def stage_info(graph: Graph, start: int, end: int, consumers: dict[str, list[int]] | None = None) -> StageInfo:
+def stage_info(graph: Graph, start: int, end: int, consumers: dict[str, list[int]] | None = None,
+               local: list[bool] | None = None) -> StageInfo:
     """Check that ops ``[start, end)`` can run patch by patch and name their tensors (``consumers``:
-    ``graph.consumers()`` if already at hand)."""
+    ``graph.consumers()`` if already at hand; ``local``: per op, whether :func:`axis_maps` has maps for
+    it, if at hand)."""
     n = len(graph.ops)
     if not 0 <= start < end <= n:
         raise PlanError(f"stage ops [{start}, {end}) out of range: the model has {n} operators")
@@ -106,7 +108,7 @@ def stage_info(graph: Graph, start: int, end: int, consumers: dict[str, list[int
     reduce = end - 1 if end - 1 > start and is_global_reduce(graph, last) else None
     for i in ops:
         op = graph.ops[i]
-        if i != reduce and axis_maps(graph, op) is None:
+        if i != reduce and not (local[i] if local is not None else axis_maps(graph, op) is not None):
             raise PlanError(f"operator {i} ({op.type}) needs its whole input and cannot be inside a patch stage "
                             f"[{start}, {end}): end the stage at operator {i} (exclusive) or start it after it")
     produced = {t: i for i in ops for t in graph.ops[i].outputs}
@@ -258,7 +260,7 @@ def _slide_window(spans: list[dict[int, OpSpan]], regions: list[dict[str, Interv
         s = spans[t][i]
         hi = s.need[1] if hi is None else max(hi, s.need[1])
         out = s.out if s.out[0] < s.out[1] else (hi, hi)
-        spans[t][i] = replace(s, need=(starts[t], hi), out=out)
+        spans[t][i] = OpSpan((starts[t], hi), out, s.reads, s.pads)
         regions[t][tensor] = (starts[t], hi)
 
 

@@ -110,6 +110,7 @@ class PlanExecutor:
         self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
+        self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _save_lines
         # stage -> (its arena effect, recorded by its first run's walk on provenance, and what computes
         # its values; see :mod:`~tinypatch.runtime.stage_replay`), or None where every run walks it
         self.replays: dict[int, tuple[ArenaEffect, TiledChecks] | None] = {}
@@ -398,8 +399,10 @@ class PlanExecutor:
         same tile-buffer bytes in the same order, each starting with them unclaimed."""
         groups = self.tile_groups.get(st.stage.start)
         if groups is None:  # the plan's, worked out on the first run
-            sigs: dict[tuple, list[tuple[int, int]]] = {}
-            rows, cols = self._signatures(st)
+            sigs: dict[tuple[int, int], list[tuple[int, int]]] = {}
+            ids: dict[tuple, int] = {}  # signatures as small ints: a nested tuple's hash is not kept
+            rows, cols = ([None if sig is None else ids.setdefault(sig, len(ids)) for sig in axis]
+                          for axis in self._signatures(st))
             for i, row in enumerate(rows):
                 for j, col in enumerate(cols):
                     if row is not None and col is not None:
@@ -534,13 +537,14 @@ class PlanExecutor:
         regions, restored from the shadow (:meth:`_restore`)."""
         g, producers, inside = self.graph, self.producers, set(st.info.tile_ops)
         rows: list[tuple] = []
+        line_buffered = [st.line_buffer(k) for k in st.info.tile_ops]
         for i, spans in enumerate(st.h.spans):
             if any(spans[k].need[0] >= spans[k].need[1] or spans[k].out != spans[k].need and not st.line_buffer(k)
                    for k in st.info.tile_ops):
                 return set(), [], []
             saves = []  # per line-buffered op: the rows it saves for the next tile row, where they start
-            for k in st.info.tile_ops:
-                nxt = st.h.spans[i + 1][k] if i + 1 < len(st.h.spans) and st.line_buffer(k) else None
+            for k, lined in zip(st.info.tile_ops, line_buffered):
+                nxt = st.h.spans[i + 1][k] if lined and i + 1 < len(st.h.spans) else None
                 saves.append(None if nxt is None or nxt.out[0] <= nxt.need[0] else
                              (nxt.out[0] - nxt.need[0], nxt.need[0] - spans[k].need[0]))
             rows.append((_axis_key(g, st.info.tile_ops, spans, producers, True), tuple(saves)))
@@ -551,26 +555,35 @@ class PlanExecutor:
             step = () if j == 0 else tuple(spans[k].need[0] - st.w.spans[j - 1][k].need[0] for k in st.info.tile_ops)
             own = _axis_key(g, st.info.tile_ops, spans, producers, True)
             cols.append((own, step, cols[j - 1][0] if j else None))
-        seen: set[tuple] = set()
-        skip: set[tuple[int, int]] = set()
-        reads: dict[str, list[tuple[int, int, int, int]]] = {}
-        outs: list[tuple[int, int, int, int]] = []
+        seen: set[tuple[int, int]] = set()
+        skipped: list[list[int]] = []  # per tile row, its skipped tile columns
+        row_ids: dict[tuple, int] = {}  # keys as small ints: a nested tuple's hash is not kept
+        col_ids: dict[tuple, int] = {}
+        col_keys = [col_ids.setdefault(ck, len(col_ids)) for ck in cols]
+        for rk in rows:
+            rk = row_ids.setdefault(rk, len(row_ids))
+            skipped.append([])
+            for j, ck in enumerate(col_keys):
+                if (rk, ck) in seen:
+                    skipped[-1].append(j)
+                else:
+                    seen.add((rk, ck))
+        # the skipped tiles' windows, by rows (as _merge groups them)
+        reads: dict[str, dict[tuple[int, int], list[tuple[int, int]]]] = {}
         last = st.info.tile_ops[-1]
         full = [(k, n, t) for k in st.info.tile_ops for n, t in enumerate(g.ops[k].inputs)
                 if t and producers.get(t) not in inside and not g.tensors[t].is_const]  # reads of full-size tensors
-        for i, rk in enumerate(rows):
-            for j, ck in enumerate(cols):
-                if (rk, ck) not in seen:
-                    seen.add((rk, ck))
-                    continue
-                skip.add((i, j))
-                for k, n, t in full:
-                    rh, rw = st.h.spans[i][k].reads[n], st.w.spans[j][k].reads[n]
-                    if rh is not None and rw is not None:
-                        reads.setdefault(t, []).append((*rh, *rw))
-                sh, sw = st.h.spans[i][last], st.w.spans[j][last]
-                outs.append((*sh.out, *sw.out))
-        return skip, [(t, _merge(w)) for t, w in reads.items()], _merge(outs)
+        for what, k, n in [(t, k, n) for k, n, t in full] + [(None, last, -1)]:  # None: the stage output
+            col = [sw[k].out if n < 0 else sw[k].reads[n] for sw in st.w.spans]
+            by_rows = reads.setdefault(what, {})  # type: ignore[arg-type]
+            for i, js in enumerate(skipped):
+                rh = st.h.spans[i][k].out if n < 0 else st.h.spans[i][k].reads[n]
+                cs = [col[j] for j in js if col[j] is not None]
+                if rh is not None and cs:
+                    by_rows.setdefault(rh, []).extend(cs)
+        skip = {(i, j) for i, js in enumerate(skipped) for j in js}
+        outs = reads.pop(None, {})  # type: ignore[call-overload]
+        return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs)
 
     def _skip_tiles(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
                     shadow: dict[str, np.ndarray], skip: set[tuple[int, int]], reads: list,
@@ -727,10 +740,12 @@ class PlanExecutor:
         the line buffer (fresh columns only)."""
         t = self.graph.tensors[self.graph.ops[k].outputs[0]]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-        later = [s[k] for s in st.h.spans[i + 1:] if s[k].need[0] < s[k].need[1]]
-        if not later or later[0].out[0] <= later[0].need[0]:
+        key = (st.stage.start, k, i)
+        if key not in self._next_rows:  # the next tile row needing any of it (looked up once per plan)
+            self._next_rows[key] = next((s[k] for s in st.h.spans[i + 1:] if s[k].need[0] < s[k].need[1]), None)
+        nxt = self._next_rows[key]
+        if nxt is None or nxt.out[0] <= nxt.need[0]:
             return
-        nxt = later[0]
         lo = st.w.extent(t.name)[0]
         lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
                                                       t.shape[3]), t.np_dtype)
@@ -995,9 +1010,17 @@ def _axis_key(g: Graph, ops: list[int], spans: dict[int, OpSpan], producers: dic
     key = []
     for k in ops:
         sp = spans[k]
-        reads = tuple(None if r is None else (r[0] - spans[producers[t]].need[0], r[1] - spans[producers[t]].need[0])
-                      if producers.get(t) in spans else (r[1] - r[0],) for t, r in zip(g.ops[k].inputs, sp.reads))
-        key.append((sp.need[1] - sp.need[0], sp.pads, reads, sp.out[0] - sp.need[0] if fresh else 0))
+        reads = []
+        for t, r in zip(g.ops[k].inputs, sp.reads):
+            p = producers.get(t)
+            if r is None:
+                reads.append(None)
+            elif p in spans:
+                base = spans[p].need[0]
+                reads.append((r[0] - base, r[1] - base))
+            else:
+                reads.append((r[1] - r[0],))
+        key.append((sp.need[1] - sp.need[0], sp.pads, tuple(reads), sp.out[0] - sp.need[0] if fresh else 0))
     return tuple(key)
 
 
@@ -1007,6 +1030,11 @@ def _merge(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int
     by_rows: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for r0, r1, c0, c1 in windows:
         by_rows.setdefault((r0, r1), []).append((c0, c1))
+    return _merge_rows(by_rows)
+
+
+def _merge_rows(by_rows: dict[tuple[int, int], list[tuple[int, int]]]) -> list[tuple[int, int, int, int]]:
+    """:func:`_merge` of windows given as their column ranges per row range."""
     by_cols: dict[tuple, list[tuple[int, int]]] = {}
     for r, cs in by_rows.items():
         by_cols.setdefault(tuple(_union(cs)), []).append(r)

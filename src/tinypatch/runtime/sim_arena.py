@@ -161,7 +161,7 @@ class IdArena(Arena):
         span = self.live.pop(name, None)
         if span is not None:
             cells = self.memory[span[0]: span[0] + span[1]]
-            np.copyto(cells, self.FREED, where=cells != self.NOTHING)
+            np.putmask(cells, cells >= 0, self.FREED)  # cells holding a byte (FREED ones stay FREED)
 
     def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
         if (arr < 0).any():  # an id map (outside the arena) holds no negative id

@@ -42,24 +42,32 @@ from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps
 
 
 class _Group:
-    """Like tile computations of one op: the tiles, and per activation input the (rows, columns)
-    index arrays of each tile's window, then those of each tile's output."""
+    """Like tile computations of one op: the tiles, and per activation input the windows of the
+    tiles (each tile's first row and column, and the windows' size), then those of its output."""
 
     def __init__(self, k: int, pads: tuple[int, ...], tiles: list[tuple[int, int]],
-                 windows: list[tuple[str, np.ndarray, np.ndarray] | None], out: tuple[np.ndarray, np.ndarray]) -> None:
+                 windows: list[tuple[str, list[tuple[int, int]], tuple[int, int]] | None],
+                 out: tuple[list[tuple[int, int]], tuple[int, int]]) -> None:
         self.k, self.pads, self.tiles, self.windows, self.out = k, pads, tiles, windows, out
 
 
-def _index(starts: list[int], size: int) -> np.ndarray:
-    """Indices of intervals of ``size`` from ``starts``, one row of them per interval."""
-    return np.array(starts, np.intp)[:, None] + np.arange(size, dtype=np.intp)
+def _gather(x: np.ndarray, starts: list[tuple[int, int]], size: tuple[int, int]) -> np.ndarray:
+    """The windows of ``size`` (rows, columns) at ``starts`` of map ``x`` [1, H, W, C], stacked along
+    the batch axis (a single window: a view)."""
+    h, w = size
+    if len(starts) == 1:
+        r, c = starts[0]
+        return x[:, r: r + h, c: c + w]
+    return np.concatenate([x[:, r: r + h, c: c + w] for r, c in starts])
 
 
 def _exact(maps: list[AxisMap | None], span: OpSpan) -> bool:
     """Does a tile op read along this axis exactly the receptive field of what it computes, padded as
     the whole image is there (:meth:`~tinypatch.analysis.regions.AxisMap.input_span`)?"""
-    return all(m is None or m.input_span(span.out) == (r, *(span.pads if m.kind == "window" else (0, 0)))
-               for m, r in zip(maps, span.reads))
+    for m, r in zip(maps, span.reads):
+        if m is not None and m.input_span(span.out) != (r, *(span.pads if m.kind == "window" else (0, 0))):
+            return False
+    return True
 
 
 def _whole(maps: list[AxisMap | None]) -> OpSpan:
@@ -75,6 +83,17 @@ def _whole_like(maps: list[AxisMap | None], span: OpSpan) -> bool:
     padded, or the whole axis (then padded as the whole image is)?"""
     m0 = next(m for m in maps if m is not None)
     return not any(span.pads) or span.out == (0, m0.out_size)
+
+
+def _kinds(maps: dict[int, list[AxisMap | None]], spans: dict[int, OpSpan]) -> dict[int, tuple[bool, bool, bool]]:
+    """Per op of one tile row (column): (computes any pixel, :func:`_exact`, :func:`_whole_like`)."""
+    out = {}
+    for k, sp in spans.items():
+        if sp.out[0] < sp.out[1]:
+            out[k] = (True, _exact(maps[k], sp), not (sp.pads[0] or sp.pads[1]) or _whole_like(maps[k], sp))
+        else:
+            out[k] = (False, False, False)
+    return out
 
 
 def _widen(maps: list[AxisMap | None], span: OpSpan, size: int) -> Interval | None:
@@ -110,9 +129,7 @@ class TiledChecks:
         seen: set[tuple] = set()
         self.usable = True
         # per axis, tile row (column) and op: (computes any pixel, reads exactly, reads as the whole image)
-        kinds = [[{k: (some, some and _exact(maps[a][k], sp[k]), some and _whole_like(maps[a][k], sp[k]))
-                   for k in ops for some in (sp[k].out[0] < sp[k].out[1],)} for sp in spans]
-                 for a, spans in enumerate((st.h.spans, self.cols))]
+        kinds = [[_kinds(maps[a], sp) for sp in spans] for a, spans in enumerate((st.h.spans, self.cols))]
         # in tile order, the tile ops computing pixels but those exact and read as the whole image along
         # both axes (their whole-image values are their own, see the module docstring)
         todo = []
@@ -166,11 +183,11 @@ class TiledChecks:
 
     def _group(self, k: int, maps: tuple[dict, dict], pads: tuple[int, ...],
                tiles: list[tuple[int, int, Interval, Interval]]) -> _Group:
-        """One call's index arrays: each tile op computes ``out`` (rows, columns) from the windows
+        """One call's windows: each tile op computes ``out`` (rows, columns) from the windows
         its maps give (its own reads where ``out`` is its own)."""
         g, st = self.graph, self.st
         op = g.ops[k]
-        windows: list[tuple[str, np.ndarray, np.ndarray] | None] = []
+        windows: list[tuple[str, list[tuple[int, int]], tuple[int, int]] | None] = []
         for n, t in enumerate(op.inputs):
             if not t or g.tensors[t].is_const:
                 windows.append(None)
@@ -180,12 +197,11 @@ class TiledChecks:
                 sh, sw = st.h.spans[i][k], self.cols[j][k]
                 reads.append((sh.reads[n] if oh == sh.out else maps[0][k][n].input_span(oh)[0],
                               sw.reads[n] if ow == sw.out else maps[1][k][n].input_span(ow)[0]))
-            rows = _index([r[0][0] for r in reads], reads[0][0][1] - reads[0][0][0])
-            cols = _index([r[1][0] for r in reads], reads[0][1][1] - reads[0][1][0])
-            windows.append((t, rows[:, :, None], cols[:, None, :]))
-        rows = _index([oh[0] for _, _, oh, _ in tiles], tiles[0][2][1] - tiles[0][2][0])
-        cols = _index([ow[0] for _, _, _, ow in tiles], tiles[0][3][1] - tiles[0][3][0])
-        return _Group(k, pads, [(i, j) for i, j, _, _ in tiles], windows, (rows[:, :, None], cols[:, None, :]))
+            windows.append((t, [(rh[0], rw[0]) for rh, rw in reads],
+                            (reads[0][0][1] - reads[0][0][0], reads[0][1][1] - reads[0][1][0])))
+        oh, ow = tiles[0][2], tiles[0][3]
+        return _Group(k, pads, [(i, j) for i, j, _, _ in tiles], windows,
+                      ([(h[0], w[0]) for _, _, h, w in tiles], (oh[1] - oh[0], ow[1] - ow[0])))
 
     def values(self, shadow: dict[str, np.ndarray], get: Callable[[str], np.ndarray]) -> np.ndarray:
         """The stage output from ``shadow`` (the stage's maps computed on the whole image; ``get``
@@ -200,10 +216,10 @@ class TiledChecks:
                     args.append(g.tensors[t].data if t else None)
                 else:
                     x = shadow[t] if t in shadow else get(t)
-                    args.append(x[0][w[1], w[2]])
+                    args.append(_gather(x, *w[1:]))
             value = self.kernels[grp.k](args, grp.pads)[0]
-            want = shadow[op.outputs[0]][0][grp.out[0], grp.out[1]]
-            if value.shape != want.shape or value.dtype != want.dtype or not np.array_equal(value, want):
+            want = _gather(shadow[op.outputs[0]], *grp.out)
+            if value.shape != want.shape or value.dtype != want.dtype or value.tobytes() != want.tobytes():
                 bad = next((n for n in range(len(grp.tiles)) if value.shape != want.shape
                             or not np.array_equal(value[n], want[n])), 0)
                 i, j = grp.tiles[bad]
