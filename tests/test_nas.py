@@ -8,7 +8,7 @@ import random
 import pytest
 
 from tinypatch.cli import main
-from tinypatch.errors import UsageError
+from tinypatch.errors import PlanError, UsageError
 from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.frontends.synth import make_divisible
 from tinypatch.analysis.analytic import analytic_memory
@@ -248,12 +248,14 @@ def test_stage_chain_figures_match_the_planner(stages):
                         plan_analytic(graph, plan, tilings).peak
 
 
-def _exhaustive_stages(chain, sram, one, stages):
-    """Every schedule of 2..``stages`` patch stages tiled and costed (no pruning), from the one-stage best ``one``."""
+def _exhaustive_stages(chain, sram, one, stages, stream=False):
+    """Every schedule of 2..``stages`` patch stages tiled and costed (no pruning), from the one-stage best ``one``
+    (``stream``: stream stages too, also single ones)."""
     return stage_schedule(
         chain.per_op(False), sum(chain.macs()), chain.legal_ends, lambda e: chain.side[chain.ops[e - 1].output],
         lambda e: chain._bytes(chain.ops[e - 1].output), lambda s, e, p: chain.stage(s, e, p, False)[0],
-        lambda s, e, p: chain.stage(s, e, p, False)[1], sram, 4, one, stages, exhaustive=True)[0]
+        lambda s, e, p: chain.stage(s, e, p, False)[1], sram, 4, one, stages, exhaustive=True,
+        strips=(lambda s, e: chain.strips(s, e, 4)) if stream else None)[0]
 
 
 @pytest.mark.parametrize("stages", [2, 3])
@@ -397,7 +399,7 @@ def test_stream_stage_figures_match_the_planner():
                 try:
                     ring_columns(graph, list(range(start, end)))
                     ok = True
-                except Exception:
+                except PlanError:
                     ok = False
                 assert chain.streams(start, end) == ok
                 side = chain.side[chain.ops[end - 1].output]
@@ -438,11 +440,7 @@ def test_stream_search_matches_the_graph_and_the_exhaustive_enumeration(stages):
             fast = chain_schedule(chain, sram, False, 4, stages=stages, stream=True)
             assert fast == mcunetv2_schedule(graph, sram, False, 4, stages=stages, stream=True)
             one = chain_schedule(chain, sram, False, 4)
-            full = stage_schedule(
-                per_op, sum(chain.macs()), chain.legal_ends, lambda e: chain.side[chain.ops[e - 1].output],
-                lambda e: chain._bytes(chain.ops[e - 1].output), lambda s, e, p: chain.stage(s, e, p, False)[0],
-                lambda s, e, p: chain.stage(s, e, p, False)[1], sram, 4, None if isinstance(one, int) else one,
-                stages, exhaustive=True, strips=lambda s, e: chain.strips(s, e, 4))[0]
+            full = _exhaustive_stages(chain, sram, None if isinstance(one, int) else one, stages, stream=True)
             assert isinstance(fast, int) == (full is None)
             recompute = chain_schedule(chain, sram, False, 4, stages=stages)
             assert isinstance(recompute, int) or not isinstance(fast, int) and fast[:2] <= recompute[:2]
