@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,13 @@ from tinypatch.cli import main
 from tinypatch.errors import UsageError
 from tinypatch.frontends.mcunet_config import build_net
 from tinypatch.nas.chain import Chain, chain_schedule
-from tinypatch.nas.evaluate import Constraints, best_plan, evaluate, planner_schedule, recompute_stages
+from tinypatch.nas.evaluate import (
+    Constraints,
+    best_plan,
+    evaluate,
+    planner_schedule,
+    recompute_stages,
+)
 from tinypatch.nas.evolution import evolve
 from tinypatch.nas.insns import ChainCost
 from tinypatch.nas.space import mcunet_space, vww_space
@@ -229,3 +236,16 @@ def test_resume_reads_a_state_written_before_the_latency_constraints(tmp_path):
     assert resumed.history == evolve(SMALL, plain, seed=5, **RUN).history
     with pytest.raises(UsageError, match="other settings"):  # a latency limit is another setting
         evolve(SMALL, Constraints(**{**plain.to_dict(), "target": "cortex-m7"}), seed=5, resume=state, **RUN)
+
+
+def test_resume_reads_a_state_written_before_stream_stages_as_recompute_only(tmp_path):
+    state = tmp_path / "state.json"
+    recompute = Constraints(sram=24 * 1024, flash=300 * 1024, include_input=False, stream=False)
+    evolve(SMALL, recompute, seed=5, resume=state, **{**RUN, "iterations": 1})
+    old = json.loads(state.read_text())
+    del old["constraints"]["stream"]  # as a file written before stream stages existed
+    state.write_text(json.dumps(old))
+    resumed = evolve(SMALL, recompute, seed=5, resume=state, **RUN)
+    assert resumed.history == evolve(SMALL, recompute, seed=5, **RUN).history
+    with pytest.raises(UsageError, match="other settings.*constraints"):  # that search did not stream
+        evolve(SMALL, replace(recompute, stream=True), seed=5, resume=state, **RUN)

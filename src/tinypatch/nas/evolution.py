@@ -272,6 +272,9 @@ def _save(path: str | os.PathLike[str] | None, settings: dict[str, Any], rng: ra
     write_text(path, json.dumps(state) + "\n")
 
 
+_BEFORE = {"stream": False}  # constraints whose default differs from what searches did before they existed
+
+
 def _load(path: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -280,9 +283,9 @@ def _load(path: str | os.PathLike[str], settings: dict[str, Any]) -> dict[str, A
         raise UsageError(f"cannot resume from {os.fspath(path)}: not a readable JSON file ({exc})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"cannot resume from {os.fspath(path)}: not a tinypatch search file")
-    if isinstance(state.get("constraints"), dict):  # written before a constraint existed: it had the default
+    if isinstance(state.get("constraints"), dict):  # written before a constraint existed: it had the default,
         state["constraints"] = {**{f.name: f.default for f in fields(Constraints) if f.default is not MISSING},
-                                **state["constraints"]}
+                                **_BEFORE, **state["constraints"]}  # or what the search did before it existed
     diff = [k for k, v in settings.items() if state.get(k) != json.loads(json.dumps(v))]
     if diff:
         raise UsageError(f"cannot resume from {os.fspath(path)}: it was written with other settings "
