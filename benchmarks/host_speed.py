@@ -2,8 +2,9 @@
 (BUILTIN_REF, one thread), our whole-image executor, and the plan executor on each plan kind of
 the model's `tinypatch plan` front: the default (chosen) plan, the least-peak plan and the
 least-peak plan with a stream stage (when the front has one; kinds that name the same plan are
-run once), with each plan's MACs over layer by layer's. `python benchmarks/host_speed.py
-[--repeat N] [--clock wall|cpu] [MODEL ...]`. Everything is prepared once; the median of N interleaved runs is
+run once) and, with ``--sram S``, the fewest-MAC plan under S with the input outside the arena
+(`tinypatch plan --sram S --no-input`, a board's budget: kind "budget"), with each plan's MACs over
+layer by layer's. `python benchmarks/host_speed.py [--repeat N] [--clock wall|cpu] [--sram S] [MODEL ...]`. Everything is prepared once; the median of N interleaved runs is
 printed (ms), with each ratio taken in the same run, and each executor's first run (a fresh
 whole-image executor's, and the plan executor's, which walks every stage once on provenance to
 record its arena effect and then replays it, see `runtime/stage_replay.py`) with the planned first
@@ -23,6 +24,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from tinypatch import api, load
 from tinypatch.assets import assets_dir
+from tinypatch.errors import BudgetError
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_macs
 from tinypatch.planning.plan import STREAM, Plan
@@ -44,15 +46,21 @@ def _litert(path: str, x: list[np.ndarray]) -> Callable[[], object] | str:
     return it.invoke
 
 
-def plan_kinds(model: str) -> dict[str, Plan]:
-    """The default plan, the least-peak plan and the least-peak stream plan of ``model``'s front
-    (kinds naming the same plan as an earlier kind are left out)."""
+def plan_kinds(model: str, sram: str | None = None) -> dict[str, Plan]:
+    """The default plan, the least-peak plan and the least-peak stream plan of ``model``'s front, and
+    with ``sram`` the fewest-MAC plan under it, input not counted, where one fits (kinds naming the
+    same plan as an earlier kind are left out)."""
     result = api.plan(model)
     front = sorted(result.front.front, key=lambda s: (s.peak, s.macs))
     stream = [s for s in front if any(STREAM in st.halo.values() for st in s.plan.stages)]
     kinds = {"default": result.plan, "least-peak": front[0].plan}
     if stream:
         kinds["stream"] = stream[0].plan
+    if sram is not None:
+        try:
+            kinds["budget"] = api.plan(model, sram=sram, include_input=False).plan
+        except BudgetError as e:
+            print(f"{model}: no budget plan ({e})")
     out: dict[str, Plan] = {}
     for kind, plan in kinds.items():
         if all(plan.to_dict() != p.to_dict() for p in out.values()):
@@ -83,6 +91,7 @@ def main() -> None:
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="time every executor (LiteRT too) by the wall clock or by this process's CPU time "
                         "(on a busy machine a longer run is more often preempted, which only the wall clock counts)")
+    p.add_argument("--sram", help="also run the fewest-MAC plan under this budget, input not counted (e.g. 32KB)")
     args = p.parse_args()
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     assets = assets_dir()
@@ -97,7 +106,7 @@ def main() -> None:
         graph = load(m)
         x = model_inputs(graph, None)
         xs = [x[n] for n in graph.inputs] if isinstance(x, dict) else list(x)
-        plans = plan_kinds(m)
+        plans = plan_kinds(m, args.sram)
         whole = Executor(graph)
         runs: dict[str, Callable[[], object]] = {"whole": lambda w=whole, v=xs: w(v)}
         first: dict[str, float] = {}  # each executor's first run (the plan executor's walks every stage once)
