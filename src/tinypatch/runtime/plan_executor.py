@@ -102,6 +102,18 @@ class PlanExecutor:
             st.stage.start: {self.buffer_of[t] for t in st.info.internal
                              if t in self.buffer_of and not st.cached(producers[t])}
             for st in self.buffers.tilings}
+        # per tile op: the tile buffers that die at it (freed after it, tile by tile)
+        self.tile_frees = {k: [b for b in self.ends.get(k, []) if b in self.tile_buffers[st.stage.start]]
+                           for st in self.buffers.tilings for k in st.info.tile_ops}
+        # per op with its first output in the arena: (output, its buffer and offset, dtype, item size, channels)
+        self.out_buf = {k: (t.name, self.buffer_of[t.name], self.placement.offsets[self.buffer_of[t.name]],
+                            t.np_dtype, t.np_dtype.itemsize, t.shape[-1])
+                        for k, op in enumerate(graph.ops) if op.outputs and op.outputs[0] in self.buffer_of
+                        for t in (graph.tensors[op.outputs[0]],)}
+        # per op: its activation inputs (position, name)
+        self.act_inputs = [[(n, t) for n, t in enumerate(op.inputs) if t and not graph.tensors[t].is_const]
+                           for op in graph.ops]
+        self._arena_views: dict[str, tuple[str, tuple[int, ...], np.dtype]] = {}  # tensor -> see _get
         # per op: (reads NCHW, writes NCHW, gathers): looked up once, not per tile
         self.layout = [(reads_nchw(graph, op), writes_nchw(graph, op), op_def(op.type).gather) for op in graph.ops]
         self.streams = {st.stage.start: _Stream(self, st) for st in self.buffers.tilings if st.stream}
@@ -134,12 +146,17 @@ class PlanExecutor:
         arena.wrote(view)
 
     def _get(self, arena: Arena, outside: dict[str, np.ndarray], name: str) -> np.ndarray:
-        t = self.graph.tensors[name]
-        if t.is_const:
-            return t.data  # type: ignore[return-value]
-        if name in outside:
+        spec = self._arena_views.get(name)
+        if spec is None:
+            t = self.graph.tensors[name]
+            if t.is_const:
+                return t.data  # type: ignore[return-value]
+            if name in outside:
+                return outside[name]
+            spec = self._arena_views[name] = (self.buffer_of[name], t.shape, t.np_dtype)
+        elif name in outside:
             return outside[name]
-        return arena.view(self.buffer_of[name], t.shape, t.np_dtype)
+        return arena.view(*spec)
 
     # --- running ------------------------------------------------------------------------
     def __call__(self, inputs: list[np.ndarray] | dict[str, np.ndarray], threads: int | None = 1) -> PlanRun:
@@ -644,9 +661,8 @@ class PlanExecutor:
                 sums += region.sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
             arena.read(sums)
             arena.free(self.buffer_of[name])
-        for buf in self.ends.get(k, []):
-            if buf in tile_bufs:
-                arena.free(buf)
+        for buf in self.tile_frees[k]:  # those of self.ends[k] in tile_bufs
+            arena.free(buf)
 
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
                  region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]],
@@ -659,6 +675,9 @@ class PlanExecutor:
         op = g.ops[k]
         nchw_in, nchw_out, gather = self.layout[k]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+        if self._ids is not None and not nchw_in and not nchw_out and not self.mixed:
+            self._compute_ids(arena, outside, st, k, i, j, region, held)
+            return
         args = []
         for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
             if rh is None or rw is None:
@@ -699,20 +718,46 @@ class PlanExecutor:
         if self._ids is None:  # on provenance the ids written say so (IdArena.wrote)
             arena.wrote(fresh)
 
+    def _compute_ids(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
+                     region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]]) -> None:
+        """:meth:`_compute` on provenance (NHWC maps): every window tile (i, j) of op k reads must
+        hold the ids of the pixels it needs (:meth:`_read`), then the ids of its fresh pixels go into
+        ``region``; no kernel runs and no argument is gathered."""
+        ids = self._ids
+        assert ids is not None
+        sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+        for n, t in self.act_inputs[k]:
+            rh, rw = sh.reads[n], sw.reads[n]
+            if rh is None or rw is None:
+                continue
+            if t in held:
+                arr, r0, c0 = held[t]
+                got = arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0]
+                if not _same(got, ids[t][:, rh[0]: rh[1], rw[0]: rw[1]]):
+                    arena.read(got, t)  # a freed or never-written byte is named as such
+                    raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} reads wrong "
+                                    f"bytes of {t!r} (a cached part or line buffer out of step)")
+            else:
+                got = self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]]
+                if not _same(got, ids[t][:, rh[0]: rh[1], rw[0]: rw[1]]):  # _read raises, naming it
+                    self._read(arena, got, t, rh, rw, st, "tile ({}, {}) of op {}", i, j, k)
+        region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:] = \
+            ids[self.graph.ops[k].outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]
+
     def _region(self, arena: Arena, st: StageTiling, k: int, i: int, j: int,
                 kept: dict[str, tuple[np.ndarray, int, int]]) -> np.ndarray:
         """The buffer holding op k's output region for tile (i, j), cached parts filled in."""
-        t = self.graph.tensors[self.graph.ops[k].outputs[0]]
+        name, buf, offset, dtype, itemsize, channels = self.out_buf[k]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-        shape = (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], t.shape[3])
-        buf = self.buffer_of[t.name]
+        shape = (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], channels)
         if not st.cached(k):
-            arena.alloc(buf, self.placement.offsets[buf], math.prod(shape) * t.np_dtype.itemsize)
-            return arena.view(buf, shape, t.np_dtype)
-        old = kept.get(t.name)
-        region = arena.view(buf, shape, t.np_dtype)
+            arena.alloc(buf, offset, shape[1] * shape[2] * channels * itemsize)
+            return arena.view(buf, shape, dtype)
+        old = kept.get(name)
+        region = arena.view(buf, shape, dtype)
         if old is None or not region.size:
             return region
+        t = self.graph.tensors[name]
         _, r0, c0 = old  # type: ignore[misc]
         keep = old[0].copy()  # a memmove on the MCU
         if j > 0 and sw.out[0] > sw.need[0]:  # same tile row: overlapping columns slide left
