@@ -49,6 +49,7 @@ class AxisTiling:
     spans: list[dict[int, OpSpan]]
     regions: list[dict[str, Interval]]
     cached: frozenset[int] = frozenset()  # ops whose output halo is kept between tiles on this axis
+    maps: dict[int, list[AxisMap | None]] | None = field(default=None, repr=False, compare=False)  # input_maps
     # memoized :meth:`overlap` and :meth:`extent` (a tiling is not changed once made: they depend on it only)
     _overlaps: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
     _extents: dict[str, Interval] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -254,7 +255,7 @@ def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int],
         regions.append(need)
     for i in cached:
         _slide_window(spans, regions, i, graph.ops[i].outputs[0])
-    return AxisTiling(list(cuts), spans, regions, frozenset(cached))
+    return AxisTiling(list(cuts), spans, regions, frozenset(cached), maps)
 
 
 def _slide_window(spans: list[dict[int, OpSpan]], regions: list[dict[str, Interval]], i: int, tensor: str) -> None:

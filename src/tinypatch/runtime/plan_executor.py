@@ -347,6 +347,9 @@ class PlanExecutor:
                 self.skips[st.stage.start] = self._like_tiles(st)
             skip = self._skip_tiles(arena, outside, st, full_out, shadow, *self.skips[st.stage.start])
         lined = [k for k in st.info.tile_ops if st.line_buffer(k)]
+        # a walk on provenance of NHWC ops: no kernel arguments gathered (see _compute_ids)
+        on_ids = self._ids is not None and not self.mixed and not any(
+            self.layout[k][0] or self.layout[k][1] for k in st.info.tile_ops)
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 if (i, j) in skip:
@@ -364,22 +367,26 @@ class PlanExecutor:
                     continue
                 if (i, j) in stored:
                     continue
+                hs, ws = st.h.spans[i], st.w.spans[j]
                 for k in st.info.tile_ops:
-                    op = g.ops[k]
-                    sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-                    name = op.outputs[0]
+                    sh, sw = hs[k], ws[k]
+                    name = g.ops[k].outputs[0]
                     if name == st.info.output:
                         region = full_out[:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
                     else:
                         region = self._region(arena, st, k, i, j, kept)
                         held[name] = (region, sh.need[0], sw.need[0])
                     if sh.out[0] < sh.out[1] and sw.out[0] < sw.out[1]:  # else all of it was cached
-                        self._compute(arena, outside, st, k, i, j, region, held, shadow)
-                    if st.cached(k) and region.size:  # an empty region leaves the buffer as it was
+                        if on_ids:
+                            self._compute_ids(arena, outside, st, k, i, j, region, held)
+                        else:
+                            self._compute(arena, outside, st, k, i, j, region, held, shadow)
+                    if k in persistent and region.size:  # an empty region leaves the buffer as it was
                         kept[name] = held[name]
-                        if st.line_buffer(k):
+                        if k in lined:
                             self._save_lines(arena, st, k, i, j, region)
-                    self._end_op(arena, k, name, region, st, sums, tile_bufs)
+                    if sums is not None or self.tile_frees[k]:
+                        self._end_op(arena, k, name, region, st, sums, tile_bufs)
         if self.mixed:
             self.mixed.end_stage()
         for k in persistent:
@@ -675,9 +682,6 @@ class PlanExecutor:
         op = g.ops[k]
         nchw_in, nchw_out, gather = self.layout[k]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-        if self._ids is not None and not nchw_in and not nchw_out and not self.mixed:
-            self._compute_ids(arena, outside, st, k, i, j, region, held)
-            return
         args = []
         for t, rh, rw in zip(op.inputs, sh.reads, sw.reads):
             if rh is None or rw is None:
@@ -750,7 +754,7 @@ class PlanExecutor:
         name, buf, offset, dtype, itemsize, channels = self.out_buf[k]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
         shape = (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], channels)
-        if not st.cached(k):
+        if k not in st.w.cached and k not in st.h.cached:  # not st.cached(k)
             arena.alloc(buf, offset, shape[1] * shape[2] * channels * itemsize)
             return arena.view(buf, shape, dtype)
         old = kept.get(name)

@@ -173,7 +173,7 @@ class IdArena(Arena):
             np.putmask(cells, cells >= 0, self.FREED)  # cells holding a byte (FREED ones stay FREED)
 
     def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
-        if (arr < 0).any():  # an id map (outside the arena) holds no negative id
+        if arr.size and np.minimum.reduce(arr, None) < 0:  # an id map (outside the arena) holds no negative id
             start = (arr.ctypes.data - self._base) // self.memory.itemsize
             raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
         return arr
@@ -182,7 +182,8 @@ class IdArena(Arena):
         """Record that every byte of ``arr`` holds a value: cells that hold none (bytes recorded as
         written, not walked) are :data:`FOREIGN` from now on. (Cells written with ids say so
         themselves: a walk need not record them.)"""
-        np.copyto(arr, self.FOREIGN, where=arr < 0)
+        if arr.size and np.minimum.reduce(arr, None) < 0:  # (usually none: one reduction, no mask)
+            np.copyto(arr, self.FOREIGN, where=arr < 0)
 
 
 class ArenaEffect:

@@ -134,7 +134,7 @@ class TiledChecks:
     def __init__(self, graph: Graph, kernels: Sequence[Callable], st: StageTiling) -> None:
         self.graph, self.kernels, self.st = graph, kernels, st
         g, ops = graph, st.info.tile_ops
-        maps = (input_maps(g, ops, 0), input_maps(g, ops, 1))
+        maps = (st.h.maps or input_maps(g, ops, 0), st.w.maps or input_maps(g, ops, 1))  # those tile_axis used
         # a stream stage's strips compute whole rows (the walks checked its columns)
         self.cols = [{k: _whole(maps[1][k]) for k in ops}] if st.stream else st.w.spans
         padded: dict[tuple, list[tuple[int, int, OpSpan, OpSpan]]] = {}  # (op, paddings) -> its exact tile ops
