@@ -14,7 +14,6 @@ arena effect and computes the stage's values in batches (:mod:`~tinypatch.runtim
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -754,34 +753,41 @@ class PlanExecutor:
         name, buf, offset, dtype, itemsize, channels = self.out_buf[k]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
         shape = (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], channels)
-        if k not in st.w.cached and k not in st.h.cached:  # not st.cached(k)
+        if not st.cached(k):
             arena.alloc(buf, offset, shape[1] * shape[2] * channels * itemsize)
             return arena.view(buf, shape, dtype)
         old = kept.get(name)
         region = arena.view(buf, shape, dtype)
         if old is None or not region.size:
             return region
-        t = self.graph.tensors[name]
         _, r0, c0 = old  # type: ignore[misc]
-        keep = old[0].copy()  # a memmove on the MCU
-        if j > 0 and sw.out[0] > sw.need[0]:  # same tile row: overlapping columns slide left
-            arena.read(old[0][:, sh.need[0] - r0: sh.need[1] - r0, sw.need[0] - c0: sw.out[0] - c0], t.name)
+        slide = j > 0 and sw.out[0] > sw.need[0]
+        rows = sh.out[0] - sh.need[0] if i > 0 else 0
+        # kept bytes move within the buffer (a memmove on the MCU; numpy copies overlapping views as if
+        # through a temporary): a copy only where the second move reads what the first one moved
+        keep = old[0].copy() if slide and rows > 0 and not st.line_buffer(k) else old[0]
+        # on provenance a copy of bytes its read found valid needs no recording (IdArena.wrote)
+        record = self._ids is None
+        if slide:  # same tile row: overlapping columns slide left
+            arena.read(old[0][:, sh.need[0] - r0: sh.need[1] - r0, sw.need[0] - c0: sw.out[0] - c0], name)
             region[:, :, : sw.out[0] - sw.need[0]] = keep[:, sh.need[0] - r0: sh.need[1] - r0,
                                                           sw.need[0] - c0: sw.out[0] - c0]
-            arena.wrote(region[:, :, : sw.out[0] - sw.need[0]])
-        if i > 0 and sh.out[0] > sh.need[0]:  # next tile row: overlapping rows
-            rows = sh.out[0] - sh.need[0]
+            if record:
+                arena.wrote(region[:, :, : sw.out[0] - sw.need[0]])
+        if rows > 0:  # next tile row: overlapping rows
             if st.line_buffer(k):
-                lo = st.w.extent(t.name)[0]
-                lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
-                                                              t.shape[3]), t.np_dtype)
-                region[:, :rows, sw.out[0] - sw.need[0]:] = arena.read(
-                    lines[:, :rows, sw.out[0] - lo: sw.need[1] - lo], line_buffer_name(t.name))
-                arena.wrote(region[:, :rows, sw.out[0] - sw.need[0]:])
+                lo, hi = st.w.extent(name)
+                lb = line_buffer_name(name)
+                lines = arena.view(lb, (1, st.h.overlap(k), hi - lo, channels), dtype)
+                region[:, :rows, sw.out[0] - sw.need[0]:] = arena.read(lines[:, :rows, sw.out[0] - lo: sw.need[1] - lo],
+                                                                       lb)
+                if record:
+                    arena.wrote(region[:, :rows, sw.out[0] - sw.need[0]:])
             else:  # a single tile column: the buffer rolls down
-                arena.read(old[0][:, sh.need[0] - r0: sh.out[0] - r0, sw.need[0] - c0: sw.need[1] - c0], t.name)
+                arena.read(old[0][:, sh.need[0] - r0: sh.out[0] - r0, sw.need[0] - c0: sw.need[1] - c0], name)
                 region[:, :rows] = keep[:, sh.need[0] - r0: sh.out[0] - r0, sw.need[0] - c0: sw.need[1] - c0]
-                arena.wrote(region[:, :rows])
+                if record:
+                    arena.wrote(region[:, :rows])
         return region
 
     def _save_lines(self, arena: Arena, st: StageTiling, k: int, i: int, j: int, region: np.ndarray) -> None:
