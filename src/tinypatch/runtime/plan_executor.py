@@ -101,7 +101,7 @@ class PlanExecutor:
             st.stage.start: {self.buffer_of[t] for t in st.info.internal
                              if t in self.buffer_of and not st.cached(producers[t])}
             for st in self.buffers.tilings}
-        # per tile op: the tile buffers that die at it (freed after it, tile by tile)
+        # per tile op: the tile buffers that die at it (freed after it, tile by tile: see _end_op)
         self.tile_frees = {k: [b for b in self.ends.get(k, []) if b in self.tile_buffers[st.stage.start]]
                            for st in self.buffers.tilings for k in st.info.tile_ops}
         # per op with its first output in the arena: (output, its buffer and offset, dtype, item size, channels)
@@ -667,8 +667,9 @@ class PlanExecutor:
                 sums += region.sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
             arena.read(sums)
             arena.free(self.buffer_of[name])
-        for buf in self.tile_frees[k]:  # those of self.ends[k] in tile_bufs
-            arena.free(buf)
+        for buf in self.ends.get(k, []):
+            if buf in tile_bufs:
+                arena.free(buf)
 
     def _compute(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
                  region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]],
