@@ -60,13 +60,13 @@ def conv_case(draw, depthwise: bool):
                 mult=mult, seed=seed, act=draw(st.sampled_from(["NONE", "RELU", "RELU6"])))
 
 
-def build_conv(c: dict, depthwise: bool):
+def build_conv(c: dict, depthwise: bool, bias: int = 3000):
     rng = np.random.default_rng(c["seed"])
     ws = rng.uniform(1e-3, 0.05, c["cout"]).astype(np.float32)
     si, so, zi, zo = np.float32(0.05), np.float32(0.1), int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
     wshape = (1, c["kh"], c["kw"], c["cout"]) if depthwise else (c["cout"], c["kh"], c["kw"], c["cin"])
     w = rng.integers(-127, 128, wshape).astype(np.int8)
-    b = rng.integers(-3000, 3000, c["cout"]).astype(np.int32)
+    b = rng.integers(-bias, bias, c["cout"]).astype(np.int32)
     oh = out_size(c["h"], c["kh"], c["sh"], c["dh"], c["padding"])
     ow = out_size(c["w"], c["kw"], c["sw"], c["dw"], c["padding"])
     attrs = dict(padding=c["padding"], stride_h=c["sh"], stride_w=c["sw"], dilation_h=c["dh"], dilation_w=c["dw"],
@@ -186,6 +186,33 @@ def test_pool_tiles_equal_whole_image(data, h, w, kh, kw, s, padding, op_type, s
     k = prepared(op_type, [Tensor("x", x.shape, "int8", q(0.1, 3))], (1, oh, ow, 3), q(0.1, 3),
                  padding=padding, stride_h=s, stride_w=s, filter_h=kh, filter_w=kw)
     check_tiles(k, x, (kh, kw), (s, s), (1, 1), padding, data)
+
+
+@SETTINGS
+@given(data=st.data(), c=conv_case(depthwise=False), depthwise=st.booleans(), big_bias=st.booleans())
+def test_run_calls_give_the_bytes_of_one_call_each(data, c: dict, depthwise: bool, big_bias: bool) -> None:
+    """``run_calls`` (the replay's batched padded-tile calls: conv and depthwise stack every call's
+    windows into one GEMM / weighted sum and one requantization) returns what each call returns alone,
+    for windows of any size and position, any pads, batches of several windows, and accumulators past
+    the float requantization's limit (``big_bias``: the checked path)."""
+    if depthwise:
+        c = {**c, "cout": c["cin"] * c["mult"]}
+    k, x, *_ = build_conv(c, depthwise, bias=2**30 if big_bias else 3000)
+    span_h, span_w = (c["kh"] - 1) * c["dh"] + 1, (c["kw"] - 1) * c["dw"] + 1
+    calls = []
+    for _ in range(data.draw(st.integers(1, 4))):
+        pads = tuple(data.draw(st.integers(0, 2)) for _ in range(4))
+        r0 = data.draw(st.integers(0, c["h"] - 1))
+        c0 = data.draw(st.integers(0, c["w"] - 1))
+        r1, c1 = data.draw(st.integers(r0 + 1, c["h"])), data.draw(st.integers(c0 + 1, c["w"]))
+        assume(r1 - r0 + pads[0] + pads[1] >= span_h and c1 - c0 + pads[2] + pads[3] >= span_w)
+        n = data.draw(st.integers(1, 2))
+        calls.append(([np.concatenate([x[:, r0:r1, c0:c1]] * n) if n > 1 else x[:, r0:r1, c0:c1]], pads))
+    got = k.run_calls(calls)
+    assert len(got) == len(calls)
+    for (inputs, pads), value in zip(calls, got):
+        want = k(inputs, pads)[0]
+        assert value.dtype == want.dtype and value.shape == want.shape and value.tobytes() == want.tobytes()
 
 
 def test_pad_op_with_explicit_pads_uses_them_on_hw_only() -> None:

@@ -22,7 +22,7 @@ from tinypatch.frontends.synth import Builder
 from tinypatch.kernels import prepare
 from tinypatch.planning.plan import Stage
 from tinypatch.planning.tiles import OpSpan
-from tinypatch.runtime.stage_replay import _exact, _widen
+from tinypatch.runtime.stage_replay import TiledChecks, _exact, _widen
 
 _STAGES = {
     "recompute": (False, Stage(0, 5, split_even(10, 4), split_even(10, 3))),
@@ -67,6 +67,76 @@ def test_replays_run_padded_tiles_on_their_own_windows(kind):
     ex.kernels[0] = off_by_one_on_tiles
     with pytest.raises(PlanError, match=r"tile \(\d+, \d+\) of op 0 computes other bytes"):
         ex([_input(g)])
+
+
+@pytest.mark.parametrize("kind", ["recompute", "cache"])
+def test_batched_tile_calls_catch_a_kernel_gone_wrong_on_tiles(kind, monkeypatch):
+    """The padded tile ops of one op run as one batch (``run_calls``: conv and depthwise stack their
+    windows into one GEMM or weighted sum); a kernel whose padding goes wrong where a tile's pads are
+    not the whole image's (asymmetric here) is still a PlanError on a replaying run."""
+    import tinypatch.kernels.conv as conv
+
+    pool, stage = _STAGES[kind]
+    g = _chain(pool)
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))
+    ex([_input(g)])
+    checks = ex.replays[0][1]
+    batches = []
+    for cls in {type(ex.kernels[k]) for k in checks.by_op}:
+        run_calls = cls.run_calls
+        monkeypatch.setattr(cls, "run_calls", lambda self, calls, f=run_calls: batches.append(len(calls)) or f(self, calls))
+    padded = conv.centered_padded
+    monkeypatch.setattr(conv, "centered_padded", lambda x, zp, pads, dtype: padded(
+        x, zp + (pads[0] != pads[1] or pads[2] != pads[3]), pads, dtype))
+    with pytest.raises(PlanError, match=r"tile \(\d+, \d+\) of op \d+ computes other bytes"):
+        ex([_input(g)])
+    assert max(batches) > 1, "no batch of several calls: the test would not exercise run_calls' stacking"
+
+
+def _covered(graph, st, checks) -> None:
+    """Every tile op computing pixels whose window is padded along an axis it does not span whole (its
+    kernel must run on its own window) has its pixels, or those of a like tile op (same op, sizes and
+    paddings), inside a window that a group of its op computes with its paddings; no window is computed
+    twice, each group's windows hold their own tiles' pixels, and each group runs in one batch."""
+    assert sorted(n for ns in checks.by_op.values() for n in ns) == list(range(len(checks.groups)))
+    assert all(checks.groups[n].k == k for k, ns in checks.by_op.items() for n in ns)
+
+    def like(k, sh, sw):
+        return k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads
+
+    windows, covered = set(), set()
+    for grp in checks.groups:
+        h, w = grp.out[1]
+        for (i, j), (r, c) in zip(grp.tiles, grp.out[0]):
+            sh, sw = st.h.spans[i][grp.k], st.w.spans[j][grp.k]
+            assert (*sh.pads, *sw.pads) == grp.pads
+            assert r <= sh.out[0] and sh.out[1] <= r + h and c <= sw.out[0] and sw.out[1] <= c + w
+            assert (grp.k, grp.pads, r, c, h, w) not in windows, "a window computed twice"
+            windows.add((grp.k, grp.pads, r, c, h, w))
+            covered.update(like(grp.k, rows[grp.k], cols[grp.k]) for rows in st.h.spans for cols in st.w.spans
+                           if (*rows[grp.k].pads, *cols[grp.k].pads) == grp.pads
+                           and r <= rows[grp.k].out[0] and rows[grp.k].out[1] <= r + h
+                           and c <= cols[grp.k].out[0] and cols[grp.k].out[1] <= c + w)
+    for k in st.info.tile_ops:
+        size = graph.tensors[graph.ops[k].outputs[0]].shape[1:3]
+        for rows in st.h.spans:
+            for cols in st.w.spans:
+                sh, sw = rows[k], cols[k]
+                if sh.out[0] >= sh.out[1] or sw.out[0] >= sw.out[1]:
+                    continue
+                if (any(sh.pads) and sh.out != (0, size[0])) or (any(sw.pads) and sw.out != (0, size[1])):
+                    assert like(k, sh, sw) in covered
+
+
+@pytest.mark.parametrize("kind", sorted(_STAGES))
+def test_groups_cover_every_padded_tile_op_once(kind):
+    pool, stage = _STAGES[kind]
+    g = _chain(pool)
+    ex = pe.PlanExecutor(g, _plan(g, [stage]))
+    st = ex.stage_at[0]
+    checks = TiledChecks(ex.graph, ex.kernels, st)
+    assert checks.groups
+    _covered(ex.graph, st, checks)
 
 
 def test_a_replay_needs_the_arena_state_it_was_recorded_from(monkeypatch):

@@ -1,12 +1,14 @@
 """What makes a plan executor's first run cheaper must not change what it computes: memoized tiling
 figures equal the computed ones, an arena's reused views follow its claims, and the replay's
 checks (:class:`~tinypatch.runtime.stage_replay.TiledChecks`) build the same batched groups
-whether or not like tile ops are skipped before their like class is looked up."""
+whether or not like tile ops are skipped before their like class is looked up, and those groups
+cover every padded tile op once."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_stage_replay import _covered
 
 import tinypatch.runtime.stage_replay as sr
 from tinypatch.errors import PlanError
@@ -58,6 +60,8 @@ def test_memoized_tilings_and_reduced_checks_equal_the_computed_ones(name, monke
             m.setattr(sr, "_firsts", lambda kinds, spans, k: set(range(len(spans))))
             full = sr.TiledChecks(graph, kernels, st)
         assert got.usable == full.usable and _groups(got) == _groups(full)
+        if not st.stream:  # strips compute whole rows: their columns are not groups
+            _covered(graph, st, got)
 
 
 @pytest.mark.parametrize("cls", [Arena, IdArena])

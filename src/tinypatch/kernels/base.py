@@ -92,6 +92,12 @@ class PreparedOp:
     def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray | list[np.ndarray]:
         raise NotImplementedError
 
+    def run_calls(self, calls: Sequence[tuple[Sequence[np.ndarray], Pads | None]]) -> list[np.ndarray]:
+        """Several calls on the op's activation inputs, ``[(inputs, pads), ...]``: each call's first
+        output, the bytes of one call each. Here one call each; kernels whose arithmetic gives the
+        same bytes however rows are grouped run them as one (conv, depthwise)."""
+        return [self(inputs, pads)[0] for inputs, pads in calls]
+
     # --- helpers for subclasses ------------------------------------------------------------
     def tensor(self, k: int) -> Tensor | None:
         """The op's k-th input tensor (None when absent)."""
@@ -238,8 +244,12 @@ def window_view(xp: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, i
         raise InputError(f"a {kh}x{kw} window at stride {stride} and dilation {dilation} giving {oh}x{ow} "
                          f"does not fit a {h}x{w} input")
     bn, bh, bw, bc = xp.strides
-    return np.lib.stride_tricks.as_strided(xp, (n, oh, ow, kh, kw, c), (bn, bh * sh, bw * sw, bh * dh, bw * dw, bc),
-                                           writeable=False)
+    shape, strides = (n, oh, ow, kh, kw, c), (bn, bh * sh, bw * sw, bh * dh, bw * dw, bc)
+    if not xp.flags.c_contiguous:
+        return np.lib.stride_tricks.as_strided(xp, shape, strides, writeable=False)
+    v = np.ndarray(shape, xp.dtype, xp, 0, strides)  # the same view without as_strided's Python (small windows)
+    v.flags.writeable = False
+    return v
 
 
 def window_matrix(xp: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],
@@ -260,15 +270,31 @@ class SpatialOp(PreparedOp):
     dilation: tuple[int, int] = (1, 1)
     padding: str
 
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        self._geometry: dict[tuple, tuple[Pads, tuple[int, int]]] = {}  # (H, W, pads) -> see geometry
+
     def default_pads(self, in_hw: tuple[int, int]) -> Pads:
         """The op's own SAME/VALID padding for a full input of size ``in_hw``."""
         return conv_pads(in_hw, self.kernel_hw, self.stride, self.dilation, self.padding)
 
     def geometry(self, x: np.ndarray, pads: Pads | None) -> tuple[Pads, tuple[int, int]]:
+        """The pads (``pads``, or the op's own for ``x``'s size) and the output size; worked out once per
+        input size and pads (tiles call a kernel with few distinct ones)."""
         if x.ndim != 4:
             raise InputError(f"{self.op.name}: expected an NHWC array, got shape {x.shape}")
+        key = (x.shape[1], x.shape[2], pads)
+        try:
+            return self._geometry[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable pads (a list): not kept
+            key = None
         in_hw = (x.shape[1], x.shape[2])
-        pads = self.default_pads(in_hw) if pads is None else tuple(int(p) for p in pads)
-        if len(pads) != 4 or min(pads) < 0:
-            raise InputError(f"{self.op.name}: pads must be four non-negative ints, got {pads}")
-        return pads, window_out_hw(in_hw, self.kernel_hw, self.stride, self.dilation, pads)
+        given = self.default_pads(in_hw) if pads is None else tuple(int(p) for p in pads)
+        if len(given) != 4 or min(given) < 0:
+            raise InputError(f"{self.op.name}: pads must be four non-negative ints, got {given}")
+        got = given, window_out_hw(in_hw, self.kernel_hw, self.stride, self.dilation, given)
+        if key is not None:
+            self._geometry[key] = got
+        return got

@@ -11,6 +11,8 @@ bounded by ``255 * sum|w|``, below 2^24 (float32 is then used) or 2^53 (float64)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from tinypatch.ir import Graph, Op
@@ -97,6 +99,9 @@ class _ConvBase(SpatialOp):
             self.bias_f = self.bias.astype(np.float64)
             bound = np.abs(self.bias) + 255 * np.abs(self.channel_weights().astype(np.int64)).sum(axis=1)
             self.requant_always = self.requant is not None and float(bound.max(initial=0)) < self.requant[2]
+            if self.requant_always:  # see _requantize
+                self.biased_half = self.bias_f * self.requant[0] + 0.5
+                self.clip_range = (float(self.act_min - self.out_zp), float(self.act_max - self.out_zp))
 
     @property
     def _fits32(self) -> bool:
@@ -133,6 +138,8 @@ class _ConvBase(SpatialOp):
         if not self.quantized:
             return activation_float((acc + self.bias).astype(np.float32), self.act)
         if self.requant is not None:
+            if self.requant_always:
+                return self._requantize(acc)
             z = np.add(acc, self.bias_f, dtype=np.float64)
             if self.requant_always or np.abs(z).max(initial=0.0) < self.requant[2]:
                 y = requantize_float64(z, *self.requant[:2])
@@ -146,6 +153,33 @@ class _ConvBase(SpatialOp):
             return requantize_float(acc, self.ort_scale, self.out_zp, self.act_min, self.act_max)
         y = multiply_by_quantized_multiplier(acc, self.multiplier, self.shift, int32=True) + self.out_zp
         return saturate_int8(y, self.act_min, self.act_max)
+
+
+    def _requantize(self, acc: np.ndarray) -> np.ndarray:
+        """:meth:`_finish` where every accumulator plus bias is below the float requantization's limit
+        (``requant_always``), in fewer passes (small tiles pay per pass): ``acc * scale`` and
+        ``bias * scale + 1/2`` are exact in float64 (integers under the limit times ``m 2^(left - 31)``,
+        the sum of the two held in 53 bits), so their sum is :func:`requantize_float64`'s
+        ``x * scale + 1/2``; ``trunc(v + copysign(1/2, v))`` is its ``copysign(floor(|v| + 1/2), v)``
+        (round to nearest is symmetric), and clipping to ``[act_min - zp, act_max - zp]`` before adding
+        the zero point is clipping after it."""
+        scale, post, _ = self.requant
+        v = np.multiply(acc, scale, dtype=np.float64)
+        v += self.biased_half
+        np.floor(v, out=v)
+        v *= post
+        v += np.copysign(0.5, v)
+        np.trunc(v, out=v)
+        np.maximum(v, self.clip_range[0], out=v)
+        np.minimum(v, self.clip_range[1], out=v)
+        v += self.out_zp
+        return v.astype(np.int8)
+
+    def _batched(self) -> bool:
+        """Does :meth:`run_calls` batch this op's calls? Quantized with the TFLite arithmetic: its sums
+        are integers held exactly in the accumulator type, so any grouping of rows and any summation
+        order gives the same bytes."""
+        return self.quantized and not self.ort
 
 
 def requant_bound_ok(bias: np.ndarray, shift: np.ndarray, w_per_channel: np.ndarray) -> bool:
@@ -176,6 +210,25 @@ class Conv2D(_ConvBase):
 
     def channel_weights(self) -> np.ndarray:
         return self.weights.reshape(self.cout, -1)
+
+    def run_calls(self, calls: Sequence[tuple[list[np.ndarray], Pads | None]]) -> list[np.ndarray]:
+        """Quantized (:meth:`_batched`): each call's input centred and padded with its own pads, its im2col
+        rows stacked with the others', then one GEMM and one requantization for all; the same bytes."""
+        if not self._batched() or len(calls) < 2:
+            return super().run_calls(calls)
+        kh, kw = self.kernel_hw
+        items, rows = [], 0
+        for inputs, pads in calls:
+            x = np.asarray(inputs[0])
+            pads, (oh, ow) = self.geometry(x, pads)
+            items.append((centered_padded(x, self.in_zp, pads, self.gemm_dtype), (x.shape[0], oh, ow), rows))
+            rows += x.shape[0] * oh * ow
+        cols = np.empty((rows, kh * kw * self.cin), self.gemm_dtype)
+        for xp, (n, oh, ow), r in items:
+            cols[r: r + n * oh * ow].reshape(n, oh, ow, kh, kw, self.cin)[...] = \
+                window_view(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)
+        y = self._finish(cols @ self.w_mat)
+        return [y[r: r + n * oh * ow].reshape(n, oh, ow, self.cout) for _, (n, oh, ow), r in items]
 
     def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
         x = inputs[0]
@@ -216,6 +269,26 @@ class DepthwiseConv2D(_ConvBase):
 
     def channel_weights(self) -> np.ndarray:
         return self.weights[0].reshape(-1, self.cout).T
+
+    def run_calls(self, calls: Sequence[tuple[list[np.ndarray], Pads | None]]) -> list[np.ndarray]:
+        """Quantized, depth multiplier 1 (:meth:`_batched`): each call's input centred and padded with its
+        own pads, every output pixel's window stacked with the others', then one weighted sum and one
+        requantization for all; the same bytes."""
+        if not self._batched() or self.depth_multiplier != 1 or len(calls) < 2:
+            return super().run_calls(calls)
+        kh, kw = self.kernel_hw
+        items, rows = [], 0
+        for inputs, pads in calls:
+            x = np.asarray(inputs[0])
+            pads, (oh, ow) = self.geometry(x, pads)
+            items.append((centered_padded(x, self.in_zp, pads, self.acc_dtype), (x.shape[0], oh, ow), rows))
+            rows += x.shape[0] * oh * ow
+        windows = np.empty((rows, kh, kw, self.cout), self.acc_dtype)
+        for xp, (n, oh, ow), r in items:
+            windows[r: r + n * oh * ow].reshape(n, oh, ow, kh, kw, self.cout)[...] = \
+                window_view(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)
+        y = self._finish(np.einsum("rijc,ijc->rc", windows, self.taps))
+        return [y[r: r + n * oh * ow].reshape(n, oh, ow, self.cout) for _, (n, oh, ow), r in items]
 
     def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
         x = inputs[0]

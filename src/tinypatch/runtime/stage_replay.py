@@ -198,6 +198,9 @@ class TiledChecks:
                     windows[key].add((oh, ow))
                     odd.setdefault(key, []).append((i, j, oh, ow))
         self.groups = [self._group(k, maps, (*ph, *pw), tiles) for (k, _, _, ph, pw, _), tiles in odd.items()]
+        self.by_op: dict[int, list[int]] = {}  # op -> its groups (indices), run as one batch of calls
+        for n, grp in enumerate(self.groups):
+            self.by_op.setdefault(grp.k, []).append(n)
         if st.info.reduce is not None:  # the sums add every pixel of the tiled map once
             last = ops[-1]
             count = np.zeros(g.tensors[st.info.tiled].shape[1:3], np.int64)
@@ -234,17 +237,18 @@ class TiledChecks:
         reads a map from outside the stage), every tile's computation checked (PlanError names the
         first tile whose kernel on its own window computes other bytes than the whole image)."""
         st, g = self.st, self.graph
-        for grp in self.groups:
-            op = g.ops[grp.k]
-            args = []
-            for t, w in zip(op.inputs, grp.windows):
-                if w is None:
-                    args.append(g.tensors[t].data if t else None)
-                else:
-                    x = shadow[t] if t in shadow else get(t)
-                    args.append(_gather(x, *w[1:]))
-            value = self.kernels[grp.k](args, grp.pads)[0]
-            want = _gather(shadow[op.outputs[0]], *grp.out)
+        values: list[np.ndarray] = [None] * len(self.groups)  # type: ignore[list-item]
+        for k, numbers in self.by_op.items():  # each op's groups as one batch (run_calls: the bytes of one call each)
+            op, kernel = g.ops[k], self.kernels[k]
+            calls = [([_gather(shadow[t] if t in shadow else get(t), *w[1:])
+                       for t, w in zip(op.inputs, self.groups[n].windows) if w is not None], self.groups[n].pads)
+                     for n in numbers]
+            run_calls = getattr(kernel, "run_calls", None)
+            outs = run_calls(calls) if run_calls is not None else [kernel(*call)[0] for call in calls]
+            for n, value in zip(numbers, outs):
+                values[n] = value
+        for grp, value in zip(self.groups, values):  # checked in tile order: the first tile gone wrong is named
+            want = _gather(shadow[g.ops[grp.k].outputs[0]], *grp.out)
             if value.shape != want.shape or value.dtype != want.dtype or value.tobytes() != want.tobytes():
                 bad = next((n for n in range(len(grp.tiles)) if value.shape != want.shape
                             or not np.array_equal(value[n], want[n])), 0)
