@@ -41,6 +41,9 @@ from tinypatch.ir import Graph
 from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps
 
 
+_NOTHING = (False, False, False)  # a tile op computing no pixel (see _kinds)
+
+
 class _Group:
     """Like tile computations of one op: the tiles, and per activation input the windows of the
     tiles (each tile's first row and column, and the windows' size), then those of its output."""
@@ -64,9 +67,12 @@ def _gather(x: np.ndarray, starts: list[tuple[int, int]], size: tuple[int, int])
 def _exact(maps: list[AxisMap | None], span: OpSpan) -> bool:
     """Does a tile op read along this axis exactly the receptive field of what it computes, padded as
     the whole image is there (:meth:`~tinypatch.analysis.regions.AxisMap.input_span`)?"""
+    out, pads = span.out, span.pads
     for m, r in zip(maps, span.reads):
-        if m is not None and m.input_span(span.out) != (r, *(span.pads if m.kind == "window" else (0, 0))):
-            return False
+        if m is not None:
+            s = m.input_span(out)
+            if s[0] != r or (s[1], s[2]) != (pads if m.kind == "window" else (0, 0)):
+                return False
     return True
 
 
@@ -78,21 +84,19 @@ def _whole(maps: list[AxisMap | None]) -> OpSpan:
     return OpSpan((0, m0.out_size), (0, m0.out_size), tuple(None if s is None else s[0] for s in spans), pads)
 
 
-def _whole_like(maps: list[AxisMap | None], span: OpSpan) -> bool:
-    """Is an exact tile op's window along this axis read as the whole-image call reads it there: not
-    padded, or the whole axis (then padded as the whole image is)?"""
-    m0 = next(m for m in maps if m is not None)
-    return not any(span.pads) or span.out == (0, m0.out_size)
-
-
-def _kinds(maps: dict[int, list[AxisMap | None]], spans: dict[int, OpSpan]) -> dict[int, tuple[bool, bool, bool]]:
-    """Per op of one tile row (column): (computes any pixel, :func:`_exact`, :func:`_whole_like`)."""
+def _kinds(maps: dict[int, list[AxisMap | None]], spans: dict[int, OpSpan],
+           sizes: dict[int, int]) -> dict[int, tuple[bool, bool, bool]]:
+    """Per op of one tile row (column): (computes any pixel, :func:`_exact`, whole-like: an exact tile
+    op's window along this axis is read as the whole-image call reads it there, not padded or the whole
+    axis of ``sizes[op]`` pixels, then padded as the whole image is)."""
     out = {}
     for k, sp in spans.items():
-        if sp.out[0] < sp.out[1]:
-            out[k] = (True, _exact(maps[k], sp), not (sp.pads[0] or sp.pads[1]) or _whole_like(maps[k], sp))
+        a, b = sp.out
+        if a < b:
+            p0, p1 = sp.pads
+            out[k] = (True, _exact(maps[k], sp), not (p0 or p1) or (a == 0 and b == sizes[k]))
         else:
-            out[k] = (False, False, False)
+            out[k] = _NOTHING
     return out
 
 
@@ -142,43 +146,47 @@ class TiledChecks:
         seen: set[tuple] = set()
         self.usable = True
         # per axis, tile row (column) and op: (computes any pixel, reads exactly, reads as the whole image)
-        kinds = [[_kinds(maps[a], sp) for sp in spans] for a, spans in enumerate((st.h.spans, self.cols))]
+        sizes = [{k: next(m for m in maps[a][k] if m is not None).out_size for k in ops} for a in (0, 1)]
+        kinds = [[_kinds(maps[a], sp, sizes[a]) for sp in spans] for a, spans in enumerate((st.h.spans, self.cols))]
         # in tile order, the tile ops computing pixels but those exact and read as the whole image along
         # both axes (their whole-image values are their own, see the module docstring); of the exact ones
         # only the first of each like class (same sizes, paddings and kinds along each axis: every later
         # one would find its like tile op seen below)
         todo = []
         for k in ops:
-            cols = [j for j, kind in enumerate(kinds[1]) if kind[k][0]]
-            odd_cols = [j for j in cols if not (kinds[1][j][k][1] and kinds[1][j][k][2])]
+            ck = [kind[k] for kind in kinds[1]]
+            cols = [j for j, c in enumerate(ck) if c[0]]
+            if not cols:
+                continue
+            odd_cols = [j for j in cols if not (ck[j][1] and ck[j][2])]
             first_cols = _firsts(kinds[1], self.cols, k)  # exact columns first of their class
-            later_cols = ([j for j in cols if not kinds[1][j][k][1]], [j for j in odd_cols if not kinds[1][j][k][1]])
+            # per row kind: the columns of a row first of its class (whole-like or not), of a later one
+            firsts = ([j for j in cols if j in first_cols or not ck[j][1]],
+                      [j for j in odd_cols if j in first_cols or not ck[j][1]])
+            later = ([j for j in cols if not ck[j][1]], [j for j in odd_cols if not ck[j][1]])
             first_rows = _firsts(kinds[0], st.h.spans, k)
             for i, kind in enumerate(kinds[0]):
-                if kind[k][0]:
-                    whole = kind[k][1] and kind[k][2]
-                    if not kind[k][1]:  # not exact: every one
-                        todo.extend((i, j, k) for j in (odd_cols if whole else cols))
-                    elif i in first_rows:
-                        todo.extend((i, j, k) for j in (odd_cols if whole else cols)
-                                    if j in first_cols or not kinds[1][j][k][1])
+                r = kind[k]
+                if r[0]:
+                    if not r[1]:  # not exact: every one
+                        todo.extend((i, j, k) for j in cols)
                     else:  # a like row came first: only its tile ops not exact along the columns
-                        todo.extend((i, j, k) for j in later_cols[whole])
+                        todo.extend((i, j, k) for j in (firsts if i in first_rows else later)[r[2]])
+        hs, ws = st.h.spans, self.cols
         for i, j, k in sorted(todo):
-            sh, sw = st.h.spans[i][k], self.cols[j][k]
-            exact = kinds[0][i][k][1] and kinds[1][j][k][1]
-            if exact:
+            sh, sw = hs[i][k], ws[j][k]
+            if kinds[0][i][k][1] and kinds[1][j][k][1]:  # exact
                 like = (k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads)
                 if like not in seen:  # the first of its like tile ops computes for them all
                     seen.add(like)
                     padded.setdefault((k, sh.pads, sw.pads), []).append((i, j, sh, sw))
             else:
                 self.usable = self.usable and bool(any(sh.pads) or any(sw.pads))
-                sizes = tuple(None if rh is None else (rh[1] - rh[0], rw[1] - rw[0])
+                reads = tuple(None if rh is None else (rh[1] - rh[0], rw[1] - rw[0])
                               for rh, rw in zip(sh.reads, sw.reads))
-                odd.setdefault((k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads, sizes),
+                odd.setdefault((k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads, reads),
                                []).append((i, j, sh.out, sw.out))
-        windows: dict[tuple, set[tuple[Interval, Interval]]] = {}  # per group: the windows it computes
+        windows: set[tuple] = set()  # (group, rows, columns): the windows the groups compute
         # (op, tile row, size) -> its grown rows (a row's tiles share them); likewise columns
         grown_h: dict[tuple[int, int, int], Interval | None] = {}
         grown_w: dict[tuple[int, int, int], Interval | None] = {}
@@ -186,16 +194,17 @@ class TiledChecks:
             size_h = max(sh.out[1] - sh.out[0] for _, _, sh, _ in tiles)
             size_w = max(sw.out[1] - sw.out[0] for _, _, _, sw in tiles)
             for i, j, sh, sw in tiles:
-                if (k, i, size_h) not in grown_h:
-                    grown_h[k, i, size_h] = _widen(maps[0][k], sh, size_h)
-                if (k, j, size_w) not in grown_w:
-                    grown_w[k, j, size_w] = _widen(maps[1][k], sw, size_w)
-                oh, ow = grown_h[k, i, size_h], grown_w[k, j, size_w]
+                oh = grown_h.get((k, i, size_h), False)
+                if oh is False:
+                    oh = grown_h[k, i, size_h] = _widen(maps[0][k], sh, size_h)
+                ow = grown_w.get((k, j, size_w), False)
+                if ow is False:
+                    ow = grown_w[k, j, size_w] = _widen(maps[1][k], sw, size_w)
                 if oh is None or ow is None:
                     oh, ow = sh.out, sw.out
                 key = (k, oh[1] - oh[0], ow[1] - ow[0], ph, pw, None)
-                if (oh, ow) not in windows.setdefault(key, set()):  # tiles grown to the same window: computed once
-                    windows[key].add((oh, ow))
+                if (key, oh, ow) not in windows:  # tiles grown to the same window: computed once
+                    windows.add((key, oh, ow))
                     odd.setdefault(key, []).append((i, j, oh, ow))
         self.groups = [self._group(k, maps, (*ph, *pw), tiles) for (k, _, _, ph, pw, _), tiles in odd.items()]
         self.by_op: dict[int, list[int]] = {}  # op -> its groups (indices), run as one batch of calls
