@@ -45,7 +45,7 @@ from tinypatch.planning.stream import (
     STEP_SHIFT,
     column_steps,
 )
-from tinypatch.planning.tiles import OpSpan, StageTiling
+from tinypatch.planning.tiles import AxisTiling, OpSpan, StageTiling
 from tinypatch.runtime.mixed import MixedPrecision
 from tinypatch.runtime.sim_arena import Arena, ArenaEffect, IdArena
 from tinypatch.runtime.stage_replay import TiledChecks
@@ -110,7 +110,7 @@ class PlanExecutor:
         self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
-        self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _save_lines
+        self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _next_row
         # stage -> (its arena effect, recorded by its first run's walk on provenance, and what computes
         # its values; see :mod:`~tinypatch.runtime.stage_replay`), or None where every run walks it
         self.replays: dict[int, tuple[ArenaEffect, TiledChecks] | None] = {}
@@ -325,21 +325,28 @@ class PlanExecutor:
         # on a walk on provenance the ids are the shadow: every tile checks all it reads
         shadow = self._ids if self._ids is not None else self._shadow(arena, outside, st) if shadowed else None
         skip: set[tuple[int, int]] = set()
-        if shadowed and sums is None:
+        runs: dict[tuple[int, int], _SkipRun] = {}
+        if shadowed:
             if st.stage.start not in self.skips:
-                self.skips[st.stage.start] = self._like_tiles(st)
-            skip = self._skip_tiles(arena, outside, st, full_out, shadow, *self.skips[st.stage.start])
-        lined = [k for k in st.info.tile_ops if st.line_buffer(k)]
+                like = self._like_tiles(st)
+                self.skips[st.stage.start] = (*like, self._skip_runs(st, like[0]))
+            *like, runs = self.skips[st.stage.start]
+            skip = self._skip_tiles(arena, outside, st, full_out, shadow, *like, sums)  # type: ignore[arg-type]
+        pending: dict[int, tuple[int, int]] = {}  # cached op -> the skipped tile whose region its walk would hold
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 if (i, j) in skip:
-                    for k in lined:  # the rows its walk would keep for the next tile row
-                        sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-                        self._save_lines(arena, st, k, i, j, shadow[g.ops[k].outputs[0]][  # type: ignore[index]
-                            :, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]])
+                    run = runs.get((i, j))
+                    if run is not None:  # the first of a run of skipped tiles: the lines they all keep
+                        for k, c0, c1 in run.saves:
+                            sh = st.h.spans[i][k]
+                            self._save_lines(arena, st, k, i, j, shadow[g.ops[k].outputs[0]][  # type: ignore[index]
+                                :, sh.need[0]: sh.need[1], c0:c1], (c0, c1))
+                        pending.update(run.last)
                     continue
-                if j > 0 and (i, j - 1) in skip:  # its predecessor's cached regions, as its walk leaves them
-                    self._restore(arena, st, i, j - 1, kept, shadow)  # type: ignore[arg-type]
+                if pending:  # the cached regions skipped tiles left, as their walks leave them
+                    self._restore(arena, st, pending, kept, shadow)  # type: ignore[arg-type]
+                    pending = {}
                 if self.mixed:
                     self.mixed.begin_tile(st.stage.start)
                 if (i, j) in batched:  # the first of its like tiles (the others were stored with the batch)
@@ -526,35 +533,46 @@ class PlanExecutor:
         """Tiles of a shadow-path stage that need no walk, with the windows of full-size tensors they
         read and the stage-output windows they write, merged (:func:`_merge`).
 
-        Only where every region is non-empty and the rows an op keeps for the next tile row go
-        through a line buffer: a tile's walk then depends only on its rows (sizes, paddings, fresh
-        rows, reads relative to the producer's rows, the rows it saves for the next tile row, per
-        op), its columns likewise, and its left neighbour's columns with the step between them, so
-        a later tile with the same key claims, slides, checks, saves and frees the same stage-buffer
-        bytes (its line-buffer columns: those of the tile above) as the first one, which its walk
-        compared with the shadow. A skipped tile saves its lines from the shadow where its walk
-        would (:meth:`_save_lines`); the walk after a skipped tile starts from that tile's cached
-        regions, restored from the shadow (:meth:`_restore`)."""
+        A tile is skipped where a walked tile had the same key: its row's and its column's. What a
+        tile's walk claims, slides, checks, saves and frees is fixed by: its own rows and columns
+        (per op: sizes, paddings, where the fresh part starts, reads relative to the producer's
+        region; an empty region does nothing); for a cached op, the tile whose region it slides
+        from (its left neighbour: that column's own key and the step between them, in the key) or
+        rolls down from (a single tile column: the tile row above, its own key and the step, in
+        the key), and where the rows it takes from a line buffer come from (the tile row above's
+        saved lines: they are that row's business, see below); and the rows it saves for the next
+        tile row needing any of it (:meth:`_save_lines`: in the key, as counts and where they start
+        in its region). Given those, the tile touches the same bytes of every stage buffer (each
+        region at its buffer's start, line-buffer columns those of its tile column) as the walked
+        tile of its key, which found there the ids of the pixels it needs; the neighbours it
+        reads from hold them too: a walked one as its own walk checked, a skipped one as set here
+        from the shadow. So a skipped tile writes its pieces of the stage output from the shadow
+        (:meth:`_skip_tiles`), keeps its lines from the shadow where its walk would
+        (:meth:`_skip_runs`), and a later walk starts from the cached regions the skipped tiles
+        last held, restored from the shadow (:meth:`_restore`); its claims and frees are those of
+        the walked tile of its key (the same bytes: the arena and its high-water mark end the
+        same). Conservative where that is not shown: a tile row (column) whose cached op takes
+        kept rows (columns) from before a row (column) with an empty region for it (the kept
+        region then comes from further back) is walked in full (a key of its own)."""
         g, producers, inside = self.graph, self.producers, set(st.info.tile_ops)
-        rows: list[tuple] = []
-        line_buffered = [st.line_buffer(k) for k in st.info.tile_ops]
-        for i, spans in enumerate(st.h.spans):
-            if any(spans[k].need[0] >= spans[k].need[1] or spans[k].out != spans[k].need and not st.line_buffer(k)
-                   for k in st.info.tile_ops):
-                return set(), [], []
-            saves = []  # per line-buffered op: the rows it saves for the next tile row, where they start
-            for k, lined in zip(st.info.tile_ops, line_buffered):
-                nxt = st.h.spans[i + 1][k] if lined and i + 1 < len(st.h.spans) else None
-                saves.append(None if nxt is None or nxt.out[0] <= nxt.need[0] else
-                             (nxt.out[0] - nxt.need[0], nxt.need[0] - spans[k].need[0]))
-            rows.append((_axis_key(g, st.info.tile_ops, spans, producers, True), tuple(saves)))
-        cols: list[tuple] = []
-        for j, spans in enumerate(st.w.spans):
-            if any(spans[k].need[0] >= spans[k].need[1] for k in st.info.tile_ops):
-                return set(), [], []
-            step = () if j == 0 else tuple(spans[k].need[0] - st.w.spans[j - 1][k].need[0] for k in st.info.tile_ops)
-            own = _axis_key(g, st.info.tile_ops, spans, producers, True)
-            cols.append((own, step, cols[j - 1][0] if j else None))
+        ops = st.info.tile_ops
+        rolls = st.stage.grid[1] == 1 and any(k in st.h.cached for k in ops)  # cached rows roll down
+
+        def keys(axis: AxisTiling, cached: frozenset[int], chained: bool, saves: bool) -> list[tuple]:
+            owns = [_axis_key(g, ops, spans, producers, True) for spans in axis.spans]
+            out: list[tuple] = []
+            for n, spans in enumerate(axis.spans):
+                before = axis.spans[n - 1] if n else None
+                if before is not None and any(k in cached and _empty(before[k]) and not _empty(spans[k])
+                                              and spans[k].out[0] > spans[k].need[0] for k in ops):
+                    out.append(("alone", n))  # it takes a region kept before an empty one: walked
+                    continue
+                prev = None if before is None or not chained else \
+                    (tuple(spans[k].need[0] - before[k].need[0] for k in ops), owns[n - 1])
+                out.append((owns[n], prev, tuple(self._saves(st, k, n) for k in ops) if saves else ()))
+            return out
+        rows = keys(st.h, st.h.cached, rolls, True)
+        cols = keys(st.w, st.w.cached, True, False)
         seen: set[tuple[int, int]] = set()
         skipped: list[list[int]] = []  # per tile row, its skipped tile columns
         row_ids: dict[tuple, int] = {}  # keys as small ints: a nested tuple's hash is not kept
@@ -568,16 +586,20 @@ class PlanExecutor:
                     skipped[-1].append(j)
                 else:
                     seen.add((rk, ck))
-        # the skipped tiles' windows, by rows (as _merge groups them)
+        # the skipped tiles' windows, by rows (as _merge groups them): reads where an op computes (as
+        # the walk's), the stage output where the stage writes it (not into an average's sums)
         reads: dict[str, dict[tuple[int, int], list[tuple[int, int]]]] = {}
         last = st.info.tile_ops[-1]
         full = [(k, n, t) for k in st.info.tile_ops for n, t in enumerate(g.ops[k].inputs)
                 if t and producers.get(t) not in inside and not g.tensors[t].is_const]  # reads of full-size tensors
-        for what, k, n in [(t, k, n) for k, n, t in full] + [(None, last, -1)]:  # None: the stage output
-            col = [sw[k].out if n < 0 else sw[k].reads[n] for sw in st.w.spans]
+        written = [(None, last, -1)] if st.info.reduce is None else []  # None: the stage output
+        for what, k, n in [(t, k, n) for k, n, t in full] + written:
+            col = [sw[k].out if n < 0 else sw[k].reads[n] if sw[k].out[0] < sw[k].out[1] else None
+                   for sw in st.w.spans]
             by_rows = reads.setdefault(what, {})  # type: ignore[arg-type]
             for i, js in enumerate(skipped):
-                rh = st.h.spans[i][k].out if n < 0 else st.h.spans[i][k].reads[n]
+                sh = st.h.spans[i][k]
+                rh = sh.out if n < 0 else sh.reads[n] if sh.out[0] < sh.out[1] else None
                 cs = [col[j] for j in js if col[j] is not None]
                 if rh is not None and cs:
                     by_rows.setdefault(rh, []).extend(cs)
@@ -585,16 +607,71 @@ class PlanExecutor:
         outs = reads.pop(None, {})  # type: ignore[call-overload]
         return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs)
 
+    def _saves(self, st: StageTiling, k: int, i: int) -> tuple[int, int] | None:
+        """Where line-buffered op k's region in tile row i holds the rows it keeps for the next tile row
+        needing any of it (:meth:`_save_lines`): how many, from which of its rows; None: none."""
+        sh = st.h.spans[i][k]
+        nxt = self._next_row(st, k, i) if st.line_buffer(k) and not _empty(sh) else None
+        return None if nxt is None else (nxt.out[0] - nxt.need[0], nxt.need[0] - sh.need[0])
+
+    def _next_row(self, st: StageTiling, k: int, i: int) -> OpSpan | None:
+        """Op k's rows in the next tile row after row i needing any of it, where that row takes some
+        from the line buffer (None: none does); looked up once per plan."""
+        key = (st.stage.start, k, i)
+        if key not in self._next_rows:
+            nxt = next((s[k] for s in st.h.spans[i + 1:] if not _empty(s[k])), None)
+            self._next_rows[key] = None if nxt is None or nxt.out[0] <= nxt.need[0] else nxt
+        return self._next_rows[key]
+
+    def _skip_runs(self, st: StageTiling, skip: set[tuple[int, int]]) -> dict[tuple[int, int], _SkipRun]:
+        """The runs of consecutive skipped tiles in each tile row, by their first tile: the line-buffer
+        columns they keep for the next tile row, per op (their fresh columns, as :meth:`_save_lines` keeps
+        them tile by tile, joined), and per cached op the last of them with a region (whose region the
+        walk would leave in its buffer, for :meth:`_restore`)."""
+        runs: dict[tuple[int, int], _SkipRun] = {}
+        ncols = st.stage.grid[1]
+        for i, sh in enumerate(st.h.spans):
+            j = 0
+            while j < ncols:
+                if (i, j) not in skip:
+                    j += 1
+                    continue
+                end = j
+                while end + 1 < ncols and (i, end + 1) in skip:
+                    end += 1
+                run = _SkipRun([], {})
+                for k in st.info.tile_ops:
+                    held = [c for c in range(j, end + 1) if not _empty(sh[k]) and not _empty(st.w.spans[c][k])]
+                    if not held or not st.cached(k):
+                        continue
+                    run.last[k] = (i, held[-1])
+                    if self._saves(st, k, i) is not None:
+                        run.saves.extend((k, c0, c1) for c0, c1 in _union([(st.w.spans[c][k].out[0],
+                                                                            st.w.spans[c][k].need[1]) for c in held])
+                                         if c0 < c1)
+                runs[(i, j)] = run
+                j = end + 1
+        return runs
+
     def _skip_tiles(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
                     shadow: dict[str, np.ndarray], skip: set[tuple[int, int]], reads: list,
-                    outs: list) -> set[tuple[int, int]]:
+                    outs: list, sums: np.ndarray | None = None) -> set[tuple[int, int]]:
         """Record the skipped tiles' reads of full-size tensors and write their pieces of the stage output
-        from ``shadow`` (both as merged windows: the same bytes). Returns ``skip``."""
+        from ``shadow`` (both as merged windows: the same bytes); a stage ending in an average adds their
+        tiles' sums (int32 additions wrap: the order does not matter). Returns ``skip``."""
         self._read_windows(arena, outside, st, reads, "a tile that skips its walk")
         for r0, r1, c0, c1 in outs:
             dst = full_out[:, r0:r1, c0:c1]
             dst[...] = shadow[st.info.output][:, r0:r1, c0:c1]
             arena.wrote(dst)
+        if sums is not None and skip:
+            if self._ids is None:
+                k, tiled = self.producers[st.info.tiled], shadow[st.info.tiled]
+                for i, j in skip:
+                    sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                    sums += tiled[:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]].sum(
+                        axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+            arena.read(sums)
         return skip
 
     def _read_windows(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, reads: list,
@@ -606,14 +683,13 @@ class PlanExecutor:
             for r0, r1, c0, c1 in windows:
                 self._read(arena, full[:, r0:r1, c0:c1], t, (r0, r1), (c0, c1), st, who)
 
-    def _restore(self, arena: Arena, st: StageTiling, i: int, j: int, kept: dict[str, tuple[np.ndarray, int, int]],
-                 shadow: dict[str, np.ndarray]) -> None:
-        """Tile (i, j) was skipped (:meth:`_like_tiles`): its cached regions as its walk leaves them (all of
-        each region written, with the shadow's values), for the next tile's walk to slide from."""
+    def _restore(self, arena: Arena, st: StageTiling, tiles: dict[int, tuple[int, int]],
+                 kept: dict[str, tuple[np.ndarray, int, int]], shadow: dict[str, np.ndarray]) -> None:
+        """Cached op k's region in skipped tile ``tiles[k]`` (the last tile before the next walked one with
+        a region of it, :meth:`_like_tiles`) as its walk leaves it (all of the region written, with the
+        shadow's values), for the next tile's walk to slide or roll from."""
         g = self.graph
-        for k in st.info.tile_ops:
-            if not st.cached(k):
-                continue
+        for k, (i, j) in tiles.items():
             t = g.tensors[g.ops[k].outputs[0]]
             sh, sw = st.h.spans[i][k], st.w.spans[j][k]
             region = arena.view(self.buffer_of[t.name], (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0],
@@ -735,24 +811,33 @@ class PlanExecutor:
                 arena.wrote(region[:, :rows])
         return region
 
-    def _save_lines(self, arena: Arena, st: StageTiling, k: int, i: int, j: int, region: np.ndarray) -> None:
+    def _save_lines(self, arena: Arena, st: StageTiling, k: int, i: int, j: int, region: np.ndarray,
+                    cols: tuple[int, int] | None = None) -> None:
         """Keep the rows of op k's output that the next tile row needing any of it takes from
-        the line buffer (fresh columns only)."""
+        the line buffer: tile (i, j)'s fresh columns from its ``region``, or (skipped tiles,
+        :meth:`_skip_runs`) columns ``cols`` from ``region``, the shadow's rows of tile row i there."""
+        nxt = self._next_row(st, k, i)
+        if nxt is None:
+            return
         t = self.graph.tensors[self.graph.ops[k].outputs[0]]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-        key = (st.stage.start, k, i)
-        if key not in self._next_rows:  # the next tile row needing any of it (looked up once per plan)
-            self._next_rows[key] = next((s[k] for s in st.h.spans[i + 1:] if s[k].need[0] < s[k].need[1]), None)
-        nxt = self._next_rows[key]
-        if nxt is None or nxt.out[0] <= nxt.need[0]:
-            return
+        c0, c1 = cols or (sw.out[0], sw.need[1])
+        base = c0 if cols else sw.need[0]  # the column region starts at
         lo = st.w.extent(t.name)[0]
         lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
                                                       t.shape[3]), t.np_dtype)
-        dst = lines[:, : nxt.out[0] - nxt.need[0], sw.out[0] - lo: sw.need[1] - lo]
-        dst[...] = arena.read(region[:, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], sw.out[0] - sw.need[0]:],
+        dst = lines[:, : nxt.out[0] - nxt.need[0], c0 - lo: c1 - lo]
+        dst[...] = arena.read(region[:, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], c0 - base: c1 - base],
                               t.name)
         arena.wrote(dst)
+
+
+@dataclass
+class _SkipRun:
+    """A run of consecutive skipped tiles in a tile row (:meth:`PlanExecutor._skip_runs`)."""
+
+    saves: list[tuple[int, int, int]]  # (op, c0, c1): line-buffer columns [c0, c1) it keeps for op
+    last: dict[int, tuple[int, int]]  # cached op -> its last tile with a region of it
 
 
 class _Stream:
@@ -995,6 +1080,11 @@ class _Stream:
         dst[:, :, step[STEP_DST]: step[STEP_DST] + 1] = value
         if ids is None:  # on provenance the ids written say so (IdArena.wrote)
             self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
+
+
+def _empty(span: OpSpan) -> bool:
+    """Does the op hold none of its output for the tile (along this axis)?"""
+    return span.need[0] >= span.need[1]
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
