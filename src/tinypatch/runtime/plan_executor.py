@@ -111,6 +111,7 @@ class PlanExecutor:
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
         self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _next_row
+        self._lines: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}  # (stage, op) -> see _save_lines
         # stage -> (its arena effect, recorded by its first run's walk on provenance, and what computes
         # its values; see :mod:`~tinypatch.runtime.stage_replay`), or None where every run walks it
         self.replays: dict[int, tuple[ArenaEffect, TiledChecks] | None] = {}
@@ -597,12 +598,16 @@ class PlanExecutor:
             col = [sw[k].out if n < 0 else sw[k].reads[n] if sw[k].out[0] < sw[k].out[1] else None
                    for sw in st.w.spans]
             by_rows = reads.setdefault(what, {})  # type: ignore[arg-type]
+            joined: dict[tuple[int, ...], list[tuple[int, int]]] = {}  # skipped columns -> their windows, joined
             for i, js in enumerate(skipped):
                 sh = st.h.spans[i][k]
                 rh = sh.out if n < 0 else sh.reads[n] if sh.out[0] < sh.out[1] else None
-                cs = [col[j] for j in js if col[j] is not None]
-                if rh is not None and cs:
-                    by_rows.setdefault(rh, []).extend(cs)
+                if rh is None or not js:
+                    continue
+                if tuple(js) not in joined:
+                    joined[tuple(js)] = _union([col[j] for j in js if col[j] is not None])  # type: ignore[misc]
+                if joined[tuple(js)]:
+                    by_rows.setdefault(rh, []).extend(joined[tuple(js)])
         skip = {(i, j) for i, js in enumerate(skipped) for j in js}
         outs = reads.pop(None, {})  # type: ignore[call-overload]
         return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs)
@@ -630,27 +635,27 @@ class PlanExecutor:
         walk would leave in its buffer, for :meth:`_restore`)."""
         runs: dict[tuple[int, int], _SkipRun] = {}
         ncols = st.stage.grid[1]
+        cached = [k for k in st.info.tile_ops if st.cached(k)]
+        held = {k: [not _empty(sw[k]) for sw in st.w.spans] for k in cached}  # per op: columns with a region
+        fresh = {k: [(sw[k].out[0], sw[k].need[1]) for sw in st.w.spans] for k in cached}
+        made: dict[tuple, list[tuple[int, list[tuple[int, int, int]], dict[int, int]]]] = {}  # rows alike: once
         for i, sh in enumerate(st.h.spans):
-            j = 0
-            while j < ncols:
-                if (i, j) not in skip:
-                    j += 1
-                    continue
-                end = j
-                while end + 1 < ncols and (i, end + 1) in skip:
-                    end += 1
-                run = _SkipRun([], {})
-                for k in st.info.tile_ops:
-                    held = [c for c in range(j, end + 1) if not _empty(sh[k]) and not _empty(st.w.spans[c][k])]
-                    if not held or not st.cached(k):
-                        continue
-                    run.last[k] = (i, held[-1])
-                    if self._saves(st, k, i) is not None:
-                        run.saves.extend((k, c0, c1) for c0, c1 in _union([(st.w.spans[c][k].out[0],
-                                                                            st.w.spans[c][k].need[1]) for c in held])
-                                         if c0 < c1)
-                runs[(i, j)] = run
-                j = end + 1
+            cols = tuple(j for j in range(ncols) if (i, j) in skip)
+            ops = tuple((k, self._saves(st, k, i) is not None) for k in cached if not _empty(sh[k]))
+            if (cols, ops) not in made:
+                row = made[(cols, ops)] = []
+                for j, end in _runs(list(cols)):
+                    saves: list[tuple[int, int, int]] = []
+                    last: dict[int, int] = {}
+                    for k, keeps in ops:
+                        mine = [c for c in range(j, end) if held[k][c]]
+                        if mine:
+                            last[k] = mine[-1]
+                        if keeps and mine:
+                            saves.extend((k, c0, c1) for c0, c1 in _union([fresh[k][c] for c in mine]) if c0 < c1)
+                    row.append((j, saves, last))
+            for j, saves, last in made[(cols, ops)]:
+                runs[(i, j)] = _SkipRun(saves, {k: (i, c) for k, c in last.items()})
         return runs
 
     def _skip_tiles(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
@@ -823,9 +828,12 @@ class PlanExecutor:
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
         c0, c1 = cols or (sw.out[0], sw.need[1])
         base = c0 if cols else sw.need[0]  # the column region starts at
-        lo = st.w.extent(t.name)[0]
-        lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
-                                                      t.shape[3]), t.np_dtype)
+        geometry = self._lines.get((st.stage.start, k))
+        if geometry is None:  # the line buffer's first column and shape (once per plan)
+            lo, hi = st.w.extent(t.name)
+            geometry = self._lines[(st.stage.start, k)] = (lo, (1, st.h.overlap(k), hi - lo, t.shape[3]))
+        lo, shape = geometry
+        lines = arena.view(line_buffer_name(t.name), shape, t.np_dtype)
         dst = lines[:, : nxt.out[0] - nxt.need[0], c0 - lo: c1 - lo]
         dst[...] = arena.read(region[:, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], c0 - base: c1 - base],
                               t.name)
