@@ -574,19 +574,14 @@ class PlanExecutor:
             return out
         rows = keys(st.h, st.h.cached, rolls, True)
         cols = keys(st.w, st.w.cached, True, False)
-        seen: set[tuple[int, int]] = set()
+        seen: dict[int, set[int]] = {}  # row key -> the column keys walked with it
         skipped: list[list[int]] = []  # per tile row, its skipped tile columns
         row_ids: dict[tuple, int] = {}  # keys as small ints: a nested tuple's hash is not kept
         col_ids: dict[tuple, int] = {}
         col_keys = [col_ids.setdefault(ck, len(col_ids)) for ck in cols]
         for rk in rows:
-            rk = row_ids.setdefault(rk, len(row_ids))
-            skipped.append([])
-            for j, ck in enumerate(col_keys):
-                if (rk, ck) in seen:
-                    skipped[-1].append(j)
-                else:
-                    seen.add((rk, ck))
+            walked = seen.setdefault(row_ids.setdefault(rk, len(row_ids)), set())
+            skipped.append([j for j, ck in enumerate(col_keys) if ck in walked or walked.add(ck)])  # type: ignore[func-returns-value]
         # the skipped tiles' windows, by rows (as _merge groups them): reads where an op computes (as
         # the walk's), the stage output where the stage writes it (not into an average's sums)
         reads: dict[str, dict[tuple[int, int], list[tuple[int, int]]]] = {}
