@@ -559,21 +559,22 @@ class PlanExecutor:
         ops = st.info.tile_ops
         rolls = st.stage.grid[1] == 1 and any(k in st.h.cached for k in ops)  # cached rows roll down
 
-        def keys(axis: AxisTiling, cached: frozenset[int], chained: bool, saves: bool) -> list[tuple]:
+        def keys(axis: AxisTiling, chained: bool, lined: list[int]) -> list[tuple]:
             owns = [_axis_key(g, ops, spans, producers, True) for spans in axis.spans]
+            cached = [k for k in ops if k in axis.cached]
             out: list[tuple] = []
             for n, spans in enumerate(axis.spans):
                 before = axis.spans[n - 1] if n else None
-                if before is not None and any(k in cached and _empty(before[k]) and not _empty(spans[k])
-                                              and spans[k].out[0] > spans[k].need[0] for k in ops):
+                if before is not None and any(_empty(before[k]) and not _empty(spans[k])
+                                              and spans[k].out[0] > spans[k].need[0] for k in cached):
                     out.append(("alone", n))  # it takes a region kept before an empty one: walked
                     continue
                 prev = None if before is None or not chained else \
                     (tuple(spans[k].need[0] - before[k].need[0] for k in ops), owns[n - 1])
-                out.append((owns[n], prev, tuple(self._saves(st, k, n) for k in ops) if saves else ()))
+                out.append((owns[n], prev, tuple(self._saves(st, k, n) for k in lined)))
             return out
-        rows = keys(st.h, st.h.cached, rolls, True)
-        cols = keys(st.w, st.w.cached, True, False)
+        rows = keys(st.h, rolls, [k for k in ops if st.line_buffer(k)])
+        cols = keys(st.w, True, [])
         seen: dict[int, set[int]] = {}  # row key -> the column keys walked with it
         skipped: list[list[int]] = []  # per tile row, its skipped tile columns
         row_ids: dict[tuple, int] = {}  # keys as small ints: a nested tuple's hash is not kept
@@ -618,9 +619,12 @@ class PlanExecutor:
         """Op k's rows in the next tile row after row i needing any of it, where that row takes some
         from the line buffer (None: none does); looked up once per plan."""
         key = (st.stage.start, k, i)
-        if key not in self._next_rows:
-            nxt = next((s[k] for s in st.h.spans[i + 1:] if not _empty(s[k])), None)
-            self._next_rows[key] = None if nxt is None or nxt.out[0] <= nxt.need[0] else nxt
+        if key not in self._next_rows:  # every tile row's at once, from the last one up
+            nxt: OpSpan | None = None
+            for n in range(len(st.h.spans) - 1, -1, -1):
+                self._next_rows[(st.stage.start, k, n)] = None if nxt is None or nxt.out[0] <= nxt.need[0] else nxt
+                if not _empty(st.h.spans[n][k]):
+                    nxt = st.h.spans[n][k]
         return self._next_rows[key]
 
     def _skip_runs(self, st: StageTiling, skip: set[tuple[int, int]]) -> dict[tuple[int, int], _SkipRun]:
@@ -629,13 +633,15 @@ class PlanExecutor:
         them tile by tile, joined), and per cached op the last of them with a region (whose region the
         walk would leave in its buffer, for :meth:`_restore`)."""
         runs: dict[tuple[int, int], _SkipRun] = {}
-        ncols = st.stage.grid[1]
         cached = [k for k in st.info.tile_ops if st.cached(k)]
         held = {k: [not _empty(sw[k]) for sw in st.w.spans] for k in cached}  # per op: columns with a region
         fresh = {k: [(sw[k].out[0], sw[k].need[1]) for sw in st.w.spans] for k in cached}
         made: dict[tuple, list[tuple[int, list[tuple[int, int, int]], dict[int, int]]]] = {}  # rows alike: once
+        skipped: list[list[int]] = [[] for _ in st.h.spans]
+        for i, j in sorted(skip):
+            skipped[i].append(j)
         for i, sh in enumerate(st.h.spans):
-            cols = tuple(j for j in range(ncols) if (i, j) in skip)
+            cols = tuple(skipped[i])
             ops = tuple((k, self._saves(st, k, i) is not None) for k in cached if not _empty(sh[k]))
             if (cols, ops) not in made:
                 row = made[(cols, ops)] = []
