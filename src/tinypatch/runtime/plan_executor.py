@@ -836,9 +836,12 @@ class PlanExecutor:
         lo, shape = geometry
         lines = arena.view(line_buffer_name(t.name), shape, t.np_dtype)
         dst = lines[:, : nxt.out[0] - nxt.need[0], c0 - lo: c1 - lo]
-        dst[...] = arena.read(region[:, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], c0 - base: c1 - base],
-                              t.name)
-        arena.wrote(dst)
+        src = region[:, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], c0 - base: c1 - base]
+        if cols is None:  # the shadow is no arena bytes
+            arena.read(src, t.name)
+        dst[...] = src
+        if cols is None or self._ids is None:  # on provenance the shadow's ids say so (IdArena.wrote)
+            arena.wrote(dst)
 
 
 @dataclass
