@@ -1,6 +1,8 @@
 """Per-patch mixed precision (QuantMCU-style) on the shared models: BitOPs, SRAM, fidelity.
 
-Run: ``TINYPATCH_ASSETS=../shared python benchmarks/quantmcu.py [--models a,b] [--n-eval 500] [--json OUT]``.
+Run: ``TINYPATCH_ASSETS=../shared python benchmarks/quantmcu.py [--models a,b] [--n-eval 500] [--json OUT]``;
+``--models`` also takes model files (``--models my_imagenet_model.tflite --insns ''`` needs no shared assets):
+any int8 image classifier is measured the same way.
 
 Per model, two patch plans with the input outside the arena and no in-place ops: MCUNetV2's
 (single stage, halos recomputed, least peak) and ours (the fewest MACs under the same SRAM,
@@ -137,9 +139,16 @@ def _row(model: str, method: str, label: str, r: api.QuantizeReport, seconds: fl
             "plan_stages": [s.to_dict() for s in r.plan.stages], "seconds": seconds}
 
 
+def _is_file(model: str) -> bool:
+    """Whether ``--models`` names a model file rather than a shared model."""
+    return model.endswith((".tflite", ".onnx")) or "/" in model
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="comma-separated shared model names (under $TINYPATCH_ASSETS/models) or model files "
+                         "(.tflite/.onnx paths), e.g. an ImageNet-trained model of your own")
     ap.add_argument("--methods", default="margins,int8,QuantMCU-style,ours-MCUNetV2,floor,ours-least-MAC")
     ap.add_argument("--n-calib", type=int, default=64)
     ap.add_argument("--n-calib-ours", type=int, default=24, help="calibration crops for the least-MAC plan")
@@ -172,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="OUT", help="write the rows as JSON (rewritten after every row)")
     args = ap.parse_args(argv)
     root = assets_dir()
-    if root is None:
-        print("set TINYPATCH_ASSETS to the folder holding models/", file=sys.stderr)
+    names = args.models.split(",")
+    if root is None and not all(_is_file(n) for n in names) or root is None and args.insns:
+        print("set TINYPATCH_ASSETS to the folder holding models/ (and tools/qemu-insncount/ for --insns)",
+              file=sys.stderr)
         return 2
     methods = args.methods.split(",")
     common = {"quantile": args.quantile, "lam": args.lam}
@@ -200,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             write_text(args.json, json.dumps({"rows": rows, "margins": margins}, indent=1))
 
-    for name in args.models.split(","):
-        graph = api.load(str(root / "models" / f"{name}.tflite"))
+    for model in names:
+        name = Path(model).stem if _is_file(model) else model
+        graph = api.load(model if _is_file(model) else str(root / "models" / f"{model}.tflite"))
         m2 = api.plan(graph, single_stage=True, strategy="recompute", inplace=False, include_input=False).plan
         t = graph.tensors[graph.inputs[0]]
         cal = list(crops(t, "calibration", args.n_calib, 0))

@@ -367,3 +367,27 @@ def test_search_with_pixel_steps_and_no_outliers(vww, tmp_path, capsys):
         api.quantize(graph, plan, calib=xs, step="row")
     with pytest.raises(UsageError, match="flip-risk"):
         api.quantize(graph, plan, calib=xs, max_flip_risk=2)
+
+
+def test_benchmark_measures_a_model_file_without_the_shared_assets(tmp_path, monkeypatch, capsys):
+    """`benchmarks/quantmcu.py --models FILE` measures a model of the user's own (an ImageNet-trained one,
+    say) the same way as the shared ones, with no shared assets; a shared name without them is refused."""
+    import importlib.util
+    from pathlib import Path
+
+    src = model_path("mlperf_vww_96_int8.tflite")
+    spec = importlib.util.spec_from_file_location("bench_quantmcu", Path(__file__).parents[1] / "benchmarks" /
+                                                  "quantmcu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    own = tmp_path / "my_model.tflite"
+    own.write_bytes(src.read_bytes())
+    monkeypatch.setenv("TINYPATCH_ASSETS", str(tmp_path / "absent"))
+    out = tmp_path / "rows.json"
+    assert bench.main(["--models", str(own), "--methods", "int8,floor", "--n-calib", "2", "--n-eval", "3",
+                       "--insns", "", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["my_model", "my_model"] and rows[0]["agreement"] == 1.0
+    assert rows[1]["bitops"] < rows[1]["bitops_int8"]
+    assert bench.main(["--models", "mlperf_vww_96_int8", "--insns", ""]) == 2
+    assert "TINYPATCH_ASSETS" in capsys.readouterr().err
