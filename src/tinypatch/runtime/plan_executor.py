@@ -590,20 +590,21 @@ class PlanExecutor:
         full = [(k, n, t) for k in st.info.tile_ops for n, t in enumerate(g.ops[k].inputs)
                 if t and producers.get(t) not in inside and not g.tensors[t].is_const]  # reads of full-size tensors
         written = [(None, last, -1)] if st.info.reduce is None else []  # None: the stage output
+        patterns = [tuple(js) for js in skipped]
         for what, k, n in [(t, k, n) for k, n, t in full] + written:
             col = [sw[k].out if n < 0 else sw[k].reads[n] if sw[k].out[0] < sw[k].out[1] else None
                    for sw in st.w.spans]
             by_rows = reads.setdefault(what, {})  # type: ignore[arg-type]
             joined: dict[tuple[int, ...], list[tuple[int, int]]] = {}  # skipped columns -> their windows, joined
-            for i, js in enumerate(skipped):
-                sh = st.h.spans[i][k]
-                rh = sh.out if n < 0 else sh.reads[n] if sh.out[0] < sh.out[1] else None
+            for sh, js in zip(st.h.spans, patterns):
+                rh = sh[k].out if n < 0 else sh[k].reads[n] if sh[k].out[0] < sh[k].out[1] else None
                 if rh is None or not js:
                     continue
-                if tuple(js) not in joined:
-                    joined[tuple(js)] = _union([col[j] for j in js if col[j] is not None])  # type: ignore[misc]
-                if joined[tuple(js)]:
-                    by_rows.setdefault(rh, []).extend(joined[tuple(js)])
+                cs = joined.get(js)
+                if cs is None:
+                    cs = joined[js] = _union([col[j] for j in js if col[j] is not None])  # type: ignore[misc]
+                if cs:
+                    by_rows.setdefault(rh, []).extend(cs)
         skip = {(i, j) for i, js in enumerate(skipped) for j in js}
         outs = reads.pop(None, {})  # type: ignore[call-overload]
         return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs)
