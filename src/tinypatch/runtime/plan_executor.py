@@ -109,7 +109,7 @@ class PlanExecutor:
         self.stored: dict[int, set[tuple[int, int]]] = {}  # stage -> tiles stored with their batch
         self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
-        self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
+        self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes, runs
         self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _next_row
         self._lines: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}  # (stage, op) -> see _save_lines
         # stage -> (its arena effect, recorded by its first run's walk on provenance, and what computes
@@ -537,24 +537,26 @@ class PlanExecutor:
         A tile is skipped where a walked tile had the same key: its row's and its column's. What a
         tile's walk claims, slides, checks, saves and frees is fixed by: its own rows and columns
         (per op: sizes, paddings, where the fresh part starts, reads relative to the producer's
-        region; an empty region does nothing); for a cached op, the tile whose region it slides
-        from (its left neighbour: that column's own key and the step between them, in the key) or
-        rolls down from (a single tile column: the tile row above, its own key and the step, in
-        the key), and where the rows it takes from a line buffer come from (the tile row above's
-        saved lines: they are that row's business, see below); and the rows it saves for the next
-        tile row needing any of it (:meth:`_save_lines`: in the key, as counts and where they start
-        in its region). Given those, the tile touches the same bytes of every stage buffer (each
-        region at its buffer's start, line-buffer columns those of its tile column) as the walked
-        tile of its key, which found there the ids of the pixels it needs; the neighbours it
-        reads from hold them too: a walked one as its own walk checked, a skipped one as set here
-        from the shadow. So a skipped tile writes its pieces of the stage output from the shadow
-        (:meth:`_skip_tiles`), keeps its lines from the shadow where its walk would
-        (:meth:`_skip_runs`), and a later walk starts from the cached regions the skipped tiles
-        last held, restored from the shadow (:meth:`_restore`); its claims and frees are those of
-        the walked tile of its key (the same bytes: the arena and its high-water mark end the
-        same). Conservative where that is not shown: a tile row (column) whose cached op takes
-        kept rows (columns) from before a row (column) with an empty region for it (the kept
-        region then comes from further back) is walked in full (a key of its own)."""
+        region; an op with an empty region does nothing); for a cached op, the region it slides
+        from (its left neighbour's: that column's own key and the step between them are in the
+        column key) or rolls down from (one tile column: the row above's, its own key and the step
+        in the row key); the line-buffer rows it takes (rows 0 to its fresh start, its own
+        columns: fixed by its key; what they hold is what the row above kept, fixed by that row's
+        key); and the rows it keeps for the next tile row needing any of it (found as
+        :meth:`_save_lines` finds them; in the key as a count and where they start in its region).
+        So it touches the same bytes of every stage buffer (each region at its buffer's start,
+        line-buffer columns those of its tile column) as the walked tile of its key, which found
+        there the ids of the pixels it needs; its neighbours left it those ids too (a walked one as
+        its walk checked what it read, a skipped one from the shadow, below). A skipped tile
+        therefore writes its pieces of the stage output (or, into an average, its sums) from the
+        shadow (:meth:`_skip_tiles`), keeps its lines from the shadow where its walk would
+        (:meth:`_skip_runs`: one copy per op for a run of skipped tiles), and the next walked tile
+        starts from the regions the skipped tiles' walks would leave (per cached op, the last
+        skipped tile with a region of it), restored from the shadow (:meth:`_restore`); its claims
+        and frees are those of the walked tile of its key (the same bytes: the arena and its
+        high-water mark end the same). Conservative where that is not shown: a tile row (column)
+        whose cached op takes kept rows (columns) from before a row (column) with an empty region
+        for it (the kept region then comes from further back) gets a key of its own (walked)."""
         g, producers, inside = self.graph, self.producers, set(st.info.tile_ops)
         ops = st.info.tile_ops
         rolls = st.stage.grid[1] == 1 and any(k in st.h.cached for k in ops)  # cached rows roll down
