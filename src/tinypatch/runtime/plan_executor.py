@@ -329,8 +329,7 @@ class PlanExecutor:
         runs: dict[tuple[int, int], _SkipRun] = {}
         if shadowed:
             if st.stage.start not in self.skips:
-                like = self._like_tiles(st)
-                self.skips[st.stage.start] = (*like, self._skip_runs(st, like[0]))
+                self.skips[st.stage.start] = self._like_tiles(st)
             *like, runs = self.skips[st.stage.start]
             skip = self._skip_tiles(arena, outside, st, full_out, shadow, *like, sums)  # type: ignore[arg-type]
         pending: dict[int, tuple[int, int]] = {}  # cached op -> the skipped tile whose region its walk would hold
@@ -386,7 +385,7 @@ class PlanExecutor:
     def _signatures(self, st: StageTiling) -> list[list[tuple | None]]:
         """Per axis, what makes a tile row (column) of a recompute stage batchable with others: per op,
         its region size, paddings, and where it reads (relative to a producer's region inside the
-        stage, or just how much of a full-size tensor; :func:`_axis_key`). Like tiles are those with
+        stage, or just how much of a full-size tensor; :func:`_axis_keys`). Like tiles are those with
         the same row and column signatures. None: an op computes only part of its region, or none;
         every signature is None where an op's kernel does not batch (gathers, slices: see the
         operator table) or it reads an NCHW input or writes an NCHW output."""
@@ -394,9 +393,9 @@ class PlanExecutor:
         if not all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
                    for k in ops):
             return [[None] * len(st.h.spans), [None] * len(st.w.spans)]
-        return [[_axis_key(g, ops, sp, self.producers)
-                 if all(sp[k].out == sp[k].need and sp[k].need[0] < sp[k].need[1] for k in ops) else None
-                 for sp in spans] for spans in (st.h.spans, st.w.spans)]
+        return [[key if all(sp[k].out == sp[k].need and sp[k].need[0] < sp[k].need[1] for k in ops) else None
+                 for key, sp in zip(_axis_keys(g, ops, spans, self.producers), spans)]
+                for spans in (st.h.spans, st.w.spans)]
 
     def _batched(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
                  sums: np.ndarray | None) -> dict[tuple[int, int], dict[str, np.ndarray]]:
@@ -530,9 +529,10 @@ class PlanExecutor:
         return all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
                    for k in st.info.tile_ops)
 
-    def _like_tiles(self, st: StageTiling) -> tuple[set[tuple[int, int]], list, list]:
+    def _like_tiles(self, st: StageTiling) -> tuple[set[tuple[int, int]], list, list, dict[tuple[int, int], _SkipRun]]:
         """Tiles of a shadow-path stage that need no walk, with the windows of full-size tensors they
-        read and the stage-output windows they write, merged (:func:`_merge`).
+        read and the stage-output windows they write, merged (:func:`_merge`), and their runs in each
+        tile row (:meth:`_skip_runs`), by their first tile.
 
         A tile is skipped where a walked tile had the same key: its row's and its column's. What a
         tile's walk claims, slides, checks, saves and frees is fixed by: its own rows and columns
@@ -562,7 +562,7 @@ class PlanExecutor:
         rolls = st.stage.grid[1] == 1 and any(k in st.h.cached for k in ops)  # cached rows roll down
 
         def keys(axis: AxisTiling, chained: bool, lined: list[int]) -> list[tuple]:
-            owns = [_axis_key(g, ops, spans, producers, True) for spans in axis.spans]
+            owns = _axis_keys(g, ops, axis.spans, producers, True)
             cached = [k for k in ops if k in axis.cached]
             out: list[tuple] = []
             for n, spans in enumerate(axis.spans):
@@ -582,8 +582,9 @@ class PlanExecutor:
         row_ids: dict[tuple, int] = {}  # keys as small ints: a nested tuple's hash is not kept
         col_ids: dict[tuple, int] = {}
         col_keys = [col_ids.setdefault(ck, len(col_ids)) for ck in cols]
-        for rk in rows:
-            walked = seen.setdefault(row_ids.setdefault(rk, len(row_ids)), set())
+        row_keys = [row_ids.setdefault(rk, len(row_ids)) for rk in rows]
+        for rk in row_keys:
+            walked = seen.setdefault(rk, set())
             skipped.append([j for j, ck in enumerate(col_keys) if ck in walked or walked.add(ck)])  # type: ignore[func-returns-value]
         # the skipped tiles' windows, by rows (as _merge groups them): reads where an op computes (as
         # the walk's), the stage output where the stage writes it (not into an average's sums)
@@ -609,7 +610,15 @@ class PlanExecutor:
                     by_rows.setdefault(rh, []).extend(cs)
         skip = {(i, j) for i, js in enumerate(skipped) for j in js}
         outs = reads.pop(None, {})  # type: ignore[call-overload]
-        return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs)
+        runs: dict[tuple[int, int], _SkipRun] = {}
+        made: dict[tuple, list] = {}  # (row key, skipped columns) -> the row's runs (the same in rows alike)
+        for i, (rk, js) in enumerate(zip(row_keys, patterns)):
+            if js:
+                if (rk, js) not in made:
+                    made[(rk, js)] = self._skip_runs(st, i, js)
+                for j, saves, last in made[(rk, js)]:
+                    runs[(i, j)] = _SkipRun(saves, {k: (i, c) for k, c in last.items()})
+        return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs), runs
 
     def _saves(self, st: StageTiling, k: int, i: int) -> tuple[int, int] | None:
         """Where line-buffered op k's region in tile row i holds the rows it keeps for the next tile row
@@ -630,37 +639,27 @@ class PlanExecutor:
                     nxt = st.h.spans[n][k]
         return self._next_rows[key]
 
-    def _skip_runs(self, st: StageTiling, skip: set[tuple[int, int]]) -> dict[tuple[int, int], _SkipRun]:
-        """The runs of consecutive skipped tiles in each tile row, by their first tile: the line-buffer
-        columns they keep for the next tile row, per op (their fresh columns, as :meth:`_save_lines` keeps
-        them tile by tile, joined), and per cached op the last of them with a region (whose region the
-        walk would leave in its buffer, for :meth:`_restore`)."""
-        runs: dict[tuple[int, int], _SkipRun] = {}
-        cached = [k for k in st.info.tile_ops if st.cached(k)]
-        held = {k: [not _empty(sw[k]) for sw in st.w.spans] for k in cached}  # per op: columns with a region
-        fresh = {k: [(sw[k].out[0], sw[k].need[1]) for sw in st.w.spans] for k in cached}
-        made: dict[tuple, list[tuple[int, list[tuple[int, int, int]], dict[int, int]]]] = {}  # rows alike: once
-        skipped: list[list[int]] = [[] for _ in st.h.spans]
-        for i, j in sorted(skip):
-            skipped[i].append(j)
-        for i, sh in enumerate(st.h.spans):
-            cols = tuple(skipped[i])
-            ops = tuple((k, self._saves(st, k, i) is not None) for k in cached if not _empty(sh[k]))
-            if (cols, ops) not in made:
-                row = made[(cols, ops)] = []
-                for j, end in _runs(list(cols)):
-                    saves: list[tuple[int, int, int]] = []
-                    last: dict[int, int] = {}
-                    for k, keeps in ops:
-                        mine = [c for c in range(j, end) if held[k][c]]
-                        if mine:
-                            last[k] = mine[-1]
-                        if keeps and mine:
-                            saves.extend((k, c0, c1) for c0, c1 in _union([fresh[k][c] for c in mine]) if c0 < c1)
-                    row.append((j, saves, last))
-            for j, saves, last in made[(cols, ops)]:
-                runs[(i, j)] = _SkipRun(saves, {k: (i, c) for k, c in last.items()})
-        return runs
+    def _skip_runs(self, st: StageTiling, i: int, cols: tuple[int, ...]) -> list[tuple[int, list, dict[int, int]]]:
+        """The runs of consecutive skipped tiles ``cols`` of tile row i: each run's first column, the
+        line-buffer columns [c0, c1) its tiles keep for the next tile row, as (op, c0, c1) (their fresh
+        columns, as :meth:`_save_lines` keeps them tile by tile, joined), and per cached op the column
+        of the last of them with a region of it (whose region the walk would leave in its buffer, for
+        :meth:`_restore`)."""
+        sh = st.h.spans[i]
+        out = []
+        for j, end in _runs(list(cols)):
+            saves: list[tuple[int, int, int]] = []
+            last: dict[int, int] = {}
+            for k in st.info.tile_ops:
+                held = [c for c in range(j, end) if not _empty(st.w.spans[c][k])]
+                if not st.cached(k) or _empty(sh[k]) or not held:
+                    continue
+                last[k] = held[-1]
+                if self._saves(st, k, i) is not None:
+                    saves.extend((k, c0, c1) for c0, c1 in _union([(st.w.spans[c][k].out[0], st.w.spans[c][k].need[1])
+                                                                  for c in held]) if c0 < c1)
+            out.append((j, saves, last))
+        return out
 
     def _skip_tiles(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
                     shadow: dict[str, np.ndarray], skip: set[tuple[int, int]], reads: list,
@@ -1107,26 +1106,23 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
-def _axis_key(g: Graph, ops: list[int], spans: dict[int, OpSpan], producers: dict[str, int],
-              fresh: bool = False) -> tuple:
-    """One tile's geometry along one axis, per op: its size, paddings and reads (relative to the
+def _axis_keys(g: Graph, ops: list[int], tiles: list[dict[int, OpSpan]], producers: dict[str, int],
+               fresh: bool = False) -> list[tuple]:
+    """Each tile's geometry along one axis, per op: its size, paddings and reads (relative to the
     producer's region when the stage computes it, else just their size); ``fresh``: also where its
     fresh part starts (columns may be cached)."""
-    key = []
-    for k in ops:
-        sp = spans[k]
-        reads = []
-        for t, r in zip(g.ops[k].inputs, sp.reads):
-            p = producers.get(t)
-            if r is None:
-                reads.append(None)
-            elif p in spans:
-                base = spans[p].need[0]
-                reads.append((r[0] - base, r[1] - base))
-            else:
-                reads.append((r[1] - r[0],))
-        key.append((sp.need[1] - sp.need[0], sp.pads, tuple(reads), sp.out[0] - sp.need[0] if fresh else 0))
-    return tuple(key)
+    inside = set(ops)
+    links = [(k, [p if p in inside else None for p in (producers.get(t) for t in g.ops[k].inputs)]) for k in ops]
+    keys = []
+    for spans in tiles:
+        key = []
+        for k, parents in links:
+            sp = spans[k]
+            reads = [None if r is None else (r[1] - r[0],) if p is None else
+                     (r[0] - spans[p].need[0], r[1] - spans[p].need[0]) for p, r in zip(parents, sp.reads)]
+            key.append((sp.need[1] - sp.need[0], sp.pads, tuple(reads), sp.out[0] - sp.need[0] if fresh else 0))
+        keys.append(tuple(key))
+    return keys
 
 
 def _merge(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
