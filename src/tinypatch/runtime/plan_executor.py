@@ -666,8 +666,10 @@ class PlanExecutor:
                     outs: list, sums: np.ndarray | None = None) -> set[tuple[int, int]]:
         """Record the skipped tiles' reads of full-size tensors and write their pieces of the stage output
         from ``shadow`` (both as merged windows: the same bytes); a stage ending in an average adds their
-        tiles' sums (int32 additions wrap: the order does not matter). Returns ``skip``."""
-        self._read_windows(arena, outside, st, reads, "a tile that skips its walk")
+        tiles' sums (int32 additions wrap: the order does not matter). Returns ``skip``. A tensor outside
+        the arena has no bytes to record, and on provenance holds its own ids: its reads are left out."""
+        self._read_windows(arena, outside, st, [(t, w) for t, w in reads if t not in outside],
+                           "a tile that skips its walk")
         for r0, r1, c0, c1 in outs:
             dst = full_out[:, r0:r1, c0:c1]
             dst[...] = shadow[st.info.output][:, r0:r1, c0:c1]
