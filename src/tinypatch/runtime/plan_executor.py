@@ -593,30 +593,31 @@ class PlanExecutor:
         full = [(k, n, t) for k in st.info.tile_ops for n, t in enumerate(g.ops[k].inputs)
                 if t and producers.get(t) not in inside and not g.tensors[t].is_const]  # reads of full-size tensors
         written = [(None, last, -1)] if st.info.reduce is None else []  # None: the stage output
-        patterns = [tuple(js) for js in skipped]
+        pattern_ids: dict[tuple[int, ...], int] = {}  # skipped columns as small ints (hashed once)
+        patterns = [pattern_ids.setdefault(tuple(js), len(pattern_ids)) if js else -1 for js in skipped]
         for what, k, n in [(t, k, n) for k, n, t in full] + written:
             col = [sw[k].out if n < 0 else sw[k].reads[n] if sw[k].out[0] < sw[k].out[1] else None
                    for sw in st.w.spans]
             by_rows = reads.setdefault(what, {})  # type: ignore[arg-type]
-            joined: dict[tuple[int, ...], list[tuple[int, int]]] = {}  # skipped columns -> their windows, joined
-            for sh, js in zip(st.h.spans, patterns):
+            joined: dict[int, list[tuple[int, int]]] = {}  # skipped columns -> their windows, joined
+            for sh, js, pid in zip(st.h.spans, skipped, patterns):
                 rh = sh[k].out if n < 0 else sh[k].reads[n] if sh[k].out[0] < sh[k].out[1] else None
-                if rh is None or not js:
+                if rh is None or pid < 0:
                     continue
-                cs = joined.get(js)
+                cs = joined.get(pid)
                 if cs is None:
-                    cs = joined[js] = _union([col[j] for j in js if col[j] is not None])  # type: ignore[misc]
+                    cs = joined[pid] = _union([col[j] for j in js if col[j] is not None])  # type: ignore[misc]
                 if cs:
                     by_rows.setdefault(rh, []).extend(cs)
         skip = {(i, j) for i, js in enumerate(skipped) for j in js}
         outs = reads.pop(None, {})  # type: ignore[call-overload]
         runs: dict[tuple[int, int], _SkipRun] = {}
-        made: dict[tuple, list] = {}  # (row key, skipped columns) -> the row's runs (the same in rows alike)
-        for i, (rk, js) in enumerate(zip(row_keys, patterns)):
-            if js:
-                if (rk, js) not in made:
-                    made[(rk, js)] = self._skip_runs(st, i, js)
-                for j, saves, last in made[(rk, js)]:
+        made: dict[tuple[int, int], list] = {}  # (row key, skipped columns) -> the row's runs (alike rows: alike)
+        for i, (rk, js, pid) in enumerate(zip(row_keys, skipped, patterns)):
+            if pid >= 0:
+                if (rk, pid) not in made:
+                    made[(rk, pid)] = self._skip_runs(st, i, tuple(js))
+                for j, saves, last in made[(rk, pid)]:
                     runs[(i, j)] = _SkipRun(saves, {k: (i, c) for k, c in last.items()})
         return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs), runs
 
