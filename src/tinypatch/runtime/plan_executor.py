@@ -563,16 +563,18 @@ class PlanExecutor:
 
         def keys(axis: AxisTiling, chained: bool, lined: list[int]) -> list[tuple]:
             owns = _axis_keys(g, ops, axis.spans, producers, True)
-            cached = [k for k in ops if k in axis.cached]
+            alone = set()  # it takes a region kept before an empty one: walked
+            for k in ops:
+                empty = [_empty(spans[k]) for spans in axis.spans] if k in axis.cached else []
+                alone.update(n for n in range(1, len(empty)) if empty[n - 1] and not empty[n]
+                             and axis.spans[n][k].out[0] > axis.spans[n][k].need[0])
             out: list[tuple] = []
             for n, spans in enumerate(axis.spans):
-                before = axis.spans[n - 1] if n else None
-                if before is not None and any(_empty(before[k]) and not _empty(spans[k])
-                                              and spans[k].out[0] > spans[k].need[0] for k in cached):
-                    out.append(("alone", n))  # it takes a region kept before an empty one: walked
+                if n in alone:
+                    out.append(("alone", n))
                     continue
-                prev = None if before is None or not chained else \
-                    (tuple(spans[k].need[0] - before[k].need[0] for k in ops), owns[n - 1])
+                prev = None if not n or not chained else \
+                    (tuple(spans[k].need[0] - axis.spans[n - 1][k].need[0] for k in ops), owns[n - 1])
                 out.append((owns[n], prev, tuple(self._saves(st, k, n) for k in lined)))
             return out
         rows = keys(st.h, rolls, [k for k in ops if st.line_buffer(k)])
@@ -625,7 +627,7 @@ class PlanExecutor:
         """Where line-buffered op k's region in tile row i holds the rows it keeps for the next tile row
         needing any of it (:meth:`_save_lines`): how many, from which of its rows; None: none."""
         sh = st.h.spans[i][k]
-        nxt = self._next_row(st, k, i) if st.line_buffer(k) and not _empty(sh) else None
+        nxt = None if _empty(sh) else self._next_row(st, k, i)
         return None if nxt is None else (nxt.out[0] - nxt.need[0], nxt.need[0] - sh.need[0])
 
     def _next_row(self, st: StageTiling, k: int, i: int) -> OpSpan | None:
@@ -647,16 +649,18 @@ class PlanExecutor:
         of the last of them with a region of it (whose region the walk would leave in its buffer, for
         :meth:`_restore`)."""
         sh = st.h.spans[i]
+        ops = [(k, st.line_buffer(k) and self._saves(st, k, i) is not None) for k in st.info.tile_ops
+               if st.cached(k) and not _empty(sh[k])]
         out = []
         for j, end in _runs(list(cols)):
             saves: list[tuple[int, int, int]] = []
             last: dict[int, int] = {}
-            for k in st.info.tile_ops:
+            for k, keeps in ops:
                 held = [c for c in range(j, end) if not _empty(st.w.spans[c][k])]
-                if not st.cached(k) or _empty(sh[k]) or not held:
+                if not held:
                     continue
                 last[k] = held[-1]
-                if self._saves(st, k, i) is not None:
+                if keeps:
                     saves.extend((k, c0, c1) for c0, c1 in _union([(st.w.spans[c][k].out[0], st.w.spans[c][k].need[1])
                                                                   for c in held]) if c0 < c1)
             out.append((j, saves, last))
