@@ -49,6 +49,10 @@ class AxisTiling:
     spans: list[dict[int, OpSpan]]
     regions: list[dict[str, Interval]]
     cached: frozenset[int] = frozenset()  # ops whose output halo is kept between tiles on this axis
+    maps: dict[int, list[AxisMap | None]] | None = field(default=None, repr=False, compare=False)  # input_maps
+    # memoized :meth:`overlap` and :meth:`extent` (a tiling is not changed once made: they depend on it only)
+    _overlaps: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _extents: dict[str, Interval] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def max_len(self, tensor: str) -> int:
         return max(r[tensor][1] - r[tensor][0] for r in self.regions)
@@ -62,12 +66,19 @@ class AxisTiling:
 
     def overlap(self, op_index: int) -> int:
         """Most output positions one tile hands to the next (the halo a cache must keep)."""
-        return max((s[op_index].out[0] - s[op_index].need[0] for s in self.spans), default=0)
+        got = self._overlaps.get(op_index)
+        if got is None:
+            got = self._overlaps[op_index] = max((s[op_index].out[0] - s[op_index].need[0] for s in self.spans),
+                                                 default=0)
+        return got
 
     def extent(self, tensor: str) -> Interval:
         """Union of the tensor's non-empty regions over all tiles ((0, 0) if none)."""
-        spans = [r[tensor] for r in self.regions if r[tensor][0] < r[tensor][1]]
-        return (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else (0, 0)
+        got = self._extents.get(tensor)
+        if got is None:
+            spans = [r[tensor] for r in self.regions if r[tensor][0] < r[tensor][1]]
+            got = self._extents[tensor] = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else (0, 0)
+        return got
 
 
 @dataclass
@@ -244,7 +255,7 @@ def tile_axis(graph: Graph, info: StageInfo, axis: int, cuts: list[int],
         regions.append(need)
     for i in cached:
         _slide_window(spans, regions, i, graph.ops[i].outputs[0])
-    return AxisTiling(list(cuts), spans, regions, frozenset(cached))
+    return AxisTiling(list(cuts), spans, regions, frozenset(cached), maps)
 
 
 def _slide_window(spans: list[dict[int, OpSpan]], regions: list[dict[str, Interval]], i: int, tensor: str) -> None:

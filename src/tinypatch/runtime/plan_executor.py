@@ -14,7 +14,6 @@ arena effect and computes the stage's values in batches (:mod:`~tinypatch.runtim
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -102,6 +101,18 @@ class PlanExecutor:
             st.stage.start: {self.buffer_of[t] for t in st.info.internal
                              if t in self.buffer_of and not st.cached(producers[t])}
             for st in self.buffers.tilings}
+        # per tile op: the tile buffers that die at it (freed after it, tile by tile: see _end_op)
+        self.tile_frees = {k: [b for b in self.ends.get(k, []) if b in self.tile_buffers[st.stage.start]]
+                           for st in self.buffers.tilings for k in st.info.tile_ops}
+        # per op with its first output in the arena: (output, its buffer and offset, dtype, item size, channels)
+        self.out_buf = {k: (t.name, self.buffer_of[t.name], self.placement.offsets[self.buffer_of[t.name]],
+                            t.np_dtype, t.np_dtype.itemsize, t.shape[-1])
+                        for k, op in enumerate(graph.ops) if op.outputs and op.outputs[0] in self.buffer_of
+                        for t in (graph.tensors[op.outputs[0]],)}
+        # per op: its activation inputs (position, name)
+        self.act_inputs = [[(n, t) for n, t in enumerate(op.inputs) if t and not graph.tensors[t].is_const]
+                           for op in graph.ops]
+        self._arena_views: dict[str, tuple[str, tuple[int, ...], np.dtype]] = {}  # tensor -> see _get
         # per op: (reads NCHW, writes NCHW, gathers): looked up once, not per tile
         self.layout = [(reads_nchw(graph, op), writes_nchw(graph, op), op_def(op.type).gather) for op in graph.ops]
         self.streams = {st.stage.start: _Stream(self, st) for st in self.buffers.tilings if st.stream}
@@ -135,12 +146,17 @@ class PlanExecutor:
         arena.wrote(view)
 
     def _get(self, arena: Arena, outside: dict[str, np.ndarray], name: str) -> np.ndarray:
-        t = self.graph.tensors[name]
-        if t.is_const:
-            return t.data  # type: ignore[return-value]
-        if name in outside:
+        spec = self._arena_views.get(name)
+        if spec is None:
+            t = self.graph.tensors[name]
+            if t.is_const:
+                return t.data  # type: ignore[return-value]
+            if name in outside:
+                return outside[name]
+            spec = self._arena_views[name] = (self.buffer_of[name], t.shape, t.np_dtype)
+        elif name in outside:
             return outside[name]
-        return arena.view(self.buffer_of[name], t.shape, t.np_dtype)
+        return arena.view(*spec)
 
     # --- running ------------------------------------------------------------------------
     def __call__(self, inputs: list[np.ndarray] | dict[str, np.ndarray], threads: int | None = 1) -> PlanRun:
@@ -333,6 +349,10 @@ class PlanExecutor:
             *like, runs = self.skips[st.stage.start]
             skip = self._skip_tiles(arena, outside, st, full_out, shadow, *like, sums)  # type: ignore[arg-type]
         pending: dict[int, tuple[int, int]] = {}  # cached op -> the skipped tile whose region its walk would hold
+        lined = [k for k in st.info.tile_ops if st.line_buffer(k)]
+        # a walk on provenance of NHWC ops: no kernel arguments gathered (see _compute_ids)
+        on_ids = self._ids is not None and not self.mixed and not any(
+            self.layout[k][0] or self.layout[k][1] for k in st.info.tile_ops)
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 if (i, j) in skip:
@@ -354,22 +374,26 @@ class PlanExecutor:
                     continue
                 if (i, j) in stored:
                     continue
+                hs, ws = st.h.spans[i], st.w.spans[j]
                 for k in st.info.tile_ops:
-                    op = g.ops[k]
-                    sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-                    name = op.outputs[0]
+                    sh, sw = hs[k], ws[k]
+                    name = g.ops[k].outputs[0]
                     if name == st.info.output:
                         region = full_out[:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
                     else:
                         region = self._region(arena, st, k, i, j, kept)
                         held[name] = (region, sh.need[0], sw.need[0])
                     if sh.out[0] < sh.out[1] and sw.out[0] < sw.out[1]:  # else all of it was cached
-                        self._compute(arena, outside, st, k, i, j, region, held, shadow)
-                    if st.cached(k) and region.size:  # an empty region leaves the buffer as it was
+                        if on_ids:
+                            self._compute_ids(arena, outside, st, k, i, j, region, held)
+                        else:
+                            self._compute(arena, outside, st, k, i, j, region, held, shadow)
+                    if k in persistent and region.size:  # an empty region leaves the buffer as it was
                         kept[name] = held[name]
-                        if st.line_buffer(k):
+                        if k in lined:
                             self._save_lines(arena, st, k, i, j, region)
-                    self._end_op(arena, k, name, region, st, sums, tile_bufs)
+                    if sums is not None or self.tile_frees[k]:
+                        self._end_op(arena, k, name, region, st, sums, tile_bufs)
         if self.mixed:
             self.mixed.end_stage()
         for k in persistent:
@@ -790,40 +814,73 @@ class PlanExecutor:
         if self._ids is None:  # on provenance the ids written say so (IdArena.wrote)
             arena.wrote(fresh)
 
+    def _compute_ids(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
+                     region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]]) -> None:
+        """:meth:`_compute` on provenance (NHWC maps): every window tile (i, j) of op k reads must
+        hold the ids of the pixels it needs (:meth:`_read`), then the ids of its fresh pixels go into
+        ``region``; no kernel runs and no argument is gathered."""
+        ids = self._ids
+        assert ids is not None
+        sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+        for n, t in self.act_inputs[k]:
+            rh, rw = sh.reads[n], sw.reads[n]
+            if rh is None or rw is None:
+                continue
+            if t in held:
+                arr, r0, c0 = held[t]
+                got = arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0]
+                if not _same(got, ids[t][:, rh[0]: rh[1], rw[0]: rw[1]]):
+                    arena.read(got, t)  # a freed or never-written byte is named as such
+                    raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} reads wrong "
+                                    f"bytes of {t!r} (a cached part or line buffer out of step)")
+            else:
+                got = self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]]
+                if not _same(got, ids[t][:, rh[0]: rh[1], rw[0]: rw[1]]):  # _read raises, naming it
+                    self._read(arena, got, t, rh, rw, st, "tile ({}, {}) of op {}", i, j, k)
+        region[:, sh.out[0] - sh.need[0]:, sw.out[0] - sw.need[0]:] = \
+            ids[self.graph.ops[k].outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]
+
     def _region(self, arena: Arena, st: StageTiling, k: int, i: int, j: int,
                 kept: dict[str, tuple[np.ndarray, int, int]]) -> np.ndarray:
         """The buffer holding op k's output region for tile (i, j), cached parts filled in."""
-        t = self.graph.tensors[self.graph.ops[k].outputs[0]]
+        name, buf, offset, dtype, itemsize, channels = self.out_buf[k]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-        shape = (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], t.shape[3])
-        buf = self.buffer_of[t.name]
+        shape = (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0], channels)
         if not st.cached(k):
-            arena.alloc(buf, self.placement.offsets[buf], math.prod(shape) * t.np_dtype.itemsize)
-            return arena.view(buf, shape, t.np_dtype)
-        old = kept.get(t.name)
-        region = arena.view(buf, shape, t.np_dtype)
+            arena.alloc(buf, offset, shape[1] * shape[2] * channels * itemsize)
+            return arena.view(buf, shape, dtype)
+        old = kept.get(name)
+        region = arena.view(buf, shape, dtype)
         if old is None or not region.size:
             return region
         _, r0, c0 = old  # type: ignore[misc]
-        keep = old[0].copy()  # a memmove on the MCU
-        if j > 0 and sw.out[0] > sw.need[0]:  # same tile row: overlapping columns slide left
-            arena.read(old[0][:, sh.need[0] - r0: sh.need[1] - r0, sw.need[0] - c0: sw.out[0] - c0], t.name)
+        slide = j > 0 and sw.out[0] > sw.need[0]
+        rows = sh.out[0] - sh.need[0] if i > 0 else 0
+        # kept bytes move within the buffer (a memmove on the MCU; numpy copies overlapping views as if
+        # through a temporary): a copy only where the second move reads what the first one moved
+        keep = old[0].copy() if slide and rows > 0 and not st.line_buffer(k) else old[0]
+        # on provenance a copy of bytes its read found valid needs no recording (IdArena.wrote)
+        record = self._ids is None
+        if slide:  # same tile row: overlapping columns slide left
+            arena.read(old[0][:, sh.need[0] - r0: sh.need[1] - r0, sw.need[0] - c0: sw.out[0] - c0], name)
             region[:, :, : sw.out[0] - sw.need[0]] = keep[:, sh.need[0] - r0: sh.need[1] - r0,
                                                           sw.need[0] - c0: sw.out[0] - c0]
-            arena.wrote(region[:, :, : sw.out[0] - sw.need[0]])
-        if i > 0 and sh.out[0] > sh.need[0]:  # next tile row: overlapping rows
-            rows = sh.out[0] - sh.need[0]
+            if record:
+                arena.wrote(region[:, :, : sw.out[0] - sw.need[0]])
+        if rows > 0:  # next tile row: overlapping rows
             if st.line_buffer(k):
-                lo = st.w.extent(t.name)[0]
-                lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
-                                                              t.shape[3]), t.np_dtype)
-                region[:, :rows, sw.out[0] - sw.need[0]:] = arena.read(
-                    lines[:, :rows, sw.out[0] - lo: sw.need[1] - lo], line_buffer_name(t.name))
-                arena.wrote(region[:, :rows, sw.out[0] - sw.need[0]:])
+                lo, hi = st.w.extent(name)
+                lb = line_buffer_name(name)
+                lines = arena.view(lb, (1, st.h.overlap(k), hi - lo, channels), dtype)
+                region[:, :rows, sw.out[0] - sw.need[0]:] = arena.read(lines[:, :rows, sw.out[0] - lo: sw.need[1] - lo],
+                                                                       lb)
+                if record:
+                    arena.wrote(region[:, :rows, sw.out[0] - sw.need[0]:])
             else:  # a single tile column: the buffer rolls down
-                arena.read(old[0][:, sh.need[0] - r0: sh.out[0] - r0, sw.need[0] - c0: sw.need[1] - c0], t.name)
+                arena.read(old[0][:, sh.need[0] - r0: sh.out[0] - r0, sw.need[0] - c0: sw.need[1] - c0], name)
                 region[:, :rows] = keep[:, sh.need[0] - r0: sh.out[0] - r0, sw.need[0] - c0: sw.need[1] - c0]
-                arena.wrote(region[:, :rows])
+                if record:
+                    arena.wrote(region[:, :rows])
         return region
 
     def _save_lines(self, arena: Arena, st: StageTiling, k: int, i: int, j: int, region: np.ndarray,

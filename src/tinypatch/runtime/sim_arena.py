@@ -34,6 +34,7 @@ class Arena:
         self._end = 0  # one past the highest byte read or written
         self._views: dict[tuple, tuple[np.ndarray, int]] = {}  # (start, shape, strides, itemsize) -> (valid mask, end)
         self.live: dict[str, tuple[int, int]] = {}
+        self._shapes: dict[tuple, np.ndarray] = {}  # (claim, shape, dtype) -> the view :meth:`view` made of it
         self._base = self.memory.__array_interface__["data"][0]
 
     @property
@@ -48,7 +49,7 @@ class Arena:
         if offset < 0 or end > self.size:
             raise PlanError(f"buffer {name!r} [{offset}, {end}) overflows the {self.size}-byte arena")
         for other, (o, n) in self.live.items():
-            if other != name and offset < o + n and o < end:
+            if o < end and offset < o + n and other != name:
                 raise PlanError(f"buffer {name!r} [{offset}, {end}) collides with live {other!r} [{o}, {o + n})")
         self.live[name] = (offset, nbytes)
 
@@ -60,14 +61,21 @@ class Arena:
             self.valid[span[0]: span[0] + span[1]] = False
 
     def view(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """The live buffer ``name`` seen as an array of ``shape`` (must fit its claimed bytes)."""
-        if name not in self.live:
+        """The live buffer ``name`` seen as an array of ``shape`` (must fit its claimed bytes). A view is
+        made once per claim, shape and dtype (the executor asks for the same ones tile after tile)."""
+        span = self.live.get(name)
+        if span is None:
             raise PlanError(f"buffer {name!r} is not live (freed or never allocated)")
-        offset, nbytes = self.live[name]
-        count = math.prod(shape) * np.dtype(dtype).itemsize
-        if count > nbytes:
-            raise PlanError(f"buffer {name!r} holds {nbytes} bytes, {count} requested")
-        return self._shaped(self.memory[offset: offset + count], shape, np.dtype(dtype))
+        key = (span, shape, dtype)
+        got = self._shapes.get(key)
+        if got is None:
+            offset, nbytes = span
+            dt = np.dtype(dtype)
+            count = math.prod(shape) * dt.itemsize
+            if count > nbytes:
+                raise PlanError(f"buffer {name!r} holds {nbytes} bytes, {count} requested")
+            got = self._shapes[key] = self._shaped(self.memory[offset: offset + count], tuple(shape), dt)
+        return got
 
     def _shaped(self, cells: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """``cells`` seen as an array of ``shape`` and ``dtype``."""
@@ -129,6 +137,7 @@ class IdArena(Arena):
         self.alignment = alignment
         self.memory = np.full(size, self.NOTHING, np.int64)
         self.live: dict[str, tuple[int, int]] = {}
+        self._shapes: dict[tuple, np.ndarray] = {}
         self._end_before = 0
         self._base = self.memory.__array_interface__["data"][0]
 
@@ -164,7 +173,7 @@ class IdArena(Arena):
             np.putmask(cells, cells >= 0, self.FREED)  # cells holding a byte (FREED ones stay FREED)
 
     def read(self, arr: np.ndarray, what: str = "") -> np.ndarray:
-        if (arr < 0).any():  # an id map (outside the arena) holds no negative id
+        if arr.size and np.minimum.reduce(arr, None) < 0:  # an id map (outside the arena) holds no negative id
             start = (arr.ctypes.data - self._base) // self.memory.itemsize
             raise PlanError(f"read of a freed or never-written arena byte ({what or 'array'} at offset {start})")
         return arr
@@ -173,7 +182,8 @@ class IdArena(Arena):
         """Record that every byte of ``arr`` holds a value: cells that hold none (bytes recorded as
         written, not walked) are :data:`FOREIGN` from now on. (Cells written with ids say so
         themselves: a walk need not record them.)"""
-        np.copyto(arr, self.FOREIGN, where=arr < 0)
+        if arr.size and np.minimum.reduce(arr, None) < 0:  # (usually none: one reduction, no mask)
+            np.copyto(arr, self.FOREIGN, where=arr < 0)
 
 
 class ArenaEffect:

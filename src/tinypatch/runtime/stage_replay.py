@@ -96,6 +96,19 @@ def _kinds(maps: dict[int, list[AxisMap | None]], spans: dict[int, OpSpan]) -> d
     return out
 
 
+def _firsts(kinds: list[dict[int, tuple[bool, bool, bool]]], spans: list[dict[int, OpSpan]], k: int) -> set[int]:
+    """The tile rows (columns) where op k computes pixels, reads exactly, and is the first with its
+    size, paddings and kinds (:func:`_kinds`)."""
+    seen, out = set(), set()
+    for i, (kind, sp) in enumerate(zip(kinds, spans)):
+        if kind[k][0] and kind[k][1]:
+            key = (sp[k].out[1] - sp[k].out[0], sp[k].pads, kind[k])
+            if key not in seen:
+                seen.add(key)
+                out.add(i)
+    return out
+
+
 def _widen(maps: list[AxisMap | None], span: OpSpan, size: int) -> Interval | None:
     """``span.out`` grown to ``size`` away from its padded end, where the window of the grown
     interval keeps the same paddings (it then holds the tile's own window where the kernel reads
@@ -121,7 +134,7 @@ class TiledChecks:
     def __init__(self, graph: Graph, kernels: Sequence[Callable], st: StageTiling) -> None:
         self.graph, self.kernels, self.st = graph, kernels, st
         g, ops = graph, st.info.tile_ops
-        maps = (input_maps(g, ops, 0), input_maps(g, ops, 1))
+        maps = (st.h.maps or input_maps(g, ops, 0), st.w.maps or input_maps(g, ops, 1))  # those tile_axis used
         # a stream stage's strips compute whole rows (the walks checked its columns)
         self.cols = [{k: _whole(maps[1][k]) for k in ops}] if st.stream else st.w.spans
         padded: dict[tuple, list[tuple[int, int, OpSpan, OpSpan]]] = {}  # (op, paddings) -> its exact tile ops
@@ -131,14 +144,26 @@ class TiledChecks:
         # per axis, tile row (column) and op: (computes any pixel, reads exactly, reads as the whole image)
         kinds = [[_kinds(maps[a], sp) for sp in spans] for a, spans in enumerate((st.h.spans, self.cols))]
         # in tile order, the tile ops computing pixels but those exact and read as the whole image along
-        # both axes (their whole-image values are their own, see the module docstring)
+        # both axes (their whole-image values are their own, see the module docstring); of the exact ones
+        # only the first of each like class (same sizes, paddings and kinds along each axis: every later
+        # one would find its like tile op seen below)
         todo = []
         for k in ops:
             cols = [j for j, kind in enumerate(kinds[1]) if kind[k][0]]
             odd_cols = [j for j in cols if not (kinds[1][j][k][1] and kinds[1][j][k][2])]
+            first_cols = _firsts(kinds[1], self.cols, k)  # exact columns first of their class
+            later_cols = ([j for j in cols if not kinds[1][j][k][1]], [j for j in odd_cols if not kinds[1][j][k][1]])
+            first_rows = _firsts(kinds[0], st.h.spans, k)
             for i, kind in enumerate(kinds[0]):
                 if kind[k][0]:
-                    todo.extend((i, j, k) for j in (odd_cols if kind[k][1] and kind[k][2] else cols))
+                    whole = kind[k][1] and kind[k][2]
+                    if not kind[k][1]:  # not exact: every one
+                        todo.extend((i, j, k) for j in (odd_cols if whole else cols))
+                    elif i in first_rows:
+                        todo.extend((i, j, k) for j in (odd_cols if whole else cols)
+                                    if j in first_cols or not kinds[1][j][k][1])
+                    else:  # a like row came first: only its tile ops not exact along the columns
+                        todo.extend((i, j, k) for j in later_cols[whole])
         for i, j, k in sorted(todo):
             sh, sw = st.h.spans[i][k], self.cols[j][k]
             exact = kinds[0][i][k][1] and kinds[1][j][k][1]
@@ -154,17 +179,18 @@ class TiledChecks:
                 odd.setdefault((k, sh.out[1] - sh.out[0], sw.out[1] - sw.out[0], sh.pads, sw.pads, sizes),
                                []).append((i, j, sh.out, sw.out))
         windows: dict[tuple, set[tuple[Interval, Interval]]] = {}  # per group: the windows it computes
+        # (op, tile row, size) -> its grown rows (a row's tiles share them); likewise columns
+        grown_h: dict[tuple[int, int, int], Interval | None] = {}
+        grown_w: dict[tuple[int, int, int], Interval | None] = {}
         for (k, ph, pw), tiles in padded.items():
             size_h = max(sh.out[1] - sh.out[0] for _, _, sh, _ in tiles)
             size_w = max(sw.out[1] - sw.out[0] for _, _, _, sw in tiles)
-            grown_h: dict[int, Interval | None] = {}  # tile row -> its grown rows (a row's tiles share them)
-            grown_w: dict[int, Interval | None] = {}
             for i, j, sh, sw in tiles:
-                if i not in grown_h:
-                    grown_h[i] = _widen(maps[0][k], sh, size_h)
-                if j not in grown_w:
-                    grown_w[j] = _widen(maps[1][k], sw, size_w)
-                oh, ow = grown_h[i], grown_w[j]
+                if (k, i, size_h) not in grown_h:
+                    grown_h[k, i, size_h] = _widen(maps[0][k], sh, size_h)
+                if (k, j, size_w) not in grown_w:
+                    grown_w[k, j, size_w] = _widen(maps[1][k], sw, size_w)
+                oh, ow = grown_h[k, i, size_h], grown_w[k, j, size_w]
                 if oh is None or ow is None:
                     oh, ow = sh.out, sw.out
                 key = (k, oh[1] - oh[0], ow[1] - ow[0], ph, pw, None)
