@@ -585,8 +585,7 @@ class PlanExecutor:
         ops = st.info.tile_ops
         rolls = st.stage.grid[1] == 1 and any(k in st.h.cached for k in ops)  # cached rows roll down
 
-        def keys(axis: AxisTiling, chained: bool, lined: list[int]) -> list[tuple]:
-            owns = _axis_keys(g, ops, axis.spans, producers, True)
+        def keys(axis: AxisTiling, owns: list[tuple], chained: bool, lined: list[int]) -> list[tuple]:
             alone = set()  # it takes a region kept before an empty one: walked
             for k in ops:
                 empty = [_empty(spans[k]) for spans in axis.spans] if k in axis.cached else []
@@ -601,8 +600,11 @@ class PlanExecutor:
                     (tuple(spans[k].need[0] - axis.spans[n - 1][k].need[0] for k in ops), owns[n - 1])
                 out.append((owns[n], prev, tuple(self._saves(st, k, n) for k in lined)))
             return out
-        rows = keys(st.h, rolls, [k for k in ops if st.line_buffer(k)])
-        cols = keys(st.w, True, [])
+        owns = _axis_keys(g, ops, st.h.spans, producers, True)
+        rows = keys(st.h, owns, rolls, [k for k in ops if st.line_buffer(k)])
+        if st.w.spans != st.h.spans:  # (a square stage's columns are its rows)
+            owns = _axis_keys(g, ops, st.w.spans, producers, True)
+        cols = keys(st.w, owns, True, [])
         seen: dict[int, set[int]] = {}  # row key -> the column keys walked with it
         skipped: list[list[int]] = []  # per tile row, its skipped tile columns
         row_ids: dict[tuple, int] = {}  # keys as small ints: a nested tuple's hash is not kept
