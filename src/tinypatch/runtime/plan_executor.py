@@ -641,10 +641,11 @@ class PlanExecutor:
         outs = reads.pop(None, {})  # type: ignore[call-overload]
         runs: dict[tuple[int, int], _SkipRun] = {}
         made: dict[tuple[int, int], list] = {}  # (row key, skipped columns) -> the row's runs (alike rows: alike)
+        held = {k: [not _empty(sw[k]) for sw in st.w.spans] for k in ops if st.cached(k)}  # columns with a region
         for i, (rk, js, pid) in enumerate(zip(row_keys, skipped, patterns)):
             if pid >= 0:
                 if (rk, pid) not in made:
-                    made[(rk, pid)] = self._skip_runs(st, i, tuple(js))
+                    made[(rk, pid)] = self._skip_runs(st, i, tuple(js), held)
                 for j, saves, last in made[(rk, pid)]:
                     runs[(i, j)] = _SkipRun(saves, {k: (i, c) for k, c in last.items()})
         return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs), runs
@@ -668,27 +669,27 @@ class PlanExecutor:
                     nxt = st.h.spans[n][k]
         return self._next_rows[key]
 
-    def _skip_runs(self, st: StageTiling, i: int, cols: tuple[int, ...]) -> list[tuple[int, list, dict[int, int]]]:
+    def _skip_runs(self, st: StageTiling, i: int, cols: tuple[int, ...],
+                   held: dict[int, list[bool]]) -> list[tuple[int, list, dict[int, int]]]:
         """The runs of consecutive skipped tiles ``cols`` of tile row i: each run's first column, the
         line-buffer columns [c0, c1) its tiles keep for the next tile row, as (op, c0, c1) (their fresh
         columns, as :meth:`_save_lines` keeps them tile by tile, joined), and per cached op the column
         of the last of them with a region of it (whose region the walk would leave in its buffer, for
-        :meth:`_restore`)."""
+        :meth:`_restore`; ``held``: per cached op, which tile columns have a region of it)."""
         sh = st.h.spans[i]
-        ops = [(k, st.line_buffer(k) and self._saves(st, k, i) is not None) for k in st.info.tile_ops
-               if st.cached(k) and not _empty(sh[k])]
+        ops = [(k, st.line_buffer(k) and self._saves(st, k, i) is not None) for k in held if not _empty(sh[k])]
         out = []
         for j, end in _runs(list(cols)):
             saves: list[tuple[int, int, int]] = []
             last: dict[int, int] = {}
             for k, keeps in ops:
-                held = [c for c in range(j, end) if not _empty(st.w.spans[c][k])]
-                if not held:
+                mine = [c for c in range(j, end) if held[k][c]]
+                if not mine:
                     continue
-                last[k] = held[-1]
+                last[k] = mine[-1]
                 if keeps:
                     saves.extend((k, c0, c1) for c0, c1 in _union([(st.w.spans[c][k].out[0], st.w.spans[c][k].need[1])
-                                                                  for c in held]) if c0 < c1)
+                                                                  for c in mine]) if c0 < c1)
             out.append((j, saves, last))
         return out
 
