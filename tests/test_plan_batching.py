@@ -150,8 +150,8 @@ def test_walks_after_a_skipped_tile_check_its_restored_columns(monkeypatch, prov
     _walk_values(monkeypatch, ex, provenance)
     restore = ex._restore
 
-    def stale(arena, st_, i, j, kept, shadow):
-        restore(arena, st_, i, j, kept, {t: v + 1 for t, v in shadow.items()})
+    def stale(arena, st_, tiles, kept, shadow):
+        restore(arena, st_, tiles, kept, {t: v + 1 for t, v in shadow.items()})
     monkeypatch.setattr(ex, "_restore", stale)
     with pytest.raises(PlanError, match="reads wrong bytes"):
         ex([_input(g)])
@@ -187,10 +187,91 @@ def test_a_stale_line_buffer_is_caught(monkeypatch, provenance):
     ex = pe.PlanExecutor(g, _plan(g, [stage]))
     _walk_values(monkeypatch, ex, provenance)
     save = ex._save_lines
-    monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, j, region: save(arena, st_, k, i, j, region)
-                        if i == 0 else None)
+    monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, *a: save(arena, st_, k, i, *a) if i == 0 else None)
     with pytest.raises(PlanError, match="reads wrong bytes"):
         ex([_input(g)])
+
+
+def _dw_chain(pool: bool = False) -> Graph:
+    """Pointwise and 3x3 depthwise convolutions, stride 1: with fine tiles at the bottom (right) the
+    first ops of a cached stage need nothing new there (empty regions in the last tile row/column)."""
+    b = Builder("dw_chain", seed=5)
+    x = b.input((1, 16, 16, 3))
+    x = b.conv(x, 6, 1, 1, name="p0")
+    x = b.depthwise(x, 3, 1, name="d1")
+    x = b.conv(x, 5, 1, 1, name="p2")
+    x = b.depthwise(x, 3, 1, name="d3")
+    x = b.conv(x, 4, 1, 1, name="p4")
+    if pool:
+        x = b.global_pool(x, "avg", name="gap")
+    return b.finish([x])
+
+
+_FINE = [0, 2, 4, 6, 8, 10, 12, 14, 15, 16]  # the last tile one pixel: ops 0 and 1 hold nothing of it
+# (graph, stage): a 2-D stage with line buffers and empty regions in its last tile row and column;
+# single tile columns, whose cached rows roll down (one into an average, whose sums skipped tiles add)
+_EMPTY_LAST = {
+    "lines": (_dw_chain, Stage(0, 5, _FINE, _FINE, {k: "cache" for k in range(4)})),
+    "rolling": (_dw_chain, Stage(0, 5, [0, 2, 4, 6, 8, 10, 12, 14, 15, 16], [0, 16], {k: "cache" for k in range(4)})),
+    "rolling into an average": (lambda: _dw_chain(pool=True),
+                                Stage(0, 6, [0, *range(2, 17)], [0, 16], {k: "cache" for k in range(4)})),
+}
+
+
+def _empty_last(name: str) -> tuple[Graph, Plan]:
+    make, stage = _EMPTY_LAST[name]
+    g = make()
+    plan = _plan(g, [stage])
+    st_ = check_plan(g, plan)[0]
+    assert any(sp[k].need[0] >= sp[k].need[1] for sp in st_.h.spans for k in st_.info.tile_ops), \
+        "no empty region: the test would not exercise that path"
+    return g, plan
+
+
+@pytest.mark.parametrize("name", list(_EMPTY_LAST))
+def test_tiles_beside_empty_regions_and_rolling_rows_skip_their_walk(name):
+    """A cached stage with empty regions in its last tile row/column, and single tile columns whose
+    cached rows roll down, walk one tile per key, not every tile: most tiles skip, and the output
+    bytes, arena bytes, validity and high-water mark are the tile loop's."""
+    g, plan = _empty_last(name)
+    assert_batched_same(g, plan, _input(g))
+    ex = pe.PlanExecutor(g, plan)
+    ex([_input(g)])
+    grid = plan.stages[0].grid
+    skipped = len(ex.skips[0][0])
+    assert skipped >= grid[0] * grid[1] // 2, f"only {skipped} of {grid[0] * grid[1]} tiles skipped their walk"
+
+
+@pytest.mark.parametrize("provenance", [True, False])
+@pytest.mark.parametrize("name,fault", [("lines", "save"), ("lines", "restore"), ("rolling", "restore"),
+                                        ("rolling", "roll"), ("rolling into an average", "roll")])
+def test_stale_buffers_are_caught_beside_skipped_tiles(monkeypatch, provenance, name, fault):
+    """With tiles skipping their walk, a buffer out of step is still caught by the walked tiles: a line
+    buffer saved for the first tile row only (by walked and skipped tiles alike), a stale restore of
+    the regions skipped tiles leave, cached rows rolled down one row off."""
+    g, plan = _empty_last(name)
+    ex = pe.PlanExecutor(g, plan)
+    _walk_values(monkeypatch, ex, provenance)
+    if fault == "save":
+        save = ex._save_lines
+        monkeypatch.setattr(ex, "_save_lines", lambda arena, st_, k, i, *a: save(arena, st_, k, i, *a) if i == 0 else None)
+    elif fault == "restore":
+        restore = ex._restore
+        monkeypatch.setattr(ex, "_restore", lambda arena, st_, tiles, kept, shadow:
+                            restore(arena, st_, tiles, kept, {t: v + 1 for t, v in shadow.items()}))
+    else:
+        region = ex._region
+
+        def off_by_one(arena, st_, k, i, j, kept):
+            got = region(arena, st_, k, i, j, kept)
+            sh = st_.h.spans[i][k]
+            if i and sh.out[0] > sh.need[0] + 1 and g.ops[k].outputs[0] in kept:  # rows rolled down
+                got[:, 0] = got[:, 1]
+            return got
+        monkeypatch.setattr(ex, "_region", off_by_one)
+    with pytest.raises(PlanError, match="reads wrong bytes"):
+        ex([_input(g)])
+    assert ex.skips[0][0], "no tile skipped its walk: the test would not exercise that path"
 
 
 @pytest.mark.parametrize("end,rows", [(5, [0, 3, 5, 7, 10]), (3, [0, 1, 2, 5, 8, 11, 14, 17, 20]), (4, [0, 10])])
@@ -245,6 +326,41 @@ def _case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(_case())
 def test_random_batched_stages_match_the_tile_loop(case):
+    graph, x, plan = case
+    assert_batched_same(graph, plan, x)
+
+
+@st.composite
+def _cached_case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
+    """A cached stage on uneven cuts (fine last tiles make empty regions), one tile column at times
+    (rows roll down)."""
+    graph, x = draw(random_cnn(max_layers=5, head=False))
+    s = draw(st.integers(0, len(graph.ops) - 1))
+    ends = [e for e in legal_ends(graph, s) if e - s >= 2]
+    assume(ends)
+    e = draw(st.sampled_from(ends))
+    h, w = graph.tensors[graph.ops[e - 1].outputs[0]].shape[1:3]
+
+    def cuts(size: int, one: bool) -> list[int]:  # like tiles of a drawn size, then one-pixel tiles
+        if one:
+            return [0, size]
+        step, tail = draw(st.integers(1, 3)), draw(st.integers(0, min(2, size - 1)))
+        return sorted({*range(0, size - tail, step), *range(size - tail, size + 1)})
+    mode = draw(st.sampled_from(["cache_w", "cache"]))
+    stage = Stage(s, e, cuts(h, False), cuts(w, draw(st.booleans())), {k: mode for k in range(s, e - 1)})
+    plan = _plan(graph, [stage], draw(st.booleans()))
+    try:
+        check_plan(graph, plan)
+    except PlanError:
+        assume(False)
+    return graph, x, plan
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(_cached_case())
+def test_random_cached_stages_on_uneven_cuts_match_the_tile_loop(case):
+    """Tiles that skip their walk beside empty regions and in rolling stages leave the tile loop's bytes."""
     graph, x, plan = case
     assert_batched_same(graph, plan, x)
 

@@ -44,7 +44,7 @@ from tinypatch.planning.stream import (
     STEP_SHIFT,
     column_steps,
 )
-from tinypatch.planning.tiles import OpSpan, StageTiling
+from tinypatch.planning.tiles import AxisTiling, OpSpan, StageTiling
 from tinypatch.runtime.mixed import MixedPrecision
 from tinypatch.runtime.sim_arena import Arena, ArenaEffect, IdArena
 from tinypatch.runtime.stage_replay import TiledChecks
@@ -120,8 +120,9 @@ class PlanExecutor:
         self.stored: dict[int, set[tuple[int, int]]] = {}  # stage -> tiles stored with their batch
         self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
-        self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes
-        self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _save_lines
+        self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes, runs
+        self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _next_row
+        self._lines: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}  # (stage, op) -> see _save_lines
         # stage -> (its arena effect, recorded by its first run's walk on provenance, and what computes
         # its values; see :mod:`~tinypatch.runtime.stage_replay`), or None where every run walks it
         self.replays: dict[int, tuple[ArenaEffect, TiledChecks] | None] = {}
@@ -341,10 +342,13 @@ class PlanExecutor:
         # on a walk on provenance the ids are the shadow: every tile checks all it reads
         shadow = self._ids if self._ids is not None else self._shadow(arena, outside, st) if shadowed else None
         skip: set[tuple[int, int]] = set()
-        if shadowed and sums is None:
+        runs: dict[tuple[int, int], _SkipRun] = {}
+        if shadowed:
             if st.stage.start not in self.skips:
                 self.skips[st.stage.start] = self._like_tiles(st)
-            skip = self._skip_tiles(arena, outside, st, full_out, shadow, *self.skips[st.stage.start])
+            *like, runs = self.skips[st.stage.start]
+            skip = self._skip_tiles(arena, outside, st, full_out, shadow, *like, sums)  # type: ignore[arg-type]
+        pending: dict[int, tuple[int, int]] = {}  # cached op -> the skipped tile whose region its walk would hold
         lined = [k for k in st.info.tile_ops if st.line_buffer(k)]
         # a walk on provenance of NHWC ops: no kernel arguments gathered (see _compute_ids)
         on_ids = self._ids is not None and not self.mixed and not any(
@@ -352,13 +356,17 @@ class PlanExecutor:
         for i in range(st.stage.grid[0]):
             for j in range(st.stage.grid[1]):
                 if (i, j) in skip:
-                    for k in lined:  # the rows its walk would keep for the next tile row
-                        sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-                        self._save_lines(arena, st, k, i, j, shadow[g.ops[k].outputs[0]][  # type: ignore[index]
-                            :, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]])
+                    run = runs.get((i, j))
+                    if run is not None:  # the first of a run of skipped tiles: the lines they all keep
+                        for k, c0, c1 in run.saves:
+                            sh = st.h.spans[i][k]
+                            self._save_lines(arena, st, k, i, j, shadow[g.ops[k].outputs[0]][  # type: ignore[index]
+                                :, sh.need[0]: sh.need[1], c0:c1], (c0, c1))
+                        pending.update(run.last)
                     continue
-                if j > 0 and (i, j - 1) in skip:  # its predecessor's cached regions, as its walk leaves them
-                    self._restore(arena, st, i, j - 1, kept, shadow)  # type: ignore[arg-type]
+                if pending:  # the cached regions skipped tiles left, as their walks leave them
+                    self._restore(arena, st, pending, kept, shadow)  # type: ignore[arg-type]
+                    pending = {}
                 if self.mixed:
                     self.mixed.begin_tile(st.stage.start)
                 if (i, j) in batched:  # the first of its like tiles (the others were stored with the batch)
@@ -401,7 +409,7 @@ class PlanExecutor:
     def _signatures(self, st: StageTiling) -> list[list[tuple | None]]:
         """Per axis, what makes a tile row (column) of a recompute stage batchable with others: per op,
         its region size, paddings, and where it reads (relative to a producer's region inside the
-        stage, or just how much of a full-size tensor; :func:`_axis_key`). Like tiles are those with
+        stage, or just how much of a full-size tensor; :func:`_axis_keys`). Like tiles are those with
         the same row and column signatures. None: an op computes only part of its region, or none;
         every signature is None where an op's kernel does not batch (gathers, slices: see the
         operator table) or it reads an NCHW input or writes an NCHW output."""
@@ -409,9 +417,9 @@ class PlanExecutor:
         if not all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
                    for k in ops):
             return [[None] * len(st.h.spans), [None] * len(st.w.spans)]
-        return [[_axis_key(g, ops, sp, self.producers)
-                 if all(sp[k].out == sp[k].need and sp[k].need[0] < sp[k].need[1] for k in ops) else None
-                 for sp in spans] for spans in (st.h.spans, st.w.spans)]
+        return [[key if all(sp[k].out == sp[k].need and sp[k].need[0] < sp[k].need[1] for k in ops) else None
+                 for key, sp in zip(_axis_keys(g, ops, spans, self.producers), spans)]
+                for spans in (st.h.spans, st.w.spans)]
 
     def _batched(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
                  sums: np.ndarray | None) -> dict[tuple[int, int], dict[str, np.ndarray]]:
@@ -545,79 +553,167 @@ class PlanExecutor:
         return all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
                    for k in st.info.tile_ops)
 
-    def _like_tiles(self, st: StageTiling) -> tuple[set[tuple[int, int]], list, list]:
+    def _like_tiles(self, st: StageTiling) -> tuple[set[tuple[int, int]], list, list, dict[tuple[int, int], _SkipRun]]:
         """Tiles of a shadow-path stage that need no walk, with the windows of full-size tensors they
-        read and the stage-output windows they write, merged (:func:`_merge`).
+        read and the stage-output windows they write, merged (:func:`_merge`), and their runs in each
+        tile row (:meth:`_skip_runs`), by their first tile.
 
-        Only where every region is non-empty and the rows an op keeps for the next tile row go
-        through a line buffer: a tile's walk then depends only on its rows (sizes, paddings, fresh
-        rows, reads relative to the producer's rows, the rows it saves for the next tile row, per
-        op), its columns likewise, and its left neighbour's columns with the step between them, so
-        a later tile with the same key claims, slides, checks, saves and frees the same stage-buffer
-        bytes (its line-buffer columns: those of the tile above) as the first one, which its walk
-        compared with the shadow. A skipped tile saves its lines from the shadow where its walk
-        would (:meth:`_save_lines`); the walk after a skipped tile starts from that tile's cached
-        regions, restored from the shadow (:meth:`_restore`)."""
+        A tile is skipped where a walked tile had the same key: its row's and its column's. What a
+        tile's walk claims, slides, checks, saves and frees is fixed by: its own rows and columns
+        (per op: sizes, paddings, where the fresh part starts, reads relative to the producer's
+        region; an op with an empty region does nothing); for a cached op, the region it slides
+        from (its left neighbour's: that column's own key and the step between them are in the
+        column key) or rolls down from (one tile column: the row above's, its own key and the step
+        in the row key); the line-buffer rows it takes (rows 0 to its fresh start, its own
+        columns: fixed by its key; what they hold is what the row above kept, fixed by that row's
+        key); and the rows it keeps for the next tile row needing any of it (found as
+        :meth:`_save_lines` finds them; in the key as a count and where they start in its region).
+        So it touches the same bytes of every stage buffer (each region at its buffer's start,
+        line-buffer columns those of its tile column) as the walked tile of its key, which found
+        there the ids of the pixels it needs; its neighbours left it those ids too (a walked one as
+        its walk checked what it read, a skipped one from the shadow, below). A skipped tile
+        therefore writes its pieces of the stage output (or, into an average, its sums) from the
+        shadow (:meth:`_skip_tiles`), keeps its lines from the shadow where its walk would
+        (:meth:`_skip_runs`: one copy per op for a run of skipped tiles), and the next walked tile
+        starts from the regions the skipped tiles' walks would leave (per cached op, the last
+        skipped tile with a region of it), restored from the shadow (:meth:`_restore`); its claims
+        and frees are those of the walked tile of its key (the same bytes: the arena and its
+        high-water mark end the same). Conservative where that is not shown: a tile row (column)
+        whose cached op takes kept rows (columns) from before a row (column) with an empty region
+        for it (the kept region then comes from further back) gets a key of its own (walked)."""
         g, producers, inside = self.graph, self.producers, set(st.info.tile_ops)
-        rows: list[tuple] = []
-        line_buffered = [st.line_buffer(k) for k in st.info.tile_ops]
-        for i, spans in enumerate(st.h.spans):
-            if any(spans[k].need[0] >= spans[k].need[1] or spans[k].out != spans[k].need and not st.line_buffer(k)
-                   for k in st.info.tile_ops):
-                return set(), [], []
-            saves = []  # per line-buffered op: the rows it saves for the next tile row, where they start
-            for k, lined in zip(st.info.tile_ops, line_buffered):
-                nxt = st.h.spans[i + 1][k] if lined and i + 1 < len(st.h.spans) else None
-                saves.append(None if nxt is None or nxt.out[0] <= nxt.need[0] else
-                             (nxt.out[0] - nxt.need[0], nxt.need[0] - spans[k].need[0]))
-            rows.append((_axis_key(g, st.info.tile_ops, spans, producers, True), tuple(saves)))
-        cols: list[tuple] = []
-        for j, spans in enumerate(st.w.spans):
-            if any(spans[k].need[0] >= spans[k].need[1] for k in st.info.tile_ops):
-                return set(), [], []
-            step = () if j == 0 else tuple(spans[k].need[0] - st.w.spans[j - 1][k].need[0] for k in st.info.tile_ops)
-            own = _axis_key(g, st.info.tile_ops, spans, producers, True)
-            cols.append((own, step, cols[j - 1][0] if j else None))
-        seen: set[tuple[int, int]] = set()
+        ops = st.info.tile_ops
+        rolls = st.stage.grid[1] == 1 and any(k in st.h.cached for k in ops)  # cached rows roll down
+
+        def keys(axis: AxisTiling, owns: list[tuple], chained: bool, lined: list[int]) -> list[tuple]:
+            alone = set()  # it takes a region kept before an empty one: walked
+            for k in ops:
+                empty = [_empty(spans[k]) for spans in axis.spans] if k in axis.cached else []
+                alone.update(n for n in range(1, len(empty)) if empty[n - 1] and not empty[n]
+                             and axis.spans[n][k].out[0] > axis.spans[n][k].need[0])
+            out: list[tuple] = []
+            for n, spans in enumerate(axis.spans):
+                if n in alone:
+                    out.append(("alone", n))
+                    continue
+                prev = None if not n or not chained else \
+                    (tuple(spans[k].need[0] - axis.spans[n - 1][k].need[0] for k in ops), owns[n - 1])
+                out.append((owns[n], prev, tuple(self._saves(st, k, n) for k in lined)))
+            return out
+        owns = _axis_keys(g, ops, st.h.spans, producers, True)
+        rows = keys(st.h, owns, rolls, [k for k in ops if st.line_buffer(k)])
+        if st.w.spans != st.h.spans:  # (a square stage's columns are its rows)
+            owns = _axis_keys(g, ops, st.w.spans, producers, True)
+        cols = keys(st.w, owns, True, [])
+        seen: dict[int, set[int]] = {}  # row key -> the column keys walked with it
         skipped: list[list[int]] = []  # per tile row, its skipped tile columns
         row_ids: dict[tuple, int] = {}  # keys as small ints: a nested tuple's hash is not kept
         col_ids: dict[tuple, int] = {}
         col_keys = [col_ids.setdefault(ck, len(col_ids)) for ck in cols]
-        for rk in rows:
-            rk = row_ids.setdefault(rk, len(row_ids))
-            skipped.append([])
-            for j, ck in enumerate(col_keys):
-                if (rk, ck) in seen:
-                    skipped[-1].append(j)
-                else:
-                    seen.add((rk, ck))
-        # the skipped tiles' windows, by rows (as _merge groups them)
+        row_keys = [row_ids.setdefault(rk, len(row_ids)) for rk in rows]
+        for rk in row_keys:
+            walked = seen.setdefault(rk, set())
+            skipped.append([j for j, ck in enumerate(col_keys) if ck in walked or walked.add(ck)])  # type: ignore[func-returns-value]
+        # the skipped tiles' windows, by rows (as _merge groups them): reads where an op computes (as
+        # the walk's), the stage output where the stage writes it (not into an average's sums)
         reads: dict[str, dict[tuple[int, int], list[tuple[int, int]]]] = {}
         last = st.info.tile_ops[-1]
         full = [(k, n, t) for k in st.info.tile_ops for n, t in enumerate(g.ops[k].inputs)
                 if t and producers.get(t) not in inside and not g.tensors[t].is_const]  # reads of full-size tensors
-        for what, k, n in [(t, k, n) for k, n, t in full] + [(None, last, -1)]:  # None: the stage output
-            col = [sw[k].out if n < 0 else sw[k].reads[n] for sw in st.w.spans]
+        written = [(None, last, -1)] if st.info.reduce is None else []  # None: the stage output
+        pattern_ids: dict[tuple[int, ...], int] = {}  # skipped columns as small ints (hashed once)
+        patterns = [pattern_ids.setdefault(tuple(js), len(pattern_ids)) if js else -1 for js in skipped]
+        for what, k, n in [(t, k, n) for k, n, t in full] + written:
+            col = [sw[k].out if n < 0 else sw[k].reads[n] if sw[k].out[0] < sw[k].out[1] else None
+                   for sw in st.w.spans]
             by_rows = reads.setdefault(what, {})  # type: ignore[arg-type]
-            for i, js in enumerate(skipped):
-                rh = st.h.spans[i][k].out if n < 0 else st.h.spans[i][k].reads[n]
-                cs = [col[j] for j in js if col[j] is not None]
-                if rh is not None and cs:
+            joined: dict[int, list[tuple[int, int]]] = {}  # skipped columns -> their windows, joined
+            for sh, js, pid in zip(st.h.spans, skipped, patterns):
+                rh = sh[k].out if n < 0 else sh[k].reads[n] if sh[k].out[0] < sh[k].out[1] else None
+                if rh is None or pid < 0:
+                    continue
+                cs = joined.get(pid)
+                if cs is None:
+                    cs = joined[pid] = _union([col[j] for j in js if col[j] is not None])  # type: ignore[misc]
+                if cs:
                     by_rows.setdefault(rh, []).extend(cs)
         skip = {(i, j) for i, js in enumerate(skipped) for j in js}
         outs = reads.pop(None, {})  # type: ignore[call-overload]
-        return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs)
+        runs: dict[tuple[int, int], _SkipRun] = {}
+        made: dict[tuple[int, int], list] = {}  # (row key, skipped columns) -> the row's runs (alike rows: alike)
+        held = {k: [not _empty(sw[k]) for sw in st.w.spans] for k in ops if st.cached(k)}  # columns with a region
+        for i, (rk, js, pid) in enumerate(zip(row_keys, skipped, patterns)):
+            if pid >= 0:
+                if (rk, pid) not in made:
+                    made[(rk, pid)] = self._skip_runs(st, i, tuple(js), held)
+                for j, saves, last in made[(rk, pid)]:
+                    runs[(i, j)] = _SkipRun(saves, {k: (i, c) for k, c in last.items()})
+        return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs), runs
+
+    def _saves(self, st: StageTiling, k: int, i: int) -> tuple[int, int] | None:
+        """Where line-buffered op k's region in tile row i holds the rows it keeps for the next tile row
+        needing any of it (:meth:`_save_lines`): how many, from which of its rows; None: none."""
+        sh = st.h.spans[i][k]
+        nxt = None if _empty(sh) else self._next_row(st, k, i)
+        return None if nxt is None else (nxt.out[0] - nxt.need[0], nxt.need[0] - sh.need[0])
+
+    def _next_row(self, st: StageTiling, k: int, i: int) -> OpSpan | None:
+        """Op k's rows in the next tile row after row i needing any of it, where that row takes some
+        from the line buffer (None: none does); looked up once per plan."""
+        key = (st.stage.start, k, i)
+        if key not in self._next_rows:  # every tile row's at once, from the last one up
+            nxt: OpSpan | None = None
+            for n in range(len(st.h.spans) - 1, -1, -1):
+                self._next_rows[(st.stage.start, k, n)] = None if nxt is None or nxt.out[0] <= nxt.need[0] else nxt
+                if not _empty(st.h.spans[n][k]):
+                    nxt = st.h.spans[n][k]
+        return self._next_rows[key]
+
+    def _skip_runs(self, st: StageTiling, i: int, cols: tuple[int, ...],
+                   held: dict[int, list[bool]]) -> list[tuple[int, list, dict[int, int]]]:
+        """The runs of consecutive skipped tiles ``cols`` of tile row i: each run's first column, the
+        line-buffer columns [c0, c1) its tiles keep for the next tile row, as (op, c0, c1) (their fresh
+        columns, as :meth:`_save_lines` keeps them tile by tile, joined), and per cached op the column
+        of the last of them with a region of it (whose region the walk would leave in its buffer, for
+        :meth:`_restore`; ``held``: per cached op, which tile columns have a region of it)."""
+        sh = st.h.spans[i]
+        ops = [(k, st.line_buffer(k) and self._saves(st, k, i) is not None) for k in held if not _empty(sh[k])]
+        out = []
+        for j, end in _runs(list(cols)):
+            saves: list[tuple[int, int, int]] = []
+            last: dict[int, int] = {}
+            for k, keeps in ops:
+                mine = [c for c in range(j, end) if held[k][c]]
+                if not mine:
+                    continue
+                last[k] = mine[-1]
+                if keeps:
+                    saves.extend((k, c0, c1) for c0, c1 in _union([(st.w.spans[c][k].out[0], st.w.spans[c][k].need[1])
+                                                                  for c in mine]) if c0 < c1)
+            out.append((j, saves, last))
+        return out
 
     def _skip_tiles(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, full_out: np.ndarray,
                     shadow: dict[str, np.ndarray], skip: set[tuple[int, int]], reads: list,
-                    outs: list) -> set[tuple[int, int]]:
+                    outs: list, sums: np.ndarray | None = None) -> set[tuple[int, int]]:
         """Record the skipped tiles' reads of full-size tensors and write their pieces of the stage output
-        from ``shadow`` (both as merged windows: the same bytes). Returns ``skip``."""
-        self._read_windows(arena, outside, st, reads, "a tile that skips its walk")
+        from ``shadow`` (both as merged windows: the same bytes); a stage ending in an average adds their
+        tiles' sums (int32 additions wrap: the order does not matter). Returns ``skip``. A tensor outside
+        the arena has no bytes to record, and on provenance holds its own ids: its reads are left out."""
+        self._read_windows(arena, outside, st, [(t, w) for t, w in reads if t not in outside],
+                           "a tile that skips its walk")
         for r0, r1, c0, c1 in outs:
             dst = full_out[:, r0:r1, c0:c1]
             dst[...] = shadow[st.info.output][:, r0:r1, c0:c1]
             arena.wrote(dst)
+        if sums is not None and skip:
+            if self._ids is None:
+                k, tiled = self.producers[st.info.tiled], shadow[st.info.tiled]
+                for i, j in skip:
+                    sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                    sums += tiled[:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]].sum(
+                        axis=(0, 1, 2), dtype=np.int64).astype(np.int32)
+            arena.read(sums)
         return skip
 
     def _read_windows(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, reads: list,
@@ -629,14 +725,13 @@ class PlanExecutor:
             for r0, r1, c0, c1 in windows:
                 self._read(arena, full[:, r0:r1, c0:c1], t, (r0, r1), (c0, c1), st, who)
 
-    def _restore(self, arena: Arena, st: StageTiling, i: int, j: int, kept: dict[str, tuple[np.ndarray, int, int]],
-                 shadow: dict[str, np.ndarray]) -> None:
-        """Tile (i, j) was skipped (:meth:`_like_tiles`): its cached regions as its walk leaves them (all of
-        each region written, with the shadow's values), for the next tile's walk to slide from."""
+    def _restore(self, arena: Arena, st: StageTiling, tiles: dict[int, tuple[int, int]],
+                 kept: dict[str, tuple[np.ndarray, int, int]], shadow: dict[str, np.ndarray]) -> None:
+        """Cached op k's region in skipped tile ``tiles[k]`` (the last tile before the next walked one with
+        a region of it, :meth:`_like_tiles`) as its walk leaves it (all of the region written, with the
+        shadow's values), for the next tile's walk to slide or roll from."""
         g = self.graph
-        for k in st.info.tile_ops:
-            if not st.cached(k):
-                continue
+        for k, (i, j) in tiles.items():
             t = g.tensors[g.ops[k].outputs[0]]
             sh, sw = st.h.spans[i][k], st.w.spans[j][k]
             region = arena.view(self.buffer_of[t.name], (1, sh.need[1] - sh.need[0], sw.need[1] - sw.need[0],
@@ -791,24 +886,39 @@ class PlanExecutor:
                     arena.wrote(region[:, :rows])
         return region
 
-    def _save_lines(self, arena: Arena, st: StageTiling, k: int, i: int, j: int, region: np.ndarray) -> None:
+    def _save_lines(self, arena: Arena, st: StageTiling, k: int, i: int, j: int, region: np.ndarray,
+                    cols: tuple[int, int] | None = None) -> None:
         """Keep the rows of op k's output that the next tile row needing any of it takes from
-        the line buffer (fresh columns only)."""
+        the line buffer: tile (i, j)'s fresh columns from its ``region``, or (skipped tiles,
+        :meth:`_skip_runs`) columns ``cols`` from ``region``, the shadow's rows of tile row i there."""
+        nxt = self._next_row(st, k, i)
+        if nxt is None:
+            return
         t = self.graph.tensors[self.graph.ops[k].outputs[0]]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
-        key = (st.stage.start, k, i)
-        if key not in self._next_rows:  # the next tile row needing any of it (looked up once per plan)
-            self._next_rows[key] = next((s[k] for s in st.h.spans[i + 1:] if s[k].need[0] < s[k].need[1]), None)
-        nxt = self._next_rows[key]
-        if nxt is None or nxt.out[0] <= nxt.need[0]:
-            return
-        lo = st.w.extent(t.name)[0]
-        lines = arena.view(line_buffer_name(t.name), (1, st.h.overlap(k), st.w.extent(t.name)[1] - lo,
-                                                      t.shape[3]), t.np_dtype)
-        dst = lines[:, : nxt.out[0] - nxt.need[0], sw.out[0] - lo: sw.need[1] - lo]
-        dst[...] = arena.read(region[:, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], sw.out[0] - sw.need[0]:],
-                              t.name)
-        arena.wrote(dst)
+        c0, c1 = cols or (sw.out[0], sw.need[1])
+        base = c0 if cols else sw.need[0]  # the column region starts at
+        geometry = self._lines.get((st.stage.start, k))
+        if geometry is None:  # the line buffer's first column and shape (once per plan)
+            lo, hi = st.w.extent(t.name)
+            geometry = self._lines[(st.stage.start, k)] = (lo, (1, st.h.overlap(k), hi - lo, t.shape[3]))
+        lo, shape = geometry
+        lines = arena.view(line_buffer_name(t.name), shape, t.np_dtype)
+        dst = lines[:, : nxt.out[0] - nxt.need[0], c0 - lo: c1 - lo]
+        src = region[:, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], c0 - base: c1 - base]
+        if cols is None:  # the shadow is no arena bytes
+            arena.read(src, t.name)
+        dst[...] = src
+        if cols is None or self._ids is None:  # on provenance the shadow's ids say so (IdArena.wrote)
+            arena.wrote(dst)
+
+
+@dataclass
+class _SkipRun:
+    """A run of consecutive skipped tiles in a tile row (:meth:`PlanExecutor._skip_runs`)."""
+
+    saves: list[tuple[int, int, int]]  # (op, c0, c1): line-buffer columns [c0, c1) it keeps for op
+    last: dict[int, tuple[int, int]]  # cached op -> its last tile with a region of it
 
 
 class _Stream:
@@ -1053,31 +1163,33 @@ class _Stream:
             self.arena.wrote(dst[:, :, step[STEP_DST]: step[STEP_DST] + 1])
 
 
+def _empty(span: OpSpan) -> bool:
+    """Does the op hold none of its output for the tile (along this axis)?"""
+    return span.need[0] >= span.need[1]
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     """Same shape, dtype and values (``np.array_equal`` costs some 20 times more on small tiles)."""
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
-def _axis_key(g: Graph, ops: list[int], spans: dict[int, OpSpan], producers: dict[str, int],
-              fresh: bool = False) -> tuple:
-    """One tile's geometry along one axis, per op: its size, paddings and reads (relative to the
+def _axis_keys(g: Graph, ops: list[int], tiles: list[dict[int, OpSpan]], producers: dict[str, int],
+               fresh: bool = False) -> list[tuple]:
+    """Each tile's geometry along one axis, per op: its size, paddings and reads (relative to the
     producer's region when the stage computes it, else just their size); ``fresh``: also where its
     fresh part starts (columns may be cached)."""
-    key = []
-    for k in ops:
-        sp = spans[k]
-        reads = []
-        for t, r in zip(g.ops[k].inputs, sp.reads):
-            p = producers.get(t)
-            if r is None:
-                reads.append(None)
-            elif p in spans:
-                base = spans[p].need[0]
-                reads.append((r[0] - base, r[1] - base))
-            else:
-                reads.append((r[1] - r[0],))
-        key.append((sp.need[1] - sp.need[0], sp.pads, tuple(reads), sp.out[0] - sp.need[0] if fresh else 0))
-    return tuple(key)
+    inside = set(ops)
+    links = [(k, [p if p in inside else None for p in (producers.get(t) for t in g.ops[k].inputs)]) for k in ops]
+    keys = []
+    for spans in tiles:
+        key = []
+        for k, parents in links:
+            sp = spans[k]
+            reads = [None if r is None else (r[1] - r[0],) if p is None else
+                     (r[0] - spans[p].need[0], r[1] - spans[p].need[0]) for p, r in zip(parents, sp.reads)]
+            key.append((sp.need[1] - sp.need[0], sp.pads, tuple(reads), sp.out[0] - sp.need[0] if fresh else 0))
+        keys.append(tuple(key))
+    return keys
 
 
 def _merge(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
