@@ -74,7 +74,7 @@ def test_batched_tile_calls_catch_a_kernel_gone_wrong_on_tiles(kind, monkeypatch
     """The padded tile ops of one op run as one batch (``run_calls``: conv and depthwise stack their
     windows into one GEMM or weighted sum); a kernel whose padding goes wrong where a tile's pads are
     not the whole image's (asymmetric here) is still a PlanError on a replaying run."""
-    import tinypatch.kernels.conv as conv
+    from tinypatch.kernels import conv
 
     pool, stage = _STAGES[kind]
     g = _chain(pool)

@@ -40,7 +40,6 @@ from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps
 
-
 _NOTHING = (False, False, False)  # a tile op computing no pixel (see _kinds)
 
 
