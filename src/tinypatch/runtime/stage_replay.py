@@ -146,7 +146,10 @@ class TiledChecks:
         self.usable = True
         # per axis, tile row (column) and op: (computes any pixel, reads exactly, reads as the whole image)
         sizes = [{k: next(m for m in maps[a][k] if m is not None).out_size for k in ops} for a in (0, 1)]
-        kinds = [[_kinds(maps[a], sp, sizes[a]) for sp in spans] for a, spans in enumerate((st.h.spans, self.cols))]
+        # a square stage cut alike along both axes (the same maps and spans): its columns are its rows
+        same = maps[0] == maps[1] and st.h.spans == self.cols
+        rows = [_kinds(maps[0], sp, sizes[0]) for sp in st.h.spans]
+        kinds = [rows, rows if same else [_kinds(maps[1], sp, sizes[1]) for sp in self.cols]]
         # in tile order, the tile ops computing pixels but those exact and read as the whole image along
         # both axes (their whole-image values are their own, see the module docstring); of the exact ones
         # only the first of each like class (same sizes, paddings and kinds along each axis: every later
@@ -163,7 +166,7 @@ class TiledChecks:
             firsts = ([j for j in cols if j in first_cols or not ck[j][1]],
                       [j for j in odd_cols if j in first_cols or not ck[j][1]])
             later = ([j for j in cols if not ck[j][1]], [j for j in odd_cols if not ck[j][1]])
-            first_rows = _firsts(kinds[0], st.h.spans, k)
+            first_rows = first_cols if same else _firsts(kinds[0], st.h.spans, k)
             for i, kind in enumerate(kinds[0]):
                 r = kind[k]
                 if r[0]:
