@@ -103,9 +103,11 @@ def _firsts(kinds: list[dict[int, tuple[bool, bool, bool]]], spans: list[dict[in
     """The tile rows (columns) where op k computes pixels, reads exactly, and is the first with its
     size, paddings and kinds (:func:`_kinds`)."""
     seen, out = set(), set()
-    for i, (kind, sp) in enumerate(zip(kinds, spans)):
-        if kind[k][0] and kind[k][1]:
-            key = (sp[k].out[1] - sp[k].out[0], sp[k].pads, kind[k])
+    for i, kind in enumerate(kinds):
+        c = kind[k]
+        if c[0] and c[1]:
+            sp = spans[i][k]
+            key = (sp.out[1] - sp.out[0], sp.pads, c)
             if key not in seen:
                 seen.add(key)
                 out.add(i)
@@ -170,10 +172,10 @@ class TiledChecks:
             for i, kind in enumerate(kinds[0]):
                 r = kind[k]
                 if r[0]:
-                    if not r[1]:  # not exact: every one
-                        todo.extend((i, j, k) for j in cols)
-                    else:  # a like row came first: only its tile ops not exact along the columns
-                        todo.extend((i, j, k) for j in (firsts if i in first_rows else later)[r[2]])
+                    # not exact: every one; exact, a like row came first: only its tile ops not exact along the columns
+                    js = cols if not r[1] else (firsts if i in first_rows else later)[r[2]]
+                    if js:
+                        todo.extend([(i, j, k) for j in js])
         hs, ws = st.h.spans, self.cols
         for i, j, k in sorted(todo):
             sh, sw = hs[i][k], ws[j][k]
