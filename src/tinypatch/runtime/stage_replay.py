@@ -19,8 +19,9 @@ it and computes the values here:
   call on those pixels: their whole-image values are its own. A tile op whose window is padded
   at a border of an axis it does not span whole runs its kernel with its own paddings on its own
   window (one of like tile ops: same op, sizes and paddings, the same call at another place),
-  in one batched call per op and paddings (:class:`TiledChecks`), compared byte for byte with
-  the whole-image values.
+  in one batched call per op and paddings (:class:`TiledChecks`), an op's calls run as one batch
+  (:meth:`~tinypatch.kernels.base.PreparedOp.run_calls`: each call padded with its own paddings, the
+  bytes of one call each), compared byte for byte with the whole-image values.
   A stream stage is checked so too, its strips computing whole rows (its columns' walk through
   the window buffers is what the walk on provenance checks).
 
@@ -132,7 +133,8 @@ class TiledChecks:
     worked out once per plan. Padded tile ops of one op with the same paddings run as one call: each
     grown to the group's largest size away from its padded image border (:func:`_widen`; a kernel's
     output pixel depends only on its window, so the tile's own pixels come out of its own window) and
-    compared with the whole-image values over all it computes. :attr:`usable` is False where a tile
+    compared with the whole-image values over all it computes; :attr:`by_op` lists each op's groups, whose
+    calls run as one batch (``run_calls``). :attr:`usable` is False where a tile
     op without padding reads other than the receptive field of its pixels, or a stage ending in an
     average sums pixels twice or never."""
 
