@@ -410,3 +410,151 @@ def test_shared_model_plans_match_the_tile_loop(name):
         # every stage replays but a stream stage whose ops compute columns with gaps (no whole-row batch)
         assert len(ex.replays) == len(plan.stages) and all(r is not None or ex.streams[i].rows is None
                                                            for i, r in ex.replays.items())
+
+
+def _rows_fresh(modes: dict[int, str], grid: tuple[int, int] = (5, 5), cuts: list[int] | None = None
+                ) -> tuple[Graph, Plan]:
+    """The chain as one stage whose rows carry nothing from one tile row to the next (``cache_w`` only);
+    ``cuts``: both axes cut there."""
+    g = _chain()
+    rows, cols = (cuts, cuts) if cuts else (split_even(10, grid[0]), split_even(10, grid[1]))
+    plan = _plan(g, [Stage(0, 5, rows, cols, modes)])
+    check_plan(g, plan)
+    return g, plan
+
+
+def _walked(ex: pe.PlanExecutor, g: Graph) -> list[tuple[int, int]]:
+    """The tiles stage 0 walks on ``ex``'s first run (on provenance)."""
+    tiles: list[tuple[int, int]] = []
+    compute = ex._compute_ids
+
+    def spy(arena, outside, st_, k, i, j, *a):
+        if (i, j) not in tiles:
+            tiles.append((i, j))
+        return compute(arena, outside, st_, k, i, j, *a)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ex, "_compute_ids", spy)
+        ex([_input(g)])
+    return tiles
+
+
+@pytest.mark.parametrize("modes", [{k: "cache_w" for k in range(4)}, {1: "cache_w", 3: "cache_w"}, {}])
+def test_stages_whose_rows_carry_nothing_walk_one_tile_per_new_row(modes):
+    """``cache_w`` (or recompute) only: tile row 0 walks one tile per column key, each later row key one
+    tile (column 0), each op's largest region one tile; the arena ends as the tile loop leaves it."""
+    g, plan = _rows_fresh(modes)
+    assert_batched_same(g, plan, _input(g))
+    ex = pe.PlanExecutor(g, plan)
+    if not modes:  # a recompute stage batches like tiles: no shadow, no walk to shorten
+        assert ex._separable(ex.stage_at[0]) is not None
+        return
+    walked = _walked(ex, g)
+    forced = ex._separable(ex.stage_at[0])
+    assert forced and set(forced) <= set(walked)
+    assert all(j == 0 or i == 0 or (i, j) in forced for i, j in walked), walked
+    assert len(walked) < 25 // 2, walked
+    assert len(ex.skips[0][0]) == 25 - len(walked)
+
+
+def test_stages_whose_rows_carry_something_keep_their_keyed_walk():
+    """Line buffers, rolling rows, an average or empty regions: no separable walk."""
+    g, plan = _rows_fresh({1: "cache"})
+    ex = pe.PlanExecutor(g, plan)
+    assert ex._separable(ex.stage_at[0]) is None
+    g, plan = _rows_fresh({1: "cache_w"}, (5, 1))
+    ex = pe.PlanExecutor(g, plan)
+    assert ex._separable(ex.stage_at[0]) is not None  # one tile column: rows recomputed, columns whole
+    gp = _chain(pool=True)
+    plan = _plan(gp, [Stage(0, 6, split_even(10, 5), split_even(10, 5), {1: "cache_w"})])
+    ex = pe.PlanExecutor(gp, plan)
+    assert ex._separable(ex.stage_at[0]) is None
+
+
+@pytest.mark.parametrize("provenance", [True, False])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_window_off_by_one_in_a_skipped_row_or_column_is_caught(monkeypatch, provenance, axis):
+    """A read window one pixel off in tile row 2 (or column 2) only, which the separable walk would skip
+    were its key that of rows (columns) 1 and 3: its key differs, so it is walked and raises."""
+    from dataclasses import replace
+    g, plan = _rows_fresh({k: "cache_w" for k in range(4)})
+    ex = pe.PlanExecutor(g, plan)
+    _walk_values(monkeypatch, ex, provenance)
+    st_ = ex.stage_at[0]
+    spans = (st_.h, st_.w)[axis].spans
+    spans[2] = dict(spans[2])  # (the tiling is this graph's own: built for this test)
+    sp = spans[2][2]  # the pointwise conv reading the depthwise's region
+    spans[2][2] = replace(sp, reads=tuple(None if r is None else (r[0] + 1, r[1] + 1) for r in sp.reads))
+    with pytest.raises(PlanError, match="reads wrong bytes"):
+        ex([_input(g)])
+
+
+@pytest.mark.parametrize("provenance", [True, False])
+def test_a_stale_cached_column_is_caught_where_rows_carry_nothing(monkeypatch, provenance):
+    """Slides that leave the first kept column stale (every tile, as a wrong plan would) are caught."""
+    g, plan = _rows_fresh({k: "cache_w" for k in range(4)})
+    ex = pe.PlanExecutor(g, plan)
+    _walk_values(monkeypatch, ex, provenance)
+    region = ex._region
+
+    def stale(arena, st_, k, i, j, kept):
+        got = region(arena, st_, k, i, j, kept)
+        sw = st_.w.spans[j][k]
+        if j and sw.out[0] > sw.need[0] + 1:
+            got[:, :, 0] = got[:, :, 1]
+        return got
+    monkeypatch.setattr(ex, "_region", stale)
+    with pytest.raises(PlanError, match="reads wrong bytes"):
+        ex([_input(g)])
+
+
+def test_a_placement_overlap_only_the_largest_claim_hits_is_caught(monkeypatch):
+    """A tile buffer placed so that only the largest tile's claim reaches the next live buffer: the walk
+    of each op's largest region raises; without it (only the keyed tiles walked) the run would not.
+    A narrow first tile row and column: the largest claims are interior tiles', which no key walks."""
+    g, plan = _rows_fresh({1: "cache_w", 3: "cache_w"}, cuts=[0, 1, 4, 7, 10])
+    ex = pe.PlanExecutor(g, plan)
+    st_ = ex.stage_at[0]
+    k = 0  # the first conv: recomputed, its tile buffer claimed tile by tile
+    buf = ex.buffer_of[g.ops[k].outputs[0]]
+    rows = [sp[k].need[1] - sp[k].need[0] for sp in st_.h.spans]
+    cols = [sp[k].need[1] - sp[k].need[0] for sp in st_.w.spans]
+    pixel = g.tensors[g.ops[k].outputs[0]].shape[3] * g.tensors[g.ops[k].outputs[0]].np_dtype.itemsize
+    sizes = sorted({r * c * pixel for r in rows for c in cols})
+    assert len(sizes) > 1
+
+    def claim_of(n: int) -> int:  # as the arena rounds claims (16-byte alignment)
+        return -(-n // 16) * 16
+    offsets = ex.placement.offsets
+    start = min(o for b, o in offsets.items() if o >= offsets[buf] + claim_of(sizes[-1]))  # the next buffer
+    claim, second = claim_of(sizes[-1]), claim_of(sizes[-2])
+    assert claim > second + 16 and start - claim + 16 >= offsets[buf], (sizes, start)
+    moved = start - claim + 16  # only the largest claim reaches the next buffer
+
+    def run(forced: bool) -> None:
+        e = pe.PlanExecutor(g, plan)
+        monkeypatch.setitem(e.placement.offsets, buf, moved)
+        name, b, _, *rest = e.out_buf[k]
+        e.out_buf[k] = (name, b, moved, *rest)
+        if not forced:
+            separable = e._separable
+            monkeypatch.setattr(e, "_separable", lambda s: separable(s) and set())
+        e([_input(g)])
+    run(False)  # the keyed tiles' claims miss it
+    with pytest.raises(PlanError, match="collides"):
+        run(True)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=5, unique=True),
+       st.lists(st.integers(1, 9), min_size=1, max_size=5, unique=True),
+       st.sets(st.integers(0, 3), min_size=1))
+def test_rows_carrying_nothing_on_uneven_cuts_match_the_tile_loop(rows, cols, cached):
+    """``cache_w`` stages on uneven cuts: the separable walk leaves the tile loop's bytes."""
+    g = _chain()
+    plan = _plan(g, [Stage(0, 5, [0, *sorted(rows), 10], [0, *sorted(cols), 10], {k: "cache_w" for k in cached})])
+    try:
+        check_plan(g, plan)
+    except PlanError:
+        assume(False)
+    assert_batched_same(g, plan, _input(g))

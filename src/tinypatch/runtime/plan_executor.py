@@ -614,6 +614,12 @@ class PlanExecutor:
         for rk in row_keys:
             walked = seen.setdefault(rk, set())
             skipped.append([j for j, ck in enumerate(col_keys) if ck in walked or walked.add(ck)])  # type: ignore[func-returns-value]
+        forced = self._separable(st)
+        if forced is not None:  # rows carry nothing: tile row 0 as above, then one tile per new row key
+            firsts = {rk: n for n, rk in reversed(list(enumerate(row_keys)))}
+            skipped[1:] = [[j for j in range(len(cols)) if j or firsts[rk] != i] for i, rk in enumerate(row_keys)][1:]
+            for i, j in forced:  # each op's largest region: its claim (collisions, high-water mark) made
+                skipped[i] = [c for c in skipped[i] if c != j]
         # the skipped tiles' windows, by rows (as _merge groups them): reads where an op computes (as
         # the walk's), the stage output where the stage writes it (not into an average's sums)
         reads: dict[str, dict[tuple[int, int], list[tuple[int, int]]]] = {}
@@ -649,6 +655,55 @@ class PlanExecutor:
                 for j, saves, last in made[(rk, pid)]:
                     runs[(i, j)] = _SkipRun(saves, {k: (i, c) for k, c in last.items()})
         return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs), runs
+
+    def _separable(self, st: StageTiling) -> set[tuple[int, int]] | None:
+        """Where no op of shadow-path stage ``st`` carries anything from one tile row to the next, the
+        tiles whose walk makes each op's largest region (None: the stage is not of that kind).
+
+        Such a stage (every op's rows computed afresh in every tile, no line buffer, no empty region,
+        every window it reads non-empty, column 0 computed whole, no average, no NCHW or gathering op,
+        every tile buffer freed within its tile) walks tile row 0 as :meth:`_like_tiles` does, then
+        one tile per row key not yet walked (column 0), skipping all others. Why that is the walk of
+        every tile: in the tile loop every region is an (H_i x W_j x C) view at its buffer's start,
+        written whole in its tile (fresh rows; a cached op's columns slid from its left neighbour's
+        region, all of its rows, or at column 0 computed), by copies of index rectangles, so op k's
+        region in tile (i, j) holds at (a, b) the ids of pixel (row0_i + a, c_j(b)): its rows always
+        right, its columns a map that depends on column j's history only, the same in every tile
+        row. A read (its window non-empty) then holds the ids it needs exactly where its row slice is
+        in bounds (fixed by the row key) and its column slice is in bounds and holds the right
+        columns (fixed by column j, as in tile row 0, which walked or skipped as before): the tile's
+        checks pass where its row key's walked tile's row checks and tile (0, j)'s column checks
+        pass. Reads of full-size tensors are recorded and checked as merged windows
+        (:meth:`_skip_tiles`), writes of the stage output go there from the shadow. What does not
+        separate: a claim (or a cached region's view) of H_i x W_j x C bytes at a fixed offset
+        collides with a buffer live then (the same ones in every tile: the cached buffers, those
+        outside the stage, this tile's claims made earlier) where it reaches that buffer's start,
+        or always where it starts inside it, so where the largest claim of that op does; and the
+        touched high-water mark is that of the largest regions. The largest is max H_i x max W_j
+        (every pair is a tile): that tile is walked for every op. Freed bytes end FREED whatever
+        they held, so the arena ends the same."""
+        g, ops = self.graph, st.info.tile_ops
+        if st.info.reduce is not None or st.stream or st.h.cached or any(any(self.layout[k]) for k in ops):
+            return None
+        frees = {b for k in ops for b in self.tile_frees[k]}  # tile buffers freed within the tile
+        for k in ops:
+            name = g.ops[k].outputs[0]
+            if st.line_buffer(k) or name != st.info.output and not st.cached(k) and self.buffer_of.get(name) not in frees:
+                return None
+            if st.w.spans[0][k].out != st.w.spans[0][k].need:
+                return None
+            for axis in (st.h, st.w):
+                for sp in axis.spans:
+                    if _empty(sp[k]) or axis is st.h and sp[k].out != sp[k].need:
+                        return None
+                    if sp[k].out[0] < sp[k].out[1] and any(r is not None and r[0] >= r[1] for r in sp[k].reads):
+                        return None
+        forced = set()
+        for k in ops:
+            if g.ops[k].outputs[0] != st.info.output:
+                rows, cols = ([sp[k].need[1] - sp[k].need[0] for sp in a.spans] for a in (st.h, st.w))
+                forced.add((rows.index(max(rows)), cols.index(max(cols))))
+        return forced
 
     def _saves(self, st: StageTiling, k: int, i: int) -> tuple[int, int] | None:
         """Where line-buffered op k's region in tile row i holds the rows it keeps for the next tile row
