@@ -141,7 +141,7 @@ class _ConvBase(SpatialOp):
             if self.requant_always:
                 return self._requantize(acc)
             z = np.add(acc, self.bias_f, dtype=np.float64)
-            if self.requant_always or np.abs(z).max(initial=0.0) < self.requant[2]:
+            if np.abs(z).max(initial=0.0) < self.requant[2]:
                 y = requantize_float64(z, *self.requant[:2])
                 y += self.out_zp  # then clipped to the activation range (in place: small tiles pay per call)
                 np.maximum(y, self.act_min, out=y)
@@ -153,7 +153,6 @@ class _ConvBase(SpatialOp):
             return requantize_float(acc, self.ort_scale, self.out_zp, self.act_min, self.act_max)
         y = multiply_by_quantized_multiplier(acc, self.multiplier, self.shift, int32=True) + self.out_zp
         return saturate_int8(y, self.act_min, self.act_max)
-
 
     def _requantize(self, acc: np.ndarray) -> np.ndarray:
         """:meth:`_finish` where every accumulator plus bias is below the float requantization's limit
