@@ -141,7 +141,7 @@ class _ConvBase(SpatialOp):
             if self.requant_always:
                 return self._requantize(acc)
             z = np.add(acc, self.bias_f, dtype=np.float64)
-            if self.requant_always or np.abs(z).max(initial=0.0) < self.requant[2]:
+            if np.abs(z).max(initial=0.0) < self.requant[2]:
                 y = requantize_float64(z, *self.requant[:2])
                 y += self.out_zp  # then clipped to the activation range (in place: small tiles pay per call)
                 np.maximum(y, self.act_min, out=y)
@@ -153,7 +153,6 @@ class _ConvBase(SpatialOp):
             return requantize_float(acc, self.ort_scale, self.out_zp, self.act_min, self.act_max)
         y = multiply_by_quantized_multiplier(acc, self.multiplier, self.shift, int32=True) + self.out_zp
         return saturate_int8(y, self.act_min, self.act_max)
-
 
     def _requantize(self, acc: np.ndarray) -> np.ndarray:
         """:meth:`_finish` where every accumulator plus bias is below the float requantization's limit
@@ -174,6 +173,33 @@ class _ConvBase(SpatialOp):
         np.minimum(v, self.clip_range[1], out=v)
         v += self.out_zp
         return v.astype(np.int8)
+
+    def _stacked_windows(self, calls: Sequence[tuple[list[np.ndarray], Pads | None]], dtype: np.dtype,
+                         channels: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """Each call's input centred and padded with its own pads, and the windows of all its output
+        pixels stacked with the other calls' (rows, kh, kw, channels); with each call's (n, oh, ow)."""
+        kh, kw = self.kernel_hw
+        items, rows = [], 0
+        for inputs, pads in calls:
+            x = np.asarray(inputs[0])
+            pads, (oh, ow) = self.geometry(x, pads)
+            items.append((centered_padded(x, self.in_zp, pads, dtype), (x.shape[0], oh, ow)))
+            rows += x.shape[0] * oh * ow
+        windows = np.empty((rows, kh, kw, channels), dtype)
+        r = 0
+        for xp, (n, oh, ow) in items:
+            windows[r: r + n * oh * ow].reshape(n, oh, ow, kh, kw, channels)[...] = \
+                window_view(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)
+            r += n * oh * ow
+        return windows, [shape for _, shape in items]
+
+    def _split(self, y: np.ndarray, shapes: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """The stacked outputs ``y`` (rows, cout) cut back into each call's (n, oh, ow, cout)."""
+        out, r = [], 0
+        for n, oh, ow in shapes:
+            out.append(y[r: r + n * oh * ow].reshape(n, oh, ow, self.cout))
+            r += n * oh * ow
+        return out
 
     def _batched(self) -> bool:
         """Does :meth:`run_calls` batch this op's calls? Quantized with the TFLite arithmetic: its sums
@@ -212,23 +238,12 @@ class Conv2D(_ConvBase):
         return self.weights.reshape(self.cout, -1)
 
     def run_calls(self, calls: Sequence[tuple[list[np.ndarray], Pads | None]]) -> list[np.ndarray]:
-        """Quantized (:meth:`_batched`): each call's input centred and padded with its own pads, its im2col
-        rows stacked with the others', then one GEMM and one requantization for all; the same bytes."""
+        """Quantized (:meth:`_batched`): every call's im2col rows (:meth:`_stacked_windows`), then one GEMM
+        and one requantization for all; the same bytes."""
         if not self._batched() or len(calls) < 2:
             return super().run_calls(calls)
-        kh, kw = self.kernel_hw
-        items, rows = [], 0
-        for inputs, pads in calls:
-            x = np.asarray(inputs[0])
-            pads, (oh, ow) = self.geometry(x, pads)
-            items.append((centered_padded(x, self.in_zp, pads, self.gemm_dtype), (x.shape[0], oh, ow), rows))
-            rows += x.shape[0] * oh * ow
-        cols = np.empty((rows, kh * kw * self.cin), self.gemm_dtype)
-        for xp, (n, oh, ow), r in items:
-            cols[r: r + n * oh * ow].reshape(n, oh, ow, kh, kw, self.cin)[...] = \
-                window_view(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)
-        y = self._finish(cols @ self.w_mat)
-        return [y[r: r + n * oh * ow].reshape(n, oh, ow, self.cout) for _, (n, oh, ow), r in items]
+        windows, shapes = self._stacked_windows(calls, self.gemm_dtype, self.cin)
+        return self._split(self._finish(windows.reshape(len(windows), -1) @ self.w_mat), shapes)
 
     def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
         x = inputs[0]
@@ -271,24 +286,12 @@ class DepthwiseConv2D(_ConvBase):
         return self.weights[0].reshape(-1, self.cout).T
 
     def run_calls(self, calls: Sequence[tuple[list[np.ndarray], Pads | None]]) -> list[np.ndarray]:
-        """Quantized, depth multiplier 1 (:meth:`_batched`): each call's input centred and padded with its
-        own pads, every output pixel's window stacked with the others', then one weighted sum and one
-        requantization for all; the same bytes."""
+        """Quantized, depth multiplier 1 (:meth:`_batched`): every output pixel's window
+        (:meth:`_stacked_windows`), then one weighted sum and one requantization for all; the same bytes."""
         if not self._batched() or self.depth_multiplier != 1 or len(calls) < 2:
             return super().run_calls(calls)
-        kh, kw = self.kernel_hw
-        items, rows = [], 0
-        for inputs, pads in calls:
-            x = np.asarray(inputs[0])
-            pads, (oh, ow) = self.geometry(x, pads)
-            items.append((centered_padded(x, self.in_zp, pads, self.acc_dtype), (x.shape[0], oh, ow), rows))
-            rows += x.shape[0] * oh * ow
-        windows = np.empty((rows, kh, kw, self.cout), self.acc_dtype)
-        for xp, (n, oh, ow), r in items:
-            windows[r: r + n * oh * ow].reshape(n, oh, ow, kh, kw, self.cout)[...] = \
-                window_view(xp, (oh, ow), self.kernel_hw, self.stride, self.dilation)
-        y = self._finish(np.einsum("rijc,ijc->rc", windows, self.taps))
-        return [y[r: r + n * oh * ow].reshape(n, oh, ow, self.cout) for _, (n, oh, ow), r in items]
+        windows, shapes = self._stacked_windows(calls, self.acc_dtype, self.cout)
+        return self._split(self._finish(np.einsum("rijc,ijc->rc", windows, self.taps)), shapes)
 
     def run(self, inputs: list[np.ndarray], pads: Pads | None) -> np.ndarray:
         x = inputs[0]
