@@ -580,7 +580,9 @@ class PlanExecutor:
         and frees are those of the walked tile of its key (the same bytes: the arena and its
         high-water mark end the same). Conservative where that is not shown: a tile row (column)
         whose cached op takes kept rows (columns) from before a row (column) with an empty region
-        for it (the kept region then comes from further back) gets a key of its own (walked)."""
+        for it (the kept region then comes from further back) gets a key of its own (walked). Where no
+        op carries anything from one tile row to the next, fewer tiles walk: tile row 0 as above, then
+        one per new row key and each op's largest region (:meth:`_separable`)."""
         g, producers, inside = self.graph, self.producers, set(st.info.tile_ops)
         ops = st.info.tile_ops
         rolls = st.stage.grid[1] == 1 and any(k in st.h.cached for k in ops)  # cached rows roll down
