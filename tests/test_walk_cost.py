@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_stage_replay import _covered
 
+import tinypatch.runtime.plan_executor as pe
 import tinypatch.runtime.stage_replay as sr
 from tinypatch.errors import PlanError
 from tinypatch.planning.memory import plan_buffers
@@ -83,3 +84,81 @@ def test_reused_views_follow_the_claims(cls):
     for _ in range(2):
         with pytest.raises(PlanError, match="holds 16 bytes, 32 requested"):
             a.view("x", (1, 2, 4, 4), np.dtype(np.int8))
+
+
+def _pixels(windows: list[tuple[int, int, int, int]]) -> set[tuple[int, int]]:
+    return {(r, c) for r0, r1, c0, c1 in windows for r in range(r0, r1) for c in range(c0, c1)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_like_tiles_skip_read_and_write_what_their_tiles_would(name):
+    """Per shadow-path stage of every benchmarked plan, :meth:`PlanExecutor._like_tiles` (made cheaper
+    for the first run) against a tile-by-tile recomputation: tile (0, 0) and every tile whose row and
+    column geometry (:func:`_axis_keys`) pair is new are walked; a stage whose rows carry nothing
+    (:meth:`_separable`) walks in later rows exactly column 0 of each new row geometry and its forced
+    tiles; the merged read windows cover exactly the pixels the skipped tiles read of each full-size
+    tensor (where their op computes), the output windows exactly those they write; a run starts at
+    each skipped tile whose left neighbour walks, and names per cached op its last column there with
+    a region."""
+    from conftest import model_path
+
+    from tinypatch import load
+    from tinypatch.runtime.inputs import model_inputs
+
+    path = str(model_path(f"{name}.tflite"))
+    g = load(path)
+    checked = 0
+    for plan in _plan_kinds_of(path):
+        ex = pe.PlanExecutor(g, plan)
+        ex(model_inputs(g, None))
+        for start in ex.skips:
+            st = ex.stage_at[start]
+            skip, reads, outs, runs = pe.PlanExecutor(g, plan)._like_tiles(st)
+            assert (skip, reads, outs) == ex.skips[start][:3]
+            ops, gr = st.info.tile_ops, st.stage.grid
+            rows = pe._axis_keys(ex.graph, ops, st.h.spans, ex.producers, True)
+            cols = pe._axis_keys(ex.graph, ops, st.w.spans, ex.producers, True)
+            tiles = [(i, j) for i in range(gr[0]) for j in range(gr[1])]
+            assert skip <= set(tiles) and (0, 0) not in skip
+            forced = ex._separable(st)
+            seen: set[tuple] = set()
+            for i, j in tiles if forced is None else tiles[:gr[1]]:  # a new geometry pair is a new key pair
+                assert (rows[i], cols[j]) in seen or (i, j) not in skip, (start, i, j)
+                seen.add((rows[i], cols[j]))
+            if forced is not None:
+                new = {i for i in range(1, gr[0]) if rows[i] not in rows[:i]}
+                want = {(i, j) for i, j in tiles if i and (j == 0 and i in new or (i, j) in forced)}
+                assert {(i, j) for i, j in tiles if i and (i, j) not in skip} == want
+            last = st.info.tile_ops[-1]
+            for t, windows in reads + [(None, outs)]:
+                want_px: set[tuple[int, int]] = set()
+                for k in st.info.tile_ops:
+                    ns = [-1] if t is None else [n for n, u in enumerate(ex.graph.ops[k].inputs) if u == t]
+                    if t is None and (k != last or st.info.reduce is not None):
+                        continue
+                    for i, j in skip:
+                        sh, sw = st.h.spans[i][k], st.w.spans[j][k]
+                        for n in ns:
+                            if n >= 0 and not (sh.out[0] < sh.out[1] and sw.out[0] < sw.out[1]):
+                                continue
+                            rh, rw = (sh.out, sw.out) if n < 0 else (sh.reads[n], sw.reads[n])
+                            want_px |= _pixels([(*rh, *rw)])
+                assert _pixels(windows) == want_px, (start, t)
+            for i, j in skip:
+                first = j == 0 or (i, j - 1) not in skip
+                assert ((i, j) in runs) == first
+                if first:
+                    end = next((c for c in range(j, gr[1]) if (i, c) not in skip), gr[1])
+                    held = {k: [c for c in range(j, end) if st.w.spans[c][k].need[0] < st.w.spans[c][k].need[1]]
+                            for k in ops if st.cached(k) and st.h.spans[i][k].need[0] < st.h.spans[i][k].need[1]}
+                    want_last = {k: (i, cs[-1]) for k, cs in held.items() if cs}
+                    assert runs[(i, j)].last == want_last
+            checked += 1
+    if name in ("mlperf_ic_resnet8_int8", "mcunet_vww"):
+        assert checked, "no shadow-path stage: the test would not exercise _like_tiles"
+
+
+def _plan_kinds_of(path: str):
+    from test_plan_batching import _plan_kinds
+    return _plan_kinds(path).values()

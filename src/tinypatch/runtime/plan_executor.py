@@ -599,7 +599,7 @@ class PlanExecutor:
                     out.append(("alone", n))
                     continue
                 prev = None if not n or not chained else \
-                    (tuple(spans[k].need[0] - axis.spans[n - 1][k].need[0] for k in ops), owns[n - 1])
+                    (tuple([spans[k].need[0] - axis.spans[n - 1][k].need[0] for k in ops]), owns[n - 1])
                 out.append((owns[n], prev, tuple(self._saves(st, k, n) for k in lined)))
             return out
         owns = _axis_keys(g, ops, st.h.spans, producers, True)
@@ -694,12 +694,17 @@ class PlanExecutor:
                 return None
             if st.w.spans[0][k].out != st.w.spans[0][k].need:
                 return None
-            for axis in (st.h, st.w):
-                for sp in axis.spans:
-                    if _empty(sp[k]) or axis is st.h and sp[k].out != sp[k].need:
+        for rows, axis in ((True, st.h), (False, st.w)):  # one pass over the spans, not one per op
+            for spans in axis.spans:
+                for k in ops:
+                    sp = spans[k]
+                    need, out = sp.need, sp.out
+                    if need[0] >= need[1] or rows and out != need:
                         return None
-                    if sp[k].out[0] < sp[k].out[1] and any(r is not None and r[0] >= r[1] for r in sp[k].reads):
-                        return None
+                    if out[0] < out[1]:
+                        for r in sp.reads:
+                            if r is not None and r[0] >= r[1]:
+                                return None
         forced = set()
         for k in ops:
             if g.ops[k].outputs[0] != st.info.output:
@@ -1238,13 +1243,21 @@ def _axis_keys(g: Graph, ops: list[int], tiles: list[dict[int, OpSpan]], produce
     inside = set(ops)
     links = [(k, [p if p in inside else None for p in (producers.get(t) for t in g.ops[k].inputs)]) for k in ops]
     keys = []
-    for spans in tiles:
+    for spans in tiles:  # plain loops: this runs per tile and op on a plan executor's first run
         key = []
         for k, parents in links:
             sp = spans[k]
-            reads = [None if r is None else (r[1] - r[0],) if p is None else
-                     (r[0] - spans[p].need[0], r[1] - spans[p].need[0]) for p, r in zip(parents, sp.reads)]
-            key.append((sp.need[1] - sp.need[0], sp.pads, tuple(reads), sp.out[0] - sp.need[0] if fresh else 0))
+            n0, n1 = sp.need
+            reads = []
+            for p, r in zip(parents, sp.reads):
+                if r is None:
+                    reads.append(None)
+                elif p is None:
+                    reads.append((r[1] - r[0],))
+                else:
+                    base = spans[p].need[0]
+                    reads.append((r[0] - base, r[1] - base))
+            key.append((n1 - n0, sp.pads, tuple(reads), sp.out[0] - n0 if fresh else 0))
         keys.append(tuple(key))
     return keys
 
