@@ -619,7 +619,8 @@ class PlanExecutor:
         forced = self._separable(st)
         if forced is not None:  # rows carry nothing: tile row 0 as above, then one tile per new row key
             firsts = {rk: n for n, rk in reversed(list(enumerate(row_keys)))}
-            skipped[1:] = [[j for j in range(len(cols)) if j or firsts[rk] != i] for i, rk in enumerate(row_keys)][1:]
+            rest, every = list(range(1, len(cols))), list(range(len(cols)))  # shared: rows are replaced, not changed
+            skipped[1:] = [rest if firsts[rk] == i else every for i, rk in enumerate(row_keys) if i]
             for i, j in forced:  # each op's largest region: its claim (collisions, high-water mark) made
                 skipped[i] = [c for c in skipped[i] if c != j]
         # the skipped tiles' windows, by rows (as _merge groups them): reads where an op computes (as
