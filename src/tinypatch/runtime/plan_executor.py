@@ -86,6 +86,8 @@ class PlanExecutor:
         self.mixed = MixedPrecision(graph, plan, mixed) if isinstance(mixed, PrecisionPlan) else mixed
         self.buffers = plan_buffers(graph, plan)
         self.placement = place_plan(self.buffers)
+        self.sizes = self.placement.sizes  # aligned buffer sizes (a property that builds the dict on each call)
+        self.peak = self.placement.peak
         self.kernels = [prepare(graph, op) for op in graph.ops]
         live = self.buffers.liveness
         self.buffer_of = live.tensor_buffer  # tensor -> arena buffer (absent: outside the arena)
@@ -170,7 +172,7 @@ class PlanExecutor:
             inputs = [inputs]
         if not isinstance(inputs, dict):
             inputs = dict(zip(g.inputs, inputs))
-        arena = Arena(self.placement.peak, self.placement.alignment)
+        arena = Arena(self.peak, self.placement.alignment)
         outside: dict[str, np.ndarray] = {}
         for name in g.inputs:
             t = g.tensors[name]
@@ -317,7 +319,7 @@ class PlanExecutor:
         sums = None
         if st.info.reduce is not None:  # per-channel int32 sums of the tiled map, accumulated tile by tile
             acc = accumulator_name(st.info.output)
-            arena.alloc(acc, self.placement.offsets[acc], self.placement.sizes[acc])
+            arena.alloc(acc, self.placement.offsets[acc], self.sizes[acc])
             sums = arena.view(acc, (g.tensors[st.info.tiled].shape[3],), np.dtype(np.int32))
             sums[...] = 0
             arena.wrote(sums)
@@ -325,11 +327,11 @@ class PlanExecutor:
         for k in persistent:  # cached outputs (and their line buffers) live across all tiles
             name = g.ops[k].outputs[0]
             arena.alloc(self.buffer_of[name], self.placement.offsets[self.buffer_of[name]],
-                        self.placement.sizes[self.buffer_of[name]])
+                        self.sizes[self.buffer_of[name]])
             if st.line_buffer(k):
                 lb = line_buffer_name(name)
                 if lb in self.placement.offsets:
-                    arena.alloc(lb, self.placement.offsets[lb], self.placement.sizes[lb])
+                    arena.alloc(lb, self.placement.offsets[lb], self.sizes[lb])
         held: dict[str, tuple[np.ndarray, int, int]] = {}  # tensor -> (region array, row0, col0)
         kept: dict[str, tuple[np.ndarray, int, int]] = {}  # cached tensor -> its last non-empty region
         # mixed precision classifies and lowers each tile as it runs: no batched tiles then
@@ -1083,7 +1085,7 @@ class _Stream:
         g, st, ex = self.ex.graph, self.st, self.ex
         for k in st.info.tile_ops[:-1]:  # window buffers live across the whole stage
             buf = ex.buffer_of[g.ops[k].outputs[0]]
-            self.arena.alloc(buf, ex.placement.offsets[buf], ex.placement.sizes[buf])
+            self.arena.alloc(buf, ex.placement.offsets[buf], ex.sizes[buf])
         groups = self.groups
         batch = {s: (group, n) for group, strips in enumerate(groups.values()) for n, s in enumerate(strips)}
         values: dict[int, dict[str, np.ndarray] | None] = {}  # group -> its op outputs (on provenance: None)
