@@ -300,26 +300,37 @@ def test_a_wrong_window_slot_is_caught(monkeypatch, provenance):
         ex([_input(g)])
 
 
-@st.composite
-def _case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
+def _drawn_span(draw: st.DrawFn, min_ops: int) -> tuple[Graph, np.ndarray, int, int, tuple[int, int]]:
+    """A random CNN, its input, a legal stage span [s, e) of at least ``min_ops`` ops and the size of
+    its output."""
     graph, x = draw(random_cnn(max_layers=5, head=False))
     s = draw(st.integers(0, len(graph.ops) - 1))
-    ends = [e for e in legal_ends(graph, s) if e - s >= 1]
+    ends = [e for e in legal_ends(graph, s) if e - s >= min_ops]
     assume(ends)
     e = draw(st.sampled_from(ends))
-    h, w = graph.tensors[graph.ops[e - 1].outputs[0]].shape[1:3]
+    return graph, x, s, e, graph.tensors[graph.ops[e - 1].outputs[0]].shape[1:3]
+
+
+def _checked_plan(draw: st.DrawFn, graph: Graph, stage: Stage) -> Plan:
+    """The one-stage plan of ``stage`` (input in the arena or not, drawn); cases it does not pass are dropped."""
+    plan = _plan(graph, [stage], draw(st.booleans()))
+    try:
+        check_plan(graph, plan)
+    except PlanError:
+        assume(False)
+    return plan
+
+
+@st.composite
+def _case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
+    graph, x, s, e, (h, w) = _drawn_span(draw, 1)
     rows = split_even(h, draw(st.integers(1, h)))
     if draw(st.booleans()) and e - s >= 2:
         stage = Stage(s, e, rows, list(range(w + 1)), {k: "stream" for k in range(s, e - 1)})
     else:
         mode = draw(st.sampled_from(["recompute", "cache_w", "cache"]))
         stage = Stage(s, e, rows, split_even(w, draw(st.integers(1, w))), {k: mode for k in range(s, e - 1)})
-    plan = _plan(graph, [stage], draw(st.booleans()))
-    try:
-        check_plan(graph, plan)
-    except PlanError:
-        assume(False)
-    return graph, x, plan
+    return graph, x, _checked_plan(draw, graph, stage)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
@@ -334,12 +345,7 @@ def test_random_batched_stages_match_the_tile_loop(case):
 def _cached_case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
     """A cached stage on uneven cuts (fine last tiles make empty regions), one tile column at times
     (rows roll down)."""
-    graph, x = draw(random_cnn(max_layers=5, head=False))
-    s = draw(st.integers(0, len(graph.ops) - 1))
-    ends = [e for e in legal_ends(graph, s) if e - s >= 2]
-    assume(ends)
-    e = draw(st.sampled_from(ends))
-    h, w = graph.tensors[graph.ops[e - 1].outputs[0]].shape[1:3]
+    graph, x, s, e, (h, w) = _drawn_span(draw, 2)
 
     def cuts(size: int, one: bool) -> list[int]:  # like tiles of a drawn size, then one-pixel tiles
         if one:
@@ -348,12 +354,7 @@ def _cached_case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
         return sorted({*range(0, size - tail, step), *range(size - tail, size + 1)})
     mode = draw(st.sampled_from(["cache_w", "cache"]))
     stage = Stage(s, e, cuts(h, False), cuts(w, draw(st.booleans())), {k: mode for k in range(s, e - 1)})
-    plan = _plan(graph, [stage], draw(st.booleans()))
-    try:
-        check_plan(graph, plan)
-    except PlanError:
-        assume(False)
-    return graph, x, plan
+    return graph, x, _checked_plan(draw, graph, stage)
 
 
 @settings(max_examples=25, deadline=None, derandomize=True, database=None,
