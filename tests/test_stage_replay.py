@@ -49,6 +49,32 @@ def test_later_runs_replay_stream_stages():
     assert ex.replays[0] is not None
 
 
+@pytest.mark.parametrize("kind", ["average", "cache", "mixed"])
+def test_int32_ids_walk_as_int64_ids(kind, monkeypatch):
+    """Ids in int32 cells (where every id fits) walk a stage as int64 ones: the same cells before and
+    after the walk (FOREIGN aside), the same recorded effect."""
+    pool, stage = _STAGES[kind]
+    g = _chain(pool)
+    plan, x = _plan(g, [stage]), _input(g)
+    got = []
+    for dtype in (np.int32, np.int64):
+        ex = pe.PlanExecutor(g, plan)
+        assert ex._id_dtype == np.int32
+        ex._id_dtype = dtype
+        walks = []
+        walk = ex._walk_ids
+        monkeypatch.setattr(ex, "_walk_ids", lambda *a, walk=walk, walks=walks: walks.append(walk(*a)) or walks[-1])
+        ex([x])
+        (walked, before), = walks
+        assert walked.memory.dtype == dtype and ex.replays[0] is not None
+        cells = [np.where(c == walked.FOREIGN, -3, c).astype(np.int64) for c in (before, walked.memory)]
+        effect = ex.replays[0][0]
+        got.append((cells, effect.valid, effect.live, effect.end, effect.replayable))
+    (c32, *e32), (c64, *e64) = got
+    assert all(np.array_equal(a, b) for a, b in zip(c32, c64))
+    assert np.array_equal(e32[0], e64[0]) and e32[1:] == e64[1:]
+
+
 @pytest.mark.parametrize("kind", ["recompute", "cache"])
 def test_replays_run_padded_tiles_on_their_own_windows(kind):
     """A replaying run computes the padded (border) tiles' kernels on their own windows and compares

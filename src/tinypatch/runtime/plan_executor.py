@@ -134,6 +134,8 @@ class PlanExecutor:
         for t in graph.tensors.values():
             if not t.is_const:
                 self._id_base[t.name], base = base, base + t.nbytes
+        self._id_dtype = np.int32 if base < np.iinfo(np.int32).max else np.int64  # ids below IdArena.FOREIGN
+        self._id_maps: dict[str, np.ndarray] = {}  # the last walked stage's id maps (see _id_map)
 
     # --- tensor storage -----------------------------------------------------------------
     def _put(self, arena: Arena, outside: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
@@ -231,11 +233,11 @@ class PlanExecutor:
         g = self.graph
         names = {t for k in st.info.tile_ops for t in (*g.ops[k].inputs, *g.ops[k].outputs)
                  if t and not g.tensors[t].is_const} | {st.info.output}
-        ids = {t: self._id_map(t) for t in names}
+        ids = self._id_maps = {t: self._id_map(t) for t in names}
         inputs = {t for k in st.info.tile_ops for t in g.ops[k].inputs if t in names and self.producers.get(t) not in
                   st.info.tile_ops}
         walked = IdArena.of(arena, [(self.placement.offsets[self.buffer_of[t]], ids[t]) for t in inputs
-                                    if t in self.buffer_of and t not in outside])
+                                    if t in self.buffer_of and t not in outside], self._id_dtype)
         before = walked.memory.copy()
         self._ids = ids
         try:
@@ -247,11 +249,16 @@ class PlanExecutor:
         return walked, before
 
     def _id_map(self, name: str) -> np.ndarray:
-        """The ids of tensor ``name``'s bytes, shaped as an :class:`~tinypatch.runtime.sim_arena.IdArena` sees it."""
-        t = self.graph.tensors[name]
-        base = self._id_base[name]
-        return np.arange(base, base + t.nbytes, dtype=np.int64).reshape(*t.shape[:-1],
-                                                                          t.shape[-1] * t.np_dtype.itemsize)
+        """The ids of tensor ``name``'s bytes, shaped as an :class:`~tinypatch.runtime.sim_arena.IdArena` sees it
+        (read-only; the previous walk's map where it made one: a stage's output is the next stage's input)."""
+        got = self._id_maps.get(name)
+        if got is None:
+            t = self.graph.tensors[name]
+            base = self._id_base[name]
+            got = np.arange(base, base + t.nbytes, dtype=self._id_dtype).reshape(*t.shape[:-1],
+                                                                                 t.shape[-1] * t.np_dtype.itemsize)
+            got.flags.writeable = False
+        return got
 
     def _read(self, arena: Arena, got: np.ndarray, t: str, rows: tuple[int, int], cols: tuple[int, int],
               st: StageTiling, who: str, *args: object) -> np.ndarray:
@@ -306,7 +313,7 @@ class PlanExecutor:
         out_buf = self.buffer_of.get(st.info.output)
         if out_buf is None:
             outside[st.info.output] = np.zeros(out_t.shape, out_t.np_dtype) if self._ids is None else \
-                np.full(self._ids[st.info.output].shape, IdArena.NOTHING)
+                np.full(self._ids[st.info.output].shape, IdArena.NOTHING, self._id_dtype)
         else:
             arena.alloc(out_buf, self.placement.offsets[out_buf], out_t.nbytes)
         full_out = self._get(arena, outside, st.info.output)

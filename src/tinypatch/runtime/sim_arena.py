@@ -126,28 +126,29 @@ class IdArena(Arena):
     checked as in :class:`Arena`; a byte is valid where its cell holds a byte (:attr:`valid`), a
     read of any other raises, and the touched high-water mark is one past the last cell ever
     written (a read never raises it: every valid byte was written, and no cell written goes back
-    to :data:`NOTHING`)."""
+    to :data:`NOTHING`). Cells are ``dtype`` (int32 where every id is below its largest value:
+    half the bytes to fill, copy and compare), :attr:`FOREIGN` that dtype's largest value."""
 
     NOTHING = -1
     FREED = -2
-    FOREIGN = 1 << 62  # above every id: a cell holds a byte where it is not negative
 
-    def __init__(self, size: int, alignment: int = 16) -> None:
+    def __init__(self, size: int, alignment: int = 16, dtype: type = np.int64) -> None:
         self.size = size
         self.alignment = alignment
-        self.memory = np.full(size, self.NOTHING, np.int64)
+        self.memory = np.full(size, self.NOTHING, dtype)
+        self.FOREIGN = int(np.iinfo(dtype).max)  # above every id: a cell holds a byte where it is not negative
         self.live: dict[str, tuple[int, int]] = {}
         self._shapes: dict[tuple, np.ndarray] = {}
         self._end_before = 0
         self._base = self.memory.__array_interface__["data"][0]
 
     @classmethod
-    def of(cls, arena: Arena, placed: list[tuple[int, np.ndarray]]) -> IdArena:
+    def of(cls, arena: Arena, placed: list[tuple[int, np.ndarray]], dtype: type = np.int64) -> IdArena:
         """``arena``'s claims, validity and high-water mark, its valid bytes :data:`FOREIGN` but where
         ``placed`` (offset, ids) puts the ids of a tensor's bytes (where those bytes are valid)."""
-        a = cls(arena.size, arena.alignment)
+        a = cls(arena.size, arena.alignment, dtype)
         a.live, a._end_before = dict(arena.live), arena._end
-        a.memory[arena.valid] = cls.FOREIGN
+        a.memory[arena.valid] = a.FOREIGN
         for offset, ids in placed:
             cells = a.memory[offset: offset + ids.size]
             np.copyto(cells, ids.reshape(-1), where=arena.valid[offset: offset + ids.size])
