@@ -124,7 +124,6 @@ class PlanExecutor:
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes, runs
         self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _next_row
-        self._lines: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}  # (stage, op) -> see _save_lines
         # stage -> (its arena effect, recorded by its first run's walk on provenance, and what computes
         # its values; see :mod:`~tinypatch.runtime.stage_replay`), or None where every run walks it
         self.replays: dict[int, tuple[ArenaEffect, TiledChecks] | None] = {}
@@ -858,10 +857,8 @@ class PlanExecutor:
                 got = arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0]
                 if shadow is None or self._ids is None:  # on provenance the ids say it (see _read)
                     arena.read(got, t)
-                if shadow is not None and not _same(got, shadow[t][:, rh[0]: rh[1], rw[0]: rw[1]]):
-                    arena.read(got, t)  # a freed or never-written byte is named as such
-                    raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} reads wrong "
-                                    f"bytes of {t!r} (a cached part or line buffer out of step)")
+                if shadow is not None:
+                    self._check_held(arena, st, got, shadow[t][:, rh[0]: rh[1], rw[0]: rw[1]], t, i, j, k)
                 args.append(got)
             elif nchw_in:
                 args.append(arena.read(self._get(arena, outside, t)[:, :, rh[0]: rh[1], rw[0]: rw[1]], t))
@@ -889,6 +886,16 @@ class PlanExecutor:
         if self._ids is None:  # on provenance the ids written say so (IdArena.wrote)
             arena.wrote(fresh)
 
+    @staticmethod
+    def _check_held(arena: Arena, st: StageTiling, got: np.ndarray, want: np.ndarray, t: str, i: int, j: int,
+                    k: int) -> None:
+        """Tile (i, j) of op k read ``got`` of ``t`` from a stage buffer (a cached part, a line buffer):
+        it must equal ``want`` (the shadow's values or the pixels' ids), else PlanError naming the tile."""
+        if not _same(got, want):
+            arena.read(got, t)  # a freed or never-written byte is named as such
+            raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} reads wrong "
+                            f"bytes of {t!r} (a cached part or line buffer out of step)")
+
     def _compute_ids(self, arena: Arena, outside: dict[str, np.ndarray], st: StageTiling, k: int, i: int, j: int,
                      region: np.ndarray, held: dict[str, tuple[np.ndarray, int, int]]) -> None:
         """:meth:`_compute` on provenance (NHWC maps): every window tile (i, j) of op k reads must
@@ -904,10 +911,7 @@ class PlanExecutor:
             if t in held:
                 arr, r0, c0 = held[t]
                 got = arr[:, rh[0] - r0: rh[1] - r0, rw[0] - c0: rw[1] - c0]
-                if not _same(got, ids[t][:, rh[0]: rh[1], rw[0]: rw[1]]):
-                    arena.read(got, t)  # a freed or never-written byte is named as such
-                    raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {k} reads wrong "
-                                    f"bytes of {t!r} (a cached part or line buffer out of step)")
+                self._check_held(arena, st, got, ids[t][:, rh[0]: rh[1], rw[0]: rw[1]], t, i, j, k)
             else:
                 got = self._get(arena, outside, t)[:, rh[0]: rh[1], rw[0]: rw[1]]
                 if not _same(got, ids[t][:, rh[0]: rh[1], rw[0]: rw[1]]):  # _read raises, naming it
@@ -944,11 +948,9 @@ class PlanExecutor:
                 arena.wrote(region[:, :, : sw.out[0] - sw.need[0]])
         if rows > 0:  # next tile row: overlapping rows
             if st.line_buffer(k):
-                lo, hi = st.w.extent(name)
-                lb = line_buffer_name(name)
-                lines = arena.view(lb, (1, st.h.overlap(k), hi - lo, channels), dtype)
+                lines, lo = self._lines(arena, st, k)
                 region[:, :rows, sw.out[0] - sw.need[0]:] = arena.read(lines[:, :rows, sw.out[0] - lo: sw.need[1] - lo],
-                                                                       lb)
+                                                                       line_buffer_name(name))
                 if record:
                     arena.wrote(region[:, :rows, sw.out[0] - sw.need[0]:])
             else:  # a single tile column: the buffer rolls down
@@ -958,6 +960,13 @@ class PlanExecutor:
                     arena.wrote(region[:, :rows])
         return region
 
+    def _lines(self, arena: Arena, st: StageTiling, k: int) -> tuple[np.ndarray, int]:
+        """Op k's line buffer (the rows a tile row keeps for the next, over the columns any tile of it
+        covers) and the first of those columns."""
+        name, _, _, dtype, _, channels = self.out_buf[k]
+        lo, hi = st.w.extent(name)
+        return arena.view(line_buffer_name(name), (1, st.h.overlap(k), hi - lo, channels), dtype), lo
+
     def _save_lines(self, arena: Arena, st: StageTiling, k: int, i: int, j: int, region: np.ndarray,
                     cols: tuple[int, int] | None = None) -> None:
         """Keep the rows of op k's output that the next tile row needing any of it takes from
@@ -966,20 +975,14 @@ class PlanExecutor:
         nxt = self._next_row(st, k, i)
         if nxt is None:
             return
-        t = self.graph.tensors[self.graph.ops[k].outputs[0]]
         sh, sw = st.h.spans[i][k], st.w.spans[j][k]
         c0, c1 = cols or (sw.out[0], sw.need[1])
         base = c0 if cols else sw.need[0]  # the column region starts at
-        geometry = self._lines.get((st.stage.start, k))
-        if geometry is None:  # the line buffer's first column and shape (once per plan)
-            lo, hi = st.w.extent(t.name)
-            geometry = self._lines[(st.stage.start, k)] = (lo, (1, st.h.overlap(k), hi - lo, t.shape[3]))
-        lo, shape = geometry
-        lines = arena.view(line_buffer_name(t.name), shape, t.np_dtype)
+        lines, lo = self._lines(arena, st, k)
         dst = lines[:, : nxt.out[0] - nxt.need[0], c0 - lo: c1 - lo]
         src = region[:, nxt.need[0] - sh.need[0]: nxt.out[0] - sh.need[0], c0 - base: c1 - base]
         if cols is None:  # the shadow is no arena bytes
-            arena.read(src, t.name)
+            arena.read(src, self.out_buf[k][0])
         dst[...] = src
         if cols is None or self._ids is None:  # on provenance the shadow's ids say so (IdArena.wrote)
             arena.wrote(dst)
