@@ -211,7 +211,7 @@ class PlanExecutor:
         not batch, a tile op reading other than its receptive field, an effect on other bytes)."""
         if not self.batch or self.mixed:
             return None
-        if not self._shadows(st) or st.stream and self.streams[st.stage.start].rows is None:
+        if not self._shadows(st, gathers=not st.stream) or st.stream and self.streams[st.stage.start].rows is None:
             return None
         values = TiledChecks(self.graph, self.kernels, st)
         if not values.usable:
@@ -555,11 +555,13 @@ class PlanExecutor:
             arena.wrote(region)
             self._end_op(arena, k, name, region, st, sums, tile_bufs)
 
-    def _shadows(self, st: StageTiling) -> bool:
-        """Whether a cached stage takes the shadow path: every op's kernel batches and works in NHWC."""
+    def _shadows(self, st: StageTiling, gathers: bool = False) -> bool:
+        """Whether a cached stage takes the shadow path: every op's kernel batches (or, with ``gathers``,
+        gathers: a replay checks those tile ops by their index tables, see
+        :mod:`~tinypatch.runtime.stage_replay`) and works in NHWC."""
         g = self.graph
-        return all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
-                   for k in st.info.tile_ops)
+        return all((op_def(g.ops[k].type).batches or gathers and self.layout[k][2])
+                   and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k]) for k in st.info.tile_ops)
 
     def _like_tiles(self, st: StageTiling) -> tuple[set[tuple[int, int]], list, list, dict[tuple[int, int], _SkipRun]]:
         """Tiles of a shadow-path stage that need no walk, with the windows of full-size tensors they
