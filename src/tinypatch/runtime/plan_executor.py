@@ -346,7 +346,9 @@ class PlanExecutor:
         stored = self.stored.get(st.stage.start, set()) if batched else set()
         if st.stage.start not in self.shadowed:
             self.shadowed[st.stage.start] = bool(persistent) and self.batch and self._shadows(st)
-        shadowed = self.shadowed[st.stage.start] and not self.mixed
+        # on provenance no kernel runs: a gather's tile ops walk as any op's (ids), its stage skips tiles too
+        shadowed = (self.shadowed[st.stage.start] or self._ids is not None and bool(persistent)
+                    and self._shadows(st, gathers=True)) and not self.mixed
         # on a walk on provenance the ids are the shadow: every tile checks all it reads
         shadow = self._ids if self._ids is not None else self._shadow(arena, outside, st) if shadowed else None
         skip: set[tuple[int, int]] = set()
