@@ -24,6 +24,23 @@ it and computes the values here:
   bytes of one call each), compared byte for byte with the whole-image values.
   A stream stage is checked so too, its strips computing whole rows (its columns' walk through
   the window buffers is what the walk on provenance checks).
+* a gather tile op (resize, transpose conv: :class:`~tinypatch.kernels.base.GatherOp`) computes
+  ``gather(slice, rows, cols)``: its index tables along each axis name, per output index, the input
+  indices (sources) it reads and their weights, and its output pixel (y, x) depends on the slice only
+  at the used sources of row y and column x, with their weights (the gather's locality, as a window
+  kernel's pixel depends only on its window). Its arithmetic per pixel does not depend on the call's
+  size: copies (nearest), element-wise int64 or float32 operations in one order (bilinear), sums of
+  int8 products exact in float64 whatever their order (transpose conv), then element-wise
+  requantization. The whole-image call uses the whole image's tables; a tile op's uses the tables
+  of its pixels with sources relative to its slice's start (:meth:`~tinypatch.kernels.base.GatherOp.tables`).
+  Where those are the whole image's restricted to its pixels, sources offset by the slice's start,
+  and every used source lies inside the slice (checked once per plan, per tile row and column, by
+  bytes), each of its pixels reads the input pixels the whole image's does (the slice holds them:
+  the walk on provenance checked their ids) with the same weights: the whole-image call's
+  arithmetic, its bytes. A tile op not shown so runs ``window`` on its own slice of the whole-image
+  input on every run (one of its like tile ops: same op, slice sizes and tables, the same ``gather``
+  call on another slice), compared byte for byte with the whole-image values (an InputError where a
+  used source lies outside its slice, as in the tile loop).
 
 What the walk on provenance checks, a replay does not redo: the cached parts, line buffers and
 window buffers every tile reads (their ids: stronger than comparing values, which can agree by
@@ -160,8 +177,8 @@ def _same_table(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> bool:
 
 
 class TiledChecks:
-    """A tiled stage's fast run (see the module docstring): the batched groups of padded tile ops,
-    worked out once per plan. Padded tile ops of one op with the same paddings run as one call: each
+    """A tiled stage's fast run (see the module docstring): the batched groups of padded tile ops and
+    the gather tile ops not shown by their tables (:attr:`gathers`), worked out once per plan. Padded tile ops of one op with the same paddings run as one call: each
     grown to the group's largest size away from its padded image border (:func:`_widen`; a kernel's
     output pixel depends only on its window, so the tile's own pixels come out of its own window) and
     compared with the whole-image values over all it computes; :attr:`by_op` lists each op's groups, whose
