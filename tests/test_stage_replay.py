@@ -496,3 +496,25 @@ def test_gather_windows_are_the_whole_image_restricted(kind):
             got = kernel.window(x[:, r.min(): r.max() + 1, c.min(): c.max() + 1], (int(r.min()), int(c.min())),
                                 ((a, b), (1, ow)))
             assert got.tobytes() == whole[:, a:b, 1:].tobytes(), (a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sram", ["32KB", "64KB"])
+@pytest.mark.parametrize("name", ["fpn_detector_96_b1", "unet_64_b1"])
+def test_converter_made_gather_stages_replay_as_the_tile_loop(tf_models, name, sram):
+    """The converter-made FPN detector (nearest upsampling) and U-Net (transpose conv, bilinear) under
+    their fewest-MAC plans within ``sram``, input outside the arena: the first and a later run give the
+    tile loop's bytes, arena and high-water mark, and every stage holding a gather replays with each
+    gather tile op shown by its tables."""
+    from tinypatch import api, load
+    from tinypatch.runtime.inputs import model_inputs
+
+    path = tf_models / f"{name}.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} was not built")
+    g = load(str(path))
+    (x,) = model_inputs(g, None)
+    ex = assert_batched_same(g, api.plan(str(path), sram=sram, include_input=False).plan, x)
+    gathers = [s for s, st_ in ex.stage_at.items() if any(ex.layout[k][2] for k in st_.info.tile_ops)]
+    assert gathers, "no stage holds a gather: the test would not exercise them"
+    assert all(ex.replays[s] is not None and not ex.replays[s][1].gathers for s in gathers)
