@@ -76,7 +76,7 @@ class PlanExecutor:
     window a tile reads must hold the ids of the pixels it needs) to record its arena effect; every
     run, the first included, replays that effect and computes and checks the stage's values in batches
     (:mod:`~tinypatch.runtime.stage_replay`). Stages that cannot replay (mixed precision, kernels that
-    neither batch nor gather, an NCHW transpose, stream stages holding a gather) walk on values every run.
+    neither batch nor gather, an NCHW transpose) walk on values every run.
     """
 
     def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None,
@@ -208,11 +208,10 @@ class PlanExecutor:
                     st: StageTiling) -> tuple[ArenaEffect, TiledChecks] | None:
         """Stage ``st``'s arena effect from ``arena``'s state (a walk on provenance, :meth:`_walk_ids`) and
         what computes its values, or None where every run walks it (mixed precision, a kernel that neither
-        batches nor gathers (a gather: in tiled stages), a tile op reading other than its receptive field,
-        an effect on other bytes)."""
+        batches nor gathers, a tile op reading other than its receptive field, an effect on other bytes)."""
         if not self.batch or self.mixed:
             return None
-        if not self._shadows(st, gathers=not st.stream) or st.stream and self.streams[st.stage.start].rows is None:
+        if not self._shadows(st, gathers=True) or st.stream and self.streams[st.stage.start].rows is None:
             return None
         values = TiledChecks(self.graph, self.kernels, st)
         if not values.usable:
