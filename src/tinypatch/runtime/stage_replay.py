@@ -178,13 +178,14 @@ def _same_table(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> bool:
 
 class TiledChecks:
     """A tiled stage's fast run (see the module docstring): the batched groups of padded tile ops and
-    the gather tile ops not shown by their tables (:attr:`gathers`), worked out once per plan. Padded tile ops of one op with the same paddings run as one call: each
-    grown to the group's largest size away from its padded image border (:func:`_widen`; a kernel's
-    output pixel depends only on its window, so the tile's own pixels come out of its own window) and
-    compared with the whole-image values over all it computes; :attr:`by_op` lists each op's groups, whose
-    calls run as one batch (``run_calls``). :attr:`usable` is False where a tile
-    op without padding reads other than the receptive field of its pixels, or a stage ending in an
-    average sums pixels twice or never."""
+    the gather tile ops not shown by their tables (:attr:`gathers`: the first of each like class,
+    each run on its own slice), worked out once per plan. Padded tile ops of one op with the same
+    paddings run as one call: each grown to the group's largest size away from its padded image
+    border (:func:`_widen`; a kernel's output pixel depends only on its window, so the tile's own
+    pixels come out of its own window) and compared with the whole-image values over all it
+    computes; :attr:`by_op` lists each op's groups, whose calls run as one batch (``run_calls``).
+    :attr:`usable` is False where a tile op without padding reads other than the receptive field of
+    its pixels, or a stage ending in an average sums pixels twice or never."""
 
     def __init__(self, graph: Graph, kernels: Sequence[Callable], st: StageTiling) -> None:
         self.graph, self.kernels, self.st = graph, kernels, st
