@@ -518,3 +518,21 @@ def test_converter_made_gather_stages_replay_as_the_tile_loop(tf_models, name, s
     gathers = [s for s, st_ in ex.stage_at.items() if any(ex.layout[k][2] for k in st_.info.tile_ops)]
     assert gathers, "no stage holds a gather: the test would not exercise them"
     assert all(ex.replays[s] is not None and not ex.replays[s][1].gathers for s in gathers)
+
+
+@pytest.mark.parametrize("kind", _GATHERS)
+def test_a_placement_overlap_in_a_gather_stage_is_the_tile_loops_plan_error(kind):
+    """A cached stage holding a gather, its resize's (transpose conv's) line buffer placed over its
+    cached map: the batched executor's first run (a walk on provenance) raises the tile loop's
+    PlanError."""
+    g = _gather_chain(kind, 6, 5, (11, 9), (True, False))
+    oh, ow = g.tensors[g.ops[2].outputs[0]].shape[1:3]
+    plan = _plan(g, [Stage(0, 3, split_even(oh, 3), split_even(ow, 2), {0: "cache", 1: "cache"})])
+    for batch in (False, True):
+        ex = pe.PlanExecutor(g, plan, batch=batch)
+        name = g.ops[1].outputs[0]
+        lines = pe.line_buffer_name(name)
+        assert lines in ex.placement.offsets, "no line buffer: the test would not exercise the overlap"
+        ex.placement.offsets[lines] = ex.placement.offsets[ex.buffer_of[name]]
+        with pytest.raises(PlanError, match="collides"):
+            ex([_input(g)])
