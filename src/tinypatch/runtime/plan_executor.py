@@ -675,30 +675,40 @@ class PlanExecutor:
         """Where no op of shadow-path stage ``st`` carries anything from one tile row to the next, the
         tiles whose walk makes each op's largest region (None: the stage is not of that kind).
 
-        Such a stage (every op's rows computed afresh in every tile, no line buffer, no empty region,
-        every window it reads non-empty, column 0 computed whole, no average, no NCHW or gathering op,
-        every tile buffer freed within its tile) walks tile row 0 as :meth:`_like_tiles` does, then
-        one tile per row key not yet walked (column 0), skipping all others. Why that is the walk of
-        every tile: in the tile loop every region is an (H_i x W_j x C) view at its buffer's start,
-        written whole in its tile (fresh rows; a cached op's columns slid from its left neighbour's
-        region, all of its rows, or at column 0 computed), by copies of index rectangles, so op k's
-        region in tile (i, j) holds at (a, b) the ids of pixel (row0_i + a, c_j(b)): its rows always
-        right, its columns a map that depends on column j's history only, the same in every tile
-        row. A read (its window non-empty) then holds the ids it needs exactly where its row slice is
-        in bounds (fixed by the row key) and its column slice is in bounds and holds the right
-        columns (fixed by column j, as in tile row 0, which walked or skipped as before): the tile's
-        checks pass where its row key's walked tile's row checks and tile (0, j)'s column checks
-        pass. Reads of full-size tensors are recorded and checked as merged windows
-        (:meth:`_skip_tiles`), writes of the stage output go there from the shadow. What does not
-        separate: a claim (or a cached region's view) of H_i x W_j x C bytes at a fixed offset
-        collides with a buffer live then (the same ones in every tile: the cached buffers, those
-        outside the stage, this tile's claims made earlier) where it reaches that buffer's start,
-        or always where it starts inside it, so where the largest claim of that op does; and the
-        touched high-water mark is that of the largest regions. The largest is max H_i x max W_j
-        (every pair is a tile): that tile is walked for every op. Freed bytes end FREED whatever
-        they held, so the arena ends the same."""
+        Such a stage (every op's rows computed afresh in every tile, no line buffer, every region
+        non-empty in every tile row and in tile column 0, column 0 computed whole, every window it
+        reads non-empty, no average, no NCHW op, every tile buffer freed within its tile) walks tile
+        row 0 as :meth:`_like_tiles` does, then one tile per row key not yet walked (column 0),
+        skipping all others. Why that is the walk of every tile: in the tile loop every region is an
+        (H_i x W_j x C) view at its buffer's start, written whole in its tile (fresh rows; a cached
+        op's columns slid from the last region it held before in the same tile row, all of its rows,
+        or at column 0 computed), by copies of index rectangles, so op k's region in tile (i, j)
+        holds at (a, b) the ids of pixel (row0_i + a, c_j(b)): its rows always right, its columns a
+        map that depends on column j's history only, the same in every tile row. An op may hold
+        nothing in a later tile column (an empty region: ops before a pooling, or ones a cached
+        successor needs no fresh column of): there it claims 0 bytes at its offset (or views 0
+        columns) and reads, computes, writes and keeps nothing. Which ops those are is fixed by the
+        column (no row is empty), so that history (which earlier column left each cached op's region)
+        is too, and every tile makes the same claims and frees of the same buffers, only their sizes
+        H_i x W_j x C differ (0 where W_j is). A gathering op (resize, transpose conv) walks as any
+        op: it reads index rectangles (in the keys), and writes the ids of its pixels. A read (its
+        window non-empty) then holds the ids it needs exactly where its row slice is in bounds
+        (fixed by the row key) and its column slice is in bounds and holds the right columns (fixed
+        by column j, as in tile row 0, which walked or skipped as before): the tile's checks pass
+        where its row key's walked tile's row checks and tile (0, j)'s column checks pass. Reads of
+        full-size tensors are recorded and checked as merged windows (:meth:`_skip_tiles`), writes
+        of the stage output go there from the shadow. What does not separate: a claim (or a cached
+        region's view) of op k, H_i x W_j x C bytes at offset o_k, against a buffer B live then at
+        o_B (the same buffers in every tile: the cached ones, those outside the stage, this tile's
+        claims made earlier, 0-byte ones included): where o_B > o_k it collides iff k's claim
+        reaches o_B, where o_B < o_k iff B's claim (or fixed size) reaches past o_k, each monotone in
+        one op's size, so where that op's largest claim does; where o_B = o_k iff both are
+        non-empty, fixed by the column: shown in tile row 0. A view past its cached buffer, an
+        overflow of the arena and the touched high-water mark are those of the largest regions too.
+        The largest is max H_i x max W_j (every pair is a tile): that tile is walked for every op.
+        Freed bytes end FREED whatever they held, so the arena ends the same."""
         g, ops = self.graph, st.info.tile_ops
-        if st.info.reduce is not None or st.stream or st.h.cached or any(any(self.layout[k]) for k in ops):
+        if st.info.reduce is not None or st.stream or st.h.cached or any(self.layout[k][0] or self.layout[k][1] for k in ops):
             return None
         frees = {b for k in ops for b in self.tile_frees[k]}  # tile buffers freed within the tile
         for k in ops:
@@ -708,11 +718,15 @@ class PlanExecutor:
             if st.w.spans[0][k].out != st.w.spans[0][k].need:
                 return None
         for rows, axis in ((True, st.h), (False, st.w)):  # one pass over the spans, not one per op
-            for spans in axis.spans:
+            for n, spans in enumerate(axis.spans):
                 for k in ops:
                     sp = spans[k]
                     need, out = sp.need, sp.out
-                    if need[0] >= need[1] or rows and out != need:
+                    if need[0] >= need[1]:
+                        if rows or not n:  # empty regions only in tile columns after the first
+                            return None
+                        continue
+                    if rows and out != need:
                         return None
                     if out[0] < out[1]:
                         for r in sp.reads:
