@@ -118,9 +118,11 @@ class PlanExecutor:
         # per op: (reads NCHW, writes NCHW, gathers): looked up once, not per tile
         self.layout = [(reads_nchw(graph, op), writes_nchw(graph, op), op_def(op.type).gather) for op in graph.ops]
         self.streams = {st.stage.start: _Stream(self, st) for st in self.buffers.tilings if st.stream}
-        self.tile_groups: dict[int, list[list[tuple[int, int]]]] = {}  # stage -> groups of like recompute tiles
-        self.stored: dict[int, set[tuple[int, int]]] = {}  # stage -> tiles stored with their batch
-        self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
+        # (stage, grouped on provenance only: see _group_key) -> groups of like recompute tiles, the tiles
+        # stored with their batch, per group its later tiles' merged windows
+        self.tile_groups: dict[tuple[int, bool], list[list[tuple[int, int]]]] = {}
+        self.stored: dict[tuple[int, bool], set[tuple[int, int]]] = {}
+        self.like_windows: dict[tuple[int, bool], list[tuple[list, list]]] = {}
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes, runs
         self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _next_row
@@ -343,7 +345,7 @@ class PlanExecutor:
         # mixed precision classifies and lowers each tile as it runs: no batched tiles then
         batched = self._batched(arena, outside, st, full_out, sums) \
             if not persistent and not self.mixed and self.batch else {}
-        stored = self.stored.get(st.stage.start, set()) if batched else set()
+        stored = self.stored.get(self._group_key(st), set()) if batched else set()
         if st.stage.start not in self.shadowed:
             self.shadowed[st.stage.start] = bool(persistent) and self.batch and self._shadows(st)
         # on provenance no kernel runs: a gather's tile ops walk as any op's (ids), its stage skips tiles too
@@ -416,16 +418,25 @@ class PlanExecutor:
             arena.wrote(full_out)
             arena.free(accumulator_name(st.info.output))
 
-    def _signatures(self, st: StageTiling) -> list[list[tuple | None]]:
+    def _group_key(self, st: StageTiling) -> tuple[int, bool]:
+        """Where recompute stage ``st``'s like tiles are kept: its first op, and whether they are grouped
+        on provenance only (a walk on provenance, of a stage holding an op whose kernel gathers instead
+        of batching: grouped there by geometry, :meth:`_signatures`; on values not at all)."""
+        return st.stage.start, self._ids is not None and not all(
+            op_def(self.graph.ops[k].type).batches for k in st.info.tile_ops)
+
+    def _signatures(self, st: StageTiling, gathers: bool = False) -> list[list[tuple | None]]:
         """Per axis, what makes a tile row (column) of a recompute stage batchable with others: per op,
         its region size, paddings, and where it reads (relative to a producer's region inside the
         stage, or just how much of a full-size tensor; :func:`_axis_keys`). Like tiles are those with
         the same row and column signatures. None: an op computes only part of its region, or none;
-        every signature is None where an op's kernel does not batch (gathers, slices: see the
-        operator table) or it reads an NCHW input or writes an NCHW output."""
+        every signature is None where an op's kernel does not batch (gathers unless ``gathers``, slices:
+        see the operator table) or it reads an NCHW input or writes an NCHW output. ``gathers`` (on
+        provenance, where no kernel runs): like tiles need only the same geometry, which the signature
+        is, whatever the kernel (a gather's windows included, see :meth:`_batched`)."""
         g, ops = self.graph, st.info.tile_ops
-        if not all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
-                   for k in ops):
+        if not all((op_def(g.ops[k].type).batches or gathers and self.layout[k][2])
+                   and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k]) for k in ops):
             return [[None] * len(st.h.spans), [None] * len(st.w.spans)]
         return [[key if all(sp[k].out == sp[k].need and sp[k].need[0] < sp[k].need[1] for k in ops) else None
                  for key, sp in zip(_axis_keys(g, ops, spans, self.producers), spans)]
@@ -437,22 +448,29 @@ class PlanExecutor:
         outputs, each group run as one batched kernel call per op. The other tiles of a group are
         stored here (:meth:`_store_like`); the first one claims, writes, reads and frees the tile
         buffers in the tile loop (:meth:`_store_tile`), for all of them: every like tile touches the
-        same tile-buffer bytes in the same order, each starting with them unclaimed."""
-        groups = self.tile_groups.get(st.stage.start)
+        same tile-buffer bytes in the same order, each starting with them unclaimed. That rests on the
+        geometry alone (the signature: sizes, paddings, windows read relative to the producer's region),
+        not on the kernels: on provenance, where no kernel runs, the first tile's walk checks that its
+        windows hold the ids of the pixels it needs, and a like tile's windows, at the same places of
+        the same buffers, hold its own pixels' ids (its reads of full-size tensors are checked window by
+        window, :meth:`_store_like`); so there a stage holding a gather groups too, by geometry
+        (:meth:`_group_key`), where on values its tiles run one by one."""
+        key = self._group_key(st)
+        groups = self.tile_groups.get(key)
         if groups is None:  # the plan's, worked out on the first run
             sigs: dict[tuple[int, int], list[tuple[int, int]]] = {}
             ids: dict[tuple, int] = {}  # signatures as small ints: a nested tuple's hash is not kept
             rows, cols = ([None if sig is None else ids.setdefault(sig, len(ids)) for sig in axis]
-                          for axis in self._signatures(st))
+                          for axis in self._signatures(st, gathers=key[1]))
             for i, row in enumerate(rows):
                 for j, col in enumerate(cols):
                     if row is not None and col is not None:
                         sigs.setdefault((row, col), []).append((i, j))
-            groups = self.tile_groups[st.stage.start] = [t for t in sigs.values() if len(t) > 1]
-            self.stored[st.stage.start] = {t for tiles in groups for t in tiles[1:]}
-            self.like_windows[st.stage.start] = [self._like_windows(st, tiles[1:]) for tiles in groups]
+            groups = self.tile_groups[key] = [t for t in sigs.values() if len(t) > 1]
+            self.stored[key] = {t for tiles in groups for t in tiles[1:]}
+            self.like_windows[key] = [self._like_windows(st, tiles[1:]) for tiles in groups]
         out: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-        for tiles, (reads, outs) in zip(groups, self.like_windows[st.stage.start]):
+        for tiles, (reads, outs) in zip(groups, self.like_windows[key]):
             if self._ids is not None:  # on provenance: the first tile's ids (the others' are written as windows)
                 i, j = tiles[0]
                 values = {name: self._ids[name][:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
