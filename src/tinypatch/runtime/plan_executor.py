@@ -726,7 +726,8 @@ class PlanExecutor:
         The largest is max H_i x max W_j (every pair is a tile): that tile is walked for every op.
         Freed bytes end FREED whatever they held, so the arena ends the same."""
         g, ops = self.graph, st.info.tile_ops
-        if st.info.reduce is not None or st.stream or st.h.cached or any(self.layout[k][0] or self.layout[k][1] for k in ops):
+        nchw = any(self.layout[k][0] or self.layout[k][1] for k in ops)  # (a gather walks as any op: see above)
+        if st.info.reduce is not None or st.stream or st.h.cached or nchw:
             return None
         frees = {b for k in ops for b in self.tile_frees[k]}  # tile buffers freed within the tile
         for k in ops:
