@@ -388,6 +388,29 @@ def test_stages_holding_a_gather_replay_as_the_tile_loop(case):
     assert not ex.replays[start][1].gathers, "a gather tile op not shown by its tables"
 
 
+@pytest.mark.parametrize("kind", _GATHERS)
+def test_recompute_stages_holding_a_gather_group_like_tiles_on_provenance_only(monkeypatch, kind):
+    """A recompute stage holding a gather: its first run's walk on provenance walks one tile per group of
+    like tiles (same geometry; no kernel runs there), and gives the tile loop's bytes, arena and
+    high-water mark; a run whose recorded effect does not apply walks on values tile by tile (a gather
+    does not batch), with the tile loop's bytes too."""
+    g = _gather_chain(kind, 6, 6, (12, 12), (False, False))
+    oh, ow = g.tensors[g.ops[2].outputs[0]].shape[1:3]
+    plan = _plan(g, [Stage(1, 3, split_even(oh, 6), split_even(ow, 6))])
+    check_plan(g, plan)
+    x = _input(g)
+    assert_batched_same(g, plan, x)
+    ex = pe.PlanExecutor(g, plan)
+    ex([x])
+    grouped = set().union(*ex.stored.values())  # tiles stored with their group's first, not walked
+    assert len(grouped) >= 4, "no like tiles grouped on provenance: the test would not exercise it"
+    monkeypatch.setattr(ex.replays[1][0], "applies", lambda arena: False)  # every later run walks on values
+    ref = pe.PlanExecutor(g, plan, batch=False)([x])
+    got = ex([x])
+    assert got.outputs[g.outputs[0]].tobytes() == ref.outputs[g.outputs[0]].tobytes()
+    assert got.touched_high_water == ref.touched_high_water
+
+
 def _off_tables(kernel, flip: bool = False):  # noqa: ANN001, ANN202
     """``kernel.tables`` with tile windows' row sources in reverse order (``flip``: inside the slice,
     other rows), or their weights in another dtype (value-neutral for a nearest resize); the whole
