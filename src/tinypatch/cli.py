@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(opset 13), quantize it with onnxruntime's static quantization (per-channel "
                                     "int8 weights) and check that tinypatch imports it; every command then takes "
                                     "the written .onnx file.")
-    it.add_argument("model", help="a .pt2 (torch.export.save) or TorchScript (.pt) file")
+    # dest "source", not "model": main() loads every `model` as a tinypatch model, which these files are not
+    it.add_argument("source", metavar="model", help="a .pt2 (torch.export.save) or TorchScript (.pt) file")
     it.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the quantized ONNX file to write")
     it.add_argument("--input-shape", metavar="N,C,H,W", help="input shape (TorchScript; a .pt2 brings its example)")
     it.add_argument("--calibration", metavar="FILE.npy", help="float32 calibration samples [K, C, H, W] or "
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "in TFLite's scheme (per-tensor asymmetric activations, per-channel symmetric "
                                     "weights, int32 biases): every command then takes the written file, and its "
                                     "expected arithmetic is tflite.")
-    qz.add_argument("model", help="a float .onnx file with one input")
+    qz.add_argument("source", metavar="model", help="a float .onnx file with one input")
     qz.add_argument("--calibration", required=True, metavar="FILE.npy",
                     help="float32 samples [K, ...input shape] or [K, ...input shape without batch]")
     qz.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the int8 ONNX file to write")
@@ -652,7 +653,7 @@ def cmd_import_torch(args: argparse.Namespace, console: Console) -> int:
             shape = tuple(int(v) for v in args.input_shape.split(","))
         except ValueError:
             raise InputError(f"--input-shape {args.input_shape!r}: expected integers like 1,3,32,32") from None
-    result = api.import_torch(args.model, args.output, input_shape=shape, calibration=args.calibration,
+    result = api.import_torch(args.source, args.output, input_shape=shape, calibration=args.calibration,
                               quant_format=args.format)
     console.print(result.report(), highlight=False)
     console.print(f"written {args.output}")
@@ -660,7 +661,7 @@ def cmd_import_torch(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_quantize_float(args: argparse.Namespace, console: Console) -> int:
-    graph = api.quantize_float(args.model, args.calibration, args.output)
+    graph = api.quantize_float(args.source, args.calibration, args.output)
     console.print(f"written {args.output}: {len(graph.ops)} int8 ops, TFLite scheme", highlight=False)
     return 0
 
