@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -110,3 +111,28 @@ def test_analyze_plots_a_plan_beside_layer_by_layer(tmp_path, capsys):
     capsys.readouterr()
     assert main(["analyze", "mcunet-in0", "--plan", str(bad), "--plot", str(png)]) == 2
     assert "fingerprint" in capsys.readouterr().err
+
+
+def test_negative_seed_is_one_line_error(tmp_path):
+    """`run --seed -1` ended in numpy's ValueError traceback (exit 1, as if the outputs differed)."""
+    plan = tmp_path / "plan.json"
+    assert tp("plan", "mcunet-in0", "-o", str(plan)).returncode == 0
+    for command in (["run", "mcunet-in0", "--plan", str(plan)], ["codegen", "mcunet-in0", "-o", str(tmp_path / "c")]):
+        r = tp(*command, "--seed", "-1")
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert "argument --seed: must be 0 or more, got -1" in r.stderr
+    from tinypatch.errors import InputError
+    from tinypatch.runtime.inputs import random_input
+
+    g = __import__("tinypatch").load("mcunet-in0")
+    with pytest.raises(InputError, match="non-negative integer, got -1"):
+        random_input(g.tensors[g.inputs[0]], -1)
+
+
+def test_codegen_warns_when_the_arena_exceeds_sram(tmp_path, capsys):
+    """`codegen --sram 1KB` wrote a 13 kB-arena project with no word about the budget."""
+    assert main(["codegen", "mcunet-in0", "-o", str(tmp_path / "fits")]) == 0
+    assert "warning" not in capsys.readouterr().out
+    assert main(["codegen", "mcunet-in0", "-o", str(tmp_path / "over"), "--sram", "1KB"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"warning: the arena \([\d,]+ B\) exceeds the SRAM budget \(1,024 B\)", out)

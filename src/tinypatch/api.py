@@ -1005,6 +1005,10 @@ class CodegenResult(_Result):
             console.print(f"{len(p.plan.inplace)} layer-by-layer ops run in place (--no-inplace: none)")
         console.print(f"C project written to {p.path}: arena {p.arena_bytes:,} B, constants "
                       f"{p.const_bytes:,} B, {p.macs:,} MACs (`make -C {p.path} help` lists its targets)")
+        if p.arena_bytes > p.sram_budget:
+            console.print(f"warning: the arena ({p.arena_bytes:,} B) exceeds the SRAM budget ({p.sram_budget:,} B): "
+                          f"a Cortex-M build fails to link (region `RAM' overflowed) and the host build does not "
+                          f"check it; plan for the budget with `tinypatch plan --sram`", highlight=False)
         if self.exact is not None:
             from tinypatch.report.codegen_report import print_report
 

@@ -162,10 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=RUN_EXAMPLES, formatter_class=_Formatter)
     r.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     r.add_argument("--plan", required=True, metavar="PLAN.json", help="a plan written by `tinypatch plan -o`")
-    r.add_argument("--input", metavar="FILE", help="image (png/bmp/jpg) or .npy; default: seeded random")
+    r.add_argument("--input", metavar="FILE", help="image (png/bmp/jpg; resized bilinearly to the input's height x "
+                   "width) or .npy; default: seeded random")
     from tinypatch.runtime.inputs import PREPROCESS, PREPROCESS_HELP
     r.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
-    r.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    r.add_argument("--seed", type=_natural, default=0, help="seed of the random input (default 0)")
     r.add_argument("--quantize-input", action="store_true",
                    help="the .npy holds real values: quantize them with the input's scale and zero point "
                         "(default: its values must fit the input's dtype exactly)")
@@ -453,7 +454,13 @@ def _positive(text: str) -> int:
 
 
 def _natural(text: str) -> int:
-    return 0 if text.strip() == "0" else _positive(text)
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
 
 
 def _count(text: str) -> int:
@@ -512,7 +519,7 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
     c.add_argument("--report", action="store_true", help="build, run and print flash, RAM, stack and instructions")
     c.add_argument("--input", metavar="FILE", help="input of --report: image or .npy (default: seeded random)")
     c.add_argument("--preprocess", choices=preprocess, default="auto", help=preprocess_help)
-    c.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    c.add_argument("--seed", type=_natural, default=0, help="seed of the random input (default 0)")
     c.add_argument("--quantize-input", action="store_true", help="quantize a .npy of real values (see `run`)")
 
 
