@@ -92,12 +92,12 @@ def test_help_teaches():
 
 
 def test_every_command_help_has_examples(capsys):
-    for command in ("analyze", "plan", "run", "codegen"):
+    for command in ("analyze", "plan", "run", "show", "codegen"):
         with pytest.raises(SystemExit) as exit_:
             main([command, "--help"])
         assert exit_.value.code == 0
-        out = capsys.readouterr().out
-        assert "examples:" in out and f"tinypatch {command} " in out and "MODEL" in out
+        out = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
+        assert "examples:" in out and f"tinypatch {command} " in out and "MODEL" in out and "int8 .onnx" in out
 
 
 def test_analyze_plots_a_plan_beside_layer_by_layer(tmp_path, capsys):

@@ -50,7 +50,8 @@ class _Formatter(argparse.HelpFormatter):
             else super()._fill_text(text, width, indent)
 
 
-MODEL_HELP = "a .tflite file, an MCUNet/ProxylessNAS .json config, or a zoo name (`tinypatch zoo`)"
+MODEL_HELP = ("a .tflite or int8 .onnx file, an MCUNet/ProxylessNAS .json config, or a zoo name "
+              "(`tinypatch zoo`)")
 ANALYZE_EXAMPLES = """examples:
   tinypatch analyze model.tflite                      tables: per layer, then the peaks
   tinypatch analyze mcunet-in1 --no-input --json      figures as JSON, camera image not counted
@@ -70,6 +71,10 @@ RUN_EXAMPLES = """Exit status 0: byte-identical and within the planned arena; 1:
 examples:
   tinypatch run model.tflite --plan plan.json
   tinypatch run person_detect.tflite --plan plan.json --input person.bmp --preprocess raw
+"""
+SHOW_EXAMPLES = """examples:
+  tinypatch show model.tflite                                   IR and the layer-by-layer arena map
+  tinypatch show model.tflite --plan plan.json --json           a plan's tiles and arena map as JSON
 """
 CODEGEN_EXAMPLES = """examples:
   tinypatch codegen model.tflite -o build/model                 layer by layer, host build
@@ -183,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Print the IR (one line per op: inputs and outputs with shapes and "
                                     "quantization), each patch stage's tiles with the input spans and halos, and "
                                     "the arena map (buffer, offset, size, first and last op) exactly as the C "
-                                    "generator places it.")
-    sh.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+                                    "generator places it.",
+                        epilog=SHOW_EXAMPLES, formatter_class=_Formatter)
+    sh.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     sh.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
     sh.add_argument("--no-inplace", dest="inplace", action="store_false",
                     help="as `codegen --no-inplace`: no layer-by-layer op writes over its input")
