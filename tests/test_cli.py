@@ -136,3 +136,11 @@ def test_codegen_warns_when_the_arena_exceeds_sram(tmp_path, capsys):
     assert main(["codegen", "mcunet-in0", "-o", str(tmp_path / "over"), "--sram", "1KB"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"warning: the arena \([\d,]+ B\) exceeds the SRAM budget \(1,024 B\)", out)
+
+
+@pytest.mark.parametrize("flag", [["--sram", "64KB"], ["--plan", "plan.json"]])
+def test_analyze_chart_flags_without_plot_are_refused(flag, capsys):
+    """`analyze M --sram 64KB` printed the tables and exited 0 as if the budget had been checked."""
+    assert main(["analyze", "mcunet-in0", *flag]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag[0]} draws on the plot: add --plot FILE.png" in err and err.count("\n") == 1

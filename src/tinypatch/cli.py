@@ -585,6 +585,9 @@ def _progress(disable: bool = False) -> Iterator[api.Progress]:
 
 
 def cmd_analyze(args: argparse.Namespace, console: Console) -> int:
+    if (args.sram or args.plan) and not args.plot:  # they only draw on the chart: silently ignored before
+        raise UsageError(f"{'--sram' if args.sram else '--plan'} draws on the plot: add --plot FILE.png "
+                         f"(`tinypatch plan --sram` finds a schedule that fits)")
     result = api.analyze(args.model, include_input=args.include_input, include_output=args.include_output)
     if args.json:
         print(result.to_json())
