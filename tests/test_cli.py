@@ -144,3 +144,14 @@ def test_analyze_chart_flags_without_plot_are_refused(flag, capsys):
     assert main(["analyze", "mcunet-in0", *flag]) == 2
     err = capsys.readouterr().err
     assert f"{flag[0]} draws on the plot: add --plot FILE.png" in err and err.count("\n") == 1
+
+
+def test_analyze_plot_with_another_models_rewriting_plan_names_the_model(tmp_path, capsys):
+    """Another model's plan that rewrites its graph was refused for the rewrite, not for the model."""
+    plan = tmp_path / "resnet8.json"
+    assert main(["plan", str(model_path("mlperf_ic_resnet8_int8.tflite")), "-o", str(plan)]) == 0
+    assert json.loads(plan.read_text())["rewrites"], "the default resnet8 plan rewrites its graph"
+    capsys.readouterr()
+    assert main(["analyze", "mcunet-in0", "--plan", str(plan), "--plot", str(tmp_path / "f.png")]) == 2
+    err = capsys.readouterr().err
+    assert "the plan was made for model 'mlperf_ic_resnet8_int8'" in err and "rewrites" not in err

@@ -222,8 +222,10 @@ class AnalysisResult(_Result):
             from tinypatch.planning.check import check_plan
             from tinypatch.planning.cost import plan_analytic
 
+            from tinypatch.planning.plan import fingerprint
+
             p = _as_plan(plan)
-            if p.rewrites:
+            if p.rewrites and p.fingerprint == fingerprint(self.graph):  # another model's plan: check_plan says so
                 raise UsageError("the per-block chart compares a plan with the model's own layers; this plan "
                                  "rewrites the graph (plan it with rewrite=False / --no-rewrite to chart it)")
             planned = plan_analytic(self.graph, p, check_plan(self.graph, p)).per_op
