@@ -346,6 +346,26 @@ def test_float_model_quantized_by_us_in_tflite_scheme(tmp_path):
     assert np.abs(got - want).max() < 0.1 * np.abs(want).max() + 4 * qo.scale[0]
 
 
+def test_cli_run_arith_onnxruntime_exits_1_when_onnxruntime_differs(tmp_path, monkeypatch, capsys):
+    """`run --arith onnxruntime` printed 'N bytes differ' against onnxruntime in red and exited 0."""
+    import tinypatch.frontends.onnx_reference as reference
+    from tinypatch.cli import main
+
+    nchw, _ = _small_models(tmp_path)
+    plan = tmp_path / "p.json"
+    assert main(["plan", str(nchw), "-o", str(plan)]) == 0
+    real = reference.onnxruntime_outputs
+
+    def off_by_one(path, graph, inputs):  # noqa: ANN001, ANN202
+        return {n: np.asarray(v) ^ np.int8(1) for n, v in real(path, graph, inputs).items()}
+
+    monkeypatch.setattr(reference, "onnxruntime_outputs", off_by_one)
+    capsys.readouterr()
+    assert main(["run", str(nchw), "--plan", str(plan), "--arith", "onnxruntime"]) == 1
+    assert re.search(r"--arith onnxruntime vs onnxruntime [\d.]+: [\d,]+ bytes differ", capsys.readouterr().out)
+    assert main(["run", str(nchw), "--plan", str(plan)]) == 0  # tflite arithmetic: onnxruntime is only compared
+
+
 def _torch_style_float_model(tmp_path) -> str:
     """Conv -> Clip(0, 6) -> Conv as torch's exporter writes it: weights and biases behind Identity
     nodes of shared initializers, Clip's bounds as Constant nodes."""

@@ -722,9 +722,12 @@ class RunResult(_Result):
 
     @property
     def ok(self) -> bool:
-        """Exact (a mixed-precision run: whatever it differs by is the precision plan's doing), and
-        the arena never grew past the planned peak (``tinypatch run`` exits 0)."""
-        return (self.exact or self.mixed) and self.arena_high_water <= self.arena_size
+        """Exact (a mixed-precision run: whatever it differs by is the precision plan's doing), the
+        arena never grew past the planned peak and, run in onnxruntime's arithmetic on an .onnx
+        model, equal to onnxruntime itself (``tinypatch run`` exits 0)."""
+        ort_differs = self.arith == "onnxruntime" and self.arith_check is not None and \
+            bool(self.arith_check.onnxruntime_differ)
+        return (self.exact or self.mixed) and self.arena_high_water <= self.arena_size and not ort_differs
 
     def render(self, console: Console) -> None:
         """Print the outputs, timings, verdict and arena figures, as ``tinypatch run`` does."""

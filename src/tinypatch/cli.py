@@ -66,7 +66,8 @@ examples:
   tinypatch plan mcunet-in1 --single-stage --strategy recompute --plot front.png
                                                            MCUNetV2's space, front plotted
 """
-RUN_EXAMPLES = """Exit status 0: byte-identical and within the planned arena; 1: not; 2: an error.
+RUN_EXAMPLES = """Exit status 0: byte-identical and within the planned arena (with --arith onnxruntime on an .onnx
+model: also equal to onnxruntime); 1: not; 2: an error.
 
 examples:
   tinypatch run model.tflite --plan plan.json
