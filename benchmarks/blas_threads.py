@@ -8,20 +8,21 @@ import statistics
 import time
 
 from tinypatch import load
-from tinypatch.assets import assets_dir
+from tinypatch.assets import assets_dir, shared_model
 from tinypatch.runtime.executor import run
 from tinypatch.runtime.inputs import model_inputs
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("models", nargs="*", help="models (default: every shared .tflite)")
+    p.add_argument("models", nargs="*", help="model files or shared model names (default: every shared .tflite)")
     p.add_argument("--repeat", type=int, default=10, help="runs per setting, interleaved (median printed)")
     args = p.parse_args()
     assets = assets_dir()
     models = args.models or ([str(m) for m in sorted((assets / "models").glob("*.tflite"))] if assets else [])
     print("| model | numpy's threads ms | 1 thread ms | speed-up |\n|---|---|---|---|")
     for m in models:
+        m = shared_model(m)
         graph = load(m)
         x = model_inputs(graph, None)
         run(graph, x)  # prepare

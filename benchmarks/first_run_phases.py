@@ -20,6 +20,7 @@ from collections.abc import Callable
 import tinypatch.runtime.plan_executor as pe
 import tinypatch.runtime.stage_replay as sr
 from tinypatch import api, load
+from tinypatch.assets import shared_model
 from tinypatch.runtime.executor import Executor
 from tinypatch.runtime.inputs import model_inputs
 from tinypatch.runtime.threads import blas_threads
@@ -42,10 +43,11 @@ def _timed(f: Callable, label: str, spent: dict[str, float]) -> Callable:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("model")
+    p.add_argument("model", help="a model file or a shared model name (mcunet_vww)")
     p.add_argument("--sram", help="the fewest-MAC plan under this budget, input not counted (e.g. 32KB)")
     p.add_argument("--runs", type=int, default=0, help="fresh executors' first runs after the cold one (medians)")
     args = p.parse_args()
+    args.model = shared_model(args.model)
     graph = load(args.model)
     x = model_inputs(graph, None)
     xs = [x[n] for n in graph.inputs] if isinstance(x, dict) else list(x)

@@ -23,7 +23,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from tinypatch import api, load
-from tinypatch.assets import assets_dir
+from tinypatch.assets import assets_dir, shared_model
 from tinypatch.errors import BudgetError
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.cost import plan_macs
@@ -86,7 +86,7 @@ def describe(plan: Plan) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("models", nargs="*", help="models (default: every shared .tflite)")
+    p.add_argument("models", nargs="*", help="model files or shared model names (default: every shared .tflite)")
     p.add_argument("--repeat", type=int, default=5, help="runs per executor, interleaved (median printed)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="time every executor (LiteRT too) by the wall clock or by this process's CPU time "
@@ -103,6 +103,7 @@ def main() -> None:
     with blas_threads():  # made once per process: not any executor's first run
         pass
     for m in models:
+        m = shared_model(m)
         graph = load(m)
         x = model_inputs(graph, None)
         xs = [x[n] for n in graph.inputs] if isinstance(x, dict) else list(x)

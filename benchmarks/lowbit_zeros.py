@@ -8,7 +8,7 @@ the low-bit grid of step ``2**s`` maps to code 0 (``|q - zp| < 2**(s-1)``; s = 0
 for s = 0..3, and the shares a kernel would skip at coarser grains: 4 channels of one pixel all
 zero (one 32-bit load of a 1x1 convolution's input), and, for maps a depthwise convolution reads,
 a 3x3 window of one channel all zero (one depthwise output computed from nothing but the bias).
-A skip only pays where its share beats the cost of the test; the README's "Mixed plans in C"
+A skip only pays where its share beats the cost of the test; docs/quantmcu.md's "Mixed plans in C"
 quotes these figures.
 """
 

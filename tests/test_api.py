@@ -247,3 +247,16 @@ def test_codegen_report_on_cortex_m7(tmp_path):
     cost = result.to_dict()["cost"]
     assert cost["arena"] == result.project.arena_bytes and cost["ram_used"] == cost["static_ram"] + cost["stack_used"]
     assert "cortex-m7 (QEMU)" in str(result) and "byte-identical" in str(result)
+
+
+def test_shared_model_names_resolve_under_the_assets_and_anything_else_stays(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmarks' model arguments: a bare shared name is its file under ``$TINYPATCH_ASSETS/models``."""
+    from tinypatch.assets import shared_model
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny.tflite").write_bytes(b"")
+    monkeypatch.setenv("TINYPATCH_ASSETS", str(tmp_path))
+    assert shared_model("tiny") == str(tmp_path.resolve() / "models" / "tiny.tflite")
+    for other in ("absent", "mcunet-in0", "x/tiny", "tiny.tflite"):
+        assert shared_model(other) == other

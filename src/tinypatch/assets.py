@@ -14,3 +14,12 @@ def assets_dir() -> Path | None:
         if (c / "models").is_dir():
             return c.resolve()
     return None
+
+
+def shared_model(model: str) -> str:
+    """``model`` itself, or for a bare shared model name (``mcunet_vww``) its file under the assets'
+    ``models/`` where that exists (what the benchmarks accept beside paths)."""
+    root = assets_dir()
+    if root is not None and "/" not in model and "." not in model and (root / "models" / f"{model}.tflite").is_file():
+        return str(root / "models" / f"{model}.tflite")
+    return model

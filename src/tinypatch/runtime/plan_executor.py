@@ -76,7 +76,7 @@ class PlanExecutor:
     window a tile reads must hold the ids of the pixels it needs) to record its arena effect; every
     run, the first included, replays that effect and computes and checks the stage's values in batches
     (:mod:`~tinypatch.runtime.stage_replay`). Stages that cannot replay (mixed precision, kernels that
-    do not batch) walk on values every run.
+    neither batch nor gather, an NCHW transpose) walk on values every run.
     """
 
     def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None,
@@ -207,11 +207,11 @@ class PlanExecutor:
     def _replayable(self, arena: Arena, outside: dict[str, np.ndarray],
                     st: StageTiling) -> tuple[ArenaEffect, TiledChecks] | None:
         """Stage ``st``'s arena effect from ``arena``'s state (a walk on provenance, :meth:`_walk_ids`) and
-        what computes its values, or None where every run walks it (mixed precision, a kernel that does
-        not batch, a tile op reading other than its receptive field, an effect on other bytes)."""
+        what computes its values, or None where every run walks it (mixed precision, a kernel that neither
+        batches nor gathers, a tile op reading other than its receptive field, an effect on other bytes)."""
         if not self.batch or self.mixed:
             return None
-        if not self._shadows(st) or st.stream and self.streams[st.stage.start].rows is None:
+        if not self._shadows(st, gathers=True) or st.stream and self.streams[st.stage.start].rows is None:
             return None
         values = TiledChecks(self.graph, self.kernels, st)
         if not values.usable:
@@ -346,7 +346,9 @@ class PlanExecutor:
         stored = self.stored.get(st.stage.start, set()) if batched else set()
         if st.stage.start not in self.shadowed:
             self.shadowed[st.stage.start] = bool(persistent) and self.batch and self._shadows(st)
-        shadowed = self.shadowed[st.stage.start] and not self.mixed
+        # on provenance no kernel runs: a gather's tile ops walk as any op's (ids), its stage skips tiles too
+        shadowed = (self.shadowed[st.stage.start] or self._ids is not None and bool(persistent)
+                    and self._shadows(st, gathers=True)) and not self.mixed
         # on a walk on provenance the ids are the shadow: every tile checks all it reads
         shadow = self._ids if self._ids is not None else self._shadow(arena, outside, st) if shadowed else None
         skip: set[tuple[int, int]] = set()
@@ -555,11 +557,13 @@ class PlanExecutor:
             arena.wrote(region)
             self._end_op(arena, k, name, region, st, sums, tile_bufs)
 
-    def _shadows(self, st: StageTiling) -> bool:
-        """Whether a cached stage takes the shadow path: every op's kernel batches and works in NHWC."""
+    def _shadows(self, st: StageTiling, gathers: bool = False) -> bool:
+        """Whether a cached stage takes the shadow path: every op's kernel batches (or, with ``gathers``,
+        gathers: a replay checks those tile ops by their index tables, see
+        :mod:`~tinypatch.runtime.stage_replay`) and works in NHWC."""
         g = self.graph
-        return all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
-                   for k in st.info.tile_ops)
+        return all((op_def(g.ops[k].type).batches or gathers and self.layout[k][2])
+                   and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k]) for k in st.info.tile_ops)
 
     def _like_tiles(self, st: StageTiling) -> tuple[set[tuple[int, int]], list, list, dict[tuple[int, int], _SkipRun]]:
         """Tiles of a shadow-path stage that need no walk, with the windows of full-size tensors they
