@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -91,12 +92,12 @@ def test_help_teaches():
 
 
 def test_every_command_help_has_examples(capsys):
-    for command in ("analyze", "plan", "run", "codegen"):
+    for command in ("analyze", "plan", "run", "show", "codegen"):
         with pytest.raises(SystemExit) as exit_:
             main([command, "--help"])
         assert exit_.value.code == 0
-        out = capsys.readouterr().out
-        assert "examples:" in out and f"tinypatch {command} " in out and "MODEL" in out
+        out = " ".join(capsys.readouterr().out.split())  # argparse wraps help lines
+        assert "examples:" in out and f"tinypatch {command} " in out and "MODEL" in out and "int8 .onnx" in out
 
 
 def test_analyze_plots_a_plan_beside_layer_by_layer(tmp_path, capsys):
@@ -110,3 +111,47 @@ def test_analyze_plots_a_plan_beside_layer_by_layer(tmp_path, capsys):
     capsys.readouterr()
     assert main(["analyze", "mcunet-in0", "--plan", str(bad), "--plot", str(png)]) == 2
     assert "fingerprint" in capsys.readouterr().err
+
+
+def test_negative_seed_is_one_line_error(tmp_path):
+    """`run --seed -1` ended in numpy's ValueError traceback (exit 1, as if the outputs differed)."""
+    plan = tmp_path / "plan.json"
+    assert tp("plan", "mcunet-in0", "-o", str(plan)).returncode == 0
+    for command in (["run", "mcunet-in0", "--plan", str(plan)], ["codegen", "mcunet-in0", "-o", str(tmp_path / "c")]):
+        r = tp(*command, "--seed", "-1")
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert "argument --seed: must be 0 or more, got -1" in r.stderr
+    from tinypatch.errors import InputError
+    from tinypatch.runtime.inputs import random_input
+
+    g = __import__("tinypatch").load("mcunet-in0")
+    with pytest.raises(InputError, match="non-negative integer, got -1"):
+        random_input(g.tensors[g.inputs[0]], -1)
+
+
+def test_codegen_warns_when_the_arena_exceeds_sram(tmp_path, capsys):
+    """`codegen --sram 1KB` wrote a 13 kB-arena project with no word about the budget."""
+    assert main(["codegen", "mcunet-in0", "-o", str(tmp_path / "fits")]) == 0
+    assert "warning" not in capsys.readouterr().out
+    assert main(["codegen", "mcunet-in0", "-o", str(tmp_path / "over"), "--sram", "1KB"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"warning: the arena \([\d,]+ B\) exceeds the SRAM budget \(1,024 B\)", out)
+
+
+@pytest.mark.parametrize("flag", [["--sram", "64KB"], ["--plan", "plan.json"]])
+def test_analyze_chart_flags_without_plot_are_refused(flag, capsys):
+    """`analyze M --sram 64KB` printed the tables and exited 0 as if the budget had been checked."""
+    assert main(["analyze", "mcunet-in0", *flag]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag[0]} draws on the plot: add --plot FILE.png" in err and err.count("\n") == 1
+
+
+def test_analyze_plot_with_another_models_rewriting_plan_names_the_model(tmp_path, capsys):
+    """Another model's plan that rewrites its graph was refused for the rewrite, not for the model."""
+    plan = tmp_path / "resnet8.json"
+    assert main(["plan", str(model_path("mlperf_ic_resnet8_int8.tflite")), "-o", str(plan)]) == 0
+    assert json.loads(plan.read_text())["rewrites"], "the default resnet8 plan rewrites its graph"
+    capsys.readouterr()
+    assert main(["analyze", "mcunet-in0", "--plan", str(plan), "--plot", str(tmp_path / "f.png")]) == 2
+    err = capsys.readouterr().err
+    assert "the plan was made for model 'mlperf_ic_resnet8_int8'" in err and "rewrites" not in err

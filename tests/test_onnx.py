@@ -350,6 +350,76 @@ def test_float_model_quantized_by_us_in_tflite_scheme(tmp_path):
     assert np.abs(got - want).max() < 0.1 * np.abs(want).max() + 4 * qo.scale[0]
 
 
+def test_cli_run_arith_onnxruntime_exits_1_when_onnxruntime_differs(tmp_path, monkeypatch, capsys):
+    """`run --arith onnxruntime` printed 'N bytes differ' against onnxruntime in red and exited 0."""
+    import tinypatch.frontends.onnx_reference as reference
+    from tinypatch.cli import main
+
+    nchw, _ = _small_models(tmp_path)
+    plan = tmp_path / "p.json"
+    assert main(["plan", str(nchw), "-o", str(plan)]) == 0
+    real = reference.onnxruntime_outputs
+
+    def off_by_one(path, graph, inputs):  # noqa: ANN001, ANN202
+        return {n: np.asarray(v) ^ np.int8(1) for n, v in real(path, graph, inputs).items()}
+
+    monkeypatch.setattr(reference, "onnxruntime_outputs", off_by_one)
+    capsys.readouterr()
+    assert main(["run", str(nchw), "--plan", str(plan), "--arith", "onnxruntime"]) == 1
+    assert re.search(r"--arith onnxruntime vs onnxruntime [\d.]+: [\d,]+ bytes differ", capsys.readouterr().out)
+    assert main(["run", str(nchw), "--plan", str(plan)]) == 0  # tflite arithmetic: onnxruntime is only compared
+
+
+def _torch_style_float_model(tmp_path) -> str:
+    """Conv -> Clip(0, 6) -> Conv as torch's exporter writes it: weights and biases behind Identity
+    nodes of shared initializers, Clip's bounds as Constant nodes."""
+    rs = np.random.RandomState(5)
+    inits = [onnx.numpy_helper.from_array(rs.randn(*shape).astype(np.float32), name)
+             for name, shape in (("w1", (4, 3, 3, 3)), ("b1", (4,)), ("w2", (2, 4, 1, 1)), ("b2", (2,)))]
+    nodes = [helper.make_node("Identity", [n], [f"{n}_id"]) for n in ("w1", "b1", "w2", "b2")]
+    nodes += [helper.make_node("Constant", [], [n], value=helper.make_tensor(n, TensorProto.FLOAT, [], [v]))
+              for n, v in (("lo", 0.0), ("hi", 6.0))]
+    nodes += [helper.make_node("Conv", ["x", "w1_id", "b1_id"], ["c1"], pads=[1, 1, 1, 1]),
+              helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"]),
+              helper.make_node("Conv", ["r1", "w2_id", "b2_id"], ["y"])]
+    return _save(tmp_path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])], inits, "float.onnx")
+
+
+def test_cli_quantize_float_takes_a_torch_export(tmp_path, capsys):
+    """`tinypatch quantize-float` reads a float file (it used to be loaded as an int8 model first and
+    refused), and Identity-shared weights and Constant bounds become constants, not activations."""
+    from tinypatch.cli import main
+
+    np.save(tmp_path / "cal.npy", np.random.RandomState(0).randn(4, 3, 8, 8).astype(np.float32))
+    out = tmp_path / "q.onnx"
+    assert main(["quantize-float", _torch_style_float_model(tmp_path), "--calibration",
+                 str(tmp_path / "cal.npy"), "-o", str(out)]) == 0
+    assert f"written {out}" in capsys.readouterr().out
+    g = load_model(str(out))
+    assert [op.type for op in g.ops] == ["CONV_2D", "CONV_2D"]  # Clip(0, 6) folded into the first conv's range
+    assert all(g.tensors[op.inputs[1]].quant.per_channel for op in g.ops)
+
+
+def test_float_model_error_names_the_quantize_float_command(tmp_path):
+    with pytest.raises(ModelLoadError, match="`tinypatch quantize-float MODEL.onnx"):
+        load_onnx(_torch_style_float_model(tmp_path))
+
+
+def test_cli_import_torch_takes_a_torchscript_file(tmp_path, capsys):
+    """`tinypatch import-torch` reads a .pt file (it used to be loaded as a model first: 'unknown
+    model file type')."""
+    from tinypatch.cli import main
+
+    torch.manual_seed(0)
+    pt = tmp_path / "small.pt"
+    torch.jit.trace(_Small().eval(), torch.randn(1, 3, 17, 17)).save(str(pt))
+    out = tmp_path / "small.onnx"
+    assert main(["import-torch", str(pt), "--input-shape", "1,3,17,17", "-o", str(out)]) == 0
+    assert f"written {out}" in capsys.readouterr().out
+    assert load_model(str(out)).ops
+
+
 class _Upsampler(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()

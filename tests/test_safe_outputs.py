@@ -111,3 +111,29 @@ def test_plan_save_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         Plan.layer_by_layer(small_net()).save(str(path))
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+
+
+def _small_model(tmp_path):
+    from tinypatch.backends import save_tflite
+
+    path = tmp_path / "m.tflite"
+    save_tflite(small_net(), path)
+    return str(path)
+
+
+def test_plan_output_creates_missing_folders_as_codegen_does(tmp_path, capsys):
+    """`plan -o results/run1/plan.json` used to fail after the search with the temporary file's name
+    ("No such file or directory: '.../.plan.json.x1y2.tmp'")."""
+    out = tmp_path / "results" / "run1" / "plan.json"
+    assert main(["plan", _small_model(tmp_path), "-o", str(out)]) == 0
+    assert Plan.load(str(out)).stages is not None and [p.name for p in out.parent.iterdir()] == ["plan.json"]
+
+
+@pytest.mark.parametrize("where", ["below_a_file", "a_folder"])
+def test_plan_output_errors_name_the_path_not_a_temporary_file(tmp_path, capsys, where):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    out = tmp_path / "file" / "p.json" if where == "below_a_file" else tmp_path / "folder"
+    assert main(["plan", _small_model(tmp_path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {out}: ") and ".tmp" not in err and err.count("\n") == 1

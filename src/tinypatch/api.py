@@ -222,8 +222,10 @@ class AnalysisResult(_Result):
             from tinypatch.planning.check import check_plan
             from tinypatch.planning.cost import plan_analytic
 
+            from tinypatch.planning.plan import fingerprint
+
             p = _as_plan(plan)
-            if p.rewrites:
+            if p.rewrites and p.fingerprint == fingerprint(self.graph):  # another model's plan: check_plan says so
                 raise UsageError("the per-block chart compares a plan with the model's own layers; this plan "
                                  "rewrites the graph (plan it with rewrite=False / --no-rewrite to chart it)")
             planned = plan_analytic(self.graph, p, check_plan(self.graph, p)).per_op
@@ -720,9 +722,12 @@ class RunResult(_Result):
 
     @property
     def ok(self) -> bool:
-        """Exact (a mixed-precision run: whatever it differs by is the precision plan's doing), and
-        the arena never grew past the planned peak (``tinypatch run`` exits 0)."""
-        return (self.exact or self.mixed) and self.arena_high_water <= self.arena_size
+        """Exact (a mixed-precision run: whatever it differs by is the precision plan's doing), the
+        arena never grew past the planned peak and, run in onnxruntime's arithmetic on an .onnx
+        model, equal to onnxruntime itself (``tinypatch run`` exits 0)."""
+        ort_differs = self.arith == "onnxruntime" and self.arith_check is not None and \
+            bool(self.arith_check.onnxruntime_differ)
+        return (self.exact or self.mixed) and self.arena_high_water <= self.arena_size and not ort_differs
 
     def render(self, console: Console) -> None:
         """Print the outputs, timings, verdict and arena figures, as ``tinypatch run`` does."""
@@ -1005,6 +1010,10 @@ class CodegenResult(_Result):
             console.print(f"{len(p.plan.inplace)} layer-by-layer ops run in place (--no-inplace: none)")
         console.print(f"C project written to {p.path}: arena {p.arena_bytes:,} B, constants "
                       f"{p.const_bytes:,} B, {p.macs:,} MACs (`make -C {p.path} help` lists its targets)")
+        if p.arena_bytes > p.sram_budget:
+            console.print(f"warning: the arena ({p.arena_bytes:,} B) exceeds the SRAM budget ({p.sram_budget:,} B): "
+                          f"a Cortex-M build fails to link (region `RAM' overflowed) and the host build does not "
+                          f"check it; plan for the budget with `tinypatch plan --sram`", highlight=False)
         if self.exact is not None:
             from tinypatch.report.codegen_report import print_report
 

@@ -50,7 +50,8 @@ class _Formatter(argparse.HelpFormatter):
             else super()._fill_text(text, width, indent)
 
 
-MODEL_HELP = "a .tflite file, an MCUNet/ProxylessNAS .json config, or a zoo name (`tinypatch zoo`)"
+MODEL_HELP = ("a .tflite or int8 .onnx file, an MCUNet/ProxylessNAS .json config, or a zoo name "
+              "(`tinypatch zoo`)")
 ANALYZE_EXAMPLES = """examples:
   tinypatch analyze model.tflite                      tables: per layer, then the peaks
   tinypatch analyze mcunet-in1 --no-input --json      figures as JSON, camera image not counted
@@ -65,11 +66,16 @@ examples:
   tinypatch plan mcunet-in1 --single-stage --strategy recompute --plot front.png
                                                            MCUNetV2's space, front plotted
 """
-RUN_EXAMPLES = """Exit status 0: byte-identical and within the planned arena; 1: not; 2: an error.
+RUN_EXAMPLES = """Exit status 0: byte-identical and within the planned arena (with --arith onnxruntime on an .onnx
+model: also equal to onnxruntime); 1: not; 2: an error.
 
 examples:
   tinypatch run model.tflite --plan plan.json
   tinypatch run person_detect.tflite --plan plan.json --input person.bmp --preprocess raw
+"""
+SHOW_EXAMPLES = """examples:
+  tinypatch show model.tflite                                   IR and the layer-by-layer arena map
+  tinypatch show model.tflite --plan plan.json --json           a plan's tiles and arena map as JSON
 """
 CODEGEN_EXAMPLES = """examples:
   tinypatch codegen model.tflite -o build/model                 layer by layer, host build
@@ -162,10 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=RUN_EXAMPLES, formatter_class=_Formatter)
     r.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     r.add_argument("--plan", required=True, metavar="PLAN.json", help="a plan written by `tinypatch plan -o`")
-    r.add_argument("--input", metavar="FILE", help="image (png/bmp/jpg) or .npy; default: seeded random")
+    r.add_argument("--input", metavar="FILE", help="image (png/bmp/jpg; resized bilinearly to the input's height x "
+                   "width) or .npy; default: seeded random")
     from tinypatch.runtime.inputs import PREPROCESS, PREPROCESS_HELP
     r.add_argument("--preprocess", choices=PREPROCESS, default="auto", help=PREPROCESS_HELP)
-    r.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    r.add_argument("--seed", type=_natural, default=0, help="seed of the random input (default 0)")
     r.add_argument("--quantize-input", action="store_true",
                    help="the .npy holds real values: quantize them with the input's scale and zero point "
                         "(default: its values must fit the input's dtype exactly)")
@@ -182,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Print the IR (one line per op: inputs and outputs with shapes and "
                                     "quantization), each patch stage's tiles with the input spans and halos, and "
                                     "the arena map (buffer, offset, size, first and last op) exactly as the C "
-                                    "generator places it.")
-    sh.add_argument("model", help="path to .tflite / .json config, or a zoo name")
+                                    "generator places it.",
+                        epilog=SHOW_EXAMPLES, formatter_class=_Formatter)
+    sh.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     sh.add_argument("--plan", metavar="PLAN.json", help="a plan from `tinypatch plan -o` (default: layer by layer)")
     sh.add_argument("--no-inplace", dest="inplace", action="store_false",
                     help="as `codegen --no-inplace`: no layer-by-layer op writes over its input")
@@ -252,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(opset 13), quantize it with onnxruntime's static quantization (per-channel "
                                     "int8 weights) and check that tinypatch imports it; every command then takes "
                                     "the written .onnx file.")
-    it.add_argument("model", help="a .pt2 (torch.export.save) or TorchScript (.pt) file")
+    # dest "source", not "model": main() loads every `model` as a tinypatch model, which these files are not
+    it.add_argument("source", metavar="model", help="a .pt2 (torch.export.save) or TorchScript (.pt) file")
     it.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the quantized ONNX file to write")
     it.add_argument("--input-shape", metavar="N,C,H,W", help="input shape (TorchScript; a .pt2 brings its example)")
     it.add_argument("--calibration", metavar="FILE.npy", help="float32 calibration samples [K, C, H, W] or "
@@ -263,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "in TFLite's scheme (per-tensor asymmetric activations, per-channel symmetric "
                                     "weights, int32 biases): every command then takes the written file, and its "
                                     "expected arithmetic is tflite.")
-    qz.add_argument("model", help="a float .onnx file with one input")
+    qz.add_argument("source", metavar="model", help="a float .onnx file with one input")
     qz.add_argument("--calibration", required=True, metavar="FILE.npy",
                     help="float32 samples [K, ...input shape] or [K, ...input shape without batch]")
     qz.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="the int8 ONNX file to write")
@@ -452,7 +461,13 @@ def _positive(text: str) -> int:
 
 
 def _natural(text: str) -> int:
-    return 0 if text.strip() == "0" else _positive(text)
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
 
 
 def _count(text: str) -> int:
@@ -511,7 +526,7 @@ def _codegen_parser(sub, preprocess: tuple[str, ...], preprocess_help: str) -> N
     c.add_argument("--report", action="store_true", help="build, run and print flash, RAM, stack and instructions")
     c.add_argument("--input", metavar="FILE", help="input of --report: image or .npy (default: seeded random)")
     c.add_argument("--preprocess", choices=preprocess, default="auto", help=preprocess_help)
-    c.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
+    c.add_argument("--seed", type=_natural, default=0, help="seed of the random input (default 0)")
     c.add_argument("--quantize-input", action="store_true", help="quantize a .npy of real values (see `run`)")
 
 
@@ -571,6 +586,9 @@ def _progress(disable: bool = False) -> Iterator[api.Progress]:
 
 
 def cmd_analyze(args: argparse.Namespace, console: Console) -> int:
+    if (args.sram or args.plan) and not args.plot:  # they only draw on the chart: silently ignored before
+        raise UsageError(f"{'--sram' if args.sram else '--plan'} draws on the plot: add --plot FILE.png "
+                         f"(`tinypatch plan --sram` finds a schedule that fits)")
     result = api.analyze(args.model, include_input=args.include_input, include_output=args.include_output)
     if args.json:
         print(result.to_json())
@@ -652,7 +670,7 @@ def cmd_import_torch(args: argparse.Namespace, console: Console) -> int:
             shape = tuple(int(v) for v in args.input_shape.split(","))
         except ValueError:
             raise InputError(f"--input-shape {args.input_shape!r}: expected integers like 1,3,32,32") from None
-    result = api.import_torch(args.model, args.output, input_shape=shape, calibration=args.calibration,
+    result = api.import_torch(args.source, args.output, input_shape=shape, calibration=args.calibration,
                               quant_format=args.format)
     console.print(result.report(), highlight=False)
     console.print(f"written {args.output}")
@@ -660,7 +678,7 @@ def cmd_import_torch(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_quantize_float(args: argparse.Namespace, console: Console) -> int:
-    graph = api.quantize_float(args.model, args.calibration, args.output)
+    graph = api.quantize_float(args.source, args.calibration, args.output)
     console.print(f"written {args.output}: {len(graph.ops)} int8 ops, TFLite scheme", highlight=False)
     return 0
 

@@ -17,9 +17,16 @@ from tinypatch.errors import OutputError
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename
+    (missing parent folders are created, as codegen's output folder is)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    _make_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -43,6 +50,19 @@ def _umask() -> int:
     return mask
 
 
+def _make_parent(target: Path) -> None:
+    """Create ``target``'s missing parent folders (OutputError when a file is in the way or the
+    file system refuses)."""
+    parent = target.absolute().parent
+    blocking = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise OutputError(f"cannot write {target}: {blocking} is a file, not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: cannot create folder {parent} ({e.strerror or e})") from None
+
+
 MARKER = ".tinypatch-project"  # written into every folder codegen creates
 
 
@@ -60,10 +80,7 @@ def output_folder(path: str | os.PathLike[str], force: bool = False) -> Iterator
     """
     target = Path(path).absolute()  # "-o ." must name the folder itself, with its real parent
     parent = target.parent
-    blocking = next((p for p in (parent, *parent.parents) if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise OutputError(f"cannot write {target}: {blocking} is a file, not a folder")
-    parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(target)
     with _locked(parent, target):
         if target.exists() and not target.is_dir():
             raise OutputError(f"{target} exists and is not a folder")

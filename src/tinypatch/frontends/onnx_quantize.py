@@ -61,6 +61,27 @@ def _calibrate(model, samples: list[np.ndarray]) -> dict[str, tuple[float, float
     return ranges
 
 
+def _constants_as_initializers(graph) -> None:  # noqa: ANN001
+    """Replace each Constant node (a tensor ``value``) and each Identity of an initializer by an
+    initializer of its output name: the torch exporter shares batch-norm-folded weights through
+    Identity and writes Clip's bounds as Constant nodes, and constants must not be quantized as
+    activations."""
+    nh = _onnx().numpy_helper
+    inits = {t.name: t for t in graph.initializer}
+    kept = []
+    for n in graph.node:
+        value = next((a.t for a in n.attribute if a.name == "value"), None) if n.op_type == "Constant" else None
+        if n.op_type == "Identity" and n.input[0] in inits:
+            value = inits[n.input[0]]
+        if value is not None:
+            inits[n.output[0]] = nh.from_array(nh.to_array(value), n.output[0])
+            graph.initializer.append(inits[n.output[0]])
+        else:
+            kept.append(n)
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
 def quantize_float_onnx(path: str, calibration: list[np.ndarray], out_path: str) -> str:
     """Write ``out_path``: the float model ``path`` quantized in TFLite's int8 scheme (QDQ form)."""
     onnx = _onnx()
@@ -72,6 +93,7 @@ def quantize_float_onnx(path: str, calibration: list[np.ndarray], out_path: str)
     samples = [np.asarray(x, np.float32) for x in calibration]
     if not samples:
         raise ModelLoadError("no calibration samples")
+    _constants_as_initializers(model.graph)
     ranges = _calibrate(model, samples)
     g = model.graph
     inits = {t.name: nh.to_array(t) for t in g.initializer}

@@ -19,6 +19,8 @@ PREPROCESS_HELP = (
 
 def random_input(tensor: Tensor, seed: int = 0) -> np.ndarray:
     """A seeded random input: full int8/uint8 range, or N(0, 1) for float tensors."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"the seed of a random input must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     if tensor.dtype in ("int8", "uint8", "int16"):
         info = np.iinfo(tensor.np_dtype)
