@@ -346,6 +346,25 @@ def test_float_model_quantized_by_us_in_tflite_scheme(tmp_path):
     assert np.abs(got - want).max() < 0.1 * np.abs(want).max() + 4 * qo.scale[0]
 
 
+def test_cli_quantize_float_and_import_torch_take_their_own_files(tmp_path):
+    """`quantize-float` reads a float .onnx and `import-torch` a TorchScript file, as the README shows:
+    neither is loaded as a tinypatch model first (that refused both: 'a float model', 'unknown model file type')."""
+    torch.manual_seed(4)
+    net = _Small().eval()
+    float_onnx = export(net, (1, 3, 17, 17), tmp_path / "f.onnx")
+    script = tmp_path / "small.pt"
+    torch.jit.save(torch.jit.trace(net, torch.randn(1, 3, 17, 17)), str(script))
+    np.save(tmp_path / "cal.npy", np.random.RandomState(0).randn(4, 3, 17, 17).astype(np.float32))
+    cli = [sys.executable, "-m", "tinypatch.cli"]
+    for args, out in ((["quantize-float", str(float_onnx), "--calibration", str(tmp_path / "cal.npy")], "q.onnx"),
+                      (["import-torch", str(script), "--input-shape", "1,3,17,17"], "t.onnx")):
+        r = subprocess.run([*cli, *args, "-o", str(tmp_path / out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert load_onnx(str(tmp_path / out)).ops
+    r = subprocess.run([*cli, "analyze", str(float_onnx)], capture_output=True, text=True)
+    assert r.returncode == 2 and "`tinypatch quantize-float MODEL.onnx" in r.stderr
+
+
 class _Upsampler(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -531,12 +531,17 @@ def _clock() -> float:
     return started
 
 
+# commands whose MODEL is not one tinypatch loads: a PyTorch file, a float ONNX model
+_FOREIGN_MODELS = frozenset({"import-torch", "quantize-float"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.started = _clock()
     console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
-        if getattr(args, "model", None) is not None:  # every model is validated once, under --max-tensor-bytes
+        if getattr(args, "model", None) is not None and args.command not in _FOREIGN_MODELS:
+            # every model is validated once, under --max-tensor-bytes
             args.model = api.load(args.model, max_tensor_bytes=args.max_tensor_bytes)
         return COMMANDS[args.command](args, console)
     except (TinypatchError, OSError) as exc:  # OSError: the file system said no (a folder we cannot write, ...)

@@ -691,7 +691,7 @@ def _check_ops(model: Any, path: str) -> None:
     if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") or n.op_type.startswith("QLinear")
                for n in model.graph.node):
         raise ModelLoadError(f"{path}: a float model (no QuantizeLinear/DequantizeLinear/QLinear* nodes): "
-                             "quantize it first: `tinypatch quantize MODEL.onnx --calibration SAMPLES.npy -o MODEL-int8.onnx`")
+                             "quantize it first: `tinypatch quantize-float MODEL.onnx --calibration SAMPLES.npy -o MODEL-int8.onnx`")
 
 
 def _inputs(imp: _Importer, path: str) -> None:
