@@ -61,6 +61,21 @@ def _calibrate(model, samples: list[np.ndarray]) -> dict[str, tuple[float, float
     return ranges
 
 
+def _constants(graph, nh) -> tuple[dict[str, np.ndarray], list]:  # noqa: ANN001
+    """The graph's constants by name (initializers, Constant nodes' values, and Identity nodes over a
+    constant, as torch.onnx.export writes shared weights) and the nodes that are not constants."""
+    inits = {t.name: nh.to_array(t) for t in graph.initializer}
+    nodes = []
+    for n in graph.node:
+        if n.op_type == "Constant" and [a.name for a in n.attribute] == ["value"]:
+            inits[n.output[0]] = nh.to_array(n.attribute[0].t)
+        elif n.op_type == "Identity" and n.input[0] in inits:
+            inits[n.output[0]] = inits[n.input[0]]
+        else:
+            nodes.append(n)
+    return inits, nodes
+
+
 def quantize_float_onnx(path: str, calibration: list[np.ndarray], out_path: str) -> str:
     """Write ``out_path``: the float model ``path`` quantized in TFLite's int8 scheme (QDQ form)."""
     onnx = _onnx()
@@ -74,17 +89,17 @@ def quantize_float_onnx(path: str, calibration: list[np.ndarray], out_path: str)
         raise ModelLoadError("no calibration samples")
     ranges = _calibrate(model, samples)
     g = model.graph
-    inits = {t.name: nh.to_array(t) for t in g.initializer}
+    inits, graph_nodes = _constants(g, nh)
     users: dict[str, list] = {}
-    for n in g.node:
+    for n in graph_nodes:
         for t in n.input:
             users.setdefault(t, []).append(n)
     # fold Relu / Clip into the range of the tensor they read
     renamed: dict[str, str] = {}
     nodes = []
-    for n in g.node:
+    for n in graph_nodes:
         src = n.input[0] if n.input else ""
-        prod_ok = any(src in p.output and p.op_type in ("Conv", "Gemm", "MatMul", "Add") for p in g.node)
+        prod_ok = any(src in p.output and p.op_type in ("Conv", "Gemm", "MatMul", "Add") for p in graph_nodes)
         if n.op_type in _FOLDABLE and prod_ok and len(users.get(src, [])) == 1 and src not in {o.name for o in g.output}:
             renamed[src] = n.output[0]
             continue
@@ -148,7 +163,7 @@ def quantize_float_onnx(path: str, calibration: list[np.ndarray], out_path: str)
         name = renamed.get(o.name, o.name)
         outs.append(helper.make_tensor_value_info(f"{name}_dq", onnx.TensorProto.FLOAT, None))
     read = {t for n in new_nodes for t in n.input}
-    keep_inits = [t for t in g.initializer if t.name in read]
+    keep_inits = [nh.from_array(v, k) for k, v in inits.items() if k in read]
     graph = helper.make_graph(new_nodes, g.name or "model", list(i for i in g.input if i.name not in inits),
                               outs, keep_inits + new_inits)
     out = helper.make_model(graph, opset_imports=list(model.opset_import))
