@@ -239,11 +239,11 @@ def test_resize_window_equals_whole_image(data, h, w, oh, ow, mode) -> None:
     y1, x1 = data.draw(st.integers(y0 + 1, oh)), data.draw(st.integers(x0 + 1, ow))
     rows, cols = k.source_indices((h, w))
     r0, r1, c0, c1 = rows[y0:y1].min(), rows[y0:y1].max() + 1, cols[x0:x1].min(), cols[x0:x1].max() + 1
-    window = k.resize_window(x[:, r0:r1, c0:c1], (r0, c0), ((y0, y1), (x0, x1)), (h, w))
+    window = k.window(x[:, r0:r1, c0:c1], (r0, c0), ((y0, y1), (x0, x1)))
     np.testing.assert_array_equal(window, full[:, y0:y1, x0:x1])
     if r0 > 0:
         with pytest.raises(InputError):
-            k.resize_window(x[:, r0:r1, c0:c1], (r0 - 1, c0), ((y0, y1), (x0, x1)), (h, w))
+            k.window(x[:, r0:r1, c0:c1], (r0 - 1, c0), ((y0, y1), (x0, x1)))
 
 
 # --- loose float references ------------------------------------------------------------------

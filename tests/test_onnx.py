@@ -34,6 +34,7 @@ from tinypatch.errors import ModelLoadError, TinypatchError, UnsupportedOperator
 from tinypatch.frontends.load import load_model  # noqa: E402
 from tinypatch.frontends.onnx import load_onnx  # noqa: E402
 from tinypatch.frontends.onnx_reference import onnxruntime_outputs  # noqa: E402
+import tinypatch.kernels.onnxruntime as ort_arith  # noqa: E402
 from tinypatch.planning.search import search  # noqa: E402
 from tinypatch.runtime.executor import run  # noqa: E402
 from tinypatch.runtime.plan_executor import PlanExecutor  # noqa: E402
@@ -216,7 +217,10 @@ def test_from_torch_reaches_a_c_project_in_one_call(tmp_path):
         run(g, [x])[g.outputs[0]].tobytes()
 
 
-def test_arith_modes_differ_and_are_counted(tmp_path):
+def test_arith_modes_differ_and_are_counted(tmp_path, monkeypatch):
+    """Where onnxruntime's integer sums are exact (a CPU with VNNI), the two arithmetics differ only in
+    rounding: by a few steps at most."""
+    monkeypatch.setattr(ort_arith, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_vnni"}))
     nchw, _ = _small_models(tmp_path)
     g = load_onnx(str(nchw))
     x = np.random.RandomState(5).randint(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
@@ -427,3 +431,31 @@ def test_cli_run_arith_onnxruntime_compares_with_onnxruntime(tmp_path):
     assert result.ok and result.arith_check.onnxruntime_differ == 0 and result.arith == "onnxruntime"
     with pytest.raises(tinypatch.errors.UsageError):
         tinypatch.run(str(nchw), str(plan), arith="float")
+
+
+def test_u8s8_pairs_saturate_as_vpmaddubsw(monkeypatch):
+    """MLAS's uint8 x int8 GEMM without VNNI: each pair of products (2i, 2i + 1) summed in int16 with
+    saturation, the pair sums added exactly; the excess over the exact sum checked pair by pair."""
+    rs = np.random.RandomState(7)
+    for k, zp in ((27, -19), (8, -128), (5, 40)):
+        cols = rs.randint(-128, 128, (6, k)) - zp  # int8 activations minus their zero point
+        w = rs.randint(-127, 128, (k, 4))
+        w[:2] = 127  # a pair that reaches int16's limit with a large activation
+        cols[0, :2] = 127 - zp
+        want = np.zeros((6, 4), np.int64)
+        for p in range(6):
+            a = list(cols[p] + zp + 128) + [0]
+            for c in range(4):
+                wc = list(w[:, c]) + [0]
+                pairs = [a[i] * wc[i] + a[i + 1] * wc[i + 1] for i in range(0, k, 2)]
+                want[p, c] = sum(min(max(s, -32768), 32767) for s in pairs) - sum(pairs)
+        got = ort_arith.u8s8_pair_excess(cols, zp, w)
+        assert got is not None and (got == want).all() and want[0, 0] < 0
+    assert ort_arith.u8s8_pair_excess(np.zeros((2, 4), np.int64), 0, np.full((4, 3), 64)) is None  # cannot saturate
+    for flags, saturates in (("avx2", True), ("avx2,avx512f,avx512bw", True), ("avx2,avx_vnni", False),
+                             ("avx2,avx512f,avx512_vnni", False), ("", False)):
+        monkeypatch.setenv("TINYPATCH_ORT_CPU", flags)
+        ort_arith.cpu_flags.cache_clear()
+        assert ort_arith.u8s8_saturates() is saturates
+        assert ort_arith.sgemm_block_k() == (128 if "avx512f" in flags else 256)
+    ort_arith.cpu_flags.cache_clear()

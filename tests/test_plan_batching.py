@@ -508,11 +508,72 @@ def test_a_stale_cached_column_is_caught_where_rows_carry_nothing(monkeypatch, p
         ex([_input(g)])
 
 
-def test_a_placement_overlap_only_the_largest_claim_hits_is_caught(monkeypatch):
-    """A tile buffer placed so that only the largest tile's claim reaches the next live buffer: the walk
-    of each op's largest region raises; without it (only the keyed tiles walked) the run would not.
-    A narrow first tile row and column: the largest claims are interior tiles', which no key walks."""
-    g, plan = _rows_fresh({1: "cache_w", 3: "cache_w"}, cuts=[0, 1, 4, 7, 10])
+def _unet_mini() -> Graph:
+    """conv 3x3, 2x2 max pool, conv 3x3, nearest upsampling x2, conv 3x3 (a U-Net's step down and up): on
+    one-pixel tile columns of a ``cache_w`` stage the ops before the pool hold nothing in every other
+    tile column (empty regions, as in a converter-made U-Net's default plan), and the stage holds a
+    gather (the resize)."""
+    b = Builder("unet_mini", seed=5)
+    x = b.input((1, 12, 12, 3))
+    x = b.conv(x, 4, 3, 1, name="c0")
+    x = b.pool(x, "max", 2, 2, name="mp1")
+    x = b.conv(x, 5, 3, 1, name="c2")
+    x = b.resize_nearest(x, (12, 12), name="up3")
+    x = b.conv(x, 3, 3, 1, name="c4")
+    return b.finish([x])
+
+
+def _pooled(modes: dict[int, str], rows: list[int], cols: list[int]) -> tuple[Graph, Plan]:
+    """:func:`_unet_mini` as one stage on cuts ``rows`` x ``cols``, its ops cached as ``modes`` says."""
+    g = _unet_mini()
+    plan = _plan(g, [Stage(0, 5, rows, cols, modes)])
+    check_plan(g, plan)
+    return g, plan
+
+
+_POOLED = [{2: "cache_w", 3: "cache_w"}, {0: "cache_w", 2: "cache_w", 3: "cache_w"}, {k: "cache_w" for k in range(4)}]
+
+
+@pytest.mark.parametrize("modes", _POOLED)
+@pytest.mark.parametrize("rows", [split_even(12, 4), [0, 1, 6, 12]])
+@pytest.mark.parametrize("cols", [list(range(13)), [0, 1, 2, 3, 4, 5, 9, 10, 11, 12]])
+def test_rows_carrying_nothing_beside_empty_columns_walk_one_tile_per_new_row(modes, rows, cols):
+    """A stage whose rows carry nothing, with ops holding nothing in every other tile column and a
+    gather: tile row 0 walks one tile per column key, each later row key one tile (column 0), each
+    op's largest region one tile (on the wide column: after skipped tiles, some holding no region of
+    a cached op); bytes, arena and high-water mark are the tile loop's."""
+    g, plan = _pooled(modes, rows, cols)
+    ex = pe.PlanExecutor(g, plan)
+    st_ = ex.stage_at[0]
+    assert any(pe._empty(sp[k]) for sp in st_.w.spans for k in st_.info.tile_ops), "no empty region"
+    assert any(ex.layout[k][2] for k in st_.info.tile_ops), "no gather"
+    forced = ex._separable(st_)
+    assert forced
+    walked = _walked(ex, g)
+    assert set(forced) <= set(walked)
+    assert all(j == 0 or i == 0 or (i, j) in forced for i, j in walked), walked
+    tiles = (len(rows) - 1) * (len(cols) - 1)
+    assert len(walked) < tiles // 2 and len(ex.skips[0][0]) == tiles - len(walked), walked
+    assert_batched_same(g, plan, _input(g))
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.lists(st.integers(1, 11), max_size=4, unique=True), st.lists(st.integers(1, 11), min_size=4, unique=True),
+       st.sampled_from(_POOLED))
+def test_rows_carrying_nothing_beside_empty_columns_on_uneven_cuts_match_the_tile_loop(rows, cols, modes):
+    """``cache_w`` stages holding a pool and a gather on uneven cuts (narrow columns leave ops before
+    the pool empty regions): the separable walk leaves the tile loop's bytes."""
+    try:
+        g, plan = _pooled(modes, [0, *sorted(rows), 12], [0, *sorted(cols), 12])
+    except PlanError:
+        assume(False)
+    assert_batched_same(g, plan, _input(g))
+
+
+def _overlap_only_the_largest_claim_hits(monkeypatch: pytest.MonkeyPatch, g: Graph, plan: Plan) -> None:
+    """Op 0's tile buffer placed so that only its largest claim reaches the next buffer: the batched
+    first run raises the tile loop's PlanError; without the largest regions' walks it would not."""
     ex = pe.PlanExecutor(g, plan)
     st_ = ex.stage_at[0]
     k = 0  # the first conv: recomputed, its tile buffer claimed tile by tile
@@ -531,8 +592,8 @@ def test_a_placement_overlap_only_the_largest_claim_hits_is_caught(monkeypatch):
     assert claim > second + 16 and start - claim + 16 >= offsets[buf], (sizes, start)
     moved = start - claim + 16  # only the largest claim reaches the next buffer
 
-    def run(forced: bool) -> None:
-        e = pe.PlanExecutor(g, plan)
+    def run(forced: bool, batch: bool = True) -> None:
+        e = pe.PlanExecutor(g, plan, batch=batch)
         monkeypatch.setitem(e.placement.offsets, buf, moved)
         name, b, _, *rest = e.out_buf[k]
         e.out_buf[k] = (name, b, moved, *rest)
@@ -541,8 +602,24 @@ def test_a_placement_overlap_only_the_largest_claim_hits_is_caught(monkeypatch):
             monkeypatch.setattr(e, "_separable", lambda s: separable(s) and set())
         e([_input(g)])
     run(False)  # the keyed tiles' claims miss it
-    with pytest.raises(PlanError, match="collides"):
-        run(True)
+    for batch in (False, True):
+        with pytest.raises(PlanError, match="collides"):
+            run(True, batch)
+
+
+@pytest.mark.parametrize("case", ["no empty region", "empty columns"])
+def test_a_placement_overlap_only_the_largest_claim_hits_is_caught(monkeypatch, case):
+    """A tile buffer placed so that only the largest tile's claim reaches the next live buffer: the walk
+    of each op's largest region raises; without it (only the keyed tiles walked) the run would not.
+    A narrow first tile row and column: the largest claims are interior tiles', which no key walks
+    (with empty columns: tiles beside ones where op 0 claims 0 bytes)."""
+    if case == "no empty region":
+        g, plan = _rows_fresh({1: "cache_w", 3: "cache_w"}, cuts=[0, 1, 4, 7, 10])
+    else:
+        g, plan = _pooled({2: "cache_w", 3: "cache_w"}, [0, 1, 6, 12], [0, 1, 2, 3, 4, 5, 9, 10, 11, 12])
+        st_ = pe.PlanExecutor(g, plan).stage_at[0]
+        assert any(pe._empty(sp[0]) for sp in st_.w.spans), "op 0 holds something in every tile column"
+    _overlap_only_the_largest_claim_hits(monkeypatch, g, plan)
 
 
 @settings(max_examples=12, deadline=None, derandomize=True, database=None,

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_plan_batching import _chain, _input, _plan, assert_batched_same
 
 import tinypatch.runtime.plan_executor as pe
 from tinypatch.analysis.regions import AxisMap, axis_maps, split_even
 from tinypatch.errors import PlanError
+from tinypatch.frontends.random_cnn import CnnBuilder
 from tinypatch.frontends.synth import Builder
+from tinypatch.ir import Graph, Op, Tensor
 from tinypatch.kernels import prepare
-from tinypatch.planning.plan import Stage
+from tinypatch.planning.check import check_plan
+from tinypatch.planning.plan import Plan, Stage
 from tinypatch.planning.tiles import OpSpan
 from tinypatch.runtime.stage_replay import TiledChecks, _exact, _widen
 
@@ -325,3 +328,234 @@ def test_the_first_run_catches_a_placement_overlap():
     with pytest.raises(PlanError, match="collides"):
         ex([_input(g)])
     assert 0 not in ex.replays
+
+
+# --- stages holding a gather (resize, transpose conv) ----------------------------------------------
+_GATHERS = ("nearest", "bilinear", "transpose_conv")
+
+
+def _gather_chain(kind: str, h: int, w: int, out: tuple[int, int], flags: tuple[bool, bool], seed: int = 3) -> Graph:
+    """conv 3x3, the gather (a resize to ``out``, align_corners / half_pixel_centers ``flags``; or a
+    stride-2 transpose conv, SAME when ``flags[0]``), conv 3x3."""
+    b = CnnBuilder(np.random.default_rng(seed), (1, h, w, 3), f"gather_{kind}")
+    b.conv(4, 3, 3, (1, 1), (1, 1), "SAME", "RELU")
+    if kind == "nearest":
+        b.resize(*out, *flags)
+    elif kind == "bilinear":
+        b.resize_bilinear(*out, flags[0] and not flags[1], flags[1])
+    else:
+        b.transpose_conv(5, 3, 2, (2, 2), "SAME" if flags[0] else "VALID", flags[1], "RELU")
+    b.conv(3, 3, 3, (1, 1), (1, 1), "SAME")
+    return b.finish()
+
+
+def _cuts(draw: st.DrawFn, size: int) -> list[int]:
+    return sorted({0, size, *draw(st.lists(st.integers(1, max(size - 1, 1)), max_size=4))})
+
+
+@st.composite
+def _gather_case(draw: st.DrawFn) -> tuple[Graph, np.ndarray, Plan]:
+    """A conv-gather-conv chain and a one-stage plan on random cuts, the stage starting at the gather or
+    before it, in a drawn halo mode."""
+    kind = draw(st.sampled_from(_GATHERS))
+    h, w = draw(st.integers(3, 8)), draw(st.integers(3, 8))
+    out = (draw(st.integers(h, 2 * h + 1)), draw(st.integers(w, 2 * w + 1)))
+    g = _gather_chain(kind, h, w, out, (draw(st.booleans()), draw(st.booleans())), draw(st.integers(0, 9)))
+    start = draw(st.integers(0, 1))
+    oh, ow = g.tensors[g.ops[2].outputs[0]].shape[1:3]
+    mode = draw(st.sampled_from(["recompute", "cache_w", "cache"]))
+    stage = Stage(start, 3, _cuts(draw, oh), _cuts(draw, ow), {k: mode for k in range(start, 2)})
+    plan = _plan(g, [stage], draw(st.booleans()))
+    try:
+        check_plan(g, plan)
+    except PlanError:
+        assume(False)
+    x = np.random.default_rng(draw(st.integers(0, 9))).integers(-128, 128, (1, h, w, 3), dtype=np.int8)
+    return g, x, plan
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(_gather_case())
+def test_stages_holding_a_gather_replay_as_the_tile_loop(case):
+    """A stage holding a resize (nearest, bilinear) or a transpose conv, on random cuts and halo modes:
+    its runs replay (the gather's tile ops shown by their tables) and give the tile loop's bytes, arena
+    and high-water mark."""
+    g, x, plan = case
+    ex = assert_batched_same(g, plan, x)
+    start = plan.stages[0].start
+    assert ex.replays[start] is not None, "the stage does not replay"
+    assert not ex.replays[start][1].gathers, "a gather tile op not shown by its tables"
+
+
+@pytest.mark.parametrize("kind", _GATHERS)
+def test_recompute_stages_holding_a_gather_group_like_tiles_on_provenance_only(monkeypatch, kind):
+    """A recompute stage holding a gather: its first run's walk on provenance walks one tile per group of
+    like tiles (same geometry; no kernel runs there), and gives the tile loop's bytes, arena and
+    high-water mark; a run whose recorded effect does not apply walks on values tile by tile (a gather
+    does not batch), with the tile loop's bytes too."""
+    g = _gather_chain(kind, 6, 6, (12, 12), (False, False))
+    oh, ow = g.tensors[g.ops[2].outputs[0]].shape[1:3]
+    plan = _plan(g, [Stage(1, 3, split_even(oh, 6), split_even(ow, 6))])
+    check_plan(g, plan)
+    x = _input(g)
+    assert_batched_same(g, plan, x)
+    ex = pe.PlanExecutor(g, plan)
+    ex([x])
+    grouped = set().union(*ex.stored.values())  # tiles stored with their group's first, not walked
+    assert len(grouped) >= 4, "no like tiles grouped on provenance: the test would not exercise it"
+    monkeypatch.setattr(ex.replays[1][0], "applies", lambda arena: False)  # every later run walks on values
+    ref = pe.PlanExecutor(g, plan, batch=False)([x])
+    got = ex([x])
+    assert got.outputs[g.outputs[0]].tobytes() == ref.outputs[g.outputs[0]].tobytes()
+    assert got.touched_high_water == ref.touched_high_water
+
+
+def _off_tables(kernel, flip: bool = False):  # noqa: ANN001, ANN202
+    """``kernel.tables`` with tile windows' row sources in reverse order (``flip``: inside the slice,
+    other rows), or their weights in another dtype (value-neutral for a nearest resize); the whole
+    image's (from origin 0 over the whole axis) as they are."""
+    tables = kernel.tables
+
+    def off(ax, out, origin):  # noqa: ANN001, ANN202
+        src, used, weights = tables(ax, out, origin)
+        if out == (0, kernel.out.shape[1 + ax]) and origin == 0:
+            return src, used, weights
+        if not flip:
+            return src, used, weights.astype(np.int32)
+        return (src[::-1] if ax == 0 else src), used, weights
+    return off
+
+
+def _fpn_like() -> tuple[Graph, Plan, np.ndarray]:
+    """The nearest chain (4x4 -> 8x8) as one 4x4-tile stage from the resize on."""
+    g = _gather_chain("nearest", 4, 4, (8, 8), (False, False))
+    return g, _plan(g, [Stage(1, 3, [0, 2, 4, 6, 8], [0, 2, 4, 6, 8])]), _input(g)
+
+
+def test_a_gather_tile_off_its_tables_is_caught_on_every_run(monkeypatch):
+    """A resize whose tile tables are not the whole image's restricted (row sources reversed): its
+    tile ops are not shown, run on their own slices every run (the first one's replay included) and
+    differ from the whole image: a PlanError on the first run and on the next."""
+    g, plan, x = _fpn_like()
+    ex = pe.PlanExecutor(g, plan)
+    monkeypatch.setattr(ex.kernels[1], "tables", _off_tables(ex.kernels[1], flip=True))
+    for _ in range(2):
+        with pytest.raises(PlanError, match=r"tile \(\d+, \d+\) of op 1 computes other bytes"):
+            ex([x])
+        assert ex.replays[1] is not None and ex.replays[1][1].gathers
+
+
+def test_gather_tile_ops_not_shown_run_on_their_slices_every_run(monkeypatch):
+    """Tile tables other than the whole image's but computing the same bytes (a nearest resize's empty
+    weights in another dtype): the tile ops run on their own slices (one per like class) every run and
+    the runs replay as the tile loop; a gather going wrong on tile slices after the first run is a
+    PlanError on the next."""
+    g, plan, x = _fpn_like()
+    ex = pe.PlanExecutor(g, plan)
+    kernel = ex.kernels[1]
+    monkeypatch.setattr(kernel, "tables", _off_tables(kernel))
+    want = pe.PlanExecutor(g, plan, batch=False)([x]).outputs
+    for _ in range(2):
+        got = ex([x]).outputs
+        assert all(got[n].tobytes() == want[n].tobytes() for n in g.outputs)
+    checks = ex.replays[1][1]
+    assert checks.gathers and len(checks.gathers) < 16, "every tile op, or none, checked: no like classes"
+    gather = kernel.gather
+    whole = g.tensors[g.ops[1].inputs[0]].shape[1:3]
+    monkeypatch.setattr(kernel, "gather", lambda x_, rows, cols: gather(x_, rows, cols) if x_.shape[1:3] == whole
+                        else gather(x_, rows, cols) ^ np.int8(1))
+    with pytest.raises(PlanError, match=r"tile \(\d+, \d+\) of op 1 computes other bytes"):
+        ex([x])
+
+
+def test_a_gather_slice_missing_a_source_is_an_input_error_as_in_the_tile_loop(monkeypatch):
+    """Tile tables whose sources leave the tile's slice: the tile loop's ``window`` refuses it
+    (InputError), and so does a batched run (the tile op, not shown, runs on its own slice)."""
+    from tinypatch.errors import InputError
+
+    g, plan, x = _fpn_like()
+    for batch in (False, True):
+        ex = pe.PlanExecutor(g, plan, batch=batch)
+        tables = ex.kernels[1].tables
+        monkeypatch.setattr(ex.kernels[1], "tables", lambda ax, out, origin, t=tables: (
+            t(ax, out, origin) if origin == 0 else (t(ax, out, origin)[0] + 9, *t(ax, out, origin)[1:])))
+        with pytest.raises(InputError, match="does not cover"):
+            ex([x])
+
+
+def _float_bilinear() -> Graph:
+    """A float32 RESIZE_BILINEAR 5x4 -> 9x7 (half-pixel centres) on its own."""
+    g = Graph("bilinear_f32")
+    g.add_tensor(Tensor("x", (1, 5, 4, 2), "float32", None))
+    g.add_tensor(Tensor("size", (2,), "int32", None, np.array([9, 7], np.int32)))
+    g.add_tensor(Tensor("y", (1, 9, 7, 2), "float32", None))
+    g.inputs, g.outputs = ["x"], ["y"]
+    g.add_op(Op("RESIZE_BILINEAR", ["x", "size"], ["y"], {"half_pixel_centers": True}))
+    return g
+
+
+@pytest.mark.parametrize("kind", [*_GATHERS, "bilinear_float32"])
+def test_gather_windows_are_the_whole_image_restricted(kind):
+    """:meth:`~tinypatch.kernels.base.GatherOp.window` on a slice holding exactly the used sources of an
+    output window gives the whole image's bytes there, for every row interval (float bilinear included:
+    its weight is the whole image's, not the position minus a slice-relative source)."""
+    if kind == "bilinear_float32":
+        g, k = _float_bilinear(), 0
+        x = np.random.default_rng(2).standard_normal((1, 5, 4, 2)).astype(np.float32)
+    else:
+        g, k = _gather_chain(kind, 5, 4, (9, 7), (False, True)), 1
+        t = g.tensors[g.ops[k].inputs[2 if kind == "transpose_conv" else 0]]
+        x = np.random.default_rng(2).integers(-128, 128, t.shape, dtype=np.int8)
+    kernel = prepare(g, g.ops[k])
+    oh, ow = kernel.out.shape[1:3]
+    whole = kernel.window(x, (0, 0), ((0, oh), (0, ow)))
+    cols = kernel.tables(1, (1, ow), 0)
+    c = cols[0][cols[1]]
+    for a in range(oh):
+        for b in range(a + 1, oh + 1):
+            rows = kernel.tables(0, (a, b), 0)
+            r = rows[0][rows[1]]
+            got = kernel.window(x[:, r.min(): r.max() + 1, c.min(): c.max() + 1], (int(r.min()), int(c.min())),
+                                ((a, b), (1, ow)))
+            assert got.tobytes() == whole[:, a:b, 1:].tobytes(), (a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sram", ["32KB", "64KB"])
+@pytest.mark.parametrize("name", ["fpn_detector_96_b1", "unet_64_b1"])
+def test_converter_made_gather_stages_replay_as_the_tile_loop(tf_models, name, sram):
+    """The converter-made FPN detector (nearest upsampling) and U-Net (transpose conv, bilinear) under
+    their fewest-MAC plans within ``sram``, input outside the arena: the first and a later run give the
+    tile loop's bytes, arena and high-water mark, and every stage holding a gather replays with each
+    gather tile op shown by its tables."""
+    from tinypatch import api, load
+    from tinypatch.runtime.inputs import model_inputs
+
+    path = tf_models / f"{name}.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} was not built")
+    g = load(str(path))
+    (x,) = model_inputs(g, None)
+    ex = assert_batched_same(g, api.plan(str(path), sram=sram, include_input=False).plan, x)
+    gathers = [s for s, st_ in ex.stage_at.items() if any(ex.layout[k][2] for k in st_.info.tile_ops)]
+    assert gathers, "no stage holds a gather: the test would not exercise them"
+    assert all(ex.replays[s] is not None and not ex.replays[s][1].gathers for s in gathers)
+
+
+@pytest.mark.parametrize("kind", _GATHERS)
+def test_a_placement_overlap_in_a_gather_stage_is_the_tile_loops_plan_error(kind):
+    """A cached stage holding a gather, its resize's (transpose conv's) line buffer placed over its
+    cached map: the batched executor's first run (a walk on provenance) raises the tile loop's
+    PlanError."""
+    g = _gather_chain(kind, 6, 5, (11, 9), (True, False))
+    oh, ow = g.tensors[g.ops[2].outputs[0]].shape[1:3]
+    plan = _plan(g, [Stage(0, 3, split_even(oh, 3), split_even(ow, 2), {0: "cache", 1: "cache"})])
+    for batch in (False, True):
+        ex = pe.PlanExecutor(g, plan, batch=batch)
+        name = g.ops[1].outputs[0]
+        lines = pe.line_buffer_name(name)
+        assert lines in ex.placement.offsets, "no line buffer: the test would not exercise the overlap"
+        ex.placement.offsets[lines] = ex.placement.offsets[ex.buffer_of[name]]
+        with pytest.raises(PlanError, match="collides"):
+            ex([_input(g)])

@@ -16,6 +16,7 @@ unless a later operator needs a layout the data is not in. The IR records
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -779,7 +780,10 @@ def load_onnx(path: str) -> Graph:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as e:
         # a damaged file that still parses: inconsistent tensors, attributes or shapes
         raise ModelLoadError(f"{path}: malformed ONNX model ({type(e).__name__}: {str(e)[:200]})") from e
-    imp.g.meta["onnx"]["float_ops"] = sorted(_onnxruntime_float_ops(path) & {op.name for op in imp.g.ops})
+    float_ops, u8_ops = _onnxruntime_kernels(path)
+    names = {op.name for op in imp.g.ops}
+    imp.g.meta["onnx"]["float_ops"] = sorted(float_ops & names)
+    imp.g.meta["onnx"]["u8_ops"] = sorted(u8_ops & names)
     imp.g.meta["onnx"]["path"] = os.path.abspath(path)  # for comparing with onnxruntime later
     imp.g.validate()
     return imp.g
@@ -787,15 +791,20 @@ def load_onnx(path: str) -> Graph:
 
 # float operators onnxruntime may leave between DequantizeLinear and QuantizeLinear
 _FLOAT_ARITH = ("Conv", "Gemm", "MatMul", "Add", "Mul", "GlobalAveragePool", "ReduceMean")
+# fused integer GEMM kernels: the activation zero point is their third input
+_INT_GEMMS = ("QLinearConv", "QGemm", "QLinearMatMul")
+_FUSED_NAME = re.compile(r"_token_\d+$")  # what onnxruntime appends to a node it fused
 
 
-def _onnxruntime_float_ops(path: str) -> set[str]:
-    """Names of the nodes onnxruntime (CPU, default optimizations) runs in float32 rather than as
-    fused int8 kernels: its graph optimizer decides per node, so we ask it (empty without onnxruntime)."""
+def _onnxruntime_kernels(path: str) -> tuple[set[str], set[str]]:
+    """Names of the nodes onnxruntime (CPU, default optimizations) runs in float32 rather than as fused
+    int8 kernels, and of those it runs as fused GEMMs on uint8 activations (a QDQ model's int8
+    activations moved to uint8 on x86, see :func:`~tinypatch.kernels.onnxruntime.u8s8_pair_excess`): its
+    graph optimizer decides per node and per CPU, so we ask it (empty sets without onnxruntime)."""
     try:
         import onnxruntime as ort  # noqa: PLC0415 (optional dependency)
     except ImportError:
-        return set()
+        return set(), set()
     import tempfile  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -806,8 +815,11 @@ def _onnxruntime_float_ops(path: str) -> set[str]:
             ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
             model = _onnx().load(opts.optimized_model_filepath)
         except Exception:  # onnxruntime refuses the model: no reference arithmetic to record
-            return set()
-    return {n.name for n in model.graph.node if n.op_type in _FLOAT_ARITH}
+            return set(), set()
+    uint8 = {i.name for i in model.graph.initializer if i.data_type == _onnx().TensorProto.UINT8}
+    return ({n.name for n in model.graph.node if n.op_type in _FLOAT_ARITH},
+            {_FUSED_NAME.sub("", n.name) for n in model.graph.node
+             if n.op_type in _INT_GEMMS and len(n.input) > 2 and n.input[2] in uint8})
 
 
 def _fuse_reshapes(g: Graph) -> None:

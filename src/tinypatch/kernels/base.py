@@ -298,3 +298,55 @@ class SpatialOp(PreparedOp):
         if key is not None:
             self._geometry[key] = got
         return got
+
+
+# --- gathers ---------------------------------------------------------------------------------
+Tables = tuple[np.ndarray, np.ndarray, np.ndarray]  # (sources [n, m], used [n, m], weights [n, ...]) of n outputs
+
+
+class GatherOp(PreparedOp):
+    """An operator whose output row (column) ``o`` is computed from the input rows (columns) its index
+    tables name (resizes, transpose conv): per axis, :meth:`whole_tables` gives for every output index
+    ``m`` source indices (``used``: whether each one contributes) and its weights. Pixel (y, x) of the
+    output depends on the input only at the used sources of row y and column x, with row y's and column
+    x's weights (:meth:`gather`'s locality, as a window kernel's output pixel depends only on its window).
+
+    :meth:`window` computes output rows ``[y0, y1)`` x columns ``[x0, x1)`` from an input slice whose
+    top-left pixel is ``in_origin``: with the whole image's tables restricted to the window and their
+    sources offset by the slice's origin (:meth:`tables`), so a slice holding the whole input's pixels
+    there gives the whole image's output bytes there; a slice that misses a used source is an InputError.
+    """
+
+    def __init__(self, graph: Graph, op: Op) -> None:
+        super().__init__(graph, op)
+        self._whole: dict[int, Tables] = {}  # per axis, the whole image's tables once made
+
+    def whole_tables(self, ax: int) -> Tables:
+        """The whole image's tables along axis ``ax`` (0: H, 1: W)."""
+        raise NotImplementedError
+
+    def gather(self, x: np.ndarray, rows: Tables, cols: Tables) -> np.ndarray:
+        """The output of ``x`` (batch stacked) by row tables ``rows`` and column tables ``cols`` (sources
+        relative to ``x``, every used one inside it)."""
+        raise NotImplementedError
+
+    def tables(self, ax: int, out: tuple[int, int], origin: int) -> Tables:
+        """The tables of output interval ``out`` along axis ``ax`` for a slice starting at input index
+        ``origin``: the whole image's, restricted to ``out``, sources offset by ``origin``."""
+        whole = self._whole.get(ax)
+        if whole is None:
+            whole = self._whole[ax] = self.whole_tables(ax)
+        src, used, weights = whole
+        a, b = out
+        return src[a:b] - origin, used[a:b], weights[a:b]
+
+    def window(self, x_region: np.ndarray, in_origin: tuple[int, int],
+               out_window: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+        """Output window ``out_window`` of the whole image from the input slice at ``in_origin``."""
+        rows, cols = (self.tables(ax, out_window[ax], in_origin[ax]) for ax in (0, 1))
+        for (src, used, _), size in ((rows, x_region.shape[1]), (cols, x_region.shape[2])):
+            got = src[used]
+            if got.size and (got.min() < 0 or got.max() >= size):
+                raise InputError(f"{self.op.name}: input region at {in_origin} of size {x_region.shape[1:3]} "
+                                 f"does not cover output window {out_window}")
+        return self.gather(x_region, rows, cols)

@@ -37,7 +37,14 @@ from tinypatch.kernels.fixedpoint import (
     requantize_float64,
     wrap32,
 )
-from tinypatch.kernels.onnxruntime import conv_scale, im2col_block_k, requantize_float, sgemm
+from tinypatch.kernels.onnxruntime import (
+    conv_scale,
+    im2col_block_k,
+    requantize_float,
+    sgemm,
+    u8s8_pair_excess,
+    u8s8_saturates,
+)
 
 
 def per_channel_multipliers(in_scale: np.float32, w_scales: np.ndarray, out_scale: np.float32,
@@ -78,6 +85,8 @@ class _ConvBase(SpatialOp):
                 self.ort_scale = conv_scale(in_scale, ws, out_scale)
                 # onnxruntime left this Conv in float: DQ -> float conv -> Q (``float_taps``)
                 self.float_op = op.name in graph.meta.get("onnx", {}).get("float_ops", ())
+                # onnxruntime runs it on uint8 activations, in int16 pairs on this CPU (u8s8_pair_excess)
+                self.u8_pairs = op.name in graph.meta.get("onnx", {}).get("u8_ops", ()) and u8s8_saturates()
                 self.in_scale, self.out_scale, self.w_scales = in_scale, out_scale, ws
                 bias_scale = np.float32(in_scale) * ws
                 self.float_bias = (np.asarray(bias, np.int64).astype(np.float32) * bias_scale).astype(np.float64)
@@ -263,8 +272,12 @@ class Conv2D(_ConvBase):
             block = None if self.kernel_hw == (1, 1) else im2col_block_k(oh * ow)
             acc = sgemm(cols[:, order].astype(np.float32), w_f, block=block)
             return self._finish_float(acc.reshape(n, oh, ow, self.cout))
-        acc = (cols @ self.w_mat).reshape(n, oh, ow, self.cout)
-        return self._finish(acc)
+        acc = cols @ self.w_mat
+        if self.ort and self.u8_pairs:
+            excess = u8s8_pair_excess(cols, self.in_zp, self.w_mat)
+            if excess is not None:
+                acc = acc.astype(np.int64) + excess
+        return self._finish(acc.reshape(n, oh, ow, self.cout))
 
 
 @register("DEPTHWISE_CONV_2D")

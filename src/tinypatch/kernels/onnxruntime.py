@@ -13,10 +13,22 @@ Facts reproduced (read from onnxruntime's MLAS sources, written here from scratc
   even, plus ``zp_c``, saturated;
 * DequantizeLinear -> float operator -> QuantizeLinear (operators onnxruntime runs in float):
   ``float32(x - zp) * s``, the float function, ``/ s_out``, rounded half to even.
+
+Two facts depend on the CPU, as MLAS picks its kernels by CPU (:func:`cpu_flags`):
+
+* uint8 x int8 GEMMs (onnxruntime turns a QDQ model's int8 activations into uint8, plus 128, on
+  x86) multiply with ``VPMADDUBSW`` on x86 with AVX2 or AVX-512 but no VNNI: the two products of
+  each pair of K indices (2i, 2i + 1) are summed in int16, saturated, before the int32 sum
+  (:func:`u8s8_saturates`, :func:`u8s8_pair_excess`); with VNNI (``VPDPBUSD``) the sum is exact;
+* SGEMM's K block: 128 with AVX-512, 256 with AVX2/FMA3 (:func:`sgemm_block_k`; measured with a float
+  MatMul against onnxruntime 1.32 on each).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import platform
 from collections.abc import Callable
 
 import numpy as np
@@ -66,7 +78,65 @@ def quantize(f: np.ndarray, scale: np.float32, zero_point: int) -> np.ndarray:
     return np.clip(q + zero_point, -128, 127).astype(np.int8)
 
 
-SGEMM_BLOCK_K = 128
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """This x86 CPU's feature flags in /proc/cpuinfo's spelling (``avx2``, ``avx512f``, ``avx512_vnni``,
+    ``avx_vnni``), from /proc/cpuinfo or else numpy's CPU dispatch table; empty on other machines.
+    ``TINYPATCH_ORT_CPU`` (comma-separated flags) overrides it, to model onnxruntime on another CPU."""
+    forced = os.environ.get("TINYPATCH_ORT_CPU")
+    if forced is not None:
+        return frozenset(f.strip().lower() for f in forced.split(",") if f.strip())
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i386", "i686"):
+        return frozenset()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as feats  # noqa: PLC0415
+    except ImportError:
+        return frozenset()
+    names = {"AVX2": "avx2", "AVX512F": "avx512f", "AVX512VNNI": "avx512_vnni"}
+    return frozenset(flag for name, flag in names.items() if feats.get(name))
+
+
+def u8s8_saturates() -> bool:
+    """Does MLAS's uint8 x int8 GEMM sum each pair of products in int16 with saturation here
+    (``VPMADDUBSW``: x86 with AVX2 but neither AVX512-VNNI nor AVX-VNNI)?"""
+    flags = cpu_flags()
+    return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni"}
+
+
+def u8s8_pair_excess(cols: np.ndarray, zero_point: int, w: np.ndarray) -> np.ndarray | None:
+    """What the int16 saturation of ``VPMADDUBSW`` adds to the exact sum ``cols @ w`` (None: nothing, no
+    pair can saturate). ``cols`` [P, K]: int8 activations minus their zero point ``zero_point``, so the
+    kernel's uint8 operand is ``cols + zero_point + 128``; ``w`` [K, N]: int8 weights (zero point 0). Each
+    pair of products of K indices (2i, 2i + 1) is clamped to [-32768, 32767] (an odd K pairs its last
+    index with a zero)."""
+    k, n = w.shape
+    wi = np.zeros((k + k % 2, n), np.int64)
+    wi[:k] = w
+    pairs = wi.reshape(-1, 2, n)
+    risky = 255 * np.abs(pairs).sum(axis=1) > 32767  # [K / 2, N]: a pair that can leave int16
+    if not risky.any():
+        return None
+    a = np.zeros((cols.shape[0], k + k % 2), np.int64)
+    a[:, :k] = cols
+    a += zero_point + 128
+    excess = np.zeros((cols.shape[0], n), np.int64)
+    for i in np.flatnonzero(risky.any(axis=1)):
+        cs = np.flatnonzero(risky[i])
+        s = a[:, 2 * i, None] * pairs[i, 0, cs] + a[:, 2 * i + 1, None] * pairs[i, 1, cs]
+        excess[:, cs] += np.clip(s, -32768, 32767) - s
+    return excess
+
+
+def sgemm_block_k() -> int:
+    """MLAS SGEMM's K block on this CPU: 128 with AVX-512, else 256 (AVX2/FMA3)."""
+    return 128 if "avx512f" in cpu_flags() else 256
 
 
 def fma_chain(a: np.ndarray, b: np.ndarray, acc: np.ndarray | None = None) -> np.ndarray:
@@ -88,8 +158,9 @@ def im2col_block_k(pixels: int) -> int:
 
 
 def sgemm(a: np.ndarray, b: np.ndarray, c: np.ndarray | None = None, block: int | None = None) -> np.ndarray:
-    """MLAS SGEMM on x86: K in blocks (default 128), each block an FMA chain from zero, added to C."""
-    block = block or SGEMM_BLOCK_K
+    """MLAS SGEMM on x86: K in blocks (default :func:`sgemm_block_k`), each block an FMA chain from zero,
+    added to C."""
+    block = block or sgemm_block_k()
     for k0 in range(0, a.shape[1], block):
         part = fma_chain(a[:, k0:k0 + block], b[k0:k0 + block])
         c = part if c is None else (c + part).astype(F32)

@@ -2,18 +2,17 @@
 
 Source index of output row y: ``min(floor((y + o) * scale), in - 1)`` (``round`` with
 align_corners), clamped at 0 with half_pixel_centers, everything in float32 like the C
-code. :meth:`ResizeNearest.window` (and :meth:`ResizeBilinear.window`) computes any window of the output from the
-slice of input rows/columns that window reads, for patch-based execution.
+code. Both are :class:`~tinypatch.kernels.base.GatherOp`: ``window`` computes any window of the output
+from the slice of input rows/columns that window reads, for patch-based execution.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tinypatch.errors import InputError
 from tinypatch.ir import Graph, Op
 from tinypatch.ir.ops import with_defaults
-from tinypatch.kernels.base import PreparedOp, register
+from tinypatch.kernels.base import GatherOp, Tables, register
 from tinypatch.kernels.fixedpoint import float_to_int32, roundf
 
 
@@ -34,7 +33,7 @@ def nearest_source_indices(out_size: int, in_size: int, align_corners: bool,
 
 
 @register("RESIZE_NEAREST_NEIGHBOR")
-class ResizeNearest(PreparedOp):
+class ResizeNearest(GatherOp):
     dtypes = ("int8", "float32")
 
     def __init__(self, graph: Graph, op: Op) -> None:
@@ -53,31 +52,15 @@ class ResizeNearest(PreparedOp):
                 nearest_source_indices(ow, full_in_hw[1], self.align_corners, self.half_pixel_centers))
 
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
-        x = inputs[0]
-        return self.resize_window(x, (0, 0), ((0, self.out_hw[0]), (0, self.out_hw[1])), x.shape[1:3])
+        return self.window(inputs[0], (0, 0), ((0, self.out_hw[0]), (0, self.out_hw[1])))
 
-    def window(self, x_region: np.ndarray, in_origin: tuple[int, int],
-               out_window: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
-        """Output window ``out_window`` of the full resize from the input slice at ``in_origin``."""
-        return self.resize_window(x_region, in_origin, out_window, self.tensor(0).shape[1:3])
+    def whole_tables(self, ax: int) -> Tables:
+        """One source per output index, no weights."""
+        src = self.source_indices(self.tensor(0).shape[1:3])[ax].astype(np.int64)[:, None]
+        return src, np.ones(src.shape, bool), np.zeros((len(src), 0), np.int64)
 
-    def resize_window(self, x_region: np.ndarray, in_origin: tuple[int, int],
-                      out_window: tuple[tuple[int, int], tuple[int, int]],
-                      full_in_hw: tuple[int, int], full_out_hw: tuple[int, int] | None = None) -> np.ndarray:
-        """Output rows ``[y0, y1)`` x cols ``[x0, x1)`` of the full-image resize.
-
-        ``x_region`` is the input slice whose top-left pixel is ``in_origin`` in the full
-        input of size ``full_in_hw``; it must cover every source pixel of the window.
-        """
-        rows, cols = self.source_indices(tuple(full_in_hw), full_out_hw)
-        (y0, y1), (x0, x1) = out_window
-        r = rows[y0:y1] - in_origin[0]
-        c = cols[x0:x1] - in_origin[1]
-        if r.size and (r.min() < 0 or r.max() >= x_region.shape[1]) or \
-                c.size and (c.min() < 0 or c.max() >= x_region.shape[2]):
-            raise InputError(f"{self.op.name}: input region at {in_origin} of size {x_region.shape[1:3]} "
-                             f"does not cover output window {out_window}")
-        return x_region[:, r][:, :, c]
+    def gather(self, x: np.ndarray, rows: Tables, cols: Tables) -> np.ndarray:
+        return x[:, rows[0][:, 0]][:, :, cols[0][:, 0]]
 
 
 def bilinear_axis(out_size: int, in_size: int, align_corners: bool, half_pixel_centers: bool
@@ -115,7 +98,7 @@ def bilinear_axis_float(out_size: int, in_size: int, align_corners: bool, half_p
 
 
 @register("RESIZE_BILINEAR")
-class ResizeBilinear(PreparedOp):
+class ResizeBilinear(GatherOp):
     """int8: TFLite's integer path (weights in 1/1024, products summed in 64 bits, rounded half
     away from zero by 2^20); float32: TFLite's float expression evaluated in float32."""
 
@@ -143,21 +126,20 @@ class ResizeBilinear(PreparedOp):
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         return self.window(inputs[0], (0, 0), ((0, self.out_hw[0]), (0, self.out_hw[1])))
 
-    def window(self, x_region: np.ndarray, in_origin: tuple[int, int],
-               out_window: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
-        """Output rows ``[y0, y1)`` x cols ``[x0, x1)`` from the input slice whose top-left pixel is
-        ``in_origin``; the slice must cover every source row and column of the window."""
-        (y0, y1), (x0, x1) = out_window
-        (ly, uy, fy), (lx, ux, fx) = self.axis(0), self.axis(1)
-        ly, uy, fy = ly[y0:y1] - in_origin[0], uy[y0:y1] - in_origin[0], fy[y0:y1]
-        lx, ux, fx = lx[x0:x1] - in_origin[1], ux[x0:x1] - in_origin[1], fx[x0:x1]
-        for idx, size in ((np.concatenate([ly, uy]), x_region.shape[1]), (np.concatenate([lx, ux]), x_region.shape[2])):
-            if idx.size and (idx.min() < 0 or idx.max() >= size):
-                raise InputError(f"{self.op.name}: input region at {in_origin} of size {x_region.shape[1:3]} "
-                                 f"does not cover output window {out_window}")
+    def whole_tables(self, ax: int) -> Tables:
+        """Sources (lower, upper) per output index; weight: int8, the upper one's in 1/1024 (the lower
+        one's is 1024 minus it); float32, the position past the lower source (float32, as the C code)."""
+        lower, upper, frac = self.axis(ax)
+        src = np.stack([lower, upper], 1).astype(np.int64)
+        weight = frac if self.quantized else (frac - lower.astype(np.float32)).astype(np.float32)
+        return src, np.ones(src.shape, bool), weight
+
+    def gather(self, x: np.ndarray, rows: Tables, cols: Tables) -> np.ndarray:
+        (sy, _, fy), (sx, _, fx) = rows, cols
+        ly, uy, lx, ux = sy[:, 0], sy[:, 1], sx[:, 0], sx[:, 1]
         if not self.quantized:
-            return self._float(x_region, ly, uy, fy, lx, ux, fx)
-        x = x_region.astype(np.int64)
+            return self._float(x, ly, uy, fy, lx, ux, fx)
+        x = x.astype(np.int64)
         wy1, wx1 = fy[None, :, None, None], fx[None, None, :, None]
         wy0, wx0 = 1024 - wy1, 1024 - wx1
         top, bottom = x[:, ly], x[:, uy]
@@ -168,9 +150,9 @@ class ResizeBilinear(PreparedOp):
 
     @staticmethod
     def _float(x: np.ndarray, ly, uy, fy, lx, ux, fx) -> np.ndarray:  # noqa: ANN001
+        """TFLite's float expression; ``fy``, ``fx``: each output index's position past its lower source."""
         one = np.float32(1)
-        dy = (fy - ly.astype(np.float32))[None, :, None, None]
-        dx = (fx - lx.astype(np.float32))[None, None, :, None]
+        dy, dx = fy[None, :, None, None], fx[None, None, :, None]
         top, bottom = x[:, ly], x[:, uy]
         out = top[:, :, lx] * (one - dy) * (one - dx)
         out = out + bottom[:, :, lx] * dy * (one - dx)

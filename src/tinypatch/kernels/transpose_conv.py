@@ -7,18 +7,17 @@ the padding a conv with the same filter and stride would need on an input of the
 size (SAME/VALID). Sums wrap in int32, then bias, per-channel requantization as in CONV_2D
 (``double(s_in) * double(s_w[c]) / double(s_out)``), ``zp_out`` and the fused activation range.
 
-:meth:`TransposeConv.window` computes any window of the output from the input slice it reads,
-for patch-based execution.
+A :class:`~tinypatch.kernels.base.GatherOp`: ``window`` computes any window of the output from the
+input slice it reads, for patch-based execution.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tinypatch.errors import InputError
 from tinypatch.ir import Graph, Op
 from tinypatch.ir.ops import pad_before, with_defaults
-from tinypatch.kernels.base import PreparedOp, activation_range_quantized, register, saturate_int8
+from tinypatch.kernels.base import GatherOp, Tables, activation_range_quantized, register, saturate_int8
 from tinypatch.kernels.conv import per_channel_multipliers
 from tinypatch.kernels.fixedpoint import multiply_by_quantized_multiplier, wrap32
 
@@ -30,24 +29,8 @@ def transpose_pad(out_size: int, kernel: int, stride: int, padding: str) -> int:
     return pad_before(out_size, kernel, stride, 1, padding)
 
 
-def source_range(a: int, b: int, tap: int, stride: int, pad: int) -> tuple[int, int]:
-    """Input indices ``[lo, hi)`` whose tap ``tap`` lands in output interval ``[a, b)`` (may be empty)."""
-    lo = -((pad - tap + a) // -stride)  # ceil((a + pad - tap) / stride)
-    hi = (b - 1 + pad - tap) // stride + 1
-    return lo, hi
-
-
-def input_span(a: int, b: int, kernel: int, stride: int, pad: int, in_size: int) -> tuple[int, int]:
-    """Input interval every tap of output interval ``[a, b)`` reads, clipped to the input."""
-    if a >= b:
-        return 0, 0
-    lo = max(source_range(a, b, kernel - 1, stride, pad)[0], 0)
-    hi = min(source_range(a, b, 0, stride, pad)[1], in_size)
-    return (lo, hi) if lo < hi else (min(lo, in_size), min(lo, in_size))
-
-
 @register("TRANSPOSE_CONV")
-class TransposeConv(PreparedOp):
+class TransposeConv(GatherOp):
     dtypes = ("int8",)
 
     def __init__(self, graph: Graph, op: Op) -> None:
@@ -83,34 +66,40 @@ class TransposeConv(PreparedOp):
     def run(self, inputs: list[np.ndarray], pads: object = None) -> np.ndarray:
         return self.window(inputs[0], (0, 0), ((0, self.out_hw[0]), (0, self.out_hw[1])))
 
-    def window(self, x_region: np.ndarray, in_origin: tuple[int, int],
-               out_window: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
-        """Output rows ``[y0, y1)`` x cols ``[x0, x1)`` from the input slice whose top-left pixel
-        is ``in_origin`` (it must hold every input pixel that scatters into the window)."""
-        (y0, y1), (x0, x1) = out_window
-        r0, c0 = in_origin
-        n, h, w, _ = x_region.shape
-        for ax, (a, b), origin, size in ((0, (y0, y1), r0, h), (1, (x0, x1), c0, w)):
-            lo, hi = input_span(a, b, self.kernel_hw[ax], self.stride[ax], self.pad[ax], self.in_hw[ax])
-            if lo < hi and (lo < origin or hi > origin + size):
-                raise InputError(f"{self.op.name}: input region at {in_origin} of size {(h, w)} does not cover "
-                                 f"output window {out_window}")
-        xc = x_region.astype(np.float64) - np.float64(self.in_zp)
-        acc = np.zeros((n, y1 - y0, x1 - x0, self.cout), np.float64)  # exact: |sum| < 2^53
-        (sh, sw), (ph, pw) = self.stride, self.pad
-        for ky in range(self.kernel_hw[0]):
-            i0, i1 = source_range(y0, y1, ky, sh, ph)
-            i0, i1 = max(i0, r0), min(i1, r0 + h)
+    def whole_tables(self, ax: int) -> Tables:
+        """Per output index o and tap t: the input index ``(o + pad - t) / stride``, used where that
+        divides and lies inside the input; no weights (the taps are the filter's)."""
+        o = np.arange(self.out_hw[ax], dtype=np.int64)[:, None] + self.pad[ax] - np.arange(self.kernel_hw[ax])
+        src, rest = np.divmod(o, self.stride[ax])
+        return src, (rest == 0) & (src >= 0) & (src < self.in_hw[ax]), np.zeros((len(o), 0), np.int64)
+
+    def gather(self, x: np.ndarray, rows: Tables, cols: Tables) -> np.ndarray:
+        """Every used (input, tap) pair scattered onto its output pixel: per tap pair, the inputs of a
+        run of sources times the tap, added to every stride-th output."""
+        n = x.shape[0]
+        xc = x.astype(np.float64) - np.float64(self.in_zp)
+        acc = np.zeros((n, len(rows[0]), len(cols[0]), self.cout), np.float64)  # exact: |sum| < 2^53
+        (sh, sw) = self.stride
+        taps_h, taps_w = _tap_runs(rows), _tap_runs(cols)
+        for ky, (oy, i0, i1) in enumerate(taps_h):
             if i0 >= i1:
                 continue
-            for kx in range(self.kernel_hw[1]):
-                j0, j1 = source_range(x0, x1, kx, sw, pw)
-                j0, j1 = max(j0, c0), min(j1, c0 + w)
+            for kx, (ox, j0, j1) in enumerate(taps_w):
                 if j0 >= j1:
                     continue
-                part = xc[:, i0 - r0: i1 - r0, j0 - c0: j1 - c0] @ self.taps[ky, kx]
-                oy, ox = i0 * sh - ph + ky - y0, j0 * sw - pw + kx - x0
+                part = xc[:, i0:i1, j0:j1] @ self.taps[ky, kx]
                 acc[:, oy: oy + (i1 - i0 - 1) * sh + 1: sh, ox: ox + (j1 - j0 - 1) * sw + 1: sw] += part
         total = wrap32(wrap32(acc.astype(np.int64)) + self.bias)
         y = multiply_by_quantized_multiplier(total, self.multiplier, self.shift) + self.out_zp
         return saturate_int8(y, self.act_min, self.act_max)
+
+
+def _tap_runs(tables: Tables) -> list[tuple[int, int, int]]:
+    """Per tap along one axis: (first output index it reaches, its sources [lo, hi)); the outputs a
+    tap reaches are every stride-th one, from consecutive sources."""
+    src, used, _ = tables
+    out = []
+    for t in range(src.shape[1]):
+        hit = np.flatnonzero(used[:, t])
+        out.append((int(hit[0]), int(src[hit[0], t]), int(src[hit[-1], t]) + 1) if hit.size else (0, 0, 0))
+    return out

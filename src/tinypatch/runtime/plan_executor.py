@@ -76,7 +76,7 @@ class PlanExecutor:
     window a tile reads must hold the ids of the pixels it needs) to record its arena effect; every
     run, the first included, replays that effect and computes and checks the stage's values in batches
     (:mod:`~tinypatch.runtime.stage_replay`). Stages that cannot replay (mixed precision, kernels that
-    do not batch) walk on values every run.
+    neither batch nor gather, an NCHW transpose) walk on values every run.
     """
 
     def __init__(self, graph: Graph, plan: Plan, mixed: MixedPrecision | PrecisionPlan | None = None,
@@ -118,9 +118,11 @@ class PlanExecutor:
         # per op: (reads NCHW, writes NCHW, gathers): looked up once, not per tile
         self.layout = [(reads_nchw(graph, op), writes_nchw(graph, op), op_def(op.type).gather) for op in graph.ops]
         self.streams = {st.stage.start: _Stream(self, st) for st in self.buffers.tilings if st.stream}
-        self.tile_groups: dict[int, list[list[tuple[int, int]]]] = {}  # stage -> groups of like recompute tiles
-        self.stored: dict[int, set[tuple[int, int]]] = {}  # stage -> tiles stored with their batch
-        self.like_windows: dict[int, list[tuple[list, list]]] = {}  # per group: its later tiles' merged windows
+        # (stage, grouped on provenance only: see _group_key) -> groups of like recompute tiles, the tiles
+        # stored with their batch, per group its later tiles' merged windows
+        self.tile_groups: dict[tuple[int, bool], list[list[tuple[int, int]]]] = {}
+        self.stored: dict[tuple[int, bool], set[tuple[int, int]]] = {}
+        self.like_windows: dict[tuple[int, bool], list[tuple[list, list]]] = {}
         self.shadowed: dict[int, bool] = {}  # stage -> whether it takes the shadow path (cached stages)
         self.skips: dict[int, tuple] = {}  # stage -> its tiles that need no walk, their merged reads and writes, runs
         self._next_rows: dict[tuple[int, int, int], OpSpan | None] = {}  # (stage, op, tile row) -> see _next_row
@@ -207,11 +209,11 @@ class PlanExecutor:
     def _replayable(self, arena: Arena, outside: dict[str, np.ndarray],
                     st: StageTiling) -> tuple[ArenaEffect, TiledChecks] | None:
         """Stage ``st``'s arena effect from ``arena``'s state (a walk on provenance, :meth:`_walk_ids`) and
-        what computes its values, or None where every run walks it (mixed precision, a kernel that does
-        not batch, a tile op reading other than its receptive field, an effect on other bytes)."""
+        what computes its values, or None where every run walks it (mixed precision, a kernel that neither
+        batches nor gathers, a tile op reading other than its receptive field, an effect on other bytes)."""
         if not self.batch or self.mixed:
             return None
-        if not self._shadows(st) or st.stream and self.streams[st.stage.start].rows is None:
+        if not self._shadows(st, gathers=True) or st.stream and self.streams[st.stage.start].rows is None:
             return None
         values = TiledChecks(self.graph, self.kernels, st)
         if not values.usable:
@@ -343,10 +345,12 @@ class PlanExecutor:
         # mixed precision classifies and lowers each tile as it runs: no batched tiles then
         batched = self._batched(arena, outside, st, full_out, sums) \
             if not persistent and not self.mixed and self.batch else {}
-        stored = self.stored.get(st.stage.start, set()) if batched else set()
+        stored = self.stored.get(self._group_key(st), set()) if batched else set()
         if st.stage.start not in self.shadowed:
             self.shadowed[st.stage.start] = bool(persistent) and self.batch and self._shadows(st)
-        shadowed = self.shadowed[st.stage.start] and not self.mixed
+        # on provenance no kernel runs: a gather's tile ops walk as any op's (ids), its stage skips tiles too
+        shadowed = (self.shadowed[st.stage.start] or self._ids is not None and bool(persistent)
+                    and self._shadows(st, gathers=True)) and not self.mixed
         # on a walk on provenance the ids are the shadow: every tile checks all it reads
         shadow = self._ids if self._ids is not None else self._shadow(arena, outside, st) if shadowed else None
         skip: set[tuple[int, int]] = set()
@@ -414,16 +418,25 @@ class PlanExecutor:
             arena.wrote(full_out)
             arena.free(accumulator_name(st.info.output))
 
-    def _signatures(self, st: StageTiling) -> list[list[tuple | None]]:
+    def _group_key(self, st: StageTiling) -> tuple[int, bool]:
+        """Where recompute stage ``st``'s like tiles are kept: its first op, and whether they are grouped
+        on provenance only (a walk on provenance, of a stage holding an op whose kernel gathers instead
+        of batching: grouped there by geometry, :meth:`_signatures`; on values not at all)."""
+        return st.stage.start, self._ids is not None and not all(
+            op_def(self.graph.ops[k].type).batches for k in st.info.tile_ops)
+
+    def _signatures(self, st: StageTiling, gathers: bool = False) -> list[list[tuple | None]]:
         """Per axis, what makes a tile row (column) of a recompute stage batchable with others: per op,
         its region size, paddings, and where it reads (relative to a producer's region inside the
         stage, or just how much of a full-size tensor; :func:`_axis_keys`). Like tiles are those with
         the same row and column signatures. None: an op computes only part of its region, or none;
-        every signature is None where an op's kernel does not batch (gathers, slices: see the
-        operator table) or it reads an NCHW input or writes an NCHW output."""
+        every signature is None where an op's kernel does not batch (gathers unless ``gathers``, slices:
+        see the operator table) or it reads an NCHW input or writes an NCHW output. ``gathers`` (on
+        provenance, where no kernel runs): like tiles need only the same geometry, which the signature
+        is, whatever the kernel (a gather's windows included, see :meth:`_batched`)."""
         g, ops = self.graph, st.info.tile_ops
-        if not all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
-                   for k in ops):
+        if not all((op_def(g.ops[k].type).batches or gathers and self.layout[k][2])
+                   and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k]) for k in ops):
             return [[None] * len(st.h.spans), [None] * len(st.w.spans)]
         return [[key if all(sp[k].out == sp[k].need and sp[k].need[0] < sp[k].need[1] for k in ops) else None
                  for key, sp in zip(_axis_keys(g, ops, spans, self.producers), spans)]
@@ -435,22 +448,29 @@ class PlanExecutor:
         outputs, each group run as one batched kernel call per op. The other tiles of a group are
         stored here (:meth:`_store_like`); the first one claims, writes, reads and frees the tile
         buffers in the tile loop (:meth:`_store_tile`), for all of them: every like tile touches the
-        same tile-buffer bytes in the same order, each starting with them unclaimed."""
-        groups = self.tile_groups.get(st.stage.start)
+        same tile-buffer bytes in the same order, each starting with them unclaimed. That rests on the
+        geometry alone (the signature: sizes, paddings, windows read relative to the producer's region),
+        not on the kernels: on provenance, where no kernel runs, the first tile's walk checks that its
+        windows hold the ids of the pixels it needs, and a like tile's windows, at the same places of
+        the same buffers, hold its own pixels' ids (its reads of full-size tensors are checked window by
+        window, :meth:`_store_like`); so there a stage holding a gather groups too, by geometry
+        (:meth:`_group_key`), where on values its tiles run one by one."""
+        key = self._group_key(st)
+        groups = self.tile_groups.get(key)
         if groups is None:  # the plan's, worked out on the first run
             sigs: dict[tuple[int, int], list[tuple[int, int]]] = {}
             ids: dict[tuple, int] = {}  # signatures as small ints: a nested tuple's hash is not kept
             rows, cols = ([None if sig is None else ids.setdefault(sig, len(ids)) for sig in axis]
-                          for axis in self._signatures(st))
+                          for axis in self._signatures(st, gathers=key[1]))
             for i, row in enumerate(rows):
                 for j, col in enumerate(cols):
                     if row is not None and col is not None:
                         sigs.setdefault((row, col), []).append((i, j))
-            groups = self.tile_groups[st.stage.start] = [t for t in sigs.values() if len(t) > 1]
-            self.stored[st.stage.start] = {t for tiles in groups for t in tiles[1:]}
-            self.like_windows[st.stage.start] = [self._like_windows(st, tiles[1:]) for tiles in groups]
+            groups = self.tile_groups[key] = [t for t in sigs.values() if len(t) > 1]
+            self.stored[key] = {t for tiles in groups for t in tiles[1:]}
+            self.like_windows[key] = [self._like_windows(st, tiles[1:]) for tiles in groups]
         out: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-        for tiles, (reads, outs) in zip(groups, self.like_windows[st.stage.start]):
+        for tiles, (reads, outs) in zip(groups, self.like_windows[key]):
             if self._ids is not None:  # on provenance: the first tile's ids (the others' are written as windows)
                 i, j = tiles[0]
                 values = {name: self._ids[name][:, sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]]
@@ -555,11 +575,13 @@ class PlanExecutor:
             arena.wrote(region)
             self._end_op(arena, k, name, region, st, sums, tile_bufs)
 
-    def _shadows(self, st: StageTiling) -> bool:
-        """Whether a cached stage takes the shadow path: every op's kernel batches and works in NHWC."""
+    def _shadows(self, st: StageTiling, gathers: bool = False) -> bool:
+        """Whether a cached stage takes the shadow path: every op's kernel batches (or, with ``gathers``,
+        gathers: a replay checks those tile ops by their index tables, see
+        :mod:`~tinypatch.runtime.stage_replay`) and works in NHWC."""
         g = self.graph
-        return all(op_def(g.ops[k].type).batches and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k])
-                   for k in st.info.tile_ops)
+        return all((op_def(g.ops[k].type).batches or gathers and self.layout[k][2])
+                   and not reads_nchw(g, g.ops[k]) and not writes_nchw(g, g.ops[k]) for k in st.info.tile_ops)
 
     def _like_tiles(self, st: StageTiling) -> tuple[set[tuple[int, int]], list, list, dict[tuple[int, int], _SkipRun]]:
         """Tiles of a shadow-path stage that need no walk, with the windows of full-size tensors they
@@ -671,30 +693,41 @@ class PlanExecutor:
         """Where no op of shadow-path stage ``st`` carries anything from one tile row to the next, the
         tiles whose walk makes each op's largest region (None: the stage is not of that kind).
 
-        Such a stage (every op's rows computed afresh in every tile, no line buffer, no empty region,
-        every window it reads non-empty, column 0 computed whole, no average, no NCHW or gathering op,
-        every tile buffer freed within its tile) walks tile row 0 as :meth:`_like_tiles` does, then
-        one tile per row key not yet walked (column 0), skipping all others. Why that is the walk of
-        every tile: in the tile loop every region is an (H_i x W_j x C) view at its buffer's start,
-        written whole in its tile (fresh rows; a cached op's columns slid from its left neighbour's
-        region, all of its rows, or at column 0 computed), by copies of index rectangles, so op k's
-        region in tile (i, j) holds at (a, b) the ids of pixel (row0_i + a, c_j(b)): its rows always
-        right, its columns a map that depends on column j's history only, the same in every tile
-        row. A read (its window non-empty) then holds the ids it needs exactly where its row slice is
-        in bounds (fixed by the row key) and its column slice is in bounds and holds the right
-        columns (fixed by column j, as in tile row 0, which walked or skipped as before): the tile's
-        checks pass where its row key's walked tile's row checks and tile (0, j)'s column checks
-        pass. Reads of full-size tensors are recorded and checked as merged windows
-        (:meth:`_skip_tiles`), writes of the stage output go there from the shadow. What does not
-        separate: a claim (or a cached region's view) of H_i x W_j x C bytes at a fixed offset
-        collides with a buffer live then (the same ones in every tile: the cached buffers, those
-        outside the stage, this tile's claims made earlier) where it reaches that buffer's start,
-        or always where it starts inside it, so where the largest claim of that op does; and the
-        touched high-water mark is that of the largest regions. The largest is max H_i x max W_j
-        (every pair is a tile): that tile is walked for every op. Freed bytes end FREED whatever
-        they held, so the arena ends the same."""
+        Such a stage (every op's rows computed afresh in every tile, no line buffer, every region
+        non-empty in every tile row and in tile column 0, column 0 computed whole, every window it
+        reads non-empty, no average, no NCHW op, every tile buffer freed within its tile) walks tile
+        row 0 as :meth:`_like_tiles` does, then one tile per row key not yet walked (column 0),
+        skipping all others. Why that is the walk of every tile: in the tile loop every region is an
+        (H_i x W_j x C) view at its buffer's start, written whole in its tile (fresh rows; a cached
+        op's columns slid from the last region it held before in the same tile row, all of its rows,
+        or at column 0 computed), by copies of index rectangles, so op k's region in tile (i, j)
+        holds at (a, b) the ids of pixel (row0_i + a, c_j(b)): its rows always right, its columns a
+        map that depends on column j's history only, the same in every tile row. An op may hold
+        nothing in a later tile column (an empty region: ops before a pooling, or ones a cached
+        successor needs no fresh column of): there it claims 0 bytes at its offset (or views 0
+        columns) and reads, computes, writes and keeps nothing. Which ops those are is fixed by the
+        column (no row is empty), so that history (which earlier column left each cached op's region)
+        is too, and every tile makes the same claims and frees of the same buffers, only their sizes
+        H_i x W_j x C differ (0 where W_j is). A gathering op (resize, transpose conv) walks as any
+        op: it reads index rectangles (in the keys), and writes the ids of its pixels. A read (its
+        window non-empty) then holds the ids it needs exactly where its row slice is in bounds
+        (fixed by the row key) and its column slice is in bounds and holds the right columns (fixed
+        by column j, as in tile row 0, which walked or skipped as before): the tile's checks pass
+        where its row key's walked tile's row checks and tile (0, j)'s column checks pass. Reads of
+        full-size tensors are recorded and checked as merged windows (:meth:`_skip_tiles`), writes
+        of the stage output go there from the shadow. What does not separate: a claim (or a cached
+        region's view) of op k, H_i x W_j x C bytes at offset o_k, against a buffer B live then at
+        o_B (the same buffers in every tile: the cached ones, those outside the stage, this tile's
+        claims made earlier, 0-byte ones included): where o_B > o_k it collides iff k's claim
+        reaches o_B, where o_B < o_k iff B's claim (or fixed size) reaches past o_k, each monotone in
+        one op's size, so where that op's largest claim does; where o_B = o_k iff both are
+        non-empty, fixed by the column: shown in tile row 0. A view past its cached buffer, an
+        overflow of the arena and the touched high-water mark are those of the largest regions too.
+        The largest is max H_i x max W_j (every pair is a tile): that tile is walked for every op.
+        Freed bytes end FREED whatever they held, so the arena ends the same."""
         g, ops = self.graph, st.info.tile_ops
-        if st.info.reduce is not None or st.stream or st.h.cached or any(any(self.layout[k]) for k in ops):
+        nchw = any(self.layout[k][0] or self.layout[k][1] for k in ops)  # (a gather walks as any op: see above)
+        if st.info.reduce is not None or st.stream or st.h.cached or nchw:
             return None
         frees = {b for k in ops for b in self.tile_frees[k]}  # tile buffers freed within the tile
         for k in ops:
@@ -704,11 +737,15 @@ class PlanExecutor:
             if st.w.spans[0][k].out != st.w.spans[0][k].need:
                 return None
         for rows, axis in ((True, st.h), (False, st.w)):  # one pass over the spans, not one per op
-            for spans in axis.spans:
+            for n, spans in enumerate(axis.spans):
                 for k in ops:
                     sp = spans[k]
                     need, out = sp.need, sp.out
-                    if need[0] >= need[1] or rows and out != need:
+                    if need[0] >= need[1]:
+                        if rows or not n:  # empty regions only in tile columns after the first
+                            return None
+                        continue
+                    if rows and out != need:
                         return None
                     if out[0] < out[1]:
                         for r in sp.reads:

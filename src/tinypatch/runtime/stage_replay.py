@@ -24,6 +24,23 @@ it and computes the values here:
   bytes of one call each), compared byte for byte with the whole-image values.
   A stream stage is checked so too, its strips computing whole rows (its columns' walk through
   the window buffers is what the walk on provenance checks).
+* a gather tile op (resize, transpose conv: :class:`~tinypatch.kernels.base.GatherOp`) computes
+  ``gather(slice, rows, cols)``: its index tables along each axis name, per output index, the input
+  indices (sources) it reads and their weights, and its output pixel (y, x) depends on the slice only
+  at the used sources of row y and column x, with their weights (the gather's locality, as a window
+  kernel's pixel depends only on its window). Its arithmetic per pixel does not depend on the call's
+  size: copies (nearest), element-wise int64 or float32 operations in one order (bilinear), sums of
+  int8 products exact in float64 whatever their order (transpose conv), then element-wise
+  requantization. The whole-image call uses the whole image's tables; a tile op's uses the tables
+  of its pixels with sources relative to its slice's start (:meth:`~tinypatch.kernels.base.GatherOp.tables`).
+  Where those are the whole image's restricted to its pixels, sources offset by the slice's start,
+  and every used source lies inside the slice (checked once per plan, per tile row and column, by
+  bytes), each of its pixels reads the input pixels the whole image's does (the slice holds them:
+  the walk on provenance checked their ids) with the same weights: the whole-image call's
+  arithmetic, its bytes. A tile op not shown so runs ``window`` on its own slice of the whole-image
+  input on every run (one of its like tile ops: same op, slice sizes and tables, the same ``gather``
+  call on another slice), compared byte for byte with the whole-image values (an InputError where a
+  used source lies outside its slice, as in the tile loop).
 
 What the walk on provenance checks, a replay does not redo: the cached parts, line buffers and
 window buffers every tile reads (their ids: stronger than comparing values, which can agree by
@@ -39,6 +56,8 @@ import numpy as np
 from tinypatch.analysis.regions import AxisMap, Interval
 from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
+from tinypatch.ir.optable import op_def
+from tinypatch.kernels.base import GatherOp
 from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps
 
 _NOTHING = (False, False, False)  # a tile op computing no pixel (see _kinds)
@@ -128,15 +147,45 @@ def _widen(maps: list[AxisMap | None], span: OpSpan, size: int) -> Interval | No
     return None
 
 
+def _gather_keys(kernel: GatherOp, k: int, ax: int, spans: list[dict[int, OpSpan]]) -> list[tuple[bool, int | None]]:
+    """Per tile row (column) of gather op k along axis ``ax``: whether its tables are shown to be the
+    whole image's restricted to its pixels with sources offset by its slice's start, every used
+    source inside the slice (:meth:`~tinypatch.kernels.base.GatherOp.tables`), and its like class
+    (slice size and tables, as a small int; None: it computes no pixel)."""
+    whole = kernel.tables(ax, (0, kernel.out.shape[1 + ax]), 0)
+    p = next(n for n, r in enumerate(spans[0][k].reads) if r is not None)  # the activation input
+    ids: dict[tuple, int] = {}
+    out: list[tuple[bool, int | None]] = []
+    for sp in spans:
+        a, b = sp[k].out
+        if a >= b:
+            out.append((False, None))
+            continue
+        r0, r1 = sp[k].reads[p]
+        got = kernel.tables(ax, (a, b), r0)
+        src, used = got[0], got[1]
+        shown = _same_table(got, (whole[0][a:b] - r0, whole[1][a:b], whole[2][a:b])) and \
+            bool(((src >= 0) & (src < r1 - r0) | ~used).all())
+        key = (r1 - r0, *((t.shape, t.dtype.str, t.tobytes()) for t in got))
+        out.append((shown, ids.setdefault(key, len(ids))))
+    return out
+
+
+def _same_table(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> bool:
+    """Equal tables: the same shapes, dtypes and bytes."""
+    return all(x.shape == y.shape and x.dtype == y.dtype and x.tobytes() == y.tobytes() for x, y in zip(a, b))
+
+
 class TiledChecks:
-    """A tiled stage's fast run (see the module docstring): the batched groups of padded tile ops,
-    worked out once per plan. Padded tile ops of one op with the same paddings run as one call: each
-    grown to the group's largest size away from its padded image border (:func:`_widen`; a kernel's
-    output pixel depends only on its window, so the tile's own pixels come out of its own window) and
-    compared with the whole-image values over all it computes; :attr:`by_op` lists each op's groups, whose
-    calls run as one batch (``run_calls``). :attr:`usable` is False where a tile
-    op without padding reads other than the receptive field of its pixels, or a stage ending in an
-    average sums pixels twice or never."""
+    """A tiled stage's fast run (see the module docstring): the batched groups of padded tile ops and
+    the gather tile ops not shown by their tables (:attr:`gathers`: the first of each like class,
+    each run on its own slice), worked out once per plan. Padded tile ops of one op with the same
+    paddings run as one call: each grown to the group's largest size away from its padded image
+    border (:func:`_widen`; a kernel's output pixel depends only on its window, so the tile's own
+    pixels come out of its own window) and compared with the whole-image values over all it
+    computes; :attr:`by_op` lists each op's groups, whose calls run as one batch (``run_calls``).
+    :attr:`usable` is False where a tile op without padding reads other than the receptive field of
+    its pixels, or a stage ending in an average sums pixels twice or never."""
 
     def __init__(self, graph: Graph, kernels: Sequence[Callable], st: StageTiling) -> None:
         self.graph, self.kernels, self.st = graph, kernels, st
@@ -216,6 +265,8 @@ class TiledChecks:
         self.by_op: dict[int, list[int]] = {}  # op -> its groups (indices), run as one batch of calls
         for n, grp in enumerate(self.groups):
             self.by_op.setdefault(grp.k, []).append(n)
+        # gather tile ops: the first of each like class (same op, tables and slice sizes), in tile order
+        self.gathers = sorted(t for k in ops if op_def(g.ops[k].type).gather for t in self._like_gathers(k))
         if st.info.reduce is not None:  # the sums add every pixel of the tiled map once
             last = ops[-1]
             count = np.zeros(g.tensors[st.info.tiled].shape[1:3], np.int64)
@@ -224,6 +275,22 @@ class TiledChecks:
                     sh, sw = rows[last], cols[last]
                     count[sh.need[0]: sh.need[1], sw.need[0]: sw.need[1]] += 1
             self.usable = self.usable and bool((count == 1).all())
+
+    def _like_gathers(self, k: int) -> list[tuple[int, int, int]]:
+        """Gather op k's tile ops that compute pixels and are not shown to compute the whole image's
+        (:func:`_gather_keys`), the first of each like class: (tile row, column, k). Like tile ops read
+        slices of the same size with the same tables along each axis, so their ``window`` calls make
+        the same ``gather`` call on another slice."""
+        kernel = self.kernels[k]
+        rows, cols = _gather_keys(kernel, k, 0, self.st.h.spans), _gather_keys(kernel, k, 1, self.cols)
+        seen: set[tuple[int, int]] = set()
+        firsts = []
+        for i, (row_shown, row) in enumerate(rows):
+            for j, (col_shown, col) in enumerate(cols):
+                if row is not None and col is not None and not (row_shown and col_shown) and (row, col) not in seen:
+                    seen.add((row, col))
+                    firsts.append((i, j, k))
+        return firsts
 
     def _group(self, k: int, maps: tuple[dict, dict], pads: tuple[int, ...],
                tiles: list[tuple[int, int, Interval, Interval]]) -> _Group:
@@ -270,7 +337,25 @@ class TiledChecks:
                 i, j = grp.tiles[bad]
                 raise PlanError(f"patch stage at op {st.stage.start}: tile ({i}, {j}) of op {grp.k} computes other "
                                 f"bytes than the whole image from its window (a region or padding out of step)")
+        for i, j, k in self.gathers:
+            self._check_gather(i, j, k, shadow, get)
         if st.info.reduce is None:
             return shadow[st.info.output]
         sums = shadow[st.info.tiled].sum(axis=(0, 1, 2), dtype=np.int64).astype(np.int32)  # int32 wraps, as tile by tile
         return self.kernels[st.info.reduce].finish(sums.astype(np.int64))
+
+    def _check_gather(self, i: int, j: int, k: int, shadow: dict[str, np.ndarray],
+                      get: Callable[[str], np.ndarray]) -> None:
+        """Tile (i, j) of gather op k as the tile loop computes it (``window`` on its own slice of
+        the whole-image input), compared with the whole image's bytes (PlanError otherwise)."""
+        op = self.graph.ops[k]
+        sh, sw = self.st.h.spans[i][k], self.cols[j][k]
+        p = next(n for n, r in enumerate(sh.reads) if r is not None)
+        (r0, r1), (c0, c1) = sh.reads[p], sw.reads[p]
+        t = op.inputs[p]
+        value = self.kernels[k].window((shadow[t] if t in shadow else get(t))[:, r0:r1, c0:c1], (r0, c0),
+                                       (sh.out, sw.out))
+        want = shadow[op.outputs[0]][:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]]
+        if value.shape != want.shape or value.dtype != want.dtype or value.tobytes() != want.tobytes():
+            raise PlanError(f"patch stage at op {self.st.stage.start}: tile ({i}, {j}) of op {k} computes other "
+                            f"bytes than the whole image from its window (a region or index table out of step)")
