@@ -201,7 +201,7 @@ def acceptance(console: Console, target: str, assets: Path, tmp: Path, plugin: P
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", choices=MCU_TARGETS, default="cortex-m7")
-    ap.add_argument("--models", nargs="*", help="shared model file names (default: all)")
+    ap.add_argument("--models", nargs="*", help="shared model names, with or without .tflite (default: all)")
     ap.add_argument("--no-layers", action="store_true", help="skip the four CMSIS-NN reference layers")
     ap.add_argument("--no-acceptance", action="store_true",
                     help="skip the latency figures (mcunet_vww's plans and stream stages against layer by layer)")
@@ -216,7 +216,11 @@ def main() -> int:
         return 2
     paths = sorted((assets / "models").glob("*.tflite"))
     if args.models:
-        paths = [p for p in paths if p.name in args.models]
+        unknown = set(args.models) - {p.name for p in paths} - {p.stem for p in paths}
+        if unknown:
+            console.print(f"cannot run: no shared model {', '.join(sorted(unknown))} (a file name, with or without .tflite)")
+            return 2
+        paths = [p for p in paths if p.name in args.models or p.stem in args.models]
     target = TARGETS[args.target]
     model = cost_model(args.target) if args.target in fitted_targets() else None
     console.print(f"target {args.target} (QEMU -M {target.machine}); arm-none-eabi-gcc -std=c99 -O2 -mthumb "

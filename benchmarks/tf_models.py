@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     tf = _make_tf_models()
     folder = tf.ensure_models(size=args.size, log=lambda message: None)
+    unknown = sorted(set(args.models or ()) - set(tf.model_names(args.size)))
+    if unknown:
+        ap.error(f"no model {', '.join(unknown)} at size {args.size}; the stems: {', '.join(tf.model_names(args.size))}")
     names = [n for n in tf.model_names(args.size) if not args.models or n in args.models]
     print("| model | ops | layer by layer B | half B | least peak B (MACs) | plan run B (MACs) | graph rewrites "
           "| Python executor | host C | s |")

@@ -420,6 +420,48 @@ def test_cli_import_torch_takes_a_torchscript_file(tmp_path, capsys):
     assert load_model(str(out)).ops
 
 
+def test_cli_quantize_float_and_import_torch_take_their_own_files(tmp_path):
+    """`quantize-float` reads a float .onnx and `import-torch` a TorchScript file, as the README shows:
+    neither is loaded as a tinypatch model first (that refused both: 'a float model', 'unknown model file type')."""
+    torch.manual_seed(4)
+    net = _Small().eval()
+    float_onnx = export(net, (1, 3, 17, 17), tmp_path / "f.onnx")
+    script = tmp_path / "small.pt"
+    torch.jit.save(torch.jit.trace(net, torch.randn(1, 3, 17, 17)), str(script))
+    np.save(tmp_path / "cal.npy", np.random.RandomState(0).randn(4, 3, 17, 17).astype(np.float32))
+    cli = [sys.executable, "-m", "tinypatch.cli"]
+    for args, out in ((["quantize-float", str(float_onnx), "--calibration", str(tmp_path / "cal.npy")], "q.onnx"),
+                      (["import-torch", str(script), "--input-shape", "1,3,17,17"], "t.onnx")):
+        r = subprocess.run([*cli, *args, "-o", str(tmp_path / out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert load_onnx(str(tmp_path / out)).ops
+    r = subprocess.run([*cli, "analyze", str(float_onnx)], capture_output=True, text=True)
+    assert r.returncode == 2 and "`tinypatch quantize-float MODEL.onnx" in r.stderr
+
+
+def test_quantize_float_reads_constants_behind_identity_and_constant_nodes(tmp_path):
+    """torch.onnx.export writes shared weights as Identity nodes over an initializer and Clip bounds as
+    Constant nodes (torchvision's MobileNetV2): quantize-float takes them as constants (it put a
+    QuantizeLinear on the Identity's output, which the importer refused)."""
+    from tinypatch.frontends.onnx_quantize import quantize_float_onnx
+
+    rs = np.random.RandomState(1)
+    w, b = rs.randn(4, 3, 3, 3).astype(np.float32), rs.randn(4).astype(np.float32)
+    inits = [onnx.numpy_helper.from_array(w, "w0"), onnx.numpy_helper.from_array(b, "b0")]
+    bound = helper.make_tensor("v", TensorProto.FLOAT, [], [6.0])
+    nodes = [helper.make_node("Identity", ["w0"], ["w"]), helper.make_node("Identity", ["b0"], ["b"]),
+             helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["y"], ["r"]), helper.make_node("Constant", [], ["hi"], value=bound),
+             helper.make_node("Add", ["r", "r"], ["s"]), helper.make_node("Clip", ["s", "", "hi"], ["z"])]
+    p = _save(tmp_path, nodes,
+              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    cal = [rs.randn(1, 3, 6, 6).astype(np.float32) for _ in range(4)]
+    g = load_onnx(quantize_float_onnx(p, cal, str(tmp_path / "q.onnx")))
+    conv = next(op for op in g.ops if op.type == "CONV_2D")
+    assert g.tensors[conv.inputs[1]].data is not None and g.tensors[conv.inputs[2]].data is not None
+
+
 class _Upsampler(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()

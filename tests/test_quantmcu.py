@@ -188,6 +188,11 @@ def test_quantize_api_takes_arrays_and_refuses_plans_without_stages(vww):
     assert bm <= b8 and r.memory.all_low_bit <= r.memory.worst_case
     with pytest.raises(PlanError, match="no patch stage"):
         api.quantize(graph, Plan.layer_by_layer(graph), calib=xs, evaluate=xs)
+    stream = Plan.from_dict({"format": "tinypatch-plan/1", "model": graph.name, "fingerprint": fingerprint(graph), "stages": [
+        {"ops": [0, 8], "grid": [4, 12], "rows": [0, 3, 6, 9, 12], "cols": list(range(13)),
+         "halo": {str(k): "stream" for k in range(7)}}]})
+    with pytest.raises(PlanError, match="only stream stages"):  # was a precision plan of no stage, "infx fewer"
+        api.quantize(graph, stream, calib=xs, evaluate=xs)
 
 
 def test_entropy_acceptance_runs_no_calibration_and_respects_its_bound(vww):

@@ -551,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     args.started = _clock()
     console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
-        if getattr(args, "model", None) is not None:  # every model is validated once, under --max-tensor-bytes
+        if getattr(args, "model", None) is not None:
+            # every model is validated once, under --max-tensor-bytes
             args.model = api.load(args.model, max_tensor_bytes=args.max_tensor_bytes)
         return COMMANDS[args.command](args, console)
     except (TinypatchError, OSError) as exc:  # OSError: the file system said no (a folder we cannot write, ...)

@@ -226,6 +226,8 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
     o = options or QuantizeOptions()
     if not plan.stages:
         raise PlanError("the plan has no patch stage: nothing to run at mixed precision")
+    if all(STREAM in s.halo.values() for s in plan.stages):
+        raise PlanError("the plan has only stream stages, which run int8: nothing to run at mixed precision")
     if not calib:
         raise PlanError("no calibration inputs")
     lows = sorted((b for b in o.bitwidths if b < 8), reverse=True)
