@@ -164,7 +164,7 @@ def test_cli_search_writes_spec_plan_and_plot(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--sram", "lots"], "not a size"),
-    (["--sram", "64KB", "--population", "0"], "must be at least 1"),
+    (["--sram", "64KB", "--population", "0"], "must be 1 or more"),
     (["--sram", "64KB", "--mutate-prob", "2"], "mutate_prob must be in [0, 1]"),
     (["--sram", "64KB", "--resolutions", "96,x"], "comma-separated"),
     (["--sram", "64KB", "--max-macs", "lots"], "not a count"),
