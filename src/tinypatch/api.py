@@ -221,7 +221,6 @@ class AnalysisResult(_Result):
         if plan is not None:
             from tinypatch.planning.check import check_plan
             from tinypatch.planning.cost import plan_analytic
-
             from tinypatch.planning.plan import fingerprint
 
             p = _as_plan(plan)
