@@ -519,9 +519,9 @@ def test_u8s8_pairs_saturate_as_vpmaddubsw(monkeypatch):
                 wc = list(w[:, c]) + [0]
                 pairs = [a[i] * wc[i] + a[i + 1] * wc[i + 1] for i in range(0, k, 2)]
                 want[p, c] = sum(min(max(s, -32768), 32767) for s in pairs) - sum(pairs)
-        got = ort_arith.u8s8_pair_excess(cols, zp, w)
+        got = ort_arith.U8S8Pairs(w).excess(cols, zp)
         assert got is not None and (got == want).all() and want[0, 0] < 0
-    assert ort_arith.u8s8_pair_excess(np.zeros((2, 4), np.int64), 0, np.full((4, 3), 64)) is None  # cannot saturate
+    assert ort_arith.U8S8Pairs(np.full((4, 3), 64)).excess(np.zeros((2, 4), np.int64), 0) is None  # cannot saturate
     for flags, saturates in (("avx2", True), ("avx2,avx512f,avx512bw", True), ("avx2,avx_vnni", False),
                              ("avx2,avx512f,avx512_vnni", False), ("", False)):
         monkeypatch.setenv("TINYPATCH_ORT_CPU", flags)

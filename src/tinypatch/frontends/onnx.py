@@ -799,7 +799,7 @@ _FUSED_NAME = re.compile(r"_token_\d+$")  # what onnxruntime appends to a node i
 def _onnxruntime_kernels(path: str) -> tuple[set[str], set[str]]:
     """Names of the nodes onnxruntime (CPU, default optimizations) runs in float32 rather than as fused
     int8 kernels, and of those it runs as fused GEMMs on uint8 activations (a QDQ model's int8
-    activations moved to uint8 on x86, see :func:`~tinypatch.kernels.onnxruntime.u8s8_pair_excess`): its
+    activations moved to uint8 on x86, see :class:`~tinypatch.kernels.onnxruntime.U8S8Pairs`): its
     graph optimizer decides per node and per CPU, so we ask it (empty sets without onnxruntime)."""
     try:
         import onnxruntime as ort  # noqa: PLC0415 (optional dependency)

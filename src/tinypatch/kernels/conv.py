@@ -42,7 +42,7 @@ from tinypatch.kernels.onnxruntime import (
     im2col_block_k,
     requantize_float,
     sgemm,
-    u8s8_pair_excess,
+    U8S8Pairs,
     u8s8_saturates,
 )
 
@@ -85,7 +85,7 @@ class _ConvBase(SpatialOp):
                 self.ort_scale = conv_scale(in_scale, ws, out_scale)
                 # onnxruntime left this Conv in float: DQ -> float conv -> Q (``float_taps``)
                 self.float_op = op.name in graph.meta.get("onnx", {}).get("float_ops", ())
-                # onnxruntime runs it on uint8 activations, in int16 pairs on this CPU (u8s8_pair_excess)
+                # onnxruntime runs it on uint8 activations, in int16 pairs on this CPU (Conv2D's U8S8Pairs)
                 self.u8_pairs = op.name in graph.meta.get("onnx", {}).get("u8_ops", ()) and u8s8_saturates()
                 self.in_scale, self.out_scale, self.w_scales = in_scale, out_scale, ws
                 bias_scale = np.float32(in_scale) * ws
@@ -241,6 +241,8 @@ class Conv2D(_ConvBase):
         worst = 255.0 * np.abs(w_mat).sum(axis=0).max(initial=0.0)
         self.gemm_dtype = np.float32 if self.quantized and worst < 2.0**24 else np.float64
         self.w_mat = np.ascontiguousarray(w_mat.astype(self.gemm_dtype))
+        # onnxruntime's int16 pair saturation on this CPU: its risky pairs found once, from the weights
+        self.pairs = U8S8Pairs(w_mat) if self.quantized and self.ort and self.u8_pairs else None
         self._prepare_requant()
 
     def channel_weights(self) -> np.ndarray:
@@ -273,8 +275,8 @@ class Conv2D(_ConvBase):
             acc = sgemm(cols[:, order].astype(np.float32), w_f, block=block)
             return self._finish_float(acc.reshape(n, oh, ow, self.cout))
         acc = cols @ self.w_mat
-        if self.ort and self.u8_pairs:
-            excess = u8s8_pair_excess(cols, self.in_zp, self.w_mat)
+        if self.pairs is not None:
+            excess = self.pairs.excess(cols, self.in_zp)
             if excess is not None:
                 acc = acc.astype(np.int64) + excess
         return self._finish(acc.reshape(n, oh, ow, self.cout))

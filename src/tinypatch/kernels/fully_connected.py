@@ -16,7 +16,7 @@ from tinypatch.ir import Graph, Op
 from tinypatch.ir.ops import with_defaults
 from tinypatch.kernels.base import PreparedOp, activation_float, activation_range_quantized, register, saturate_int8
 from tinypatch.kernels.fixedpoint import float_to_int32, round_double, wrap32
-from tinypatch.kernels.onnxruntime import conv_scale, requantize_float, sgemm, u8s8_pair_excess, u8s8_saturates
+from tinypatch.kernels.onnxruntime import conv_scale, requantize_float, sgemm, U8S8Pairs, u8s8_saturates
 
 
 @register("FULLY_CONNECTED")
@@ -50,9 +50,9 @@ class FullyConnected(PreparedOp):
                 self.ort_scale = conv_scale(in_scale, ws, out_scale)
                 # onnxruntime left this Gemm in float: DQ -> float Gemm -> Q
                 self.float_op = op.name in graph.meta.get("onnx", {}).get("float_ops", ())
-                # onnxruntime runs it on uint8 activations, in int16 pairs on this CPU (u8s8_pair_excess)
-                self.u8_pairs = op.name in graph.meta.get("onnx", {}).get("u8_ops", ()) and u8s8_saturates()
-                self.w_raw = weights.astype(np.int64).T if self.u8_pairs else None  # [depth, units]
+                # onnxruntime runs it on uint8 activations, in int16 pairs on this CPU
+                self.u8_pairs = U8S8Pairs(weights.astype(np.int64).T) if (
+                    op.name in graph.meta.get("onnx", {}).get("u8_ops", ()) and u8s8_saturates()) else None
                 self.float_w = ((weights.astype(np.int64) - w_zp).astype(np.float32) * ws[:, None]).astype(np.float64).T
                 self.float_bias = (np.asarray(bias, np.int64).astype(np.float32) * (np.float32(in_scale) * ws)).astype(np.float64)
                 self.scales = (in_scale, out_scale)
@@ -74,8 +74,8 @@ class FullyConnected(PreparedOp):
             scaled = round_double((acc + self.bias_f) * self.effective_scale)
             return np.clip(scaled + self.out_zp, self.act_min, self.act_max).astype(np.int8).reshape(shape)
         acc = acc.astype(np.int64)
-        if self.ort and self.u8_pairs:
-            excess = u8s8_pair_excess(rows, self.in_zp, self.w_raw)
+        if self.ort and self.u8_pairs is not None:
+            excess = self.u8_pairs.excess(rows, self.in_zp)
             if excess is not None:
                 acc = acc + excess  # (the pairs saturate on the weights themselves, not w - zp_w)
         acc = wrap32(acc + self.bias)

@@ -19,7 +19,7 @@ Two facts depend on the CPU, as MLAS picks its kernels by CPU (:func:`cpu_flags`
 * uint8 x int8 GEMMs (onnxruntime turns a QDQ model's int8 activations into uint8, plus 128, on
   x86) multiply with ``VPMADDUBSW`` on x86 with AVX2 or AVX-512 but no VNNI: the two products of
   each pair of K indices (2i, 2i + 1) are summed in int16, saturated, before the int32 sum
-  (:func:`u8s8_saturates`, :func:`u8s8_pair_excess`); with VNNI (``VPDPBUSD``) the sum is exact;
+  (:func:`u8s8_saturates`, :class:`U8S8Pairs`); with VNNI (``VPDPBUSD``) the sum is exact;
 * SGEMM's K block: 128 with AVX-512, 256 with AVX2/FMA3 (:func:`sgemm_block_k`; measured with a float
   MatMul against onnxruntime 1.32 on each).
 """
@@ -110,28 +110,33 @@ def u8s8_saturates() -> bool:
     return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni"}
 
 
-def u8s8_pair_excess(cols: np.ndarray, zero_point: int, w: np.ndarray) -> np.ndarray | None:
-    """What the int16 saturation of ``VPMADDUBSW`` adds to the exact sum ``cols @ w`` (None: nothing, no
-    pair can saturate). ``cols`` [P, K]: int8 activations minus their zero point ``zero_point``, so the
-    kernel's uint8 operand is ``cols + zero_point + 128``; ``w`` [K, N]: int8 weights (zero point 0). Each
-    pair of products of K indices (2i, 2i + 1) is clamped to [-32768, 32767] (an odd K pairs its last
-    index with a zero)."""
-    k, n = w.shape
-    wi = np.zeros((k + k % 2, n), np.int64)
-    wi[:k] = w
-    pairs = wi.reshape(-1, 2, n)
-    risky = 255 * np.abs(pairs).sum(axis=1) > 32767  # [K / 2, N]: a pair that can leave int16
-    if not risky.any():
-        return None
-    a = np.zeros((cols.shape[0], k + k % 2), np.int64)
-    a[:, :k] = cols
-    a += zero_point + 128
-    excess = np.zeros((cols.shape[0], n), np.int64)
-    for i in np.flatnonzero(risky.any(axis=1)):
-        cs = np.flatnonzero(risky[i])
-        s = a[:, 2 * i, None] * pairs[i, 0, cs] + a[:, 2 * i + 1, None] * pairs[i, 1, cs]
-        excess[:, cs] += np.clip(s, -32768, 32767) - s
-    return excess
+class U8S8Pairs:
+    """What the int16 saturation of ``VPMADDUBSW`` adds to an exact int8 GEMM with int8 weights ``w``
+    [K, N] (zero point 0, the kernel's operand): each pair of products of K indices (2i, 2i + 1) is
+    clamped to [-32768, 32767] (an odd K pairs its last index with a zero). The pairs that can leave
+    int16 (255 * (|w_2i| + |w_2i+1|) > 32767, per output column) are found once, from the weights."""
+
+    def __init__(self, w: np.ndarray) -> None:
+        k, n = w.shape
+        wi = np.zeros((k + k % 2, n), np.int64)
+        wi[:k] = w
+        self.k, self.n, self.pairs = k, n, wi.reshape(-1, 2, n)
+        risky = 255 * np.abs(self.pairs).sum(axis=1) > 32767  # [K / 2, N]
+        self.risky = [(int(i), np.flatnonzero(risky[i])) for i in np.flatnonzero(risky.any(axis=1))]
+
+    def excess(self, cols: np.ndarray, zero_point: int) -> np.ndarray | None:
+        """The excess over ``cols @ w`` (None: no pair can saturate). ``cols`` [P, K]: int8 activations
+        minus their zero point ``zero_point``, so the kernel's uint8 operand is ``cols + zero_point + 128``."""
+        if not self.risky:
+            return None
+        a = np.zeros((cols.shape[0], self.k + self.k % 2), np.int64)
+        a[:, :self.k] = cols
+        a += zero_point + 128
+        out = np.zeros((cols.shape[0], self.n), np.int64)
+        for i, cs in self.risky:
+            s = a[:, 2 * i, None] * self.pairs[i, 0, cs] + a[:, 2 * i + 1, None] * self.pairs[i, 1, cs]
+            out[:, cs] += np.clip(s, -32768, 32767) - s
+        return out
 
 
 def sgemm_block_k() -> int:
