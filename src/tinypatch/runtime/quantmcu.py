@@ -225,9 +225,11 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
     """VDPC + VDQS over ``calib`` (model inputs): the precision plan and the search trace."""
     o = options or QuantizeOptions()
     if not plan.stages:
-        raise PlanError("the plan has no patch stage: nothing to run at mixed precision")
+        raise PlanError("the plan has no patch stage: nothing to run at mixed precision (a plan with one: "
+                        "`tinypatch plan MODEL --no-stream -o plan.json`, or --sram under the layer-by-layer peak)")
     if all(STREAM in s.halo.values() for s in plan.stages):
-        raise PlanError("the plan has only stream stages, which run int8: nothing to run at mixed precision")
+        raise PlanError("the plan has only stream stages, which run int8: nothing to run at mixed precision "
+                        "(a plan without them: `tinypatch plan MODEL --no-stream -o plan.json`)")
     if not calib:
         raise PlanError("no calibration inputs")
     lows = sorted((b for b in o.bitwidths if b < 8), reverse=True)
