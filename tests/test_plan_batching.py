@@ -458,8 +458,11 @@ def test_stages_whose_rows_carry_nothing_walk_one_tile_per_new_row(modes):
 
 
 def test_stages_whose_rows_carry_something_keep_their_keyed_walk():
-    """Line buffers, rolling rows, an average or empty regions: no separable walk."""
+    """Rows rolling down one tile column or an average: no separable walk (line buffers: one)."""
     g, plan = _rows_fresh({1: "cache"})
+    ex = pe.PlanExecutor(g, plan)
+    assert ex._separable(ex.stage_at[0]) is not None
+    g, plan = _rows_fresh({1: "cache"}, (5, 1))
     ex = pe.PlanExecutor(g, plan)
     assert ex._separable(ex.stage_at[0]) is None
     g, plan = _rows_fresh({1: "cache_w"}, (5, 1))
@@ -469,6 +472,60 @@ def test_stages_whose_rows_carry_something_keep_their_keyed_walk():
     plan = _plan(gp, [Stage(0, 6, split_even(10, 5), split_even(10, 5), {1: "cache_w"})])
     ex = pe.PlanExecutor(gp, plan)
     assert ex._separable(ex.stage_at[0]) is None
+
+
+_LINED = [{k: "cache" for k in range(4)}, {1: "cache"}, {0: "cache", 2: "cache_w", 3: "cache"}]
+
+
+@pytest.mark.parametrize("modes", _LINED)
+@pytest.mark.parametrize("grid", [(5, 5), (4, 3)])
+def test_line_buffered_stages_walk_their_first_lined_rows_and_one_tile_per_new_row(modes, grid):
+    """Line buffers carry rows from one tile row to the next, and nothing else does: tile row 0 and the
+    first tile row taking lines walk one tile per column key, each later row key one tile (column 0),
+    each op's largest region one tile; the arena ends as the tile loop leaves it."""
+    g, plan = _rows_fresh(modes, grid)
+    assert_batched_same(g, plan, _input(g))
+    ex = pe.PlanExecutor(g, plan)
+    st_ = ex.stage_at[0]
+    forced, lined = ex._separable(st_), ex._lined_rows(st_)
+    assert forced and lined == {1}, (forced, lined)
+    walked = _walked(ex, g)
+    rows, cols = (pe._axis_keys(ex.graph, st_.info.tile_ops, a.spans, ex.producers, True) for a in (st_.h, st_.w))
+    firsts = {j for j in range(grid[1]) if cols[j] not in cols[:j]}  # (the walk's keys: its left neighbour's too)
+    new = {i for i in range(2, grid[0]) if rows[i] not in rows[:i]}  # (the walk's: the lines it keeps too)
+    assert {(1, j) for j in firsts} | {(i, 0) for i in new} | set(forced) <= set(walked)
+    assert all(i in (0, 1) or j == 0 or (i, j) in forced for i, j in walked), walked
+    assert len(walked) < 2 * grid[1] + grid[0] and len(ex.skips[0][0]) == grid[0] * grid[1] - len(walked)
+
+
+@pytest.mark.parametrize("provenance", [True, False])
+def test_line_buffer_columns_are_checked_in_the_first_lined_row(monkeypatch, provenance):
+    """Tile row 0 takes no lines, so line-buffer columns are checked only where a tile row takes them:
+    a line buffer that never keeps the last tile column's fresh columns (walked and skipped tiles
+    alike: later rows there read never-written bytes) is caught by the first lined row's walk of every
+    column key. Walking only tile row 0 and column 0 of later row keys (their forced tiles aside)
+    would not catch it: the fault lies in a column that only tile rows after the first read."""
+    def run(lined: bool) -> None:
+        g, plan = _rows_fresh({k: "cache" for k in range(4)})
+        ex = pe.PlanExecutor(g, plan)
+        _walk_values(monkeypatch, ex, provenance)
+        save, last = ex._save_lines, len(ex.stage_at[0].w.spans) - 1
+
+        def unsaved_last(arena, st_, k, i, j, region, cols=None):
+            end = st_.w.spans[last][k].out[0]  # where the last tile column's fresh columns start
+            if cols is None and j != last:
+                save(arena, st_, k, i, j, region)
+            elif cols is not None and cols[0] < end:  # a skipped run's columns, less the last tile's
+                c1 = min(cols[1], end)
+                save(arena, st_, k, i, j, region[:, :, : c1 - cols[0]], (cols[0], c1))
+        monkeypatch.setattr(ex, "_save_lines", unsaved_last)
+        if not lined:
+            monkeypatch.setattr(ex, "_lined_rows", lambda st_: set())
+        assert all(j != last for i, j in ex._separable(ex.stage_at[0]) if i), "a forced tile would show it"
+        ex([_input(g)])
+    run(False)
+    with pytest.raises(PlanError, match="never-written"):
+        run(True)
 
 
 @pytest.mark.parametrize("provenance", [True, False])

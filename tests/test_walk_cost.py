@@ -95,10 +95,11 @@ def _pixels(windows: list[tuple[int, int, int, int]]) -> set[tuple[int, int]]:
 def test_like_tiles_skip_read_and_write_what_their_tiles_would(name):
     """Per shadow-path stage of every benchmarked plan, :meth:`PlanExecutor._like_tiles` (made cheaper
     for the first run) against a tile-by-tile recomputation: tile (0, 0) and every tile whose row and
-    column geometry (:func:`_axis_keys`) pair is new are walked; a stage whose rows carry nothing
-    (:meth:`_separable`) walks in later rows exactly column 0 of each new row geometry and its forced
-    tiles; the merged read windows cover exactly the pixels the skipped tiles read of each full-size
-    tensor (where their op computes), the output windows exactly those they write; a run starts at
+    column geometry (:func:`_axis_keys`) pair is new are walked; a stage whose rows carry nothing but
+    lines (:meth:`_separable`) walks in later rows exactly column 0 of each new row geometry and its
+    forced tiles, but in its first rows taking lines (:meth:`_lined_rows`) the columns of tile row 0;
+    the merged read windows cover exactly the pixels the skipped tiles read of each full-size tensor
+    (where their op computes), the output windows exactly those they write; a run starts at
     each skipped tile whose left neighbour walks, and names per cached op its last column there with
     a region."""
     from conftest import model_path
@@ -126,10 +127,15 @@ def test_like_tiles_skip_read_and_write_what_their_tiles_would(name):
             for i, j in tiles if forced is None else tiles[:gr[1]]:  # a new geometry pair is a new key pair
                 assert (rows[i], cols[j]) in seen or (i, j) not in skip, (start, i, j)
                 seen.add((rows[i], cols[j]))
-            if forced is not None:
+            if forced is not None:  # line-buffered: its first lined rows walk as tile row 0 (one per column key)
+                lined = ex._lined_rows(st)
                 new = {i for i in range(1, gr[0]) if rows[i] not in rows[:i]}
-                want = {(i, j) for i, j in tiles if i and (j == 0 and i in new or (i, j) in forced)}
-                assert {(i, j) for i, j in tiles if i and (i, j) not in skip} == want
+                want = {(i, j) for i, j in tiles if i and i not in lined and (j == 0 and i in new or (i, j) in forced)}
+                assert {(i, j) for i, j in tiles if i and i not in lined and (i, j) not in skip} == want
+                walks = [{j for j in range(gr[1]) if (i, j) not in skip} for i in range(gr[0])]
+                for i in lined:  # the same columns as tile row 0's, each row's forced tiles aside
+                    assert walks[i] - {j for r, j in forced if r == i} <= walks[0]
+                    assert walks[0] - {j for r, j in forced if r == 0} <= walks[i]
             last = st.info.tile_ops[-1]
             for t, windows in reads + [(None, outs)]:
                 want_px: set[tuple[int, int]] = set()
