@@ -498,6 +498,23 @@ def test_line_buffered_stages_walk_their_first_lined_rows_and_one_tile_per_new_r
     assert len(walked) < 2 * grid[1] + grid[0] and len(ex.skips[0][0]) == grid[0] * grid[1] - len(walked)
 
 
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.lists(st.integers(1, 15), min_size=1, max_size=5, unique=True),
+       st.lists(st.integers(1, 15), min_size=1, max_size=5, unique=True), st.sampled_from(_LINED))
+def test_line_buffered_stages_on_uneven_cuts_match_the_tile_loop(rows, cols, modes):
+    """Line-buffered stages of 3x3 depthwise chains on uneven cuts (one-pixel tiles leave the first ops
+    empty regions in later tile rows and columns): the separable walk, where it applies, leaves the
+    tile loop's bytes, arena and high-water mark."""
+    g = _dw_chain()
+    plan = _plan(g, [Stage(0, 5, [0, *sorted(rows), 16], [0, *sorted(cols), 16], modes)])
+    try:
+        check_plan(g, plan)
+    except PlanError:
+        assume(False)
+    assert_batched_same(g, plan, _input(g))
+
+
 @pytest.mark.parametrize("provenance", [True, False])
 def test_line_buffer_columns_are_checked_in_the_first_lined_row(monkeypatch, provenance):
     """Tile row 0 takes no lines, so line-buffer columns are checked only where a tile row takes them:
