@@ -480,22 +480,24 @@ _LINED = [{k: "cache" for k in range(4)}, {1: "cache"}, {0: "cache", 2: "cache_w
 @pytest.mark.parametrize("modes", _LINED)
 @pytest.mark.parametrize("grid", [(5, 5), (4, 3)])
 def test_line_buffered_stages_walk_their_first_lined_rows_and_one_tile_per_new_row(modes, grid):
-    """Line buffers carry rows from one tile row to the next, and nothing else does: tile row 0 and the
-    first tile row taking lines walk one tile per column key, each later row key one tile (column 0),
-    each op's largest region one tile; the arena ends as the tile loop leaves it."""
+    """Line buffers carry rows from one tile row to the next, and nothing else does: the first tile row
+    taking lines walks one tile per column key (tile row 0 only column 0 where every op computes in
+    that row, as here), each later row key one tile (column 0), each op's largest region one tile; the
+    arena ends as the tile loop leaves it."""
     g, plan = _rows_fresh(modes, grid)
     assert_batched_same(g, plan, _input(g))
     ex = pe.PlanExecutor(g, plan)
     st_ = ex.stage_at[0]
     forced, lined = ex._separable(st_), ex._lined_rows(st_)
-    assert forced and lined == {1}, (forced, lined)
+    assert forced and lined == {1} and ex._full_row(st_, lined) == 1, (forced, lined)
     walked = _walked(ex, g)
+    assert {j for i, j in walked if i == 0} <= {0} | {j for i, j in forced if i == 0}, walked
     rows, cols = (pe._axis_keys(ex.graph, st_.info.tile_ops, a.spans, ex.producers, True) for a in (st_.h, st_.w))
     firsts = {j for j in range(grid[1]) if cols[j] not in cols[:j]}  # (the walk's keys: its left neighbour's too)
     new = {i for i in range(2, grid[0]) if rows[i] not in rows[:i]}  # (the walk's: the lines it keeps too)
     assert {(1, j) for j in firsts} | {(i, 0) for i in new} | set(forced) <= set(walked)
-    assert all(i in (0, 1) or j == 0 or (i, j) in forced for i, j in walked), walked
-    assert len(walked) < 2 * grid[1] + grid[0] and len(ex.skips[0][0]) == grid[0] * grid[1] - len(walked)
+    assert all(i == 1 or j == 0 or (i, j) in forced for i, j in walked), walked
+    assert len(walked) < grid[1] + grid[0] + len(forced) and len(ex.skips[0][0]) == grid[0] * grid[1] - len(walked)
 
 
 @settings(max_examples=12, deadline=None, derandomize=True, database=None,
@@ -547,11 +549,13 @@ def test_line_buffer_columns_are_checked_in_the_first_lined_row(monkeypatch, pro
 
 @pytest.mark.parametrize("provenance", [True, False])
 @pytest.mark.parametrize("axis", [0, 1])
-def test_a_window_off_by_one_in_a_skipped_row_or_column_is_caught(monkeypatch, provenance, axis):
+@pytest.mark.parametrize("mode", ["cache_w", "cache"])
+def test_a_window_off_by_one_in_a_skipped_row_or_column_is_caught(monkeypatch, provenance, axis, mode):
     """A read window one pixel off in tile row 2 (or column 2) only, which the separable walk would skip
-    were its key that of rows (columns) 1 and 3: its key differs, so it is walked and raises."""
+    were its key that of rows (columns) 1 and 3: its key differs, so it is walked and raises (with line
+    buffers, column 2 by the first lined row: tile row 0 walks column 0 only)."""
     from dataclasses import replace
-    g, plan = _rows_fresh({k: "cache_w" for k in range(4)})
+    g, plan = _rows_fresh({k: mode for k in range(4)})
     ex = pe.PlanExecutor(g, plan)
     _walk_values(monkeypatch, ex, provenance)
     st_ = ex.stage_at[0]
@@ -564,9 +568,11 @@ def test_a_window_off_by_one_in_a_skipped_row_or_column_is_caught(monkeypatch, p
 
 
 @pytest.mark.parametrize("provenance", [True, False])
-def test_a_stale_cached_column_is_caught_where_rows_carry_nothing(monkeypatch, provenance):
-    """Slides that leave the first kept column stale (every tile, as a wrong plan would) are caught."""
-    g, plan = _rows_fresh({k: "cache_w" for k in range(4)})
+@pytest.mark.parametrize("mode", ["cache_w", "cache"])
+def test_a_stale_cached_column_is_caught_where_rows_carry_nothing(monkeypatch, provenance, mode):
+    """Slides that leave the first kept column stale (every tile, as a wrong plan would) are caught
+    (with line buffers by the first lined row: tile row 0 walks column 0 only)."""
+    g, plan = _rows_fresh({k: mode for k in range(4)})
     ex = pe.PlanExecutor(g, plan)
     _walk_values(monkeypatch, ex, provenance)
     region = ex._region
