@@ -98,7 +98,8 @@ def test_like_tiles_skip_read_and_write_what_their_tiles_would(name):
     column geometry (:func:`_axis_keys`) pair is new are walked; a stage whose rows carry nothing but
     lines (:meth:`_separable`) walks in its first rows taking lines (:meth:`_lined_rows`), and in tile
     row 0 unless one of those has every op computing (:meth:`_full_row`), every new geometry pair,
-    in other rows exactly column 0 of each new row geometry and its forced tiles;
+    in other rows exactly column 0 of each new row geometry and its forced tiles (a tile holding each
+    op's largest region);
     the merged read windows cover exactly the pixels the skipped tiles read of each full-size tensor
     (where their op computes), the output windows exactly those they write; a run starts at
     each skipped tile whose left neighbour walks, and names per cached op its last column there with
@@ -136,6 +137,10 @@ def test_like_tiles_skip_read_and_write_what_their_tiles_would(name):
                     assert (rows[i], cols[j]) in seen or (i, j) not in skip, (start, i, j)
                     seen.add((rows[i], cols[j]))
             if forced is not None:
+                for k in ops:  # a tile holding each op's largest region is walked (its claims reach furthest)
+                    if ex.graph.ops[k].outputs[0] != st.info.output:
+                        hs, ws = ([sp[k].need[1] - sp[k].need[0] for sp in a.spans] for a in (st.h, st.w))
+                        assert any(hs[i] == max(hs) and ws[j] == max(ws) and (i, j) not in skip for i, j in forced)
                 new = {i for i in range(1, gr[0]) if rows[i] not in rows[:i]} | ({0} if full is not None else set())
                 want = {(i, j) for i, j in tiles if i not in keyed and (j == 0 and i in new or (i, j) in forced)}
                 assert {(i, j) for i, j in tiles if i not in keyed and (i, j) not in skip} == want

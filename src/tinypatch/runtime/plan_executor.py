@@ -750,8 +750,8 @@ class PlanExecutor:
         view past its cached buffer, an overflow of the arena and the touched high-water mark are those
         of the largest regions too (a line buffer's cells are written where the tile loop writes them,
         by walked and skipped tiles alike). The largest is max H_i x max W_j (every pair is a tile):
-        that tile is walked for every op. Freed bytes end FREED whatever they held, so the arena ends
-        the same."""
+        such a tile is walked for every op (one for all ops whose largest regions it holds). Freed
+        bytes end FREED whatever they held, so the arena ends the same."""
         g, ops = self.graph, st.info.tile_ops
         nchw = any(self.layout[k][0] or self.layout[k][1] for k in ops)  # (a gather walks as any op: see above)
         if st.info.reduce is not None or st.stream or nchw or st.h.cached and st.stage.grid[1] < 2:
@@ -779,11 +779,17 @@ class PlanExecutor:
                         for r in sp.reads:
                             if r is not None and r[0] >= r[1]:
                                 return None
-        forced = set()
+        largest = []  # per op: the tile rows and columns of its largest region
         for k in ops:
             if g.ops[k].outputs[0] != st.info.output:
                 rows, cols = ([sp[k].need[1] - sp[k].need[0] for sp in a.spans] for a in (st.h, st.w))
-                forced.add((rows.index(max(rows)), cols.index(max(cols))))
+                largest.append(([i for i, n in enumerate(rows) if n == max(rows)],
+                                [j for j, n in enumerate(cols) if n == max(cols)]))
+        forced: set[tuple[int, int]] = set()
+        for rows, cols in largest:  # one tile for as many ops as share it (the row, column most share)
+            if not any(i in rows and j in cols for i, j in forced):
+                forced.add((max(rows, key=lambda i: sum(i in r for r, _ in largest)),
+                            max(cols, key=lambda j: sum(j in c for _, c in largest))))
         return forced
 
     @staticmethod
