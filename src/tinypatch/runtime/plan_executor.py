@@ -589,31 +589,31 @@ class PlanExecutor:
         tile row (:meth:`_skip_runs`), by their first tile.
 
         A tile is skipped where a walked tile had the same key: its row's and its column's. What a
-        tile's walk claims, slides, checks, saves and frees is fixed by: its own rows and columns
-        (per op: sizes, paddings, where the fresh part starts, reads relative to the producer's
-        region; an op with an empty region does nothing); for a cached op, the region it slides
-        from (its left neighbour's: the step between their starts and that region's size are in the
-        column key; what it holds, the ids of its pixels, its own walk checked or the shadow restored,
-        below) or rolls down from (one tile column: the row above's, likewise in the row key); the line-buffer rows it takes (rows 0 to its fresh start, its own
-        columns: fixed by its key; what they hold is what the row above kept, fixed by that row's
-        key); and the rows it keeps for the next tile row needing any of it (found as
-        :meth:`_save_lines` finds them; in the key as a count and where they start in its region).
-        So it touches the same bytes of every stage buffer (each region at its buffer's start,
-        line-buffer columns those of its tile column) as the walked tile of its key, which found
-        there the ids of the pixels it needs; its neighbours left it those ids too (a walked one as
-        its walk checked what it read, a skipped one from the shadow, below). A skipped tile
-        therefore writes its pieces of the stage output (or, into an average, its sums) from the
-        shadow (:meth:`_skip_tiles`), keeps its lines from the shadow where its walk would
-        (:meth:`_skip_runs`: one copy per op for a run of skipped tiles), and the next walked tile
-        starts from the regions the skipped tiles' walks would leave (per cached op, the last
-        skipped tile with a region of it), restored from the shadow (:meth:`_restore`); its claims
-        and frees are those of the walked tile of its key (the same bytes: the arena and its
-        high-water mark end the same). Conservative where that is not shown: a tile row (column)
-        whose cached op takes kept rows (columns) from before a row (column) with an empty region
-        for it (the kept region then comes from further back) gets a key of its own (walked). Where no
-        op carries anything from one tile row to the next but through line buffers, fewer tiles walk:
-        tile row 0 and the first tile row taking lines of each line-buffered op as above, then one per
-        new row key and each op's largest region (:meth:`_separable`)."""
+        tile's walk claims, slides, checks, saves and frees is fixed by: its own rows and columns (per
+        op: sizes, paddings, where the fresh part starts, reads relative to the producer's region; an op
+        with an empty region does nothing); for a cached op, the region it slides from (its left
+        neighbour's: the step between their starts and that region's size are in the column key; what it
+        holds, the ids of its pixels, its own walk checked or the shadow restored, below) or rolls down
+        from (one tile column: the row above's, likewise in the row key); the line-buffer rows it takes
+        (rows 0 to its fresh start, its own columns: fixed by its key; what they hold is what the row
+        above kept, fixed by that row's key); and the rows it keeps for the next tile row needing any of
+        it (found as :meth:`_save_lines` finds them; in the key as a count and where they start in its
+        region). So it touches the same bytes of every stage buffer (each region at its buffer's start,
+        line-buffer columns those of its tile column) as the walked tile of its key, which found there
+        the ids of the pixels it needs; its neighbours left it those ids too (a walked one as its walk
+        checked what it read, a skipped one from the shadow, below). A skipped tile therefore writes its
+        pieces of the stage output (or, into an average, its sums) from the shadow
+        (:meth:`_skip_tiles`), keeps its lines from the shadow where its walk would (:meth:`_skip_runs`:
+        one copy per op for a run of skipped tiles), and the next walked tile starts from the regions
+        the skipped tiles' walks would leave (per cached op, the last skipped tile with a region of it),
+        restored from the shadow (:meth:`_restore`); its claims and frees are those of the walked tile
+        of its key (the same bytes: the arena and its high-water mark end the same). Conservative where
+        that is not shown: a tile row (column) whose cached op takes kept rows (columns) from before a
+        row (column) with an empty region for it (the kept region then comes from further back) gets a
+        key of its own (walked). Where no op carries anything from one tile row to the next but through
+        line buffers, fewer tiles walk: the first tile row taking lines of each line-buffered op as
+        above, tile row 0 so too unless one of those rows has every op computing, then one per new row
+        key (column 0) and a tile holding each op's largest region (:meth:`_separable`)."""
         g, producers, inside = self.graph, self.producers, set(st.info.tile_ops)
         ops = st.info.tile_ops
         rolls = st.stage.grid[1] == 1 and any(k in st.h.cached for k in ops)  # cached rows roll down
