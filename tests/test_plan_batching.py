@@ -10,13 +10,13 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from strategies import random_cnn
 
 import tinypatch.runtime.plan_executor as pe
 from tinypatch.analysis.regions import split_even
-from tinypatch.errors import PlanError
+from tinypatch.errors import InputError, PlanError
 from tinypatch.frontends.synth import Builder
 from tinypatch.ir import Graph
 from tinypatch.planning.check import check_plan
@@ -517,6 +517,48 @@ def test_line_buffered_stages_on_uneven_cuts_match_the_tile_loop(rows, cols, mod
     assert_batched_same(g, plan, _input(g))
 
 
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.lists(st.integers(1, 15), min_size=2, max_size=5, unique=True),
+       st.lists(st.integers(1, 15), min_size=2, max_size=5, unique=True), st.sampled_from(_LINED),
+       st.integers(0, 20), st.integers(0, 10 ** 6))
+def test_a_separable_walk_catches_the_placement_faults_walking_every_tile_catches(rows, cols, modes, which, where):
+    """The separable walk of a line-buffered stage against a walk of every tile, both on provenance,
+    with one of the stage's buffers (a tile buffer, a cached map's, a line buffer) placed elsewhere in
+    the arena, as a wrong plan would place it: the same outcome (a collision, an overflow, a read of
+    other bytes, or none)."""
+    g = _dw_chain()
+    plan = _plan(g, [Stage(0, 5, [0, *sorted(rows), 16], [0, *sorted(cols), 16], modes)])
+    try:
+        check_plan(g, plan)
+    except PlanError:
+        assume(False)
+    ex = pe.PlanExecutor(g, plan)
+    st_ = ex.stage_at[0]
+    assume(ex._separable(st_) is not None)
+    names = [g.ops[k].outputs[0] for k in st_.info.tile_ops[:-1]]
+    bufs = sorted({ex.buffer_of[t] for t in names} | {pe.line_buffer_name(t) for t in names
+                                                     if pe.line_buffer_name(t) in ex.placement.offsets})
+    buf = bufs[which % len(bufs)]
+    offset = where % ex.peak // 16 * 16
+
+    def outcome(every: bool) -> str:
+        e = pe.PlanExecutor(g, plan)
+        e.placement.offsets[buf] = offset
+        e.out_buf = {k: (n, b, offset if b == buf else o, *rest) for k, (n, b, o, *rest) in e.out_buf.items()}
+        if every:
+            e._like_tiles = lambda st_: (set(), [], [], {})  # type: ignore[method-assign]
+        try:
+            e([_input(g)])
+        except PlanError as err:
+            return str(err).split(" ")[0] if "collides" not in str(err) else "collides"
+        assert every or e.skips[0][0], "no tile skipped its walk"
+        return "none"
+    got = outcome(False)
+    event(got)
+    assert got == outcome(True)
+
+
 @pytest.mark.parametrize("provenance", [True, False])
 def test_line_buffer_columns_are_checked_in_the_first_lined_row(monkeypatch, provenance):
     """Tile row 0 takes no lines, so line-buffer columns are checked only where a tile row takes them:
@@ -687,14 +729,19 @@ def _overlap_only_the_largest_claim_hits(monkeypatch: pytest.MonkeyPatch, g: Gra
             run(True, batch)
 
 
-@pytest.mark.parametrize("case", ["no empty region", "empty columns"])
+@pytest.mark.parametrize("case", ["no empty region", "line buffers", "empty columns"])
 def test_a_placement_overlap_only_the_largest_claim_hits_is_caught(monkeypatch, case):
     """A tile buffer placed so that only the largest tile's claim reaches the next live buffer: the walk
     of each op's largest region raises; without it (only the keyed tiles walked) the run would not.
     A narrow first tile row and column: the largest claims are interior tiles', which no key walks
-    (with empty columns: tiles beside ones where op 0 claims 0 bytes)."""
+    (with line buffers and a narrow first lined row: nor does that row; with empty columns: tiles
+    beside ones where op 0 claims 0 bytes)."""
     if case == "no empty region":
         g, plan = _rows_fresh({1: "cache_w", 3: "cache_w"}, cuts=[0, 1, 4, 7, 10])
+    elif case == "line buffers":  # a narrow first lined row too
+        g, plan = _rows_fresh({1: "cache", 3: "cache"}, cuts=[0, 1, 2, 6, 10])
+        st_ = pe.PlanExecutor(g, plan).stage_at[0]
+        assert pe.PlanExecutor._lined_rows(st_) == {1}
     else:
         g, plan = _pooled({2: "cache_w", 3: "cache_w"}, [0, 1, 6, 12], [0, 1, 2, 3, 4, 5, 9, 10, 11, 12])
         st_ = pe.PlanExecutor(g, plan).stage_at[0]
