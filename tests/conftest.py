@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,22 @@ import pytest
 from tinypatch.assets import assets_dir
 
 ASSETS = assets_dir()
+
+
+def _compiler_cache() -> None:
+    """Compile the generated projects through ccache when it is installed (and CC / ARM_CC are not
+    set): the C tests build the same kernel sources a few hundred times, and the Makefile compiles
+    one object per source so that the cache can keep them. The objects are the compiler's own."""
+    if shutil.which("ccache") is None:
+        return
+    os.environ.setdefault("CCACHE_NOHASHDIR", "1")  # -g builds in different project folders still hit
+    if "CC" not in os.environ:
+        os.environ["CC"] = "ccache cc"
+    if "ARM_CC" not in os.environ and shutil.which("arm-none-eabi-gcc"):
+        os.environ["ARM_CC"] = "ccache arm-none-eabi-gcc"
+
+
+_compiler_cache()
 MODELS = sorted((ASSETS / "models").glob("*.tflite")) if ASSETS else []
 SKIP_NO_ASSETS = "shared assets not found: set TINYPATCH_ASSETS to the folder holding models/ and configs/"
 

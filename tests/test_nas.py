@@ -436,6 +436,7 @@ def test_stream_search_matches_the_graph_and_the_exhaustive_enumeration(stages):
     for spec in _stream_test_specs(rng, 4):
         graph, chain = build_net(spec), Chain(spec)
         per_op = chain.per_op(False)
+        graph_path = True  # evaluate()'s graph path once per net (its schedule is compared at every budget)
         for sram in sorted({max(per_op) // d for d in (2, 3, 5)}):
             fast = chain_schedule(chain, sram, False, 4, stages=stages, stream=True)
             assert fast == mcunetv2_schedule(graph, sram, False, 4, stages=stages, stream=True)
@@ -449,7 +450,9 @@ def test_stream_search_matches_the_graph_and_the_exhaustive_enumeration(stages):
             assert fast[:2] == full[:2]
             streams += any(p < 0 for p in fast[2::2])
             e = evaluate(spec, Constraints(sram, **limits))
-            assert e == evaluate(spec, Constraints(sram, **limits), fast=False)
+            if graph_path:
+                assert e == evaluate(spec, Constraints(sram, **limits), fast=False)
+                graph_path = False
             assert ("stream" in e.schedule) == any(p < 0 for p in fast[2::2])
             cost = plan_cost(graph, best_plan(spec, e, Constraints(sram, **limits)))
             assert (cost.macs, cost.peak_analytic) == (e.schedule_macs, e.peak) == fast[:2]

@@ -294,18 +294,19 @@ all: host
 help:
 \t@sed -n 's/^#   //p' Makefile
 
+HOST_FLAGS_host = $(CFLAGS_COMMON) $(OPT)
+HOST_FLAGS_host_check = $(CFLAGS_COMMON) -O1 -g1 -fno-omit-frame-pointer -fsanitize=address,undefined \\
+\t-fno-sanitize-recover=all -DTP_CHECK
+HOST_FLAGS_host_shadow = $(CFLAGS_COMMON) -O1 -g1 -DTP_CHECK -DTP_SHADOW
+
 host: model_host
-model_host: $(HOST_SRCS) $(HEADERS)
-\t$(CC) $(CFLAGS_COMMON) $(OPT) -o $@ $(HOST_SRCS)
-
 host-check: model_host_check
-model_host_check: $(HOST_SRCS) $(HEADERS)
-\t$(CC) $(CFLAGS_COMMON) -O1 -g1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \\
-\t\t-DTP_CHECK -o $@ $(HOST_SRCS)
-
 host-shadow: model_host_shadow
-model_host_shadow: $(HOST_SRCS) $(HEADERS)
-\t$(CC) $(CFLAGS_COMMON) -O1 -g1 -DTP_CHECK -DTP_SHADOW -o $@ $(HOST_SRCS)
+# one object per source (a compiler cache can keep the kernels' objects: CC="ccache cc"), all rebuilt
+model_host model_host_check model_host_shadow: model_%: $(HOST_SRCS) $(HEADERS)
+\t@mkdir -p obj_$*
+\t@for s in $(HOST_SRCS); do $(CC) $(HOST_FLAGS_$*) -c $$s -o obj_$*/$${{s%.c}}.o || exit 1; done
+\t$(CC) $(HOST_FLAGS_$*) -o $@ $(addprefix obj_$*/,$(HOST_SRCS:.c=.o))
 
 {mcu}: %: model_%.elf
 model_%.elf: $(MCU_SRCS) $(HEADERS) link_%.ld

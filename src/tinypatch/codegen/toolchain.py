@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -182,7 +183,7 @@ def build_insncount(assets: Path, workdir: Path) -> Path:
         raise ToolchainError(f"qemu-insncount plugin source not found at {src}")
     workdir.mkdir(parents=True, exist_ok=True)
     lib = workdir / "libinsncount.so"
-    r = subprocess.run([os.environ.get("CC", "cc"), "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)],
+    r = subprocess.run([*shlex.split(os.environ.get("CC", "cc")), "-O2", "-shared", "-fPIC", "-o", str(lib), str(src)],
                        capture_output=True, text=True, check=False)
     if r.returncode:
         raise ToolchainError(f"building the qemu-insncount plugin failed: {r.stderr.strip()}")
