@@ -10,13 +10,13 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from strategies import random_cnn
 
 import tinypatch.runtime.plan_executor as pe
 from tinypatch.analysis.regions import split_even
-from tinypatch.errors import PlanError
+from tinypatch.errors import InputError, PlanError
 from tinypatch.frontends.synth import Builder
 from tinypatch.ir import Graph
 from tinypatch.planning.check import check_plan
@@ -458,8 +458,11 @@ def test_stages_whose_rows_carry_nothing_walk_one_tile_per_new_row(modes):
 
 
 def test_stages_whose_rows_carry_something_keep_their_keyed_walk():
-    """Line buffers, rolling rows, an average or empty regions: no separable walk."""
+    """Rows rolling down one tile column or an average: no separable walk (line buffers: one)."""
     g, plan = _rows_fresh({1: "cache"})
+    ex = pe.PlanExecutor(g, plan)
+    assert ex._separable(ex.stage_at[0]) is not None
+    g, plan = _rows_fresh({1: "cache"}, (5, 1))
     ex = pe.PlanExecutor(g, plan)
     assert ex._separable(ex.stage_at[0]) is None
     g, plan = _rows_fresh({1: "cache_w"}, (5, 1))
@@ -471,13 +474,130 @@ def test_stages_whose_rows_carry_something_keep_their_keyed_walk():
     assert ex._separable(ex.stage_at[0]) is None
 
 
+_LINED = [{k: "cache" for k in range(4)}, {1: "cache"}, {0: "cache", 2: "cache_w", 3: "cache"}]
+
+
+@pytest.mark.parametrize("modes", _LINED)
+@pytest.mark.parametrize("grid", [(5, 5), (4, 3)])
+def test_line_buffered_stages_walk_their_first_lined_rows_and_one_tile_per_new_row(modes, grid):
+    """Line buffers carry rows from one tile row to the next, and nothing else does: the first tile row
+    taking lines walks one tile per column key (tile row 0 only column 0 where every op computes in
+    that row, as here), each later row key one tile (column 0), each op's largest region one tile; the
+    arena ends as the tile loop leaves it."""
+    g, plan = _rows_fresh(modes, grid)
+    assert_batched_same(g, plan, _input(g))
+    ex = pe.PlanExecutor(g, plan)
+    st_ = ex.stage_at[0]
+    forced, lined = ex._separable(st_), ex._lined_rows(st_)
+    assert forced and lined == {1} and ex._full_row(st_, lined) == 1, (forced, lined)
+    walked = _walked(ex, g)
+    assert {j for i, j in walked if i == 0} <= {0} | {j for i, j in forced if i == 0}, walked
+    rows, cols = (pe._axis_keys(ex.graph, st_.info.tile_ops, a.spans, ex.producers, True) for a in (st_.h, st_.w))
+    firsts = {j for j in range(grid[1]) if cols[j] not in cols[:j]}  # (the walk's keys: its left neighbour's too)
+    new = {i for i in range(2, grid[0]) if rows[i] not in rows[:i]}  # (the walk's: the lines it keeps too)
+    assert {(1, j) for j in firsts} | {(i, 0) for i in new} | set(forced) <= set(walked)
+    assert all(i == 1 or j == 0 or (i, j) in forced for i, j in walked), walked
+    assert len(walked) < grid[1] + grid[0] + len(forced) and len(ex.skips[0][0]) == grid[0] * grid[1] - len(walked)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.lists(st.integers(1, 15), min_size=1, max_size=5, unique=True),
+       st.lists(st.integers(1, 15), min_size=1, max_size=5, unique=True), st.sampled_from(_LINED))
+def test_line_buffered_stages_on_uneven_cuts_match_the_tile_loop(rows, cols, modes):
+    """Line-buffered stages of 3x3 depthwise chains on uneven cuts (one-pixel tiles leave the first ops
+    empty regions in later tile rows and columns): the separable walk, where it applies, leaves the
+    tile loop's bytes, arena and high-water mark."""
+    g = _dw_chain()
+    plan = _plan(g, [Stage(0, 5, [0, *sorted(rows), 16], [0, *sorted(cols), 16], modes)])
+    try:
+        check_plan(g, plan)
+    except PlanError:
+        assume(False)
+    assert_batched_same(g, plan, _input(g))
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.lists(st.integers(1, 15), min_size=2, max_size=5, unique=True),
+       st.lists(st.integers(1, 15), min_size=2, max_size=5, unique=True), st.sampled_from(_LINED),
+       st.integers(0, 20), st.integers(0, 10 ** 6))
+def test_a_separable_walk_catches_the_placement_faults_walking_every_tile_catches(rows, cols, modes, which, where):
+    """The separable walk of a line-buffered stage against a walk of every tile, both on provenance,
+    with one of the stage's buffers (a tile buffer, a cached map's, a line buffer) placed elsewhere in
+    the arena, as a wrong plan would place it: the same outcome (a collision, an overflow, a read of
+    other bytes, or none)."""
+    g = _dw_chain()
+    plan = _plan(g, [Stage(0, 5, [0, *sorted(rows), 16], [0, *sorted(cols), 16], modes)])
+    try:
+        check_plan(g, plan)
+    except PlanError:
+        assume(False)
+    ex = pe.PlanExecutor(g, plan)
+    st_ = ex.stage_at[0]
+    assume(ex._separable(st_) is not None)
+    names = [g.ops[k].outputs[0] for k in st_.info.tile_ops[:-1]]
+    bufs = sorted({ex.buffer_of[t] for t in names} | {pe.line_buffer_name(t) for t in names
+                                                     if pe.line_buffer_name(t) in ex.placement.offsets})
+    buf = bufs[which % len(bufs)]
+    offset = where % ex.peak // 16 * 16
+
+    def outcome(every: bool) -> str:
+        e = pe.PlanExecutor(g, plan)
+        e.placement.offsets[buf] = offset
+        e.out_buf = {k: (n, b, offset if b == buf else o, *rest) for k, (n, b, o, *rest) in e.out_buf.items()}
+        if every:
+            e._like_tiles = lambda st_: (set(), [], [], {})  # type: ignore[method-assign]
+        try:
+            e([_input(g)])
+        except PlanError as err:
+            return str(err).split(" ")[0] if "collides" not in str(err) else "collides"
+        assert every or e.skips[0][0], "no tile skipped its walk"
+        return "none"
+    got = outcome(False)
+    event(got)
+    assert got == outcome(True)
+
+
+@pytest.mark.parametrize("provenance", [True, False])
+def test_line_buffer_columns_are_checked_in_the_first_lined_row(monkeypatch, provenance):
+    """Tile row 0 takes no lines, so line-buffer columns are checked only where a tile row takes them:
+    a line buffer that never keeps the last tile column's fresh columns (walked and skipped tiles
+    alike: later rows there read never-written bytes) is caught by the first lined row's walk of every
+    column key. Walking only tile row 0 and column 0 of later row keys (their forced tiles aside)
+    would not catch it: the fault lies in a column that only tile rows after the first read."""
+    def run(lined: bool) -> None:
+        g, plan = _rows_fresh({k: "cache" for k in range(4)})
+        ex = pe.PlanExecutor(g, plan)
+        _walk_values(monkeypatch, ex, provenance)
+        save, last = ex._save_lines, len(ex.stage_at[0].w.spans) - 1
+
+        def unsaved_last(arena, st_, k, i, j, region, cols=None):
+            end = st_.w.spans[last][k].out[0]  # where the last tile column's fresh columns start
+            if cols is None and j != last:
+                save(arena, st_, k, i, j, region)
+            elif cols is not None and cols[0] < end:  # a skipped run's columns, less the last tile's
+                c1 = min(cols[1], end)
+                save(arena, st_, k, i, j, region[:, :, : c1 - cols[0]], (cols[0], c1))
+        monkeypatch.setattr(ex, "_save_lines", unsaved_last)
+        if not lined:
+            monkeypatch.setattr(ex, "_lined_rows", lambda st_: set())
+        assert all(j != last for i, j in ex._separable(ex.stage_at[0]) if i), "a forced tile would show it"
+        ex([_input(g)])
+    run(False)
+    with pytest.raises(PlanError, match="never-written"):
+        run(True)
+
+
 @pytest.mark.parametrize("provenance", [True, False])
 @pytest.mark.parametrize("axis", [0, 1])
-def test_a_window_off_by_one_in_a_skipped_row_or_column_is_caught(monkeypatch, provenance, axis):
+@pytest.mark.parametrize("mode", ["cache_w", "cache"])
+def test_a_window_off_by_one_in_a_skipped_row_or_column_is_caught(monkeypatch, provenance, axis, mode):
     """A read window one pixel off in tile row 2 (or column 2) only, which the separable walk would skip
-    were its key that of rows (columns) 1 and 3: its key differs, so it is walked and raises."""
+    were its key that of rows (columns) 1 and 3: its key differs, so it is walked and raises (with line
+    buffers, column 2 by the first lined row: tile row 0 walks column 0 only)."""
     from dataclasses import replace
-    g, plan = _rows_fresh({k: "cache_w" for k in range(4)})
+    g, plan = _rows_fresh({k: mode for k in range(4)})
     ex = pe.PlanExecutor(g, plan)
     _walk_values(monkeypatch, ex, provenance)
     st_ = ex.stage_at[0]
@@ -490,9 +610,11 @@ def test_a_window_off_by_one_in_a_skipped_row_or_column_is_caught(monkeypatch, p
 
 
 @pytest.mark.parametrize("provenance", [True, False])
-def test_a_stale_cached_column_is_caught_where_rows_carry_nothing(monkeypatch, provenance):
-    """Slides that leave the first kept column stale (every tile, as a wrong plan would) are caught."""
-    g, plan = _rows_fresh({k: "cache_w" for k in range(4)})
+@pytest.mark.parametrize("mode", ["cache_w", "cache"])
+def test_a_stale_cached_column_is_caught_where_rows_carry_nothing(monkeypatch, provenance, mode):
+    """Slides that leave the first kept column stale (every tile, as a wrong plan would) are caught
+    (with line buffers by the first lined row: tile row 0 walks column 0 only)."""
+    g, plan = _rows_fresh({k: mode for k in range(4)})
     ex = pe.PlanExecutor(g, plan)
     _walk_values(monkeypatch, ex, provenance)
     region = ex._region
@@ -607,14 +729,19 @@ def _overlap_only_the_largest_claim_hits(monkeypatch: pytest.MonkeyPatch, g: Gra
             run(True, batch)
 
 
-@pytest.mark.parametrize("case", ["no empty region", "empty columns"])
+@pytest.mark.parametrize("case", ["no empty region", "line buffers", "empty columns"])
 def test_a_placement_overlap_only_the_largest_claim_hits_is_caught(monkeypatch, case):
     """A tile buffer placed so that only the largest tile's claim reaches the next live buffer: the walk
     of each op's largest region raises; without it (only the keyed tiles walked) the run would not.
     A narrow first tile row and column: the largest claims are interior tiles', which no key walks
-    (with empty columns: tiles beside ones where op 0 claims 0 bytes)."""
+    (with line buffers and a narrow first lined row: nor does that row; with empty columns: tiles
+    beside ones where op 0 claims 0 bytes)."""
     if case == "no empty region":
         g, plan = _rows_fresh({1: "cache_w", 3: "cache_w"}, cuts=[0, 1, 4, 7, 10])
+    elif case == "line buffers":  # a narrow first lined row too
+        g, plan = _rows_fresh({1: "cache", 3: "cache"}, cuts=[0, 1, 2, 6, 10])
+        st_ = pe.PlanExecutor(g, plan).stage_at[0]
+        assert pe.PlanExecutor._lined_rows(st_) == {1}
     else:
         g, plan = _pooled({2: "cache_w", 3: "cache_w"}, [0, 1, 6, 12], [0, 1, 2, 3, 4, 5, 9, 10, 11, 12])
         st_ = pe.PlanExecutor(g, plan).stage_at[0]

@@ -95,10 +95,13 @@ def _pixels(windows: list[tuple[int, int, int, int]]) -> set[tuple[int, int]]:
 def test_like_tiles_skip_read_and_write_what_their_tiles_would(name):
     """Per shadow-path stage of every benchmarked plan, :meth:`PlanExecutor._like_tiles` (made cheaper
     for the first run) against a tile-by-tile recomputation: tile (0, 0) and every tile whose row and
-    column geometry (:func:`_axis_keys`) pair is new are walked; a stage whose rows carry nothing
-    (:meth:`_separable`) walks in later rows exactly column 0 of each new row geometry and its forced
-    tiles; the merged read windows cover exactly the pixels the skipped tiles read of each full-size
-    tensor (where their op computes), the output windows exactly those they write; a run starts at
+    column geometry (:func:`_axis_keys`) pair is new are walked; a stage whose rows carry nothing but
+    lines (:meth:`_separable`) walks in its first rows taking lines (:meth:`_lined_rows`), and in tile
+    row 0 unless one of those has every op computing (:meth:`_full_row`), every new geometry pair,
+    in other rows exactly column 0 of each new row geometry and its forced tiles (a tile holding each
+    op's largest region);
+    the merged read windows cover exactly the pixels the skipped tiles read of each full-size tensor
+    (where their op computes), the output windows exactly those they write; a run starts at
     each skipped tile whose left neighbour walks, and names per cached op its last column there with
     a region."""
     from conftest import model_path
@@ -122,14 +125,25 @@ def test_like_tiles_skip_read_and_write_what_their_tiles_would(name):
             tiles = [(i, j) for i in range(gr[0]) for j in range(gr[1])]
             assert skip <= set(tiles) and (0, 0) not in skip
             forced = ex._separable(st)
-            seen: set[tuple] = set()
-            for i, j in tiles if forced is None else tiles[:gr[1]]:  # a new geometry pair is a new key pair
-                assert (rows[i], cols[j]) in seen or (i, j) not in skip, (start, i, j)
-                seen.add((rows[i], cols[j]))
+            lined = ex._lined_rows(st) if forced is not None else set()
+            full = ex._full_row(st, lined) if forced is not None else None
+            # rows walked at every column key: every row (keyed walk); separable: the lined rows, and tile
+            # row 0 unless a lined row has every op computing (then row 0 walks column 0 as a new row key)
+            keyed = range(gr[0]) if forced is None else sorted(lined | ({0} if full is None else set()))
+            for i in keyed:  # a new geometry pair is a new key pair
+                seen: set[tuple] = {(rows[r], cols[c]) for r in range(i) for c in range(gr[1])} if forced is None \
+                    else set()
+                for j in range(gr[1]):
+                    assert (rows[i], cols[j]) in seen or (i, j) not in skip, (start, i, j)
+                    seen.add((rows[i], cols[j]))
             if forced is not None:
-                new = {i for i in range(1, gr[0]) if rows[i] not in rows[:i]}
-                want = {(i, j) for i, j in tiles if i and (j == 0 and i in new or (i, j) in forced)}
-                assert {(i, j) for i, j in tiles if i and (i, j) not in skip} == want
+                for k in ops:  # a tile holding each op's largest region is walked (its claims reach furthest)
+                    if ex.graph.ops[k].outputs[0] != st.info.output:
+                        hs, ws = ([sp[k].need[1] - sp[k].need[0] for sp in a.spans] for a in (st.h, st.w))
+                        assert any(hs[i] == max(hs) and ws[j] == max(ws) and (i, j) not in skip for i, j in forced)
+                new = {i for i in range(1, gr[0]) if rows[i] not in rows[:i]} | ({0} if full is not None else set())
+                want = {(i, j) for i, j in tiles if i not in keyed and (j == 0 and i in new or (i, j) in forced)}
+                assert {(i, j) for i, j in tiles if i not in keyed and (i, j) not in skip} == want
             last = st.info.tile_ops[-1]
             for t, windows in reads + [(None, outs)]:
                 want_px: set[tuple[int, int]] = set()

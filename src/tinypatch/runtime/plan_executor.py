@@ -589,38 +589,40 @@ class PlanExecutor:
         tile row (:meth:`_skip_runs`), by their first tile.
 
         A tile is skipped where a walked tile had the same key: its row's and its column's. What a
-        tile's walk claims, slides, checks, saves and frees is fixed by: its own rows and columns
-        (per op: sizes, paddings, where the fresh part starts, reads relative to the producer's
-        region; an op with an empty region does nothing); for a cached op, the region it slides
-        from (its left neighbour's: that column's own key and the step between them are in the
-        column key) or rolls down from (one tile column: the row above's, its own key and the step
-        in the row key); the line-buffer rows it takes (rows 0 to its fresh start, its own
-        columns: fixed by its key; what they hold is what the row above kept, fixed by that row's
-        key); and the rows it keeps for the next tile row needing any of it (found as
-        :meth:`_save_lines` finds them; in the key as a count and where they start in its region).
-        So it touches the same bytes of every stage buffer (each region at its buffer's start,
-        line-buffer columns those of its tile column) as the walked tile of its key, which found
-        there the ids of the pixels it needs; its neighbours left it those ids too (a walked one as
-        its walk checked what it read, a skipped one from the shadow, below). A skipped tile
-        therefore writes its pieces of the stage output (or, into an average, its sums) from the
-        shadow (:meth:`_skip_tiles`), keeps its lines from the shadow where its walk would
-        (:meth:`_skip_runs`: one copy per op for a run of skipped tiles), and the next walked tile
-        starts from the regions the skipped tiles' walks would leave (per cached op, the last
-        skipped tile with a region of it), restored from the shadow (:meth:`_restore`); its claims
-        and frees are those of the walked tile of its key (the same bytes: the arena and its
-        high-water mark end the same). Conservative where that is not shown: a tile row (column)
-        whose cached op takes kept rows (columns) from before a row (column) with an empty region
-        for it (the kept region then comes from further back) gets a key of its own (walked). Where no
-        op carries anything from one tile row to the next, fewer tiles walk: tile row 0 as above, then
-        one per new row key and each op's largest region (:meth:`_separable`)."""
+        tile's walk claims, slides, checks, saves and frees is fixed by: its own rows and columns (per
+        op: sizes, paddings, where the fresh part starts, reads relative to the producer's region; an op
+        with an empty region does nothing); for a cached op, the region it slides from (its left
+        neighbour's: the step between their starts and that region's size are in the column key; what it
+        holds, the ids of its pixels, its own walk checked or the shadow restored, below) or rolls down
+        from (one tile column: the row above's, likewise in the row key); the line-buffer rows it takes
+        (rows 0 to its fresh start, its own columns: fixed by its key; what they hold is what the row
+        above kept, fixed by that row's key); and the rows it keeps for the next tile row needing any of
+        it (found as :meth:`_save_lines` finds them; in the key as a count and where they start in its
+        region). So it touches the same bytes of every stage buffer (each region at its buffer's start,
+        line-buffer columns those of its tile column) as the walked tile of its key, which found there
+        the ids of the pixels it needs; its neighbours left it those ids too (a walked one as its walk
+        checked what it read, a skipped one from the shadow, below). A skipped tile therefore writes its
+        pieces of the stage output (or, into an average, its sums) from the shadow
+        (:meth:`_skip_tiles`), keeps its lines from the shadow where its walk would (:meth:`_skip_runs`:
+        one copy per op for a run of skipped tiles), and the next walked tile starts from the regions
+        the skipped tiles' walks would leave (per cached op, the last skipped tile with a region of it),
+        restored from the shadow (:meth:`_restore`); its claims and frees are those of the walked tile
+        of its key (the same bytes: the arena and its high-water mark end the same). Conservative where
+        that is not shown: a tile row (column) whose cached op takes kept rows (columns) from before a
+        row (column) with an empty region for it (the kept region then comes from further back) gets a
+        key of its own (walked). Where no op carries anything from one tile row to the next but through
+        line buffers, fewer tiles walk: the first tile row taking lines of each line-buffered op as
+        above, tile row 0 so too unless one of those rows has every op computing, then one per new row
+        key (column 0) and a tile holding each op's largest region (:meth:`_separable`)."""
         g, producers, inside = self.graph, self.producers, set(st.info.tile_ops)
         ops = st.info.tile_ops
         rolls = st.stage.grid[1] == 1 and any(k in st.h.cached for k in ops)  # cached rows roll down
 
         def keys(axis: AxisTiling, owns: list[tuple], chained: bool, lined: list[int]) -> list[tuple]:
             alone = set()  # it takes a region kept before an empty one: walked
-            for k in ops:
-                empty = [_empty(spans[k]) for spans in axis.spans] if k in axis.cached else []
+            cached = [k for k in ops if k in axis.cached]
+            for k in cached:
+                empty = [_empty(spans[k]) for spans in axis.spans]
                 alone.update(n for n in range(1, len(empty)) if empty[n - 1] and not empty[n]
                              and axis.spans[n][k].out[0] > axis.spans[n][k].need[0])
             out: list[tuple] = []
@@ -628,8 +630,9 @@ class PlanExecutor:
                 if n in alone:
                     out.append(("alone", n))
                     continue
-                prev = None if not n or not chained else \
-                    (tuple([spans[k].need[0] - axis.spans[n - 1][k].need[0] for k in ops]), owns[n - 1])
+                before = axis.spans[n - 1]  # the previous region of each cached op: the step from it, its size
+                prev = None if not n or not chained else tuple([
+                    (spans[k].need[0] - before[k].need[0], before[k].need[1] - before[k].need[0]) for k in cached])
                 out.append((owns[n], prev, tuple(self._saves(st, k, n) for k in lined)))
             return out
         owns = _axis_keys(g, ops, st.h.spans, producers, True)
@@ -650,7 +653,11 @@ class PlanExecutor:
         if forced is not None:  # rows carry nothing: tile row 0 as above, then one tile per new row key
             firsts = {rk: n for n, rk in reversed(list(enumerate(row_keys)))}
             rest, every = list(range(1, len(cols))), list(range(len(cols)))  # shared: rows are replaced, not changed
-            skipped[1:] = [rest if firsts[rk] == i else every for i, rk in enumerate(row_keys) if i]
+            lined = self._lined_rows(st)  # (their keyed columns, as above: line-buffer columns checked)
+            skipped[1:] = [skipped[i] if i in lined else rest if firsts[rk] == i else every
+                           for i, rk in enumerate(row_keys) if i]
+            if self._full_row(st, lined) is not None:  # it shows tile row 0's columns: row 0 as a new row key
+                skipped[0] = rest
             for i, j in forced:  # each op's largest region: its claim (collisions, high-water mark) made
                 skipped[i] = [c for c in skipped[i] if c != j]
         # the skipped tiles' windows, by rows (as _merge groups them): reads where an op computes (as
@@ -690,73 +697,114 @@ class PlanExecutor:
         return skip, [(t, _merge_rows(w)) for t, w in reads.items() if w], _merge_rows(outs), runs
 
     def _separable(self, st: StageTiling) -> set[tuple[int, int]] | None:
-        """Where no op of shadow-path stage ``st`` carries anything from one tile row to the next, the
-        tiles whose walk makes each op's largest region (None: the stage is not of that kind).
+        """Where no op of shadow-path stage ``st`` carries anything from one tile row to the next but
+        through line buffers, the tiles whose walk makes each op's largest region (None: the stage is
+        not of that kind).
 
-        Such a stage (every op's rows computed afresh in every tile, no line buffer, every region
-        non-empty in every tile row and in tile column 0, column 0 computed whole, every window it
-        reads non-empty, no average, no NCHW op, every tile buffer freed within its tile) walks tile
-        row 0 as :meth:`_like_tiles` does, then one tile per row key not yet walked (column 0),
-        skipping all others. Why that is the walk of every tile: in the tile loop every region is an
-        (H_i x W_j x C) view at its buffer's start, written whole in its tile (fresh rows; a cached
-        op's columns slid from the last region it held before in the same tile row, all of its rows,
-        or at column 0 computed), by copies of index rectangles, so op k's region in tile (i, j)
-        holds at (a, b) the ids of pixel (row0_i + a, c_j(b)): its rows always right, its columns a
-        map that depends on column j's history only, the same in every tile row. An op may hold
-        nothing in a later tile column (an empty region: ops before a pooling, or ones a cached
-        successor needs no fresh column of): there it claims 0 bytes at its offset (or views 0
-        columns) and reads, computes, writes and keeps nothing. Which ops those are is fixed by the
-        column (no row is empty), so that history (which earlier column left each cached op's region)
-        is too, and every tile makes the same claims and frees of the same buffers, only their sizes
-        H_i x W_j x C differ (0 where W_j is). A gathering op (resize, transpose conv) walks as any
-        op: it reads index rectangles (in the keys), and writes the ids of its pixels. A read (its
-        window non-empty) then holds the ids it needs exactly where its row slice is in bounds
-        (fixed by the row key) and its column slice is in bounds and holds the right columns (fixed
-        by column j, as in tile row 0, which walked or skipped as before): the tile's checks pass
-        where its row key's walked tile's row checks and tile (0, j)'s column checks pass. Reads of
-        full-size tensors are recorded and checked as merged windows (:meth:`_skip_tiles`), writes
-        of the stage output go there from the shadow. What does not separate: a claim (or a cached
-        region's view) of op k, H_i x W_j x C bytes at offset o_k, against a buffer B live then at
-        o_B (the same buffers in every tile: the cached ones, those outside the stage, this tile's
-        claims made earlier, 0-byte ones included): where o_B > o_k it collides iff k's claim
-        reaches o_B, where o_B < o_k iff B's claim (or fixed size) reaches past o_k, each monotone in
-        one op's size, so where that op's largest claim does; where o_B = o_k iff both are
-        non-empty, fixed by the column: shown in tile row 0. A view past its cached buffer, an
-        overflow of the arena and the touched high-water mark are those of the largest regions too.
-        The largest is max H_i x max W_j (every pair is a tile): that tile is walked for every op.
-        Freed bytes end FREED whatever they held, so the arena ends the same."""
+        Such a stage (every op's rows computed afresh in every tile, but a line-buffered op's first rows
+        in tile rows after the first, taken from its line buffer: every op cached along the rows is
+        line-buffered, so there is more than one tile column; every region non-empty in tile row 0 and
+        in tile column 0, both computed whole, every window it reads non-empty, no average, no NCHW op,
+        every tile buffer freed within its tile) walks the first tile row taking lines of each
+        line-buffered op (:meth:`_lined_rows`) as :meth:`_like_tiles` does (one tile per column key),
+        and tile row 0 so too unless one of those rows has every op computing in it (the full row,
+        :meth:`_full_row`), then one tile per row key not yet walked (column 0), skipping all others.
+        Why that is the walk of every tile: in the tile loop every region is an (H_i x W_j x C) view at
+        its buffer's start, written whole in its tile (fresh rows and columns; a cached op's columns
+        slid from the last region it held before in the same tile row, all of its rows, or at column 0
+        computed; a line-buffered op's first rows at its fresh columns taken from its line buffer), by
+        copies of index rectangles. A line buffer's columns are pixel columns (less its first): a tile
+        keeps there its fresh columns' rows that the next tile row takes, and that row's tile in the
+        same column takes those columns back, the rows a function of the tile rows only, the columns of
+        the tile column only. So op k's region in tile (i, j) holds at (a, b) the ids of pixel
+        (row_i(a), c_j(b)): its rows a map that depends on tile row i's history only, the same in every
+        tile column (its line buffer's rows were kept alike by every tile of the row above, walked or
+        skipped: :meth:`_skip_runs`), its columns a map that depends on column j's history only, the
+        same in every tile row, but for one part fixed by the column that only later tile rows use:
+        which line-buffer columns it takes, and where. An op may hold nothing in a later tile row or
+        column (an empty region: ops before a pooling, or ones a cached successor needs no fresh row or
+        column of): there it claims 0 bytes at its offset (or views none) and reads, computes, writes,
+        keeps and takes nothing. Which ops those are is fixed by the row and by the column (empty in
+        tile (i, j) where empty in row i or in column j), so the histories are too (which earlier column
+        of the same tile row left each cached op's region; which earlier tile row kept its line-buffer
+        rows, :meth:`_next_row`; a row taking them from before an empty one has a key of its own), and
+        every tile makes the same claims and frees of the same buffers, only their sizes H_i x W_j x C
+        differ (0 where H_i or W_j is). A gathering op (resize, transpose conv) walks as any op: it
+        reads index rectangles (in the keys), and writes the ids of its pixels. A read (its window
+        non-empty) then holds the ids it needs exactly where its row slice is in bounds and holds the
+        right rows (fixed by the row key; tile column 0, where every op computing in that tile row
+        computes and reads the rows it reads in any of its columns, shows it) and its column slice is in
+        bounds and holds the right columns (fixed by column j: as in the row walked at every column key
+        where every op computes, the full row or else tile row 0, the same column maps and reads, and
+        for the line-buffer columns as in the first tile row taking lines of that op, walked likewise:
+        tile row 0 takes none, so it alone would not show them): the tile's checks pass where those
+        walked tiles' checks pass. Reads of full-size tensors are recorded and checked as merged windows
+        (:meth:`_skip_tiles`), writes of the stage output go there from the shadow. What does not
+        separate: a claim (or a cached region's view) of op k, H_i x W_j x C bytes at offset o_k,
+        against a buffer B live then at o_B (the same buffers in every tile: the cached ones and line
+        buffers, those outside the stage, this tile's claims made earlier, 0-byte ones included): where
+        o_B > o_k it collides iff k's claim reaches o_B, where o_B < o_k iff B's claim (or fixed size)
+        reaches past o_k, each monotone in one op's size, so where that op's largest claim does; where
+        o_B = o_k iff both are non-empty, fixed by the row and the column: shown in the row walked at
+        every column key (no op empty there) for each column key and in column 0 for each row key. A
+        view past its cached buffer, an overflow of the arena and the touched high-water mark are those
+        of the largest regions too (a line buffer's cells are written where the tile loop writes them,
+        by walked and skipped tiles alike). The largest is max H_i x max W_j (every pair is a tile):
+        such a tile is walked for every op (one for all ops whose largest regions it holds). Freed
+        bytes end FREED whatever they held, so the arena ends the same."""
         g, ops = self.graph, st.info.tile_ops
         nchw = any(self.layout[k][0] or self.layout[k][1] for k in ops)  # (a gather walks as any op: see above)
-        if st.info.reduce is not None or st.stream or st.h.cached or nchw:
-            return None
+        if st.info.reduce is not None or st.stream or nchw or st.h.cached and st.stage.grid[1] < 2:
+            return None  # (one tile column: cached rows roll down in their region)
         frees = {b for k in ops for b in self.tile_frees[k]}  # tile buffers freed within the tile
         for k in ops:
             name = g.ops[k].outputs[0]
-            if st.line_buffer(k) or name != st.info.output and not st.cached(k) and self.buffer_of.get(name) not in frees:
+            if name != st.info.output and not st.cached(k) and self.buffer_of.get(name) not in frees:
                 return None
-            if st.w.spans[0][k].out != st.w.spans[0][k].need:
+            if st.w.spans[0][k].out != st.w.spans[0][k].need or st.h.spans[0][k].out != st.h.spans[0][k].need:
                 return None
+        lined = st.h.cached  # (line-buffered: more than one tile column)
         for rows, axis in ((True, st.h), (False, st.w)):  # one pass over the spans, not one per op
             for n, spans in enumerate(axis.spans):
                 for k in ops:
                     sp = spans[k]
                     need, out = sp.need, sp.out
                     if need[0] >= need[1]:
-                        if rows or not n:  # empty regions only in tile columns after the first
+                        if not n:  # empty regions only in tile rows and columns after the first
                             return None
                         continue
-                    if rows and out != need:
+                    if rows and out != need and (k not in lined or out[1] != need[1]):  # fresh rows last
                         return None
                     if out[0] < out[1]:
                         for r in sp.reads:
                             if r is not None and r[0] >= r[1]:
                                 return None
-        forced = set()
+        largest = []  # per op: the tile rows and columns of its largest region
         for k in ops:
             if g.ops[k].outputs[0] != st.info.output:
                 rows, cols = ([sp[k].need[1] - sp[k].need[0] for sp in a.spans] for a in (st.h, st.w))
-                forced.add((rows.index(max(rows)), cols.index(max(cols))))
+                largest.append(([i for i, n in enumerate(rows) if n == max(rows)],
+                                [j for j, n in enumerate(cols) if n == max(cols)]))
+        forced: set[tuple[int, int]] = set()
+        for rows, cols in largest:  # one tile for as many ops as share it (the row, column most share)
+            if not any(i in rows and j in cols for i, j in forced):
+                forced.add((max(rows, key=lambda i: sum(i in r for r, _ in largest)),
+                            max(cols, key=lambda j: sum(j in c for _, c in largest))))
         return forced
+
+    @staticmethod
+    def _full_row(st: StageTiling, lined: set[int]) -> int | None:
+        """The first of tile rows ``lined`` in which every op of ``st`` computes (None: none is)."""
+        return next((i for i in sorted(lined) if all(st.h.spans[i][k].out[0] < st.h.spans[i][k].out[1]
+                                                     for k in st.info.tile_ops)), None)
+
+    @staticmethod
+    def _lined_rows(st: StageTiling) -> set[int]:
+        """Per line-buffered op of ``st``, the first tile row that takes rows from its line buffer
+        (walked at every column key by a separable walk, :meth:`_separable`)."""
+        firsts = (next((i for i, sp in enumerate(st.h.spans) if i and sp[k].out[0] > sp[k].need[0]), None)
+                  for k in st.info.tile_ops if st.line_buffer(k))
+        return {i for i in firsts if i is not None}
 
     def _saves(self, st: StageTiling, k: int, i: int) -> tuple[int, int] | None:
         """Where line-buffered op k's region in tile row i holds the rows it keeps for the next tile row
@@ -1021,7 +1069,7 @@ class PlanExecutor:
         if cols is None:  # the shadow is no arena bytes
             arena.read(src, self.out_buf[k][0])
         dst[...] = src
-        if cols is None or self._ids is None:  # on provenance the shadow's ids say so (IdArena.wrote)
+        if self._ids is None:  # on provenance the ids copied say so (read valid, or the shadow's: IdArena.wrote)
             arena.wrote(dst)
 
 
