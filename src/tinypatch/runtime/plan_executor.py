@@ -650,6 +650,7 @@ class PlanExecutor:
             walked = seen.setdefault(rk, set())
             skipped.append([j for j, ck in enumerate(col_keys) if ck in walked or walked.add(ck)])  # type: ignore[func-returns-value]
         forced = self._separable(st)
+        keyed = [list(js) for js in skipped]  # both walks are sound: the one skipping more tiles is taken
         if forced is not None:  # rows carry nothing: tile row 0 as above, then one tile per new row key
             firsts = {rk: n for n, rk in reversed(list(enumerate(row_keys)))}
             rest, every = list(range(1, len(cols))), list(range(len(cols)))  # shared: rows are replaced, not changed
@@ -660,6 +661,8 @@ class PlanExecutor:
                 skipped[0] = rest
             for i, j in forced:  # each op's largest region: its claim (collisions, high-water mark) made
                 skipped[i] = [c for c in skipped[i] if c != j]
+            if sum(map(len, skipped)) < sum(map(len, keyed)):  # (two row keys, many column keys)
+                skipped = keyed
         # the skipped tiles' windows, by rows (as _merge groups them): reads where an op computes (as
         # the walk's), the stage output where the stage writes it (not into an average's sums)
         reads: dict[str, dict[tuple[int, int], list[tuple[int, int]]]] = {}
