@@ -500,6 +500,17 @@ def test_line_buffered_stages_walk_their_first_lined_rows_and_one_tile_per_new_r
     assert len(walked) < grid[1] + grid[0] + len(forced) and len(ex.skips[0][0]) == grid[0] * grid[1] - len(walked)
 
 
+def _uneven(g: Graph, rows: list[int], cols: list[int], modes: dict) -> Plan:
+    """One stage over the 16x16 depthwise chain, cut at ``rows`` x ``cols`` (a cut the planner
+    refuses is not drawn)."""
+    plan = _plan(g, [Stage(0, 5, [0, *sorted(rows), 16], [0, *sorted(cols), 16], modes)])
+    try:
+        check_plan(g, plan)
+    except PlanError:
+        assume(False)
+    return plan
+
+
 @settings(max_examples=12, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.lists(st.integers(1, 15), min_size=1, max_size=5, unique=True),
@@ -509,11 +520,7 @@ def test_line_buffered_stages_on_uneven_cuts_match_the_tile_loop(rows, cols, mod
     empty regions in later tile rows and columns): the separable walk, where it applies, leaves the
     tile loop's bytes, arena and high-water mark."""
     g = _dw_chain()
-    plan = _plan(g, [Stage(0, 5, [0, *sorted(rows), 16], [0, *sorted(cols), 16], modes)])
-    try:
-        check_plan(g, plan)
-    except PlanError:
-        assume(False)
+    plan = _uneven(g, rows, cols, modes)
     assert_batched_same(g, plan, _input(g))
 
 
@@ -528,11 +535,7 @@ def test_a_separable_walk_catches_the_placement_faults_walking_every_tile_catche
     the arena, as a wrong plan would place it: the same outcome (a collision, an overflow, a read of
     other bytes, or none)."""
     g = _dw_chain()
-    plan = _plan(g, [Stage(0, 5, [0, *sorted(rows), 16], [0, *sorted(cols), 16], modes)])
-    try:
-        check_plan(g, plan)
-    except PlanError:
-        assume(False)
+    plan = _uneven(g, rows, cols, modes)
     ex = pe.PlanExecutor(g, plan)
     st_ = ex.stage_at[0]
     assume(ex._separable(st_) is not None)
