@@ -54,6 +54,7 @@ from tinypatch.runtime.mixed import (
     stage_maps,
     tile_independent,
 )
+from tinypatch.runtime.mixed_tiles import values_runner
 from tinypatch.runtime.plan_executor import PlanExecutor
 
 
@@ -124,7 +125,7 @@ def measure(graph: Graph, plan: Plan, precision: PrecisionPlan | None, inputs: I
     first input tiled (its BitOPs, the same for every input then) and checks the whole-image run
     (:class:`~tinypatch.runtime.mixed.PixelwiseRun`) gives its bytes, then runs the rest whole-image."""
     mixed = MixedPrecision(graph, plan, precision)
-    ex = PlanExecutor(graph, plan, mixed)
+    ex = values_runner(graph, plan, mixed)
     fast = PixelwiseRun(graph, plan, precision) if tile_independent(precision) else None  # type: ignore[arg-type]
     base = (Executor(graph) if fast else PlanExecutor(graph, plan)) if reference is None else None
     agree, change, refs, n, worst = 0, 0.0, [], 0, 0.0
@@ -137,7 +138,7 @@ def measure(graph: Graph, plan: Plan, precision: PrecisionPlan | None, inputs: I
             ref = _outputs(graph, base([x]) if fast else base([x]).outputs)  # type: ignore[misc, union-attr]
         refs.append(ref)
         if fast is None or i == 0:
-            run = ex([x]).outputs
+            run = ex(x)
             if fast is not None and any(not np.array_equal(v, run[k]) for k, v in fast(x).items()):
                 raise PlanError("the whole-image run of a tile-independent precision plan differs from the tiled run")
         else:
@@ -235,8 +236,8 @@ def quantize(graph: Graph, plan: Plan, calib: list[np.ndarray], options: Quantiz
     lows = sorted((b for b in o.bitwidths if b < 8), reverse=True)
     # VDPC: record int8 statistics
     rec = MixedPrecision(graph, plan, None, record=True)
-    ex = PlanExecutor(graph, plan, rec)
-    refs = [_outputs(graph, ex([x]).outputs) for x in calib]
+    ex = values_runner(graph, plan, rec)
+    refs = [_outputs(graph, ex(x)) for x in calib]
     margins = [np.sort(r)[-1] - np.sort(r)[-2] if r.size > 1 else abs(float(r[0])) for r in refs]
     change_cap = o.max_change * float(np.mean(margins))
     stages: list[StagePrecision] = []
@@ -332,9 +333,9 @@ def uniform(graph: Graph, plan: Plan, calib: list[np.ndarray], bits: int, step: 
     int8 run over ``calib`` (maps computed from lowered ones may still exceed it), scope ``map``:
     how much a uniform lowering costs in fidelity (``benchmarks/quantmcu.py``'s floor rows)."""
     rec = MixedPrecision(graph, plan, None, record=True)
-    ex = PlanExecutor(graph, plan, rec)
+    ex = values_runner(graph, plan, rec)
     for x in calib:
-        ex([x])
+        ex(x)
     stages = [StagePrecision(si, [MapPrecision(t, bits, max(rec.stats[t].patch_max), rec.stats[t].below_zero_point,
                                                step=step)
                                   for t in stage_maps(graph, plan, si) if rec.stats[t].patch_max])
