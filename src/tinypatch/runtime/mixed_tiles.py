@@ -26,17 +26,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tinypatch.analysis.regions import reads_nchw, writes_nchw
+from tinypatch.analysis.regions import Interval, reads_nchw, writes_nchw
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import op_def
 from tinypatch.kernels.lowbit import block_shift, requantize, requantize_blocks
 from tinypatch.planning.plan import STREAM, Plan
-from tinypatch.planning.precision import MapPrecision
 from tinypatch.planning.rewrite import rewritten
-from tinypatch.planning.tiles import StageTiling, tile_stage
+from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps, tile_stage
 from tinypatch.runtime.executor import Executor
 from tinypatch.runtime.mixed import SAMPLE, WEIGHT_BITS, MixedPrecision
 from tinypatch.runtime.plan_executor import PlanExecutor
+from tinypatch.runtime.stage_replay import _exact
+from tinypatch.runtime.threads import blas_threads
 
 
 def recompute_only(graph: Graph, st: StageTiling) -> bool:
@@ -55,22 +56,19 @@ def recompute_only(graph: Graph, st: StageTiling) -> bool:
     return True
 
 
-class _TileState:
-    """Per tile of one stage run: the hook's flags (an outlier seen; scope ``rest``: every later map
-    int8) and each map's width as last applied (8 where none was)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.high = np.zeros(n, bool)
-        self.outlier = np.zeros(n, bool)
-        self.bits: dict[str, np.ndarray] = {}
-
-    def set_bits(self, name: str, tiles: np.ndarray, bits: np.ndarray | int) -> None:
-        got = self.bits.setdefault(name, np.full(self.n, 8, np.int64))
-        got[tiles] = bits
-
-    def width(self, name: str) -> np.ndarray:
-        return self.bits.get(name, np.full(self.n, 8, np.int64))
+def _own(graph: Graph, st: StageTiling) -> dict[int, np.ndarray]:
+    """Per tile op, per tile (row-major): are its whole-image values its own? It reads exactly the
+    receptive field of its pixels, padded as the whole image is, and along each axis its window is
+    not padded or is the whole axis (:mod:`~tinypatch.runtime.stage_replay`'s argument)."""
+    ops = st.info.tile_ops
+    maps = (st.h.maps or input_maps(graph, ops, 0), st.w.maps or input_maps(graph, ops, 1))
+    out = {}
+    for k in ops:
+        size = [next(m for m in maps[a][k] if m is not None).out_size for a in (0, 1)]
+        axes = [np.array([_exact(maps[a][k], sp[k]) and (not any(sp[k].pads) or sp[k].out == (0, size[a]))
+                          for sp in spans]) for a, spans in enumerate((st.h.spans, st.w.spans))]
+        out[k] = (axes[0][:, None] & axes[1][None, :]).ravel()
+    return out
 
 
 class MixedTiles:
@@ -84,13 +82,17 @@ class MixedTiles:
         self.ex = Executor(g)
         consumers = g.consumers()
         self.stages = {s.start: tile_stage(g, s, consumers) for s in plan.stages}
-        self.producer = {op.outputs[0]: k for k, op in enumerate(g.ops) if op.outputs}  # map -> the op writing it
+        self.own = {s: _own(g, st) for s, st in self.stages.items() if recompute_only(g, st)}
 
     def usable(self) -> bool:
         """Every stage :func:`recompute_only`."""
         return all(recompute_only(self.graph, st) for st in self.stages.values())
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        with blas_threads(1):  # as the plan executor runs by default
+            return self._run(x)
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         g = self.graph
         env = self.ex.check_inputs([x])
         k = 0
@@ -109,61 +111,54 @@ class MixedTiles:
     def _stage(self, st: StageTiling, env: dict[str, np.ndarray]) -> np.ndarray:
         """Stage ``st``'s output, every tile computed and classified as the tile loop does it."""
         g, hook = self.graph, self.hook
-        start = st.stage.start
         tiles = [(i, j) for i in range(st.stage.grid[0]) for j in range(st.stage.grid[1])]
-        state = _TileState(len(tiles))
-        events: list[tuple[str, dict[int, tuple[int, np.ndarray]]]] = []  # recorded _apply calls, in call order
-        held: dict[str, list[np.ndarray | None]] = {}  # stage-internal map -> its (lowered) region per tile
+        run = _Run(len(tiles))
+        held: dict[str, list[_Ref | None]] = {}  # stage-internal map -> its (lowered) region per tile
         out_t = g.tensors[st.info.output]
         full = np.zeros(out_t.shape, out_t.np_dtype)
-        counts = hook.counts[start]
+        counts = hook.counts[st.stage.start]
+        own = self.own[st.stage.start]
         for k in st.info.tile_ops:
             op = g.ops[k]
             spans = [(st.h.spans[i][k], st.w.spans[j][k]) for i, j in tiles]
-            live = np.array([n for n, (sh, sw) in enumerate(spans) if sh.out[0] < sh.out[1] and sw.out[0] < sw.out[1]],
+            live = np.array([u for u, (sh, sw) in enumerate(spans) if sh.out[0] < sh.out[1] and sw.out[0] < sw.out[1]],
                             np.int64)
             if not live.size:
                 continue
-            args: list[list[np.ndarray]] = []
+            ins: list[tuple[int, list[_Ref]]] = []  # per activation input: its position, per live tile its ref
             for n, t in enumerate(op.inputs):
                 if not t or g.tensors[t].is_const:
                     continue
                 if t in held:
-                    p = self.producer[t]
-                    xs = []
-                    for u in live:
-                        (sh, sw), (i, j) = spans[u], tiles[u]
-                        r0, c0 = st.h.spans[i][p].need[0], st.w.spans[j][p].need[0]
-                        (a, b), (c, d) = sh.reads[n], sw.reads[n]
-                        xs.append(held[t][u][:, a - r0: b - r0, c - c0: d - c0])  # type: ignore[index]
+                    refs = [held[t][u] for u in live]
                 else:
-                    src = env[t]
-                    xs = [src[:, sh.reads[n][0]: sh.reads[n][1], sw.reads[n][0]: sw.reads[n][1]]
-                          for sh, sw in (spans[u] for u in live)]
-                    xs = self._apply(start, t, xs, live, state, events)
-                args.append(xs)
-            values = self._compute(k, args, [(*spans[u][0].pads, *spans[u][1].pads) for u in live])
+                    run.paths[("in", t)] = env[t]
+                    run.whole.add(("in", t))
+                    refs = self._apply(st.stage.start, run, t, [(("in", t), 0, 0, 0)] * len(live), live,
+                                       [(spans[u][0].reads[n], spans[u][1].reads[n]) for u in live])
+                ins.append((n, refs))  # type: ignore[arg-type]
+            outs = self._compute(k, run, ins, [spans[u] for u in live], live, own[k])
             macs = hook.per_pixel[k]
             if macs:
-                w = state.width(hook.graph.ops[k].inputs[0])[live]
-                px = np.array([v.shape[1] * v.shape[2] for v in values], np.int64)
+                w = run.width(hook.graph.ops[k].inputs[0])[live]
+                px = np.array([(sh.out[1] - sh.out[0]) * (sw.out[1] - sw.out[0]) for sh, sw in (spans[u] for u in live)],
+                              np.int64)
                 counts.bitops += int((macs * px * WEIGHT_BITS * w).sum())
                 counts.bitops_int8 += int((macs * px).sum()) * WEIGHT_BITS * 8
+            regions = [(spans[u][0].out, spans[u][1].out) for u in live]
             name = op.outputs[0]
             if name == st.info.output:
-                for u, v in zip(live, values):
-                    sh, sw = spans[u]
-                    full[:, sh.out[0]: sh.out[1], sw.out[0]: sw.out[1]] = v
+                for ref, (rows, cols) in zip(outs, regions):
+                    full[:, rows[0]: rows[1], cols[0]: cols[1]] = run.crop(ref, rows, cols)
             else:
-                values = self._apply(start, name, values, live, state, events)
-                per_tile: list[np.ndarray | None] = [None] * len(tiles)
-                for u, v in zip(live, values):
-                    per_tile[u] = v
+                per_tile: list[_Ref | None] = [None] * len(tiles)
+                for u, ref in zip(live, self._apply(st.stage.start, run, name, outs, live, regions)):
+                    per_tile[u] = ref
                 held[name] = per_tile
         counts.tiles += len(tiles)
-        counts.outlier_tiles += int(state.outlier.sum())
+        counts.outlier_tiles += int(run.outlier.sum())
         for u in range(len(tiles)):  # the recorded patches in the tile loop's order
-            for name, got in events:
+            for name, got in run.events:
                 if u in got:
                     pm, px = got[u]
                     s = hook.stats[name]
@@ -172,86 +167,162 @@ class MixedTiles:
                     s.pixel_patch_max.append(np.full(len(px), pm, np.int32))
         return full
 
-    def _compute(self, k: int, args: list[list[np.ndarray]], pads: list[tuple[int, ...]]) -> list[np.ndarray]:
-        """Op k on each tile's windows (``args[input][tile]``) with its paddings: tiles of equal window
-        shapes and paddings stacked as one call, an op's calls one ``run_calls``."""
+    def _compute(self, k: int, run: _Run, ins: list[tuple[int, list[_Ref]]], spans: list[tuple[OpSpan, OpSpan]],
+                 live: np.ndarray, own: np.ndarray) -> list[_Ref]:
+        """Op k for each live tile: where its whole-image values are its own (``own``) and its inputs
+        are whole maps, a crop of the whole-image call on those maps (one call per distinct inputs);
+        else the kernel on its own windows with its paddings, tiles of equal window shapes and
+        paddings stacked as one call, all of them one ``run_calls``."""
+        g, kernel = self.graph, self.ex.kernels[k]
+        op = g.ops[k]
+        refs: list[_Ref] = [None] * len(live)  # type: ignore[list-item]
         groups: dict[tuple, list[int]] = {}
-        for u, p in enumerate(pads):
-            groups.setdefault((tuple(a[u].shape for a in args), p), []).append(u)
-        calls = [([_stack([a[u] for u in us]) for a in args], key[1]) for key, us in groups.items()]
-        outs = self.ex.kernels[k].run_calls(calls)
-        values: list[np.ndarray] = [None] * len(pads)  # type: ignore[list-item]
-        for us, v in zip(groups.values(), outs):
-            for b, u in enumerate(us):
-                values[u] = v[b: b + 1]
-        return values
+        area: dict[tuple, int] = {}  # per distinct inputs: the pixels their tiles compute
+        for n in range(len(live)):
+            keys = tuple(r[n][0] for _, r in ins)
+            area[keys] = area.get(keys, 0) + (spans[n][0].out[1] - spans[n][0].out[0]) * \
+                (spans[n][1].out[1] - spans[n][1].out[0])
+        whole_area = int(np.prod(g.tensors[op.outputs[0]].shape[1:3]))
+        for n, u in enumerate(live):
+            keys = tuple(r[n][0] for _, r in ins)
+            # the whole-image call where it computes no more pixels than those tiles would
+            if own[u] and area[keys] >= whole_area and all(key in run.whole for key in keys):
+                key = ("op", k, keys)
+                if key not in run.paths:
+                    by_pos = {p: run.paths[kk] for (p, _), kk in zip(ins, keys)}
+                    run.paths[key] = kernel([by_pos[p] if p in by_pos else g.tensors[t].data if t else None
+                                             for p, t in enumerate(op.inputs)])[0]
+                    run.whole.add(key)
+                refs[n] = (key, 0, 0, 0)
+                continue
+            sh, sw = spans[n]
+            windows = tuple(run.crop(r[n], sh.reads[p], sw.reads[p]) for p, r in ins)
+            n_calls = groups.setdefault((tuple(w.shape for w in windows), (*sh.pads, *sw.pads)), [])
+            n_calls.append(n)
+            run.windows[n] = windows
+        calls = [([_stack([run.windows[n][a] for n in ns]) for a in range(len(ins))], key[1])
+                 for key, ns in groups.items()]
+        for c, (ns, v) in enumerate(zip(groups.values(), kernel.run_calls(calls) if calls else [])):
+            key = ("tiles", k, c)
+            run.paths[key] = v
+            for b, n in enumerate(ns):
+                refs[n] = (key, b, spans[n][0].out[0], spans[n][1].out[0])
+        run.windows.clear()
+        return refs
 
-    def _apply(self, start: int, name: str, xs: list[np.ndarray], live: np.ndarray, state: _TileState,
-               events: list) -> list[np.ndarray]:
+    def _apply(self, start: int, run: _Run, name: str, refs: list[_Ref], live: np.ndarray,
+               regions: list[tuple[Interval, Interval]]) -> list[_Ref]:
         """:meth:`MixedPrecision._apply <tinypatch.runtime.mixed.MixedPrecision.read>` on map ``name``'s
-        piece ``xs[n]`` of tile ``live[n]`` for every n, tiles of equal shape together."""
+        piece ``regions[n]`` of ``refs[n]`` in tile ``live[n]`` for every n: per-tile max |q - zp| and
+        statistics from the crops, a lowered piece the crop of its whole map lowered (elementwise, at
+        the tile's own shift for a per-patch step)."""
         hook = self.hook
         rec = hook.record and name in hook.stats
         m = hook.maps.get(start, {}).get(name)
         low = m is not None and m.bits < 8
         if not (rec or low):
-            state.set_bits(name, live, 8)
-            return xs
+            run.set_bits(name, live, 8)
+            return refs
         zp = int(hook.graph.tensors[name].quant.zero_point[0])  # type: ignore[union-attr]
-        got: dict[int, tuple[int, np.ndarray]] = {}
-        out = list(xs)
-        shapes: dict[tuple[int, ...], list[int]] = {}
-        for n, x in enumerate(xs):
-            shapes.setdefault(x.shape, []).append(n)
-        for shape, ns in shapes.items():
-            tiles = live[ns]
-            if not np.prod(shape):
-                state.set_bits(name, tiles, 8)
-                continue
-            stack = _stack([xs[n] for n in ns])
-            d = stack.astype(np.int32) - zp
-            pm = np.abs(d).max(axis=(1, 2, 3))
-            if rec:
-                s = hook.stats[name]
-                s.hist += np.bincount((stack.astype(np.int32) + 128).ravel(), minlength=256)
-                s.below_zero_point |= bool(d.min() < 0)
-                for n, u, v in zip(ns, tiles, pm):
-                    px = xs[n].reshape(-1, shape[-1])
-                    got[int(u)] = (int(v), px[:: max(1, len(px) // SAMPLE)][:SAMPLE].copy())
-            if not low:
-                state.set_bits(name, tiles, 8)
-                continue
-            assert m is not None
-            outlier = pm > m.threshold
-            state.outlier[tiles] |= outlier
-            if hook.scope == "rest":
-                state.high[tiles] |= outlier
-            keep = outlier | state.high[tiles]
-            state.set_bits(name, tiles, np.where(keep, 8, m.bits))
-            lowered = np.flatnonzero(~keep)
-            if lowered.size:
-                q = _lower(stack[lowered], zp, m, pm[lowered])
-                for b, c in enumerate(lowered):
-                    out[ns[c]] = q[b: b + 1]
+        pm = np.zeros(len(refs), np.int64)
+        by_key: dict[tuple, list[int]] = {}
+        for n, ref in enumerate(refs):
+            by_key.setdefault(ref[0], []).append(n)
+        for key, ns in by_key.items():
+            dev = run.dev(key, zp)
+            for n in ns:
+                pm[n] = int(run.crop(refs[n], *regions[n], dev).max())
         if rec:
-            events.append((name, got))
+            self._record(run, name, zp, refs, live, regions, by_key, pm)
+        if not low:
+            run.set_bits(name, live, 8)
+            return refs
+        assert m is not None
+        outlier = pm > m.threshold
+        run.outlier[live] |= outlier
+        if hook.scope == "rest":
+            run.high[live] |= outlier
+        keep = outlier | run.high[live]
+        run.set_bits(name, live, np.where(keep, 8, m.bits))
+        out = list(refs)
+        shifts = block_shift(pm, m.bits, m.signed) if m.step == "patch" else None
+        for n in np.flatnonzero(~keep):
+            key = refs[n][0]
+            shift = int(shifts[n]) if shifts is not None else m.shift
+            lkey = ("low", key, name, shift if m.step != "pixel" else None)
+            if lkey not in run.paths:
+                x = run.paths[key]
+                run.paths[lkey] = requantize(x, zp, m.bits, shift, m.signed) if m.step != "pixel" else \
+                    requantize_blocks(x, zp, m.bits, m.signed, "pixel")
+                if key in run.whole:
+                    run.whole.add(lkey)
+            out[n] = (lkey, *refs[n][1:])
         return out
+
+    def _record(self, run: _Run, name: str, zp: int, refs: list[_Ref], live: np.ndarray,
+                regions: list[tuple[Interval, Interval]], by_key: dict[tuple, list[int]], pm: np.ndarray) -> None:
+        """The calibration statistics of map ``name``'s pieces: histogram and sign from each array's
+        pixels weighted by how many pieces hold them, per tile its max and sampled pixels (kept in
+        ``run.events``, appended in the tile loop's order at the stage's end)."""
+        s = self.hook.stats[name]
+        got: dict[int, tuple[int, np.ndarray]] = {}
+        for key, ns in by_key.items():
+            x = run.paths[key]
+            cover = np.zeros(x.shape[:3], np.int64)
+            for n in ns:
+                (a, b), (c, d) = regions[n]
+                i, r, q = refs[n][1:]
+                cover[i, a - r: b - r, c - q: d - q] += 1
+                px = x[i, a - r: b - r, c - q: d - q].reshape(-1, x.shape[-1])
+                got[int(live[n])] = (int(pm[n]), np.array(px[:: max(1, len(px) // SAMPLE)][:SAMPLE]))
+            weights = np.repeat(cover.ravel(), x.shape[-1])
+            s.hist += np.bincount((x.astype(np.int32) + 128).ravel(), weights=weights, minlength=256).astype(np.int64)
+            s.below_zero_point |= bool(((x < zp).any(axis=-1) & (cover > 0)).any())
+        run.events.append((name, got))
+
+
+_Ref = tuple[tuple, int, int, int]  # a piece's array (its key in _Run.paths), its batch index, where it starts (row, column)
+
+
+class _Run:
+    """One stage run: the arrays tiles take their pieces from (whole maps, or the stacked pieces of a batched call),
+    the hook's flags per tile (an outlier seen; scope ``rest``: every later map int8), each map's
+    width as last applied per tile (8 where none was), and the recorded patches per map."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.paths: dict[tuple, np.ndarray] = {}
+        self.whole: set[tuple] = set()  # the keys of whole maps (from a whole-image call, or lowered from one)
+        self.devs: dict[tuple, np.ndarray] = {}
+        self.windows: dict[int, tuple[np.ndarray, ...]] = {}
+        self.high = np.zeros(n, bool)
+        self.outlier = np.zeros(n, bool)
+        self.bits: dict[str, np.ndarray] = {}
+        self.events: list[tuple[str, dict[int, tuple[int, np.ndarray]]]] = []
+
+    def crop(self, ref: _Ref, rows: Interval, cols: Interval, x: np.ndarray | None = None) -> np.ndarray:
+        """Pixels ``rows`` x ``cols`` of ``ref``'s map (of ``x``, an array laid out as its)."""
+        key, b, r, c = ref
+        x = self.paths[key] if x is None else x
+        return x[b: b + 1, rows[0] - r: rows[1] - r, cols[0] - c: cols[1] - c]
+
+    def dev(self, key: tuple, zp: int) -> np.ndarray:
+        """|q - zp| of array ``key``, its largest over each pixel's channels (kept: [N, H, W, 1])."""
+        got = self.devs.get(key)
+        if got is None:
+            got = self.devs[key] = np.abs(self.paths[key].astype(np.int32) - zp).max(axis=-1, keepdims=True)
+        return got
+
+    def set_bits(self, name: str, tiles: np.ndarray, bits: np.ndarray | int) -> None:
+        self.bits.setdefault(name, np.full(self.n, 8, np.int64))[tiles] = bits
+
+    def width(self, name: str) -> np.ndarray:
+        return self.bits.get(name, np.full(self.n, 8, np.int64))
 
 
 def _stack(xs: list[np.ndarray]) -> np.ndarray:
     """Arrays of one shape [1, ...] stacked along the batch axis (one: itself)."""
     return xs[0] if len(xs) == 1 else np.concatenate(xs)
-
-
-def _lower(stack: np.ndarray, zp: int, m: MapPrecision, patch_max: np.ndarray) -> np.ndarray:
-    """:func:`~tinypatch.runtime.mixed.lower` of each patch of ``stack`` (patches along the batch axis,
-    ``patch_max`` their max |q - zp|): static and per-pixel steps are elementwise, a per-patch step one
-    shift per patch."""
-    if m.step == "static":
-        return requantize(stack, zp, m.bits, m.shift, m.signed)
-    if m.step == "patch":
-        return requantize(stack, zp, m.bits, block_shift(patch_max, m.bits, m.signed)[:, None, None, None], m.signed)
-    return requantize_blocks(stack, zp, m.bits, m.signed, m.step)
 
 
 def values_runner(graph: Graph, plan: Plan, hook: MixedPrecision) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
