@@ -226,8 +226,10 @@ class MixedTiles:
         zp = int(hook.graph.tensors[name].quant.zero_point[0])  # type: ignore[union-attr]
         pm = np.zeros(len(refs), np.int64)
         by_key: dict[tuple, list[int]] = {}
+        empty = np.array([(r[1] - r[0]) * (c[1] - c[0]) == 0 for r, c in regions])  # an empty piece stays as it is
         for n, ref in enumerate(refs):
-            by_key.setdefault(ref[0], []).append(n)
+            if not empty[n]:
+                by_key.setdefault(ref[0], []).append(n)
         for key, ns in by_key.items():
             dev = run.dev(key, zp)
             for n in ns:
@@ -238,11 +240,11 @@ class MixedTiles:
             run.set_bits(name, live, 8)
             return refs
         assert m is not None
-        outlier = pm > m.threshold
+        outlier = (pm > m.threshold) & ~empty
         run.outlier[live] |= outlier
         if hook.scope == "rest":
             run.high[live] |= outlier
-        keep = outlier | run.high[live]
+        keep = outlier | run.high[live] | empty
         run.set_bits(name, live, np.where(keep, 8, m.bits))
         out = list(refs)
         shifts = block_shift(pm, m.bits, m.signed) if m.step == "patch" else None
