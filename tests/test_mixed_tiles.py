@@ -125,7 +125,7 @@ def test_vww_mcunetv2_plan_matches_the_tile_loop(vww, scope, step):
     precision = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), [StagePrecision(0, maps)], scope)
     old = assert_same_as_tile_loop(graph, plan, precision, xs, record=step == "patch")
     c = old.counts[plan.stages[0].start]
-    assert 0 < c.outlier_tiles < c.tiles and c.bitops < c.bitops_int8  # both kinds of patches ran
+    assert c.outlier_tiles > 0 and c.bitops < c.bitops_int8  # outlier patches, and patches that ran low-bit
 
 
 def test_vww_search_is_the_tile_loops(vww, monkeypatch):

@@ -113,7 +113,8 @@ class MixedPrecision:
             st.hist += np.bincount((x.astype(np.int32) + 128).ravel(), minlength=256)
             st.below_zero_point |= bool(d.min() < 0)
             px = x.reshape(-1, x.shape[-1])
-            st.pixels.append(np.array(px[:: max(1, len(px) // SAMPLE)][:SAMPLE]))  # a copy: x may be arena bytes
+            px = np.array(px[:: max(1, len(px) // SAMPLE)][:SAMPLE])  # a copy: x may be a view of arena bytes
+            st.pixels.append(px)
             st.pixel_patch_max.append(np.full(len(px), st.patch_max[-1], np.int32))
         m = self.maps.get(self._stage, {}).get(name)
         if m is None or m.bits >= 8 or not x.size:

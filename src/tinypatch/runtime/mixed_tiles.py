@@ -129,8 +129,10 @@ class MixedTiles:
             for n, t in enumerate(op.inputs):
                 if not t or g.tensors[t].is_const:
                     continue
-                if t in held:
-                    refs = [held[t][u] for u in live]
+                if t in held:  # a tile whose producer computed nothing reads nothing of it
+                    if ("none", t) not in run.paths:
+                        run.paths["none", t] = np.zeros(g.tensors[t].shape, g.tensors[t].np_dtype)
+                    refs = [held[t][u] or (("none", t), 0, 0, 0) for u in live]
                 else:
                     run.paths[("in", t)] = env[t]
                     run.whole.add(("in", t))
