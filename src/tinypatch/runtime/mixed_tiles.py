@@ -3,19 +3,25 @@
 The plan executor with a :class:`~tinypatch.runtime.mixed.MixedPrecision` hook walks every tile on
 values, in its simulated arena, on every run: each tile's low-bit values depend on that tile's own
 outlier tests. Where every op of every stage recomputes its halo (no cached part, line or window
-buffer: tiles independent, each op's output region of a tile is computed whole from the tile's own
-windows), :class:`MixedTiles` computes the same values op by op for all tiles together:
+buffer: tiles independent, each op's output region of a tile computed whole from the tile's own
+windows), :class:`MixedTiles` computes the same values op by op for all tiles together. A tile's
+piece of a map is a crop of an array shared by tiles (:class:`_Run`):
 
-* an op's tile computations are grouped by their windows' shapes and paddings, each group one
-  batched call (the windows stacked along the batch axis), the groups of an op one
-  :meth:`~tinypatch.kernels.base.PreparedOp.run_calls` (the bytes of one call each: a kernel's
-  output pixel depends only on its window);
-* the hook's per-tile decisions are carried per tile, in the tile loop's order within a tile (an
-  op's stage inputs in input order, then its output): max ``|q - zp|`` per tile, the outlier flag,
-  the scope ``rest`` flag, the maps' widths (which weigh the BitOPs of their consumers), and the
-  non-outlier tiles requantized together (elementwise, with one shift per tile for a per-patch step);
+* a stage input: the whole map; a piece the hook lowers: the crop of its array lowered (the
+  requantization is elementwise, per pixel for a per-pixel step; a per-patch step's shift, the
+  tile's own, is part of the lowered array's key), so tiles that took the same decisions share arrays;
+* an op's output, for a tile whose whole-image values are its own (it reads exactly the receptive
+  field of its pixels, and along each axis its window is not padded or is the whole axis: the
+  argument of :mod:`~tinypatch.runtime.stage_replay`) and whose inputs are whole arrays: the crop of
+  one whole-image call on those arrays (when its tiles compute at least as many pixels); else the
+  kernel on the tile's own windows with its own paddings, tiles of equal window shapes and paddings
+  stacked as one call, an op's calls one :meth:`~tinypatch.kernels.base.PreparedOp.run_calls` (the
+  bytes of one call each);
+* the hook's decisions are carried per tile, in the tile loop's order within a tile (an op's stage
+  inputs in input order, then its output): max ``|q - zp|`` of each piece, the outlier flag, the scope
+  ``rest`` flag, the maps' widths (which weigh their consumers' BitOPs);
 * recorded statistics (``record=True``) are appended per map in the tile loop's order (tile by tile,
-  within a tile in call order); histograms are sums, order-free.
+  within a tile in call order); a histogram counts each array's pixels as often as pieces hold them.
 
 No arena is simulated: ``tinypatch run --precision`` keeps the plan executor, which measures it.
 """
@@ -143,8 +149,8 @@ class MixedTiles:
             macs = hook.per_pixel[k]
             if macs:
                 w = run.width(hook.graph.ops[k].inputs[0])[live]
-                px = np.array([(sh.out[1] - sh.out[0]) * (sw.out[1] - sw.out[0]) for sh, sw in (spans[u] for u in live)],
-                              np.int64)
+                px = np.array([(spans[u][0].out[1] - spans[u][0].out[0]) * (spans[u][1].out[1] - spans[u][1].out[0])
+                               for u in live], np.int64)
                 counts.bitops += int((macs * px * WEIGHT_BITS * w).sum())
                 counts.bitops_int8 += int((macs * px).sum()) * WEIGHT_BITS * 8
             regions = [(spans[u][0].out, spans[u][1].out) for u in live]
@@ -285,7 +291,8 @@ class MixedTiles:
         run.events.append((name, got))
 
 
-_Ref = tuple[tuple, int, int, int]  # a piece's array (its key in _Run.paths), its batch index, where it starts (row, column)
+# a piece's array (its key in _Run.paths), its index along the batch axis, where the array starts (row, column)
+_Ref = tuple[tuple, int, int, int]
 
 
 class _Run:
