@@ -57,6 +57,8 @@ def assert_same_as_tile_loop(graph: Graph, plan: Plan, precision: PrecisionPlan 
 def _inputs(graph: Graph, n: int, seed: int = 0) -> list[np.ndarray]:
     t = graph.tensors[graph.inputs[0]]
     rng = np.random.default_rng(seed)
+    if t.np_dtype.kind == "f":
+        return [rng.uniform(-1, 1, t.shape).astype(t.np_dtype) for _ in range(n)]
     return [rng.integers(-128, 128, t.shape, dtype=np.int8) for _ in range(n)]
 
 
@@ -149,3 +151,20 @@ def test_plans_with_cached_stages_run_on_the_plan_executor(vww):
     assert not MixedTiles(graph, cached, hook).usable()
     assert not isinstance(values_runner(graph, cached, hook), MixedTiles)
     assert isinstance(values_runner(graph, plan, MixedPrecision(graph, plan, None)), MixedTiles)
+
+
+def test_two_stage_recompute_plan_matches_the_tile_loop():
+    """person_detect's recompute plan: two stages, every map of both at its own width."""
+    graph = api.load(str(model_path("person_detect.tflite")))
+    plan = api.plan(graph, strategy="recompute").plan
+    assert len(plan.stages) == 2
+    xs = _inputs(graph, 2, 3)
+    rec = assert_same_as_tile_loop(graph, plan, None, xs, record=True)
+    stages = [StagePrecision(i, [MapPrecision(t, [6, 4, 2, 5][n % 4],
+                                              int(np.quantile(rec.stats[t].patch_max, 0.85, method="higher")),
+                                              rec.stats[t].below_zero_point, step="patch")
+                                 for n, t in enumerate(stage_maps(graph, plan, i))])
+              for i in range(len(plan.stages))]
+    precision = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages, "rest")
+    old = assert_same_as_tile_loop(graph, plan, precision, xs, record=True)
+    assert all(c.outlier_tiles > 0 and c.bitops < c.bitops_int8 for c in old.counts.values() if c.tiles)
