@@ -25,7 +25,7 @@ from tinypatch.kernels import prepare
 from tinypatch.planning.check import check_plan
 from tinypatch.planning.plan import Plan, Stage
 from tinypatch.planning.tiles import OpSpan
-from tinypatch.runtime.stage_replay import TiledChecks, _exact, _widen
+from tinypatch.runtime.stage_replay import TiledChecks, reads_exactly, _widen
 
 _STAGES = {
     "recompute": (False, Stage(0, 5, split_even(10, 4), split_even(10, 3))),
@@ -216,12 +216,12 @@ def test_skipped_tiles_read_and_write_their_own_windows(halo):
 
 def test_exact_windows():
     m = AxisMap("window", 10, 10, kernel=3, stride=1, pad=1)
-    assert _exact([m], OpSpan((0, 4), (0, 4), ((0, 5),), (1, 0)))
-    assert not _exact([m], OpSpan((0, 4), (0, 4), ((0, 6),), (1, 0)))  # one row too many
-    assert not _exact([m], OpSpan((0, 4), (0, 4), ((0, 5),), (0, 0)))  # the border padding missing
-    assert _exact([m], OpSpan((3, 6), (3, 6), ((2, 7),), (0, 0)))
+    assert reads_exactly([m], OpSpan((0, 4), (0, 4), ((0, 5),), (1, 0)))
+    assert not reads_exactly([m], OpSpan((0, 4), (0, 4), ((0, 6),), (1, 0)))  # one row too many
+    assert not reads_exactly([m], OpSpan((0, 4), (0, 4), ((0, 5),), (0, 0)))  # the border padding missing
+    assert reads_exactly([m], OpSpan((3, 6), (3, 6), ((2, 7),), (0, 0)))
     ident = AxisMap("identity", 10, 10)
-    assert _exact([ident, None], OpSpan((3, 6), (3, 6), ((3, 6), None), (0, 0)))
+    assert reads_exactly([ident, None], OpSpan((3, 6), (3, 6), ((3, 6), None), (0, 0)))
 
 
 def test_window_input_span_is_the_padded_receptive_field():

@@ -42,7 +42,7 @@ from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps, tile_stage
 from tinypatch.runtime.executor import Executor
 from tinypatch.runtime.mixed import SAMPLE, WEIGHT_BITS, MixedPrecision
 from tinypatch.runtime.plan_executor import PlanExecutor
-from tinypatch.runtime.stage_replay import _exact
+from tinypatch.runtime.stage_replay import reads_exactly
 from tinypatch.runtime.threads import blas_threads
 
 
@@ -71,7 +71,7 @@ def _own(graph: Graph, st: StageTiling) -> dict[int, np.ndarray]:
     out = {}
     for k in ops:
         size = [next(m for m in maps[a][k] if m is not None).out_size for a in (0, 1)]
-        axes = [np.array([_exact(maps[a][k], sp[k]) and (not any(sp[k].pads) or sp[k].out == (0, size[a]))
+        axes = [np.array([reads_exactly(maps[a][k], sp[k]) and (not any(sp[k].pads) or sp[k].out == (0, size[a]))
                           for sp in spans]) for a, spans in enumerate((st.h.spans, st.w.spans))]
         out[k] = (axes[0][:, None] & axes[1][None, :]).ravel()
     return out

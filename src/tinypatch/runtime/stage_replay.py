@@ -83,7 +83,7 @@ def _gather(x: np.ndarray, starts: list[tuple[int, int]], size: tuple[int, int])
     return np.concatenate([x[:, r: r + h, c: c + w] for r, c in starts])
 
 
-def _exact(maps: list[AxisMap | None], span: OpSpan) -> bool:
+def reads_exactly(maps: list[AxisMap | None], span: OpSpan) -> bool:
     """Does a tile op read along this axis exactly the receptive field of what it computes, padded as
     the whole image is there (:meth:`~tinypatch.analysis.regions.AxisMap.input_span`)?"""
     out, pads = span.out, span.pads
@@ -105,7 +105,7 @@ def _whole(maps: list[AxisMap | None]) -> OpSpan:
 
 def _kinds(maps: dict[int, list[AxisMap | None]], spans: dict[int, OpSpan],
            sizes: dict[int, int]) -> dict[int, tuple[bool, bool, bool]]:
-    """Per op of one tile row (column): (computes any pixel, :func:`_exact`, whole-like: an exact tile
+    """Per op of one tile row (column): (computes any pixel, :func:`reads_exactly`, whole-like: an exact tile
     op's window along this axis is read as the whole-image call reads it there, not padded or the whole
     axis of ``sizes[op]`` pixels, then padded as the whole image is)."""
     out = {}
@@ -113,7 +113,7 @@ def _kinds(maps: dict[int, list[AxisMap | None]], spans: dict[int, OpSpan],
         a, b = sp.out
         if a < b:
             p0, p1 = sp.pads
-            out[k] = (True, _exact(maps[k], sp), not (p0 or p1) or (a == 0 and b == sizes[k]))
+            out[k] = (True, reads_exactly(maps[k], sp), not (p0 or p1) or (a == 0 and b == sizes[k]))
         else:
             out[k] = _NOTHING
     return out
