@@ -54,7 +54,7 @@ from tinypatch.runtime.mixed import (
     stage_maps,
     tile_independent,
 )
-from tinypatch.runtime.mixed_tiles import values_runner
+from tinypatch.runtime.mixed_batch import values_runner
 from tinypatch.runtime.plan_executor import PlanExecutor
 
 

@@ -1,4 +1,4 @@
-"""The values-only mixed-precision runner (:mod:`tinypatch.runtime.mixed_tiles`) against its oracle, the
+"""The values-only mixed-precision runner (:mod:`tinypatch.runtime.mixed_batch`) against its oracle, the
 plan executor's tile loop with the same :class:`~tinypatch.runtime.mixed.MixedPrecision` hook: the same
 output bytes, per-stage counts (tiles, outlier tiles, BitOPs) and recorded calibration statistics."""
 
@@ -23,7 +23,7 @@ from tinypatch.planning.plan import Plan, Stage, fingerprint
 from tinypatch.planning.precision import MapPrecision, PrecisionPlan, StagePrecision, plan_fingerprint
 from tinypatch.planning.tiles import legal_ends
 from tinypatch.runtime.mixed import MixedPrecision, stage_maps
-from tinypatch.runtime.mixed_tiles import MixedTiles, values_runner
+from tinypatch.runtime.mixed_batch import MixedTiles, values_runner
 from tinypatch.runtime.plan_executor import PlanExecutor
 
 
