@@ -148,7 +148,10 @@ def test_plans_with_cached_stages_run_on_the_plan_executor(vww):
     s = plan.stages[0]
     cached = replace(plan, stages=[Stage(s.start, s.end, s.rows, s.cols, {s.start: "cache_w"})])
     hook = MixedPrecision(graph, cached, None, record=True)
-    assert not MixedTiles(graph, cached, hook).usable()
+    unusable = MixedTiles(graph, cached, hook)
+    assert not unusable.usable()
+    with pytest.raises(PlanError, match="not recompute-only"):  # called anyway: refused, no kernel prepared
+        unusable(np.zeros(graph.tensors[graph.inputs[0]].shape, graph.tensors[graph.inputs[0]].np_dtype))
     assert not isinstance(values_runner(graph, cached, hook), MixedTiles)
     assert isinstance(values_runner(graph, plan, MixedPrecision(graph, plan, None)), MixedTiles)
 

@@ -46,6 +46,13 @@ class MapStats:
 SAMPLE = 64  # pixels kept per patch for the entropy estimate of run-time steps
 
 
+def sample_pixels(x: np.ndarray) -> np.ndarray:
+    """Up to :data:`SAMPLE` evenly spaced pixels (channel vectors) of a patch, copied (``x`` may be
+    a view of bytes that later writes change)."""
+    px = x.reshape(-1, x.shape[-1])
+    return np.array(px[:: max(1, len(px) // SAMPLE)][:SAMPLE])
+
+
 def stage_maps(graph: Graph, plan: Plan, stage: int) -> list[str]:
     """The feature maps of a stage a precision plan may lower: activation inputs the stage's ops
     read from outside it, then the outputs of its ops but the last (the stage output stays int8)."""
@@ -112,8 +119,7 @@ class MixedPrecision:
             st.patch_max.append(int(np.abs(d).max()))
             st.hist += np.bincount((x.astype(np.int32) + 128).ravel(), minlength=256)
             st.below_zero_point |= bool(d.min() < 0)
-            px = x.reshape(-1, x.shape[-1])
-            px = np.array(px[:: max(1, len(px) // SAMPLE)][:SAMPLE])  # a copy: x may be a view of arena bytes
+            px = sample_pixels(x)
             st.pixels.append(px)
             st.pixel_patch_max.append(np.full(len(px), st.patch_max[-1], np.int32))
         m = self.maps.get(self._stage, {}).get(name)

@@ -33,6 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tinypatch.analysis.regions import Interval, reads_nchw, writes_nchw
+from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import op_def
 from tinypatch.kernels.lowbit import block_shift, requantize, requantize_blocks
@@ -40,7 +41,7 @@ from tinypatch.planning.plan import STREAM, Plan
 from tinypatch.planning.rewrite import rewritten
 from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps, tile_stage
 from tinypatch.runtime.executor import Executor
-from tinypatch.runtime.mixed import SAMPLE, WEIGHT_BITS, MixedPrecision
+from tinypatch.runtime.mixed import WEIGHT_BITS, MixedPrecision, sample_pixels
 from tinypatch.runtime.plan_executor import PlanExecutor
 from tinypatch.runtime.stage_replay import reads_exactly
 from tinypatch.runtime.threads import blas_threads
@@ -85,14 +86,21 @@ class MixedTiles:
     def __init__(self, graph: Graph, plan: Plan, hook: MixedPrecision) -> None:
         g = rewritten(graph, plan)
         self.graph, self.hook = g, hook
-        self.ex = Executor(g)
         consumers = g.consumers()
         self.stages = {s.start: tile_stage(g, s, consumers) for s in plan.stages}
         self.own = {s: _own(g, st) for s, st in self.stages.items() if recompute_only(g, st)}
+        self._ex = Executor(g) if self.usable() else None  # (no kernels prepared for a plan it cannot run)
+
+    @property
+    def ex(self) -> Executor:
+        """The prepared kernels (PlanError where a stage is not :func:`recompute_only`)."""
+        if self._ex is None:
+            raise PlanError("a stage of this plan is not recompute-only: run it on the plan executor")
+        return self._ex
 
     def usable(self) -> bool:
         """Every stage :func:`recompute_only`."""
-        return all(recompute_only(self.graph, st) for st in self.stages.values())
+        return len(self.own) == len(self.stages)
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         with blas_threads(1):  # as the plan executor runs by default
@@ -283,8 +291,7 @@ class MixedTiles:
                 (a, b), (c, d) = regions[n]
                 i, r, q = refs[n][1:]
                 cover[i, a - r: b - r, c - q: d - q] += 1
-                px = x[i, a - r: b - r, c - q: d - q].reshape(-1, x.shape[-1])
-                got[int(live[n])] = (int(pm[n]), np.array(px[:: max(1, len(px) // SAMPLE)][:SAMPLE]))
+                got[int(live[n])] = (int(pm[n]), sample_pixels(x[i, a - r: b - r, c - q: d - q]))
             weights = np.repeat(cover.ravel(), x.shape[-1])
             s.hist += np.bincount((x.astype(np.int32) + 128).ravel(), weights=weights, minlength=256).astype(np.int64)
             s.below_zero_point |= bool(((x < zp).any(axis=-1) & (cover > 0)).any())

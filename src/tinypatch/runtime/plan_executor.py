@@ -650,8 +650,8 @@ class PlanExecutor:
             walked = seen.setdefault(rk, set())
             skipped.append([j for j, ck in enumerate(col_keys) if ck in walked or walked.add(ck)])  # type: ignore[func-returns-value]
         forced = self._separable(st)
-        keyed = [list(js) for js in skipped]  # both walks are sound: the one skipping more tiles is taken
         if forced is not None:  # rows carry nothing: tile row 0 as above, then one tile per new row key
+            keyed = [list(js) for js in skipped]  # both walks are sound: the one skipping more tiles is taken
             firsts = {rk: n for n, rk in reversed(list(enumerate(row_keys)))}
             rest, every = list(range(1, len(cols))), list(range(len(cols)))  # shared: rows are replaced, not changed
             lined = self._lined_rows(st)  # (their keyed columns, as above: line-buffer columns checked)
