@@ -336,8 +336,15 @@ def _tile_stage(graph: Graph, stage: Stage, consumers: dict[str, list[int]] | No
     rings = _stream_rings(graph, info, stage)
     cache_h = frozenset(k for k in info.tile_ops if stage.mode(k) == "cache" and k != last)
     cache_w = frozenset(k for k in info.tile_ops if stage.mode(k) in ("cache", "cache_w", STREAM) and k != last)
-    return StageTiling(stage, info, tile_axis(graph, info, 0, stage.rows, cache_h),
-                       tile_axis(graph, info, 1, stage.cols, cache_w), rings)
+    h = tile_axis(graph, info, 0, stage.rows, cache_h)
+    maps_w = input_maps(graph, info.tile_ops, 1)
+    if stage.cols == stage.rows and cache_w == cache_h and maps_w == h.maps:
+        # a square stage cut alike: its columns are its rows (the lists shared, read-only once made,
+        # so the executors' comparisons of the two axes cost nothing)
+        w = AxisTiling(h.cuts, h.spans, h.regions, h.cached, h.maps)
+    else:
+        w = tile_axis(graph, info, 1, stage.cols, cache_w, maps_w)
+    return StageTiling(stage, info, h, w, rings)
 
 
 def _stream_rings(graph: Graph, info: StageInfo, stage: Stage) -> dict[str, int]:

@@ -767,7 +767,8 @@ class PlanExecutor:
             if st.w.spans[0][k].out != st.w.spans[0][k].need or st.h.spans[0][k].out != st.h.spans[0][k].need:
                 return None
         lined = st.h.cached  # (line-buffered: more than one tile column)
-        for rows, axis in ((True, st.h), (False, st.w)):  # one pass over the spans, not one per op
+        # one pass over the spans, not one per op (a square stage's columns are its rows: one pass then)
+        for rows, axis in ((True, st.h),) if st.w.spans is st.h.spans else ((True, st.h), (False, st.w)):
             for n, spans in enumerate(axis.spans):
                 for k in ops:
                     sp = spans[k]
@@ -786,8 +787,8 @@ class PlanExecutor:
         for k in ops:
             if g.ops[k].outputs[0] != st.info.output:
                 rows, cols = ([sp[k].need[1] - sp[k].need[0] for sp in a.spans] for a in (st.h, st.w))
-                largest.append(([i for i, n in enumerate(rows) if n == max(rows)],
-                                [j for j, n in enumerate(cols) if n == max(cols)]))
+                top_h, top_w = max(rows), max(cols)
+                largest.append(([i for i, n in enumerate(rows) if n == top_h], [j for j, n in enumerate(cols) if n == top_w]))
         forced: set[tuple[int, int]] = set()
         for rows, cols in largest:  # one tile for as many ops as share it (the row, column most share)
             if not any(i in rows and j in cols for i, j in forced):
