@@ -233,3 +233,25 @@ def test_longest_stream_stage_of_a_shared_model_is_exact(name):
     else:
         pytest.skip(f"{name}: no stream stage of two or more ops")
     assert_stream_exact(g, plan, [random_input(g.tensors[g.inputs[0]], 1)])
+
+
+def test_stream_stages_holding_an_explicit_pad_batch_and_replay():
+    """An explicit PAD's border columns read only padding: its whole row is still one kernel call (its
+    paddings those of the row's window), so the stage batches and later runs replay it, exactly
+    (mcunet_vww's 32 KB plan ran such a stage column by column on every run)."""
+    b = Builder("padded", seed=5)
+    x = b.input((1, 12, 12, 4))
+    x = b.conv(x, 6, 1, 1, name="c0")
+    x = b.pad(x, 3, 2, 3, 2, name="p1")
+    x = b.depthwise(x, 7, 2, name="d2", padding="VALID")
+    x = b.conv(x, 5, 1, 1, name="c3")
+    g = b.finish([x])
+    h = g.tensors[g.ops[3].outputs[0]].shape[1]
+    plan = Plan(g.name, fingerprint(g), [stream_stage(g, 0, 4, split_even(h, 2))], False)
+    x0 = [random_input(g.tensors[g.inputs[0]], 7)]
+    assert_stream_exact(g, plan, x0)
+    ex = PlanExecutor(g, plan)
+    assert ex.streams[0].rows is not None and ex.streams[0].rows[1][3:] == (3, 2)
+    ex(x0)
+    assert ex.replays[0] is not None
+    assert ex(x0).outputs[g.outputs[0]].tobytes() == run(g, x0)[g.outputs[0]].tobytes()

@@ -1141,20 +1141,29 @@ class _Stream:
                 computes[step[STEP_OP]].append(step)
         last = self.st.info.tile_ops[-1]
         first = {last: 0}  # op -> the first column it computes (its consumer's first input column)
+        reads: dict[int, tuple[int, int]] = {}  # op -> the input columns its computed columns read
         for k, cs in computes.items():
-            if not cs or any(b[STEP_LO] > a[STEP_HI] or b[STEP_LO] >= b[STEP_HI] for a, b in pairwise(cs)):
+            # columns reading only padding (an explicit PAD's borders) may lead or trail, not split the rest
+            body = [n for n, c in enumerate(cs) if c[STEP_LO] < c[STEP_HI]]
+            if not body or body[-1] - body[0] + 1 != len(body) or len(body) < len(cs) and self.window[k] is None \
+                    or any(b[STEP_LO] > a[STEP_HI] for a, b in pairwise(cs)):
                 return None
+            reads[k] = (cs[body[0]][STEP_LO], cs[body[-1]][STEP_HI])
             for t in g.ops[k].inputs:
                 if t in self.st.rings:
                     p = self.producers[t]
-                    if len(computes[p]) != cs[-1][STEP_HI] - cs[0][STEP_LO]:
+                    if len(computes[p]) != reads[k][1] - reads[k][0]:
                         return None
-                    first[p] = cs[0][STEP_LO]
+                    first[p] = reads[k][0]
         out = {}
         for k, cs in computes.items():
-            lo, hi, m = cs[0][STEP_LO], cs[-1][STEP_HI], self.window[k]
-            right = m.extent - cs[-1][STEP_PAD] - (cs[-1][STEP_HI] - cs[-1][STEP_LO]) if m is not None else 0
-            out[k] = (first[k], lo, hi, cs[0][STEP_PAD] if m is not None else 0, right)
+            m, (lo, hi) = self.window[k], reads[k]
+            left = right = 0
+            if m is not None:  # the whole row's window: its input columns and paddings
+                span, left, right = m.input_span((first[k], first[k] + len(cs)))
+                if span != (lo, hi):
+                    return None
+            out[k] = (first[k], lo, hi, left, right)
         return out
 
     def _signature(self, spans: dict[int, OpSpan]) -> tuple | None:
