@@ -696,6 +696,11 @@ def _arith_check(graph: Graph, inputs: Any) -> ArithCheck:
     return check
 
 
+def _duration(seconds: float) -> str:
+    """A time as a person reads it: milliseconds below a second, else seconds."""
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
 @dataclass(repr=False)
 class RunResult(_Result):
     """A plan executed beside whole-image inference (``tinypatch run``)."""
@@ -742,7 +747,9 @@ class RunResult(_Result):
             verdict = f"mixed precision: {self.differ:,} of {total:,} output bytes differ from int8"
         else:
             verdict = "[green]byte-identical[/]" if self.exact else "[red]OUTPUTS DIFFER[/]"
-        console.print(f"whole-image {self.whole_seconds:.2f} s, planned {self.plan_seconds:.2f} s; {verdict}")
+        ratio = f"{self.plan_seconds / self.whole_seconds:.1f}x; " if self.whole_seconds > 0 else ""
+        console.print(f"whole-image {_duration(self.whole_seconds)}, planned {_duration(self.plan_seconds)} ({ratio}"
+                      f"each builds its executor, then runs once); {verdict}")
         console.print(f"arena: measured high-water mark {self.arena_high_water:,} B (bytes read or written up to "
                       f"{self.touched_high_water:,}, aligned), planned peak {self.arena_size:,} B "
                       f"(input {'in' if self.include_input else 'outside'} the arena)")
