@@ -12,7 +12,7 @@ Each block is fenced by markers naming the command whose output it shows::
   ``python`` runs the README's nearest ```` ```python ```` block above the marker, as a script;
 * ``| keep REGEX`` keeps the lines matching REGEX (``re.search``); each run of dropped lines
   between two kept ones becomes one ``...`` line;
-* timings (``2.72 s``) may differ: blocks that differ only there are left as they are.
+* timings (``2.72 s``, ``4.7 ms``) may differ: blocks that differ only there are left as they are.
 
 ``python tools/readme_outputs.py`` rewrites the stale blocks (and the files their commands write,
 e.g. ``--plot`` images); ``--check`` changes nothing (plots go to a temporary folder) and exits 1
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))  # this checkout's tinypatch, not another 
 README = ROOT / "README.md"
 BLOCK = re.compile(r"<!-- output: (?P<spec>.+?) -->\n```[a-z]*\n(?P<body>.*?)```\n<!-- /output -->", re.DOTALL)
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
-TIMING = re.compile(r"\d+(?:\.\d+)? s\b")
+TIMING = re.compile(r"\d+(?:\.\d+)? m?s\b")
 
 
 @dataclass(frozen=True)
