@@ -260,3 +260,18 @@ def test_shared_model_names_resolve_under_the_assets_and_anything_else_stays(tmp
     assert shared_model("tiny") == str(tmp_path.resolve() / "models" / "tiny.tflite")
     for other in ("absent", "mcunet-in0", "x/tiny", "tiny.tflite"):
         assert shared_model(other) == other
+
+
+def test_least_peak_plan_names_a_cheaper_neighbour(capsys):
+    """Without a budget the least peak is chosen; a schedule at most 5% above it saving at least 10% of
+    the objective is named, with the ``--sram`` that picks exactly it (and none under a budget)."""
+    result = tinypatch.plan("mcunet-in0")
+    near, chosen = result.nearby, result.schedule
+    assert near is not None and chosen.peak < near.peak <= chosen.peak * 1.05 and near.macs <= chosen.macs * 0.9
+    assert all(s.macs >= near.macs for s in result.front.front if s.peak <= chosen.peak * 1.05)
+    assert tinypatch.plan("mcunet-in0", sram=f"{near.peak}B").schedule.label == near.label
+    assert tinypatch.plan("mcunet-in0", sram=f"{near.peak}B").nearby is None
+    assert result.to_dict()["cheaper_nearby"]["peak"] == near.peak
+    text = cli(capsys, "plan", "mcunet-in0")
+    assert f"hint: {near.peak - chosen.peak:,} B more SRAM ({near.peak:,} B) runs" in text
+    assert f"`--sram {near.peak}B` picks it" in text

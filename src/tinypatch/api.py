@@ -265,6 +265,8 @@ class PlanResult(_Result):
     front: FrontResult
     settings: dict[str, Any] = field(default_factory=dict)  # the search's space (for reference())
     model: Graph | None = None  # the model, when the chosen plan rewrites it (``graph`` is then the rewritten graph)
+    # the least-peak choice's cheaper neighbour (FrontResult.cheaper_nearby; None under a budget or overhead)
+    nearby: Schedule | None = None
     _reference: FrontResult | None = field(default=None, init=False)
 
     @property
@@ -306,6 +308,13 @@ class PlanResult(_Result):
         from tinypatch.report.tables import plan_tables
 
         plan_tables(console, self.graph, self.schedule, self.cost, self.baseline, self.front)
+        near = self.nearby
+        if near is not None:
+            what = "predicted instructions" if self.front.objective == "instructions" else "MACs"
+            ratio = self.front.key(near)[0] / self.front.key(self.schedule)[0]
+            more = near.peak - self.schedule.peak
+            console.print(f"hint: {more:,} B more SRAM ({near.peak:,} B) runs {ratio:.2f}x the {what}: "
+                          f"{near.label}; `--sram {near.peak}B` picks it", highlight=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``tinypatch plan --json`` object."""
@@ -314,6 +323,9 @@ class PlanResult(_Result):
                            "predicted_instructions": s.insns, "kernel_calls": s.calls, "schedule": s.label}
                           for s in self.front.front],
                 "objective": self.front.objective, "target": self.settings.get("target"),
+                "cheaper_nearby": None if self.nearby is None else
+                {"peak": self.nearby.peak, "macs": self.nearby.macs, "predicted_instructions": self.nearby.insns,
+                 "schedule": self.nearby.label},
                 "predicted_instructions": self.schedule.insns, "search_seconds": self.front.seconds}
 
     def __repr__(self) -> str:
@@ -340,7 +352,9 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     rewrites, and ``graph`` is then the rewritten graph); ``target`` (e.g. "cortex-m7"): predict every schedule's
     executed instructions with that target's fitted cost model and, unless ``objective`` is
     "macs", trade peak against predicted instructions instead of MACs (ties: fewer kernel calls);
-    ``progress(phase, done, total)`` is called as it advances.
+    ``progress(phase, done, total)`` is called as it advances. A least-peak choice (no budget, no
+    overhead) names in ``nearby`` the schedule at most 5% above its peak with the least MACs (or
+    predicted instructions), where that saves at least 10% (``tinypatch plan`` prints it as a hint).
 
     >>> result = plan("mcunet-in0", sram="24KB")
     >>> result.cost.peak <= 24 * 1024
@@ -382,7 +396,8 @@ def plan(model: ModelLike, *, sram: int | str | None = None, max_mac_overhead: f
     planned = schedule_graph(chosen, graph)
     cost, baseline = plan_cost(planned, chosen.plan), plan_cost(graph, front.baseline.plan)
     front = replace(front, seconds=time.perf_counter() - t0)  # the printed time: loading, search, in place, costs
-    return PlanResult(planned, chosen, cost, baseline, front, settings, graph if planned is not graph else None)
+    nearby = front.cheaper_nearby(chosen) if budget is None and overhead is None else None
+    return PlanResult(planned, chosen, cost, baseline, front, settings, graph if planned is not graph else None, nearby)
 
 
 # --- redistribute ---------------------------------------------------------------------------------

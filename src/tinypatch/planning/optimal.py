@@ -163,6 +163,18 @@ class FrontResult:
             raise BudgetError(f"no schedule fits {sram} B of SRAM; the smallest achievable peak is {best} B", best)
         return min(fits, key=lambda s: (*self.key(s), s.peak or s.lower_bound))
 
+    def cheaper_nearby(self, chosen: Schedule, more: float = 0.05, saving: float = 0.10) -> Schedule | None:
+        """The schedule a little above ``chosen``'s peak that saves much of the objective, if any: the
+        least objective (:meth:`key`) among schedules whose peak is at most ``more`` (5%) above
+        ``chosen``'s and whose MACs or predicted instructions are at least ``saving`` (10%) below
+        (the least-peak choice can cost far more work for a few bytes; ``plan`` names this one)."""
+        def peak(s: Schedule) -> int:
+            return s.peak or s.lower_bound
+
+        limit, most = peak(chosen) * (1 + more), self.key(chosen)[0] * (1 - saving)
+        options = [s for s in self.front if peak(s) <= limit and self.key(s)[0] <= most]
+        return min(options, key=lambda s: (*self.key(s), peak(s)), default=None)
+
     def best_under_overhead(self, max_overhead: float) -> Schedule:
         limit = self.baseline.macs * (1 + max_overhead) + 1e-9
         return min((s for s in self.front if s.macs <= limit), key=lambda s: (s.peak or s.lower_bound, s.macs,
