@@ -7,12 +7,14 @@ shared ``.tflite``).
 10-40 ms swing by a third on a busy machine. Here, per model, the plans of ``host_speed.py``'s
 kinds (the default, least-peak and stream plans of the front, with ``--sram`` the fewest-MAC plan
 under it, input not counted) are made once and saved; then ``--fresh`` child processes each load the
-model, prepare a whole-image executor and one plan executor per kind (not timed, as in
-``host_speed.py``; numpy's BLAS pool controller made first), and time by their own CPU clock the
-whole-image executor's first run, then each plan executor's first run (its walk on provenance and
-first replay), the kinds in an order rotated from child to child. Printed per plan: the median first
-run over the children (ms), and the median and range of the children's ratios planned / whole-image
-first run (issue 13: a planned first run within 3x).
+model, prepare (untimed) one whole-image executor so that no timed one pays the process's first
+kernel preparation, make numpy's BLAS pool controller, and time by their own CPU clock the building
+of a whole-image executor and of one plan executor per kind, then the whole-image executor's first
+run, then each plan executor's first run (its walk on provenance and first replay), the kinds in an
+order rotated from child to child. Printed per plan: the median first run over the children (ms),
+the median and range of the children's ratios planned / whole-image first run (issue 13: a planned
+first run within 3x), and the same for building plus first run, what ``tinypatch run`` times for
+each executor.
 """
 
 from __future__ import annotations
@@ -45,14 +47,20 @@ def child(model: str, plans: dict[str, str], turn: int) -> dict[str, float]:
     graph = load(model)
     x = model_inputs(graph, None)
     xs = [x[n] for n in graph.inputs] if isinstance(x, dict) else list(x)
-    whole = Executor(graph)
     kinds = list(plans)
     kinds = kinds[turn % len(kinds):] + kinds[: turn % len(kinds)]
-    planned = {k: PlanExecutor(graph, Plan.load(plans[k])) for k in kinds}
+    loaded = {k: Plan.load(plans[k]) for k in kinds}
+    Executor(graph)  # the kernels' preparation made once untimed: no executor pays the process's first one
     with blas_threads():  # made once per process: not any executor's first run
         pass
-    out = {}
-    for name, run in [("whole", whole), *planned.items()]:
+    out: dict[str, float] = {}
+    built: dict[str, Executor | PlanExecutor] = {}
+    for name, make in [("whole", lambda: Executor(graph)),
+                       *((k, lambda k=k: PlanExecutor(graph, loaded[k])) for k in kinds)]:
+        t = time.process_time()
+        built[name] = make()
+        out[f"{name} built"] = (time.process_time() - t) * 1e3
+    for name, run in built.items():
         t = time.process_time()
         run(xs)
         out[name] = (time.process_time() - t) * 1e3
@@ -75,8 +83,10 @@ def main() -> int:
     assets = assets_dir()
     models = args.models or ([str(m) for m in sorted((assets / "models").glob("*.tflite"))] if assets else [])
     print(f"first runs, CPU ms: median over {args.fresh} fresh processes; ratio planned / whole-image first run "
-          "per process, median (range)\n\n| model | whole-image first run | plan kind | plan | planned first run "
-          "| first / whole first |\n|---|---|---|---|---|---|")
+          "per process, median (range); built + first run: the executor's building too, as `tinypatch run` times "
+          "each\n\n| model | whole-image first run | whole-image built + first run | plan kind | plan "
+          "| planned first run | first / whole first | planned built + first run | built + first / whole |"
+          "\n|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for m in models:
             m = shared_model(m)
@@ -91,11 +101,15 @@ def main() -> int:
                                    capture_output=True, text=True, check=True)
                 runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
             whole = statistics.median(r["whole"] for r in runs)
+            whole_built = statistics.median(r["whole built"] + r["whole"] for r in runs)
             for n, (kind, plan) in enumerate(kinds.items()):
                 ratios = [r[kind] / r["whole"] for r in runs]
-                head = f"| {Path(m).stem} | {whole:,.2f} " if n == 0 else "| | "
+                both = [(r[f"{kind} built"] + r[kind]) / (r["whole built"] + r["whole"]) for r in runs]
+                head = f"| {Path(m).stem} | {whole:,.2f} | {whole_built:,.2f} " if n == 0 else "| | | "
                 print(f"{head}| {kind} | {describe(plan)} | {statistics.median(r[kind] for r in runs):,.2f} "
-                      f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |", flush=True)
+                      f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) "
+                      f"| {statistics.median(r[f'{kind} built'] + r[kind] for r in runs):,.2f} "
+                      f"| {statistics.median(both):.2f}x ({min(both):.2f}-{max(both):.2f}) |", flush=True)
     return 0
 
 

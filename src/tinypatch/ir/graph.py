@@ -158,10 +158,11 @@ class Graph:
         return seen
 
     def copy(self) -> Graph:
-        """A deep copy of the structure; constant arrays are shared (treat them as read-only)."""
+        """A deep copy of the structure; constant arrays and quantization parameters are shared (treat
+        them as read-only: a pass that changes a tensor's quantization gives it new parameters)."""
         g = Graph(self.name)
         for t in self.tensors.values():
-            g.tensors[t.name] = Tensor(t.name, t.shape, t.dtype, copy.deepcopy(t.quant), t.data)
+            g.tensors[t.name] = Tensor(t.name, t.shape, t.dtype, t.quant, t.data)
         g.ops = [Op(o.type, list(o.inputs), list(o.outputs), copy.deepcopy(o.attrs), o.name) for o in self.ops]
         g.inputs, g.outputs = list(self.inputs), list(self.outputs)
         g.meta = copy.deepcopy(self.meta)
