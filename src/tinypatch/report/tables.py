@@ -129,7 +129,8 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
     console.print(t)
     console.print(f"peak reduction {base.peak / cost.peak:.2f}x; per-tile working set of each stage: "
                   f"{', '.join(kb(w) + ' kB' for w in cost.stage_working_set) or '-'}")
-    title = (f"Pareto front: {len(result.front)} schedules, exact over {result.options} segment options "
+    n = len(result.front)
+    title = (f"Pareto front: {n} schedule{'s' if n != 1 else ''}, exact over {result.options} segment options "
              f"(searched in {result.seconds:.2f} s)")
     t = Table(title=title, min_width=len(title))  # the title on one line
     if insns:
