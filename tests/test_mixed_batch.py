@@ -143,17 +143,49 @@ def test_vww_search_is_the_tile_loops(vww, monkeypatch):
     assert new.calibration == old.calibration
 
 
-def test_plans_with_cached_stages_run_on_the_plan_executor(vww):
+def test_plans_with_only_cached_stages_run_on_the_plan_executor(vww):
     graph, plan = vww
     s = plan.stages[0]
     cached = replace(plan, stages=[Stage(s.start, s.end, s.rows, s.cols, {s.start: "cache_w"})])
     hook = MixedPrecision(graph, cached, None, record=True)
-    unusable = MixedTiles(graph, cached, hook)
-    assert not unusable.usable()
-    with pytest.raises(PlanError, match="not recompute-only"):  # called anyway: refused, no kernel prepared
-        unusable(np.zeros(graph.tensors[graph.inputs[0]].shape, graph.tensors[graph.inputs[0]].np_dtype))
-    assert not isinstance(values_runner(graph, cached, hook), MixedTiles)
+    runner = values_runner(graph, cached, hook)
+    assert not MixedTiles(graph, cached, MixedPrecision(graph, cached, None)).usable()
+    assert not isinstance(runner, MixedTiles)
+    x = _inputs(graph, 1)[0]
+    oracle = MixedPrecision(graph, cached, None, record=True)
+    want = PlanExecutor(graph, cached, oracle)([x]).outputs
+    assert all(want[n].tobytes() == v.tobytes() for n, v in runner(x).items())
+    assert hook.counts == oracle.counts
     assert isinstance(values_runner(graph, plan, MixedPrecision(graph, plan, None)), MixedTiles)
+
+
+def test_a_cached_stage_runs_on_the_tile_loop_beside_batched_ones():
+    """person_detect's recompute plan with its second stage's halo cached: the first stage batched,
+    the second on the plan executor's tile loop with the same hook; every map of both at its own
+    width, outliers in both: the same bytes, counts and statistics as the plan executor alone."""
+    graph = api.load(str(model_path("person_detect.tflite")))
+    plan = api.plan(graph, strategy="recompute").plan
+    assert len(plan.stages) == 2
+    s = plan.stages[1]
+    mixed = replace(plan, stages=[plan.stages[0], Stage(s.start, s.end, s.rows, s.cols,
+                                                        dict.fromkeys(range(s.start, s.end - 1), "cache"))])
+    check_plan(graph, mixed)
+    fast = MixedTiles(graph, mixed, MixedPrecision(graph, mixed, None))
+    assert fast.usable() and set(fast.own) == {plan.stages[0].start} and fast.loop is not None
+    xs = _inputs(graph, 2, 4)
+    rec = assert_same_as_tile_loop(graph, mixed, None, xs, record=True)
+    # the batched stage's thresholds at their maps' 0.8 quantiles (outlier tiles and low-bit ones); the
+    # cached stage's at 255 (its inputs change with the first stage's widths: every tile low-bit)
+    stages = [StagePrecision(i, [MapPrecision(t, [5, 3, 7, 2][n % 4],
+                                              int(np.quantile(rec.stats[t].patch_max, 0.8, method="higher")) if i == 0
+                                              else 255,
+                                              rec.stats[t].below_zero_point, step="patch")
+                                 for n, t in enumerate(stage_maps(graph, mixed, i))])
+              for i in range(2)]
+    precision = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(mixed), stages, "rest")
+    old = assert_same_as_tile_loop(graph, mixed, precision, xs, record=True)
+    first, cached = (old.counts[st_.start] for st_ in mixed.stages)
+    assert first.outlier_tiles > 0 and first.bitops < first.bitops_int8 and cached.bitops < cached.bitops_int8
 
 
 def test_two_stage_recompute_plan_matches_the_tile_loop():

@@ -23,17 +23,20 @@ piece of a map is a crop of an array shared by tiles (:class:`_Run`):
 * recorded statistics (``record=True``) are appended per map in the tile loop's order (tile by tile,
   within a tile in call order); a histogram counts each array's pixels as often as pieces hold them.
 
-No arena is simulated: ``tinypatch run --precision`` keeps the plan executor, which measures it.
+A stage that is not recompute-only (cached parts, line or window buffers carry values from tile
+to tile) runs on the plan executor's tile loop with the same hook, in an arena holding its inputs
+(:meth:`MixedTiles._tile_loop`), so one such stage no longer sends the whole plan there. No arena is
+simulated beyond that: ``tinypatch run --precision`` keeps the plan executor, which measures it.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 
 from tinypatch.analysis.regions import Interval, reads_nchw, writes_nchw
-from tinypatch.errors import PlanError
 from tinypatch.ir import Graph
 from tinypatch.ir.optable import op_def
 from tinypatch.kernels.lowbit import block_shift, requantize, requantize_blocks
@@ -43,6 +46,7 @@ from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps, tile_stage
 from tinypatch.runtime.executor import Executor
 from tinypatch.runtime.mixed import WEIGHT_BITS, MixedPrecision, sample_pixels
 from tinypatch.runtime.plan_executor import PlanExecutor
+from tinypatch.runtime.sim_arena import Arena
 from tinypatch.runtime.stage_replay import reads_exactly
 from tinypatch.runtime.threads import blas_threads
 
@@ -81,7 +85,8 @@ def _own(graph: Graph, st: StageTiling) -> dict[int, np.ndarray]:
 class MixedTiles:
     """``MixedTiles(graph, plan, hook)(x)``: the model outputs the plan executor with ``hook`` gives
     on input ``x``, with the same counts and recorded statistics in ``hook`` (see the module
-    docstring); every stage must be :func:`recompute_only` (PlanError-free check: :meth:`usable`)."""
+    docstring). A stage that is not :func:`recompute_only` runs on the plan executor's tile loop
+    (:meth:`_tile_loop`); :meth:`usable`: is any stage batched here."""
 
     def __init__(self, graph: Graph, plan: Plan, hook: MixedPrecision) -> None:
         g = rewritten(graph, plan)
@@ -89,18 +94,17 @@ class MixedTiles:
         consumers = g.consumers()
         self.stages = {s.start: tile_stage(g, s, consumers) for s in plan.stages}
         self.own = {s: _own(g, st) for s, st in self.stages.items() if recompute_only(g, st)}
-        self._ex = Executor(g) if self.usable() else None  # (no kernels prepared for a plan it cannot run)
+        # the tile loop of the other stages (:meth:`_tile_loop`)
+        self.loop = PlanExecutor(g, plan, hook) if len(self.own) < len(self.stages) else None
 
-    @property
+    @functools.cached_property
     def ex(self) -> Executor:
-        """The prepared kernels (PlanError where a stage is not :func:`recompute_only`)."""
-        if self._ex is None:
-            raise PlanError("a stage of this plan is not recompute-only: run it on the plan executor")
-        return self._ex
+        """The layer-by-layer ops' and batched stages' kernels (prepared on the first call)."""
+        return Executor(self.graph)
 
     def usable(self) -> bool:
-        """Every stage :func:`recompute_only`."""
-        return len(self.own) == len(self.stages)
+        """Does any stage run batched here (else the plan executor alone does the same)?"""
+        return bool(self.own)
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         with blas_threads(1):  # as the plan executor runs by default
@@ -113,7 +117,7 @@ class MixedTiles:
         while k < len(g.ops):
             st = self.stages.get(k)
             if st is not None:
-                env[st.info.output] = self._stage(st, env)
+                env[st.info.output] = self._stage(st, env) if k in self.own else self._tile_loop(st, env)
                 k = st.stage.end
                 continue
             op = g.ops[k]
@@ -121,6 +125,20 @@ class MixedTiles:
             env.update(zip(op.outputs, outs))
             k += 1
         return {n: env[n] for n in g.outputs}
+
+    def _tile_loop(self, st: StageTiling, env: dict[str, np.ndarray]) -> np.ndarray:
+        """Stage ``st`` as the plan executor's tile loop runs it (the hook classifying each tile), in
+        an arena holding only the stage inputs at their planned places (values only: the plan
+        executor of ``tinypatch run --precision`` measures the arena)."""
+        ex, g = self.loop, self.graph
+        assert ex is not None
+        arena, outside = Arena(ex.peak, ex.placement.alignment), {}
+        made = {g.ops[k].outputs[0] for k in st.info.tile_ops}
+        for t in dict.fromkeys(t for k in st.info.tile_ops for t in g.ops[k].inputs):
+            if t and not g.tensors[t].is_const and t not in made:
+                ex._put(arena, outside, t, env[t])
+        ex._run_stage(arena, outside, ex.stage_at[st.stage.start])
+        return np.array(ex._get(arena, outside, st.info.output))
 
     def _stage(self, st: StageTiling, env: dict[str, np.ndarray]) -> np.ndarray:
         """Stage ``st``'s output, every tile computed and classified as the tile loop does it."""
@@ -344,10 +362,10 @@ def _stack(xs: list[np.ndarray]) -> np.ndarray:
 
 
 def values_runner(graph: Graph, plan: Plan, hook: MixedPrecision) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """What quantize runs for values and counts: :class:`MixedTiles` where every stage is
-    :func:`recompute_only`, else the plan executor with ``hook`` (its outputs)."""
+    """What quantize runs for values and counts: :class:`MixedTiles` where a stage is
+    :func:`recompute_only` (the others on the tile loop), else the plan executor with ``hook``."""
     fast = MixedTiles(graph, plan, hook)
     if fast.usable():
         return fast
-    ex = PlanExecutor(graph, plan, hook)
+    ex = fast.loop if fast.loop is not None else PlanExecutor(graph, plan, hook)
     return lambda x: ex([x]).outputs
