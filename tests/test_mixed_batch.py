@@ -203,3 +203,18 @@ def test_two_stage_recompute_plan_matches_the_tile_loop():
     precision = PrecisionPlan(graph.name, fingerprint(graph), plan_fingerprint(plan), stages, "rest")
     old = assert_same_as_tile_loop(graph, plan, precision, xs, record=True)
     assert all(c.outlier_tiles > 0 and c.bitops < c.bitops_int8 for c in old.counts.values() if c.tiles)
+
+
+def test_run_stage_computes_one_stage_from_its_inputs():
+    """``PlanExecutor.run_stage``: a stage alone, from the whole-image values of its inputs, gives the
+    whole-image values of its output (int8, no hook)."""
+    from tinypatch.runtime.executor import Executor
+
+    graph = api.load(str(model_path("person_detect.tflite")))
+    plan = api.plan(graph, strategy="cache").plan
+    env = Executor(graph)(_inputs(graph, 1, 2), keep=True)
+    ex = PlanExecutor(graph, plan)
+    for s in plan.stages:
+        out = ex.stage_at[s.start].info.output
+        got = ex.run_stage(s.start, env)
+        assert got.dtype == env[out].dtype and got.tobytes() == env[out].tobytes()

@@ -25,7 +25,7 @@ piece of a map is a crop of an array shared by tiles (:class:`_Run`):
 
 A stage that is not recompute-only (cached parts, line or window buffers carry values from tile
 to tile) runs on the plan executor's tile loop with the same hook, in an arena holding its inputs
-(:meth:`MixedTiles._tile_loop`), so one such stage no longer sends the whole plan there. No arena is
+(:meth:`~tinypatch.runtime.plan_executor.PlanExecutor.run_stage`), so one such stage no longer sends the whole plan there. No arena is
 simulated beyond that: ``tinypatch run --precision`` keeps the plan executor, which measures it.
 """
 
@@ -46,7 +46,6 @@ from tinypatch.planning.tiles import OpSpan, StageTiling, input_maps, tile_stage
 from tinypatch.runtime.executor import Executor
 from tinypatch.runtime.mixed import WEIGHT_BITS, MixedPrecision, sample_pixels
 from tinypatch.runtime.plan_executor import PlanExecutor
-from tinypatch.runtime.sim_arena import Arena
 from tinypatch.runtime.stage_replay import reads_exactly
 from tinypatch.runtime.threads import blas_threads
 
@@ -86,7 +85,8 @@ class MixedTiles:
     """``MixedTiles(graph, plan, hook)(x)``: the model outputs the plan executor with ``hook`` gives
     on input ``x``, with the same counts and recorded statistics in ``hook`` (see the module
     docstring). A stage that is not :func:`recompute_only` runs on the plan executor's tile loop
-    (:meth:`_tile_loop`); :meth:`usable`: is any stage batched here."""
+    (:attr:`loop`, :meth:`~tinypatch.runtime.plan_executor.PlanExecutor.run_stage`); :meth:`usable`:
+    is any stage batched here."""
 
     def __init__(self, graph: Graph, plan: Plan, hook: MixedPrecision) -> None:
         g = rewritten(graph, plan)
@@ -94,7 +94,7 @@ class MixedTiles:
         consumers = g.consumers()
         self.stages = {s.start: tile_stage(g, s, consumers) for s in plan.stages}
         self.own = {s: _own(g, st) for s, st in self.stages.items() if recompute_only(g, st)}
-        # the tile loop of the other stages (:meth:`_tile_loop`)
+        # the tile loop of the other stages
         self.loop = PlanExecutor(g, plan, hook) if len(self.own) < len(self.stages) else None
 
     @functools.cached_property
@@ -117,7 +117,8 @@ class MixedTiles:
         while k < len(g.ops):
             st = self.stages.get(k)
             if st is not None:
-                env[st.info.output] = self._stage(st, env) if k in self.own else self._tile_loop(st, env)
+                loop = self.loop
+                env[st.info.output] = self._stage(st, env) if k in self.own or loop is None else loop.run_stage(k, env)
                 k = st.stage.end
                 continue
             op = g.ops[k]
@@ -125,20 +126,6 @@ class MixedTiles:
             env.update(zip(op.outputs, outs))
             k += 1
         return {n: env[n] for n in g.outputs}
-
-    def _tile_loop(self, st: StageTiling, env: dict[str, np.ndarray]) -> np.ndarray:
-        """Stage ``st`` as the plan executor's tile loop runs it (the hook classifying each tile), in
-        an arena holding only the stage inputs at their planned places (values only: the plan
-        executor of ``tinypatch run --precision`` measures the arena)."""
-        ex, g = self.loop, self.graph
-        assert ex is not None
-        arena, outside = Arena(ex.peak, ex.placement.alignment), {}
-        made = {g.ops[k].outputs[0] for k in st.info.tile_ops}
-        for t in dict.fromkeys(t for k in st.info.tile_ops for t in g.ops[k].inputs):
-            if t and not g.tensors[t].is_const and t not in made:
-                ex._put(arena, outside, t, env[t])
-        ex._run_stage(arena, outside, ex.stage_at[st.stage.start])
-        return np.array(ex._get(arena, outside, st.info.output))
 
     def _stage(self, st: StageTiling, env: dict[str, np.ndarray]) -> np.ndarray:
         """Stage ``st``'s output, every tile computed and classified as the tile loop does it."""

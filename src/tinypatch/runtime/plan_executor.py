@@ -206,6 +206,19 @@ class PlanExecutor:
         outputs = {name: np.array(arena.read(self._get(arena, outside, name), name)) for name in g.outputs}
         return PlanRun(outputs, arena.touched_high_water, arena.size, arena.alignment)
 
+    def run_stage(self, start: int, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Patch stage ``start`` alone, on values: ``inputs`` (every tensor its tile ops read from
+        before it, by name) put in a fresh arena at their planned places, the stage run as a whole run
+        runs it (a mixed-precision hook classifying its tiles); returns its output."""
+        st, g = self.stage_at[start], self.graph
+        arena, outside = Arena(self.peak, self.placement.alignment), {}
+        made = {g.ops[k].outputs[0] for k in st.info.tile_ops}
+        for t in dict.fromkeys(t for k in st.info.tile_ops for t in g.ops[k].inputs):
+            if t and not g.tensors[t].is_const and t not in made:
+                self._put(arena, outside, t, inputs[t])
+        self._run_stage(arena, outside, st)
+        return np.array(self._get(arena, outside, st.info.output))
+
     def _replayable(self, arena: Arena, outside: dict[str, np.ndarray],
                     st: StageTiling) -> tuple[ArenaEffect, TiledChecks] | None:
         """Stage ``st``'s arena effect from ``arena``'s state (a walk on provenance, :meth:`_walk_ids`) and
