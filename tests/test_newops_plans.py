@@ -80,9 +80,15 @@ def test_new_pointwise_ops_in_stream_stages_are_exact(case):
 
 @st.composite
 def table_map(draw: st.DrawFn) -> tuple[AxisMap, set[int], tuple[int, int]]:
-    """A bilinear or transpose-conv axis map, an output interval and the inputs it reads, by brute force."""
+    """A nearest, bilinear or transpose-conv axis map, an output interval and the inputs it reads, by brute force."""
     in_size = draw(st.integers(1, 30))
-    if draw(st.booleans()):
+    kind = draw(st.sampled_from(["bilinear", "nearest", "transpose"]))
+    if kind == "nearest":
+        out_size = draw(st.integers(1, 60))
+        ac, hp = draw(st.sampled_from([(False, False), (True, False), (False, True)]))
+        m = AxisMap("nearest", in_size, out_size, align_corners=ac, half_pixel_centers=hp)
+        reads = [{int(i)} for i in m.source_index(np.arange(out_size))]
+    elif kind == "bilinear":
         out_size = draw(st.integers(1, 60))
         ac, hp = draw(st.sampled_from([(False, False), (True, False), (False, True)]))
         m = AxisMap("bilinear", in_size, out_size, align_corners=ac, half_pixel_centers=hp)
@@ -106,6 +112,8 @@ def test_table_map_spans_are_the_hull_of_what_the_kernel_reads(case):
     m, reads, out = case
     (lo, hi), before, after = m.input_span(out)
     assert (before, after) == (0, 0)
+    s, e = m.table_span(np.array([out[0]]), np.array([out[1]]))  # the search's vectorised spans agree
+    assert (lo, hi) == (int(s[0]), int(e[0]))
     if reads:
         assert (lo, hi) == (min(reads), max(reads) + 1)
     else:

@@ -74,9 +74,11 @@ class AxisMap:
             return (0, 0), 0, 0
         if self.kind == "identity":
             return (min(a, self.in_size - 1), min(b, self.in_size)) if self.in_size == 1 else (a, b), 0, 0
-        if self.kind in TABLE_KINDS:
-            s, e = self.table_span(np.array([a]), np.array([b]))
-            return (int(s[0]), int(e[0])), 0, 0
+        if self.kind in TABLE_KINDS:  # table_span's formulas on one interval, in scalars (no arrays made)
+            first, last = self.read_table()
+            top = self.out_size - 1
+            s = min(int(first[min(max(a, 0), top)]), self.in_size)
+            return (s, max(int(last[min(max(b - 1, 0), top)]) + 1, s)), 0, 0
         n = self.in_size
         lo = a * self.stride - self.pad
         hi = (b - 1) * self.stride - self.pad + (self.kernel - 1) * self.dilation + 1  # + extent
