@@ -312,9 +312,10 @@ class PlanResult(_Result):
         if near is not None:
             what = "predicted instructions" if self.front.objective == "instructions" else "MACs"
             ratio = self.front.key(near)[0] / self.front.key(self.schedule)[0]
-            more = near.peak - self.schedule.peak
-            console.print(f"hint: {more:,} B more SRAM ({near.peak:,} B) runs {ratio:.2f}x the {what}: "
-                          f"{near.label}; `--sram {near.peak}B` picks it", highlight=False)
+            peak = near.peak or near.lower_bound
+            more = peak - (self.schedule.peak or self.schedule.lower_bound)
+            console.print(f"hint: {more:,} B more SRAM ({peak:,} B) runs {ratio:.2f}x the {what}: "
+                          f"{near.label}; `--sram {peak}B` picks it", highlight=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``tinypatch plan --json`` object."""
@@ -324,8 +325,8 @@ class PlanResult(_Result):
                           for s in self.front.front],
                 "objective": self.front.objective, "target": self.settings.get("target"),
                 "cheaper_nearby": None if self.nearby is None else
-                {"peak": self.nearby.peak, "macs": self.nearby.macs, "predicted_instructions": self.nearby.insns,
-                 "schedule": self.nearby.label},
+                {"peak": self.nearby.peak or self.nearby.lower_bound, "macs": self.nearby.macs,
+                 "predicted_instructions": self.nearby.insns, "schedule": self.nearby.label},
                 "predicted_instructions": self.schedule.insns, "search_seconds": self.front.seconds}
 
     def __repr__(self) -> str:
