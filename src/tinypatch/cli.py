@@ -127,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="search patch-based schedules; print and save the best one",
                         description="Search fused patch stages (split points, tile grids, halo recompute or "
                                     "caching) for the exact Pareto front of peak SRAM vs MACs; pick the fewest "
-                                    "MACs under --sram, or the least peak under --max-mac-overhead.",
+                                    "MACs under --sram, or the least peak under --max-mac-overhead, else the "
+                                    "least peak (then a hint names a schedule at most 5% above it that saves at "
+                                    "least 10% of the MACs, or with --target of the predicted instructions, and "
+                                    "the --sram that picks it).",
                         epilog=PLAN_EXAMPLES, formatter_class=_Formatter)
     pl.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     pl.add_argument("--sram", type=parse_size, metavar="SIZE", help="SRAM budget for the placed arena peak, e.g. 64KB")
