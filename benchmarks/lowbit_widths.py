@@ -17,18 +17,17 @@ which grain (docs/quantmcu.md quotes it).
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from tinypatch import api
-from tinypatch.analysis.macs import op_macs
-from tinypatch.assets import assets_dir
-from tinypatch.runtime.crops import crops
-from tinypatch.runtime.executor import run
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-MODELS = ("mlperf_vww_96_int8", "person_detect", "mcunet_vww", "mlperf_ic_resnet8_int8")
+from lowbit_zeros import arguments, models_on_crops  # noqa: E402
+
+from tinypatch.analysis.macs import op_macs  # noqa: E402
+
 GRAINS = {"value": 1, "2 ch": 2, "4 ch": 4, "8 ch": 8, "pixel": None, "map": 0}
 
 
@@ -53,20 +52,11 @@ def group_widths(d: np.ndarray, grain: int | None, unsigned: bool) -> np.ndarray
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--n", type=int, default=8, help="held-out crops")
-    args = ap.parse_args(argv)
-    root = assets_dir()
-    if root is None:
-        print("set TINYPATCH_ASSETS to the folder holding models/", file=sys.stderr)
-        return 2
+    args = arguments(argv, __doc__, 8)
     print(f"MAC-weighted mean lossless width, bits (BitOPs reduction 8 / width), {args.n} held-out crops\n")
     print("| model | maps | " + " | ".join(GRAINS) + " |\n|---|---|" + "---|" * len(GRAINS))
-    for name in args.models.split(","):
-        g = api.load(str(root / "models" / f"{name}.tflite"))
-        stage = api.plan(g, single_stage=True, strategy="recompute", inplace=False, include_input=False).plan.stages[0]
-        acts = [run(g, [x], keep=True) for x in crops(g.tensors[g.inputs[0]], "evaluation", args.n, 1)]
+    for name, g, plan, acts in models_on_crops(args.models, args.n):
+        stage = plan.stages[0]
         reads = [(g.ops[k].inputs[0], op_macs(g, g.ops[k])) for k in range(stage.start, stage.end)]
         reads = [(t, m) for t, m in reads if m]
         image = reads[0][0]  # what the stage's first convolution reads: the input (quantized, padded)

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 
 from tinypatch import api
 from tinypatch.assets import assets_dir
+from tinypatch.ir import Graph
+from tinypatch.planning.plan import Plan
 from tinypatch.runtime.crops import crops
 from tinypatch.runtime.executor import run
 from tinypatch.runtime.mixed import stage_maps
@@ -46,22 +49,32 @@ def window_share(z: np.ndarray) -> float:
     return float(all_zero.mean())
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(argv: list[str] | None, doc: str, n: int) -> argparse.Namespace:
+    """``--models`` (comma-separated shared model names) and ``--n`` (held-out crops, default ``n``)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--n", type=int, default=4, help="held-out crops")
-    args = ap.parse_args(argv)
+    ap.add_argument("--n", type=int, default=n, help="held-out crops")
+    return ap.parse_args(argv)
+
+
+def models_on_crops(models: str, n: int) -> Iterator[tuple[str, Graph, Plan, list[dict[str, np.ndarray]]]]:
+    """Each shared model of ``models`` (comma-separated names; SystemExit without TINYPATCH_ASSETS),
+    its MCUNetV2 plan (one recompute stage from the first layer, input outside the arena) and every
+    activation on ``n`` held-out crops, run whole-image at int8."""
     root = assets_dir()
     if root is None:
-        print("set TINYPATCH_ASSETS to the folder holding models/", file=sys.stderr)
-        return 2
-    print("model | map | channels | read by | zero codes s=0/1/2/3 | 4-channel groups all zero s=0/3 | "
-          "3x3 windows all zero s=0/3")
-    for name in args.models.split(","):
+        sys.exit("set TINYPATCH_ASSETS to the folder holding models/")
+    for name in models.split(","):
         g = api.load(str(root / "models" / f"{name}.tflite"))
         plan = api.plan(g, single_stage=True, strategy="recompute", inplace=False, include_input=False).plan
-        xs = list(crops(g.tensors[g.inputs[0]], "evaluation", args.n, 1))
-        acts = [run(g, [x], keep=True) for x in xs]
+        yield name, g, plan, [run(g, [x], keep=True) for x in crops(g.tensors[g.inputs[0]], "evaluation", n, 1)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv, __doc__, 4)
+    print("model | map | channels | read by | zero codes s=0/1/2/3 | 4-channel groups all zero s=0/3 | "
+          "3x3 windows all zero s=0/3")
+    for name, g, plan, acts in models_on_crops(args.models, args.n):
         for t in stage_maps(g, plan, 0):
             zp = int(g.tensors[t].quant.zero_point[0])  # type: ignore[union-attr]
             c = g.tensors[t].shape[3]
