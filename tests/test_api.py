@@ -275,3 +275,21 @@ def test_least_peak_plan_names_a_cheaper_neighbour(capsys):
     text = cli(capsys, "plan", "mcunet-in0")
     assert f"hint: {near.peak - chosen.peak:,} B more SRAM ({near.peak:,} B) runs" in text
     assert f"`--sram {near.peak}B` picks it" in text
+
+
+def test_a_model_without_macs_plans_and_prints():
+    """Two PADs, no MACs: the MAC overhead is 0 (it divided by zero), the front prints, no schedule
+    is named as a cheaper neighbour of itself, and the plan runs exactly."""
+    from rich.console import Console
+
+    from tinypatch.frontends.synth import Builder
+
+    b = Builder("pads", seed=1)
+    x = b.pad(b.input((1, 8, 8, 4)), 1, 1, 1, 1, name="p")
+    graph = b.finish([b.pad(x, 1, 1, 1, 1, name="q")])
+    result = tinypatch.plan(graph)
+    assert result.cost.macs == 0 and result.cost.mac_overhead == 0.0 and result.nearby is None
+    console = Console(record=True, width=160)
+    result.render(console)
+    assert "+0.0%" in console.export_text() and "hint:" not in console.export_text()
+    assert tinypatch.run(graph, result).exact

@@ -16,6 +16,13 @@ from tinypatch.planning.rewrite import base_macs
 from tinypatch.planning.tiles import StageTiling
 
 
+def overhead(macs: float, base: float) -> float:
+    """Extra MACs over ``base`` as a fraction (0 for a model with no MACs at all, as zero extra)."""
+    if base == 0:
+        return 0.0 if macs == 0 else float("inf")
+    return macs / base - 1
+
+
 @dataclass
 class PlanCost:
     """Figures of one plan. Peaks are placed arena high-water marks (16-byte aligned buffers)."""
@@ -34,11 +41,11 @@ class PlanCost:
 
     @property
     def mac_overhead(self) -> float:
-        return self.macs / self.base_macs - 1
+        return overhead(self.macs, self.base_macs)
 
     @property
     def mac_overhead_full_tiles(self) -> float:
-        return self.macs_full_tiles / self.base_macs - 1
+        return overhead(self.macs_full_tiles, self.base_macs)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

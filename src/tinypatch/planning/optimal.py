@@ -171,8 +171,8 @@ class FrontResult:
         def peak(s: Schedule) -> int:
             return s.peak or s.lower_bound
 
-        limit, most = peak(chosen) * (1 + more), self.key(chosen)[0] * (1 - saving)
-        options = [s for s in self.front if peak(s) <= limit and self.key(s)[0] <= most]
+        limit, now = peak(chosen) * (1 + more), self.key(chosen)[0]
+        options = [s for s in self.front if peak(s) <= limit and self.key(s)[0] <= now * (1 - saving) < now]
         return min(options, key=lambda s: (*self.key(s), peak(s)), default=None)
 
     def best_under_overhead(self, max_overhead: float) -> Schedule:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from tinypatch.errors import BudgetError, PlanError
 from tinypatch.ir import Graph
+from tinypatch.planning.cost import overhead
 from tinypatch.planning.latency import cost_model
 from tinypatch.planning.optimal import FrontResult, Schedule, optimal_front
 from tinypatch.planning.tiles import first_local_op
@@ -55,7 +56,7 @@ def choose(result: FrontResult, sram: int | None = None, max_mac_overhead: float
         chosen = result.best_under_sram(sram)
         if max_mac_overhead is not None and chosen.macs > result.baseline.macs * (1 + max_mac_overhead):
             raise BudgetError(f"no schedule fits {sram} B within +{max_mac_overhead:.0%} MACs; the fewest MACs "
-                              f"that fit are +{chosen.macs / result.baseline.macs - 1:.1%}", chosen.peak)
+                              f"that fit are +{overhead(chosen.macs, result.baseline.macs):.1%}", chosen.peak)
         return chosen
     if max_mac_overhead is not None:
         return result.best_under_overhead(max_mac_overhead)

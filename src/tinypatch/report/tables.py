@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tinypatch.analysis.regions import axis_maps
 from tinypatch.ir import Graph
+from tinypatch.planning.cost import overhead
 
 if TYPE_CHECKING:
     from tinypatch.report.layer_memory import MemoryReport
@@ -143,7 +144,7 @@ def plan_tables(console: Console, graph: Graph, chosen: Schedule, cost: PlanCost
         mark = " [bold green]<- chosen[/]" if c is chosen else ""
         inplace = f" ({len(c.plan.inplace)} in place)" if c.plan.inplace else ""
         t.add_row(escape(c.label) + inplace + mark, kb(c.peak or 0), _m(c.macs),
-                  f"{c.macs / result.baseline.macs - 1:+.1%}",
+                  f"{overhead(c.macs, result.baseline.macs):+.1%}",
                   *((_m(round(c.insns or 0)), f"{(c.insns or 0) / result.baseline.insns:.3f}", f"{c.calls:,}")
                     if insns else ()))
     console.print(t)

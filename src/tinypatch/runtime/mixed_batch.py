@@ -25,8 +25,9 @@ piece of a map is a crop of an array shared by tiles (:class:`_Run`):
 
 A stage that is not recompute-only (cached parts, line or window buffers carry values from tile
 to tile) runs on the plan executor's tile loop with the same hook, in an arena holding its inputs
-(:meth:`~tinypatch.runtime.plan_executor.PlanExecutor.run_stage`), so one such stage no longer sends the whole plan there. No arena is
-simulated beyond that: ``tinypatch run --precision`` keeps the plan executor, which measures it.
+(:meth:`~tinypatch.runtime.plan_executor.PlanExecutor.run_stage`), so one such stage no longer sends
+the whole plan there. No arena is simulated beyond that: ``tinypatch run --precision`` keeps the plan
+executor, which measures it.
 """
 
 from __future__ import annotations
@@ -117,8 +118,10 @@ class MixedTiles:
         while k < len(g.ops):
             st = self.stages.get(k)
             if st is not None:
-                loop = self.loop
-                env[st.info.output] = self._stage(st, env) if k in self.own or loop is None else loop.run_stage(k, env)
+                if k in self.own or self.loop is None:  # (no loop: every stage is batched)
+                    env[st.info.output] = self._stage(st, env)
+                else:
+                    env[st.info.output] = self.loop.run_stage(k, env)
                 k = st.stage.end
                 continue
             op = g.ops[k]

@@ -207,15 +207,13 @@ class PlanExecutor:
         return PlanRun(outputs, arena.touched_high_water, arena.size, arena.alignment)
 
     def run_stage(self, start: int, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Patch stage ``start`` alone, on values: ``inputs`` (every tensor its tile ops read from
-        before it, by name) put in a fresh arena at their planned places, the stage run as a whole run
+        """Patch stage ``start`` alone, on values: ``inputs`` (by name; at least the stage's
+        ``info.inputs``, the tensors it reads from before it) put in a fresh arena at their planned places, the stage run as a whole run
         runs it (a mixed-precision hook classifying its tiles); returns its output."""
-        st, g = self.stage_at[start], self.graph
+        st = self.stage_at[start]
         arena, outside = Arena(self.peak, self.placement.alignment), {}
-        made = {g.ops[k].outputs[0] for k in st.info.tile_ops}
-        for t in dict.fromkeys(t for k in st.info.tile_ops for t in g.ops[k].inputs):
-            if t and not g.tensors[t].is_const and t not in made:
-                self._put(arena, outside, t, inputs[t])
+        for t in st.info.inputs:
+            self._put(arena, outside, t, inputs[t])
         self._run_stage(arena, outside, st)
         return np.array(self._get(arena, outside, st.info.output))
 
@@ -1158,7 +1156,7 @@ class _Stream:
         for k, cs in computes.items():
             # columns reading only padding (an explicit PAD's borders) may lead or trail, not split the rest
             body = [n for n, c in enumerate(cs) if c[STEP_LO] < c[STEP_HI]]
-            if not body or body[-1] - body[0] + 1 != len(body) or len(body) < len(cs) and self.window[k] is None \
+            if not body or body[-1] - body[0] + 1 != len(body) or (len(body) < len(cs) and self.window[k] is None) \
                     or any(b[STEP_LO] > a[STEP_HI] for a, b in pairwise(cs)):
                 return None
             reads[k] = (cs[body[0]][STEP_LO], cs[body[-1]][STEP_HI])
